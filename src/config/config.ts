@@ -1,0 +1,150 @@
+/**
+ * Configuration: the environment is read once, here, validated with messages
+ * that name the variable, and handed out as a frozen typed object. Nothing else
+ * in src/ reads process.env.
+ */
+
+import type { Limits } from "../domain/limits";
+
+export type { Limits };
+
+export interface Config {
+  readonly host: string;
+  readonly port: number;
+  /** Unset: run an embedded Postgres in dataDir. */
+  readonly databaseUrl: string | undefined;
+  readonly dataDir: string;
+  /** Unset: no cache. */
+  readonly redisUrl: string | undefined;
+  readonly redisPrefix: string;
+  readonly redlockUrls: readonly string[];
+  readonly pgPoolMax: number;
+  readonly statementTimeoutMs: number;
+  readonly historyRetentionSeconds: number;
+  readonly idempotencyTtlSeconds: number;
+  readonly janitorIntervalMs: number;
+  readonly cacheTtlSeconds: number;
+  readonly cacheLeaseMs: number;
+  readonly cacheMarkerTtlMs: number;
+  readonly redisCommandTimeoutMs: number;
+  readonly shutdownGraceMs: number;
+  readonly logLevel: "debug" | "info" | "warn" | "error";
+  readonly limits: Limits;
+}
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+type Env = Record<string, string | undefined>;
+
+function int(env: Env, name: string, def: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return def;
+  if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(`${name} must be an integer, got ${JSON.stringify(raw)}`);
+  const v = Number(raw.trim());
+  if (!Number.isSafeInteger(v) || v < min || v > max) {
+    throw new ConfigError(`${name} must be between ${min} and ${max}, got ${raw}`);
+  }
+  return v;
+}
+
+function str(env: Env, name: string): string | undefined {
+  const raw = env[name];
+  return raw === undefined || raw.trim() === "" ? undefined : raw.trim();
+}
+
+function url(env: Env, name: string, protocols: readonly string[]): string | undefined {
+  const raw = str(env, name);
+  if (raw === undefined) return undefined;
+  let parsed: URL;
+  try {
+    parsed = new URL(raw);
+  } catch {
+    // Never echo the value: URLs carry passwords.
+    throw new ConfigError(`${name} is not a valid URL`);
+  }
+  if (!protocols.includes(parsed.protocol)) {
+    throw new ConfigError(`${name} must use one of ${protocols.join(", ")} (got ${parsed.protocol})`);
+  }
+  return raw;
+}
+
+/** Reads and validates the environment. Throws ConfigError naming the variable. */
+export function loadConfig(env: Env = process.env): Config {
+  const host = str(env, "AGENTSTATE_HOST") ?? "127.0.0.1";
+  const redisUrl = url(env, "REDIS_URL", ["redis:", "rediss:"]);
+  const redlockRaw = str(env, "REDLOCK_URLS");
+  const redlockUrls = redlockRaw
+    ? redlockRaw.split(",").map((u, i) => {
+        const one = url({ [`REDLOCK_URLS[${i}]`]: u.trim() }, `REDLOCK_URLS[${i}]`, ["redis:", "rediss:"]);
+        if (!one) throw new ConfigError(`REDLOCK_URLS has an empty entry at position ${i}`);
+        return one;
+      })
+    : redisUrl
+      ? [redisUrl]
+      : [];
+  if (![0, 1, 3, 5].includes(redlockUrls.length)) {
+    throw new ConfigError(`REDLOCK_URLS must list 1, 3 or 5 independent Redis masters, got ${redlockUrls.length}`);
+  }
+  const logLevel = str(env, "LOG_LEVEL") ?? "info";
+  if (!["debug", "info", "warn", "error"].includes(logLevel)) {
+    throw new ConfigError(`LOG_LEVEL must be one of debug, info, warn, error, got ${JSON.stringify(logLevel)}`);
+  }
+  const prefix = str(env, "AGENTSTATE_REDIS_PREFIX") ?? "agentstate";
+  if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(prefix)) {
+    throw new ConfigError("AGENTSTATE_REDIS_PREFIX must be 1..64 characters of A-Z a-z 0-9 _ . : -");
+  }
+
+  const maxValueBytes = int(env, "AGENTSTATE_MAX_VALUE_BYTES", 1024 * 1024, 1, 64 * 1024 * 1024);
+  const maxEventBytes = int(env, "AGENTSTATE_MAX_EVENT_BYTES", 1024 * 1024, 1, 64 * 1024 * 1024);
+  const maxAppendBytes = int(env, "AGENTSTATE_MAX_APPEND_BYTES", 4 * 1024 * 1024, 1, 256 * 1024 * 1024);
+  const listMaxLimit = int(env, "AGENTSTATE_LIST_MAX_LIMIT", 1000, 1, 100000);
+  const statementTimeoutMs = int(env, "AGENTSTATE_STATEMENT_TIMEOUT_MS", 5000, 100, 600000);
+  const limits: Limits = Object.freeze({
+    maxKeyBytes: 1024,
+    maxValueBytes,
+    maxContentTypeBytes: 255,
+    maxIdempotencyKeyBytes: 255,
+    maxOwnerBytes: 255,
+    listDefaultLimit: Math.min(100, listMaxLimit),
+    listMaxLimit,
+    maxTtlSeconds: int(env, "AGENTSTATE_MAX_TTL_SECONDS", 10 * 365 * 24 * 3600, 1, 100 * 365 * 24 * 3600),
+    maxEventsPerAppend: int(env, "AGENTSTATE_MAX_EVENTS_PER_APPEND", 1000, 1, 100000),
+    maxEventBytes,
+    maxAppendBytes,
+    // Room for the largest value or batch plus the envelope, so the transport
+    // never refuses what the edge would accept.
+    maxMessageBytes: Math.max(maxValueBytes, maxAppendBytes) + 64 * 1024,
+  });
+
+  const cacheMarkerTtlMs = int(env, "AGENTSTATE_CACHE_MARKER_TTL_MS", 15000, 1000, 3600000);
+  if (cacheMarkerTtlMs < 2 * statementTimeoutMs) {
+    // The write-in-flight marker must outlive any write transaction (guarantee 3).
+    throw new ConfigError(
+      `AGENTSTATE_CACHE_MARKER_TTL_MS (${cacheMarkerTtlMs}) must be at least twice AGENTSTATE_STATEMENT_TIMEOUT_MS (${statementTimeoutMs})`,
+    );
+  }
+
+  return Object.freeze({
+    host,
+    port: int(env, "AGENTSTATE_PORT", 50051, 0, 65535),
+    databaseUrl: url(env, "DATABASE_URL", ["postgres:", "postgresql:"]),
+    dataDir: str(env, "AGENTSTATE_DATA_DIR") ?? ".agentstate",
+    redisUrl,
+    redisPrefix: prefix,
+    redlockUrls: Object.freeze(redlockUrls),
+    pgPoolMax: int(env, "PG_POOL_MAX", 20, 1, 1000),
+    statementTimeoutMs,
+    historyRetentionSeconds: int(env, "AGENTSTATE_HISTORY_RETENTION_SECONDS", 7 * 24 * 3600, 0, 100 * 365 * 24 * 3600),
+    idempotencyTtlSeconds: int(env, "AGENTSTATE_IDEMPOTENCY_TTL_SECONDS", 24 * 3600, 60, 365 * 24 * 3600),
+    janitorIntervalMs: int(env, "AGENTSTATE_JANITOR_INTERVAL_MS", 60000, 100, 24 * 3600 * 1000),
+    cacheTtlSeconds: int(env, "AGENTSTATE_CACHE_TTL_SECONDS", 3600, 1, 30 * 24 * 3600),
+    cacheLeaseMs: int(env, "AGENTSTATE_CACHE_LEASE_MS", 2000, 200, 60000),
+    cacheMarkerTtlMs,
+    redisCommandTimeoutMs: int(env, "AGENTSTATE_REDIS_TIMEOUT_MS", 500, 10, 60000),
+    shutdownGraceMs: int(env, "AGENTSTATE_SHUTDOWN_GRACE_MS", 10000, 0, 600000),
+    logLevel: logLevel as Config["logLevel"],
+    limits,
+  });
+}

@@ -1,0 +1,28 @@
+/**
+ * Compare-and-set rules: whether an expected condition holds for a key's
+ * current state, and what version a write produces. Pure functions, shared by
+ * every store so all of them decide identically.
+ */
+import type { Expected, Item } from "./types";
+
+/** True when `expected` holds for `current` (undefined: the key is absent or expired). */
+export function expectationHolds(expected: Expected, current: Item | undefined): boolean {
+  switch (expected.kind) {
+    case "any":
+      return true;
+    case "absent":
+      return current === undefined;
+    case "version":
+      return current !== undefined && current.version === expected.version;
+  }
+}
+
+/** True when the item has an expiry at or before `now`: it reads as absent. */
+export function isExpired(item: { expireTime: Date | undefined }, now: Date): boolean {
+  return item.expireTime !== undefined && item.expireTime.getTime() <= now.getTime();
+}
+
+/** The version a put produces: a new incarnation starts at 1. */
+export function nextVersion(current: Item | undefined): number {
+  return current === undefined ? 1 : current.version + 1;
+}

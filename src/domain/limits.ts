@@ -1,0 +1,19 @@
+/**
+ * Limits: every bound the edge enforces, as one named setting each. Values come
+ * from configuration; the generated clients mirror them (see README, "Limits").
+ */
+export interface Limits {
+  readonly maxKeyBytes: number;
+  readonly maxValueBytes: number;
+  readonly maxContentTypeBytes: number;
+  readonly maxIdempotencyKeyBytes: number;
+  readonly maxOwnerBytes: number;
+  readonly listDefaultLimit: number;
+  readonly listMaxLimit: number;
+  readonly maxTtlSeconds: number;
+  readonly maxEventsPerAppend: number;
+  readonly maxEventBytes: number;
+  readonly maxAppendBytes: number;
+  readonly maxMessageBytes: number;
+}
+

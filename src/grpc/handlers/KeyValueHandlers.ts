@@ -1,0 +1,68 @@
+/**
+ * gRPC handlers for agentstate.v1.KeyValueService. Each one validates the
+ * request (convert.ts), calls the store through the domain interface, and
+ * stamps the reply with the revision it reflects.
+ */
+import type { Limits } from "../../domain/limits";
+import type { KvStore } from "../../domain/types";
+import type { KeyValueServiceServer } from "../../gen/agentstate/v1/kv";
+import type { Logger } from "../../log/Logger";
+import { decodeCompareAndSet, decodeDelete, decodeGet, decodeList, encodePageToken, itemToPb } from "../convert";
+import { unaryCall } from "../unaryCall";
+
+export function keyValueHandlers(
+  store: KvStore,
+  limits: Limits,
+  log: Logger,
+  shutdown: AbortSignal,
+): KeyValueServiceServer {
+  return {
+    get: unaryCall("Get", log, shutdown, async (req) => {
+      const q = decodeGet(req, limits);
+      const r = await store.get(q.namespace, q.key, q.consistency);
+      return { header: { revision: r.revision }, found: r.item !== undefined, item: r.item && itemToPb(r.item) };
+    }),
+    compareAndSet: unaryCall("CompareAndSet", log, shutdown, async (req) => {
+      const cmd = decodeCompareAndSet(req, limits);
+      const o = await store.write(cmd);
+      return {
+        header: { revision: o.revision },
+        applied: o.applied,
+        item: o.item && itemToPb(o.item),
+        found: o.item !== undefined,
+        replayed: o.replayed,
+      };
+    }),
+    delete: unaryCall("Delete", log, shutdown, async (req) => {
+      const cmd = decodeDelete(req, limits);
+      const o = await store.write(cmd);
+      return {
+        header: { revision: o.revision },
+        applied: o.applied,
+        item: o.item && itemToPb(o.item),
+        found: o.item !== undefined,
+        replayed: o.replayed,
+      };
+    }),
+    list: unaryCall("List", log, shutdown, async (req) => {
+      const q = decodeList(req, limits);
+      const r = await store.list(q);
+      // Keep a page within the message limit: values can make 1000 items far too big.
+      let bytes = 0;
+      let n = 0;
+      for (const it of r.items) {
+        bytes += it.value.length + Buffer.byteLength(it.key) + 128;
+        if (n > 0 && bytes > limits.maxMessageBytes - 64 * 1024) break;
+        n++;
+      }
+      const items = r.items.slice(0, n);
+      const more = r.more || n < r.items.length;
+      const last = items[items.length - 1];
+      return {
+        header: { revision: r.revision },
+        items: items.map(itemToPb),
+        nextPageToken: more && last ? encodePageToken(q.namespace, q.prefix, last.key) : "",
+      };
+    }),
+  };
+}

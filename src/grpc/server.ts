@@ -1,0 +1,113 @@
+/**
+ * The gRPC server: agentstate.v1 services, grpc.health.v1 health and server
+ * reflection (descriptors loaded at run time from the same protos with
+ * @grpc/proto-loader, so grpcurl needs no proto files). Message size limits
+ * come from the configured limits so the transport never refuses what the
+ * edge would accept.
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { Server, ServerCredentials } from "@grpc/grpc-js";
+import type { PackageDefinition } from "@grpc/proto-loader";
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { FileDescriptorProtoSchema, FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
+import { ReflectionService } from "@grpc/reflection";
+import { HealthImplementation } from "grpc-health-check";
+import type { Limits } from "../domain/limits";
+import type { KvStore } from "../domain/types";
+import { EventServiceService } from "../gen/agentstate/v1/event";
+import { KeyValueServiceService } from "../gen/agentstate/v1/kv";
+import { LockServiceService } from "../gen/agentstate/v1/lock";
+import type { Logger } from "../log/Logger";
+import { keyValueHandlers } from "./handlers/KeyValueHandlers";
+import { unimplementedHandlers } from "./handlers/unimplementedHandlers";
+
+export const SERVICE_NAMES = [
+  "agentstate.v1.KeyValueService",
+  "agentstate.v1.LockService",
+  "agentstate.v1.EventService",
+] as const;
+
+/** The descriptor set built from proto/ by `npm run gen`, copied into the build. */
+export const DESCRIPTOR_SET = join(__dirname, "..", "gen", "agentstate.binpb");
+export const HEALTH_DESCRIPTOR_SET = join(__dirname, "..", "gen", "health.binpb");
+
+/**
+ * A package definition for @grpc/reflection holding the exact file
+ * descriptors buf compiled (well-known types included). Going through
+ * proto-loader's own descriptors loses the well-known types' files and map
+ * entries, which breaks grpcurl (grpc-node issue 2958).
+ */
+function reflectionPackage(sets: string[]): PackageDefinition {
+  const fileDescriptorProtos = sets.flatMap((p) =>
+    fromBinary(FileDescriptorSetSchema, readFileSync(p)).file.map((f) => Buffer.from(toBinary(FileDescriptorProtoSchema, f))),
+  );
+  return { descriptors: { format: "", fileDescriptorProtos } } as unknown as PackageDefinition;
+}
+
+export interface ServerDeps {
+  kv: KvStore;
+  limits: Limits;
+  log: Logger;
+}
+
+export class AgentstateServer {
+  readonly grpc: Server;
+  readonly health: HealthImplementation;
+  private readonly shutdownController = new AbortController();
+
+  constructor(deps: ServerDeps) {
+    this.grpc = new Server({
+      "grpc.max_receive_message_length": deps.limits.maxMessageBytes,
+      "grpc.max_send_message_length": deps.limits.maxMessageBytes,
+      "grpc.keepalive_permit_without_calls": 1,
+    });
+    const signal = this.shutdownController.signal;
+    this.grpc.addService(KeyValueServiceService, keyValueHandlers(deps.kv, deps.limits, deps.log, signal));
+    this.grpc.addService(LockServiceService, unimplementedHandlers(LockServiceService, "locks"));
+    this.grpc.addService(EventServiceService, unimplementedHandlers(EventServiceService, "event streams"));
+
+    this.health = new HealthImplementation({ "": "NOT_SERVING", ...Object.fromEntries(SERVICE_NAMES.map((s) => [s, "NOT_SERVING"])) });
+    this.health.addToServer(this.grpc);
+
+    // Descriptors come from the descriptor set `npm run gen` builds from proto/
+    // (it includes the well-known types as files, which reflection clients need).
+    new ReflectionService(reflectionPackage([DESCRIPTOR_SET, HEALTH_DESCRIPTOR_SET])).addToServer(this.grpc);
+  }
+
+  /** Binds and starts serving; resolves with the bound "host:port". */
+  async listen(host: string, port: number): Promise<string> {
+    const target = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+    const bound = await new Promise<number>((resolve, reject) =>
+      this.grpc.bindAsync(target, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    );
+    this.setServing(true);
+    return host.includes(":") ? `[${host}]:${bound}` : `${host}:${bound}`;
+  }
+
+  setServing(serving: boolean): void {
+    const s = serving ? "SERVING" : "NOT_SERVING";
+    this.health.setStatus("", s);
+    for (const name of SERVICE_NAMES) this.health.setStatus(name, s);
+  }
+
+  /**
+   * Graceful shutdown: report NOT_SERVING, stop taking calls, end long waits
+   * with UNAVAILABLE (via the shutdown signal), let in-flight calls drain for
+   * up to graceMs, then cut what is left.
+   */
+  async shutdown(graceMs: number): Promise<void> {
+    this.setServing(false);
+    this.shutdownController.abort(new Error("server shutting down"));
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.grpc.forceShutdown();
+        resolve();
+      }, graceMs);
+      this.grpc.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+}

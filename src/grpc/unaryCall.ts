@@ -1,0 +1,69 @@
+/**
+ * Wraps a unary handler: assigns a request id (the caller's x-request-id when
+ * it is sane, a fresh one otherwise), logs one structured line per call with
+ * its status and duration, records metrics, and turns whatever the handler
+ * throws into a gRPC status through toGrpcError. Handlers stay four steps:
+ * validate, call the domain, (errors mapped here), stamp the revision.
+ */
+import { randomUUID } from "node:crypto";
+import { performance } from "node:perf_hooks";
+import { Metadata, status, type sendUnaryData, type ServerUnaryCall } from "@grpc/grpc-js";
+import type { Logger } from "../log/Logger";
+import { toGrpcError } from "./toGrpcError";
+
+export interface CallContext {
+  requestId: string;
+  log: Logger;
+  /** Aborted when the caller cancels, the deadline passes, or the server shuts down. */
+  signal: AbortSignal;
+}
+
+export function requestIdOf(md: Metadata): string {
+  const v = md.get("x-request-id")[0];
+  return typeof v === "string" && /^[A-Za-z0-9._:-]{1,128}$/.test(v) ? v : randomUUID();
+}
+
+export function unaryCall<Req, Res>(
+  rpc: string,
+  baseLog: Logger,
+  shutdown: AbortSignal,
+  fn: (req: Req, ctx: CallContext) => Promise<Res>,
+) {
+  return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
+    const started = performance.now();
+    const requestId = requestIdOf(call.metadata);
+    const log = baseLog.child({ request_id: requestId, rpc });
+    const ac = new AbortController();
+    const onCancel = () => ac.abort(new Error("cancelled"));
+    call.on("cancelled", onCancel);
+    const onShutdown = () => ac.abort(new Error("shutdown"));
+    shutdown.addEventListener("abort", onShutdown, { once: true });
+    const md = new Metadata();
+    md.set("x-request-id", requestId);
+    call.sendMetadata(md);
+    const finish = (code: status) => {
+      shutdown.removeEventListener("abort", onShutdown);
+      call.removeListener("cancelled", onCancel);
+      log.info("rpc", { code: status[code], ms: Math.round((performance.now() - started) * 100) / 100 });
+    };
+    let req: Req;
+    try {
+      req = call.request;
+    } catch (err) {
+      finish(status.INTERNAL);
+      callback(toGrpcError(err, log));
+      return;
+    }
+    fn(req, { requestId, log, signal: ac.signal }).then(
+      (res) => {
+        finish(status.OK);
+        callback(null, res);
+      },
+      (err: unknown) => {
+        const e = toGrpcError(err, log);
+        finish(e.code);
+        callback(e);
+      },
+    );
+  };
+}

@@ -1,0 +1,84 @@
+/**
+ * Entry point: read configuration, connect to Postgres (or start the embedded
+ * one), apply migrations, wire the stores, serve gRPC, and shut down gracefully
+ * on SIGTERM/SIGINT.
+ */
+import { join } from "node:path";
+import { ConfigError, loadConfig } from "./config/config";
+import { EmbeddedPostgres } from "./embedded/EmbeddedPostgres";
+import { AgentstateServer } from "./grpc/server";
+import { Logger } from "./log/Logger";
+import { createPool } from "./store/postgres/createPool";
+import { Janitor } from "./store/postgres/Janitor";
+import { migrate } from "./store/postgres/migrate";
+import { PostgresKvStore } from "./store/postgres/PostgresKvStore";
+import { buildKvStore } from "./store/buildKvStore";
+
+export const MIGRATIONS_DIR = join(__dirname, "..", "migrations");
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(JSON.stringify({ level: "error", msg: "invalid configuration", error: err.message }) + "\n");
+      process.exit(2);
+    }
+    throw err;
+  }
+  const log = new Logger(config.logLevel, { service: "agentstate", pid: process.pid });
+  process.on("unhandledRejection", (err) => {
+    const e = err instanceof Error ? err : new Error(String(err));
+    log.error("unhandled rejection", { error: e.message, stack: e.stack });
+  });
+
+  const embedded = config.databaseUrl === undefined ? await EmbeddedPostgres.start(config.dataDir, log) : undefined;
+  const databaseUrl = config.databaseUrl ?? embedded!.url;
+  const pool = createPool({ connectionString: databaseUrl, max: config.pgPoolMax, statementTimeoutMs: config.statementTimeoutMs });
+  const applied = await migrate(pool, MIGRATIONS_DIR);
+  if (applied.length > 0) log.info("migrations applied", { applied });
+
+  const pgStore = new PostgresKvStore(pool);
+  const kv = await buildKvStore(config, pool, pgStore, log);
+  const janitor = new Janitor(
+    pool,
+    {
+      intervalMs: config.janitorIntervalMs,
+      historyRetentionSeconds: config.historyRetentionSeconds,
+      idempotencyTtlSeconds: config.idempotencyTtlSeconds,
+    },
+    log,
+  );
+  janitor.start();
+
+  const server = new AgentstateServer({ kv: kv.store, limits: config.limits, log });
+  const address = await server.listen(config.host, config.port);
+  log.info("listening", {
+    address,
+    database: embedded ? "embedded" : "external",
+    cache: config.redisUrl ? "redis" : "off",
+  });
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info("shutting down", { signal });
+    await server.shutdown(config.shutdownGraceMs);
+    await janitor.stop();
+    await kv.close();
+    await pool.end().catch(() => undefined);
+    if (embedded) await embedded.stop().catch(() => undefined);
+    log.info("stopped");
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+  process.on("SIGINT", () => void stop("SIGINT"));
+}
+
+main().catch((err: unknown) => {
+  const e = err instanceof Error ? err : new Error(String(err));
+  process.stderr.write(JSON.stringify({ level: "error", msg: "failed to start", error: e.message, stack: e.stack }) + "\n");
+  process.exit(1);
+});

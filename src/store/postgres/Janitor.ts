@@ -1,0 +1,71 @@
+/**
+ * Janitor: bounded background upkeep so nothing grows without bound. Removes
+ * expired keys (each removal is a logged change with its own revision), trims
+ * the history log past its retention and forgets old idempotency records.
+ * Work is done in small batches so it never blocks writers for long; every
+ * replica may run it (rows are taken with SKIP LOCKED or deleted idempotently).
+ */
+import type { Pool } from "pg";
+import type { Logger } from "../../log/Logger";
+import { sql } from "./sql";
+
+export interface JanitorOptions {
+  intervalMs: number;
+  historyRetentionSeconds: number;
+  idempotencyTtlSeconds: number;
+  batchSize?: number;
+}
+
+export class Janitor {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+
+  constructor(
+    private readonly pool: Pool,
+    private readonly opts: JanitorOptions,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    const tick = () => {
+      this.running = this.runOnce()
+        .then(() => undefined)
+        .catch((err: unknown) => this.log.warn("janitor pass failed", { error: (err as Error).message }))
+        .finally(() => {
+          this.running = undefined;
+          if (this.timer !== undefined) this.timer = setTimeout(tick, this.opts.intervalMs).unref();
+        });
+    };
+    this.timer = setTimeout(tick, Math.min(this.opts.intervalMs, 1000)).unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.running;
+  }
+
+  /** One full pass; returns how many rows each step removed. */
+  async runOnce(): Promise<{ expired: number; history: number; idempotency: number }> {
+    const batch = this.opts.batchSize ?? 500;
+    const drain = async (fn: () => Promise<number>) => {
+      let total = 0;
+      for (let i = 0; i < 100; i++) {
+        const n = await fn();
+        total += n;
+        if (n < batch) break;
+      }
+      return total;
+    };
+    const expired = await drain(async () => (await this.pool.query<{ removed: number }>(sql("kv_expire_sweep"), [batch])).rows[0]?.removed ?? 0);
+    const history =
+      this.opts.historyRetentionSeconds > 0
+        ? await drain(async () => (await this.pool.query(sql("history_trim"), [this.opts.historyRetentionSeconds, batch])).rowCount ?? 0)
+        : 0;
+    const idempotency = await drain(
+      async () => (await this.pool.query(sql("idempotency_trim"), [this.opts.idempotencyTtlSeconds, batch])).rowCount ?? 0,
+    );
+    if (expired + history + idempotency > 0) this.log.debug("janitor pass", { expired, history, idempotency });
+    return { expired, history, idempotency };
+  }
+}

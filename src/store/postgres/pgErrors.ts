@@ -1,0 +1,44 @@
+/**
+ * Translates driver errors into domain errors: lost or refused connections and
+ * a database that is shutting down become UNAVAILABLE; a statement timeout
+ * becomes DEADLINE_EXCEEDED. Anything else is rethrown unchanged (a bug).
+ */
+import { AppError, DeadlineExceededError, UnavailableError } from "../../errors/errors";
+
+const UNAVAILABLE_SQLSTATES = new Set([
+  "57P01", // admin_shutdown
+  "57P02", // crash_shutdown
+  "57P03", // cannot_connect_now
+  "53300", // too_many_connections
+  "08000",
+  "08003",
+  "08006",
+  "08001",
+  "08004",
+  "25006", // read_only_sql_transaction (a standby)
+]);
+
+const NETWORK_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "ENOTFOUND", "EHOSTUNREACH"]);
+
+export function isRetryableConflict(err: unknown): boolean {
+  const code = (err as { code?: string }).code;
+  return code === "40P01" || code === "40001";
+}
+
+export function translatePgError(err: unknown): unknown {
+  if (err instanceof AppError) return err;
+  const e = err as { code?: string; message?: string };
+  if (e.code === "57014") return new DeadlineExceededError("database statement timed out");
+  if (e.code !== undefined && (UNAVAILABLE_SQLSTATES.has(e.code) || NETWORK_CODES.has(e.code))) {
+    return new UnavailableError("database unavailable");
+  }
+  const msg = e.message ?? "";
+  if (
+    /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|not queryable/i.test(
+      msg,
+    )
+  ) {
+    return new UnavailableError("database unavailable");
+  }
+  return err;
+}
