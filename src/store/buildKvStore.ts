@@ -2,18 +2,70 @@
  * Chooses the key-value store for the configuration: Postgres alone, or
  * Postgres behind the Redis cache when REDIS_URL is set.
  */
+import Redis from "ioredis";
 import type { Pool } from "pg";
 import type { Config } from "../config/config";
 import type { KvStore } from "../domain/types";
 import type { Logger } from "../log/Logger";
 import type { PostgresKvStore } from "./postgres/PostgresKvStore";
+import { CachedKvStore } from "./redis/CachedKvStore";
+import { CacheEpoch } from "./redis/CacheEpoch";
+import { defineCacheScripts } from "./redis/cacheScripts";
 
 export interface BuiltKvStore {
   store: KvStore;
+  cache: CachedKvStore | undefined;
   close(): Promise<void>;
 }
 
-export async function buildKvStore(config: Config, _pool: Pool, pg: PostgresKvStore, _log: Logger): Promise<BuiltKvStore> {
-  void config;
-  return { store: pg, close: async () => undefined };
+/** Eviction policies that could evict write-in-flight markers (kept without a TTL). */
+const UNSAFE_POLICIES = /^allkeys-/;
+
+export async function buildKvStore(config: Config, pool: Pool, pg: PostgresKvStore, log: Logger): Promise<BuiltKvStore> {
+  if (!config.redisUrl) return { store: pg, cache: undefined, close: async () => undefined };
+  const redis = new Redis(config.redisUrl, {
+    // Fail fast instead of queueing: a request never waits on a Redis that is down.
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
+    commandTimeout: config.redisCommandTimeoutMs,
+    connectTimeout: Math.max(1000, config.redisCommandTimeoutMs * 4),
+    retryStrategy: (times) => Math.min(50 * times, 1000),
+    lazyConnect: true,
+  });
+  const clog = log.child({ component: "cache" });
+  redis.on("error", (err: Error) => clog.debug("redis error", { error: err.message }));
+  redis.on("ready", () => clog.info("redis connected"));
+  redis.on("close", () => clog.debug("redis connection closed"));
+  try {
+    await redis.connect();
+    const policy = (await redis.config("GET", "maxmemory-policy").catch(() => [])) as string[];
+    if (policy[1] && UNSAFE_POLICIES.test(policy[1])) {
+      clog.error("cache disabled: redis maxmemory-policy may evict write markers; use noeviction or volatile-*", {
+        policy: policy[1],
+      });
+      redis.disconnect();
+      return { store: pg, cache: undefined, close: async () => undefined };
+    }
+  } catch (err) {
+    clog.warn("redis unreachable at start; serving from postgres until it is back", { error: (err as Error).message });
+  }
+  const scripts = defineCacheScripts(redis);
+  const epoch = new CacheEpoch(pool, redis, { leaseMs: config.cacheLeaseMs, markerTtlMs: config.cacheMarkerTtlMs, prefix: config.redisPrefix }, clog);
+  epoch.start();
+  const cache = new CachedKvStore(
+    pg,
+    scripts,
+    epoch,
+    { cacheTtlMs: config.cacheTtlSeconds * 1000, markerTtlMs: config.cacheMarkerTtlMs, statementTimeoutMs: config.statementTimeoutMs },
+    clog,
+  );
+  return {
+    store: cache,
+    cache,
+    close: async () => {
+      epoch.stop();
+      redis.disconnect();
+    },
+  };
 }

@@ -14,6 +14,7 @@ import type {
   KvStore,
   ListQuery,
   ListResult,
+  ReadConsistency,
   ReadResult,
   WriteCommand,
   WriteOutcome,
@@ -47,7 +48,7 @@ const MAX_CONFLICT_RETRIES = 5;
 export class PostgresKvStore implements KvStore {
   constructor(private readonly pool: Pool) {}
 
-  async get(namespace: string, key: string): Promise<ReadResult> {
+  async get(namespace: string, key: string, _consistency?: ReadConsistency): Promise<ReadResult> {
     const res = await this.query<KvRow & { db_now: Date; store_revision: number }>(sql("kv_get"), [
       namespace,
       keyBytes(key),

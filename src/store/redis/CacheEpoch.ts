@@ -1,0 +1,175 @@
+/**
+ * CacheEpoch: decides whether this replica may trust the Redis cache right now.
+ *
+ * The cache is split into epochs, numbered by Postgres (agentstate_state.
+ * cache_epoch). Every Redis key carries the epoch; a new epoch starts with an
+ * empty cache. The epoch moves when
+ *  - a write could not mark its key in Redis (Redis down, slow, or lost data):
+ *    the write bumps the epoch in its own transaction, then waits out the
+ *    leases below before it is acknowledged;
+ *  - Redis lost data (flush, restart, failover): the epoch's `alive` key is
+ *    gone or carries another Redis run id.
+ *
+ * A replica serves from the cache only while it holds a lease: it re-reads the
+ * epoch from Postgres every lease/3, and the lease lasts `leaseMs` from the
+ * moment the read was sent. A new epoch is also "young" for `markerTtlMs`
+ * (the write-in-flight marker TTL, which bounds every write transaction):
+ * while young nobody hits or fills, so writes that began in an older epoch
+ * (whose markers may be lost) have committed or aborted before the cache is
+ * filled again.
+ */
+import { randomBytes } from "node:crypto";
+import { performance } from "node:perf_hooks";
+import type Redis from "ioredis";
+import type { Pool } from "pg";
+import type { Logger } from "../../log/Logger";
+import { sql } from "../postgres/sql";
+
+export interface CacheEpochOptions {
+  leaseMs: number;
+  markerTtlMs: number;
+  prefix: string;
+}
+
+export class CacheEpoch {
+  private epoch = 0;
+  private leaseUntil = 0;
+  private matureAt = Infinity;
+  private runId: string | undefined;
+  private aliveOk = false;
+  private timer: NodeJS.Timeout | undefined;
+  private refreshing: Promise<void> | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly pool: Pool,
+    private readonly redis: Redis,
+    private readonly opts: CacheEpochOptions,
+    private readonly log: Logger,
+  ) {
+    // A reconnect may be a different Redis (restart, failover): forget what we
+    // knew until the run id has been read again.
+    redis.on("close", () => {
+      this.runId = undefined;
+      this.aliveOk = false;
+    });
+    redis.on("ready", () => void this.refresh());
+  }
+
+  start(): void {
+    const tick = () => {
+      if (this.closed) return;
+      void this.refresh().finally(() => {
+        if (!this.closed) this.timer = setTimeout(tick, Math.max(50, Math.floor(this.opts.leaseMs / 3))).unref();
+      });
+    };
+    tick();
+  }
+
+  stop(): void {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+  }
+
+  /** True when cache hits and fills are safe now. */
+  canServe(): boolean {
+    const now = performance.now();
+    return this.aliveOk && this.runId !== undefined && now < this.leaseUntil && now >= this.matureAt;
+  }
+
+  /** True when writers can mark keys in the current epoch. */
+  canMark(): boolean {
+    return this.aliveOk && this.runId !== undefined && this.redis.status === "ready";
+  }
+
+  /** The value the epoch's alive key must hold; scripts refuse to run otherwise. */
+  aliveValue(): string {
+    return `${this.epoch}:${this.runId ?? "?"}`;
+  }
+
+  keyBase(): string {
+    return `${this.opts.prefix}:c:${this.epoch}`;
+  }
+
+  aliveKey(): string {
+    return `${this.keyBase()}:alive`;
+  }
+
+  /** A script found the alive key missing or different: stop trusting the cache and re-check now. */
+  distrust(): void {
+    this.aliveOk = false;
+    void this.refresh();
+  }
+
+  /**
+   * How long a write that bumped the epoch must wait after commit before it
+   * is acknowledged, so every lease on an epoch that could have served reads
+   * has expired. `prevAgeMs` is the replaced epoch's age at the bump.
+   */
+  waitAfterBumpMs(prevAgeMs: number): number {
+    const margin = 50 + this.opts.leaseMs / 10;
+    if (prevAgeMs >= this.opts.markerTtlMs) return this.opts.leaseMs + margin;
+    // The replaced epoch was still young (nobody served from it); only leases
+    // on older epochs can be live, and they expire leaseMs after it began.
+    return Math.max(0, this.opts.leaseMs - prevAgeMs) + margin;
+  }
+
+  refresh(): Promise<void> {
+    if (!this.refreshing) {
+      this.refreshing = this.doRefresh()
+        .catch((err: unknown) => {
+          this.log.debug("cache epoch refresh failed", { error: (err as Error).message });
+        })
+        .finally(() => {
+          this.refreshing = undefined;
+        });
+    }
+    return this.refreshing;
+  }
+
+  private async doRefresh(): Promise<void> {
+    const sent = performance.now();
+    const r = await this.pool.query<{ cache_epoch: number; age_ms: number }>(sql("cache_epoch_read"), []);
+    const row = r.rows[0];
+    if (!row) return;
+    const got = performance.now();
+    if (row.cache_epoch !== this.epoch) {
+      this.aliveOk = false;
+      this.epoch = row.cache_epoch;
+    }
+    this.leaseUntil = sent + this.opts.leaseMs;
+    this.matureAt = got + Math.max(0, this.opts.markerTtlMs - row.age_ms);
+    const young = row.age_ms < this.opts.markerTtlMs;
+
+    if (this.redis.status !== "ready") {
+      this.aliveOk = false;
+      return;
+    }
+    if (this.runId === undefined) {
+      const info = await this.redis.info("server");
+      const m = /run_id:([0-9a-f]+)/.exec(info);
+      this.runId = m?.[1] ?? randomBytes(20).toString("hex");
+    }
+    const want = this.aliveValue();
+    const key = this.aliveKey();
+    let alive = await this.redis.get(key);
+    if (alive === null && young) {
+      await this.redis.set(key, want, "NX");
+      alive = await this.redis.get(key);
+    }
+    if (alive === want) {
+      this.aliveOk = true;
+      return;
+    }
+    // The epoch is mature but Redis no longer holds its alive key (or holds
+    // another Redis's): Redis lost or replaced data. Start a new epoch.
+    this.aliveOk = false;
+    const bumped = await this.pool.query(sql("cache_epoch_bump"), [row.cache_epoch]);
+    this.log.warn("cache epoch moved: redis does not hold this epoch (first start, flush, restart or failover)", {
+      from_epoch: row.cache_epoch,
+      bumped: bumped.rowCount === 1,
+    });
+    // Pick up the new epoch promptly (the next tick would too).
+    setTimeout(() => void this.refresh(), 10).unref();
+  }
+}

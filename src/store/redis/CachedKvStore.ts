@@ -1,0 +1,237 @@
+/**
+ * CachedKvStore: Postgres behind a Redis write-through cache whose reads are
+ * never older than the latest acknowledged write (guarantee 3).
+ *
+ * Protocol (the Lua scripts in ./lua state each step's contract):
+ *  - A write marks its key in flight (cacheBeginWrite: marker, entry dropped,
+ *    fill tokens voided) before its transaction, commits, then installs the
+ *    new state (cacheEndWrite) before it answers. If it cannot mark the key,
+ *    it moves the cache epoch in its transaction and waits out the leases
+ *    (see CacheEpoch) before answering.
+ *  - A read is served from Redis only when this replica holds a lease on a
+ *    mature epoch and no write is in flight on the key. On a miss it reads
+ *    Postgres and fills only with the fill token it got at the miss, which any
+ *    write beginning or ending in between has voided.
+ *  - A write never commits after its marker's expiry (commit deadline), and
+ *    statement timeouts bound every statement.
+ * Redis errors never fail a request: reads fall back to Postgres, writes take
+ * the epoch path. List always reads Postgres.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { performance } from "node:perf_hooks";
+import type Redis from "ioredis";
+import type { Item, KvStore, ListQuery, ListResult, ReadConsistency, ReadResult, WriteCommand, WriteOutcome } from "../../domain/types";
+import { FailedPreconditionError, InvalidArgumentError } from "../../errors/errors";
+import type { Logger } from "../../log/Logger";
+import type { PostgresKvStore } from "../postgres/PostgresKvStore";
+import type { CacheEpoch } from "./CacheEpoch";
+import type { CacheCommands } from "./cacheScripts";
+
+export interface CachedKvStoreOptions {
+  cacheTtlMs: number;
+  markerTtlMs: number;
+  statementTimeoutMs: number;
+}
+
+interface EntryMeta {
+  /** Absent when the entry records that the key does not exist. */
+  i?: {
+    ct: string;
+    ver: number;
+    cr: number;
+    mr: number;
+    ctm: number;
+    utm: number;
+    etm: number | null;
+  };
+}
+
+export interface CacheStats {
+  hits: number;
+  misses: number;
+  bypasses: number;
+  fills: number;
+  errors: number;
+}
+
+export class CachedKvStore implements KvStore {
+  readonly stats: CacheStats = { hits: 0, misses: 0, bypasses: 0, fills: 0, errors: 0 };
+
+  constructor(
+    private readonly pg: PostgresKvStore,
+    private readonly redis: Redis & CacheCommands,
+    private readonly epoch: CacheEpoch,
+    private readonly opts: CachedKvStoreOptions,
+    private readonly log: Logger,
+  ) {}
+
+  list(query: ListQuery): Promise<ListResult> {
+    return this.pg.list(query);
+  }
+
+  async get(namespace: string, key: string, consistency: ReadConsistency): Promise<ReadResult> {
+    if (consistency === "database" || !this.epoch.canServe()) return this.pg.get(namespace, key, consistency);
+    const keys = this.keysFor(namespace, key);
+    const alive = this.epoch.aliveValue();
+    let token: string;
+    try {
+      const r = (await this.redis.cacheReadBuffer(...keys, alive, randomBytes(12).toString("hex"), String(this.opts.markerTtlMs))) as
+        | [number]
+        | [number, Buffer, Buffer, Buffer]
+        | [number, Buffer];
+      const code = r[0];
+      if (code === -1) {
+        this.epoch.distrust();
+        return this.pg.get(namespace, key, consistency);
+      }
+      if (code === 0) {
+        this.stats.bypasses++;
+        return this.pg.get(namespace, key, consistency);
+      }
+      if (code === 1) {
+        // Re-check the lease: the reply must not be older than it.
+        if (this.epoch.canServe()) {
+          this.stats.hits++;
+          return decodeEntry(key, r[1]!, r[2] as Buffer, (r as [number, Buffer, Buffer, Buffer])[3]);
+        }
+        return this.pg.get(namespace, key, consistency);
+      }
+      token = (r[1] as Buffer).toString();
+    } catch (err) {
+      this.stats.errors++;
+      this.log.debug("cache read failed", { error: (err as Error).message });
+      return this.pg.get(namespace, key, consistency);
+    }
+    this.stats.misses++;
+    const res = await this.pg.get(namespace, key, consistency);
+    const [meta, bytes] = encodeEntry(res.item);
+    try {
+      const filled = await this.redis.cacheFill(...keys, alive, token, String(res.revision), meta, bytes, String(this.entryTtlMs(res.item)));
+      if (filled === 1) this.stats.fills++;
+      else if (filled === -1) this.epoch.distrust();
+    } catch (err) {
+      this.stats.errors++;
+      this.log.debug("cache fill failed", { error: (err as Error).message });
+    }
+    return res;
+  }
+
+  async write(cmd: WriteCommand): Promise<WriteOutcome> {
+    const keys = this.keysFor(cmd.namespace, cmd.key);
+    const writerId = randomBytes(12).toString("hex");
+    const started = performance.now();
+    const alive = this.epoch.aliveValue();
+    let marked = false;
+    if (this.epoch.canMark()) {
+      try {
+        const r = await this.redis.cacheBeginWrite(...keys, alive, writerId, String(this.opts.markerTtlMs));
+        marked = r === 1;
+        if (r === -1) this.epoch.distrust();
+      } catch (err) {
+        this.stats.errors++;
+        this.log.debug("cache mark failed", { error: (err as Error).message });
+      }
+    }
+    if (!marked) {
+      const out = await this.pg.writeWithHooks(cmd, { bumpCacheEpoch: true });
+      if (out.epochBump) {
+        const wait = this.epoch.waitAfterBumpMs(out.epochBump.prevAgeMs);
+        this.log.debug("cache epoch bumped by a write", { epoch: out.epochBump.epoch, wait_ms: Math.round(wait) });
+        void this.epoch.refresh();
+        await sleep(wait);
+      }
+      const { epochBump: _ignored, ...outcome } = out;
+      return outcome;
+    }
+    // Leave room for the slowest COMMIT (bounded by the statement timeout) inside the marker's life.
+    const commitDeadline = started + this.opts.markerTtlMs - this.opts.statementTimeoutMs;
+    let out;
+    try {
+      out = await this.pg.writeWithHooks(cmd, { commitDeadline });
+    } catch (err) {
+      // Refused before COMMIT was sent: nothing changed, clear the marker now.
+      // Any other failure may hide a commit; the marker then simply expires.
+      if (err instanceof FailedPreconditionError || err instanceof InvalidArgumentError) {
+        await this.redis.cacheEndWrite(...keys, alive, writerId, "0", "{}", Buffer.alloc(0), "1").catch(() => undefined);
+      }
+      throw err;
+    }
+    const { epochBump: _ignored, ...outcome } = out;
+    const changed = outcome.applied && !outcome.replayed && (cmd.op === "put" || outcome.item !== undefined);
+    const installed = changed ? (cmd.op === "put" ? outcome.item : undefined) : undefined;
+    const [meta, bytes] = encodeEntry(installed);
+    try {
+      const r = await this.redis.cacheEndWrite(
+        ...keys,
+        alive,
+        writerId,
+        changed ? String(outcome.revision) : "0",
+        meta,
+        bytes,
+        String(this.entryTtlMs(installed)),
+      );
+      if (r === -1) this.epoch.distrust();
+    } catch (err) {
+      // Harmless: the marker keeps readers on Postgres until it expires.
+      this.stats.errors++;
+      this.log.debug("cache end-write failed", { error: (err as Error).message });
+    }
+    return outcome;
+  }
+
+  private entryTtlMs(item: Item | undefined): number {
+    let ttl = this.opts.cacheTtlMs;
+    if (item?.expireTime) ttl = Math.min(ttl, item.expireTime.getTime() - Date.now());
+    return Math.max(1, Math.floor(ttl));
+  }
+
+  private keysFor(namespace: string, key: string): [string, string, string, string, string] {
+    // Hash the namespace and key: fixed-size Redis keys, and no braces from
+    // user input can change the hash slot.
+    const h = createHash("sha256").update(namespace).update("\0").update(key).digest("base64url");
+    const base = `${this.epoch.keyBase()}:{${h}}`;
+    return [this.epoch.aliveKey(), `${base}:e`, `${base}:w`, `${base}:t`, `${base}:lw`];
+  }
+}
+
+function encodeEntry(item: Item | undefined): [string, Buffer] {
+  if (!item) return [JSON.stringify({} satisfies EntryMeta), Buffer.alloc(0)];
+  const meta: EntryMeta = {
+    i: {
+      ct: item.contentType,
+      ver: item.version,
+      cr: item.createRevision,
+      mr: item.modRevision,
+      ctm: item.createTime.getTime(),
+      utm: item.updateTime.getTime(),
+      etm: item.expireTime ? item.expireTime.getTime() : null,
+    },
+  };
+  return [JSON.stringify(meta), item.value];
+}
+
+function decodeEntry(key: string, rev: Buffer, metaBuf: Buffer, bytes: Buffer): ReadResult {
+  const revision = Number(rev.toString());
+  const meta = JSON.parse(metaBuf.toString()) as EntryMeta;
+  if (!meta.i) return { item: undefined, revision };
+  const expireTime = meta.i.etm === null ? undefined : new Date(meta.i.etm);
+  if (expireTime && expireTime.getTime() <= Date.now()) return { item: undefined, revision };
+  return {
+    item: {
+      key,
+      value: bytes,
+      contentType: meta.i.ct,
+      version: meta.i.ver,
+      createRevision: meta.i.cr,
+      modRevision: meta.i.mr,
+      createTime: new Date(meta.i.ctm),
+      updateTime: new Date(meta.i.utm),
+      expireTime,
+    },
+    revision,
+  };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

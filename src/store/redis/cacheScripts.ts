@@ -1,0 +1,29 @@
+/**
+ * Registers the cache's Lua scripts (./lua/<name>-<numKeys>.lua, each opening
+ * with its KEYS/ARGV/result contract) on an ioredis client with defineCommand.
+ * The files are copied into the build and read from there.
+ */
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import type Redis from "ioredis";
+
+type Arg = string | Buffer;
+
+export interface CacheCommands {
+  cacheRead(...args: Arg[]): Promise<unknown>;
+  cacheReadBuffer(...args: Arg[]): Promise<unknown>;
+  cacheFill(...args: Arg[]): Promise<number>;
+  cacheBeginWrite(...args: Arg[]): Promise<number>;
+  cacheEndWrite(...args: Arg[]): Promise<number>;
+}
+
+export const LUA_DIR = join(__dirname, "lua");
+
+export function defineCacheScripts(redis: Redis): Redis & CacheCommands {
+  for (const file of readdirSync(LUA_DIR)) {
+    const m = /^([A-Za-z]+)-(\d+)\.lua$/.exec(file);
+    if (!m) continue;
+    redis.defineCommand(m[1]!, { numberOfKeys: Number(m[2]), lua: readFileSync(join(LUA_DIR, file), "utf8") });
+  }
+  return redis as Redis & CacheCommands;
+}

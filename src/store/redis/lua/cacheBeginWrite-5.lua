@@ -1,0 +1,17 @@
+--[[
+  cacheBeginWrite: mark a write in flight before its Postgres transaction
+  starts. Readers bypass the cache while any marker is live; the cached entry
+  and any outstanding fill token are dropped. Markers carry a logical expiry
+  (not a Redis TTL) so that volatile-* eviction never removes them early; the
+  writer never commits after its marker expires.
+  KEYS[1] alive, KEYS[2] entry, KEYS[3] markers, KEYS[4] token, KEYS[5] lastWriter
+  ARGV[1] expected alive value, ARGV[2] writer id, ARGV[3] marker TTL ms
+  Result: -1 alive mismatch; 1 marked
+]]
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), ARGV[2])
+redis.call('SET', KEYS[5], ARGV[2])
+redis.call('DEL', KEYS[2], KEYS[4])
+return 1

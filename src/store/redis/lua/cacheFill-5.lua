@@ -1,0 +1,25 @@
+--[[
+  cacheFill: store what a reader read from Postgres after a miss, only if that
+  read cannot be stale: the fill token handed out at the miss must still be
+  there (every write deletes it when it begins and when it ends; eviction
+  deletes it too), no write may be in flight, and nothing newer may be cached.
+  KEYS[1] alive, KEYS[2] entry, KEYS[3] markers, KEYS[4] token, KEYS[5] lastWriter
+  ARGV[1] expected alive value, ARGV[2] fill token, ARGV[3] observed revision,
+  ARGV[4] metadata JSON, ARGV[5] value bytes, ARGV[6] entry TTL ms
+  Result: -1 alive mismatch; 0 refused; 1 stored
+]]
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+if redis.call('GET', KEYS[4]) ~= ARGV[2] then return 0 end
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+  if redis.call('ZCARD', KEYS[3]) > 0 then return 0 end
+  redis.call('DEL', KEYS[5])
+end
+local cur = redis.call('HGET', KEYS[2], 'r')
+if cur and tonumber(cur) >= tonumber(ARGV[3]) then return 0 end
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[2], 'r', ARGV[3], 'm', ARGV[4], 'b', ARGV[5])
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
+return 1

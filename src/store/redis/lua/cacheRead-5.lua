@@ -1,0 +1,27 @@
+--[[
+  cacheRead: serve a key from the cache, or hand out a fill token on a miss.
+  KEYS[1] alive      epoch liveness key; must hold ARGV[1] or the cache is not trusted
+  KEYS[2] entry      hash {r = observed revision, m = metadata JSON, b = value bytes}
+  KEYS[3] markers    zset writerId -> logical expiry (ms, Redis clock): writes in flight
+  KEYS[4] token      fill token (string, with PX)
+  KEYS[5] lastWriter id of the writer that began last (string)
+  ARGV[1] expected alive value, ARGV[2] candidate fill token, ARGV[3] token TTL ms
+  Result: {-1} alive mismatch; {0} a write is in flight (read Postgres, do not fill);
+          {1, r, m, b} hit; {2, token} miss (read Postgres, then cacheFill with token)
+]]
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {-1} end
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+  if redis.call('ZCARD', KEYS[3]) > 0 then return {0} end
+  redis.call('DEL', KEYS[5])
+end
+local v = redis.call('HMGET', KEYS[2], 'r', 'm', 'b')
+if v[1] then return {1, v[1], v[2], v[3]} end
+local tok = redis.call('GET', KEYS[4])
+if not tok then
+  tok = ARGV[2]
+  redis.call('SET', KEYS[4], tok, 'PX', ARGV[3])
+end
+return {2, tok}
