@@ -64,6 +64,7 @@ export async function buildKvStore(config: Config, pool: Pool, pg: PostgresKvSto
     store: cache,
     cache,
     close: async () => {
+      clog.info("cache stats", { ...cache.stats });
       epoch.stop();
       redis.disconnect();
     },

@@ -28,6 +28,13 @@ import { sql } from "./sql";
 export interface WriteHooks {
   /** Move the cache to a new epoch inside this transaction (the cache could not be invalidated). */
   bumpCacheEpoch?: boolean;
+  /**
+   * The cache epoch the write marked its key in. If the epoch has moved since
+   * (checked under the revision row lock, so it cannot move again before this
+   * commit), readers of the new epoch never saw the marker: the write then
+   * bumps the epoch itself, as an unmarked write does.
+   */
+  markedEpoch?: number;
   /** performance.now() value after which the transaction must not commit. */
   commitDeadline?: number;
 }
@@ -174,11 +181,12 @@ export class PostgresKvStore implements KvStore {
       }
 
       let outcome: WriteResult;
+      let epochNow: number | undefined;
       if (!expectationHolds(cmd.expected, current)) {
         if (placeholder) await client.query(sql("kv_delete_placeholder"), [ns, kb]);
         outcome = { applied: false, item: current, revision: await this.currentRevision(client), replayed: false };
       } else if (cmd.op === "put") {
-        const res = await client.query<KvRow & { store_revision: number }>(sql("kv_put"), [
+        const res = await client.query<KvRow & { store_revision: number; cache_epoch: number }>(sql("kv_put"), [
           ns,
           kb,
           cmd.value,
@@ -189,18 +197,21 @@ export class PostgresKvStore implements KvStore {
         ]);
         const row = res.rows[0];
         if (!row) throw new Error("kv_put wrote no row");
+        epochNow = row.cache_epoch;
         outcome = { applied: true, item: rowToItem(row), revision: row.store_revision, replayed: false };
       } else if (current !== undefined && rowExists) {
-        const res = await client.query<KvRow & { store_revision: number }>(sql("kv_delete"), [ns, kb, 2]);
+        const res = await client.query<KvRow & { store_revision: number; cache_epoch: number }>(sql("kv_delete"), [ns, kb, 2]);
         const row = res.rows[0];
         if (!row) throw new Error("kv_delete removed no row");
+        epochNow = row.cache_epoch;
         outcome = { applied: true, item: rowToItem(row), revision: row.store_revision, replayed: false };
       } else {
         // Deleting an absent (or expired) key whose condition holds: nothing changes.
         outcome = { applied: true, item: undefined, revision: await this.currentRevision(client), replayed: false };
       }
 
-      if (hooks.bumpCacheEpoch) {
+      const markLost = hooks.markedEpoch !== undefined && epochNow !== undefined && epochNow !== hooks.markedEpoch;
+      if (hooks.bumpCacheEpoch || markLost) {
         const b = await client.query<{ cache_epoch: number; prev_age_ms: number }>(sql("cache_epoch_bump"), [null]);
         const r = b.rows[0];
         if (r) outcome.epochBump = { epoch: r.cache_epoch, prevAgeMs: r.prev_age_ms };

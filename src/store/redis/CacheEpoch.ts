@@ -82,6 +82,11 @@ export class CacheEpoch {
     return this.aliveOk && this.runId !== undefined && this.redis.status === "ready";
   }
 
+  /** The epoch this replica currently believes in. */
+  current(): number {
+    return this.epoch;
+  }
+
   /** The value the epoch's alive key must hold; scripts refuse to run otherwise. */
   aliveValue(): string {
     return `${this.epoch}:${this.runId ?? "?"}`;
@@ -107,11 +112,15 @@ export class CacheEpoch {
    * has expired. `prevAgeMs` is the replaced epoch's age at the bump.
    */
   waitAfterBumpMs(prevAgeMs: number): number {
-    const margin = 50 + this.opts.leaseMs / 10;
-    if (prevAgeMs >= this.opts.markerTtlMs) return this.opts.leaseMs + margin;
-    // The replaced epoch was still young (nobody served from it); only leases
-    // on older epochs can be live, and they expire leaseMs after it began.
-    return Math.max(0, this.opts.leaseMs - prevAgeMs) + margin;
+    const { leaseMs, markerTtlMs } = this.opts;
+    const margin = 50 + leaseMs / 10;
+    // Leases on the replaced epoch were granted before the bump and end within
+    // leaseMs of it; that epoch serves only from its maturity (markerTtlMs
+    // after it began). If it could mature before those leases end, wait them out.
+    if (prevAgeMs + leaseMs + margin >= markerTtlMs) return leaseMs + margin;
+    // Otherwise only leases on older epochs can be live, and they end leaseMs
+    // after the replaced epoch began.
+    return Math.max(0, leaseMs - prevAgeMs) + margin;
   }
 
   refresh(): Promise<void> {

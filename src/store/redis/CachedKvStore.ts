@@ -121,6 +121,7 @@ export class CachedKvStore implements KvStore {
     const writerId = randomBytes(12).toString("hex");
     const started = performance.now();
     const alive = this.epoch.aliveValue();
+    const markedEpoch = this.epoch.current();
     let marked = false;
     if (this.epoch.canMark()) {
       try {
@@ -133,21 +134,15 @@ export class CachedKvStore implements KvStore {
       }
     }
     if (!marked) {
-      const out = await this.pg.writeWithHooks(cmd, { bumpCacheEpoch: true });
-      if (out.epochBump) {
-        const wait = this.epoch.waitAfterBumpMs(out.epochBump.prevAgeMs);
-        this.log.debug("cache epoch bumped by a write", { epoch: out.epochBump.epoch, wait_ms: Math.round(wait) });
-        void this.epoch.refresh();
-        await sleep(wait);
-      }
-      const { epochBump: _ignored, ...outcome } = out;
+      const { epochBump, ...outcome } = await this.pg.writeWithHooks(cmd, { bumpCacheEpoch: true });
+      if (epochBump) await this.waitOutBump(epochBump);
       return outcome;
     }
     // Leave room for the slowest COMMIT (bounded by the statement timeout) inside the marker's life.
     const commitDeadline = started + this.opts.markerTtlMs - this.opts.statementTimeoutMs;
     let out;
     try {
-      out = await this.pg.writeWithHooks(cmd, { commitDeadline });
+      out = await this.pg.writeWithHooks(cmd, { commitDeadline, markedEpoch });
     } catch (err) {
       // Refused before COMMIT was sent: nothing changed, clear the marker now.
       // Any other failure may hide a commit; the marker then simply expires.
@@ -156,7 +151,8 @@ export class CachedKvStore implements KvStore {
       }
       throw err;
     }
-    const { epochBump: _ignored, ...outcome } = out;
+    const { epochBump, ...outcome } = out;
+    if (epochBump) await this.waitOutBump(epochBump);
     const changed = outcome.applied && !outcome.replayed && (cmd.op === "put" || outcome.item !== undefined);
     const installed = changed ? (cmd.op === "put" ? outcome.item : undefined) : undefined;
     const [meta, bytes] = encodeEntry(installed);
@@ -177,6 +173,14 @@ export class CachedKvStore implements KvStore {
       this.log.debug("cache end-write failed", { error: (err as Error).message });
     }
     return outcome;
+  }
+
+  /** Holds the reply until every lease that could serve the replaced epoch has expired. */
+  private async waitOutBump(bump: { epoch: number; prevAgeMs: number }): Promise<void> {
+    const wait = this.epoch.waitAfterBumpMs(bump.prevAgeMs);
+    this.log.debug("cache epoch bumped by a write", { epoch: bump.epoch, wait_ms: Math.round(wait) });
+    void this.epoch.refresh();
+    await sleep(wait);
   }
 
   private entryTtlMs(item: Item | undefined): number {

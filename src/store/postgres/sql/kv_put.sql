@@ -5,10 +5,10 @@
 -- $1 namespace text, $2 key bytea, $3 value bytea, $4 content_type text,
 -- $5 version bigint (the new version), $6 ttl_ms bigint (NULL: no expiry),
 -- $7 new_incarnation boolean (true: create_revision/created_at restart)
--- Returns the written row and `revision`.
+-- Returns the written row, `store_revision` and the current `cache_epoch`.
 WITH rev AS (
   UPDATE agentstate_state SET revision = revision + 1 WHERE id = 1
-  RETURNING revision, now() AS ts
+  RETURNING revision, now() AS ts, cache_epoch
 ), up AS (
   UPDATE kv SET
     value = $3, content_type = $4, version = $5,
@@ -24,4 +24,4 @@ WITH rev AS (
   INSERT INTO kv_history (revision, namespace, key, op, version, value, content_type, expires_at, created_at)
   SELECT rev.revision, $1, $2, 1, up.version, up.value, up.content_type, up.expires_at, rev.ts FROM rev, up
 )
-SELECT up.*, rev.revision AS store_revision FROM up, rev
+SELECT up.*, rev.revision AS store_revision, rev.cache_epoch FROM up, rev

@@ -1,24 +1,33 @@
 --[[
-  cacheEndWrite: after COMMIT, install the written state (only by the writer
-  that began last, and only if nothing newer is cached), drop older cached
+  cacheEndWrite: after COMMIT, install the written state, drop older cached
   state, void fill tokens handed out during the write, and clear this marker.
-  KEYS[1] alive, KEYS[2] entry, KEYS[3] markers, KEYS[4] token, KEYS[5] lastWriter
+  Installing is left to the writer that began last, and only if no writer that
+  ended while markers were live reported a higher revision: the last to begin
+  is not always the last to commit.
+  KEYS[1] alive, KEYS[2] entry, KEYS[3] markers, KEYS[4] token,
+  KEYS[5] writers hash {w = id of the writer that began last, r = highest revision ended}
   ARGV[1] expected alive value, ARGV[2] writer id,
   ARGV[3] observed revision (0: nothing to install), ARGV[4] metadata JSON,
   ARGV[5] value bytes, ARGV[6] entry TTL ms
   Result: -1 alive mismatch; 1 installed; 0 not installed
 ]]
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-local isLast = redis.call('GET', KEYS[5]) == ARGV[2]
+local w = redis.call('HMGET', KEYS[5], 'w', 'r')
+local isLast = w[1] == ARGV[2]
+local maxEnded = tonumber(w[2] or '0')
+local rev = tonumber(ARGV[3])
 redis.call('ZREM', KEYS[3], ARGV[2])
 redis.call('DEL', KEYS[4])
-if redis.call('ZCARD', KEYS[3]) == 0 then redis.call('DEL', KEYS[5]) end
-local rev = tonumber(ARGV[3])
+if redis.call('ZCARD', KEYS[3]) == 0 then
+  redis.call('DEL', KEYS[5])
+elseif rev > maxEnded then
+  redis.call('HSET', KEYS[5], 'r', ARGV[3])
+end
 if rev <= 0 then return 0 end
 local cur = redis.call('HGET', KEYS[2], 'r')
 if cur and tonumber(cur) >= rev then return 0 end
 redis.call('DEL', KEYS[2])
-if not isLast then return 0 end
+if not isLast or rev < maxEnded then return 0 end
 redis.call('HSET', KEYS[2], 'r', ARGV[3], 'm', ARGV[4], 'b', ARGV[5])
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
 return 1

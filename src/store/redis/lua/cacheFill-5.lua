@@ -3,7 +3,7 @@
   read cannot be stale: the fill token handed out at the miss must still be
   there (every write deletes it when it begins and when it ends; eviction
   deletes it too), no write may be in flight, and nothing newer may be cached.
-  KEYS[1] alive, KEYS[2] entry, KEYS[3] markers, KEYS[4] token, KEYS[5] lastWriter
+  KEYS[1] alive, KEYS[2] entry, KEYS[3] markers, KEYS[4] token, KEYS[5] writers
   ARGV[1] expected alive value, ARGV[2] fill token, ARGV[3] observed revision,
   ARGV[4] metadata JSON, ARGV[5] value bytes, ARGV[6] entry TTL ms
   Result: -1 alive mismatch; 0 refused; 1 stored

@@ -4,7 +4,7 @@
   KEYS[2] entry      hash {r = observed revision, m = metadata JSON, b = value bytes}
   KEYS[3] markers    zset writerId -> logical expiry (ms, Redis clock): writes in flight
   KEYS[4] token      fill token (string, with PX)
-  KEYS[5] lastWriter id of the writer that began last (string)
+  KEYS[5] writers   hash {w = writer that began last, r = highest revision ended}; dropped with the last marker
   ARGV[1] expected alive value, ARGV[2] candidate fill token, ARGV[3] token TTL ms
   Result: {-1} alive mismatch; {0} a write is in flight (read Postgres, do not fill);
           {1, r, m, b} hit; {2, token} miss (read Postgres, then cacheFill with token)
