@@ -35,7 +35,11 @@ async function main(): Promise<void> {
 
   const embedded = config.databaseUrl === undefined ? await EmbeddedPostgres.start(config.dataDir, log) : undefined;
   const databaseUrl = config.databaseUrl ?? embedded!.url;
-  const pool = createPool({ connectionString: databaseUrl, max: config.pgPoolMax, statementTimeoutMs: config.statementTimeoutMs });
+  const pool = createPool({
+    connectionString: databaseUrl,
+    max: config.pgPoolMax,
+    statementTimeoutMs: config.statementTimeoutMs,
+  });
   const applied = await migrate(pool, MIGRATIONS_DIR);
   if (applied.length > 0) log.info("migrations applied", { applied });
 
@@ -79,6 +83,8 @@ async function main(): Promise<void> {
 
 main().catch((err: unknown) => {
   const e = err instanceof Error ? err : new Error(String(err));
-  process.stderr.write(JSON.stringify({ level: "error", msg: "failed to start", error: e.message, stack: e.stack }) + "\n");
+  process.stderr.write(
+    JSON.stringify({ level: "error", msg: "failed to start", error: e.message, stack: e.stack }) + "\n",
+  );
   process.exit(1);
 });

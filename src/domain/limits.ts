@@ -16,4 +16,3 @@ export interface Limits {
   readonly maxAppendBytes: number;
   readonly maxMessageBytes: number;
 }
-

@@ -64,7 +64,14 @@ export class EmbeddedPostgres {
       persistent: true,
       createPostgresUser: process.getuid?.() === 0,
       initdbFlags: ["--encoding=UTF8", "--locale=C"],
-      postgresFlags: ["-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=", "-c", "max_connections=200"],
+      postgresFlags: [
+        "-c",
+        "listen_addresses=127.0.0.1",
+        "-c",
+        "unix_socket_directories=",
+        "-c",
+        "max_connections=200",
+      ],
       onLog: (m: string) => log.debug("embedded postgres", { line: m.trim().slice(0, 500) }),
       onError: (e: unknown) => log.warn("embedded postgres error", { error: String(e).slice(0, 500) }),
     });
@@ -76,7 +83,10 @@ export class EmbeddedPostgres {
     await pg.start();
     if (fresh) await pg.createDatabase("agentstate");
     log.info("embedded postgres started", { port, data_dir: pgDir });
-    return new EmbeddedPostgres(pg, `postgres://agentstate:${encodeURIComponent(password)}@127.0.0.1:${port}/agentstate`);
+    return new EmbeddedPostgres(
+      pg,
+      `postgres://agentstate:${encodeURIComponent(password)}@127.0.0.1:${port}/agentstate`,
+    );
   }
 
   async stop(): Promise<void> {

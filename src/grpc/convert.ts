@@ -148,7 +148,10 @@ export function decodeList(r: ListRequest, limits: Limits): ListQuery {
     if (r.prefix.includes("\u0000")) throw new InvalidArgumentError("prefix", "must not contain NUL");
   }
   if (!Number.isInteger(r.limit) || r.limit < 0 || r.limit > limits.listMaxLimit) {
-    throw new InvalidArgumentError("limit", `must be between 0 and ${limits.listMaxLimit} (0: default ${limits.listDefaultLimit})`);
+    throw new InvalidArgumentError(
+      "limit",
+      `must be between 0 and ${limits.listMaxLimit} (0: default ${limits.listDefaultLimit})`,
+    );
   }
   return {
     namespace: r.namespace,

@@ -40,7 +40,9 @@ export const HEALTH_DESCRIPTOR_SET = join(__dirname, "..", "gen", "health.binpb"
  */
 function reflectionPackage(sets: string[]): PackageDefinition {
   const fileDescriptorProtos = sets.flatMap((p) =>
-    fromBinary(FileDescriptorSetSchema, readFileSync(p)).file.map((f) => Buffer.from(toBinary(FileDescriptorProtoSchema, f))),
+    fromBinary(FileDescriptorSetSchema, readFileSync(p)).file.map((f) =>
+      Buffer.from(toBinary(FileDescriptorProtoSchema, f)),
+    ),
   );
   return { descriptors: { format: "", fileDescriptorProtos } } as unknown as PackageDefinition;
 }
@@ -67,7 +69,10 @@ export class AgentstateServer {
     this.grpc.addService(LockServiceService, unimplementedHandlers(LockServiceService, "locks"));
     this.grpc.addService(EventServiceService, unimplementedHandlers(EventServiceService, "event streams"));
 
-    this.health = new HealthImplementation({ "": "NOT_SERVING", ...Object.fromEntries(SERVICE_NAMES.map((s) => [s, "NOT_SERVING"])) });
+    this.health = new HealthImplementation({
+      "": "NOT_SERVING",
+      ...Object.fromEntries(SERVICE_NAMES.map((s) => [s, "NOT_SERVING"])),
+    });
     this.health.addToServer(this.grpc);
 
     // Descriptors come from the descriptor set `npm run gen` builds from proto/

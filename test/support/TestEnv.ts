@@ -18,7 +18,11 @@ export class TestEnv {
 
   /** Create an empty, uniquely named database; returns its URL. */
   async freshDatabase(prefix = "t"): Promise<string> {
-    const clean = prefix.toLowerCase().replace(/[^a-z0-9_]/g, "_").slice(0, 30) || "t";
+    const clean =
+      prefix
+        .toLowerCase()
+        .replace(/[^a-z0-9_]/g, "_")
+        .slice(0, 30) || "t";
     const name = `${clean}_${process.pid}_${++this.dbCounter}_${randomBytes(3).toString("hex")}`;
     await this.pg.createDatabase(name);
     return this.pg.url(name);

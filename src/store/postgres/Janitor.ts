@@ -57,13 +57,19 @@ export class Janitor {
       }
       return total;
     };
-    const expired = await drain(async () => (await this.pool.query<{ removed: number }>(sql("kv_expire_sweep"), [batch])).rows[0]?.removed ?? 0);
+    const expired = await drain(
+      async () => (await this.pool.query<{ removed: number }>(sql("kv_expire_sweep"), [batch])).rows[0]?.removed ?? 0,
+    );
     const history =
       this.opts.historyRetentionSeconds > 0
-        ? await drain(async () => (await this.pool.query(sql("history_trim"), [this.opts.historyRetentionSeconds, batch])).rowCount ?? 0)
+        ? await drain(
+            async () =>
+              (await this.pool.query(sql("history_trim"), [this.opts.historyRetentionSeconds, batch])).rowCount ?? 0,
+          )
         : 0;
     const idempotency = await drain(
-      async () => (await this.pool.query(sql("idempotency_trim"), [this.opts.idempotencyTtlSeconds, batch])).rowCount ?? 0,
+      async () =>
+        (await this.pool.query(sql("idempotency_trim"), [this.opts.idempotencyTtlSeconds, batch])).rowCount ?? 0,
     );
     if (expired + history + idempotency > 0) this.log.debug("janitor pass", { expired, history, idempotency });
     return { expired, history, idempotency };

@@ -62,7 +62,10 @@ export class PostgresKvStore implements KvStore {
     ]);
     const row = res.rows[0];
     if (!row) throw new Error("agentstate_state row missing: migrations not applied");
-    const item = row.key !== null && !isExpired({ expireTime: row.expires_at ?? undefined }, row.db_now) ? rowToItem(row) : undefined;
+    const item =
+      row.key !== null && !isExpired({ expireTime: row.expires_at ?? undefined }, row.db_now)
+        ? rowToItem(row)
+        : undefined;
     return { item, revision: row.store_revision };
   }
 
@@ -150,7 +153,10 @@ export class PostgresKvStore implements KvStore {
         const row = res.rows[0];
         if (row) {
           rowExists = true;
-          current = row.version > 0 && !isExpired({ expireTime: row.expires_at ?? undefined }, row.db_now) ? rowToItem(row) : undefined;
+          current =
+            row.version > 0 && !isExpired({ expireTime: row.expires_at ?? undefined }, row.db_now)
+              ? rowToItem(row)
+              : undefined;
           break;
         }
         if (!wouldCreate) break;
@@ -200,7 +206,11 @@ export class PostgresKvStore implements KvStore {
         epochNow = row.cache_epoch;
         outcome = { applied: true, item: rowToItem(row), revision: row.store_revision, replayed: false };
       } else if (current !== undefined && rowExists) {
-        const res = await client.query<KvRow & { store_revision: number; cache_epoch: number }>(sql("kv_delete"), [ns, kb, 2]);
+        const res = await client.query<KvRow & { store_revision: number; cache_epoch: number }>(sql("kv_delete"), [
+          ns,
+          kb,
+          2,
+        ]);
         const row = res.rows[0];
         if (!row) throw new Error("kv_delete removed no row");
         epochNow = row.cache_epoch;

@@ -20,7 +20,11 @@ export function readMigrations(dir: string): Migration[] {
   return readdirSync(dir)
     .filter((f) => /^\d{4}_[a-z0-9_]+\.sql$/.test(f))
     .sort()
-    .map((f) => ({ id: Number(f.slice(0, 4)), name: f.replace(/\.sql$/, ""), sql: readFileSync(join(dir, f), "utf8") }));
+    .map((f) => ({
+      id: Number(f.slice(0, 4)),
+      name: f.replace(/\.sql$/, ""),
+      sql: readFileSync(join(dir, f), "utf8"),
+    }));
 }
 
 /** Applies pending migrations; returns the names applied by this call. */

@@ -20,7 +20,16 @@
 import { createHash, randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import type Redis from "ioredis";
-import type { Item, KvStore, ListQuery, ListResult, ReadConsistency, ReadResult, WriteCommand, WriteOutcome } from "../../domain/types";
+import type {
+  Item,
+  KvStore,
+  ListQuery,
+  ListResult,
+  ReadConsistency,
+  ReadResult,
+  WriteCommand,
+  WriteOutcome,
+} from "../../domain/types";
 import { FailedPreconditionError, InvalidArgumentError } from "../../errors/errors";
 import type { Logger } from "../../log/Logger";
 import type { PostgresKvStore } from "../postgres/PostgresKvStore";
@@ -75,10 +84,12 @@ export class CachedKvStore implements KvStore {
     const alive = this.epoch.aliveValue();
     let token: string;
     try {
-      const r = (await this.redis.cacheReadBuffer(...keys, alive, randomBytes(12).toString("hex"), String(this.opts.markerTtlMs))) as
-        | [number]
-        | [number, Buffer, Buffer, Buffer]
-        | [number, Buffer];
+      const r = (await this.redis.cacheReadBuffer(
+        ...keys,
+        alive,
+        randomBytes(12).toString("hex"),
+        String(this.opts.markerTtlMs),
+      )) as [number] | [number, Buffer, Buffer, Buffer] | [number, Buffer];
       const code = r[0];
       if (code === -1) {
         this.epoch.distrust();
@@ -106,7 +117,15 @@ export class CachedKvStore implements KvStore {
     const res = await this.pg.get(namespace, key, consistency);
     const [meta, bytes] = encodeEntry(res.item);
     try {
-      const filled = await this.redis.cacheFill(...keys, alive, token, String(res.revision), meta, bytes, String(this.entryTtlMs(res.item)));
+      const filled = await this.redis.cacheFill(
+        ...keys,
+        alive,
+        token,
+        String(res.revision),
+        meta,
+        bytes,
+        String(this.entryTtlMs(res.item)),
+      );
       if (filled === 1) this.stats.fills++;
       else if (filled === -1) this.epoch.distrust();
     } catch (err) {
@@ -147,7 +166,9 @@ export class CachedKvStore implements KvStore {
       // Refused before COMMIT was sent: nothing changed, clear the marker now.
       // Any other failure may hide a commit; the marker then simply expires.
       if (err instanceof FailedPreconditionError || err instanceof InvalidArgumentError) {
-        await this.redis.cacheEndWrite(...keys, alive, writerId, "0", "{}", Buffer.alloc(0), "1").catch(() => undefined);
+        await this.redis
+          .cacheEndWrite(...keys, alive, writerId, "0", "{}", Buffer.alloc(0), "1")
+          .catch(() => undefined);
       }
       throw err;
     }
