@@ -13,6 +13,9 @@ import { Janitor } from "./store/postgres/Janitor";
 import { migrate } from "./store/postgres/migrate";
 import { PostgresKvStore } from "./store/postgres/PostgresKvStore";
 import { buildKvStore } from "./store/buildKvStore";
+import { LockService } from "./domain/locks";
+import { PostgresLockStore } from "./store/postgres/PostgresLockStore";
+import { RedlockLockStore } from "./store/redis/RedlockLockStore";
 
 export const MIGRATIONS_DIR = join(__dirname, "..", "migrations");
 
@@ -56,12 +59,21 @@ async function main(): Promise<void> {
   );
   janitor.start();
 
-  const server = new AgentstateServer({ kv: kv.store, limits: config.limits, log });
+  const lockStore =
+    config.redlockUrls.length > 0
+      ? new RedlockLockStore(
+          pool,
+          { urls: config.redlockUrls, prefix: config.redisPrefix, commandTimeoutMs: config.redisCommandTimeoutMs },
+          log.child({ component: "locks" }),
+        )
+      : new PostgresLockStore(pool);
+  const server = new AgentstateServer({ kv: kv.store, locks: new LockService(lockStore), limits: config.limits, log });
   const address = await server.listen(config.host, config.port);
   log.info("listening", {
     address,
     database: embedded ? "embedded" : "external",
     cache: config.redisUrl ? "redis" : "off",
+    locks: config.redlockUrls.length > 0 ? `redlock(${config.redlockUrls.length})` : "postgres",
   });
 
   let stopping = false;
@@ -72,6 +84,7 @@ async function main(): Promise<void> {
     await server.shutdown(config.shutdownGraceMs);
     await janitor.stop();
     await kv.close();
+    await lockStore.close();
     await pool.end().catch(() => undefined);
     if (embedded) await embedded.stop().catch(() => undefined);
     log.info("stopped");

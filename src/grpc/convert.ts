@@ -23,6 +23,7 @@ import {
   type GetRequest,
   type ListRequest,
 } from "../gen/agentstate/v1/kv";
+import type { LockRequest, RenewLockRequest, UnlockRequest } from "../gen/agentstate/v1/lock";
 
 export function itemToPb(i: Item): PbItem {
   return {
@@ -160,4 +161,33 @@ export function decodeList(r: ListRequest, limits: Limits): ListQuery {
     limit: r.limit === 0 ? limits.listDefaultLimit : r.limit,
     includeValues: r.includeValues,
   };
+}
+
+export function decodeLock(r: LockRequest, limits: Limits) {
+  validateNamespace("namespace", r.namespace);
+  validateKey("name", r.name, limits);
+  if (r.ttl === undefined) throw new InvalidArgumentError("ttl", "is required");
+  const ttlMs = validateDurationMs("ttl", r.ttl, { maxSeconds: limits.maxLockTtlSeconds, allowZero: false });
+  const waitMs =
+    r.wait === undefined
+      ? 0
+      : validateDurationMs("wait", r.wait, { maxSeconds: limits.maxLockWaitSeconds, allowZero: true });
+  const owner = validateShortString("owner", r.owner, limits.maxOwnerBytes);
+  return { namespace: r.namespace, name: r.name, ttlMs, waitMs, owner };
+}
+
+export function decodeUnlock(r: UnlockRequest, limits: Limits) {
+  validateNamespace("namespace", r.namespace);
+  validateKey("name", r.name, limits);
+  if (r.lockId === "") throw new InvalidArgumentError("lock_id", "is required");
+  return { namespace: r.namespace, name: r.name, lockId: r.lockId };
+}
+
+export function decodeRenewLock(r: RenewLockRequest, limits: Limits) {
+  validateNamespace("namespace", r.namespace);
+  validateKey("name", r.name, limits);
+  if (r.lockId === "") throw new InvalidArgumentError("lock_id", "is required");
+  if (r.ttl === undefined) throw new InvalidArgumentError("ttl", "is required");
+  const ttlMs = validateDurationMs("ttl", r.ttl, { maxSeconds: limits.maxLockTtlSeconds, allowZero: false });
+  return { namespace: r.namespace, name: r.name, lockId: r.lockId, ttlMs };
 }

@@ -14,12 +14,14 @@ import { FileDescriptorProtoSchema, FileDescriptorSetSchema } from "@bufbuild/pr
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
 import type { Limits } from "../domain/limits";
+import type { LockService } from "../domain/locks";
 import type { KvStore } from "../domain/types";
 import { EventServiceService } from "../gen/agentstate/v1/event";
 import { KeyValueServiceService } from "../gen/agentstate/v1/kv";
 import { LockServiceService } from "../gen/agentstate/v1/lock";
 import type { Logger } from "../log/Logger";
 import { keyValueHandlers } from "./handlers/KeyValueHandlers";
+import { lockHandlers } from "./handlers/LockHandlers";
 import { unimplementedHandlers } from "./handlers/unimplementedHandlers";
 
 export const SERVICE_NAMES = [
@@ -49,6 +51,7 @@ function reflectionPackage(sets: string[]): PackageDefinition {
 
 export interface ServerDeps {
   kv: KvStore;
+  locks: LockService;
   limits: Limits;
   log: Logger;
 }
@@ -66,7 +69,7 @@ export class AgentstateServer {
     });
     const signal = this.shutdownController.signal;
     this.grpc.addService(KeyValueServiceService, keyValueHandlers(deps.kv, deps.limits, deps.log, signal));
-    this.grpc.addService(LockServiceService, unimplementedHandlers(LockServiceService, "locks"));
+    this.grpc.addService(LockServiceService, lockHandlers(deps.locks, deps.limits, deps.log, signal));
     this.grpc.addService(EventServiceService, unimplementedHandlers(EventServiceService, "event streams"));
 
     this.health = new HealthImplementation({

@@ -16,6 +16,8 @@ export interface CallContext {
   log: Logger;
   /** Aborted when the caller cancels, the deadline passes, or the server shuts down. */
   signal: AbortSignal;
+  /** The call's deadline in ms since the epoch, if the caller set one. */
+  deadline: number | undefined;
 }
 
 export function requestIdOf(md: Metadata): string {
@@ -38,10 +40,17 @@ export function unaryCall<Req, Res>(
     call.on("cancelled", onCancel);
     const onShutdown = () => ac.abort(new Error("shutdown"));
     shutdown.addEventListener("abort", onShutdown, { once: true });
+    const dl = call.getDeadline();
+    const deadline = dl instanceof Date ? dl.getTime() : Number.isFinite(dl) ? Number(dl) : undefined;
+    const deadlineTimer =
+      deadline !== undefined
+        ? setTimeout(() => ac.abort(new Error("deadline exceeded")), Math.max(0, deadline - Date.now()))
+        : undefined;
     const md = new Metadata();
     md.set("x-request-id", requestId);
     call.sendMetadata(md);
     const finish = (code: status) => {
+      if (deadlineTimer) clearTimeout(deadlineTimer);
       shutdown.removeEventListener("abort", onShutdown);
       call.removeListener("cancelled", onCancel);
       log.info("rpc", { code: status[code], ms: Math.round((performance.now() - started) * 100) / 100 });
@@ -54,7 +63,7 @@ export function unaryCall<Req, Res>(
       callback(toGrpcError(err, log));
       return;
     }
-    fn(req, { requestId, log, signal: ac.signal }).then(
+    fn(req, { requestId, log, signal: ac.signal, deadline }).then(
       (res) => {
         finish(status.OK);
         callback(null, res);

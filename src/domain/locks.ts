@@ -1,0 +1,146 @@
+/**
+ * Lock rules. A lock is a name in a namespace held by at most one holder at a
+ * time, until its TTL passes. Every acquisition gets a fencing token strictly
+ * greater than every earlier token for the name (issued by Postgres), so a
+ * holder that paused past its TTL cannot write once a newer holder exists:
+ * writes carrying the old token are refused in their own transaction.
+ *
+ * The lock id handed to clients is `<secret>.<token>`: the secret proves
+ * holdership to Unlock/RenewLock, the token is repeated in RenewLock replies.
+ */
+import { randomBytes } from "node:crypto";
+import {
+  CancelledError,
+  DeadlineExceededError,
+  FailedPreconditionError,
+  InvalidArgumentError,
+  UnavailableError,
+} from "../errors/errors";
+
+export interface Acquired {
+  acquired: true;
+  lockId: string;
+  token: number;
+  expireTime: Date;
+  revision: number;
+}
+
+export interface NotAcquired {
+  acquired: false;
+  /** The holder's owner, when known. */
+  holderOwner: string | undefined;
+  revision: number;
+}
+
+export interface Renewed {
+  token: number;
+  expireTime: Date;
+  revision: number;
+}
+
+/** What the lock service needs of a lock backend (Redlock, or Postgres in the embedded default). */
+export interface LockStore {
+  /** One attempt; throws UnavailableError when the backend cannot decide (no quorum). */
+  tryAcquire(namespace: string, name: string, ttlMs: number, owner: string): Promise<Acquired | NotAcquired>;
+  /** True when the lock was held under `secret` and is now released. */
+  release(namespace: string, name: string, secret: string): Promise<boolean>;
+  /** The new expiry, or undefined when the lock is not held under `secret`. */
+  renew(namespace: string, name: string, secret: string, token: number, ttlMs: number): Promise<Renewed | undefined>;
+  close(): Promise<void>;
+}
+
+export function newLockSecret(): string {
+  return randomBytes(16).toString("hex");
+}
+
+export function formatLockId(secret: string, token: number): string {
+  return `${secret}.${token}`;
+}
+
+export function parseLockId(lockId: string): { secret: string; token: number } {
+  const m = /^([0-9a-f]{32})\.([1-9][0-9]{0,15})$/.exec(lockId);
+  if (!m) throw new InvalidArgumentError("lock_id", "is not a lock id returned by Lock");
+  return { secret: m[1]!, token: Number(m[2]) };
+}
+
+export interface AcquireRequest {
+  namespace: string;
+  name: string;
+  ttlMs: number;
+  waitMs: number;
+  owner: string;
+  /** Absolute time (ms since epoch) of the call's deadline, if any. */
+  deadline: number | undefined;
+  /** Aborted when the caller has gone or the server shuts down. */
+  signal: AbortSignal;
+}
+
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
+
+export class LockService {
+  constructor(private readonly store: LockStore) {}
+
+  /**
+   * Tries until acquired, `waitMs` has passed, or the caller's deadline is
+   * near, with jittered backoff. A lock acquired for a caller that has gone
+   * is released before returning.
+   */
+  async acquire(req: AcquireRequest): Promise<Acquired | NotAcquired> {
+    const start = Date.now();
+    // Answer a little before the deadline so the reply reaches the caller.
+    const until = Math.min(start + req.waitMs, req.deadline !== undefined ? req.deadline - 50 : Infinity);
+    let delay = 20;
+    for (;;) {
+      if (req.signal.aborted) throw this.gone(req.signal);
+      const r = await this.store.tryAcquire(req.namespace, req.name, req.ttlMs, req.owner);
+      if (r.acquired) {
+        if (req.signal.aborted) {
+          await this.store.release(req.namespace, req.name, parseLockId(r.lockId).secret).catch(() => false);
+          throw this.gone(req.signal);
+        }
+        return r;
+      }
+      const left = until - Date.now();
+      if (left <= 0) return r;
+      const jittered = Math.floor(delay / 2 + Math.random() * delay);
+      await sleep(Math.min(jittered, left), req.signal);
+      delay = Math.min(delay * 2, 250);
+    }
+  }
+
+  async release(namespace: string, name: string, lockId: string): Promise<void> {
+    const { secret } = parseLockId(lockId);
+    if (!(await this.store.release(namespace, name, secret))) throw notHeld(name);
+  }
+
+  async renew(namespace: string, name: string, lockId: string, ttlMs: number): Promise<Renewed> {
+    const { secret, token } = parseLockId(lockId);
+    const r = await this.store.renew(namespace, name, secret, token, ttlMs);
+    if (!r) throw notHeld(name);
+    return r;
+  }
+
+  private gone(signal: AbortSignal): Error {
+    const reason = (signal.reason as Error | undefined)?.message ?? "";
+    if (reason.includes("shutdown")) return new UnavailableError("server shutting down; retry on another replica");
+    return reason.includes("deadline")
+      ? new DeadlineExceededError("deadline passed")
+      : new CancelledError("caller went away");
+  }
+}
+
+function notHeld(name: string): FailedPreconditionError {
+  return new FailedPreconditionError(
+    `lock "${name}" is not held under this lock_id (expired, released, or taken by another holder)`,
+    "LOCK_NOT_HELD",
+  );
+}

@@ -1,0 +1,70 @@
+/**
+ * PostgresLockStore: locks kept in Postgres, for the embedded default (no
+ * Redis). Same API and semantics as Redlock: expiry by the database clock, and
+ * the fencing token issued in the same statement as the acquisition.
+ */
+import type { Pool } from "pg";
+import type { Acquired, LockStore, NotAcquired, Renewed } from "../../domain/locks";
+import { formatLockId, newLockSecret } from "../../domain/locks";
+import { translatePgError } from "./pgErrors";
+import { sql } from "./sql";
+
+export class PostgresLockStore implements LockStore {
+  constructor(private readonly pool: Pool) {}
+
+  async tryAcquire(namespace: string, name: string, ttlMs: number, owner: string): Promise<Acquired | NotAcquired> {
+    const secret = newLockSecret();
+    const r = await this.q<{ token: number; expires_at: Date; store_revision: number }>(sql("lock_acquire"), [
+      namespace,
+      name,
+      secret,
+      owner,
+      ttlMs,
+    ]);
+    const row = r.rows[0];
+    if (row) {
+      return {
+        acquired: true,
+        lockId: formatLockId(secret, row.token),
+        token: row.token,
+        expireTime: row.expires_at,
+        revision: row.store_revision,
+      };
+    }
+    const h = await this.q<{ owner: string }>(sql("lock_holder"), [namespace, name]);
+    const rev = await this.q<{ store_revision: number }>(sql("store_revision"), []);
+    return { acquired: false, holderOwner: h.rows[0]?.owner || undefined, revision: rev.rows[0]?.store_revision ?? 0 };
+  }
+
+  async release(namespace: string, name: string, secret: string): Promise<boolean> {
+    const r = await this.q(sql("lock_release"), [namespace, name, secret]);
+    return r.rowCount === 1;
+  }
+
+  async renew(
+    namespace: string,
+    name: string,
+    secret: string,
+    token: number,
+    ttlMs: number,
+  ): Promise<Renewed | undefined> {
+    const r = await this.q<{ expires_at: Date; store_revision: number }>(sql("lock_renew"), [
+      namespace,
+      name,
+      secret,
+      ttlMs,
+    ]);
+    const row = r.rows[0];
+    return row ? { token, expireTime: row.expires_at, revision: row.store_revision } : undefined;
+  }
+
+  async close(): Promise<void> {}
+
+  private async q<R extends object>(text: string, values: unknown[]) {
+    try {
+      return await this.pool.query<R>(text, values);
+    } catch (err) {
+      throw translatePgError(err);
+    }
+  }
+}

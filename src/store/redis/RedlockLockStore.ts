@@ -1,0 +1,186 @@
+/**
+ * RedlockLockStore: locks over 1, 3 or 5 independent Redis masters with the
+ * `redlock` package (5.0.0-beta.2, its ioredis API), plus what Redlock lacks:
+ *  - a fencing token from Postgres for every acquisition (issued after the
+ *    quorum is reached; if Postgres cannot issue it, the lock is released);
+ *  - no lock is granted whose remaining validity (after acquisition time and
+ *    clock drift) is under a fifth of its TTL: such an acquisition is released
+ *    and retried;
+ *  - "held by someone" is told apart from "no quorum possible" (masters down),
+ *    which answers UNAVAILABLE at once instead of waiting out `wait`.
+ * Notes on redlock 5.0.0-beta.2: it emits "error" for every vote against
+ * (an unhandled EventEmitter error would crash the process), so a listener is
+ * attached; and it returns locks whose validity may already be spent, hence
+ * the validity check here.
+ */
+import Redis from "ioredis";
+import type { Pool } from "pg";
+import Redlock, { ExecutionError, Lock, ResourceLockedError, type ExecutionStats } from "redlock";
+import type { Acquired, LockStore, NotAcquired, Renewed } from "../../domain/locks";
+import { formatLockId } from "../../domain/locks";
+import { UnavailableError } from "../../errors/errors";
+import type { Logger } from "../../log/Logger";
+import { translatePgError } from "../postgres/pgErrors";
+import { sql } from "../postgres/sql";
+
+export interface RedlockOptions {
+  urls: readonly string[];
+  prefix: string;
+  commandTimeoutMs: number;
+  driftFactor?: number;
+}
+
+export class RedlockLockStore implements LockStore {
+  private readonly clients: Redis[];
+  private readonly redlock: Redlock;
+  private readonly quorum: number;
+
+  constructor(
+    private readonly pool: Pool,
+    private readonly opts: RedlockOptions,
+    private readonly log: Logger,
+  ) {
+    this.clients = opts.urls.map((url) => {
+      const c = new Redis(url, {
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 0,
+        autoResendUnfulfilledCommands: false,
+        commandTimeout: opts.commandTimeoutMs,
+        connectTimeout: Math.max(1000, opts.commandTimeoutMs * 4),
+        retryStrategy: (times) => Math.min(50 * times, 1000),
+        lazyConnect: true,
+      });
+      c.on("error", (err: Error) => log.debug("redlock client error", { error: err.message }));
+      c.connect().catch(() => undefined);
+      return c;
+    });
+    this.quorum = Math.floor(this.clients.length / 2) + 1;
+    this.redlock = new Redlock(this.clients, {
+      driftFactor: opts.driftFactor ?? 0.01,
+      retryCount: 0,
+      retryDelay: 0,
+      retryJitter: 0,
+    });
+    this.redlock.on("error", () => undefined);
+  }
+
+  private resource(namespace: string, name: string): string {
+    return `${this.opts.prefix}:lock:${namespace}:${name}`;
+  }
+
+  private ownerKey(namespace: string, name: string): string {
+    return `${this.opts.prefix}:lockowner:${namespace}:${name}`;
+  }
+
+  async tryAcquire(namespace: string, name: string, ttlMs: number, owner: string): Promise<Acquired | NotAcquired> {
+    const resource = this.resource(namespace, name);
+    let lock: Lock;
+    try {
+      lock = await this.redlock.acquire([resource], ttlMs);
+    } catch (err) {
+      if (!(err instanceof ExecutionError)) throw err;
+      await this.throwIfNoQuorumPossible(err);
+      return { acquired: false, holderOwner: await this.holderOwner(namespace, name), revision: await this.revision() };
+    }
+    if (lock.expiration - Date.now() < ttlMs / 5) {
+      // Acquisition took too long to leave a useful lock: give it back.
+      await this.redlock.release(lock).catch(() => undefined);
+      return { acquired: false, holderOwner: undefined, revision: await this.revision() };
+    }
+    let token: number;
+    let revision: number;
+    try {
+      const r = await this.pool.query<{ token: number; store_revision: number }>(sql("fencing_issue"), [
+        namespace,
+        name,
+      ]);
+      token = r.rows[0]!.token;
+      revision = r.rows[0]!.store_revision;
+    } catch (err) {
+      await this.redlock.release(lock).catch(() => undefined);
+      throw translatePgError(err);
+    }
+    const ownerKey = this.ownerKey(namespace, name);
+    await Promise.allSettled(this.clients.map((c) => c.set(ownerKey, owner, "PX", ttlMs)));
+    return {
+      acquired: true,
+      lockId: formatLockId(lock.value, token),
+      token,
+      expireTime: new Date(lock.expiration),
+      revision,
+    };
+  }
+
+  async release(namespace: string, name: string, secret: string): Promise<boolean> {
+    const lock = new Lock(this.redlock, [this.resource(namespace, name)], secret, [], Date.now() + 1);
+    try {
+      await this.redlock.release(lock);
+    } catch (err) {
+      if (!(err instanceof ExecutionError)) throw err;
+      await this.throwIfNoQuorumPossible(err);
+      return false;
+    }
+    const ownerKey = this.ownerKey(namespace, name);
+    await Promise.allSettled(this.clients.map((c) => c.del(ownerKey)));
+    return true;
+  }
+
+  async renew(
+    namespace: string,
+    name: string,
+    secret: string,
+    token: number,
+    ttlMs: number,
+  ): Promise<Renewed | undefined> {
+    const lock = new Lock(this.redlock, [this.resource(namespace, name)], secret, [], Number.MAX_SAFE_INTEGER);
+    let renewed: Lock;
+    try {
+      renewed = await this.redlock.extend(lock, ttlMs);
+    } catch (err) {
+      if (!(err instanceof ExecutionError)) throw err;
+      await this.throwIfNoQuorumPossible(err);
+      return undefined;
+    }
+    const ownerKey = this.ownerKey(namespace, name);
+    await Promise.allSettled(this.clients.map((c) => c.pexpire(ownerKey, ttlMs)));
+    return { token, expireTime: new Date(renewed.expiration), revision: await this.revision() };
+  }
+
+  async close(): Promise<void> {
+    for (const c of this.clients) c.disconnect();
+  }
+
+  /** Throws UNAVAILABLE when too many masters failed (not merely voted "locked") for any quorum. */
+  private async throwIfNoQuorumPossible(err: ExecutionError): Promise<void> {
+    const stats: ExecutionStats | undefined = await err.attempts[err.attempts.length - 1];
+    if (!stats) return;
+    let failed = 0;
+    for (const e of stats.votesAgainst.values()) if (!(e instanceof ResourceLockedError)) failed++;
+    if (this.clients.length - failed < this.quorum) {
+      this.log.warn("redlock quorum unavailable", { masters: this.clients.length, failed });
+      throw new UnavailableError(`lock quorum unavailable: ${failed} of ${this.clients.length} Redis masters failed`);
+    }
+  }
+
+  private async holderOwner(namespace: string, name: string): Promise<string | undefined> {
+    const key = this.ownerKey(namespace, name);
+    for (const c of this.clients) {
+      try {
+        const v = await c.get(key);
+        if (v !== null && v !== "") return v;
+      } catch {
+        // try the next master
+      }
+    }
+    return undefined;
+  }
+
+  private async revision(): Promise<number> {
+    try {
+      const r = await this.pool.query<{ store_revision: number }>(sql("store_revision"), []);
+      return r.rows[0]?.store_revision ?? 0;
+    } catch (err) {
+      throw translatePgError(err);
+    }
+  }
+}
