@@ -102,6 +102,7 @@ export type ReadConsistency = "linearizable" | "database";
  */
 export interface KvStore {
   get(namespace: string, key: string, consistency: ReadConsistency): Promise<ReadResult>;
-  write(command: WriteCommand): Promise<WriteOutcome>;
+  /** `signal`: the caller has gone; a write that has not committed yet must not commit. */
+  write(command: WriteCommand, signal?: AbortSignal): Promise<WriteOutcome>;
   list(query: ListQuery): Promise<ListResult>;
 }

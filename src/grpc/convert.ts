@@ -132,7 +132,7 @@ function decodePageToken(token: string, namespace: string, prefix: string): stri
   } catch {
     throw new InvalidArgumentError("page_token", "is not a token returned by List");
   }
-  const t = parsed as { n?: unknown; p?: unknown; k?: unknown };
+  const t = (parsed !== null && typeof parsed === "object" ? parsed : {}) as { n?: unknown; p?: unknown; k?: unknown };
   if (typeof t.k !== "string" || t.n !== namespace || t.p !== prefix) {
     throw new InvalidArgumentError("page_token", "does not belong to this namespace and prefix");
   }

@@ -7,7 +7,7 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { Server, ServerCredentials } from "@grpc/grpc-js";
+import { Server, ServerCredentials, type ServiceDefinition } from "@grpc/grpc-js";
 import type { PackageDefinition } from "@grpc/proto-loader";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema, FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
@@ -20,6 +20,7 @@ import { EventServiceService } from "../gen/agentstate/v1/event";
 import { KeyValueServiceService } from "../gen/agentstate/v1/kv";
 import { LockServiceService } from "../gen/agentstate/v1/lock";
 import type { Logger } from "../log/Logger";
+import { guardDeserializers } from "./decodeGuard";
 import { keyValueHandlers } from "./handlers/KeyValueHandlers";
 import { lockHandlers } from "./handlers/LockHandlers";
 import { unimplementedHandlers } from "./handlers/unimplementedHandlers";
@@ -68,8 +69,9 @@ export class AgentstateServer {
       "grpc.keepalive_permit_without_calls": 1,
     });
     const signal = this.shutdownController.signal;
-    this.grpc.addService(KeyValueServiceService, keyValueHandlers(deps.kv, deps.limits, deps.log, signal));
-    this.grpc.addService(LockServiceService, lockHandlers(deps.locks, deps.limits, deps.log, signal));
+    const guard = (d: ServiceDefinition) => guardDeserializers(d, DESCRIPTOR_SET, "agentstate.v1");
+    this.grpc.addService(guard(KeyValueServiceService), keyValueHandlers(deps.kv, deps.limits, deps.log, signal));
+    this.grpc.addService(guard(LockServiceService), lockHandlers(deps.locks, deps.limits, deps.log, signal));
     this.grpc.addService(EventServiceService, unimplementedHandlers(EventServiceService, "event streams"));
 
     this.health = new HealthImplementation({

@@ -9,6 +9,7 @@ import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { Metadata, status, type sendUnaryData, type ServerUnaryCall } from "@grpc/grpc-js";
 import type { Logger } from "../log/Logger";
+import { UndecodableRequest } from "./decodeGuard";
 import { toGrpcError } from "./toGrpcError";
 
 export interface CallContext {
@@ -63,7 +64,11 @@ export function unaryCall<Req, Res>(
       callback(toGrpcError(err, log));
       return;
     }
-    fn(req, { requestId, log, signal: ac.signal, deadline }).then(
+    const run =
+      req instanceof UndecodableRequest
+        ? Promise.reject(req.error)
+        : fn(req, { requestId, log, signal: ac.signal, deadline });
+    run.then(
       (res) => {
         finish(status.OK);
         callback(null, res);

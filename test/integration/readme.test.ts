@@ -19,7 +19,9 @@ export function findGrpcurl(): string {
   try {
     return execFileSync("bash", ["-c", "command -v grpcurl"]).toString().trim();
   } catch {
-    throw new Error("grpcurl not found: install it with `go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.3`");
+    throw new Error(
+      "grpcurl not found: install it with `go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.3`",
+    );
   }
 }
 
@@ -43,7 +45,11 @@ describe("README quick start against the embedded default", function () {
   before(async () => {
     dataDir = mkdtempSync(join(tmpdir(), "agentstate-readme-"));
     chmodSync(dataDir, 0o755); // the embedded Postgres runs as user postgres when we are root
-    server = await ServerProcess.start({ AGENTSTATE_DATA_DIR: join(dataDir, "state"), DATABASE_URL: "", REDIS_URL: "" });
+    server = await ServerProcess.start({
+      AGENTSTATE_DATA_DIR: join(dataDir, "state"),
+      DATABASE_URL: "",
+      REDIS_URL: "",
+    });
   });
   after(async () => {
     await server?.stop();

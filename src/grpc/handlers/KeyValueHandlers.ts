@@ -22,9 +22,9 @@ export function keyValueHandlers(
       const r = await store.get(q.namespace, q.key, q.consistency);
       return { header: { revision: r.revision }, found: r.item !== undefined, item: r.item && itemToPb(r.item) };
     }),
-    compareAndSet: unaryCall("CompareAndSet", log, shutdown, async (req) => {
+    compareAndSet: unaryCall("CompareAndSet", log, shutdown, async (req, ctx) => {
       const cmd = decodeCompareAndSet(req, limits);
-      const o = await store.write(cmd);
+      const o = await store.write(cmd, ctx.signal);
       return {
         header: { revision: o.revision },
         applied: o.applied,
@@ -33,9 +33,9 @@ export function keyValueHandlers(
         replayed: o.replayed,
       };
     }),
-    delete: unaryCall("Delete", log, shutdown, async (req) => {
+    delete: unaryCall("Delete", log, shutdown, async (req, ctx) => {
       const cmd = decodeDelete(req, limits);
-      const o = await store.write(cmd);
+      const o = await store.write(cmd, ctx.signal);
       return {
         header: { revision: o.revision },
         applied: o.applied,

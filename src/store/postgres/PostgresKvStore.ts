@@ -19,7 +19,13 @@ import type {
   WriteCommand,
   WriteOutcome,
 } from "../../domain/types";
-import { FailedPreconditionError, UnavailableError } from "../../errors/errors";
+import {
+  type AppError,
+  CancelledError,
+  DeadlineExceededError,
+  FailedPreconditionError,
+  UnavailableError,
+} from "../../errors/errors";
 import { isRetryableConflict, translatePgError } from "./pgErrors";
 import { itemFromJson, itemToJson, keyBytes, rowToItem, type ItemJson, type KvRow } from "./rows";
 import { sql } from "./sql";
@@ -37,6 +43,8 @@ export interface WriteHooks {
   markedEpoch?: number;
   /** performance.now() value after which the transaction must not commit. */
   commitDeadline?: number;
+  /** Aborted when the caller has gone: the transaction then rolls back instead of committing. */
+  signal?: AbortSignal;
 }
 
 export interface WriteResult extends WriteOutcome {
@@ -92,8 +100,8 @@ export class PostgresKvStore implements KvStore {
     return { items, revision, more };
   }
 
-  write(command: WriteCommand): Promise<WriteOutcome> {
-    return this.writeWithHooks(command, {});
+  write(command: WriteCommand, signal?: AbortSignal): Promise<WriteOutcome> {
+    return this.writeWithHooks(command, { signal });
   }
 
   async writeWithHooks(cmd: WriteCommand, hooks: WriteHooks): Promise<WriteResult> {
@@ -108,6 +116,7 @@ export class PostgresKvStore implements KvStore {
   }
 
   private async writeOnce(cmd: WriteCommand, hooks: WriteHooks): Promise<WriteResult> {
+    if (hooks.signal?.aborted) throw callerGone(hooks.signal);
     const client = await this.connect();
     let inTx = false;
     try {
@@ -236,6 +245,10 @@ export class PostgresKvStore implements KvStore {
         await client.query(sql("idempotency_record"), [ns, cmd.idempotencyKey, json]);
       }
 
+      if (hooks.signal?.aborted) {
+        // The caller has gone (cancelled, deadline passed, server stopping): do not commit for nobody.
+        throw callerGone(hooks.signal);
+      }
       if (hooks.commitDeadline !== undefined && performance.now() > hooks.commitDeadline) {
         // Committing now could outlive the cache's write-in-flight marker.
         throw new UnavailableError("write took too long to commit safely; nothing was written, retry");
@@ -273,7 +286,14 @@ export class PostgresKvStore implements KvStore {
   }
 }
 
-/** The smallest byte string greater than every string with this prefix (undefined: none). */
+function callerGone(signal: AbortSignal): AppError {
+  const reason = (signal.reason as Error | undefined)?.message ?? "";
+  if (reason.includes("shutdown")) return new UnavailableError("server shutting down; nothing was written");
+  if (reason.includes("deadline")) return new DeadlineExceededError("deadline passed; nothing was written");
+  return new CancelledError("caller went away; nothing was written");
+}
+
+/** The smallest byte string greater than every string with this prefix (null: none). */
 export function prefixUpperBound(prefix: Buffer): Buffer | null {
   const b = Buffer.from(prefix);
   for (let i = b.length - 1; i >= 0; i--) {

@@ -30,7 +30,12 @@ import type {
   WriteCommand,
   WriteOutcome,
 } from "../../domain/types";
-import { FailedPreconditionError, InvalidArgumentError } from "../../errors/errors";
+import {
+  CancelledError,
+  DeadlineExceededError,
+  FailedPreconditionError,
+  InvalidArgumentError,
+} from "../../errors/errors";
 import type { Logger } from "../../log/Logger";
 import type { PostgresKvStore } from "../postgres/PostgresKvStore";
 import type { CacheEpoch } from "./CacheEpoch";
@@ -135,7 +140,7 @@ export class CachedKvStore implements KvStore {
     return res;
   }
 
-  async write(cmd: WriteCommand): Promise<WriteOutcome> {
+  async write(cmd: WriteCommand, signal?: AbortSignal): Promise<WriteOutcome> {
     const keys = this.keysFor(cmd.namespace, cmd.key);
     const writerId = randomBytes(12).toString("hex");
     const started = performance.now();
@@ -153,7 +158,7 @@ export class CachedKvStore implements KvStore {
       }
     }
     if (!marked) {
-      const { epochBump, ...outcome } = await this.pg.writeWithHooks(cmd, { bumpCacheEpoch: true });
+      const { epochBump, ...outcome } = await this.pg.writeWithHooks(cmd, { bumpCacheEpoch: true, signal });
       if (epochBump) await this.waitOutBump(epochBump);
       return outcome;
     }
@@ -161,11 +166,16 @@ export class CachedKvStore implements KvStore {
     const commitDeadline = started + this.opts.markerTtlMs - this.opts.statementTimeoutMs;
     let out;
     try {
-      out = await this.pg.writeWithHooks(cmd, { commitDeadline, markedEpoch });
+      out = await this.pg.writeWithHooks(cmd, { commitDeadline, markedEpoch, signal });
     } catch (err) {
       // Refused before COMMIT was sent: nothing changed, clear the marker now.
       // Any other failure may hide a commit; the marker then simply expires.
-      if (err instanceof FailedPreconditionError || err instanceof InvalidArgumentError) {
+      if (
+        err instanceof FailedPreconditionError ||
+        err instanceof InvalidArgumentError ||
+        err instanceof CancelledError ||
+        err instanceof DeadlineExceededError
+      ) {
         await this.redis
           .cacheEndWrite(...keys, alive, writerId, "0", "{}", Buffer.alloc(0), "1")
           .catch(() => undefined);

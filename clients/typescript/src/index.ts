@@ -1,0 +1,68 @@
+/**
+ * The agentstate TypeScript client: AgentstateClient plus the message types,
+ * enums and grpc-js service clients generated from proto/agentstate/v1.
+ *
+ * The generated files each declare the same helpers (DeepPartial, MessageFns,
+ * protobufPackage, protobufFileName), so `export *` of several of them is
+ * ambiguous: the public names are listed here instead. A new message in
+ * proto/ needs a line here.
+ */
+export * from "./AgentstateClient";
+export {
+  Fence,
+  Item,
+  ResponseHeader,
+  protobufPackage,
+  type DeepPartial,
+  type MessageFns,
+} from "./gen/agentstate/v1/common";
+export {
+  CompareAndSetRequest,
+  CompareAndSetResponse,
+  Consistency,
+  DeleteRequest,
+  DeleteResponse,
+  Expected,
+  GetRequest,
+  GetResponse,
+  KeyValueServiceClient,
+  KeyValueServiceService,
+  ListRequest,
+  ListResponse,
+  consistencyFromJSON,
+  consistencyToJSON,
+  type KeyValueServiceServer,
+} from "./gen/agentstate/v1/kv";
+export {
+  LockRequest,
+  LockResponse,
+  LockServiceClient,
+  LockServiceService,
+  RenewLockRequest,
+  RenewLockResponse,
+  UnlockRequest,
+  UnlockResponse,
+  type LockServiceServer,
+} from "./gen/agentstate/v1/lock";
+export {
+  AppendEventRequest,
+  AppendEventResponse,
+  CaughtUp,
+  Direction,
+  EventData,
+  EventData_MetadataEntry,
+  EventServiceClient,
+  EventServiceService,
+  ExpectedStream,
+  ReadStreamRequest,
+  ReadStreamResponse,
+  RecordedEvent,
+  RecordedEvent_MetadataEntry,
+  SubscribeRequest,
+  SubscribeResponse,
+  directionFromJSON,
+  directionToJSON,
+  type EventServiceServer,
+} from "./gen/agentstate/v1/event";
+export { Duration } from "./gen/google/protobuf/duration";
+export { Timestamp } from "./gen/google/protobuf/timestamp";
