@@ -108,7 +108,7 @@ export class AgentstateServer {
    */
   async shutdown(graceMs: number): Promise<void> {
     this.setServing(false);
-    this.shutdownController.abort(new Error("server shutting down"));
+    this.shutdownController.abort(new Error("shutdown: server shutting down"));
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.grpc.forceShutdown();

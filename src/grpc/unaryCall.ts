@@ -15,8 +15,13 @@ import { toGrpcError } from "./toGrpcError";
 export interface CallContext {
   requestId: string;
   log: Logger;
-  /** Aborted when the caller cancels, the deadline passes, or the server shuts down. */
+  /** Aborted when the caller cancels or the deadline passes: work for this call should stop. */
   signal: AbortSignal;
+  /**
+   * Aborted when the server starts shutting down. Only long waits (lock waits,
+   * subscriptions) follow it, ending with UNAVAILABLE; ordinary calls drain.
+   */
+  shutdown: AbortSignal;
   /** The call's deadline in ms since the epoch, if the caller set one. */
   deadline: number | undefined;
 }
@@ -39,8 +44,6 @@ export function unaryCall<Req, Res>(
     const ac = new AbortController();
     const onCancel = () => ac.abort(new Error("cancelled"));
     call.on("cancelled", onCancel);
-    const onShutdown = () => ac.abort(new Error("shutdown"));
-    shutdown.addEventListener("abort", onShutdown, { once: true });
     const dl = call.getDeadline();
     const deadline = dl instanceof Date ? dl.getTime() : Number.isFinite(dl) ? Number(dl) : undefined;
     const deadlineTimer =
@@ -52,7 +55,6 @@ export function unaryCall<Req, Res>(
     call.sendMetadata(md);
     const finish = (code: status) => {
       if (deadlineTimer) clearTimeout(deadlineTimer);
-      shutdown.removeEventListener("abort", onShutdown);
       call.removeListener("cancelled", onCancel);
       log.info("rpc", { code: status[code], ms: Math.round((performance.now() - started) * 100) / 100 });
     };
@@ -67,7 +69,7 @@ export function unaryCall<Req, Res>(
     const run =
       req instanceof UndecodableRequest
         ? Promise.reject(req.error)
-        : fn(req, { requestId, log, signal: ac.signal, deadline });
+        : fn(req, { requestId, log, signal: ac.signal, shutdown, deadline });
     run.then(
       (res) => {
         finish(status.OK);

@@ -19,7 +19,12 @@ export function lockHandlers(
   return {
     lock: unaryCall("Lock", log, shutdown, async (req, ctx) => {
       const q = decodeLock(req, limits);
-      const r = await locks.acquire({ ...q, deadline: ctx.deadline, signal: ctx.signal });
+      const r = await locks.acquire({
+        ...q,
+        deadline: ctx.deadline,
+        // A lock wait is a long wait: shutdown ends it with UNAVAILABLE.
+        signal: AbortSignal.any([ctx.signal, ctx.shutdown]),
+      });
       if (!r.acquired) {
         return {
           header: { revision: r.revision },
