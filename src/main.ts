@@ -15,6 +15,8 @@ import { PostgresKvStore } from "./store/postgres/PostgresKvStore";
 import { buildKvStore } from "./store/buildKvStore";
 import { LockService } from "./domain/locks";
 import { PostgresLockStore } from "./store/postgres/PostgresLockStore";
+import { PostgresEventStore } from "./store/postgres/PostgresEventStore";
+import { PgChangeNotifier } from "./store/postgres/PgChangeNotifier";
 import { RedlockLockStore } from "./store/redis/RedlockLockStore";
 
 export const MIGRATIONS_DIR = join(__dirname, "..", "migrations");
@@ -54,6 +56,8 @@ async function main(): Promise<void> {
       intervalMs: config.janitorIntervalMs,
       historyRetentionSeconds: config.historyRetentionSeconds,
       idempotencyTtlSeconds: config.idempotencyTtlSeconds,
+      eventRetentionSeconds: config.eventRetentionSeconds,
+      streamMaxEvents: config.streamMaxEvents,
     },
     log,
   );
@@ -67,7 +71,17 @@ async function main(): Promise<void> {
           log.child({ component: "locks" }),
         )
       : new PostgresLockStore(pool);
-  const server = new AgentstateServer({ kv: kv.store, locks: new LockService(lockStore), limits: config.limits, log });
+  const notifier = new PgChangeNotifier(databaseUrl, log.child({ component: "events" }));
+  notifier.start();
+  const server = new AgentstateServer({
+    kv: kv.store,
+    locks: new LockService(lockStore),
+    events: new PostgresEventStore(pool),
+    notifier,
+    eventOptions: { pageSize: 500, pollMs: config.subscribePollMs, stallMs: config.subscriberStallMs },
+    limits: config.limits,
+    log,
+  });
   const address = await server.listen(config.host, config.port);
   log.info("listening", {
     address,
@@ -83,6 +97,7 @@ async function main(): Promise<void> {
     log.info("shutting down", { signal });
     await server.shutdown(config.shutdownGraceMs);
     await janitor.stop();
+    await notifier.close();
     await kv.close();
     await lockStore.close();
     await pool.end().catch(() => undefined);

@@ -28,6 +28,10 @@ export interface Config {
   readonly cacheMarkerTtlMs: number;
   readonly redisCommandTimeoutMs: number;
   readonly shutdownGraceMs: number;
+  readonly eventRetentionSeconds: number;
+  readonly streamMaxEvents: number;
+  readonly subscribePollMs: number;
+  readonly subscriberStallMs: number;
   readonly logLevel: "debug" | "info" | "warn" | "error";
   readonly limits: Limits;
 }
@@ -113,6 +117,7 @@ export function loadConfig(env: Env = process.env): Config {
     maxLockTtlSeconds: int(env, "AGENTSTATE_MAX_LOCK_TTL_SECONDS", 3600, 1, 30 * 24 * 3600),
     maxLockWaitSeconds: int(env, "AGENTSTATE_MAX_LOCK_WAIT_SECONDS", 300, 0, 24 * 3600),
     maxEventsPerAppend: int(env, "AGENTSTATE_MAX_EVENTS_PER_APPEND", 1000, 1, 100000),
+    maxEventTypeBytes: 255,
     maxEventBytes,
     maxAppendBytes,
     // Room for the largest value or batch plus the envelope, so the transport
@@ -146,6 +151,10 @@ export function loadConfig(env: Env = process.env): Config {
     cacheMarkerTtlMs,
     redisCommandTimeoutMs: int(env, "AGENTSTATE_REDIS_TIMEOUT_MS", 500, 10, 60000),
     shutdownGraceMs: int(env, "AGENTSTATE_SHUTDOWN_GRACE_MS", 10000, 0, 600000),
+    eventRetentionSeconds: int(env, "AGENTSTATE_EVENT_RETENTION_SECONDS", 0, 0, 100 * 365 * 24 * 3600),
+    streamMaxEvents: int(env, "AGENTSTATE_STREAM_MAX_EVENTS", 0, 0, Number.MAX_SAFE_INTEGER),
+    subscribePollMs: int(env, "AGENTSTATE_SUBSCRIBE_POLL_MS", 1000, 10, 60000),
+    subscriberStallMs: int(env, "AGENTSTATE_SUBSCRIBER_STALL_MS", 30000, 100, 3600000),
     logLevel: logLevel as Config["logLevel"],
     limits,
   });

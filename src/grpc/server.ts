@@ -14,6 +14,7 @@ import { FileDescriptorProtoSchema, FileDescriptorSetSchema } from "@bufbuild/pr
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
 import type { Limits } from "../domain/limits";
+import type { ChangeNotifier, EventStore } from "../domain/events";
 import type { LockService } from "../domain/locks";
 import type { KvStore } from "../domain/types";
 import { EventServiceService } from "../gen/agentstate/v1/event";
@@ -23,7 +24,7 @@ import type { Logger } from "../log/Logger";
 import { guardDeserializers } from "./decodeGuard";
 import { keyValueHandlers } from "./handlers/KeyValueHandlers";
 import { lockHandlers } from "./handlers/LockHandlers";
-import { unimplementedHandlers } from "./handlers/unimplementedHandlers";
+import { eventHandlers, type EventHandlerOptions } from "./handlers/EventHandlers";
 
 export const SERVICE_NAMES = [
   "agentstate.v1.KeyValueService",
@@ -53,6 +54,9 @@ function reflectionPackage(sets: string[]): PackageDefinition {
 export interface ServerDeps {
   kv: KvStore;
   locks: LockService;
+  events: EventStore;
+  notifier: ChangeNotifier;
+  eventOptions: EventHandlerOptions;
   limits: Limits;
   log: Logger;
 }
@@ -72,7 +76,10 @@ export class AgentstateServer {
     const guard = (d: ServiceDefinition) => guardDeserializers(d, DESCRIPTOR_SET, "agentstate.v1");
     this.grpc.addService(guard(KeyValueServiceService), keyValueHandlers(deps.kv, deps.limits, deps.log, signal));
     this.grpc.addService(guard(LockServiceService), lockHandlers(deps.locks, deps.limits, deps.log, signal));
-    this.grpc.addService(EventServiceService, unimplementedHandlers(EventServiceService, "event streams"));
+    this.grpc.addService(
+      guard(EventServiceService),
+      eventHandlers(deps.events, deps.notifier, deps.limits, deps.eventOptions, deps.log, signal),
+    );
 
     this.health = new HealthImplementation({
       "": "NOT_SERVING",

@@ -13,6 +13,10 @@ export interface JanitorOptions {
   intervalMs: number;
   historyRetentionSeconds: number;
   idempotencyTtlSeconds: number;
+  /** 0: keep events forever. */
+  eventRetentionSeconds: number;
+  /** 0: no per-stream count limit. */
+  streamMaxEvents: number;
   batchSize?: number;
 }
 
@@ -46,7 +50,7 @@ export class Janitor {
   }
 
   /** One full pass; returns how many rows each step removed. */
-  async runOnce(): Promise<{ expired: number; history: number; idempotency: number }> {
+  async runOnce(): Promise<{ expired: number; history: number; idempotency: number; events: number }> {
     const batch = this.opts.batchSize ?? 500;
     const drain = async (fn: () => Promise<number>) => {
       let total = 0;
@@ -71,7 +75,21 @@ export class Janitor {
       async () =>
         (await this.pool.query(sql("idempotency_trim"), [this.opts.idempotencyTtlSeconds, batch])).rowCount ?? 0,
     );
-    if (expired + history + idempotency > 0) this.log.debug("janitor pass", { expired, history, idempotency });
-    return { expired, history, idempotency };
+    let events = 0;
+    if (this.opts.eventRetentionSeconds > 0) {
+      events += await drain(
+        async () =>
+          (await this.pool.query(sql("events_trim_age"), [this.opts.eventRetentionSeconds, batch])).rowCount ?? 0,
+      );
+    }
+    if (this.opts.streamMaxEvents > 0) {
+      events += await drain(
+        async () => (await this.pool.query(sql("events_trim_count"), [this.opts.streamMaxEvents, batch])).rowCount ?? 0,
+      );
+    }
+    if (expired + history + idempotency + events > 0) {
+      this.log.debug("janitor pass", { expired, history, idempotency, events });
+    }
+    return { expired, history, idempotency, events };
   }
 }

@@ -26,6 +26,7 @@ import {
   FailedPreconditionError,
   UnavailableError,
 } from "../../errors/errors";
+import { checkFence } from "./checkFence";
 import { isRetryableConflict, translatePgError } from "./pgErrors";
 import { itemFromJson, itemToJson, keyBytes, rowToItem, type ItemJson, type KvRow } from "./rows";
 import { sql } from "./sql";
@@ -178,22 +179,7 @@ export class PostgresKvStore implements KvStore {
         // A concurrent writer created the key and committed: lock its row instead.
       }
 
-      if (cmd.fence !== undefined) {
-        const f = await client.query<{ last_token: number }>(sql("fence_check"), [ns, cmd.fence.lockName]);
-        const last = f.rows[0]?.last_token;
-        if (last === undefined || cmd.fence.token > last) {
-          throw new FailedPreconditionError(
-            `fence token ${cmd.fence.token} was never issued for lock "${cmd.fence.lockName}"`,
-            "FENCE_UNKNOWN",
-          );
-        }
-        if (cmd.fence.token < last) {
-          throw new FailedPreconditionError(
-            `fence token ${cmd.fence.token} for lock "${cmd.fence.lockName}" is stale: token ${last} was issued since`,
-            "FENCE_STALE",
-          );
-        }
-      }
+      if (cmd.fence !== undefined) await checkFence(client, ns, cmd.fence);
 
       let outcome: WriteResult;
       let epochNow: number | undefined;

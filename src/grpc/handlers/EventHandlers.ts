@@ -1,0 +1,75 @@
+/**
+ * gRPC handlers for agentstate.v1.EventService: AppendEvent (unary),
+ * ReadStream and Subscribe (server streaming, paged from Postgres with
+ * backpressure).
+ */
+import type { Limits } from "../../domain/limits";
+import { runSubscription, type ChangeNotifier, type EventStore } from "../../domain/events";
+import { NotFoundError } from "../../errors/errors";
+import type { EventServiceServer } from "../../gen/agentstate/v1/event";
+import type { Logger } from "../../log/Logger";
+import { decodeAppend, decodeReadStream, decodeSubscribe, recordedEventToPb } from "../convert";
+import { streamCall } from "../streamCall";
+import { unaryCall } from "../unaryCall";
+
+export interface EventHandlerOptions {
+  pageSize: number;
+  pollMs: number;
+  stallMs: number;
+}
+
+export function eventHandlers(
+  store: EventStore,
+  notifier: ChangeNotifier,
+  limits: Limits,
+  opts: EventHandlerOptions,
+  log: Logger,
+  shutdown: AbortSignal,
+): EventServiceServer {
+  return {
+    appendEvent: unaryCall("AppendEvent", log, shutdown, async (req, ctx) => {
+      const cmd = decodeAppend(req, limits);
+      const o = await store.append(cmd, ctx.signal);
+      return {
+        header: { revision: o.revision },
+        applied: o.applied,
+        currentVersion: o.currentVersion,
+        firstVersion: o.firstVersion,
+        position: o.firstPosition,
+        replayed: o.replayed,
+      };
+    }),
+    readStream: streamCall("ReadStream", log, shutdown, opts.stallMs, async (req, ctx) => {
+      const q = decodeReadStream(req, limits);
+      const current = await store.streamVersion(q.namespace, q.stream);
+      if (current === 0) throw new NotFoundError(`stream "${q.stream}" has no events`);
+      let next = q.fromVersion !== 0 ? q.fromVersion : q.direction === "forwards" ? 1 : current;
+      let left = q.limit === 0 ? Infinity : q.limit;
+      while (left > 0 && !ctx.signal.aborted) {
+        const page = await store.readStream(q.namespace, q.stream, next, q.direction, Math.min(opts.pageSize, left));
+        for (const e of page) await ctx.send({ event: recordedEventToPb(e) });
+        left -= page.length;
+        if (page.length < Math.min(opts.pageSize, left + page.length)) break;
+        const last = page[page.length - 1]!;
+        next = q.direction === "forwards" ? last.streamVersion + 1 : last.streamVersion - 1;
+        if (next < 1) break;
+      }
+    }),
+    subscribe: streamCall("Subscribe", log, shutdown, opts.stallMs, async (req, ctx) => {
+      const q = decodeSubscribe(req, limits);
+      await runSubscription(
+        store,
+        notifier,
+        q.namespace,
+        q.target,
+        q.afterPosition,
+        {
+          event: (e) => ctx.send({ event: recordedEventToPb(e) }),
+          caughtUp: (position) => ctx.send({ caughtUp: { position } }),
+        },
+        AbortSignal.any([ctx.signal, ctx.shutdown]),
+        { pageSize: opts.pageSize, pollMs: opts.pollMs },
+      );
+    }),
+  };
+}
