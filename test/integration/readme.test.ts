@@ -8,7 +8,7 @@ import { strict as assert } from "node:assert";
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, chmodSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { ServerProcess } from "../support/ServerProcess";
 
 const REPO = resolve(__dirname, "../../..");
@@ -23,6 +23,14 @@ export function findGrpcurl(): string {
       "grpcurl not found: install it with `go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.3`",
     );
   }
+}
+
+/** The recipes block, as one bash script. */
+function recipesScript(): string {
+  const md = readFileSync(join(REPO, "README.md"), "utf8");
+  const block = /<!-- recipes:begin -->\s*```sh\n([\s\S]*?)```\s*<!-- recipes:end -->/.exec(md);
+  assert.ok(block, "README has no recipes block");
+  return block[1]!;
 }
 
 /** The shell commands of the quick start block, continuation lines joined. */
@@ -85,6 +93,20 @@ describe("README quick start against the embedded default", function () {
       JSON.parse(listKeys!).items.map((i: { key: string }) => i.key),
       ["cart/42"],
     );
+    // The lock and event recipes, as one script (they share shell variables).
+    const script = "set -euo pipefail\n" + recipesScript().replaceAll("127.0.0.1:50051", server.address);
+    const out = execFileSync("bash", ["-c", script], {
+      encoding: "utf8",
+      env: { ...process.env, PATH: `${dirname(grpcurl)}:${process.env["PATH"]}` },
+    });
+    assert.match(out, /"acquired": true/);
+    assert.match(out, /"fencingToken": "\d+"/);
+    assert.match(out, /"applied": true/);
+    assert.match(out, /"released": true/);
+    assert.match(out, /"firstVersion": "1"/);
+    assert.match(out, /"type": "item_added"/);
+    assert.match(out, /"type": "checkout_started"/);
+    assert.match(out, /"caughtUp"/);
     const logs = server.logs();
     assert.ok(logs.some((l) => l["msg"] === "listening" && l["database"] === "embedded"));
   });
