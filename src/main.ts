@@ -78,7 +78,12 @@ async function main(): Promise<void> {
     locks: new LockService(lockStore),
     events: new PostgresEventStore(pool),
     notifier,
-    eventOptions: { pageSize: 500, pollMs: config.subscribePollMs, stallMs: config.subscriberStallMs },
+    eventOptions: {
+      pageSize: 500,
+      pollMs: config.subscribePollMs,
+      stallMs: config.subscriberStallMs,
+      onCommitted: kv.cache ? (revision) => kv.cache!.noteRevision(revision) : undefined,
+    },
     limits: config.limits,
     log,
   });

@@ -58,7 +58,7 @@ export async function buildKvStore(
   const scripts = defineCacheScripts(redis);
   const epoch = new CacheEpoch(
     pool,
-    redis,
+    scripts,
     { leaseMs: config.cacheLeaseMs, markerTtlMs: config.cacheMarkerTtlMs, prefix: config.redisPrefix },
     clog,
   );

@@ -16,6 +16,8 @@ export interface EventHandlerOptions {
   pageSize: number;
   pollMs: number;
   stallMs: number;
+  /** Told the revision of every committed append before it is acknowledged (the cache's known revision). */
+  onCommitted?: (revision: number) => Promise<void>;
 }
 
 export function eventHandlers(
@@ -30,6 +32,7 @@ export function eventHandlers(
     appendEvent: unaryCall("AppendEvent", log, shutdown, async (req, ctx) => {
       const cmd = decodeAppend(req, limits);
       const o = await store.append(cmd, ctx.signal);
+      if (o.applied && !o.replayed) await opts.onCommitted?.(o.revision);
       return {
         header: { revision: o.revision },
         applied: o.applied,

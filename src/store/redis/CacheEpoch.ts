@@ -21,6 +21,7 @@
 import { randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import type Redis from "ioredis";
+import type { CacheCommands } from "./cacheScripts";
 import type { Pool } from "pg";
 import type { Logger } from "../../log/Logger";
 import { sql } from "../postgres/sql";
@@ -43,7 +44,7 @@ export class CacheEpoch {
 
   constructor(
     private readonly pool: Pool,
-    private readonly redis: Redis,
+    private readonly redis: Redis & CacheCommands,
     private readonly opts: CacheEpochOptions,
     private readonly log: Logger,
   ) {
@@ -100,6 +101,18 @@ export class CacheEpoch {
     return `${this.keyBase()}:alive`;
   }
 
+  knownRevisionKey(): string {
+    return `${this.keyBase()}:rev`;
+  }
+
+  /** Raises the epoch's known store revision (best effort; errors are ignored). */
+  async noteRevision(revision: number): Promise<void> {
+    if (!this.canMark()) return;
+    await this.redis
+      .cacheNoteRevision(this.aliveKey(), this.knownRevisionKey(), this.aliveValue(), String(revision))
+      .catch(() => undefined);
+  }
+
   /** A script found the alive key missing or different: stop trusting the cache and re-check now. */
   distrust(): void {
     this.aliveOk = false;
@@ -138,7 +151,10 @@ export class CacheEpoch {
 
   private async doRefresh(): Promise<void> {
     const sent = performance.now();
-    const r = await this.pool.query<{ cache_epoch: number; age_ms: number }>(sql("cache_epoch_read"), []);
+    const r = await this.pool.query<{ cache_epoch: number; age_ms: number; store_revision: number }>(
+      sql("cache_epoch_read"),
+      [],
+    );
     const row = r.rows[0];
     if (!row) return;
     const got = performance.now();
@@ -167,6 +183,8 @@ export class CacheEpoch {
       alive = await this.redis.get(key);
     }
     if (alive === want) {
+      // Seed the known store revision before any hit can be served from this read.
+      await this.redis.cacheNoteRevision(key, this.knownRevisionKey(), want, String(row.store_revision));
       this.aliveOk = true;
       return;
     }

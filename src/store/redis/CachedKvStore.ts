@@ -108,7 +108,10 @@ export class CachedKvStore implements KvStore {
         // Re-check the lease: the reply must not be older than it.
         if (this.epoch.canServe()) {
           this.stats.hits++;
-          return decodeEntry(key, r[1]!, r[2] as Buffer, (r as [number, Buffer, Buffer, Buffer])[3]);
+          const [, rev, meta, bytes, known] = r as unknown as [number, Buffer, Buffer, Buffer, Buffer];
+          const hit = decodeEntry(key, rev, meta, bytes);
+          // The entry is current as of now, so it reflects every revision known committed.
+          return { ...hit, revision: Math.max(hit.revision, Number(known.toString())) };
         }
         return this.pg.get(namespace, key, consistency);
       }
@@ -206,6 +209,16 @@ export class CachedKvStore implements KvStore {
     return outcome;
   }
 
+  /**
+   * Raises the cache's known store revision after a commit that did not go
+   * through the cache (an event append), so later cache hits never report a
+   * lower revision than an acknowledged write. Best effort: the lease refresh
+   * also raises it from Postgres.
+   */
+  async noteRevision(revision: number): Promise<void> {
+    await this.epoch.noteRevision(revision);
+  }
+
   /** Holds the reply until every lease that could serve the replaced epoch has expired. */
   private async waitOutBump(bump: { epoch: number; prevAgeMs: number }): Promise<void> {
     const wait = this.epoch.waitAfterBumpMs(bump.prevAgeMs);
@@ -220,12 +233,12 @@ export class CachedKvStore implements KvStore {
     return Math.max(1, Math.floor(ttl));
   }
 
-  private keysFor(namespace: string, key: string): [string, string, string, string, string] {
+  private keysFor(namespace: string, key: string): [string, string, string, string, string, string] {
     // Hash the namespace and key: fixed-size Redis keys, and no braces from
     // user input can change the hash slot.
     const h = createHash("sha256").update(namespace).update("\0").update(key).digest("base64url");
     const base = `${this.epoch.keyBase()}:{${h}}`;
-    return [this.epoch.aliveKey(), `${base}:e`, `${base}:w`, `${base}:t`, `${base}:lw`];
+    return [this.epoch.aliveKey(), `${base}:e`, `${base}:w`, `${base}:t`, `${base}:lw`, this.epoch.knownRevisionKey()];
   }
 }
 

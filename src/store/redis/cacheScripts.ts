@@ -15,6 +15,7 @@ export interface CacheCommands {
   cacheFill(...args: Arg[]): Promise<number>;
   cacheBeginWrite(...args: Arg[]): Promise<number>;
   cacheEndWrite(...args: Arg[]): Promise<number>;
+  cacheNoteRevision(...args: Arg[]): Promise<number>;
 }
 
 export const LUA_DIR = join(__dirname, "lua");

@@ -3,12 +3,15 @@
   read cannot be stale: the fill token handed out at the miss must still be
   there (every write deletes it when it begins and when it ends; eviction
   deletes it too), no write may be in flight, and nothing newer may be cached.
-  KEYS[1] alive, KEYS[2] entry, KEYS[3] markers, KEYS[4] token, KEYS[5] writers
+  KEYS[1] alive, KEYS[2] entry, KEYS[3] markers, KEYS[4] token, KEYS[5] writers,
+  KEYS[6] known      highest store revision known committed in this epoch (string, no TTL)
   ARGV[1] expected alive value, ARGV[2] fill token, ARGV[3] observed revision,
   ARGV[4] metadata JSON, ARGV[5] value bytes, ARGV[6] entry TTL ms
   Result: -1 alive mismatch; 0 refused; 1 stored
 ]]
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local known = tonumber(redis.call('GET', KEYS[6]) or '0')
+if tonumber(ARGV[3]) > known then redis.call('SET', KEYS[6], ARGV[3]) end
 if redis.call('GET', KEYS[4]) ~= ARGV[2] then return 0 end
 if redis.call('EXISTS', KEYS[3]) == 1 then
   local t = redis.call('TIME')

@@ -6,6 +6,7 @@
   is not always the last to commit.
   KEYS[1] alive, KEYS[2] entry, KEYS[3] markers, KEYS[4] token,
   KEYS[5] writers hash {w = id of the writer that began last, r = highest revision ended}
+  KEYS[6] known      highest store revision known committed in this epoch (string, no TTL)
   ARGV[1] expected alive value, ARGV[2] writer id,
   ARGV[3] observed revision (0: nothing to install), ARGV[4] metadata JSON,
   ARGV[5] value bytes, ARGV[6] entry TTL ms
@@ -24,6 +25,7 @@ elseif rev > maxEnded then
   redis.call('HSET', KEYS[5], 'r', ARGV[3])
 end
 if rev <= 0 then return 0 end
+if rev > tonumber(redis.call('GET', KEYS[6]) or '0') then redis.call('SET', KEYS[6], ARGV[3]) end
 local cur = redis.call('HGET', KEYS[2], 'r')
 if cur and tonumber(cur) >= rev then return 0 end
 redis.call('DEL', KEYS[2])

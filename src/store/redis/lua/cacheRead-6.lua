@@ -4,10 +4,11 @@
   KEYS[2] entry      hash {r = observed revision, m = metadata JSON, b = value bytes}
   KEYS[3] markers    zset writerId -> logical expiry (ms, Redis clock): writes in flight
   KEYS[4] token      fill token (string, with PX)
-  KEYS[5] writers   hash {w = writer that began last, r = highest revision ended}; dropped with the last marker
+  KEYS[5] writers    hash {w = writer that began last, r = highest revision ended}; dropped with the last marker
+  KEYS[6] known      highest store revision known committed in this epoch (string, no TTL)
   ARGV[1] expected alive value, ARGV[2] candidate fill token, ARGV[3] token TTL ms
   Result: {-1} alive mismatch; {0} a write is in flight (read Postgres, do not fill);
-          {1, r, m, b} hit; {2, token} miss (read Postgres, then cacheFill with token)
+          {1, r, m, b, known} hit (known: store revision the reply reflects, >= r); {2, token} miss (read Postgres, then cacheFill with token)
 ]]
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {-1} end
 if redis.call('EXISTS', KEYS[3]) == 1 then
@@ -18,7 +19,7 @@ if redis.call('EXISTS', KEYS[3]) == 1 then
   redis.call('DEL', KEYS[5])
 end
 local v = redis.call('HMGET', KEYS[2], 'r', 'm', 'b')
-if v[1] then return {1, v[1], v[2], v[3]} end
+if v[1] then return {1, v[1], v[2], v[3], redis.call('GET', KEYS[6]) or '0'} end
 local tok = redis.call('GET', KEYS[4])
 if not tok then
   tok = ARGV[2]
