@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { ConfigError, loadConfig } from "./config/config";
 import { EmbeddedPostgres } from "./embedded/EmbeddedPostgres";
 import { AgentstateServer } from "./grpc/server";
+import { Metrics } from "./metrics/Metrics";
 import { Logger } from "./log/Logger";
 import { createPool } from "./store/postgres/createPool";
 import { Janitor } from "./store/postgres/Janitor";
@@ -49,7 +50,9 @@ async function main(): Promise<void> {
   if (applied.length > 0) log.info("migrations applied", { applied });
 
   const pgStore = new PostgresKvStore(pool);
-  const kv = await buildKvStore(config, pool, pgStore, log);
+  const metrics = new Metrics();
+  metrics.watchPool(pool);
+  const kv = await buildKvStore(config, pool, pgStore, log, (outcome) => metrics.cacheReads.inc({ outcome }));
   const janitor = new Janitor(
     pool,
     {
@@ -74,6 +77,7 @@ async function main(): Promise<void> {
   const notifier = new PgChangeNotifier(databaseUrl, log.child({ component: "events" }));
   notifier.start();
   const server = new AgentstateServer({
+    metrics,
     kv: kv.store,
     locks: new LockService(lockStore),
     events: new PostgresEventStore(pool),
@@ -88,7 +92,9 @@ async function main(): Promise<void> {
     log,
   });
   const address = await server.listen(config.host, config.port);
+  const metricsHttp = config.metricsPort >= 0 ? await metrics.listen(config.host, config.metricsPort) : undefined;
   log.info("listening", {
+    metrics: metricsHttp?.address,
     address,
     database: embedded ? "embedded" : "external",
     cache: config.redisUrl ? "redis" : "off",
@@ -101,6 +107,7 @@ async function main(): Promise<void> {
     stopping = true;
     log.info("shutting down", { signal });
     await server.shutdown(config.shutdownGraceMs);
+    metricsHttp?.server.close();
     await janitor.stop();
     await notifier.close();
     await kv.close();

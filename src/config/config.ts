@@ -11,6 +11,8 @@ export type { Limits };
 export interface Config {
   readonly host: string;
   readonly port: number;
+  /** Prometheus /metrics port; -1 disables it. */
+  readonly metricsPort: number;
   /** Unset: run an embedded Postgres in dataDir. */
   readonly databaseUrl: string | undefined;
   readonly dataDir: string;
@@ -136,6 +138,7 @@ export function loadConfig(env: Env = process.env): Config {
   return Object.freeze({
     host,
     port: int(env, "AGENTSTATE_PORT", 50051, 0, 65535),
+    metricsPort: int(env, "AGENTSTATE_METRICS_PORT", 9464, -1, 65535),
     databaseUrl: url(env, "DATABASE_URL", ["postgres:", "postgresql:"]),
     dataDir: str(env, "AGENTSTATE_DATA_DIR") ?? ".agentstate",
     redisUrl,

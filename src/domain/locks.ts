@@ -42,9 +42,13 @@ export interface Renewed {
 export interface LockStore {
   /** One attempt; throws UnavailableError when the backend cannot decide (no quorum). */
   tryAcquire(namespace: string, name: string, ttlMs: number, owner: string): Promise<Acquired | NotAcquired>;
-  /** True when the lock was held under `secret` and is now released. */
-  release(namespace: string, name: string, secret: string): Promise<boolean>;
-  /** The new expiry, or undefined when the lock is not held under `secret`. */
+  /**
+   * Releases the lock if it is held under `secret` and `token` is still the
+   * latest token issued for the name; resolves with the store revision then,
+   * undefined when it is not held that way.
+   */
+  release(namespace: string, name: string, secret: string, token: number): Promise<number | undefined>;
+  /** The new expiry, or undefined when the lock is not held under `secret` with `token` the latest. */
   renew(namespace: string, name: string, secret: string, token: number, ttlMs: number): Promise<Renewed | undefined>;
   close(): Promise<void>;
 }
@@ -104,7 +108,8 @@ export class LockService {
       const r = await this.store.tryAcquire(req.namespace, req.name, req.ttlMs, req.owner);
       if (r.acquired) {
         if (req.signal.aborted) {
-          await this.store.release(req.namespace, req.name, parseLockId(r.lockId).secret).catch(() => false);
+          const { secret, token } = parseLockId(r.lockId);
+          await this.store.release(req.namespace, req.name, secret, token).catch(() => undefined);
           throw this.gone(req.signal);
         }
         return r;
@@ -117,9 +122,12 @@ export class LockService {
     }
   }
 
-  async release(namespace: string, name: string, lockId: string): Promise<void> {
-    const { secret } = parseLockId(lockId);
-    if (!(await this.store.release(namespace, name, secret))) throw notHeld(name);
+  /** Releases a held lock; resolves with the store revision. */
+  async release(namespace: string, name: string, lockId: string): Promise<number> {
+    const { secret, token } = parseLockId(lockId);
+    const revision = await this.store.release(namespace, name, secret, token);
+    if (revision === undefined) throw notHeld(name);
+    return revision;
   }
 
   async renew(namespace: string, name: string, lockId: string, ttlMs: number): Promise<Renewed> {

@@ -21,7 +21,9 @@ import { EventServiceService } from "../gen/agentstate/v1/event";
 import { KeyValueServiceService } from "../gen/agentstate/v1/kv";
 import { LockServiceService } from "../gen/agentstate/v1/lock";
 import type { Logger } from "../log/Logger";
+import type { Metrics } from "../metrics/Metrics";
 import { guardDeserializers } from "./decodeGuard";
+import type { CallEnv } from "./unaryCall";
 import { keyValueHandlers } from "./handlers/KeyValueHandlers";
 import { lockHandlers } from "./handlers/LockHandlers";
 import { eventHandlers, type EventHandlerOptions } from "./handlers/EventHandlers";
@@ -57,6 +59,7 @@ export interface ServerDeps {
   events: EventStore;
   notifier: ChangeNotifier;
   eventOptions: EventHandlerOptions;
+  metrics?: Metrics;
   limits: Limits;
   log: Logger;
 }
@@ -72,13 +75,33 @@ export class AgentstateServer {
       "grpc.max_send_message_length": deps.limits.maxMessageBytes,
       "grpc.keepalive_permit_without_calls": 1,
     });
-    const signal = this.shutdownController.signal;
+    const metrics = deps.metrics;
+    const env: CallEnv = {
+      log: deps.log,
+      shutdown: this.shutdownController.signal,
+      observe: metrics
+        ? (rpc, code, seconds) => {
+            metrics.rpcDuration.observe({ rpc, code }, seconds);
+            metrics.rpcTotal.inc({ rpc, code });
+          }
+        : undefined,
+    };
     const guard = (d: ServiceDefinition) => guardDeserializers(d, DESCRIPTOR_SET, "agentstate.v1");
-    this.grpc.addService(guard(KeyValueServiceService), keyValueHandlers(deps.kv, deps.limits, deps.log, signal));
-    this.grpc.addService(guard(LockServiceService), lockHandlers(deps.locks, deps.limits, deps.log, signal));
+    this.grpc.addService(guard(KeyValueServiceService), keyValueHandlers(deps.kv, deps.limits, env));
+    this.grpc.addService(
+      guard(LockServiceService),
+      lockHandlers(
+        deps.locks,
+        deps.limits,
+        env,
+        deps.metrics && {
+          lockWait: (outcome, seconds) => deps.metrics!.lockWait.observe({ outcome }, seconds),
+        },
+      ),
+    );
     this.grpc.addService(
       guard(EventServiceService),
-      eventHandlers(deps.events, deps.notifier, deps.limits, deps.eventOptions, deps.log, signal),
+      eventHandlers(deps.events, deps.notifier, deps.limits, deps.eventOptions, env),
     );
 
     this.health = new HealthImplementation({

@@ -10,10 +10,9 @@ import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { Metadata, status, type ServerWritableStream } from "@grpc/grpc-js";
 import { CancelledError, ResourceExhaustedError, UnavailableError } from "../errors/errors";
-import type { Logger } from "../log/Logger";
 import { UndecodableRequest } from "./decodeGuard";
 import { toGrpcError } from "./toGrpcError";
-import { requestIdOf, type CallContext } from "./unaryCall";
+import { requestIdOf, type CallContext, type CallEnv } from "./unaryCall";
 
 export interface StreamContext extends CallContext {
   /** Writes one message; resolves when the transport can take more. */
@@ -22,15 +21,15 @@ export interface StreamContext extends CallContext {
 
 export function streamCall<Req, Res>(
   rpc: string,
-  baseLog: Logger,
-  shutdown: AbortSignal,
+  env: CallEnv,
   stallMs: number,
   fn: (req: Req, ctx: StreamContext) => Promise<void>,
 ) {
   return (call: ServerWritableStream<Req, Res>): void => {
     const started = performance.now();
     const requestId = call.metadata ? requestIdOf(call.metadata) : randomUUID();
-    const log = baseLog.child({ request_id: requestId, rpc });
+    const { shutdown } = env;
+    const log = env.log.child({ request_id: requestId, rpc });
     const ac = new AbortController();
     const onCancel = () => ac.abort(new Error("cancelled"));
     call.on("cancelled", onCancel);
@@ -78,7 +77,9 @@ export function streamCall<Req, Res>(
     const finish = (code: status) => {
       if (deadlineTimer) clearTimeout(deadlineTimer);
       call.removeListener("cancelled", onCancel);
-      log.info("rpc", { code: status[code], ms: Math.round((performance.now() - started) * 100) / 100 });
+      const ms = performance.now() - started;
+      log.info("rpc", { code: status[code], ms: Math.round(ms * 100) / 100 });
+      env.observe?.(rpc, status[code], ms / 1000);
     };
     const req = call.request;
     const run =

@@ -26,21 +26,26 @@ export interface CallContext {
   deadline: number | undefined;
 }
 
+/** What every call wrapper needs from the server. */
+export interface CallEnv {
+  log: Logger;
+  /** Aborted when the server starts shutting down. */
+  shutdown: AbortSignal;
+  /** Told about every finished call (metrics). */
+  observe?: (rpc: string, code: string, seconds: number) => void;
+}
+
 export function requestIdOf(md: Metadata): string {
   const v = md.get("x-request-id")[0];
   return typeof v === "string" && /^[A-Za-z0-9._:-]{1,128}$/.test(v) ? v : randomUUID();
 }
 
-export function unaryCall<Req, Res>(
-  rpc: string,
-  baseLog: Logger,
-  shutdown: AbortSignal,
-  fn: (req: Req, ctx: CallContext) => Promise<Res>,
-) {
+export function unaryCall<Req, Res>(rpc: string, env: CallEnv, fn: (req: Req, ctx: CallContext) => Promise<Res>) {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
     const started = performance.now();
     const requestId = requestIdOf(call.metadata);
-    const log = baseLog.child({ request_id: requestId, rpc });
+    const { shutdown } = env;
+    const log = env.log.child({ request_id: requestId, rpc });
     const ac = new AbortController();
     const onCancel = () => ac.abort(new Error("cancelled"));
     call.on("cancelled", onCancel);
@@ -56,7 +61,9 @@ export function unaryCall<Req, Res>(
     const finish = (code: status) => {
       if (deadlineTimer) clearTimeout(deadlineTimer);
       call.removeListener("cancelled", onCancel);
-      log.info("rpc", { code: status[code], ms: Math.round((performance.now() - started) * 100) / 100 });
+      const ms = performance.now() - started;
+      log.info("rpc", { code: status[code], ms: Math.round(ms * 100) / 100 });
+      env.observe?.(rpc, status[code], ms / 1000);
     };
     let req: Req;
     try {

@@ -26,6 +26,7 @@ export async function buildKvStore(
   pool: Pool,
   pg: PostgresKvStore,
   log: Logger,
+  observeRead?: (outcome: string) => void,
 ): Promise<BuiltKvStore> {
   if (!config.redisUrl) return { store: pg, cache: undefined, close: async () => undefined };
   const redis = new Redis(config.redisUrl, {
@@ -68,6 +69,7 @@ export async function buildKvStore(
     scripts,
     epoch,
     {
+      observeRead,
       cacheTtlMs: config.cacheTtlSeconds * 1000,
       markerTtlMs: config.cacheMarkerTtlMs,
       statementTimeoutMs: config.statementTimeoutMs,

@@ -108,6 +108,7 @@ export class ServerProcess {
       ...(process.env as Record<string, string>),
       AGENTSTATE_HOST: "127.0.0.1",
       AGENTSTATE_PORT: "0",
+      AGENTSTATE_METRICS_PORT: "0",
       LOG_LEVEL: "info",
       ...env,
     };

@@ -7,10 +7,9 @@ import type { Limits } from "../../domain/limits";
 import { runSubscription, type ChangeNotifier, type EventStore } from "../../domain/events";
 import { NotFoundError } from "../../errors/errors";
 import type { EventServiceServer } from "../../gen/agentstate/v1/event";
-import type { Logger } from "../../log/Logger";
 import { decodeAppend, decodeReadStream, decodeSubscribe, recordedEventToPb } from "../convert";
 import { streamCall } from "../streamCall";
-import { unaryCall } from "../unaryCall";
+import { unaryCall, type CallEnv } from "../unaryCall";
 
 export interface EventHandlerOptions {
   pageSize: number;
@@ -25,11 +24,10 @@ export function eventHandlers(
   notifier: ChangeNotifier,
   limits: Limits,
   opts: EventHandlerOptions,
-  log: Logger,
-  shutdown: AbortSignal,
+  env: CallEnv,
 ): EventServiceServer {
   return {
-    appendEvent: unaryCall("AppendEvent", log, shutdown, async (req, ctx) => {
+    appendEvent: unaryCall("AppendEvent", env, async (req, ctx) => {
       const cmd = decodeAppend(req, limits);
       const o = await store.append(cmd, ctx.signal);
       if (o.applied && !o.replayed) await opts.onCommitted?.(o.revision);
@@ -42,7 +40,7 @@ export function eventHandlers(
         replayed: o.replayed,
       };
     }),
-    readStream: streamCall("ReadStream", log, shutdown, opts.stallMs, async (req, ctx) => {
+    readStream: streamCall("ReadStream", env, opts.stallMs, async (req, ctx) => {
       const q = decodeReadStream(req, limits);
       const current = await store.streamVersion(q.namespace, q.stream);
       if (current === 0) throw new NotFoundError(`stream "${q.stream}" has no events`);
@@ -58,7 +56,7 @@ export function eventHandlers(
         if (next < 1) break;
       }
     }),
-    subscribe: streamCall("Subscribe", log, shutdown, opts.stallMs, async (req, ctx) => {
+    subscribe: streamCall("Subscribe", env, opts.stallMs, async (req, ctx) => {
       const q = decodeSubscribe(req, limits);
       await runSubscription(
         store,

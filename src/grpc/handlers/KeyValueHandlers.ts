@@ -6,23 +6,17 @@
 import type { Limits } from "../../domain/limits";
 import type { KvStore } from "../../domain/types";
 import type { KeyValueServiceServer } from "../../gen/agentstate/v1/kv";
-import type { Logger } from "../../log/Logger";
 import { decodeCompareAndSet, decodeDelete, decodeGet, decodeList, encodePageToken, itemToPb } from "../convert";
-import { unaryCall } from "../unaryCall";
+import { unaryCall, type CallEnv } from "../unaryCall";
 
-export function keyValueHandlers(
-  store: KvStore,
-  limits: Limits,
-  log: Logger,
-  shutdown: AbortSignal,
-): KeyValueServiceServer {
+export function keyValueHandlers(store: KvStore, limits: Limits, env: CallEnv): KeyValueServiceServer {
   return {
-    get: unaryCall("Get", log, shutdown, async (req) => {
+    get: unaryCall("Get", env, async (req) => {
       const q = decodeGet(req, limits);
       const r = await store.get(q.namespace, q.key, q.consistency);
       return { header: { revision: r.revision }, found: r.item !== undefined, item: r.item && itemToPb(r.item) };
     }),
-    compareAndSet: unaryCall("CompareAndSet", log, shutdown, async (req, ctx) => {
+    compareAndSet: unaryCall("CompareAndSet", env, async (req, ctx) => {
       const cmd = decodeCompareAndSet(req, limits);
       const o = await store.write(cmd, ctx.signal);
       return {
@@ -33,7 +27,7 @@ export function keyValueHandlers(
         replayed: o.replayed,
       };
     }),
-    delete: unaryCall("Delete", log, shutdown, async (req, ctx) => {
+    delete: unaryCall("Delete", env, async (req, ctx) => {
       const cmd = decodeDelete(req, limits);
       const o = await store.write(cmd, ctx.signal);
       return {
@@ -44,7 +38,7 @@ export function keyValueHandlers(
         replayed: o.replayed,
       };
     }),
-    list: unaryCall("List", log, shutdown, async (req) => {
+    list: unaryCall("List", env, async (req) => {
       const q = decodeList(req, limits);
       const r = await store.list(q);
       // Keep a page within the message limit: values can make 1000 items far too big.

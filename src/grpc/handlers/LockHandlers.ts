@@ -6,25 +6,30 @@
 import type { Limits } from "../../domain/limits";
 import type { LockService } from "../../domain/locks";
 import type { LockServiceServer } from "../../gen/agentstate/v1/lock";
-import type { Logger } from "../../log/Logger";
 import { decodeLock, decodeRenewLock, decodeUnlock } from "../convert";
-import { unaryCall } from "../unaryCall";
+import { unaryCall, type CallEnv } from "../unaryCall";
+
+export interface LockMetrics {
+  lockWait(outcome: string, seconds: number): void;
+}
 
 export function lockHandlers(
   locks: LockService,
   limits: Limits,
-  log: Logger,
-  shutdown: AbortSignal,
+  env: CallEnv,
+  metrics?: LockMetrics,
 ): LockServiceServer {
   return {
-    lock: unaryCall("Lock", log, shutdown, async (req, ctx) => {
+    lock: unaryCall("Lock", env, async (req, ctx) => {
       const q = decodeLock(req, limits);
+      const started = Date.now();
       const r = await locks.acquire({
         ...q,
         deadline: ctx.deadline,
         // A lock wait is a long wait: shutdown ends it with UNAVAILABLE.
         signal: AbortSignal.any([ctx.signal, ctx.shutdown]),
       });
+      metrics?.lockWait(r.acquired ? "acquired" : "not_acquired", (Date.now() - started) / 1000);
       if (!r.acquired) {
         return {
           header: { revision: r.revision },
@@ -44,12 +49,12 @@ export function lockHandlers(
         holderOwner: "",
       };
     }),
-    unlock: unaryCall("Unlock", log, shutdown, async (req) => {
+    unlock: unaryCall("Unlock", env, async (req) => {
       const q = decodeUnlock(req, limits);
-      await locks.release(q.namespace, q.name, q.lockId);
-      return { header: undefined, released: true };
+      const revision = await locks.release(q.namespace, q.name, q.lockId);
+      return { header: { revision }, released: true };
     }),
-    renewLock: unaryCall("RenewLock", log, shutdown, async (req) => {
+    renewLock: unaryCall("RenewLock", env, async (req) => {
       const q = decodeRenewLock(req, limits);
       const r = await locks.renew(q.namespace, q.name, q.lockId, q.ttlMs);
       return { header: { revision: r.revision }, fencingToken: r.token, expireTime: r.expireTime };

@@ -3,7 +3,7 @@
  * Redis). Same API and semantics as Redlock: expiry by the database clock, and
  * the fencing token issued in the same statement as the acquisition.
  */
-import type { Pool } from "pg";
+import type { Pool, PoolClient } from "pg";
 import type { Acquired, LockStore, NotAcquired, Renewed } from "../../domain/locks";
 import { formatLockId, newLockSecret } from "../../domain/locks";
 import { translatePgError } from "./pgErrors";
@@ -14,31 +14,52 @@ export class PostgresLockStore implements LockStore {
 
   async tryAcquire(namespace: string, name: string, ttlMs: number, owner: string): Promise<Acquired | NotAcquired> {
     const secret = newLockSecret();
-    const r = await this.q<{ token: number; expires_at: Date; store_revision: number }>(sql("lock_acquire"), [
-      namespace,
-      name,
-      secret,
-      owner,
-      ttlMs,
-    ]);
-    const row = r.rows[0];
-    if (row) {
-      return {
-        acquired: true,
-        lockId: formatLockId(secret, row.token),
-        token: row.token,
-        expireTime: row.expires_at,
-        revision: row.store_revision,
-      };
+    let client: PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (err) {
+      throw translatePgError(err);
     }
-    const h = await this.q<{ owner: string }>(sql("lock_holder"), [namespace, name]);
-    const rev = await this.q<{ store_revision: number }>(sql("store_revision"), []);
-    return { acquired: false, holderOwner: h.rows[0]?.owner || undefined, revision: rev.rows[0]?.store_revision ?? 0 };
+    try {
+      await client.query("BEGIN");
+      const r = await client.query<{ token: number; store_revision: number }>(sql("lock_acquire"), [
+        namespace,
+        name,
+        secret,
+        owner,
+        ttlMs,
+      ]);
+      const row = r.rows[0];
+      if (row) {
+        const armed = await client.query<{ expires_at: Date }>(sql("lock_arm"), [namespace, name, secret, ttlMs]);
+        await client.query("COMMIT");
+        return {
+          acquired: true,
+          lockId: formatLockId(secret, row.token),
+          token: row.token,
+          expireTime: armed.rows[0]!.expires_at,
+          revision: row.store_revision,
+        };
+      }
+      const h = await client.query<{ owner: string }>(sql("lock_holder"), [namespace, name]);
+      const rev = await client.query<{ store_revision: number }>(sql("store_revision"), []);
+      await client.query("COMMIT");
+      return {
+        acquired: false,
+        holderOwner: h.rows[0]?.owner || undefined,
+        revision: rev.rows[0]?.store_revision ?? 0,
+      };
+    } catch (err) {
+      await client.query("ROLLBACK").catch(() => undefined);
+      throw translatePgError(err);
+    } finally {
+      client.release();
+    }
   }
 
-  async release(namespace: string, name: string, secret: string): Promise<boolean> {
-    const r = await this.q(sql("lock_release"), [namespace, name, secret]);
-    return r.rowCount === 1;
+  async release(namespace: string, name: string, secret: string, token: number): Promise<number | undefined> {
+    const r = await this.q<{ store_revision: number }>(sql("lock_release"), [namespace, name, secret, token]);
+    return r.rows[0]?.store_revision;
   }
 
   async renew(
@@ -53,6 +74,7 @@ export class PostgresLockStore implements LockStore {
       name,
       secret,
       ttlMs,
+      token,
     ]);
     const row = r.rows[0];
     return row ? { token, expireTime: row.expires_at, revision: row.store_revision } : undefined;

@@ -42,6 +42,8 @@ import type { CacheEpoch } from "./CacheEpoch";
 import type { CacheCommands } from "./cacheScripts";
 
 export interface CachedKvStoreOptions {
+  /** Told the outcome of every cache read attempt (metrics). */
+  observeRead?: (outcome: keyof CacheStats) => void;
   cacheTtlMs: number;
   markerTtlMs: number;
   statementTimeoutMs: number;
@@ -61,6 +63,8 @@ interface EntryMeta {
 }
 
 export interface CacheStats {
+  /** Served from Postgres because this replica holds no lease on a mature epoch (Redis down, new epoch). */
+  unleased: number;
   hits: number;
   misses: number;
   bypasses: number;
@@ -69,7 +73,7 @@ export interface CacheStats {
 }
 
 export class CachedKvStore implements KvStore {
-  readonly stats: CacheStats = { hits: 0, misses: 0, bypasses: 0, fills: 0, errors: 0 };
+  readonly stats: CacheStats = { unleased: 0, hits: 0, misses: 0, bypasses: 0, fills: 0, errors: 0 };
 
   constructor(
     private readonly pg: PostgresKvStore,
@@ -79,12 +83,21 @@ export class CachedKvStore implements KvStore {
     private readonly log: Logger,
   ) {}
 
+  private count(outcome: keyof CacheStats): void {
+    this.stats[outcome]++;
+    this.opts.observeRead?.(outcome);
+  }
+
   list(query: ListQuery): Promise<ListResult> {
     return this.pg.list(query);
   }
 
   async get(namespace: string, key: string, consistency: ReadConsistency): Promise<ReadResult> {
-    if (consistency === "database" || !this.epoch.canServe()) return this.pg.get(namespace, key, consistency);
+    if (consistency === "database") return this.pg.get(namespace, key, consistency);
+    if (!this.epoch.canServe()) {
+      this.count("unleased");
+      return this.pg.get(namespace, key, consistency);
+    }
     const keys = this.keysFor(namespace, key);
     const alive = this.epoch.aliveValue();
     let token: string;
@@ -101,13 +114,13 @@ export class CachedKvStore implements KvStore {
         return this.pg.get(namespace, key, consistency);
       }
       if (code === 0) {
-        this.stats.bypasses++;
+        this.count("bypasses");
         return this.pg.get(namespace, key, consistency);
       }
       if (code === 1) {
         // Re-check the lease: the reply must not be older than it.
         if (this.epoch.canServe()) {
-          this.stats.hits++;
+          this.count("hits");
           const [, rev, meta, bytes, known] = r as unknown as [number, Buffer, Buffer, Buffer, Buffer];
           const hit = decodeEntry(key, rev, meta, bytes);
           // The entry is current as of now, so it reflects every revision known committed.
@@ -117,11 +130,11 @@ export class CachedKvStore implements KvStore {
       }
       token = (r[1] as Buffer).toString();
     } catch (err) {
-      this.stats.errors++;
+      this.count("errors");
       this.log.debug("cache read failed", { error: (err as Error).message });
       return this.pg.get(namespace, key, consistency);
     }
-    this.stats.misses++;
+    this.count("misses");
     const res = await this.pg.get(namespace, key, consistency);
     const [meta, bytes] = encodeEntry(res.item);
     try {
@@ -134,10 +147,10 @@ export class CachedKvStore implements KvStore {
         bytes,
         String(this.entryTtlMs(res.item)),
       );
-      if (filled === 1) this.stats.fills++;
+      if (filled === 1) this.count("fills");
       else if (filled === -1) this.epoch.distrust();
     } catch (err) {
-      this.stats.errors++;
+      this.count("errors");
       this.log.debug("cache fill failed", { error: (err as Error).message });
     }
     return res;
@@ -156,7 +169,7 @@ export class CachedKvStore implements KvStore {
         marked = r === 1;
         if (r === -1) this.epoch.distrust();
       } catch (err) {
-        this.stats.errors++;
+        this.count("errors");
         this.log.debug("cache mark failed", { error: (err as Error).message });
       }
     }
@@ -203,7 +216,7 @@ export class CachedKvStore implements KvStore {
       if (r === -1) this.epoch.distrust();
     } catch (err) {
       // Harmless: the marker keeps readers on Postgres until it expires.
-      this.stats.errors++;
+      this.count("errors");
       this.log.debug("cache end-write failed", { error: (err as Error).message });
     }
     return outcome;

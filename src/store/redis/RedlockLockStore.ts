@@ -100,6 +100,12 @@ export class RedlockLockStore implements LockStore {
       await this.redlock.release(lock).catch(() => undefined);
       throw translatePgError(err);
     }
+    if (lock.expiration - Date.now() < ttlMs / 5) {
+      // Issuing the token took too long (it waits for fenced writes of the
+      // previous holder): do not hand out a lock that is nearly spent.
+      await this.redlock.release(lock).catch(() => undefined);
+      return { acquired: false, holderOwner: undefined, revision };
+    }
     const ownerKey = this.ownerKey(namespace, name);
     await Promise.allSettled(this.clients.map((c) => c.set(ownerKey, owner, "PX", ttlMs)));
     return {
@@ -111,18 +117,20 @@ export class RedlockLockStore implements LockStore {
     };
   }
 
-  async release(namespace: string, name: string, secret: string): Promise<boolean> {
+  async release(namespace: string, name: string, secret: string, token: number): Promise<number | undefined> {
+    const latest = await this.latestToken(namespace, name);
+    if (latest.token !== token) return undefined;
     const lock = new Lock(this.redlock, [this.resource(namespace, name)], secret, [], Date.now() + 1);
     try {
       await this.redlock.release(lock);
     } catch (err) {
       if (!(err instanceof ExecutionError)) throw err;
       await this.throwIfNoQuorumPossible(err);
-      return false;
+      return undefined;
     }
     const ownerKey = this.ownerKey(namespace, name);
     await Promise.allSettled(this.clients.map((c) => c.del(ownerKey)));
-    return true;
+    return latest.revision;
   }
 
   async renew(
@@ -132,6 +140,10 @@ export class RedlockLockStore implements LockStore {
     token: number,
     ttlMs: number,
   ): Promise<Renewed | undefined> {
+    // The secret proves holdership to Redis; the token must also be the latest
+    // issued, or a holder could present (and be echoed) a token not its own.
+    const latest = await this.latestToken(namespace, name);
+    if (latest.token !== token) return undefined;
     const lock = new Lock(this.redlock, [this.resource(namespace, name)], secret, [], Number.MAX_SAFE_INTEGER);
     let renewed: Lock;
     try {
@@ -143,7 +155,7 @@ export class RedlockLockStore implements LockStore {
     }
     const ownerKey = this.ownerKey(namespace, name);
     await Promise.allSettled(this.clients.map((c) => c.pexpire(ownerKey, ttlMs)));
-    return { token, expireTime: new Date(renewed.expiration), revision: await this.revision() };
+    return { token, expireTime: new Date(renewed.expiration), revision: latest.revision };
   }
 
   async close(): Promise<void> {
@@ -173,6 +185,18 @@ export class RedlockLockStore implements LockStore {
       }
     }
     return undefined;
+  }
+
+  private async latestToken(namespace: string, name: string): Promise<{ token: number | null; revision: number }> {
+    try {
+      const r = await this.pool.query<{ last_token: number | null; store_revision: number }>(sql("fencing_last"), [
+        namespace,
+        name,
+      ]);
+      return { token: r.rows[0]?.last_token ?? null, revision: r.rows[0]?.store_revision ?? 0 };
+    } catch (err) {
+      throw translatePgError(err);
+    }
   }
 
   private async revision(): Promise<number> {

@@ -1,0 +1,83 @@
+/**
+ * Prometheus metrics, served over HTTP at /metrics (loopback by default):
+ * per-RPC latency histograms and status codes, cache hits/misses/bypasses,
+ * lock waits, Postgres pool use, plus Node's default process metrics.
+ */
+import { createServer, type Server } from "node:http";
+import type { Pool } from "pg";
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly rpcDuration = new Histogram({
+    name: "agentstate_rpc_duration_seconds",
+    help: "RPC latency by method and status code",
+    labelNames: ["rpc", "code"] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  readonly rpcTotal = new Counter({
+    name: "agentstate_rpc_total",
+    help: "RPCs by method and status code",
+    labelNames: ["rpc", "code"] as const,
+    registers: [this.registry],
+  });
+  readonly cacheReads = new Counter({
+    name: "agentstate_cache_reads_total",
+    help: "Get outcomes at the cache: hit, miss (then filled or not), bypass (write in flight or no lease), error",
+    labelNames: ["outcome"] as const,
+    registers: [this.registry],
+  });
+  readonly lockWait = new Histogram({
+    name: "agentstate_lock_wait_seconds",
+    help: "Time Lock calls spent acquiring, by outcome",
+    labelNames: ["outcome"] as const,
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60],
+    registers: [this.registry],
+  });
+  readonly subscribers = new Gauge({
+    name: "agentstate_subscribers",
+    help: "Open Subscribe streams",
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry });
+  }
+
+  watchPool(pool: Pool): void {
+    new Gauge({
+      name: "agentstate_pg_pool_connections",
+      help: "Postgres pool connections by state",
+      labelNames: ["state"] as const,
+      registers: [this.registry],
+      collect() {
+        this.set({ state: "total" }, pool.totalCount);
+        this.set({ state: "idle" }, pool.idleCount);
+        this.set({ state: "waiting" }, pool.waitingCount);
+      },
+    });
+  }
+
+  /** Serves /metrics; resolves with the bound "host:port". */
+  listen(host: string, port: number): Promise<{ server: Server; address: string }> {
+    const server = createServer((req, res) => {
+      if (req.url !== "/metrics") {
+        res.writeHead(404).end();
+        return;
+      }
+      this.registry.metrics().then(
+        (body) => res.writeHead(200, { "content-type": this.registry.contentType }).end(body),
+        () => res.writeHead(500).end(),
+      );
+    });
+    return new Promise((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, host, () => {
+        const a = server.address();
+        const p = typeof a === "object" && a ? a.port : port;
+        resolve({ server, address: `${host.includes(":") ? `[${host}]` : host}:${p}` });
+      });
+    });
+  }
+}

@@ -1,0 +1,172 @@
+/**
+ * Guarantee 4 in the embedded-default shape: no Redis at all, locks kept in
+ * Postgres (DATABASE_URL set, REDIS_URL and REDLOCK_URLS unset), two server
+ * replicas sharing the database, real gRPC. Same semantics as Redlock:
+ * mutual exclusion, fencing of a paused holder, non-holder unlock, expiry,
+ * renewal, cancelled and timed-out waiters, bad input, and tokens that keep
+ * increasing across a restart of every server.
+ */
+import * as assert from "node:assert/strict";
+import type { AgentstateClient } from "../../clients/typescript/src/AgentstateClient";
+import { duration, LockClient } from "../support/lockClients";
+import {
+  assertAcquired,
+  assertFree,
+  assertHeld,
+  at,
+  badInput,
+  cancelledWaiter,
+  counterUnderLock,
+  deadlineWaiter,
+  expectFenceStale,
+  grantForGoneCallerReleased,
+  lastToken,
+  nonHolderUnlock,
+  pausedHolder,
+  renewAndExpiry,
+  repliesCarryHeaders,
+  slowGrantNotReportedAsHeld,
+  tamperedLockId,
+  utf8,
+  type LockTestContext,
+} from "../support/lockScenarios";
+import { startCluster, type Cluster } from "../support/startCluster";
+
+describe("locks in Postgres (embedded-default semantics, no Redis), 2 replicas (guarantee 4)", function () {
+  this.timeout(90_000);
+  const NS = "locks-pg";
+  let cluster: Cluster | undefined;
+  const ctx: LockTestContext = { databaseUrl: "", servers: [], locks: [], kvs: [] };
+  const extraLocks: LockClient[] = [];
+
+  before(async function () {
+    this.timeout(120_000);
+    cluster = await startCluster({
+      replicas: 2,
+      name: "locks_pg",
+      env: { REDLOCK_URLS: "", AGENTSTATE_METRICS_PORT: "0" },
+    });
+    for (const s of cluster.servers) {
+      const line = await s.waitForLog((l) => l.msg === "listening");
+      assert.equal(line.locks, "postgres", "the replica keeps its locks in Postgres");
+      assert.equal(line.cache, "off");
+    }
+    ctx.databaseUrl = cluster.databaseUrl;
+    ctx.servers = cluster.servers;
+    ctx.kvs = cluster.clients;
+    ctx.locks = cluster.servers.map((s) => new LockClient(s.address));
+  });
+
+  after(async function () {
+    this.timeout(60_000);
+    for (const l of [...ctx.locks, ...extraLocks]) l.close();
+    await cluster?.stop();
+  });
+
+  it("mutual exclusion: 10 clients x 20 unconditional increments under the lock end at exactly 200; tokens increase with each holder", async () => {
+    await counterUnderLock(ctx, { namespace: `${NS}-mutex`, workers: 10, increments: 20, ttlMs: 10_000 });
+  });
+
+  it("a paused holder's late writes (CompareAndSet, Delete) are refused FENCE_STALE after another replica took the expired lock", async () => {
+    await pausedHolder(ctx, `${NS}-paused`);
+  });
+
+  it("Unlock by a non-holder (made-up id, another lock's id) is refused LOCK_NOT_HELD and the lock stays held", async () => {
+    await nonHolderUnlock(ctx, `${NS}-nonholder`);
+  });
+
+  it("RenewLock keeps a lock past its TTL; an expired lock cannot be renewed and is taken by another", async () => {
+    await renewAndExpiry(ctx, `${NS}-renew`);
+  });
+
+  it("a waiter cancelled client-side holds nothing afterwards", async () => {
+    await cancelledWaiter(ctx, `${NS}-cancel`);
+  });
+
+  it("a waiter whose deadline passes holds nothing afterwards", async () => {
+    const outcome = await deadlineWaiter(ctx, `${NS}-deadline`);
+    if (process.env.AGENTSTATE_TEST_VERBOSE === "1")
+      console.log(`      (the timed-out waiter was answered ${outcome})`);
+  });
+
+  it("a lock granted to a caller whose deadline passed (DEADLINE_EXCEEDED) or who cancelled meanwhile is released", async () => {
+    await grantForGoneCallerReleased(ctx, `${NS}-gone`);
+  });
+
+  it("every lock reply carries a header with the store revision", async () => {
+    await repliesCarryHeaders(ctx, `${NS}-header`);
+  });
+
+  it("a lock id altered in its token part is refused, never echoed back as a token", async () => {
+    await tamperedLockId(ctx, `${NS}-tamper`);
+  });
+
+  it("an acquisition that outlasted its TTL is not reported as acquired", async () => {
+    await slowGrantNotReportedAsHeld(ctx, `${NS}-slow`);
+  });
+
+  it("bad input answers INVALID_ARGUMENT naming the field and takes nothing", async () => {
+    await badInput(ctx, `${NS}-bad`);
+  });
+
+  // Last: it stops every replica of the cluster.
+  it("fencing tokens keep increasing across a restart of every server; a held lock survives it", async () => {
+    const c = cluster!;
+    const ns = `${NS}-restart`;
+    const l0 = at(ctx.locks, 0);
+    const kv0 = at(ctx.kvs, 0);
+
+    let lastFree = 0;
+    for (let i = 0; i < 3; i++) lastFree = await assertFree(at(ctx.locks, i % 2), ns, "free-lock");
+    const held = assertAcquired(
+      await l0.lock({ namespace: ns, name: "held-lock", ttl: duration(60_000), owner: "before-restart" }),
+      "a lock held across the restart",
+    );
+    const w = await kv0.compareAndSet({
+      namespace: ns,
+      key: "k",
+      expected: { absent: true },
+      value: utf8("before"),
+      fence: { lockName: "held-lock", token: held.fencingToken },
+    });
+    assert.equal(w.applied, true);
+    const counterBefore = await lastToken(c.databaseUrl, `${NS}-mutex`, "counter-lock");
+
+    await c.stop();
+    assert.ok(
+      c.servers.every((s) => !s.running),
+      "both replicas stopped",
+    );
+    const { server } = await c.addReplica();
+    const kv: AgentstateClient = at(c.clients, c.clients.length - 1);
+    const l = new LockClient(server.address);
+    extraLocks.push(l);
+
+    // The lock is kept in Postgres: still held by the same holder after the restart.
+    assert.equal(await assertHeld(l, ns, "held-lock"), "before-restart");
+    const renewed = await l.renewLock({ namespace: ns, name: "held-lock", lockId: held.lockId, ttl: duration(60_000) });
+    assert.equal(renewed.fencingToken, held.fencingToken);
+    assert.equal((await l.unlock({ namespace: ns, name: "held-lock", lockId: held.lockId })).released, true);
+
+    const next = assertAcquired(
+      await l.lock({ namespace: ns, name: "held-lock", ttl: duration(10_000), owner: "after-restart" }),
+      "held-lock after restart",
+    );
+    assert.ok(next.fencingToken > held.fencingToken, `${next.fencingToken} > ${held.fencingToken}`);
+    await expectFenceStale(
+      kv.compareAndSet({
+        namespace: ns,
+        key: "k",
+        expected: { any: true },
+        value: utf8("late"),
+        fence: { lockName: "held-lock", token: held.fencingToken },
+      }),
+    );
+    assert.equal((await l.unlock({ namespace: ns, name: "held-lock", lockId: next.lockId })).released, true);
+
+    const free = await assertFree(l, ns, "free-lock");
+    assert.ok(free > lastFree, `free-lock token ${free} after restart > ${lastFree} before`);
+    const counter = await assertFree(l, `${NS}-mutex`, "counter-lock");
+    assert.ok(counter > counterBefore, `counter-lock token ${counter} after restart > ${counterBefore} before`);
+  });
+});
