@@ -47,10 +47,12 @@ export function unaryCall<Req, Res>(rpc: string, env: CallEnv, fn: (req: Req, ct
     const { shutdown } = env;
     const log = env.log.child({ request_id: requestId, rpc });
     const ac = new AbortController();
-    const onCancel = () => ac.abort(new Error("cancelled"));
-    call.on("cancelled", onCancel);
     const dl = call.getDeadline();
     const deadline = dl instanceof Date ? dl.getTime() : Number.isFinite(dl) ? Number(dl) : undefined;
+    // grpc-js reports a passed deadline as a cancellation; tell the two apart.
+    const onCancel = () =>
+      ac.abort(new Error(deadline !== undefined && Date.now() >= deadline - 5 ? "deadline exceeded" : "cancelled"));
+    call.on("cancelled", onCancel);
     const deadlineTimer =
       deadline !== undefined
         ? setTimeout(() => ac.abort(new Error("deadline exceeded")), Math.max(0, deadline - Date.now()))
