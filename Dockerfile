@@ -27,7 +27,7 @@ COPY --from=build /app/dist ./dist
 COPY --from=build /app/package.json ./package.json
 RUN mkdir -p /data && chown node:node /data
 USER node
-EXPOSE 50051
+EXPOSE 50051 9464
 VOLUME ["/data"]
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["node", "dist/src/healthcheck.js"]

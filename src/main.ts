@@ -92,7 +92,14 @@ async function main(): Promise<void> {
     log,
   });
   const address = await server.listen(config.host, config.port);
-  const metricsHttp = config.metricsPort >= 0 ? await metrics.listen(config.host, config.metricsPort) : undefined;
+  // Metrics are an aid, not a dependency: a taken port is logged, not fatal.
+  const metricsHttp =
+    config.metricsPort >= 0
+      ? await metrics.listen(config.host, config.metricsPort).catch((err: Error) => {
+          log.warn("metrics endpoint not started", { port: config.metricsPort, error: err.message });
+          return undefined;
+        })
+      : undefined;
   log.info("listening", {
     metrics: metricsHttp?.address,
     address,
