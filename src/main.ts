@@ -87,6 +87,7 @@ async function main(): Promise<void> {
       pollMs: config.subscribePollMs,
       stallMs: config.subscriberStallMs,
       onCommitted: kv.cache ? (revision) => kv.cache!.noteRevision(revision) : undefined,
+      onSubscribers: (delta) => metrics.subscribers.inc(delta),
     },
     limits: config.limits,
     log,

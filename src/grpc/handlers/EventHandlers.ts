@@ -17,6 +17,8 @@ export interface EventHandlerOptions {
   stallMs: number;
   /** Told the revision of every committed append before it is acknowledged (the cache's known revision). */
   onCommitted?: (revision: number) => Promise<void>;
+  /** Told +1 when a subscription opens and -1 when it ends (metrics). */
+  onSubscribers?: (delta: number) => void;
 }
 
 export function eventHandlers(
@@ -58,19 +60,24 @@ export function eventHandlers(
     }),
     subscribe: streamCall("Subscribe", env, opts.stallMs, async (req, ctx) => {
       const q = decodeSubscribe(req, limits);
-      await runSubscription(
-        store,
-        notifier,
-        q.namespace,
-        q.target,
-        q.afterPosition,
-        {
-          event: (e) => ctx.send({ event: recordedEventToPb(e) }),
-          caughtUp: (position) => ctx.send({ caughtUp: { position } }),
-        },
-        AbortSignal.any([ctx.signal, ctx.shutdown]),
-        { pageSize: opts.pageSize, pollMs: opts.pollMs },
-      );
+      opts.onSubscribers?.(1);
+      try {
+        await runSubscription(
+          store,
+          notifier,
+          q.namespace,
+          q.target,
+          q.afterPosition,
+          {
+            event: (e) => ctx.send({ event: recordedEventToPb(e) }),
+            caughtUp: (position) => ctx.send({ caughtUp: { position } }),
+          },
+          AbortSignal.any([ctx.signal, ctx.shutdown]),
+          { pageSize: opts.pageSize, pollMs: opts.pollMs },
+        );
+      } finally {
+        opts.onSubscribers?.(-1);
+      }
     }),
   };
 }
