@@ -80,7 +80,7 @@ async function main(): Promise<void> {
     metrics,
     kv: kv.store,
     locks: new LockService(lockStore),
-    events: new PostgresEventStore(pool),
+    events: new PostgresEventStore(pool, config.eventPageBytes),
     notifier,
     eventOptions: {
       pageSize: 500,

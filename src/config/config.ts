@@ -33,6 +33,7 @@ export interface Config {
   readonly eventRetentionSeconds: number;
   readonly streamMaxEvents: number;
   readonly subscribePollMs: number;
+  readonly eventPageBytes: number;
   readonly subscriberStallMs: number;
   readonly logLevel: "debug" | "info" | "warn" | "error";
   readonly limits: Limits;
@@ -157,6 +158,7 @@ export function loadConfig(env: Env = process.env): Config {
     eventRetentionSeconds: int(env, "AGENTSTATE_EVENT_RETENTION_SECONDS", 0, 0, 100 * 365 * 24 * 3600),
     streamMaxEvents: int(env, "AGENTSTATE_STREAM_MAX_EVENTS", 0, 0, Number.MAX_SAFE_INTEGER),
     subscribePollMs: int(env, "AGENTSTATE_SUBSCRIBE_POLL_MS", 1000, 10, 60000),
+    eventPageBytes: int(env, "AGENTSTATE_EVENT_PAGE_BYTES", 4 * 1024 * 1024, 1024, 256 * 1024 * 1024),
     subscriberStallMs: int(env, "AGENTSTATE_SUBSCRIBER_STALL_MS", 30000, 100, 3600000),
     logLevel: logLevel as Config["logLevel"],
     limits,

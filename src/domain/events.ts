@@ -58,7 +58,11 @@ export type SubscriptionTarget = { kind: "stream"; stream: string } | { kind: "p
 
 export interface EventStore {
   append(cmd: AppendCommand, signal?: AbortSignal): Promise<AppendOutcome>;
-  /** One page of a stream from `fromVersion` (inclusive) in the given direction. */
+  /**
+   * One page of a stream from `fromVersion` (inclusive) in the given direction:
+   * at most `limit` events, fewer when the page's size budget is reached (an
+   * empty page means there is nothing more).
+   */
   readStream(
     namespace: string,
     stream: string,
@@ -68,7 +72,7 @@ export interface EventStore {
   ): Promise<RecordedEvent[]>;
   /** Current version of a stream (0: no stream). */
   streamVersion(namespace: string, stream: string): Promise<number>;
-  /** Up to `limit` events of the target with position > `after`, in position order. */
+  /** Up to `limit` events of the target with position > `after`, in position order (size-bounded like readStream). */
   readAfter(namespace: string, target: SubscriptionTarget, after: number, limit: number): Promise<RecordedEvent[]>;
 }
 
@@ -137,7 +141,6 @@ export async function runSubscription(
     // between the read and the wait is not slept through.
     const round = new AbortController();
     const woken = notifier.wait(namespace, opts.pollMs, AbortSignal.any([signal, round.signal]));
-    let full: boolean;
     try {
       const page = await store.readAfter(namespace, target, last, opts.pageSize);
       for (const e of page) {
@@ -145,12 +148,14 @@ export async function runSubscription(
         await sink.event(e);
         last = e.position;
       }
-      full = page.length === opts.pageSize;
-      if (!full && !live) {
+      // Pages are bounded by count and by bytes, so only an empty page says
+      // that everything committed so far has been delivered.
+      if (page.length > 0) continue;
+      if (!live) {
         live = true;
         await sink.caughtUp(last);
       }
-      if (!full) await woken;
+      await woken;
     } finally {
       round.abort();
     }

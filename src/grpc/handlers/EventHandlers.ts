@@ -52,8 +52,8 @@ export function eventHandlers(
         const page = await store.readStream(q.namespace, q.stream, next, q.direction, Math.min(opts.pageSize, left));
         for (const e of page) await ctx.send({ event: recordedEventToPb(e) });
         left -= page.length;
-        if (page.length < Math.min(opts.pageSize, left + page.length)) break;
-        const last = page[page.length - 1]!;
+        const last = page[page.length - 1];
+        if (!last) break; // pages are size-bounded: only an empty page ends the stream
         next = q.direction === "forwards" ? last.streamVersion + 1 : last.streamVersion - 1;
         if (next < 1) break;
       }

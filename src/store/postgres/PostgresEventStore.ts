@@ -47,7 +47,11 @@ function rowToEvent(r: EventRow): RecordedEvent {
 const MAX_CONFLICT_RETRIES = 5;
 
 export class PostgresEventStore implements EventStore {
-  constructor(private readonly pool: Pool) {}
+  /** `pageBytes`: a read page stops once its event data passes this many bytes (at least one event). */
+  constructor(
+    private readonly pool: Pool,
+    private readonly pageBytes: number = 4 * 1024 * 1024,
+  ) {}
 
   async append(cmd: AppendCommand, signal?: AbortSignal): Promise<AppendOutcome> {
     for (let attempt = 0; ; attempt++) {
@@ -195,7 +199,7 @@ export class PostgresEventStore implements EventStore {
     limit: number,
   ): Promise<RecordedEvent[]> {
     const name = direction === "forwards" ? "stream_read_forwards" : "stream_read_backwards";
-    const r = await this.q<EventRow>(sql(name), [namespace, stream, fromVersion, limit]);
+    const r = await this.q<EventRow>(sql(name), [namespace, stream, fromVersion, limit, this.pageBytes]);
     return r.rows.map(rowToEvent);
   }
 
@@ -212,8 +216,8 @@ export class PostgresEventStore implements EventStore {
   ): Promise<RecordedEvent[]> {
     const r =
       target.kind === "stream"
-        ? await this.q<EventRow>(sql("events_after_stream"), [namespace, target.stream, after, limit])
-        : await this.q<EventRow>(sql("events_after_prefix"), [namespace, target.prefix, after, limit]);
+        ? await this.q<EventRow>(sql("events_after_stream"), [namespace, target.stream, after, limit, this.pageBytes])
+        : await this.q<EventRow>(sql("events_after_prefix"), [namespace, target.prefix, after, limit, this.pageBytes]);
     return r.rows.map(rowToEvent);
   }
 
