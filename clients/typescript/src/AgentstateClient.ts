@@ -1,28 +1,47 @@
 /**
  * AgentstateClient: a small promise-based client for agentstate.v1 over the
  * grpc-js clients that ts-proto generates from proto/ (see ./gen, produced by
- * `npm run gen`). It adds three things and nothing else:
+ * `npm run gen`). Over the plain RPCs it adds:
  *
  * - requests may be partial (`{ namespace, key }`); missing fields take their
  *   protobuf defaults through the generated `X.fromPartial`;
  * - every call carries a deadline (default 10 s), so no call can hang forever;
  * - the message size limit matches the server's default, so the transport
- *   never refuses what the server would accept or send.
+ *   never refuses what the server would accept or send;
+ *
+ * and three helpers for what agents most often get wrong:
+ *
+ * - `update(namespace, key, fn)`: a compare-and-set retry loop that never
+ *   loses an update;
+ * - `withLock(namespace, name, fn)`: acquire, renew in the background, hand
+ *   `fn` the fencing token for its writes, release; `fn`'s signal aborts if
+ *   the lock is lost;
+ * - `put(namespace, key, value)`: one idempotency key per logical write,
+ *   reused across its retries, so a write retried after a timeout applies once.
  *
  * Errors are the grpc-js ServiceError as received: `code` (a grpc `status`),
  * `details` (for INVALID_ARGUMENT it names the field and the limit) and the
  * trailing `metadata` (`agentstate-field`, `agentstate-reason`). A
  * compare-and-set mismatch is not an error: it answers `applied: false` with
- * the current item. Idiomatic helpers (update loops, locks) build on this.
+ * the current item.
  */
+import { randomUUID } from "node:crypto";
 import {
   credentials as grpcCredentials,
   Metadata,
+  status,
   type CallOptions as GrpcCallOptions,
   type ChannelCredentials,
+  type ChannelOptions,
   type ClientUnaryCall,
+  type Interceptor,
   type ServiceError,
 } from "@grpc/grpc-js";
+import { backoffDelayMs, sleep, type Backoff } from "./backoff";
+import { durationFromMs, durationToMs } from "./duration";
+import { isRetryable, LockLostError, LockNotAcquiredError, UpdateConflictError } from "./errors";
+import type { Fence, Item } from "./gen/agentstate/v1/common";
+import { EventServiceClient } from "./gen/agentstate/v1/event";
 import {
   CompareAndSetRequest,
   DeleteRequest,
@@ -30,11 +49,22 @@ import {
   KeyValueServiceClient,
   ListRequest,
   type CompareAndSetResponse,
+  type Consistency,
   type DeepPartial,
   type DeleteResponse,
+  type Expected,
   type GetResponse,
   type ListResponse,
 } from "./gen/agentstate/v1/kv";
+import {
+  LockRequest,
+  LockServiceClient,
+  RenewLockRequest,
+  UnlockRequest,
+  type LockResponse,
+  type RenewLockResponse,
+  type UnlockResponse,
+} from "./gen/agentstate/v1/lock";
 
 /**
  * The server's default gRPC message limit: the larger of the value limit
@@ -53,6 +83,10 @@ export interface AgentstateClientOptions {
   maxMessageBytes?: number;
   /** Channel credentials. Default: insecure (plaintext). */
   credentials?: ChannelCredentials;
+  /** grpc-js client interceptors (auth, tracing), applied to every service. */
+  interceptors?: Interceptor[];
+  /** Extra grpc-js channel options (keepalive, load balancing, ...). */
+  channelOptions?: ChannelOptions;
 }
 
 /** Per-call options. */
@@ -61,6 +95,95 @@ export interface CallOptions {
   deadlineMs?: number;
   /** Request metadata, e.g. an `x-request-id` to correlate with the server's log. */
   metadata?: Metadata;
+  /** Cancels the call (it then fails with CANCELLED), e.g. `held.signal` inside withLock. */
+  signal?: AbortSignal;
+}
+
+/** A new value for update(): bytes, or a string stored as UTF-8. */
+export type UpdateValue = Uint8Array | string;
+
+/**
+ * Computes a key's new value from its current item (undefined when the key
+ * does not exist). It may run several times, once per attempt, always on the
+ * latest state seen, so it must not have side effects it cannot repeat.
+ * Returning undefined aborts the update without writing.
+ */
+export type UpdateFn = (current: Item | undefined) => UpdateValue | undefined | Promise<UpdateValue | undefined>;
+
+export interface UpdateOptions {
+  /** Content type of the new value; default: keep the current item's. */
+  contentType?: string;
+  /** Time to live of the written value; default none (the value never expires). */
+  ttlMs?: number;
+  /** Fence every write with a lock acquisition (`held.fence` inside withLock). */
+  fence?: Fence;
+  /** Compare-and-set attempts before UpdateConflictError. Default 100. */
+  maxAttempts?: number;
+  /** Backoff between conflicting attempts. Default 10 ms doubling up to 1 s, full jitter. */
+  backoff?: Backoff;
+  /** Consistency of the first read. Later attempts use the item the failed CAS returned. */
+  consistency?: Consistency;
+  /** Per-call deadline (each call gets its own). */
+  deadlineMs?: number;
+  /** Stops the loop (and the call in flight). */
+  signal?: AbortSignal;
+}
+
+export interface UpdateResult {
+  /** False only when `fn` returned undefined (aborted). */
+  applied: boolean;
+  /** The written item; when aborted, the current one (undefined: absent). */
+  item: Item | undefined;
+  /** Revision of the write, or of the state `fn` last saw when aborted. */
+  revision: number;
+  /** Compare-and-set attempts made (0 when aborted at once). */
+  attempts: number;
+}
+
+export interface PutOptions {
+  /** The condition; default `{ any: true }` (unconditional). */
+  expected?: DeepPartial<Expected>;
+  contentType?: string;
+  /** Time to live; default none. */
+  ttlMs?: number;
+  /** Fence the write with a lock acquisition (`held.fence` inside withLock). */
+  fence?: Fence;
+  /** The logical write's key; default a fresh random one. Pass your own to stay idempotent across restarts. */
+  idempotencyKey?: string;
+  /** Retries after UNAVAILABLE or DEADLINE_EXCEEDED, with the same key. Default 3. */
+  retries?: number;
+  /** Backoff between retries. Default 100 ms doubling up to 2 s, full jitter. */
+  backoff?: Backoff;
+  /** Deadline of each attempt. */
+  deadlineMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface WithLockOptions {
+  /** Lock TTL between renewals. Default 15 000 ms. */
+  ttlMs?: number;
+  /** How long to wait for the lock; 0 tries once. Default 30 000 ms. */
+  waitMs?: number;
+  /** Describes the holder to other waiters, e.g. "worker-3". */
+  owner?: string;
+  /** Renewal period. Default ttlMs / 3. */
+  renewEveryMs?: number;
+  /** Aborts the wait and, once held, `fn`'s signal. */
+  signal?: AbortSignal;
+}
+
+/** What withLock hands to `fn`. */
+export interface HeldLock {
+  namespace: string;
+  name: string;
+  /** Proves holdership to unlock and renewLock. */
+  lockId: string;
+  /** The fencing token: greater than every token issued before for this name. */
+  token: number;
+  /** Pass with every write made under the lock (in its namespace); refused once a newer holder exists. */
+  fence: Fence;
+  /** Aborted (with a LockLostError) if the lock cannot be renewed: stop working then. */
+  signal: AbortSignal;
 }
 
 type UnaryMethod<Req, Res> = (
@@ -70,9 +193,23 @@ type UnaryMethod<Req, Res> = (
   callback: (error: ServiceError | null, response: Res) => void,
 ) => ClientUnaryCall;
 
+const UPDATE_BACKOFF: Backoff = { initialMs: 10, maxMs: 1000 };
+const RETRY_BACKOFF: Backoff = { initialMs: 100, maxMs: 2000 };
+/** Transient failures (UNAVAILABLE, DEADLINE_EXCEEDED) retried inside update(), with the same idempotency key. */
+const UPDATE_TRANSIENT_RETRIES = 3;
+
+function toBuffer(v: UpdateValue): Buffer {
+  if (typeof v === "string") return Buffer.from(v, "utf8");
+  return Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+}
+
 export class AgentstateClient {
-  /** The generated key-value client, for anything this wrapper does not cover. */
+  /** The generated key-value client, for anything this wrapper does not cover (no default deadline). */
   readonly kv: KeyValueServiceClient;
+  /** The generated lock client, on the same channel. */
+  readonly locks: LockServiceClient;
+  /** The generated event client, on the same channel. */
+  readonly events: EventServiceClient;
   private readonly deadlineMs: number;
 
   constructor(
@@ -81,43 +218,274 @@ export class AgentstateClient {
   ) {
     this.deadlineMs = options.deadlineMs ?? DEFAULT_DEADLINE_MS;
     const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
-    this.kv = new KeyValueServiceClient(address, options.credentials ?? grpcCredentials.createInsecure(), {
+    const creds = options.credentials ?? grpcCredentials.createInsecure();
+    const interceptors = options.interceptors ?? [];
+    this.kv = new KeyValueServiceClient(address, creds, {
+      ...options.channelOptions,
       "grpc.max_send_message_length": maxMessageBytes,
       "grpc.max_receive_message_length": maxMessageBytes,
+      interceptors,
     });
+    const channelOverride = this.kv.getChannel();
+    this.locks = new LockServiceClient(address, creds, { channelOverride, interceptors });
+    this.events = new EventServiceClient(address, creds, { channelOverride, interceptors });
   }
 
   /** Reads one key. A missing or expired key answers `found: false`. */
   get(request: DeepPartial<GetRequest>, options?: CallOptions): Promise<GetResponse> {
-    return this.unary(this.kv.get, GetRequest.fromPartial(request), options);
+    return this.unary(this.kv, this.kv.get, GetRequest.fromPartial(request), options);
   }
 
   /** Writes a key if `request.expected` holds; a mismatch answers `applied: false` with the current item. */
   compareAndSet(request: DeepPartial<CompareAndSetRequest>, options?: CallOptions): Promise<CompareAndSetResponse> {
-    return this.unary(this.kv.compareAndSet, CompareAndSetRequest.fromPartial(request), options);
+    return this.unary(this.kv, this.kv.compareAndSet, CompareAndSetRequest.fromPartial(request), options);
   }
 
   /** Removes a key if `request.expected` holds, with the same compare semantics. */
   delete(request: DeepPartial<DeleteRequest>, options?: CallOptions): Promise<DeleteResponse> {
-    return this.unary(this.kv.delete, DeleteRequest.fromPartial(request), options);
+    return this.unary(this.kv, this.kv.delete, DeleteRequest.fromPartial(request), options);
   }
 
   /** One page of keys under a prefix, in byte order; pass `next_page_token` back for the next page. */
   list(request: DeepPartial<ListRequest>, options?: CallOptions): Promise<ListResponse> {
-    return this.unary(this.kv.list, ListRequest.fromPartial(request), options);
+    return this.unary(this.kv, this.kv.list, ListRequest.fromPartial(request), options);
   }
 
-  /** Closes the channel. Calls in flight fail with CANCELLED or UNAVAILABLE. */
+  /**
+   * Tries to acquire a lock, waiting up to `request.wait`. Not acquired in
+   * time is not an error: `acquired: false` with the holder's owner when
+   * known. The default deadline is the wait plus the client's deadline.
+   */
+  lock(request: DeepPartial<LockRequest>, options: CallOptions = {}): Promise<LockResponse> {
+    const req = LockRequest.fromPartial(request);
+    const deadlineMs = options.deadlineMs ?? this.deadlineMs + durationToMs(req.wait);
+    return this.unary(this.locks, this.locks.lock, req, { ...options, deadlineMs });
+  }
+
+  /** Releases a lock held under `request.lockId`; not held answers FAILED_PRECONDITION (reason LOCK_NOT_HELD). */
+  unlock(request: DeepPartial<UnlockRequest>, options?: CallOptions): Promise<UnlockResponse> {
+    return this.unary(this.locks, this.locks.unlock, UnlockRequest.fromPartial(request), options);
+  }
+
+  /** Extends a lock held under `request.lockId` to `request.ttl` from now. */
+  renewLock(request: DeepPartial<RenewLockRequest>, options?: CallOptions): Promise<RenewLockResponse> {
+    return this.unary(this.locks, this.locks.renewLock, RenewLockRequest.fromPartial(request), options);
+  }
+
+  /**
+   * Applies `fn` to a key atomically. Reads the key, writes `fn(current)` with
+   * compare-and-set on the version read (or on absence), and when another
+   * writer got there first calls `fn` again on the current item the failed
+   * compare-and-set returned (no second read), after a jittered exponential
+   * backoff. So no update is lost or applied to a stale value. Each attempt
+   * carries its own idempotency key, so an attempt whose reply was lost
+   * (UNAVAILABLE, DEADLINE_EXCEEDED) is retried as the same request and
+   * applies at most once. Throws UpdateConflictError after `maxAttempts`.
+   */
+  async update(namespace: string, key: string, fn: UpdateFn, opts: UpdateOptions = {}): Promise<UpdateResult> {
+    const call: CallOptions = { deadlineMs: opts.deadlineMs, signal: opts.signal };
+    const maxAttempts = opts.maxAttempts ?? 100;
+    const got = await this.retryTransient(
+      () => this.get({ namespace, key, consistency: opts.consistency }, call),
+      UPDATE_TRANSIENT_RETRIES,
+      RETRY_BACKOFF,
+      opts.signal,
+    );
+    let current = got.found ? got.item : undefined;
+    let revision = got.header?.revision ?? 0;
+    for (let attempt = 1; ; attempt++) {
+      const value = await fn(current);
+      if (value === undefined) return { applied: false, item: current, revision, attempts: attempt - 1 };
+      const request: DeepPartial<CompareAndSetRequest> = {
+        namespace,
+        key,
+        expected: current ? { version: current.version } : { absent: true },
+        value: toBuffer(value),
+        contentType: opts.contentType ?? current?.contentType ?? "",
+        ttl: opts.ttlMs === undefined ? undefined : durationFromMs(opts.ttlMs),
+        fence: opts.fence,
+        idempotencyKey: randomUUID(),
+      };
+      const res = await this.retryTransient(
+        () => this.compareAndSet(request, call),
+        UPDATE_TRANSIENT_RETRIES,
+        RETRY_BACKOFF,
+        opts.signal,
+      );
+      if (res.applied) return { applied: true, item: res.item, revision: res.header?.revision ?? 0, attempts: attempt };
+      if (attempt >= maxAttempts) throw new UpdateConflictError(namespace, key, attempt);
+      // The mismatch reply carries the current state: retry on it directly.
+      current = res.found ? res.item : undefined;
+      revision = res.header?.revision ?? revision;
+      await sleep(backoffDelayMs(opts.backoff ?? UPDATE_BACKOFF, attempt), opts.signal);
+    }
+  }
+
+  /**
+   * Writes `value` (unconditionally unless `opts.expected` says otherwise)
+   * under one idempotency key, and retries the very same request after
+   * UNAVAILABLE or DEADLINE_EXCEEDED. The server applies a key's request at
+   * most once and replays its first outcome to every retry (`replayed: true`),
+   * so a write whose reply was lost is neither lost nor doubled.
+   */
+  put(namespace: string, key: string, value: UpdateValue, opts: PutOptions = {}): Promise<CompareAndSetResponse> {
+    const request: DeepPartial<CompareAndSetRequest> = {
+      namespace,
+      key,
+      expected: opts.expected ?? { any: true },
+      value: toBuffer(value),
+      contentType: opts.contentType ?? "",
+      ttl: opts.ttlMs === undefined ? undefined : durationFromMs(opts.ttlMs),
+      fence: opts.fence,
+      idempotencyKey: opts.idempotencyKey ?? randomUUID(),
+    };
+    return this.retryTransient(
+      () => this.compareAndSet(request, { deadlineMs: opts.deadlineMs, signal: opts.signal }),
+      opts.retries ?? 3,
+      opts.backoff ?? RETRY_BACKOFF,
+      opts.signal,
+    );
+  }
+
+  /**
+   * Runs `fn` while holding a lock. Acquires it (waiting up to `waitMs`, else
+   * LockNotAcquiredError), renews it every `renewEveryMs` while `fn` runs, and
+   * releases it when `fn` settles, whatever happens. `fn` gets the
+   * acquisition: pass `held.fence` with every write it makes, and stop when
+   * `held.signal` aborts: that happens if a renewal fails (the lock expired, was
+   * released or taken over, or the server stayed unreachable until it would
+   * have expired), and withLock then rejects with LockLostError even if `fn`
+   * finished.
+   */
+  async withLock<T>(
+    namespace: string,
+    name: string,
+    fn: (held: HeldLock) => Promise<T> | T,
+    opts: WithLockOptions = {},
+  ): Promise<T> {
+    const ttlMs = opts.ttlMs ?? 15_000;
+    const renewEveryMs = opts.renewEveryMs ?? ttlMs / 3;
+    // The lock is ours for at most ttl from when we asked for it: a local,
+    // conservative bound that needs no clock agreement with the server.
+    const sentAt = performance.now();
+    const res = await this.lock(
+      { namespace, name, ttl: durationFromMs(ttlMs), wait: durationFromMs(opts.waitMs ?? 30_000), owner: opts.owner },
+      { signal: opts.signal },
+    );
+    if (!res.acquired) throw new LockNotAcquiredError(namespace, name, res.holderOwner);
+
+    const lost = new AbortController();
+    const signal = opts.signal ? AbortSignal.any([lost.signal, opts.signal]) : lost.signal;
+    const held: HeldLock = {
+      namespace,
+      name,
+      lockId: res.lockId,
+      token: res.fencingToken,
+      fence: { lockName: name, token: res.fencingToken },
+      signal,
+    };
+    const renewer = this.keepRenewed(held, ttlMs, renewEveryMs, sentAt + ttlMs, lost);
+    try {
+      const result = await fn(held);
+      if (lost.signal.aborted) throw lost.signal.reason;
+      return result;
+    } catch (err) {
+      throw lost.signal.aborted ? lost.signal.reason : err;
+    } finally {
+      await renewer.stop();
+      // Best effort: a lock that is not released expires by itself.
+      await this.unlock({ namespace, name, lockId: held.lockId }).catch(() => undefined);
+    }
+  }
+
+  /** Closes the channel (shared by kv, locks and events). Calls in flight fail with CANCELLED or UNAVAILABLE. */
   close(): void {
     this.kv.close();
   }
 
-  private unary<Req, Res>(method: UnaryMethod<Req, Res>, request: Req, options: CallOptions = {}): Promise<Res> {
+  /** Renews `held` until stopped; aborts `lost` with a LockLostError when the lock is (or may be) gone. */
+  private keepRenewed(
+    held: HeldLock,
+    ttlMs: number,
+    renewEveryMs: number,
+    validUntil: number,
+    lost: AbortController,
+  ): { stop(): Promise<void> } {
+    const stopped = new AbortController();
+    const loop = async () => {
+      let delay = renewEveryMs;
+      while (!stopped.signal.aborted && !lost.signal.aborted) {
+        try {
+          await sleep(delay, stopped.signal);
+        } catch {
+          return;
+        }
+        const sentAt = performance.now();
+        try {
+          await this.renewLock(
+            { namespace: held.namespace, name: held.name, lockId: held.lockId, ttl: durationFromMs(ttlMs) },
+            { deadlineMs: Math.max(1, Math.min(this.deadlineMs, validUntil - sentAt)), signal: stopped.signal },
+          );
+          validUntil = sentAt + ttlMs;
+          delay = renewEveryMs;
+        } catch (err) {
+          if (stopped.signal.aborted) return;
+          const code = (err as Partial<ServiceError>).code;
+          if (code === status.FAILED_PRECONDITION || performance.now() >= validUntil) {
+            lost.abort(new LockLostError(held.namespace, held.name, held.token, { cause: err }));
+            return;
+          }
+          // Transient: try again soon, while the lock may still be ours.
+          delay = Math.min(Math.max(renewEveryMs / 4, 10), Math.max(validUntil - performance.now(), 0));
+        }
+      }
+    };
+    const running = loop();
+    return {
+      stop: async () => {
+        stopped.abort();
+        await running;
+      },
+    };
+  }
+
+  /** Runs `call` again while it fails with a retryable error, up to `retries` times. */
+  private async retryTransient<T>(
+    call: () => Promise<T>,
+    retries: number,
+    backoff: Backoff,
+    signal: AbortSignal | undefined,
+  ): Promise<T> {
+    for (let n = 0; ; n++) {
+      try {
+        return await call();
+      } catch (err) {
+        if (!isRetryable(err) || n >= retries || signal?.aborted) throw err;
+        await sleep(backoffDelayMs(backoff, n + 1), signal);
+      }
+    }
+  }
+
+  private unary<Req, Res>(
+    client: KeyValueServiceClient | LockServiceClient,
+    method: UnaryMethod<Req, Res>,
+    request: Req,
+    options: CallOptions = {},
+  ): Promise<Res> {
     const deadline = new Date(Date.now() + (options.deadlineMs ?? this.deadlineMs));
+    const signal = options.signal;
     return new Promise<Res>((resolve, reject) => {
-      method.call(this.kv, request, options.metadata ?? new Metadata(), { deadline }, (err, res) =>
-        err ? reject(err) : resolve(res),
-      );
+      if (signal?.aborted) {
+        reject(signal.reason);
+        return;
+      }
+      const onAbort = () => call.cancel();
+      const call = method.call(client, request, options.metadata ?? new Metadata(), { deadline }, (err, res) => {
+        signal?.removeEventListener("abort", onAbort);
+        if (err) reject(err);
+        else resolve(res);
+      });
+      signal?.addEventListener("abort", onAbort, { once: true });
     });
   }
 }

@@ -8,6 +8,9 @@
  * proto/ needs a line here.
  */
 export * from "./AgentstateClient";
+export * from "./backoff";
+export * from "./duration";
+export * from "./errors";
 export {
   Fence,
   Item,
