@@ -9,13 +9,8 @@
  * holdership to Unlock/RenewLock, the token is repeated in RenewLock replies.
  */
 import { randomBytes } from "node:crypto";
-import {
-  CancelledError,
-  DeadlineExceededError,
-  FailedPreconditionError,
-  InvalidArgumentError,
-  UnavailableError,
-} from "../errors/errors";
+import { abortError } from "../errors/abort";
+import { FailedPreconditionError, InvalidArgumentError } from "../errors/errors";
 
 export interface Acquired {
   acquired: true;
@@ -104,13 +99,13 @@ export class LockService {
     const until = Math.min(start + req.waitMs, req.deadline !== undefined ? req.deadline - 50 : Infinity);
     let delay = 20;
     for (;;) {
-      if (req.signal.aborted) throw this.gone(req.signal);
+      if (req.signal.aborted) throw abortError(req.signal, "no lock is held for this call");
       const r = await this.store.tryAcquire(req.namespace, req.name, req.ttlMs, req.owner);
       if (r.acquired) {
         if (req.signal.aborted) {
           const { secret, token } = parseLockId(r.lockId);
           await this.store.release(req.namespace, req.name, secret, token).catch(() => undefined);
-          throw this.gone(req.signal);
+          throw abortError(req.signal, "no lock is held for this call");
         }
         return r;
       }
@@ -135,14 +130,6 @@ export class LockService {
     const r = await this.store.renew(namespace, name, secret, token, ttlMs);
     if (!r) throw notHeld(name);
     return r;
-  }
-
-  private gone(signal: AbortSignal): Error {
-    const reason = (signal.reason as Error | undefined)?.message ?? "";
-    if (reason.includes("shutdown")) return new UnavailableError("server shutting down; retry on another replica");
-    return reason.includes("deadline")
-      ? new DeadlineExceededError("deadline passed")
-      : new CancelledError("caller went away");
   }
 }
 

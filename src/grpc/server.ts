@@ -21,6 +21,7 @@ import { EventServiceService } from "../gen/agentstate/v1/event";
 import { KeyValueServiceService } from "../gen/agentstate/v1/kv";
 import { LockServiceService } from "../gen/agentstate/v1/lock";
 import type { Logger } from "../log/Logger";
+import { AbortReason } from "../errors/abort";
 import type { Metrics } from "../metrics/Metrics";
 import { guardDeserializers } from "./decodeGuard";
 import type { CallEnv } from "./unaryCall";
@@ -138,7 +139,7 @@ export class AgentstateServer {
    */
   async shutdown(graceMs: number): Promise<void> {
     this.setServing(false);
-    this.shutdownController.abort(new Error("shutdown: server shutting down"));
+    this.shutdownController.abort(new AbortReason("shutdown"));
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.grpc.forceShutdown();

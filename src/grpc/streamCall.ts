@@ -9,7 +9,9 @@
 import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { Metadata, status, type ServerWritableStream } from "@grpc/grpc-js";
-import { CancelledError, ResourceExhaustedError, UnavailableError } from "../errors/errors";
+import { abortError } from "../errors/abort";
+import { ResourceExhaustedError, UnavailableError } from "../errors/errors";
+import { watchCall } from "./watchCall";
 import { UndecodableRequest } from "./decodeGuard";
 import { toGrpcError } from "./toGrpcError";
 import { requestIdOf, type CallContext, type CallEnv } from "./unaryCall";
@@ -30,24 +32,14 @@ export function streamCall<Req, Res>(
     const requestId = call.metadata ? requestIdOf(call.metadata) : randomUUID();
     const { shutdown } = env;
     const log = env.log.child({ request_id: requestId, rpc });
-    const ac = new AbortController();
-    const dl = call.getDeadline();
-    const deadline = dl instanceof Date ? dl.getTime() : Number.isFinite(dl) ? Number(dl) : undefined;
-    // grpc-js reports a passed deadline as a cancellation; tell the two apart.
-    const onCancel = () =>
-      ac.abort(new Error(deadline !== undefined && Date.now() >= deadline - 5 ? "deadline exceeded" : "cancelled"));
-    call.on("cancelled", onCancel);
-    const deadlineTimer =
-      deadline !== undefined
-        ? setTimeout(() => ac.abort(new Error("deadline exceeded")), Math.max(0, deadline - Date.now()))
-        : undefined;
-    const all = AbortSignal.any([ac.signal, shutdown]);
+    const watched = watchCall(call);
+    const all = AbortSignal.any([watched.signal, shutdown]);
     const md = new Metadata();
     md.set("x-request-id", requestId);
     call.sendMetadata(md);
 
     const send = (msg: unknown): Promise<void> => {
-      if (all.aborted) return Promise.reject(gone(all));
+      if (all.aborted) return Promise.reject(abortError(all, "resume from the last position received"));
       if (call.write(msg as Res)) return Promise.resolve();
       return new Promise<void>((resolve, reject) => {
         const cleanup = () => {
@@ -61,7 +53,7 @@ export function streamCall<Req, Res>(
         };
         const onAbort = () => {
           cleanup();
-          reject(gone(all));
+          reject(abortError(all, "resume from the last position received"));
         };
         const timer = setTimeout(() => {
           cleanup();
@@ -77,8 +69,7 @@ export function streamCall<Req, Res>(
     };
 
     const finish = (code: status) => {
-      if (deadlineTimer) clearTimeout(deadlineTimer);
-      call.removeListener("cancelled", onCancel);
+      watched.dispose();
       const ms = performance.now() - started;
       log.info("rpc", { code: status[code], ms: Math.round(ms * 100) / 100 });
       env.observe?.(rpc, status[code], ms / 1000);
@@ -87,10 +78,10 @@ export function streamCall<Req, Res>(
     const run =
       req instanceof UndecodableRequest
         ? Promise.reject(req.error)
-        : fn(req, { requestId, log, signal: ac.signal, shutdown, deadline, send });
+        : fn(req, { requestId, log, signal: watched.signal, shutdown, deadline: watched.deadline, send });
     run.then(
       () => {
-        if (shutdown.aborted && !ac.signal.aborted) {
+        if (shutdown.aborted && !watched.signal.aborted) {
           const e = toGrpcError(new UnavailableError("server shutting down; resume on another replica"), log);
           finish(e.code);
           call.emit("error", e);
@@ -102,14 +93,8 @@ export function streamCall<Req, Res>(
       (err: unknown) => {
         const e = toGrpcError(err, log);
         finish(e.code);
-        if (!ac.signal.aborted) call.emit("error", e);
+        if (!watched.signal.aborted) call.emit("error", e);
       },
     );
   };
-}
-
-function gone(signal: AbortSignal): Error {
-  const reason = (signal.reason as Error | undefined)?.message ?? "";
-  if (reason.includes("shutdown")) return new UnavailableError("server shutting down; resume on another replica");
-  return new CancelledError("caller went away");
 }

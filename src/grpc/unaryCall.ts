@@ -11,6 +11,7 @@ import { Metadata, status, type sendUnaryData, type ServerUnaryCall } from "@grp
 import type { Logger } from "../log/Logger";
 import { UndecodableRequest } from "./decodeGuard";
 import { toGrpcError } from "./toGrpcError";
+import { watchCall } from "./watchCall";
 
 export interface CallContext {
   requestId: string;
@@ -46,23 +47,12 @@ export function unaryCall<Req, Res>(rpc: string, env: CallEnv, fn: (req: Req, ct
     const requestId = requestIdOf(call.metadata);
     const { shutdown } = env;
     const log = env.log.child({ request_id: requestId, rpc });
-    const ac = new AbortController();
-    const dl = call.getDeadline();
-    const deadline = dl instanceof Date ? dl.getTime() : Number.isFinite(dl) ? Number(dl) : undefined;
-    // grpc-js reports a passed deadline as a cancellation; tell the two apart.
-    const onCancel = () =>
-      ac.abort(new Error(deadline !== undefined && Date.now() >= deadline - 5 ? "deadline exceeded" : "cancelled"));
-    call.on("cancelled", onCancel);
-    const deadlineTimer =
-      deadline !== undefined
-        ? setTimeout(() => ac.abort(new Error("deadline exceeded")), Math.max(0, deadline - Date.now()))
-        : undefined;
+    const watched = watchCall(call);
     const md = new Metadata();
     md.set("x-request-id", requestId);
     call.sendMetadata(md);
     const finish = (code: status) => {
-      if (deadlineTimer) clearTimeout(deadlineTimer);
-      call.removeListener("cancelled", onCancel);
+      watched.dispose();
       const ms = performance.now() - started;
       log.info("rpc", { code: status[code], ms: Math.round(ms * 100) / 100 });
       env.observe?.(rpc, status[code], ms / 1000);
@@ -78,7 +68,7 @@ export function unaryCall<Req, Res>(rpc: string, env: CallEnv, fn: (req: Req, ct
     const run =
       req instanceof UndecodableRequest
         ? Promise.reject(req.error)
-        : fn(req, { requestId, log, signal: ac.signal, shutdown, deadline });
+        : fn(req, { requestId, log, signal: watched.signal, shutdown, deadline: watched.deadline });
     run.then(
       (res) => {
         finish(status.OK);

@@ -2,7 +2,6 @@
  * Chooses the key-value store for the configuration: Postgres alone, or
  * Postgres behind the Redis cache when REDIS_URL is set.
  */
-import Redis from "ioredis";
 import type { Pool } from "pg";
 import type { Config } from "../config/config";
 import type { KvStore } from "../domain/types";
@@ -11,6 +10,7 @@ import type { PostgresKvStore } from "./postgres/PostgresKvStore";
 import { CachedKvStore } from "./redis/CachedKvStore";
 import { CacheEpoch } from "./redis/CacheEpoch";
 import { defineCacheScripts } from "./redis/cacheScripts";
+import { createRedisClient } from "./redis/createRedisClient";
 
 export interface BuiltKvStore {
   store: KvStore;
@@ -29,18 +29,8 @@ export async function buildKvStore(
   observeRead?: (outcome: string) => void,
 ): Promise<BuiltKvStore> {
   if (!config.redisUrl) return { store: pg, cache: undefined, close: async () => undefined };
-  const redis = new Redis(config.redisUrl, {
-    // Fail fast instead of queueing: a request never waits on a Redis that is down.
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    autoResendUnfulfilledCommands: false,
-    commandTimeout: config.redisCommandTimeoutMs,
-    connectTimeout: Math.max(1000, config.redisCommandTimeoutMs * 4),
-    retryStrategy: (times) => Math.min(50 * times, 1000),
-    lazyConnect: true,
-  });
   const clog = log.child({ component: "cache" });
-  redis.on("error", (err: Error) => clog.debug("redis error", { error: err.message }));
+  const redis = createRedisClient(config.redisUrl, config.redisCommandTimeoutMs, clog);
   redis.on("ready", () => clog.info("redis connected"));
   redis.on("close", () => clog.debug("redis connection closed"));
   try {

@@ -4,10 +4,21 @@
  * stamps the reply with the revision it reflects.
  */
 import type { Limits } from "../../domain/limits";
-import type { KvStore } from "../../domain/types";
+import type { KvStore, WriteOutcome } from "../../domain/types";
 import type { KeyValueServiceServer } from "../../gen/agentstate/v1/kv";
 import { decodeCompareAndSet, decodeDelete, decodeGet, decodeList, encodePageToken, itemToPb } from "../convert";
 import { unaryCall, type CallEnv } from "../unaryCall";
+
+/** The reply of a CompareAndSet or Delete: same shape, same meaning. */
+function writeReply(o: WriteOutcome) {
+  return {
+    header: { revision: o.revision },
+    applied: o.applied,
+    item: o.item && itemToPb(o.item),
+    found: o.item !== undefined,
+    replayed: o.replayed,
+  };
+}
 
 export function keyValueHandlers(store: KvStore, limits: Limits, env: CallEnv): KeyValueServiceServer {
   return {
@@ -18,25 +29,11 @@ export function keyValueHandlers(store: KvStore, limits: Limits, env: CallEnv): 
     }),
     compareAndSet: unaryCall("CompareAndSet", env, async (req, ctx) => {
       const cmd = decodeCompareAndSet(req, limits);
-      const o = await store.write(cmd, ctx.signal);
-      return {
-        header: { revision: o.revision },
-        applied: o.applied,
-        item: o.item && itemToPb(o.item),
-        found: o.item !== undefined,
-        replayed: o.replayed,
-      };
+      return writeReply(await store.write(cmd, ctx.signal));
     }),
     delete: unaryCall("Delete", env, async (req, ctx) => {
       const cmd = decodeDelete(req, limits);
-      const o = await store.write(cmd, ctx.signal);
-      return {
-        header: { revision: o.revision },
-        applied: o.applied,
-        item: o.item && itemToPb(o.item),
-        found: o.item !== undefined,
-        replayed: o.replayed,
-      };
+      return writeReply(await store.write(cmd, ctx.signal));
     }),
     list: unaryCall("List", env, async (req) => {
       const q = decodeList(req, limits);

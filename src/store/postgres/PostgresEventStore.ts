@@ -15,7 +15,8 @@ import {
   type RecordedEvent,
   type SubscriptionTarget,
 } from "../../domain/events";
-import { CancelledError, DeadlineExceededError, FailedPreconditionError, UnavailableError } from "../../errors/errors";
+import { abortError } from "../../errors/abort";
+import { FailedPreconditionError } from "../../errors/errors";
 import { checkFence } from "./checkFence";
 import { isRetryableConflict, translatePgError } from "./pgErrors";
 import { sql } from "./sql";
@@ -68,7 +69,7 @@ export class PostgresEventStore implements EventStore {
   }
 
   private async appendOnce(cmd: AppendCommand, signal?: AbortSignal): Promise<AppendOutcome> {
-    if (signal?.aborted) throw gone(signal);
+    if (signal?.aborted) throw abortError(signal, "nothing was appended");
     let client: PoolClient;
     try {
       client = await this.pool.connect();
@@ -172,7 +173,7 @@ export class PostgresEventStore implements EventStore {
         fingerprints,
       ]);
       const firstPosition = res.rows[0]!.first_position;
-      if (signal?.aborted) throw gone(signal);
+      if (signal?.aborted) throw abortError(signal, "nothing was appended");
       await client.query("COMMIT");
       inTx = false;
       return {
@@ -233,11 +234,4 @@ export class PostgresEventStore implements EventStore {
       throw translatePgError(err);
     }
   }
-}
-
-function gone(signal: AbortSignal): Error {
-  const reason = (signal.reason as Error | undefined)?.message ?? "";
-  if (reason.includes("deadline")) return new DeadlineExceededError("deadline passed; nothing was appended");
-  if (reason.includes("shutdown")) return new UnavailableError("server shutting down; nothing was appended");
-  return new CancelledError("caller went away; nothing was appended");
 }

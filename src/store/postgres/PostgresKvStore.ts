@@ -19,13 +19,8 @@ import type {
   WriteCommand,
   WriteOutcome,
 } from "../../domain/types";
-import {
-  type AppError,
-  CancelledError,
-  DeadlineExceededError,
-  FailedPreconditionError,
-  UnavailableError,
-} from "../../errors/errors";
+import { abortError } from "../../errors/abort";
+import { FailedPreconditionError, UnavailableError } from "../../errors/errors";
 import { checkFence } from "./checkFence";
 import { isRetryableConflict, translatePgError } from "./pgErrors";
 import { itemFromJson, itemToJson, keyBytes, rowToItem, type ItemJson, type KvRow } from "./rows";
@@ -117,7 +112,7 @@ export class PostgresKvStore implements KvStore {
   }
 
   private async writeOnce(cmd: WriteCommand, hooks: WriteHooks): Promise<WriteResult> {
-    if (hooks.signal?.aborted) throw callerGone(hooks.signal);
+    if (hooks.signal?.aborted) throw abortError(hooks.signal, "nothing was written");
     const client = await this.connect();
     let inTx = false;
     try {
@@ -233,7 +228,7 @@ export class PostgresKvStore implements KvStore {
 
       if (hooks.signal?.aborted) {
         // The caller has gone (cancelled, deadline passed, server stopping): do not commit for nobody.
-        throw callerGone(hooks.signal);
+        throw abortError(hooks.signal, "nothing was written");
       }
       if (hooks.commitDeadline !== undefined && performance.now() > hooks.commitDeadline) {
         // Committing now could outlive the cache's write-in-flight marker.
@@ -270,13 +265,6 @@ export class PostgresKvStore implements KvStore {
       throw translatePgError(err);
     }
   }
-}
-
-function callerGone(signal: AbortSignal): AppError {
-  const reason = (signal.reason as Error | undefined)?.message ?? "";
-  if (reason.includes("shutdown")) return new UnavailableError("server shutting down; nothing was written");
-  if (reason.includes("deadline")) return new DeadlineExceededError("deadline passed; nothing was written");
-  return new CancelledError("caller went away; nothing was written");
 }
 
 /** The smallest byte string greater than every string with this prefix (null: none). */

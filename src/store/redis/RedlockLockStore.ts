@@ -13,7 +13,8 @@
  * attached; and it returns locks whose validity may already be spent, hence
  * the validity check here.
  */
-import Redis from "ioredis";
+import type Redis from "ioredis";
+import { createRedisClient } from "./createRedisClient";
 import type { Pool } from "pg";
 import Redlock, { ExecutionError, Lock, ResourceLockedError, type ExecutionStats } from "redlock";
 import type { Acquired, LockStore, NotAcquired, Renewed } from "../../domain/locks";
@@ -41,16 +42,7 @@ export class RedlockLockStore implements LockStore {
     private readonly log: Logger,
   ) {
     this.clients = opts.urls.map((url) => {
-      const c = new Redis(url, {
-        enableOfflineQueue: false,
-        maxRetriesPerRequest: 0,
-        autoResendUnfulfilledCommands: false,
-        commandTimeout: opts.commandTimeoutMs,
-        connectTimeout: Math.max(1000, opts.commandTimeoutMs * 4),
-        retryStrategy: (times) => Math.min(50 * times, 1000),
-        lazyConnect: true,
-      });
-      c.on("error", (err: Error) => log.debug("redlock client error", { error: err.message }));
+      const c = createRedisClient(url, opts.commandTimeoutMs, log);
       c.connect().catch(() => undefined);
       return c;
     });
