@@ -13,7 +13,12 @@
 //   - WithLock: acquire, renew in the background, hand out the fencing token,
 //     release; the callback's context is cancelled if the lock is lost;
 //   - Put: one idempotency key per logical write, reused across its retries,
-//     so a write retried after a timeout takes effect once.
+//     so a write retried after a timeout takes effect once;
+//   - AppendEvent: event ids generated once per call and re-sent on retries,
+//     so a retried append takes effect once (the server replays it);
+//   - ReadStream: an iterator over a stream's events;
+//   - Subscribe: a subscription that resumes from its last position when the
+//     stream breaks, without gaps or duplicates, until its context ends.
 //
 // Errors are gRPC status errors as received (status.Code(err),
 // status.Convert(err).Details()); INVALID_ARGUMENT names the field in its

@@ -2,6 +2,7 @@ package agentstate_test
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -50,4 +51,63 @@ func ExampleClient_Put() {
 	// Retried with the same idempotency key after a lost reply; a replay answers Replayed=true.
 	_, _ = c.Put(context.Background(), "demo", "payments/991", []byte(`{"amount":10}`),
 		&agentstate.PutOptions{ContentType: "application/json"})
+}
+
+func ExampleClient_AppendEvent() {
+	c, err := agentstate.New("127.0.0.1:50051", nil)
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+	// Ids are generated once per call and re-sent on retries: a lost reply is replayed, not appended twice.
+	res, err := c.AppendEvent(context.Background(), "demo", "cart-42", []*pb.EventData{
+		{Type: "item_added", Data: []byte(`{"sku":"A-1"}`), Metadata: map[string]string{"agent": "shopper"}},
+		{Type: "checkout_started", Data: []byte(`{}`)},
+	}, agentstate.ExpectNoStream(), nil)
+	if err == nil && !res.Applied {
+		fmt.Println("the stream already exists, at version", res.CurrentVersion)
+	}
+}
+
+func ExampleClient_ReadStream() {
+	c, err := agentstate.New("127.0.0.1:50051", nil)
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+	// Newest first, at most 10 events.
+	req := &pb.ReadStreamRequest{Namespace: "demo", Stream: "cart-42", Direction: pb.Direction_DIRECTION_BACKWARDS, Limit: 10}
+	for e, err := range c.ReadStream(context.Background(), req) {
+		if err != nil {
+			panic(err)
+		}
+		fmt.Println(e.StreamVersion, e.Type)
+	}
+}
+
+func ExampleClient_Subscribe() {
+	c, err := agentstate.New("127.0.0.1:50051", nil)
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var saved int64 // e.g. loaded from your own storage
+	req := &pb.SubscribeRequest{
+		Namespace:     "demo",
+		Target:        &pb.SubscribeRequest_StreamPrefix{StreamPrefix: "cart-"},
+		AfterPosition: saved,
+	}
+	// Blocks until ctx is cancelled (or fn fails); resubscribes from the last
+	// position after UNAVAILABLE, RESOURCE_EXHAUSTED or a lost connection.
+	last, err := c.Subscribe(ctx, req, nil, func(m *pb.SubscribeResponse) error {
+		if e := m.GetEvent(); e != nil {
+			fmt.Println(e.Stream, e.StreamVersion, e.Type, e.Position)
+		} else {
+			fmt.Println("caught up at", m.GetCaughtUp().GetPosition())
+		}
+		return nil
+	})
+	fmt.Println("resume after", last, err)
 }

@@ -17,7 +17,16 @@
  *   `fn` the fencing token for its writes, release; `fn`'s signal aborts if
  *   the lock is lost;
  * - `put(namespace, key, value)`: one idempotency key per logical write,
- *   reused across its retries, so a write retried after a timeout applies once.
+ *   reused across its retries, so a write retried after a timeout applies once;
+ *
+ * and for event streams:
+ *
+ * - `appendEvent(namespace, stream, events, expected)`: event ids generated
+ *   once per call (UUIDv4) and re-sent on retries, so a retried append is
+ *   applied once and answers the server's replayed outcome;
+ * - `readStream(namespace, stream)`: an async iterator over a stream's events;
+ * - `subscribe(namespace, target)`: a subscription that resumes from the last
+ *   position it delivered when the stream breaks, until closed.
  *
  * Errors are the grpc-js ServiceError as received: `code` (a grpc `status`),
  * `details` (for INVALID_ARGUMENT it names the field and the limit) and the
@@ -41,7 +50,25 @@ import { backoffDelayMs, sleep, type Backoff } from "./backoff";
 import { durationFromMs, durationToMs } from "./duration";
 import { isRetryable, LockLostError, LockNotAcquiredError, UpdateConflictError } from "./errors";
 import type { Fence, Item } from "./gen/agentstate/v1/common";
-import { EventServiceClient } from "./gen/agentstate/v1/event";
+import {
+  toDirection,
+  toEventData,
+  toExpectedStream,
+  type AppendOptions,
+  type AppendResult,
+  type ExpectedVersion,
+  type NewEvent,
+  type ReadStreamOptions,
+} from "./events";
+import {
+  AppendEventRequest,
+  EventServiceClient,
+  ReadStreamRequest,
+  type AppendEventResponse,
+  type ReadStreamResponse,
+  type RecordedEvent,
+  type SubscribeRequest,
+} from "./gen/agentstate/v1/event";
 import {
   CompareAndSetRequest,
   DeleteRequest,
@@ -65,6 +92,7 @@ import {
   type RenewLockResponse,
   type UnlockResponse,
 } from "./gen/agentstate/v1/lock";
+import { Subscription, type SubscribeOptions, type SubscriptionTarget } from "./Subscription";
 
 /**
  * The server's default gRPC message limit: the larger of the value limit
@@ -211,6 +239,7 @@ export class AgentstateClient {
   /** The generated event client, on the same channel. */
   readonly events: EventServiceClient;
   private readonly deadlineMs: number;
+  private readonly subscriptions = new Set<Subscription>();
 
   constructor(
     readonly address: string,
@@ -270,6 +299,115 @@ export class AgentstateClient {
   /** Extends a lock held under `request.lockId` to `request.ttl` from now. */
   renewLock(request: DeepPartial<RenewLockRequest>, options?: CallOptions): Promise<RenewLockResponse> {
     return this.unary(this.locks, this.locks.renewLock, RenewLockRequest.fromPartial(request), options);
+  }
+
+  /**
+   * Appends `events` to a stream atomically if `expected` holds (`"any"`,
+   * `"no_stream"`, `"exists"` or the stream's current version). A mismatch is
+   * not an error: `applied: false` with the stream's `currentVersion`.
+   *
+   * Each event without an id gets a UUIDv4 here, once per call, and the very
+   * same request is retried after UNAVAILABLE or DEADLINE_EXCEEDED. The server
+   * appends an id at most once, so an append whose reply was lost is replayed
+   * (`replayed: true`, the original positions) instead of written twice.
+   * `eventIds` are the ids sent, in order.
+   */
+  async appendEvent(
+    namespace: string,
+    stream: string,
+    events: readonly NewEvent[],
+    expected: ExpectedVersion,
+    opts: AppendOptions = {},
+  ): Promise<AppendResult> {
+    const request = AppendEventRequest.fromPartial({
+      namespace,
+      stream,
+      expected: toExpectedStream(expected),
+      events: toEventData(events),
+      fence: opts.fence,
+    });
+    const call: CallOptions = { deadlineMs: opts.deadlineMs, signal: opts.signal, metadata: opts.metadata };
+    const res = await this.retryTransient(
+      () => this.unary<AppendEventRequest, AppendEventResponse>(this.events, this.events.appendEvent, request, call),
+      opts.retries ?? 3,
+      opts.backoff ?? RETRY_BACKOFF,
+      opts.signal,
+    );
+    return { ...res, eventIds: request.events.map((e) => e.id) };
+  }
+
+  /**
+   * Reads a stream's events, oldest first unless `direction: "backwards"`
+   * (newest first), from `fromVersion` (inclusive; default the start, or the
+   * end backwards), at most `limit` (default all). The server pages from
+   * Postgres and waits for the reader, so a long stream never sits in memory;
+   * a reader that stops for longer than the server's stall limit gets
+   * RESOURCE_EXHAUSTED. A stream without events fails with NOT_FOUND. The
+   * whole read has one deadline (`deadlineMs`, default the client's);
+   * leaving the loop early cancels the call.
+   *
+   *     for await (const e of client.readStream("demo", "cart-42")) console.log(e.streamVersion, e.type);
+   */
+  async *readStream(
+    namespace: string,
+    stream: string,
+    opts: ReadStreamOptions = {},
+  ): AsyncGenerator<RecordedEvent, void, undefined> {
+    const request = ReadStreamRequest.fromPartial({
+      namespace,
+      stream,
+      direction: toDirection(opts.direction),
+      fromVersion: opts.fromVersion ?? 0,
+      limit: opts.limit ?? 0,
+    });
+    const signal = opts.signal;
+    signal?.throwIfAborted();
+    const deadline = new Date(Date.now() + (opts.deadlineMs ?? this.deadlineMs));
+    const call = this.events.readStream(request, opts.metadata ?? new Metadata(), { deadline });
+    // grpc-js emits 'error' after a cancel too: never leave it unheard.
+    call.on("error", () => undefined);
+    const onAbort = () => call.cancel();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      for await (const res of call as AsyncIterable<ReadStreamResponse>) {
+        if (res.event) yield res.event;
+      }
+    } catch (err) {
+      throw signal?.aborted ? signal.reason : err;
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+      call.cancel();
+    }
+  }
+
+  /**
+   * Subscribes to one stream (`{ stream }`) or to every stream under a prefix
+   * (`{ streamPrefix }`): events with a position above `afterPosition` (catch
+   * up), one `caughtUp`, then live events, in position order. The returned
+   * Subscription is an async iterable that resubscribes from the last
+   * position it delivered when the stream breaks (server shutdown, connection
+   * loss, RESOURCE_EXHAUSTED after a stall), after a jittered backoff, so it
+   * never skips or repeats an event, until `close()`, `opts.signal` or
+   * leaving the loop. It has no deadline. It shares the client's channel:
+   * HTTP/2 flow control holds back only its own stream while the consumer
+   * is not reading, never the client's other calls.
+   */
+  subscribe(namespace: string, target: SubscriptionTarget, opts: SubscribeOptions = {}): Subscription {
+    // Tracked while iterated, so that close() can end it.
+    const sub: Subscription = new Subscription(
+      () => {
+        this.subscriptions.add(sub);
+        return {
+          open: (request: SubscribeRequest, metadata: Metadata | undefined) =>
+            this.events.subscribe(request, metadata ?? new Metadata(), {}),
+          close: () => this.subscriptions.delete(sub),
+        };
+      },
+      namespace,
+      target,
+      opts,
+    );
+    return sub;
   }
 
   /**
@@ -398,8 +536,13 @@ export class AgentstateClient {
     }
   }
 
-  /** Closes the channel (shared by kv, locks and events). Calls in flight fail with CANCELLED or UNAVAILABLE. */
+  /**
+   * Closes the channel (shared by kv, locks and events) and ends every
+   * subscription. Calls in flight fail with CANCELLED or UNAVAILABLE.
+   */
   close(): void {
+    for (const sub of this.subscriptions) sub.close();
+    this.subscriptions.clear();
     this.kv.close();
   }
 
@@ -467,7 +610,7 @@ export class AgentstateClient {
   }
 
   private unary<Req, Res>(
-    client: KeyValueServiceClient | LockServiceClient,
+    client: KeyValueServiceClient | LockServiceClient | EventServiceClient,
     method: UnaryMethod<Req, Res>,
     request: Req,
     options: CallOptions = {},

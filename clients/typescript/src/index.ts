@@ -12,6 +12,24 @@ export * from "./backoff";
 export * from "./duration";
 export * from "./errors";
 export {
+  newEventId,
+  type AppendOptions,
+  type AppendResult,
+  type EventPayload,
+  type ExpectedVersion,
+  type NewEvent,
+  type ReadStreamOptions,
+} from "./events";
+export {
+  SUBSCRIBE_BACKOFF,
+  Subscription,
+  isResumable,
+  type ReconnectInfo,
+  type SubscribeOptions,
+  type SubscriptionMessage,
+  type SubscriptionTarget,
+} from "./Subscription";
+export {
   Fence,
   Item,
   ResponseHeader,

@@ -12,7 +12,12 @@ with what every caller needs and easily gets wrong:
 - :meth:`Client.lock`: a context manager that acquires a lock, renews it from a
   background thread, exposes its fencing token and releases it;
 - :meth:`Client.put`: one idempotency key per logical write, reused across its
-  retries, so a write retried after a timeout takes effect once.
+  retries, so a write retried after a timeout takes effect once;
+- :meth:`Client.append_event`: event ids generated once per call and re-sent on
+  retries, so a retried append is applied once (the server replays it);
+- :meth:`Client.read_stream`: a generator over a stream's events;
+- :meth:`Client.subscribe`: a :class:`Subscription` that resumes from the last
+  position it delivered when the stream breaks, until closed.
 
 Errors are the ``grpc.RpcError`` raised by grpcio (``.code()``, ``.details()``,
 ``.trailing_metadata()``; ``agentstate-field`` names the bad field of an
@@ -32,6 +37,16 @@ from ._client import (
     new_idempotency_key,
 )
 from ._errors import LockLost, LockNotAcquired, UpdateConflict
+from ._events import (
+    EXISTS,
+    NO_STREAM,
+    AppendResult,
+    NewEvent,
+    ReconnectInfo,
+    Subscription,
+    is_resumable,
+    new_event_id,
+)
 from ._lock import Lock
 
 __all__ = [
@@ -39,13 +54,21 @@ __all__ = [
     "ANY",
     "DEFAULT_MAX_MESSAGE_BYTES",
     "DEFAULT_TIMEOUT",
+    "EXISTS",
+    "NO_STREAM",
+    "AppendResult",
     "Backoff",
     "Client",
     "Lock",
     "LockLost",
     "LockNotAcquired",
+    "NewEvent",
+    "ReconnectInfo",
+    "Subscription",
     "UpdateConflict",
     "UpdateResult",
+    "is_resumable",
     "is_retryable",
+    "new_event_id",
     "new_idempotency_key",
 ]

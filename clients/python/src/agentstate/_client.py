@@ -1,19 +1,22 @@
 """Client: the agentstate.v1 RPCs with deadlines and matched message limits,
-plus update() (CAS retry loop), put() (idempotent retries) and lock()."""
+plus update() (CAS retry loop), put() (idempotent retries), lock(), and the
+event helpers append_event() (idempotent retries), read_stream() and
+subscribe() (resumable)."""
 
 from __future__ import annotations
 
 import time
 import uuid
+import weakref
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Callable, Optional, Sequence, Tuple, TypeVar, Union
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Optional, Sequence, Tuple, TypeVar, Union
 
 import grpc
 from google.protobuf import duration_pb2
 
 try:
-    from .v1 import common_pb2, event_pb2_grpc, kv_pb2, kv_pb2_grpc, lock_pb2, lock_pb2_grpc
+    from .v1 import common_pb2, event_pb2, event_pb2_grpc, kv_pb2, kv_pb2_grpc, lock_pb2, lock_pb2_grpc
 except ImportError as e:  # pragma: no cover - only in a tree that was never generated
     raise ImportError(
         "agentstate.v1 (the generated code) is missing: run scripts/gen-clients.sh python "
@@ -22,6 +25,16 @@ except ImportError as e:  # pragma: no cover - only in a tree that was never gen
 
 from ._backoff import Backoff
 from ._errors import UpdateConflict
+from ._events import (
+    AppendResult,
+    ExpectedVersion,
+    NewEvent,
+    ReconnectInfo,
+    Subscription,
+    direction as _direction,
+    event_data,
+    expected_stream,
+)
 
 if TYPE_CHECKING:
     from ._lock import Lock
@@ -117,7 +130,7 @@ class Client:
         timeout: float = DEFAULT_TIMEOUT,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         credentials: Optional[grpc.ChannelCredentials] = None,
-        interceptors: Sequence[grpc.UnaryUnaryClientInterceptor] = (),
+        interceptors: Sequence[Union[grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor]] = (),
         options: Sequence[Tuple[str, object]] = (),
     ) -> None:
         opts = [
@@ -135,9 +148,13 @@ class Client:
         self.kv = kv_pb2_grpc.KeyValueServiceStub(channel)
         self.locks = lock_pb2_grpc.LockServiceStub(channel)
         self.events = event_pb2_grpc.EventServiceStub(channel)
+        self._subscriptions: "weakref.WeakSet[Subscription]" = weakref.WeakSet()
 
     def close(self) -> None:
-        """Close the channel; calls in flight fail."""
+        """End every subscription made here (their loops stop without an
+        error) and close the channel; other calls in flight fail."""
+        for sub in list(self._subscriptions):
+            sub.close()
         self._channel.close()
 
     def __enter__(self) -> "Client":
@@ -397,3 +414,112 @@ class Client:
             revision = res.header.revision
             time.sleep(backoff.delay(attempt))
 
+    # Event RPCs ---------------------------------------------------------
+
+    def append_event(
+        self,
+        namespace: str,
+        stream: str,
+        events: Iterable[Union[NewEvent, event_pb2.EventData]],
+        expected: ExpectedVersion,
+        *,
+        fence: Optional[common_pb2.Fence] = None,
+        retries: int = 3,
+        backoff: Backoff = Backoff(0.1, 2.0),
+        timeout: Optional[float] = None,
+    ) -> AppendResult:
+        """Append ``events`` (:class:`NewEvent` or ``EventData``) to a stream
+        atomically if ``expected`` holds: ``ANY``, ``NO_STREAM``, ``EXISTS`` or
+        the stream's current version. A mismatch is not an error:
+        ``applied=False`` with the stream's ``current_version``.
+
+        Events without an id get a UUIDv4 here, once per call, and the very
+        same request is retried after UNAVAILABLE or DEADLINE_EXCEEDED (each
+        attempt with its own deadline). The server appends an id at most once,
+        so an append whose reply was lost is replayed (``replayed=True``, the
+        original positions) instead of written twice. ``event_ids`` are the ids
+        sent, in order."""
+        req = event_pb2.AppendEventRequest(
+            namespace=namespace,
+            stream=stream,
+            expected=expected_stream(expected),
+            events=event_data(events),
+            fence=fence,
+        )
+        res = self._retry(lambda: self.events.AppendEvent(req, timeout=self._t(timeout)), retries, backoff)
+        return AppendResult(
+            applied=res.applied,
+            replayed=res.replayed,
+            current_version=res.current_version,
+            first_version=res.first_version,
+            position=res.position,
+            revision=res.header.revision,
+            event_ids=tuple(e.id for e in req.events),
+        )
+
+    def read_stream(
+        self,
+        namespace: str,
+        stream: str,
+        *,
+        direction: Union[str, int] = "forwards",
+        from_version: int = 0,
+        limit: int = 0,
+        timeout: Optional[float] = None,
+    ) -> Iterator[event_pb2.RecordedEvent]:
+        """A generator of a stream's events: oldest first, or newest first with
+        ``direction="backwards"``; from ``from_version`` (inclusive; 0: the
+        start, or the end backwards); at most ``limit`` (0: all). The call
+        starts at the first ``next()`` and has one deadline for the whole read
+        (``timeout``, default the client's). The server pages from Postgres and
+        waits for the reader; a reader that stops for longer than the server's
+        stall limit gets RESOURCE_EXHAUSTED. A stream without events raises
+        NOT_FOUND. Closing the generator (or leaving a ``for`` loop over it
+        early, once it is collected) cancels the call."""
+        req = event_pb2.ReadStreamRequest(
+            namespace=namespace,
+            stream=stream,
+            direction=_direction(direction),
+            from_version=from_version,
+            limit=limit,
+        )
+        call = self.events.ReadStream(req, timeout=self._t(timeout))
+        try:
+            for res in call:
+                yield res.event
+        finally:
+            call.cancel()
+
+    def subscribe(
+        self,
+        namespace: str,
+        *,
+        stream: Optional[str] = None,
+        stream_prefix: Optional[str] = None,
+        after_position: int = 0,
+        backoff: Backoff = Backoff(0.1, 5.0),
+        max_reconnects: Optional[int] = None,
+        on_reconnect: Optional[Callable[[ReconnectInfo], None]] = None,
+    ) -> Subscription:
+        """Subscribe to one ``stream`` or to every stream under
+        ``stream_prefix`` (``""``: all): events with a position above
+        ``after_position`` (catch-up), one ``CaughtUp``, then live events, in
+        position order. The :class:`Subscription` is an iterator that
+        resubscribes from the last position it delivered when the stream breaks
+        (server shutdown, connection loss, RESOURCE_EXHAUSTED after a stall),
+        after a jittered ``backoff`` (reset once a connection delivers), so it
+        never skips or repeats an event, until ``close()``. It has no deadline.
+        ``max_reconnects`` (default unlimited) bounds consecutive failed
+        connections; ``on_reconnect`` is told about each resubscription."""
+        sub = Subscription(
+            lambda req: self.events.Subscribe(req),
+            namespace,
+            stream=stream,
+            stream_prefix=stream_prefix,
+            after_position=after_position,
+            backoff=backoff,
+            max_reconnects=max_reconnects,
+            on_reconnect=on_reconnect,
+        )
+        self._subscriptions.add(sub)
+        return sub
