@@ -1,6 +1,6 @@
 /**
  * RedlockLockStore: locks over 1, 3 or 5 independent Redis masters with the
- * `redlock` package (5.0.0-beta.2, its ioredis API), plus what Redlock lacks:
+ * `redlock` package (5.0.0-beta2, its ioredis API), plus what Redlock lacks:
  *  - a fencing token from Postgres for every acquisition (issued after the
  *    quorum is reached; if Postgres cannot issue it, the lock is released);
  *  - no lock is granted whose remaining validity (after acquisition time and
@@ -8,7 +8,7 @@
  *    and retried;
  *  - "held by someone" is told apart from "no quorum possible" (masters down),
  *    which answers UNAVAILABLE at once instead of waiting out `wait`.
- * Notes on redlock 5.0.0-beta.2: it emits "error" for every vote against
+ * Notes on redlock 5.0.0-beta2: it emits "error" for every vote against
  * (an unhandled EventEmitter error would crash the process), so a listener is
  * attached; and it returns locks whose validity may already be spent, hence
  * the validity check here.
