@@ -24,10 +24,7 @@ export function validateKey(field: string, value: string, limits: Limits): strin
     throw new InvalidArgumentError(field, `is ${bytes} bytes, the limit is ${limits.maxKeyBytes} bytes`);
   }
   if (value.includes("\u0000")) throw new InvalidArgumentError(field, "must not contain NUL");
-  if (value.includes("\uFFFD")) {
-    // protobuf decoding replaces invalid UTF-8 with U+FFFD; refuse rather than store a mangled key.
-    throw new InvalidArgumentError(field, "must be valid UTF-8");
-  }
+  // Invalid UTF-8 is refused while decoding (src/grpc/decodeGuard.ts); U+FFFD itself is valid text.
   return value;
 }
 

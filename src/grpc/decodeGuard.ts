@@ -5,6 +5,11 @@
  * failed decode becomes a marker object; the call wrapper answers it with
  * INVALID_ARGUMENT naming the field, found by decoding again with bigints from
  * the descriptor set.
+ *
+ * Strings get the same care: proto3 strings must be UTF-8, but the generated
+ * decoders replace invalid bytes with U+FFFD and carry on. A decoded request
+ * holding U+FFFD anywhere is decoded again strictly (from the descriptor set);
+ * if that fails the request answers INVALID_ARGUMENT naming the field.
  */
 import { createFileRegistry, fromBinary, type DescMessage, type Message } from "@bufbuild/protobuf";
 import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
@@ -17,6 +22,30 @@ export class UndecodableRequest {
 }
 
 const LIMIT = BigInt(Number.MAX_SAFE_INTEGER);
+
+const snake = (s: string) => s.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+
+/** Path (proto field names) of the first string holding U+FFFD, keys of maps included. */
+function findReplacementChar(v: unknown, path: string): string | undefined {
+  if (typeof v === "string") return v.includes("\uFFFD") ? path : undefined;
+  if (v === null || typeof v !== "object" || Buffer.isBuffer(v) || v instanceof Uint8Array || v instanceof Date) {
+    return undefined;
+  }
+  if (Array.isArray(v)) {
+    for (const [i, el] of v.entries()) {
+      const found = findReplacementChar(el, `${path}[${i}]`);
+      if (found) return found;
+    }
+    return undefined;
+  }
+  for (const [k, el] of Object.entries(v)) {
+    const p = path ? `${path}.${snake(k)}` : snake(k);
+    if (k.includes("\uFFFD")) return path || "request";
+    const found = findReplacementChar(el, p);
+    if (found) return found;
+  }
+  return undefined;
+}
 
 /** Path of the first int64 field whose value does not fit a JS number, if any. */
 function findOversizedInt64(desc: DescMessage, msg: Message, path: string): string | undefined {
@@ -58,7 +87,16 @@ export function guardDeserializers(def: ServiceDefinition, descriptorSetPath: st
       ...method,
       requestDeserialize: (bytes: Buffer) => {
         try {
-          return method.requestDeserialize(bytes);
+          const decoded: unknown = method.requestDeserialize(bytes);
+          const suspect = desc ? findReplacementChar(decoded, "") : undefined;
+          if (suspect && desc) {
+            try {
+              fromBinary(desc, bytes); // strict: throws on invalid UTF-8; U+FFFD itself is valid text
+            } catch {
+              return new UndecodableRequest(new InvalidArgumentError(suspect, "must be valid UTF-8"));
+            }
+          }
+          return decoded;
         } catch (err) {
           let field: string | undefined;
           if (desc) {

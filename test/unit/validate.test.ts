@@ -50,8 +50,8 @@ describe("domain/validate", () => {
       rejects(() => validateKey("key", "日".repeat(6), limits), "key", /is 18 bytes, the limit is 16 bytes/);
     });
     it("refuses NUL", () => rejects(() => validateKey("stream", "a\u0000b", limits), "stream", /must not contain NUL/));
-    it("refuses U+FFFD (what protobuf decoding makes of invalid UTF-8)", () =>
-      rejects(() => validateKey("key", "a\uFFFD", limits), "key", /valid UTF-8/));
+    it("accepts U+FFFD: it is valid text (invalid UTF-8 bytes are refused while decoding)", () =>
+      assert.equal(validateKey("key", "a\uFFFD", limits), "a\uFFFD"));
   });
 
   describe("validateShortString", () => {

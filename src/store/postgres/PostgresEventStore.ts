@@ -5,7 +5,7 @@
  * revision per event (last, under the revision row lock) and insert the batch.
  * The reply is sent only after COMMIT.
  */
-import type { Pool, PoolClient } from "pg";
+import type { Pool } from "pg";
 import {
   eventFingerprint,
   expectedStreamHolds,
@@ -18,6 +18,7 @@ import {
 import { abortError } from "../../errors/abort";
 import { FailedPreconditionError } from "../../errors/errors";
 import { checkFence } from "./checkFence";
+import { checkout } from "./checkout";
 import { isRetryableConflict, translatePgError } from "./pgErrors";
 import { sql } from "./sql";
 
@@ -70,12 +71,7 @@ export class PostgresEventStore implements EventStore {
 
   private async appendOnce(cmd: AppendCommand, signal?: AbortSignal): Promise<AppendOutcome> {
     if (signal?.aborted) throw abortError(signal, "nothing was appended");
-    let client: PoolClient;
-    try {
-      client = await this.pool.connect();
-    } catch (err) {
-      throw translatePgError(err);
-    }
+    const { client, release } = await checkout(this.pool);
     let inTx = false;
     try {
       await client.query("BEGIN");
@@ -188,7 +184,7 @@ export class PostgresEventStore implements EventStore {
       if (inTx) await client.query("ROLLBACK").catch(() => undefined);
       throw err;
     } finally {
-      client.release();
+      release();
     }
   }
 

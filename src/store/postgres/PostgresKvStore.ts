@@ -22,6 +22,7 @@ import type {
 import { abortError } from "../../errors/abort";
 import { FailedPreconditionError, UnavailableError } from "../../errors/errors";
 import { checkFence } from "./checkFence";
+import { checkout } from "./checkout";
 import { isRetryableConflict, translatePgError } from "./pgErrors";
 import { itemFromJson, itemToJson, keyBytes, rowToItem, type ItemJson, type KvRow } from "./rows";
 import { sql } from "./sql";
@@ -113,7 +114,7 @@ export class PostgresKvStore implements KvStore {
 
   private async writeOnce(cmd: WriteCommand, hooks: WriteHooks): Promise<WriteResult> {
     if (hooks.signal?.aborted) throw abortError(hooks.signal, "nothing was written");
-    const client = await this.connect();
+    const { client, release } = await checkout(this.pool);
     let inTx = false;
     try {
       await client.query("BEGIN");
@@ -241,21 +242,13 @@ export class PostgresKvStore implements KvStore {
       if (inTx) await client.query("ROLLBACK").catch(() => undefined);
       throw err;
     } finally {
-      client.release();
+      release();
     }
   }
 
   private async currentRevision(client: PoolClient): Promise<number> {
     const r = await client.query<{ store_revision: number }>(sql("store_revision"), []);
     return r.rows[0]?.store_revision ?? 0;
-  }
-
-  private async connect(): Promise<PoolClient> {
-    try {
-      return await this.pool.connect();
-    } catch (err) {
-      throw translatePgError(err);
-    }
   }
 
   private async query<R extends object>(text: string, values: unknown[]) {

@@ -3,7 +3,8 @@
  * Redis). Same API and semantics as Redlock: expiry by the database clock, and
  * the fencing token issued in the same statement as the acquisition.
  */
-import type { Pool, PoolClient } from "pg";
+import type { Pool } from "pg";
+import { checkout } from "./checkout";
 import type { Acquired, LockStore, NotAcquired, Renewed } from "../../domain/locks";
 import { formatLockId, newLockSecret } from "../../domain/locks";
 import { translatePgError } from "./pgErrors";
@@ -14,12 +15,7 @@ export class PostgresLockStore implements LockStore {
 
   async tryAcquire(namespace: string, name: string, ttlMs: number, owner: string): Promise<Acquired | NotAcquired> {
     const secret = newLockSecret();
-    let client: PoolClient;
-    try {
-      client = await this.pool.connect();
-    } catch (err) {
-      throw translatePgError(err);
-    }
+    const { client, release } = await checkout(this.pool);
     try {
       await client.query("BEGIN");
       const r = await client.query<{ token: number; store_revision: number }>(sql("lock_acquire"), [
@@ -53,7 +49,7 @@ export class PostgresLockStore implements LockStore {
       await client.query("ROLLBACK").catch(() => undefined);
       throw translatePgError(err);
     } finally {
-      client.release();
+      release();
     }
   }
 

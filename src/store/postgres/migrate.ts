@@ -7,6 +7,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Pool } from "pg";
+import { checkout } from "./checkout";
 
 const LOCK_ID = 0x6167_7374; // "agst"
 
@@ -30,7 +31,7 @@ export function readMigrations(dir: string): Migration[] {
 /** Applies pending migrations; returns the names applied by this call. */
 export async function migrate(pool: Pool, dir: string): Promise<string[]> {
   const migrations = readMigrations(dir);
-  const client = await pool.connect();
+  const { client, release } = await checkout(pool);
   const applied: string[] = [];
   try {
     // Migrations may legitimately run longer than request statements.
@@ -62,7 +63,7 @@ export async function migrate(pool: Pool, dir: string): Promise<string[]> {
       await client.query("SELECT pg_advisory_unlock($1)", [LOCK_ID]).catch(() => undefined);
     }
   } finally {
-    client.release();
+    release();
   }
   return applied;
 }
