@@ -101,7 +101,7 @@ async function main(): Promise<void> {
           return undefined;
         })
       : undefined;
-  log.info("listening", {
+  log.announce("listening", {
     metrics: metricsHttp?.address,
     address,
     database: embedded ? "embedded" : "external",

@@ -30,6 +30,11 @@ export class Logger {
     this.write("error", msg, fields);
   }
 
+  /** Written whatever the level (e.g. the "listening" line that tools wait for). */
+  announce(msg: string, fields?: Record<string, unknown>): void {
+    this.out(JSON.stringify({ time: new Date().toISOString(), level: "info", msg, ...this.base, ...fields }));
+  }
+
   private write(level: Level, msg: string, fields?: Record<string, unknown>): void {
     if (ORDER[level] < ORDER[this.level]) return;
     this.out(JSON.stringify({ time: new Date().toISOString(), level, msg, ...this.base, ...fields }));

@@ -1,0 +1,1364 @@
+#!/usr/bin/env node
+// agentstate benchmarks: one command that starts everything it needs (its own
+// Postgres, a cache Redis, three Redlock Redis masters, etcd, the agentstate
+// server), runs ghz scenarios against the server and the baselines beside it
+// (empty RPC, redis-benchmark, pgbench with the service's exact SQL, etcd), and
+// prints one table with the ratios the Benchmarks issue sets as targets.
+//
+//   node bench/run.mjs                 # the default run (about 7 minutes)
+//   node bench/run.mjs --help          # every option
+//
+// See BENCHMARKS.md for what each scenario does and how to read the numbers.
+import { execFileSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as http from "node:http";
+import * as os from "node:os";
+import * as path from "node:path";
+import process from "node:process";
+import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import { Buffer } from "node:buffer";
+import { summarizeFile } from "./lib/cpuprofile.mjs";
+import { checkAll as checkPgbenchScripts, PGBENCH_DIR } from "./lib/pgbenchSql.mjs";
+import {
+  etcdVersion,
+  freePort,
+  killAllSync,
+  rssMiB,
+  startEtcd,
+  startPostgres,
+  startRedis,
+  startServer,
+} from "./lib/procs.mjs";
+import { driver, driverSetup, findGhz, ghz, GHZ_VERSION, ghzVersion, pgbench, redisBenchmark } from "./lib/runners.mjs";
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const REPO = path.resolve(HERE, "..");
+const NS = "bench";
+const VALUE = Buffer.alloc(64, "v");
+const VALUE_B64 = VALUE.toString("base64");
+const ETCD_PINNED = "3.4.23";
+
+// ------------------------------------------------------------------- options
+
+const HELP = `usage: node bench/run.mjs [options]
+
+  --levels 1,16,64       closed-loop concurrency levels (default 1,16,64)
+  --duration S           seconds per closed-loop run (default 3)
+  --rate-duration S      seconds of the fixed-rate run at 50% of the peak (default 5; 0 skips them)
+  --only LIST            scenario ids or groups (read,cas,lock,append) to run; "none" runs no scenario
+  --soak                 also run the soak: mixed Get/CAS/Append load at a fixed rate, RSS sampled every 10 s
+  --soak-minutes M       soak length (default 10)
+  --big                  also compare Get p99 on a --big-keys store with a 1k-key store (side by side,
+                         two servers, measured alternately 3 times; medians)
+  --big-keys N           keys for --big (default 10000000)
+  --profile ID           instead of the suite: run scenario ID under node --cpu-prof with
+                         pg_stat_statements and Redis commandstats, and print where the time goes
+                         (default --levels 16 --duration 10 in this mode)
+  --server build|dist    build: compile src/ privately into the run directory (default; never touches dist/);
+                         dist: snapshot the repo's dist/ (run \`npm run build\` first)
+  --pg-fsync on|off      Postgres fsync + synchronous_commit (default on, durable like etcd)
+  --log-level L          server LOG_LEVEL (default info: one JSON line per RPC, as in production)
+  --server-env K=V       extra server environment (repeatable), e.g. PG_POOL_MAX=40
+  --ab-import FILE       A/B: also start server B with FILE preloaded (repeatable) and run every
+                         agentstate scenario on A then on B, back to back (rows "<id>+B")
+  --ab-env K=V           A/B: extra environment for server B only (repeatable), e.g. LOG_LEVEL=warn
+  --server-import FILE   preload FILE into the server (node --import; repeatable): the
+                         bench/experiments/*.mjs patches measure a change without editing src/
+  --out DIR              where results .md/.json go (default bench/results)
+  --keep                 keep the run directory (logs, data) under /tmp
+`;
+
+function parseArgs(argv) {
+  const o = {
+    levels: [1, 16, 64],
+    duration: 3,
+    rateDuration: 5,
+    only: undefined,
+    soak: false,
+    soakMinutes: 10,
+    big: false,
+    bigKeys: 10_000_000,
+    profile: undefined,
+    server: "build",
+    pgFsync: true,
+    logLevel: "info",
+    serverEnv: {},
+    serverImport: [],
+    abImport: [],
+    abEnv: {},
+    out: path.join(HERE, "results"),
+    keep: false,
+  };
+  let levelsSet = false;
+  let durationSet = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const val = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${a} needs a value`);
+      return v;
+    };
+    switch (a) {
+      case "--levels":
+        o.levels = val().split(",").map(Number);
+        levelsSet = true;
+        break;
+      case "--duration":
+        o.duration = Number(val());
+        durationSet = true;
+        break;
+      case "--rate-duration":
+        o.rateDuration = Number(val());
+        break;
+      case "--only":
+        o.only = val().split(",");
+        break;
+      case "--soak":
+        o.soak = true;
+        break;
+      case "--soak-minutes":
+        o.soakMinutes = Number(val());
+        break;
+      case "--big":
+        o.big = true;
+        break;
+      case "--big-keys":
+        o.bigKeys = Number(val());
+        break;
+      case "--profile":
+        o.profile = val();
+        break;
+      case "--server":
+        o.server = val();
+        if (!["build", "dist"].includes(o.server)) throw new Error("--server is build or dist");
+        break;
+      case "--pg-fsync":
+        o.pgFsync = val() !== "off";
+        break;
+      case "--log-level":
+        o.logLevel = val();
+        break;
+      case "--server-env": {
+        const [k, ...v] = val().split("=");
+        o.serverEnv[k] = v.join("=");
+        break;
+      }
+      case "--ab-env": {
+        const [k, ...v] = val().split("=");
+        o.abEnv[k] = v.join("=");
+        break;
+      }
+      case "--ab-import":
+        o.abImport.push(path.resolve(val()));
+        break;
+      case "--server-import":
+        o.serverImport.push(path.resolve(val()));
+        break;
+      case "--out":
+        o.out = path.resolve(val());
+        break;
+      case "--keep":
+        o.keep = true;
+        break;
+      case "-h":
+      case "--help":
+        process.stdout.write(HELP);
+        process.exit(0);
+        break;
+      default:
+        throw new Error(`unknown option ${a}\n${HELP}`);
+    }
+  }
+  if (o.profile) {
+    if (!levelsSet) o.levels = [16];
+    if (!durationSet) o.duration = 10;
+    o.rateDuration = 0;
+  }
+  if (o.levels.some((l) => !Number.isInteger(l) || l < 1)) throw new Error("--levels must be positive integers");
+  return o;
+}
+
+// ----------------------------------------------------------------- scenarios
+//
+// kind "as": agentstate (RSS sampled around it); "base": a baseline.
+// `vs`: baselines its throughput is divided by, at the same concurrency.
+
+const ghzCall = (call, data) => (ctx, c, rps, tag) =>
+  ghz(ctx.ghz, ctx.server.address, {
+    call,
+    data: typeof data === "function" ? data(tag) : data,
+    concurrency: c,
+    durationS: rps ? ctx.o.rateDuration : ctx.o.duration,
+    rps,
+  });
+const asDriver =
+  (op, extra = []) =>
+  (ctx, c, rps, tag) =>
+    driver(ctx.driver, {
+      target: "agentstate",
+      op,
+      endpoint: ctx.server.address,
+      concurrency: c,
+      durationS: rps ? ctx.o.rateDuration : ctx.o.duration,
+      rps,
+      tag,
+      extra,
+    });
+const etcdDriver = (op) => (ctx, c, rps, tag) =>
+  driver(ctx.driver, {
+    target: "etcd",
+    op,
+    endpoint: ctx.etcd.endpoint,
+    concurrency: c,
+    durationS: rps ? ctx.o.rateDuration : ctx.o.duration,
+    rps,
+    tag,
+  });
+const pgbenchScript = (script, mode) => (ctx, c, rps, tag) =>
+  pgbench(ctx.pg.bin, {
+    port: ctx.pg.port,
+    db: "pgbench",
+    script: path.join(PGBENCH_DIR, script),
+    concurrency: c,
+    durationS: rps ? ctx.o.rateDuration : ctx.o.duration,
+    rps,
+    logDir: path.join(ctx.runDir, "pgbench-logs"),
+    name: tag.replace(/[^a-z0-9-]/gi, "_"),
+    mode,
+  });
+const redis = (test) => async (ctx, c) => {
+  const perSecond = c === 1 ? 15000 : 50000;
+  const r = await redisBenchmark({
+    port: ctx.cache.port,
+    concurrency: c,
+    requests: Math.round(perSecond * ctx.o.duration),
+  });
+  return r[test];
+};
+
+const event = { type: "bench", data: VALUE_B64 };
+
+export const SCENARIOS = [
+  // ------------------------------------------------------------------ read
+  {
+    id: "health",
+    group: "read",
+    kind: "base",
+    tool: "ghz",
+    what: "empty RPC: grpc.health.v1.Health/Check on the agentstate server (transport ceiling)",
+    onServer: true,
+    run: ghzCall("grpc.health.v1.Health/Check", {}),
+  },
+  {
+    id: "get-hit",
+    group: "read",
+    kind: "as",
+    tool: "ghz",
+    what: "Get of one pre-created 64-byte key, served from the Redis cache (default consistency)",
+    run: ghzCall("agentstate.v1.KeyValueService/Get", { namespace: NS, key: "get/hit" }),
+    vs: ["health", "etcd-range", "redis-get"],
+  },
+  {
+    id: "get-hit-go",
+    group: "read",
+    kind: "as",
+    tool: "go",
+    what: "the same Get driven by the Go driver (same client harness as etcd-range)",
+    run: asDriver("get", ["-key", "get/hit"]),
+    vs: ["etcd-range"],
+  },
+  {
+    id: "get-miss",
+    group: "read",
+    kind: "as",
+    tool: "ghz",
+    what: "Get of a distinct absent key per call: cache miss, Postgres read, cache fill",
+    run: ghzCall("agentstate.v1.KeyValueService/Get", (tag) => ({
+      namespace: NS,
+      key: `miss/${tag}/{{.RequestNumber}}`,
+    })),
+    vs: ["health"],
+  },
+  {
+    id: "get-db",
+    group: "read",
+    kind: "as",
+    tool: "ghz",
+    what: "Get of the warm key with consistency CONSISTENCY_DATABASE (Postgres, no cache)",
+    run: ghzCall("agentstate.v1.KeyValueService/Get", {
+      namespace: NS,
+      key: "get/hit",
+      consistency: "CONSISTENCY_DATABASE",
+    }),
+    vs: ["health"],
+  },
+  {
+    id: "etcd-range",
+    group: "read",
+    kind: "base",
+    tool: "go",
+    what: "etcd Range of one key (linearizable, the default), Go driver",
+    run: etcdDriver("range"),
+  },
+  {
+    id: "redis-set",
+    group: "read",
+    kind: "base",
+    tool: "redis-benchmark",
+    what: "redis-benchmark SET, 64-byte value, no pipelining, on the cache Redis",
+    run: redis("SET"),
+    rate: false,
+  },
+  {
+    id: "redis-get",
+    group: "read",
+    kind: "base",
+    tool: "redis-benchmark",
+    what: "redis-benchmark GET of that key",
+    run: redis("GET"),
+    rate: false,
+  },
+  // ------------------------------------------------------------------- cas
+  {
+    id: "cas-new",
+    group: "cas",
+    kind: "as",
+    tool: "ghz",
+    what: "CompareAndSet expected=any, a new key per call (uncontended), 64-byte value",
+    run: ghzCall("agentstate.v1.KeyValueService/CompareAndSet", (tag) => ({
+      namespace: NS,
+      key: `cas/${tag}/{{.RequestNumber}}`,
+      expected: { any: true },
+      value: VALUE_B64,
+    })),
+    vs: ["pg-cas-new", "etcd-txn"],
+  },
+  {
+    id: "cas-new-go",
+    group: "cas",
+    kind: "as",
+    tool: "go",
+    what: "the same CAS driven by the Go driver (same harness as etcd-txn)",
+    run: asDriver("cas"),
+    vs: ["etcd-txn", "pg-cas-new"],
+  },
+  {
+    id: "pg-cas-new",
+    group: "cas",
+    kind: "base",
+    tool: "pgbench",
+    what: "pgbench: the service's CAS transaction for a new key (bench/pgbench/cas_new.sql)",
+    run: pgbenchScript("cas_new.sql"),
+  },
+  {
+    id: "pg-cas-new-pipelined",
+    group: "cas",
+    kind: "base",
+    tool: "pgbench",
+    what: "EXPERIMENT: pg-cas-new with its five statements sent as one pipeline (bench/pgbench/experiments/cas_new_pipelined.sql)",
+    run: pgbenchScript("experiments/cas_new_pipelined.sql"),
+    rate: false,
+  },
+  {
+    id: "pg-cas-new-prepared",
+    group: "cas",
+    kind: "base",
+    tool: "pgbench",
+    what: "EXPERIMENT: pg-cas-new with named prepared statements (pgbench -M prepared; node-pg does this for queries given a name)",
+    run: pgbenchScript("cas_new.sql", "prepared"),
+    rate: false,
+  },
+  {
+    id: "pg-cas-new-x10",
+    group: "cas",
+    kind: "base",
+    tool: "pgbench",
+    what: "EXPERIMENT: ten new-key CAS transactions' statements in one pipelined transaction (experiments/cas_new_batch10.sql); rps = transactions",
+    run: pgbenchScript("experiments/cas_new_batch10.sql"),
+    rate: false,
+    perCall: 10,
+    unit: "writes",
+  },
+  {
+    id: "etcd-txn",
+    group: "cas",
+    kind: "base",
+    tool: "go",
+    what: "etcd Txn If(version>-1) Then(Put) Else(Get), a new key per call, Go driver",
+    run: etcdDriver("txn"),
+  },
+  {
+    id: "cas-hot",
+    group: "cas",
+    kind: "as",
+    tool: "ghz",
+    what: "CompareAndSet expected=any on one hot key from every worker",
+    run: ghzCall("agentstate.v1.KeyValueService/CompareAndSet", {
+      namespace: NS,
+      key: "cas/hot",
+      expected: { any: true },
+      value: VALUE_B64,
+    }),
+    vs: ["pg-cas-hot", "etcd-txn-hot"],
+  },
+  {
+    id: "cas-hot-go",
+    group: "cas",
+    kind: "as",
+    tool: "go",
+    what: "the same hot-key CAS driven by the Go driver",
+    run: asDriver("cas-hot", ["-key", "cas/hot"]),
+    vs: ["etcd-txn-hot", "pg-cas-hot"],
+  },
+  {
+    id: "pg-cas-hot",
+    group: "cas",
+    kind: "base",
+    tool: "pgbench",
+    what: "pgbench: the service's CAS transaction on one existing key (bench/pgbench/cas_hot.sql)",
+    run: pgbenchScript("cas_hot.sql"),
+  },
+  {
+    id: "etcd-txn-hot",
+    group: "cas",
+    kind: "base",
+    tool: "go",
+    what: "etcd Txn compare-and-put on one key, Go driver",
+    run: etcdDriver("txn-hot"),
+  },
+  // ------------------------------------------------------------------ lock
+  {
+    id: "lock-unlock",
+    group: "lock",
+    kind: "as",
+    tool: "go",
+    what: "Lock (ttl 10s, no wait) then Unlock with its lock_id; one uncontended name per worker; Go driver",
+    run: asDriver("lock-unlock"),
+    vs: ["etcd-lock"],
+  },
+  {
+    id: "lock-only",
+    group: "lock",
+    kind: "as",
+    tool: "ghz",
+    what: "Lock alone (ttl 2s, a new name per call, never unlocked: expires); ghz",
+    run: ghzCall("agentstate.v1.LockService/Lock", (tag) => ({
+      namespace: NS,
+      name: `lk/${tag}/{{.RequestNumber}}`,
+      ttl: "2s",
+      owner: "bench",
+    })),
+  },
+  {
+    id: "etcd-lock",
+    group: "lock",
+    kind: "base",
+    tool: "go",
+    what: "etcd concurrency.Mutex Lock then Unlock, one session (lease) and name per worker, Go driver",
+    run: etcdDriver("lock"),
+  },
+  // ---------------------------------------------------------------- append
+  {
+    id: "append-1",
+    group: "append",
+    kind: "as",
+    tool: "ghz",
+    what: "AppendEvent expected=any, 1 event of 64 bytes, one stream per worker",
+    run: ghzCall("agentstate.v1.EventService/AppendEvent", (tag) => ({
+      namespace: NS,
+      stream: `s/${tag}/{{.WorkerID}}`,
+      expected: { any: true },
+      events: [event],
+    })),
+    vs: ["pg-append-1"],
+  },
+  {
+    id: "pg-append-1",
+    group: "append",
+    kind: "base",
+    tool: "pgbench",
+    what: "pgbench: the service's append transaction, 1 event (bench/pgbench/append_1.sql)",
+    run: pgbenchScript("append_1.sql"),
+  },
+  {
+    id: "append-10",
+    group: "append",
+    kind: "as",
+    tool: "ghz",
+    what: "AppendEvent expected=any, a batch of 10 events of 64 bytes, one stream per worker",
+    run: ghzCall("agentstate.v1.EventService/AppendEvent", (tag) => ({
+      namespace: NS,
+      stream: `s10/${tag}/{{.WorkerID}}`,
+      expected: { any: true },
+      events: Array.from({ length: 10 }, () => event),
+    })),
+    vs: ["pg-append-10"],
+    perCall: 10,
+    unit: "events",
+  },
+  {
+    id: "pg-append-10",
+    group: "append",
+    kind: "base",
+    tool: "pgbench",
+    what: "pgbench: the service's append transaction, 10 events (bench/pgbench/append_10.sql)",
+    run: pgbenchScript("append_10.sql"),
+    perCall: 10,
+    unit: "events",
+  },
+];
+
+const GROUPS = ["read", "cas", "lock", "append"];
+
+// Targets from the Benchmarks issue: ours / baseline throughput, at peak.
+const TARGETS = [
+  { name: "Get hit vs empty RPC", ours: "get-hit", base: "health", need: 0.8 },
+  { name: "Get hit vs etcd Range (same Go harness)", ours: "get-hit-go", base: "etcd-range", need: 1.0 },
+  { name: "CAS (new keys) vs pgbench same SQL", ours: "cas-new", base: "pg-cas-new", need: 1.0 },
+  { name: "CAS (hot key) vs pgbench same SQL", ours: "cas-hot", base: "pg-cas-hot", need: 1.0 },
+  { name: "CAS (new keys) vs etcd Txn (same Go harness)", ours: "cas-new-go", base: "etcd-txn", need: 1.0 },
+  { name: "CAS (hot key) vs etcd Txn (same Go harness)", ours: "cas-hot-go", base: "etcd-txn-hot", need: 1.0 },
+  { name: "Lock+Unlock vs etcd lock (same Go harness)", ours: "lock-unlock", base: "etcd-lock", need: 1.0 },
+  { name: "(info) Get hit, ghz vs etcd Range, Go", ours: "get-hit", base: "etcd-range" },
+  { name: "(info) Append 1 vs pgbench same SQL", ours: "append-1", base: "pg-append-1" },
+  { name: "(info) Append 10 vs pgbench same SQL", ours: "append-10", base: "pg-append-10" },
+  { name: "(info) pgbench CAS prepared vs pgbench CAS", ours: "pg-cas-new-prepared", base: "pg-cas-new" },
+  { name: "(info) pgbench CAS pipelined vs pgbench CAS", ours: "pg-cas-new-pipelined", base: "pg-cas-new" },
+  {
+    name: "(info) pgbench 10 CAS per tx (writes/s) vs pgbench CAS",
+    ours: "pg-cas-new-x10",
+    base: "pg-cas-new",
+    oursPerCall: 10,
+  },
+];
+
+// ------------------------------------------------------------------ helpers
+
+const log = (msg) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+const fmt = (v, d = 0) => (v === undefined || Number.isNaN(v) ? "-" : v.toFixed(d));
+const fmtMs = (v) => (v === undefined || Number.isNaN(v) ? "-" : v < 10 ? v.toFixed(2) : v.toFixed(1));
+const fmtRatio = (v) => (v === undefined || !Number.isFinite(v) ? "-" : `${v.toFixed(2)}x`);
+
+function sh(cmd, args, opts = {}) {
+  try {
+    return execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], ...opts }).trim();
+  } catch (e) {
+    return `unavailable (${e.message.split("\n")[0]})`;
+  }
+}
+
+function httpGet(url) {
+  return new Promise((resolve) => {
+    const req = http.get(url, (res) => {
+      let body = "";
+      res.on("data", (d) => (body += d));
+      res.on("end", () => resolve(body));
+    });
+    req.on("error", () => resolve(undefined));
+    req.setTimeout(2000, () => req.destroy());
+  });
+}
+
+/** Sum of agentstate_cache_reads_total by outcome, from the server's /metrics (undefined if none). */
+async function cacheReads(ctx) {
+  if (!ctx.metricsPort) return undefined;
+  const body = await httpGet(`http://127.0.0.1:${ctx.metricsPort}/metrics`);
+  if (!body) return undefined;
+  const out = {};
+  for (const line of body.split("\n")) {
+    const m = /^agentstate_cache_reads_total\{[^}]*outcome="([a-z_]+)"[^}]*\}\s+([\d.e+]+)/.exec(line);
+    if (m) out[m[1]] = (out[m[1]] ?? 0) + Number(m[2]);
+  }
+  return Object.keys(out).length ? out : undefined;
+}
+
+function redisCmd(port, ...args) {
+  return sh("redis-cli", ["-p", String(port), ...args]);
+}
+
+// --------------------------------------------------------------- the server
+
+/** A private build of the current src/ (default) or a snapshot of dist/, under the run directory. */
+function prepareServer(o, runDir) {
+  const target = path.join(runDir, "dist");
+  if (o.server === "dist") {
+    if (!fs.existsSync(path.join(REPO, "dist", "src", "main.js"))) throw new Error("dist/ is missing: npm run build");
+    fs.cpSync(path.join(REPO, "dist"), target, { recursive: true });
+  } else {
+    log("compiling src/ into the run directory (tsc; dist/ is not touched)");
+    try {
+      execFileSync(path.join(REPO, "node_modules", ".bin", "tsc"), ["-p", "tsconfig.json", "--outDir", target], {
+        cwd: REPO,
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+    } catch (e) {
+      // Type errors elsewhere (tests, clients) still emit; only a missing server is fatal.
+      if (!fs.existsSync(path.join(target, "src", "main.js"))) throw new Error(`tsc failed:\n${e.stdout}`);
+      log("tsc reported type errors outside what the server needs; the server was emitted");
+    }
+  }
+  // The run-time assets, as scripts/copy-assets.mjs copies them.
+  const copies = [
+    ["src/store/postgres/sql", "src/store/postgres/sql"],
+    ["src/store/redis/lua", "src/store/redis/lua"],
+    ["migrations", "migrations"],
+    ["proto", "proto"],
+    ["src/gen/agentstate.binpb", "src/gen/agentstate.binpb"],
+    ["src/gen/health.binpb", "src/gen/health.binpb"],
+  ];
+  for (const [from, to] of copies) {
+    if (fs.existsSync(path.join(REPO, from)))
+      fs.cpSync(path.join(REPO, from), path.join(target, to), { recursive: true });
+  }
+  return path.join(target, "src", "main.js");
+}
+
+async function serverEnv(ctx, imports = ctx.o.serverImport) {
+  const metricsPort = await freePort();
+  if (!ctx.metricsPort) ctx.metricsPort = metricsPort;
+  return {
+    DATABASE_URL: ctx.pg.url("agentstate"),
+    REDIS_URL: ctx.cache.url,
+    REDLOCK_URLS: ctx.redlock.map((r) => r.url).join(","),
+    AGENTSTATE_REDIS_PREFIX: NS,
+    AGENTSTATE_METRICS_PORT: String(metricsPort),
+    LOG_LEVEL: ctx.o.logLevel,
+    // node_modules of the repo, for the build under the run directory.
+    NODE_PATH: path.join(REPO, "node_modules"),
+    ...(imports.length ? { NODE_OPTIONS: imports.map((f) => `--import=${f}`).join(" ") } : {}),
+    ...ctx.o.serverEnv,
+  };
+}
+
+async function startAgentstate(ctx, opts = {}) {
+  ctx.server = await startServer(ctx.mainJs, ctx.runDir, await serverEnv(ctx), opts);
+  log(`agentstate listening on ${ctx.server.address} (pid ${ctx.server.pid})`);
+  if (ctx.o.abImport.length || Object.keys(ctx.o.abEnv).length) {
+    const env = { ...(await serverEnv(ctx, [...ctx.o.serverImport, ...ctx.o.abImport])), ...ctx.o.abEnv };
+    ctx.serverB = await startServer(ctx.mainJs, ctx.runDir, env, { logName: "server-b.log" });
+    log(`agentstate B (${abLabel(ctx)}) on ${ctx.serverB.address}`);
+  }
+}
+
+/**
+ * Waits until the server may serve Get from the cache: the cache epoch is
+ * older than the write-marker TTL (15 s by default; a fresh epoch serves
+ * nothing) and its alive key is in Redis; then warms the key.
+ */
+async function waitCacheServing(ctx, { db = "agentstate", prefix = NS, server = ctx.server } = {}) {
+  const markerTtl = Number(ctx.o.serverEnv.AGENTSTATE_CACHE_MARKER_TTL_MS ?? 15000);
+  const lease = Number(ctx.o.serverEnv.AGENTSTATE_CACHE_LEASE_MS ?? 2000);
+  const until = Date.now() + markerTtl + 60000;
+  let said = false;
+  while (Date.now() < until) {
+    const r = await ctx.pg.query(
+      db,
+      "SELECT cache_epoch, (extract(epoch FROM clock_timestamp() - cache_epoch_at) * 1000)::bigint AS age FROM agentstate_state WHERE id = 1",
+    );
+    const { cache_epoch: epoch, age } = r.rows[0];
+    const alive = redisCmd(ctx.cache.port, "EXISTS", `${prefix}:c:${epoch}:alive`);
+    if (Number(age) > markerTtl + lease && alive === "1") {
+      if (server !== ctx.server) return true;
+      await driver(ctx.driver, {
+        target: "agentstate",
+        op: "get",
+        endpoint: server.address,
+        concurrency: 1,
+        durationS: 0.5,
+        tag: "warm",
+        extra: ["-key", "get/hit"],
+      });
+      return true;
+    }
+    if (!said) {
+      log(`waiting for the cache epoch to mature (${Math.ceil((markerTtl + lease - Number(age)) / 1000)} s)`);
+      said = true;
+    }
+    await sleep(500);
+  }
+  log("WARNING: the cache never became servable: get-hit numbers are NOT cache hits");
+  return false;
+}
+
+async function setupData(ctx) {
+  // agentstate: the warm Get key and the hot CAS key.
+  for (const key of ["get/hit", "cas/hot"]) {
+    await ghz(ctx.ghz, ctx.server.address, {
+      call: "agentstate.v1.KeyValueService/CompareAndSet",
+      data: { namespace: NS, key, expected: { any: true }, value: VALUE_B64 },
+      concurrency: 1,
+      durationS: 0.2,
+    });
+  }
+  // etcd: the Range key.
+  await driverSetup(ctx.driver, {
+    target: "etcd",
+    op: "put-setup",
+    endpoint: ctx.etcd.endpoint,
+    extra: ["-key", "/bench/range"],
+  });
+}
+
+async function setupPgbenchDb(ctx) {
+  await ctx.pg.query("postgres", "CREATE DATABASE pgbench");
+  for (const f of fs.readdirSync(path.join(REPO, "migrations")).sort()) {
+    if (f.endsWith(".sql")) await ctx.pg.query("pgbench", fs.readFileSync(path.join(REPO, "migrations", f), "utf8"));
+  }
+  await ctx.pg.query(
+    "pgbench",
+    `INSERT INTO kv (namespace, key, value, version, create_revision, mod_revision, created_at, updated_at)
+     VALUES ('pgbench', convert_to('hot', 'UTF8'), $1, 1, 1, 1, now(), now())`,
+    [VALUE],
+  );
+  await ctx.pg.query(
+    "pgbench",
+    "INSERT INTO streams (namespace, stream, version) SELECT 'pgbench', 'pgb-s-' || g, 0 FROM generate_series(0, 1023) g",
+  );
+}
+
+// --------------------------------------------------------------- the runs
+
+async function runOne(ctx, s, c, rps) {
+  const tag = `${s.id}-${rps ? "r" : "c"}${c}-${Date.now().toString(36)}`;
+  const isAs = s.kind === "as";
+  // CPU seconds per call: a load-independent efficiency measure on a shared machine.
+  // The "server" is the agentstate server, or etcd / Redis for their baselines.
+  const serverPid =
+    isAs || s.onServer
+      ? ctx.server.pid
+      : s.id.startsWith("etcd")
+        ? ctx.etcd.pid
+        : s.id.startsWith("redis")
+          ? ctx.cache.pid
+          : undefined;
+  const onPg = isAs || s.tool === "pgbench";
+  const redisPids = isAs ? [ctx.cache.pid, ...ctx.redlock.map((r) => r.pid)] : [];
+  const redisCpu = () => redisPids.reduce((a, p) => a + processCpu(p), 0);
+  const before = isAs ? rssMiB(ctx.server.pid) : undefined;
+  const cpu0 = serverPid ? processCpu(serverPid) : undefined;
+  const pg0 = onPg ? pgCpu(ctx) : undefined;
+  const redis0 = redisCpu();
+  let r;
+  try {
+    r = await s.run(ctx, c, rps, tag);
+  } catch (e) {
+    log(
+      `${s.id} c=${c}${rps ? ` rate=${Math.round(rps)}` : ""} FAILED: ${e.message.split("\n").slice(0, 3).join(" | ")}`,
+    );
+    r = { rps: NaN, p50: NaN, p99: NaN, count: 0, errors: NaN, firstError: e.message.split("\n")[0] };
+  }
+  // pgbench's backends exit with it: let the postmaster reap them (their CPU
+  // then shows in its cutime) before sampling.
+  if (s.tool === "pgbench") await sleep(300);
+  const after = isAs ? rssMiB(ctx.server.pid) : undefined;
+  const perCall = (d) => (r.count > 0 ? (1000 * d) / r.count : undefined);
+  const cpuMs = serverPid ? perCall(processCpu(serverPid) - cpu0) : undefined;
+  const pgMs = onPg ? perCall(pgCpu(ctx) - pg0) : undefined;
+  const redisMs = isAs ? perCall(redisCpu() - redis0) : undefined;
+  const row = {
+    id: s.id,
+    group: s.group,
+    kind: s.kind,
+    tool: s.tool,
+    c,
+    rate: rps,
+    ...r,
+    rssBefore: before,
+    rssAfter: after,
+    cpuMs,
+    pgMs,
+    redisMs,
+  };
+  ctx.rows.push(row);
+  log(
+    `${s.id.padEnd(13)} ${rps ? `rate ${Math.round(rps)}/s c=${c}` : `c=${c}`}: ${fmt(r.rps)} rps, p50 ${fmtMs(r.p50)} ms, p99 ${fmtMs(r.p99)} ms` +
+      (r.errors ? `, ${r.errors} errors (${r.firstError ?? "?"})` : "") +
+      (isAs ? `, RSS ${fmt(before)}->${fmt(after)} MiB` : "") +
+      (row.cpuMs !== undefined || row.pgMs !== undefined ? `, CPU ms/call ${cpuText(row)}` : ""),
+  );
+  return row;
+}
+
+function peak(ctx, id) {
+  const rows = ctx.rows.filter((r) => r.id === id && !r.rate && Number.isFinite(r.rps));
+  return rows.length ? Math.max(...rows.map((r) => r.rps)) : undefined;
+}
+
+async function runGroup(ctx, group, selected) {
+  const list = SCENARIOS.filter((s) => s.group === group && selected.has(s.id));
+  if (list.length === 0) return;
+  log(`--- group ${group}: ${list.map((s) => s.id).join(", ")}`);
+  if (group === "read" && list.some((s) => s.id.startsWith("get-hit"))) {
+    ctx.cacheServing = await waitCacheServing(ctx);
+  }
+  for (const c of ctx.o.levels) {
+    for (const s of list) {
+      const hit = s.id === "get-hit";
+      const m0 = hit ? await cacheReads(ctx) : undefined;
+      await runOne(ctx, s, c);
+      if (ctx.serverB && s.kind === "as") await onServerB(ctx, () => runOne(ctx, variantB(s), c));
+      if (hit) {
+        const m1 = await cacheReads(ctx);
+        if (m0 && m1) {
+          const d = Object.fromEntries(Object.keys(m1).map((k) => [k, (m1[k] ?? 0) - (m0[k] ?? 0)]));
+          // "fills" counts misses that filled the cache: a sub-outcome, not a read.
+          const total = Object.entries(d)
+            .filter(([k]) => k !== "fills")
+            .reduce((a, [, b]) => a + b, 0);
+          ctx.hitShare.push({ c, hit: d.hits ?? d.hit ?? 0, total, outcomes: d });
+          log(`get-hit c=${c}: cache outcomes ${JSON.stringify(d)}`);
+        }
+      }
+    }
+  }
+  if (ctx.o.rateDuration > 0) {
+    const c = Math.max(...ctx.o.levels);
+    for (const s of list) {
+      if (s.rate === false) continue;
+      const p = peak(ctx, s.id);
+      if (p) await runOne(ctx, s, c, p / 2);
+      // The experiment at the same rate, for a latency comparison.
+      if (p && ctx.serverB && s.kind === "as") await onServerB(ctx, () => runOne(ctx, variantB(s), c, p / 2));
+    }
+  }
+}
+
+// --ab-import: a second server B (same database, Redis and cache epoch, plus
+// the preloaded experiment) runs every agentstate scenario right after A, so
+// that A and B see the same machine load.
+function abLabel(ctx) {
+  return [
+    ...ctx.o.abImport.map((f) => `${path.relative(REPO, f)} preloaded`),
+    ...Object.entries(ctx.o.abEnv).map(([k, v]) => `${k}=${v}`),
+  ].join(", ");
+}
+
+function variantB(s) {
+  return { ...s, id: `${s.id}+B`, vs: [s.id], what: `${s.what} [server B: --ab-import]` };
+}
+
+async function onServerB(ctx, fn) {
+  const a = ctx.server;
+  ctx.server = ctx.serverB;
+  try {
+    return await fn();
+  } finally {
+    ctx.server = a;
+  }
+}
+
+function allScenarios(ctx) {
+  return SCENARIOS.flatMap((s) => (ctx.serverB && s.kind === "as" ? [s, variantB(s)] : [s]));
+}
+
+// ------------------------------------------------------------------ reports
+
+function ratioText(ctx, row, s) {
+  if (!s.vs) return "";
+  return s.vs
+    .map((b) => {
+      const base = ctx.rows.find((r) => r.id === b && r.c === row.c && !r.rate);
+      return base && Number.isFinite(base.rps) && base.rps > 0 ? `${fmtRatio(row.rps / base.rps)} ${b}` : undefined;
+    })
+    .filter(Boolean)
+    .join(", ");
+}
+
+function cpuText(row) {
+  const f = (v) => (v === undefined || !Number.isFinite(v) ? "-" : v.toFixed(3));
+  if (row.cpuMs === undefined && row.pgMs === undefined) return "";
+  return `${f(row.cpuMs)} · ${f(row.pgMs)} · ${f(row.redisMs)}`;
+}
+
+function mainTable(ctx) {
+  const out = [];
+  out.push(
+    "| scenario | tool | c | rps | p50 ms | p99 ms | errors | throughput vs baseline (same c) | CPU ms/call: server · Postgres · Redis | server RSS MiB |",
+  );
+  out.push("|---|---|---|---:|---:|---:|---:|---|---|---|");
+  for (const g of GROUPS) {
+    for (const s of allScenarios(ctx).filter((x) => x.group === g)) {
+      for (const row of ctx.rows.filter((r) => r.id === s.id)) {
+        const label = s.kind === "base" ? `_${s.id}_` : `**${s.id}**`;
+        const c = row.rate ? `${row.c} @ ${Math.round(row.rate)}/s (50%)` : String(row.c);
+        const rss = row.rssBefore !== undefined ? `${fmt(row.rssBefore)} → ${fmt(row.rssAfter)}` : "";
+        let ratio = row.rate ? "" : ratioText(ctx, row, s);
+        if (s.perCall && Number.isFinite(row.rps)) {
+          ratio = `${ratio ? `${ratio}; ` : ""}= ${fmt(row.rps * s.perCall)} ${s.unit}/s`;
+        }
+        const errs = row.errors ? `${row.errors}` : "0";
+        out.push(
+          `| ${label} | ${s.tool} | ${c} | ${fmt(row.rps)} | ${fmtMs(row.p50)} | ${fmtMs(row.p99)} | ${errs} | ${ratio} | ${cpuText(row)} | ${rss} |`,
+        );
+      }
+    }
+  }
+  return out.join("\n");
+}
+
+function targetsTable(ctx) {
+  const out = [];
+  out.push(
+    "| target | ours | baseline | ratio per c (" + ctx.o.levels.join(" / ") + ") | ratio of peaks | need | verdict |",
+  );
+  out.push("|---|---|---|---|---:|---:|---|");
+  for (const t of TARGETS) {
+    const po = peak(ctx, t.ours) === undefined ? undefined : peak(ctx, t.ours) * (t.oursPerCall ?? 1);
+    const pb = peak(ctx, t.base);
+    if (po === undefined || pb === undefined) continue;
+    const per = ctx.o.levels
+      .map((c) => {
+        const a = ctx.rows.find((r) => r.id === t.ours && r.c === c && !r.rate);
+        const b = ctx.rows.find((r) => r.id === t.base && r.c === c && !r.rate);
+        return a && b && b.rps > 0 ? ((a.rps * (t.oursPerCall ?? 1)) / b.rps).toFixed(2) : "-";
+      })
+      .join(" / ");
+    const ratio = po / pb;
+    const verdict = t.need === undefined ? "info" : ratio >= t.need ? "**met**" : "**missed**";
+    out.push(
+      `| ${t.name} | ${t.ours} ${fmt(po)}/s | ${t.base} ${fmt(pb)}/s | ${per} | ${fmtRatio(ratio)} | ${t.need === undefined ? "" : `≥ ${t.need}x`} | ${verdict} |`,
+    );
+  }
+  if (ctx.soak) {
+    const s = ctx.soak;
+    out.push(
+      `| RSS flat over a ${s.minutes}-minute soak | ${fmt(s.rssAt1, 1)} MiB at 1 min → ${fmt(s.rssEnd, 1)} MiB at end (max ${fmt(s.rssMax, 1)}) | | slope ${s.slope.toFixed(2)} MiB/min | ${fmtRatio(s.rssEnd / s.rssAt1)} | ≤ 1.10x | ${s.rssEnd / s.rssAt1 <= 1.1 ? "**met**" : "**missed**"} |`,
+    );
+  } else out.push("| RSS flat over a 10-minute soak | not run (--soak) | | | | | not run |");
+  if (ctx.big) {
+    for (const b of ctx.big) {
+      out.push(
+        `| Get p99, ${b.bigKeys}-key store vs 1k-key store: ${b.label} (median of 3) | p99 ${fmtMs(b.bigP99)} ms | p99 ${fmtMs(b.smallP99)} ms at 1k | | ${fmtRatio(b.bigP99 / b.smallP99)} | ≤ 1.2x | ${b.bigP99 / b.smallP99 <= 1.2 ? "**met**" : "**missed**"} |`,
+      );
+    }
+  } else out.push("| Get p99 at 10M keys within 1.2x of 1k keys | not run (--big) | | | | | not run |");
+  return out.join("\n");
+}
+
+function environment(ctx) {
+  const cpu = os.cpus();
+  const lines = [
+    `- date: ${new Date().toISOString()}`,
+    `- machine: ${cpu[0]?.model ?? "?"} × ${cpu.length} vCPU, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Linux ${os.release()}`,
+    `- load average at start → end: ${ctx.loadStart} → ${os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(" ")} (other work shares this machine)`,
+    `- agentstate: git ${ctx.git}, server ${ctx.o.server === "build" ? "compiled from the working tree" : "dist/ snapshot"}, LOG_LEVEL=${ctx.o.logLevel}${ctx.o.serverImport.length ? `, preloaded ${ctx.o.serverImport.map((f) => path.relative(REPO, f)).join(" ")}` : ""}${ctx.serverB ? `; rows "+B": a second server with ${abLabel(ctx)}` : ""}${
+      Object.keys(ctx.o.serverEnv).length
+        ? `, ${Object.entries(ctx.o.serverEnv)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(" ")}`
+        : ""
+    }`,
+    `- node ${process.version}; ${ctx.versions.pg}; redis ${ctx.versions.redis}; etcd ${ctx.versions.etcd}; ghz ${ctx.versions.ghz}; etcd client go.etcd.io/etcd/client/v3 ${ctx.versions.etcdClient}; ${ctx.versions.go}`,
+    `- Postgres fsync=${ctx.o.pgFsync ? "on" : "off"} synchronous_commit=${ctx.o.pgFsync ? "on" : "off"}; etcd default (fsync on); Redis without persistence`,
+    `- closed-loop runs ${ctx.o.duration} s each at c = ${ctx.o.levels.join(", ")}; fixed-rate runs ${ctx.o.rateDuration} s at 50% of the peak with c = ${Math.max(...ctx.o.levels)}`,
+  ];
+  if (ctx.cacheServing === false) lines.push("- WARNING: the cache never became servable; get-hit rows are not hits");
+  for (const h of ctx.hitShare) {
+    lines.push(
+      `- get-hit c=${h.c}: ${h.total ? ((100 * h.hit) / h.total).toFixed(1) : "?"}% of Gets were cache hits (server metrics)`,
+    );
+  }
+  return lines.join("\n");
+}
+
+// --------------------------------------------------------------- soak / big
+
+async function soak(ctx) {
+  const minutes = ctx.o.soakMinutes;
+  const secs = Math.round(minutes * 60);
+  const rate = (id, dflt) => Math.max(20, Math.round((peak(ctx, id) ?? dflt * 6) / 6));
+  const loads = [
+    { id: "get-hit", rps: rate("get-hit", 500) },
+    { id: "cas-new", rps: rate("cas-new", 100) },
+    { id: "append-1", rps: rate("append-1", 100) },
+  ];
+  log(`soak: ${minutes} min of ${loads.map((l) => `${l.id} @ ${l.rps}/s`).join(", ")}; RSS every 10 s`);
+  const samples = [];
+  const t0 = Date.now();
+  const sampler = globalThis.setInterval(() => {
+    samples.push({ t: (Date.now() - t0) / 60000, rss: rssMiB(ctx.server.pid) });
+  }, 10000);
+  samples.push({ t: 0, rss: rssMiB(ctx.server.pid) });
+  const o = ctx.o;
+  const saved = o.rateDuration;
+  o.rateDuration = secs;
+  const results = await Promise.all(
+    loads.map((l) =>
+      SCENARIOS.find((s) => s.id === l.id).run(ctx, 16, l.rps, `soak-${l.id}-${Date.now().toString(36)}`),
+    ),
+  );
+  o.rateDuration = saved;
+  globalThis.clearInterval(sampler);
+  samples.push({ t: (Date.now() - t0) / 60000, rss: rssMiB(ctx.server.pid) });
+  const after1 = samples.filter((s) => s.t >= 1);
+  const n = after1.length;
+  const mx = after1.reduce((a, s) => a + s.t, 0) / n;
+  const my = after1.reduce((a, s) => a + s.rss, 0) / n;
+  const slope =
+    after1.reduce((a, s) => a + (s.t - mx) * (s.rss - my), 0) /
+    Math.max(
+      1e-9,
+      after1.reduce((a, s) => a + (s.t - mx) ** 2, 0),
+    );
+  ctx.soak = {
+    minutes,
+    loads: loads.map((l, i) => ({ ...l, result: results[i] })),
+    samples,
+    rssAt1: after1[0]?.rss,
+    rssEnd: samples[samples.length - 1].rss,
+    rssMax: Math.max(...samples.map((s) => s.rss)),
+    slope,
+  };
+  for (const [i, l] of loads.entries()) {
+    const r = results[i];
+    log(
+      `soak ${l.id} @ ${l.rps}/s: ${fmt(r.rps)} rps, p50 ${fmtMs(r.p50)} ms, p99 ${fmtMs(r.p99)} ms, errors ${r.errors}`,
+    );
+  }
+  log(`soak RSS: ${samples.map((s) => fmt(s.rss)).join(" ")}`);
+}
+
+/**
+ * --big: two stores side by side, each served by its own server: the main
+ * database with 1k keys in namespace "big", and database agentstate_big with
+ * N keys (rows inserted with SQL: no history rows). Gets are measured on both
+ * alternately, `rounds` times, and the medians compared, so that a slow
+ * moment of the shared machine does not land on one side only.
+ */
+async function big(ctx) {
+  const N = ctx.o.bigKeys;
+  const rounds = 3;
+  await ctx.pg.query("postgres", "CREATE DATABASE agentstate_big");
+  const env = {
+    ...(await serverEnv(ctx)),
+    DATABASE_URL: ctx.pg.url("agentstate_big"),
+    AGENTSTATE_REDIS_PREFIX: "bigstore",
+  };
+  const bigServer = await startServer(ctx.mainJs, ctx.runDir, env, { logName: "server-big.log" });
+  try {
+    const load = async (db, from, to) => {
+      for (let a = from; a < to; a += 1_000_000) {
+        const b = Math.min(to, a + 1_000_000) - 1;
+        const t = Date.now();
+        await ctx.pg.query(
+          db,
+          `INSERT INTO kv (namespace, key, value, version, create_revision, mod_revision, created_at, updated_at)
+           SELECT 'big', convert_to('big/' || g, 'UTF8'), $1, 1, 1, 1, now(), now() FROM generate_series($2::bigint, $3::bigint) g`,
+          [VALUE, a, b],
+        );
+        if (to - from > 1_000_000)
+          log(`big: ${db}: loaded keys ${a}..${b} (${((Date.now() - t) / 1000).toFixed(1)} s)`);
+      }
+      await ctx.pg.query(db, "VACUUM ANALYZE kv");
+    };
+    log(`big: a 1k-key store and a ${N}-key store side by side`);
+    await load("agentstate", 0, 1000);
+    await load("agentstate_big", 0, N);
+    await waitCacheServing(ctx, { db: "agentstate_big", prefix: "bigstore", server: bigServer });
+    const cases = [
+      { id: "1k, random of 1k keys, default", server: ctx.server, n: 1000 },
+      { id: "1k, random of 1k keys, database", server: ctx.server, n: 1000, db: true },
+      { id: `${N}, the same 1k hot keys, default`, server: bigServer, n: 1000 },
+      { id: `${N}, the same 1k hot keys, database`, server: bigServer, n: 1000, db: true },
+      { id: `${N}, random of all keys, default`, server: bigServer, n: N },
+      { id: `${N}, random of all keys, database`, server: bigServer, n: N, db: true },
+    ];
+    const run = (cs, durationS) =>
+      ghz(ctx.ghz, cs.server.address, {
+        call: "agentstate.v1.KeyValueService/Get",
+        data: {
+          namespace: "big",
+          key: `big/{{randomInt 0 ${cs.n}}}`,
+          ...(cs.db ? { consistency: "CONSISTENCY_DATABASE" } : {}),
+        },
+        concurrency: 16,
+        durationS,
+      });
+    for (const cs of cases) await run(cs, 2); // warm: fills the caches with the hot keys
+    const results = Object.fromEntries(cases.map((cs) => [cs.id, []]));
+    for (let r = 0; r < rounds; r++) {
+      for (const cs of cases) {
+        const res = await run(cs, Math.max(4, ctx.o.duration));
+        results[cs.id].push(res);
+        log(`big round ${r + 1} ${cs.id}: ${fmt(res.rps)} rps, p50 ${fmtMs(res.p50)} ms, p99 ${fmtMs(res.p99)} ms`);
+      }
+    }
+    const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+    const m = (id, k) => median(results[id].map((x) => x[k]));
+    const [s1, s2, hotD, hotDb, allD, allDb] = cases.map((cs) => cs.id);
+    ctx.big = [
+      {
+        label: "the same 1k hot keys, default consistency",
+        bigKeys: N,
+        smallP99: m(s1, "p99"),
+        bigP99: m(hotD, "p99"),
+      },
+      {
+        label: "the same 1k hot keys, CONSISTENCY_DATABASE",
+        bigKeys: N,
+        smallP99: m(s2, "p99"),
+        bigP99: m(hotDb, "p99"),
+      },
+      { label: "random keys, default consistency", bigKeys: N, smallP99: m(s1, "p99"), bigP99: m(allD, "p99") },
+      { label: "random keys, CONSISTENCY_DATABASE", bigKeys: N, smallP99: m(s2, "p99"), bigP99: m(allDb, "p99") },
+    ];
+    ctx.bigRaw = Object.fromEntries(
+      cases.map((cs) => [
+        cs.id,
+        { p50: m(cs.id, "p50"), p99: m(cs.id, "p99"), rps: m(cs.id, "rps"), runs: results[cs.id] },
+      ]),
+    );
+  } finally {
+    await bigServer.stop();
+  }
+}
+
+// ------------------------------------------------------------------ profile
+
+async function profile(ctx, id) {
+  const s = SCENARIOS.find((x) => x.id === id);
+  if (!s) throw new Error(`--profile: no scenario ${id} (one of ${SCENARIOS.map((x) => x.id).join(", ")})`);
+  const profDir = path.join(ctx.runDir, "cpuprof");
+  fs.mkdirSync(profDir);
+  await ctx.pg.query("agentstate", "CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+  await startAgentstate(ctx, { cpuProfDir: profDir });
+  await setupData(ctx);
+  if (s.id.startsWith("get-hit")) ctx.cacheServing = await waitCacheServing(ctx);
+  // Warm up, then reset the counters the report reads.
+  await s.run(ctx, ctx.o.levels[0], undefined, `warm-${Date.now().toString(36)}`);
+  await ctx.pg.query("agentstate", "SELECT pg_stat_statements_reset()");
+  for (const r of [ctx.cache, ...ctx.redlock]) redisCmd(r.port, "CONFIG", "RESETSTAT");
+  const cpuBefore = processCpu(ctx.server.pid);
+  const pgCpuBefore = pgCpu(ctx);
+  const t0 = Date.now();
+  for (const c of ctx.o.levels) await runOne(ctx, s, c);
+  const wall = (Date.now() - t0) / 1000;
+  const cpu = processCpu(ctx.server.pid) - cpuBefore;
+  const pgc = pgCpu(ctx) - pgCpuBefore;
+  const report = [];
+  report.push(`# profile of ${id} (${s.what}) at c=${ctx.o.levels.join(",")}, ${ctx.o.duration} s each`);
+  report.push("");
+  report.push(
+    `CPU over ${wall.toFixed(1)} s wall: agentstate server ${cpu.toFixed(1)} s (${((100 * cpu) / wall).toFixed(0)}% of one core), Postgres (all backends) ${pgc.toFixed(1)} s (${((100 * pgc) / wall).toFixed(0)}%)`,
+  );
+  const rows = ctx.rows.filter((r) => r.id === id);
+  const calls = rows.reduce((a, r) => a + (r.count ?? 0), 0);
+  if (calls)
+    report.push(
+      `server CPU per call: ${((1000 * cpu) / calls).toFixed(3)} ms; Postgres CPU per call: ${((1000 * pgc) / calls).toFixed(3)} ms`,
+    );
+  report.push("", "## pg_stat_statements (top 12 by total time)", "");
+  const st = await ctx.pg.query(
+    "agentstate",
+    `SELECT calls, round(total_exec_time::numeric, 1) AS total_ms, round(mean_exec_time::numeric, 3) AS mean_ms,
+            round((total_plan_time)::numeric, 1) AS plan_ms, left(regexp_replace(query, '\\s+', ' ', 'g'), 90) AS query
+       FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'agentstate')
+      ORDER BY total_exec_time DESC LIMIT 12`,
+  );
+  report.push("| calls | total ms | mean ms | query |", "|---:|---:|---:|---|");
+  for (const r of st.rows)
+    report.push(`| ${r.calls} | ${r.total_ms} | ${r.mean_ms} | \`${r.query.replace(/\|/g, "\\|")}\` |`);
+  report.push("", "## Redis commandstats (cache; redlock master 1)", "");
+  for (const [name, r] of [
+    ["cache", ctx.cache],
+    ["redlock-1", ctx.redlock[0]],
+  ]) {
+    const stats = redisCmd(r.port, "INFO", "commandstats")
+      .split("\n")
+      .filter((l) => l.startsWith("cmdstat_"))
+      .map((l) => l.trim());
+    report.push(`${name}:`, ...stats.map((l) => `    ${l}`));
+  }
+  const slow = redisCmd(ctx.cache.port, "SLOWLOG", "LEN");
+  report.push(`cache SLOWLOG entries (over 10 ms): ${slow}`);
+  await ctx.server.stop();
+  ctx.server = undefined;
+  const prof = fs.readdirSync(profDir).find((f) => f.endsWith(".cpuprofile"));
+  report.push("", "## node --cpu-prof of the server", "", "```");
+  report.push(prof ? summarizeFile(path.join(profDir, prof)) : "(no profile written)");
+  report.push("```");
+  if (prof) {
+    fs.mkdirSync(ctx.o.out, { recursive: true });
+    fs.copyFileSync(path.join(profDir, prof), path.join(ctx.o.out, `${ctx.stamp}-${id}.cpuprofile`));
+  }
+  return report.join("\n");
+}
+
+/** utime+stime of a process and its threads (plus its reaped children's), in seconds. */
+function processCpu(pid, withChildren = false) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const own = Number(f[11]) + Number(f[12]);
+    return (withChildren ? own + Number(f[13]) + Number(f[14]) : own) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * CPU seconds of Postgres: the postmaster, its live children (backends,
+ * walwriter...) and, through cutime/cstime, the children that have exited.
+ */
+function pgCpu(ctx) {
+  let total = processCpu(ctx.pg.pid, true);
+  for (const e of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${e}/stat`, "utf8");
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (Number(f[1]) === ctx.pg.pid) total += (Number(f[11]) + Number(f[12])) / 100;
+    } catch {
+      // gone
+    }
+  }
+  return total;
+}
+
+// --------------------------------------------------------------------- main
+
+async function main() {
+  const o = parseArgs(process.argv.slice(2));
+  const started = Date.now();
+  const problems = checkPgbenchScripts();
+  if (problems.length) {
+    throw new Error(
+      `bench/pgbench/*.sql no longer match the service's SQL:\n  ${problems.join("\n  ")}\nrun: node bench/lib/pgbenchSql.mjs --write`,
+    );
+  }
+  const ghzBin = findGhz();
+  if (!ghzBin) throw new Error(`ghz not found: go install github.com/bojand/ghz/cmd/ghz@${GHZ_VERSION}`);
+  const ghzV = ghzVersion(ghzBin);
+  if (ghzV !== GHZ_VERSION) log(`WARNING: ghz ${ghzV}, the pinned version is ${GHZ_VERSION}`);
+  const etcdV = etcdVersion();
+  if (etcdV !== ETCD_PINNED)
+    log(`WARNING: etcd ${etcdV}; the published numbers used Debian's etcd-server ${ETCD_PINNED}`);
+
+  const runDir = fs.mkdtempSync(path.join(os.tmpdir(), "agentstate-bench-"));
+  fs.chmodSync(runDir, 0o755); // Postgres runs as "postgres" and needs to reach its data dir
+  // Also on Ctrl-C or a crash (lib/procs.mjs stops the processes first).
+  process.on("exit", () => {
+    if (!o.keep) fs.rmSync(runDir, { recursive: true, force: true });
+  });
+  const ctx = {
+    o,
+    runDir,
+    rows: [],
+    hitShare: [],
+    ghz: ghzBin,
+    stamp: new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19),
+    loadStart: os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(" "),
+    git: sh("git", ["-C", REPO, "describe", "--always", "--dirty"]),
+  };
+  log(`run directory ${runDir}`);
+  try {
+    log("building the Go driver (bench/etcd-driver)");
+    ctx.driver = path.join(runDir, "etcd-driver");
+    execFileSync("go", ["build", "-o", ctx.driver, "."], { cwd: path.join(HERE, "etcd-driver"), stdio: "inherit" });
+    ctx.mainJs = prepareServer(o, runDir);
+
+    log("starting Postgres, Redis (cache + 3 Redlock masters), etcd");
+    ctx.pg = await startPostgres(runDir, { fsync: o.pgFsync, statStatements: Boolean(o.profile) });
+    [ctx.cache, ...ctx.redlock] = await Promise.all(
+      ["redis-cache", "redlock-1", "redlock-2", "redlock-3"].map((n) => startRedis(runDir, n)),
+    );
+    ctx.etcd = await startEtcd(runDir);
+    await ctx.pg.query("postgres", "CREATE DATABASE agentstate");
+    await setupPgbenchDb(ctx);
+    ctx.versions = {
+      pg: (await ctx.pg.query("postgres", "SELECT version()")).rows[0].version.split(" on ")[0],
+      redis: /v=(\S+)/.exec(sh("redis-server", ["--version"]))?.[1],
+      etcd: etcdV,
+      ghz: ghzV,
+      etcdClient: /go\.etcd\.io\/etcd\/client\/v3 (\S+)/.exec(
+        fs.readFileSync(path.join(HERE, "etcd-driver", "go.mod"), "utf8"),
+      )?.[1],
+      go: sh("go", ["version"]),
+    };
+
+    if (o.profile) {
+      const report = await profile(ctx, o.profile);
+      process.stdout.write(`\n${report}\n`);
+      fs.mkdirSync(o.out, { recursive: true });
+      const file = path.join(o.out, `${ctx.stamp}-profile-${o.profile}.md`);
+      fs.writeFileSync(file, report + "\n");
+      log(`profile report written to ${path.relative(REPO, file)}`);
+      return;
+    }
+
+    await startAgentstate(ctx);
+    await setupData(ctx);
+    ctx.rssStart = rssMiB(ctx.server.pid);
+
+    const selected = new Set(
+      SCENARIOS.filter((s) => !o.only || o.only.includes(s.id) || o.only.includes(s.group)).map((s) => s.id),
+    );
+    if (selected.size > 0) {
+      log("warm-up (not reported)");
+      for (const id of ["health", "cas-new", "get-db"]) {
+        const sc = SCENARIOS.find((s) => s.id === id);
+        await sc.run(ctx, 16, undefined, `warm-${id}-${Date.now().toString(36)}`);
+        if (ctx.serverB)
+          await onServerB(ctx, () => sc.run(ctx, 16, undefined, `warmb-${id}-${Date.now().toString(36)}`));
+      }
+    }
+    for (const g of GROUPS) await runGroup(ctx, g, selected);
+    if (o.soak) await soak(ctx);
+    if (o.big) await big(ctx);
+    ctx.rssEnd = rssMiB(ctx.server.pid);
+
+    const md = [
+      `## Results (${new Date().toISOString().slice(0, 10)})`,
+      "",
+      environment(ctx),
+      `- server RSS: ${fmt(ctx.rssStart)} MiB after setup → ${fmt(ctx.rssEnd)} MiB at the end; total run ${((Date.now() - started) / 60000).toFixed(1)} min`,
+      "",
+      "### Targets",
+      "",
+      targetsTable(ctx),
+      "",
+      "### All runs",
+      "",
+      "Bold: agentstate; italics: baselines. rps counts successful calls; latencies are per call (ms).",
+      "",
+      mainTable(ctx),
+      "",
+    ].join("\n");
+    process.stdout.write(`\n${md}\n`);
+    fs.mkdirSync(o.out, { recursive: true });
+    const base = path.join(o.out, ctx.stamp);
+    fs.writeFileSync(`${base}.md`, md);
+    fs.writeFileSync(
+      `${base}.json`,
+      JSON.stringify(
+        { options: o, versions: ctx.versions, git: ctx.git, rows: ctx.rows, soak: ctx.soak, big: ctx.bigRaw },
+        null,
+        1,
+      ),
+    );
+    log(`results written to ${path.relative(REPO, base)}.md and .json`);
+  } finally {
+    log("stopping everything");
+    if (ctx.server) await ctx.server.stop();
+    if (ctx.serverB) await ctx.serverB.stop();
+    await ctx.etcd?.stop();
+    for (const r of [ctx.cache, ...(ctx.redlock ?? [])]) await r?.stop();
+    await ctx.pg?.stop();
+    killAllSync();
+    if (!o.keep) fs.rmSync(runDir, { recursive: true, force: true });
+    else log(`kept ${runDir}`);
+  }
+}
+
+main().catch((e) => {
+  process.stderr.write(`bench: ${e.stack ?? e}\n`);
+  killAllSync();
+  process.exit(1);
+});
