@@ -20,7 +20,7 @@ import { FailedPreconditionError } from "../../errors/errors";
 import { checkFence } from "./checkFence";
 import { checkout } from "./checkout";
 import { isRetryableConflict, translatePgError } from "./pgErrors";
-import { sql } from "./sql";
+import { sql, type Statement } from "./sql";
 
 interface EventRow {
   position: number;
@@ -223,9 +223,9 @@ export class PostgresEventStore implements EventStore {
     return r.rows[0]?.store_revision ?? 0;
   }
 
-  private async q<R extends object>(text: string, values: unknown[]) {
+  private async q<R extends object>(statement: Statement, values: unknown[]) {
     try {
-      return await this.pool.query<R>(text, values);
+      return await this.pool.query<R>(statement, values);
     } catch (err) {
       throw translatePgError(err);
     }

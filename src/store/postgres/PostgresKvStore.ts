@@ -25,7 +25,7 @@ import { checkFence } from "./checkFence";
 import { checkout } from "./checkout";
 import { isRetryableConflict, translatePgError } from "./pgErrors";
 import { itemFromJson, itemToJson, keyBytes, rowToItem, type ItemJson, type KvRow } from "./rows";
-import { sql } from "./sql";
+import { sql, type Statement } from "./sql";
 
 /** Extra steps the cache layer asks of a write transaction. */
 export interface WriteHooks {
@@ -251,9 +251,9 @@ export class PostgresKvStore implements KvStore {
     return r.rows[0]?.store_revision ?? 0;
   }
 
-  private async query<R extends object>(text: string, values: unknown[]) {
+  private async query<R extends object>(statement: Statement, values: unknown[]) {
     try {
-      return await this.pool.query<R>(text, values);
+      return await this.pool.query<R>(statement, values);
     } catch (err) {
       throw translatePgError(err);
     }

@@ -8,7 +8,7 @@ import { checkout } from "./checkout";
 import type { Acquired, LockStore, NotAcquired, Renewed } from "../../domain/locks";
 import { formatLockId, newLockSecret } from "../../domain/locks";
 import { translatePgError } from "./pgErrors";
-import { sql } from "./sql";
+import { sql, type Statement } from "./sql";
 
 export class PostgresLockStore implements LockStore {
   constructor(private readonly pool: Pool) {}
@@ -78,9 +78,9 @@ export class PostgresLockStore implements LockStore {
 
   async close(): Promise<void> {}
 
-  private async q<R extends object>(text: string, values: unknown[]) {
+  private async q<R extends object>(statement: Statement, values: unknown[]) {
     try {
-      return await this.pool.query<R>(text, values);
+      return await this.pool.query<R>(statement, values);
     } catch (err) {
       throw translatePgError(err);
     }
