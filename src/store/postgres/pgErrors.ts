@@ -16,6 +16,8 @@ const UNAVAILABLE_SQLSTATES = new Set([
   "08001",
   "08004",
   "25006", // read_only_sql_transaction (a standby)
+  "25P03", // idle_in_transaction_session_timeout: the transaction was rolled back
+  "57P05", // idle_session_timeout
 ]);
 
 const NETWORK_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "ENOTFOUND", "EHOSTUNREACH"]);

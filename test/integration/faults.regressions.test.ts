@@ -1,0 +1,196 @@
+/**
+ * Regressions for failures the fault harness (test/faults) found, each made
+ * deterministic here. Tests of bugs not yet fixed in src/ are `it.skip` with
+ * a `// BUG:` comment saying what fails and where; remove the `.skip` with
+ * the fix.
+ */
+import * as assert from "node:assert/strict";
+import { status, type ServiceError } from "@grpc/grpc-js";
+import { Client } from "pg";
+import {
+  AgentstateClient as AgentstateClientImpl,
+  type AgentstateClient,
+} from "../../clients/typescript/src/AgentstateClient";
+import { findToxiproxy } from "../faults/goTools";
+import { ToxiproxyServer } from "../faults/ToxiproxyServer";
+import { EventClient } from "../support/eventClient";
+import { eventually } from "../support/eventually";
+import { pgQuery } from "../support/pgQuery";
+import { ServerProcess } from "../support/ServerProcess";
+import { startCluster, type Cluster } from "../support/startCluster";
+import { getTestEnv } from "../support/TestEnv";
+
+const NS = "faultreg";
+
+/** Settles with the reply or the error, never rejects. */
+function settle<T>(p: Promise<T>): Promise<{ ok: T } | { err: ServiceError }> {
+  return p.then(
+    (ok) => ({ ok }),
+    (err: ServiceError) => ({ err }),
+  );
+}
+
+/** Pid of the server backend that is waiting for a row lock in `dbUrl`. */
+async function backendWaitingOnLock(dbUrl: string): Promise<number> {
+  return eventually(
+    "a server backend waiting for the row lock",
+    async () => {
+      const rows = await pgQuery<{ pid: number }>(
+        dbUrl,
+        `SELECT pid FROM pg_stat_activity
+          WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()`,
+      );
+      return rows[0]?.pid;
+    },
+    { timeoutMs: 10_000, intervalMs: 20 },
+  );
+}
+
+/**
+ * Holds row locks from a connection of its own (BEGIN; SELECT ... FOR UPDATE),
+ * so that a server write on those rows waits inside its transaction, holding a
+ * pooled client checked out.
+ */
+async function holdRowLock(dbUrl: string, sql: string, params: unknown[]): Promise<() => Promise<void>> {
+  const holder = new Client({ connectionString: dbUrl });
+  holder.on("error", () => undefined);
+  await holder.connect();
+  await holder.query("BEGIN");
+  const r = await holder.query(sql, params);
+  assert.ok((r.rowCount ?? 0) > 0, "the row to lock exists");
+  return async () => {
+    await holder.query("ROLLBACK").catch(() => undefined);
+    await holder.end().catch(() => undefined);
+  };
+}
+
+async function assertStillServing(server: ServerProcess, client: AgentstateClient): Promise<void> {
+  assert.equal(server.running, true, `the replica crashed:\n${server.tail(30)}`);
+  const g = await client.get({ namespace: NS, key: "alive" });
+  assert.equal(g.found, false);
+}
+
+describe("fault regressions: a Postgres connection lost mid-transaction", function () {
+  this.timeout(60_000);
+  let cluster: Cluster | undefined;
+
+  beforeEach(async () => {
+    // Locks in Postgres too (no Redis), so every store's transaction path is reachable.
+    // (The default 5 s statement timeout leaves ample time to terminate the waiting backend.)
+    cluster = await startCluster({ name: "faultreg" });
+  });
+
+  afterEach(async () => {
+    await cluster?.stop();
+    cluster = undefined;
+  });
+
+  function replica(): { server: ServerProcess; client: AgentstateClient; dbUrl: string } {
+    assert.ok(cluster);
+    return { server: cluster.servers[0]!, client: cluster.clients[0]!, dbUrl: cluster.databaseUrl };
+  }
+
+  it("CompareAndSet whose backend is terminated while it waits answers UNAVAILABLE; the replica survives", async () => {
+    const { server, client, dbUrl } = replica();
+    await client.compareAndSet({ namespace: NS, key: "k", expected: { any: true }, value: Buffer.from("v1") });
+    const release = await holdRowLock(dbUrl, "SELECT 1 FROM kv WHERE namespace = $1 FOR UPDATE", [NS]);
+    try {
+      const pending = settle(
+        client.compareAndSet({ namespace: NS, key: "k", expected: { any: true }, value: Buffer.from("v2") }),
+      );
+      const pid = await backendWaitingOnLock(dbUrl);
+      await pgQuery(dbUrl, "SELECT pg_terminate_backend($1)", [pid]);
+      const outcome = await pending;
+      assert.ok("err" in outcome, "the write cannot have succeeded: its backend was terminated");
+      assert.equal(outcome.err.code, status.UNAVAILABLE, outcome.err.details);
+    } finally {
+      await release();
+    }
+    await assertStillServing(server, client);
+  });
+
+  it("AppendEvent whose backend is terminated while it waits answers UNAVAILABLE; the replica survives", async () => {
+    const { server, client, dbUrl } = replica();
+    const events = new EventClient(server.address);
+    try {
+      await events.appendEvent({ namespace: NS, stream: "s", expected: { any: true }, events: [{ type: "t" }] });
+      const release = await holdRowLock(dbUrl, "SELECT 1 FROM streams WHERE namespace = $1 FOR UPDATE", [NS]);
+      try {
+        const pending = settle(
+          events.appendEvent({ namespace: NS, stream: "s", expected: { any: true }, events: [{ type: "t" }] }),
+        );
+        const pid = await backendWaitingOnLock(dbUrl);
+        await pgQuery(dbUrl, "SELECT pg_terminate_backend($1)", [pid]);
+        const outcome = await pending;
+        assert.ok("err" in outcome, "the append cannot have succeeded: its backend was terminated");
+        assert.equal(outcome.err.code, status.UNAVAILABLE, outcome.err.details);
+      } finally {
+        await release();
+      }
+    } finally {
+      events.close();
+    }
+    await assertStillServing(server, client);
+  });
+});
+
+describe("fault regressions: a write transaction left idle by a slow link to Postgres", function () {
+  this.timeout(120_000);
+  let toxi: ToxiproxyServer | undefined;
+  let server: ServerProcess | undefined;
+  let client: AgentstateClient | undefined;
+
+  before(async function () {
+    this.timeout(600_000); // may install toxiproxy-server (pinned) on a fresh machine
+    const env = await getTestEnv();
+    const db = new URL(await env.freshDatabase("idletx"));
+    toxi = await ToxiproxyServer.start(await findToxiproxy());
+    const proxy = await toxi.createProxy("pg", `127.0.0.1:${env.pg.port}`);
+    db.port = String(proxy.listenPort);
+    server = await ServerProcess.start({
+      DATABASE_URL: db.toString(),
+      REDIS_URL: "",
+      // idle_in_transaction_session_timeout is the statement timeout: 300 ms.
+      AGENTSTATE_STATEMENT_TIMEOUT_MS: "300",
+      AGENTSTATE_CACHE_MARKER_TTL_MS: "1000",
+    });
+    client = new AgentstateClientImpl(server.address);
+  });
+
+  after(async () => {
+    client?.close();
+    await server?.stop();
+    await toxi?.stop();
+  });
+
+  // Postgres ends a transaction whose next statement is late (25P03): nothing was written, UNAVAILABLE.
+  it("a write whose transaction Postgres ends for idling answers UNAVAILABLE, never INTERNAL", async () => {
+    assert.ok(client && toxi && server);
+    await client.compareAndSet({ namespace: NS, key: "idle", expected: { any: true }, value: Buffer.from("v0") });
+    await toxi.addToxic("pg", { name: "slow", type: "latency", attributes: { latency: 800, jitter: 0 } });
+    const answers: string[] = [];
+    try {
+      for (let i = 1; i <= 3; i++) {
+        const r = await settle(
+          client.compareAndSet(
+            { namespace: NS, key: "idle", expected: { any: true }, value: Buffer.from(`v${i}`) },
+            { deadlineMs: 30_000 },
+          ),
+        );
+        answers.push("ok" in r ? "OK" : `${status[r.err.code]}: ${r.err.details}`);
+      }
+    } finally {
+      await toxi.removeToxic("pg", "slow");
+    }
+    assert.equal(server.running, true, `the replica crashed:\n${server.tail(30)}`);
+    assert.deepEqual(
+      answers.filter((a) => a.startsWith("INTERNAL")),
+      [],
+      `answers: ${answers.join("; ")}`,
+    );
+    assert.ok(
+      answers.some((a) => a.startsWith("UNAVAILABLE")),
+      `the idle timeout was hit: ${answers.join("; ")}`,
+    );
+  });
+});
