@@ -32,10 +32,8 @@ export interface KnownInternalError {
 }
 
 export const KNOWN_INTERNAL_ERRORS: readonly KnownInternalError[] = [
-  {
-    bug:
-      "SQLSTATE 25P03 (idle-in-transaction timeout) is not mapped to UNAVAILABLE: a write whose transaction " +
-      "Postgres ends for idling answers INTERNAL (test/integration/faults.regressions.test.ts)",
-    signature: /terminating connection due to idle-in-transaction timeout/,
-  },
+  // Empty now. The one cause found so far, SQLSTATE 25P03 (Postgres ending a transaction left
+  // idle: /terminating connection due to idle-in-transaction timeout/) answered as INTERNAL,
+  // was fixed in ff184b6 (src/store/postgres/pgErrors.ts), with its regression test in
+  // test/integration/faults.regressions.test.ts.
 ];
