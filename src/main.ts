@@ -74,6 +74,7 @@ async function main(): Promise<void> {
           log.child({ component: "locks" }),
         )
       : new PostgresLockStore(pool);
+  if (lockStore instanceof RedlockLockStore) await lockStore.ready(Math.max(2000, config.redisCommandTimeoutMs * 4));
   const notifier = new PgChangeNotifier(databaseUrl, log.child({ component: "events" }));
   notifier.start();
   const server = new AgentstateServer({

@@ -56,6 +56,22 @@ export class RedlockLockStore implements LockStore {
     this.redlock.on("error", () => undefined);
   }
 
+  /**
+   * Waits (at most `timeoutMs`) for the masters to connect, so a server that
+   * has just started does not answer its first Locks UNAVAILABLE while its
+   * connections are still being made. Masters that are down do not hold up
+   * the start for longer than that.
+   */
+  async ready(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline && this.clients.some((c) => c.status !== "ready")) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const up = this.clients.filter((c) => c.status === "ready").length;
+    if (up < this.clients.length)
+      this.log.warn("redlock masters not all reachable at start", { up, masters: this.clients.length });
+  }
+
   private resource(namespace: string, name: string): string {
     return `${this.opts.prefix}:lock:${namespace}:${name}`;
   }
