@@ -102,12 +102,8 @@ export class CachedKvStore implements KvStore {
     const alive = this.epoch.aliveValue();
     let token: string;
     try {
-      const r = (await this.redis.cacheReadBuffer(
-        ...keys,
-        alive,
-        randomBytes(12).toString("hex"),
-        String(this.opts.markerTtlMs),
-      )) as [number] | [number, Buffer, Buffer, Buffer] | [number, Buffer];
+      const r = (await this.redis.cacheReadBuffer(...keys, alive, nextId(), String(this.opts.markerTtlMs))) as
+        [number] | [number, Buffer, Buffer, Buffer] | [number, Buffer];
       const code = r[0];
       if (code === -1) {
         this.epoch.distrust();
@@ -158,7 +154,7 @@ export class CachedKvStore implements KvStore {
 
   async write(cmd: WriteCommand, signal?: AbortSignal): Promise<WriteOutcome> {
     const keys = this.keysFor(cmd.namespace, cmd.key);
-    const writerId = randomBytes(12).toString("hex");
+    const writerId = nextId();
     const started = performance.now();
     const alive = this.epoch.aliveValue();
     const markedEpoch = this.epoch.current();
@@ -253,6 +249,15 @@ export class CachedKvStore implements KvStore {
     const base = `${this.epoch.keyBase()}:{${h}}`;
     return [this.epoch.aliveKey(), `${base}:e`, `${base}:w`, `${base}:t`, `${base}:lw`, this.epoch.knownRevisionKey()];
   }
+}
+
+// Fill tokens and writer ids only need to be unique among all replicas: a
+// random per-process prefix and a counter are, without a CSPRNG call per Get.
+const ID_PREFIX = randomBytes(8).toString("hex");
+let idCounter = 0;
+function nextId(): string {
+  idCounter = (idCounter + 1) % Number.MAX_SAFE_INTEGER;
+  return `${ID_PREFIX}${idCounter.toString(36)}`;
 }
 
 function encodeEntry(item: Item | undefined): [string, Buffer] {
