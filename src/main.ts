@@ -49,8 +49,11 @@ async function main(): Promise<void> {
   const applied = await migrate(pool, MIGRATIONS_DIR);
   if (applied.length > 0) log.info("migrations applied", { applied });
 
-  const pgStore = new PostgresKvStore(pool);
   const metrics = new Metrics();
+  const pgStore = new PostgresKvStore(pool, {
+    batchMax: config.kvWriteBatchMax,
+    observeBatch: (n) => metrics.kvWriteBatch.observe(n),
+  });
   metrics.watchPool(pool);
   const kv = await buildKvStore(config, pool, pgStore, log, (outcome) => metrics.cacheReads.inc({ outcome }));
   const janitor = new Janitor(

@@ -1,42 +1,16 @@
--- pgbench: CompareAndSet(expected any) of a key that does not exist yet, the
--- exact transaction PostgresKvStore.writeOnce runs for it: BEGIN; kv_lock_row
--- (no row); kv_insert_placeholder; kv_put; COMMIT. Keys are random over 10^12,
--- so (almost) every transaction creates a key, as the ghz cas-new scenario does.
--- Each statement below is src/store/postgres/sql/<name>.sql with its
--- parameters replaced as its "-- src:" line says ($2 is the key as UTF-8 bytes,
--- $3 the same 64-byte value the ghz scenarios send). bench/run.mjs refuses to
--- run when a statement no longer matches its source (regenerate the bodies with
+-- pgbench: CompareAndSet(expected any) of a key that does not exist yet,
+-- exactly what the service sends for one write committed alone: one call of
+-- agentstate_kv_write (migrations/0004_kv_write.sql) in autocommit, as a named
+-- prepared statement (run with pgbench -M prepared, as node-postgres does).
+-- Keys are random over 10^12, so (almost) every call creates a key, as the ghz
+-- cas-new scenario does. The statement below is src/store/postgres/sql/kv_write.sql
+-- with its parameters replaced as its "-- src:" line says ($2 the key as UTF-8
+-- bytes, $4 the same 64-byte value the ghz scenarios send, $13 the 10 s
+-- deadline check every served write carries). bench/run.mjs refuses to run
+-- when the statement no longer matches its source (regenerate the body with
 -- node bench/lib/pgbenchSql.mjs --write).
 \set k random(1, 1000000000000)
-BEGIN;
--- src: kv_lock_row | $1='pgbench' | $2=convert_to('k/' || :k, 'UTF8')
-SELECT key, value, content_type, version, create_revision, mod_revision,
-       created_at, updated_at, expires_at, now() AS db_now
-FROM kv WHERE namespace = 'pgbench' AND key = convert_to('k/' || :k, 'UTF8')
-FOR UPDATE;
--- src: kv_insert_placeholder | $1='pgbench' | $2=convert_to('k/' || :k, 'UTF8')
-INSERT INTO kv (namespace, key, value, version, create_revision, mod_revision, created_at, updated_at)
-VALUES ('pgbench', convert_to('k/' || :k, 'UTF8'), ''::bytea, 0, 0, 0, now(), now())
-ON CONFLICT (namespace, key) DO NOTHING
-RETURNING 1 AS claimed;
--- src: kv_put | $1='pgbench' | $2=convert_to('k/' || :k, 'UTF8') | $3='\x76767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676'::bytea | $4='' | $5=1 | $6=NULL | $7=true
-WITH rev AS (
-  UPDATE agentstate_state SET revision = revision + 1 WHERE id = 1
-  RETURNING revision, now() AS ts, cache_epoch
-), up AS (
-  UPDATE kv SET
-    value = '\x76767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676'::bytea, content_type = '', version = 1,
-    create_revision = CASE WHEN true THEN rev.revision ELSE kv.create_revision END,
-    created_at = CASE WHEN true THEN rev.ts ELSE kv.created_at END,
-    mod_revision = rev.revision, updated_at = rev.ts,
-    expires_at = CASE WHEN NULL::bigint IS NULL THEN NULL ELSE rev.ts + NULL::bigint * interval '1 millisecond' END
-  FROM rev
-  WHERE kv.namespace = 'pgbench' AND kv.key = convert_to('k/' || :k, 'UTF8')
-  RETURNING kv.key, kv.value, kv.content_type, kv.version, kv.create_revision, kv.mod_revision,
-            kv.created_at, kv.updated_at, kv.expires_at
-), hist AS (
-  INSERT INTO kv_history (revision, namespace, key, op, version, value, content_type, expires_at, created_at)
-  SELECT rev.revision, 'pgbench', convert_to('k/' || :k, 'UTF8'), 1, up.version, up.value, up.content_type, up.expires_at, rev.ts FROM rev, up
-)
-SELECT up.*, rev.revision AS store_revision, rev.cache_epoch FROM up, rev;
-COMMIT;
+-- src: kv_write | $1=ARRAY['pgbench'] | $2=ARRAY[convert_to('k/' || :k, 'UTF8')] | $3=ARRAY[1] | $4=ARRAY['\x76767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676'::bytea] | $5=ARRAY[''] | $6=ARRAY[NULL::bigint] | $7=ARRAY[0] | $8=ARRAY[NULL::bigint] | $9=ARRAY[NULL::text] | $10=ARRAY[NULL::bigint] | $11=ARRAY[NULL::text] | $12=ARRAY[NULL::bytea] | $13=ARRAY[10000] | $14=ARRAY[NULL::bigint] | $15=ARRAY[false] | $16=false
+SELECT * FROM agentstate_kv_write(ARRAY['pgbench']::text[], ARRAY[convert_to('k/' || :k, 'UTF8')]::bytea[], ARRAY[1]::smallint[], ARRAY['\x76767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676'::bytea]::bytea[], ARRAY['']::text[], ARRAY[NULL::bigint]::bigint[],
+  ARRAY[0]::smallint[], ARRAY[NULL::bigint]::bigint[], ARRAY[NULL::text]::text[], ARRAY[NULL::bigint]::bigint[], ARRAY[NULL::text]::text[], ARRAY[NULL::bytea]::bytea[], ARRAY[10000]::bigint[],
+  ARRAY[NULL::bigint]::bigint[], ARRAY[false]::boolean[], false::boolean);

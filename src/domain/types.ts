@@ -93,6 +93,14 @@ export interface ListResult {
   more: boolean;
 }
 
+/** What a write knows of its caller. */
+export interface WriteOptions {
+  /** Aborted when the caller has gone: a write not yet made must not be made. */
+  signal?: AbortSignal;
+  /** The caller's deadline in ms since the epoch: a write not made by then is not made. */
+  deadline?: number;
+}
+
 export type ReadConsistency = "linearizable" | "database";
 
 /**
@@ -102,7 +110,6 @@ export type ReadConsistency = "linearizable" | "database";
  */
 export interface KvStore {
   get(namespace: string, key: string, consistency: ReadConsistency): Promise<ReadResult>;
-  /** `signal`: the caller has gone; a write that has not committed yet must not commit. */
-  write(command: WriteCommand, signal?: AbortSignal): Promise<WriteOutcome>;
+  write(command: WriteCommand, opts?: WriteOptions): Promise<WriteOutcome>;
   list(query: ListQuery): Promise<ListResult>;
 }

@@ -35,6 +35,12 @@ export class Metrics {
     buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60],
     registers: [this.registry],
   });
+  readonly kvWriteBatch = new Histogram({
+    name: "agentstate_kv_write_batch_size",
+    help: "CompareAndSet/Delete writes committed together in one Postgres transaction (group commit)",
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+    registers: [this.registry],
+  });
   readonly subscribers = new Gauge({
     name: "agentstate_subscribers",
     help: "Open Subscribe streams",

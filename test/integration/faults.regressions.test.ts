@@ -5,6 +5,7 @@
  * the fix.
  */
 import * as assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
 import { status, type ServiceError } from "@grpc/grpc-js";
 import { Client } from "pg";
 import {
@@ -21,6 +22,10 @@ import { startCluster, type Cluster } from "../support/startCluster";
 import { getTestEnv } from "../support/TestEnv";
 
 const NS = "faultreg";
+
+function idleEvent(i: number) {
+  return { id: randomUUID(), type: "idle", data: Buffer.from(String(i)), metadata: {} };
+}
 
 /** Settles with the reply or the error, never rejects. */
 function settle<T>(p: Promise<T>): Promise<{ ok: T } | { err: ServiceError }> {
@@ -164,33 +169,57 @@ describe("fault regressions: a write transaction left idle by a slow link to Pos
   });
 
   // Postgres ends a transaction whose next statement is late (25P03): nothing was written, UNAVAILABLE.
+  // An append is a multi-statement transaction; a KV write is one statement in
+  // autocommit, so a slow link makes it slow but never leaves it idle.
   it("a write whose transaction Postgres ends for idling answers UNAVAILABLE, never INTERNAL", async () => {
     assert.ok(client && toxi && server);
+    const events = new EventClient(server.address);
     await client.compareAndSet({ namespace: NS, key: "idle", expected: { any: true }, value: Buffer.from("v0") });
+    await events.appendEvent({ namespace: NS, stream: "idle", expected: { any: true }, events: [idleEvent(0)] });
     await toxi.addToxic("pg", { name: "slow", type: "latency", attributes: { latency: 800, jitter: 0 } });
-    const answers: string[] = [];
+    const kvAnswers: string[] = [];
+    const appendAnswers: string[] = [];
+    const answer = (r: { ok: unknown } | { err: ServiceError }) =>
+      "ok" in r ? "OK" : `${status[r.err.code]}: ${r.err.details}`;
     try {
-      for (let i = 1; i <= 3; i++) {
-        const r = await settle(
-          client.compareAndSet(
-            { namespace: NS, key: "idle", expected: { any: true }, value: Buffer.from(`v${i}`) },
-            { deadlineMs: 30_000 },
+      for (let i = 1; i <= 2; i++) {
+        kvAnswers.push(
+          answer(
+            await settle(
+              client.compareAndSet(
+                { namespace: NS, key: "idle", expected: { any: true }, value: Buffer.from(`v${i}`) },
+                { deadlineMs: 30_000 },
+              ),
+            ),
           ),
         );
-        answers.push("ok" in r ? "OK" : `${status[r.err.code]}: ${r.err.details}`);
+      }
+      for (let i = 1; i <= 3; i++) {
+        appendAnswers.push(
+          answer(
+            await settle(
+              events.appendEvent(
+                { namespace: NS, stream: "idle", expected: { any: true }, events: [idleEvent(i)] },
+                { deadlineMs: 30_000 },
+              ),
+            ),
+          ),
+        );
       }
     } finally {
       await toxi.removeToxic("pg", "slow");
+      events.close();
     }
     assert.equal(server.running, true, `the replica crashed:\n${server.tail(30)}`);
+    assert.deepEqual(kvAnswers, ["OK", "OK"], `KV writes: ${kvAnswers.join("; ")}`);
     assert.deepEqual(
-      answers.filter((a) => a.startsWith("INTERNAL")),
+      appendAnswers.filter((a) => a.startsWith("INTERNAL")),
       [],
-      `answers: ${answers.join("; ")}`,
+      `answers: ${appendAnswers.join("; ")}`,
     );
     assert.ok(
-      answers.some((a) => a.startsWith("UNAVAILABLE")),
-      `the idle timeout was hit: ${answers.join("; ")}`,
+      appendAnswers.some((a) => a.startsWith("UNAVAILABLE")),
+      `the idle timeout was hit: ${appendAnswers.join("; ")}`,
     );
   });
 });

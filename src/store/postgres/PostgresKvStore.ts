@@ -1,13 +1,20 @@
 /**
- * PostgresKvStore: the durable truth for versioned keys. A write is one
- * READ COMMITTED transaction that locks the key's row, checks the fence and the
- * expected condition with the domain's rules, then takes the store revision
- * (last, so revisions follow commit order) and writes the row and its history
- * entry. The reply is sent only after COMMIT returns (guarantee 1).
+ * PostgresKvStore: the durable truth for versioned keys.
+ *
+ * Writes are group-committed. The writes that arrive while a batch is being
+ * committed form the next batch, sent as one call of agentstate_kv_write
+ * (migrations/0004_kv_write.sql) in autocommit: the function locks every key
+ * first, then takes the store revision (last, so revisions follow commit
+ * order) and applies each write in turn with its own condition, fence and
+ * idempotency record. One round trip and one WAL flush serve the whole batch,
+ * and every caller gets its own outcome once the batch has committed
+ * (guarantee 1). A write whose key another transaction holds is answered
+ * `busy` by the batch and is then run alone, waiting for the key as a single
+ * write would, so one held key never stalls the others.
  */
 import { performance } from "node:perf_hooks";
-import type { Pool, PoolClient } from "pg";
-import { expectationHolds, isExpired, nextVersion } from "../../domain/casRules";
+import type { Pool } from "pg";
+import { isExpired } from "../../domain/casRules";
 import { requestFingerprint } from "../../domain/fingerprint";
 import type {
   Item,
@@ -17,19 +24,19 @@ import type {
   ReadConsistency,
   ReadResult,
   WriteCommand,
+  WriteOptions,
   WriteOutcome,
 } from "../../domain/types";
 import { abortError } from "../../errors/abort";
-import { FailedPreconditionError, UnavailableError } from "../../errors/errors";
-import { checkFence } from "./checkFence";
-import { checkout } from "./checkout";
+import { AppError, DeadlineExceededError, FailedPreconditionError, UnavailableError } from "../../errors/errors";
+import { fenceError } from "./checkFence";
 import { isRetryableConflict, translatePgError } from "./pgErrors";
-import { itemFromJson, itemToJson, keyBytes, rowToItem, type ItemJson, type KvRow } from "./rows";
+import { itemFromJson, keyBytes, rowToItem, type ItemJson, type KvRow } from "./rows";
 import { sql, type Statement } from "./sql";
 
-/** Extra steps the cache layer asks of a write transaction. */
-export interface WriteHooks {
-  /** Move the cache to a new epoch inside this transaction (the cache could not be invalidated). */
+/** Extra steps the cache layer asks of a write. */
+export interface WriteHooks extends WriteOptions {
+  /** Move the cache to a new epoch in this write's transaction (the cache could not be invalidated). */
   bumpCacheEpoch?: boolean;
   /**
    * The cache epoch the write marked its key in. If the epoch has moved since
@@ -38,15 +45,20 @@ export interface WriteHooks {
    * bumps the epoch itself, as an unmarked write does.
    */
   markedEpoch?: number;
-  /** performance.now() value after which the transaction must not commit. */
+  /** performance.now() value after which the write must not be made. */
   commitDeadline?: number;
-  /** Aborted when the caller has gone: the transaction then rolls back instead of committing. */
-  signal?: AbortSignal;
 }
 
 export interface WriteResult extends WriteOutcome {
-  /** Set when the transaction bumped the cache epoch. */
+  /** Set when the write's transaction bumped the cache epoch and the write must wait it out. */
   epochBump?: { epoch: number; prevAgeMs: number };
+}
+
+export interface PostgresKvStoreOptions {
+  /** Most writes in one batch (1: every write alone). */
+  batchMax: number;
+  /** Told the size of every batch sent (metrics). */
+  observeBatch?: (writes: number) => void;
 }
 
 interface OutcomeJson {
@@ -55,10 +67,59 @@ interface OutcomeJson {
   item: ItemJson | null;
 }
 
+/** A row of agentstate_kv_write's result. */
+interface WriteRow {
+  idx: number;
+  status: number;
+  revision: number | null;
+  value: Buffer | null;
+  content_type: string | null;
+  version: number | null;
+  create_revision: number | null;
+  mod_revision: number | null;
+  created_at: Date | null;
+  updated_at: Date | null;
+  expires_at: Date | null;
+  outcome: OutcomeJson | null;
+  fence_last: number | null;
+  bump_epoch: number | null;
+  bump_prev_age_ms: number | null;
+}
+
+const enum Status {
+  Applied = 1,
+  NotApplied = 2,
+  Replayed = 3,
+  IdempotencyKeyReused = 4,
+  FenceUnknown = 5,
+  FenceStale = 6,
+  DeadlinePassed = 7,
+  Busy = 8,
+}
+
+/** One write waiting for its batch. */
+interface Pending {
+  cmd: WriteCommand;
+  hooks: WriteHooks;
+  fingerprint: Buffer | null;
+  resolve(result: WriteResult): void;
+  reject(err: unknown): void;
+}
+
 const MAX_CONFLICT_RETRIES = 5;
+/** Bytes of values per batch: a batch is one message to Postgres. */
+const MAX_BATCH_VALUE_BYTES = 4 * 1024 * 1024;
+/** Batches in flight per replica: the next one gathers the writes that arrive meanwhile. */
+const MAX_BATCHES_IN_FLIGHT = 1;
 
 export class PostgresKvStore implements KvStore {
-  constructor(private readonly pool: Pool) {}
+  private readonly queue: Pending[] = [];
+  private batchesInFlight = 0;
+
+  constructor(
+    private readonly pool: Pool,
+    private readonly opts: PostgresKvStoreOptions = { batchMax: 64 },
+  ) {}
 
   async get(namespace: string, key: string, _consistency?: ReadConsistency): Promise<ReadResult> {
     const res = await this.query<KvRow & { db_now: Date; store_revision: number }>(sql("kv_get"), [
@@ -97,158 +158,111 @@ export class PostgresKvStore implements KvStore {
     return { items, revision, more };
   }
 
-  write(command: WriteCommand, signal?: AbortSignal): Promise<WriteOutcome> {
-    return this.writeWithHooks(command, { signal });
+  write(command: WriteCommand, opts?: WriteOptions): Promise<WriteOutcome> {
+    return this.writeWithHooks(command, { ...opts });
   }
 
-  async writeWithHooks(cmd: WriteCommand, hooks: WriteHooks): Promise<WriteResult> {
+  /** Queues the write for the next batch; settles once that batch has committed (or failed). */
+  writeWithHooks(cmd: WriteCommand, hooks: WriteHooks): Promise<WriteResult> {
+    if (hooks.signal?.aborted) return Promise.reject(abortError(hooks.signal, "nothing was written"));
+    return new Promise<WriteResult>((resolve, reject) => {
+      const fingerprint = cmd.idempotencyKey !== undefined ? requestFingerprint(cmd) : null;
+      this.queue.push({ cmd, hooks, fingerprint, resolve, reject });
+      this.startBatches();
+    });
+  }
+
+  private startBatches(): void {
+    while (this.batchesInFlight < MAX_BATCHES_IN_FLIGHT && this.queue.length > 0) {
+      const batch = this.takeBatch();
+      if (batch.length === 0) continue;
+      this.batchesInFlight++;
+      void this.runBatch(batch, false).finally(() => {
+        this.batchesInFlight--;
+        this.startBatches();
+      });
+    }
+  }
+
+  /**
+   * The next batch from the queue, sorted by namespace and key (concurrent
+   * batches then claim keys in one order). Writes whose caller has gone are
+   * answered here; a second write with an idempotency key already in the
+   * batch waits for the next one.
+   */
+  private takeBatch(): Pending[] {
+    const batch: Pending[] = [];
+    const idem = new Set<string>();
+    let bytes = 0;
+    let i = 0;
+    while (i < this.queue.length && batch.length < this.opts.batchMax) {
+      const p = this.queue[i]!;
+      const gone = tooLate(p.hooks);
+      if (gone) {
+        this.queue.splice(i, 1);
+        p.reject(gone);
+        continue;
+      }
+      const size = p.cmd.op === "put" ? p.cmd.value.length : 0;
+      if (batch.length > 0 && bytes + size > MAX_BATCH_VALUE_BYTES) break;
+      const ik = p.cmd.idempotencyKey === undefined ? undefined : `${p.cmd.namespace}\0${p.cmd.idempotencyKey}`;
+      if (ik !== undefined && idem.has(ik)) {
+        i++;
+        continue;
+      }
+      if (ik !== undefined) idem.add(ik);
+      bytes += size;
+      batch.push(p);
+      this.queue.splice(i, 1);
+    }
+    return batch.sort(byKey);
+  }
+
+  /**
+   * Sends one batch and settles its writes. `wait` false: writes on keys held
+   * elsewhere come back busy and are run alone (with `wait` true) at once.
+   */
+  private async runBatch(batch: Pending[], wait: boolean): Promise<void> {
+    let rows: WriteRow[];
     for (let attempt = 0; ; attempt++) {
+      const live: Pending[] = [];
+      for (const p of batch) {
+        const gone = tooLate(p.hooks);
+        if (gone) p.reject(gone);
+        else live.push(p);
+      }
+      batch = live;
+      if (batch.length === 0) return;
       try {
-        return await this.writeOnce(cmd, hooks);
+        this.opts.observeBatch?.(batch.length);
+        rows = (await this.pool.query<WriteRow>(sql("kv_write"), batchParams(batch, wait))).rows;
+        break;
       } catch (err) {
         if (isRetryableConflict(err) && attempt < MAX_CONFLICT_RETRIES) continue;
-        throw translatePgError(err);
+        const e = translatePgError(err);
+        if (batch.length > 1 && !(e instanceof AppError)) {
+          // Not the database being unavailable: find the write it belongs to by running each alone.
+          await Promise.all(batch.map((p) => this.runBatch([p], true)));
+          return;
+        }
+        for (const p of batch) p.reject(e);
+        return;
       }
     }
-  }
-
-  private async writeOnce(cmd: WriteCommand, hooks: WriteHooks): Promise<WriteResult> {
-    if (hooks.signal?.aborted) throw abortError(hooks.signal, "nothing was written");
-    const { client, release } = await checkout(this.pool);
-    let inTx = false;
-    try {
-      await client.query("BEGIN");
-      inTx = true;
-      const ns = cmd.namespace;
-      const kb = keyBytes(cmd.key);
-
-      if (cmd.idempotencyKey !== undefined) {
-        const fp = requestFingerprint(cmd);
-        const claim = await client.query(sql("idempotency_claim"), [ns, cmd.idempotencyKey, fp]);
-        if (claim.rowCount === 0) {
-          const prior = await client.query<{ fingerprint: Buffer; outcome: OutcomeJson }>(sql("idempotency_lookup"), [
-            ns,
-            cmd.idempotencyKey,
-          ]);
-          await client.query("ROLLBACK");
-          inTx = false;
-          const row = prior.rows[0];
-          if (!row) throw new UnavailableError("idempotency record vanished; retry");
-          if (!row.fingerprint.equals(fp)) {
-            throw new FailedPreconditionError(
-              "idempotency_key was already used for a different request",
-              "IDEMPOTENCY_KEY_REUSED",
-            );
-          }
-          return {
-            applied: row.outcome.applied,
-            revision: row.outcome.revision,
-            item: row.outcome.item === null ? undefined : itemFromJson(row.outcome.item),
-            replayed: true,
-          };
-        }
+    for (const row of rows) {
+      const p = batch[row.idx - 1];
+      if (!p) continue;
+      if (row.status === Status.Busy) {
+        if (wait) p.reject(new UnavailableError("write could not claim its key; nothing was written, retry"));
+        else void this.runBatch([p], true);
+        continue;
       }
-
-      // Lock the key's row, or claim the absent key with a placeholder row.
-      let current: Item | undefined;
-      let rowExists = false;
-      let placeholder = false;
-      const wouldCreate = cmd.op === "put" && cmd.expected.kind !== "version";
-      for (;;) {
-        const res = await client.query<KvRow & { db_now: Date }>(sql("kv_lock_row"), [ns, kb]);
-        const row = res.rows[0];
-        if (row) {
-          rowExists = true;
-          current =
-            row.version > 0 && !isExpired({ expireTime: row.expires_at ?? undefined }, row.db_now)
-              ? rowToItem(row)
-              : undefined;
-          break;
-        }
-        if (!wouldCreate) break;
-        const claimed = await client.query(sql("kv_insert_placeholder"), [ns, kb]);
-        if (claimed.rowCount === 1) {
-          placeholder = true;
-          rowExists = true;
-          break;
-        }
-        // A concurrent writer created the key and committed: lock its row instead.
+      try {
+        p.resolve(settle(p, row));
+      } catch (err) {
+        p.reject(err);
       }
-
-      if (cmd.fence !== undefined) await checkFence(client, ns, cmd.fence);
-
-      let outcome: WriteResult;
-      let epochNow: number | undefined;
-      if (!expectationHolds(cmd.expected, current)) {
-        if (placeholder) await client.query(sql("kv_delete_placeholder"), [ns, kb]);
-        outcome = { applied: false, item: current, revision: await this.currentRevision(client), replayed: false };
-      } else if (cmd.op === "put") {
-        const res = await client.query<KvRow & { store_revision: number; cache_epoch: number }>(sql("kv_put"), [
-          ns,
-          kb,
-          cmd.value,
-          cmd.contentType,
-          nextVersion(current),
-          cmd.ttlMs ?? null,
-          current === undefined,
-        ]);
-        const row = res.rows[0];
-        if (!row) throw new Error("kv_put wrote no row");
-        epochNow = row.cache_epoch;
-        outcome = { applied: true, item: rowToItem(row), revision: row.store_revision, replayed: false };
-      } else if (current !== undefined && rowExists) {
-        const res = await client.query<KvRow & { store_revision: number; cache_epoch: number }>(sql("kv_delete"), [
-          ns,
-          kb,
-          2,
-        ]);
-        const row = res.rows[0];
-        if (!row) throw new Error("kv_delete removed no row");
-        epochNow = row.cache_epoch;
-        outcome = { applied: true, item: rowToItem(row), revision: row.store_revision, replayed: false };
-      } else {
-        // Deleting an absent (or expired) key whose condition holds: nothing changes.
-        outcome = { applied: true, item: undefined, revision: await this.currentRevision(client), replayed: false };
-      }
-
-      const markLost = hooks.markedEpoch !== undefined && epochNow !== undefined && epochNow !== hooks.markedEpoch;
-      if (hooks.bumpCacheEpoch || markLost) {
-        const b = await client.query<{ cache_epoch: number; prev_age_ms: number }>(sql("cache_epoch_bump"), [null]);
-        const r = b.rows[0];
-        if (r) outcome.epochBump = { epoch: r.cache_epoch, prevAgeMs: r.prev_age_ms };
-      }
-
-      if (cmd.idempotencyKey !== undefined) {
-        const json: OutcomeJson = {
-          applied: outcome.applied,
-          revision: outcome.revision,
-          item: outcome.item ? itemToJson(outcome.item) : null,
-        };
-        await client.query(sql("idempotency_record"), [ns, cmd.idempotencyKey, json]);
-      }
-
-      if (hooks.signal?.aborted) {
-        // The caller has gone (cancelled, deadline passed, server stopping): do not commit for nobody.
-        throw abortError(hooks.signal, "nothing was written");
-      }
-      if (hooks.commitDeadline !== undefined && performance.now() > hooks.commitDeadline) {
-        // Committing now could outlive the cache's write-in-flight marker.
-        throw new UnavailableError("write took too long to commit safely; nothing was written, retry");
-      }
-      await client.query("COMMIT");
-      inTx = false;
-      return outcome;
-    } catch (err) {
-      if (inTx) await client.query("ROLLBACK").catch(() => undefined);
-      throw err;
-    } finally {
-      release();
     }
-  }
-
-  private async currentRevision(client: PoolClient): Promise<number> {
-    const r = await client.query<{ store_revision: number }>(sql("store_revision"), []);
-    return r.rows[0]?.store_revision ?? 0;
   }
 
   private async query<R extends object>(statement: Statement, values: unknown[]) {
@@ -258,6 +272,114 @@ export class PostgresKvStore implements KvStore {
       throw translatePgError(err);
     }
   }
+}
+
+/** The error for a write that must not be made any more, or undefined. */
+function tooLate(hooks: WriteHooks): AppError | undefined {
+  if (hooks.signal?.aborted) return abortError(hooks.signal, "nothing was written");
+  if (hooks.deadline !== undefined && Date.now() >= hooks.deadline) {
+    return new DeadlineExceededError("deadline passed; nothing was written");
+  }
+  if (hooks.commitDeadline !== undefined && performance.now() >= hooks.commitDeadline) {
+    // Committing now could outlive the cache's write-in-flight marker.
+    return new UnavailableError("write took too long to commit safely; nothing was written, retry");
+  }
+  return undefined;
+}
+
+/** Milliseconds from now within which the write must be made (the tighter deadline), or null. */
+function remainingMs(hooks: WriteHooks): number | null {
+  let ms = Infinity;
+  if (hooks.deadline !== undefined) ms = hooks.deadline - Date.now();
+  if (hooks.commitDeadline !== undefined) ms = Math.min(ms, hooks.commitDeadline - performance.now());
+  return ms === Infinity ? null : Math.max(0, Math.floor(ms));
+}
+
+function byKey(a: Pending, b: Pending): number {
+  if (a.cmd.namespace !== b.cmd.namespace) return a.cmd.namespace < b.cmd.namespace ? -1 : 1;
+  return Buffer.compare(keyBytes(a.cmd.key), keyBytes(b.cmd.key));
+}
+
+function batchParams(batch: Pending[], wait: boolean): unknown[] {
+  const n = batch.length;
+  const cols: unknown[][] = Array.from({ length: 15 }, () => new Array<unknown>(n));
+  batch.forEach(({ cmd, hooks, fingerprint }, i) => {
+    const put = cmd.op === "put";
+    cols[0]![i] = cmd.namespace;
+    cols[1]![i] = keyBytes(cmd.key);
+    cols[2]![i] = put ? 1 : 2;
+    cols[3]![i] = put ? cmd.value : null;
+    cols[4]![i] = put ? cmd.contentType : null;
+    cols[5]![i] = put ? (cmd.ttlMs ?? null) : null;
+    cols[6]![i] = cmd.expected.kind === "any" ? 0 : cmd.expected.kind === "absent" ? 1 : 2;
+    cols[7]![i] = cmd.expected.kind === "version" ? cmd.expected.version : null;
+    cols[8]![i] = cmd.fence?.lockName ?? null;
+    cols[9]![i] = cmd.fence?.token ?? null;
+    cols[10]![i] = cmd.idempotencyKey ?? null;
+    cols[11]![i] = fingerprint;
+    cols[12]![i] = remainingMs(hooks);
+    cols[13]![i] = hooks.markedEpoch ?? null;
+    cols[14]![i] = hooks.bumpCacheEpoch === true;
+  });
+  return [...cols, wait];
+}
+
+/** The outcome (or error) of one write from its row. */
+function settle(p: Pending, row: WriteRow): WriteResult {
+  const { cmd, hooks } = p;
+  switch (row.status as Status) {
+    case Status.Applied:
+    case Status.NotApplied: {
+      const result: WriteResult = {
+        applied: row.status === Status.Applied,
+        item: rowItem(cmd, row),
+        revision: row.revision!,
+        replayed: false,
+      };
+      if (row.bump_epoch !== null) result.epochBump = { epoch: row.bump_epoch, prevAgeMs: row.bump_prev_age_ms ?? 0 };
+      return result;
+    }
+    case Status.Replayed: {
+      const o = row.outcome!;
+      return {
+        applied: o.applied,
+        revision: o.revision,
+        item: o.item === null ? undefined : itemFromJson(o.item),
+        replayed: true,
+      };
+    }
+    case Status.IdempotencyKeyReused:
+      throw new FailedPreconditionError(
+        "idempotency_key was already used for a different request",
+        "IDEMPOTENCY_KEY_REUSED",
+      );
+    case Status.FenceUnknown:
+    case Status.FenceStale:
+      throw fenceError(cmd.fence!, row.fence_last ?? undefined);
+    case Status.DeadlinePassed:
+      throw (
+        tooLate(hooks) ??
+        new DeadlineExceededError("deadline passed before the write could be made; nothing was written")
+      );
+    default:
+      throw new Error(`agentstate_kv_write returned status ${row.status}`);
+  }
+}
+
+function rowItem(cmd: WriteCommand, row: WriteRow): Item | undefined {
+  if (row.version === null) return undefined;
+  return {
+    key: cmd.key,
+    // An applied put's value is the caller's own, not sent back by Postgres.
+    value: row.value ?? (cmd.op === "put" ? cmd.value : Buffer.alloc(0)),
+    contentType: row.content_type ?? "",
+    version: row.version,
+    createRevision: row.create_revision!,
+    modRevision: row.mod_revision!,
+    createTime: row.created_at!,
+    updateTime: row.updated_at!,
+    expireTime: row.expires_at ?? undefined,
+  };
 }
 
 /** The smallest byte string greater than every string with this prefix (null: none). */

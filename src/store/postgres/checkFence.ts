@@ -12,16 +12,19 @@ import { sql } from "./sql";
 export async function checkFence(client: PoolClient, namespace: string, fence: Fence): Promise<void> {
   const f = await client.query<{ last_token: number }>(sql("fence_check"), [namespace, fence.lockName]);
   const last = f.rows[0]?.last_token;
+  if (last === undefined || fence.token !== last) throw fenceError(fence, last);
+}
+
+/** The refusal of a fence whose token is not `last`, the latest issued for its lock name (undefined: none issued). */
+export function fenceError(fence: Fence, last: number | undefined): FailedPreconditionError {
   if (last === undefined || fence.token > last) {
-    throw new FailedPreconditionError(
+    return new FailedPreconditionError(
       `fence token ${fence.token} was never issued for lock "${fence.lockName}"`,
       "FENCE_UNKNOWN",
     );
   }
-  if (fence.token < last) {
-    throw new FailedPreconditionError(
-      `fence token ${fence.token} for lock "${fence.lockName}" is stale: token ${last} was issued since`,
-      "FENCE_STALE",
-    );
-  }
+  return new FailedPreconditionError(
+    `fence token ${fence.token} for lock "${fence.lockName}" is stale: token ${last} was issued since`,
+    "FENCE_STALE",
+  );
 }

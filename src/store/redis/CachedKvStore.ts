@@ -28,6 +28,7 @@ import type {
   ReadConsistency,
   ReadResult,
   WriteCommand,
+  WriteOptions,
   WriteOutcome,
 } from "../../domain/types";
 import {
@@ -152,7 +153,7 @@ export class CachedKvStore implements KvStore {
     return res;
   }
 
-  async write(cmd: WriteCommand, signal?: AbortSignal): Promise<WriteOutcome> {
+  async write(cmd: WriteCommand, opts: WriteOptions = {}): Promise<WriteOutcome> {
     const keys = this.keysFor(cmd.namespace, cmd.key);
     const writerId = nextId();
     const started = performance.now();
@@ -170,7 +171,7 @@ export class CachedKvStore implements KvStore {
       }
     }
     if (!marked) {
-      const { epochBump, ...outcome } = await this.pg.writeWithHooks(cmd, { bumpCacheEpoch: true, signal });
+      const { epochBump, ...outcome } = await this.pg.writeWithHooks(cmd, { ...opts, bumpCacheEpoch: true });
       if (epochBump) await this.waitOutBump(epochBump);
       return outcome;
     }
@@ -178,7 +179,7 @@ export class CachedKvStore implements KvStore {
     const commitDeadline = started + this.opts.markerTtlMs - this.opts.statementTimeoutMs;
     let out;
     try {
-      out = await this.pg.writeWithHooks(cmd, { commitDeadline, markedEpoch, signal });
+      out = await this.pg.writeWithHooks(cmd, { ...opts, commitDeadline, markedEpoch });
     } catch (err) {
       // Refused before COMMIT was sent: nothing changed, clear the marker now.
       // Any other failure may hide a commit; the marker then simply expires.
