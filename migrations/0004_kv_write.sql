@@ -220,8 +220,10 @@ BEGIN
           r := ROW(i, 2, rev, cur.key, cur.value, cur.content_type, cur.version, cur.create_revision,
                    cur.mod_revision, cur.created_at, cur.updated_at, cur.expires_at, NULL, NULL, NULL, NULL);
         END IF;
-        oc := jsonb_build_object('applied', false, 'revision', rev,
-                                 'item', CASE WHEN has THEN agentstate_item_json(cur) ELSE NULL END);
+        IF claimed[i] THEN
+          oc := jsonb_build_object('applied', false, 'revision', rev,
+                                   'item', CASE WHEN has THEN agentstate_item_json(cur) ELSE NULL END);
+        END IF;
       ELSIF p_op[i] = 1 THEN
         rev := rev + 1;
         IF FOUND THEN
@@ -245,10 +247,13 @@ BEGIN
         INSERT INTO kv_history (revision, namespace, key, op, version, value, content_type, expires_at, created_at)
         VALUES (rev, p_ns[i], p_key[i], 1, nw.version, nw.value, nw.content_type, nw.expires_at, now());
         st[i] := 1;
+        placeholder[i] := false; -- now the key's row
         -- The value is the caller's own: not sent back.
         r := ROW(i, 1, rev, nw.key, NULL, nw.content_type, nw.version, nw.create_revision, nw.mod_revision,
                  nw.created_at, nw.updated_at, nw.expires_at, NULL, NULL, NULL, NULL);
-        oc := jsonb_build_object('applied', true, 'revision', rev, 'item', agentstate_item_json(nw));
+        IF claimed[i] THEN
+          oc := jsonb_build_object('applied', true, 'revision', rev, 'item', agentstate_item_json(nw));
+        END IF;
         must_wait[i] := p_bump[i] OR (p_marked_epoch[i] IS NOT NULL AND p_marked_epoch[i] <> epoch);
       ELSIF has THEN
         rev := rev + 1;
@@ -258,14 +263,18 @@ BEGIN
         st[i] := 1;
         r := ROW(i, 1, rev, cur.key, cur.value, cur.content_type, cur.version, cur.create_revision,
                  cur.mod_revision, cur.created_at, cur.updated_at, cur.expires_at, NULL, NULL, NULL, NULL);
-        oc := jsonb_build_object('applied', true, 'revision', rev, 'item', agentstate_item_json(cur));
+        IF claimed[i] THEN
+          oc := jsonb_build_object('applied', true, 'revision', rev, 'item', agentstate_item_json(cur));
+        END IF;
         must_wait[i] := p_bump[i] OR (p_marked_epoch[i] IS NOT NULL AND p_marked_epoch[i] <> epoch);
       ELSE
         -- Deleting an absent (or expired) key whose condition holds: nothing changes.
         st[i] := 1;
         r.status := 1;
         r.revision := rev;
-        oc := jsonb_build_object('applied', true, 'revision', rev, 'item', NULL);
+        IF claimed[i] THEN
+          oc := jsonb_build_object('applied', true, 'revision', rev, 'item', NULL);
+        END IF;
       END IF;
       must_wait[i] := must_wait[i] OR p_bump[i];
       IF claimed[i] THEN

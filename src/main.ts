@@ -52,6 +52,7 @@ async function main(): Promise<void> {
   const metrics = new Metrics();
   const pgStore = new PostgresKvStore(pool, {
     batchMax: config.kvWriteBatchMax,
+    batchesInFlight: config.kvWriteBatchesInFlight,
     observeBatch: (n) => metrics.kvWriteBatch.observe(n),
   });
   metrics.watchPool(pool);

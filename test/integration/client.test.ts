@@ -106,6 +106,10 @@ describe("TypeScript client: AgentstateClient against a real server", function (
         ),
         status.DEADLINE_EXCEEDED,
       );
+      // The server learns the deadline as a relative timeout when the call
+      // arrives, so its deadline can be a few ms after the client's. Release
+      // the row only once the deadline has passed by either clock.
+      await new Promise((r) => setTimeout(r, 300));
       await locker.query("ROLLBACK");
     } finally {
       await locker.end().catch(() => undefined);

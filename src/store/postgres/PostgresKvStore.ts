@@ -57,6 +57,13 @@ export interface WriteResult extends WriteOutcome {
 export interface PostgresKvStoreOptions {
   /** Most writes in one batch (1: every write alone). */
   batchMax: number;
+  /**
+   * Batches in flight at once. With two, the second locks its keys while the
+   * first commits, then commits right after it; writes that arrive meanwhile
+   * gather for the next. A key is in at most one batch in flight, so batches
+   * of one replica never find each other's keys held.
+   */
+  batchesInFlight: number;
   /** Told the size of every batch sent (metrics). */
   observeBatch?: (writes: number) => void;
 }
@@ -109,16 +116,16 @@ interface Pending {
 const MAX_CONFLICT_RETRIES = 5;
 /** Bytes of values per batch: a batch is one message to Postgres. */
 const MAX_BATCH_VALUE_BYTES = 4 * 1024 * 1024;
-/** Batches in flight per replica: the next one gathers the writes that arrive meanwhile. */
-const MAX_BATCHES_IN_FLIGHT = 1;
 
 export class PostgresKvStore implements KvStore {
   private readonly queue: Pending[] = [];
   private batchesInFlight = 0;
+  /** Namespace + key of every write in a batch in flight. */
+  private readonly keysInFlight = new Set<string>();
 
   constructor(
     private readonly pool: Pool,
-    private readonly opts: PostgresKvStoreOptions = { batchMax: 64 },
+    private readonly opts: PostgresKvStoreOptions = { batchMax: 64, batchesInFlight: 1 },
   ) {}
 
   async get(namespace: string, key: string, _consistency?: ReadConsistency): Promise<ReadResult> {
@@ -173,11 +180,14 @@ export class PostgresKvStore implements KvStore {
   }
 
   private startBatches(): void {
-    while (this.batchesInFlight < MAX_BATCHES_IN_FLIGHT && this.queue.length > 0) {
+    while (this.batchesInFlight < this.opts.batchesInFlight && this.queue.length > 0) {
       const batch = this.takeBatch();
-      if (batch.length === 0) continue;
+      if (batch.length === 0) return;
       this.batchesInFlight++;
+      const keys = batch.map(keyOf);
+      for (const k of keys) this.keysInFlight.add(k);
       void this.runBatch(batch, false).finally(() => {
+        for (const k of keys) this.keysInFlight.delete(k);
         this.batchesInFlight--;
         this.startBatches();
       });
@@ -187,8 +197,8 @@ export class PostgresKvStore implements KvStore {
   /**
    * The next batch from the queue, sorted by namespace and key (concurrent
    * batches then claim keys in one order). Writes whose caller has gone are
-   * answered here; a second write with an idempotency key already in the
-   * batch waits for the next one.
+   * answered here. Writes on a key in a batch in flight, and a second write
+   * with an idempotency key already in the batch, wait for a later one.
    */
   private takeBatch(): Pending[] {
     const batch: Pending[] = [];
@@ -206,7 +216,8 @@ export class PostgresKvStore implements KvStore {
       const size = p.cmd.op === "put" ? p.cmd.value.length : 0;
       if (batch.length > 0 && bytes + size > MAX_BATCH_VALUE_BYTES) break;
       const ik = p.cmd.idempotencyKey === undefined ? undefined : `${p.cmd.namespace}\0${p.cmd.idempotencyKey}`;
-      if (ik !== undefined && idem.has(ik)) {
+      const key = keyOf(p);
+      if ((ik !== undefined && idem.has(ik)) || this.keysInFlight.has(key)) {
         i++;
         continue;
       }
@@ -293,6 +304,10 @@ function remainingMs(hooks: WriteHooks): number | null {
   if (hooks.deadline !== undefined) ms = hooks.deadline - Date.now();
   if (hooks.commitDeadline !== undefined) ms = Math.min(ms, hooks.commitDeadline - performance.now());
   return ms === Infinity ? null : Math.max(0, Math.floor(ms));
+}
+
+function keyOf(p: Pending): string {
+  return `${p.cmd.namespace}\0${p.cmd.key}`;
 }
 
 function byKey(a: Pending, b: Pending): number {
