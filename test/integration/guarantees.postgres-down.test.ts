@@ -319,6 +319,7 @@ describe("guarantee 7: with Postgres down, writes answer UNAVAILABLE; once it is
       );
       assert.equal(fenced.applied, true);
       s.kv.set(`f-${s.label}`, { version: fenced.item!.version, value: `${tag}-after` });
+      await append(s, `s-${s.label}`, `${tag}-after-fenced`, next.fence);
       await settle(
         c.compareAndSet({ namespace: NS, key: `f-${s.label}`, expected: { any: true }, fence: old.fence }, deadline),
       ).then((r) => assert.ok("err" in r && r.err.code === status.FAILED_PRECONDITION, "the old token is refused"));
