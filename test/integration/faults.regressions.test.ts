@@ -7,17 +7,18 @@
 import * as assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { status, type ServiceError } from "@grpc/grpc-js";
-import { Client } from "pg";
 import {
   AgentstateClient as AgentstateClientImpl,
   type AgentstateClient,
 } from "../../clients/typescript/src/AgentstateClient";
 import { findToxiproxy } from "../faults/goTools";
 import { ToxiproxyServer } from "../faults/ToxiproxyServer";
+import { backendWaitingOnLock } from "../support/backendWaitingOnLock";
 import { EventClient } from "../support/eventClient";
-import { eventually } from "../support/eventually";
+import { holdRowLock } from "../support/holdRowLock";
 import { pgQuery } from "../support/pgQuery";
 import { ServerProcess } from "../support/ServerProcess";
+import { settle } from "../support/settle";
 import { startCluster, type Cluster } from "../support/startCluster";
 import { getTestEnv } from "../support/TestEnv";
 
@@ -25,48 +26,6 @@ const NS = "faultreg";
 
 function idleEvent(i: number) {
   return { id: randomUUID(), type: "idle", data: Buffer.from(String(i)), metadata: {} };
-}
-
-/** Settles with the reply or the error, never rejects. */
-function settle<T>(p: Promise<T>): Promise<{ ok: T } | { err: ServiceError }> {
-  return p.then(
-    (ok) => ({ ok }),
-    (err: ServiceError) => ({ err }),
-  );
-}
-
-/** Pid of the server backend that is waiting for a row lock in `dbUrl`. */
-async function backendWaitingOnLock(dbUrl: string): Promise<number> {
-  return eventually(
-    "a server backend waiting for the row lock",
-    async () => {
-      const rows = await pgQuery<{ pid: number }>(
-        dbUrl,
-        `SELECT pid FROM pg_stat_activity
-          WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()`,
-      );
-      return rows[0]?.pid;
-    },
-    { timeoutMs: 10_000, intervalMs: 20 },
-  );
-}
-
-/**
- * Holds row locks from a connection of its own (BEGIN; SELECT ... FOR UPDATE),
- * so that a server write on those rows waits inside its transaction, holding a
- * pooled client checked out.
- */
-async function holdRowLock(dbUrl: string, sql: string, params: unknown[]): Promise<() => Promise<void>> {
-  const holder = new Client({ connectionString: dbUrl });
-  holder.on("error", () => undefined);
-  await holder.connect();
-  await holder.query("BEGIN");
-  const r = await holder.query(sql, params);
-  assert.ok((r.rowCount ?? 0) > 0, "the row to lock exists");
-  return async () => {
-    await holder.query("ROLLBACK").catch(() => undefined);
-    await holder.end().catch(() => undefined);
-  };
 }
 
 async function assertStillServing(server: ServerProcess, client: AgentstateClient): Promise<void> {

@@ -1,0 +1,18 @@
+import { eventually } from "./eventually";
+import { pgQuery } from "./pgQuery";
+
+/** Pid of a Postgres backend of `dbUrl`'s database that waits for a lock (a server write blocked by holdRowLock). */
+export async function backendWaitingOnLock(dbUrl: string): Promise<number> {
+  return eventually(
+    "a server backend waiting for the row lock",
+    async () => {
+      const rows = await pgQuery<{ pid: number }>(
+        dbUrl,
+        `SELECT pid FROM pg_stat_activity
+          WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()`,
+      );
+      return rows[0]?.pid;
+    },
+    { timeoutMs: 10_000, intervalMs: 20 },
+  );
+}
