@@ -35,8 +35,18 @@ export interface Renewed {
 
 /** What the lock service needs of a lock backend (Redlock, or Postgres in the embedded default). */
 export interface LockStore {
-  /** One attempt; throws UnavailableError when the backend cannot decide (no quorum). */
-  tryAcquire(namespace: string, name: string, ttlMs: number, owner: string): Promise<Acquired | NotAcquired>;
+  /**
+   * One attempt: the lock, or undefined when it is held by someone (or the
+   * acquisition could not be granted with useful validity). Throws
+   * UnavailableError when the backend cannot decide (no quorum).
+   */
+  tryAcquire(namespace: string, name: string, ttlMs: number, owner: string): Promise<Acquired | undefined>;
+  /**
+   * The reply for a caller who did not get the lock: the holder's owner when
+   * known (never the lock's secret) and the store revision. Asked once, when
+   * the caller stops waiting, not after every attempt.
+   */
+  notAcquired(namespace: string, name: string): Promise<NotAcquired>;
   /**
    * Releases the lock if it is held under `secret` and `token` is still the
    * latest token issued for the name; resolves with the store revision then,
@@ -101,7 +111,7 @@ export class LockService {
     for (;;) {
       if (req.signal.aborted) throw abortError(req.signal, "no lock is held for this call");
       const r = await this.store.tryAcquire(req.namespace, req.name, req.ttlMs, req.owner);
-      if (r.acquired) {
+      if (r) {
         if (req.signal.aborted) {
           const { secret, token } = parseLockId(r.lockId);
           await this.store.release(req.namespace, req.name, secret, token).catch(() => undefined);
@@ -110,7 +120,7 @@ export class LockService {
         return r;
       }
       const left = until - Date.now();
-      if (left <= 0) return r;
+      if (left <= 0) return this.store.notAcquired(req.namespace, req.name);
       const jittered = Math.floor(delay / 2 + Math.random() * delay);
       await sleep(Math.min(jittered, left), req.signal);
       delay = Math.min(delay * 2, 250);

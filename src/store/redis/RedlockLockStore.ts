@@ -112,7 +112,7 @@ export class RedlockLockStore implements LockStore {
     return [this.resource(namespace, name), this.ownerKey(namespace, name)];
   }
 
-  async tryAcquire(namespace: string, name: string, ttlMs: number, owner: string): Promise<Acquired | NotAcquired> {
+  async tryAcquire(namespace: string, name: string, ttlMs: number, owner: string): Promise<Acquired | undefined> {
     const keys = this.keys(namespace, name);
     let lock: Lock;
     try {
@@ -120,13 +120,12 @@ export class RedlockLockStore implements LockStore {
     } catch (err) {
       if (!(err instanceof ExecutionError)) throw err;
       await this.throwIfNoQuorumPossible(err);
-      const [holderOwner, revision] = await Promise.all([this.holderOwner(namespace, name), this.revision()]);
-      return { acquired: false, holderOwner, revision };
+      return undefined;
     }
     if (lock.expiration - Date.now() < ttlMs / 5) {
       // Acquisition took too long to leave a useful lock: give it back.
       await this.redlock.release(lock).catch(() => undefined);
-      return { acquired: false, holderOwner: undefined, revision: await this.revision() };
+      return undefined;
     }
     let token: number;
     let revision: number;
@@ -145,7 +144,7 @@ export class RedlockLockStore implements LockStore {
       // Issuing the token took too long (it waits for fenced writes of the
       // previous holder): do not hand out a lock that is nearly spent.
       await this.redlock.release(lock).catch(() => undefined);
-      return { acquired: false, holderOwner: undefined, revision };
+      return undefined;
     }
     return {
       acquired: true,
@@ -154,6 +153,11 @@ export class RedlockLockStore implements LockStore {
       expireTime: new Date(lock.expiration),
       revision,
     };
+  }
+
+  async notAcquired(namespace: string, name: string): Promise<NotAcquired> {
+    const [holderOwner, revision] = await Promise.all([this.holderOwner(namespace, name), this.revision()]);
+    return { acquired: false, holderOwner, revision };
   }
 
   async release(namespace: string, name: string, secret: string, token: number): Promise<number | undefined> {
