@@ -7,8 +7,7 @@
   Result: 2 taken (both keys set with the same TTL, so they expire together);
           0 the lock key exists (held by someone), nothing changed
 ]]
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
 if ARGV[3] ~= nil and ARGV[3] ~= '' then
   redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
 else
