@@ -8,7 +8,7 @@
  * The lock id handed to clients is `<secret>.<token>`: the secret proves
  * holdership to Unlock/RenewLock, the token is repeated in RenewLock replies.
  */
-import { randomBytes } from "node:crypto";
+import { randomFillSync } from "node:crypto";
 import { abortError } from "../errors/abort";
 import { FailedPreconditionError, InvalidArgumentError } from "../errors/errors";
 
@@ -58,8 +58,21 @@ export interface LockStore {
   close(): Promise<void>;
 }
 
+const SECRET_BYTES = 16;
+// Secrets are cut from a block of CSPRNG output filled 256 secrets at a time
+// (one native call instead of one per Lock); no byte is handed out twice.
+const secretPool = Buffer.alloc(SECRET_BYTES * 256);
+let secretPoolUsed = secretPool.length;
+
+/** A lock's secret: 16 bytes from the CSPRNG, as 32 hex digits. */
 export function newLockSecret(): string {
-  return randomBytes(16).toString("hex");
+  if (secretPoolUsed === secretPool.length) {
+    randomFillSync(secretPool);
+    secretPoolUsed = 0;
+  }
+  const secret = secretPool.toString("hex", secretPoolUsed, secretPoolUsed + SECRET_BYTES);
+  secretPoolUsed += SECRET_BYTES;
+  return secret;
 }
 
 export function formatLockId(secret: string, token: number): string {
