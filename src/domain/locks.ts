@@ -8,7 +8,7 @@
  * The lock id handed to clients is `<secret>.<token>`: the secret proves
  * holdership to Unlock/RenewLock, the token is repeated in RenewLock replies.
  */
-import { randomBytes } from "node:crypto";
+import { randomFillSync } from "node:crypto";
 import { abortError } from "../errors/abort";
 import { FailedPreconditionError, InvalidArgumentError } from "../errors/errors";
 
@@ -35,8 +35,18 @@ export interface Renewed {
 
 /** What the lock service needs of a lock backend (Redlock, or Postgres in the embedded default). */
 export interface LockStore {
-  /** One attempt; throws UnavailableError when the backend cannot decide (no quorum). */
-  tryAcquire(namespace: string, name: string, ttlMs: number, owner: string): Promise<Acquired | NotAcquired>;
+  /**
+   * One attempt: the lock, or undefined when it is held by someone (or the
+   * acquisition could not be granted with useful validity). Throws
+   * UnavailableError when the backend cannot decide (no quorum).
+   */
+  tryAcquire(namespace: string, name: string, ttlMs: number, owner: string): Promise<Acquired | undefined>;
+  /**
+   * The reply for a caller who did not get the lock: the holder's owner when
+   * known (never the lock's secret) and the store revision. Asked once, when
+   * the caller stops waiting, not after every attempt.
+   */
+  notAcquired(namespace: string, name: string): Promise<NotAcquired>;
   /**
    * Releases the lock if it is held under `secret` and `token` is still the
    * latest token issued for the name; resolves with the store revision then,
@@ -48,8 +58,21 @@ export interface LockStore {
   close(): Promise<void>;
 }
 
+const SECRET_BYTES = 16;
+// Secrets are cut from a block of CSPRNG output filled 256 secrets at a time
+// (one native call instead of one per Lock); no byte is handed out twice.
+const secretPool = Buffer.alloc(SECRET_BYTES * 256);
+let secretPoolUsed = secretPool.length;
+
+/** A lock's secret: 16 bytes from the CSPRNG, as 32 hex digits. */
 export function newLockSecret(): string {
-  return randomBytes(16).toString("hex");
+  if (secretPoolUsed === secretPool.length) {
+    randomFillSync(secretPool);
+    secretPoolUsed = 0;
+  }
+  const secret = secretPool.toString("hex", secretPoolUsed, secretPoolUsed + SECRET_BYTES);
+  secretPoolUsed += SECRET_BYTES;
+  return secret;
 }
 
 export function formatLockId(secret: string, token: number): string {
@@ -101,7 +124,7 @@ export class LockService {
     for (;;) {
       if (req.signal.aborted) throw abortError(req.signal, "no lock is held for this call");
       const r = await this.store.tryAcquire(req.namespace, req.name, req.ttlMs, req.owner);
-      if (r.acquired) {
+      if (r) {
         if (req.signal.aborted) {
           const { secret, token } = parseLockId(r.lockId);
           await this.store.release(req.namespace, req.name, secret, token).catch(() => undefined);
@@ -110,7 +133,7 @@ export class LockService {
         return r;
       }
       const left = until - Date.now();
-      if (left <= 0) return r;
+      if (left <= 0) return this.store.notAcquired(req.namespace, req.name);
       const jittered = Math.floor(delay / 2 + Math.random() * delay);
       await sleep(Math.min(jittered, left), req.signal);
       delay = Math.min(delay * 2, 250);

@@ -3,10 +3,12 @@
  * server replicas with REDLOCK_URLS listing all three, real Postgres (fencing
  * tokens), real gRPC. Mutual exclusion, fencing of a paused holder, quorum
  * loss and recovery, masters restarted with empty memory, non-holder unlock,
- * expiry, cancelled and timed-out waiters, bad input.
+ * expiry, cancelled and timed-out waiters, bad input, and what each master
+ * stores: the owner beside the lock, taken, extended and dropped with it.
  */
 import * as assert from "node:assert/strict";
 import { status } from "@grpc/grpc-js";
+import { Redis } from "ioredis";
 import { eventually } from "../support/eventually";
 import { expectGrpcError } from "../support/expectGrpcError";
 import { duration, LockClient } from "../support/lockClients";
@@ -42,11 +44,13 @@ describe("locks over Redlock: 3 Redis masters, 2 replicas (guarantee 4)", functi
   const NS = "locks-redlock";
   let masters: RedisProcess[] = [];
   let cluster: Cluster | undefined;
+  let prefix = "";
   const ctx: LockTestContext = { databaseUrl: "", servers: [], locks: [], kvs: [] };
 
   before(async function () {
     this.timeout(120_000);
     const env = await getTestEnv();
+    prefix = env.redisPrefix();
     const started = await Promise.allSettled([RedisProcess.start(), RedisProcess.start(), RedisProcess.start()]);
     masters = started.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
     const failed = started.find((r): r is PromiseRejectedResult => r.status === "rejected");
@@ -56,7 +60,7 @@ describe("locks over Redlock: 3 Redis masters, 2 replicas (guarantee 4)", functi
       name: "locks_redlock",
       env: {
         REDLOCK_URLS: masters.map((m) => m.url).join(","),
-        AGENTSTATE_REDIS_PREFIX: env.redisPrefix(),
+        AGENTSTATE_REDIS_PREFIX: prefix,
         AGENTSTATE_REDIS_TIMEOUT_MS: "300",
         // Two replicas on one host: any free port for /metrics.
         AGENTSTATE_METRICS_PORT: "0",
@@ -129,6 +133,69 @@ describe("locks over Redlock: 3 Redis masters, 2 replicas (guarantee 4)", functi
 
   it("bad input answers INVALID_ARGUMENT naming the field and takes nothing", async () => {
     await badInput(ctx, `${NS}-bad`);
+  });
+
+  it("each master keeps the holder's owner beside the lock (never its secret): extended by RenewLock, gone after Unlock and after expiry; an owner-less Lock reports no owner", async () => {
+    const ns = `${NS}-owner`;
+    const [l0, l1] = [at(ctx.locks, 0), at(ctx.locks, 1)];
+    const lockKey = (name: string) => `${prefix}:lock:${ns}:${name}`;
+    const ownerKey = (name: string) => `${prefix}:lockowner:${ns}:${name}`;
+    const redis = masters.map((m) => new Redis(m.url, { maxRetriesPerRequest: 0 }));
+    // Each master, as [lock key value, owner key value, owner key PTTL].
+    const stored = (name: string) =>
+      Promise.all(
+        redis.map(async (r) => {
+          const [lock, owner, ttl] = await Promise.all([
+            r.get(lockKey(name)),
+            r.get(ownerKey(name)),
+            r.pttl(ownerKey(name)),
+          ]);
+          return { lock, owner, ttl };
+        }),
+      );
+    // Redlock answers at a quorum; the last master may still be applying, hence `eventually`.
+    const onEvery = (
+      what: string,
+      name: string,
+      ok: (s: { lock: string | null; owner: string | null; ttl: number }) => boolean,
+    ) => eventually(what, async () => (await stored(name)).every(ok));
+    try {
+      const a = assertAcquired(
+        await l0.lock({ namespace: ns, name: "owned", ttl: duration(5_000), owner: "agent-7" }),
+        "Lock with an owner",
+      );
+      const secret = a.lockId.split(".")[0]!;
+      await onEvery("the owner beside the lock on every master, with the lock's TTL", "owned", (s) => {
+        return s.lock === secret && s.owner === "agent-7" && s.ttl > 0 && s.ttl <= 5_000;
+      });
+      const seen = await assertHeld(l1, ns, "owned");
+      assert.equal(seen, "agent-7", "the other replica reports the holder's owner");
+      assert.notEqual(seen, secret);
+
+      await l1.renewLock({ namespace: ns, name: "owned", lockId: a.lockId, ttl: duration(60_000) });
+      await onEvery("the owner key extended with the lock", "owned", (s) => s.owner === "agent-7" && s.ttl > 5_000);
+
+      assert.equal((await l1.unlock({ namespace: ns, name: "owned", lockId: a.lockId })).released, true);
+      await onEvery("lock and owner keys gone after Unlock", "owned", (s) => s.lock === null && s.owner === null);
+
+      assertAcquired(
+        await l0.lock({ namespace: ns, name: "brief", ttl: duration(300), owner: "brief-owner" }),
+        "a short lock",
+      );
+      await onEvery("lock and owner keys gone after the TTL", "brief", (s) => s.lock === null && s.owner === null);
+
+      // An owner key left behind (e.g. by an older replica) must not be reported for a holder without an owner.
+      await Promise.all(redis.map((r) => r.set(ownerKey("anon"), "stale-owner", "PX", 60_000)));
+      const anon = assertAcquired(
+        await l0.lock({ namespace: ns, name: "anon", ttl: duration(10_000) }),
+        "owner-less Lock",
+      );
+      await onEvery("no owner stored for an owner-less holder", "anon", (s) => s.lock !== null && s.owner === null);
+      assert.equal(await assertHeld(l1, ns, "anon"), "", "no owner reported for an owner-less holder");
+      assert.equal((await l0.unlock({ namespace: ns, name: "anon", lockId: anon.lockId })).released, true);
+    } finally {
+      for (const r of redis) r.disconnect();
+    }
   });
 
   it("with one master stopped locks still work; with two stopped Lock answers UNAVAILABLE at once; after restart they work again", async () => {

@@ -523,6 +523,18 @@ export async function repliesCarryHeaders(ctx: LockTestContext, namespace: strin
   const na = await at(ctx.locks, 1).lock({ namespace, name, ttl: duration(10_000), owner: "x" });
   assert.equal(na.acquired, false);
   assert.equal(na.header?.revision, rev, "Lock (not acquired) reply header");
+  assert.equal(na.holderOwner, "h", "Lock (not acquired) names the holder's owner");
+  // A waiter whose wait runs out (after several attempts) gets the same reply.
+  const waited = await at(ctx.locks, 1).lock({
+    namespace,
+    name,
+    ttl: duration(10_000),
+    wait: duration(300),
+    owner: "x",
+  });
+  assert.equal(waited.acquired, false);
+  assert.equal(waited.header?.revision, rev, "Lock (not acquired after waiting) reply header");
+  assert.equal(waited.holderOwner, "h", "Lock (not acquired after waiting) names the holder's owner");
   const r = await l.renewLock({ namespace, name, lockId: a.lockId, ttl: duration(10_000) });
   assert.equal(r.header?.revision, rev, "RenewLock reply header");
   const u = await l.unlock({ namespace, name, lockId: a.lockId });

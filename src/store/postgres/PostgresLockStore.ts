@@ -13,7 +13,7 @@ import { sql, type Statement } from "./sql";
 export class PostgresLockStore implements LockStore {
   constructor(private readonly pool: Pool) {}
 
-  async tryAcquire(namespace: string, name: string, ttlMs: number, owner: string): Promise<Acquired | NotAcquired> {
+  async tryAcquire(namespace: string, name: string, ttlMs: number, owner: string): Promise<Acquired | undefined> {
     const secret = newLockSecret();
     const { client, release } = await checkout(this.pool);
     try {
@@ -37,20 +37,19 @@ export class PostgresLockStore implements LockStore {
           revision: row.store_revision,
         };
       }
-      const h = await client.query<{ owner: string }>(sql("lock_holder"), [namespace, name]);
-      const rev = await client.query<{ store_revision: number }>(sql("store_revision"), []);
       await client.query("COMMIT");
-      return {
-        acquired: false,
-        holderOwner: h.rows[0]?.owner || undefined,
-        revision: rev.rows[0]?.store_revision ?? 0,
-      };
+      return undefined;
     } catch (err) {
       await client.query("ROLLBACK").catch(() => undefined);
       throw translatePgError(err);
     } finally {
       release();
     }
+  }
+
+  async notAcquired(namespace: string, name: string): Promise<NotAcquired> {
+    const r = await this.q<{ owner: string | null; store_revision: number }>(sql("lock_holder"), [namespace, name]);
+    return { acquired: false, holderOwner: r.rows[0]?.owner || undefined, revision: r.rows[0]?.store_revision ?? 0 };
   }
 
   async release(namespace: string, name: string, secret: string, token: number): Promise<number | undefined> {

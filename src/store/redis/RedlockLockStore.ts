@@ -8,17 +8,26 @@
  *    and retried;
  *  - "held by someone" is told apart from "no quorum possible" (masters down),
  *    which answers UNAVAILABLE at once instead of waiting out `wait`.
- * Notes on redlock 5.0.0-beta2: it emits "error" for every vote against
- * (an unhandled EventEmitter error would crash the process), so a listener is
- * attached; and it returns locks whose validity may already be spent, hence
- * the validity check here.
+ * The holder's owner lives in an owner key beside the lock key on each master,
+ * written, extended and deleted by the same Lua scripts (./lua/locks) that
+ * take, extend and release the lock, so a Lock+Unlock costs one script per
+ * master each way and the owner never outlives its lock. The owner key holds
+ * only the owner; the lock key holds the secret, which is never read back.
+ * Notes on redlock 5.0.0-beta2 (pinned): it emits "error" for every vote
+ * against (an unhandled EventEmitter error would crash the process), so a
+ * listener is attached; it returns locks whose validity may already be spent,
+ * hence the validity check here; and its scripts receive only the lock's value
+ * and TTL, so acquisition (which also passes the owner) goes through its
+ * quorum runner `_execute`, private in its typings (checked at construction).
  */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import type Redis from "ioredis";
 import { createRedisClient } from "./createRedisClient";
 import type { Pool } from "pg";
 import Redlock, { ExecutionError, Lock, ResourceLockedError, type ExecutionStats } from "redlock";
 import type { Acquired, LockStore, NotAcquired, Renewed } from "../../domain/locks";
-import { formatLockId } from "../../domain/locks";
+import { formatLockId, newLockSecret } from "../../domain/locks";
 import { UnavailableError } from "../../errors/errors";
 import type { Logger } from "../../log/Logger";
 import { translatePgError } from "../postgres/pgErrors";
@@ -31,10 +40,21 @@ export interface RedlockOptions {
   driftFactor?: number;
 }
 
+/** redlock's quorum runner: runs a script on every master; resolves on a quorum for, throws ExecutionError on a quorum against. */
+type QuorumRunner = (
+  script: Redlock["scripts"]["acquireScript"],
+  keys: string[],
+  args: (string | number)[],
+) => Promise<{ attempts: ReadonlyArray<Promise<ExecutionStats>> }>;
+
+const LOCK_LUA_DIR = join(__dirname, "lua", "locks");
+const lockScript = (file: string) => readFileSync(join(LOCK_LUA_DIR, file), "utf8");
+
 export class RedlockLockStore implements LockStore {
   private readonly clients: Redis[];
   private readonly redlock: Redlock;
   private readonly quorum: number;
+  private readonly runQuorum: QuorumRunner;
 
   constructor(
     private readonly pool: Pool,
@@ -47,13 +67,20 @@ export class RedlockLockStore implements LockStore {
       return c;
     });
     this.quorum = Math.floor(this.clients.length / 2) + 1;
-    this.redlock = new Redlock(this.clients, {
-      driftFactor: opts.driftFactor ?? 0.01,
-      retryCount: 0,
-      retryDelay: 0,
-      retryJitter: 0,
-    });
+    this.redlock = new Redlock(
+      this.clients,
+      { driftFactor: opts.driftFactor ?? 0.01, retryCount: 0, retryDelay: 0, retryJitter: 0 },
+      // Functions, not strings: 5.0.0-beta2 ignores a string despite its typings.
+      {
+        acquireScript: () => lockScript("lockAcquire-2.lua"),
+        extendScript: () => lockScript("lockExtend-2.lua"),
+        releaseScript: () => lockScript("lockRelease-2.lua"),
+      },
+    );
     this.redlock.on("error", () => undefined);
+    const execute = (this.redlock as unknown as { _execute?: unknown })._execute;
+    if (typeof execute !== "function") throw new Error("redlock has no _execute: the pinned 5.0.0-beta2 is required");
+    this.runQuorum = (execute as QuorumRunner).bind(this.redlock);
   }
 
   /**
@@ -80,20 +107,25 @@ export class RedlockLockStore implements LockStore {
     return `${this.opts.prefix}:lockowner:${namespace}:${name}`;
   }
 
-  async tryAcquire(namespace: string, name: string, ttlMs: number, owner: string): Promise<Acquired | NotAcquired> {
-    const resource = this.resource(namespace, name);
+  /** What the lock scripts take as KEYS: the lock key, then its owner key. */
+  private keys(namespace: string, name: string): string[] {
+    return [this.resource(namespace, name), this.ownerKey(namespace, name)];
+  }
+
+  async tryAcquire(namespace: string, name: string, ttlMs: number, owner: string): Promise<Acquired | undefined> {
+    const keys = this.keys(namespace, name);
     let lock: Lock;
     try {
-      lock = await this.redlock.acquire([resource], ttlMs);
+      lock = await this.acquireQuorum(keys, ttlMs, owner);
     } catch (err) {
       if (!(err instanceof ExecutionError)) throw err;
       await this.throwIfNoQuorumPossible(err);
-      return { acquired: false, holderOwner: await this.holderOwner(namespace, name), revision: await this.revision() };
+      return undefined;
     }
     if (lock.expiration - Date.now() < ttlMs / 5) {
       // Acquisition took too long to leave a useful lock: give it back.
       await this.redlock.release(lock).catch(() => undefined);
-      return { acquired: false, holderOwner: undefined, revision: await this.revision() };
+      return undefined;
     }
     let token: number;
     let revision: number;
@@ -112,10 +144,8 @@ export class RedlockLockStore implements LockStore {
       // Issuing the token took too long (it waits for fenced writes of the
       // previous holder): do not hand out a lock that is nearly spent.
       await this.redlock.release(lock).catch(() => undefined);
-      return { acquired: false, holderOwner: undefined, revision };
+      return undefined;
     }
-    const ownerKey = this.ownerKey(namespace, name);
-    await Promise.allSettled(this.clients.map((c) => c.set(ownerKey, owner, "PX", ttlMs)));
     return {
       acquired: true,
       lockId: formatLockId(lock.value, token),
@@ -125,10 +155,15 @@ export class RedlockLockStore implements LockStore {
     };
   }
 
+  async notAcquired(namespace: string, name: string): Promise<NotAcquired> {
+    const [holderOwner, revision] = await Promise.all([this.holderOwner(namespace, name), this.revision()]);
+    return { acquired: false, holderOwner, revision };
+  }
+
   async release(namespace: string, name: string, secret: string, token: number): Promise<number | undefined> {
     const latest = await this.latestToken(namespace, name);
     if (latest.token !== token) return undefined;
-    const lock = new Lock(this.redlock, [this.resource(namespace, name)], secret, [], Date.now() + 1);
+    const lock = new Lock(this.redlock, this.keys(namespace, name), secret, [], Date.now() + 1);
     try {
       await this.redlock.release(lock);
     } catch (err) {
@@ -136,8 +171,6 @@ export class RedlockLockStore implements LockStore {
       await this.throwIfNoQuorumPossible(err);
       return undefined;
     }
-    const ownerKey = this.ownerKey(namespace, name);
-    await Promise.allSettled(this.clients.map((c) => c.del(ownerKey)));
     return latest.revision;
   }
 
@@ -152,7 +185,7 @@ export class RedlockLockStore implements LockStore {
     // issued, or a holder could present (and be echoed) a token not its own.
     const latest = await this.latestToken(namespace, name);
     if (latest.token !== token) return undefined;
-    const lock = new Lock(this.redlock, [this.resource(namespace, name)], secret, [], Number.MAX_SAFE_INTEGER);
+    const lock = new Lock(this.redlock, this.keys(namespace, name), secret, [], Number.MAX_SAFE_INTEGER);
     let renewed: Lock;
     try {
       renewed = await this.redlock.extend(lock, ttlMs);
@@ -161,13 +194,34 @@ export class RedlockLockStore implements LockStore {
       await this.throwIfNoQuorumPossible(err);
       return undefined;
     }
-    const ownerKey = this.ownerKey(namespace, name);
-    await Promise.allSettled(this.clients.map((c) => c.pexpire(ownerKey, ttlMs)));
     return { token, expireTime: new Date(renewed.expiration), revision: latest.revision };
   }
 
   async close(): Promise<void> {
     for (const c of this.clients) c.disconnect();
+  }
+
+  /**
+   * redlock's acquire(), but with the owner passed to the acquire script (its
+   * own acquire passes only the secret and TTL), and without its clean-up
+   * round on every master when the lock was merely held by someone: the
+   * clean-up runs only when some master may have taken it (voted for, or
+   * failed, e.g. timed out after applying it). The validity computed is
+   * redlock's: TTL minus clock drift and 2 ms, from before the first request.
+   */
+  private async acquireQuorum(keys: string[], ttlMs: number, owner: string): Promise<Lock> {
+    const start = Date.now();
+    const secret = newLockSecret();
+    try {
+      const { attempts } = await this.runQuorum(this.redlock.scripts.acquireScript, keys, [secret, ttlMs, owner]);
+      const drift = Math.round(this.redlock.settings.driftFactor * ttlMs) + 2;
+      return new Lock(this.redlock, keys, secret, attempts, start + ttlMs - drift);
+    } catch (err) {
+      if (err instanceof ExecutionError && (await mayHaveTaken(err))) {
+        await this.redlock.release(new Lock(this.redlock, keys, secret, [], 0)).catch(() => undefined);
+      }
+      throw err;
+    }
   }
 
   /** Throws UNAVAILABLE when too many masters failed (not merely voted "locked") for any quorum. */
@@ -182,6 +236,7 @@ export class RedlockLockStore implements LockStore {
     }
   }
 
+  /** The owner published beside the lock on the first master that has one. */
   private async holderOwner(namespace: string, name: string): Promise<string | undefined> {
     const key = this.ownerKey(namespace, name);
     for (const c of this.clients) {
@@ -215,4 +270,13 @@ export class RedlockLockStore implements LockStore {
       throw translatePgError(err);
     }
   }
+}
+
+/** True unless every master answered "held by someone" (the script changed nothing anywhere). */
+async function mayHaveTaken(err: ExecutionError): Promise<boolean> {
+  const stats = await err.attempts[err.attempts.length - 1];
+  if (!stats) return true;
+  if (stats.votesFor.size > 0) return true;
+  for (const e of stats.votesAgainst.values()) if (!(e instanceof ResourceLockedError)) return true;
+  return false;
 }

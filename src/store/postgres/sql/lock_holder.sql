@@ -1,3 +1,7 @@
--- lock_holder: the current holder's owner, if the lock is held.
+-- lock_holder: the current holder's owner (null when the lock is free or
+-- expired, or was taken without one), and the store revision.
 -- $1 namespace text, $2 name text
-SELECT owner FROM locks WHERE namespace = $1 AND name = $2 AND expires_at > clock_timestamp()
+-- Returns one row: `owner`, `store_revision`.
+SELECT (SELECT owner FROM locks WHERE namespace = $1 AND name = $2 AND expires_at > clock_timestamp()) AS owner,
+       revision AS store_revision
+FROM agentstate_state WHERE id = 1
