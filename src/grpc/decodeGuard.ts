@@ -25,6 +25,26 @@ const LIMIT = BigInt(Number.MAX_SAFE_INTEGER);
 
 const snake = (s: string) => s.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 
+/**
+ * Whether any string in a decoded request (map keys included) holds U+FFFD.
+ * Nearly every request holds none, so this walk builds no paths and
+ * allocates nothing; findReplacementChar names the field when it does.
+ */
+function hasReplacementChar(v: unknown): boolean {
+  if (typeof v === "string") return v.includes("\uFFFD");
+  if (v === null || typeof v !== "object" || v instanceof Uint8Array || v instanceof Date) return false;
+  if (Array.isArray(v)) {
+    for (const el of v) if (hasReplacementChar(el)) return true;
+    return false;
+  }
+  const o = v as Record<string, unknown>;
+  for (const k in o) {
+    if (!Object.hasOwn(o, k)) continue;
+    if (k.includes("\uFFFD") || hasReplacementChar(o[k])) return true;
+  }
+  return false;
+}
+
 /** Path (proto field names) of the first string holding U+FFFD, keys of maps included. */
 function findReplacementChar(v: unknown, path: string): string | undefined {
   if (typeof v === "string") return v.includes("\uFFFD") ? path : undefined;
@@ -88,7 +108,7 @@ export function guardDeserializers(def: ServiceDefinition, descriptorSetPath: st
       requestDeserialize: (bytes: Buffer) => {
         try {
           const decoded: unknown = method.requestDeserialize(bytes);
-          const suspect = desc ? findReplacementChar(decoded, "") : undefined;
+          const suspect = desc && hasReplacementChar(decoded) ? findReplacementChar(decoded, "") : undefined;
           if (suspect && desc) {
             try {
               fromBinary(desc, bytes); // strict: throws on invalid UTF-8; U+FFFD itself is valid text

@@ -45,37 +45,50 @@ export function unaryCall<Req, Res>(rpc: string, env: CallEnv, fn: (req: Req, ct
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
     const started = performance.now();
     const requestId = requestIdOf(call.metadata);
-    const { shutdown } = env;
-    const log = env.log.child({ request_id: requestId, rpc });
     const watched = watchCall(call);
-    const md = new Metadata();
-    md.set("x-request-id", requestId);
-    call.sendMetadata(md);
+    let log: Logger | undefined;
+    // A per-call child logger is only needed when something logs for the call.
+    const callLog = () => (log ??= env.log.child({ request_id: requestId, rpc }));
     const finish = (code: status) => {
       watched.dispose();
       const ms = performance.now() - started;
-      log.info("rpc", { code: status[code], ms: Math.round(ms * 100) / 100 });
+      env.log.info("rpc", { request_id: requestId, rpc, code: status[code], ms: Math.round(ms * 100) / 100 });
       env.observe?.(rpc, status[code], ms / 1000);
+      // Sent with the reply, in the same tick: grpc-js then writes the
+      // headers, the message and the trailers in one go instead of a HEADERS
+      // frame of its own when the call starts.
+      const md = new Metadata();
+      md.set("x-request-id", requestId);
+      call.sendMetadata(md);
     };
     let req: Req;
     try {
       req = call.request;
     } catch (err) {
+      const e = toGrpcError(err, callLog());
       finish(status.INTERNAL);
-      callback(toGrpcError(err, log));
+      callback(e);
       return;
     }
-    const run =
-      req instanceof UndecodableRequest
-        ? Promise.reject(req.error)
-        : fn(req, { requestId, log, signal: watched.signal, shutdown, deadline: watched.deadline });
+    const ctx: CallContext = {
+      requestId,
+      get log() {
+        return callLog();
+      },
+      get signal() {
+        return watched.signal;
+      },
+      shutdown: env.shutdown,
+      deadline: watched.deadline,
+    };
+    const run = req instanceof UndecodableRequest ? Promise.reject(req.error) : fn(req, ctx);
     run.then(
       (res) => {
         finish(status.OK);
         callback(null, res);
       },
       (err: unknown) => {
-        const e = toGrpcError(err, log);
+        const e = toGrpcError(err, callLog());
         finish(e.code);
         callback(e);
       },

@@ -2,41 +2,62 @@
  * The signals of one call: `signal` aborts when the caller cancels or its
  * deadline passes (grpc-js reports a passed deadline as a cancellation; the
  * two are told apart here), with an AbortReason saying which.
+ *
+ * The signal, its 'cancelled' listener and its deadline timer are made on
+ * first use: most calls (a cache hit) finish without ever reading it, and an
+ * AbortController plus a timer per call is measurable on that path. A signal
+ * made after the call was already cancelled starts aborted.
  */
 import type { Deadline } from "@grpc/grpc-js";
 import { AbortReason } from "../errors/abort";
 
 /** What is used of a grpc-js server call (unary or streaming). */
 interface Call {
+  /** Set by grpc-js when the call was cancelled (or its deadline passed). */
+  readonly cancelled?: boolean;
   getDeadline(): Deadline;
   on(event: "cancelled", listener: () => void): unknown;
   removeListener(event: "cancelled", listener: () => void): unknown;
 }
 
 export interface WatchedCall {
-  signal: AbortSignal;
+  /** Made on first read; see the module comment. */
+  readonly signal: AbortSignal;
   /** The caller's deadline in ms since the epoch, if it set one. */
-  deadline: number | undefined;
+  readonly deadline: number | undefined;
   dispose(): void;
 }
 
 export function watchCall(call: Call): WatchedCall {
-  const ac = new AbortController();
   const dl = call.getDeadline();
   const deadline = dl instanceof Date ? dl.getTime() : Number.isFinite(dl) ? Number(dl) : undefined;
+  let ac: AbortController | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let disposed = false;
   const onCancel = () =>
-    ac.abort(new AbortReason(deadline !== undefined && Date.now() >= deadline - 5 ? "deadline" : "cancelled"));
-  call.on("cancelled", onCancel);
-  const timer =
-    deadline !== undefined
-      ? setTimeout(() => ac.abort(new AbortReason("deadline")), Math.max(0, deadline - Date.now()))
-      : undefined;
+    ac?.abort(new AbortReason(deadline !== undefined && Date.now() >= deadline - 5 ? "deadline" : "cancelled"));
   return {
-    signal: ac.signal,
+    get signal(): AbortSignal {
+      if (ac) return ac.signal;
+      const c = new AbortController();
+      ac = c;
+      if (call.cancelled) {
+        onCancel();
+      } else if (deadline !== undefined && Date.now() >= deadline) {
+        c.abort(new AbortReason("deadline"));
+      } else if (!disposed) {
+        call.on("cancelled", onCancel);
+        if (deadline !== undefined) {
+          timer = setTimeout(() => c.abort(new AbortReason("deadline")), Math.max(0, deadline - Date.now()));
+        }
+      }
+      return c.signal;
+    },
     deadline,
     dispose() {
+      disposed = true;
       if (timer) clearTimeout(timer);
-      call.removeListener("cancelled", onCancel);
+      if (ac) call.removeListener("cancelled", onCancel);
     },
   };
 }

@@ -70,8 +70,9 @@ export async function buildKvStore(
     store: cache,
     cache,
     close: async () => {
-      clog.info("cache stats", { ...cache.stats });
       epoch.stop();
+      await cache.settle();
+      clog.info("cache stats", { ...cache.stats });
       redis.disconnect();
     },
   };

@@ -1,7 +1,8 @@
 import * as assert from "node:assert/strict";
-import { Metadata, status } from "@grpc/grpc-js";
+import { credentials, Metadata, status, type ServiceError } from "@grpc/grpc-js";
 import { Client } from "pg";
 import { AgentstateClient } from "../../clients/typescript/src/AgentstateClient";
+import { GetRequest, KeyValueServiceClient } from "../../clients/typescript/src/gen/agentstate/v1/kv";
 import { expectGrpcError } from "../support/expectGrpcError";
 import { startCluster, type Cluster } from "../support/startCluster";
 
@@ -49,6 +50,35 @@ describe("TypeScript client: AgentstateClient against a real server", function (
     await cluster.clients[0]!.get({ namespace: NS, key: "k" }, { metadata: md });
     const line = await cluster.servers[0]!.waitForLog((l) => l.request_id === "client-test-1" && l.msg === "rpc");
     assert.equal(line.rpc, "Get");
+  });
+
+  it("echoes x-request-id in the response metadata, on success and on error, and makes one up when absent", async () => {
+    const raw = new KeyValueServiceClient(cluster.servers[0]!.address, credentials.createInsecure());
+    try {
+      const headers = (req: GetRequest, md: Metadata) =>
+        new Promise<{ md: Metadata; err: ServiceError | null }>((resolve) => {
+          let got: Metadata | undefined;
+          const call = raw.get(req, md, (err) => resolve({ md: got ?? new Metadata(), err }));
+          call.on("metadata", (m: Metadata) => (got = m));
+        });
+      const md = new Metadata();
+      md.set("x-request-id", "echo-ok-1");
+      const ok = await headers(GetRequest.fromPartial({ namespace: NS, key: "k" }), md);
+      assert.equal(ok.err, null);
+      assert.deepEqual(ok.md.get("x-request-id"), ["echo-ok-1"]);
+      const md2 = new Metadata();
+      md2.set("x-request-id", "echo-bad-1");
+      const bad = await headers(GetRequest.fromPartial({ namespace: NS, key: "" }), md2);
+      assert.equal(bad.err?.code, status.INVALID_ARGUMENT);
+      assert.deepEqual(bad.md.get("x-request-id"), ["echo-bad-1"]);
+      const fresh = await headers(GetRequest.fromPartial({ namespace: NS, key: "k" }), new Metadata());
+      const id = fresh.md.get("x-request-id")[0];
+      assert.ok(typeof id === "string" && id.length > 0, "a request id is made up when the caller sends none");
+      const line = await cluster.servers[0]!.waitForLog((l) => l.request_id === id && l.msg === "rpc");
+      assert.equal(line.code, "OK");
+    } finally {
+      raw.close();
+    }
   });
 
   it("every call has a deadline: a call stuck on the server ends with DEADLINE_EXCEEDED", async () => {

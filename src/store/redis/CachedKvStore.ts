@@ -17,7 +17,7 @@
  * Redis errors never fail a request: reads fall back to Postgres, writes take
  * the epoch path. List always reads Postgres.
  */
-import { createHash, randomBytes } from "node:crypto";
+import { hash, randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import type Redis from "ioredis";
 import type {
@@ -75,6 +75,9 @@ export interface CacheStats {
 
 export class CachedKvStore implements KvStore {
   readonly stats: CacheStats = { unleased: 0, hits: 0, misses: 0, bypasses: 0, fills: 0, errors: 0 };
+  /** Cache fills started and not yet settled (see settle). */
+  private readonly inflight = new Set<Promise<void>>();
+  private corked = false;
 
   constructor(
     private readonly pg: PostgresKvStore,
@@ -102,6 +105,7 @@ export class CachedKvStore implements KvStore {
     const keys = this.keysFor(namespace, key);
     const alive = this.epoch.aliveValue();
     let token: string;
+    this.batchWrites();
     try {
       const r = (await this.redis.cacheReadBuffer(...keys, alive, nextId(), String(this.opts.markerTtlMs))) as
         [number] | [number, Buffer, Buffer, Buffer] | [number, Buffer];
@@ -119,9 +123,7 @@ export class CachedKvStore implements KvStore {
         if (this.epoch.canServe()) {
           this.count("hits");
           const [, rev, meta, bytes, known] = r as unknown as [number, Buffer, Buffer, Buffer, Buffer];
-          const hit = decodeEntry(key, rev, meta, bytes);
-          // The entry is current as of now, so it reflects every revision known committed.
-          return { ...hit, revision: Math.max(hit.revision, Number(known.toString())) };
+          return decodeEntry(key, rev, meta, bytes, known);
         }
         return this.pg.get(namespace, key, consistency);
       }
@@ -133,8 +135,52 @@ export class CachedKvStore implements KvStore {
     }
     this.count("misses");
     const res = await this.pg.get(namespace, key, consistency);
-    const [meta, bytes] = encodeEntry(res.item);
+    // The reply does not wait for the fill: it does not depend on it, and a
+    // fill that lands late is what the token and the revision compare in
+    // cacheFill guard against (any write that began meanwhile voided the token).
+    this.track(this.fill(keys, alive, token, res));
+    return res;
+  }
+
+  /**
+   * Resolves when every cache fill started so far has settled. Called before
+   * the Redis connection closes, so a fill in flight at shutdown finishes
+   * instead of failing on a closed connection.
+   */
+  async settle(): Promise<void> {
+    while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
+  }
+
+  /**
+   * Gets that arrive together (one socket read can carry many calls) send
+   * their cacheRead in one socket write instead of one write syscall each:
+   * the connection is corked until the end of this event-loop turn. Order on
+   * the connection is unchanged, and the delay is at most the turn's
+   * remaining I/O callbacks.
+   */
+  private batchWrites(): void {
+    if (this.corked) return;
+    const stream = this.redis.stream;
+    if (this.redis.status !== "ready" || !stream?.writable) return;
+    this.corked = true;
+    stream.cork();
+    setImmediate(() => {
+      this.corked = false;
+      stream.uncork();
+    });
+  }
+
+  private track(p: Promise<void>): void {
+    this.inflight.add(p);
+    const done = () => void this.inflight.delete(p);
+    p.then(done, done);
+  }
+
+  /** Never rejects: a fill is best effort, and its failure only costs a later miss. */
+  private async fill(keys: CacheKeys, alive: string, token: string, res: ReadResult): Promise<void> {
     try {
+      const [meta, bytes] = encodeEntry(res.item);
+      this.batchWrites();
       const filled = await this.redis.cacheFill(
         ...keys,
         alive,
@@ -150,7 +196,6 @@ export class CachedKvStore implements KvStore {
       this.count("errors");
       this.log.debug("cache fill failed", { error: (err as Error).message });
     }
-    return res;
   }
 
   async write(cmd: WriteCommand, opts: WriteOptions = {}): Promise<WriteOutcome> {
@@ -243,14 +288,19 @@ export class CachedKvStore implements KvStore {
     return Math.max(1, Math.floor(ttl));
   }
 
-  private keysFor(namespace: string, key: string): [string, string, string, string, string, string] {
+  private keysFor(namespace: string, key: string): CacheKeys {
     // Hash the namespace and key: fixed-size Redis keys, and no braces from
-    // user input can change the hash slot.
-    const h = createHash("sha256").update(namespace).update("\0").update(key).digest("base64url");
+    // user input can change the hash slot. Namespaces hold no NUL, so the
+    // separator makes the input unambiguous; same bytes as hashing the three
+    // parts in turn, so the Redis keys are those every replica uses.
+    const h = hash("sha256", `${namespace}\0${key}`, "base64url");
     const base = `${this.epoch.keyBase()}:{${h}}`;
     return [this.epoch.aliveKey(), `${base}:e`, `${base}:w`, `${base}:t`, `${base}:lw`, this.epoch.knownRevisionKey()];
   }
 }
+
+/** KEYS of the cache scripts for one key: alive, entry, markers, token, writers, known revision. */
+type CacheKeys = [string, string, string, string, string, string];
 
 // Fill tokens and writer ids only need to be unique among all replicas: a
 // random per-process prefix and a counter are, without a CSPRNG call per Get.
@@ -277,23 +327,28 @@ function encodeEntry(item: Item | undefined): [string, Buffer] {
   return [JSON.stringify(meta), item.value];
 }
 
-function decodeEntry(key: string, rev: Buffer, metaBuf: Buffer, bytes: Buffer): ReadResult {
-  const revision = Number(rev.toString());
+/**
+ * A cache hit as a ReadResult. The entry is current as of the read, so the
+ * reply reflects every revision known committed (`known`), not only the one
+ * observed when the entry was stored.
+ */
+function decodeEntry(key: string, rev: Buffer, metaBuf: Buffer, bytes: Buffer, known: Buffer): ReadResult {
+  const revision = Math.max(Number(rev.toString("latin1")), Number(known.toString("latin1")));
   const meta = JSON.parse(metaBuf.toString()) as EntryMeta;
-  if (!meta.i) return { item: undefined, revision };
-  const expireTime = meta.i.etm === null ? undefined : new Date(meta.i.etm);
-  if (expireTime && expireTime.getTime() <= Date.now()) return { item: undefined, revision };
+  const i = meta.i;
+  if (!i) return { item: undefined, revision };
+  if (i.etm !== null && i.etm <= Date.now()) return { item: undefined, revision };
   return {
     item: {
       key,
       value: bytes,
-      contentType: meta.i.ct,
-      version: meta.i.ver,
-      createRevision: meta.i.cr,
-      modRevision: meta.i.mr,
-      createTime: new Date(meta.i.ctm),
-      updateTime: new Date(meta.i.utm),
-      expireTime,
+      contentType: i.ct,
+      version: i.ver,
+      createRevision: i.cr,
+      modRevision: i.mr,
+      createTime: new Date(i.ctm),
+      updateTime: new Date(i.utm),
+      expireTime: i.etm === null ? undefined : new Date(i.etm),
     },
     revision,
   };

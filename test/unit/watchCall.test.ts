@@ -1,0 +1,70 @@
+import * as assert from "node:assert/strict";
+import { EventEmitter } from "node:events";
+import { AbortReason } from "../../src/errors/abort";
+import { watchCall } from "../../src/grpc/watchCall";
+
+/** The part of a grpc-js server call that watchCall uses. */
+class FakeCall extends EventEmitter {
+  cancelled = false;
+  constructor(private readonly deadline: Date | number) {
+    super();
+  }
+  getDeadline() {
+    return this.deadline;
+  }
+  cancel() {
+    this.cancelled = true;
+    this.emit("cancelled", "cancelled");
+  }
+}
+
+const kindOf = (s: AbortSignal) => (s.reason as AbortReason).kind;
+
+describe("watchCall: the call's signal, made on first use", () => {
+  it("adds no listener until the signal is read", () => {
+    const call = new FakeCall(Infinity);
+    const w = watchCall(call);
+    assert.equal(call.listenerCount("cancelled"), 0);
+    assert.equal(w.deadline, undefined);
+    assert.equal(w.signal.aborted, false);
+    assert.equal(call.listenerCount("cancelled"), 1);
+    w.dispose();
+    assert.equal(call.listenerCount("cancelled"), 0);
+  });
+
+  it("aborts with 'cancelled' when the caller cancels after the signal was read", () => {
+    const call = new FakeCall(Infinity);
+    const w = watchCall(call);
+    const s = w.signal;
+    call.cancel();
+    assert.equal(s.aborted, true);
+    assert.equal(kindOf(s), "cancelled");
+    w.dispose();
+  });
+
+  it("a signal first read after the call was cancelled starts aborted", () => {
+    const call = new FakeCall(Infinity);
+    const w = watchCall(call);
+    call.cancel();
+    assert.equal(w.signal.aborted, true);
+    assert.equal(kindOf(w.signal), "cancelled");
+    w.dispose();
+  });
+
+  it("a signal first read after the deadline starts aborted with 'deadline'", () => {
+    const call = new FakeCall(new Date(Date.now() - 10));
+    const w = watchCall(call);
+    assert.equal(w.signal.aborted, true);
+    assert.equal(kindOf(w.signal), "deadline");
+    w.dispose();
+  });
+
+  it("aborts with 'deadline' when the deadline passes", async () => {
+    const call = new FakeCall(new Date(Date.now() + 20));
+    const w = watchCall(call);
+    const s = w.signal;
+    await new Promise<void>((resolve) => s.addEventListener("abort", () => resolve(), { once: true }));
+    assert.equal(kindOf(s), "deadline");
+    w.dispose();
+  });
+});
