@@ -30,6 +30,7 @@ import type { Acquired, LockStore, NotAcquired, Renewed } from "../../domain/loc
 import { formatLockId, newLockSecret } from "../../domain/locks";
 import { UnavailableError } from "../../errors/errors";
 import type { Logger } from "../../log/Logger";
+import { FencingTokenIssuer } from "../postgres/FencingTokenIssuer";
 import { translatePgError } from "../postgres/pgErrors";
 import { sql } from "../postgres/sql";
 
@@ -55,12 +56,14 @@ export class RedlockLockStore implements LockStore {
   private readonly redlock: Redlock;
   private readonly quorum: number;
   private readonly runQuorum: QuorumRunner;
+  private readonly tokens: FencingTokenIssuer;
 
   constructor(
     private readonly pool: Pool,
     private readonly opts: RedlockOptions,
     private readonly log: Logger,
   ) {
+    this.tokens = new FencingTokenIssuer(pool);
     this.clients = opts.urls.map((url) => {
       const c = createRedisClient(url, opts.commandTimeoutMs, log);
       c.connect().catch(() => undefined);
@@ -130,12 +133,7 @@ export class RedlockLockStore implements LockStore {
     let token: number;
     let revision: number;
     try {
-      const r = await this.pool.query<{ token: number; store_revision: number }>(sql("fencing_issue"), [
-        namespace,
-        name,
-      ]);
-      token = r.rows[0]!.token;
-      revision = r.rows[0]!.store_revision;
+      ({ token, revision } = await this.tokens.issue(namespace, name));
     } catch (err) {
       await this.redlock.release(lock).catch(() => undefined);
       throw translatePgError(err);
