@@ -6,40 +6,26 @@
  * revision, and a key held elsewhere stalls only the writes on that key.
  */
 import * as assert from "node:assert/strict";
-import { get as httpGet } from "node:http";
 import { status } from "@grpc/grpc-js";
 import { Client } from "pg";
 import type { AgentstateClient } from "../../clients/typescript/src/AgentstateClient";
-import { eventually } from "../support/eventually";
+import { backendWaitingOnLock } from "../support/backendWaitingOnLock";
 import { expectGrpcError } from "../support/expectGrpcError";
 import { pgQuery } from "../support/pgQuery";
+import { serverMetrics } from "../support/serverMetrics";
 import { startCluster, type Cluster } from "../support/startCluster";
 
 const NS = "batch";
 const utf8 = (s: string) => Buffer.from(s, "utf8");
 
-function fetchText(url: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    httpGet(url, (res) => {
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (c: string) => (body += c));
-      res.on("end", () => resolve(body));
-    }).on("error", reject);
-  });
-}
-
 describe("KeyValueService: group commit of concurrent writes (real server, Postgres, Redis)", function () {
   this.timeout(120_000);
   let cluster: Cluster;
   let c: AgentstateClient;
-  let metricsUrl: string;
 
   before(async () => {
     cluster = await startCluster({ name: "kv_batch", redis: true });
     c = cluster.clients[0]!;
-    const listening = cluster.servers[0]!.logs().find((l) => l["msg"] === "listening");
-    metricsUrl = `http://${String(listening!["metrics"])}/metrics`;
   });
   after(async () => {
     await cluster?.stop();
@@ -47,7 +33,7 @@ describe("KeyValueService: group commit of concurrent writes (real server, Postg
 
   /** Batches sent and writes in them so far, from the server's metrics. */
   async function batchStats(): Promise<{ batches: number; writes: number }> {
-    const body = await fetchText(metricsUrl);
+    const body = await serverMetrics(cluster.servers[0]!);
     const num = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(body)?.[1] ?? "0");
     return {
       batches: num("agentstate_kv_write_batch_size_count"),
@@ -212,14 +198,7 @@ describe("KeyValueService: group commit of concurrent writes (real server, Postg
           { deadlineMs: 60_000 },
         )
         .finally(() => (heldDone = true));
-      await eventually("the write on the held key to wait for its row lock", async () => {
-        const rows = await pgQuery<{ n: number }>(
-          cluster.databaseUrl,
-          `SELECT count(*)::int AS n FROM pg_stat_activity
-           WHERE datname = current_database() AND application_name = 'agentstate' AND wait_event_type = 'Lock'`,
-        );
-        return rows[0]!.n === 1;
-      });
+      await backendWaitingOnLock(cluster.databaseUrl);
       // Many writes (and a cheap deadline) while that one waits: none of them is held up.
       const others = await Promise.all(
         Array.from({ length: 40 }, (_, i) =>

@@ -1,4 +1,5 @@
 import type { ServerProcess } from "./ServerProcess";
+import { serverMetrics } from "./serverMetrics";
 
 export interface CacheReadCounts {
   hits: number;
@@ -16,14 +17,9 @@ export interface CacheReadCounts {
  * process-wide: compare readings taken before and after the reads of interest.
  */
 export async function cacheReads(server: ServerProcess): Promise<CacheReadCounts> {
-  const listening = server.logs().find((l) => l["msg"] === "listening");
-  const address = listening?.["metrics"];
-  if (typeof address !== "string")
-    throw new Error("the server logged no metrics address (AGENTSTATE_METRICS_PORT=-1?)");
-  const res = await fetch(`http://${address}/metrics`, { signal: AbortSignal.timeout(10_000) });
-  if (!res.ok) throw new Error(`GET /metrics: HTTP ${res.status}`);
+  const text = await serverMetrics(server);
   const counts: CacheReadCounts = { hits: 0, misses: 0, bypasses: 0, fills: 0, unleased: 0, errors: 0 };
-  for (const m of (await res.text()).matchAll(/^agentstate_cache_reads_total\{outcome="([a-z]+)"\} (\d+)$/gm)) {
+  for (const m of text.matchAll(/^agentstate_cache_reads_total\{outcome="([a-z]+)"\} (\d+)$/gm)) {
     const outcome = m[1] as keyof CacheReadCounts;
     if (outcome in counts) counts[outcome] = Number(m[2]);
   }
