@@ -77,7 +77,6 @@ export class CachedKvStore implements KvStore {
   readonly stats: CacheStats = { unleased: 0, hits: 0, misses: 0, bypasses: 0, fills: 0, errors: 0 };
   /** Cache fills started and not yet settled (see settle). */
   private readonly inflight = new Set<Promise<void>>();
-  private corked = false;
 
   constructor(
     private readonly pg: PostgresKvStore,
@@ -105,7 +104,6 @@ export class CachedKvStore implements KvStore {
     const keys = this.keysFor(namespace, key);
     const alive = this.epoch.aliveValue();
     let token: string;
-    this.batchWrites();
     try {
       const r = (await this.redis.cacheReadBuffer(...keys, alive, nextId(), String(this.opts.markerTtlMs))) as
         [number] | [number, Buffer, Buffer, Buffer] | [number, Buffer];
@@ -151,25 +149,6 @@ export class CachedKvStore implements KvStore {
     while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
   }
 
-  /**
-   * Gets that arrive together (one socket read can carry many calls) send
-   * their cacheRead in one socket write instead of one write syscall each:
-   * the connection is corked until the end of this event-loop turn. Order on
-   * the connection is unchanged, and the delay is at most the turn's
-   * remaining I/O callbacks.
-   */
-  private batchWrites(): void {
-    if (this.corked) return;
-    const stream = this.redis.stream;
-    if (this.redis.status !== "ready" || !stream?.writable) return;
-    this.corked = true;
-    stream.cork();
-    setImmediate(() => {
-      this.corked = false;
-      stream.uncork();
-    });
-  }
-
   private track(p: Promise<void>): void {
     this.inflight.add(p);
     const done = () => void this.inflight.delete(p);
@@ -180,7 +159,6 @@ export class CachedKvStore implements KvStore {
   private async fill(keys: CacheKeys, alive: string, token: string, res: ReadResult): Promise<void> {
     try {
       const [meta, bytes] = encodeEntry(res.item);
-      this.batchWrites();
       const filled = await this.redis.cacheFill(
         ...keys,
         alive,

@@ -19,5 +19,31 @@ export function createRedisClient(url: string, commandTimeoutMs: number, log: Lo
     lazyConnect: true,
   });
   redis.on("error", (err: Error) => log.debug("redis error", { error: err.message }));
+  corkPerTurn(redis);
   return redis;
+}
+
+/**
+ * Commands sent in one event-loop turn (the Gets read from one socket read,
+ * the end-writes of one KV write batch, the scripts of concurrent Locks) leave
+ * in one socket write instead of a write syscall each: the connection is
+ * corked from the turn's first command until the turn ends. Order on the
+ * connection is unchanged; the delay is at most the rest of the turn.
+ * Measured with bench/experiments/redis-cork.mjs (BENCHMARKS.md, finding 1).
+ */
+function corkPerTurn(redis: Redis): void {
+  const send = redis.sendCommand.bind(redis);
+  let corked = false;
+  redis.sendCommand = (command, stream) => {
+    const socket = redis.stream;
+    if (!corked && redis.status === "ready" && socket?.writable) {
+      corked = true;
+      socket.cork();
+      setImmediate(() => {
+        corked = false;
+        socket.uncork();
+      });
+    }
+    return send(command, stream);
+  };
 }
