@@ -3,6 +3,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { Client } from "pg";
+import { EarlyExitError, exitCleanups, KEEP_TMP, sleep, type Exit } from "./childProcesses";
 import { freePort } from "./freePort";
 
 /** SIGINT = Postgres "fast" shutdown, SIGTERM = "smart", SIGKILL = crash. */
@@ -13,40 +14,8 @@ interface RunAs {
   gid: number;
 }
 
-interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-}
-
 const READY_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 30_000;
-const KEEP_TMP = process.env.AGENTSTATE_TEST_KEEP_TMP === "1";
-
-// Synchronous cleanups run when the test process exits (normally, on an uncaught
-// error, or on SIGINT/SIGTERM/SIGHUP): SIGKILL any postgres still alive and
-// remove its temp dir, so a crashed or unfinished run leaves no orphans.
-const exitCleanups = new Set<() => void>();
-function runExitCleanups(): void {
-  for (const fn of exitCleanups) {
-    try {
-      fn();
-    } catch {
-      // best effort
-    }
-  }
-  exitCleanups.clear();
-}
-process.once("exit", runExitCleanups);
-// 'exit' does not fire on a fatal signal: clean up, then re-raise it once no
-// other listener is left (same pattern as mocha's own SIGINT handling).
-for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-  process.once(sig, () => {
-    runExitCleanups();
-    if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
-  });
-}
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Pids whose parent is `ppid` (scans /proc; Linux only). */
 function childPids(ppid: number): number[] {
@@ -101,8 +70,6 @@ function tailOfFile(file: string, lines = 40): string {
     return "(no log)";
   }
 }
-
-class EarlyExitError extends Error {}
 
 /**
  * A real, throw-away Postgres server (a child postmaster, not pg_ctl-daemonized)

@@ -3,45 +3,13 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { Redis } from "ioredis";
+import { EarlyExitError, exitCleanups, KEEP_TMP, sleep, type Exit } from "./childProcesses";
 import { freePort } from "./freePort";
 
 export type RedisStopSignal = "SIGTERM" | "SIGINT" | "SIGKILL";
 
-interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-}
-
 const READY_TIMEOUT_MS = 15_000;
 const STOP_TIMEOUT_MS = 15_000;
-const KEEP_TMP = process.env.AGENTSTATE_TEST_KEEP_TMP === "1";
-
-// SIGKILL any redis-server still alive (and remove its temp dir) when the test
-// process exits: normally, on an uncaught error, or on SIGINT/SIGTERM/SIGHUP.
-const exitCleanups = new Set<() => void>();
-function runExitCleanups(): void {
-  for (const fn of exitCleanups) {
-    try {
-      fn();
-    } catch {
-      // best effort
-    }
-  }
-  exitCleanups.clear();
-}
-process.once("exit", runExitCleanups);
-// 'exit' does not fire on a fatal signal: clean up, then re-raise it once no
-// other listener is left (same pattern as mocha's own SIGINT handling).
-for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-  process.once(sig, () => {
-    runExitCleanups();
-    if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
-  });
-}
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-class EarlyExitError extends Error {}
 
 /** A real redis-server child: no persistence, bound to 127.0.0.1, own temp dir. */
 export class RedisProcess {
