@@ -107,6 +107,8 @@ const enum Status {
 /** One write waiting for its batch. */
 interface Pending {
   cmd: WriteCommand;
+  /** The key as stored (UTF-8 bytes): sorted on and sent. */
+  key: Buffer;
   hooks: WriteHooks;
   fingerprint: Buffer | null;
   resolve(result: WriteResult): void;
@@ -174,7 +176,7 @@ export class PostgresKvStore implements KvStore {
     if (hooks.signal?.aborted) return Promise.reject(abortError(hooks.signal, "nothing was written"));
     return new Promise<WriteResult>((resolve, reject) => {
       const fingerprint = cmd.idempotencyKey !== undefined ? requestFingerprint(cmd) : null;
-      this.queue.push({ cmd, hooks, fingerprint, resolve, reject });
+      this.queue.push({ cmd, key: keyBytes(cmd.key), hooks, fingerprint, resolve, reject });
       this.startBatches();
     });
   }
@@ -312,16 +314,16 @@ function keyOf(p: Pending): string {
 
 function byKey(a: Pending, b: Pending): number {
   if (a.cmd.namespace !== b.cmd.namespace) return a.cmd.namespace < b.cmd.namespace ? -1 : 1;
-  return Buffer.compare(keyBytes(a.cmd.key), keyBytes(b.cmd.key));
+  return Buffer.compare(a.key, b.key);
 }
 
 function batchParams(batch: Pending[], wait: boolean): unknown[] {
   const n = batch.length;
   const cols: unknown[][] = Array.from({ length: 15 }, () => new Array<unknown>(n));
-  batch.forEach(({ cmd, hooks, fingerprint }, i) => {
+  batch.forEach(({ cmd, key, hooks, fingerprint }, i) => {
     const put = cmd.op === "put";
     cols[0]![i] = cmd.namespace;
-    cols[1]![i] = keyBytes(cmd.key);
+    cols[1]![i] = key;
     cols[2]![i] = put ? 1 : 2;
     cols[3]![i] = put ? cmd.value : null;
     cols[4]![i] = put ? cmd.contentType : null;

@@ -31,7 +31,10 @@ export function rowToItem(r: KvRow): Item {
   };
 }
 
-/** JSON form of an item, for idempotency records. */
+/**
+ * JSON form of an item in idempotency records. Written by the database
+ * (agentstate_item_json, migrations/0004_kv_write.sql), read back here.
+ */
 export interface ItemJson {
   k: string;
   v: string;
@@ -42,20 +45,6 @@ export interface ItemJson {
   ctm: string;
   utm: string;
   etm: string | null;
-}
-
-export function itemToJson(i: Item): ItemJson {
-  return {
-    k: i.key,
-    v: i.value.toString("base64"),
-    ct: i.contentType,
-    ver: i.version,
-    cr: i.createRevision,
-    mr: i.modRevision,
-    ctm: i.createTime.toISOString(),
-    utm: i.updateTime.toISOString(),
-    etm: i.expireTime ? i.expireTime.toISOString() : null,
-  };
 }
 
 export function itemFromJson(j: ItemJson): Item {

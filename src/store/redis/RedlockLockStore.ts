@@ -135,8 +135,9 @@ export class RedlockLockStore implements LockStore {
     try {
       ({ token, revision } = await this.tokens.issue(namespace, name));
     } catch (err) {
+      // Already a domain error (the issuer translates driver errors).
       await this.redlock.release(lock).catch(() => undefined);
-      throw translatePgError(err);
+      throw err;
     }
     if (lock.expiration - Date.now() < ttlMs / 5) {
       // Issuing the token took too long (it waits for fenced writes of the
