@@ -56,7 +56,11 @@ async function main(): Promise<void> {
     observeBatch: (n) => metrics.kvWriteBatch.observe(n),
   });
   metrics.watchPool(pool);
-  const kv = await buildKvStore(config, pool, pgStore, log, (outcome) => metrics.cacheReads.inc({ outcome }));
+  const kv = await buildKvStore(config, pool, pgStore, log, {
+    read: (outcome) => metrics.cacheReads.inc({ outcome }),
+    nearHit: () => metrics.nearCacheHits.inc(),
+  });
+  if (kv.near) metrics.watchNearCache(kv.near);
   const janitor = new Janitor(
     pool,
     {

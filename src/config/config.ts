@@ -32,6 +32,8 @@ export interface Config {
   readonly cacheTtlSeconds: number;
   readonly cacheLeaseMs: number;
   readonly cacheMarkerTtlMs: number;
+  /** Bytes for the per-replica near cache of hits (0: off). */
+  readonly nearCacheBytes: number;
   readonly redisCommandTimeoutMs: number;
   readonly shutdownGraceMs: number;
   readonly eventRetentionSeconds: number;
@@ -159,6 +161,7 @@ export function loadConfig(env: Env = process.env): Config {
     cacheTtlSeconds: int(env, "AGENTSTATE_CACHE_TTL_SECONDS", 3600, 1, 30 * 24 * 3600),
     cacheLeaseMs: int(env, "AGENTSTATE_CACHE_LEASE_MS", 2000, 200, 60000),
     cacheMarkerTtlMs,
+    nearCacheBytes: int(env, "AGENTSTATE_NEAR_CACHE_BYTES", 64 * 1024 * 1024, 0, 64 * 1024 * 1024 * 1024),
     redisCommandTimeoutMs: int(env, "AGENTSTATE_REDIS_TIMEOUT_MS", 500, 10, 60000),
     shutdownGraceMs: int(env, "AGENTSTATE_SHUTDOWN_GRACE_MS", 10000, 0, 600000),
     eventRetentionSeconds: int(env, "AGENTSTATE_EVENT_RETENTION_SECONDS", 0, 0, 100 * 365 * 24 * 3600),

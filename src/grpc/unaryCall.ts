@@ -5,7 +5,7 @@
  * throws into a gRPC status through toGrpcError. Handlers stay four steps:
  * validate, call the domain, (errors mapped here), stamp the revision.
  */
-import { randomUUID } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { Metadata, status, type sendUnaryData, type ServerUnaryCall } from "@grpc/grpc-js";
 import type { Logger } from "../log/Logger";
@@ -36,9 +36,16 @@ export interface CallEnv {
   observe?: (rpc: string, code: string, seconds: number) => void;
 }
 
+// Made-up request ids need to be unique, not unguessable: a random
+// per-process prefix and a counter, without a CSPRNG call per request.
+const ID_PREFIX = randomBytes(6).toString("hex");
+let idCounter = 0;
+
 export function requestIdOf(md: Metadata): string {
   const v = md.get("x-request-id")[0];
-  return typeof v === "string" && /^[A-Za-z0-9._:-]{1,128}$/.test(v) ? v : randomUUID();
+  if (typeof v === "string" && /^[A-Za-z0-9._:-]{1,128}$/.test(v)) return v;
+  idCounter = (idCounter + 1) % Number.MAX_SAFE_INTEGER;
+  return `${ID_PREFIX}-${idCounter.toString(36)}`;
 }
 
 export function unaryCall<Req, Res>(rpc: string, env: CallEnv, fn: (req: Req, ctx: CallContext) => Promise<Res>) {

@@ -5,6 +5,7 @@
  */
 import { createServer, type Server } from "node:http";
 import type { Pool } from "pg";
+import type { NearCache } from "../store/redis/NearCache";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 export class Metrics {
@@ -26,6 +27,11 @@ export class Metrics {
     name: "agentstate_cache_reads_total",
     help: "Get outcomes at the cache: hit, miss (then filled or not), bypass (write in flight or no lease), error",
     labelNames: ["outcome"] as const,
+    registers: [this.registry],
+  });
+  readonly nearCacheHits = new Counter({
+    name: "agentstate_near_cache_hits_total",
+    help: "Cache hits served from this replica's near cache (also counted in agentstate_cache_reads_total as hits)",
     registers: [this.registry],
   });
   readonly lockWait = new Histogram({
@@ -61,6 +67,34 @@ export class Metrics {
         this.set({ state: "total" }, pool.totalCount);
         this.set({ state: "idle" }, pool.idleCount);
         this.set({ state: "waiting" }, pool.waitingCount);
+      },
+    });
+  }
+
+  watchNearCache(near: NearCache): void {
+    new Gauge({
+      name: "agentstate_near_cache_entries",
+      help: "Entries held by this replica's near cache",
+      registers: [this.registry],
+      collect() {
+        this.set(near.size().entries);
+      },
+    });
+    new Gauge({
+      name: "agentstate_near_cache_bytes",
+      help: "Estimated bytes held by this replica's near cache (bounded by AGENTSTATE_NEAR_CACHE_BYTES)",
+      registers: [this.registry],
+      collect() {
+        this.set(near.size().bytes);
+      },
+    });
+    new Counter({
+      name: "agentstate_near_cache_invalidations_total",
+      help: "Keys named by Redis invalidation messages to this replica",
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(near.stats.invalidations);
       },
     });
   }

@@ -8,13 +8,17 @@ import type { KvStore } from "../domain/types";
 import type { Logger } from "../log/Logger";
 import type { PostgresKvStore } from "./postgres/PostgresKvStore";
 import { CachedKvStore } from "./redis/CachedKvStore";
+import type Redis from "ioredis";
 import { CacheEpoch } from "./redis/CacheEpoch";
-import { defineCacheScripts } from "./redis/cacheScripts";
+import { type CacheCommands, defineCacheScripts } from "./redis/cacheScripts";
+import { NearCache } from "./redis/NearCache";
 import { createRedisClient } from "./redis/createRedisClient";
 
 export interface BuiltKvStore {
   store: KvStore;
   cache: CachedKvStore | undefined;
+  /** The near cache, when on (metrics). */
+  near?: NearCache;
   close(): Promise<void>;
 }
 
@@ -26,7 +30,7 @@ export async function buildKvStore(
   pool: Pool,
   pg: PostgresKvStore,
   log: Logger,
-  observeRead?: (outcome: string) => void,
+  observe: { read?: (outcome: string) => void; nearHit?: () => void } = {},
 ): Promise<BuiltKvStore> {
   if (!config.redisUrl) return { store: pg, cache: undefined, close: async () => undefined };
   const clog = log.child({ component: "cache" });
@@ -54,12 +58,15 @@ export async function buildKvStore(
     clog,
   );
   epoch.start();
+  const near = config.nearCacheBytes > 0 ? await startNearCache(config, clog) : undefined;
   const cache = new CachedKvStore(
     pg,
     scripts,
     epoch,
     {
-      observeRead,
+      observeRead: observe.read,
+      observeNearHit: observe.nearHit,
+      near: near && { cache: near.cache, reader: near.reader },
       cacheTtlMs: config.cacheTtlSeconds * 1000,
       markerTtlMs: config.cacheMarkerTtlMs,
       statementTimeoutMs: config.statementTimeoutMs,
@@ -69,11 +76,48 @@ export async function buildKvStore(
   return {
     store: cache,
     cache,
+    near: near?.cache,
     close: async () => {
       epoch.stop();
       await cache.settle();
-      clog.info("cache stats", { ...cache.stats });
+      clog.info("cache stats", { ...cache.stats, ...(near ? { near: near.cache.stats } : {}) });
+      near?.close();
       redis.disconnect();
+    },
+  };
+}
+
+/**
+ * The near cache's two connections: cache reads run on `reader` (tracked),
+ * invalidations arrive on `sub`. Neither waits for Redis at start: tracking is
+ * set up whenever both are connected.
+ */
+async function startNearCache(
+  config: Config,
+  log: Logger,
+): Promise<{ cache: NearCache; reader: Redis & CacheCommands; close(): void }> {
+  const url = config.redisUrl!;
+  const reader = createRedisClient(url, config.redisCommandTimeoutMs, log, {
+    connectionName: `${config.redisPrefix}:near-reader`,
+  });
+  const sub = createRedisClient(url, config.redisCommandTimeoutMs, log, {
+    connectionName: `${config.redisPrefix}:near-invalidations`,
+    corkPerTurn: false,
+    autoResubscribe: false,
+  });
+  const cache = new NearCache(reader, sub, { maxBytes: config.nearCacheBytes }, log.child({ component: "near-cache" }));
+  await Promise.all([reader.connect(), sub.connect()]).catch((err: unknown) => {
+    log.warn("near cache: redis unreachable at start; it starts when redis is back", {
+      error: (err as Error).message,
+    });
+  });
+  return {
+    cache,
+    reader: defineCacheScripts(reader),
+    close: () => {
+      cache.close();
+      reader.disconnect();
+      sub.disconnect();
     },
   };
 }

@@ -140,6 +140,11 @@ describe("cache: reads are never stale (guarantee 3)", function () {
       .filter((l) => l["msg"] === "cache stats")
       .reduce((n, l) => n + Number(l["hits"] ?? 0), 0);
     assert.ok(hits > 0, "no read was served from the cache");
+    const nearHits = servers
+      .flatMap((s) => s.logs())
+      .filter((l) => l["msg"] === "cache stats")
+      .reduce((n, l) => n + Number((l["near"] as { hits?: number } | undefined)?.hits ?? 0), 0);
+    assert.ok(nearHits > 0, "no read was served from a near cache");
     servers = [];
   });
 });

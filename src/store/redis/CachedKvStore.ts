@@ -14,6 +14,8 @@
  *    write beginning or ending in between has voided.
  *  - A write never commits after its marker's expiry (commit deadline), and
  *    statement timeouts bound every statement.
+ *  - Hits are also kept in this replica's near cache, served after a sync
+ *    with Redis's invalidations instead of a Redis read (see NearCache).
  * Redis errors never fail a request: reads fall back to Postgres, writes take
  * the epoch path. List always reads Postgres.
  */
@@ -41,10 +43,18 @@ import type { Logger } from "../../log/Logger";
 import type { PostgresKvStore } from "../postgres/PostgresKvStore";
 import type { CacheEpoch } from "./CacheEpoch";
 import type { CacheCommands } from "./cacheScripts";
+import type { NearCache, NearEntry } from "./NearCache";
 
 export interface CachedKvStoreOptions {
   /** Told the outcome of every cache read attempt (metrics). */
   observeRead?: (outcome: keyof CacheStats) => void;
+  /** Told of every hit served from the near cache (also counted as a hit). */
+  observeNearHit?: () => void;
+  /**
+   * This replica's near cache, with the tracked connection cache reads then
+   * run on (see NearCache). Without it reads run on the main connection.
+   */
+  near?: { cache: NearCache; reader: Redis & CacheCommands };
   cacheTtlMs: number;
   markerTtlMs: number;
   statementTimeoutMs: number;
@@ -77,6 +87,9 @@ export class CachedKvStore implements KvStore {
   readonly stats: CacheStats = { unleased: 0, hits: 0, misses: 0, bypasses: 0, fills: 0, errors: 0 };
   /** Cache fills started and not yet settled (see settle). */
   private readonly inflight = new Set<Promise<void>>();
+  private readonly near: NearCache | undefined;
+  private readonly hashes = new Map<string, string>();
+  private readonly reader: Redis & CacheCommands;
 
   constructor(
     private readonly pg: PostgresKvStore,
@@ -84,7 +97,10 @@ export class CachedKvStore implements KvStore {
     private readonly epoch: CacheEpoch,
     private readonly opts: CachedKvStoreOptions,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.near = opts.near?.cache;
+    this.reader = opts.near?.reader ?? redis;
+  }
 
   private count(outcome: keyof CacheStats): void {
     this.stats[outcome]++;
@@ -103,11 +119,35 @@ export class CachedKvStore implements KvStore {
     }
     const keys = this.keysFor(namespace, key);
     const alive = this.epoch.aliveValue();
+    const near = this.near;
+    if (near !== undefined && near.has(keys[1], alive, keys[5]) && (await near.sync())) {
+      // After the sync, and re-checking the lease, as for a Redis hit.
+      const copy = this.epoch.canServe() ? near.get(keys[1], alive, keys[5]) : undefined;
+      if (copy !== undefined) {
+        this.count("hits");
+        this.opts.observeNearHit?.();
+        return readResult(copy.entry.item, Math.max(copy.entry.rev, copy.known));
+      }
+    }
+    const ticket = near?.beginRead(keys[1]);
     let token: string;
     try {
-      const r = (await this.redis.cacheReadBuffer(...keys, alive, nextId(), String(this.opts.markerTtlMs))) as
+      const r = (await this.reader.cacheReadBuffer(...keys, alive, nextId(), String(this.opts.markerTtlMs))) as
         [number] | [number, Buffer, Buffer, Buffer] | [number, Buffer];
       const code = r[0];
+      if (code === 1) {
+        const [, revBuf, meta, bytes, knownBuf] = r as unknown as [number, Buffer, Buffer, Buffer, Buffer];
+        const entry: NearEntry = { alive, rev: Number(revBuf.toString("latin1")), item: parseEntry(key, meta, bytes) };
+        const known = Number(knownBuf.toString("latin1"));
+        if (ticket !== undefined) near!.endRead(ticket, { entry, known, knownKey: keys[5] });
+        // Re-check the lease: the reply must not be older than it.
+        if (this.epoch.canServe()) {
+          this.count("hits");
+          return readResult(entry.item, Math.max(entry.rev, known));
+        }
+        return this.pg.get(namespace, key, consistency);
+      }
+      if (ticket !== undefined) near!.endRead(ticket);
       if (code === -1) {
         this.epoch.distrust();
         return this.pg.get(namespace, key, consistency);
@@ -116,17 +156,9 @@ export class CachedKvStore implements KvStore {
         this.count("bypasses");
         return this.pg.get(namespace, key, consistency);
       }
-      if (code === 1) {
-        // Re-check the lease: the reply must not be older than it.
-        if (this.epoch.canServe()) {
-          this.count("hits");
-          const [, rev, meta, bytes, known] = r as unknown as [number, Buffer, Buffer, Buffer, Buffer];
-          return decodeEntry(key, rev, meta, bytes, known);
-        }
-        return this.pg.get(namespace, key, consistency);
-      }
       token = (r[1] as Buffer).toString();
     } catch (err) {
+      if (ticket !== undefined) near!.endRead(ticket);
       this.count("errors");
       this.log.debug("cache read failed", { error: (err as Error).message });
       return this.pg.get(namespace, key, consistency);
@@ -271,11 +303,21 @@ export class CachedKvStore implements KvStore {
     // user input can change the hash slot. Namespaces hold no NUL, so the
     // separator makes the input unambiguous; same bytes as hashing the three
     // parts in turn, so the Redis keys are those every replica uses.
-    const h = hash("sha256", `${namespace}\0${key}`, "base64url");
+    const id = `${namespace}\0${key}`;
+    let h = this.hashes.get(id);
+    if (h === undefined) {
+      h = hash("sha256", id, "base64url");
+      // A small memo of recent keys (a hash per Get is measurable on the hit path).
+      if (this.hashes.size >= HASH_MEMO_SIZE) this.hashes.clear();
+      this.hashes.set(id, h);
+    }
     const base = `${this.epoch.keyBase()}:{${h}}`;
     return [this.epoch.aliveKey(), `${base}:e`, `${base}:w`, `${base}:t`, `${base}:lw`, this.epoch.knownRevisionKey()];
   }
 }
+
+/** Keys whose hash is remembered (cleared when full). */
+const HASH_MEMO_SIZE = 4096;
 
 /** KEYS of the cache scripts for one key: alive, entry, markers, token, writers, known revision. */
 type CacheKeys = [string, string, string, string, string, string];
@@ -305,31 +347,32 @@ function encodeEntry(item: Item | undefined): [string, Buffer] {
   return [JSON.stringify(meta), item.value];
 }
 
+/** A cached entry's item (undefined: the entry records that the key does not exist). */
+function parseEntry(key: string, metaBuf: Buffer, bytes: Buffer): Item | undefined {
+  const i = (JSON.parse(metaBuf.toString()) as EntryMeta).i;
+  if (!i) return undefined;
+  return {
+    key,
+    value: bytes,
+    contentType: i.ct,
+    version: i.ver,
+    createRevision: i.cr,
+    modRevision: i.mr,
+    createTime: new Date(i.ctm),
+    updateTime: new Date(i.utm),
+    expireTime: i.etm === null ? undefined : new Date(i.etm),
+  };
+}
+
 /**
  * A cache hit as a ReadResult. The entry is current as of the read, so the
- * reply reflects every revision known committed (`known`), not only the one
- * observed when the entry was stored.
+ * reply reflects every revision known committed (`revision`: the larger of
+ * the entry's observed revision and the epoch's known revision), not only the
+ * one observed when the entry was stored. An item past its expiry reads as absent.
  */
-function decodeEntry(key: string, rev: Buffer, metaBuf: Buffer, bytes: Buffer, known: Buffer): ReadResult {
-  const revision = Math.max(Number(rev.toString("latin1")), Number(known.toString("latin1")));
-  const meta = JSON.parse(metaBuf.toString()) as EntryMeta;
-  const i = meta.i;
-  if (!i) return { item: undefined, revision };
-  if (i.etm !== null && i.etm <= Date.now()) return { item: undefined, revision };
-  return {
-    item: {
-      key,
-      value: bytes,
-      contentType: i.ct,
-      version: i.ver,
-      createRevision: i.cr,
-      modRevision: i.mr,
-      createTime: new Date(i.ctm),
-      updateTime: new Date(i.utm),
-      expireTime: i.etm === null ? undefined : new Date(i.etm),
-    },
-    revision,
-  };
+function readResult(item: Item | undefined, revision: number): ReadResult {
+  if (item?.expireTime !== undefined && item.expireTime.getTime() <= Date.now()) return { item: undefined, revision };
+  return { item, revision };
 }
 
 function sleep(ms: number): Promise<void> {

@@ -8,7 +8,25 @@
 import Redis from "ioredis";
 import type { Logger } from "../../log/Logger";
 
-export function createRedisClient(url: string, commandTimeoutMs: number, log: Logger): Redis {
+export interface RedisClientOptions {
+  /**
+   * Cork the connection for the rest of each event-loop turn (default true).
+   * Off for a connection whose commands are sent from a setImmediate callback
+   * and must leave at once (the near cache's sync PINGs).
+   */
+  corkPerTurn?: boolean;
+  /** CLIENT SETNAME on every connect, so operators can tell the connections apart. */
+  connectionName?: string;
+  /** Re-subscribe after a reconnect (ioredis default true); off where the caller re-subscribes itself. */
+  autoResubscribe?: boolean;
+}
+
+export function createRedisClient(
+  url: string,
+  commandTimeoutMs: number,
+  log: Logger,
+  opts: RedisClientOptions = {},
+): Redis {
   const redis = new Redis(url, {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
@@ -17,9 +35,11 @@ export function createRedisClient(url: string, commandTimeoutMs: number, log: Lo
     connectTimeout: Math.max(1000, commandTimeoutMs * 4),
     retryStrategy: (times) => Math.min(50 * times, 1000),
     lazyConnect: true,
+    autoResubscribe: opts.autoResubscribe ?? true,
+    ...(opts.connectionName ? { connectionName: opts.connectionName } : {}),
   });
   redis.on("error", (err: Error) => log.debug("redis error", { error: err.message }));
-  corkPerTurn(redis);
+  if (opts.corkPerTurn ?? true) corkPerTurn(redis);
   return redis;
 }
 

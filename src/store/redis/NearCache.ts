@@ -1,0 +1,342 @@
+/**
+ * NearCache: this replica's own copy of recent cache hits, served without a
+ * Redis command per Get and still never older than the latest acknowledged
+ * write (guarantee 3).
+ *
+ * How it stays fresh: Redis client-side caching. The connection that runs the
+ * cache reads has `CLIENT TRACKING ON REDIRECT <id>`, so Redis remembers every
+ * key a read touched (the entry, its write markers, the epoch's alive key and
+ * known revision) and, when one changes (a write's marker, an install, an
+ * eviction, an expiry, a flush), pushes its name to the invalidation
+ * connection, subscribed to `__redis__:invalidate`.
+ *
+ * - A copy is taken only of a hit read on the tracked connection, and only if
+ *   no invalidation of its keys arrived while the read was in flight (and the
+ *   tracking session did not change meanwhile).
+ * - A near hit is served only after a sync: a PING on the invalidation
+ *   connection, sent after the Get arrived. Redis queues an invalidation on
+ *   that connection while the changing command runs, so before any write whose
+ *   marker changed the entry can have been acknowledged; the PONG follows it on
+ *   the same connection. Once the PONG is in, every invalidation for writes
+ *   acknowledged before the Get has been applied, and the copy, if still here,
+ *   is what a Redis read would have returned. One PING serves every Get that
+ *   arrived while the previous PING was in flight (or in the same turn).
+ * - Losing either connection, a flush, or a change of the epoch's alive key
+ *   drops everything; near hits resume only once tracking is set up again on
+ *   the current connections.
+ * The caller still checks its lease after the sync, as for a Redis hit.
+ */
+import type Redis from "ioredis";
+import type { Item } from "../../domain/types";
+import type { Logger } from "../../log/Logger";
+
+const CHANNEL = "__redis__:invalidate";
+
+export interface NearCacheOptions {
+  /** Upper bound on the bytes held (values plus an estimate of the overhead). */
+  maxBytes: number;
+}
+
+export interface NearCacheStats {
+  /** Gets served from here. */
+  hits: number;
+  /** Sync PINGs sent. */
+  syncs: number;
+  /** Copies taken from Redis hits. */
+  installs: number;
+  /** Keys named by invalidation messages. */
+  invalidations: number;
+  /** Times everything was dropped (connection lost, flush, alive key changed). */
+  resets: number;
+}
+
+/** What a copy holds: the entry as read, unexpired or not (expiry is checked at each hit). */
+export interface NearEntry {
+  readonly alive: string;
+  readonly rev: number;
+  readonly item: Item | undefined;
+}
+
+/** A cache read in flight on the tracked connection whose hit may be copied. */
+export interface NearTicket {
+  readonly key: string;
+  readonly gen: number;
+  readonly knownGen: number;
+}
+
+interface Stored extends NearEntry {
+  readonly size: number;
+}
+
+interface Pending {
+  n: number;
+  dirty: boolean;
+}
+
+interface SyncRound {
+  readonly promise: Promise<boolean>;
+  resolve(ok: boolean): void;
+}
+
+export class NearCache {
+  readonly stats: NearCacheStats = { hits: 0, syncs: 0, installs: 0, invalidations: 0, resets: 0 };
+  private readonly entries = new Map<string, Stored>();
+  private bytes = 0;
+  /** The epoch's known store revision as last read, while no invalidation said it moved. */
+  private known: { key: string; alive: string; value: number } | undefined;
+  /** Moves whenever a known-revision invalidation arrives. */
+  private knownGen = 0;
+  /** Moves whenever tracking is set up or lost, or everything is dropped. */
+  private gen = 0;
+  private tracking = false;
+  /** Moves whenever a connection is lost: a setup begun before it must not turn tracking on. */
+  private session = 0;
+  private subId: number | undefined;
+  /** Reads in flight per entry key; dirty once an invalidation of that key arrived meanwhile. */
+  private readonly pending = new Map<string, Pending>();
+  /** The sync round Gets are joining (its PING not sent yet). */
+  private round: SyncRound | undefined;
+  private pinging = false;
+  private scheduled = false;
+  private settingUp = false;
+  private setupAgain = false;
+  private closed = false;
+
+  constructor(
+    /** The connection cache reads run on (tracked). */
+    private readonly reader: Redis,
+    /** The connection invalidations arrive on (subscribed; never auto-resubscribed). */
+    private readonly sub: Redis,
+    private readonly opts: NearCacheOptions,
+    private readonly log: Logger,
+  ) {
+    reader.on("close", () => this.lose());
+    sub.on("close", () => {
+      this.subId = undefined;
+      this.lose();
+    });
+    reader.on("ready", () => void this.setup());
+    sub.on("ready", () => void this.setup());
+    sub.on("messageBuffer", (channel: Buffer, message: Buffer[] | Buffer | null) =>
+      this.onInvalidate(channel, message),
+    );
+  }
+
+  /** True while tracking is on (near hits and copies possible). */
+  active(): boolean {
+    return this.tracking;
+  }
+
+  size(): { entries: number; bytes: number } {
+    return { entries: this.entries.size, bytes: this.bytes };
+  }
+
+  /** Whether a copy of this entry (and the known revision) is here now; a hit still needs sync(). */
+  has(entryKey: string, alive: string, knownKey: string): boolean {
+    if (!this.tracking) return false;
+    const k = this.known;
+    if (k === undefined || k.key !== knownKey || k.alive !== alive) return false;
+    const e = this.entries.get(entryKey);
+    return e !== undefined && e.alive === alive;
+  }
+
+  /**
+   * The copy and the revision it reflects, read after a successful sync():
+   * undefined when it is gone (invalidated meanwhile) or belongs to another
+   * epoch.
+   */
+  get(entryKey: string, alive: string, knownKey: string): { entry: NearEntry; known: number } | undefined {
+    if (!this.has(entryKey, alive, knownKey)) return undefined;
+    this.stats.hits++;
+    return { entry: this.entries.get(entryKey)!, known: this.known!.value };
+  }
+
+  /**
+   * Resolves true once every invalidation Redis queued before this call's
+   * PING has been applied, false if that cannot be known (tracking lost or
+   * restarted, connection error): then the caller reads Redis instead.
+   */
+  sync(): Promise<boolean> {
+    if (!this.tracking) return Promise.resolve(false);
+    let round = this.round;
+    if (round === undefined) {
+      let resolve!: (ok: boolean) => void;
+      const promise = new Promise<boolean>((r) => (resolve = r));
+      round = this.round = { promise, resolve };
+      // Sent at the end of this turn, or when the PING in flight returns,
+      // whichever is later: either way after every Get that joined it.
+      if (!this.pinging && !this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => {
+          this.scheduled = false;
+          this.ping();
+        });
+      }
+    }
+    return round.promise;
+  }
+
+  /** Sends the open round's PING; one at a time, so a burst of Gets shares few PINGs. */
+  private ping(): void {
+    const round = this.round;
+    if (round === undefined || this.pinging) return;
+    this.round = undefined;
+    const gen = this.gen;
+    if (!this.tracking) return round.resolve(false);
+    this.stats.syncs++;
+    this.pinging = true;
+    const done = (ok: boolean) => {
+      this.pinging = false;
+      round.resolve(ok && this.tracking && this.gen === gen);
+      // The next round goes at the end of this turn, gathering the Gets read meanwhile.
+      if (this.round !== undefined && !this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => {
+          this.scheduled = false;
+          this.ping();
+        });
+      }
+    };
+    this.sub.ping().then(
+      () => done(true),
+      (err: unknown) => {
+        this.log.debug("near cache sync failed", { error: (err as Error).message });
+        done(false);
+      },
+    );
+  }
+
+  /** Call before sending a cache read on the tracked connection; pass the ticket to endRead. */
+  beginRead(entryKey: string): NearTicket | undefined {
+    if (!this.tracking) return undefined;
+    const p = this.pending.get(entryKey);
+    if (p === undefined) this.pending.set(entryKey, { n: 1, dirty: false });
+    else p.n++;
+    return { key: entryKey, gen: this.gen, knownGen: this.knownGen };
+  }
+
+  /**
+   * Ends a read begun with beginRead. With `hit`, copies it unless anything
+   * that could make it stale happened while it was in flight.
+   */
+  endRead(ticket: NearTicket, hit?: { entry: NearEntry; known: number; knownKey: string }): void {
+    const p = this.pending.get(ticket.key);
+    let dirty = true;
+    if (p !== undefined) {
+      dirty = p.dirty;
+      if (--p.n === 0) this.pending.delete(ticket.key);
+    }
+    if (hit === undefined || dirty || !this.tracking || ticket.gen !== this.gen) return;
+    this.put(ticket.key, hit.entry);
+    if (ticket.knownGen === this.knownGen) {
+      const k = this.known;
+      // The known revision only grows within an epoch: keep the larger.
+      if (k === undefined || k.key !== hit.knownKey || k.alive !== hit.entry.alive) {
+        this.known = { key: hit.knownKey, alive: hit.entry.alive, value: hit.known };
+      } else if (hit.known > k.value) k.value = hit.known;
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    this.lose();
+  }
+
+  private put(key: string, entry: NearEntry): void {
+    const size = key.length * 2 + 200 + (entry.item ? entry.item.value.length + entry.item.key.length * 2 : 0);
+    if (size > this.opts.maxBytes) return;
+    this.remove(key);
+    this.entries.set(key, { ...entry, size });
+    this.bytes += size;
+    this.stats.installs++;
+    // Oldest copies go first.
+    for (const [k] of this.entries) {
+      if (this.bytes <= this.opts.maxBytes) break;
+      this.remove(k);
+    }
+  }
+
+  private remove(key: string): void {
+    const e = this.entries.get(key);
+    if (e === undefined) return;
+    this.entries.delete(key);
+    this.bytes -= e.size;
+  }
+
+  private onInvalidate(channel: Buffer, message: Buffer[] | Buffer | null): void {
+    if (channel.toString() !== CHANNEL) return;
+    // null: FLUSHALL/FLUSHDB (or tracking table overflow handling): everything.
+    if (message === null || !Array.isArray(message)) return this.dropAll();
+    for (const b of message) {
+      this.stats.invalidations++;
+      const key = b.toString("latin1");
+      if (key.endsWith(":e")) this.drop(key);
+      else if (key.endsWith(":w")) this.drop(`${key.slice(0, -2)}:e`);
+      else if (key.endsWith(":rev")) {
+        this.knownGen++;
+        this.known = undefined;
+      } else if (key.endsWith(":alive")) this.dropAll();
+    }
+  }
+
+  private drop(entryKey: string): void {
+    this.remove(entryKey);
+    const p = this.pending.get(entryKey);
+    if (p !== undefined) p.dirty = true;
+  }
+
+  /** Drops every copy and voids every read and sync in flight; tracking stays as it is. */
+  private dropAll(): void {
+    this.gen++;
+    this.stats.resets++;
+    this.entries.clear();
+    this.bytes = 0;
+    this.known = undefined;
+    this.knownGen++;
+  }
+
+  private lose(): void {
+    if (this.tracking) this.log.debug("near cache off until tracking is set up again");
+    this.tracking = false;
+    this.session++;
+    this.dropAll();
+  }
+
+  /** Sets tracking up on the current connections (again after any reconnect). */
+  private async setup(): Promise<void> {
+    if (this.settingUp) {
+      this.setupAgain = true;
+      return;
+    }
+    this.settingUp = true;
+    try {
+      do {
+        this.setupAgain = false;
+        await this.setupOnce().catch((err: unknown) => {
+          this.log.debug("near cache tracking setup failed", { error: (err as Error).message });
+        });
+      } while (this.setupAgain && !this.closed);
+    } finally {
+      this.settingUp = false;
+    }
+  }
+
+  private async setupOnce(): Promise<void> {
+    if (this.closed || this.tracking) return;
+    if (this.reader.status !== "ready" || this.sub.status !== "ready") return;
+    const session = this.session;
+    if (this.subId === undefined) {
+      const id = Number(await this.sub.client("ID"));
+      await this.sub.subscribe(CHANNEL);
+      if (session !== this.session) return;
+      this.subId = id;
+    }
+    await this.reader.client("TRACKING", "ON", "REDIRECT", String(this.subId));
+    // A connection lost meanwhile moved the session: its next "ready" sets up again.
+    if (session !== this.session || this.closed || this.reader.status !== "ready" || this.sub.status !== "ready")
+      return;
+    this.gen++;
+    this.tracking = true;
+    this.log.debug("near cache tracking on", { redirect: this.subId });
+  }
+}
