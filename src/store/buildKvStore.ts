@@ -58,7 +58,7 @@ export async function buildKvStore(
     clog,
   );
   epoch.start();
-  const near = config.nearCacheBytes > 0 ? await startNearCache(config, clog) : undefined;
+  const near = config.nearCacheBytes > 0 ? await startNearCache(config, redis, clog) : undefined;
   const cache = new CachedKvStore(
     pg,
     scripts,
@@ -94,6 +94,7 @@ export async function buildKvStore(
  */
 async function startNearCache(
   config: Config,
+  plain: Redis,
   log: Logger,
 ): Promise<{ cache: NearCache; reader: Redis & CacheCommands; close(): void }> {
   const url = config.redisUrl!;
@@ -105,7 +106,13 @@ async function startNearCache(
     corkPerTurn: false,
     autoResubscribe: false,
   });
-  const cache = new NearCache(reader, sub, { maxBytes: config.nearCacheBytes }, log.child({ component: "near-cache" }));
+  const cache = new NearCache(
+    reader,
+    sub,
+    plain,
+    { maxBytes: config.nearCacheBytes },
+    log.child({ component: "near-cache" }),
+  );
   await Promise.all([reader.connect(), sub.connect()]).catch((err: unknown) => {
     log.warn("near cache: redis unreachable at start; it starts when redis is back", {
       error: (err as Error).message,

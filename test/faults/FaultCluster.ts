@@ -125,7 +125,7 @@ export class ReplicaSlot {
   /** Last cache-read counters scraped from each incarnation's /metrics, by outcome. */
   readonly cacheReadsByIncarnation: Record<string, number>[] = [];
 
-  /** Scrapes agentstate_cache_reads_total from the current incarnation (best effort). */
+  /** Scrapes agentstate_cache_reads_total (and near-cache hits) from the current incarnation (best effort). */
   async scrapeCacheReads(): Promise<void> {
     const server = this.server;
     if (!server?.running || this.down) return;
@@ -139,6 +139,9 @@ export class ReplicaSlot {
       for (const m of text.matchAll(/^agentstate_cache_reads_total\{outcome="([a-z_]+)"\} (\d+)/gm)) {
         counts[m[1]!] = Number(m[2]);
       }
+      // Hits served from the replica's near cache (a subset of "hits").
+      const near = /^agentstate_near_cache_hits_total (\d+)/m.exec(text);
+      if (near) counts["near_hits"] = Number(near[1]);
       let slot = this.metricsOf.get(server);
       if (slot === undefined) {
         slot = this.cacheReadsByIncarnation.push({}) - 1;

@@ -32,7 +32,7 @@ describe("near cache protocol (real Redis)", function () {
     reader = createRedisClient(env.redis.url, 2000, log);
     sub = createRedisClient(env.redis.url, 2000, log, { corkPerTurn: false, autoResubscribe: false });
     other = createRedisClient(env.redis.url, 2000, log);
-    near = new NearCache(reader, sub, { maxBytes }, log);
+    near = new NearCache(reader, sub, other, { maxBytes }, log);
     await Promise.all([reader.connect(), sub.connect(), other.connect()]);
     await trackingOn();
   }
@@ -64,25 +64,28 @@ describe("near cache protocol (real Redis)", function () {
     await reader.get(k.known);
   }
 
-  async function copy(k: ReturnType<typeof keysOf>, rev = 1, known = 1): Promise<void> {
+  async function copy(k: ReturnType<typeof keysOf>, rev = 1): Promise<void> {
     const t = near.beginRead(k.entry)!;
     assert.ok(t, "no ticket while tracking is on");
     await trackedRead(k);
-    near.endRead(t, { entry: entry(rev), known, knownKey: k.known });
-    assert.equal(near.has(k.entry, ALIVE, k.known), true, "the copy was not kept");
+    near.endRead(t, entry(rev));
+    assert.equal(near.has(k.entry, ALIVE), true, "the copy was not kept");
   }
 
-  /** True once every invalidation sent so far has been applied. */
-  const synced = async () => assert.equal(await near.sync(), true, "sync failed");
+  /** Resolves once every invalidation sent so far has been applied. */
+  const synced = async (k: ReturnType<typeof keysOf>) =>
+    assert.notEqual(await near.sync(k.known), undefined, "sync failed");
 
-  it("keeps a copy of a clean read and serves it after a sync", async () => {
+  it("keeps a copy of a clean read and serves it after a sync, with the known revision read then", async () => {
     const k = keysOf();
-    await copy(k, 3, 7);
-    await synced();
-    const got = near.get(k.entry, ALIVE, k.known);
-    assert.equal(got?.entry.rev, 3);
-    assert.equal(got?.known, 7);
-    assert.equal(near.has(k.entry, "2:run", k.known), false, "a copy of another epoch was offered");
+    await copy(k, 3);
+    await other.set(k.known, "7");
+    assert.equal(await near.sync(k.known), 7);
+    assert.equal(near.get(k.entry, ALIVE)?.rev, 3);
+    await other.set(k.known, "8"); // a write to another key: the copy stays
+    assert.equal(await near.sync(k.known), 8);
+    assert.equal(near.get(k.entry, ALIVE)?.rev, 3);
+    assert.equal(near.has(k.entry, "2:run"), false, "a copy of another epoch was offered");
   });
 
   it("does not copy a read that an invalidation of its key overtook", async () => {
@@ -90,15 +93,14 @@ describe("near cache protocol (real Redis)", function () {
     const t = near.beginRead(k.entry)!;
     await trackedRead(k);
     await other.hset(k.entry, "r", "2"); // changed after the read
-    await synced(); // the invalidation has arrived before the read is handed in
-    near.endRead(t, { entry: entry(1), known: 1, knownKey: k.known });
-    assert.equal(near.has(k.entry, ALIVE, k.known), false, "a read older than a change was copied");
+    await synced(k); // the invalidation has arrived before the read is handed in
+    near.endRead(t, entry(1));
+    assert.equal(near.has(k.entry, ALIVE), false, "a read older than a change was copied");
   });
 
   for (const [what, change] of [
     ["the entry changes", (k: ReturnType<typeof keysOf>) => other.hset(k.entry, "r", "9")],
     ["a write marks the key", (k: ReturnType<typeof keysOf>) => other.zadd(k.markers, Date.now() + 1000, "w")],
-    ["the epoch's known revision moves", (k: ReturnType<typeof keysOf>) => other.set(k.known, "99")],
     ["the epoch's alive key changes", (k: ReturnType<typeof keysOf>) => other.set(k.alive, "other")],
     ["Redis is flushed", () => other.flushdb()],
   ] as const) {
@@ -106,9 +108,9 @@ describe("near cache protocol (real Redis)", function () {
       const k = keysOf();
       await copy(k);
       await change(k);
-      await synced();
-      assert.equal(near.has(k.entry, ALIVE, k.known), false);
-      assert.equal(near.get(k.entry, ALIVE, k.known), undefined);
+      await synced(k);
+      assert.equal(near.has(k.entry, ALIVE), false);
+      assert.equal(near.get(k.entry, ALIVE), undefined);
     });
   }
 
@@ -117,15 +119,15 @@ describe("near cache protocol (real Redis)", function () {
     await copy(k);
     reader.disconnect(true); // closes, then reconnects
     await trackingOff();
-    assert.equal(near.has(k.entry, ALIVE, k.known), false);
-    assert.equal(await near.sync(), false);
+    assert.equal(near.has(k.entry, ALIVE), false);
+    assert.equal(await near.sync(k.known), undefined);
     assert.equal(near.beginRead(k.entry), undefined, "a read on an untracked connection got a ticket");
     await trackingOn();
     // Tracked again: a change is seen.
     await copy(k);
     await other.hset(k.entry, "r", "5");
-    await synced();
-    assert.equal(near.has(k.entry, ALIVE, k.known), false);
+    await synced(k);
+    assert.equal(near.has(k.entry, ALIVE), false);
   });
 
   it("does not copy a read that was in flight across a lost connection", async () => {
@@ -135,8 +137,8 @@ describe("near cache protocol (real Redis)", function () {
     sub.disconnect(true);
     await trackingOff();
     await trackingOn();
-    near.endRead(t, { entry: entry(1), known: 1, knownKey: k.known });
-    assert.equal(near.has(k.entry, ALIVE, k.known), false);
+    near.endRead(t, entry(1));
+    assert.equal(near.has(k.entry, ALIVE), false);
   });
 
   it("stays within its byte budget, dropping the oldest copies first", async () => {
@@ -158,10 +160,10 @@ describe("near cache protocol (real Redis)", function () {
         updateTime: new Date(),
         expireTime: undefined,
       };
-      near.endRead(t, { entry: { alive: ALIVE, rev: 1, item }, known: 1, knownKey: k.known });
+      near.endRead(t, { alive: ALIVE, rev: 1, item });
     }
     assert.ok(near.size().bytes <= 2000, `holds ${near.size().bytes} bytes`);
-    assert.equal(near.has(keys[0]!.entry, ALIVE, keys[0]!.known), false, "the oldest copy was kept");
-    assert.equal(near.has(keys[5]!.entry, ALIVE, keys[5]!.known), true, "the newest copy was dropped");
+    assert.equal(near.has(keys[0]!.entry, ALIVE), false, "the oldest copy was kept");
+    assert.equal(near.has(keys[5]!.entry, ALIVE), true, "the newest copy was dropped");
   });
 });

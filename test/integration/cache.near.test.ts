@@ -117,6 +117,27 @@ describe("near cache: copies of cache hits are never served stale (guarantee 3)"
     assert.ok((await nearHits(b.server)) > hitsBefore, "B never served k1 from its near cache between writes");
   });
 
+  it("reports a revision no lower than any write acknowledged before the Get, to any key", async () => {
+    const v = await put("k4", "steady");
+    await nearServed("k4", v);
+    const hitsBefore = await nearHits(b.server);
+    for (let i = 0; i < 20; i++) {
+      const w = await a.client.compareAndSet({
+        namespace: NS,
+        key: `elsewhere-${i}`,
+        expected: { any: true },
+        value: Buffer.from("x"),
+      });
+      const g = await b.client.get({ namespace: NS, key: "k4" });
+      assert.equal(g.item?.version, v);
+      assert.ok(
+        g.header!.revision >= w.header!.revision,
+        `Get reported revision ${g.header!.revision} after a write at ${w.header!.revision} was acknowledged`,
+      );
+    }
+    assert.ok((await nearHits(b.server)) > hitsBefore, "writes to other keys voided the copy of k4");
+  });
+
   it("waits for an invalidation that is still on the wire when the Get arrives", async () => {
     assert.ok(toxi);
     const v1 = await put("k2", "old");

@@ -120,13 +120,14 @@ export class CachedKvStore implements KvStore {
     const keys = this.keysFor(namespace, key);
     const alive = this.epoch.aliveValue();
     const near = this.near;
-    if (near !== undefined && near.has(keys[1], alive, keys[5]) && (await near.sync())) {
+    if (near !== undefined && near.has(keys[1], alive)) {
+      const known = await near.sync(keys[5]);
       // After the sync, and re-checking the lease, as for a Redis hit.
-      const copy = this.epoch.canServe() ? near.get(keys[1], alive, keys[5]) : undefined;
-      if (copy !== undefined) {
+      const entry = known !== undefined && this.epoch.canServe() ? near.get(keys[1], alive) : undefined;
+      if (entry !== undefined) {
         this.count("hits");
         this.opts.observeNearHit?.();
-        return readResult(copy.entry.item, Math.max(copy.entry.rev, copy.known));
+        return readResult(entry.item, Math.max(entry.rev, known!));
       }
     }
     const ticket = near?.beginRead(keys[1]);
@@ -139,7 +140,7 @@ export class CachedKvStore implements KvStore {
         const [, revBuf, meta, bytes, knownBuf] = r as unknown as [number, Buffer, Buffer, Buffer, Buffer];
         const entry: NearEntry = { alive, rev: Number(revBuf.toString("latin1")), item: parseEntry(key, meta, bytes) };
         const known = Number(knownBuf.toString("latin1"));
-        if (ticket !== undefined) near!.endRead(ticket, { entry, known, knownKey: keys[5] });
+        if (ticket !== undefined) near!.endRead(ticket, entry);
         // Re-check the lease: the reply must not be older than it.
         if (this.epoch.canServe()) {
           this.count("hits");

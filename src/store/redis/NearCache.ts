@@ -5,10 +5,10 @@
  *
  * How it stays fresh: Redis client-side caching. The connection that runs the
  * cache reads has `CLIENT TRACKING ON REDIRECT <id>`, so Redis remembers every
- * key a read touched (the entry, its write markers, the epoch's alive key and
- * known revision) and, when one changes (a write's marker, an install, an
- * eviction, an expiry, a flush), pushes its name to the invalidation
- * connection, subscribed to `__redis__:invalidate`.
+ * key a read touched (the entry, its write markers, the epoch's alive key) and,
+ * when one changes (a write's marker, an install, an eviction, an expiry, a
+ * flush), pushes its name to the invalidation connection, subscribed to
+ * `__redis__:invalidate`.
  *
  * - A copy is taken only of a hit read on the tracked connection, and only if
  *   no invalidation of its keys arrived while the read was in flight (and the
@@ -21,6 +21,10 @@
  *   acknowledged before the Get has been applied, and the copy, if still here,
  *   is what a Redis read would have returned. One PING serves every Get that
  *   arrived while the previous PING was in flight (or in the same turn).
+ * - The revision a near hit reports is read with the PING (a GET of the
+ *   epoch's known revision, sent with it): at least that of every write
+ *   acknowledged before the Gets of the round arrived, as a Redis hit reports.
+ *   So writes to other keys never void a copy.
  * - Losing either connection, a flush, or a change of the epoch's alive key
  *   drops everything; near hits resume only once tracking is set up again on
  *   the current connections.
@@ -29,6 +33,7 @@
 import type Redis from "ioredis";
 import type { Item } from "../../domain/types";
 import type { Logger } from "../../log/Logger";
+import { sendNow } from "./createRedisClient";
 
 const CHANNEL = "__redis__:invalidate";
 
@@ -61,7 +66,6 @@ export interface NearEntry {
 export interface NearTicket {
   readonly key: string;
   readonly gen: number;
-  readonly knownGen: number;
 }
 
 interface Stored extends NearEntry {
@@ -74,18 +78,16 @@ interface Pending {
 }
 
 interface SyncRound {
-  readonly promise: Promise<boolean>;
-  resolve(ok: boolean): void;
+  /** The epoch's known-revision key, read with the PING. */
+  readonly knownKey: string;
+  readonly promise: Promise<number | undefined>;
+  resolve(known: number | undefined): void;
 }
 
 export class NearCache {
   readonly stats: NearCacheStats = { hits: 0, syncs: 0, installs: 0, invalidations: 0, resets: 0 };
   private readonly entries = new Map<string, Stored>();
   private bytes = 0;
-  /** The epoch's known store revision as last read, while no invalidation said it moved. */
-  private known: { key: string; alive: string; value: number } | undefined;
-  /** Moves whenever a known-revision invalidation arrives. */
-  private knownGen = 0;
   /** Moves whenever tracking is set up or lost, or everything is dropped. */
   private gen = 0;
   private tracking = false;
@@ -107,6 +109,8 @@ export class NearCache {
     private readonly reader: Redis,
     /** The connection invalidations arrive on (subscribed; never auto-resubscribed). */
     private readonly sub: Redis,
+    /** An untracked connection, for reading the known revision with each sync. */
+    private readonly plain: Redis,
     private readonly opts: NearCacheOptions,
     private readonly log: Logger,
   ) {
@@ -131,49 +135,51 @@ export class NearCache {
     return { entries: this.entries.size, bytes: this.bytes };
   }
 
-  /** Whether a copy of this entry (and the known revision) is here now; a hit still needs sync(). */
-  has(entryKey: string, alive: string, knownKey: string): boolean {
+  /** Whether a copy of this entry is here now; serving it still needs sync(). */
+  has(entryKey: string, alive: string): boolean {
     if (!this.tracking) return false;
-    const k = this.known;
-    if (k === undefined || k.key !== knownKey || k.alive !== alive) return false;
     const e = this.entries.get(entryKey);
     return e !== undefined && e.alive === alive;
   }
 
   /**
-   * The copy and the revision it reflects, read after a successful sync():
-   * undefined when it is gone (invalidated meanwhile) or belongs to another
-   * epoch.
+   * The copy, read after a successful sync(): undefined when it is gone
+   * (invalidated meanwhile) or belongs to another epoch.
    */
-  get(entryKey: string, alive: string, knownKey: string): { entry: NearEntry; known: number } | undefined {
-    if (!this.has(entryKey, alive, knownKey)) return undefined;
+  get(entryKey: string, alive: string): NearEntry | undefined {
+    if (!this.has(entryKey, alive)) return undefined;
     this.stats.hits++;
-    return { entry: this.entries.get(entryKey)!, known: this.known!.value };
+    return this.entries.get(entryKey);
   }
 
   /**
-   * Resolves true once every invalidation Redis queued before this call's
-   * PING has been applied, false if that cannot be known (tracking lost or
+   * Resolves, once every invalidation Redis queued before this call's PING has
+   * been applied, with the epoch's known store revision (`knownKey`) read
+   * with that PING; undefined if that cannot be known (tracking lost or
    * restarted, connection error): then the caller reads Redis instead.
    */
-  sync(): Promise<boolean> {
-    if (!this.tracking) return Promise.resolve(false);
+  sync(knownKey: string): Promise<number | undefined> {
+    if (!this.tracking) return Promise.resolve(undefined);
     let round = this.round;
     if (round === undefined) {
-      let resolve!: (ok: boolean) => void;
-      const promise = new Promise<boolean>((r) => (resolve = r));
-      round = this.round = { promise, resolve };
+      let resolve!: (known: number | undefined) => void;
+      const promise = new Promise<number | undefined>((r) => (resolve = r));
+      round = this.round = { knownKey, promise, resolve };
       // Sent at the end of this turn, or when the PING in flight returns,
       // whichever is later: either way after every Get that joined it.
-      if (!this.pinging && !this.scheduled) {
-        this.scheduled = true;
-        setImmediate(() => {
-          this.scheduled = false;
-          this.ping();
-        });
-      }
+      if (!this.pinging && !this.scheduled) this.schedule();
+    } else if (round.knownKey !== knownKey) {
+      return Promise.resolve(undefined); // the epoch moved meanwhile: read Redis
     }
     return round.promise;
+  }
+
+  private schedule(): void {
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.ping();
+    });
   }
 
   /** Sends the open round's PING; one at a time, so a burst of Gets shares few PINGs. */
@@ -182,28 +188,25 @@ export class NearCache {
     if (round === undefined || this.pinging) return;
     this.round = undefined;
     const gen = this.gen;
-    if (!this.tracking) return round.resolve(false);
+    if (!this.tracking) return round.resolve(undefined);
     this.stats.syncs++;
     this.pinging = true;
-    const done = (ok: boolean) => {
-      this.pinging = false;
-      round.resolve(ok && this.tracking && this.gen === gen);
-      // The next round goes at the end of this turn, gathering the Gets read meanwhile.
-      if (this.round !== undefined && !this.scheduled) {
-        this.scheduled = true;
-        setImmediate(() => {
-          this.scheduled = false;
-          this.ping();
-        });
-      }
-    };
-    this.sub.ping().then(
-      () => done(true),
+    const known = this.plain.get(round.knownKey);
+    sendNow(this.plain);
+    Promise.all([this.sub.ping(), known]).then(
+      ([, k]) => this.pinged(round, this.tracking && this.gen === gen ? Number(k ?? 0) : undefined),
       (err: unknown) => {
         this.log.debug("near cache sync failed", { error: (err as Error).message });
-        done(false);
+        this.pinged(round, undefined);
       },
     );
+  }
+
+  private pinged(round: SyncRound, known: number | undefined): void {
+    this.pinging = false;
+    round.resolve(known);
+    // The next round goes at the end of this turn, gathering the Gets read meanwhile.
+    if (this.round !== undefined && !this.scheduled) this.schedule();
   }
 
   /** Call before sending a cache read on the tracked connection; pass the ticket to endRead. */
@@ -212,14 +215,14 @@ export class NearCache {
     const p = this.pending.get(entryKey);
     if (p === undefined) this.pending.set(entryKey, { n: 1, dirty: false });
     else p.n++;
-    return { key: entryKey, gen: this.gen, knownGen: this.knownGen };
+    return { key: entryKey, gen: this.gen };
   }
 
   /**
    * Ends a read begun with beginRead. With `hit`, copies it unless anything
    * that could make it stale happened while it was in flight.
    */
-  endRead(ticket: NearTicket, hit?: { entry: NearEntry; known: number; knownKey: string }): void {
+  endRead(ticket: NearTicket, hit?: NearEntry): void {
     const p = this.pending.get(ticket.key);
     let dirty = true;
     if (p !== undefined) {
@@ -227,14 +230,7 @@ export class NearCache {
       if (--p.n === 0) this.pending.delete(ticket.key);
     }
     if (hit === undefined || dirty || !this.tracking || ticket.gen !== this.gen) return;
-    this.put(ticket.key, hit.entry);
-    if (ticket.knownGen === this.knownGen) {
-      const k = this.known;
-      // The known revision only grows within an epoch: keep the larger.
-      if (k === undefined || k.key !== hit.knownKey || k.alive !== hit.entry.alive) {
-        this.known = { key: hit.knownKey, alive: hit.entry.alive, value: hit.known };
-      } else if (hit.known > k.value) k.value = hit.known;
-    }
+    this.put(ticket.key, hit);
   }
 
   close(): void {
@@ -272,10 +268,7 @@ export class NearCache {
       const key = b.toString("latin1");
       if (key.endsWith(":e")) this.drop(key);
       else if (key.endsWith(":w")) this.drop(`${key.slice(0, -2)}:e`);
-      else if (key.endsWith(":rev")) {
-        this.knownGen++;
-        this.known = undefined;
-      } else if (key.endsWith(":alive")) this.dropAll();
+      else if (key.endsWith(":alive")) this.dropAll();
     }
   }
 
@@ -291,8 +284,6 @@ export class NearCache {
     this.stats.resets++;
     this.entries.clear();
     this.bytes = 0;
-    this.known = undefined;
-    this.knownGen++;
   }
 
   private lose(): void {

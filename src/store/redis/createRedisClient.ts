@@ -53,17 +53,31 @@ export function createRedisClient(
  */
 function corkPerTurn(redis: Redis): void {
   const send = redis.sendCommand.bind(redis);
-  let corked = false;
+  let corked: { uncork(): void } | undefined;
+  const flush = () => {
+    const socket = corked;
+    corked = undefined;
+    socket?.uncork();
+  };
   redis.sendCommand = (command, stream) => {
     const socket = redis.stream;
-    if (!corked && redis.status === "ready" && socket?.writable) {
-      corked = true;
+    if (corked === undefined && redis.status === "ready" && socket?.writable) {
+      corked = socket;
       socket.cork();
-      setImmediate(() => {
-        corked = false;
-        socket.uncork();
-      });
+      setImmediate(flush);
     }
     return send(command, stream);
   };
+  flushers.set(redis, flush);
+}
+
+const flushers = new WeakMap<Redis, () => void>();
+
+/**
+ * Sends what this turn's commands have corked on the connection now, not at
+ * the end of the turn: for commands sent from a setImmediate callback, whose
+ * corked window would otherwise last into the next turn.
+ */
+export function sendNow(redis: Redis): void {
+  flushers.get(redis)?.();
 }
