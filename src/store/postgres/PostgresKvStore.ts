@@ -30,6 +30,7 @@ import type {
 import { abortError } from "../../errors/abort";
 import { AppError, DeadlineExceededError, FailedPreconditionError, UnavailableError } from "../../errors/errors";
 import { fenceError } from "./checkFence";
+import { GroupCommitQueue } from "./GroupCommitQueue";
 import { isRetryableConflict, translatePgError } from "./pgErrors";
 import { itemFromJson, keyBytes, rowToItem, type ItemJson, type KvRow } from "./rows";
 import { sql, type Statement } from "./sql";
@@ -120,15 +121,28 @@ const MAX_CONFLICT_RETRIES = 5;
 const MAX_BATCH_VALUE_BYTES = 4 * 1024 * 1024;
 
 export class PostgresKvStore implements KvStore {
-  private readonly queue: Pending[] = [];
-  private batchesInFlight = 0;
-  /** Namespace + key of every write in a batch in flight. */
-  private readonly keysInFlight = new Set<string>();
+  private readonly writes: GroupCommitQueue<Pending>;
 
   constructor(
     private readonly pool: Pool,
     private readonly opts: PostgresKvStoreOptions = { batchMax: 64, batchesInFlight: 1 },
-  ) {}
+  ) {
+    // A batch is sorted by namespace and key (concurrent batches then claim
+    // keys in one order). Writes whose caller has gone are answered when
+    // reached. A write on a key in a batch in flight, and a second write with
+    // an idempotency key already in the batch, wait for a later batch.
+    this.writes = new GroupCommitQueue<Pending>({
+      maxBatch: opts.batchMax,
+      maxInFlight: opts.batchesInFlight,
+      run: (batch) => this.runBatch(batch, false),
+      batchKey: idempotencyKeyOf,
+      flightKey: keyOf,
+      expired: (p) => tooLate(p.hooks),
+      weight: valueBytes,
+      maxWeight: MAX_BATCH_VALUE_BYTES,
+      compare: byKey,
+    });
+  }
 
   async get(namespace: string, key: string, _consistency?: ReadConsistency): Promise<ReadResult> {
     const res = await this.query<KvRow & { db_now: Date; store_revision: number }>(sql("kv_get"), [
@@ -176,59 +190,8 @@ export class PostgresKvStore implements KvStore {
     if (hooks.signal?.aborted) return Promise.reject(abortError(hooks.signal, "nothing was written"));
     return new Promise<WriteResult>((resolve, reject) => {
       const fingerprint = cmd.idempotencyKey !== undefined ? requestFingerprint(cmd) : null;
-      this.queue.push({ cmd, key: keyBytes(cmd.key), hooks, fingerprint, resolve, reject });
-      this.startBatches();
+      this.writes.push({ cmd, key: keyBytes(cmd.key), hooks, fingerprint, resolve, reject });
     });
-  }
-
-  private startBatches(): void {
-    while (this.batchesInFlight < this.opts.batchesInFlight && this.queue.length > 0) {
-      const batch = this.takeBatch();
-      if (batch.length === 0) return;
-      this.batchesInFlight++;
-      const keys = batch.map(keyOf);
-      for (const k of keys) this.keysInFlight.add(k);
-      void this.runBatch(batch, false).finally(() => {
-        for (const k of keys) this.keysInFlight.delete(k);
-        this.batchesInFlight--;
-        this.startBatches();
-      });
-    }
-  }
-
-  /**
-   * The next batch from the queue, sorted by namespace and key (concurrent
-   * batches then claim keys in one order). Writes whose caller has gone are
-   * answered here. Writes on a key in a batch in flight, and a second write
-   * with an idempotency key already in the batch, wait for a later one.
-   */
-  private takeBatch(): Pending[] {
-    const batch: Pending[] = [];
-    const idem = new Set<string>();
-    let bytes = 0;
-    let i = 0;
-    while (i < this.queue.length && batch.length < this.opts.batchMax) {
-      const p = this.queue[i]!;
-      const gone = tooLate(p.hooks);
-      if (gone) {
-        this.queue.splice(i, 1);
-        p.reject(gone);
-        continue;
-      }
-      const size = p.cmd.op === "put" ? p.cmd.value.length : 0;
-      if (batch.length > 0 && bytes + size > MAX_BATCH_VALUE_BYTES) break;
-      const ik = p.cmd.idempotencyKey === undefined ? undefined : `${p.cmd.namespace}\0${p.cmd.idempotencyKey}`;
-      const key = keyOf(p);
-      if ((ik !== undefined && idem.has(ik)) || this.keysInFlight.has(key)) {
-        i++;
-        continue;
-      }
-      if (ik !== undefined) idem.add(ik);
-      bytes += size;
-      batch.push(p);
-      this.queue.splice(i, 1);
-    }
-    return batch.sort(byKey);
   }
 
   /**
@@ -310,6 +273,14 @@ function remainingMs(hooks: WriteHooks): number | null {
 
 function keyOf(p: Pending): string {
   return `${p.cmd.namespace}\0${p.cmd.key}`;
+}
+
+function idempotencyKeyOf(p: Pending): string | undefined {
+  return p.cmd.idempotencyKey === undefined ? undefined : `${p.cmd.namespace}\0${p.cmd.idempotencyKey}`;
+}
+
+function valueBytes(p: Pending): number {
+  return p.cmd.op === "put" ? p.cmd.value.length : 0;
 }
 
 function byKey(a: Pending, b: Pending): number {
