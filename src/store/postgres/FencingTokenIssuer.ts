@@ -6,6 +6,7 @@
  * grant of the same name waits for the next one, so its token is the greater.
  */
 import type { Pool } from "pg";
+import { GroupCommitQueue } from "./GroupCommitQueue";
 import { translatePgError } from "./pgErrors";
 import { sql } from "./sql";
 
@@ -18,63 +19,65 @@ export interface IssuedToken {
 interface Pending {
   namespace: string;
   name: string;
+  /** Namespace + name: a batch holds it at most once and is sorted on it (rows are locked in order). */
+  id: string;
   resolve(t: IssuedToken): void;
   reject(err: unknown): void;
+}
+
+interface TokenRow {
+  namespace: string;
+  name: string;
+  token: number;
+  store_revision: number;
 }
 
 const MAX_BATCH = 256;
 
 export class FencingTokenIssuer {
-  private readonly queue: Pending[] = [];
-  private inFlight = false;
+  private readonly pending = new GroupCommitQueue<Pending>({
+    maxBatch: MAX_BATCH,
+    maxInFlight: 1,
+    run: (batch) => this.issueBatch(batch),
+    batchKey: idOf,
+    compare: byId,
+  });
 
   constructor(private readonly pool: Pool) {}
 
   issue(namespace: string, name: string): Promise<IssuedToken> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ namespace, name, resolve, reject });
-      this.next();
+      this.pending.push({ namespace, name, id: `${namespace}\0${name}`, resolve, reject });
     });
   }
 
-  private next(): void {
-    if (this.inFlight || this.queue.length === 0) return;
-    const batch = new Map<string, Pending>();
-    for (let i = 0; i < this.queue.length && batch.size < MAX_BATCH;) {
-      const p = this.queue[i]!;
-      const id = `${p.namespace}\0${p.name}`;
-      if (batch.has(id)) {
-        i++;
-        continue;
-      }
-      batch.set(id, p);
-      this.queue.splice(i, 1);
+  private async issueBatch(batch: Pending[]): Promise<void> {
+    let rows: TokenRow[];
+    try {
+      rows = (
+        await this.pool.query<TokenRow>(sql("fencing_issue"), [batch.map((p) => p.namespace), batch.map((p) => p.name)])
+      ).rows;
+    } catch (err) {
+      const e = translatePgError(err);
+      for (const p of batch) p.reject(e);
+      return;
     }
-    const ids = [...batch.keys()].sort();
-    const items = ids.map((id) => batch.get(id)!);
-    this.inFlight = true;
-    this.pool
-      .query<{ namespace: string; name: string; token: number; store_revision: number }>(sql("fencing_issue"), [
-        items.map((p) => p.namespace),
-        items.map((p) => p.name),
-      ])
-      .then(
-        (res) => {
-          for (const row of res.rows) {
-            const p = batch.get(`${row.namespace}\0${row.name}`);
-            batch.delete(`${row.namespace}\0${row.name}`);
-            p?.resolve({ token: row.token, revision: row.store_revision });
-          }
-          for (const p of batch.values()) p.reject(new Error("fencing_issue returned no row for a name"));
-        },
-        (err: unknown) => {
-          const e = translatePgError(err);
-          for (const p of items) p.reject(e);
-        },
-      )
-      .finally(() => {
-        this.inFlight = false;
-        this.next();
-      });
+    const waiting = new Map<string, Pending>();
+    for (const p of batch) waiting.set(p.id, p);
+    for (const row of rows) {
+      const id = `${row.namespace}\0${row.name}`;
+      waiting.get(id)?.resolve({ token: row.token, revision: row.store_revision });
+      waiting.delete(id);
+    }
+    for (const p of waiting.values()) p.reject(new Error("fencing_issue returned no row for a name"));
   }
+}
+
+function idOf(p: Pending): string {
+  return p.id;
+}
+
+/** The order `[...ids].sort()` gives (UTF-16 code units); ids in a batch are distinct. */
+function byId(a: Pending, b: Pending): number {
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
 }
