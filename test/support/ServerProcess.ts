@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import type { Socket } from "node:net";
 import * as path from "node:path";
 import { createInterface } from "node:readline";
+import { exitCleanups } from "./childProcesses";
 
 export interface ServerExit {
   code: number | null;
@@ -14,29 +15,6 @@ const VERBOSE = process.env.AGENTSTATE_TEST_VERBOSE === "1";
 
 /** Repo root: this file compiles to dist/test/support/. */
 const REPO_ROOT = path.resolve(__dirname, "../../..");
-
-// SIGKILL any server still alive when the test process exits: normally, on an
-// uncaught error, or on SIGINT/SIGTERM/SIGHUP.
-const live = new Set<ChildProcess>();
-function killAllSync(): void {
-  for (const child of live) {
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // best effort
-    }
-  }
-  live.clear();
-}
-process.once("exit", killAllSync);
-// 'exit' does not fire on a fatal signal: clean up, then re-raise it once no
-// other listener is left (same pattern as mocha's own SIGINT handling).
-for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-  process.once(sig, () => {
-    killAllSync();
-    if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
-  });
-}
 
 function setRef(child: ChildProcess, ref: boolean): void {
   for (const s of [child.stdout, child.stderr]) {
@@ -70,7 +48,9 @@ export class ServerProcess {
     private readonly child: ChildProcess,
     readonly env: Record<string, string>,
   ) {
-    live.add(child);
+    // SIGKILL it if the test process exits while it is alive (childProcesses.ts).
+    const killAtExit = () => child.kill("SIGKILL");
+    exitCleanups.add(killAtExit);
     this.exited = new Promise<ServerExit>((resolve) => {
       let exit: ServerExit | undefined;
       child.once("error", (err) => {
@@ -79,7 +59,7 @@ export class ServerProcess {
           exit = { code: null, signal: null };
           this.exitInfo = exit;
           this.alive = false;
-          live.delete(child);
+          exitCleanups.delete(killAtExit);
           resolve(exit);
           this.notify();
         }
@@ -88,7 +68,7 @@ export class ServerProcess {
         exit = { code, signal };
         this.exitInfo = exit;
         this.alive = false;
-        live.delete(child);
+        exitCleanups.delete(killAtExit);
         resolve(exit);
         this.notify();
       });

@@ -1,10 +1,10 @@
 /**
- * What every store process the tests start (PostgresProcess, RedisProcess)
- * shares: how a child's exit is reported, the error for a child that died
- * while starting, and the synchronous clean-ups run when the test process
- * exits (normally, on an uncaught error, or on SIGINT/SIGTERM/SIGHUP), which
- * SIGKILL any child still alive and remove its temp dir, so a crashed or
- * unfinished run leaves no orphans.
+ * What every process the tests start (PostgresProcess and RedisProcess through
+ * StoreProcess, ServerProcess) shares: how a child's exit is reported, the
+ * error for a child that died while starting, and the synchronous clean-ups
+ * run when the test process exits (normally, on an uncaught error, or on
+ * SIGINT/SIGTERM/SIGHUP), which SIGKILL any child still alive and remove its
+ * temp dir, so a crashed or unfinished run leaves no orphans.
  */
 
 export interface Exit {
