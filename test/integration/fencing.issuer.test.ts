@@ -5,9 +5,13 @@
 import * as assert from "node:assert/strict";
 import * as path from "node:path";
 import type { Pool } from "pg";
+import type { WriteCommand } from "../../src/domain/types";
 import { createPool } from "../../src/store/postgres/createPool";
 import { FencingTokenIssuer } from "../../src/store/postgres/FencingTokenIssuer";
 import { migrate } from "../../src/store/postgres/migrate";
+import { PostgresKvStore } from "../../src/store/postgres/PostgresKvStore";
+import { eventually } from "../support/eventually";
+import { holdRowLock } from "../support/holdRowLock";
 import { pgQuery } from "../support/pgQuery";
 import { getTestEnv } from "../support/TestEnv";
 
@@ -51,5 +55,66 @@ describe("fencing tokens issued in batches (real Postgres)", function () {
       "SELECT count(*)::int AS n FROM fencing_tokens WHERE namespace = 'ns' AND name LIKE 'n%' AND last_token = 2",
     );
     assert.equal(rows[0]!.n, 60, "durable in Postgres");
+  });
+
+  it("a deadlock with a batch of fenced writes does not fail the tokens: the batch is issued again", async () => {
+    // A batch of writes takes its fence rows FOR SHARE in key order, the
+    // issuer takes them in name order: they can deadlock. Make the issuer the
+    // one Postgres aborts (the shorter deadlock_timeout), then check it retries.
+    const withDeadlockTimeout = (t: string) => `${url}?options=${encodeURIComponent(`-c deadlock_timeout=${t}`)}`;
+    const tokenPool = createPool({ connectionString: withDeadlockTimeout("50ms"), max: 2, statementTimeoutMs: 20_000 });
+    const kvPool = createPool({ connectionString: withDeadlockTimeout("10s"), max: 2, statementTimeoutMs: 20_000 });
+    try {
+      const issuer = new FencingTokenIssuer(tokenPool);
+      const kv = new PostgresKvStore(kvPool, { batchMax: 64, batchesInFlight: 1 });
+      assert.equal((await issuer.issue("dl", "A")).token, 1);
+      assert.equal((await issuer.issue("dl", "B")).token, 1);
+      const put = (key: string, lockName?: string): WriteCommand => ({
+        op: "put",
+        namespace: "dl",
+        key,
+        value: Buffer.from("v"),
+        contentType: "",
+        ttlMs: undefined,
+        expected: { kind: "any" },
+        idempotencyKey: undefined,
+        fence: lockName === undefined ? undefined : { lockName, token: 1 },
+      });
+      const waiting = (statement: string) =>
+        eventually(`${statement} waiting for a lock`, async () => {
+          const rows = await pgQuery(
+            url,
+            "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE $1",
+            [`-- ${statement}:%`],
+          );
+          return rows.length > 0;
+        });
+
+      const release = await holdRowLock(
+        url,
+        "SELECT 1 FROM fencing_tokens WHERE namespace = 'dl' AND name = 'B' FOR SHARE",
+        [],
+      );
+      // Behind a batch for X, A and B share the next batch: it takes A, then waits for B.
+      const x = issuer.issue("dl", "X");
+      const tokens = Promise.all([issuer.issue("dl", "A"), issuer.issue("dl", "B")]);
+      await x;
+      await waiting("fencing_issue");
+      // Behind a write of k0, k1 (fenced by B) and k2 (fenced by A) share the next batch:
+      // it takes B FOR SHARE (as the holder does), then waits for A.
+      const k0 = kv.write(put("k0"));
+      const writes = Promise.all([kv.write(put("k1", "B")), kv.write(put("k2", "A"))]);
+      await k0;
+      await waiting("kv_write");
+      await release(); // now the issuer waits for the writes and they for it
+      const [a, b] = await tokens;
+      assert.deepEqual([a.token, b.token], [2, 2]);
+      assert.deepEqual(
+        (await writes).map((w) => w.applied),
+        [true, true],
+      );
+    } finally {
+      await Promise.all([tokenPool.end(), kvPool.end()]);
+    }
   });
 });

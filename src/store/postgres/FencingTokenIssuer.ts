@@ -7,7 +7,7 @@
  */
 import type { Pool } from "pg";
 import { GroupCommitQueue } from "./GroupCommitQueue";
-import { translatePgError } from "./pgErrors";
+import { isRetryableConflict, translatePgError } from "./pgErrors";
 import { sql } from "./sql";
 
 export interface IssuedToken {
@@ -33,6 +33,7 @@ interface TokenRow {
 }
 
 const MAX_BATCH = 256;
+const MAX_CONFLICT_RETRIES = 5;
 
 export class FencingTokenIssuer {
   private readonly pending = new GroupCommitQueue<Pending>({
@@ -52,15 +53,21 @@ export class FencingTokenIssuer {
   }
 
   private async issueBatch(batch: Pending[]): Promise<void> {
+    const params = [batch.map((p) => p.namespace), batch.map((p) => p.name)];
     let rows: TokenRow[];
-    try {
-      rows = (
-        await this.pool.query<TokenRow>(sql("fencing_issue"), [batch.map((p) => p.namespace), batch.map((p) => p.name)])
-      ).rows;
-    } catch (err) {
-      const e = translatePgError(err);
-      for (const p of batch) p.reject(e);
-      return;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        rows = (await this.pool.query<TokenRow>(sql("fencing_issue"), params)).rows;
+        break;
+      } catch (err) {
+        // A batch of fenced writes takes its fence rows in key order, not name
+        // order: Postgres may end a deadlock by aborting this statement, which
+        // then issued nothing and can run again.
+        if (isRetryableConflict(err) && attempt < MAX_CONFLICT_RETRIES) continue;
+        const e = translatePgError(err);
+        for (const p of batch) p.reject(e);
+        return;
+      }
     }
     const waiting = new Map<string, Pending>();
     for (const p of batch) waiting.set(p.id, p);
