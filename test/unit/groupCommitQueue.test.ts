@@ -157,6 +157,32 @@ describe("store/postgres GroupCommitQueue", () => {
     assert.deepEqual(h.settled, { a: 0, b: 1, c: "boom", d: "boom", e: 3 });
   });
 
+  it("a run that throws rejects its batch's unsettled items, and the queue goes on", async () => {
+    let calls = 0;
+    const queue = new GroupCommitQueue<Item>({
+      maxBatch: 10,
+      maxInFlight: 1,
+      run: async (batch) => {
+        calls++;
+        if (calls === 2) {
+          batch[0]!.resolve(2); // settled before the failure: stays settled
+          throw new Error("bug");
+        }
+        for (const it of batch) it.resolve(calls);
+      },
+    });
+    const results: Record<string, string | number> = {};
+    const push = (name: string) =>
+      new Promise<number>((resolve, reject) => queue.push({ name, key: name, size: 0, resolve, reject })).then(
+        (n) => (results[name] = n),
+        (e: Error) => (results[name] = e.message),
+      );
+    await Promise.all([push("a"), push("b"), push("c")]);
+    await push("d");
+    // a goes alone; b and c gather into the second batch, which throws after settling b.
+    assert.deepEqual(results, { a: 1, b: 2, c: "bug", d: 3 });
+  });
+
   it("rejects an expired item when reached, without sending it", async () => {
     const h = harness({ expired: (it) => it.gone });
     h.push("x");

@@ -27,8 +27,9 @@ export interface GroupCommitOptions<T extends Settleable> {
   /**
    * Sends one batch and settles every item in it. It may leave some to settle
    * later, outside the batch: once its promise settles, the batch is over and
-   * its items' flight keys are free. Must not reject: nothing else would
-   * answer the items.
+   * its items' flight keys are free. Should not reject; if it does (a bug),
+   * every item of the batch not yet settled is rejected with that error, so
+   * no caller is left waiting.
    */
   run: (batch: T[]) => Promise<void>;
   /** Items with the same batch key are never in one batch (undefined: the item has none). */
@@ -68,11 +69,16 @@ export class GroupCommitQueue<T extends Settleable> {
       // Kept apart from `batch`, which is the caller's once run.
       const keys = flightKey === undefined ? undefined : batch.map(flightKey);
       if (keys !== undefined) for (const k of keys) this.flightKeys.add(k);
-      void this.opts.run(batch).finally(() => {
-        if (keys !== undefined) for (const k of keys) this.flightKeys.delete(k);
-        this.inFlight--;
-        this.startBatches();
-      });
+      void this.opts
+        .run(batch)
+        .catch((err: unknown) => {
+          for (const item of batch) item.reject(err);
+        })
+        .finally(() => {
+          if (keys !== undefined) for (const k of keys) this.flightKeys.delete(k);
+          this.inFlight--;
+          this.startBatches();
+        });
     }
   }
 
