@@ -67,6 +67,8 @@ const HELP = `usage: node bench/run.mjs [options]
                          bench/experiments/*.mjs patches measure a change without editing src/
   --out DIR              where results .md/.json go (default bench/results)
   --keep                 keep the run directory (logs, data) under /tmp
+  --ghz-connections N    gRPC connections per ghz run (default 1; at most c), e.g. with
+                         --ab-import bench/experiments/cluster-workers.mjs
 `;
 
 function parseArgs(argv) {
@@ -89,6 +91,7 @@ function parseArgs(argv) {
     abEnv: {},
     out: path.join(HERE, "results"),
     keep: false,
+    ghzConnections: 1,
   };
   let levelsSet = false;
   let durationSet = false;
@@ -161,6 +164,11 @@ function parseArgs(argv) {
       case "--keep":
         o.keep = true;
         break;
+      case "--ghz-connections":
+        o.ghzConnections = Number(val());
+        if (!Number.isInteger(o.ghzConnections) || o.ghzConnections < 1)
+          throw new Error("--ghz-connections must be >= 1");
+        break;
       case "-h":
       case "--help":
         process.stdout.write(HELP);
@@ -191,6 +199,7 @@ const ghzCall = (call, data) => (ctx, c, rps, tag) =>
     concurrency: c,
     durationS: rps ? ctx.o.rateDuration : ctx.o.duration,
     rps,
+    connections: ctx.o.ghzConnections,
   });
 const asDriver =
   (op, extra = []) =>

@@ -41,14 +41,14 @@ export function ghzVersion(ghz) {
  * One ghz run against `address` (server reflection supplies the schema).
  * `data` is the JSON request, ghz templates ({{.RequestNumber}}, {{.WorkerID}}) allowed.
  */
-export async function ghz(bin, address, { call, data, concurrency, durationS, rps }) {
+export async function ghz(bin, address, { call, data, concurrency, durationS, rps, connections = 1 }) {
   const args = [
     "--insecure",
     "--call", call,
     "-d", JSON.stringify(data ?? {}),
     "-c", String(concurrency),
     "-z", `${durationS}s`,
-    "--connections", "1",
+    "--connections", String(Math.min(concurrency, connections)),
     "--timeout", "20s",
     "--format", "json",
     ...(rps ? ["--rps", String(Math.max(1, Math.round(rps)))] : []),
