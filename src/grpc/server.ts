@@ -80,12 +80,7 @@ export class AgentstateServer {
     const env: CallEnv = {
       log: deps.log,
       shutdown: this.shutdownController.signal,
-      observe: metrics
-        ? (rpc, code, seconds) => {
-            metrics.rpcDuration.observe({ rpc, code }, seconds);
-            metrics.rpcTotal.inc({ rpc, code });
-          }
-        : undefined,
+      observe: metrics ? metrics.rpcObserver() : undefined,
     };
     const guard = (d: ServiceDefinition) => guardDeserializers(d, DESCRIPTOR_SET, "agentstate.v1");
     this.grpc.addService(guard(KeyValueServiceService), keyValueHandlers(deps.kv, deps.limits, env));

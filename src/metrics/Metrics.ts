@@ -71,6 +71,24 @@ export class Metrics {
     });
   }
 
+  /**
+   * Records a finished RPC in rpcDuration and rpcTotal. The labelled children
+   * are looked up once per (rpc, code), not per call.
+   */
+  rpcObserver(): (rpc: string, code: string, seconds: number) => void {
+    const children = new Map<string, { duration: { observe(v: number): void }; total: { inc(): void } }>();
+    return (rpc, code, seconds) => {
+      const id = `${rpc} ${code}`;
+      let c = children.get(id);
+      if (c === undefined) {
+        c = { duration: this.rpcDuration.labels({ rpc, code }), total: this.rpcTotal.labels({ rpc, code }) };
+        children.set(id, c);
+      }
+      c.duration.observe(seconds);
+      c.total.inc();
+    };
+  }
+
   watchNearCache(near: NearCache): void {
     new Gauge({
       name: "agentstate_near_cache_entries",

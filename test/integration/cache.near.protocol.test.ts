@@ -141,6 +141,29 @@ describe("near cache protocol (real Redis)", function () {
     assert.equal(near.has(k.entry, ALIVE), false);
   });
 
+  it("keeps a copy's value in memory of its own, not a view into a larger read buffer", async () => {
+    const k = keysOf();
+    const t = near.beginRead(k.entry)!;
+    await trackedRead(k);
+    const socketRead = Buffer.alloc(65536, 7);
+    const value = socketRead.subarray(100, 164);
+    const item = {
+      key: "x",
+      value,
+      contentType: "",
+      version: 1,
+      createRevision: 1,
+      modRevision: 1,
+      createTime: new Date(),
+      updateTime: new Date(),
+      expireTime: undefined,
+    };
+    near.endRead(t, { alive: ALIVE, rev: 1, item });
+    const kept = near.get(k.entry, ALIVE)!.item!.value;
+    assert.deepEqual(kept, value);
+    assert.equal(kept.buffer.byteLength, 64, "the copy pins a larger buffer");
+  });
+
   it("stays within its byte budget, dropping the oldest copies first", async () => {
     stop();
     await start(2000);

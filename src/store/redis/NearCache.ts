@@ -242,7 +242,7 @@ export class NearCache {
     const size = key.length * 2 + 200 + (entry.item ? entry.item.value.length + entry.item.key.length * 2 : 0);
     if (size > this.opts.maxBytes) return;
     this.remove(key);
-    this.entries.set(key, { ...entry, size });
+    this.entries.set(key, { alive: entry.alive, rev: entry.rev, item: entry.item && ownCopy(entry.item), size });
     this.bytes += size;
     this.stats.installs++;
     // Oldest copies go first.
@@ -330,4 +330,15 @@ export class NearCache {
     this.tracking = true;
     this.log.debug("near cache tracking on", { redirect: this.subId });
   }
+}
+
+/**
+ * The item with its value in memory of its own. A value read from Redis is a
+ * view into the connection's read buffer; kept as is, one small copy would
+ * hold a whole socket read in memory.
+ */
+function ownCopy(item: Item): Item {
+  const value = Buffer.allocUnsafeSlow(item.value.length);
+  item.value.copy(value);
+  return { ...item, value };
 }
