@@ -8,11 +8,12 @@
  */
 import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
-import { Metadata, status, type ServerWritableStream } from "@grpc/grpc-js";
+import { status, type ServerWritableStream } from "@grpc/grpc-js";
 import { abortError } from "../errors/abort";
 import { ResourceExhaustedError, UnavailableError } from "../errors/errors";
 import { watchCall } from "./watchCall";
 import { UndecodableRequest } from "./decodeGuard";
+import { requestIdMetadata } from "./requestIdMetadata";
 import { toGrpcError } from "./toGrpcError";
 import { requestIdOf, type CallContext, type CallEnv } from "./unaryCall";
 
@@ -34,9 +35,7 @@ export function streamCall<Req, Res>(
     const log = env.log.child({ request_id: requestId, rpc });
     const watched = watchCall(call);
     const all = AbortSignal.any([watched.signal, shutdown]);
-    const md = new Metadata();
-    md.set("x-request-id", requestId);
-    call.sendMetadata(md);
+    call.sendMetadata(requestIdMetadata(requestId));
 
     const send = (msg: unknown): Promise<void> => {
       if (all.aborted) return Promise.reject(abortError(all, "resume from the last position received"));

@@ -7,9 +7,10 @@
  */
 import { randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
-import { Metadata, status, type sendUnaryData, type ServerUnaryCall } from "@grpc/grpc-js";
+import { status, type Metadata, type sendUnaryData, type ServerUnaryCall } from "@grpc/grpc-js";
 import type { Logger } from "../log/Logger";
 import { UndecodableRequest } from "./decodeGuard";
+import { requestIdMetadata } from "./requestIdMetadata";
 import { toGrpcError } from "./toGrpcError";
 import { watchCall } from "./watchCall";
 
@@ -64,9 +65,7 @@ export function unaryCall<Req, Res>(rpc: string, env: CallEnv, fn: (req: Req, ct
       // Sent with the reply, in the same tick: grpc-js then writes the
       // headers, the message and the trailers in one go instead of a HEADERS
       // frame of its own when the call starts.
-      const md = new Metadata();
-      md.set("x-request-id", requestId);
-      call.sendMetadata(md);
+      call.sendMetadata(requestIdMetadata(requestId));
     };
     let req: Req;
     try {

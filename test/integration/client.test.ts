@@ -1,7 +1,9 @@
 import * as assert from "node:assert/strict";
+import * as http2 from "node:http2";
 import { credentials, Metadata, status, type ServiceError } from "@grpc/grpc-js";
 import { Client } from "pg";
 import { AgentstateClient } from "../../clients/typescript/src/AgentstateClient";
+import { ReadStreamRequest } from "../../clients/typescript/src/gen/agentstate/v1/event";
 import { GetRequest, KeyValueServiceClient } from "../../clients/typescript/src/gen/agentstate/v1/kv";
 import { expectGrpcError } from "../support/expectGrpcError";
 import { startCluster, type Cluster } from "../support/startCluster";
@@ -78,6 +80,50 @@ describe("TypeScript client: AgentstateClient against a real server", function (
       assert.equal(line.code, "OK");
     } finally {
       raw.close();
+    }
+  });
+
+  it("sends x-request-id as a never-indexed header (a value new on every call must not churn HPACK tables)", async () => {
+    // A raw HTTP/2 client: Node lists the headers that arrived with HPACK's
+    // never-indexed flag under http2.sensitiveHeaders; grpc-js's client hides them.
+    const session = http2.connect(`http://${cluster.servers[0]!.address}`);
+    session.on("error", () => undefined);
+    try {
+      const unary = (path: string, body: Uint8Array) =>
+        new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
+          const req = session.request({
+            ":method": "POST",
+            ":path": path,
+            "content-type": "application/grpc",
+            te: "trailers",
+          });
+          req.on("response", resolve);
+          req.on("error", reject);
+          const frame = Buffer.alloc(5 + body.length);
+          frame.writeUInt32BE(body.length, 1);
+          frame.set(body, 5);
+          req.end(frame);
+          req.resume();
+        });
+      const unaryHeaders = await unary(
+        "/agentstate.v1.KeyValueService/Get",
+        GetRequest.encode(GetRequest.fromPartial({ namespace: NS, key: "k" })).finish(),
+      );
+      const streamHeaders = await unary(
+        "/agentstate.v1.EventService/ReadStream",
+        ReadStreamRequest.encode(ReadStreamRequest.fromPartial({ namespace: NS, stream: "none" })).finish(),
+      );
+      for (const [rpc, h] of [
+        ["Get", unaryHeaders],
+        ["ReadStream", streamHeaders],
+      ] as const) {
+        assert.equal(h[":status"], 200, rpc);
+        assert.ok(typeof h["x-request-id"] === "string" && h["x-request-id"].length > 0, `${rpc}: x-request-id sent`);
+        const never = (h as Record<symbol, unknown>)[http2.sensitiveHeaders];
+        assert.ok(Array.isArray(never) && never.includes("x-request-id"), `${rpc}: x-request-id never-indexed`);
+      }
+    } finally {
+      session.close();
     }
   });
 
