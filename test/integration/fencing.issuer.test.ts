@@ -57,6 +57,34 @@ describe("fencing tokens issued in batches (real Postgres)", function () {
     assert.equal(rows[0]!.n, 60, "durable in Postgres");
   });
 
+  it("latest: reads asked for together share statements; each gets its own name's latest token", async () => {
+    const issuer = new FencingTokenIssuer(pool);
+    for (let i = 0; i < 3; i++) await issuer.issue("latest", "three");
+    await issuer.issue("latest", "one");
+    let statements = 0;
+    const query = pool.query.bind(pool);
+    const counting = Object.assign(Object.create(pool) as Pool, {
+      query: ((...args: Parameters<Pool["query"]>) => {
+        statements++;
+        return (query as (...a: unknown[]) => unknown)(...args);
+      }) as Pool["query"],
+    });
+    const reader = new FencingTokenIssuer(counting);
+    const names = Array.from({ length: 40 }, (_, i) => ["three", "one", "never"][i % 3]!);
+    const got = await Promise.all(names.map((n) => reader.latest("latest", n)));
+    assert.deepEqual(
+      got.map((t) => t.token),
+      names.map((n) => ({ three: 3, one: 1, never: null })[n]),
+    );
+    assert.ok(statements <= 2, `40 reads asked for at once took ${statements} statements`);
+    const revision = (await pgQuery<{ r: number }>(url, "SELECT revision AS r FROM agentstate_state WHERE id = 1"))[0]!;
+    assert.ok(got.every((t) => t.revision === Number(revision.r)));
+    assert.equal((await reader.latest("other", "three")).token, null, "names are per namespace");
+    // A read asked for after an issue returned sees that token (Unlock after Lock).
+    const issued = await issuer.issue("latest", "one");
+    assert.equal((await reader.latest("latest", "one")).token, issued.token);
+  });
+
   it("a deadlock with a batch of fenced writes does not fail the tokens: the batch is issued again", async () => {
     // A batch of writes takes its fence rows FOR SHARE in key order, the
     // issuer takes them in name order: they can deadlock. Make the issuer the

@@ -1,9 +1,12 @@
 /**
- * FencingTokenIssuer: issues fencing tokens from Postgres in batches. Each
- * issue is a committed write (one WAL flush); the Locks granted while one
- * batch is being committed share the next statement and its flush, as KV
- * writes do (PostgresKvStore). A name appears at most once per batch; a second
- * grant of the same name waits for the next one, so its token is the greater.
+ * FencingTokenIssuer: issues fencing tokens from Postgres in batches, and
+ * reads the latest one issued. Each issue is a committed write (one WAL
+ * flush); the Locks granted while one batch is being committed share the next
+ * statement and its flush, as KV writes do (PostgresKvStore). A name appears
+ * at most once per batch; a second grant of the same name waits for the next
+ * one, so its token is the greater. Reads (Unlock and RenewLock check that a
+ * lock id's token is the latest) are batched the same way: a read is sent
+ * after it was asked for, so it sees every token issued before.
  */
 import type { Pool } from "pg";
 import { GroupCommitQueue } from "./GroupCommitQueue";
@@ -13,6 +16,12 @@ import { sql } from "./sql";
 export interface IssuedToken {
   token: number;
   /** The store revision when the token was issued. */
+  revision: number;
+}
+
+/** The latest token issued for a name (null: none yet) and the store revision. */
+export interface LatestToken {
+  token: number | null;
   revision: number;
 }
 
@@ -32,6 +41,19 @@ interface TokenRow {
   store_revision: number;
 }
 
+interface PendingRead {
+  namespace: string;
+  name: string;
+  resolve(t: LatestToken): void;
+  reject(err: unknown): void;
+}
+
+interface LatestRow {
+  idx: number;
+  last_token: number | null;
+  store_revision: number;
+}
+
 const MAX_BATCH = 256;
 const MAX_CONFLICT_RETRIES = 5;
 
@@ -44,7 +66,39 @@ export class FencingTokenIssuer {
     compare: byId,
   });
 
+  private readonly reads = new GroupCommitQueue<PendingRead>({
+    maxBatch: MAX_BATCH,
+    maxInFlight: 1,
+    run: (batch) => this.readBatch(batch),
+  });
+
   constructor(private readonly pool: Pool) {}
+
+  /** The latest token issued for the name, read after this call. */
+  latest(namespace: string, name: string): Promise<LatestToken> {
+    return new Promise((resolve, reject) => {
+      this.reads.push({ namespace, name, resolve, reject });
+    });
+  }
+
+  private async readBatch(batch: PendingRead[]): Promise<void> {
+    const params = [batch.map((p) => p.namespace), batch.map((p) => p.name)];
+    let rows: LatestRow[];
+    try {
+      rows = (await this.pool.query<LatestRow>(sql("fencing_last"), params)).rows;
+    } catch (err) {
+      const e = translatePgError(err);
+      for (const p of batch) p.reject(e);
+      return;
+    }
+    const answered = new Array<boolean>(batch.length).fill(false);
+    for (const row of rows) {
+      const i = row.idx - 1;
+      batch[i]?.resolve({ token: row.last_token, revision: row.store_revision });
+      answered[i] = true;
+    }
+    batch.forEach((p, i) => answered[i] || p.reject(new Error("fencing_last returned no row for a name")));
+  }
 
   issue(namespace: string, name: string): Promise<IssuedToken> {
     return new Promise((resolve, reject) => {

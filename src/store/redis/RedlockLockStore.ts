@@ -30,7 +30,7 @@ import type { Acquired, LockStore, NotAcquired, Renewed } from "../../domain/loc
 import { formatLockId, newLockSecret } from "../../domain/locks";
 import { UnavailableError } from "../../errors/errors";
 import type { Logger } from "../../log/Logger";
-import { FencingTokenIssuer } from "../postgres/FencingTokenIssuer";
+import { FencingTokenIssuer, type LatestToken } from "../postgres/FencingTokenIssuer";
 import { translatePgError } from "../postgres/pgErrors";
 import { sql } from "../postgres/sql";
 
@@ -249,16 +249,8 @@ export class RedlockLockStore implements LockStore {
     return undefined;
   }
 
-  private async latestToken(namespace: string, name: string): Promise<{ token: number | null; revision: number }> {
-    try {
-      const r = await this.pool.query<{ last_token: number | null; store_revision: number }>(sql("fencing_last"), [
-        namespace,
-        name,
-      ]);
-      return { token: r.rows[0]?.last_token ?? null, revision: r.rows[0]?.store_revision ?? 0 };
-    } catch (err) {
-      throw translatePgError(err);
-    }
+  private latestToken(namespace: string, name: string): Promise<LatestToken> {
+    return this.tokens.latest(namespace, name);
   }
 
   private async revision(): Promise<number> {
