@@ -13,6 +13,7 @@
  *   original positions; an id re-sent with other content is refused.
  */
 import { createHash } from "node:crypto";
+import type { CallerGone } from "../errors/abort";
 import type { Fence } from "./types";
 
 export type ExpectedStream =
@@ -57,7 +58,8 @@ export interface RecordedEvent {
 export type SubscriptionTarget = { kind: "stream"; stream: string } | { kind: "prefix"; prefix: string };
 
 export interface EventStore {
-  append(cmd: AppendCommand, signal?: AbortSignal): Promise<AppendOutcome>;
+  /** `gone`: whether the caller has gone (an append not yet made is then not made). */
+  append(cmd: AppendCommand, gone?: CallerGone): Promise<AppendOutcome>;
   /**
    * One page of a stream from `fromVersion` (inclusive) in the given direction:
    * at most `limit` events, fewer when the page's size budget is reached (an

@@ -17,6 +17,7 @@
  * This module imports no driver and no transport: it is the language the
  * stores and the gRPC edge share.
  */
+import type { CallerGone } from "../errors/abort";
 
 export interface Item {
   key: string;
@@ -95,8 +96,8 @@ export interface ListResult {
 
 /** What a write knows of its caller. */
 export interface WriteOptions {
-  /** Aborted when the caller has gone: a write not yet made must not be made. */
-  signal?: AbortSignal;
+  /** Tells whether the caller has gone: a write not yet made must not be made then. */
+  gone?: CallerGone;
   /** The caller's deadline in ms since the epoch: a write not made by then is not made. */
   deadline?: number;
 }

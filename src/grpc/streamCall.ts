@@ -77,7 +77,15 @@ export function streamCall<Req, Res>(
     const run =
       req instanceof UndecodableRequest
         ? Promise.reject(req.error)
-        : fn(req, { requestId, log, signal: watched.signal, shutdown, deadline: watched.deadline, send });
+        : fn(req, {
+            requestId,
+            log,
+            signal: watched.signal,
+            gone: watched.gone,
+            shutdown,
+            deadline: watched.deadline,
+            send,
+          });
     run.then(
       () => {
         if (shutdown.aborted && !watched.signal.aborted) {

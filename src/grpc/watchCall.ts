@@ -6,10 +6,12 @@
  * The signal, its 'cancelled' listener and its deadline timer are made on
  * first use: most calls (a cache hit) finish without ever reading it, and an
  * AbortController plus a timer per call is measurable on that path. A signal
- * made after the call was already cancelled starts aborted.
+ * made after the call was already cancelled starts aborted. Work that only
+ * needs to know at a few points whether the caller is still there (a write
+ * about to be sent) asks `gone()` instead, which makes nothing.
  */
 import type { Deadline } from "@grpc/grpc-js";
-import { AbortReason } from "../errors/abort";
+import { AbortReason, type CallerGone } from "../errors/abort";
 
 /** What is used of a grpc-js server call (unary or streaming). */
 interface Call {
@@ -23,6 +25,8 @@ interface Call {
 export interface WatchedCall {
   /** Made on first read; see the module comment. */
   readonly signal: AbortSignal;
+  /** Why the call is over (cancelled, deadline passed), or undefined while the caller waits. */
+  readonly gone: CallerGone;
   /** The caller's deadline in ms since the epoch, if it set one. */
   readonly deadline: number | undefined;
   dispose(): void;
@@ -34,8 +38,9 @@ export function watchCall(call: Call): WatchedCall {
   let ac: AbortController | undefined;
   let timer: NodeJS.Timeout | undefined;
   let disposed = false;
-  const onCancel = () =>
-    ac?.abort(new AbortReason(deadline !== undefined && Date.now() >= deadline - 5 ? "deadline" : "cancelled"));
+  const cancelReason = () =>
+    new AbortReason(deadline !== undefined && Date.now() >= deadline - 5 ? "deadline" : "cancelled");
+  const onCancel = () => ac?.abort(cancelReason());
   return {
     get signal(): AbortSignal {
       if (ac) return ac.signal;
@@ -52,6 +57,12 @@ export function watchCall(call: Call): WatchedCall {
         }
       }
       return c.signal;
+    },
+    gone(): AbortReason | undefined {
+      if (ac?.signal.aborted) return ac.signal.reason as AbortReason;
+      if (call.cancelled) return cancelReason();
+      if (deadline !== undefined && Date.now() >= deadline) return new AbortReason("deadline");
+      return undefined;
     },
     deadline,
     dispose() {

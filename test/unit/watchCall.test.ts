@@ -67,4 +67,35 @@ describe("watchCall: the call's signal, made on first use", () => {
     assert.equal(kindOf(s), "deadline");
     w.dispose();
   });
+
+  it("gone(): undefined while the caller waits, then why it left, making no signal or listener", () => {
+    const call = new FakeCall(Infinity);
+    const w = watchCall(call);
+    assert.equal(w.gone(), undefined);
+    call.cancel();
+    assert.equal(w.gone()?.kind, "cancelled");
+    assert.equal(call.listenerCount("cancelled"), 0, "gone() adds no listener");
+    w.dispose();
+  });
+
+  it("gone(): 'deadline' once the deadline has passed, also when grpc-js reports it as a cancellation", () => {
+    const past = watchCall(new FakeCall(new Date(Date.now() - 10)));
+    assert.equal(past.gone()?.kind, "deadline");
+    const call = new FakeCall(new Date(Date.now() - 10));
+    const w = watchCall(call);
+    call.cancel();
+    assert.equal(w.gone()?.kind, "deadline");
+    const future = watchCall(new FakeCall(new Date(Date.now() + 60_000)));
+    assert.equal(future.gone(), undefined);
+  });
+
+  it("gone() agrees with a signal already read", () => {
+    const call = new FakeCall(Infinity);
+    const w = watchCall(call);
+    const s = w.signal;
+    call.cancel();
+    assert.equal(s.aborted, true);
+    assert.equal(w.gone(), s.reason);
+    w.dispose();
+  });
 });

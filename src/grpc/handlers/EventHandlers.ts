@@ -31,7 +31,7 @@ export function eventHandlers(
   return {
     appendEvent: unaryCall("AppendEvent", env, async (req, ctx) => {
       const cmd = decodeAppend(req, limits);
-      const o = await store.append(cmd, ctx.signal);
+      const o = await store.append(cmd, ctx.gone);
       if (o.applied && !o.replayed) await opts.onCommitted?.(o.revision);
       return {
         header: { revision: o.revision },

@@ -29,11 +29,11 @@ export function keyValueHandlers(store: KvStore, limits: Limits, env: CallEnv): 
     }),
     compareAndSet: unaryCall("CompareAndSet", env, async (req, ctx) => {
       const cmd = decodeCompareAndSet(req, limits);
-      return writeReply(await store.write(cmd, { signal: ctx.signal, deadline: ctx.deadline }));
+      return writeReply(await store.write(cmd, { gone: ctx.gone, deadline: ctx.deadline }));
     }),
     delete: unaryCall("Delete", env, async (req, ctx) => {
       const cmd = decodeDelete(req, limits);
-      return writeReply(await store.write(cmd, { signal: ctx.signal, deadline: ctx.deadline }));
+      return writeReply(await store.write(cmd, { gone: ctx.gone, deadline: ctx.deadline }));
     }),
     list: unaryCall("List", env, async (req) => {
       const q = decodeList(req, limits);

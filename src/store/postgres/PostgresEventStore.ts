@@ -15,7 +15,7 @@ import {
   type RecordedEvent,
   type SubscriptionTarget,
 } from "../../domain/events";
-import { abortError } from "../../errors/abort";
+import { abortReasonError, type CallerGone } from "../../errors/abort";
 import { FailedPreconditionError } from "../../errors/errors";
 import { checkFence } from "./checkFence";
 import { checkout } from "./checkout";
@@ -55,10 +55,10 @@ export class PostgresEventStore implements EventStore {
     private readonly pageBytes: number = 4 * 1024 * 1024,
   ) {}
 
-  async append(cmd: AppendCommand, signal?: AbortSignal): Promise<AppendOutcome> {
+  async append(cmd: AppendCommand, gone?: CallerGone): Promise<AppendOutcome> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.appendOnce(cmd, signal);
+        return await this.appendOnce(cmd, gone);
       } catch (err) {
         // A unique violation on event_id means a concurrent append of the same
         // ids to another stream committed first: retry, then it is resolved as a replay or refusal.
@@ -69,8 +69,9 @@ export class PostgresEventStore implements EventStore {
     }
   }
 
-  private async appendOnce(cmd: AppendCommand, signal?: AbortSignal): Promise<AppendOutcome> {
-    if (signal?.aborted) throw abortError(signal, "nothing was appended");
+  private async appendOnce(cmd: AppendCommand, gone?: CallerGone): Promise<AppendOutcome> {
+    let why = gone?.();
+    if (why !== undefined) throw abortReasonError(why, "nothing was appended");
     const { client, release } = await checkout(this.pool);
     let inTx = false;
     try {
@@ -169,7 +170,8 @@ export class PostgresEventStore implements EventStore {
         fingerprints,
       ]);
       const firstPosition = res.rows[0]!.first_position;
-      if (signal?.aborted) throw abortError(signal, "nothing was appended");
+      why = gone?.();
+      if (why !== undefined) throw abortReasonError(why, "nothing was appended");
       await client.query("COMMIT");
       inTx = false;
       return {

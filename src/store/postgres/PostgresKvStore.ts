@@ -27,7 +27,7 @@ import type {
   WriteOptions,
   WriteOutcome,
 } from "../../domain/types";
-import { abortError } from "../../errors/abort";
+import { abortReasonError } from "../../errors/abort";
 import { AppError, DeadlineExceededError, FailedPreconditionError, UnavailableError } from "../../errors/errors";
 import { fenceError } from "./checkFence";
 import { GroupCommitQueue } from "./GroupCommitQueue";
@@ -187,7 +187,8 @@ export class PostgresKvStore implements KvStore {
 
   /** Queues the write for the next batch; settles once that batch has committed (or failed). */
   writeWithHooks(cmd: WriteCommand, hooks: WriteHooks): Promise<WriteResult> {
-    if (hooks.signal?.aborted) return Promise.reject(abortError(hooks.signal, "nothing was written"));
+    const why = hooks.gone?.();
+    if (why !== undefined) return Promise.reject(abortReasonError(why, "nothing was written"));
     return new Promise<WriteResult>((resolve, reject) => {
       const fingerprint = cmd.idempotencyKey !== undefined ? requestFingerprint(cmd) : null;
       this.writes.push({ cmd, key: keyBytes(cmd.key), hooks, fingerprint, resolve, reject });
@@ -252,7 +253,8 @@ export class PostgresKvStore implements KvStore {
 
 /** The error for a write that must not be made any more, or undefined. */
 function tooLate(hooks: WriteHooks): AppError | undefined {
-  if (hooks.signal?.aborted) return abortError(hooks.signal, "nothing was written");
+  const why = hooks.gone?.();
+  if (why !== undefined) return abortReasonError(why, "nothing was written");
   if (hooks.deadline !== undefined && Date.now() >= hooks.deadline) {
     return new DeadlineExceededError("deadline passed; nothing was written");
   }
