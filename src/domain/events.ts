@@ -13,9 +13,13 @@
  *   original positions; an id re-sent with other content is refused.
  */
 import { createHash } from "node:crypto";
-import type { CallerGone } from "../errors/abort";
-import type { Fence } from "./types";
+import type { Fence, WriteOptions } from "./types";
 
+/**
+ * What an append expects of its stream's current version (0: no stream):
+ * any; no_stream (0); exists (> 0); version N (exactly N). Applied in the
+ * append's own statement (agentstate_event_append, migrations/0005_event_append.sql).
+ */
 export type ExpectedStream =
   { kind: "any" } | { kind: "no_stream" } | { kind: "exists" } | { kind: "version"; version: number };
 
@@ -58,8 +62,8 @@ export interface RecordedEvent {
 export type SubscriptionTarget = { kind: "stream"; stream: string } | { kind: "prefix"; prefix: string };
 
 export interface EventStore {
-  /** `gone`: whether the caller has gone (an append not yet made is then not made). */
-  append(cmd: AppendCommand, gone?: CallerGone): Promise<AppendOutcome>;
+  /** `opts`: what the append knows of its caller (an append not made by its deadline, or once it has gone, is not made). */
+  append(cmd: AppendCommand, opts?: WriteOptions): Promise<AppendOutcome>;
   /**
    * One page of a stream from `fromVersion` (inclusive) in the given direction:
    * at most `limit` events, fewer when the page's size budget is reached (an
@@ -82,19 +86,6 @@ export interface EventStore {
 export interface ChangeNotifier {
   /** Resolves on a change in `namespace`, after `timeoutMs`, or when `signal` aborts. */
   wait(namespace: string, timeoutMs: number, signal: AbortSignal): Promise<void>;
-}
-
-export function expectedStreamHolds(expected: ExpectedStream, currentVersion: number): boolean {
-  switch (expected.kind) {
-    case "any":
-      return true;
-    case "no_stream":
-      return currentVersion === 0;
-    case "exists":
-      return currentVersion > 0;
-    case "version":
-      return currentVersion === expected.version;
-  }
 }
 
 /** Identity of an event's content, so a re-sent id can be checked to carry the same event. */

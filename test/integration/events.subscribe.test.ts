@@ -176,12 +176,13 @@ function assertExactly(
 }
 
 /** True while a server's append waits on a stream's row lock. */
-async function waitingOnStreamLock(url: string): Promise<boolean> {
+/** Whether a server backend waits for a lock that the backend `blockerPid` holds. */
+async function waitingOn(url: string, blockerPid: number): Promise<boolean> {
   const rows = await pgQuery<{ n: number }>(
     url,
     `SELECT count(*)::int AS n FROM pg_stat_activity
-     WHERE datname = current_database() AND application_name = 'agentstate' AND wait_event_type = 'Lock'
-       AND query LIKE '%FROM streams%FOR UPDATE%'`,
+     WHERE datname = current_database() AND application_name = 'agentstate' AND $1 = ANY(pg_blocking_pids(pid))`,
+    [blockerPid],
   );
   return (rows[0]?.n ?? 0) > 0;
 }
@@ -245,6 +246,7 @@ describe("EventService.Subscribe (Postgres, 2+ replicas)", function () {
       sub = track(b.subscribe({ namespace: NS, streamPrefix: "load/", afterPosition: 0 }));
 
       // Hold the row lock of "load/held": an append to it is stuck while the others commit.
+      const blockerPid = (await blocker.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows[0]!.pid;
       await blocker.query("BEGIN");
       await blocker.query("SELECT version FROM streams WHERE namespace = $1 AND stream = $2 FOR UPDATE", [
         NS,
@@ -252,7 +254,7 @@ describe("EventService.Subscribe (Postgres, 2+ replicas)", function () {
       ]);
       const heldBatch = [ev("held"), ev("held"), ev("held")];
       const held = a.appendEvent({ namespace: NS, stream: "load/held", expected: { version: 1 }, events: heldBatch });
-      await eventually("the append to load/held to wait on the row lock", () => waitingOnStreamLock(url));
+      await eventually("the append to load/held to wait on the row lock", () => waitingOn(url, blockerPid));
       const startedAt = load.acked.length;
       await load.untilAcked(startedAt + 60);
       // The subscriber is live and has delivered events that committed after the held append began.

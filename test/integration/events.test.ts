@@ -638,6 +638,48 @@ describe("EventService: appends, reads, idempotency, fences (Postgres, 2 replica
       );
     });
 
+    // Guarantee 7: work stops when the caller has gone. The append's own
+    // statement checks the caller's deadline once it holds the revision lock.
+    it("an append stuck on its stream's row lock past its caller's deadline is not applied once the lock is released", async () => {
+      await a.appendEvent({ namespace: NS, stream: "late", expected: { noStream: true }, events: [ev()] });
+      const blocker = new Client({ connectionString: cluster.databaseUrl });
+      blocker.on("error", () => undefined);
+      await blocker.connect();
+      try {
+        const blockerPid = (await blocker.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows[0]!.pid;
+        await blocker.query("BEGIN");
+        await blocker.query("SELECT version FROM streams WHERE namespace = $1 AND stream = $2 FOR UPDATE", [
+          NS,
+          "late",
+        ]);
+        const late = a.appendEvent(
+          { namespace: NS, stream: "late", expected: { any: true }, events: [ev("late")] },
+          { deadlineMs: 300 },
+        );
+        await expectGrpcError(late, status.DEADLINE_EXCEEDED);
+        const blocked = async () =>
+          (
+            await pgQuery<{ n: number }>(
+              cluster.databaseUrl,
+              "SELECT count(*)::int AS n FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+              [blockerPid],
+            )
+          )[0]!.n;
+        assert.equal(await blocked(), 1, "the append is still waiting for the stream's row when its caller gives up");
+        await new Promise((r) => setTimeout(r, 100)); // past the deadline by the server's clock too
+        await blocker.query("COMMIT");
+        await eventually("the stuck append to finish", async () => (await blocked()) === 0);
+      } finally {
+        await blocker.end().catch(() => undefined);
+      }
+      const next = await b.appendEvent({ namespace: NS, stream: "late", expected: { version: 1 }, events: [ev()] });
+      assert.equal(next.applied, true, "the late append was applied after its caller had gone");
+      assert.deepEqual(
+        (await dbEvents(cluster.databaseUrl, NS, "late")).map((r) => r.stream_version),
+        [1, 2],
+      );
+    });
+
     it("the same batch sent concurrently through both replicas is appended once; one applies, the other replays its position", async () => {
       const ROUNDS = 15;
       for (let round = 0; round < ROUNDS; round++) {

@@ -16,6 +16,7 @@ import { ToxiproxyServer } from "../faults/ToxiproxyServer";
 import { backendWaitingOnLock } from "../support/backendWaitingOnLock";
 import { EventClient } from "../support/eventClient";
 import { holdRowLock } from "../support/holdRowLock";
+import { duration, LockClient } from "../support/lockClients";
 import { pgQuery } from "../support/pgQuery";
 import { ServerProcess } from "../support/ServerProcess";
 import { settle } from "../support/settle";
@@ -128,16 +129,19 @@ describe("fault regressions: a write transaction left idle by a slow link to Pos
   });
 
   // Postgres ends a transaction whose next statement is late (25P03): nothing was written, UNAVAILABLE.
-  // An append is a multi-statement transaction; a KV write is one statement in
-  // autocommit, so a slow link makes it slow but never leaves it idle.
+  // A Lock in Postgres (the embedded default's locks) is a multi-statement
+  // transaction; a KV write and an append are each one statement in
+  // autocommit, so a slow link makes them slow but never leaves them idle.
   it("a write whose transaction Postgres ends for idling answers UNAVAILABLE, never INTERNAL", async () => {
     assert.ok(client && toxi && server);
     const events = new EventClient(server.address);
+    const locks = new LockClient(server.address);
     await client.compareAndSet({ namespace: NS, key: "idle", expected: { any: true }, value: Buffer.from("v0") });
     await events.appendEvent({ namespace: NS, stream: "idle", expected: { any: true }, events: [idleEvent(0)] });
     await toxi.addToxic("pg", { name: "slow", type: "latency", attributes: { latency: 800, jitter: 0 } });
     const kvAnswers: string[] = [];
     const appendAnswers: string[] = [];
+    const lockAnswers: string[] = [];
     const answer = (r: { ok: unknown } | { err: ServiceError }) =>
       "ok" in r ? "OK" : `${status[r.err.code]}: ${r.err.details}`;
     try {
@@ -152,8 +156,6 @@ describe("fault regressions: a write transaction left idle by a slow link to Pos
             ),
           ),
         );
-      }
-      for (let i = 1; i <= 3; i++) {
         appendAnswers.push(
           answer(
             await settle(
@@ -165,20 +167,34 @@ describe("fault regressions: a write transaction left idle by a slow link to Pos
           ),
         );
       }
+      for (let i = 1; i <= 3; i++) {
+        lockAnswers.push(
+          answer(
+            await settle(
+              locks.lock(
+                { namespace: NS, name: `idle-${i}`, ttl: duration(10_000), wait: duration(0) },
+                { deadlineMs: 30_000 },
+              ),
+            ),
+          ),
+        );
+      }
     } finally {
       await toxi.removeToxic("pg", "slow");
       events.close();
+      locks.close();
     }
     assert.equal(server.running, true, `the replica crashed:\n${server.tail(30)}`);
     assert.deepEqual(kvAnswers, ["OK", "OK"], `KV writes: ${kvAnswers.join("; ")}`);
+    assert.deepEqual(appendAnswers, ["OK", "OK"], `appends: ${appendAnswers.join("; ")}`);
     assert.deepEqual(
-      appendAnswers.filter((a) => a.startsWith("INTERNAL")),
+      lockAnswers.filter((a) => a.startsWith("INTERNAL")),
       [],
-      `answers: ${appendAnswers.join("; ")}`,
+      `answers: ${lockAnswers.join("; ")}`,
     );
     assert.ok(
-      appendAnswers.some((a) => a.startsWith("UNAVAILABLE")),
-      `the idle timeout was hit: ${appendAnswers.join("; ")}`,
+      lockAnswers.some((a) => a.startsWith("UNAVAILABLE")),
+      `the idle timeout was hit: ${lockAnswers.join("; ")}`,
     );
   });
 });

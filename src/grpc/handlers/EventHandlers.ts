@@ -31,7 +31,7 @@ export function eventHandlers(
   return {
     appendEvent: unaryCall("AppendEvent", env, async (req, ctx) => {
       const cmd = decodeAppend(req, limits);
-      const o = await store.append(cmd, ctx.gone);
+      const o = await store.append(cmd, { gone: ctx.gone, deadline: ctx.deadline });
       if (o.applied && !o.replayed) await opts.onCommitted?.(o.revision);
       return {
         header: { revision: o.revision },

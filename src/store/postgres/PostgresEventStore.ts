@@ -1,24 +1,25 @@
 /**
- * PostgresEventStore: event streams in Postgres. An append is one READ
- * COMMITTED transaction: check the fence, lock (or claim) the stream's row,
- * resolve re-sent event ids, check the expected version, then take one store
- * revision per event (last, under the revision row lock) and insert the batch.
- * The reply is sent only after COMMIT.
+ * PostgresEventStore: event streams in Postgres. An append is one call of
+ * agentstate_event_append (migrations/0005_event_append.sql) in autocommit:
+ * lock (or claim) the stream's row, resolve re-sent event ids, check the
+ * fence and the expected version, then take one store revision per event
+ * (last, under the revision row lock) and insert the batch. One round trip,
+ * and the revision lock is never held across one. The reply is sent only
+ * after the commit.
  */
 import type { Pool } from "pg";
 import {
   eventFingerprint,
-  expectedStreamHolds,
   type AppendCommand,
   type AppendOutcome,
   type EventStore,
   type RecordedEvent,
   type SubscriptionTarget,
 } from "../../domain/events";
-import { abortReasonError, type CallerGone } from "../../errors/abort";
-import { FailedPreconditionError } from "../../errors/errors";
-import { checkFence } from "./checkFence";
-import { checkout } from "./checkout";
+import type { WriteOptions } from "../../domain/types";
+import { abortReasonError } from "../../errors/abort";
+import { AppError, DeadlineExceededError, FailedPreconditionError } from "../../errors/errors";
+import { fenceError } from "./fenceError";
 import { isRetryableConflict, translatePgError } from "./pgErrors";
 import { sql, type Statement } from "./sql";
 
@@ -46,6 +47,30 @@ function rowToEvent(r: EventRow): RecordedEvent {
   };
 }
 
+/** The row agentstate_event_append returns. */
+interface AppendRow {
+  status: number;
+  current_version: number | null;
+  first_version: number | null;
+  first_position: number | null;
+  revision: number | null;
+  fence_last: number | null;
+}
+
+/** agentstate_event_append's statuses (migrations/0005_event_append.sql). */
+const enum AppendStatus {
+  Appended = 1,
+  NotApplied = 2,
+  Replayed = 3,
+  IdReused = 4,
+  PartialReplay = 5,
+  FenceRefused = 6,
+  DeadlinePassed = 7,
+}
+
+/** The `expected` kinds as agentstate_event_append numbers them. */
+const EXPECTED_KIND = { any: 0, no_stream: 1, exists: 2, version: 3 } as const;
+
 const MAX_CONFLICT_RETRIES = 5;
 
 export class PostgresEventStore implements EventStore {
@@ -55,11 +80,12 @@ export class PostgresEventStore implements EventStore {
     private readonly pageBytes: number = 4 * 1024 * 1024,
   ) {}
 
-  async append(cmd: AppendCommand, gone?: CallerGone): Promise<AppendOutcome> {
+  async append(cmd: AppendCommand, opts: WriteOptions = {}): Promise<AppendOutcome> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.appendOnce(cmd, gone);
+        return await this.appendOnce(cmd, opts);
       } catch (err) {
+        if (err instanceof AppError) throw err;
         // A unique violation on event_id means a concurrent append of the same
         // ids to another stream committed first: retry, then it is resolved as a replay or refusal.
         const code = (err as { code?: string }).code;
@@ -69,125 +95,59 @@ export class PostgresEventStore implements EventStore {
     }
   }
 
-  private async appendOnce(cmd: AppendCommand, gone?: CallerGone): Promise<AppendOutcome> {
-    let why = gone?.();
+  private async appendOnce(cmd: AppendCommand, opts: WriteOptions): Promise<AppendOutcome> {
+    const why = opts.gone?.();
     if (why !== undefined) throw abortReasonError(why, "nothing was appended");
-    const { client, release } = await checkout(this.pool);
-    let inTx = false;
-    try {
-      await client.query("BEGIN");
-      inTx = true;
-      const { namespace: ns, stream } = cmd;
-
-      // Lock the stream row, or claim a new stream.
-      let version = 0;
-      let claimed = false;
-      for (;;) {
-        const r = await client.query<{ version: number }>(sql("stream_lock"), [ns, stream]);
-        if (r.rows[0]) {
-          version = r.rows[0].version;
-          break;
-        }
-        const c = await client.query(sql("stream_claim"), [ns, stream]);
-        if (c.rowCount === 1) {
-          claimed = true;
-          break;
-        }
-      }
-
-      const fingerprints = cmd.events.map((e) => eventFingerprint(stream, e));
-      const ids = cmd.events.map((e) => e.id);
-      const prior = await client.query<{
-        event_id: string;
-        stream: string;
-        stream_version: number;
-        position: number;
-        fingerprint: Buffer;
-      }>(sql("events_by_ids"), [ns, ids]);
-      if (prior.rows.length > 0) {
-        const byId = new Map(prior.rows.map((r) => [r.event_id, r]));
-        for (const [i, e] of cmd.events.entries()) {
-          const p = byId.get(e.id);
-          if (p && (p.stream !== stream || !p.fingerprint.equals(fingerprints[i]!))) {
-            throw new FailedPreconditionError(
-              `event id ${e.id} was already appended with different content or to another stream`,
-              "EVENT_ID_REUSED",
-            );
-          }
-        }
-        if (prior.rows.length !== cmd.events.length) {
-          throw new FailedPreconditionError(
-            "some event ids of this batch were already appended and others were not; re-send the original batch unchanged",
-            "PARTIAL_BATCH_REPLAY",
-          );
-        }
-        // Every id is already there, in this stream, with the same content: a retry.
-        const first = prior.rows[0]!;
-        const ordered = cmd.events.every((e, i) => byId.get(e.id)!.stream_version === first.stream_version + i);
-        if (!ordered) {
-          throw new FailedPreconditionError("event ids were appended in another order or batch", "EVENT_ID_REUSED");
-        }
-        await client.query("ROLLBACK");
-        inTx = false;
-        return {
-          applied: true,
-          replayed: true,
-          currentVersion: version,
-          firstVersion: first.stream_version,
-          firstPosition: first.position,
-          revision: await this.revision(),
-        };
-      }
-
-      // After the replay check: a retry of an append that was fenced correctly
-      // returns its first outcome even if a newer token exists by now.
-      if (cmd.fence) await checkFence(client, ns, cmd.fence);
-
-      if (!expectedStreamHolds(cmd.expected, version)) {
-        if (claimed) await client.query(sql("stream_unclaim"), [ns, stream]);
-        await client.query("COMMIT");
-        inTx = false;
-        return {
-          applied: false,
-          replayed: false,
-          currentVersion: version,
-          firstVersion: 0,
-          firstPosition: 0,
-          revision: await this.revision(),
-        };
-      }
-
-      const n = cmd.events.length;
-      const res = await client.query<{ first_position: number }>(sql("events_append"), [
-        ns,
-        stream,
-        version,
-        n,
-        ids,
-        cmd.events.map((e) => e.type),
-        cmd.events.map((e) => e.data),
-        cmd.events.map((e) => JSON.stringify(e.metadata)),
-        fingerprints,
-      ]);
-      const firstPosition = res.rows[0]!.first_position;
-      why = gone?.();
-      if (why !== undefined) throw abortReasonError(why, "nothing was appended");
-      await client.query("COMMIT");
-      inTx = false;
-      return {
-        applied: true,
-        replayed: false,
-        currentVersion: version + n,
-        firstVersion: version + 1,
-        firstPosition,
-        revision: firstPosition + n - 1,
-      };
-    } catch (err) {
-      if (inTx) await client.query("ROLLBACK").catch(() => undefined);
-      throw err;
-    } finally {
-      release();
+    const deadlineMs = opts.deadline === undefined ? null : Math.floor(opts.deadline - Date.now());
+    if (deadlineMs !== null && deadlineMs <= 0)
+      throw new DeadlineExceededError("deadline passed; nothing was appended");
+    const { namespace: ns, stream, expected, events, fence } = cmd;
+    const res = await this.pool.query<AppendRow>(sql("event_append"), [
+      ns,
+      stream,
+      EXPECTED_KIND[expected.kind],
+      expected.kind === "version" ? expected.version : null,
+      events.map((e) => e.id),
+      events.map((e) => e.type),
+      events.map((e) => e.data),
+      events.map((e) => JSON.stringify(e.metadata)),
+      events.map((e) => eventFingerprint(stream, e)),
+      fence?.lockName ?? null,
+      fence?.token ?? null,
+      deadlineMs,
+    ]);
+    const row = res.rows[0]!;
+    const outcome = (applied: boolean, replayed: boolean): AppendOutcome => ({
+      applied,
+      replayed,
+      currentVersion: row.current_version!,
+      firstVersion: row.first_version ?? 0,
+      firstPosition: row.first_position ?? 0,
+      revision: row.revision!,
+    });
+    switch (row.status as AppendStatus) {
+      case AppendStatus.Appended:
+        return outcome(true, false);
+      case AppendStatus.NotApplied:
+        return outcome(false, false);
+      case AppendStatus.Replayed:
+        return outcome(true, true);
+      case AppendStatus.IdReused:
+        throw new FailedPreconditionError(
+          "event ids were already appended with different content, to another stream, or in another order or batch",
+          "EVENT_ID_REUSED",
+        );
+      case AppendStatus.PartialReplay:
+        throw new FailedPreconditionError(
+          "some event ids of this batch were already appended and others were not; re-send the original batch unchanged",
+          "PARTIAL_BATCH_REPLAY",
+        );
+      case AppendStatus.FenceRefused:
+        throw fenceError(fence!, row.fence_last ?? undefined);
+      case AppendStatus.DeadlinePassed:
+        throw new DeadlineExceededError("deadline passed before the events could be appended; nothing was appended");
     }
+    throw new Error(`agentstate_event_append returned status ${row.status}`);
   }
 
   async readStream(
@@ -218,11 +178,6 @@ export class PostgresEventStore implements EventStore {
         ? await this.q<EventRow>(sql("events_after_stream"), [namespace, target.stream, after, limit, this.pageBytes])
         : await this.q<EventRow>(sql("events_after_prefix"), [namespace, target.prefix, after, limit, this.pageBytes]);
     return r.rows.map(rowToEvent);
-  }
-
-  private async revision(): Promise<number> {
-    const r = await this.q<{ store_revision: number }>(sql("store_revision"), []);
-    return r.rows[0]?.store_revision ?? 0;
   }
 
   private async q<R extends object>(statement: Statement, values: unknown[]) {

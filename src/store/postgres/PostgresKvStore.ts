@@ -29,7 +29,7 @@ import type {
 } from "../../domain/types";
 import { abortReasonError } from "../../errors/abort";
 import { AppError, DeadlineExceededError, FailedPreconditionError, UnavailableError } from "../../errors/errors";
-import { fenceError } from "./checkFence";
+import { fenceError } from "./fenceError";
 import { GroupCommitQueue } from "./GroupCommitQueue";
 import { isRetryableConflict, translatePgError } from "./pgErrors";
 import { itemFromJson, keyBytes, rowToItem, type ItemJson, type KvRow } from "./rows";
