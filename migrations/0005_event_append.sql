@@ -1,36 +1,45 @@
--- 0005_event_append: the whole AppendEvent as one function, called in
--- autocommit. One round trip instead of five (BEGIN, stream_lock,
--- events_by_ids, events_append, COMMIT), and the revision row's lock is held
--- only for the end of the statement and its commit, never across a round
--- trip to the server, as agentstate_kv_write does for KV writes.
+-- 0005_event_append: AppendEvent as one function, called in autocommit, for
+-- a batch of appends at once (server-side group commit, as agentstate_kv_write
+-- does for KV writes). One round trip and one WAL flush serve the whole batch,
+-- and the revision row's lock is held only for the end of the statement and
+-- its commit, never across a round trip to the server.
 --
--- In order (lock order: stream row, fence row, revision row, as key writes):
---   lock the stream's row, or claim a new stream with a version-0 row (removed
---   again if nothing is appended);
---   idempotent retry: if any id was appended before, the batch is a replay
---   only if every id was, to this stream, with the same content (fingerprint),
---   in the same order; otherwise it is refused;
+-- The appends of a batch are to distinct streams, sorted by namespace and
+-- stream (concurrent batches lock streams in one order). Per append, in order:
+--   phase 1 (before the revision lock; lock order: stream row, fence row, then
+--   revision, as key writes): lock the stream's row, or claim a new stream
+--   with a version-0 row (removed again if nothing is appended);
+--   idempotent retry: if any id was appended before, the append is a replay
+--   only if every id was, to this stream, with the same content
+--   (fingerprint), in the same order; otherwise it is refused;
 --   fence: the token must be the latest issued for the lock name (row read
 --   FOR SHARE, so a newer token waits for this append to commit); checked
 --   after the replay check, so a retry of a correctly fenced append returns
 --   its first outcome even if a newer token exists by now;
 --   the expected stream version;
---   under the revision row lock: drop the append if its deadline has passed,
---   then take one revision per event, insert the events with consecutive
---   positions and stream versions, bump the stream's version and wake
---   subscribers (NOTIFY is delivered at commit).
+--   phase 2 (under the revision row lock, no more lock waits): drop appends
+--   whose deadline has passed, then take one revision per event, insert the
+--   events with consecutive positions and stream versions, bump the stream's
+--   version and wake subscribers (NOTIFY is delivered at commit).
+-- With p_wait false (a batch), no append waits for a stream row that another
+-- transaction holds: it is answered `busy` and nothing of it is written; the
+-- server then runs it alone with p_wait true, which waits. So one held stream
+-- never stalls the batch.
 --
 -- Statuses: 1 appended, 2 expected version not met (nothing appended;
 -- `current_version`), 3 replayed (every id already appended: the first
 -- append's `first_version` and `first_position`), 4 an id was appended with
 -- other content, to another stream, or in another order or batch, 5 some ids
 -- were appended and others not, 6 fence refused (`fence_last`: the latest
--- token, NULL if none was issued), 7 deadline passed (nothing appended).
+-- token, NULL if none was issued), 7 deadline passed (nothing appended),
+-- 8 busy (nothing appended).
 -- The expected-version rule is ExpectedStream's in src/domain/events.ts.
--- A concurrent append of the same ids to another stream makes this one fail
--- with a unique violation on event_id; the server runs it again.
+-- Two appends of one batch carrying one event id fail the statement with a
+-- unique violation on event_id (as does a concurrent append of the same ids
+-- to another stream); the server then runs each append alone.
 
 CREATE TYPE agentstate_event_append_result AS (
+  idx int,
   status smallint,
   current_version bigint,
   first_version bigint,
@@ -40,112 +49,155 @@ CREATE TYPE agentstate_event_append_result AS (
 );
 
 CREATE FUNCTION agentstate_event_append(
-  p_ns text,
-  p_stream text,
-  p_exp_kind smallint,     -- 0 any, 1 no_stream, 2 exists, 3 version
-  p_exp_version bigint,    -- kind 3: the expected stream version
-  p_ids uuid[],            -- event ids, distinct
+  p_ns text[],
+  p_stream text[],
+  p_exp_kind smallint[],   -- 0 any, 1 no_stream, 2 exists, 3 version
+  p_exp_version bigint[],  -- kind 3: the expected stream version
+  p_count int[],           -- events per append; the event arrays below hold them in this order
+  p_ids uuid[],            -- event ids, distinct within an append
   p_types text[],
   p_data bytea[],
   p_metadata jsonb[],
   p_fp bytea[],            -- each event's fingerprint (eventFingerprint in src/domain/events.ts)
-  p_fence_name text,       -- fence lock name (NULL: not fenced)
-  p_fence_token bigint,
-  p_deadline_ms bigint     -- ms after this statement's start past which nothing may be appended (NULL: none)
-) RETURNS agentstate_event_append_result
+  p_fence_name text[],     -- fence lock name (NULL: not fenced)
+  p_fence_token bigint[],
+  p_deadline_ms bigint[],  -- ms after this statement's start past which nothing may be appended (NULL: none)
+  p_wait boolean           -- false: answer `busy` instead of waiting for a stream row another transaction holds
+) RETURNS SETOF agentstate_event_append_result
 LANGUAGE plpgsql AS $fn$
 DECLARE
-  n int := coalesce(cardinality(p_ids), 0);
+  n int := coalesce(cardinality(p_ns), 0);
+  st smallint[] := array_fill(0::smallint, ARRAY[n]);
+  ver bigint[] := array_fill(NULL::bigint, ARRAY[n]);
+  claimed boolean[] := array_fill(false, ARRAY[n]);
+  first_ev int[] := array_fill(0, ARRAY[n]);
+  res agentstate_event_append_result[] := array_fill(NULL::agentstate_event_append_result, ARRAY[n]);
+  r agentstate_event_append_result;
   v bigint;
-  claimed boolean := false;
+  k int;
+  ids uuid[];
   found_n int;
   mismatch boolean;
   in_order boolean;
   first_ver bigint;
   first_pos bigint;
   f bigint;
-  base bigint;
+  rev bigint;
   ts timestamptz;
-  r agentstate_event_append_result := ROW(0, NULL, NULL, NULL, NULL, NULL);
+  i int;
 BEGIN
-  LOOP
-    SELECT s.version INTO v FROM streams s WHERE s.namespace = p_ns AND s.stream = p_stream FOR UPDATE;
-    EXIT WHEN FOUND;
-    INSERT INTO streams (namespace, stream, version) VALUES (p_ns, p_stream, 0)
-    ON CONFLICT (namespace, stream) DO NOTHING;
-    IF FOUND THEN
-      claimed := true;
-      v := 0;
-      EXIT;
-    END IF;
+  k := 1;
+  FOR i IN 1..n LOOP
+    first_ev[i] := k;
+    k := k + p_count[i];
   END LOOP;
-  r.current_version := v;
 
-  SELECT count(*)::int,
-         coalesce(bool_or(e.stream <> p_stream OR e.fingerprint <> p_fp[u.ord]), false),
-         min(e.stream_version),
-         min(e.position)
-    INTO found_n, mismatch, first_ver, first_pos
-    FROM unnest(p_ids) WITH ORDINALITY AS u(id, ord)
-    JOIN events e ON e.namespace = p_ns AND e.event_id = u.id;
-  IF found_n > 0 THEN
-    IF mismatch THEN
-      r.status := 4;
-    ELSIF found_n <> n THEN
-      r.status := 5;
-    ELSE
-      SELECT bool_and(e.stream_version = first_ver + u.ord - 1) INTO in_order
-        FROM unnest(p_ids) WITH ORDINALITY AS u(id, ord)
-        JOIN events e ON e.namespace = p_ns AND e.event_id = u.id;
-      IF in_order THEN
-        r.status := 3;
-        r.first_version := first_ver;
-        r.first_position := first_pos;
+  -- Phase 1: stream rows, replays, fences, expected versions.
+  FOR i IN 1..n LOOP
+    r := ROW(i, 0, NULL, NULL, NULL, NULL, NULL);
+    LOOP
+      IF p_wait THEN
+        SELECT s.version INTO v FROM streams s WHERE s.namespace = p_ns[i] AND s.stream = p_stream[i] FOR UPDATE;
       ELSE
-        r.status := 4;
+        SELECT s.version INTO v FROM streams s WHERE s.namespace = p_ns[i] AND s.stream = p_stream[i]
+          FOR UPDATE SKIP LOCKED;
+      END IF;
+      EXIT WHEN FOUND;
+      IF NOT p_wait AND EXISTS (SELECT 1 FROM streams s WHERE s.namespace = p_ns[i] AND s.stream = p_stream[i]) THEN
+        r.status := 8; -- the row exists and another transaction holds it
+        EXIT;
+      END IF;
+      INSERT INTO streams (namespace, stream, version) VALUES (p_ns[i], p_stream[i], 0)
+      ON CONFLICT (namespace, stream) DO NOTHING;
+      IF FOUND THEN
+        claimed[i] := true;
+        v := 0;
+        EXIT;
+      END IF;
+    END LOOP;
+
+    IF r.status = 0 THEN
+      ver[i] := v;
+      r.current_version := v;
+      ids := p_ids[first_ev[i]:first_ev[i] + p_count[i] - 1];
+      SELECT count(*)::int,
+             coalesce(bool_or(e.stream <> p_stream[i] OR e.fingerprint <> p_fp[first_ev[i] - 1 + u.ord]), false),
+             min(e.stream_version),
+             min(e.position)
+        INTO found_n, mismatch, first_ver, first_pos
+        FROM unnest(ids) WITH ORDINALITY AS u(id, ord)
+        JOIN events e ON e.namespace = p_ns[i] AND e.event_id = u.id;
+      IF found_n > 0 THEN
+        IF mismatch THEN
+          r.status := 4;
+        ELSIF found_n <> p_count[i] THEN
+          r.status := 5;
+        ELSE
+          SELECT bool_and(e.stream_version = first_ver + u.ord - 1) INTO in_order
+            FROM unnest(ids) WITH ORDINALITY AS u(id, ord)
+            JOIN events e ON e.namespace = p_ns[i] AND e.event_id = u.id;
+          IF in_order THEN
+            r.status := 3;
+            r.first_version := first_ver;
+            r.first_position := first_pos;
+          ELSE
+            r.status := 4;
+          END IF;
+        END IF;
+      ELSIF p_fence_name[i] IS NOT NULL THEN
+        SELECT t.last_token INTO f FROM fencing_tokens t
+         WHERE t.namespace = p_ns[i] AND t.name = p_fence_name[i] FOR SHARE;
+        IF f IS NULL OR f <> p_fence_token[i] THEN
+          r.status := 6;
+          r.fence_last := f;
+        END IF;
+      END IF;
+      IF r.status = 0 AND NOT (p_exp_kind[i] = 0 OR (p_exp_kind[i] = 1 AND v = 0) OR (p_exp_kind[i] = 2 AND v > 0)
+                               OR (p_exp_kind[i] = 3 AND v = p_exp_version[i])) THEN
+        r.status := 2;
       END IF;
     END IF;
-  ELSIF p_fence_name IS NOT NULL THEN
-    SELECT t.last_token INTO f FROM fencing_tokens t
-      WHERE t.namespace = p_ns AND t.name = p_fence_name FOR SHARE;
-    IF f IS NULL OR f <> p_fence_token THEN
-      r.status := 6;
-      r.fence_last := f;
-    END IF;
-  END IF;
-  IF r.status = 0 AND NOT (p_exp_kind = 0 OR (p_exp_kind = 1 AND v = 0) OR (p_exp_kind = 2 AND v > 0)
-                           OR (p_exp_kind = 3 AND v = p_exp_version)) THEN
-    r.status := 2;
-  END IF;
+    st[i] := r.status;
+    res[i] := r;
+  END LOOP;
 
-  IF r.status = 0 THEN
-    SELECT s.revision INTO base FROM agentstate_state s WHERE s.id = 1 FOR UPDATE;
-    IF p_deadline_ms IS NOT NULL
-       AND clock_timestamp() > statement_timestamp() + p_deadline_ms * interval '1 millisecond' THEN
-      r.status := 7;
-    END IF;
-  END IF;
-
-  IF r.status <> 0 THEN
-    IF claimed THEN
-      DELETE FROM streams WHERE namespace = p_ns AND stream = p_stream AND version = 0;
-    END IF;
-    SELECT s.revision INTO r.revision FROM agentstate_state s WHERE s.id = 1;
-    RETURN r;
-  END IF;
-
+  -- Phase 2: under the revision row lock, the appends still to be made.
+  SELECT s.revision INTO rev FROM agentstate_state s WHERE s.id = 1 FOR UPDATE;
   ts := now();
-  UPDATE agentstate_state SET revision = revision + n WHERE id = 1;
-  INSERT INTO events (position, namespace, stream, stream_version, event_id, type, data, metadata, fingerprint, created_at)
-  SELECT base + e.ord, p_ns, p_stream, v + e.ord, e.id, e.type, e.data, e.metadata, e.fp, ts
-    FROM unnest(p_ids, p_types, p_data, p_metadata, p_fp) WITH ORDINALITY AS e(id, type, data, metadata, fp, ord);
-  UPDATE streams SET version = v + n, updated_at = ts WHERE namespace = p_ns AND stream = p_stream;
-  PERFORM pg_notify('agentstate_events', p_ns);
-  r.status := 1;
-  r.current_version := v + n;
-  r.first_version := v + 1;
-  r.first_position := base + 1;
-  r.revision := base + n;
-  RETURN r;
+  FOR i IN 1..n LOOP
+    IF st[i] = 0 AND p_deadline_ms[i] IS NOT NULL
+       AND clock_timestamp() > statement_timestamp() + p_deadline_ms[i] * interval '1 millisecond' THEN
+      st[i] := 7;
+      res[i].status := 7;
+    END IF;
+    IF st[i] <> 0 THEN
+      IF claimed[i] THEN
+        DELETE FROM streams WHERE namespace = p_ns[i] AND stream = p_stream[i] AND version = 0;
+      END IF;
+      CONTINUE;
+    END IF;
+    INSERT INTO events (position, namespace, stream, stream_version, event_id, type, data, metadata, fingerprint, created_at)
+    SELECT rev + (u.j - first_ev[i] + 1), p_ns[i], p_stream[i], ver[i] + (u.j - first_ev[i] + 1),
+           p_ids[u.j], p_types[u.j], p_data[u.j], p_metadata[u.j], p_fp[u.j], ts
+      FROM generate_series(first_ev[i], first_ev[i] + p_count[i] - 1) AS u(j);
+    UPDATE streams SET version = ver[i] + p_count[i], updated_at = ts
+     WHERE namespace = p_ns[i] AND stream = p_stream[i];
+    PERFORM pg_notify('agentstate_events', p_ns[i]);
+    res[i].status := 1;
+    res[i].current_version := ver[i] + p_count[i];
+    res[i].first_version := ver[i] + 1;
+    res[i].first_position := rev + 1;
+    rev := rev + p_count[i];
+    res[i].revision := rev;
+  END LOOP;
+  IF rev > (SELECT s.revision FROM agentstate_state s WHERE s.id = 1) THEN
+    UPDATE agentstate_state SET revision = rev WHERE id = 1;
+  END IF;
+  FOR i IN 1..n LOOP
+    IF res[i].status <> 1 THEN
+      res[i].revision := rev;
+    END IF;
+  END LOOP;
+  RETURN QUERY SELECT * FROM unnest(res);
 END
 $fn$;

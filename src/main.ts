@@ -89,7 +89,11 @@ async function main(): Promise<void> {
     metrics,
     kv: kv.store,
     locks: new LockService(lockStore),
-    events: new PostgresEventStore(pool, config.eventPageBytes),
+    events: new PostgresEventStore(pool, {
+      pageBytes: config.eventPageBytes,
+      batchMax: config.eventAppendBatchMax,
+      observeBatch: (n) => metrics.eventAppendBatch.observe(n),
+    }),
     notifier,
     eventOptions: {
       pageSize: 500,

@@ -25,6 +25,8 @@ export interface Config {
   readonly kvWriteBatchMax: number;
   /** KV write batches one replica has in flight at once. */
   readonly kvWriteBatchesInFlight: number;
+  /** Most appends one replica sends to Postgres as one batch (group commit); 1 sends each alone. */
+  readonly eventAppendBatchMax: number;
   readonly statementTimeoutMs: number;
   readonly historyRetentionSeconds: number;
   readonly idempotencyTtlSeconds: number;
@@ -154,6 +156,7 @@ export function loadConfig(env: Env = process.env): Config {
     pgPoolMax: int(env, "PG_POOL_MAX", 20, 1, 1000),
     kvWriteBatchMax: int(env, "AGENTSTATE_KV_WRITE_BATCH", 64, 1, 1000),
     kvWriteBatchesInFlight: int(env, "AGENTSTATE_KV_WRITE_BATCHES_IN_FLIGHT", 1, 1, 16),
+    eventAppendBatchMax: int(env, "AGENTSTATE_EVENT_APPEND_BATCH", 64, 1, 1000),
     statementTimeoutMs,
     historyRetentionSeconds: int(env, "AGENTSTATE_HISTORY_RETENTION_SECONDS", 7 * 24 * 3600, 0, 100 * 365 * 24 * 3600),
     idempotencyTtlSeconds: int(env, "AGENTSTATE_IDEMPOTENCY_TTL_SECONDS", 24 * 3600, 60, 365 * 24 * 3600),

@@ -47,6 +47,12 @@ export class Metrics {
     buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
     registers: [this.registry],
   });
+  readonly eventAppendBatch = new Histogram({
+    name: "agentstate_event_append_batch_size",
+    help: "AppendEvent calls committed together in one Postgres transaction (group commit)",
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+    registers: [this.registry],
+  });
   readonly subscribers = new Gauge({
     name: "agentstate_subscribers",
     help: "Open Subscribe streams",

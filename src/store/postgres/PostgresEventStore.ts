@@ -1,11 +1,17 @@
 /**
- * PostgresEventStore: event streams in Postgres. An append is one call of
- * agentstate_event_append (migrations/0005_event_append.sql) in autocommit:
- * lock (or claim) the stream's row, resolve re-sent event ids, check the
- * fence and the expected version, then take one store revision per event
- * (last, under the revision row lock) and insert the batch. One round trip,
- * and the revision lock is never held across one. The reply is sent only
- * after the commit.
+ * PostgresEventStore: event streams in Postgres.
+ *
+ * Appends are group-committed, as KV writes are (PostgresKvStore): the
+ * appends that arrive while a batch is being committed form the next batch,
+ * sent as one call of agentstate_event_append (migrations/0005_event_append.sql)
+ * in autocommit. Per append it locks (or claims) the stream's row, resolves
+ * re-sent event ids, checks the fence and the expected version, then, under
+ * the revision row lock, takes one store revision per event and inserts them.
+ * One round trip and one WAL flush serve the batch, the revision lock is never
+ * held across a round trip, and every caller gets its own outcome once the
+ * batch has committed. A batch holds a stream at most once; an append whose
+ * stream another transaction holds is answered `busy` and run alone, waiting,
+ * so one held stream never stalls the others.
  */
 import type { Pool } from "pg";
 import {
@@ -18,7 +24,8 @@ import {
 } from "../../domain/events";
 import type { WriteOptions } from "../../domain/types";
 import { abortReasonError } from "../../errors/abort";
-import { AppError, DeadlineExceededError, FailedPreconditionError } from "../../errors/errors";
+import { AppError, DeadlineExceededError, FailedPreconditionError, UnavailableError } from "../../errors/errors";
+import { GroupCommitQueue } from "./GroupCommitQueue";
 import { fenceError } from "./fenceError";
 import { isRetryableConflict, translatePgError } from "./pgErrors";
 import { sql, type Statement } from "./sql";
@@ -47,8 +54,20 @@ function rowToEvent(r: EventRow): RecordedEvent {
   };
 }
 
-/** The row agentstate_event_append returns. */
+/** One append waiting for its batch. */
+interface Pending {
+  cmd: AppendCommand;
+  opts: WriteOptions;
+  /** Namespace + stream: a batch holds it at most once and is sorted on it. */
+  id: string;
+  fingerprints: Buffer[];
+  resolve(outcome: AppendOutcome): void;
+  reject(err: unknown): void;
+}
+
+/** A row agentstate_event_append returns. */
 interface AppendRow {
+  idx: number;
   status: number;
   current_version: number | null;
   first_version: number | null;
@@ -66,88 +85,115 @@ const enum AppendStatus {
   PartialReplay = 5,
   FenceRefused = 6,
   DeadlinePassed = 7,
+  Busy = 8,
 }
 
 /** The `expected` kinds as agentstate_event_append numbers them. */
 const EXPECTED_KIND = { any: 0, no_stream: 1, exists: 2, version: 3 } as const;
 
 const MAX_CONFLICT_RETRIES = 5;
+/** Bytes of event data per batch: a batch is one message to Postgres. */
+const MAX_BATCH_BYTES = 4 * 1024 * 1024;
+
+export interface PostgresEventStoreOptions {
+  /** A read page stops once its event data passes this many bytes (at least one event). */
+  pageBytes: number;
+  /** Most appends in one batch (1: every append alone). */
+  batchMax: number;
+  /** Told the size of every batch sent (metrics). */
+  observeBatch?: (appends: number) => void;
+}
 
 export class PostgresEventStore implements EventStore {
-  /** `pageBytes`: a read page stops once its event data passes this many bytes (at least one event). */
+  private readonly appends: GroupCommitQueue<Pending>;
+
   constructor(
     private readonly pool: Pool,
-    private readonly pageBytes: number = 4 * 1024 * 1024,
-  ) {}
-
-  async append(cmd: AppendCommand, opts: WriteOptions = {}): Promise<AppendOutcome> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await this.appendOnce(cmd, opts);
-      } catch (err) {
-        if (err instanceof AppError) throw err;
-        // A unique violation on event_id means a concurrent append of the same
-        // ids to another stream committed first: retry, then it is resolved as a replay or refusal.
-        const code = (err as { code?: string }).code;
-        if ((isRetryableConflict(err) || code === "23505") && attempt < MAX_CONFLICT_RETRIES) continue;
-        throw translatePgError(err);
-      }
-    }
+    private readonly opts: PostgresEventStoreOptions = { pageBytes: 4 * 1024 * 1024, batchMax: 64 },
+  ) {
+    // A batch holds a stream at most once and is sorted by namespace and
+    // stream (concurrent batches lock streams in one order). Appends whose
+    // caller has gone are answered when reached.
+    this.appends = new GroupCommitQueue<Pending>({
+      maxBatch: opts.batchMax,
+      maxInFlight: 1,
+      run: (batch) => this.runBatch(batch, false),
+      batchKey: (p) => p.id,
+      expired: (p) => tooLate(p.opts),
+      weight: appendBytes,
+      maxWeight: MAX_BATCH_BYTES,
+      compare: byStream,
+    });
   }
 
-  private async appendOnce(cmd: AppendCommand, opts: WriteOptions): Promise<AppendOutcome> {
-    const why = opts.gone?.();
-    if (why !== undefined) throw abortReasonError(why, "nothing was appended");
-    const deadlineMs = opts.deadline === undefined ? null : Math.floor(opts.deadline - Date.now());
-    if (deadlineMs !== null && deadlineMs <= 0)
-      throw new DeadlineExceededError("deadline passed; nothing was appended");
-    const { namespace: ns, stream, expected, events, fence } = cmd;
-    const res = await this.pool.query<AppendRow>(sql("event_append"), [
-      ns,
-      stream,
-      EXPECTED_KIND[expected.kind],
-      expected.kind === "version" ? expected.version : null,
-      events.map((e) => e.id),
-      events.map((e) => e.type),
-      events.map((e) => e.data),
-      events.map((e) => JSON.stringify(e.metadata)),
-      events.map((e) => eventFingerprint(stream, e)),
-      fence?.lockName ?? null,
-      fence?.token ?? null,
-      deadlineMs,
-    ]);
-    const row = res.rows[0]!;
-    const outcome = (applied: boolean, replayed: boolean): AppendOutcome => ({
-      applied,
-      replayed,
-      currentVersion: row.current_version!,
-      firstVersion: row.first_version ?? 0,
-      firstPosition: row.first_position ?? 0,
-      revision: row.revision!,
+  append(cmd: AppendCommand, opts: WriteOptions = {}): Promise<AppendOutcome> {
+    const gone = tooLate(opts);
+    if (gone !== undefined) return Promise.reject(gone);
+    return new Promise((resolve, reject) => {
+      this.appends.push({
+        cmd,
+        opts,
+        id: `${cmd.namespace}\0${cmd.stream}`,
+        fingerprints: cmd.events.map((e) => eventFingerprint(cmd.stream, e)),
+        resolve,
+        reject,
+      });
     });
-    switch (row.status as AppendStatus) {
-      case AppendStatus.Appended:
-        return outcome(true, false);
-      case AppendStatus.NotApplied:
-        return outcome(false, false);
-      case AppendStatus.Replayed:
-        return outcome(true, true);
-      case AppendStatus.IdReused:
-        throw new FailedPreconditionError(
-          "event ids were already appended with different content, to another stream, or in another order or batch",
-          "EVENT_ID_REUSED",
-        );
-      case AppendStatus.PartialReplay:
-        throw new FailedPreconditionError(
-          "some event ids of this batch were already appended and others were not; re-send the original batch unchanged",
-          "PARTIAL_BATCH_REPLAY",
-        );
-      case AppendStatus.FenceRefused:
-        throw fenceError(fence!, row.fence_last ?? undefined);
-      case AppendStatus.DeadlinePassed:
-        throw new DeadlineExceededError("deadline passed before the events could be appended; nothing was appended");
+  }
+
+  /**
+   * Sends one batch and settles its appends. `wait` false: appends to streams
+   * held elsewhere come back busy and are run alone (with `wait` true) at once.
+   */
+  private async runBatch(batch: Pending[], wait: boolean): Promise<void> {
+    let rows: AppendRow[];
+    for (let attempt = 0; ; attempt++) {
+      const live: Pending[] = [];
+      for (const p of batch) {
+        const gone = tooLate(p.opts);
+        if (gone) p.reject(gone);
+        else live.push(p);
+      }
+      batch = live;
+      if (batch.length === 0) return;
+      try {
+        this.opts.observeBatch?.(batch.length);
+        rows = (await this.pool.query<AppendRow>(sql("event_append"), batchParams(batch, wait))).rows;
+        break;
+      } catch (err) {
+        const uniqueViolation = (err as { code?: string }).code === "23505";
+        if (uniqueViolation && batch.length > 1) {
+          // Two appends of the batch carry one event id: each alone, one then sees the other's.
+          await Promise.all(batch.map((p) => this.runBatch([p], true)));
+          return;
+        }
+        // A unique violation alone: a concurrent append of the same ids to another
+        // stream committed first; run again, it is then resolved as a replay or a refusal.
+        if ((isRetryableConflict(err) || uniqueViolation) && attempt < MAX_CONFLICT_RETRIES) continue;
+        const e = translatePgError(err);
+        if (batch.length > 1 && !(e instanceof AppError)) {
+          // Not the database being unavailable: find the append it belongs to by running each alone.
+          await Promise.all(batch.map((p) => this.runBatch([p], true)));
+          return;
+        }
+        for (const p of batch) p.reject(e);
+        return;
+      }
     }
-    throw new Error(`agentstate_event_append returned status ${row.status}`);
+    for (const row of rows) {
+      const p = batch[row.idx - 1];
+      if (!p) continue;
+      if (row.status === AppendStatus.Busy) {
+        if (wait) p.reject(new UnavailableError("append could not lock its stream; nothing was appended, retry"));
+        else void this.runBatch([p], true);
+        continue;
+      }
+      try {
+        p.resolve(settle(p, row));
+      } catch (err) {
+        p.reject(err);
+      }
+    }
   }
 
   async readStream(
@@ -158,7 +204,7 @@ export class PostgresEventStore implements EventStore {
     limit: number,
   ): Promise<RecordedEvent[]> {
     const name = direction === "forwards" ? "stream_read_forwards" : "stream_read_backwards";
-    const r = await this.q<EventRow>(sql(name), [namespace, stream, fromVersion, limit, this.pageBytes]);
+    const r = await this.q<EventRow>(sql(name), [namespace, stream, fromVersion, limit, this.opts.pageBytes]);
     return r.rows.map(rowToEvent);
   }
 
@@ -175,8 +221,20 @@ export class PostgresEventStore implements EventStore {
   ): Promise<RecordedEvent[]> {
     const r =
       target.kind === "stream"
-        ? await this.q<EventRow>(sql("events_after_stream"), [namespace, target.stream, after, limit, this.pageBytes])
-        : await this.q<EventRow>(sql("events_after_prefix"), [namespace, target.prefix, after, limit, this.pageBytes]);
+        ? await this.q<EventRow>(sql("events_after_stream"), [
+            namespace,
+            target.stream,
+            after,
+            limit,
+            this.opts.pageBytes,
+          ])
+        : await this.q<EventRow>(sql("events_after_prefix"), [
+            namespace,
+            target.prefix,
+            after,
+            limit,
+            this.opts.pageBytes,
+          ]);
     return r.rows.map(rowToEvent);
   }
 
@@ -186,5 +244,109 @@ export class PostgresEventStore implements EventStore {
     } catch (err) {
       throw translatePgError(err);
     }
+  }
+}
+
+/** The error for an append that must not be made any more, or undefined. */
+function tooLate(opts: WriteOptions): AppError | undefined {
+  const why = opts.gone?.();
+  if (why !== undefined) return abortReasonError(why, "nothing was appended");
+  if (opts.deadline !== undefined && Date.now() >= opts.deadline) {
+    return new DeadlineExceededError("deadline passed; nothing was appended");
+  }
+  return undefined;
+}
+
+function appendBytes(p: Pending): number {
+  let n = 0;
+  for (const e of p.cmd.events) n += e.data.length;
+  return n;
+}
+
+/** The order `[...ids].sort()` gives (UTF-16 code units); ids in a batch are distinct. */
+function byStream(a: Pending, b: Pending): number {
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+}
+
+function batchParams(batch: Pending[], wait: boolean): unknown[] {
+  const n = batch.length;
+  const cols: unknown[][] = Array.from({ length: 8 }, () => new Array<unknown>(n));
+  const ids: string[] = [];
+  const types: string[] = [];
+  const data: Buffer[] = [];
+  const metadata: string[] = [];
+  const fps: Buffer[] = [];
+  batch.forEach(({ cmd, opts, fingerprints }, i) => {
+    cols[0]![i] = cmd.namespace;
+    cols[1]![i] = cmd.stream;
+    cols[2]![i] = EXPECTED_KIND[cmd.expected.kind];
+    cols[3]![i] = cmd.expected.kind === "version" ? cmd.expected.version : null;
+    cols[4]![i] = cmd.events.length;
+    cols[5]![i] = cmd.fence?.lockName ?? null;
+    cols[6]![i] = cmd.fence?.token ?? null;
+    cols[7]![i] = opts.deadline === undefined ? null : Math.max(0, Math.floor(opts.deadline - Date.now()));
+    cmd.events.forEach((e, j) => {
+      ids.push(e.id);
+      types.push(e.type);
+      data.push(e.data);
+      metadata.push(JSON.stringify(e.metadata));
+      fps.push(fingerprints[j]!);
+    });
+  });
+  const [ns, streams, kinds, versions, counts, fenceNames, fenceTokens, deadlines] = cols;
+  return [
+    ns,
+    streams,
+    kinds,
+    versions,
+    counts,
+    ids,
+    types,
+    data,
+    metadata,
+    fps,
+    fenceNames,
+    fenceTokens,
+    deadlines,
+    wait,
+  ];
+}
+
+/** The outcome (or error) of one append from its row. */
+function settle(p: Pending, row: AppendRow): AppendOutcome {
+  const outcome = (applied: boolean, replayed: boolean): AppendOutcome => ({
+    applied,
+    replayed,
+    currentVersion: row.current_version!,
+    firstVersion: row.first_version ?? 0,
+    firstPosition: row.first_position ?? 0,
+    revision: row.revision!,
+  });
+  switch (row.status as AppendStatus) {
+    case AppendStatus.Appended:
+      return outcome(true, false);
+    case AppendStatus.NotApplied:
+      return outcome(false, false);
+    case AppendStatus.Replayed:
+      return outcome(true, true);
+    case AppendStatus.IdReused:
+      throw new FailedPreconditionError(
+        "event ids were already appended with different content, to another stream, or in another order or batch",
+        "EVENT_ID_REUSED",
+      );
+    case AppendStatus.PartialReplay:
+      throw new FailedPreconditionError(
+        "some event ids of this batch were already appended and others were not; re-send the original batch unchanged",
+        "PARTIAL_BATCH_REPLAY",
+      );
+    case AppendStatus.FenceRefused:
+      throw fenceError(p.cmd.fence!, row.fence_last ?? undefined);
+    case AppendStatus.DeadlinePassed:
+      throw (
+        tooLate(p.opts) ??
+        new DeadlineExceededError("deadline passed before the events could be appended; nothing was appended")
+      );
+    default:
+      throw new Error(`agentstate_event_append returned status ${row.status}`);
   }
 }
