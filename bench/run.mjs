@@ -469,7 +469,7 @@ export const SCENARIOS = [
     group: "append",
     kind: "base",
     tool: "pgbench",
-    what: "pgbench: the service's append transaction, 1 event (bench/pgbench/append_1.sql)",
+    what: "pgbench: the service's append statement for one append of 1 event, committed alone (bench/pgbench/append_1.sql)",
     run: pgbenchScript("append_1.sql"),
   },
   {
@@ -493,7 +493,7 @@ export const SCENARIOS = [
     group: "append",
     kind: "base",
     tool: "pgbench",
-    what: "pgbench: the service's append transaction, 10 events (bench/pgbench/append_10.sql)",
+    what: "pgbench: the service's append statement for one append of 10 events, committed alone (bench/pgbench/append_10.sql)",
     run: pgbenchScript("append_10.sql"),
     perCall: 10,
     unit: "events",
