@@ -26,8 +26,9 @@ import type { WriteOptions } from "../../domain/types";
 import { abortReasonError } from "../../errors/abort";
 import { AppError, DeadlineExceededError, FailedPreconditionError, UnavailableError } from "../../errors/errors";
 import { GroupCommitQueue } from "./GroupCommitQueue";
+import { runWriteBatch, type WriteBatchSpec } from "./runWriteBatch";
 import { fenceError } from "./fenceError";
-import { isRetryableConflict, translatePgError } from "./pgErrors";
+import { translatePgError } from "./pgErrors";
 import { sql, type Statement } from "./sql";
 
 interface EventRow {
@@ -91,7 +92,6 @@ const enum AppendStatus {
 /** The `expected` kinds as agentstate_event_append numbers them. */
 const EXPECTED_KIND = { any: 0, no_stream: 1, exists: 2, version: 3 } as const;
 
-const MAX_CONFLICT_RETRIES = 5;
 /** Bytes of event data per batch: a batch is one message to Postgres. */
 const MAX_BATCH_BYTES = 4 * 1024 * 1024;
 
@@ -145,56 +145,25 @@ export class PostgresEventStore implements EventStore {
    * Sends one batch and settles its appends. `wait` false: appends to streams
    * held elsewhere come back busy and are run alone (with `wait` true) at once.
    */
-  private async runBatch(batch: Pending[], wait: boolean): Promise<void> {
-    let rows: AppendRow[];
-    for (let attempt = 0; ; attempt++) {
-      const live: Pending[] = [];
-      for (const p of batch) {
-        const gone = tooLate(p.opts);
-        if (gone) p.reject(gone);
-        else live.push(p);
-      }
-      batch = live;
-      if (batch.length === 0) return;
-      try {
-        this.opts.observeBatch?.(batch.length);
-        rows = (await this.pool.query<AppendRow>(sql("event_append"), batchParams(batch, wait))).rows;
-        break;
-      } catch (err) {
-        const uniqueViolation = (err as { code?: string }).code === "23505";
-        if (uniqueViolation && batch.length > 1) {
-          // Two appends of the batch carry one event id: each alone, one then sees the other's.
-          await Promise.all(batch.map((p) => this.runBatch([p], true)));
-          return;
-        }
-        // A unique violation alone: a concurrent append of the same ids to another
-        // stream committed first; run again, it is then resolved as a replay or a refusal.
-        if ((isRetryableConflict(err) || uniqueViolation) && attempt < MAX_CONFLICT_RETRIES) continue;
-        const e = translatePgError(err);
-        if (batch.length > 1 && !(e instanceof AppError)) {
-          // Not the database being unavailable: find the append it belongs to by running each alone.
-          await Promise.all(batch.map((p) => this.runBatch([p], true)));
-          return;
-        }
-        for (const p of batch) p.reject(e);
-        return;
-      }
-    }
-    for (const row of rows) {
-      const p = batch[row.idx - 1];
-      if (!p) continue;
-      if (row.status === AppendStatus.Busy) {
-        if (wait) p.reject(new UnavailableError("append could not lock its stream; nothing was appended, retry"));
-        else void this.runBatch([p], true);
-        continue;
-      }
-      try {
-        p.resolve(settle(p, row));
-      } catch (err) {
-        p.reject(err);
-      }
-    }
+  private runBatch(batch: Pending[], wait: boolean): Promise<void> {
+    return runWriteBatch(batch, wait, this.batchSpec);
   }
+
+  private readonly batchSpec: WriteBatchSpec<Pending, AppendRow, AppendOutcome> = {
+    tooLate: (p) => tooLate(p.opts),
+    send: async (batch, wait) => {
+      this.opts.observeBatch?.(batch.length);
+      return (await this.pool.query<AppendRow>(sql("event_append"), batchParams(batch, wait))).rows;
+    },
+    // A unique violation on event_id: two appends of the batch carry one id
+    // (run each alone: one then sees the other's), or, alone, a concurrent
+    // append of the same ids to another stream committed first (run again: it
+    // is then resolved as a replay or a refusal).
+    onError: (err, size) => ((err as { code?: string }).code === "23505" ? (size > 1 ? "alone" : "retry") : undefined),
+    busyStatus: AppendStatus.Busy,
+    busyError: () => new UnavailableError("append could not lock its stream; nothing was appended, retry"),
+    settle,
+  };
 
   async readStream(
     namespace: string,

@@ -31,7 +31,8 @@ import { abortReasonError } from "../../errors/abort";
 import { AppError, DeadlineExceededError, FailedPreconditionError, UnavailableError } from "../../errors/errors";
 import { fenceError } from "./fenceError";
 import { GroupCommitQueue } from "./GroupCommitQueue";
-import { isRetryableConflict, translatePgError } from "./pgErrors";
+import { runWriteBatch, type WriteBatchSpec } from "./runWriteBatch";
+import { translatePgError } from "./pgErrors";
 import { itemFromJson, keyBytes, rowToItem, type ItemJson, type KvRow } from "./rows";
 import { sql, type Statement } from "./sql";
 
@@ -116,7 +117,6 @@ interface Pending {
   reject(err: unknown): void;
 }
 
-const MAX_CONFLICT_RETRIES = 5;
 /** Bytes of values per batch: a batch is one message to Postgres. */
 const MAX_BATCH_VALUE_BYTES = 4 * 1024 * 1024;
 
@@ -199,48 +199,20 @@ export class PostgresKvStore implements KvStore {
    * Sends one batch and settles its writes. `wait` false: writes on keys held
    * elsewhere come back busy and are run alone (with `wait` true) at once.
    */
-  private async runBatch(batch: Pending[], wait: boolean): Promise<void> {
-    let rows: WriteRow[];
-    for (let attempt = 0; ; attempt++) {
-      const live: Pending[] = [];
-      for (const p of batch) {
-        const gone = tooLate(p.hooks);
-        if (gone) p.reject(gone);
-        else live.push(p);
-      }
-      batch = live;
-      if (batch.length === 0) return;
-      try {
-        this.opts.observeBatch?.(batch.length);
-        rows = (await this.pool.query<WriteRow>(sql("kv_write"), batchParams(batch, wait))).rows;
-        break;
-      } catch (err) {
-        if (isRetryableConflict(err) && attempt < MAX_CONFLICT_RETRIES) continue;
-        const e = translatePgError(err);
-        if (batch.length > 1 && !(e instanceof AppError)) {
-          // Not the database being unavailable: find the write it belongs to by running each alone.
-          await Promise.all(batch.map((p) => this.runBatch([p], true)));
-          return;
-        }
-        for (const p of batch) p.reject(e);
-        return;
-      }
-    }
-    for (const row of rows) {
-      const p = batch[row.idx - 1];
-      if (!p) continue;
-      if (row.status === Status.Busy) {
-        if (wait) p.reject(new UnavailableError("write could not claim its key; nothing was written, retry"));
-        else void this.runBatch([p], true);
-        continue;
-      }
-      try {
-        p.resolve(settle(p, row));
-      } catch (err) {
-        p.reject(err);
-      }
-    }
+  private runBatch(batch: Pending[], wait: boolean): Promise<void> {
+    return runWriteBatch(batch, wait, this.batchSpec);
   }
+
+  private readonly batchSpec: WriteBatchSpec<Pending, WriteRow, WriteResult> = {
+    tooLate: (p) => tooLate(p.hooks),
+    send: async (batch, wait) => {
+      this.opts.observeBatch?.(batch.length);
+      return (await this.pool.query<WriteRow>(sql("kv_write"), batchParams(batch, wait))).rows;
+    },
+    busyStatus: Status.Busy,
+    busyError: () => new UnavailableError("write could not claim its key; nothing was written, retry"),
+    settle,
+  };
 
   private async query<R extends object>(statement: Statement, values: unknown[]) {
     try {
