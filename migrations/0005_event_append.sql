@@ -67,8 +67,6 @@ CREATE FUNCTION agentstate_event_append(
 LANGUAGE plpgsql AS $fn$
 DECLARE
   n int := coalesce(cardinality(p_ns), 0);
-  st smallint[] := array_fill(0::smallint, ARRAY[n]);
-  ver bigint[] := array_fill(NULL::bigint, ARRAY[n]);
   claimed boolean[] := array_fill(false, ARRAY[n]);
   first_ev int[] := array_fill(0, ARRAY[n]);
   res agentstate_event_append_result[] := array_fill(NULL::agentstate_event_append_result, ARRAY[n]);
@@ -82,6 +80,7 @@ DECLARE
   first_ver bigint;
   first_pos bigint;
   f bigint;
+  rev0 bigint;
   rev bigint;
   ts timestamptz;
   i int;
@@ -117,7 +116,6 @@ BEGIN
     END LOOP;
 
     IF r.status = 0 THEN
-      ver[i] := v;
       r.current_version := v;
       ids := p_ids[first_ev[i]:first_ev[i] + p_count[i] - 1];
       SELECT count(*)::int,
@@ -157,40 +155,45 @@ BEGIN
         r.status := 2;
       END IF;
     END IF;
-    st[i] := r.status;
     res[i] := r;
   END LOOP;
 
-  -- Phase 2: under the revision row lock, the appends still to be made.
-  SELECT s.revision INTO rev FROM agentstate_state s WHERE s.id = 1 FOR UPDATE;
+  -- Phase 2: under the revision row lock, the appends still to be made (with
+  -- none left, the lock is not taken: the refusals report the current revision).
+  IF EXISTS (SELECT 1 FROM unnest(res) x WHERE x.status = 0) THEN
+    SELECT s.revision INTO rev0 FROM agentstate_state s WHERE s.id = 1 FOR UPDATE;
+  ELSE
+    SELECT s.revision INTO rev0 FROM agentstate_state s WHERE s.id = 1;
+  END IF;
+  rev := rev0;
   ts := now();
   FOR i IN 1..n LOOP
-    IF st[i] = 0 AND p_deadline_ms[i] IS NOT NULL
+    IF res[i].status = 0 AND p_deadline_ms[i] IS NOT NULL
        AND clock_timestamp() > statement_timestamp() + p_deadline_ms[i] * interval '1 millisecond' THEN
-      st[i] := 7;
       res[i].status := 7;
     END IF;
-    IF st[i] <> 0 THEN
+    IF res[i].status <> 0 THEN
       IF claimed[i] THEN
         DELETE FROM streams WHERE namespace = p_ns[i] AND stream = p_stream[i] AND version = 0;
       END IF;
       CONTINUE;
     END IF;
+    v := res[i].current_version;
     INSERT INTO events (position, namespace, stream, stream_version, event_id, type, data, metadata, fingerprint, created_at)
-    SELECT rev + (u.j - first_ev[i] + 1), p_ns[i], p_stream[i], ver[i] + (u.j - first_ev[i] + 1),
+    SELECT rev + (u.j - first_ev[i] + 1), p_ns[i], p_stream[i], v + (u.j - first_ev[i] + 1),
            p_ids[u.j], p_types[u.j], p_data[u.j], p_metadata[u.j], p_fp[u.j], ts
       FROM generate_series(first_ev[i], first_ev[i] + p_count[i] - 1) AS u(j);
-    UPDATE streams SET version = ver[i] + p_count[i], updated_at = ts
+    UPDATE streams SET version = v + p_count[i], updated_at = ts
      WHERE namespace = p_ns[i] AND stream = p_stream[i];
     PERFORM pg_notify('agentstate_events', p_ns[i]);
     res[i].status := 1;
-    res[i].current_version := ver[i] + p_count[i];
-    res[i].first_version := ver[i] + 1;
+    res[i].current_version := v + p_count[i];
+    res[i].first_version := v + 1;
     res[i].first_position := rev + 1;
     rev := rev + p_count[i];
     res[i].revision := rev;
   END LOOP;
-  IF rev > (SELECT s.revision FROM agentstate_state s WHERE s.id = 1) THEN
+  IF rev > rev0 THEN
     UPDATE agentstate_state SET revision = rev WHERE id = 1;
   END IF;
   FOR i IN 1..n LOOP

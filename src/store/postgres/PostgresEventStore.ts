@@ -23,10 +23,10 @@ import {
   type SubscriptionTarget,
 } from "../../domain/events";
 import type { WriteOptions } from "../../domain/types";
-import { abortReasonError } from "../../errors/abort";
 import { AppError, DeadlineExceededError, FailedPreconditionError, UnavailableError } from "../../errors/errors";
 import { GroupCommitQueue } from "./GroupCommitQueue";
 import { runWriteBatch, type WriteBatchSpec } from "./runWriteBatch";
+import { callerGoneError } from "./callerGoneError";
 import { fenceError } from "./fenceError";
 import { translatePgError } from "./pgErrors";
 import { sql, type Statement } from "./sql";
@@ -218,12 +218,7 @@ export class PostgresEventStore implements EventStore {
 
 /** The error for an append that must not be made any more, or undefined. */
 function tooLate(opts: WriteOptions): AppError | undefined {
-  const why = opts.gone?.();
-  if (why !== undefined) return abortReasonError(why, "nothing was appended");
-  if (opts.deadline !== undefined && Date.now() >= opts.deadline) {
-    return new DeadlineExceededError("deadline passed; nothing was appended");
-  }
-  return undefined;
+  return callerGoneError(opts, "nothing was appended");
 }
 
 function appendBytes(p: Pending): number {

@@ -27,8 +27,8 @@ import type {
   WriteOptions,
   WriteOutcome,
 } from "../../domain/types";
-import { abortReasonError } from "../../errors/abort";
 import { AppError, DeadlineExceededError, FailedPreconditionError, UnavailableError } from "../../errors/errors";
+import { callerGoneError } from "./callerGoneError";
 import { fenceError } from "./fenceError";
 import { GroupCommitQueue } from "./GroupCommitQueue";
 import { runWriteBatch, type WriteBatchSpec } from "./runWriteBatch";
@@ -187,8 +187,8 @@ export class PostgresKvStore implements KvStore {
 
   /** Queues the write for the next batch; settles once that batch has committed (or failed). */
   writeWithHooks(cmd: WriteCommand, hooks: WriteHooks): Promise<WriteResult> {
-    const why = hooks.gone?.();
-    if (why !== undefined) return Promise.reject(abortReasonError(why, "nothing was written"));
+    const gone = tooLate(hooks);
+    if (gone !== undefined) return Promise.reject(gone);
     return new Promise<WriteResult>((resolve, reject) => {
       const fingerprint = cmd.idempotencyKey !== undefined ? requestFingerprint(cmd) : null;
       this.writes.push({ cmd, key: keyBytes(cmd.key), hooks, fingerprint, resolve, reject });
@@ -225,11 +225,8 @@ export class PostgresKvStore implements KvStore {
 
 /** The error for a write that must not be made any more, or undefined. */
 function tooLate(hooks: WriteHooks): AppError | undefined {
-  const why = hooks.gone?.();
-  if (why !== undefined) return abortReasonError(why, "nothing was written");
-  if (hooks.deadline !== undefined && Date.now() >= hooks.deadline) {
-    return new DeadlineExceededError("deadline passed; nothing was written");
-  }
+  const gone = callerGoneError(hooks, "nothing was written");
+  if (gone !== undefined) return gone;
   if (hooks.commitDeadline !== undefined && performance.now() >= hooks.commitDeadline) {
     // Committing now could outlive the cache's write-in-flight marker.
     return new UnavailableError("write took too long to commit safely; nothing was written, retry");

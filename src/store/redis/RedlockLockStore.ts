@@ -30,7 +30,7 @@ import type { Acquired, LockStore, NotAcquired, Renewed } from "../../domain/loc
 import { formatLockId, newLockSecret } from "../../domain/locks";
 import { UnavailableError } from "../../errors/errors";
 import type { Logger } from "../../log/Logger";
-import { FencingTokenIssuer, type LatestToken } from "../postgres/FencingTokenIssuer";
+import { FencingTokenIssuer } from "../postgres/FencingTokenIssuer";
 import { translatePgError } from "../postgres/pgErrors";
 import { sql } from "../postgres/sql";
 
@@ -160,7 +160,7 @@ export class RedlockLockStore implements LockStore {
   }
 
   async release(namespace: string, name: string, secret: string, token: number): Promise<number | undefined> {
-    const latest = await this.latestToken(namespace, name);
+    const latest = await this.tokens.latest(namespace, name);
     if (latest.token !== token) return undefined;
     const lock = new Lock(this.redlock, this.keys(namespace, name), secret, [], Date.now() + 1);
     try {
@@ -182,7 +182,7 @@ export class RedlockLockStore implements LockStore {
   ): Promise<Renewed | undefined> {
     // The secret proves holdership to Redis; the token must also be the latest
     // issued, or a holder could present (and be echoed) a token not its own.
-    const latest = await this.latestToken(namespace, name);
+    const latest = await this.tokens.latest(namespace, name);
     if (latest.token !== token) return undefined;
     const lock = new Lock(this.redlock, this.keys(namespace, name), secret, [], Number.MAX_SAFE_INTEGER);
     let renewed: Lock;
@@ -247,10 +247,6 @@ export class RedlockLockStore implements LockStore {
       }
     }
     return undefined;
-  }
-
-  private latestToken(namespace: string, name: string): Promise<LatestToken> {
-    return this.tokens.latest(namespace, name);
   }
 
   private async revision(): Promise<number> {
