@@ -7,13 +7,14 @@
  */
 import * as assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import { status, type ServiceError } from "@grpc/grpc-js";
-import type { EventData } from "../../clients/typescript/src/gen/agentstate/v1/event";
+import { status } from "@grpc/grpc-js";
+import type { AppendEventResponse, EventData } from "../../clients/typescript/src/gen/agentstate/v1/event";
+import { backendWaitingOnLock } from "../support/backendWaitingOnLock";
 import { EventClient } from "../support/eventClient";
-import { eventually } from "../support/eventually";
 import { holdRowLock } from "../support/holdRowLock";
 import { pgQuery } from "../support/pgQuery";
-import { serverMetrics } from "../support/serverMetrics";
+import { settle } from "../support/settle";
+import { histogramStats } from "../support/histogramStats";
 import { startCluster, type Cluster } from "../support/startCluster";
 
 const NS = "ev-batch";
@@ -38,12 +39,8 @@ describe("EventService: group commit of concurrent appends (real server, Postgre
 
   /** Batches sent and appends in them so far, from the server's metrics. */
   async function batchStats(): Promise<{ batches: number; appends: number }> {
-    const body = await serverMetrics(cluster.servers[0]!);
-    const num = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(body)?.[1] ?? "0");
-    return {
-      batches: num("agentstate_event_append_batch_size_count"),
-      appends: num("agentstate_event_append_batch_size_sum"),
-    };
+    const h = await histogramStats(cluster.servers[0]!, "agentstate_event_append_batch_size");
+    return { batches: h.count, appends: h.sum };
   }
 
   async function dbEvents(stream: string): Promise<{ position: number; version: number; id: string }[]> {
@@ -126,11 +123,6 @@ describe("EventService: group commit of concurrent appends (real server, Postgre
     await c.unlock({ namespace: NS, name: "mixed-lock", lockId: l1.lockId });
     const l1b = await c.lock({ namespace: NS, name: "mixed-lock", ttl: { seconds: 30, nanos: 0 } });
     assert.ok(l1b.fencingToken > l1.fencingToken);
-    const settle = (p: Promise<unknown>) =>
-      p.then(
-        (r) => ({ ok: r }),
-        (err: ServiceError) => ({ code: err.code }),
-      );
     const good = Array.from({ length: 10 }, (_, i) =>
       settle(c.appendEvent({ namespace: NS, stream: `mixed/good/${i}`, expected: { any: true }, events: [ev()] })),
     );
@@ -164,11 +156,15 @@ describe("EventService: group commit of concurrent appends (real server, Postgre
       ),
       ...good,
     ]);
-    assert.deepEqual((mismatch as { ok: { applied: boolean } }).ok.applied, false);
-    assert.deepEqual(stale, { code: status.FAILED_PRECONDITION });
-    assert.equal((fenced as { ok: { applied: boolean } }).ok.applied, true);
-    assert.deepEqual(reuse, { code: status.FAILED_PRECONDITION });
-    assert.ok(goods.every((g) => "ok" in g && (g.ok as { applied: boolean }).applied));
+    const answer = (r: Awaited<typeof mismatch>) =>
+      "ok" in r ? (r.ok.applied ? "applied" : "not applied") : status[r.err.code];
+    assert.deepEqual([mismatch, stale, fenced, reuse].map(answer), [
+      "not applied",
+      "FAILED_PRECONDITION",
+      "applied",
+      "FAILED_PRECONDITION",
+    ]);
+    assert.ok(goods.every((g) => answer(g) === "applied"));
     assert.equal((await dbEvents("mixed/exists")).length, 1);
     assert.equal((await dbEvents("mixed/stale")).length, 0);
     assert.equal((await dbEvents("mixed/reused")).length, 1);
@@ -181,17 +177,14 @@ describe("EventService: group commit of concurrent appends (real server, Postgre
   it("two appends in one burst carrying one event id to different streams: exactly one applies", async () => {
     for (let round = 0; round < 5; round++) {
       const shared = ev("shared");
-      const settle = (p: Promise<{ applied: boolean }>) =>
-        p.then(
-          (r) => (r.applied ? "applied" : "not applied"),
-          (err: ServiceError) => status[err.code],
-        );
+      const answer = (p: Promise<AppendEventResponse>) =>
+        settle(p).then((r) => ("ok" in r ? (r.ok.applied ? "applied" : "not applied") : status[r.err.code]));
       const others = Array.from({ length: 5 }, (_, i) =>
-        settle(c.appendEvent({ namespace: NS, stream: `dup/${round}/o${i}`, expected: { any: true }, events: [ev()] })),
+        answer(c.appendEvent({ namespace: NS, stream: `dup/${round}/o${i}`, expected: { any: true }, events: [ev()] })),
       );
       const answers = await Promise.all([
-        settle(c.appendEvent({ namespace: NS, stream: `dup/${round}/x`, expected: { any: true }, events: [shared] })),
-        settle(c.appendEvent({ namespace: NS, stream: `dup/${round}/y`, expected: { any: true }, events: [shared] })),
+        answer(c.appendEvent({ namespace: NS, stream: `dup/${round}/x`, expected: { any: true }, events: [shared] })),
+        answer(c.appendEvent({ namespace: NS, stream: `dup/${round}/y`, expected: { any: true }, events: [shared] })),
         ...others,
       ]);
       assert.deepEqual([...answers.slice(0, 2)].sort(), ["FAILED_PRECONDITION", "applied"], `round ${round}`);
@@ -219,13 +212,7 @@ describe("EventService: group commit of concurrent appends (real server, Postgre
       .appendEvent({ namespace: NS, stream: "held", expected: { version: 1 }, events: [ev("held")] })
       .finally(() => (heldDone = true));
     try {
-      await eventually("the held append to wait for the stream's row", async () => {
-        const rows = await pgQuery(
-          cluster.databaseUrl,
-          "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND application_name = 'agentstate'",
-        );
-        return rows.length > 0;
-      });
+      await backendWaitingOnLock(cluster.databaseUrl);
       const others = await Promise.all(
         Array.from({ length: 20 }, (_, i) =>
           c.appendEvent({ namespace: NS, stream: `free/${i}`, expected: { any: true }, events: [ev()] }),

@@ -14,6 +14,7 @@ import { Client } from "pg";
 import type { EventData } from "../../clients/typescript/src/gen/agentstate/v1/event";
 import type { AgentstateClient } from "../../clients/typescript/src/AgentstateClient";
 import { EventClient, type RecordedEvent, type Subscription } from "../support/eventClient";
+import { blockedBy } from "../support/blockedBy";
 import { eventually } from "../support/eventually";
 import { expectGrpcError } from "../support/expectGrpcError";
 import { pgQuery } from "../support/pgQuery";
@@ -176,17 +177,6 @@ function assertExactly(
 }
 
 /** True while a server's append waits on a stream's row lock. */
-/** Whether a server backend waits for a lock that the backend `blockerPid` holds. */
-async function waitingOn(url: string, blockerPid: number): Promise<boolean> {
-  const rows = await pgQuery<{ n: number }>(
-    url,
-    `SELECT count(*)::int AS n FROM pg_stat_activity
-     WHERE datname = current_database() AND application_name = 'agentstate' AND $1 = ANY(pg_blocking_pids(pid))`,
-    [blockerPid],
-  );
-  return (rows[0]?.n ?? 0) > 0;
-}
-
 function memoryKb(pid: number): { rss: number; hwm: number } {
   const s = readFileSync(`/proc/${pid}/status`, "utf8");
   const num = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, "m").exec(s)?.[1] ?? NaN);
@@ -254,7 +244,10 @@ describe("EventService.Subscribe (Postgres, 2+ replicas)", function () {
       ]);
       const heldBatch = [ev("held"), ev("held"), ev("held")];
       const held = a.appendEvent({ namespace: NS, stream: "load/held", expected: { version: 1 }, events: heldBatch });
-      await eventually("the append to load/held to wait on the row lock", () => waitingOn(url, blockerPid));
+      await eventually(
+        "the append to load/held to wait on the row lock",
+        async () => (await blockedBy(url, blockerPid)) > 0,
+      );
       const startedAt = load.acked.length;
       await load.untilAcked(startedAt + 60);
       // The subscriber is live and has delivered events that committed after the held append began.

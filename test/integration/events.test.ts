@@ -17,6 +17,7 @@ import {
   type ExpectedStream,
 } from "../../clients/typescript/src/gen/agentstate/v1/event";
 import { EventClient, type RecordedEvent } from "../support/eventClient";
+import { blockedBy } from "../support/blockedBy";
 import { eventually } from "../support/eventually";
 import { expectGrpcError } from "../support/expectGrpcError";
 import { pgQuery } from "../support/pgQuery";
@@ -657,18 +658,17 @@ describe("EventService: appends, reads, idempotency, fences (Postgres, 2 replica
           { deadlineMs: 300 },
         );
         await expectGrpcError(late, status.DEADLINE_EXCEEDED);
-        const blocked = async () =>
-          (
-            await pgQuery<{ n: number }>(
-              cluster.databaseUrl,
-              "SELECT count(*)::int AS n FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
-              [blockerPid],
-            )
-          )[0]!.n;
-        assert.equal(await blocked(), 1, "the append is still waiting for the stream's row when its caller gives up");
+        assert.equal(
+          await blockedBy(cluster.databaseUrl, blockerPid),
+          1,
+          "the append is still waiting for the stream's row when its caller gives up",
+        );
         await new Promise((r) => setTimeout(r, 100)); // past the deadline by the server's clock too
         await blocker.query("COMMIT");
-        await eventually("the stuck append to finish", async () => (await blocked()) === 0);
+        await eventually(
+          "the stuck append to finish",
+          async () => (await blockedBy(cluster.databaseUrl, blockerPid)) === 0,
+        );
       } finally {
         await blocker.end().catch(() => undefined);
       }

@@ -12,7 +12,7 @@ import type { AgentstateClient } from "../../clients/typescript/src/AgentstateCl
 import { backendWaitingOnLock } from "../support/backendWaitingOnLock";
 import { expectGrpcError } from "../support/expectGrpcError";
 import { pgQuery } from "../support/pgQuery";
-import { serverMetrics } from "../support/serverMetrics";
+import { histogramStats } from "../support/histogramStats";
 import { startCluster, type Cluster } from "../support/startCluster";
 
 const NS = "batch";
@@ -33,12 +33,8 @@ describe("KeyValueService: group commit of concurrent writes (real server, Postg
 
   /** Batches sent and writes in them so far, from the server's metrics. */
   async function batchStats(): Promise<{ batches: number; writes: number }> {
-    const body = await serverMetrics(cluster.servers[0]!);
-    const num = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(body)?.[1] ?? "0");
-    return {
-      batches: num("agentstate_kv_write_batch_size_count"),
-      writes: num("agentstate_kv_write_batch_size_sum"),
-    };
+    const h = await histogramStats(cluster.servers[0]!, "agentstate_kv_write_batch_size");
+    return { batches: h.count, writes: h.sum };
   }
 
   it("many concurrent writes share batches; each gets its own distinct revision, all durable", async () => {
