@@ -1,0 +1,72 @@
+import * as assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import * as path from "node:path";
+import { Server, ServerCredentials } from "@grpc/grpc-js";
+import { HealthImplementation } from "grpc-health-check";
+import { freePort } from "../support/freePort";
+import { startCluster, type Cluster } from "../support/startCluster";
+
+/** dist/src/healthcheck.js, what the Dockerfile's HEALTHCHECK runs. */
+const SCRIPT = path.resolve(__dirname, "../../src/healthcheck.js");
+
+/** Runs the health-check script against `port`; resolves with its exit code, stderr and run time. */
+function runHealthcheck(port: number, timeoutMs = 2000): Promise<{ code: number; stderr: string; ms: number }> {
+  const started = Date.now();
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [SCRIPT],
+      {
+        env: {
+          PATH: process.env.PATH ?? "",
+          AGENTSTATE_PORT: String(port),
+          AGENTSTATE_HEALTHCHECK_TIMEOUT_MS: String(timeoutMs),
+        },
+        timeout: 30_000,
+      },
+      (err, _stdout, stderr) => {
+        const code = err ? (typeof err.code === "number" ? err.code : -1) : 0;
+        resolve({ code, stderr, ms: Date.now() - started });
+      },
+    );
+  });
+}
+
+describe("operations: the container health-check script", function () {
+  let cluster: Cluster | undefined;
+
+  after(async () => {
+    await cluster?.stop();
+  });
+
+  it("exits 0 while the server answers SERVING", async () => {
+    cluster = await startCluster({ name: "healthcheck" });
+    const r = await runHealthcheck(cluster.servers[0]!.port);
+    assert.equal(r.code, 0, r.stderr);
+  });
+
+  it("exits non-zero when the server answers NOT_SERVING", async () => {
+    const server = new Server();
+    const health = new HealthImplementation({ "": "NOT_SERVING" });
+    health.addToServer(server);
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    );
+    try {
+      const r = await runHealthcheck(port);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /NOT_SERVING/);
+    } finally {
+      server.forceShutdown();
+    }
+  });
+
+  it("exits non-zero, within its timeout, when nothing listens", async () => {
+    const port = await freePort();
+    const r = await runHealthcheck(port, 1000);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /health check failed/);
+    // The timeout plus process start-up, with room for a loaded machine.
+    assert.ok(r.ms < 15_000, `took ${r.ms} ms`);
+  });
+});
