@@ -1,0 +1,151 @@
+/**
+ * The `agentstate` command line: which command to run and the settings its
+ * flags give. Flags are another way to set the same settings the environment
+ * sets (config/config.ts reads both through one environment object, flags
+ * winning), so every setting has one name, one default and one validation.
+ * Settings that can hold credentials (DATABASE_URL, REDIS_URL, REDLOCK_URLS)
+ * have no flag: a command line is visible to every user of the machine.
+ *
+ * Later commands (tokens, audit, export/import, namespace stats) join
+ * COMMANDS with their own flags.
+ */
+import { parseArgs, type ParseArgsConfig } from "node:util";
+
+/** A flag that sets one environment setting. */
+interface SettingFlag {
+  env: string;
+  value: string;
+  help: string;
+}
+
+const SERVE_FLAGS: Record<string, SettingFlag> = {
+  host: { env: "AGENTSTATE_HOST", value: "ADDR", help: "address to listen on (default 127.0.0.1)" },
+  port: { env: "AGENTSTATE_PORT", value: "N", help: "gRPC port (default 50051; 0 picks a free one)" },
+  "metrics-port": {
+    env: "AGENTSTATE_METRICS_PORT",
+    value: "N",
+    help: "Prometheus /metrics port (default 9464; -1 turns it off)",
+  },
+  "data-dir": {
+    env: "AGENTSTATE_DATA_DIR",
+    value: "DIR",
+    help: "embedded Postgres data directory when DATABASE_URL is unset (default .agentstate)",
+  },
+  "log-level": { env: "LOG_LEVEL", value: "LEVEL", help: "debug, info, warn or error (default info)" },
+  "log-format": {
+    env: "LOG_FORMAT",
+    value: "FORMAT",
+    help: "json or pretty (default: pretty on a terminal, json otherwise)",
+  },
+  "redis-prefix": {
+    env: "AGENTSTATE_REDIS_PREFIX",
+    value: "P",
+    help: "prefix of every Redis key this deployment uses (default agentstate)",
+  },
+};
+
+const HEALTH_FLAGS: Record<string, SettingFlag> = {
+  host: SERVE_FLAGS.host!,
+  port: SERVE_FLAGS.port!,
+  "timeout-ms": {
+    env: "AGENTSTATE_HEALTHCHECK_TIMEOUT_MS",
+    value: "MS",
+    help: "how long to wait for the answer (default 2000)",
+  },
+};
+
+interface CommandSpec {
+  summary: string;
+  flags: Record<string, SettingFlag>;
+  /** Lines after the flags in the command's help. */
+  notes: string[];
+}
+
+export const COMMANDS: Record<string, CommandSpec> = {
+  serve: {
+    summary: "run the server (what `npm start` runs)",
+    flags: SERVE_FLAGS,
+    notes: [
+      "Every flag has an environment variable (shown); a flag wins over the environment.",
+      "DATABASE_URL (unset: an embedded Postgres in --data-dir), REDIS_URL (the cache; unset: off) and",
+      "REDLOCK_URLS (lock masters; default: the cache Redis) are read from the environment only, since",
+      "they may hold credentials. Every other setting is listed in README.md (Configuration).",
+      "SIGTERM or SIGINT (Ctrl-C) stops taking calls, drains, and stops the embedded Postgres.",
+    ],
+  },
+  health: {
+    summary: "ask a running server whether it is SERVING (exit 0) or not (exit 1)",
+    flags: HEALTH_FLAGS,
+    notes: ["What the container image's HEALTHCHECK runs."],
+  },
+};
+
+export type CommandLine =
+  | { kind: "help"; text: string }
+  | { kind: "version" }
+  | { kind: "run"; command: string; env: Record<string, string> }
+  | { kind: "error"; message: string; text: string };
+
+/** Parses `argv` (without node and the script). Never throws: bad input is an "error" with the usage to print. */
+export function parseCommandLine(argv: readonly string[]): CommandLine {
+  const [first, ...rest] = argv;
+  if (first === undefined || first === "help" || first === "--help" || first === "-h") {
+    const topic = first === "help" ? rest[0] : undefined;
+    if (topic !== undefined && COMMANDS[topic]) return { kind: "help", text: commandHelp(topic) };
+    return { kind: "help", text: mainHelp() };
+  }
+  if (first === "--version" || first === "-v" || first === "version") return { kind: "version" };
+  const spec = COMMANDS[first];
+  if (!spec) return { kind: "error", message: `unknown command "${first}"`, text: mainHelp() };
+
+  const options: NonNullable<ParseArgsConfig["options"]> = { help: { type: "boolean", short: "h" } };
+  for (const name of Object.keys(spec.flags)) options[name] = { type: "string" };
+  let parsed;
+  try {
+    parsed = parseArgs({ args: [...rest], options, allowPositionals: false, strict: true });
+  } catch (err) {
+    return { kind: "error", message: (err as Error).message, text: commandHelp(first) };
+  }
+  if (parsed.values.help === true) return { kind: "help", text: commandHelp(first) };
+  const env: Record<string, string> = {};
+  for (const [name, flag] of Object.entries(spec.flags)) {
+    const v = parsed.values[name];
+    if (typeof v === "string") env[flag.env] = v;
+  }
+  return { kind: "run", command: first, env };
+}
+
+function mainHelp(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length));
+  return [
+    "usage: agentstate <command> [flags]",
+    "",
+    "Shared state for AI agents over gRPC: versioned keys with compare-and-set,",
+    "fenced locks and event streams, on Postgres with a Redis cache.",
+    "",
+    "commands:",
+    ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
+    "",
+    "  agentstate <command> --help   flags of one command",
+    "  agentstate --version          the version",
+    "",
+  ].join("\n");
+}
+
+function commandHelp(name: string): string {
+  const spec = COMMANDS[name]!;
+  const rows = Object.entries(spec.flags).map(([flag, f]) => [`--${flag} ${f.value}`, `${f.help} [${f.env}]`]);
+  const width = Math.max(...rows.map(([left]) => left!.length));
+  return [
+    `usage: agentstate ${name} [flags]`,
+    "",
+    `${spec.summary[0]!.toUpperCase()}${spec.summary.slice(1)}.`,
+    "",
+    "flags:",
+    ...rows.map(([left, right]) => `  ${left!.padEnd(width)}  ${right}`),
+    `  ${"--help".padEnd(width)}  this text`,
+    "",
+    ...spec.notes,
+    "",
+  ].join("\n");
+}
