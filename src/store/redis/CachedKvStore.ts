@@ -1,13 +1,16 @@
 /**
- * CachedKvStore: Postgres behind a Redis write-through cache whose reads are
- * never older than the latest acknowledged write (guarantee 3).
+ * CachedKvStore: the truth (a DurableKvStore, i.e. Postgres) behind a Redis
+ * write-through cache whose reads are never older than the latest
+ * acknowledged write (guarantee 3).
  *
  * Protocol (the Lua scripts in ./lua state each step's contract):
  *  - A write marks its key in flight (cacheBeginWrite: marker, entry dropped,
  *    fill tokens voided) before its transaction, commits, then installs the
  *    new state (cacheEndWrite) before it answers. If it cannot mark the key,
  *    it moves the cache epoch in its transaction and waits out the leases
- *    (see CacheEpoch) before answering.
+ *    (see CacheEpoch) before answering. Both are the write's cache fence
+ *    (CacheFence in domain/ports.ts), which the truth checks in the write's
+ *    own transaction.
  *  - A read is served from Redis only when this replica holds a lease on a
  *    mature epoch and no write is in flight on the key. On a miss it reads
  *    Postgres and fills only with the fill token it got at the miss, which any
@@ -33,6 +36,7 @@ import type {
   WriteOptions,
   WriteOutcome,
 } from "../../domain/types";
+import type { DurableKvStore, EpochBump } from "../../domain/ports";
 import {
   CancelledError,
   DeadlineExceededError,
@@ -40,7 +44,6 @@ import {
   InvalidArgumentError,
 } from "../../errors/errors";
 import type { Logger } from "../../log/Logger";
-import type { PostgresKvStore } from "../postgres/PostgresKvStore";
 import type { CacheEpoch } from "./CacheEpoch";
 import type { CacheCommands } from "./cacheScripts";
 import type { NearCache, NearEntry } from "./NearCache";
@@ -92,7 +95,7 @@ export class CachedKvStore implements KvStore {
   private readonly reader: Redis & CacheCommands;
 
   constructor(
-    private readonly pg: PostgresKvStore,
+    private readonly pg: DurableKvStore,
     private readonly redis: Redis & CacheCommands,
     private readonly epoch: CacheEpoch,
     private readonly opts: CachedKvStoreOptions,
@@ -227,15 +230,15 @@ export class CachedKvStore implements KvStore {
       }
     }
     if (!marked) {
-      const { epochBump, ...outcome } = await this.pg.writeWithHooks(cmd, { ...opts, bumpCacheEpoch: true });
+      const { epochBump, ...outcome } = await this.pg.write(cmd, { ...opts, cacheFence: { kind: "bump" } });
       if (epochBump) await this.waitOutBump(epochBump);
       return outcome;
     }
     // Leave room for the slowest COMMIT (bounded by the statement timeout) inside the marker's life.
-    const commitDeadline = started + this.opts.markerTtlMs - this.opts.statementTimeoutMs;
+    const commitBy = started + this.opts.markerTtlMs - this.opts.statementTimeoutMs;
     let out;
     try {
-      out = await this.pg.writeWithHooks(cmd, { ...opts, commitDeadline, markedEpoch });
+      out = await this.pg.write(cmd, { ...opts, cacheFence: { kind: "marked", epoch: markedEpoch, commitBy } });
     } catch (err) {
       // Refused before COMMIT was sent: nothing changed, clear the marker now.
       // Any other failure may hide a commit; the marker then simply expires.
@@ -286,7 +289,7 @@ export class CachedKvStore implements KvStore {
   }
 
   /** Holds the reply until every lease that could serve the replaced epoch has expired. */
-  private async waitOutBump(bump: { epoch: number; prevAgeMs: number }): Promise<void> {
+  private async waitOutBump(bump: EpochBump): Promise<void> {
     const wait = this.epoch.waitAfterBumpMs(bump.prevAgeMs);
     this.log.debug("cache epoch bumped by a write", { epoch: bump.epoch, wait_ms: Math.round(wait) });
     void this.epoch.refresh();
