@@ -24,7 +24,7 @@ import { PostgresLockStore } from "../store/postgres/PostgresLockStore";
 import { PostgresStoreRevision } from "../store/postgres/PostgresStoreRevision";
 import { RedlockLockStore } from "../store/redis/RedlockLockStore";
 import { buildKvStore } from "./buildKvStore";
-import { RevisionNotingEventStore } from "./RevisionNotingEventStore";
+import { noteAppendRevisions } from "./noteAppendRevisions";
 
 export const MIGRATIONS_DIR = join(__dirname, "..", "..", "migrations");
 
@@ -97,7 +97,7 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
     metrics,
     kv: kv.store,
     locks: new LockService(lockStore),
-    events: cache ? new RevisionNotingEventStore(pgEvents, (revision) => cache.noteRevision(revision)) : pgEvents,
+    events: cache ? noteAppendRevisions(pgEvents, (revision) => cache.noteRevision(revision)) : pgEvents,
     notifier,
     eventOptions: {
       pageSize: 500,
