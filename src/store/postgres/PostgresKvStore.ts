@@ -26,7 +26,13 @@ import type {
   WriteCommand,
   WriteOptions,
 } from "../../domain/types";
-import { AppError, DeadlineExceededError, FailedPreconditionError, UnavailableError } from "../../errors/errors";
+import {
+  AppError,
+  CommitWindowPassedError,
+  DeadlinePassedError,
+  IdempotencyKeyReusedError,
+  WriteContendedError,
+} from "../../errors/errors";
 import { callerGoneError } from "./callerGoneError";
 import { fenceError } from "./fenceError";
 import { GroupCommitQueue } from "./GroupCommitQueue";
@@ -207,7 +213,7 @@ export class PostgresKvStore implements DurableKvStore {
       return (await this.pool.query<WriteRow>(sql("kv_write"), batchParams(batch, wait))).rows;
     },
     busyStatus: Status.Busy,
-    busyError: () => new UnavailableError("write could not claim its key; nothing was written, retry"),
+    busyError: () => new WriteContendedError("write could not claim its key; nothing was written, retry"),
     settle,
   };
 
@@ -226,7 +232,7 @@ function tooLate(hooks: WriteHooks): AppError | undefined {
   if (gone !== undefined) return gone;
   if (hooks.commitDeadline !== undefined && performance.now() >= hooks.commitDeadline) {
     // Committing now could outlive the cache's write-in-flight marker.
-    return new UnavailableError("write took too long to commit safely; nothing was written, retry");
+    return new CommitWindowPassedError();
   }
   return undefined;
 }
@@ -305,17 +311,13 @@ function settle(p: Pending, row: WriteRow): FencedWriteOutcome {
       };
     }
     case Status.IdempotencyKeyReused:
-      throw new FailedPreconditionError(
-        "idempotency_key was already used for a different request",
-        "IDEMPOTENCY_KEY_REUSED",
-      );
+      throw new IdempotencyKeyReusedError();
     case Status.FenceUnknown:
     case Status.FenceStale:
       throw fenceError(cmd.fence!, row.fence_last ?? undefined);
     case Status.DeadlinePassed:
       throw (
-        tooLate(hooks) ??
-        new DeadlineExceededError("deadline passed before the write could be made; nothing was written")
+        tooLate(hooks) ?? new DeadlinePassedError("deadline passed before the write could be made; nothing was written")
       );
     default:
       throw new Error(`agentstate_kv_write returned status ${row.status}`);

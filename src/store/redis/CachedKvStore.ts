@@ -38,10 +38,13 @@ import type {
 } from "../../domain/types";
 import type { DurableKvStore, EpochBump } from "../../domain/ports";
 import {
-  CancelledError,
-  DeadlineExceededError,
-  FailedPreconditionError,
+  CallerCancelledError,
+  DeadlinePassedError,
+  FenceStaleError,
+  FenceUnknownError,
+  IdempotencyKeyReusedError,
   InvalidArgumentError,
+  StatementTimedOutError,
 } from "../../errors/errors";
 import type { Logger } from "../../log/Logger";
 import type { CacheEpoch } from "./CacheEpoch";
@@ -242,12 +245,7 @@ export class CachedKvStore implements KvStore {
     } catch (err) {
       // Refused before COMMIT was sent: nothing changed, clear the marker now.
       // Any other failure may hide a commit; the marker then simply expires.
-      if (
-        err instanceof FailedPreconditionError ||
-        err instanceof InvalidArgumentError ||
-        err instanceof CancelledError ||
-        err instanceof DeadlineExceededError
-      ) {
+      if (REFUSED_BEFORE_COMMIT.some((refused) => err instanceof refused)) {
         await this.redis
           .cacheEndWrite(...keys, alive, writerId, "0", "{}", Buffer.alloc(0), "1")
           .catch(() => undefined);
@@ -319,6 +317,17 @@ export class CachedKvStore implements KvStore {
     return [this.epoch.aliveKey(), `${base}:e`, `${base}:w`, `${base}:t`, `${base}:lw`, this.epoch.knownRevisionKey()];
   }
 }
+
+/** What the truth throws for a write it refused before sending COMMIT: nothing changed. */
+const REFUSED_BEFORE_COMMIT = [
+  FenceUnknownError,
+  FenceStaleError,
+  IdempotencyKeyReusedError,
+  InvalidArgumentError,
+  CallerCancelledError,
+  DeadlinePassedError,
+  StatementTimedOutError,
+];
 
 /** Keys whose hash is remembered (cleared when full). */
 const HASH_MEMO_SIZE = 4096;

@@ -28,7 +28,7 @@ import Redlock, { ExecutionError, Lock, ResourceLockedError, type ExecutionStats
 import type { Acquired, LockStore, NotAcquired, Renewed } from "../../domain/locks";
 import { formatLockId, newLockSecret } from "../../domain/locks";
 import type { FencingTokens, StoreRevision } from "../../domain/ports";
-import { UnavailableError } from "../../errors/errors";
+import { LockQuorumUnavailableError } from "../../errors/errors";
 import type { Logger } from "../../log/Logger";
 import { createRedisClient } from "./createRedisClient";
 
@@ -222,7 +222,7 @@ export class RedlockLockStore implements LockStore {
     }
   }
 
-  /** Throws UNAVAILABLE when too many masters failed (not merely voted "locked") for any quorum. */
+  /** Throws LockQuorumUnavailableError when too many masters failed (not merely voted "locked") for any quorum. */
   private async throwIfNoQuorumPossible(err: ExecutionError): Promise<void> {
     const stats: ExecutionStats | undefined = await err.attempts[err.attempts.length - 1];
     if (!stats) return;
@@ -230,7 +230,7 @@ export class RedlockLockStore implements LockStore {
     for (const e of stats.votesAgainst.values()) if (!(e instanceof ResourceLockedError)) failed++;
     if (this.clients.length - failed < this.quorum) {
       this.log.warn("redlock quorum unavailable", { masters: this.clients.length, failed });
-      throw new UnavailableError(`lock quorum unavailable: ${failed} of ${this.clients.length} Redis masters failed`);
+      throw new LockQuorumUnavailableError(failed, this.clients.length);
     }
   }
 
