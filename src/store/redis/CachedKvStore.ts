@@ -48,6 +48,7 @@ import {
 } from "../../errors/errors";
 import type { Logger } from "../../log/Logger";
 import type { CacheEpoch } from "./CacheEpoch";
+import { CacheBeginWriteReply, CacheEndWriteReply, CacheFillReply, CacheReadReply } from "./cacheReplies";
 import type { CacheCommands } from "./cacheScripts";
 import type { NearCache, NearEntry } from "./NearCache";
 
@@ -142,7 +143,7 @@ export class CachedKvStore implements KvStore {
       const r = (await this.reader.cacheReadBuffer(...keys, alive, nextId(), String(this.opts.markerTtlMs))) as
         [number] | [number, Buffer, Buffer, Buffer] | [number, Buffer];
       const code = r[0];
-      if (code === 1) {
+      if (code === CacheReadReply.HIT) {
         const [, revBuf, meta, bytes, knownBuf] = r as unknown as [number, Buffer, Buffer, Buffer, Buffer];
         const entry: NearEntry = { alive, rev: Number(revBuf.toString("latin1")), item: parseEntry(key, meta, bytes) };
         const known = Number(knownBuf.toString("latin1"));
@@ -155,11 +156,11 @@ export class CachedKvStore implements KvStore {
         return this.pg.get(namespace, key, consistency);
       }
       if (ticket !== undefined) near!.endRead(ticket);
-      if (code === -1) {
+      if (code === CacheReadReply.EPOCH_GONE) {
         this.epoch.distrust();
         return this.pg.get(namespace, key, consistency);
       }
-      if (code === 0) {
+      if (code === CacheReadReply.WRITE_IN_FLIGHT) {
         this.count("bypasses");
         return this.pg.get(namespace, key, consistency);
       }
@@ -207,8 +208,8 @@ export class CachedKvStore implements KvStore {
         bytes,
         String(this.entryTtlMs(res.item)),
       );
-      if (filled === 1) this.count("fills");
-      else if (filled === -1) this.epoch.distrust();
+      if (filled === CacheFillReply.STORED) this.count("fills");
+      else if (filled === CacheFillReply.EPOCH_GONE) this.epoch.distrust();
     } catch (err) {
       this.count("errors");
       this.log.debug("cache fill failed", { error: (err as Error).message });
@@ -225,8 +226,8 @@ export class CachedKvStore implements KvStore {
     if (this.epoch.canMark()) {
       try {
         const r = await this.redis.cacheBeginWrite(...keys, alive, writerId, String(this.opts.markerTtlMs));
-        marked = r === 1;
-        if (r === -1) this.epoch.distrust();
+        marked = r === CacheBeginWriteReply.MARKED;
+        if (r === CacheBeginWriteReply.EPOCH_GONE) this.epoch.distrust();
       } catch (err) {
         this.count("errors");
         this.log.debug("cache mark failed", { error: (err as Error).message });
@@ -267,7 +268,7 @@ export class CachedKvStore implements KvStore {
         bytes,
         String(this.entryTtlMs(installed)),
       );
-      if (r === -1) this.epoch.distrust();
+      if (r === CacheEndWriteReply.EPOCH_GONE) this.epoch.distrust();
     } catch (err) {
       // Harmless: the marker keeps readers on Postgres until it expires.
       this.count("errors");
