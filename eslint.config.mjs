@@ -12,6 +12,18 @@ const folder = (...names) => `(^|/)(${names.join("|")})(/|$)`;
 const restrict = (...patterns) => ({
   "no-restricted-imports": ["error", { patterns: patterns.map(([regex, message]) => ({ regex, message })) }],
 });
+/** An adapter (src/store/<own>) never imports the other adapter or its drivers, nor the edge, metrics or composition. */
+const adapter = (own, other, otherDrivers) => ({
+  files: [`src/store/${own}/**/*.ts`],
+  rules: restrict(
+    [otherDrivers, `store/${own} does not use ${other}: adapters meet only through ports in src/domain.`],
+    [folder(other), "Adapters meet only through ports in src/domain, wired in src/compose."],
+    [
+      folder("grpc", "metrics", "compose"),
+      "An adapter imports only the domain, errors, log, config and its own helpers.",
+    ],
+  ),
+});
 const layering = [
   {
     files: ["src/domain/**/*.ts", "src/errors/**/*.ts"],
@@ -20,28 +32,8 @@ const layering = [
       [folder("store", "grpc", "metrics", "compose"), "The domain imports no adapter: declare a port in src/domain."],
     ),
   },
-  {
-    files: ["src/store/postgres/**/*.ts"],
-    rules: restrict(
-      ["^(ioredis|redlock)$", "The Postgres adapter does not use Redis."],
-      [folder("redis"), "Adapters meet only through ports in src/domain, wired in src/compose."],
-      [
-        folder("grpc", "metrics", "compose"),
-        "An adapter imports only the domain, errors, log, config and its own helpers.",
-      ],
-    ),
-  },
-  {
-    files: ["src/store/redis/**/*.ts"],
-    rules: restrict(
-      ["^pg$", "The Redis adapter reaches Postgres only through ports in src/domain."],
-      [folder("postgres"), "Adapters meet only through ports in src/domain, wired in src/compose."],
-      [
-        folder("grpc", "metrics", "compose"),
-        "An adapter imports only the domain, errors, log, config and its own helpers.",
-      ],
-    ),
-  },
+  adapter("postgres", "redis", "^(ioredis|redlock)$"),
+  adapter("redis", "postgres", "^pg$"),
   {
     files: ["src/grpc/**/*.ts"],
     rules: restrict(

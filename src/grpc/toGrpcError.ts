@@ -19,29 +19,40 @@ export interface GrpcMapping {
 
 type ErrorClass = abstract new (...args: never[]) => errors.AppError;
 
+const answered = (code: status, ...classes: ErrorClass[]): [ErrorClass, GrpcMapping][] =>
+  classes.map((cls) => [cls, { code }]);
+const refused = (...rows: [ErrorClass, string][]): [ErrorClass, GrpcMapping][] =>
+  rows.map(([cls, reason]) => [cls, { code: status.FAILED_PRECONDITION, reason }]);
+
 /** Every domain error class and its answer. A subclass not listed is answered as its nearest listed ancestor. */
-export const GRPC_MAPPINGS: ReadonlyMap<ErrorClass, GrpcMapping> = new Map<ErrorClass, GrpcMapping>([
-  [errors.InvalidArgumentError, { code: status.INVALID_ARGUMENT }],
-  [errors.NotFoundError, { code: status.NOT_FOUND }],
-  [errors.StreamNotFoundError, { code: status.NOT_FOUND }],
-  [errors.FenceUnknownError, { code: status.FAILED_PRECONDITION, reason: "FENCE_UNKNOWN" }],
-  [errors.FenceStaleError, { code: status.FAILED_PRECONDITION, reason: "FENCE_STALE" }],
-  [errors.LockNotHeldError, { code: status.FAILED_PRECONDITION, reason: "LOCK_NOT_HELD" }],
-  [errors.IdempotencyKeyReusedError, { code: status.FAILED_PRECONDITION, reason: "IDEMPOTENCY_KEY_REUSED" }],
-  [errors.EventIdReusedError, { code: status.FAILED_PRECONDITION, reason: "EVENT_ID_REUSED" }],
-  [errors.PartialBatchReplayError, { code: status.FAILED_PRECONDITION, reason: "PARTIAL_BATCH_REPLAY" }],
-  [errors.StoreUnavailableError, { code: status.UNAVAILABLE }],
-  [errors.WriteContendedError, { code: status.UNAVAILABLE }],
-  [errors.CommitWindowPassedError, { code: status.UNAVAILABLE }],
-  [errors.LockQuorumUnavailableError, { code: status.UNAVAILABLE }],
-  [errors.ServerShuttingDownError, { code: status.UNAVAILABLE }],
-  [errors.DeadlinePassedError, { code: status.DEADLINE_EXCEEDED }],
-  [errors.StatementTimedOutError, { code: status.DEADLINE_EXCEEDED }],
-  [errors.CallerCancelledError, { code: status.CANCELLED }],
-  [errors.LimitExceededError, { code: status.RESOURCE_EXHAUSTED }],
-  [errors.SubscriberTooSlowError, { code: status.RESOURCE_EXHAUSTED }],
-  [errors.UnavailableError, { code: status.UNAVAILABLE }],
-  [errors.ResourceExhaustedError, { code: status.RESOURCE_EXHAUSTED }],
+export const GRPC_MAPPINGS: ReadonlyMap<ErrorClass, GrpcMapping> = new Map([
+  ...answered(status.INVALID_ARGUMENT, errors.InvalidArgumentError),
+  ...answered(status.NOT_FOUND, errors.NotFoundError, errors.StreamNotFoundError),
+  ...refused(
+    [errors.FenceUnknownError, "FENCE_UNKNOWN"],
+    [errors.FenceStaleError, "FENCE_STALE"],
+    [errors.LockNotHeldError, "LOCK_NOT_HELD"],
+    [errors.IdempotencyKeyReusedError, "IDEMPOTENCY_KEY_REUSED"],
+    [errors.EventIdReusedError, "EVENT_ID_REUSED"],
+    [errors.PartialBatchReplayError, "PARTIAL_BATCH_REPLAY"],
+  ),
+  ...answered(
+    status.UNAVAILABLE,
+    errors.StoreUnavailableError,
+    errors.WriteContendedError,
+    errors.CommitWindowPassedError,
+    errors.LockQuorumUnavailableError,
+    errors.ServerShuttingDownError,
+    errors.UnavailableError,
+  ),
+  ...answered(status.DEADLINE_EXCEEDED, errors.DeadlinePassedError, errors.StatementTimedOutError),
+  ...answered(status.CANCELLED, errors.CallerCancelledError),
+  ...answered(
+    status.RESOURCE_EXHAUSTED,
+    errors.LimitExceededError,
+    errors.SubscriberTooSlowError,
+    errors.ResourceExhaustedError,
+  ),
 ]);
 
 /** The mapping of `err`'s class, or of its nearest mapped ancestor. */
