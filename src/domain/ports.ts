@@ -17,6 +17,7 @@
  *   no longer invalidate key by key.
  * - cache fence: what a write to the truth must do so that no reader is served
  *   a cached state older than the write once it is acknowledged (guarantee 3).
+ *   Not to be confused with a write's lock fence (Fence in types.ts, guarantee 4).
  */
 import type { KvStore, WriteCommand, WriteOptions, WriteOutcome } from "./types";
 
@@ -35,8 +36,8 @@ export type CacheFence =
    * The key was marked "write in flight" in cache epoch `epoch`; the marker
    * keeps readers off the cache until `commitBy` (a `performance.now()` value
    * of this process). The write must not be made at or after `commitBy` (it
-   * could then commit after its marker expired: the write fails UNAVAILABLE,
-   * nothing written). If the epoch has moved since the mark, readers of the
+   * could then commit after its marker expired): it fails with
+   * CommitWindowPassedError instead, nothing written. If the epoch has moved since the mark, readers of the
    * new epoch never saw the marker: the write then bumps the epoch itself, as
    * an unmarked write does.
    */
@@ -52,11 +53,11 @@ export interface EpochBump {
   prevAgeMs: number;
 }
 
-export interface FencedWriteOptions extends WriteOptions {
+export interface DurableWriteOptions extends WriteOptions {
   cacheFence?: CacheFence;
 }
 
-export interface FencedWriteOutcome extends WriteOutcome {
+export interface DurableWriteOutcome extends WriteOutcome {
   /** Set when the write's transaction bumped the cache epoch: the write must wait out the old epoch's leases before it is acknowledged. */
   epochBump?: EpochBump;
 }
@@ -66,7 +67,7 @@ export interface FencedWriteOutcome extends WriteOutcome {
  * in its own right (a write without a fence is a plain write).
  */
 export interface DurableKvStore extends KvStore {
-  write(command: WriteCommand, opts?: FencedWriteOptions): Promise<FencedWriteOutcome>;
+  write(command: WriteCommand, opts?: DurableWriteOptions): Promise<DurableWriteOutcome>;
 }
 
 /** The cache epoch as the truth holds it, read in one snapshot. */

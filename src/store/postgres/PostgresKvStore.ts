@@ -16,7 +16,7 @@ import { performance } from "node:perf_hooks";
 import type { Pool } from "pg";
 import { isExpired } from "../../domain/casRules";
 import { requestFingerprint } from "../../domain/fingerprint";
-import type { DurableKvStore, FencedWriteOptions, FencedWriteOutcome } from "../../domain/ports";
+import type { DurableKvStore, DurableWriteOptions, DurableWriteOutcome } from "../../domain/ports";
 import type {
   Item,
   ListQuery,
@@ -56,7 +56,7 @@ interface WriteHooks extends WriteOptions {
 }
 
 /** The statement's form of a write's options. */
-function writeHooks({ cacheFence, ...opts }: FencedWriteOptions): WriteHooks {
+function writeHooks({ cacheFence, ...opts }: DurableWriteOptions): WriteHooks {
   if (cacheFence === undefined) return opts;
   if (cacheFence.kind === "bump") return { ...opts, bumpCacheEpoch: true };
   return { ...opts, markedEpoch: cacheFence.epoch, commitDeadline: cacheFence.commitBy };
@@ -119,7 +119,7 @@ interface Pending {
   key: Buffer;
   hooks: WriteHooks;
   fingerprint: Buffer | null;
-  resolve(result: FencedWriteOutcome): void;
+  resolve(result: DurableWriteOutcome): void;
   reject(err: unknown): void;
 }
 
@@ -188,11 +188,11 @@ export class PostgresKvStore implements DurableKvStore {
   }
 
   /** Queues the write for the next batch; settles once that batch has committed (or failed). */
-  write(cmd: WriteCommand, opts: FencedWriteOptions = {}): Promise<FencedWriteOutcome> {
+  write(cmd: WriteCommand, opts: DurableWriteOptions = {}): Promise<DurableWriteOutcome> {
     const hooks = writeHooks(opts);
     const gone = tooLate(hooks);
     if (gone !== undefined) return Promise.reject(gone);
-    return new Promise<FencedWriteOutcome>((resolve, reject) => {
+    return new Promise<DurableWriteOutcome>((resolve, reject) => {
       const fingerprint = cmd.idempotencyKey !== undefined ? requestFingerprint(cmd) : null;
       this.writes.push({ cmd, key: keyBytes(cmd.key), hooks, fingerprint, resolve, reject });
     });
@@ -206,7 +206,7 @@ export class PostgresKvStore implements DurableKvStore {
     return runWriteBatch(batch, wait, this.batchSpec);
   }
 
-  private readonly batchSpec: WriteBatchSpec<Pending, WriteRow, FencedWriteOutcome> = {
+  private readonly batchSpec: WriteBatchSpec<Pending, WriteRow, DurableWriteOutcome> = {
     tooLate: (p) => tooLate(p.hooks),
     send: async (batch, wait) => {
       this.opts.observeBatch?.(batch.length);
@@ -287,12 +287,12 @@ function batchParams(batch: Pending[], wait: boolean): unknown[] {
 }
 
 /** The outcome (or error) of one write from its row. */
-function settle(p: Pending, row: WriteRow): FencedWriteOutcome {
+function settle(p: Pending, row: WriteRow): DurableWriteOutcome {
   const { cmd, hooks } = p;
   switch (row.status as Status) {
     case Status.Applied:
     case Status.NotApplied: {
-      const result: FencedWriteOutcome = {
+      const result: DurableWriteOutcome = {
         applied: row.status === Status.Applied,
         item: rowItem(cmd, row),
         revision: row.revision!,
