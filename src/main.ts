@@ -1,26 +1,11 @@
 /**
- * Entry point: read configuration, connect to Postgres (or start the embedded
- * one), apply migrations, wire the stores, serve gRPC, and shut down gracefully
- * on SIGTERM/SIGINT.
+ * Entry point: the process concerns only. Reads configuration, builds the
+ * services (compose/buildServices.ts wires the stores), serves gRPC and
+ * metrics, and shuts down gracefully on SIGTERM/SIGINT.
  */
-import { join } from "node:path";
+import { buildServices } from "./compose/buildServices";
 import { ConfigError, loadConfig } from "./config/config";
-import { EmbeddedPostgres } from "./embedded/EmbeddedPostgres";
-import { AgentstateServer } from "./grpc/server";
-import { Metrics } from "./metrics/Metrics";
 import { Logger } from "./log/Logger";
-import { createPool } from "./store/postgres/createPool";
-import { Janitor } from "./store/postgres/Janitor";
-import { migrate } from "./store/postgres/migrate";
-import { PostgresKvStore } from "./store/postgres/PostgresKvStore";
-import { buildKvStore } from "./store/buildKvStore";
-import { LockService } from "./domain/locks";
-import { PostgresLockStore } from "./store/postgres/PostgresLockStore";
-import { PostgresEventStore } from "./store/postgres/PostgresEventStore";
-import { PgChangeNotifier } from "./store/postgres/PgChangeNotifier";
-import { RedlockLockStore } from "./store/redis/RedlockLockStore";
-
-export const MIGRATIONS_DIR = join(__dirname, "..", "migrations");
 
 async function main(): Promise<void> {
   let config;
@@ -39,72 +24,7 @@ async function main(): Promise<void> {
     log.error("unhandled rejection", { error: e.message, stack: e.stack });
   });
 
-  const embedded = config.databaseUrl === undefined ? await EmbeddedPostgres.start(config.dataDir, log) : undefined;
-  const databaseUrl = config.databaseUrl ?? embedded!.url;
-  const pool = createPool({
-    connectionString: databaseUrl,
-    max: config.pgPoolMax,
-    statementTimeoutMs: config.statementTimeoutMs,
-  });
-  const applied = await migrate(pool, MIGRATIONS_DIR);
-  if (applied.length > 0) log.info("migrations applied", { applied });
-
-  const metrics = new Metrics();
-  const pgStore = new PostgresKvStore(pool, {
-    batchMax: config.kvWriteBatchMax,
-    batchesInFlight: config.kvWriteBatchesInFlight,
-    observeBatch: (n) => metrics.kvWriteBatch.observe(n),
-  });
-  metrics.watchPool(pool);
-  const kv = await buildKvStore(config, pool, pgStore, log, {
-    read: (outcome) => metrics.cacheReads.inc({ outcome }),
-    nearHit: () => metrics.nearCacheHits.inc(),
-  });
-  if (kv.near) metrics.watchNearCache(kv.near);
-  const janitor = new Janitor(
-    pool,
-    {
-      intervalMs: config.janitorIntervalMs,
-      historyRetentionSeconds: config.historyRetentionSeconds,
-      idempotencyTtlSeconds: config.idempotencyTtlSeconds,
-      eventRetentionSeconds: config.eventRetentionSeconds,
-      streamMaxEvents: config.streamMaxEvents,
-    },
-    log,
-  );
-  janitor.start();
-
-  const lockStore =
-    config.redlockUrls.length > 0
-      ? new RedlockLockStore(
-          pool,
-          { urls: config.redlockUrls, prefix: config.redisPrefix, commandTimeoutMs: config.redisCommandTimeoutMs },
-          log.child({ component: "locks" }),
-        )
-      : new PostgresLockStore(pool);
-  if (lockStore instanceof RedlockLockStore) await lockStore.ready(Math.max(2000, config.redisCommandTimeoutMs * 4));
-  const notifier = new PgChangeNotifier(databaseUrl, log.child({ component: "events" }));
-  notifier.start();
-  const server = new AgentstateServer({
-    metrics,
-    kv: kv.store,
-    locks: new LockService(lockStore),
-    events: new PostgresEventStore(pool, {
-      pageBytes: config.eventPageBytes,
-      batchMax: config.eventAppendBatchMax,
-      observeBatch: (n) => metrics.eventAppendBatch.observe(n),
-    }),
-    notifier,
-    eventOptions: {
-      pageSize: 500,
-      pollMs: config.subscribePollMs,
-      stallMs: config.subscriberStallMs,
-      onCommitted: kv.cache ? (revision) => kv.cache!.noteRevision(revision) : undefined,
-      onSubscribers: (delta) => metrics.subscribers.inc(delta),
-    },
-    limits: config.limits,
-    log,
-  });
+  const { server, metrics, database, close } = await buildServices(config, log);
   const address = await server.listen(config.host, config.port);
   // Metrics are an aid, not a dependency: a taken port is logged, not fatal.
   const metricsHttp =
@@ -117,7 +37,7 @@ async function main(): Promise<void> {
   log.announce("listening", {
     metrics: metricsHttp?.address,
     address,
-    database: embedded ? "embedded" : "external",
+    database,
     cache: config.redisUrl ? "redis" : "off",
     locks: config.redlockUrls.length > 0 ? `redlock(${config.redlockUrls.length})` : "postgres",
   });
@@ -129,12 +49,7 @@ async function main(): Promise<void> {
     log.info("shutting down", { signal });
     await server.shutdown(config.shutdownGraceMs);
     metricsHttp?.server.close();
-    await janitor.stop();
-    await notifier.close();
-    await kv.close();
-    await lockStore.close();
-    await pool.end().catch(() => undefined);
-    if (embedded) await embedded.stop().catch(() => undefined);
+    await close();
     log.info("stopped");
     process.exit(0);
   };

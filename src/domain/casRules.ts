@@ -1,7 +1,12 @@
 /**
  * Compare-and-set rules: whether an expected condition holds for a key's
- * current state, and what version a write produces. Pure functions, shared by
- * every store so all of them decide identically.
+ * current state, and what version a write produces, as pure functions. The
+ * stores do not call them to decide a write: the decision is made inside the
+ * write's own statement (agentstate_kv_write), where it cannot race. These are
+ * the rules written down once, in TypeScript: the specification that SQL is
+ * tested against (a property test drives random write sequences through the
+ * real function and compares its outcomes with these). `isExpired` is also
+ * used on the read path.
  */
 import type { Expected, Item } from "./types";
 

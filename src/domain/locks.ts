@@ -10,7 +10,7 @@
  */
 import { randomFillSync } from "node:crypto";
 import { abortError } from "../errors/abort";
-import { FailedPreconditionError, InvalidArgumentError } from "../errors/errors";
+import { InvalidArgumentError, LockNotHeldError } from "../errors/errors";
 
 export interface Acquired {
   acquired: true;
@@ -38,7 +38,7 @@ export interface LockStore {
   /**
    * One attempt: the lock, or undefined when it is held by someone (or the
    * acquisition could not be granted with useful validity). Throws
-   * UnavailableError when the backend cannot decide (no quorum).
+   * LockQuorumUnavailableError when the backend cannot decide (no quorum).
    */
   tryAcquire(namespace: string, name: string, ttlMs: number, owner: string): Promise<Acquired | undefined>;
   /**
@@ -144,21 +144,14 @@ export class LockService {
   async release(namespace: string, name: string, lockId: string): Promise<number> {
     const { secret, token } = parseLockId(lockId);
     const revision = await this.store.release(namespace, name, secret, token);
-    if (revision === undefined) throw notHeld(name);
+    if (revision === undefined) throw new LockNotHeldError(name);
     return revision;
   }
 
   async renew(namespace: string, name: string, lockId: string, ttlMs: number): Promise<Renewed> {
     const { secret, token } = parseLockId(lockId);
     const r = await this.store.renew(namespace, name, secret, token, ttlMs);
-    if (!r) throw notHeld(name);
+    if (!r) throw new LockNotHeldError(name);
     return r;
   }
-}
-
-function notHeld(name: string): FailedPreconditionError {
-  return new FailedPreconditionError(
-    `lock "${name}" is not held under this lock_id (expired, released, or taken by another holder)`,
-    "LOCK_NOT_HELD",
-  );
 }

@@ -2,7 +2,7 @@
  * Why a call's work was stopped, carried as an AbortSignal's reason, and the
  * one mapping from that reason to the typed error the caller gets.
  */
-import { type AppError, CancelledError, DeadlineExceededError, UnavailableError } from "./errors";
+import { type AppError, CallerCancelledError, DeadlinePassedError, ServerShuttingDownError } from "./errors";
 
 export type AbortKind = "cancelled" | "deadline" | "shutdown";
 
@@ -30,10 +30,10 @@ export function abortReasonError(reason: unknown, consequence: string): AppError
   const kind = reason instanceof AbortReason ? reason.kind : "cancelled";
   switch (kind) {
     case "shutdown":
-      return new UnavailableError(`server shutting down; ${consequence}`);
+      return new ServerShuttingDownError(consequence);
     case "deadline":
-      return new DeadlineExceededError(`deadline passed; ${consequence}`);
+      return new DeadlinePassedError(`deadline passed; ${consequence}`);
     case "cancelled":
-      return new CancelledError(`caller went away; ${consequence}`);
+      return new CallerCancelledError(consequence);
   }
 }

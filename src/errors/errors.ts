@@ -1,26 +1,24 @@
 /**
- * Typed errors. The domain and the stores throw these; the gRPC edge maps them
- * to status codes in exactly one place (src/grpc/toGrpcError.ts). Anything else
- * that is thrown is a bug: logged with its stack, answered as a generic INTERNAL.
+ * Typed errors, each named for what happened. The domain and the stores throw
+ * these; the gRPC edge maps each class to a status code (and, for refusals,
+ * the `agentstate-reason` a client can branch on) in exactly one table,
+ * src/grpc/toGrpcError.ts. Anything else that is thrown is a bug: logged with
+ * its stack, answered as a generic INTERNAL.
+ *
+ * The messages are part of the contract clients see: change them only on purpose.
  */
+export abstract class AppError extends Error {}
 
-export type ErrorKind =
-  | "invalid_argument"
-  | "failed_precondition"
-  | "not_found"
-  | "unavailable"
-  | "deadline_exceeded"
-  | "resource_exhausted"
-  | "cancelled"
-  | "unimplemented";
-
-export abstract class AppError extends Error {
-  abstract readonly kind: ErrorKind;
+/** A fence as the fence errors name it (domain/types.ts Fence; not imported, so errors depend on nothing). */
+interface FenceRef {
+  lockName: string;
+  token: number;
 }
+
+// --- Bad input -------------------------------------------------------------
 
 /** Bad input. `field` names the offending request field, the message states the limit. */
 export class InvalidArgumentError extends AppError {
-  readonly kind = "invalid_argument";
   constructor(
     readonly field: string,
     message: string,
@@ -29,39 +27,148 @@ export class InvalidArgumentError extends AppError {
   }
 }
 
-/** The request is well formed but the state forbids it (stale fence, idempotency key reuse). */
-export class FailedPreconditionError extends AppError {
-  readonly kind = "failed_precondition";
+// --- Not there -------------------------------------------------------------
+
+/** What the request names does not exist. */
+export class NotFoundError extends AppError {}
+
+export class StreamNotFoundError extends NotFoundError {
+  constructor(stream: string) {
+    super(`stream "${stream}" has no events`);
+  }
+}
+
+// --- Refused by the state (nothing changed) --------------------------------
+
+/** A fenced write whose token was never issued for its lock name. */
+export class FenceUnknownError extends AppError {
+  constructor(fence: FenceRef) {
+    super(`fence token ${fence.token} was never issued for lock "${fence.lockName}"`);
+  }
+}
+
+/** A fenced write whose token is older than the latest issued for its lock name (guarantee 4). */
+export class FenceStaleError extends AppError {
+  constructor(fence: FenceRef, latest: number) {
+    super(`fence token ${fence.token} for lock "${fence.lockName}" is stale: token ${latest} was issued since`);
+  }
+}
+
+/** Unlock or RenewLock with a lock id that does not hold the lock (any more). */
+export class LockNotHeldError extends AppError {
+  constructor(name: string) {
+    super(`lock "${name}" is not held under this lock_id (expired, released, or taken by another holder)`);
+  }
+}
+
+/** An idempotency key sent again with a different request (guarantee 5). */
+export class IdempotencyKeyReusedError extends AppError {
+  constructor() {
+    super("idempotency_key was already used for a different request");
+  }
+}
+
+/** Event ids sent again with other content, to another stream, or in another order or batch. */
+export class EventIdReusedError extends AppError {
+  constructor() {
+    super("event ids were already appended with different content, to another stream, or in another order or batch");
+  }
+}
+
+/** A batch of which some event ids were appended and others were not. */
+export class PartialBatchReplayError extends AppError {
+  constructor() {
+    super(
+      "some event ids of this batch were already appended and others were not; re-send the original batch unchanged",
+    );
+  }
+}
+
+// --- Cannot be served now (retrying may work) ------------------------------
+
+/** The database cannot be reached or refuses connections. */
+export class StoreUnavailableError extends AppError {
+  constructor() {
+    super("database unavailable");
+  }
+}
+
+/** A write or append that could not claim its key or stream in time; nothing was written. */
+export class WriteContendedError extends AppError {}
+
+/** A cached write that could no longer commit inside its cache fence (see CacheFence in domain/ports.ts). */
+export class CommitWindowPassedError extends AppError {
+  constructor() {
+    super("write took too long to commit safely; nothing was written, retry");
+  }
+}
+
+/** Too many Redlock masters failed for any quorum. */
+export class LockQuorumUnavailableError extends AppError {
+  constructor(failed: number, masters: number) {
+    super(`lock quorum unavailable: ${failed} of ${masters} Redis masters failed`);
+  }
+}
+
+/** The server is shutting down; `consequence` says what did (not) happen. */
+export class ServerShuttingDownError extends AppError {
+  constructor(consequence: string) {
+    super(`server shutting down; ${consequence}`);
+  }
+}
+
+// --- Time ran out ------------------------------------------------------------
+
+/** The caller's deadline passed before the work was done. */
+export class DeadlinePassedError extends AppError {}
+
+/** A database statement ran past the statement timeout. */
+export class StatementTimedOutError extends AppError {
+  constructor() {
+    super("database statement timed out");
+  }
+}
+
+// --- The caller went away --------------------------------------------------
+
+export class CallerCancelledError extends AppError {
+  constructor(consequence: string) {
+    super(`caller went away; ${consequence}`);
+  }
+}
+
+// --- A named limit was reached (guarantee 9) --------------------------------
+
+/** A caller reached a named limit; `limit` names it (the setting). */
+export class LimitExceededError extends AppError {
   constructor(
+    readonly limit: string,
     message: string,
-    readonly reason: string,
   ) {
     super(message);
   }
 }
 
-export class NotFoundError extends AppError {
-  readonly kind = "not_found";
+/** A subscriber read nothing for the stall limit (AGENTSTATE_SUBSCRIBER_STALL_MS). */
+export class SubscriberTooSlowError extends LimitExceededError {
+  constructor(stallMs: number) {
+    super(
+      "AGENTSTATE_SUBSCRIBER_STALL_MS",
+      `subscriber too slow: nothing was read for ${stallMs} ms; resubscribe from the last position received`,
+    );
+  }
 }
 
-/** A dependency (Postgres, a Redis quorum) cannot serve the request right now; retrying may work. */
-export class UnavailableError extends AppError {
-  readonly kind = "unavailable";
-}
+// --- Transitional ------------------------------------------------------------
 
-export class DeadlineExceededError extends AppError {
-  readonly kind = "deadline_exceeded";
-}
+/**
+ * @deprecated The gRPC-named form, kept only until src/grpc/streamCall.ts
+ * throws ServerShuttingDownError; do not use in new code.
+ */
+export class UnavailableError extends AppError {}
 
-export class ResourceExhaustedError extends AppError {
-  readonly kind = "resource_exhausted";
-}
-
-/** The caller went away. */
-export class CancelledError extends AppError {
-  readonly kind = "cancelled";
-}
-
-export class UnimplementedError extends AppError {
-  readonly kind = "unimplemented";
-}
+/**
+ * @deprecated The gRPC-named form, kept only until src/grpc/streamCall.ts
+ * throws SubscriberTooSlowError; do not use in new code.
+ */
+export class ResourceExhaustedError extends AppError {}

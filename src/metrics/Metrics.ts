@@ -4,9 +4,20 @@
  * lock waits, Postgres pool use, plus Node's default process metrics.
  */
 import { createServer, type Server } from "node:http";
-import type { Pool } from "pg";
-import type { NearCache } from "../store/redis/NearCache";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+/** What the pool gauges read (a pg Pool): metrics know no store class. */
+export interface PoolUse {
+  readonly totalCount: number;
+  readonly idleCount: number;
+  readonly waitingCount: number;
+}
+
+/** What the near-cache gauges read (the Redis adapter's NearCache). */
+export interface NearCacheUse {
+  size(): { entries: number; bytes: number };
+  readonly stats: { readonly invalidations: number };
+}
 
 export class Metrics {
   readonly registry = new Registry();
@@ -63,7 +74,7 @@ export class Metrics {
     collectDefaultMetrics({ register: this.registry });
   }
 
-  watchPool(pool: Pool): void {
+  watchPool(pool: PoolUse): void {
     new Gauge({
       name: "agentstate_pg_pool_connections",
       help: "Postgres pool connections by state",
@@ -95,7 +106,7 @@ export class Metrics {
     };
   }
 
-  watchNearCache(near: NearCache): void {
+  watchNearCache(near: NearCacheUse): void {
     new Gauge({
       name: "agentstate_near_cache_entries",
       help: "Entries held by this replica's near cache",

@@ -1,5 +1,5 @@
 import * as assert from "node:assert/strict";
-import { UnavailableError } from "../../src/errors/errors";
+import { StoreUnavailableError, WriteContendedError } from "../../src/errors/errors";
 import { runWriteBatch, type BatchRow, type WriteBatchSpec } from "../../src/store/postgres/runWriteBatch";
 
 /** An item whose settlement is recorded. */
@@ -45,7 +45,7 @@ function spec(
     },
     onError,
     busyStatus: BUSY,
-    busyError: () => new UnavailableError("busy"),
+    busyError: () => new WriteContendedError("busy"),
     settle: (p, row) => {
       if (row.status === REFUSED) throw new Error(`refused ${p.name}`);
       return `${p.name}:${row.status}`;
@@ -87,7 +87,7 @@ describe("runWriteBatch: one statement per batch, each item settled once", () =>
       { names: ["held"], wait: true },
     ]);
     assert.equal(items[0]!.outcome, "a:1");
-    assert.ok(items[1]!.error instanceof UnavailableError);
+    assert.ok(items[1]!.error instanceof WriteContendedError);
     assert.equal(items[1]!.settled, 1);
   });
 
@@ -120,7 +120,7 @@ describe("runWriteBatch: one statement per batch, each item settled once", () =>
     const { s, sends } = spec(() => pgError("57P01")); // admin shutdown
     await runWriteBatch(items, false, s);
     assert.equal(sends.length, 1);
-    assert.ok(items.every((i) => i.error instanceof UnavailableError));
+    assert.ok(items.every((i) => i.error instanceof StoreUnavailableError));
   });
 
   it("onError can ask for each item alone or for the batch again", async () => {

@@ -9,21 +9,10 @@
  * after it was asked for, so it sees every token issued before.
  */
 import type { Pool } from "pg";
+import type { FencingTokens, IssuedToken, LatestToken } from "../../domain/ports";
 import { GroupCommitQueue } from "./GroupCommitQueue";
 import { isRetryableConflict, translatePgError } from "./pgErrors";
 import { sql } from "./sql";
-
-export interface IssuedToken {
-  token: number;
-  /** The store revision when the token was issued. */
-  revision: number;
-}
-
-/** The latest token issued for a name (null: none yet) and the store revision. */
-export interface LatestToken {
-  token: number | null;
-  revision: number;
-}
 
 interface Pending {
   namespace: string;
@@ -57,7 +46,7 @@ interface LatestRow {
 const MAX_BATCH = 256;
 const MAX_CONFLICT_RETRIES = 5;
 
-export class FencingTokenIssuer {
+export class FencingTokenIssuer implements FencingTokens {
   private readonly pending = new GroupCommitQueue<Pending>({
     maxBatch: MAX_BATCH,
     maxInFlight: 1,

@@ -23,7 +23,13 @@ import {
   type SubscriptionTarget,
 } from "../../domain/events";
 import type { WriteOptions } from "../../domain/types";
-import { AppError, DeadlineExceededError, FailedPreconditionError, UnavailableError } from "../../errors/errors";
+import {
+  AppError,
+  DeadlinePassedError,
+  EventIdReusedError,
+  PartialBatchReplayError,
+  WriteContendedError,
+} from "../../errors/errors";
 import { GroupCommitQueue } from "./GroupCommitQueue";
 import { runWriteBatch, type WriteBatchSpec } from "./runWriteBatch";
 import { callerGoneError } from "./callerGoneError";
@@ -161,7 +167,7 @@ export class PostgresEventStore implements EventStore {
     // is then resolved as a replay or a refusal).
     onError: (err, size) => ((err as { code?: string }).code === "23505" ? (size > 1 ? "alone" : "retry") : undefined),
     busyStatus: AppendStatus.Busy,
-    busyError: () => new UnavailableError("append could not lock its stream; nothing was appended, retry"),
+    busyError: () => new WriteContendedError("append could not lock its stream; nothing was appended, retry"),
     settle,
   };
 
@@ -294,21 +300,15 @@ function settle(p: Pending, row: AppendRow): AppendOutcome {
     case AppendStatus.Replayed:
       return outcome(true, true);
     case AppendStatus.IdReused:
-      throw new FailedPreconditionError(
-        "event ids were already appended with different content, to another stream, or in another order or batch",
-        "EVENT_ID_REUSED",
-      );
+      throw new EventIdReusedError();
     case AppendStatus.PartialReplay:
-      throw new FailedPreconditionError(
-        "some event ids of this batch were already appended and others were not; re-send the original batch unchanged",
-        "PARTIAL_BATCH_REPLAY",
-      );
+      throw new PartialBatchReplayError();
     case AppendStatus.FenceRefused:
       throw fenceError(p.cmd.fence!, row.fence_last ?? undefined);
     case AppendStatus.DeadlinePassed:
       throw (
         tooLate(p.opts) ??
-        new DeadlineExceededError("deadline passed before the events could be appended; nothing was appended")
+        new DeadlinePassedError("deadline passed before the events could be appended; nothing was appended")
       );
     default:
       throw new Error(`agentstate_event_append returned status ${row.status}`);

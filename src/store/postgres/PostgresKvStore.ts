@@ -16,18 +16,23 @@ import { performance } from "node:perf_hooks";
 import type { Pool } from "pg";
 import { isExpired } from "../../domain/casRules";
 import { requestFingerprint } from "../../domain/fingerprint";
+import type { DurableKvStore, DurableWriteOptions, DurableWriteOutcome } from "../../domain/ports";
 import type {
   Item,
-  KvStore,
   ListQuery,
   ListResult,
   ReadConsistency,
   ReadResult,
   WriteCommand,
   WriteOptions,
-  WriteOutcome,
 } from "../../domain/types";
-import { AppError, DeadlineExceededError, FailedPreconditionError, UnavailableError } from "../../errors/errors";
+import {
+  AppError,
+  CommitWindowPassedError,
+  DeadlinePassedError,
+  IdempotencyKeyReusedError,
+  WriteContendedError,
+} from "../../errors/errors";
 import { callerGoneError } from "./callerGoneError";
 import { fenceError } from "./fenceError";
 import { GroupCommitQueue } from "./GroupCommitQueue";
@@ -36,24 +41,25 @@ import { translatePgError } from "./pgErrors";
 import { itemFromJson, keyBytes, rowToItem, type ItemJson, type KvRow } from "./rows";
 import { sql, type Statement } from "./sql";
 
-/** Extra steps the cache layer asks of a write. */
-export interface WriteHooks extends WriteOptions {
+/**
+ * A write's options as the statement takes them: the caller's (gone,
+ * deadline) and its cache fence (see CacheFence in domain/ports.ts) spelled
+ * out as agentstate_kv_write's parameters.
+ */
+interface WriteHooks extends WriteOptions {
   /** Move the cache to a new epoch in this write's transaction (the cache could not be invalidated). */
   bumpCacheEpoch?: boolean;
-  /**
-   * The cache epoch the write marked its key in. If the epoch has moved since
-   * (checked under the revision row lock, so it cannot move again before this
-   * commit), readers of the new epoch never saw the marker: the write then
-   * bumps the epoch itself, as an unmarked write does.
-   */
+  /** The cache epoch the write marked its key in (bump instead if it has moved, checked under the revision row lock). */
   markedEpoch?: number;
   /** performance.now() value after which the write must not be made. */
   commitDeadline?: number;
 }
 
-export interface WriteResult extends WriteOutcome {
-  /** Set when the write's transaction bumped the cache epoch and the write must wait it out. */
-  epochBump?: { epoch: number; prevAgeMs: number };
+/** The statement's form of a write's options. */
+function writeHooks({ cacheFence, ...opts }: DurableWriteOptions): WriteHooks {
+  if (cacheFence === undefined) return opts;
+  if (cacheFence.kind === "bump") return { ...opts, bumpCacheEpoch: true };
+  return { ...opts, markedEpoch: cacheFence.epoch, commitDeadline: cacheFence.commitBy };
 }
 
 export interface PostgresKvStoreOptions {
@@ -113,14 +119,14 @@ interface Pending {
   key: Buffer;
   hooks: WriteHooks;
   fingerprint: Buffer | null;
-  resolve(result: WriteResult): void;
+  resolve(result: DurableWriteOutcome): void;
   reject(err: unknown): void;
 }
 
 /** Bytes of values per batch: a batch is one message to Postgres. */
 const MAX_BATCH_VALUE_BYTES = 4 * 1024 * 1024;
 
-export class PostgresKvStore implements KvStore {
+export class PostgresKvStore implements DurableKvStore {
   private readonly writes: GroupCommitQueue<Pending>;
 
   constructor(
@@ -181,15 +187,12 @@ export class PostgresKvStore implements KvStore {
     return { items, revision, more };
   }
 
-  write(command: WriteCommand, opts?: WriteOptions): Promise<WriteOutcome> {
-    return this.writeWithHooks(command, { ...opts });
-  }
-
   /** Queues the write for the next batch; settles once that batch has committed (or failed). */
-  writeWithHooks(cmd: WriteCommand, hooks: WriteHooks): Promise<WriteResult> {
+  write(cmd: WriteCommand, opts: DurableWriteOptions = {}): Promise<DurableWriteOutcome> {
+    const hooks = writeHooks(opts);
     const gone = tooLate(hooks);
     if (gone !== undefined) return Promise.reject(gone);
-    return new Promise<WriteResult>((resolve, reject) => {
+    return new Promise<DurableWriteOutcome>((resolve, reject) => {
       const fingerprint = cmd.idempotencyKey !== undefined ? requestFingerprint(cmd) : null;
       this.writes.push({ cmd, key: keyBytes(cmd.key), hooks, fingerprint, resolve, reject });
     });
@@ -203,14 +206,14 @@ export class PostgresKvStore implements KvStore {
     return runWriteBatch(batch, wait, this.batchSpec);
   }
 
-  private readonly batchSpec: WriteBatchSpec<Pending, WriteRow, WriteResult> = {
+  private readonly batchSpec: WriteBatchSpec<Pending, WriteRow, DurableWriteOutcome> = {
     tooLate: (p) => tooLate(p.hooks),
     send: async (batch, wait) => {
       this.opts.observeBatch?.(batch.length);
       return (await this.pool.query<WriteRow>(sql("kv_write"), batchParams(batch, wait))).rows;
     },
     busyStatus: Status.Busy,
-    busyError: () => new UnavailableError("write could not claim its key; nothing was written, retry"),
+    busyError: () => new WriteContendedError("write could not claim its key; nothing was written, retry"),
     settle,
   };
 
@@ -229,7 +232,7 @@ function tooLate(hooks: WriteHooks): AppError | undefined {
   if (gone !== undefined) return gone;
   if (hooks.commitDeadline !== undefined && performance.now() >= hooks.commitDeadline) {
     // Committing now could outlive the cache's write-in-flight marker.
-    return new UnavailableError("write took too long to commit safely; nothing was written, retry");
+    return new CommitWindowPassedError();
   }
   return undefined;
 }
@@ -284,12 +287,12 @@ function batchParams(batch: Pending[], wait: boolean): unknown[] {
 }
 
 /** The outcome (or error) of one write from its row. */
-function settle(p: Pending, row: WriteRow): WriteResult {
+function settle(p: Pending, row: WriteRow): DurableWriteOutcome {
   const { cmd, hooks } = p;
   switch (row.status as Status) {
     case Status.Applied:
     case Status.NotApplied: {
-      const result: WriteResult = {
+      const result: DurableWriteOutcome = {
         applied: row.status === Status.Applied,
         item: rowItem(cmd, row),
         revision: row.revision!,
@@ -308,17 +311,13 @@ function settle(p: Pending, row: WriteRow): WriteResult {
       };
     }
     case Status.IdempotencyKeyReused:
-      throw new FailedPreconditionError(
-        "idempotency_key was already used for a different request",
-        "IDEMPOTENCY_KEY_REUSED",
-      );
+      throw new IdempotencyKeyReusedError();
     case Status.FenceUnknown:
     case Status.FenceStale:
       throw fenceError(cmd.fence!, row.fence_last ?? undefined);
     case Status.DeadlinePassed:
       throw (
-        tooLate(hooks) ??
-        new DeadlineExceededError("deadline passed before the write could be made; nothing was written")
+        tooLate(hooks) ?? new DeadlinePassedError("deadline passed before the write could be made; nothing was written")
       );
     default:
       throw new Error(`agentstate_kv_write returned status ${row.status}`);

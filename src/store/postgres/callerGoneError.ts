@@ -7,14 +7,14 @@
  */
 import type { WriteOptions } from "../../domain/types";
 import { abortReasonError } from "../../errors/abort";
-import { DeadlineExceededError, type AppError } from "../../errors/errors";
+import { DeadlinePassedError, type AppError } from "../../errors/errors";
 
 /** `consequence` says what did not happen, e.g. "nothing was written". */
 export function callerGoneError(opts: WriteOptions, consequence: string): AppError | undefined {
   const why = opts.gone?.();
   if (why !== undefined) return abortReasonError(why, consequence);
   if (opts.deadline !== undefined && Date.now() >= opts.deadline) {
-    return new DeadlineExceededError(`deadline passed; ${consequence}`);
+    return new DeadlinePassedError(`deadline passed; ${consequence}`);
   }
   return undefined;
 }

@@ -6,18 +6,10 @@
  * lands before the new token exists, or not at all.
  */
 import type { Fence } from "../../domain/types";
-import { FailedPreconditionError } from "../../errors/errors";
+import { FenceStaleError, FenceUnknownError } from "../../errors/errors";
 
 /** The refusal of a fence whose token is not `last`, the latest issued for its lock name (undefined: none issued). */
-export function fenceError(fence: Fence, last: number | undefined): FailedPreconditionError {
-  if (last === undefined || fence.token > last) {
-    return new FailedPreconditionError(
-      `fence token ${fence.token} was never issued for lock "${fence.lockName}"`,
-      "FENCE_UNKNOWN",
-    );
-  }
-  return new FailedPreconditionError(
-    `fence token ${fence.token} for lock "${fence.lockName}" is stale: token ${last} was issued since`,
-    "FENCE_STALE",
-  );
+export function fenceError(fence: Fence, last: number | undefined): FenceUnknownError | FenceStaleError {
+  if (last === undefined || fence.token > last) return new FenceUnknownError(fence);
+  return new FenceStaleError(fence, last);
 }

@@ -1,9 +1,9 @@
 /**
  * Translates driver errors into domain errors: lost or refused connections and
- * a database that is shutting down become UNAVAILABLE; a statement timeout
- * becomes DEADLINE_EXCEEDED. Anything else is rethrown unchanged (a bug).
+ * a database that is shutting down become StoreUnavailableError; a statement
+ * timeout becomes StatementTimedOutError. Anything else is rethrown unchanged (a bug).
  */
-import { AppError, DeadlineExceededError, UnavailableError } from "../../errors/errors";
+import { AppError, StatementTimedOutError, StoreUnavailableError } from "../../errors/errors";
 
 const UNAVAILABLE_SQLSTATES = new Set([
   "57P01", // admin_shutdown
@@ -30,9 +30,9 @@ export function isRetryableConflict(err: unknown): boolean {
 export function translatePgError(err: unknown): unknown {
   if (err instanceof AppError) return err;
   const e = err as { code?: string; message?: string };
-  if (e.code === "57014") return new DeadlineExceededError("database statement timed out");
+  if (e.code === "57014") return new StatementTimedOutError();
   if (e.code !== undefined && (UNAVAILABLE_SQLSTATES.has(e.code) || NETWORK_CODES.has(e.code))) {
-    return new UnavailableError("database unavailable");
+    return new StoreUnavailableError();
   }
   const msg = e.message ?? "";
   if (
@@ -40,7 +40,7 @@ export function translatePgError(err: unknown): unknown {
       msg,
     )
   ) {
-    return new UnavailableError("database unavailable");
+    return new StoreUnavailableError();
   }
   return err;
 }

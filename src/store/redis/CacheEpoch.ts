@@ -1,8 +1,8 @@
 /**
  * CacheEpoch: decides whether this replica may trust the Redis cache right now.
  *
- * The cache is split into epochs, numbered by Postgres (agentstate_state.
- * cache_epoch). Every Redis key carries the epoch; a new epoch starts with an
+ * The cache is split into epochs, numbered by the truth (a CacheEpochStore:
+ * agentstate_state.cache_epoch in Postgres). Every Redis key carries the epoch; a new epoch starts with an
  * empty cache. The epoch moves when
  *  - a write could not mark its key in Redis (Redis down, slow, or lost data):
  *    the write bumps the epoch in its own transaction, then waits out the
@@ -21,10 +21,9 @@
 import { randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import type Redis from "ioredis";
-import type { CacheCommands } from "./cacheScripts";
-import type { Pool } from "pg";
+import type { CacheEpochStore } from "../../domain/ports";
 import type { Logger } from "../../log/Logger";
-import { sql } from "../postgres/sql";
+import type { CacheCommands } from "./cacheScripts";
 
 export interface CacheEpochOptions {
   leaseMs: number;
@@ -43,7 +42,7 @@ export class CacheEpoch {
   private closed = false;
 
   constructor(
-    private readonly pool: Pool,
+    private readonly epochs: CacheEpochStore,
     private readonly redis: Redis & CacheCommands,
     private readonly opts: CacheEpochOptions,
     private readonly log: Logger,
@@ -151,20 +150,16 @@ export class CacheEpoch {
 
   private async doRefresh(): Promise<void> {
     const sent = performance.now();
-    const r = await this.pool.query<{ cache_epoch: number; age_ms: number; store_revision: number }>(
-      sql("cache_epoch_read"),
-      [],
-    );
-    const row = r.rows[0];
+    const row = await this.epochs.read();
     if (!row) return;
     const got = performance.now();
-    if (row.cache_epoch !== this.epoch) {
+    if (row.epoch !== this.epoch) {
       this.aliveOk = false;
-      this.epoch = row.cache_epoch;
+      this.epoch = row.epoch;
     }
     this.leaseUntil = sent + this.opts.leaseMs;
-    this.matureAt = got + Math.max(0, this.opts.markerTtlMs - row.age_ms);
-    const young = row.age_ms < this.opts.markerTtlMs;
+    this.matureAt = got + Math.max(0, this.opts.markerTtlMs - row.ageMs);
+    const young = row.ageMs < this.opts.markerTtlMs;
 
     if (this.redis.status !== "ready") {
       this.aliveOk = false;
@@ -184,17 +179,17 @@ export class CacheEpoch {
     }
     if (alive === want) {
       // Seed the known store revision before any hit can be served from this read.
-      await this.redis.cacheNoteRevision(key, this.knownRevisionKey(), want, String(row.store_revision));
+      await this.redis.cacheNoteRevision(key, this.knownRevisionKey(), want, String(row.storeRevision));
       this.aliveOk = true;
       return;
     }
     // The epoch is mature but Redis no longer holds its alive key (or holds
     // another Redis's): Redis lost or replaced data. Start a new epoch.
     this.aliveOk = false;
-    const bumped = await this.pool.query(sql("cache_epoch_bump"), [row.cache_epoch]);
+    const bumped = await this.epochs.bump(row.epoch);
     this.log.warn("cache epoch moved: redis does not hold this epoch (first start, flush, restart or failover)", {
-      from_epoch: row.cache_epoch,
-      bumped: bumped.rowCount === 1,
+      from_epoch: row.epoch,
+      bumped,
     });
     // Pick up the new epoch promptly (the next tick would too).
     setTimeout(() => void this.refresh(), 10).unref();

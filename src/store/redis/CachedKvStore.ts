@@ -1,13 +1,16 @@
 /**
- * CachedKvStore: Postgres behind a Redis write-through cache whose reads are
- * never older than the latest acknowledged write (guarantee 3).
+ * CachedKvStore: the truth (a DurableKvStore, i.e. Postgres) behind a Redis
+ * write-through cache whose reads are never older than the latest
+ * acknowledged write (guarantee 3).
  *
  * Protocol (the Lua scripts in ./lua state each step's contract):
  *  - A write marks its key in flight (cacheBeginWrite: marker, entry dropped,
  *    fill tokens voided) before its transaction, commits, then installs the
  *    new state (cacheEndWrite) before it answers. If it cannot mark the key,
  *    it moves the cache epoch in its transaction and waits out the leases
- *    (see CacheEpoch) before answering.
+ *    (see CacheEpoch) before answering. Both are the write's cache fence
+ *    (CacheFence in domain/ports.ts), which the truth checks in the write's
+ *    own transaction.
  *  - A read is served from Redis only when this replica holds a lease on a
  *    mature epoch and no write is in flight on the key. On a miss it reads
  *    Postgres and fills only with the fill token it got at the miss, which any
@@ -33,15 +36,19 @@ import type {
   WriteOptions,
   WriteOutcome,
 } from "../../domain/types";
+import type { DurableKvStore, EpochBump } from "../../domain/ports";
 import {
-  CancelledError,
-  DeadlineExceededError,
-  FailedPreconditionError,
+  CallerCancelledError,
+  DeadlinePassedError,
+  FenceStaleError,
+  FenceUnknownError,
+  IdempotencyKeyReusedError,
   InvalidArgumentError,
+  StatementTimedOutError,
 } from "../../errors/errors";
 import type { Logger } from "../../log/Logger";
-import type { PostgresKvStore } from "../postgres/PostgresKvStore";
 import type { CacheEpoch } from "./CacheEpoch";
+import { CacheBeginWriteReply, CacheEndWriteReply, CacheFillReply, CacheReadReply } from "./cacheReplies";
 import type { CacheCommands } from "./cacheScripts";
 import type { NearCache, NearEntry } from "./NearCache";
 
@@ -92,7 +99,7 @@ export class CachedKvStore implements KvStore {
   private readonly reader: Redis & CacheCommands;
 
   constructor(
-    private readonly pg: PostgresKvStore,
+    private readonly pg: DurableKvStore,
     private readonly redis: Redis & CacheCommands,
     private readonly epoch: CacheEpoch,
     private readonly opts: CachedKvStoreOptions,
@@ -136,7 +143,7 @@ export class CachedKvStore implements KvStore {
       const r = (await this.reader.cacheReadBuffer(...keys, alive, nextId(), String(this.opts.markerTtlMs))) as
         [number] | [number, Buffer, Buffer, Buffer] | [number, Buffer];
       const code = r[0];
-      if (code === 1) {
+      if (code === CacheReadReply.HIT) {
         const [, revBuf, meta, bytes, knownBuf] = r as unknown as [number, Buffer, Buffer, Buffer, Buffer];
         const entry: NearEntry = { alive, rev: Number(revBuf.toString("latin1")), item: parseEntry(key, meta, bytes) };
         const known = Number(knownBuf.toString("latin1"));
@@ -149,11 +156,11 @@ export class CachedKvStore implements KvStore {
         return this.pg.get(namespace, key, consistency);
       }
       if (ticket !== undefined) near!.endRead(ticket);
-      if (code === -1) {
+      if (code === CacheReadReply.EPOCH_GONE) {
         this.epoch.distrust();
         return this.pg.get(namespace, key, consistency);
       }
-      if (code === 0) {
+      if (code === CacheReadReply.WRITE_IN_FLIGHT) {
         this.count("bypasses");
         return this.pg.get(namespace, key, consistency);
       }
@@ -201,8 +208,8 @@ export class CachedKvStore implements KvStore {
         bytes,
         String(this.entryTtlMs(res.item)),
       );
-      if (filled === 1) this.count("fills");
-      else if (filled === -1) this.epoch.distrust();
+      if (filled === CacheFillReply.STORED) this.count("fills");
+      else if (filled === CacheFillReply.EPOCH_GONE) this.epoch.distrust();
     } catch (err) {
       this.count("errors");
       this.log.debug("cache fill failed", { error: (err as Error).message });
@@ -219,32 +226,27 @@ export class CachedKvStore implements KvStore {
     if (this.epoch.canMark()) {
       try {
         const r = await this.redis.cacheBeginWrite(...keys, alive, writerId, String(this.opts.markerTtlMs));
-        marked = r === 1;
-        if (r === -1) this.epoch.distrust();
+        marked = r === CacheBeginWriteReply.MARKED;
+        if (r === CacheBeginWriteReply.EPOCH_GONE) this.epoch.distrust();
       } catch (err) {
         this.count("errors");
         this.log.debug("cache mark failed", { error: (err as Error).message });
       }
     }
     if (!marked) {
-      const { epochBump, ...outcome } = await this.pg.writeWithHooks(cmd, { ...opts, bumpCacheEpoch: true });
+      const { epochBump, ...outcome } = await this.pg.write(cmd, { ...opts, cacheFence: { kind: "bump" } });
       if (epochBump) await this.waitOutBump(epochBump);
       return outcome;
     }
     // Leave room for the slowest COMMIT (bounded by the statement timeout) inside the marker's life.
-    const commitDeadline = started + this.opts.markerTtlMs - this.opts.statementTimeoutMs;
+    const commitBy = started + this.opts.markerTtlMs - this.opts.statementTimeoutMs;
     let out;
     try {
-      out = await this.pg.writeWithHooks(cmd, { ...opts, commitDeadline, markedEpoch });
+      out = await this.pg.write(cmd, { ...opts, cacheFence: { kind: "marked", epoch: markedEpoch, commitBy } });
     } catch (err) {
       // Refused before COMMIT was sent: nothing changed, clear the marker now.
       // Any other failure may hide a commit; the marker then simply expires.
-      if (
-        err instanceof FailedPreconditionError ||
-        err instanceof InvalidArgumentError ||
-        err instanceof CancelledError ||
-        err instanceof DeadlineExceededError
-      ) {
+      if (REFUSED_BEFORE_COMMIT.some((refused) => err instanceof refused)) {
         await this.redis
           .cacheEndWrite(...keys, alive, writerId, "0", "{}", Buffer.alloc(0), "1")
           .catch(() => undefined);
@@ -266,7 +268,7 @@ export class CachedKvStore implements KvStore {
         bytes,
         String(this.entryTtlMs(installed)),
       );
-      if (r === -1) this.epoch.distrust();
+      if (r === CacheEndWriteReply.EPOCH_GONE) this.epoch.distrust();
     } catch (err) {
       // Harmless: the marker keeps readers on Postgres until it expires.
       this.count("errors");
@@ -286,7 +288,7 @@ export class CachedKvStore implements KvStore {
   }
 
   /** Holds the reply until every lease that could serve the replaced epoch has expired. */
-  private async waitOutBump(bump: { epoch: number; prevAgeMs: number }): Promise<void> {
+  private async waitOutBump(bump: EpochBump): Promise<void> {
     const wait = this.epoch.waitAfterBumpMs(bump.prevAgeMs);
     this.log.debug("cache epoch bumped by a write", { epoch: bump.epoch, wait_ms: Math.round(wait) });
     void this.epoch.refresh();
@@ -316,6 +318,17 @@ export class CachedKvStore implements KvStore {
     return [this.epoch.aliveKey(), `${base}:e`, `${base}:w`, `${base}:t`, `${base}:lw`, this.epoch.knownRevisionKey()];
   }
 }
+
+/** What the truth throws for a write it refused before sending COMMIT: nothing changed. */
+const REFUSED_BEFORE_COMMIT = [
+  FenceUnknownError,
+  FenceStaleError,
+  IdempotencyKeyReusedError,
+  InvalidArgumentError,
+  CallerCancelledError,
+  DeadlinePassedError,
+  StatementTimedOutError,
+];
 
 /** Keys whose hash is remembered (cleared when full). */
 const HASH_MEMO_SIZE = 4096;

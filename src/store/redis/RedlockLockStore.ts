@@ -1,8 +1,9 @@
 /**
  * RedlockLockStore: locks over 1, 3 or 5 independent Redis masters with the
  * `redlock` package (5.0.0-beta2, its ioredis API), plus what Redlock lacks:
- *  - a fencing token from Postgres for every acquisition (issued after the
- *    quorum is reached; if Postgres cannot issue it, the lock is released);
+ *  - a fencing token from the truth (FencingTokens, issued by Postgres) for
+ *    every acquisition, issued after the quorum is reached; if it cannot be
+ *    issued, the lock is released;
  *  - no lock is granted whose remaining validity (after acquisition time and
  *    clock drift) is under a fifth of its TTL: such an acquisition is released
  *    and retried;
@@ -23,16 +24,13 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type Redis from "ioredis";
-import { createRedisClient } from "./createRedisClient";
-import type { Pool } from "pg";
 import Redlock, { ExecutionError, Lock, ResourceLockedError, type ExecutionStats } from "redlock";
 import type { Acquired, LockStore, NotAcquired, Renewed } from "../../domain/locks";
 import { formatLockId, newLockSecret } from "../../domain/locks";
-import { UnavailableError } from "../../errors/errors";
+import type { FencingTokens, StoreRevision } from "../../domain/ports";
+import { LockQuorumUnavailableError } from "../../errors/errors";
 import type { Logger } from "../../log/Logger";
-import { FencingTokenIssuer } from "../postgres/FencingTokenIssuer";
-import { translatePgError } from "../postgres/pgErrors";
-import { sql } from "../postgres/sql";
+import { createRedisClient } from "./createRedisClient";
 
 export interface RedlockOptions {
   urls: readonly string[];
@@ -56,14 +54,12 @@ export class RedlockLockStore implements LockStore {
   private readonly redlock: Redlock;
   private readonly quorum: number;
   private readonly runQuorum: QuorumRunner;
-  private readonly tokens: FencingTokenIssuer;
 
   constructor(
-    private readonly pool: Pool,
+    private readonly truth: { tokens: FencingTokens; revision: StoreRevision },
     private readonly opts: RedlockOptions,
     private readonly log: Logger,
   ) {
-    this.tokens = new FencingTokenIssuer(pool);
     this.clients = opts.urls.map((url) => {
       const c = createRedisClient(url, opts.commandTimeoutMs, log);
       c.connect().catch(() => undefined);
@@ -133,7 +129,7 @@ export class RedlockLockStore implements LockStore {
     let token: number;
     let revision: number;
     try {
-      ({ token, revision } = await this.tokens.issue(namespace, name));
+      ({ token, revision } = await this.truth.tokens.issue(namespace, name));
     } catch (err) {
       // Already a domain error (the issuer translates driver errors).
       await this.redlock.release(lock).catch(() => undefined);
@@ -155,12 +151,15 @@ export class RedlockLockStore implements LockStore {
   }
 
   async notAcquired(namespace: string, name: string): Promise<NotAcquired> {
-    const [holderOwner, revision] = await Promise.all([this.holderOwner(namespace, name), this.revision()]);
+    const [holderOwner, revision] = await Promise.all([
+      this.holderOwner(namespace, name),
+      this.truth.revision.current(),
+    ]);
     return { acquired: false, holderOwner, revision };
   }
 
   async release(namespace: string, name: string, secret: string, token: number): Promise<number | undefined> {
-    const latest = await this.tokens.latest(namespace, name);
+    const latest = await this.truth.tokens.latest(namespace, name);
     if (latest.token !== token) return undefined;
     const lock = new Lock(this.redlock, this.keys(namespace, name), secret, [], Date.now() + 1);
     try {
@@ -182,7 +181,7 @@ export class RedlockLockStore implements LockStore {
   ): Promise<Renewed | undefined> {
     // The secret proves holdership to Redis; the token must also be the latest
     // issued, or a holder could present (and be echoed) a token not its own.
-    const latest = await this.tokens.latest(namespace, name);
+    const latest = await this.truth.tokens.latest(namespace, name);
     if (latest.token !== token) return undefined;
     const lock = new Lock(this.redlock, this.keys(namespace, name), secret, [], Number.MAX_SAFE_INTEGER);
     let renewed: Lock;
@@ -223,7 +222,7 @@ export class RedlockLockStore implements LockStore {
     }
   }
 
-  /** Throws UNAVAILABLE when too many masters failed (not merely voted "locked") for any quorum. */
+  /** Throws LockQuorumUnavailableError when too many masters failed (not merely voted "locked") for any quorum. */
   private async throwIfNoQuorumPossible(err: ExecutionError): Promise<void> {
     const stats: ExecutionStats | undefined = await err.attempts[err.attempts.length - 1];
     if (!stats) return;
@@ -231,7 +230,7 @@ export class RedlockLockStore implements LockStore {
     for (const e of stats.votesAgainst.values()) if (!(e instanceof ResourceLockedError)) failed++;
     if (this.clients.length - failed < this.quorum) {
       this.log.warn("redlock quorum unavailable", { masters: this.clients.length, failed });
-      throw new UnavailableError(`lock quorum unavailable: ${failed} of ${this.clients.length} Redis masters failed`);
+      throw new LockQuorumUnavailableError(failed, this.clients.length);
     }
   }
 
@@ -247,15 +246,6 @@ export class RedlockLockStore implements LockStore {
       }
     }
     return undefined;
-  }
-
-  private async revision(): Promise<number> {
-    try {
-      const r = await this.pool.query<{ store_revision: number }>(sql("store_revision"), []);
-      return r.rows[0]?.store_revision ?? 0;
-    } catch (err) {
-      throw translatePgError(err);
-    }
   }
 }
 

@@ -10,9 +10,12 @@
   ARGV[1] expected alive value, ARGV[2] writer id,
   ARGV[3] observed revision (0: nothing to install), ARGV[4] metadata JSON,
   ARGV[5] value bytes, ARGV[6] entry TTL ms
-  Result: -1 alive mismatch; 1 installed; 0 not installed
+  Result: EPOCH_GONE (-1) alive mismatch; INSTALLED (1); NOT_INSTALLED (0)
 ]]
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local EPOCH_GONE = -1
+local NOT_INSTALLED = 0
+local INSTALLED = 1
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return EPOCH_GONE end
 local w = redis.call('HMGET', KEYS[5], 'w', 'r')
 local isLast = w[1] == ARGV[2]
 local maxEnded = tonumber(w[2] or '0')
@@ -24,12 +27,12 @@ if redis.call('ZCARD', KEYS[3]) == 0 then
 elseif rev > maxEnded then
   redis.call('HSET', KEYS[5], 'r', ARGV[3])
 end
-if rev <= 0 then return 0 end
+if rev <= 0 then return NOT_INSTALLED end
 if rev > tonumber(redis.call('GET', KEYS[6]) or '0') then redis.call('SET', KEYS[6], ARGV[3]) end
 local cur = redis.call('HGET', KEYS[2], 'r')
-if cur and tonumber(cur) >= rev then return 0 end
+if cur and tonumber(cur) >= rev then return NOT_INSTALLED end
 redis.call('DEL', KEYS[2])
-if not isLast or rev < maxEnded then return 0 end
+if not isLast or rev < maxEnded then return NOT_INSTALLED end
 redis.call('HSET', KEYS[2], 'r', ARGV[3], 'm', ARGV[4], 'b', ARGV[5])
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
-return 1
+return INSTALLED

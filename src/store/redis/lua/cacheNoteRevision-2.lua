@@ -3,8 +3,10 @@
   report a revision no lower than any write acknowledged before them.
   KEYS[1] alive, KEYS[2] known store revision (string, no TTL)
   ARGV[1] expected alive value, ARGV[2] revision
-  Result: -1 alive mismatch; 1 done
+  Result: EPOCH_GONE (-1) alive mismatch; DONE (1)
 ]]
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local EPOCH_GONE = -1
+local DONE = 1
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return EPOCH_GONE end
 if tonumber(ARGV[2]) > tonumber(redis.call('GET', KEYS[2]) or '0') then redis.call('SET', KEYS[2], ARGV[2]) end
-return 1
+return DONE

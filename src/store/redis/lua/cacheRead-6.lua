@@ -7,22 +7,27 @@
   KEYS[5] writers    hash {w = writer that began last, r = highest revision ended}; dropped with the last marker
   KEYS[6] known      highest store revision known committed in this epoch (string, no TTL)
   ARGV[1] expected alive value, ARGV[2] candidate fill token, ARGV[3] token TTL ms
-  Result: {-1} alive mismatch; {0} a write is in flight (read Postgres, do not fill);
-          {1, r, m, b, known} hit (known: store revision the reply reflects, >= r); {2, token} miss (read Postgres, then cacheFill with token)
+  Result: {EPOCH_GONE (-1)} alive mismatch; {WRITE_IN_FLIGHT (0)} read Postgres, do not fill;
+          {HIT (1), r, m, b, known} (known: store revision the reply reflects, >= r);
+          {MISS (2), token} read Postgres, then cacheFill with token
 ]]
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {-1} end
+local EPOCH_GONE = -1
+local WRITE_IN_FLIGHT = 0
+local HIT = 1
+local MISS = 2
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {EPOCH_GONE} end
 if redis.call('EXISTS', KEYS[3]) == 1 then
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-  if redis.call('ZCARD', KEYS[3]) > 0 then return {0} end
+  if redis.call('ZCARD', KEYS[3]) > 0 then return {WRITE_IN_FLIGHT} end
   redis.call('DEL', KEYS[5])
 end
 local v = redis.call('HMGET', KEYS[2], 'r', 'm', 'b')
-if v[1] then return {1, v[1], v[2], v[3], redis.call('GET', KEYS[6]) or '0'} end
+if v[1] then return {HIT, v[1], v[2], v[3], redis.call('GET', KEYS[6]) or '0'} end
 local tok = redis.call('GET', KEYS[4])
 if not tok then
   tok = ARGV[2]
   redis.call('SET', KEYS[4], tok, 'PX', ARGV[3])
 end
-return {2, tok}
+return {MISS, tok}

@@ -1,18 +1,19 @@
 /**
- * Chooses the key-value store for the configuration: Postgres alone, or
- * Postgres behind the Redis cache when REDIS_URL is set.
+ * Chooses the key-value store for the configuration: the truth (Postgres)
+ * alone, or the truth behind the Redis cache when REDIS_URL is set. The cache
+ * reaches the truth only through the ports it is given (DurableKvStore,
+ * CacheEpochStore).
  */
-import type { Pool } from "pg";
+import type Redis from "ioredis";
 import type { Config } from "../config/config";
+import type { CacheEpochStore, DurableKvStore } from "../domain/ports";
 import type { KvStore } from "../domain/types";
 import type { Logger } from "../log/Logger";
-import type { PostgresKvStore } from "./postgres/PostgresKvStore";
-import { CachedKvStore } from "./redis/CachedKvStore";
-import type Redis from "ioredis";
-import { CacheEpoch } from "./redis/CacheEpoch";
-import { type CacheCommands, defineCacheScripts } from "./redis/cacheScripts";
-import { NearCache } from "./redis/NearCache";
-import { createRedisClient } from "./redis/createRedisClient";
+import { CachedKvStore } from "../store/redis/CachedKvStore";
+import { CacheEpoch } from "../store/redis/CacheEpoch";
+import { type CacheCommands, defineCacheScripts } from "../store/redis/cacheScripts";
+import { NearCache } from "../store/redis/NearCache";
+import { createRedisClient } from "../store/redis/createRedisClient";
 
 export interface BuiltKvStore {
   store: KvStore;
@@ -27,11 +28,11 @@ const UNSAFE_POLICIES = /^allkeys-/;
 
 export async function buildKvStore(
   config: Config,
-  pool: Pool,
-  pg: PostgresKvStore,
+  truth: { kv: DurableKvStore; cacheEpochs: CacheEpochStore },
   log: Logger,
   observe: { read?: (outcome: string) => void; nearHit?: () => void } = {},
 ): Promise<BuiltKvStore> {
+  const pg = truth.kv;
   if (!config.redisUrl) return { store: pg, cache: undefined, close: async () => undefined };
   const clog = log.child({ component: "cache" });
   const redis = createRedisClient(config.redisUrl, config.redisCommandTimeoutMs, clog);
@@ -52,7 +53,7 @@ export async function buildKvStore(
   }
   const scripts = defineCacheScripts(redis);
   const epoch = new CacheEpoch(
-    pool,
+    truth.cacheEpochs,
     scripts,
     { leaseMs: config.cacheLeaseMs, markerTtlMs: config.cacheMarkerTtlMs, prefix: config.redisPrefix },
     clog,

@@ -1,0 +1,18 @@
+/** PostgresStoreRevision: the store revision as agentstate_state holds it (see StoreRevision in domain/ports.ts). */
+import type { Pool } from "pg";
+import type { StoreRevision } from "../../domain/ports";
+import { translatePgError } from "./pgErrors";
+import { sql } from "./sql";
+
+export class PostgresStoreRevision implements StoreRevision {
+  constructor(private readonly pool: Pool) {}
+
+  async current(): Promise<number> {
+    try {
+      const r = await this.pool.query<{ store_revision: number }>(sql("store_revision"), []);
+      return r.rows[0]?.store_revision ?? 0;
+    } catch (err) {
+      throw translatePgError(err);
+    }
+  }
+}

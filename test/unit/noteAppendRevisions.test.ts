@@ -1,0 +1,48 @@
+import * as assert from "node:assert/strict";
+import { noteAppendRevisions } from "../../src/compose/noteAppendRevisions";
+import type { AppendCommand, AppendOutcome, EventStore } from "../../src/domain/events";
+
+const cmd = { namespace: "n", stream: "s", expected: { kind: "any" }, events: [], fence: undefined } as AppendCommand;
+
+function outcome(applied: boolean, replayed: boolean): AppendOutcome {
+  return { applied, replayed, currentVersion: 1, firstVersion: 1, firstPosition: 7, revision: 7 };
+}
+
+function storeAnswering(o: AppendOutcome): EventStore {
+  return {
+    append: async () => o,
+    readStream: async () => [],
+    streamVersion: async () => 3,
+    readAfter: async () => [],
+  };
+}
+
+describe("noteAppendRevisions: the cache hears of an append before it is acknowledged", () => {
+  it("notes the revision of an applied append, and the append resolves only after the note has", async () => {
+    const order: string[] = [];
+    const store = noteAppendRevisions(storeAnswering(outcome(true, false)), async (revision) => {
+      await new Promise((r) => setTimeout(r, 5));
+      order.push(`noted ${revision}`);
+    });
+    const o = await store.append(cmd);
+    order.push("acknowledged");
+    assert.deepEqual(order, ["noted 7", "acknowledged"]);
+    assert.equal(o.revision, 7);
+  });
+
+  it("notes nothing for an append not applied or replayed", async () => {
+    for (const o of [outcome(false, false), outcome(true, true)]) {
+      const noted: number[] = [];
+      const store = noteAppendRevisions(storeAnswering(o), async (r) => void noted.push(r));
+      assert.deepEqual(await store.append(cmd), o);
+      assert.deepEqual(noted, []);
+    }
+  });
+
+  it("passes reads through", async () => {
+    const store = noteAppendRevisions(storeAnswering(outcome(true, false)), async () => undefined);
+    assert.equal(await store.streamVersion("n", "s"), 3);
+    assert.deepEqual(await store.readStream("n", "s", 1, "forwards", 10), []);
+    assert.deepEqual(await store.readAfter("n", { kind: "stream", stream: "s" }, 0, 10), []);
+  });
+});
