@@ -1,34 +1,7 @@
 /**
- * Container health check: calls grpc.health.v1.Health/Check on the local
- * server and exits 0 only when it answers SERVING; 1 when it answers anything
- * else, cannot be reached, or does not answer within the timeout
- * (AGENTSTATE_HEALTHCHECK_TIMEOUT_MS, default 2000). It reads the same
- * configuration as the server, so it checks the port the server listens on.
+ * The container health check (the Dockerfile's HEALTHCHECK): the same as
+ * `agentstate health`. See src/cli/health.ts.
  */
-import { credentials, loadPackageDefinition, type ServiceError } from "@grpc/grpc-js";
-import { loadSync } from "@grpc/proto-loader";
-import { protoPath } from "grpc-health-check";
-import { loadConfig } from "./config/config";
+import { runCli } from "./cli/main";
 
-type HealthClient = new (
-  addr: string,
-  creds: ReturnType<typeof credentials.createInsecure>,
-) => {
-  check(req: object, opts: object, cb: (err: ServiceError | null, res: { status: string }) => void): void;
-};
-
-const { host, port } = loadConfig();
-const timeoutMs = Number(process.env.AGENTSTATE_HEALTHCHECK_TIMEOUT_MS ?? 2000);
-// `enums: String`: the status arrives as its name ("SERVING"), not its number.
-const pkg = loadPackageDefinition(loadSync(protoPath, { enums: String })) as unknown as {
-  grpc: { health: { v1: { Health: HealthClient } } };
-};
-// A wildcard listen address is reached through loopback.
-const target = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host;
-const address = target.includes(":") ? `[${target}]:${port}` : `${target}:${port}`;
-const client = new pkg.grpc.health.v1.Health(address, credentials.createInsecure());
-client.check({ service: "" }, { deadline: Date.now() + timeoutMs }, (err, res) => {
-  if (err) process.stderr.write(`health check failed: ${address}: ${err.details || err.message}\n`);
-  else if (res.status !== "SERVING") process.stderr.write(`health check: ${address} is ${res.status}\n`);
-  process.exit(!err && res.status === "SERVING" ? 0 : 1);
-});
+void runCli(["health", ...process.argv.slice(2)]);

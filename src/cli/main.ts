@@ -1,0 +1,49 @@
+#!/usr/bin/env node
+/**
+ * The `agentstate` command (package.json `bin`): parses the command line
+ * (commandLine.ts) and runs the command. `npm start` runs `agentstate serve`
+ * through scripts/start.mjs.
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseCommandLine } from "./commandLine";
+import { health } from "./health";
+import { serve } from "./serve";
+
+const COMMANDS: Record<string, (env: Record<string, string | undefined>) => Promise<void>> = { serve, health };
+
+/** The package version, from the package.json beside dist/. */
+export function version(): string {
+  const pkg = JSON.parse(readFileSync(join(__dirname, "..", "..", "..", "package.json"), "utf8")) as {
+    version: string;
+  };
+  return pkg.version;
+}
+
+export async function runCli(argv: readonly string[]): Promise<void> {
+  const cl = parseCommandLine(argv);
+  switch (cl.kind) {
+    case "help":
+      process.stdout.write(cl.text);
+      return;
+    case "version":
+      process.stdout.write(`agentstate ${version()}\n`);
+      return;
+    case "error":
+      process.stderr.write(`agentstate: ${cl.message}\n\n${cl.text}`);
+      process.exitCode = 2;
+      return;
+    case "run":
+      return COMMANDS[cl.command]!({ ...process.env, ...cl.env });
+  }
+}
+
+if (require.main === module) {
+  runCli(process.argv.slice(2)).catch((err: unknown) => {
+    const e = err instanceof Error ? err : new Error(String(err));
+    process.stderr.write(
+      JSON.stringify({ level: "error", msg: "failed to start", error: e.message, stack: e.stack }) + "\n",
+    );
+    process.exit(1);
+  });
+}

@@ -1,0 +1,61 @@
+/**
+ * `agentstate serve`: the process concerns of a running server. Reads the
+ * configuration, builds the services (compose/buildServices.ts wires the
+ * stores), serves gRPC and metrics, and shuts down gracefully on SIGTERM or
+ * SIGINT: stop taking calls, end long waits, drain, close the pools, stop the
+ * embedded Postgres, exit 0.
+ */
+import { buildServices } from "../compose/buildServices";
+import { ConfigError, loadConfig } from "../config/config";
+import { Logger } from "../log/Logger";
+
+/** Runs the server until a signal stops it; `env` is the environment plus the command line's flags. */
+export async function serve(env: Record<string, string | undefined>): Promise<void> {
+  let config;
+  try {
+    config = loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(JSON.stringify({ level: "error", msg: "invalid configuration", error: err.message }) + "\n");
+      process.exit(2);
+    }
+    throw err;
+  }
+  const log = new Logger(config.logLevel, { service: "agentstate", pid: process.pid });
+  process.on("unhandledRejection", (err) => {
+    const e = err instanceof Error ? err : new Error(String(err));
+    log.error("unhandled rejection", { error: e.message, stack: e.stack });
+  });
+
+  const { server, metrics, database, close } = await buildServices(config, log);
+  const address = await server.listen(config.host, config.port);
+  // Metrics are an aid, not a dependency: a taken port is logged, not fatal.
+  const metricsHttp =
+    config.metricsPort >= 0
+      ? await metrics.listen(config.host, config.metricsPort).catch((err: Error) => {
+          log.warn("metrics endpoint not started", { port: config.metricsPort, error: err.message });
+          return undefined;
+        })
+      : undefined;
+  log.announce("listening", {
+    metrics: metricsHttp?.address,
+    address,
+    database,
+    cache: config.redisUrl ? "redis" : "off",
+    locks: config.redlockUrls.length > 0 ? `redlock(${config.redlockUrls.length})` : "postgres",
+  });
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info("shutting down", { signal });
+    await server.shutdown(config.shutdownGraceMs);
+    metricsHttp?.server.close();
+    await close();
+    log.info("stopped");
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+  process.on("SIGINT", () => void stop("SIGINT"));
+}
