@@ -1,5 +1,5 @@
 -- event_append: a batch of AppendEvents in one statement, in autocommit
--- (agentstate_event_append, migrations/0005_event_append.sql, says what each
+-- (src/store/postgres/functions/agentstate_event_append.sql says what each
 -- status means). Appends are to distinct streams, sorted by namespace and stream.
 -- $1 namespaces text[], $2 streams text[], $3 expected kinds smallint[] (0 any,
 -- 1 no_stream, 2 exists, 3 version), $4 expected versions bigint[], $5 events per

@@ -1,5 +1,5 @@
 -- kv_write: a batch of KV writes (CompareAndSet / Delete) in one statement,
--- run in autocommit: see agentstate_kv_write in migrations/0004_kv_write.sql.
+-- run in autocommit: see src/store/postgres/functions/agentstate_kv_write.sql.
 -- $1 namespaces text[], $2 keys bytea[], $3 ops smallint[] (1 put, 2 delete),
 -- $4 values bytea[], $5 content types text[], $6 ttl_ms bigint[],
 -- $7 condition kinds smallint[] (0 any, 1 absent, 2 version), $8 expected versions bigint[],
