@@ -30,6 +30,7 @@ import { callerGoneError } from "./callerGoneError";
 import { fenceError } from "./fenceError";
 import { translatePgError } from "./pgErrors";
 import { sql, type Statement } from "./sql";
+import { EventAppendStatus as AppendStatus, EventExpectedKind } from "./writeStatus";
 
 interface EventRow {
   position: number;
@@ -77,20 +78,13 @@ interface AppendRow {
   fence_last: number | null;
 }
 
-/** agentstate_event_append's statuses (migrations/0005_event_append.sql). */
-const enum AppendStatus {
-  Appended = 1,
-  NotApplied = 2,
-  Replayed = 3,
-  IdReused = 4,
-  PartialReplay = 5,
-  FenceRefused = 6,
-  DeadlinePassed = 7,
-  Busy = 8,
-}
-
 /** The `expected` kinds as agentstate_event_append numbers them. */
-const EXPECTED_KIND = { any: 0, no_stream: 1, exists: 2, version: 3 } as const;
+const EXPECTED_KIND = {
+  any: EventExpectedKind.Any,
+  no_stream: EventExpectedKind.NoStream,
+  exists: EventExpectedKind.Exists,
+  version: EventExpectedKind.Version,
+} as const;
 
 /** Bytes of event data per batch: a batch is one message to Postgres. */
 const MAX_BATCH_BYTES = 4 * 1024 * 1024;

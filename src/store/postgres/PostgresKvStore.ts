@@ -35,6 +35,7 @@ import { runWriteBatch, type WriteBatchSpec } from "./runWriteBatch";
 import { translatePgError } from "./pgErrors";
 import { itemFromJson, keyBytes, rowToItem, type ItemJson, type KvRow } from "./rows";
 import { sql, type Statement } from "./sql";
+import { KvWriteStatus as Status } from "./writeStatus";
 
 /** Extra steps the cache layer asks of a write. */
 export interface WriteHooks extends WriteOptions {
@@ -93,17 +94,6 @@ interface WriteRow {
   fence_last: number | null;
   bump_epoch: number | null;
   bump_prev_age_ms: number | null;
-}
-
-const enum Status {
-  Applied = 1,
-  NotApplied = 2,
-  Replayed = 3,
-  IdempotencyKeyReused = 4,
-  FenceUnknown = 5,
-  FenceStale = 6,
-  DeadlinePassed = 7,
-  Busy = 8,
 }
 
 /** One write waiting for its batch. */

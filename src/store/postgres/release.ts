@@ -19,7 +19,7 @@ export interface Release {
 
 export const RELEASE: Release = Object.freeze({
   number: 1,
-  sha256: "95329398d048b462a2477f70aac1106868a2dbcb578f0cfc9b6866cf96d4750b",
+  sha256: "58acbc8eb5cbb9e573e00d3519a401caad45a8c9412cabee3d9e179fcc501668",
 });
 
 /** One SQL file of the release: a migration or a function. */

@@ -35,13 +35,15 @@
 -- in the order given: idx (1-based), status, current_version, first_version,
 -- first_position, revision, fence_last.
 --
--- Statuses: 1 appended, 2 expected version not met (nothing appended;
--- `current_version`), 3 replayed (every id already appended: the first
--- append's `first_version` and `first_position`), 4 an id was appended with
--- other content, to another stream, or in another order or batch, 5 some ids
--- were appended and others not, 6 fence refused (`fence_last`: the latest
--- token, NULL if none was issued), 7 deadline passed (nothing appended),
--- 8 busy (nothing appended).
+-- Statuses (the c_ constants below; EventAppendStatus in
+-- src/store/postgres/writeStatus.ts): appended; not_applied (expected
+-- version not met, nothing appended; `current_version`); replayed (every id
+-- already appended: the first append's `first_version` and
+-- `first_position`); id_reused (an id was appended with other content, to
+-- another stream, or in another order or batch); partial_replay (some ids
+-- were appended and others not); fence_refused (`fence_last`: the latest
+-- token, NULL if none was issued); deadline_passed (nothing appended); busy
+-- (nothing appended).
 -- The expected-version rule is ExpectedStream's in src/domain/events.ts.
 -- Two appends of one batch carrying one event id fail the statement with a
 -- unique violation on event_id (as does a concurrent append of the same ids
@@ -49,7 +51,7 @@
 CREATE OR REPLACE FUNCTION agentstate_event_append(
   p_ns text[],
   p_stream text[],
-  p_exp_kind smallint[],   -- 0 any, 1 no_stream, 2 exists, 3 version
+  p_exp_kind smallint[],   -- any, no_stream, exists, version (c_expect_*)
   p_exp_version bigint[],  -- kind 3: the expected stream version
   p_count int[],           -- events per append; the event arrays below hold them in this order
   p_ids uuid[],            -- event ids, distinct within an append
@@ -64,6 +66,22 @@ CREATE OR REPLACE FUNCTION agentstate_event_append(
 ) RETURNS SETOF agentstate_event_append_result
 LANGUAGE plpgsql AS $fn$
 DECLARE
+  -- Statuses (EventAppendStatus in src/store/postgres/writeStatus.ts).
+  c_pending CONSTANT smallint := 0; -- not decided yet; never returned
+  c_appended CONSTANT smallint := 1;
+  c_not_applied CONSTANT smallint := 2;
+  c_replayed CONSTANT smallint := 3;
+  c_id_reused CONSTANT smallint := 4;
+  c_partial_replay CONSTANT smallint := 5;
+  c_fence_refused CONSTANT smallint := 6;
+  c_deadline_passed CONSTANT smallint := 7;
+  c_busy CONSTANT smallint := 8;
+  -- p_exp_kind (EventExpectedKind).
+  c_expect_any CONSTANT smallint := 0;
+  c_expect_no_stream CONSTANT smallint := 1;
+  c_expect_exists CONSTANT smallint := 2;
+  c_expect_version CONSTANT smallint := 3;
+
   n int := coalesce(cardinality(p_ns), 0);
   claimed boolean[] := array_fill(false, ARRAY[n]);
   first_ev int[] := array_fill(0, ARRAY[n]);
@@ -91,7 +109,7 @@ BEGIN
 
   -- Phase 1: stream rows, replays, fences, expected versions.
   FOR i IN 1..n LOOP
-    r := ROW(i, 0, NULL, NULL, NULL, NULL, NULL);
+    r := ROW(i, c_pending, NULL, NULL, NULL, NULL, NULL);
     LOOP
       IF p_wait THEN
         SELECT s.version INTO v FROM streams s WHERE s.namespace = p_ns[i] AND s.stream = p_stream[i] FOR UPDATE;
@@ -101,7 +119,7 @@ BEGIN
       END IF;
       EXIT WHEN FOUND;
       IF NOT p_wait AND EXISTS (SELECT 1 FROM streams s WHERE s.namespace = p_ns[i] AND s.stream = p_stream[i]) THEN
-        r.status := 8; -- the row exists and another transaction holds it
+        r.status := c_busy; -- the row exists and another transaction holds it
         EXIT;
       END IF;
       INSERT INTO streams (namespace, stream, version) VALUES (p_ns[i], p_stream[i], 0)
@@ -113,7 +131,7 @@ BEGIN
       END IF;
     END LOOP;
 
-    IF r.status = 0 THEN
+    IF r.status = c_pending THEN
       r.current_version := v;
       ids := p_ids[first_ev[i]:first_ev[i] + p_count[i] - 1];
       SELECT count(*)::int,
@@ -125,32 +143,34 @@ BEGIN
         JOIN events e ON e.namespace = p_ns[i] AND e.event_id = u.id;
       IF found_n > 0 THEN
         IF mismatch THEN
-          r.status := 4;
+          r.status := c_id_reused;
         ELSIF found_n <> p_count[i] THEN
-          r.status := 5;
+          r.status := c_partial_replay;
         ELSE
           SELECT bool_and(e.stream_version = first_ver + u.ord - 1) INTO in_order
             FROM unnest(ids) WITH ORDINALITY AS u(id, ord)
             JOIN events e ON e.namespace = p_ns[i] AND e.event_id = u.id;
           IF in_order THEN
-            r.status := 3;
+            r.status := c_replayed;
             r.first_version := first_ver;
             r.first_position := first_pos;
           ELSE
-            r.status := 4;
+            r.status := c_id_reused;
           END IF;
         END IF;
       ELSIF p_fence_name[i] IS NOT NULL THEN
         SELECT t.last_token INTO f FROM fencing_tokens t
          WHERE t.namespace = p_ns[i] AND t.name = p_fence_name[i] FOR SHARE;
         IF f IS NULL OR f <> p_fence_token[i] THEN
-          r.status := 6;
+          r.status := c_fence_refused;
           r.fence_last := f;
         END IF;
       END IF;
-      IF r.status = 0 AND NOT (p_exp_kind[i] = 0 OR (p_exp_kind[i] = 1 AND v = 0) OR (p_exp_kind[i] = 2 AND v > 0)
-                               OR (p_exp_kind[i] = 3 AND v = p_exp_version[i])) THEN
-        r.status := 2;
+      IF r.status = c_pending
+         AND NOT (p_exp_kind[i] = c_expect_any OR (p_exp_kind[i] = c_expect_no_stream AND v = 0)
+                  OR (p_exp_kind[i] = c_expect_exists AND v > 0)
+                  OR (p_exp_kind[i] = c_expect_version AND v = p_exp_version[i])) THEN
+        r.status := c_not_applied;
       END IF;
     END IF;
     res[i] := r;
@@ -158,7 +178,7 @@ BEGIN
 
   -- Phase 2: under the revision row lock, the appends still to be made (with
   -- none left, the lock is not taken: the refusals report the current revision).
-  IF EXISTS (SELECT 1 FROM unnest(res) x WHERE x.status = 0) THEN
+  IF EXISTS (SELECT 1 FROM unnest(res) x WHERE x.status = c_pending) THEN
     SELECT s.revision INTO rev0 FROM agentstate_state s WHERE s.id = 1 FOR UPDATE;
   ELSE
     SELECT s.revision INTO rev0 FROM agentstate_state s WHERE s.id = 1;
@@ -166,11 +186,11 @@ BEGIN
   rev := rev0;
   ts := now();
   FOR i IN 1..n LOOP
-    IF res[i].status = 0 AND p_deadline_ms[i] IS NOT NULL
+    IF res[i].status = c_pending AND p_deadline_ms[i] IS NOT NULL
        AND clock_timestamp() > statement_timestamp() + p_deadline_ms[i] * interval '1 millisecond' THEN
-      res[i].status := 7;
+      res[i].status := c_deadline_passed;
     END IF;
-    IF res[i].status <> 0 THEN
+    IF res[i].status <> c_pending THEN
       IF claimed[i] THEN
         DELETE FROM streams WHERE namespace = p_ns[i] AND stream = p_stream[i] AND version = 0;
       END IF;
@@ -184,7 +204,7 @@ BEGIN
     UPDATE streams SET version = v + p_count[i], updated_at = ts
      WHERE namespace = p_ns[i] AND stream = p_stream[i];
     PERFORM pg_notify('agentstate_events', p_ns[i]);
-    res[i].status := 1;
+    res[i].status := c_appended;
     res[i].current_version := v + p_count[i];
     res[i].first_version := v + 1;
     res[i].first_position := rev + 1;
@@ -195,7 +215,7 @@ BEGIN
     UPDATE agentstate_state SET revision = rev WHERE id = 1;
   END IF;
   FOR i IN 1..n LOOP
-    IF res[i].status <> 1 THEN
+    IF res[i].status <> c_appended THEN
       res[i].revision := rev;
     END IF;
   END LOOP;

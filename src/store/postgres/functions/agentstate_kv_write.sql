@@ -29,11 +29,13 @@
 -- fence_last, and bump_epoch / bump_prev_age_ms when the write moved the
 -- cache epoch and must wait it out.
 --
--- Statuses: 1 applied, 2 condition failed (not applied), 3 replayed (an
--- identical request already used the idempotency key: `outcome` is its first
--- reply), 4 idempotency key used by a different request, 5 fence token never
--- issued, 6 fence token stale (`fence_last` is the latest), 7 deadline passed
--- before the write (nothing written), 8 busy (nothing written).
+-- Statuses (the c_ constants below; KvWriteStatus in
+-- src/store/postgres/writeStatus.ts): applied; not_applied (the condition
+-- failed); replayed (an identical request already used the idempotency key:
+-- `outcome` is its first reply); idempotency_key_reused (by a different
+-- request); fence_unknown (token never issued); fence_stale (`fence_last` is
+-- the latest); deadline_passed (before the write: nothing written); busy
+-- (nothing written).
 --
 -- The condition and version rules are specified by src/domain/casRules.ts
 -- (test/integration/kv.casRules.property.test.ts checks this function
@@ -41,12 +43,12 @@
 CREATE OR REPLACE FUNCTION agentstate_kv_write(
   p_ns text[],             -- namespace
   p_key bytea[],           -- key (UTF-8 bytes)
-  p_op smallint[],         -- 1 put, 2 delete
+  p_op smallint[],         -- put, delete (c_op_*)
   p_value bytea[],         -- put: the value
   p_ct text[],             -- put: content type
   p_ttl_ms bigint[],       -- put: time to live in ms (NULL: none)
-  p_exp_kind smallint[],   -- condition: 0 any, 1 absent, 2 version
-  p_exp_version bigint[],  -- condition 2: the expected version
+  p_exp_kind smallint[],   -- condition: any, absent, version (c_expect_*)
+  p_exp_version bigint[],  -- condition version: the expected version
   p_fence_name text[],     -- fence lock name (NULL: not fenced)
   p_fence_token bigint[],  -- fence token
   p_idem text[],           -- idempotency key (NULL: none)
@@ -58,8 +60,29 @@ CREATE OR REPLACE FUNCTION agentstate_kv_write(
 ) RETURNS SETOF agentstate_kv_write_result
 LANGUAGE plpgsql AS $fn$
 DECLARE
+  -- Statuses (KvWriteStatus in src/store/postgres/writeStatus.ts).
+  c_pending CONSTANT smallint := 0; -- not decided yet; never returned
+  c_applied CONSTANT smallint := 1;
+  c_not_applied CONSTANT smallint := 2;
+  c_replayed CONSTANT smallint := 3;
+  c_idempotency_key_reused CONSTANT smallint := 4;
+  c_fence_unknown CONSTANT smallint := 5;
+  c_fence_stale CONSTANT smallint := 6;
+  c_deadline_passed CONSTANT smallint := 7;
+  c_busy CONSTANT smallint := 8;
+  -- p_op (KvWriteOp); kv_history.op uses the same numbers.
+  c_op_put CONSTANT smallint := 1;
+  c_op_delete CONSTANT smallint := 2;
+  -- p_exp_kind (KvExpectedKind).
+  c_expect_any CONSTANT smallint := 0;
+  c_expect_absent CONSTANT smallint := 1;
+  c_expect_version CONSTANT smallint := 2;
+  -- Class (first key) of the transaction advisory locks that claimers of an
+  -- idempotency key hold: "ast1" in ASCII, apart from the migration lock.
+  c_idem_lock_class CONSTANT int := 1634956081;
+
   n int := coalesce(cardinality(p_ns), 0);
-  st smallint[] := array_fill(0::smallint, ARRAY[n]);
+  st smallint[] := array_fill(c_pending, ARRAY[n]);
   claimed boolean[] := array_fill(false, ARRAY[n]);
   placeholder boolean[] := array_fill(false, ARRAY[n]);
   must_wait boolean[] := array_fill(false, ARRAY[n]);
@@ -84,16 +107,16 @@ BEGIN
   res := array_fill(NULL::agentstate_kv_write_result, ARRAY[n]);
   -- Phase 1: locks, in order: idempotency key, key, fence.
   FOR i IN 1..n LOOP
-    r := ROW(i, 0, NULL, p_key[i], NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+    r := ROW(i, c_pending, NULL, p_key[i], NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
     IF p_idem[i] IS NOT NULL THEN
       -- Every claimer of an idempotency key holds this advisory lock first, so
       -- a batch can tell (without waiting) that another transaction is claiming it.
       IF p_wait THEN
-        PERFORM pg_advisory_xact_lock(1634956081, hashtext(p_ns[i] || E'\x1f' || p_idem[i]));
-      ELSIF NOT pg_try_advisory_xact_lock(1634956081, hashtext(p_ns[i] || E'\x1f' || p_idem[i])) THEN
-        st[i] := 8;
+        PERFORM pg_advisory_xact_lock(c_idem_lock_class, hashtext(p_ns[i] || E'\x1f' || p_idem[i]));
+      ELSIF NOT pg_try_advisory_xact_lock(c_idem_lock_class, hashtext(p_ns[i] || E'\x1f' || p_idem[i])) THEN
+        st[i] := c_busy;
       END IF;
-      IF st[i] = 0 THEN
+      IF st[i] = c_pending THEN
         INSERT INTO idempotency_keys (namespace, idempotency_key, fingerprint, outcome)
         VALUES (p_ns[i], p_idem[i], p_fp[i], '{}'::jsonb)
         ON CONFLICT (namespace, idempotency_key) DO NOTHING;
@@ -105,11 +128,11 @@ BEGIN
           FROM idempotency_keys k WHERE k.namespace = p_ns[i] AND k.idempotency_key = p_idem[i];
           IF NOT FOUND OR oc = '{}'::jsonb THEN
             -- Claimed earlier in this batch (or the record was just trimmed): run it alone afterwards.
-            st[i] := 8;
+            st[i] := c_busy;
           ELSIF fp IS DISTINCT FROM p_fp[i] THEN
-            st[i] := 4;
+            st[i] := c_idempotency_key_reused;
           ELSE
-            st[i] := 3;
+            st[i] := c_replayed;
             r.outcome := oc;
           END IF;
         END IF;
@@ -117,7 +140,7 @@ BEGIN
     END IF;
 
     -- The key's row, locked; or the absent key, claimed with a placeholder row.
-    IF st[i] = 0 THEN
+    IF st[i] = c_pending THEN
       LOOP
         IF p_wait THEN
           PERFORM 1 FROM kv WHERE kv.namespace = p_ns[i] AND kv.key = p_key[i] FOR UPDATE;
@@ -126,7 +149,7 @@ BEGIN
         END IF;
         EXIT WHEN FOUND;
         IF NOT p_wait AND EXISTS (SELECT 1 FROM kv WHERE kv.namespace = p_ns[i] AND kv.key = p_key[i]) THEN
-          st[i] := 8; -- the row exists and another transaction holds it
+          st[i] := c_busy; -- the row exists and another transaction holds it
           EXIT;
         END IF;
         INSERT INTO kv (namespace, key, value, version, create_revision, mod_revision, created_at, updated_at)
@@ -141,19 +164,19 @@ BEGIN
       END LOOP;
     END IF;
 
-    IF st[i] = 0 AND p_fence_name[i] IS NOT NULL THEN
+    IF st[i] = c_pending AND p_fence_name[i] IS NOT NULL THEN
       -- FOR SHARE: issuing a newer token waits for this commit.
       SELECT t.last_token INTO f FROM fencing_tokens t
       WHERE t.namespace = p_ns[i] AND t.name = p_fence_name[i] FOR SHARE;
       IF NOT FOUND OR p_fence_token[i] > f THEN
-        st[i] := 5;
+        st[i] := c_fence_unknown;
       ELSIF p_fence_token[i] < f THEN
-        st[i] := 6;
+        st[i] := c_fence_stale;
         r.fence_last := f;
       END IF;
     END IF;
 
-    IF st[i] <> 0 AND claimed[i] THEN
+    IF st[i] <> c_pending AND claimed[i] THEN
       DELETE FROM idempotency_keys k WHERE k.namespace = p_ns[i] AND k.idempotency_key = p_idem[i];
       claimed[i] := false;
     END IF;
@@ -162,17 +185,17 @@ BEGIN
   END LOOP;
 
   -- Phase 2: under the revision lock.
-  IF 0 = ANY (st) THEN
+  IF c_pending = ANY (st) THEN
     SELECT s.revision, s.cache_epoch, s.cache_epoch_at INTO rev0, epoch, epoch_at
     FROM agentstate_state s WHERE s.id = 1 FOR UPDATE;
     rev := rev0;
     FOR i IN 1..n LOOP
-      CONTINUE WHEN st[i] <> 0;
+      CONTINUE WHEN st[i] <> c_pending;
       r := res[i];
       IF p_deadline_ms[i] IS NOT NULL
          AND clock_timestamp() > statement_timestamp() + p_deadline_ms[i] * interval '1 millisecond' THEN
-        st[i] := 7;
-        r.status := 7;
+        st[i] := c_deadline_passed;
+        r.status := c_deadline_passed;
         IF claimed[i] THEN
           DELETE FROM idempotency_keys k WHERE k.namespace = p_ns[i] AND k.idempotency_key = p_idem[i];
         END IF;
@@ -183,23 +206,23 @@ BEGIN
       SELECT * INTO cur FROM kv WHERE kv.namespace = p_ns[i] AND kv.key = p_key[i];
       has := FOUND AND cur.version > 0 AND (cur.expires_at IS NULL OR cur.expires_at > now());
       holds := CASE p_exp_kind[i]
-                 WHEN 0 THEN true
-                 WHEN 1 THEN NOT has
-                 ELSE has AND cur.version = p_exp_version[i]
+                 WHEN c_expect_any THEN true
+                 WHEN c_expect_absent THEN NOT has
+                 ELSE has AND cur.version = p_exp_version[i] -- c_expect_version
                END;
       IF NOT holds THEN
-        st[i] := 2;
-        r.status := 2;
+        st[i] := c_not_applied;
+        r.status := c_not_applied;
         r.revision := rev;
         IF has THEN
-          r := ROW(i, 2, rev, cur.key, cur.value, cur.content_type, cur.version, cur.create_revision,
+          r := ROW(i, c_not_applied, rev, cur.key, cur.value, cur.content_type, cur.version, cur.create_revision,
                    cur.mod_revision, cur.created_at, cur.updated_at, cur.expires_at, NULL, NULL, NULL, NULL);
         END IF;
         IF claimed[i] THEN
           oc := jsonb_build_object('applied', false, 'revision', rev,
                                    'item', CASE WHEN has THEN agentstate_item_json(cur) ELSE NULL END);
         END IF;
-      ELSIF p_op[i] = 1 THEN
+      ELSIF p_op[i] = c_op_put THEN
         rev := rev + 1;
         IF FOUND THEN
           UPDATE kv SET
@@ -220,11 +243,11 @@ BEGIN
           RETURNING kv.* INTO nw;
         END IF;
         INSERT INTO kv_history (revision, namespace, key, op, version, value, content_type, expires_at, created_at)
-        VALUES (rev, p_ns[i], p_key[i], 1, nw.version, nw.value, nw.content_type, nw.expires_at, now());
-        st[i] := 1;
+        VALUES (rev, p_ns[i], p_key[i], c_op_put, nw.version, nw.value, nw.content_type, nw.expires_at, now());
+        st[i] := c_applied;
         placeholder[i] := false; -- now the key's row
         -- The value is the caller's own: not sent back.
-        r := ROW(i, 1, rev, nw.key, NULL, nw.content_type, nw.version, nw.create_revision, nw.mod_revision,
+        r := ROW(i, c_applied, rev, nw.key, NULL, nw.content_type, nw.version, nw.create_revision, nw.mod_revision,
                  nw.created_at, nw.updated_at, nw.expires_at, NULL, NULL, NULL, NULL);
         IF claimed[i] THEN
           oc := jsonb_build_object('applied', true, 'revision', rev, 'item', agentstate_item_json(nw));
@@ -234,9 +257,9 @@ BEGIN
         rev := rev + 1;
         DELETE FROM kv WHERE kv.namespace = p_ns[i] AND kv.key = p_key[i];
         INSERT INTO kv_history (revision, namespace, key, op, version, created_at)
-        VALUES (rev, p_ns[i], p_key[i], 2, cur.version, now());
-        st[i] := 1;
-        r := ROW(i, 1, rev, cur.key, cur.value, cur.content_type, cur.version, cur.create_revision,
+        VALUES (rev, p_ns[i], p_key[i], c_op_delete, cur.version, now());
+        st[i] := c_applied;
+        r := ROW(i, c_applied, rev, cur.key, cur.value, cur.content_type, cur.version, cur.create_revision,
                  cur.mod_revision, cur.created_at, cur.updated_at, cur.expires_at, NULL, NULL, NULL, NULL);
         IF claimed[i] THEN
           oc := jsonb_build_object('applied', true, 'revision', rev, 'item', agentstate_item_json(cur));
@@ -244,8 +267,8 @@ BEGIN
         must_wait[i] := p_bump[i] OR (p_marked_epoch[i] IS NOT NULL AND p_marked_epoch[i] <> epoch);
       ELSE
         -- Deleting an absent (or expired) key whose condition holds: nothing changes.
-        st[i] := 1;
-        r.status := 1;
+        st[i] := c_applied;
+        r.status := c_applied;
         r.revision := rev;
         IF claimed[i] THEN
           oc := jsonb_build_object('applied', true, 'revision', rev, 'item', NULL);
