@@ -14,6 +14,7 @@ import { createPool } from "../../src/store/postgres/createPool";
 import { FUNCTIONS_DIR, readFunctions } from "../../src/store/postgres/functions";
 import { migrate, readMigrations, ReleaseMismatchError, type MigrateOptions } from "../../src/store/postgres/migrate";
 import { RELEASE } from "../../src/store/postgres/release";
+import { paramNames, sql } from "../../src/store/postgres/sql";
 import { pgQuery } from "../support/pgQuery";
 import { ServerProcess } from "../support/ServerProcess";
 import { getTestEnv } from "../support/TestEnv";
@@ -89,6 +90,21 @@ describe("migrations: the release guard for rolling upgrades (real Postgres)", f
     assert.equal(row?.release, R);
     assert.equal(row?.migration, migrations.at(-1)!.id);
     assert.match(row?.sha256 ?? "", /^[0-9a-f]{64}$/);
+  });
+
+  it("the statements that call the write functions bind exactly the parameters Postgres has for them", async () => {
+    await run();
+    for (const [statement, fn] of [
+      ["kv_write", "agentstate_kv_write"],
+      ["event_append", "agentstate_event_append"],
+    ]) {
+      const [row] = await pgQuery<{ names: string[] }>(
+        url,
+        "SELECT proargnames AS names FROM pg_proc WHERE proname = $1",
+        [fn],
+      );
+      assert.deepEqual([...paramNames(sql(statement!))].sort(), [...row!.names].sort(), fn);
+    }
   });
 
   it("the same release again changes nothing: no migration, no function replaced, the release row untouched", async () => {
