@@ -1,7 +1,12 @@
 /**
  * Compare-and-set rules: whether an expected condition holds for a key's
- * current state, and what version a write produces. Pure functions, shared by
- * every store so all of them decide identically.
+ * current state, when an item reads as expired, and what version a put
+ * produces. This is the specification, not the production path: the durable
+ * store decides in SQL (agentstate_kv_write, in
+ * src/store/postgres/functions/), inside the write's transaction, and
+ * test/integration/kv.casRules.property.test.ts checks that function's
+ * outcomes against these rules over random write sequences. Reads use
+ * isExpired directly.
  */
 import type { Expected, Item } from "./types";
 
