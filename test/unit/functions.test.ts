@@ -59,6 +59,12 @@ describe("store/postgres functions: readFunctions (src/store/postgres/functions/
         "CREATE FUNCTION agentstate_b() RETURNS int LANGUAGE sql AS 'SELECT 1';\n",
       );
       assert.throws(() => readFunctions(dir), /must create the function agentstate_b with CREATE OR REPLACE FUNCTION/);
+      fn("agentstate_b");
+      fs.writeFileSync(path.join(dir, "kv write.sql"), "SELECT 1;\n");
+      assert.throws(
+        () => readFunctions(dir),
+        /functions\/kv write\.sql: a function file is named agentstate_<name>\.sql/,
+      );
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

@@ -27,8 +27,9 @@ const REQUIRES = /^-- Requires: (.+)$/m;
 export function readFunctions(dir: string = FUNCTIONS_DIR): SqlFunction[] {
   const byName = new Map<string, SqlFunction>();
   for (const file of readdirSync(dir).sort()) {
+    if (!file.endsWith(".sql")) continue;
     const m = FILE.exec(file);
-    if (m === null) continue;
+    if (m === null) throw new Error(`functions/${file}: a function file is named agentstate_<name>.sql`);
     const name = m[1]!;
     const sql = readFileSync(join(dir, file), "utf8");
     if (!new RegExp(`^CREATE OR REPLACE FUNCTION ${name}\\(`, "m").test(sql)) {
