@@ -37,13 +37,6 @@ import { itemFromJson, keyBytes, rowToItem, type ItemJson, type KvRow } from "./
 import { byName, sql, type Statement } from "./sql";
 import { KvExpectedKind, KvWriteOp, KvWriteStatus as Status } from "./writeStatus";
 
-/** The `expected` kinds as agentstate_kv_write numbers them. */
-const EXPECTED_KIND = {
-  any: KvExpectedKind.Any,
-  absent: KvExpectedKind.Absent,
-  version: KvExpectedKind.Version,
-} as const;
-
 /** Extra steps the cache layer asks of a write. */
 export interface WriteHooks extends WriteOptions {
   /** Move the cache to a new epoch in this write's transaction (the cache could not be invalidated). */
@@ -255,6 +248,13 @@ function byKey(a: Pending, b: Pending): number {
   if (a.cmd.namespace !== b.cmd.namespace) return a.cmd.namespace < b.cmd.namespace ? -1 : 1;
   return Buffer.compare(a.key, b.key);
 }
+
+/** The `expected` kinds as agentstate_kv_write numbers them. */
+const EXPECTED_KIND = {
+  any: KvExpectedKind.Any,
+  absent: KvExpectedKind.Absent,
+  version: KvExpectedKind.Version,
+} as const;
 
 /** agentstate_kv_write's parameters, by the names it declares (sql/kv_write.sql binds each by name). */
 interface KvWriteParams {
