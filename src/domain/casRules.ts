@@ -1,12 +1,12 @@
 /**
  * Compare-and-set rules: whether an expected condition holds for a key's
- * current state, and what version a write produces, as pure functions. The
- * stores do not call them to decide a write: the decision is made inside the
- * write's own statement (agentstate_kv_write), where it cannot race. These are
- * the rules written down once, in TypeScript: the specification that SQL is
- * tested against (a property test drives random write sequences through the
- * real function and compares its outcomes with these). `isExpired` is also
- * used on the read path.
+ * current state, when an item reads as expired, and what version a put
+ * produces. This is the specification, not the production path: the durable
+ * store decides in SQL (agentstate_kv_write, in
+ * src/store/postgres/functions/), inside the write's transaction, and
+ * test/integration/kv.casRules.property.test.ts checks that function's
+ * outcomes against these rules over random write sequences. Reads use
+ * isExpired directly.
  */
 import type { Expected, Item } from "./types";
 

@@ -1,6 +1,8 @@
 import * as assert from "node:assert/strict";
 import * as path from "node:path";
+import { readFunctions } from "../../src/store/postgres/functions";
 import { readMigrations } from "../../src/store/postgres/migrate";
+import { RELEASE } from "../../src/store/postgres/release";
 import { pgQuery } from "../support/pgQuery";
 import { startCluster, type Cluster } from "../support/startCluster";
 
@@ -32,6 +34,24 @@ describe("migrations: 3 servers starting at once on one empty database", functio
       rows.map((r) => ({ id: r.id, name: r.name, n: r.n })),
       expected.map((m) => ({ id: m.id, name: m.name, n: 1 })),
     );
+  });
+
+  it("the functions exist once each and the database records this code's release", async () => {
+    const procs = await pgQuery<{ proname: string }>(
+      cluster.databaseUrl,
+      "SELECT proname FROM pg_proc WHERE proname LIKE 'agentstate\\_%' ORDER BY proname",
+    );
+    assert.deepEqual(
+      procs.map((p) => p.proname),
+      readFunctions()
+        .map((f) => f.name)
+        .sort(),
+    );
+    const release = await pgQuery<{ release: number; migration: number }>(
+      cluster.databaseUrl,
+      "SELECT release, migration FROM agentstate_release",
+    );
+    assert.deepEqual(release, [{ release: RELEASE.number, migration: readMigrations(MIGRATIONS_DIR).at(-1)!.id }]);
   });
 
   it("each migration was applied by exactly one of the servers", () => {

@@ -39,6 +39,11 @@ describe("store/postgres migrate: readMigrations (the repo's migrations/)", () =
     }
   });
 
+  it("hold schema only: the SQL functions live in src/store/postgres/functions/", () => {
+    for (const m of migrations)
+      assert.doesNotMatch(m.sql.replace(/--.*$/gm, ""), /CREATE (OR REPLACE )?FUNCTION/i, m.name);
+  });
+
   it("the build carries the same migrations (dist/migrations, which the server loads)", () => {
     assert.deepEqual(readMigrations(BUILT_DIR), migrations);
   });

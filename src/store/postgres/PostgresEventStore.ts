@@ -35,7 +35,8 @@ import { runWriteBatch, type WriteBatchSpec } from "./runWriteBatch";
 import { callerGoneError } from "./callerGoneError";
 import { fenceError } from "./fenceError";
 import { translatePgError } from "./pgErrors";
-import { sql, type Statement } from "./sql";
+import { byName, sql, type Statement } from "./sql";
+import { EventAppendStatus as AppendStatus, EventExpectedKind } from "./writeStatus";
 
 interface EventRow {
   position: number;
@@ -83,20 +84,13 @@ interface AppendRow {
   fence_last: number | null;
 }
 
-/** agentstate_event_append's statuses (migrations/0005_event_append.sql). */
-const enum AppendStatus {
-  Appended = 1,
-  NotApplied = 2,
-  Replayed = 3,
-  IdReused = 4,
-  PartialReplay = 5,
-  FenceRefused = 6,
-  DeadlinePassed = 7,
-  Busy = 8,
-}
-
 /** The `expected` kinds as agentstate_event_append numbers them. */
-const EXPECTED_KIND = { any: 0, no_stream: 1, exists: 2, version: 3 } as const;
+const EXPECTED_KIND = {
+  any: EventExpectedKind.Any,
+  no_stream: EventExpectedKind.NoStream,
+  exists: EventExpectedKind.Exists,
+  version: EventExpectedKind.Version,
+} as const;
 
 /** Bytes of event data per batch: a batch is one message to Postgres. */
 const MAX_BATCH_BYTES = 4 * 1024 * 1024;
@@ -238,48 +232,61 @@ function byStream(a: Pending, b: Pending): number {
   return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
 }
 
+/** agentstate_event_append's parameters, by the names it declares (sql/event_append.sql binds each by name). */
+interface EventAppendParams {
+  /** One element per append: */
+  p_ns: string[];
+  p_stream: string[];
+  p_exp_kind: EventExpectedKind[];
+  p_exp_version: (number | null)[];
+  p_count: number[];
+  p_fence_name: (string | null)[];
+  p_fence_token: (number | null)[];
+  p_deadline_ms: (number | null)[];
+  /** One element per event, the events of every append in order: */
+  p_ids: string[];
+  p_types: string[];
+  p_data: Buffer[];
+  p_metadata: string[];
+  p_fp: Buffer[];
+  p_wait: boolean;
+}
+
 function batchParams(batch: Pending[], wait: boolean): unknown[] {
-  const n = batch.length;
-  const cols: unknown[][] = Array.from({ length: 8 }, () => new Array<unknown>(n));
-  const ids: string[] = [];
-  const types: string[] = [];
-  const data: Buffer[] = [];
-  const metadata: string[] = [];
-  const fps: Buffer[] = [];
-  batch.forEach(({ cmd, opts, fingerprints }, i) => {
-    cols[0]![i] = cmd.namespace;
-    cols[1]![i] = cmd.stream;
-    cols[2]![i] = EXPECTED_KIND[cmd.expected.kind];
-    cols[3]![i] = cmd.expected.kind === "version" ? cmd.expected.version : null;
-    cols[4]![i] = cmd.events.length;
-    cols[5]![i] = cmd.fence?.lockName ?? null;
-    cols[6]![i] = cmd.fence?.token ?? null;
-    cols[7]![i] = opts.deadline === undefined ? null : Math.max(0, Math.floor(opts.deadline - Date.now()));
+  const p: EventAppendParams = {
+    p_ns: [],
+    p_stream: [],
+    p_exp_kind: [],
+    p_exp_version: [],
+    p_count: [],
+    p_fence_name: [],
+    p_fence_token: [],
+    p_deadline_ms: [],
+    p_ids: [],
+    p_types: [],
+    p_data: [],
+    p_metadata: [],
+    p_fp: [],
+    p_wait: wait,
+  };
+  for (const { cmd, opts, fingerprints } of batch) {
+    p.p_ns.push(cmd.namespace);
+    p.p_stream.push(cmd.stream);
+    p.p_exp_kind.push(EXPECTED_KIND[cmd.expected.kind]);
+    p.p_exp_version.push(cmd.expected.kind === "version" ? cmd.expected.version : null);
+    p.p_count.push(cmd.events.length);
+    p.p_fence_name.push(cmd.fence?.lockName ?? null);
+    p.p_fence_token.push(cmd.fence?.token ?? null);
+    p.p_deadline_ms.push(opts.deadline === undefined ? null : Math.max(0, Math.floor(opts.deadline - Date.now())));
     cmd.events.forEach((e, j) => {
-      ids.push(e.id);
-      types.push(e.type);
-      data.push(e.data);
-      metadata.push(JSON.stringify(e.metadata));
-      fps.push(fingerprints[j]!);
+      p.p_ids.push(e.id);
+      p.p_types.push(e.type);
+      p.p_data.push(e.data);
+      p.p_metadata.push(JSON.stringify(e.metadata));
+      p.p_fp.push(fingerprints[j]!);
     });
-  });
-  const [ns, streams, kinds, versions, counts, fenceNames, fenceTokens, deadlines] = cols;
-  return [
-    ns,
-    streams,
-    kinds,
-    versions,
-    counts,
-    ids,
-    types,
-    data,
-    metadata,
-    fps,
-    fenceNames,
-    fenceTokens,
-    deadlines,
-    wait,
-  ];
+  }
+  return byName(sql("event_append"), p);
 }
 
 /** The outcome (or error) of one append from its row. */

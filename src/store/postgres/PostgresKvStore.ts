@@ -39,7 +39,8 @@ import { GroupCommitQueue } from "./GroupCommitQueue";
 import { runWriteBatch, type WriteBatchSpec } from "./runWriteBatch";
 import { translatePgError } from "./pgErrors";
 import { itemFromJson, keyBytes, rowToItem, type ItemJson, type KvRow } from "./rows";
-import { sql, type Statement } from "./sql";
+import { byName, sql, type Statement } from "./sql";
+import { KvExpectedKind, KvWriteOp, KvWriteStatus as Status } from "./writeStatus";
 
 /**
  * A write's options as the statement takes them: the caller's (gone,
@@ -99,17 +100,6 @@ interface WriteRow {
   fence_last: number | null;
   bump_epoch: number | null;
   bump_prev_age_ms: number | null;
-}
-
-const enum Status {
-  Applied = 1,
-  NotApplied = 2,
-  Replayed = 3,
-  IdempotencyKeyReused = 4,
-  FenceUnknown = 5,
-  FenceStale = 6,
-  DeadlinePassed = 7,
-  Busy = 8,
 }
 
 /** One write waiting for its batch. */
@@ -262,28 +252,71 @@ function byKey(a: Pending, b: Pending): number {
   return Buffer.compare(a.key, b.key);
 }
 
+/** The `expected` kinds as agentstate_kv_write numbers them. */
+const EXPECTED_KIND = {
+  any: KvExpectedKind.Any,
+  absent: KvExpectedKind.Absent,
+  version: KvExpectedKind.Version,
+} as const;
+
+/** agentstate_kv_write's parameters, by the names it declares (sql/kv_write.sql binds each by name). */
+interface KvWriteParams {
+  p_ns: string[];
+  p_key: Buffer[];
+  p_op: KvWriteOp[];
+  p_value: (Buffer | null)[];
+  p_ct: (string | null)[];
+  p_ttl_ms: (number | null)[];
+  p_exp_kind: KvExpectedKind[];
+  p_exp_version: (number | null)[];
+  p_fence_name: (string | null)[];
+  p_fence_token: (number | null)[];
+  p_idem: (string | null)[];
+  p_fp: (Buffer | null)[];
+  p_deadline_ms: (number | null)[];
+  p_marked_epoch: (number | null)[];
+  p_bump: boolean[];
+  p_wait: boolean;
+}
+
 function batchParams(batch: Pending[], wait: boolean): unknown[] {
-  const n = batch.length;
-  const cols: unknown[][] = Array.from({ length: 15 }, () => new Array<unknown>(n));
-  batch.forEach(({ cmd, key, hooks, fingerprint }, i) => {
+  const p: KvWriteParams = {
+    p_ns: [],
+    p_key: [],
+    p_op: [],
+    p_value: [],
+    p_ct: [],
+    p_ttl_ms: [],
+    p_exp_kind: [],
+    p_exp_version: [],
+    p_fence_name: [],
+    p_fence_token: [],
+    p_idem: [],
+    p_fp: [],
+    p_deadline_ms: [],
+    p_marked_epoch: [],
+    p_bump: [],
+    p_wait: wait,
+  };
+  for (const { cmd, key, hooks, fingerprint } of batch) {
     const put = cmd.op === "put";
-    cols[0]![i] = cmd.namespace;
-    cols[1]![i] = key;
-    cols[2]![i] = put ? 1 : 2;
-    cols[3]![i] = put ? cmd.value : null;
-    cols[4]![i] = put ? cmd.contentType : null;
-    cols[5]![i] = put ? (cmd.ttlMs ?? null) : null;
-    cols[6]![i] = cmd.expected.kind === "any" ? 0 : cmd.expected.kind === "absent" ? 1 : 2;
-    cols[7]![i] = cmd.expected.kind === "version" ? cmd.expected.version : null;
-    cols[8]![i] = cmd.fence?.lockName ?? null;
-    cols[9]![i] = cmd.fence?.token ?? null;
-    cols[10]![i] = cmd.idempotencyKey ?? null;
-    cols[11]![i] = fingerprint;
-    cols[12]![i] = remainingMs(hooks);
-    cols[13]![i] = hooks.markedEpoch ?? null;
-    cols[14]![i] = hooks.bumpCacheEpoch === true;
-  });
-  return [...cols, wait];
+    p.p_ns.push(cmd.namespace);
+    p.p_key.push(key);
+    p.p_op.push(put ? KvWriteOp.Put : KvWriteOp.Delete);
+    p.p_value.push(put ? cmd.value : null);
+    p.p_ct.push(put ? cmd.contentType : null);
+    p.p_ttl_ms.push(put ? (cmd.ttlMs ?? null) : null);
+    p.p_exp_kind.push(EXPECTED_KIND[cmd.expected.kind]);
+    p.p_exp_version.push(cmd.expected.kind === "version" ? cmd.expected.version : null);
+    p.p_fence_name.push(cmd.fence?.lockName ?? null);
+    p.p_fence_token.push(cmd.fence?.token ?? null);
+    p.p_idem.push(cmd.idempotencyKey ?? null);
+    p.p_fp.push(fingerprint);
+    p.p_deadline_ms.push(remainingMs(hooks));
+    p.p_marked_epoch.push(hooks.markedEpoch ?? null);
+    p.p_bump.push(hooks.bumpCacheEpoch === true);
+  }
+  return byName(sql("kv_write"), p);
 }
 
 /** The outcome (or error) of one write from its row. */

@@ -4,6 +4,11 @@
  * (scripts/copy-assets.mjs) and read once at start. Each is run as a named
  * prepared statement (named after its file), so Postgres parses and plans it
  * once per connection instead of on every call.
+ *
+ * A statement that calls a function with many parameters names them
+ * (`agentstate_kv_write(p_ns => $1::text[], ...)`): byName() then builds the
+ * values from an object keyed by those same names, so the order is declared
+ * once, in the statement, and TypeScript and SQL meet by name, not position.
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -26,4 +31,40 @@ export function sql(name: string): Statement {
     cache.set(name, st);
   }
   return st;
+}
+
+const paramNamesCache = new Map<string, readonly string[]>();
+
+/**
+ * The names a statement binds, in $N order: each `p_name => $N` (comments
+ * ignored). Throws unless every $N from 1 up is bound exactly once.
+ */
+export function paramNames(st: Statement): readonly string[] {
+  let names = paramNamesCache.get(st.name);
+  if (names === undefined) {
+    const text = st.text.replace(/--.*$/gm, "");
+    const found: string[] = [];
+    for (const m of text.matchAll(/\b(p_[a-z0-9_]+)\s*=>\s*\$(\d+)/g)) {
+      const i = Number(m[2]) - 1;
+      if (found[i] !== undefined) throw new Error(`${st.name}: $${i + 1} is bound twice`);
+      found[i] = m[1]!;
+    }
+    const uses = [...text.matchAll(/\$\d+/g)].length;
+    if (found.length === 0 || uses !== found.length || Array.from(found, (n) => n === undefined).includes(true)) {
+      throw new Error(`${st.name}: every parameter must be passed by name (p_name => $N), $1..$N once each`);
+    }
+    names = Object.freeze(found);
+    paramNamesCache.set(st.name, names);
+  }
+  return names;
+}
+
+/** The positional values for a statement whose parameters are named, from an object with exactly those names. */
+export function byName(st: Statement, params: object): unknown[] {
+  const names = paramNames(st);
+  const values = params as Readonly<Record<string, unknown>>;
+  if (Object.keys(values).length !== names.length || !names.every((n) => n in values)) {
+    throw new Error(`${st.name} takes ${names.join(", ")}; given ${Object.keys(values).join(", ")}`);
+  }
+  return names.map((n) => values[n]);
 }

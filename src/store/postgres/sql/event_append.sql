@@ -1,15 +1,16 @@
 -- event_append: a batch of AppendEvents in one statement, in autocommit
--- (agentstate_event_append, migrations/0005_event_append.sql, says what each
--- status means). Appends are to distinct streams, sorted by namespace and stream.
--- $1 namespaces text[], $2 streams text[], $3 expected kinds smallint[] (0 any,
--- 1 no_stream, 2 exists, 3 version), $4 expected versions bigint[], $5 events per
--- append int[], $6 event ids uuid[], $7 types text[], $8 data bytea[], $9 metadata
--- jsonb[], $10 fingerprints bytea[] (the events of every append, in order),
--- $11 fence lock names text[], $12 fence tokens bigint[], $13 deadlines in ms from
--- the statement's start bigint[], $14 wait boolean (false: busy instead of waiting
--- for a held stream row)
+-- (src/store/postgres/functions/agentstate_event_append.sql names and
+-- explains every parameter and status). Appends are to distinct streams,
+-- sorted by namespace and stream. Parameters are passed by name (sql.ts
+-- byName): each p_name below is bound from the field of that name.
+-- One element per append: p_ns text[], p_stream text[], p_exp_kind smallint[],
+-- p_exp_version bigint[], p_count int[], p_fence_name text[],
+-- p_fence_token bigint[], p_deadline_ms bigint[]; one per event (the events
+-- of every append, in order): p_ids uuid[], p_types text[], p_data bytea[],
+-- p_metadata jsonb[], p_fp bytea[]; for the batch: p_wait boolean.
 -- Returns per append: idx (1-based), status, current_version, first_version,
 -- first_position, revision, fence_last.
-SELECT * FROM agentstate_event_append($1::text[], $2::text[], $3::smallint[], $4::bigint[], $5::int[],
-  $6::uuid[], $7::text[], $8::bytea[], $9::jsonb[], $10::bytea[], $11::text[], $12::bigint[], $13::bigint[],
-  $14::boolean)
+SELECT * FROM agentstate_event_append(p_ns => $1::text[], p_stream => $2::text[], p_exp_kind => $3::smallint[],
+  p_exp_version => $4::bigint[], p_count => $5::int[], p_ids => $6::uuid[], p_types => $7::text[],
+  p_data => $8::bytea[], p_metadata => $9::jsonb[], p_fp => $10::bytea[], p_fence_name => $11::text[],
+  p_fence_token => $12::bigint[], p_deadline_ms => $13::bigint[], p_wait => $14::boolean)

@@ -1,12 +1,15 @@
 -- kv_write: a batch of KV writes (CompareAndSet / Delete) in one statement,
--- run in autocommit: see agentstate_kv_write in migrations/0004_kv_write.sql.
--- $1 namespaces text[], $2 keys bytea[], $3 ops smallint[] (1 put, 2 delete),
--- $4 values bytea[], $5 content types text[], $6 ttl_ms bigint[],
--- $7 condition kinds smallint[] (0 any, 1 absent, 2 version), $8 expected versions bigint[],
--- $9 fence lock names text[], $10 fence tokens bigint[], $11 idempotency keys text[],
--- $12 request fingerprints bytea[], $13 deadlines ms after the statement starts bigint[],
--- $14 marked cache epochs bigint[], $15 bump the cache epoch boolean[], $16 wait for held keys boolean
+-- run in autocommit: see src/store/postgres/functions/agentstate_kv_write.sql,
+-- which names and explains every parameter. Parameters are passed by name
+-- (sql.ts byName): each p_name below is bound from the field of that name.
+-- One array element per write: p_ns text[], p_key bytea[], p_op smallint[],
+-- p_value bytea[], p_ct text[], p_ttl_ms bigint[], p_exp_kind smallint[],
+-- p_exp_version bigint[], p_fence_name text[], p_fence_token bigint[],
+-- p_idem text[], p_fp bytea[], p_deadline_ms bigint[], p_marked_epoch bigint[],
+-- p_bump boolean[]; for the batch: p_wait boolean.
 -- Returns one row per write (`idx` is its 1-based position) with its status and outcome.
-SELECT * FROM agentstate_kv_write($1::text[], $2::bytea[], $3::smallint[], $4::bytea[], $5::text[], $6::bigint[],
-  $7::smallint[], $8::bigint[], $9::text[], $10::bigint[], $11::text[], $12::bytea[], $13::bigint[],
-  $14::bigint[], $15::boolean[], $16::boolean)
+SELECT * FROM agentstate_kv_write(p_ns => $1::text[], p_key => $2::bytea[], p_op => $3::smallint[],
+  p_value => $4::bytea[], p_ct => $5::text[], p_ttl_ms => $6::bigint[], p_exp_kind => $7::smallint[],
+  p_exp_version => $8::bigint[], p_fence_name => $9::text[], p_fence_token => $10::bigint[], p_idem => $11::text[],
+  p_fp => $12::bytea[], p_deadline_ms => $13::bigint[], p_marked_epoch => $14::bigint[], p_bump => $15::boolean[],
+  p_wait => $16::boolean)

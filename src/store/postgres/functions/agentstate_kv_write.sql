@@ -1,0 +1,312 @@
+-- agentstate_kv_write(p_ns, p_key, ..., p_wait) -> SETOF agentstate_kv_write_result
+-- Requires: agentstate_item_json
+--
+-- Promises: a batch of KV writes (CompareAndSet, Delete), called in
+-- autocommit (server-side group commit). One round trip and one WAL flush
+-- serve the whole batch, and the revision row's lock is held only for the end
+-- of the statement and its commit, never across a round trip to the server.
+--
+-- Per write, in the order given (the server sorts a batch by namespace and
+-- key, so concurrent batches claim keys in one order):
+--   phase 1 (before the revision lock; lock order is always idempotency key,
+--   key, fence, then revision): claim the idempotency key, lock the key's row
+--   or claim the absent key with an invisible version-0 placeholder row, read
+--   the fence FOR SHARE and compare it;
+--   phase 2 (under the revision lock, no more lock waits): drop writes whose
+--   deadline has passed, then check each write's condition against the key's
+--   state as left by the writes before it in the batch, write the row and its
+--   history entry with the next revision, record the idempotency outcome.
+-- With p_wait false (a batch), no write waits for a key or an idempotency key
+-- that another transaction holds: it is answered `busy` and nothing of it is
+-- written; the server then runs it alone with p_wait true, which waits as a
+-- single write always did. So one held key never stalls the batch.
+--
+-- Parameters: one array element per write (all arrays of one length), named
+-- below; p_wait for the whole batch.
+-- Result: one agentstate_kv_write_result row per write (migrations/0004), in
+-- the order given: idx (1-based), status, revision, the key's row after the
+-- write (or as found, when not applied), outcome (replayed: the first reply),
+-- fence_last, and bump_epoch / bump_prev_age_ms when the write moved the
+-- cache epoch and must wait it out.
+--
+-- Statuses (the c_ constants below; KvWriteStatus in
+-- src/store/postgres/writeStatus.ts): applied; not_applied (the condition
+-- failed); replayed (an identical request already used the idempotency key:
+-- `outcome` is its first reply); idempotency_key_reused (by a different
+-- request); fence_unknown (token never issued); fence_stale (`fence_last` is
+-- the latest); deadline_passed (before the write: nothing written); busy
+-- (nothing written).
+--
+-- The condition and version rules are specified by src/domain/casRules.ts
+-- (test/integration/kv.casRules.property.test.ts checks this function
+-- against it); the outcome JSON is agentstate_item_json's.
+CREATE OR REPLACE FUNCTION agentstate_kv_write(
+  p_ns text[],             -- namespace
+  p_key bytea[],           -- key (UTF-8 bytes)
+  p_op smallint[],         -- put, delete (c_op_*)
+  p_value bytea[],         -- put: the value
+  p_ct text[],             -- put: content type
+  p_ttl_ms bigint[],       -- put: time to live in ms (NULL: none)
+  p_exp_kind smallint[],   -- condition: any, absent, version (c_expect_*)
+  p_exp_version bigint[],  -- condition version: the expected version
+  p_fence_name text[],     -- fence lock name (NULL: not fenced)
+  p_fence_token bigint[],  -- fence token
+  p_idem text[],           -- idempotency key (NULL: none)
+  p_fp bytea[],            -- request fingerprint (with an idempotency key)
+  p_deadline_ms bigint[],  -- ms after this statement's start past which the write must not be made (NULL: none)
+  p_marked_epoch bigint[], -- cache epoch the write marked its key in (NULL: none)
+  p_bump boolean[],        -- the write could not mark the cache: move the cache epoch
+  p_wait boolean           -- false: answer `busy` instead of waiting for a key held by another transaction
+) RETURNS SETOF agentstate_kv_write_result
+LANGUAGE plpgsql AS $fn$
+DECLARE
+  -- Statuses (KvWriteStatus in src/store/postgres/writeStatus.ts).
+  c_pending CONSTANT smallint := 0; -- not decided yet; never returned
+  c_applied CONSTANT smallint := 1;
+  c_not_applied CONSTANT smallint := 2;
+  c_replayed CONSTANT smallint := 3;
+  c_idempotency_key_reused CONSTANT smallint := 4;
+  c_fence_unknown CONSTANT smallint := 5;
+  c_fence_stale CONSTANT smallint := 6;
+  c_deadline_passed CONSTANT smallint := 7;
+  c_busy CONSTANT smallint := 8;
+  -- p_op (KvWriteOp); kv_history.op uses the same numbers.
+  c_op_put CONSTANT smallint := 1;
+  c_op_delete CONSTANT smallint := 2;
+  -- p_exp_kind (KvExpectedKind).
+  c_expect_any CONSTANT smallint := 0;
+  c_expect_absent CONSTANT smallint := 1;
+  c_expect_version CONSTANT smallint := 2;
+  -- Class (first key) of the transaction advisory locks that claimers of an
+  -- idempotency key hold: "ast1" in ASCII, apart from the migration lock.
+  c_idem_lock_class CONSTANT int := 1634956081;
+
+  n int := coalesce(cardinality(p_ns), 0);
+  st smallint[] := array_fill(c_pending, ARRAY[n]);
+  claimed boolean[] := array_fill(false, ARRAY[n]);
+  placeholder boolean[] := array_fill(false, ARRAY[n]);
+  must_wait boolean[] := array_fill(false, ARRAY[n]);
+  res agentstate_kv_write_result[] := ARRAY[]::agentstate_kv_write_result[];
+  r agentstate_kv_write_result;
+  cur kv;
+  nw kv;
+  has boolean;
+  holds boolean;
+  c int;
+  f bigint;
+  fp bytea;
+  oc jsonb;
+  rev0 bigint;
+  rev bigint;
+  epoch bigint;
+  epoch_at timestamptz;
+  bump boolean := false;
+  prev_age bigint;
+  i int;
+BEGIN
+  res := array_fill(NULL::agentstate_kv_write_result, ARRAY[n]);
+  -- Phase 1: locks, in order: idempotency key, key, fence.
+  FOR i IN 1..n LOOP
+    r := ROW(i, c_pending, NULL, p_key[i], NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+    IF p_idem[i] IS NOT NULL THEN
+      -- Every claimer of an idempotency key holds this advisory lock first, so
+      -- a batch can tell (without waiting) that another transaction is claiming it.
+      IF p_wait THEN
+        PERFORM pg_advisory_xact_lock(c_idem_lock_class, hashtext(p_ns[i] || E'\x1f' || p_idem[i]));
+      ELSIF NOT pg_try_advisory_xact_lock(c_idem_lock_class, hashtext(p_ns[i] || E'\x1f' || p_idem[i])) THEN
+        st[i] := c_busy;
+      END IF;
+      IF st[i] = c_pending THEN
+        INSERT INTO idempotency_keys (namespace, idempotency_key, fingerprint, outcome)
+        VALUES (p_ns[i], p_idem[i], p_fp[i], '{}'::jsonb)
+        ON CONFLICT (namespace, idempotency_key) DO NOTHING;
+        GET DIAGNOSTICS c = ROW_COUNT;
+        IF c = 1 THEN
+          claimed[i] := true;
+        ELSE
+          SELECT k.fingerprint, k.outcome INTO fp, oc
+          FROM idempotency_keys k WHERE k.namespace = p_ns[i] AND k.idempotency_key = p_idem[i];
+          IF NOT FOUND OR oc = '{}'::jsonb THEN
+            -- Claimed earlier in this batch (or the record was just trimmed): run it alone afterwards.
+            st[i] := c_busy;
+          ELSIF fp IS DISTINCT FROM p_fp[i] THEN
+            st[i] := c_idempotency_key_reused;
+          ELSE
+            st[i] := c_replayed;
+            r.outcome := oc;
+          END IF;
+        END IF;
+      END IF;
+    END IF;
+
+    -- The key's row, locked; or the absent key, claimed with a placeholder row.
+    IF st[i] = c_pending THEN
+      LOOP
+        IF p_wait THEN
+          PERFORM 1 FROM kv WHERE kv.namespace = p_ns[i] AND kv.key = p_key[i] FOR UPDATE;
+        ELSE
+          PERFORM 1 FROM kv WHERE kv.namespace = p_ns[i] AND kv.key = p_key[i] FOR UPDATE SKIP LOCKED;
+        END IF;
+        EXIT WHEN FOUND;
+        IF NOT p_wait AND EXISTS (SELECT 1 FROM kv WHERE kv.namespace = p_ns[i] AND kv.key = p_key[i]) THEN
+          st[i] := c_busy; -- the row exists and another transaction holds it
+          EXIT;
+        END IF;
+        INSERT INTO kv (namespace, key, value, version, create_revision, mod_revision, created_at, updated_at)
+        VALUES (p_ns[i], p_key[i], ''::bytea, 0, 0, 0, now(), now())
+        ON CONFLICT (namespace, key) DO NOTHING;
+        GET DIAGNOSTICS c = ROW_COUNT;
+        IF c = 1 THEN
+          placeholder[i] := true;
+          EXIT;
+        END IF;
+        -- A concurrent writer created the key and committed: lock its row instead.
+      END LOOP;
+    END IF;
+
+    IF st[i] = c_pending AND p_fence_name[i] IS NOT NULL THEN
+      -- FOR SHARE: issuing a newer token waits for this commit.
+      SELECT t.last_token INTO f FROM fencing_tokens t
+      WHERE t.namespace = p_ns[i] AND t.name = p_fence_name[i] FOR SHARE;
+      IF NOT FOUND OR p_fence_token[i] > f THEN
+        st[i] := c_fence_unknown;
+      ELSIF p_fence_token[i] < f THEN
+        st[i] := c_fence_stale;
+        r.fence_last := f;
+      END IF;
+    END IF;
+
+    IF st[i] <> c_pending AND claimed[i] THEN
+      DELETE FROM idempotency_keys k WHERE k.namespace = p_ns[i] AND k.idempotency_key = p_idem[i];
+      claimed[i] := false;
+    END IF;
+    r.status := st[i];
+    res[i] := r;
+  END LOOP;
+
+  -- Phase 2: under the revision lock.
+  IF c_pending = ANY (st) THEN
+    SELECT s.revision, s.cache_epoch, s.cache_epoch_at INTO rev0, epoch, epoch_at
+    FROM agentstate_state s WHERE s.id = 1 FOR UPDATE;
+    rev := rev0;
+    FOR i IN 1..n LOOP
+      CONTINUE WHEN st[i] <> c_pending;
+      r := res[i];
+      IF p_deadline_ms[i] IS NOT NULL
+         AND clock_timestamp() > statement_timestamp() + p_deadline_ms[i] * interval '1 millisecond' THEN
+        st[i] := c_deadline_passed;
+        r.status := c_deadline_passed;
+        IF claimed[i] THEN
+          DELETE FROM idempotency_keys k WHERE k.namespace = p_ns[i] AND k.idempotency_key = p_idem[i];
+        END IF;
+        res[i] := r;
+        CONTINUE;
+      END IF;
+
+      SELECT * INTO cur FROM kv WHERE kv.namespace = p_ns[i] AND kv.key = p_key[i];
+      has := FOUND AND cur.version > 0 AND (cur.expires_at IS NULL OR cur.expires_at > now());
+      holds := CASE p_exp_kind[i]
+                 WHEN c_expect_any THEN true
+                 WHEN c_expect_absent THEN NOT has
+                 ELSE has AND cur.version = p_exp_version[i] -- c_expect_version
+               END;
+      IF NOT holds THEN
+        st[i] := c_not_applied;
+        r.status := c_not_applied;
+        r.revision := rev;
+        IF has THEN
+          r := ROW(i, c_not_applied, rev, cur.key, cur.value, cur.content_type, cur.version, cur.create_revision,
+                   cur.mod_revision, cur.created_at, cur.updated_at, cur.expires_at, NULL, NULL, NULL, NULL);
+        END IF;
+        IF claimed[i] THEN
+          oc := jsonb_build_object('applied', false, 'revision', rev,
+                                   'item', CASE WHEN has THEN agentstate_item_json(cur) ELSE NULL END);
+        END IF;
+      ELSIF p_op[i] = c_op_put THEN
+        rev := rev + 1;
+        IF FOUND THEN
+          UPDATE kv SET
+            value = p_value[i], content_type = p_ct[i],
+            version = CASE WHEN has THEN cur.version + 1 ELSE 1 END,
+            create_revision = CASE WHEN has THEN cur.create_revision ELSE rev END,
+            created_at = CASE WHEN has THEN cur.created_at ELSE now() END,
+            mod_revision = rev, updated_at = now(),
+            expires_at = CASE WHEN p_ttl_ms[i] IS NULL THEN NULL ELSE now() + p_ttl_ms[i] * interval '1 millisecond' END
+          WHERE kv.namespace = p_ns[i] AND kv.key = p_key[i]
+          RETURNING kv.* INTO nw;
+        ELSE
+          -- Deleted earlier in this batch (its row lock is still held): create it anew.
+          INSERT INTO kv (namespace, key, value, content_type, version, create_revision, mod_revision,
+                          created_at, updated_at, expires_at)
+          VALUES (p_ns[i], p_key[i], p_value[i], p_ct[i], 1, rev, rev, now(), now(),
+                  CASE WHEN p_ttl_ms[i] IS NULL THEN NULL ELSE now() + p_ttl_ms[i] * interval '1 millisecond' END)
+          RETURNING kv.* INTO nw;
+        END IF;
+        INSERT INTO kv_history (revision, namespace, key, op, version, value, content_type, expires_at, created_at)
+        VALUES (rev, p_ns[i], p_key[i], c_op_put, nw.version, nw.value, nw.content_type, nw.expires_at, now());
+        st[i] := c_applied;
+        placeholder[i] := false; -- now the key's row
+        -- The value is the caller's own: not sent back.
+        r := ROW(i, c_applied, rev, nw.key, NULL, nw.content_type, nw.version, nw.create_revision, nw.mod_revision,
+                 nw.created_at, nw.updated_at, nw.expires_at, NULL, NULL, NULL, NULL);
+        IF claimed[i] THEN
+          oc := jsonb_build_object('applied', true, 'revision', rev, 'item', agentstate_item_json(nw));
+        END IF;
+        must_wait[i] := p_bump[i] OR (p_marked_epoch[i] IS NOT NULL AND p_marked_epoch[i] <> epoch);
+      ELSIF has THEN
+        rev := rev + 1;
+        DELETE FROM kv WHERE kv.namespace = p_ns[i] AND kv.key = p_key[i];
+        INSERT INTO kv_history (revision, namespace, key, op, version, created_at)
+        VALUES (rev, p_ns[i], p_key[i], c_op_delete, cur.version, now());
+        st[i] := c_applied;
+        r := ROW(i, c_applied, rev, cur.key, cur.value, cur.content_type, cur.version, cur.create_revision,
+                 cur.mod_revision, cur.created_at, cur.updated_at, cur.expires_at, NULL, NULL, NULL, NULL);
+        IF claimed[i] THEN
+          oc := jsonb_build_object('applied', true, 'revision', rev, 'item', agentstate_item_json(cur));
+        END IF;
+        must_wait[i] := p_bump[i] OR (p_marked_epoch[i] IS NOT NULL AND p_marked_epoch[i] <> epoch);
+      ELSE
+        -- Deleting an absent (or expired) key whose condition holds: nothing changes.
+        st[i] := c_applied;
+        r.status := c_applied;
+        r.revision := rev;
+        IF claimed[i] THEN
+          oc := jsonb_build_object('applied', true, 'revision', rev, 'item', NULL);
+        END IF;
+      END IF;
+      must_wait[i] := must_wait[i] OR p_bump[i];
+      IF claimed[i] THEN
+        UPDATE idempotency_keys k SET outcome = oc WHERE k.namespace = p_ns[i] AND k.idempotency_key = p_idem[i];
+      END IF;
+      bump := bump OR must_wait[i];
+      res[i] := r;
+    END LOOP;
+
+    IF bump THEN
+      -- clock_timestamp(), not now(): an epoch must not look older than it is.
+      prev_age := (extract(epoch FROM clock_timestamp() - epoch_at) * 1000)::bigint;
+      epoch := epoch + 1;
+      UPDATE agentstate_state SET revision = rev, cache_epoch = epoch, cache_epoch_at = clock_timestamp()
+      WHERE id = 1;
+    ELSIF rev <> rev0 THEN
+      UPDATE agentstate_state SET revision = rev WHERE id = 1;
+    END IF;
+  END IF;
+
+  -- Placeholders that no write turned into a key.
+  FOR i IN 1..n LOOP
+    IF placeholder[i] THEN
+      DELETE FROM kv WHERE kv.namespace = p_ns[i] AND kv.key = p_key[i] AND kv.version = 0;
+    END IF;
+  END LOOP;
+
+  FOR i IN 1..n LOOP
+    r := res[i];
+    IF must_wait[i] THEN
+      r.bump_epoch := epoch;
+      r.bump_prev_age_ms := prev_age;
+    END IF;
+    RETURN NEXT r;
+  END LOOP;
+END
+$fn$;
