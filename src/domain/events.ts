@@ -18,7 +18,7 @@ import type { Fence, WriteOptions } from "./types";
 /**
  * What an append expects of its stream's current version (0: no stream):
  * any; no_stream (0); exists (> 0); version N (exactly N). Applied in the
- * append's own statement (agentstate_event_append, migrations/0005_event_append.sql).
+ * append's own statement (agentstate_event_append, store/postgres/functions/agentstate_event_append.sql).
  */
 export type ExpectedStream =
   { kind: "any" } | { kind: "no_stream" } | { kind: "exists" } | { kind: "version"; version: number };

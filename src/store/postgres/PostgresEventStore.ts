@@ -3,7 +3,7 @@
  *
  * Appends are group-committed, as KV writes are (PostgresKvStore): the
  * appends that arrive while a batch is being committed form the next batch,
- * sent as one call of agentstate_event_append (migrations/0005_event_append.sql)
+ * sent as one call of agentstate_event_append (functions/agentstate_event_append.sql)
  * in autocommit. Per append it locks (or claims) the stream's row, resolves
  * re-sent event ids, checks the fence and the expected version, then, under
  * the revision row lock, takes one store revision per event and inserts them.

@@ -3,7 +3,7 @@
  *
  * Writes are group-committed. The writes that arrive while a batch is being
  * committed form the next batch, sent as one call of agentstate_kv_write
- * (migrations/0004_kv_write.sql) in autocommit: the function locks every key
+ * (src/store/postgres/functions/agentstate_kv_write.sql) in autocommit: the function locks every key
  * first, then takes the store revision (last, so revisions follow commit
  * order) and applies each write in turn with its own condition, fence and
  * idempotency record. One round trip and one WAL flush serve the whole batch,

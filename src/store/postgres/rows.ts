@@ -33,7 +33,7 @@ export function rowToItem(r: KvRow): Item {
 
 /**
  * JSON form of an item in idempotency records. Written by the database
- * (agentstate_item_json, migrations/0004_kv_write.sql), read back here.
+ * (agentstate_item_json, functions/agentstate_item_json.sql), read back here.
  */
 export interface ItemJson {
   k: string;
