@@ -7,6 +7,7 @@
  */
 import { buildServices } from "../compose/buildServices";
 import { ConfigError, loadConfig } from "../config/config";
+import { DependencyUnreachableError } from "../errors/startup";
 import { Logger } from "../log/Logger";
 
 /** Runs the server until a signal stops it; `env` is the environment plus the command line's flags. */
@@ -27,8 +28,15 @@ export async function serve(env: Record<string, string | undefined>): Promise<vo
     log.error("unhandled rejection", { error: e.message, stack: e.stack });
   });
 
-  const { server, metrics, database, close } = await buildServices(config, log);
-  const address = await server.listen(config.host, config.port);
+  let services;
+  let address;
+  try {
+    services = await buildServices(config, log);
+    address = await services.server.listen(config.host, config.port);
+  } catch (err) {
+    failedToStart(log, err);
+  }
+  const { server, metrics, database, close } = services;
   // Metrics are an aid, not a dependency: a taken port is logged, not fatal.
   const metricsHttp =
     config.metricsPort >= 0
@@ -58,4 +66,20 @@ export async function serve(env: Record<string, string | undefined>): Promise<vo
   };
   process.on("SIGTERM", () => void stop("SIGTERM"));
   process.on("SIGINT", () => void stop("SIGINT"));
+}
+
+/**
+ * Logs why the server could not start, at error level, and exits 1. A
+ * dependency that could not be reached is named with where and why (never
+ * credentials); anything else is a bug, logged with its stack.
+ */
+function failedToStart(log: Logger, err: unknown): never {
+  if (err instanceof DependencyUnreachableError) {
+    const { dependency, target, reason } = err;
+    log.error("failed to start", { error: err.message, dependency, target, reason });
+  } else {
+    const e = err instanceof Error ? err : new Error(String(err));
+    log.error("failed to start", { error: e.message, stack: e.stack });
+  }
+  process.exit(1);
 }

@@ -6,6 +6,7 @@
  */
 import type Redis from "ioredis";
 import type { Config } from "../config/config";
+import { connectFailureReason, urlTarget } from "../errors/startup";
 import type { CacheEpochStore, DurableKvStore } from "../domain/ports";
 import type { KvStore } from "../domain/types";
 import type { Logger } from "../log/Logger";
@@ -49,7 +50,11 @@ export async function buildKvStore(
       return { store: pg, cache: undefined, close: async () => undefined };
     }
   } catch (err) {
-    clog.warn("redis unreachable at start; serving from postgres until it is back", { error: (err as Error).message });
+    clog.warn("redis unreachable at start; serving from postgres until it is back", {
+      dependency: "redis (cache)",
+      target: urlTarget(config.redisUrl, 6379),
+      reason: connectFailureReason(err),
+    });
   }
   const scripts = defineCacheScripts(redis);
   const epoch = new CacheEpoch(

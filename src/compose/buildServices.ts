@@ -22,6 +22,7 @@ import { PostgresEventStore } from "../store/postgres/PostgresEventStore";
 import { PostgresKvStore } from "../store/postgres/PostgresKvStore";
 import { PostgresLockStore } from "../store/postgres/PostgresLockStore";
 import { PostgresStoreRevision } from "../store/postgres/PostgresStoreRevision";
+import { probePostgres } from "../store/postgres/probe";
 import { RedlockLockStore } from "../store/redis/RedlockLockStore";
 import { buildKvStore } from "./buildKvStore";
 import { noteAppendRevisions } from "./noteAppendRevisions";
@@ -45,6 +46,7 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
     max: config.pgPoolMax,
     statementTimeoutMs: config.statementTimeoutMs,
   });
+  await probePostgres(pool, databaseUrl, embedded ? "embedded postgres" : "postgres");
   const applied = await migrate(pool, MIGRATIONS_DIR);
   if (applied.length > 0) log.info("migrations applied", { applied });
 

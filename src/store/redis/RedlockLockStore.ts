@@ -28,6 +28,7 @@ import Redlock, { ExecutionError, Lock, ResourceLockedError, type ExecutionStats
 import type { Acquired, LockStore, NotAcquired, Renewed } from "../../domain/locks";
 import { formatLockId, newLockSecret } from "../../domain/locks";
 import type { FencingTokens, StoreRevision } from "../../domain/ports";
+import { connectFailureReason, urlTarget } from "../../errors/startup";
 import { LockQuorumUnavailableError } from "../../errors/errors";
 import type { Logger } from "../../log/Logger";
 import { createRedisClient } from "./createRedisClient";
@@ -54,15 +55,18 @@ export class RedlockLockStore implements LockStore {
   private readonly redlock: Redlock;
   private readonly quorum: number;
   private readonly runQuorum: QuorumRunner;
+  /** The last connection error of each master, to say why it is down. */
+  private readonly lastErrors: unknown[] = [];
 
   constructor(
     private readonly truth: { tokens: FencingTokens; revision: StoreRevision },
     private readonly opts: RedlockOptions,
     private readonly log: Logger,
   ) {
-    this.clients = opts.urls.map((url) => {
+    this.clients = opts.urls.map((url, i) => {
       const c = createRedisClient(url, opts.commandTimeoutMs, log);
-      c.connect().catch(() => undefined);
+      c.on("error", (err: unknown) => (this.lastErrors[i] = err));
+      c.connect().catch((err: unknown) => (this.lastErrors[i] = err));
       return c;
     });
     this.quorum = Math.floor(this.clients.length / 2) + 1;
@@ -93,9 +97,22 @@ export class RedlockLockStore implements LockStore {
     while (Date.now() < deadline && this.clients.some((c) => c.status !== "ready")) {
       await new Promise((r) => setTimeout(r, 20));
     }
-    const up = this.clients.filter((c) => c.status === "ready").length;
-    if (up < this.clients.length)
-      this.log.warn("redlock masters not all reachable at start", { up, masters: this.clients.length });
+    const down = this.clients.flatMap((c, i) =>
+      c.status === "ready"
+        ? []
+        : [
+            `${urlTarget(this.opts.urls[i]!, 6379)}: ${
+              this.lastErrors[i] === undefined ? "not connected yet" : connectFailureReason(this.lastErrors[i])
+            }`,
+          ],
+    );
+    if (down.length > 0) {
+      this.log.warn("redlock masters not all reachable at start", {
+        up: this.clients.length - down.length,
+        masters: this.clients.length,
+        down,
+      });
+    }
   }
 
   private resource(namespace: string, name: string): string {
