@@ -19,7 +19,7 @@ func ExampleClient_Update() {
 	}
 	defer c.Close()
 	// fn gets the current item (nil if absent); return ErrAbortUpdate to stop.
-	_, _ = c.Update(context.Background(), "demo", "counter", nil, func(cur *pb.Item) ([]byte, error) {
+	_, _ = c.Update(context.Background(), "demo-go", "counter", nil, func(cur *pb.Item) ([]byte, error) {
 		n := 0
 		if cur != nil {
 			n, _ = strconv.Atoi(string(cur.Value))
@@ -35,9 +35,9 @@ func ExampleClient_WithLock() {
 	}
 	defer c.Close()
 	// Pass held.Fence() with every write; stop when ctx is cancelled (lock lost).
-	_ = c.WithLock(context.Background(), "demo", "orders", &agentstate.LockOptions{TTL: 10 * time.Second, Owner: "worker-3"},
+	_ = c.WithLock(context.Background(), "demo-go", "orders", &agentstate.LockOptions{TTL: 10 * time.Second, Owner: "worker-3"},
 		func(ctx context.Context, held *agentstate.Held) error {
-			_, err := c.Put(ctx, "demo", "orders/7", []byte("shipped"), &agentstate.PutOptions{Fence: held.Fence()})
+			_, err := c.Put(ctx, "demo-go", "orders/7", []byte("shipped"), &agentstate.PutOptions{Fence: held.Fence()})
 			return err
 		})
 }
@@ -49,7 +49,7 @@ func ExampleClient_Put() {
 	}
 	defer c.Close()
 	// Retried with the same idempotency key after a lost reply; a replay answers Replayed=true.
-	_, _ = c.Put(context.Background(), "demo", "payments/991", []byte(`{"amount":10}`),
+	_, _ = c.Put(context.Background(), "demo-go", "payments/991", []byte(`{"amount":10}`),
 		&agentstate.PutOptions{ContentType: "application/json"})
 }
 
@@ -60,7 +60,7 @@ func ExampleClient_AppendEvent() {
 	}
 	defer c.Close()
 	// Ids are generated once per call and re-sent on retries: a lost reply is replayed, not appended twice.
-	res, err := c.AppendEvent(context.Background(), "demo", "cart-42", []*pb.EventData{
+	res, err := c.AppendEvent(context.Background(), "demo-go", "cart-42", []*pb.EventData{
 		{Type: "item_added", Data: []byte(`{"sku":"A-1"}`), Metadata: map[string]string{"agent": "shopper"}},
 		{Type: "checkout_started", Data: []byte(`{}`)},
 	}, agentstate.ExpectNoStream(), nil)
@@ -76,7 +76,7 @@ func ExampleClient_ReadStream() {
 	}
 	defer c.Close()
 	// Newest first, at most 10 events.
-	req := &pb.ReadStreamRequest{Namespace: "demo", Stream: "cart-42", Direction: pb.Direction_DIRECTION_BACKWARDS, Limit: 10}
+	req := &pb.ReadStreamRequest{Namespace: "demo-go", Stream: "cart-42", Direction: pb.Direction_DIRECTION_BACKWARDS, Limit: 10}
 	for e, err := range c.ReadStream(context.Background(), req) {
 		if err != nil {
 			panic(err)
@@ -95,7 +95,7 @@ func ExampleClient_Subscribe() {
 	defer cancel()
 	var saved int64 // e.g. loaded from your own storage
 	req := &pb.SubscribeRequest{
-		Namespace:     "demo",
+		Namespace:     "demo-go",
 		Target:        &pb.SubscribeRequest_StreamPrefix{StreamPrefix: "cart-"},
 		AfterPosition: saved,
 	}
