@@ -21,6 +21,8 @@ import { Buffer } from "node:buffer";
 import { summarizeFile } from "./lib/cpuprofile.mjs";
 import { checkAll as checkPgbenchScripts, PGBENCH_DIR } from "./lib/pgbenchSql.mjs";
 import {
+  childPids,
+  cpuSeconds,
   etcdVersion,
   freePort,
   killAllSync,
@@ -225,7 +227,7 @@ const etcdDriver = (op) => (ctx, c, rps, tag) =>
     tag,
   });
 const pgbenchScript = (script, mode) => (ctx, c, rps, tag) =>
-  pgbench(ctx.pg.bin, {
+  pgbench(ctx.pg.binDir, {
     port: ctx.pg.port,
     db: "pgbench",
     script: path.join(PGBENCH_DIR, script),
@@ -645,7 +647,7 @@ async function waitCacheServing(ctx, { db = "agentstate", prefix = NS, server = 
       db,
       "SELECT cache_epoch, (extract(epoch FROM clock_timestamp() - cache_epoch_at) * 1000)::bigint AS age FROM agentstate_state WHERE id = 1",
     );
-    const { cache_epoch: epoch, age } = r.rows[0];
+    const { cache_epoch: epoch, age } = r[0];
     const alive = redisCmd(ctx.cache.port, "EXISTS", `${prefix}:c:${epoch}:alive`);
     if (Number(age) > markerTtl + lease && alive === "1") {
       if (server !== ctx.server) return true;
@@ -723,9 +725,9 @@ async function runOne(ctx, s, c, rps) {
           : undefined;
   const onPg = isAs || s.tool === "pgbench";
   const redisPids = isAs ? [ctx.cache.pid, ...ctx.redlock.map((r) => r.pid)] : [];
-  const redisCpu = () => redisPids.reduce((a, p) => a + processCpu(p), 0);
+  const redisCpu = () => redisPids.reduce((a, p) => a + cpuSeconds(p), 0);
   const before = isAs ? rssMiB(ctx.server.pid) : undefined;
-  const cpu0 = serverPid ? processCpu(serverPid) : undefined;
+  const cpu0 = serverPid ? cpuSeconds(serverPid) : undefined;
   const pg0 = onPg ? pgCpu(ctx) : undefined;
   const redis0 = redisCpu();
   let r;
@@ -742,7 +744,7 @@ async function runOne(ctx, s, c, rps) {
   if (s.tool === "pgbench") await sleep(300);
   const after = isAs ? rssMiB(ctx.server.pid) : undefined;
   const perCall = (d) => (r.count > 0 ? (1000 * d) / r.count : undefined);
-  const cpuMs = serverPid ? perCall(processCpu(serverPid) - cpu0) : undefined;
+  const cpuMs = serverPid ? perCall(cpuSeconds(serverPid) - cpu0) : undefined;
   const pgMs = onPg ? perCall(pgCpu(ctx) - pg0) : undefined;
   const redisMs = isAs ? perCall(redisCpu() - redis0) : undefined;
   const row = {
@@ -1121,12 +1123,12 @@ async function profile(ctx, id) {
   await s.run(ctx, ctx.o.levels[0], undefined, `warm-${Date.now().toString(36)}`);
   await ctx.pg.query("agentstate", "SELECT pg_stat_statements_reset()");
   for (const r of [ctx.cache, ...ctx.redlock]) redisCmd(r.port, "CONFIG", "RESETSTAT");
-  const cpuBefore = processCpu(ctx.server.pid);
+  const cpuBefore = cpuSeconds(ctx.server.pid);
   const pgCpuBefore = pgCpu(ctx);
   const t0 = Date.now();
   for (const c of ctx.o.levels) await runOne(ctx, s, c);
   const wall = (Date.now() - t0) / 1000;
-  const cpu = processCpu(ctx.server.pid) - cpuBefore;
+  const cpu = cpuSeconds(ctx.server.pid) - cpuBefore;
   const pgc = pgCpu(ctx) - pgCpuBefore;
   const report = [];
   report.push(`# profile of ${id} (${s.what}) at c=${ctx.o.levels.join(",")}, ${ctx.o.duration} s each`);
@@ -1149,7 +1151,7 @@ async function profile(ctx, id) {
       ORDER BY total_exec_time DESC LIMIT 12`,
   );
   report.push("| calls | total ms | mean ms | query |", "|---:|---:|---:|---|");
-  for (const r of st.rows)
+  for (const r of st)
     report.push(`| ${r.calls} | ${r.total_ms} | ${r.mean_ms} | \`${r.query.replace(/\|/g, "\\|")}\` |`);
   report.push("", "## Redis commandstats (cache; redlock master 1)", "");
   for (const [name, r] of [
@@ -1177,35 +1179,13 @@ async function profile(ctx, id) {
   return report.join("\n");
 }
 
-/** utime+stime of a process and its threads (plus its reaped children's), in seconds. */
-function processCpu(pid, withChildren = false) {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    const own = Number(f[11]) + Number(f[12]);
-    return (withChildren ? own + Number(f[13]) + Number(f[14]) : own) / 100;
-  } catch {
-    return 0;
-  }
-}
-
 /**
  * CPU seconds of Postgres: the postmaster, its live children (backends,
  * walwriter...) and, through cutime/cstime, the children that have exited.
  */
 function pgCpu(ctx) {
-  let total = processCpu(ctx.pg.pid, true);
-  for (const e of fs.readdirSync("/proc")) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${e}/stat`, "utf8");
-      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (Number(f[1]) === ctx.pg.pid) total += (Number(f[11]) + Number(f[12])) / 100;
-    } catch {
-      // gone
-    }
-  }
-  return total;
+  const pid = ctx.pg.pid;
+  return cpuSeconds(pid, true) + childPids(pid).reduce((a, c) => a + cpuSeconds(c), 0);
 }
 
 // --------------------------------------------------------------------- main
@@ -1262,7 +1242,7 @@ async function main() {
     await ctx.pg.query("postgres", "CREATE DATABASE agentstate");
     await setupPgbenchDb(ctx);
     ctx.versions = {
-      pg: (await ctx.pg.query("postgres", "SELECT version()")).rows[0].version.split(" on ")[0],
+      pg: (await ctx.pg.query("postgres", "SELECT version()"))[0].version.split(" on ")[0],
       redis: /v=(\S+)/.exec(sh("redis-server", ["--version"]))?.[1],
       etcd: etcdV,
       ghz: ghzV,

@@ -7,6 +7,7 @@
  */
 import * as assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import { status, type ServiceError } from "@grpc/grpc-js";
 import { Client } from "pg";
 import {
@@ -663,7 +664,7 @@ describe("EventService: appends, reads, idempotency, fences (Postgres, 2 replica
           1,
           "the append is still waiting for the stream's row when its caller gives up",
         );
-        await new Promise((r) => setTimeout(r, 100)); // past the deadline by the server's clock too
+        await sleep(100); // past the deadline by the server's clock too
         await blocker.query("COMMIT");
         await eventually(
           "the stuck append to finish",

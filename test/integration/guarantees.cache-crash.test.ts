@@ -17,6 +17,7 @@
  * which B then serves after A's commit.
  */
 import * as assert from "node:assert/strict";
+import { setTimeout as sleep } from "node:timers/promises";
 import { findToxiproxy } from "../faults/goTools";
 import { ToxiproxyServer } from "../faults/ToxiproxyServer";
 import { backendWaitingOnLock } from "../support/backendWaitingOnLock";
@@ -39,8 +40,6 @@ interface Seen {
   version: number;
   value: string | undefined;
 }
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 describe("guarantee 3: a replica killed between commit and cache update leaves no stale cached read", function () {
   this.timeout(180_000);

@@ -1,25 +1,12 @@
 import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import { Client } from "pg";
+import { pgQuery } from "../support/pgQuery";
 import { Redis } from "ioredis";
 import { freePort } from "../support/freePort";
 import { PostgresProcess } from "../support/PostgresProcess";
 import { RedisProcess } from "../support/RedisProcess";
 import { getTestEnv } from "../support/TestEnv";
-
-async function pgQuery<T extends Record<string, unknown>>(
-  url: string,
-  sql: string,
-  params: unknown[] = [],
-): Promise<T[]> {
-  const client = new Client({ connectionString: url });
-  await client.connect();
-  try {
-    return (await client.query<T>(sql, params)).rows;
-  } finally {
-    await client.end();
-  }
-}
 
 async function withRedis<T>(url: string, fn: (r: Redis) => Promise<T>): Promise<T> {
   const r = new Redis(url, { maxRetriesPerRequest: 1 });

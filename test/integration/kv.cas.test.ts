@@ -1,4 +1,5 @@
 import * as assert from "node:assert/strict";
+import { setTimeout as sleep } from "node:timers/promises";
 import { status } from "@grpc/grpc-js";
 import type { AgentstateClient } from "../../clients/typescript/src/AgentstateClient";
 import type { Item, ResponseHeader } from "../../clients/typescript/src/gen/agentstate/v1/common";
@@ -66,7 +67,7 @@ for (const backend of BACKENDS)
       cluster = await startCluster({ name: "kv_cas", redis: backend.redis, env: backend.env });
       c = cluster.clients[0]!;
       // Let a fresh cache epoch mature so reads really go through the cache.
-      if (backend.warmMs > 0) await new Promise((r) => setTimeout(r, backend.warmMs));
+      if (backend.warmMs > 0) await sleep(backend.warmMs);
     });
     after(async () => {
       await cluster?.stop();
