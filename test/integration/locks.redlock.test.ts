@@ -16,21 +16,11 @@ import {
   assertAcquired,
   assertHeld,
   at,
-  badInput,
-  cancelledWaiter,
-  counterUnderLock,
-  deadlineWaiter,
   expectFenceStale,
-  grantForGoneCallerReleased,
   expectNotHeld,
   history,
   lastToken,
-  nonHolderUnlock,
-  pausedHolder,
-  renewAndExpiry,
-  repliesCarryHeaders,
-  slowGrantNotReportedAsHeld,
-  tamperedLockId,
+  lockConformanceSuite,
   text,
   utf8,
   type LockTestContext,
@@ -89,51 +79,7 @@ describe("locks over Redlock: 3 Redis masters, 2 replicas (guarantee 4)", functi
     for (const m of masters) if (!m.running) await m.restart();
   });
 
-  it("mutual exclusion: 20 clients x 50 unconditional increments under the lock end at exactly 1000; tokens increase with each holder", async () => {
-    await counterUnderLock(ctx, { namespace: `${NS}-mutex`, workers: 20, increments: 50, ttlMs: 10_000 });
-  });
-
-  it("a paused holder's late writes (CompareAndSet, Delete) are refused FENCE_STALE after another replica took the expired lock", async () => {
-    await pausedHolder(ctx, `${NS}-paused`);
-  });
-
-  it("Unlock by a non-holder (made-up id, another lock's id) is refused LOCK_NOT_HELD and the lock stays held", async () => {
-    await nonHolderUnlock(ctx, `${NS}-nonholder`);
-  });
-
-  it("RenewLock keeps a lock past its TTL; an expired lock cannot be renewed and is taken by another", async () => {
-    await renewAndExpiry(ctx, `${NS}-renew`);
-  });
-
-  it("a waiter cancelled client-side holds nothing afterwards", async () => {
-    await cancelledWaiter(ctx, `${NS}-cancel`);
-  });
-
-  it("a waiter whose deadline passes holds nothing afterwards", async () => {
-    const outcome = await deadlineWaiter(ctx, `${NS}-deadline`);
-    if (process.env.AGENTSTATE_TEST_VERBOSE === "1")
-      console.log(`      (the timed-out waiter was answered ${outcome})`);
-  });
-
-  it("a lock granted to a caller whose deadline passed (DEADLINE_EXCEEDED) or who cancelled meanwhile is released", async () => {
-    await grantForGoneCallerReleased(ctx, `${NS}-gone`);
-  });
-
-  it("every lock reply carries a header with the store revision", async () => {
-    await repliesCarryHeaders(ctx, `${NS}-header`);
-  });
-
-  it("a lock id altered in its token part is refused, never echoed back as a token", async () => {
-    await tamperedLockId(ctx, `${NS}-tamper`);
-  });
-
-  it("an acquisition that outlasted its TTL is not reported as acquired", async () => {
-    await slowGrantNotReportedAsHeld(ctx, `${NS}-slow`);
-  });
-
-  it("bad input answers INVALID_ARGUMENT naming the field and takes nothing", async () => {
-    await badInput(ctx, `${NS}-bad`);
-  });
+  lockConformanceSuite(ctx, { namespace: NS, mutex: { workers: 20, increments: 50 } });
 
   it("each master keeps the holder's owner beside the lock (never its secret): extended by RenewLock, gone after Unlock and after expiry; an owner-less Lock reports no owner", async () => {
     const ns = `${NS}-owner`;

@@ -7,9 +7,11 @@
  */
 import * as assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import { status, type ServiceError } from "@grpc/grpc-js";
 import type { AgentstateClient } from "../../clients/typescript/src/AgentstateClient";
 import type { Item } from "../../clients/typescript/src/gen/agentstate/v1/common";
+import type { Expected } from "../../clients/typescript/src/gen/agentstate/v1/kv";
 import type { LockResponse } from "../../clients/typescript/src/gen/agentstate/v1/lock";
 import { expectGrpcError } from "./expectGrpcError";
 import { duration, type LockClient } from "./lockClients";
@@ -27,7 +29,6 @@ export interface LockTestContext {
 
 export const utf8 = (s: string) => Buffer.from(s, "utf8");
 export const text = (item: Item | undefined) => Buffer.from(item?.value ?? new Uint8Array()).toString("utf8");
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** A lock id in the server's format that was never issued. */
 export function madeUpLockId(token = 1): string {
@@ -198,14 +199,18 @@ export async function pausedHolder(ctx: LockTestContext, namespace: string): Pro
   const [lockA, lockB] = [at(ctx.locks, 0), at(ctx.locks, 1)];
   const [kvA, kvB] = [at(ctx.kvs, 0), at(ctx.kvs, 1)];
 
+  // A fenced CompareAndSet of the key by `holder`, through `kv`.
+  const write = (kv: AgentstateClient, holder: LockResponse, expected: Expected, value: string) =>
+    kv.compareAndSet({
+      namespace,
+      key,
+      expected,
+      value: utf8(value),
+      fence: { lockName: name, token: holder.fencingToken },
+    });
+
   const a = assertAcquired(await lockA.lock({ namespace, name, ttl: duration(500), owner: "A" }), "A");
-  const early = await kvA.compareAndSet({
-    namespace,
-    key,
-    expected: { absent: true },
-    value: utf8("A-early"),
-    fence: { lockName: name, token: a.fencingToken },
-  });
+  const early = await write(kvA, a, { absent: true }, "A-early");
   assert.equal(early.applied, true, "A writes while it holds the lock");
 
   // A now "pauses" (never renews). B waits on the other replica and gets the lock once A's expires.
@@ -214,34 +219,12 @@ export async function pausedHolder(ctx: LockTestContext, namespace: string): Pro
     "B after A expired",
   );
   assert.ok(b.fencingToken > a.fencingToken, `B's token ${b.fencingToken} > A's ${a.fencingToken}`);
-  const wb = await kvB.compareAndSet({
-    namespace,
-    key,
-    expected: { any: true },
-    value: utf8("B"),
-    fence: { lockName: name, token: b.fencingToken },
-  });
+  const wb = await write(kvB, b, { any: true }, "B");
   assert.equal(wb.applied, true, "B's fenced write applies");
 
   // A wakes up and writes late with its old token, through either replica.
-  await expectFenceStale(
-    kvA.compareAndSet({
-      namespace,
-      key,
-      expected: { any: true },
-      value: utf8("A-late"),
-      fence: { lockName: name, token: a.fencingToken },
-    }),
-  );
-  await expectFenceStale(
-    kvB.compareAndSet({
-      namespace,
-      key,
-      expected: { version: 2 },
-      value: utf8("A-late-2"),
-      fence: { lockName: name, token: a.fencingToken },
-    }),
-  );
+  await expectFenceStale(write(kvA, a, { any: true }, "A-late"));
+  await expectFenceStale(write(kvB, a, { version: 2 }, "A-late-2"));
   await expectFenceStale(
     kvA.delete({ namespace, key, expected: { any: true }, fence: { lockName: name, token: a.fencingToken } }),
   );
@@ -670,4 +653,70 @@ export async function grantForGoneCallerReleased(ctx: LockTestContext, namespace
     );
     assert.equal((await l0.unlock({ namespace, name, lockId: third.lockId })).released, true);
   }
+}
+
+// ------------------------------------------------------------------ the suite
+
+export interface LockSuiteOptions {
+  /** Prefix of each scenario's namespace. */
+  namespace: string;
+  /** Size of the mutual-exclusion run (counterUnderLock). */
+  mutex: { workers: number; increments: number };
+}
+
+/**
+ * The lock conformance suite: every scenario above as one test, against the
+ * backend whose replicas `ctx` holds (the caller's `before` fills it). Call it
+ * inside the backend's describe, after its hooks; the backend's own tests
+ * follow it there.
+ */
+export function lockConformanceSuite(ctx: LockTestContext, opts: LockSuiteOptions): void {
+  const NS = opts.namespace;
+  const { workers, increments } = opts.mutex;
+
+  it(`mutual exclusion: ${workers} clients x ${increments} unconditional increments under the lock end at exactly ${workers * increments}; tokens increase with each holder`, async () => {
+    await counterUnderLock(ctx, { namespace: `${NS}-mutex`, workers, increments, ttlMs: 10_000 });
+  });
+
+  it("a paused holder's late writes (CompareAndSet, Delete) are refused FENCE_STALE after another replica took the expired lock", async () => {
+    await pausedHolder(ctx, `${NS}-paused`);
+  });
+
+  it("Unlock by a non-holder (made-up id, another lock's id) is refused LOCK_NOT_HELD and the lock stays held", async () => {
+    await nonHolderUnlock(ctx, `${NS}-nonholder`);
+  });
+
+  it("RenewLock keeps a lock past its TTL; an expired lock cannot be renewed and is taken by another", async () => {
+    await renewAndExpiry(ctx, `${NS}-renew`);
+  });
+
+  it("a waiter cancelled client-side holds nothing afterwards", async () => {
+    await cancelledWaiter(ctx, `${NS}-cancel`);
+  });
+
+  it("a waiter whose deadline passes holds nothing afterwards", async () => {
+    const outcome = await deadlineWaiter(ctx, `${NS}-deadline`);
+    if (process.env.AGENTSTATE_TEST_VERBOSE === "1")
+      console.log(`      (the timed-out waiter was answered ${outcome})`);
+  });
+
+  it("a lock granted to a caller whose deadline passed (DEADLINE_EXCEEDED) or who cancelled meanwhile is released", async () => {
+    await grantForGoneCallerReleased(ctx, `${NS}-gone`);
+  });
+
+  it("every lock reply carries a header with the store revision", async () => {
+    await repliesCarryHeaders(ctx, `${NS}-header`);
+  });
+
+  it("a lock id altered in its token part is refused, never echoed back as a token", async () => {
+    await tamperedLockId(ctx, `${NS}-tamper`);
+  });
+
+  it("an acquisition that outlasted its TTL is not reported as acquired", async () => {
+    await slowGrantNotReportedAsHeld(ctx, `${NS}-slow`);
+  });
+
+  it("bad input answers INVALID_ARGUMENT naming the field and takes nothing", async () => {
+    await badInput(ctx, `${NS}-bad`);
+  });
 }
