@@ -17,10 +17,11 @@ import {
   expectFenceStale,
   lastToken,
   lockConformanceSuite,
+  startLockReplicas,
   utf8,
   type LockTestContext,
 } from "../support/lockScenarios";
-import { startCluster, type Cluster } from "../support/startCluster";
+import type { Cluster } from "../support/startCluster";
 
 describe("locks in Postgres (embedded-default semantics, no Redis), 2 replicas (guarantee 4)", function () {
   this.timeout(90_000);
@@ -31,20 +32,7 @@ describe("locks in Postgres (embedded-default semantics, no Redis), 2 replicas (
 
   before(async function () {
     this.timeout(120_000);
-    cluster = await startCluster({
-      replicas: 2,
-      name: "locks_pg",
-      env: { REDLOCK_URLS: "", AGENTSTATE_METRICS_PORT: "0" },
-    });
-    for (const s of cluster.servers) {
-      const line = await s.waitForLog((l) => l.msg === "listening");
-      assert.equal(line.locks, "postgres", "the replica keeps its locks in Postgres");
-      assert.equal(line.cache, "off");
-    }
-    ctx.databaseUrl = cluster.databaseUrl;
-    ctx.servers = cluster.servers;
-    ctx.kvs = cluster.clients;
-    ctx.locks = cluster.servers.map((s) => new LockClient(s.address));
+    cluster = await startLockReplicas(ctx, { name: "locks_pg", env: { REDLOCK_URLS: "" }, locks: "postgres" });
   });
 
   after(async function () {

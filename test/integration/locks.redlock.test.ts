@@ -11,7 +11,7 @@ import { status } from "@grpc/grpc-js";
 import { Redis } from "ioredis";
 import { eventually } from "../support/eventually";
 import { expectGrpcError } from "../support/expectGrpcError";
-import { duration, LockClient } from "../support/lockClients";
+import { duration } from "../support/lockClients";
 import {
   assertAcquired,
   assertHeld,
@@ -21,12 +21,13 @@ import {
   history,
   lastToken,
   lockConformanceSuite,
+  startLockReplicas,
   text,
   utf8,
   type LockTestContext,
 } from "../support/lockScenarios";
 import { RedisProcess } from "../support/RedisProcess";
-import { startCluster, type Cluster } from "../support/startCluster";
+import type { Cluster } from "../support/startCluster";
 import { getTestEnv } from "../support/TestEnv";
 
 describe("locks over Redlock: 3 Redis masters, 2 replicas (guarantee 4)", function () {
@@ -45,26 +46,15 @@ describe("locks over Redlock: 3 Redis masters, 2 replicas (guarantee 4)", functi
     masters = started.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
     const failed = started.find((r): r is PromiseRejectedResult => r.status === "rejected");
     if (failed) throw failed.reason;
-    cluster = await startCluster({
-      replicas: 2,
+    cluster = await startLockReplicas(ctx, {
       name: "locks_redlock",
       env: {
         REDLOCK_URLS: masters.map((m) => m.url).join(","),
         AGENTSTATE_REDIS_PREFIX: prefix,
         AGENTSTATE_REDIS_TIMEOUT_MS: "300",
-        // Two replicas on one host: any free port for /metrics.
-        AGENTSTATE_METRICS_PORT: "0",
       },
+      locks: "redlock(3)",
     });
-    for (const s of cluster.servers) {
-      const line = await s.waitForLog((l) => l.msg === "listening");
-      assert.equal(line.locks, "redlock(3)", "the replica keeps its locks in Redlock over the three masters");
-      assert.equal(line.cache, "off");
-    }
-    ctx.databaseUrl = cluster.databaseUrl;
-    ctx.servers = cluster.servers;
-    ctx.kvs = cluster.clients;
-    ctx.locks = cluster.servers.map((s) => new LockClient(s.address));
   });
 
   after(async function () {

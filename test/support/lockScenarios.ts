@@ -14,10 +14,11 @@ import type { Item } from "../../clients/typescript/src/gen/agentstate/v1/common
 import type { Expected } from "../../clients/typescript/src/gen/agentstate/v1/kv";
 import type { LockResponse } from "../../clients/typescript/src/gen/agentstate/v1/lock";
 import { expectGrpcError } from "./expectGrpcError";
-import { duration, type LockClient } from "./lockClients";
+import { duration, LockClient } from "./lockClients";
 import { Client } from "pg";
 import { pgQuery } from "./pgQuery";
 import type { ServerProcess } from "./ServerProcess";
+import { startCluster, type Cluster } from "./startCluster";
 
 export interface LockTestContext {
   databaseUrl: string;
@@ -107,6 +108,33 @@ export async function lastToken(databaseUrl: string, namespace: string, name: st
     [namespace, name],
   );
   return rows[0] ? Number(rows[0].last_token) : 0;
+}
+
+/**
+ * Starts the two replicas a lock suite runs against (startCluster with
+ * `env`: AGENTSTATE_METRICS_PORT=0, for two replicas on one host), checks
+ * from each one's "listening" line that it keeps its locks in `locks` with
+ * the cache off, and fills `ctx`.
+ */
+export async function startLockReplicas(
+  ctx: LockTestContext,
+  opts: { name: string; env: Record<string, string>; locks: string },
+): Promise<Cluster> {
+  const cluster = await startCluster({
+    replicas: 2,
+    name: opts.name,
+    env: { ...opts.env, AGENTSTATE_METRICS_PORT: "0" },
+  });
+  for (const s of cluster.servers) {
+    const line = await s.waitForLog((l) => l.msg === "listening");
+    assert.equal(line.locks, opts.locks, `the replica keeps its locks in ${opts.locks}`);
+    assert.equal(line.cache, "off");
+  }
+  ctx.databaseUrl = cluster.databaseUrl;
+  ctx.servers = cluster.servers;
+  ctx.kvs = cluster.clients;
+  ctx.locks = cluster.servers.map((s) => new LockClient(s.address));
+  return cluster;
 }
 
 // ------------------------------------------------------------------ scenarios
@@ -455,28 +483,13 @@ export async function badInput(ctx: LockTestContext, namespace: string): Promise
   });
 
   // A fence must name a lock and carry a positive token.
-  await expectGrpcError(
-    kv.compareAndSet({
-      namespace,
-      key: "k",
-      expected: { any: true },
-      value: utf8("v"),
-      fence: { lockName: "", token: 1 },
-    }),
-    IA,
-    { field: "fence.lock_name" },
-  );
-  await expectGrpcError(
-    kv.compareAndSet({
-      namespace,
-      key: "k",
-      expected: { any: true },
-      value: utf8("v"),
-      fence: { lockName: name, token: 0 },
-    }),
-    IA,
-    { field: "fence.token" },
-  );
+  for (const [fence, field] of [
+    [{ lockName: "", token: 1 }, "fence.lock_name"],
+    [{ lockName: name, token: 0 }, "fence.token"],
+  ] as const) {
+    const write = kv.compareAndSet({ namespace, key: "k", expected: { any: true }, value: utf8("v"), fence });
+    await expectGrpcError(write, IA, { field });
+  }
 
   // Nothing was taken and no token was burned: the first real acquisition gets token 1.
   const first = assertAcquired(await l.lock({ namespace, name, ttl, owner: "ok" }), "valid Lock after bad ones");
@@ -671,52 +684,52 @@ export interface LockSuiteOptions {
  * follow it there.
  */
 export function lockConformanceSuite(ctx: LockTestContext, opts: LockSuiteOptions): void {
-  const NS = opts.namespace;
   const { workers, increments } = opts.mutex;
-
-  it(`mutual exclusion: ${workers} clients x ${increments} unconditional increments under the lock end at exactly ${workers * increments}; tokens increase with each holder`, async () => {
-    await counterUnderLock(ctx, { namespace: `${NS}-mutex`, workers, increments, ttlMs: 10_000 });
-  });
-
-  it("a paused holder's late writes (CompareAndSet, Delete) are refused FENCE_STALE after another replica took the expired lock", async () => {
-    await pausedHolder(ctx, `${NS}-paused`);
-  });
-
-  it("Unlock by a non-holder (made-up id, another lock's id) is refused LOCK_NOT_HELD and the lock stays held", async () => {
-    await nonHolderUnlock(ctx, `${NS}-nonholder`);
-  });
-
-  it("RenewLock keeps a lock past its TTL; an expired lock cannot be renewed and is taken by another", async () => {
-    await renewAndExpiry(ctx, `${NS}-renew`);
-  });
-
-  it("a waiter cancelled client-side holds nothing afterwards", async () => {
-    await cancelledWaiter(ctx, `${NS}-cancel`);
-  });
-
-  it("a waiter whose deadline passes holds nothing afterwards", async () => {
-    const outcome = await deadlineWaiter(ctx, `${NS}-deadline`);
-    if (process.env.AGENTSTATE_TEST_VERBOSE === "1")
-      console.log(`      (the timed-out waiter was answered ${outcome})`);
-  });
-
-  it("a lock granted to a caller whose deadline passed (DEADLINE_EXCEEDED) or who cancelled meanwhile is released", async () => {
-    await grantForGoneCallerReleased(ctx, `${NS}-gone`);
-  });
-
-  it("every lock reply carries a header with the store revision", async () => {
-    await repliesCarryHeaders(ctx, `${NS}-header`);
-  });
-
-  it("a lock id altered in its token part is refused, never echoed back as a token", async () => {
-    await tamperedLockId(ctx, `${NS}-tamper`);
-  });
-
-  it("an acquisition that outlasted its TTL is not reported as acquired", async () => {
-    await slowGrantNotReportedAsHeld(ctx, `${NS}-slow`);
-  });
-
-  it("bad input answers INVALID_ARGUMENT naming the field and takes nothing", async () => {
-    await badInput(ctx, `${NS}-bad`);
-  });
+  // [title, scenario, suffix of its namespace]
+  const scenarios: [string, (ctx: LockTestContext, namespace: string) => Promise<unknown>, string][] = [
+    [
+      `mutual exclusion: ${workers} clients x ${increments} unconditional increments under the lock end at exactly ${workers * increments}; tokens increase with each holder`,
+      (c, namespace) => counterUnderLock(c, { namespace, workers, increments, ttlMs: 10_000 }),
+      "mutex",
+    ],
+    [
+      "a paused holder's late writes (CompareAndSet, Delete) are refused FENCE_STALE after another replica took the expired lock",
+      pausedHolder,
+      "paused",
+    ],
+    [
+      "Unlock by a non-holder (made-up id, another lock's id) is refused LOCK_NOT_HELD and the lock stays held",
+      nonHolderUnlock,
+      "nonholder",
+    ],
+    [
+      "RenewLock keeps a lock past its TTL; an expired lock cannot be renewed and is taken by another",
+      renewAndExpiry,
+      "renew",
+    ],
+    ["a waiter cancelled client-side holds nothing afterwards", cancelledWaiter, "cancel"],
+    [
+      "a waiter whose deadline passes holds nothing afterwards",
+      async (c, namespace) => {
+        const outcome = await deadlineWaiter(c, namespace);
+        if (process.env.AGENTSTATE_TEST_VERBOSE === "1")
+          console.log(`      (the timed-out waiter was answered ${outcome})`);
+      },
+      "deadline",
+    ],
+    [
+      "a lock granted to a caller whose deadline passed (DEADLINE_EXCEEDED) or who cancelled meanwhile is released",
+      grantForGoneCallerReleased,
+      "gone",
+    ],
+    ["every lock reply carries a header with the store revision", repliesCarryHeaders, "header"],
+    ["a lock id altered in its token part is refused, never echoed back as a token", tamperedLockId, "tamper"],
+    ["an acquisition that outlasted its TTL is not reported as acquired", slowGrantNotReportedAsHeld, "slow"],
+    ["bad input answers INVALID_ARGUMENT naming the field and takes nothing", badInput, "bad"],
+  ];
+  for (const [title, scenario, suffix] of scenarios) {
+    it(title, async () => {
+      await scenario(ctx, `${opts.namespace}-${suffix}`);
+    });
+  }
 }
