@@ -18,25 +18,34 @@ async function load(name) {
   }
 }
 
-const [{ runExitCleanups }, { freePort }, { PostgresProcess }, { RedisProcess }, { EtcdProcess }, server, procfs] =
-  await Promise.all(
-    [
-      "childProcesses",
-      "freePort",
-      "PostgresProcess",
-      "RedisProcess",
-      "EtcdProcess",
-      "LoggedServerProcess",
-      "procfs",
-    ].map(load),
-  );
+const [
+  { exitCleanups, runExitCleanups },
+  { freePort },
+  { PostgresProcess },
+  { RedisProcess },
+  { EtcdProcess },
+  server,
+  procfs,
+] = await Promise.all(
+  ["childProcesses", "freePort", "PostgresProcess", "RedisProcess", "EtcdProcess", "LoggedServerProcess", "procfs"].map(
+    load,
+  ),
+);
 
 export { freePort };
 export const { childPids, cpuSeconds, rssMiB } = procfs;
 export const etcdVersion = () => EtcdProcess.version();
 
-/** SIGKILLs every child still running (Postgres with its backends). */
+/** SIGKILLs every child still running (Postgres with its backends, load generators). */
 export const killAllSync = runExitCleanups;
+
+/** Registers a child the harness did not start (a load generator): SIGKILLed if the run ends while it runs. */
+export function killAtExit(child) {
+  const kill = () => child.kill("SIGKILL");
+  exitCleanups.add(kill);
+  child.once("exit", () => exitCleanups.delete(kill));
+  return child;
+}
 
 // The harness cleans up on these signals, then this ends the run with the
 // usual code (and the "exit" hooks, which remove the run directory).
