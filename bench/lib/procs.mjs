@@ -24,7 +24,7 @@ const [
   { PostgresProcess },
   { RedisProcess },
   { EtcdProcess },
-  server,
+  { LoggedServerProcess },
   procfs,
 ] = await Promise.all(
   ["childProcesses", "freePort", "PostgresProcess", "RedisProcess", "EtcdProcess", "LoggedServerProcess", "procfs"].map(
@@ -93,7 +93,7 @@ export function startEtcd(runDir) {
  * written when it exits on SIGTERM).
  */
 export function startServer(mainJs, runDir, env, { cpuProfDir, logName = "server.log" } = {}) {
-  return server.LoggedServerProcess.start({
+  return LoggedServerProcess.start({
     entry: mainJs,
     cwd: runDir,
     env,

@@ -1,6 +1,7 @@
 /**
- * Lock scenarios shared by the Redlock and the Postgres lock integration tests
- * (test/integration/locks.*.test.ts). Both backends promise the same
+ * The lock conformance suite (lockConformanceSuite) and its scenarios, run
+ * against the Redlock and the Postgres lock backends by
+ * test/integration/locks.*.test.ts. Both backends promise the same
  * semantics, so the same scenarios run against both: each takes a context of
  * two (or more) live server replicas with one lock client and one KV client
  * per replica, and asserts outcomes only (never timings).
