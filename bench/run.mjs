@@ -17,10 +17,13 @@ import * as path from "node:path";
 import process from "node:process";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
+import { parseArgs as parseCommandLine } from "node:util";
 import { Buffer } from "node:buffer";
 import { summarizeFile } from "./lib/cpuprofile.mjs";
 import { checkAll as checkPgbenchScripts, PGBENCH_DIR } from "./lib/pgbenchSql.mjs";
 import {
+  childPids,
+  cpuSeconds,
   etcdVersion,
   freePort,
   killAllSync,
@@ -35,6 +38,9 @@ import { driver, driverSetup, findGhz, ghz, GHZ_VERSION, ghzVersion, pgbench, re
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, "..");
 const NS = "bench";
+// Server B's database and Redis prefix with --ab-ref (else it shares A's).
+const DB_B = "agentstate_b";
+const PREFIX_B = "bench_b";
 const VALUE = Buffer.alloc(64, "v");
 const VALUE_B64 = VALUE.toString("base64");
 const ETCD_PINNED = "3.4.23";
@@ -63,6 +69,10 @@ const HELP = `usage: node bench/run.mjs [options]
   --ab-import FILE       A/B: also start server B with FILE preloaded (repeatable) and run every
                          agentstate scenario on A then on B, back to back (rows "<id>+B")
   --ab-env K=V           A/B: extra environment for server B only (repeatable), e.g. LOG_LEVEL=warn
+  --ab-ref GITREF        A/B: server B is the server built from GITREF (git archive into the run
+                         directory, built there with its own npm run build against this node_modules),
+                         on the same Postgres and Redis but its own fresh database and Redis prefix
+                         (its migrations may differ), e.g. --ab-ref origin/main
   --server-import FILE   preload FILE into the server (node --import; repeatable): the
                          bench/experiments/*.mjs patches measure a change without editing src/
   --out DIR              where results .md/.json go (default bench/results)
@@ -71,116 +81,70 @@ const HELP = `usage: node bench/run.mjs [options]
                          --ab-import bench/experiments/cluster-workers.mjs
 `;
 
+const OPTIONS = {
+  levels: { type: "string" },
+  duration: { type: "string" },
+  "rate-duration": { type: "string", default: "5" },
+  only: { type: "string" },
+  soak: { type: "boolean", default: false },
+  "soak-minutes": { type: "string", default: "10" },
+  big: { type: "boolean", default: false },
+  "big-keys": { type: "string", default: "10000000" },
+  profile: { type: "string" },
+  server: { type: "string", default: "build" },
+  "pg-fsync": { type: "string", default: "on" },
+  "log-level": { type: "string", default: "info" },
+  "server-env": { type: "string", multiple: true, default: [] },
+  "ab-import": { type: "string", multiple: true, default: [] },
+  "ab-env": { type: "string", multiple: true, default: [] },
+  "ab-ref": { type: "string" },
+  "server-import": { type: "string", multiple: true, default: [] },
+  out: { type: "string", default: path.join(HERE, "results") },
+  keep: { type: "boolean", default: false },
+  "ghz-connections": { type: "string", default: "1" },
+  help: { type: "boolean", short: "h", default: false },
+};
+
 function parseArgs(argv) {
-  const o = {
-    levels: [1, 16, 64],
-    duration: 3,
-    rateDuration: 5,
-    only: undefined,
-    soak: false,
-    soakMinutes: 10,
-    big: false,
-    bigKeys: 10_000_000,
-    profile: undefined,
-    server: "build",
-    pgFsync: true,
-    logLevel: "info",
-    serverEnv: {},
-    serverImport: [],
-    abImport: [],
-    abEnv: {},
-    out: path.join(HERE, "results"),
-    keep: false,
-    ghzConnections: 1,
-  };
-  let levelsSet = false;
-  let durationSet = false;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const val = () => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value`);
-      return v;
-    };
-    switch (a) {
-      case "--levels":
-        o.levels = val().split(",").map(Number);
-        levelsSet = true;
-        break;
-      case "--duration":
-        o.duration = Number(val());
-        durationSet = true;
-        break;
-      case "--rate-duration":
-        o.rateDuration = Number(val());
-        break;
-      case "--only":
-        o.only = val().split(",");
-        break;
-      case "--soak":
-        o.soak = true;
-        break;
-      case "--soak-minutes":
-        o.soakMinutes = Number(val());
-        break;
-      case "--big":
-        o.big = true;
-        break;
-      case "--big-keys":
-        o.bigKeys = Number(val());
-        break;
-      case "--profile":
-        o.profile = val();
-        break;
-      case "--server":
-        o.server = val();
-        if (!["build", "dist"].includes(o.server)) throw new Error("--server is build or dist");
-        break;
-      case "--pg-fsync":
-        o.pgFsync = val() !== "off";
-        break;
-      case "--log-level":
-        o.logLevel = val();
-        break;
-      case "--server-env": {
-        const [k, ...v] = val().split("=");
-        o.serverEnv[k] = v.join("=");
-        break;
-      }
-      case "--ab-env": {
-        const [k, ...v] = val().split("=");
-        o.abEnv[k] = v.join("=");
-        break;
-      }
-      case "--ab-import":
-        o.abImport.push(path.resolve(val()));
-        break;
-      case "--server-import":
-        o.serverImport.push(path.resolve(val()));
-        break;
-      case "--out":
-        o.out = path.resolve(val());
-        break;
-      case "--keep":
-        o.keep = true;
-        break;
-      case "--ghz-connections":
-        o.ghzConnections = Number(val());
-        if (!Number.isInteger(o.ghzConnections) || o.ghzConnections < 1)
-          throw new Error("--ghz-connections must be >= 1");
-        break;
-      case "-h":
-      case "--help":
-        process.stdout.write(HELP);
-        process.exit(0);
-        break;
-      default:
-        throw new Error(`unknown option ${a}\n${HELP}`);
-    }
+  let v;
+  try {
+    ({ values: v } = parseCommandLine({ args: argv, options: OPTIONS, strict: true, allowPositionals: false }));
+  } catch (e) {
+    throw new Error(`${e.message}\n${HELP}`);
   }
+  if (v.help) {
+    process.stdout.write(HELP);
+    process.exit(0);
+  }
+  const keyValues = (list) =>
+    Object.fromEntries(list.map((kv) => [kv.split("=")[0], kv.split("=").slice(1).join("=")]));
+  const o = {
+    levels: (v.levels ?? "1,16,64").split(",").map(Number),
+    duration: Number(v.duration ?? 3),
+    rateDuration: Number(v["rate-duration"]),
+    only: v.only?.split(","),
+    soak: v.soak,
+    soakMinutes: Number(v["soak-minutes"]),
+    big: v.big,
+    bigKeys: Number(v["big-keys"]),
+    profile: v.profile,
+    server: v.server,
+    pgFsync: v["pg-fsync"] !== "off",
+    logLevel: v["log-level"],
+    serverEnv: keyValues(v["server-env"]),
+    serverImport: v["server-import"].map((f) => path.resolve(f)),
+    abImport: v["ab-import"].map((f) => path.resolve(f)),
+    abEnv: keyValues(v["ab-env"]),
+    abRef: v["ab-ref"],
+    out: path.resolve(v.out),
+    keep: v.keep,
+    ghzConnections: Number(v["ghz-connections"]),
+  };
+  if (!["build", "dist"].includes(o.server)) throw new Error("--server is build or dist");
+  if (!Number.isInteger(o.ghzConnections) || o.ghzConnections < 1) throw new Error("--ghz-connections must be >= 1");
   if (o.profile) {
-    if (!levelsSet) o.levels = [16];
-    if (!durationSet) o.duration = 10;
+    if (v.levels === undefined) o.levels = [16];
+    if (v.duration === undefined) o.duration = 10;
     o.rateDuration = 0;
   }
   if (o.levels.some((l) => !Number.isInteger(l) || l < 1)) throw new Error("--levels must be positive integers");
@@ -225,7 +189,7 @@ const etcdDriver = (op) => (ctx, c, rps, tag) =>
     tag,
   });
 const pgbenchScript = (script, mode) => (ctx, c, rps, tag) =>
-  pgbench(ctx.pg.bin, {
+  pgbench(ctx.pg.binDir, {
     port: ctx.pg.port,
     db: "pgbench",
     script: path.join(PGBENCH_DIR, script),
@@ -603,6 +567,34 @@ function prepareServer(o, runDir) {
   return path.join(target, "src", "main.js");
 }
 
+/**
+ * --ab-ref: the server as it was at a git ref, built privately under the run
+ * directory: `git archive` of the ref, this checkout's node_modules linked in,
+ * and the ref's own `npm run build` (generated code, assets, tsc). Like
+ * --server build, type errors outside what the server needs do not stop it.
+ */
+function prepareRefServer(ref, runDir) {
+  const commit = execFileSync("git", ["-C", REPO, "rev-parse", "--verify", `${ref}^{commit}`], {
+    encoding: "utf8",
+  }).trim();
+  const dir = path.join(runDir, "ref");
+  fs.mkdirSync(dir);
+  log(`server B: building ${ref} (${commit.slice(0, 12)}) in ${dir}`);
+  const tar = path.join(runDir, "ref.tar");
+  execFileSync("git", ["-C", REPO, "archive", "--format=tar", "-o", tar, commit]);
+  execFileSync("tar", ["-xf", tar, "-C", dir]);
+  fs.rmSync(tar);
+  fs.symlinkSync(path.join(REPO, "node_modules"), path.join(dir, "node_modules"), "dir");
+  const mainJs = path.join(dir, "dist", "src", "main.js");
+  try {
+    execFileSync("npm", ["run", "build"], { cwd: dir, stdio: ["ignore", "pipe", "pipe"] });
+  } catch (e) {
+    if (!fs.existsSync(mainJs)) throw new Error(`building ${ref} failed:\n${e.stdout}\n${e.stderr}`);
+    log(`server B: the build of ${ref} reported errors outside what the server needs; the server was emitted`);
+  }
+  return { mainJs, commit };
+}
+
 async function serverEnv(ctx, imports = ctx.o.serverImport) {
   const metricsPort = await freePort();
   if (!ctx.metricsPort) ctx.metricsPort = metricsPort;
@@ -623,9 +615,15 @@ async function serverEnv(ctx, imports = ctx.o.serverImport) {
 async function startAgentstate(ctx, opts = {}) {
   ctx.server = await startServer(ctx.mainJs, ctx.runDir, await serverEnv(ctx), opts);
   log(`agentstate listening on ${ctx.server.address} (pid ${ctx.server.pid})`);
-  if (ctx.o.abImport.length || Object.keys(ctx.o.abEnv).length) {
+  if (ctx.o.abImport.length || Object.keys(ctx.o.abEnv).length || ctx.refB) {
     const env = { ...(await serverEnv(ctx, [...ctx.o.serverImport, ...ctx.o.abImport])), ...ctx.o.abEnv };
-    ctx.serverB = await startServer(ctx.mainJs, ctx.runDir, env, { logName: "server-b.log" });
+    if (ctx.refB) {
+      // Another release may have other migrations and another cache or lock
+      // layout: its own database and Redis prefix keep A's data out of its way.
+      await ctx.pg.query("postgres", `CREATE DATABASE ${DB_B}`);
+      Object.assign(env, { DATABASE_URL: ctx.pg.url(DB_B), AGENTSTATE_REDIS_PREFIX: PREFIX_B });
+    }
+    ctx.serverB = await startServer(ctx.refB?.mainJs ?? ctx.mainJs, ctx.runDir, env, { logName: "server-b.log" });
     log(`agentstate B (${abLabel(ctx)}) on ${ctx.serverB.address}`);
   }
 }
@@ -645,7 +643,7 @@ async function waitCacheServing(ctx, { db = "agentstate", prefix = NS, server = 
       db,
       "SELECT cache_epoch, (extract(epoch FROM clock_timestamp() - cache_epoch_at) * 1000)::bigint AS age FROM agentstate_state WHERE id = 1",
     );
-    const { cache_epoch: epoch, age } = r.rows[0];
+    const { cache_epoch: epoch, age } = r[0];
     const alive = redisCmd(ctx.cache.port, "EXISTS", `${prefix}:c:${epoch}:alive`);
     if (Number(age) > markerTtl + lease && alive === "1") {
       if (server !== ctx.server) return true;
@@ -671,14 +669,16 @@ async function waitCacheServing(ctx, { db = "agentstate", prefix = NS, server = 
 }
 
 async function setupData(ctx) {
-  // agentstate: the warm Get key and the hot CAS key.
-  for (const key of ["get/hit", "cas/hot"]) {
-    await ghz(ctx.ghz, ctx.server.address, {
-      call: "agentstate.v1.KeyValueService/CompareAndSet",
-      data: { namespace: NS, key, expected: { any: true }, value: VALUE_B64 },
-      concurrency: 1,
-      durationS: 0.2,
-    });
+  // agentstate: the warm Get key and the hot CAS key (on server B too when it has a database of its own).
+  for (const server of ctx.refB ? [ctx.server, ctx.serverB] : [ctx.server]) {
+    for (const key of ["get/hit", "cas/hot"]) {
+      await ghz(ctx.ghz, server.address, {
+        call: "agentstate.v1.KeyValueService/CompareAndSet",
+        data: { namespace: NS, key, expected: { any: true }, value: VALUE_B64 },
+        concurrency: 1,
+        durationS: 0.2,
+      });
+    }
   }
   // etcd: the Range key.
   await driverSetup(ctx.driver, {
@@ -723,9 +723,9 @@ async function runOne(ctx, s, c, rps) {
           : undefined;
   const onPg = isAs || s.tool === "pgbench";
   const redisPids = isAs ? [ctx.cache.pid, ...ctx.redlock.map((r) => r.pid)] : [];
-  const redisCpu = () => redisPids.reduce((a, p) => a + processCpu(p), 0);
+  const redisCpu = () => redisPids.reduce((a, p) => a + cpuSeconds(p), 0);
   const before = isAs ? rssMiB(ctx.server.pid) : undefined;
-  const cpu0 = serverPid ? processCpu(serverPid) : undefined;
+  const cpu0 = serverPid ? cpuSeconds(serverPid) : undefined;
   const pg0 = onPg ? pgCpu(ctx) : undefined;
   const redis0 = redisCpu();
   let r;
@@ -742,7 +742,7 @@ async function runOne(ctx, s, c, rps) {
   if (s.tool === "pgbench") await sleep(300);
   const after = isAs ? rssMiB(ctx.server.pid) : undefined;
   const perCall = (d) => (r.count > 0 ? (1000 * d) / r.count : undefined);
-  const cpuMs = serverPid ? perCall(processCpu(serverPid) - cpu0) : undefined;
+  const cpuMs = serverPid ? perCall(cpuSeconds(serverPid) - cpu0) : undefined;
   const pgMs = onPg ? perCall(pgCpu(ctx) - pg0) : undefined;
   const redisMs = isAs ? perCall(redisCpu() - redis0) : undefined;
   const row = {
@@ -780,6 +780,11 @@ async function runGroup(ctx, group, selected) {
   log(`--- group ${group}: ${list.map((s) => s.id).join(", ")}`);
   if (group === "read" && list.some((s) => s.id.startsWith("get-hit"))) {
     ctx.cacheServing = await waitCacheServing(ctx);
+    if (ctx.refB) {
+      const b = { db: DB_B, prefix: PREFIX_B, server: ctx.serverB };
+      // An older release may keep its cache epoch elsewhere: then B's get-hit rows may be misses.
+      await waitCacheServing(ctx, b).catch((e) => log(`WARNING: server B's cache state unreadable: ${e.message}`));
+    }
   }
   for (const c of ctx.o.levels) {
     for (const s of list) {
@@ -813,18 +818,20 @@ async function runGroup(ctx, group, selected) {
   }
 }
 
-// --ab-import: a second server B (same database, Redis and cache epoch, plus
-// the preloaded experiment) runs every agentstate scenario right after A, so
-// that A and B see the same machine load.
+// A/B: a second server B runs every agentstate scenario right after A, so
+// that A and B see the same machine load. --ab-import/--ab-env: the same
+// build, database, Redis and cache epoch, plus the preloaded experiment or
+// environment; --ab-ref: the build of another git ref, on its own database.
 function abLabel(ctx) {
   return [
+    ...(ctx.refB ? [`git ${ctx.o.abRef} (${ctx.refB.commit.slice(0, 12)}), own database`] : []),
     ...ctx.o.abImport.map((f) => `${path.relative(REPO, f)} preloaded`),
     ...Object.entries(ctx.o.abEnv).map(([k, v]) => `${k}=${v}`),
   ].join(", ");
 }
 
 function variantB(s) {
-  return { ...s, id: `${s.id}+B`, vs: [s.id], what: `${s.what} [server B: --ab-import]` };
+  return { ...s, id: `${s.id}+B`, vs: [s.id], what: `${s.what} [server B]` };
 }
 
 async function onServerB(ctx, fn) {
@@ -1121,12 +1128,12 @@ async function profile(ctx, id) {
   await s.run(ctx, ctx.o.levels[0], undefined, `warm-${Date.now().toString(36)}`);
   await ctx.pg.query("agentstate", "SELECT pg_stat_statements_reset()");
   for (const r of [ctx.cache, ...ctx.redlock]) redisCmd(r.port, "CONFIG", "RESETSTAT");
-  const cpuBefore = processCpu(ctx.server.pid);
+  const cpuBefore = cpuSeconds(ctx.server.pid);
   const pgCpuBefore = pgCpu(ctx);
   const t0 = Date.now();
   for (const c of ctx.o.levels) await runOne(ctx, s, c);
   const wall = (Date.now() - t0) / 1000;
-  const cpu = processCpu(ctx.server.pid) - cpuBefore;
+  const cpu = cpuSeconds(ctx.server.pid) - cpuBefore;
   const pgc = pgCpu(ctx) - pgCpuBefore;
   const report = [];
   report.push(`# profile of ${id} (${s.what}) at c=${ctx.o.levels.join(",")}, ${ctx.o.duration} s each`);
@@ -1149,7 +1156,7 @@ async function profile(ctx, id) {
       ORDER BY total_exec_time DESC LIMIT 12`,
   );
   report.push("| calls | total ms | mean ms | query |", "|---:|---:|---:|---|");
-  for (const r of st.rows)
+  for (const r of st)
     report.push(`| ${r.calls} | ${r.total_ms} | ${r.mean_ms} | \`${r.query.replace(/\|/g, "\\|")}\` |`);
   report.push("", "## Redis commandstats (cache; redlock master 1)", "");
   for (const [name, r] of [
@@ -1177,35 +1184,13 @@ async function profile(ctx, id) {
   return report.join("\n");
 }
 
-/** utime+stime of a process and its threads (plus its reaped children's), in seconds. */
-function processCpu(pid, withChildren = false) {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    const own = Number(f[11]) + Number(f[12]);
-    return (withChildren ? own + Number(f[13]) + Number(f[14]) : own) / 100;
-  } catch {
-    return 0;
-  }
-}
-
 /**
  * CPU seconds of Postgres: the postmaster, its live children (backends,
  * walwriter...) and, through cutime/cstime, the children that have exited.
  */
 function pgCpu(ctx) {
-  let total = processCpu(ctx.pg.pid, true);
-  for (const e of fs.readdirSync("/proc")) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${e}/stat`, "utf8");
-      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (Number(f[1]) === ctx.pg.pid) total += (Number(f[11]) + Number(f[12])) / 100;
-    } catch {
-      // gone
-    }
-  }
-  return total;
+  const pid = ctx.pg.pid;
+  return cpuSeconds(pid, true) + childPids(pid).reduce((a, c) => a + cpuSeconds(c), 0);
 }
 
 // --------------------------------------------------------------------- main
@@ -1252,6 +1237,7 @@ async function main() {
     ctx.driver = path.join(runDir, "etcd-driver");
     execFileSync("go", ["build", "-o", ctx.driver, "."], { cwd: path.join(HERE, "etcd-driver"), stdio: "inherit" });
     ctx.mainJs = prepareServer(o, runDir);
+    if (o.abRef) ctx.refB = prepareRefServer(o.abRef, runDir);
 
     log("starting Postgres, Redis (cache + 3 Redlock masters), etcd");
     ctx.pg = await startPostgres(runDir, { fsync: o.pgFsync, statStatements: Boolean(o.profile) });
@@ -1262,7 +1248,7 @@ async function main() {
     await ctx.pg.query("postgres", "CREATE DATABASE agentstate");
     await setupPgbenchDb(ctx);
     ctx.versions = {
-      pg: (await ctx.pg.query("postgres", "SELECT version()")).rows[0].version.split(" on ")[0],
+      pg: (await ctx.pg.query("postgres", "SELECT version()"))[0].version.split(" on ")[0],
       redis: /v=(\S+)/.exec(sh("redis-server", ["--version"]))?.[1],
       etcd: etcdV,
       ghz: ghzV,

@@ -6,17 +6,19 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import process from "node:process";
+import { killAtExit } from "./procs.mjs";
 
 export const GHZ_VERSION = "v0.120.0";
 
 function run(cmd, args, opts = {}) {
   return new Promise((resolve, reject) => {
-    execFile(cmd, args, { maxBuffer: 64 * 1024 * 1024, ...opts }, (err, stdout, stderr) => {
+    const child = execFile(cmd, args, { maxBuffer: 64 * 1024 * 1024, ...opts }, (err, stdout, stderr) => {
       if (err) {
         err.message += `\n${stderr}`.trimEnd();
         reject(err);
       } else resolve({ stdout, stderr });
     });
+    killAtExit(child);
   });
 }
 

@@ -8,6 +8,7 @@
  * saw. checkEvents() compares what each saw with Postgres afterwards.
  */
 import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import { Metadata, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
 import {
   AppendEventRequest,
@@ -16,7 +17,7 @@ import {
   type AppendEventResponse,
   type SubscribeResponse,
 } from "../../clients/typescript/src/gen/agentstate/v1/event";
-import { Backoff, nowNs, sleep } from "./clock";
+import { Backoff, nowNs } from "./clock";
 import type { FaultCluster } from "./FaultCluster";
 import { callError, CodeCounter, EXPECTED_INDETERMINATE } from "./grpcOutcome";
 import type { Rng } from "./Rng";

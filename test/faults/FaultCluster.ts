@@ -12,6 +12,7 @@
  * The checks read Postgres directly (`directDbUrl`), never through a proxy.
  */
 import { randomBytes } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import { credentials, type ChannelOptions } from "@grpc/grpc-js";
 import { AgentstateClient } from "../../clients/typescript/src/AgentstateClient";
 import { EventServiceClient } from "../../clients/typescript/src/gen/agentstate/v1/event";
@@ -116,7 +117,7 @@ export class ReplicaSlot {
         return;
       } catch (e) {
         lastErr = e;
-        await new Promise((r) => setTimeout(r, 250));
+        await sleep(250);
       }
     }
     throw lastErr;

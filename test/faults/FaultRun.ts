@@ -12,13 +12,14 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { Consistency } from "../../clients/typescript/src/gen/agentstate/v1/kv";
 import { eventually } from "../support/eventually";
 import { pgQuery } from "../support/pgQuery";
 import { checkEvents, matchesTarget, storedEvents, type EventsReport } from "./checkEvents";
 import { checkFencing, type FencingReport } from "./checkFencing";
 import { checkLinearizable, type PorcupineResult } from "./checkLinearizable";
-import { nowNs, sleep } from "./clock";
+import { nowNs } from "./clock";
 import { EventWorkload, type SubscriptionTargetSpec } from "./EventWorkload";
 import { FaultCluster } from "./FaultCluster";
 import { KvWorkload, type StoredOutcome } from "./KvWorkload";

@@ -9,10 +9,11 @@
  * and refused writes, deletes and re-creations all occur. A failed Get is
  * dropped (a read has no effect); a failed write is kept as indeterminate.
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import { status } from "@grpc/grpc-js";
 import type { Item } from "../../clients/typescript/src/gen/agentstate/v1/common";
 import { Consistency, type Expected } from "../../clients/typescript/src/gen/agentstate/v1/kv";
-import { Backoff, nowNs, sleep } from "./clock";
+import { Backoff, nowNs } from "./clock";
 import type { FaultCluster } from "./FaultCluster";
 import { callError, CodeCounter, EXPECTED_INDETERMINATE } from "./grpcOutcome";
 import type { Rng } from "./Rng";

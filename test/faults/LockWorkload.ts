@@ -7,8 +7,9 @@
  * history in Postgres (kv_history) tells which token every landed write
  * carried; checkFencing() then proves no stale token ever landed.
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import { status } from "@grpc/grpc-js";
-import { Backoff, nowNs, sleep } from "./clock";
+import { Backoff, nowNs } from "./clock";
 import type { FaultCluster } from "./FaultCluster";
 import { callError, CodeCounter, EXPECTED_INDETERMINATE } from "./grpcOutcome";
 import type { Rng } from "./Rng";

@@ -10,7 +10,8 @@
  * removing the toxic, as a real partition ends: TCP never resumes a stream
  * that silently lost bytes.
  */
-import { nowNs, sleep } from "./clock";
+import { setTimeout as sleep } from "node:timers/promises";
+import { nowNs } from "./clock";
 import type { FaultCluster, ReplicaSlot } from "./FaultCluster";
 import type { Rng } from "./Rng";
 import type { Toxic } from "./ToxiproxyServer";

@@ -6,11 +6,11 @@
  * ones refused) and enabled again. The process is SIGKILLed if the test
  * process exits without stopping it.
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { freePort } from "../support/freePort";
+import { ManagedProcess } from "../support/ManagedProcess";
 
 export type ToxicType = "latency" | "reset_peer" | "timeout" | "bandwidth" | "slow_close" | "slicer" | "limit_data";
 
@@ -30,58 +30,40 @@ export interface Proxy {
   upstream: string;
 }
 
-const live = new Set<ChildProcess>();
-process.once("exit", () => {
-  for (const c of live) c.kill("SIGKILL");
-});
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-export class ToxiproxyServer {
+export class ToxiproxyServer extends ManagedProcess {
   readonly proxies = new Map<string, Proxy>();
-  private readonly exited: Promise<void>;
 
-  private constructor(
-    private readonly child: ChildProcess,
-    readonly apiPort: number,
-    readonly logPath: string,
-  ) {
-    live.add(child);
-    this.exited = new Promise((resolve) =>
-      child.once("exit", () => {
-        live.delete(child);
-        resolve();
-      }),
+  private constructor(bin: string, dir: string, port: number) {
+    super(
+      {
+        name: "toxiproxy-server",
+        port,
+        ownDir: dir,
+        logPath: path.join(dir, "toxiproxy.log"),
+        file: bin,
+        args: ["-host", "127.0.0.1", "-port", String(port)],
+        spawn: {},
+        readyTimeoutMs: 15_000,
+        readyPollMs: 50,
+        stopTimeoutMs: 15_000,
+      },
+      "SIGKILL",
     );
   }
 
-  static async start(bin: string): Promise<ToxiproxyServer> {
-    let lastErr: unknown;
-    for (let attempt = 0; attempt < 5; attempt++) {
-      const port = await freePort();
-      const logPath = path.join(os.tmpdir(), `agentstate-toxiproxy-${process.pid}-${port}.log`);
-      const fd = fs.openSync(logPath, "a");
-      let child: ChildProcess;
-      try {
-        child = spawn(bin, ["-host", "127.0.0.1", "-port", String(port)], { stdio: ["ignore", fd, fd] });
-      } finally {
-        fs.closeSync(fd);
-      }
-      child.unref();
-      const server = new ToxiproxyServer(child, port, logPath);
-      const deadline = Date.now() + 15_000;
-      while (Date.now() < deadline && live.has(child)) {
-        try {
-          await server.api("GET", "/version");
-          return server;
-        } catch (e) {
-          lastErr = e;
-          await sleep(50);
-        }
-      }
-      await server.stop();
-    }
-    throw new Error(`toxiproxy-server did not start: ${String(lastErr)}`);
+  static start(bin: string): Promise<ToxiproxyServer> {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "agentstate-toxiproxy-"));
+    return ManagedProcess.startOnPort(
+      undefined,
+      dir,
+      /address already in use/i,
+      (port) => new ToxiproxyServer(bin, dir, port),
+    );
+  }
+
+  /** The HTTP API's port. */
+  get apiPort(): number {
+    return this.port;
   }
 
   /** Creates a proxy listening on a free 127.0.0.1 port, forwarding to `upstream` ("host:port"). */
@@ -125,13 +107,13 @@ export class ToxiproxyServer {
     await this.api("POST", "/reset");
   }
 
-  async stop(): Promise<void> {
-    if (!live.has(this.child)) return;
-    // Keep the event loop alive until the exit is seen (the child is unref'd).
-    this.child.ref();
-    this.child.kill("SIGKILL");
-    await this.exited;
-    fs.rmSync(this.logPath, { force: true });
+  /** SIGKILL, and its log removed. */
+  override stop(): Promise<void> {
+    return this.destroy();
+  }
+
+  protected override async probe(): Promise<void> {
+    await this.api("GET", "/version");
   }
 
   private async api(method: string, p: string, body?: unknown): Promise<unknown> {

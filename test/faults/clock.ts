@@ -1,3 +1,5 @@
+import { setTimeout as sleep } from "node:timers/promises";
+
 /**
  * One monotonic clock for every history of a run: nanoseconds since the run
  * started (process.hrtime), safe as JS numbers for about 104 days.
@@ -7,8 +9,6 @@ const t0 = process.hrtime.bigint();
 export function nowNs(): number {
   return Number(process.hrtime.bigint() - t0);
 }
-
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Exponential backoff with jitter after consecutive failures, as a well-behaved client does. */
 export class Backoff {

@@ -17,11 +17,11 @@
  */
 import * as assert from "node:assert/strict";
 import { Redis } from "ioredis";
-import { findToxiproxy } from "../faults/goTools";
 import { ToxiproxyServer } from "../faults/ToxiproxyServer";
 import { eventually } from "../support/eventually";
 import { serverMetrics } from "../support/serverMetrics";
-import { startCluster, type Cluster, type Replica } from "../support/startCluster";
+import type { Cluster, Replica } from "../support/startCluster";
+import { startProxiedCacheCluster, type ProxiedCacheCluster } from "../support/startProxiedCacheCluster";
 import { getTestEnv } from "../support/TestEnv";
 import type { ServerProcess } from "../support/ServerProcess";
 
@@ -35,6 +35,7 @@ async function nearHits(server: ServerProcess): Promise<number> {
 
 describe("near cache: copies of cache hits are never served stale (guarantee 3)", function () {
   this.timeout(180_000);
+  let setup: ProxiedCacheCluster | undefined;
   let toxi: ToxiproxyServer | undefined;
   let cluster: Cluster | undefined;
   let redis: Redis | undefined;
@@ -43,32 +44,25 @@ describe("near cache: copies of cache hits are never served stale (guarantee 3)"
 
   before(async function () {
     this.timeout(600_000); // may install toxiproxy-server (pinned) on a fresh machine
-    const env = await getTestEnv();
-    toxi = await ToxiproxyServer.start(await findToxiproxy());
-    const proxy = await toxi.createProxy("redis-b", `127.0.0.1:${env.redis.port}`);
-    cluster = await startCluster({
+    setup = await startProxiedCacheCluster({
       name: "near",
-      redis: true,
-      replicas: 0,
+      proxy: "redis-b",
       env: {
         AGENTSTATE_STATEMENT_TIMEOUT_MS: "1000",
         AGENTSTATE_CACHE_MARKER_TTL_MS: String(MARKER_TTL_MS),
         AGENTSTATE_CACHE_LEASE_MS: "1000",
       },
+      direct: { AGENTSTATE_NEAR_CACHE_BYTES: "0" },
+      // B's Redis commands may take a delayed round trip (2 s) without timing out.
+      proxiedRedisTimeoutMs: 10_000,
     });
-    a = await cluster.addReplica({ AGENTSTATE_NEAR_CACHE_BYTES: "0" });
-    // B's Redis commands may take a delayed round trip (2 s) without timing out.
-    b = await cluster.addReplica({
-      REDIS_URL: `redis://127.0.0.1:${proxy.listenPort}`,
-      AGENTSTATE_REDIS_TIMEOUT_MS: "10000",
-    });
-    redis = new Redis(env.redis.url);
+    ({ toxi, cluster, direct: a, proxied: b } = setup);
+    redis = new Redis((await getTestEnv()).redis.url);
   });
 
   after(async () => {
     redis?.disconnect();
-    await cluster?.stop();
-    await toxi?.stop();
+    await setup?.stop();
   });
 
   async function put(key: string, value: string): Promise<number> {

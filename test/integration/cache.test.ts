@@ -6,6 +6,7 @@
  * Also: with Redis stopped, every RPC keeps working through Postgres.
  */
 import { strict as assert } from "node:assert";
+import { setTimeout as sleep } from "node:timers/promises";
 import { credentials, type ServiceError } from "@grpc/grpc-js";
 import {
   CompareAndSetRequest,
@@ -117,16 +118,15 @@ describe("cache: reads are never stale (guarantee 3)", function () {
       for (let w = 0; w < 2; w++) loops.push(writer(clients[s]!, s * 2 + w));
       for (let r = 0; r < 3; r++) loops.push(reader(clients[s]!, s * 3 + r));
     }
-    const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
-    await pause(4000); // epochs mature, cache warm
+    await sleep(4000); // epochs mature, cache warm
     await redis.restart(); // empty memory, new run id
-    await pause(4000);
+    await sleep(4000);
     await redis.flushAll();
-    await pause(4000);
+    await sleep(4000);
     await redis.stop("SIGKILL");
-    await pause(1500);
+    await sleep(1500);
     await redis.restart();
-    await pause(4000);
+    await sleep(4000);
     stop = true;
     await Promise.all(loops);
 

@@ -1,5 +1,6 @@
 import * as assert from "node:assert/strict";
 import * as http2 from "node:http2";
+import { setTimeout as sleep } from "node:timers/promises";
 import { credentials, Metadata, status, type ServiceError } from "@grpc/grpc-js";
 import { Client } from "pg";
 import { AgentstateClient } from "../../clients/typescript/src/AgentstateClient";
@@ -185,7 +186,7 @@ describe("TypeScript client: AgentstateClient against a real server", function (
       // The server learns the deadline as a relative timeout when the call
       // arrives, so its deadline can be a few ms after the client's. Release
       // the row only once the deadline has passed by either clock.
-      await new Promise((r) => setTimeout(r, 300));
+      await sleep(300);
       await locker.query("ROLLBACK");
     } finally {
       await locker.end().catch(() => undefined);

@@ -1,5 +1,6 @@
 import * as assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import { InterceptingCall, Metadata, status, type Interceptor, type ServiceError } from "@grpc/grpc-js";
 import { AgentstateClient } from "../../clients/typescript/src/AgentstateClient";
 import { durationFromMs } from "../../clients/typescript/src/duration";
@@ -14,7 +15,6 @@ import { expectGrpcError } from "../support/expectGrpcError";
 import { startCluster, type Cluster } from "../support/startCluster";
 
 const text = (item: Item | undefined) => Buffer.from(item?.value ?? new Uint8Array()).toString("utf8");
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 // The TypeScript client's helpers (update, withLock, put) against two server
 // replicas sharing Postgres and Redis (cache and Redlock).

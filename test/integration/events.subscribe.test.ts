@@ -9,6 +9,7 @@
 import * as assert from "node:assert/strict";
 import { randomBytes, randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { setTimeout as sleep } from "node:timers/promises";
 import { status } from "@grpc/grpc-js";
 import { Client } from "pg";
 import type { EventData } from "../../clients/typescript/src/gen/agentstate/v1/event";
@@ -20,8 +21,6 @@ import { expectGrpcError } from "../support/expectGrpcError";
 import { pgQuery } from "../support/pgQuery";
 import type { ServerProcess } from "../support/ServerProcess";
 import { startCluster, type Cluster } from "../support/startCluster";
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 function ev(type = "e", data: string | Buffer = ""): EventData {
   return { id: randomUUID(), type, data: typeof data === "string" ? Buffer.from(data) : data, metadata: {} };

@@ -7,6 +7,7 @@
  */
 import * as assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import { status, type ServiceError } from "@grpc/grpc-js";
 import { Client } from "pg";
 import {
@@ -18,6 +19,7 @@ import {
 } from "../../clients/typescript/src/gen/agentstate/v1/event";
 import { EventClient, type RecordedEvent } from "../support/eventClient";
 import { blockedBy } from "../support/blockedBy";
+import { eventClusterHooks } from "../support/eventClusterHooks";
 import { eventually } from "../support/eventually";
 import { expectGrpcError } from "../support/expectGrpcError";
 import { pgQuery } from "../support/pgQuery";
@@ -663,7 +665,7 @@ describe("EventService: appends, reads, idempotency, fences (Postgres, 2 replica
           1,
           "the append is still waiting for the stream's row when its caller gives up",
         );
-        await new Promise((r) => setTimeout(r, 100)); // past the deadline by the server's clock too
+        await sleep(100); // past the deadline by the server's clock too
         await blocker.query("COMMIT");
         await eventually(
           "the stuck append to finish",
@@ -975,24 +977,15 @@ describe("EventService: appends, reads, idempotency, fences (Postgres, 2 replica
 
 describe("EventService: retention by count (AGENTSTATE_STREAM_MAX_EVENTS=5, fast janitor)", function () {
   this.timeout(120_000);
-  let cluster: Cluster;
-  let c: EventClient;
   const NS = "ev-retention";
-
-  before(async () => {
-    cluster = await startCluster({
-      name: "events_retention",
-      replicas: 1,
-      env: { AGENTSTATE_STREAM_MAX_EVENTS: "5", AGENTSTATE_JANITOR_INTERVAL_MS: "100" },
-    });
-    c = new EventClient(at(cluster.servers, 0).address);
-  });
-  after(async () => {
-    c?.close();
-    await cluster?.stop();
+  const ec = eventClusterHooks({
+    name: "events_retention",
+    replicas: 1,
+    env: { AGENTSTATE_STREAM_MAX_EVENTS: "5", AGENTSTATE_JANITOR_INTERVAL_MS: "100" },
   });
 
   it("a stream of 20 events is trimmed to its last 5; appends keep working during trimming and versions carry on", async () => {
+    const { cluster, client: c } = ec;
     // One event per append, so trimming runs while the stream is being written.
     const busy = (async () => {
       const acks: AppendEventResponse[] = [];
@@ -1064,24 +1057,15 @@ describe("EventService: retention by count (AGENTSTATE_STREAM_MAX_EVENTS=5, fast
 
 describe("EventService: retention by age (AGENTSTATE_EVENT_RETENTION_SECONDS=1, fast janitor)", function () {
   this.timeout(120_000);
-  let cluster: Cluster;
-  let c: EventClient;
   const NS = "ev-age";
-
-  before(async () => {
-    cluster = await startCluster({
-      name: "events_age",
-      replicas: 1,
-      env: { AGENTSTATE_EVENT_RETENTION_SECONDS: "1", AGENTSTATE_JANITOR_INTERVAL_MS: "100" },
-    });
-    c = new EventClient(at(cluster.servers, 0).address);
-  });
-  after(async () => {
-    c?.close();
-    await cluster?.stop();
+  const ec = eventClusterHooks({
+    name: "events_age",
+    replicas: 1,
+    env: { AGENTSTATE_EVENT_RETENTION_SECONDS: "1", AGENTSTATE_JANITOR_INTERVAL_MS: "100" },
   });
 
   it("events older than the retention are removed; the stream keeps its version and takes further appends", async () => {
+    const { cluster, client: c } = ec;
     const r = await c.appendEvent({
       namespace: NS,
       stream: "old",

@@ -17,7 +17,7 @@
  * which B then serves after A's commit.
  */
 import * as assert from "node:assert/strict";
-import { findToxiproxy } from "../faults/goTools";
+import { setTimeout as sleep } from "node:timers/promises";
 import { ToxiproxyServer } from "../faults/ToxiproxyServer";
 import { backendWaitingOnLock } from "../support/backendWaitingOnLock";
 import { cacheReads } from "../support/cacheReads";
@@ -25,8 +25,8 @@ import { eventually } from "../support/eventually";
 import { holdRowLock } from "../support/holdRowLock";
 import { pgQuery } from "../support/pgQuery";
 import { settle } from "../support/settle";
-import { startCluster, type Cluster, type Replica } from "../support/startCluster";
-import { getTestEnv } from "../support/TestEnv";
+import type { Cluster, Replica } from "../support/startCluster";
+import { startProxiedCacheCluster, type ProxiedCacheCluster } from "../support/startProxiedCacheCluster";
 
 const NS = "g3crash";
 const KEY = "k";
@@ -40,10 +40,9 @@ interface Seen {
   value: string | undefined;
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
 describe("guarantee 3: a replica killed between commit and cache update leaves no stale cached read", function () {
   this.timeout(180_000);
+  let setup: ProxiedCacheCluster | undefined;
   let toxi: ToxiproxyServer | undefined;
   let cluster: Cluster | undefined;
   let a: Replica;
@@ -51,31 +50,23 @@ describe("guarantee 3: a replica killed between commit and cache update leaves n
 
   before(async function () {
     this.timeout(600_000); // may install toxiproxy-server (pinned) on a fresh machine
-    const env = await getTestEnv();
-    toxi = await ToxiproxyServer.start(await findToxiproxy());
-    const proxy = await toxi.createProxy("redis-a", `127.0.0.1:${env.redis.port}`);
-    cluster = await startCluster({
+    setup = await startProxiedCacheCluster({
       name: "g3crash",
-      redis: true,
-      replicas: 0,
+      proxy: "redis-a",
       env: {
         AGENTSTATE_STATEMENT_TIMEOUT_MS: String(STATEMENT_TIMEOUT_MS),
         AGENTSTATE_CACHE_MARKER_TTL_MS: String(MARKER_TTL_MS),
         AGENTSTATE_CACHE_LEASE_MS: "1000",
       },
+      // A's Redis commands wait (up to a minute) instead of failing after the
+      // default 500 ms, so a black-holed link holds A between commit and cache update.
+      proxiedRedisTimeoutMs: 60_000,
     });
-    b = await cluster.addReplica();
-    // A's Redis commands wait (up to a minute) instead of failing after the
-    // default 500 ms, so a black-holed link holds A between commit and cache update.
-    a = await cluster.addReplica({
-      REDIS_URL: `redis://127.0.0.1:${proxy.listenPort}`,
-      AGENTSTATE_REDIS_TIMEOUT_MS: "60000",
-    });
+    ({ toxi, cluster, direct: b, proxied: a } = setup);
   });
 
   after(async () => {
-    await cluster?.stop();
-    await toxi?.stop();
+    await setup?.stop();
   });
 
   async function readB(): Promise<Seen> {

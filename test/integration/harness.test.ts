@@ -1,25 +1,17 @@
 import * as assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
 import { Client } from "pg";
 import { Redis } from "ioredis";
+import { EtcdProcess } from "../support/EtcdProcess";
 import { freePort } from "../support/freePort";
+import { LoggedServerProcess } from "../support/LoggedServerProcess";
+import { pgQuery } from "../support/pgQuery";
 import { PostgresProcess } from "../support/PostgresProcess";
 import { RedisProcess } from "../support/RedisProcess";
 import { getTestEnv } from "../support/TestEnv";
-
-async function pgQuery<T extends Record<string, unknown>>(
-  url: string,
-  sql: string,
-  params: unknown[] = [],
-): Promise<T[]> {
-  const client = new Client({ connectionString: url });
-  await client.connect();
-  try {
-    return (await client.query<T>(sql, params)).rows;
-  } finally {
-    await client.end();
-  }
-}
 
 async function withRedis<T>(url: string, fn: (r: Redis) => Promise<T>): Promise<T> {
   const r = new Redis(url, { maxRetriesPerRequest: 1 });
@@ -157,6 +149,66 @@ describe("test harness (real processes)", function () {
       } finally {
         await fixed.destroy();
       }
+    });
+  });
+
+  // The way the benchmarks use the harness: dirs and logs in a run directory of theirs.
+  describe("in a caller's directory (bench/lib/procs.mjs)", () => {
+    let runDir: string;
+    before(() => {
+      runDir = fs.mkdtempSync(path.join(os.tmpdir(), "agentstate-harness-"));
+      fs.chmodSync(runDir, 0o755); // Postgres runs as user postgres when we are root
+    });
+    after(() => {
+      fs.rmSync(runDir, { recursive: true, force: true });
+    });
+
+    it("PostgresProcess takes settings, a data dir and a log path, and leaves them to the caller", async () => {
+      const dataDir = path.join(runDir, "pg");
+      const pg = await PostgresProcess.start({
+        dataDir,
+        logPath: path.join(runDir, "postgres.log"),
+        settings: { shared_buffers: "16MB", synchronous_commit: "off" },
+      });
+      try {
+        assert.deepEqual(await pg.query("postgres", "SHOW shared_buffers"), [{ shared_buffers: "16MB" }]);
+        assert.deepEqual(await pg.query("postgres", "SHOW synchronous_commit"), [{ synchronous_commit: "off" }]);
+        assert.deepEqual(await pg.query("postgres", "SHOW fsync"), [{ fsync: "off" }], "defaults stay");
+      } finally {
+        await pg.destroy();
+      }
+      assert.ok(fs.existsSync(path.join(dataDir, "PG_VERSION")), "a caller's data dir is kept");
+      assert.match(fs.readFileSync(path.join(runDir, "postgres.log"), "utf8"), /starting postgres/);
+    });
+
+    it("LoggedServerProcess runs the server with its output in a log file", async () => {
+      const env = await getTestEnv();
+      const logPath = path.join(runDir, "server.log");
+      const server = await LoggedServerProcess.start({
+        cwd: runDir,
+        env: { DATABASE_URL: await env.freshDatabase("harness_server"), REDIS_URL: "", LOG_LEVEL: "info" },
+        logPath,
+      });
+      assert.equal(server.address, `127.0.0.1:${server.port}`);
+      await server.stop();
+      assert.equal(server.running, false);
+      assert.match(fs.readFileSync(logPath, "utf8"), /"msg":"listening"/);
+    });
+
+    it("EtcdProcess answers on its endpoint (where etcd is installed)", async function () {
+      try {
+        execFileSync("etcd", ["--version"]);
+      } catch {
+        this.skip();
+      }
+      const etcd = await EtcdProcess.start({ dataDir: path.join(runDir, "etcd") });
+      try {
+        const res = await fetch(`http://${etcd.endpoint}/health`);
+        assert.match(await res.text(), /"health":\s*"true"/);
+      } finally {
+        await etcd.stop();
+      }
+      assert.equal(etcd.running, false);
     });
   });
 

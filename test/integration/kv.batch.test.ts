@@ -6,6 +6,7 @@
  * revision, and a key held elsewhere stalls only the writes on that key.
  */
 import * as assert from "node:assert/strict";
+import { setTimeout as sleep } from "node:timers/promises";
 import { status } from "@grpc/grpc-js";
 import { Client } from "pg";
 import type { AgentstateClient } from "../../clients/typescript/src/AgentstateClient";
@@ -215,7 +216,7 @@ describe("KeyValueService: group commit of concurrent writes (real server, Postg
       );
       // The server's deadline can be a few ms after the client's (it learns a
       // relative timeout on arrival): release the row once both have passed.
-      await new Promise((r) => setTimeout(r, 300));
+      await sleep(300);
       await locker.query("COMMIT");
       const res = await held;
       assert.equal(res.applied, true);

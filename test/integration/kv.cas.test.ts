@@ -1,4 +1,5 @@
 import * as assert from "node:assert/strict";
+import { setTimeout as sleep } from "node:timers/promises";
 import { status } from "@grpc/grpc-js";
 import type { AgentstateClient } from "../../clients/typescript/src/AgentstateClient";
 import type { Item, ResponseHeader } from "../../clients/typescript/src/gen/agentstate/v1/common";
@@ -38,10 +39,17 @@ async function history(cluster: Cluster, namespace: string, key: string): Promis
 
 /**
  * The conformance suite runs against every key-value store: Postgres alone,
- * and Postgres behind the Redis cache (short cache timings so the cache epoch
- * is in use while the suite runs).
+ * Postgres behind the Redis cache (short cache timings so the cache epoch is
+ * in use while the suite runs), and the embedded default (no DATABASE_URL:
+ * the server runs its own Postgres, one server for the whole run).
  */
-const BACKENDS: { name: string; redis: boolean; env: Record<string, string>; warmMs: number }[] = [
+const BACKENDS: {
+  name: string;
+  redis: boolean;
+  embedded?: boolean;
+  env: Record<string, string>;
+  warmMs: number;
+}[] = [
   { name: "postgres", redis: false, env: {}, warmMs: 0 },
   {
     name: "postgres+redis",
@@ -53,6 +61,7 @@ const BACKENDS: { name: string; redis: boolean; env: Record<string, string>; war
     },
     warmMs: 2500,
   },
+  { name: "embedded", redis: false, embedded: true, env: { AGENTSTATE_JANITOR_INTERVAL_MS: "200" }, warmMs: 0 },
 ];
 
 for (const backend of BACKENDS)
@@ -62,11 +71,17 @@ for (const backend of BACKENDS)
     let cluster: Cluster;
     let c: AgentstateClient;
 
-    before(async () => {
-      cluster = await startCluster({ name: "kv_cas", redis: backend.redis, env: backend.env });
+    before(async function () {
+      this.timeout(120_000); // the embedded backend initialises its own Postgres
+      cluster = await startCluster({
+        name: "kv_cas",
+        redis: backend.redis,
+        embedded: backend.embedded,
+        env: backend.env,
+      });
       c = cluster.clients[0]!;
       // Let a fresh cache epoch mature so reads really go through the cache.
-      if (backend.warmMs > 0) await new Promise((r) => setTimeout(r, backend.warmMs));
+      if (backend.warmMs > 0) await sleep(backend.warmMs);
     });
     after(async () => {
       await cluster?.stop();
@@ -334,11 +349,15 @@ for (const backend of BACKENDS)
       });
 
       it("the janitor removes expired keys and logs each removal as op=3 in kv_history", async () => {
-        const janitorCluster = await startCluster({
-          name: "kv_janitor",
-          redis: backend.redis,
-          env: { ...backend.env, AGENTSTATE_JANITOR_INTERVAL_MS: "200" },
-        });
+        // The embedded backend's one server runs the fast janitor already (a
+        // second embedded Postgres would double its start-up).
+        const janitorCluster = backend.embedded
+          ? cluster
+          : await startCluster({
+              name: "kv_janitor",
+              redis: backend.redis,
+              env: { ...backend.env, AGENTSTATE_JANITOR_INTERVAL_MS: "200" },
+            });
         try {
           const jc = janitorCluster.clients[0]!;
           const put = await jc.compareAndSet({
@@ -376,7 +395,7 @@ for (const backend of BACKENDS)
           assert.ok(revisionOf(got) >= h[1]!.revision, "reads reflect the expiry's revision");
           assert.equal((await jc.get({ namespace: NS, key: "kept" })).found, true, "keys without TTL stay");
         } finally {
-          await janitorCluster.stop();
+          if (janitorCluster !== cluster) await janitorCluster.stop();
         }
       });
     });

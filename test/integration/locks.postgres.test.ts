@@ -14,23 +14,14 @@ import {
   assertFree,
   assertHeld,
   at,
-  badInput,
-  cancelledWaiter,
-  counterUnderLock,
-  deadlineWaiter,
   expectFenceStale,
-  grantForGoneCallerReleased,
   lastToken,
-  nonHolderUnlock,
-  pausedHolder,
-  renewAndExpiry,
-  repliesCarryHeaders,
-  slowGrantNotReportedAsHeld,
-  tamperedLockId,
+  lockConformanceSuite,
+  startLockReplicas,
   utf8,
   type LockTestContext,
 } from "../support/lockScenarios";
-import { startCluster, type Cluster } from "../support/startCluster";
+import type { Cluster } from "../support/startCluster";
 
 describe("locks in Postgres (embedded-default semantics, no Redis), 2 replicas (guarantee 4)", function () {
   this.timeout(90_000);
@@ -41,20 +32,7 @@ describe("locks in Postgres (embedded-default semantics, no Redis), 2 replicas (
 
   before(async function () {
     this.timeout(120_000);
-    cluster = await startCluster({
-      replicas: 2,
-      name: "locks_pg",
-      env: { REDLOCK_URLS: "", AGENTSTATE_METRICS_PORT: "0" },
-    });
-    for (const s of cluster.servers) {
-      const line = await s.waitForLog((l) => l.msg === "listening");
-      assert.equal(line.locks, "postgres", "the replica keeps its locks in Postgres");
-      assert.equal(line.cache, "off");
-    }
-    ctx.databaseUrl = cluster.databaseUrl;
-    ctx.servers = cluster.servers;
-    ctx.kvs = cluster.clients;
-    ctx.locks = cluster.servers.map((s) => new LockClient(s.address));
+    cluster = await startLockReplicas(ctx, { name: "locks_pg", env: { REDLOCK_URLS: "" }, locks: "postgres" });
   });
 
   after(async function () {
@@ -63,51 +41,7 @@ describe("locks in Postgres (embedded-default semantics, no Redis), 2 replicas (
     await cluster?.stop();
   });
 
-  it("mutual exclusion: 10 clients x 20 unconditional increments under the lock end at exactly 200; tokens increase with each holder", async () => {
-    await counterUnderLock(ctx, { namespace: `${NS}-mutex`, workers: 10, increments: 20, ttlMs: 10_000 });
-  });
-
-  it("a paused holder's late writes (CompareAndSet, Delete) are refused FENCE_STALE after another replica took the expired lock", async () => {
-    await pausedHolder(ctx, `${NS}-paused`);
-  });
-
-  it("Unlock by a non-holder (made-up id, another lock's id) is refused LOCK_NOT_HELD and the lock stays held", async () => {
-    await nonHolderUnlock(ctx, `${NS}-nonholder`);
-  });
-
-  it("RenewLock keeps a lock past its TTL; an expired lock cannot be renewed and is taken by another", async () => {
-    await renewAndExpiry(ctx, `${NS}-renew`);
-  });
-
-  it("a waiter cancelled client-side holds nothing afterwards", async () => {
-    await cancelledWaiter(ctx, `${NS}-cancel`);
-  });
-
-  it("a waiter whose deadline passes holds nothing afterwards", async () => {
-    const outcome = await deadlineWaiter(ctx, `${NS}-deadline`);
-    if (process.env.AGENTSTATE_TEST_VERBOSE === "1")
-      console.log(`      (the timed-out waiter was answered ${outcome})`);
-  });
-
-  it("a lock granted to a caller whose deadline passed (DEADLINE_EXCEEDED) or who cancelled meanwhile is released", async () => {
-    await grantForGoneCallerReleased(ctx, `${NS}-gone`);
-  });
-
-  it("every lock reply carries a header with the store revision", async () => {
-    await repliesCarryHeaders(ctx, `${NS}-header`);
-  });
-
-  it("a lock id altered in its token part is refused, never echoed back as a token", async () => {
-    await tamperedLockId(ctx, `${NS}-tamper`);
-  });
-
-  it("an acquisition that outlasted its TTL is not reported as acquired", async () => {
-    await slowGrantNotReportedAsHeld(ctx, `${NS}-slow`);
-  });
-
-  it("bad input answers INVALID_ARGUMENT naming the field and takes nothing", async () => {
-    await badInput(ctx, `${NS}-bad`);
-  });
+  lockConformanceSuite(ctx, { namespace: NS, mutex: { workers: 10, increments: 20 } });
 
   // Last: it stops every replica of the cluster.
   it("fencing tokens keep increasing across a restart of every server; a held lock survives it", async () => {

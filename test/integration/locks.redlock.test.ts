@@ -11,32 +11,23 @@ import { status } from "@grpc/grpc-js";
 import { Redis } from "ioredis";
 import { eventually } from "../support/eventually";
 import { expectGrpcError } from "../support/expectGrpcError";
-import { duration, LockClient } from "../support/lockClients";
+import { duration } from "../support/lockClients";
 import {
   assertAcquired,
   assertHeld,
   at,
-  badInput,
-  cancelledWaiter,
-  counterUnderLock,
-  deadlineWaiter,
   expectFenceStale,
-  grantForGoneCallerReleased,
   expectNotHeld,
   history,
   lastToken,
-  nonHolderUnlock,
-  pausedHolder,
-  renewAndExpiry,
-  repliesCarryHeaders,
-  slowGrantNotReportedAsHeld,
-  tamperedLockId,
+  lockConformanceSuite,
+  startLockReplicas,
   text,
   utf8,
   type LockTestContext,
 } from "../support/lockScenarios";
 import { RedisProcess } from "../support/RedisProcess";
-import { startCluster, type Cluster } from "../support/startCluster";
+import type { Cluster } from "../support/startCluster";
 import { getTestEnv } from "../support/TestEnv";
 
 describe("locks over Redlock: 3 Redis masters, 2 replicas (guarantee 4)", function () {
@@ -55,26 +46,15 @@ describe("locks over Redlock: 3 Redis masters, 2 replicas (guarantee 4)", functi
     masters = started.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
     const failed = started.find((r): r is PromiseRejectedResult => r.status === "rejected");
     if (failed) throw failed.reason;
-    cluster = await startCluster({
-      replicas: 2,
+    cluster = await startLockReplicas(ctx, {
       name: "locks_redlock",
       env: {
         REDLOCK_URLS: masters.map((m) => m.url).join(","),
         AGENTSTATE_REDIS_PREFIX: prefix,
         AGENTSTATE_REDIS_TIMEOUT_MS: "300",
-        // Two replicas on one host: any free port for /metrics.
-        AGENTSTATE_METRICS_PORT: "0",
       },
+      locks: "redlock(3)",
     });
-    for (const s of cluster.servers) {
-      const line = await s.waitForLog((l) => l.msg === "listening");
-      assert.equal(line.locks, "redlock(3)", "the replica keeps its locks in Redlock over the three masters");
-      assert.equal(line.cache, "off");
-    }
-    ctx.databaseUrl = cluster.databaseUrl;
-    ctx.servers = cluster.servers;
-    ctx.kvs = cluster.clients;
-    ctx.locks = cluster.servers.map((s) => new LockClient(s.address));
   });
 
   after(async function () {
@@ -89,51 +69,7 @@ describe("locks over Redlock: 3 Redis masters, 2 replicas (guarantee 4)", functi
     for (const m of masters) if (!m.running) await m.restart();
   });
 
-  it("mutual exclusion: 20 clients x 50 unconditional increments under the lock end at exactly 1000; tokens increase with each holder", async () => {
-    await counterUnderLock(ctx, { namespace: `${NS}-mutex`, workers: 20, increments: 50, ttlMs: 10_000 });
-  });
-
-  it("a paused holder's late writes (CompareAndSet, Delete) are refused FENCE_STALE after another replica took the expired lock", async () => {
-    await pausedHolder(ctx, `${NS}-paused`);
-  });
-
-  it("Unlock by a non-holder (made-up id, another lock's id) is refused LOCK_NOT_HELD and the lock stays held", async () => {
-    await nonHolderUnlock(ctx, `${NS}-nonholder`);
-  });
-
-  it("RenewLock keeps a lock past its TTL; an expired lock cannot be renewed and is taken by another", async () => {
-    await renewAndExpiry(ctx, `${NS}-renew`);
-  });
-
-  it("a waiter cancelled client-side holds nothing afterwards", async () => {
-    await cancelledWaiter(ctx, `${NS}-cancel`);
-  });
-
-  it("a waiter whose deadline passes holds nothing afterwards", async () => {
-    const outcome = await deadlineWaiter(ctx, `${NS}-deadline`);
-    if (process.env.AGENTSTATE_TEST_VERBOSE === "1")
-      console.log(`      (the timed-out waiter was answered ${outcome})`);
-  });
-
-  it("a lock granted to a caller whose deadline passed (DEADLINE_EXCEEDED) or who cancelled meanwhile is released", async () => {
-    await grantForGoneCallerReleased(ctx, `${NS}-gone`);
-  });
-
-  it("every lock reply carries a header with the store revision", async () => {
-    await repliesCarryHeaders(ctx, `${NS}-header`);
-  });
-
-  it("a lock id altered in its token part is refused, never echoed back as a token", async () => {
-    await tamperedLockId(ctx, `${NS}-tamper`);
-  });
-
-  it("an acquisition that outlasted its TTL is not reported as acquired", async () => {
-    await slowGrantNotReportedAsHeld(ctx, `${NS}-slow`);
-  });
-
-  it("bad input answers INVALID_ARGUMENT naming the field and takes nothing", async () => {
-    await badInput(ctx, `${NS}-bad`);
-  });
+  lockConformanceSuite(ctx, { namespace: NS, mutex: { workers: 20, increments: 50 } });
 
   it("each master keeps the holder's owner beside the lock (never its secret): extended by RenewLock, gone after Unlock and after expiry; an owner-less Lock reports no owner", async () => {
     const ns = `${NS}-owner`;

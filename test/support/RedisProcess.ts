@@ -2,76 +2,72 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { Redis } from "ioredis";
-import { StoreProcess } from "./StoreProcess";
+import { ManagedProcess } from "./ManagedProcess";
 
 export type RedisStopSignal = "SIGTERM" | "SIGINT" | "SIGKILL";
 
-const READY_TIMEOUT_MS = 15_000;
-const STOP_TIMEOUT_MS = 15_000;
+export interface RedisOptions {
+  /** Default: a free port. */
+  port?: number;
+  /** Working dir (--dir) to create; default a temp dir of its own, removed by destroy(). */
+  dir?: string;
+  /** Default: redis.log in the working dir. */
+  logPath?: string;
+}
 
-/** A real redis-server child: no persistence, bound to 127.0.0.1, own temp dir. */
-export class RedisProcess {
-  readonly port: number;
-  /** Working dir (--dir) and log location. */
+/**
+ * A real redis-server child (binary from $REDIS_SERVER or PATH): no
+ * persistence, bound to 127.0.0.1. restart() leaves its memory EMPTY.
+ */
+export class RedisProcess extends ManagedProcess<RedisStopSignal> {
+  /** Working dir (--dir). */
   readonly dir: string;
-  readonly logPath: string;
   readonly bin: string;
 
-  private readonly proc: StoreProcess;
-
-  private constructor(bin: string, dir: string, port: number) {
+  private constructor(bin: string, dir: string, port: number, opts: RedisOptions) {
+    super(
+      {
+        name: "redis-server",
+        port,
+        ownDir: opts.dir === undefined ? dir : undefined,
+        logPath: opts.logPath ?? path.join(dir, "redis.log"),
+        file: bin,
+        args: [
+          "--port", String(port),
+          "--bind", "127.0.0.1",
+          "--save", "",
+          "--appendonly", "no",
+          "--daemonize", "no",
+          "--maxmemory-policy", "volatile-lru",
+          "--dir", dir,
+        ], // prettier-ignore
+        spawn: { cwd: dir },
+        readyTimeoutMs: 15_000,
+        readyPollMs: 50,
+        stopTimeoutMs: 15_000,
+      },
+      "SIGTERM",
+    );
     this.bin = bin;
     this.dir = dir;
-    this.port = port;
-    this.logPath = path.join(dir, "redis.log");
-    this.proc = new StoreProcess({
-      name: "redis-server",
-      port,
-      dir,
-      logPath: this.logPath,
-      file: bin,
-      args: [
-        "--port", String(port),
-        "--bind", "127.0.0.1",
-        "--save", "",
-        "--appendonly", "no",
-        "--daemonize", "no",
-        "--maxmemory-policy", "volatile-lru",
-        "--dir", dir,
-      ], // prettier-ignore
-      spawn: { cwd: dir },
-      probe: (pid) => this.probe(pid),
-      readyTimeoutMs: READY_TIMEOUT_MS,
-      readyPollMs: 50,
-      stopTimeoutMs: STOP_TIMEOUT_MS,
-    });
   }
 
-  /** Start redis-server (binary from $REDIS_SERVER or PATH). Picks a free port unless given. */
-  static async start(opts: { port?: number } = {}): Promise<RedisProcess> {
+  static async start(opts: RedisOptions = {}): Promise<RedisProcess> {
     const bin = process.env.REDIS_SERVER ?? "redis-server";
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "agentstate-redis-"));
-    return StoreProcess.startOnPort(opts.port, dir, /address already in use/i, (port) => {
-      const redis = new RedisProcess(bin, dir, port);
-      return [redis, redis.proc];
-    });
+    const own = opts.dir === undefined;
+    const dir = opts.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), "agentstate-redis-"));
+    if (!own) fs.mkdirSync(dir, { recursive: true });
+    return ManagedProcess.startOnPort(
+      opts.port,
+      own ? dir : undefined,
+      /address already in use/i,
+      (port) => new RedisProcess(bin, dir, port, opts),
+    );
   }
 
   /** redis://127.0.0.1:PORT */
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
-  }
-
-  get running(): boolean {
-    return this.proc.running;
-  }
-
-  get pid(): number | undefined {
-    return this.proc.pid;
-  }
-
-  logTail(lines = 40): string {
-    return this.proc.logTail(lines);
   }
 
   /** FLUSHALL on the running server. */
@@ -85,26 +81,9 @@ export class RedisProcess {
     }
   }
 
-  /** Stop (default SIGTERM) and wait for exit; escalates to SIGKILL after 15 s. */
-  async stop(signal: RedisStopSignal = "SIGTERM"): Promise<void> {
-    await this.proc.stop(signal);
-  }
-
-  /** Stop and start a new redis-server on the same port: memory is EMPTY afterwards. */
-  async restart(signal: RedisStopSignal = "SIGTERM"): Promise<void> {
-    if (this.proc.destroyed) throw new Error("RedisProcess: restart() after destroy()");
-    await this.proc.stop(signal);
+  protected override beforeRelaunch(): void {
     fs.rmSync(path.join(this.dir, "dump.rdb"), { force: true });
-    // The port may linger (TIME_WAIT / slow release): relaunch() retries the bind briefly.
-    await this.proc.relaunch();
   }
-
-  /** Stop and remove the temp dir. */
-  async destroy(): Promise<void> {
-    await this.proc.destroy("SIGTERM");
-  }
-
-  // ---------------------------------------------------------------- internals
 
   private client(): Redis {
     const client = new Redis(this.url, {
@@ -119,7 +98,7 @@ export class RedisProcess {
   }
 
   /** Resolves once *our* redis-server (process `pid`) answers, not another one on the port. */
-  private async probe(pid: number | undefined): Promise<void> {
+  protected override async probe(pid: number | undefined): Promise<void> {
     const client = this.client();
     try {
       await client.connect();

@@ -3,6 +3,8 @@ import type { Socket } from "node:net";
 import * as path from "node:path";
 import { createInterface } from "node:readline";
 import { exitCleanups } from "./childProcesses";
+import { childPids, killQuietly } from "./procfs";
+import { Waiters } from "./Waiters";
 
 export interface ServerExit {
   code: number | null;
@@ -42,14 +44,19 @@ export class ServerProcess {
   private _address = "";
   private alive = true;
   private exitInfo: ServerExit | undefined;
-  private readonly waiters = new Set<() => void>();
+  private readonly waiters = new Waiters();
 
   private constructor(
     private readonly child: ChildProcess,
     readonly env: Record<string, string>,
   ) {
-    // SIGKILL it if the test process exits while it is alive (childProcesses.ts).
-    const killAtExit = () => child.kill("SIGKILL");
+    // SIGKILL it if the test process exits while it is alive (childProcesses.ts),
+    // with its children: the postmaster of an embedded Postgres.
+    const killAtExit = () => {
+      const family = child.pid === undefined ? [] : childPids(child.pid);
+      child.kill("SIGKILL");
+      for (const pid of family) killQuietly(pid, "SIGKILL");
+    };
     exitCleanups.add(killAtExit);
     this.exited = new Promise<ServerExit>((resolve) => {
       let exit: ServerExit | undefined;
@@ -150,38 +157,22 @@ export class ServerProcess {
    * Rejects on timeout or if the process exits first.
    */
   waitForLog(pred: (line: Record<string, unknown>) => boolean, timeoutMs = 10_000): Promise<Record<string, unknown>> {
-    return new Promise((resolve, reject) => {
-      let seen = 0;
-      const check = () => {
+    let seen = 0;
+    return this.waiters.until(
+      () => {
         for (; seen < this.lines.length; seen++) {
           const o = parseJsonLine(this.lines[seen] ?? "");
-          if (o && pred(o)) {
-            done();
-            resolve(o);
-            return;
-          }
+          if (o && pred(o)) return o;
         }
-        if (!this.alive) {
-          done();
-          const x = this.exitInfo;
-          reject(
-            new Error(
-              `server (pid ${this.pid}) exited (code=${x?.code} signal=${x?.signal}) before the expected log line`,
-            ),
-          );
-        }
-      };
-      const timer = setTimeout(() => {
-        done();
-        reject(new Error(`timed out after ${timeoutMs} ms waiting for a server log line`));
-      }, timeoutMs);
-      const done = () => {
-        clearTimeout(timer);
-        this.waiters.delete(check);
-      };
-      this.waiters.add(check);
-      check();
-    });
+        return undefined;
+      },
+      () =>
+        this.alive
+          ? undefined
+          : `server (pid ${this.pid}) exited (code=${this.exitInfo?.code} signal=${this.exitInfo?.signal}) before the expected log line`,
+      () => `timed out after ${timeoutMs} ms waiting for a server log line`,
+      timeoutMs,
+    );
   }
 
   /** Send `signal` (default SIGKILL) and resolve with the exit once it has exited. */
@@ -216,7 +207,7 @@ export class ServerProcess {
   }
 
   private notify(): void {
-    for (const w of [...this.waiters]) w();
+    this.waiters.notify();
   }
 }
 

@@ -1,10 +1,11 @@
 /**
- * What every process the tests start (PostgresProcess and RedisProcess through
- * StoreProcess, ServerProcess) shares: how a child's exit is reported, the
- * error for a child that died while starting, and the synchronous clean-ups
- * run when the test process exits (normally, on an uncaught error, or on
- * SIGINT/SIGTERM/SIGHUP), which SIGKILL any child still alive and remove its
- * temp dir, so a crashed or unfinished run leaves no orphans.
+ * What every process the harness starts (PostgresProcess, RedisProcess,
+ * EtcdProcess, LoggedServerProcess through LoggedProcess; ServerProcess)
+ * shares: how a child's exit is reported, the error for a child that died
+ * while starting, and the synchronous clean-ups run when the test or bench
+ * process exits (normally, on an uncaught error, or on SIGINT/SIGTERM/SIGHUP),
+ * which SIGKILL any child still alive and remove its temp dir, so a crashed or
+ * unfinished run leaves no orphans.
  */
 
 export interface Exit {
@@ -15,14 +16,13 @@ export interface Exit {
 /** A child process that exited before it was ready (the message carries its log's tail). */
 export class EarlyExitError extends Error {}
 
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
 /** Keep the children's temp dirs after the run (AGENTSTATE_TEST_KEEP_TMP=1). */
 export const KEEP_TMP = process.env.AGENTSTATE_TEST_KEEP_TMP === "1";
 
 export const exitCleanups = new Set<() => void>();
 
-function runExitCleanups(): void {
+/** Runs every registered clean-up now (SIGKILLs what is still running); the exit hooks call it too. */
+export function runExitCleanups(): void {
   for (const fn of exitCleanups) {
     try {
       fn();

@@ -36,6 +36,7 @@ import {
   type LockResponse,
   type UnlockResponse,
 } from "../../clients/typescript/src/gen/agentstate/v1/lock";
+import { Waiters } from "./Waiters";
 
 export type { RecordedEvent };
 
@@ -172,7 +173,7 @@ export class Subscription {
   /** The caught_up marker arrived after this many events. */
   eventsBeforeCaughtUp: number | undefined;
 
-  private readonly waiters = new Set<() => void>();
+  private readonly waiters = new Waiters();
 
   constructor(
     readonly call: ClientReadableStream<SubscribeResponse>,
@@ -231,29 +232,16 @@ export class Subscription {
    * stream ends first or after `timeoutMs` (a safety net, not a timing assertion).
    */
   until(what: string, pred: (s: Subscription) => boolean, timeoutMs = 60_000): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiters.delete(check);
-        reject(new Error(`subscription: no ${what} within ${timeoutMs} ms (received ${this.events.length} events)`));
-      }, timeoutMs);
-      const check = () => {
-        if (pred(this)) {
-          clearTimeout(timer);
-          this.waiters.delete(check);
-          resolve();
-        } else if (this.end) {
-          clearTimeout(timer);
-          this.waiters.delete(check);
-          reject(
-            new Error(
-              `subscription ended (${status[this.end.code]}: ${this.end.details}) before ${what} (received ${this.events.length} events)`,
-            ),
-          );
-        }
-      };
-      this.waiters.add(check);
-      check();
-    });
+    return this.waiters
+      .until(
+        () => (pred(this) ? true : undefined),
+        () =>
+          this.end &&
+          `subscription ended (${status[this.end.code]}: ${this.end.details}) before ${what} (received ${this.events.length} events)`,
+        () => `subscription: no ${what} within ${timeoutMs} ms (received ${this.events.length} events)`,
+        timeoutMs,
+      )
+      .then(() => undefined);
   }
 
   /** Waits until an event with position >= `position` has been received. */
@@ -267,6 +255,6 @@ export class Subscription {
   }
 
   private notify(): void {
-    for (const w of [...this.waiters]) w();
+    this.waiters.notify();
   }
 }

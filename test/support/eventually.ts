@@ -1,4 +1,4 @@
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+import { setTimeout as sleep } from "node:timers/promises";
 
 /**
  * Polls `probe` until it returns a value other than undefined/false, and

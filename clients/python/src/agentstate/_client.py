@@ -10,7 +10,7 @@ import uuid
 import weakref
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Optional, Sequence, Tuple, TypeVar, Union
+from typing import Callable, Iterable, Iterator, Optional, Sequence, Tuple, TypeVar, Union
 
 import grpc
 from google.protobuf import duration_pb2
@@ -35,9 +35,7 @@ from ._events import (
     event_data,
     expected_stream,
 )
-
-if TYPE_CHECKING:
-    from ._lock import Lock
+from ._lock import Lock
 
 #: The server's default gRPC message limit: the larger of the value limit
 #: (1 MiB) and the append-batch limit (4 MiB), plus 64 KiB of envelope.
@@ -284,7 +282,7 @@ class Client:
         wait: Seconds = 30.0,
         owner: str = "",
         renew_every: Optional[Seconds] = None,
-    ) -> "Lock":
+    ) -> Lock:
         """A lock to use as a context manager::
 
             with client.lock("ns", "orders", ttl=10) as held:
@@ -296,8 +294,6 @@ class Client:
         and leaving raises :class:`LockLost`; long bodies should check
         ``held.lost`` (or call ``held.check()``) between steps.
         """
-        from ._lock import Lock
-
         every = None if renew_every is None else _seconds(renew_every)
         return Lock(self, namespace, name, ttl=_seconds(ttl), wait=_seconds(wait), owner=owner, renew_every=every)
 

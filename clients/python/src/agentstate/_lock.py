@@ -4,15 +4,30 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Optional
+from typing import Optional, Protocol
 
 import grpc
 
 from ._errors import LockLost, LockNotAcquired
-from .v1 import common_pb2
+from .v1 import common_pb2, lock_pb2
 
-if TYPE_CHECKING:
-    from ._client import Client
+
+class LockRpcs(Protocol):
+    """What a :class:`Lock` needs from a client: the three lock RPCs and the
+    default deadline. :class:`Client` is one; declaring it here keeps this
+    module free of an import of ``_client`` (which imports this one)."""
+
+    timeout: float
+
+    def acquire_lock(
+        self, namespace: str, name: str, *, ttl: float, wait: float = 0, owner: str = ""
+    ) -> lock_pb2.LockResponse: ...
+
+    def unlock(self, namespace: str, name: str, lock_id: str) -> lock_pb2.UnlockResponse: ...
+
+    def renew_lock(
+        self, namespace: str, name: str, lock_id: str, *, ttl: float, timeout: Optional[float] = None
+    ) -> lock_pb2.RenewLockResponse: ...
 
 
 class Lock:
@@ -29,7 +44,7 @@ class Lock:
 
     def __init__(
         self,
-        client: "Client",
+        client: LockRpcs,
         namespace: str,
         name: str,
         *,

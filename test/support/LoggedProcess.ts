@@ -1,14 +1,19 @@
 import { spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
 import * as fs from "node:fs";
-import { EarlyExitError, exitCleanups, KEEP_TMP, sleep, type Exit } from "./childProcesses";
-import { freePort } from "./freePort";
+import { setTimeout as sleep } from "node:timers/promises";
+import { EarlyExitError, exitCleanups, KEEP_TMP, type Exit } from "./childProcesses";
+import { childPids, killQuietly, pidAlive } from "./procfs";
 
-export interface StoreProcessOptions {
+export interface LoggedProcessOptions {
   /** The server's name in its log and in errors ("postgres", "redis-server"). */
   name: string;
+  /** The port it serves (in messages). */
   port: number;
-  /** The server's own temp dir: removed by destroy(), and at exit unless KEEP_TMP. */
-  dir: string;
+  /**
+   * The server's own temp dir: removed by destroy(), and at exit unless
+   * KEEP_TMP. Unset when its dirs belong to the caller (a bench run directory).
+   */
+  ownDir?: string;
   /** Where the output of every (re)start is appended. */
   logPath: string;
   /** The server's executable, arguments and spawn options (its stdio is the log). */
@@ -33,56 +38,28 @@ export interface StoreProcessOptions {
 }
 
 /**
- * StoreProcess: a store server the tests run as a child process (for
- * PostgresProcess and RedisProcess), one at a time on a fixed port in a temp
- * dir of its own: spawned with its output appended to a log in that dir,
- * polled until it answers, stopped with a signal that escalates to SIGKILL,
- * relaunched on the same port. If the test process exits first, the exit
- * clean-ups (childProcesses.ts) SIGKILL it and remove its dir.
+ * LoggedProcess: a server run as a child process with its output appended to
+ * a log file (Postgres, Redis, etcd, the agentstate server of a benchmark):
+ * spawned, polled until it answers, stopped with a signal that escalates to
+ * SIGKILL, relaunched on the same port. If the test or bench process exits
+ * first, the exit clean-ups (childProcesses.ts) SIGKILL it and remove its own
+ * dir. ManagedProcess gives each kind of server its controls on top.
  */
-export class StoreProcess {
+export class LoggedProcess {
   private child: ChildProcess | undefined;
   private exited: Promise<Exit> = Promise.resolve({ code: null, signal: null });
   private alive = false;
   private _destroyed = false;
+  /** Where this launch's output starts in the log. */
+  private logStart = 0;
   private readonly exitCleanup: () => void;
 
-  constructor(private readonly opts: StoreProcessOptions) {
+  constructor(private readonly opts: LoggedProcessOptions) {
     this.exitCleanup = () => {
       this.killSync();
-      if (!KEEP_TMP) fs.rmSync(opts.dir, { recursive: true, force: true, maxRetries: 3 });
+      if (!KEEP_TMP) removeDir(opts.ownDir);
     };
     exitCleanups.add(this.exitCleanup);
-  }
-
-  /**
-   * Launches the server `make` sets up for a port: on `port`, or on a free one.
-   * A picked port may be taken by someone else before the server binds it: then
-   * (the child exited with a log that matches `portTaken`) tries another, up to
-   * five ports. Once it gives up, removes `dir` and throws.
-   */
-  static async startOnPort<T>(
-    port: number | undefined,
-    dir: string,
-    portTaken: RegExp,
-    make: (port: number) => [T, StoreProcess],
-  ): Promise<T> {
-    const attempts = port === undefined ? 5 : 1;
-    let lastErr: unknown;
-    for (let i = 0; i < attempts; i++) {
-      const [owner, proc] = make(port ?? (await freePort()));
-      try {
-        await proc.launch();
-        return owner;
-      } catch (e) {
-        lastErr = e;
-        exitCleanups.delete(proc.exitCleanup);
-        proc.killSync();
-        if (!(e instanceof EarlyExitError) || !portTaken.test(e.message)) break;
-      }
-    }
-    fs.rmSync(dir, { recursive: true, force: true });
-    throw lastErr;
   }
 
   get running(): boolean {
@@ -95,6 +72,23 @@ export class StoreProcess {
 
   get destroyed(): boolean {
     return this._destroyed;
+  }
+
+  /** The log written since the last launch. */
+  logSinceLaunch(): string {
+    try {
+      const fd = fs.openSync(this.opts.logPath, "r");
+      try {
+        const size = fs.fstatSync(fd).size;
+        const buf = Buffer.alloc(Math.max(0, size - this.logStart));
+        fs.readSync(fd, buf, 0, buf.length, this.logStart);
+        return buf.toString("utf8");
+      } finally {
+        fs.closeSync(fd);
+      }
+    } catch {
+      return "";
+    }
   }
 
   /** Last lines of the log. */
@@ -110,6 +104,7 @@ export class StoreProcess {
   async launch(): Promise<void> {
     const { name, port, logPath } = this.opts;
     fs.appendFileSync(logPath, `\n=== ${new Date().toISOString()} starting ${name} on port ${port}\n`);
+    this.logStart = fs.statSync(logPath).size;
     const logFd = fs.openSync(logPath, "a");
     let child: ChildProcess;
     try {
@@ -196,13 +191,19 @@ export class StoreProcess {
     }
   }
 
-  /** Stops it with `signal` and removes its dir. */
+  /** Stops it with `signal` and removes its own dir. */
   async destroy(signal: NodeJS.Signals): Promise<void> {
     if (this._destroyed) return;
     this._destroyed = true;
     await this.stop(signal);
     exitCleanups.delete(this.exitCleanup);
-    fs.rmSync(this.opts.dir, { recursive: true, force: true, maxRetries: 3 });
+    removeDir(this.opts.ownDir);
+  }
+
+  /** After a failed launch: SIGKILLs what is left, and forgets it (its dir stays, for another try). */
+  abandon(): void {
+    exitCleanups.delete(this.exitCleanup);
+    this.killSync();
   }
 
   private killSync(): void {
@@ -214,43 +215,6 @@ export class StoreProcess {
   }
 }
 
-/** Pids whose parent is `ppid` (scans /proc; Linux only). */
-function childPids(ppid: number): number[] {
-  const out: number[] = [];
-  let entries: string[];
-  try {
-    entries = fs.readdirSync("/proc");
-  } catch {
-    return out;
-  }
-  for (const e of entries) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${e}/stat`, "utf8");
-      // "pid (comm) state ppid ..." - comm may contain spaces/parens.
-      const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (Number(rest[1]) === ppid) out.push(Number(e));
-    } catch {
-      // process vanished
-    }
-  }
-  return out;
-}
-
-/** True while `pid` exists and is not a zombie (a zombie holds no shared memory). */
-function pidAlive(pid: number): boolean {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
-  } catch {
-    return false;
-  }
-}
-
-function killQuietly(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(pid, signal);
-  } catch {
-    // already gone
-  }
+function removeDir(dir: string | undefined): void {
+  if (dir !== undefined) fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
 }
