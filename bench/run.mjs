@@ -19,6 +19,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { parseArgs as parseCommandLine } from "node:util";
 import { Buffer } from "node:buffer";
+import { copyAssets } from "../scripts/copy-assets.mjs";
 import { summarizeFile } from "./lib/cpuprofile.mjs";
 import { checkAll as checkPgbenchScripts, PGBENCH_DIR } from "./lib/pgbenchSql.mjs";
 import {
@@ -551,19 +552,7 @@ function prepareServer(o, runDir) {
       log("tsc reported type errors outside what the server needs; the server was emitted");
     }
   }
-  // The run-time assets, as scripts/copy-assets.mjs copies them.
-  const copies = [
-    ["src/store/postgres/sql", "src/store/postgres/sql"],
-    ["src/store/redis/lua", "src/store/redis/lua"],
-    ["migrations", "migrations"],
-    ["proto", "proto"],
-    ["src/gen/agentstate.binpb", "src/gen/agentstate.binpb"],
-    ["src/gen/health.binpb", "src/gen/health.binpb"],
-  ];
-  for (const [from, to] of copies) {
-    if (fs.existsSync(path.join(REPO, from)))
-      fs.cpSync(path.join(REPO, from), path.join(target, to), { recursive: true });
-  }
+  copyAssets(target);
   return path.join(target, "src", "main.js");
 }
 
@@ -691,9 +680,12 @@ async function setupData(ctx) {
 
 async function setupPgbenchDb(ctx) {
   await ctx.pg.query("postgres", "CREATE DATABASE pgbench");
+  // The schema and the SQL functions, as the server applies them (dependencies first).
   for (const f of fs.readdirSync(path.join(REPO, "migrations")).sort()) {
     if (f.endsWith(".sql")) await ctx.pg.query("pgbench", fs.readFileSync(path.join(REPO, "migrations", f), "utf8"));
   }
+  const functions = await import(path.join(REPO, "dist", "src", "store", "postgres", "functions.js"));
+  for (const fn of functions.readFunctions()) await ctx.pg.query("pgbench", fn.sql);
   await ctx.pg.query(
     "pgbench",
     `INSERT INTO kv (namespace, key, value, version, create_revision, mod_revision, created_at, updated_at)
