@@ -99,7 +99,6 @@ async function main(): Promise<void> {
       pageSize: 500,
       pollMs: config.subscribePollMs,
       stallMs: config.subscriberStallMs,
-      onCommitted: kv.cache ? (revision) => kv.cache!.noteRevision(revision) : undefined,
       onSubscribers: (delta) => metrics.subscribers.inc(delta),
     },
     limits: config.limits,

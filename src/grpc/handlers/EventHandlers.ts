@@ -15,8 +15,6 @@ export interface EventHandlerOptions {
   pageSize: number;
   pollMs: number;
   stallMs: number;
-  /** Told the revision of every committed append before it is acknowledged (the cache's known revision). */
-  onCommitted?: (revision: number) => Promise<void>;
   /** Told +1 when a subscription opens and -1 when it ends (metrics). */
   onSubscribers?: (delta: number) => void;
 }
@@ -32,7 +30,6 @@ export function eventHandlers(
     appendEvent: unaryCall("AppendEvent", env, async (req, ctx) => {
       const cmd = decodeAppend(req, limits);
       const o = await store.append(cmd, { gone: ctx.gone, deadline: ctx.deadline });
-      if (o.applied && !o.replayed) await opts.onCommitted?.(o.revision);
       return {
         header: { revision: o.revision },
         applied: o.applied,
