@@ -23,11 +23,11 @@ import { LockServiceService } from "../gen/agentstate/v1/lock";
 import type { Logger } from "../log/Logger";
 import { AbortReason } from "../errors/abort";
 import type { Metrics } from "../metrics/Metrics";
-import { guardDeserializers } from "./decodeGuard";
+import { guardDeserializers } from "./codec/decodeGuard";
 import type { CallEnv } from "./unaryCall";
-import { keyValueHandlers } from "./handlers/KeyValueHandlers";
-import { lockHandlers } from "./handlers/LockHandlers";
-import { eventHandlers, type EventHandlerOptions } from "./handlers/EventHandlers";
+import { keyValueHandlers } from "./kv/handlers";
+import { lockHandlers } from "./locks/handlers";
+import { eventHandlers, type EventHandlerOptions } from "./events/handlers";
 
 export const SERVICE_NAMES = [
   "agentstate.v1.KeyValueService",

@@ -12,7 +12,7 @@ import { status, type ServerWritableStream } from "@grpc/grpc-js";
 import { abortError } from "../errors/abort";
 import { ResourceExhaustedError, UnavailableError } from "../errors/errors";
 import { watchCall } from "./watchCall";
-import { UndecodableRequest } from "./decodeGuard";
+import { UndecodableRequest } from "./codec/decodeGuard";
 import { requestIdMetadata } from "./requestIdMetadata";
 import { toGrpcError } from "./toGrpcError";
 import { requestIdOf, type CallContext, type CallEnv } from "./unaryCall";

@@ -10,7 +10,7 @@ import { performance } from "node:perf_hooks";
 import { status, type Metadata, type sendUnaryData, type ServerUnaryCall } from "@grpc/grpc-js";
 import type { CallerGone } from "../errors/abort";
 import type { Logger } from "../log/Logger";
-import { UndecodableRequest } from "./decodeGuard";
+import { UndecodableRequest } from "./codec/decodeGuard";
 import { requestIdMetadata } from "./requestIdMetadata";
 import { toGrpcError } from "./toGrpcError";
 import { watchCall } from "./watchCall";

@@ -6,7 +6,7 @@
 import type { Limits } from "../../domain/limits";
 import type { LockService } from "../../domain/locks";
 import type { LockServiceServer } from "../../gen/agentstate/v1/lock";
-import { decodeLock, decodeRenewLock, decodeUnlock } from "../convert";
+import { decodeLock, decodeRenewLock, decodeUnlock } from "./codec";
 import { unaryCall, type CallEnv } from "../unaryCall";
 
 export interface LockMetrics {

@@ -1,12 +1,12 @@
 /**
  * gRPC handlers for agentstate.v1.KeyValueService. Each one validates the
- * request (convert.ts), calls the store through the domain interface, and
+ * request (codec.ts), calls the store through the domain interface, and
  * stamps the reply with the revision it reflects.
  */
 import type { Limits } from "../../domain/limits";
 import type { KvStore, WriteOutcome } from "../../domain/types";
 import type { KeyValueServiceServer } from "../../gen/agentstate/v1/kv";
-import { decodeCompareAndSet, decodeDelete, decodeGet, decodeList, encodePageToken, itemToPb } from "../convert";
+import { decodeCompareAndSet, decodeDelete, decodeGet, decodeList, encodePageToken, itemToPb } from "./codec";
 import { unaryCall, type CallEnv } from "../unaryCall";
 
 /** The reply of a CompareAndSet or Delete: same shape, same meaning. */

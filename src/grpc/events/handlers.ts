@@ -7,7 +7,7 @@ import type { Limits } from "../../domain/limits";
 import { runSubscription, type ChangeNotifier, type EventStore } from "../../domain/events";
 import { NotFoundError } from "../../errors/errors";
 import type { EventServiceServer } from "../../gen/agentstate/v1/event";
-import { decodeAppend, decodeReadStream, decodeSubscribe, recordedEventToPb } from "../convert";
+import { decodeAppend, decodeReadStream, decodeSubscribe, recordedEventToPb } from "./codec";
 import { streamCall } from "../streamCall";
 import { unaryCall, type CallEnv } from "../unaryCall";
 
