@@ -24,7 +24,7 @@ import type { Logger } from "../log/Logger";
 import { AbortReason } from "../errors/abort";
 import type { Metrics } from "../metrics/Metrics";
 import { guardDeserializers } from "./codec/decodeGuard";
-import type { CallEnv } from "./unaryCall";
+import type { CallEnv } from "./pipeline/context";
 import { keyValueHandlers } from "./kv/handlers";
 import { lockHandlers } from "./locks/handlers";
 import { eventHandlers, type EventHandlerOptions } from "./events/handlers";

@@ -8,8 +8,9 @@ import { runSubscription, type ChangeNotifier, type EventStore } from "../../dom
 import { NotFoundError } from "../../errors/errors";
 import type { EventServiceServer } from "../../gen/agentstate/v1/event";
 import { decodeAppend, decodeReadStream, decodeSubscribe, recordedEventToPb } from "./codec";
-import { streamCall } from "../streamCall";
-import { unaryCall, type CallEnv } from "../unaryCall";
+import { serverStream } from "../pipeline/serverStream";
+import type { CallEnv } from "../pipeline/context";
+import { unary } from "../pipeline/unary";
 
 export interface EventHandlerOptions {
   pageSize: number;
@@ -27,7 +28,7 @@ export function eventHandlers(
   env: CallEnv,
 ): EventServiceServer {
   return {
-    appendEvent: unaryCall("AppendEvent", env, async (req, ctx) => {
+    appendEvent: unary("AppendEvent", env, async (req, ctx) => {
       const cmd = decodeAppend(req, limits);
       const o = await store.append(cmd, { gone: ctx.gone, deadline: ctx.deadline });
       return {
@@ -39,7 +40,7 @@ export function eventHandlers(
         replayed: o.replayed,
       };
     }),
-    readStream: streamCall("ReadStream", env, opts.stallMs, async (req, ctx) => {
+    readStream: serverStream("ReadStream", env, opts.stallMs, async (req, ctx) => {
       const q = decodeReadStream(req, limits);
       const current = await store.streamVersion(q.namespace, q.stream);
       if (current === 0) throw new NotFoundError(`stream "${q.stream}" has no events`);
@@ -55,7 +56,7 @@ export function eventHandlers(
         if (next < 1) break;
       }
     }),
-    subscribe: streamCall("Subscribe", env, opts.stallMs, async (req, ctx) => {
+    subscribe: serverStream("Subscribe", env, opts.stallMs, async (req, ctx) => {
       const q = decodeSubscribe(req, limits);
       opts.onSubscribers?.(1);
       try {
@@ -69,7 +70,7 @@ export function eventHandlers(
             event: (e) => ctx.send({ event: recordedEventToPb(e) }),
             caughtUp: (position) => ctx.send({ caughtUp: { position } }),
           },
-          AbortSignal.any([ctx.signal, ctx.shutdown]),
+          ctx.longWaitSignal,
           { pageSize: opts.pageSize, pollMs: opts.pollMs },
         );
       } finally {
