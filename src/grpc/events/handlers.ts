@@ -1,7 +1,9 @@
 /**
  * gRPC handlers for agentstate.v1.EventService: AppendEvent (unary),
- * ReadStream and Subscribe (server streaming, paged from Postgres with
- * backpressure).
+ * ReadStream and Subscribe (server streaming, paged from the event store,
+ * paced by the reader through `send`). Same four steps as every handler:
+ * decode (codec.ts), call the domain, (errors mapped by the call pipeline),
+ * stamp the revision.
  */
 import type { Limits } from "../../domain/limits";
 import { runSubscription, type ChangeNotifier, type EventStore } from "../../domain/events";

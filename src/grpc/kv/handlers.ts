@@ -1,7 +1,8 @@
 /**
- * gRPC handlers for agentstate.v1.KeyValueService. Each one validates the
- * request (codec.ts), calls the store through the domain interface, and
- * stamps the reply with the revision it reflects.
+ * gRPC handlers for agentstate.v1.KeyValueService. Each is four steps: decode
+ * and validate the request (codec.ts), call the store through the domain
+ * interface, (what it throws is mapped by the call pipeline), stamp the reply
+ * with the revision it reflects.
  */
 import type { Limits } from "../../domain/limits";
 import type { KvStore, WriteOutcome } from "../../domain/types";

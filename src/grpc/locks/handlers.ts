@@ -1,7 +1,8 @@
 /**
- * gRPC handlers for agentstate.v1.LockService: validate, call the lock
- * service (which waits, fences and releases for callers that went away),
- * stamp the revision.
+ * gRPC handlers for agentstate.v1.LockService: decode and validate
+ * (codec.ts), call the lock service (which waits, fences and releases for
+ * callers that went away), (errors mapped by the call pipeline), stamp the
+ * revision. A lock wait is a long wait: it follows `longWaitSignal`.
  */
 import type { Limits } from "../../domain/limits";
 import type { LockService } from "../../domain/locks";
