@@ -158,17 +158,3 @@ export class SubscriberTooSlowError extends LimitExceededError {
     );
   }
 }
-
-// --- Transitional ------------------------------------------------------------
-
-/**
- * @deprecated The gRPC-named form, kept only until src/grpc/streamCall.ts
- * throws ServerShuttingDownError; do not use in new code.
- */
-export class UnavailableError extends AppError {}
-
-/**
- * @deprecated The gRPC-named form, kept only until src/grpc/streamCall.ts
- * throws SubscriberTooSlowError; do not use in new code.
- */
-export class ResourceExhaustedError extends AppError {}

@@ -1,9 +1,16 @@
 /**
- * The gRPC server: agentstate.v1 services, grpc.health.v1 health and server
- * reflection (descriptors loaded at run time from the same protos with
- * @grpc/proto-loader, so grpcurl needs no proto files). Message size limits
- * come from the configured limits so the transport never refuses what the
- * edge would accept.
+ * The gRPC edge. Layout: one folder per service (kv/, locks/, events/), each
+ * a codec.ts (messages to domain values, every field checked) and a
+ * handlers.ts; codec/ for what the codecs share (and the decode guard);
+ * pipeline/ for what every call goes through (request id, error mapping,
+ * termination, log line, metrics); toGrpcError.ts, the one table from domain
+ * errors to status codes. A new RPC is a codec function and a handler.
+ *
+ * This file is the server: agentstate.v1 services, grpc.health.v1 health
+ * and server reflection (descriptors loaded at run time from the same protos
+ * with @grpc/proto-loader, so grpcurl needs no proto files). Message size
+ * limits come from the configured limits so the transport never refuses what
+ * the edge would accept.
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -23,11 +30,11 @@ import { LockServiceService } from "../gen/agentstate/v1/lock";
 import type { Logger } from "../log/Logger";
 import { AbortReason } from "../errors/abort";
 import type { Metrics } from "../metrics/Metrics";
-import { guardDeserializers } from "./decodeGuard";
-import type { CallEnv } from "./unaryCall";
-import { keyValueHandlers } from "./handlers/KeyValueHandlers";
-import { lockHandlers } from "./handlers/LockHandlers";
-import { eventHandlers, type EventHandlerOptions } from "./handlers/EventHandlers";
+import { guardDeserializers } from "./codec/decodeGuard";
+import type { CallEnv } from "./pipeline/context";
+import { keyValueHandlers } from "./kv/handlers";
+import { lockHandlers } from "./locks/handlers";
+import { eventHandlers, type EventHandlerOptions } from "./events/handlers";
 
 export const SERVICE_NAMES = [
   "agentstate.v1.KeyValueService",

@@ -43,16 +43,10 @@ export const GRPC_MAPPINGS: ReadonlyMap<ErrorClass, GrpcMapping> = new Map([
     errors.CommitWindowPassedError,
     errors.LockQuorumUnavailableError,
     errors.ServerShuttingDownError,
-    errors.UnavailableError,
   ),
   ...answered(status.DEADLINE_EXCEEDED, errors.DeadlinePassedError, errors.StatementTimedOutError),
   ...answered(status.CANCELLED, errors.CallerCancelledError),
-  ...answered(
-    status.RESOURCE_EXHAUSTED,
-    errors.LimitExceededError,
-    errors.SubscriberTooSlowError,
-    errors.ResourceExhaustedError,
-  ),
+  ...answered(status.RESOURCE_EXHAUSTED, errors.LimitExceededError, errors.SubscriberTooSlowError),
 ]);
 
 /** The mapping of `err`'s class, or of its nearest mapped ancestor. */

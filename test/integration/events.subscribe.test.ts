@@ -400,6 +400,26 @@ describe("EventService.Subscribe (Postgres, 2+ replicas)", function () {
     }
   });
 
+  it("a subscription ended by its caller (deadline passed, cancelled) is logged with the code the caller saw", async () => {
+    const server = at(cluster.servers, 1);
+    const ended = async (how: "deadline" | "cancel") => {
+      const requestId = `sub-${how}-${randomUUID()}`;
+      const s = track(
+        b.subscribe(
+          { namespace: "sub-end", streamPrefix: "", afterPosition: 0 },
+          { requestId, deadlineMs: how === "deadline" ? 1500 : undefined },
+        ),
+      );
+      await s.caughtUp;
+      if (how === "cancel") s.cancel();
+      const end = await s.ended;
+      const line = await server.waitForLog((l) => l.msg === "rpc" && l.request_id === requestId);
+      return [status[end.code], line.code];
+    };
+    assert.deepEqual(await ended("deadline"), ["DEADLINE_EXCEEDED", "DEADLINE_EXCEEDED"]);
+    assert.deepEqual(await ended("cancel"), ["CANCELLED", "CANCELLED"]);
+  });
+
   it("a subscriber resumes after kill -9 of its server, on another replica, from its last position: nothing lost, nothing repeated", async () => {
     const NS = "sub-kill";
     const victim = await cluster.addReplica();

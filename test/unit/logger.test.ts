@@ -7,16 +7,16 @@ function capture(level: "debug" | "info" | "warn" | "error", base?: Record<strin
 }
 
 describe("Logger: one JSON object per line", () => {
-  it("writes time, level, msg, the logger's fields, then the call's fields", () => {
+  it("writes level, time, the logger's fields, the call's fields, then msg", () => {
     const { lines, log } = capture("info", { service: "agentstate", pid: 7 });
     log.info("rpc", { request_id: "r-1", rpc: "Get", code: "OK", ms: 0.12 });
     assert.equal(lines.length, 1);
     const o = JSON.parse(lines[0]!) as Record<string, unknown>;
-    assert.deepEqual(Object.keys(o), ["time", "level", "msg", "service", "pid", "request_id", "rpc", "code", "ms"]);
+    assert.deepEqual(Object.keys(o), ["level", "time", "service", "pid", "request_id", "rpc", "code", "ms", "msg"]);
     assert.equal(o.level, "info");
     assert.equal(o.msg, "rpc");
     assert.equal(o.ms, 0.12);
-    assert.ok(!Number.isNaN(Date.parse(o.time as string)));
+    assert.match(o.time as string, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
   });
 
   it("a call's field replaces the logger's field of the same name (one member per name)", () => {
@@ -41,6 +41,31 @@ describe("Logger: one JSON object per line", () => {
     assert.equal(JSON.parse(lines[0]!).msg, 'quote " and \n newline');
     assert.ok(!("a" in JSON.parse(lines[0]!)));
     assert.equal(JSON.parse(lines[1]!).msg, "no fields");
+  });
+
+  it("a child's field replaces its parent's field of the same name", () => {
+    const { lines, log } = capture("info", { component: "cache" });
+    log.child({ component: "epoch" }).child({ epoch: 3 }).info("moved", { component: "near" });
+    log.child({ component: "epoch" }).info("moved");
+    assert.deepEqual(
+      lines.map((l) => [l.match(/"component"/g)?.length, (JSON.parse(l) as Record<string, unknown>).component]),
+      [
+        [1, "near"],
+        [1, "epoch"],
+      ],
+    );
+  });
+
+  it("writes fields named like secrets as [redacted]", () => {
+    const { lines, log } = capture("info", { service: "s" });
+    log.warn("connect failed", { databaseUrl: "postgres://u:pw@h/db", password: "pw", error: "refused" });
+    assert.deepEqual(JSON.parse(lines[0]!), {
+      ...(JSON.parse(lines[0]!) as object),
+      databaseUrl: "[redacted]",
+      password: "[redacted]",
+      error: "refused",
+    });
+    assert.ok(!lines[0]!.includes("pw@"));
   });
 
   it("child loggers add their fields; announce writes whatever the level", () => {

@@ -108,12 +108,6 @@ const CASES: { error: errors.AppError; code: status; details: string; reason?: s
     code: status.RESOURCE_EXHAUSTED,
     details: "subscriber too slow: nothing was read for 250 ms; resubscribe from the last position received",
   },
-  {
-    error: new errors.UnavailableError("server shutting down"),
-    code: status.UNAVAILABLE,
-    details: "server shutting down",
-  },
-  { error: new errors.ResourceExhaustedError("too slow"), code: status.RESOURCE_EXHAUSTED, details: "too slow" },
 ];
 
 describe("toGrpcError: the one table from domain errors to gRPC", () => {
@@ -121,7 +115,7 @@ describe("toGrpcError: the one table from domain errors to gRPC", () => {
     const classes = Object.entries(errors).filter(
       ([, v]) => typeof v === "function" && (v as { prototype: unknown }).prototype instanceof errors.AppError,
     );
-    assert.ok(classes.length >= 20);
+    assert.ok(classes.length >= 15, `only ${classes.length} error classes found`);
     for (const [name, cls] of classes) assert.ok(GRPC_MAPPINGS.has(cls as never), `${name} has no gRPC mapping`);
     for (const cls of GRPC_MAPPINGS.keys()) assert.ok(Object.values(errors).includes(cls as never));
   });

@@ -8,20 +8,9 @@ import {
   validateShortString,
 } from "../../src/domain/validate";
 import type { Limits } from "../../src/domain/limits";
-import { InvalidArgumentError } from "../../src/errors/errors";
+import { expectInvalidArgument as rejects } from "../support/expectInvalidArgument";
 
 const limits = { maxKeyBytes: 16 } as Limits;
-
-/** Asserts `fn` throws an InvalidArgumentError for `field` whose message names it and matches `message`. */
-function rejects(fn: () => unknown, field: string, message: RegExp): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof InvalidArgumentError, `InvalidArgumentError, got ${String(e)}`);
-    assert.equal(e.field, field);
-    assert.ok(e.message.startsWith(`${field}: `), `message names the field: ${e.message}`);
-    assert.match(e.message, message);
-    return true;
-  });
-}
 
 describe("domain/validate", () => {
   describe("validateNamespace", () => {

@@ -1,22 +1,23 @@
 /**
  * gRPC handlers for agentstate.v1.EventService: AppendEvent (unary),
- * ReadStream and Subscribe (server streaming, paged from Postgres with
- * backpressure).
+ * ReadStream and Subscribe (server streaming, paged from the event store,
+ * paced by the reader through `send`). Same four steps as every handler:
+ * decode (codec.ts), call the domain, (errors mapped by the call pipeline),
+ * stamp the revision.
  */
 import type { Limits } from "../../domain/limits";
 import { runSubscription, type ChangeNotifier, type EventStore } from "../../domain/events";
-import { NotFoundError } from "../../errors/errors";
+import { StreamNotFoundError } from "../../errors/errors";
 import type { EventServiceServer } from "../../gen/agentstate/v1/event";
-import { decodeAppend, decodeReadStream, decodeSubscribe, recordedEventToPb } from "../convert";
-import { streamCall } from "../streamCall";
-import { unaryCall, type CallEnv } from "../unaryCall";
+import { decodeAppend, decodeReadStream, decodeSubscribe, recordedEventToPb } from "./codec";
+import { serverStream } from "../pipeline/serverStream";
+import type { CallEnv } from "../pipeline/context";
+import { unary } from "../pipeline/unary";
 
 export interface EventHandlerOptions {
   pageSize: number;
   pollMs: number;
   stallMs: number;
-  /** Told the revision of every committed append before it is acknowledged (the cache's known revision). */
-  onCommitted?: (revision: number) => Promise<void>;
   /** Told +1 when a subscription opens and -1 when it ends (metrics). */
   onSubscribers?: (delta: number) => void;
 }
@@ -29,10 +30,9 @@ export function eventHandlers(
   env: CallEnv,
 ): EventServiceServer {
   return {
-    appendEvent: unaryCall("AppendEvent", env, async (req, ctx) => {
+    appendEvent: unary("AppendEvent", env, async (req, ctx) => {
       const cmd = decodeAppend(req, limits);
       const o = await store.append(cmd, { gone: ctx.gone, deadline: ctx.deadline });
-      if (o.applied && !o.replayed) await opts.onCommitted?.(o.revision);
       return {
         header: { revision: o.revision },
         applied: o.applied,
@@ -42,10 +42,10 @@ export function eventHandlers(
         replayed: o.replayed,
       };
     }),
-    readStream: streamCall("ReadStream", env, opts.stallMs, async (req, ctx) => {
+    readStream: serverStream("ReadStream", env, opts.stallMs, async (req, ctx) => {
       const q = decodeReadStream(req, limits);
       const current = await store.streamVersion(q.namespace, q.stream);
-      if (current === 0) throw new NotFoundError(`stream "${q.stream}" has no events`);
+      if (current === 0) throw new StreamNotFoundError(q.stream);
       let next = q.fromVersion !== 0 ? q.fromVersion : q.direction === "forwards" ? 1 : current;
       let left = q.limit === 0 ? Infinity : q.limit;
       while (left > 0 && !ctx.signal.aborted) {
@@ -58,7 +58,7 @@ export function eventHandlers(
         if (next < 1) break;
       }
     }),
-    subscribe: streamCall("Subscribe", env, opts.stallMs, async (req, ctx) => {
+    subscribe: serverStream("Subscribe", env, opts.stallMs, async (req, ctx) => {
       const q = decodeSubscribe(req, limits);
       opts.onSubscribers?.(1);
       try {
@@ -72,7 +72,7 @@ export function eventHandlers(
             event: (e) => ctx.send({ event: recordedEventToPb(e) }),
             caughtUp: (position) => ctx.send({ caughtUp: { position } }),
           },
-          AbortSignal.any([ctx.signal, ctx.shutdown]),
+          ctx.longWaitSignal,
           { pageSize: opts.pageSize, pollMs: opts.pollMs },
         );
       } finally {

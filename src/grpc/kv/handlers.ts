@@ -1,13 +1,15 @@
 /**
- * gRPC handlers for agentstate.v1.KeyValueService. Each one validates the
- * request (convert.ts), calls the store through the domain interface, and
- * stamps the reply with the revision it reflects.
+ * gRPC handlers for agentstate.v1.KeyValueService. Each is four steps: decode
+ * and validate the request (codec.ts), call the store through the domain
+ * interface, (what it throws is mapped by the call pipeline), stamp the reply
+ * with the revision it reflects.
  */
 import type { Limits } from "../../domain/limits";
 import type { KvStore, WriteOutcome } from "../../domain/types";
 import type { KeyValueServiceServer } from "../../gen/agentstate/v1/kv";
-import { decodeCompareAndSet, decodeDelete, decodeGet, decodeList, encodePageToken, itemToPb } from "../convert";
-import { unaryCall, type CallEnv } from "../unaryCall";
+import { decodeCompareAndSet, decodeDelete, decodeGet, decodeList, encodePageToken, itemToPb } from "./codec";
+import type { CallEnv } from "../pipeline/context";
+import { unary } from "../pipeline/unary";
 
 /** The reply of a CompareAndSet or Delete: same shape, same meaning. */
 function writeReply(o: WriteOutcome) {
@@ -22,20 +24,20 @@ function writeReply(o: WriteOutcome) {
 
 export function keyValueHandlers(store: KvStore, limits: Limits, env: CallEnv): KeyValueServiceServer {
   return {
-    get: unaryCall("Get", env, async (req) => {
+    get: unary("Get", env, async (req) => {
       const q = decodeGet(req, limits);
       const r = await store.get(q.namespace, q.key, q.consistency);
       return { header: { revision: r.revision }, found: r.item !== undefined, item: r.item && itemToPb(r.item) };
     }),
-    compareAndSet: unaryCall("CompareAndSet", env, async (req, ctx) => {
+    compareAndSet: unary("CompareAndSet", env, async (req, ctx) => {
       const cmd = decodeCompareAndSet(req, limits);
       return writeReply(await store.write(cmd, { gone: ctx.gone, deadline: ctx.deadline }));
     }),
-    delete: unaryCall("Delete", env, async (req, ctx) => {
+    delete: unary("Delete", env, async (req, ctx) => {
       const cmd = decodeDelete(req, limits);
       return writeReply(await store.write(cmd, { gone: ctx.gone, deadline: ctx.deadline }));
     }),
-    list: unaryCall("List", env, async (req) => {
+    list: unary("List", env, async (req) => {
       const q = decodeList(req, limits);
       const r = await store.list(q);
       // Keep a page within the message limit: values can make 1000 items far too big.

@@ -15,7 +15,7 @@ import { createFileRegistry, fromBinary, type DescMessage, type Message } from "
 import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
 import { readFileSync } from "node:fs";
 import type { ServiceDefinition } from "@grpc/grpc-js";
-import { InvalidArgumentError } from "../errors/errors";
+import { InvalidArgumentError } from "../../errors/errors";
 
 export class UndecodableRequest {
   constructor(readonly error: InvalidArgumentError) {}

@@ -1,9 +1,9 @@
 import * as assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
 import { AbortReason } from "../../src/errors/abort";
-import { watchCall } from "../../src/grpc/watchCall";
+import { CallLifetime } from "../../src/grpc/pipeline/callLifetime";
 
-/** The part of a grpc-js server call that watchCall uses. */
+/** The part of a grpc-js server call that CallLifetime uses. */
 class FakeCall extends EventEmitter {
   cancelled = false;
   constructor(private readonly deadline: Date | number) {
@@ -20,10 +20,10 @@ class FakeCall extends EventEmitter {
 
 const kindOf = (s: AbortSignal) => (s.reason as AbortReason).kind;
 
-describe("watchCall: the call's signal, made on first use", () => {
+describe("CallLifetime: the call's signal, made on first use", () => {
   it("adds no listener until the signal is read", () => {
     const call = new FakeCall(Infinity);
-    const w = watchCall(call);
+    const w = new CallLifetime(call);
     assert.equal(call.listenerCount("cancelled"), 0);
     assert.equal(w.deadline, undefined);
     assert.equal(w.signal.aborted, false);
@@ -34,7 +34,7 @@ describe("watchCall: the call's signal, made on first use", () => {
 
   it("aborts with 'cancelled' when the caller cancels after the signal was read", () => {
     const call = new FakeCall(Infinity);
-    const w = watchCall(call);
+    const w = new CallLifetime(call);
     const s = w.signal;
     call.cancel();
     assert.equal(s.aborted, true);
@@ -44,7 +44,7 @@ describe("watchCall: the call's signal, made on first use", () => {
 
   it("a signal first read after the call was cancelled starts aborted", () => {
     const call = new FakeCall(Infinity);
-    const w = watchCall(call);
+    const w = new CallLifetime(call);
     call.cancel();
     assert.equal(w.signal.aborted, true);
     assert.equal(kindOf(w.signal), "cancelled");
@@ -53,7 +53,7 @@ describe("watchCall: the call's signal, made on first use", () => {
 
   it("a signal first read after the deadline starts aborted with 'deadline'", () => {
     const call = new FakeCall(new Date(Date.now() - 10));
-    const w = watchCall(call);
+    const w = new CallLifetime(call);
     assert.equal(w.signal.aborted, true);
     assert.equal(kindOf(w.signal), "deadline");
     w.dispose();
@@ -61,7 +61,7 @@ describe("watchCall: the call's signal, made on first use", () => {
 
   it("aborts with 'deadline' when the deadline passes", async () => {
     const call = new FakeCall(new Date(Date.now() + 20));
-    const w = watchCall(call);
+    const w = new CallLifetime(call);
     const s = w.signal;
     await new Promise<void>((resolve) => s.addEventListener("abort", () => resolve(), { once: true }));
     assert.equal(kindOf(s), "deadline");
@@ -70,7 +70,7 @@ describe("watchCall: the call's signal, made on first use", () => {
 
   it("gone(): undefined while the caller waits, then why it left, making no signal or listener", () => {
     const call = new FakeCall(Infinity);
-    const w = watchCall(call);
+    const w = new CallLifetime(call);
     assert.equal(w.gone(), undefined);
     call.cancel();
     assert.equal(w.gone()?.kind, "cancelled");
@@ -79,19 +79,19 @@ describe("watchCall: the call's signal, made on first use", () => {
   });
 
   it("gone(): 'deadline' once the deadline has passed, also when grpc-js reports it as a cancellation", () => {
-    const past = watchCall(new FakeCall(new Date(Date.now() - 10)));
+    const past = new CallLifetime(new FakeCall(new Date(Date.now() - 10)));
     assert.equal(past.gone()?.kind, "deadline");
     const call = new FakeCall(new Date(Date.now() - 10));
-    const w = watchCall(call);
+    const w = new CallLifetime(call);
     call.cancel();
     assert.equal(w.gone()?.kind, "deadline");
-    const future = watchCall(new FakeCall(new Date(Date.now() + 60_000)));
+    const future = new CallLifetime(new FakeCall(new Date(Date.now() + 60_000)));
     assert.equal(future.gone(), undefined);
   });
 
   it("gone() agrees with a signal already read", () => {
     const call = new FakeCall(Infinity);
-    const w = watchCall(call);
+    const w = new CallLifetime(call);
     const s = w.signal;
     call.cancel();
     assert.equal(s.aborted, true);

@@ -1,0 +1,47 @@
+/**
+ * What a handler gets with its request (CallContext, StreamContext) and what
+ * the pipeline needs from the server (CallEnv).
+ */
+import type { CallerGone } from "../../errors/abort";
+import type { Logger } from "../../log/Logger";
+
+export interface CallContext {
+  readonly requestId: string;
+  /** A logger for this call (request_id and rpc on every line), made on first use. */
+  readonly log: Logger;
+  /** Aborted when the caller cancels or the deadline passes: work for this call should stop. Made on first use. */
+  readonly signal: AbortSignal;
+  /** Why the call is over (cancelled, deadline passed), or undefined: cheaper than `signal` where a check will do. */
+  readonly gone: CallerGone;
+  /**
+   * Aborted when the server starts shutting down. Only long waits follow it
+   * (through `longWaitSignal`); ordinary calls drain.
+   */
+  readonly shutdown: AbortSignal;
+  /**
+   * `signal`, or `shutdown` when that comes first (reason "shutdown"): for
+   * long waits (lock waits, subscriptions), which shutdown ends with
+   * UNAVAILABLE instead of waiting for them to drain. Made on first use.
+   */
+  readonly longWaitSignal: AbortSignal;
+  /** The call's deadline in ms since the epoch, if the caller set one. */
+  readonly deadline: number | undefined;
+}
+
+export interface StreamContext<Res> extends CallContext {
+  /**
+   * Writes one message; resolves when the transport can take more, so a slow
+   * reader paces the handler. Rejects once the caller is gone, the server
+   * shuts down, or the reader has stalled too long (RESOURCE_EXHAUSTED).
+   */
+  send(msg: Res): Promise<void>;
+}
+
+/** What every call needs from the server. */
+export interface CallEnv {
+  log: Logger;
+  /** Aborted when the server starts shutting down. */
+  shutdown: AbortSignal;
+  /** Told about every finished call (metrics). */
+  observe?: (rpc: string, code: string, seconds: number) => void;
+}
