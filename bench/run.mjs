@@ -788,11 +788,11 @@ async function runGroup(ctx, group, selected) {
         const m1 = await cacheReads(ctx);
         if (m0 && m1) {
           const d = Object.fromEntries(Object.keys(m1).map((k) => [k, (m1[k] ?? 0) - (m0[k] ?? 0)]));
-          // "fills" counts misses that filled the cache: a sub-outcome, not a read.
+          // "fill" counts misses that filled the cache: a sub-outcome, not a read.
           const total = Object.entries(d)
-            .filter(([k]) => k !== "fills")
+            .filter(([k]) => k !== "fill")
             .reduce((a, [, b]) => a + b, 0);
-          ctx.hitShare.push({ c, hit: d.hits ?? d.hit ?? 0, total, outcomes: d });
+          ctx.hitShare.push({ c, hit: d.hit ?? 0, total, outcomes: d });
           log(`get-hit c=${c}: cache outcomes ${JSON.stringify(d)}`);
         }
       }

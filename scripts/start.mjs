@@ -43,5 +43,5 @@ if (!buildIsFresh()) {
   if (r.status !== 0) process.exit(r.status ?? 1);
 }
 
-const { runCli } = createRequire(import.meta.url)(join(root, "dist", "src", "cli", "main.js"));
-await runCli(["serve", ...process.argv.slice(2)]);
+const { main } = createRequire(import.meta.url)(join(root, "dist", "src", "cli", "main.js"));
+main(["serve", ...process.argv.slice(2)]);

@@ -24,7 +24,7 @@ const SERVE_FLAGS: Record<string, SettingFlag> = {
   "metrics-port": {
     env: "AGENTSTATE_METRICS_PORT",
     value: "N",
-    help: "Prometheus /metrics port (default 9464; -1 turns it off)",
+    help: "Prometheus /metrics port (default 9464; --metrics-port=-1 turns it off)",
   },
   "data-dir": {
     env: "AGENTSTATE_DATA_DIR",

@@ -38,12 +38,14 @@ export async function runCli(argv: readonly string[]): Promise<void> {
   }
 }
 
-if (require.main === module) {
-  runCli(process.argv.slice(2)).catch((err: unknown) => {
+/** Runs the command line; a start that throws is logged (with time and pid) and exits 1. */
+export function main(argv: readonly string[]): void {
+  runCli(argv).catch((err: unknown) => {
     const e = err instanceof Error ? err : new Error(String(err));
-    process.stderr.write(
-      JSON.stringify({ level: "error", msg: "failed to start", error: e.message, stack: e.stack }) + "\n",
-    );
+    const line = { level: "error", time: new Date().toISOString(), pid: process.pid, msg: "failed to start" };
+    process.stderr.write(JSON.stringify({ ...line, error: e.message, stack: e.stack }) + "\n");
     process.exit(1);
   });
 }
+
+if (require.main === module) main(process.argv.slice(2));

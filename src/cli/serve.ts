@@ -17,12 +17,14 @@ export async function serve(env: Record<string, string | undefined>): Promise<vo
     config = loadConfig(env);
   } catch (err) {
     if (err instanceof ConfigError) {
-      process.stderr.write(JSON.stringify({ level: "error", msg: "invalid configuration", error: err.message }) + "\n");
+      const line = { level: "error", time: new Date().toISOString(), pid: process.pid, msg: "invalid configuration" };
+      process.stderr.write(JSON.stringify({ ...line, error: err.message }) + "\n");
       process.exit(2);
     }
     throw err;
   }
-  const log = new Logger(config.logLevel, { service: "agentstate", pid: process.pid });
+  const format = config.logFormat === "auto" ? (process.stdout.isTTY ? "pretty" : "json") : config.logFormat;
+  const log = new Logger(config.logLevel, { service: "agentstate", pid: process.pid }, undefined, format);
   process.on("unhandledRejection", (err) => {
     const e = err instanceof Error ? err : new Error(String(err));
     log.error("unhandled rejection", { error: e.message, stack: e.stack });

@@ -10,7 +10,7 @@ import { connectFailureReason, urlTarget } from "../errors/startup";
 import type { CacheEpochStore, DurableKvStore } from "../domain/ports";
 import type { KvStore } from "../domain/types";
 import type { Logger } from "../log/Logger";
-import { CachedKvStore } from "../store/redis/CachedKvStore";
+import { CachedKvStore, type CacheReadOutcome, type CacheWriteOutcome } from "../store/redis/CachedKvStore";
 import { CacheEpoch } from "../store/redis/CacheEpoch";
 import { type CacheCommands, defineCacheScripts } from "../store/redis/cacheScripts";
 import { NearCache } from "../store/redis/NearCache";
@@ -31,7 +31,11 @@ export async function buildKvStore(
   config: Config,
   truth: { kv: DurableKvStore; cacheEpochs: CacheEpochStore },
   log: Logger,
-  observe: { read?: (outcome: string) => void; nearHit?: () => void } = {},
+  observe: {
+    read?: (outcome: CacheReadOutcome) => void;
+    write?: (outcome: CacheWriteOutcome) => void;
+    nearHit?: () => void;
+  } = {},
 ): Promise<BuiltKvStore> {
   const pg = truth.kv;
   if (!config.redisUrl) return { store: pg, cache: undefined, close: async () => undefined };
@@ -71,6 +75,7 @@ export async function buildKvStore(
     epoch,
     {
       observeRead: observe.read,
+      observeWrite: observe.write,
       observeNearHit: observe.nearHit,
       near: near && { cache: near.cache, reader: near.reader },
       cacheTtlMs: config.cacheTtlSeconds * 1000,
@@ -86,7 +91,8 @@ export async function buildKvStore(
     close: async () => {
       epoch.stop();
       await cache.settle();
-      clog.info("cache stats", { ...cache.stats, ...(near ? { near: near.cache.stats } : {}) });
+      const stats = { ...cache.stats.reads, writes: cache.stats.writes, ...(near ? { near: near.cache.stats } : {}) };
+      clog.info("cache stats", stats);
       near?.close();
       redis.disconnect();
     },

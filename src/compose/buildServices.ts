@@ -23,6 +23,7 @@ import { PostgresKvStore } from "../store/postgres/PostgresKvStore";
 import { PostgresLockStore } from "../store/postgres/PostgresLockStore";
 import { PostgresStoreRevision } from "../store/postgres/PostgresStoreRevision";
 import { probePostgres } from "../store/postgres/probe";
+import { CACHE_READ_OUTCOMES, CACHE_WRITE_OUTCOMES } from "../store/redis/CachedKvStore";
 import { RedlockLockStore } from "../store/redis/RedlockLockStore";
 import { buildKvStore } from "./buildKvStore";
 import { noteAppendRevisions } from "./noteAppendRevisions";
@@ -59,8 +60,10 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
   metrics.watchPool(pool);
   const kv = await buildKvStore(config, { kv: pgStore, cacheEpochs: new PostgresCacheEpochStore(pool) }, log, {
     read: (outcome) => metrics.cacheReads.inc({ outcome }),
+    write: (outcome) => metrics.cacheWrites.inc({ outcome }),
     nearHit: () => metrics.nearCacheHits.inc(),
   });
+  if (kv.cache) metrics.startCacheOutcomes(CACHE_READ_OUTCOMES, CACHE_WRITE_OUTCOMES);
   if (kv.near) metrics.watchNearCache(kv.near);
   const janitor = new Janitor(
     pool,

@@ -44,6 +44,8 @@ export interface Config {
   readonly eventPageBytes: number;
   readonly subscriberStallMs: number;
   readonly logLevel: "debug" | "info" | "warn" | "error";
+  /** "auto": readable lines when stdout is a terminal, JSON otherwise. */
+  readonly logFormat: "json" | "pretty" | "auto";
   readonly limits: Limits;
 }
 
@@ -105,6 +107,10 @@ export function loadConfig(env: Env = process.env): Config {
   const logLevel = str(env, "LOG_LEVEL") ?? "info";
   if (!["debug", "info", "warn", "error"].includes(logLevel)) {
     throw new ConfigError(`LOG_LEVEL must be one of debug, info, warn, error, got ${JSON.stringify(logLevel)}`);
+  }
+  const logFormat = str(env, "LOG_FORMAT") ?? "auto";
+  if (!["json", "pretty", "auto"].includes(logFormat)) {
+    throw new ConfigError(`LOG_FORMAT must be one of json, pretty, auto, got ${JSON.stringify(logFormat)}`);
   }
   const prefix = str(env, "AGENTSTATE_REDIS_PREFIX") ?? "agentstate";
   if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(prefix)) {
@@ -173,6 +179,7 @@ export function loadConfig(env: Env = process.env): Config {
     eventPageBytes: int(env, "AGENTSTATE_EVENT_PAGE_BYTES", 4 * 1024 * 1024, 1024, 256 * 1024 * 1024),
     subscriberStallMs: int(env, "AGENTSTATE_SUBSCRIBER_STALL_MS", 30000, 100, 3600000),
     logLevel: logLevel as Config["logLevel"],
+    logFormat: logFormat as Config["logFormat"],
     limits,
   });
 }

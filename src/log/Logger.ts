@@ -102,6 +102,43 @@ const stdout: DestinationStream = {
   },
 };
 
+/** How lines are written: JSON for machines, or one readable line per event for a person at a terminal. */
+export type LogFormat = "json" | "pretty";
+
+/** Fields a pretty line shows in its head (or not at all), not among its key=value pairs. */
+const PRETTY_HEAD = new Set(["level", "time", "msg", "service", "pid"]);
+
+/**
+ * One JSON line as a person reads it: `12:00:00.123 INFO  [pid] msg key=value ...`.
+ * Strings with spaces or quotes are quoted; objects are written as JSON.
+ */
+export function prettyLine(json: string): string {
+  let o: Record<string, unknown>;
+  try {
+    o = JSON.parse(json) as Record<string, unknown>;
+  } catch {
+    return json;
+  }
+  const time = typeof o.time === "string" ? o.time.slice(11, 23) : "";
+  const level = String(o.level ?? "")
+    .toUpperCase()
+    .padEnd(5);
+  const parts = [`${time} ${level} [${String(o.pid ?? "")}] ${String(o.msg ?? "")}`];
+  for (const [k, v] of Object.entries(o)) {
+    if (PRETTY_HEAD.has(k) || v === undefined) continue;
+    const s = typeof v === "string" ? (/^[^\s"=]+$/.test(v) ? v : JSON.stringify(v)) : JSON.stringify(v);
+    parts.push(`${k}=${s}`);
+  }
+  return parts.join(" ");
+}
+
+/** Stdout, each line made readable (LOG_FORMAT=pretty). Not on a hot path that matters: a person reads it. */
+const prettyStdout: DestinationStream = {
+  write(line: string): void {
+    stdout.write(prettyLine(line.endsWith("\n") ? line.slice(0, -1) : line) + "\n");
+  },
+};
+
 /** A destination for tests and tools: each line (without its newline) to `out`. */
 function lineSink(out: (line: string) => void): DestinationStream {
   return { write: (s: string) => out(s.endsWith("\n") ? s.slice(0, -1) : s) };
@@ -135,16 +172,21 @@ export class Logger {
   private baseNames: readonly string[] = [];
 
   /**
-   * `out`: where lines go. Stdout (batched) by default; a function gets each
-   * line (tests); a Logger shares that logger's output.
+   * `out`: where lines go. Stdout (batched) by default, as JSON or, with
+   * `format` "pretty", readable lines; a function gets each JSON line
+   * (tests); a Logger shares that logger's output.
    */
   constructor(
     private readonly level: Level = "info",
     private readonly base: Record<string, unknown> = {},
     out?: ((line: string) => void) | Logger,
+    format: LogFormat = "json",
   ) {
     this.min = ORDER[level];
-    this.root = out instanceof Logger ? out.root : rootLogger(level, out === undefined ? stdout : lineSink(out));
+    this.root =
+      out instanceof Logger
+        ? out.root
+        : rootLogger(level, out !== undefined ? lineSink(out) : format === "pretty" ? prettyStdout : stdout);
   }
 
   child(fields: Record<string, unknown>): Logger {

@@ -36,7 +36,13 @@ export class Metrics {
   });
   readonly cacheReads = new Counter({
     name: "agentstate_cache_reads_total",
-    help: "Get outcomes at the cache: hit, miss (then filled or not), bypass (write in flight or no lease), error",
+    help: "Get outcomes at the cache: hit, miss, fill (a miss that filled the cache), bypass (write in flight), unleased (no lease on a mature epoch), error",
+    labelNames: ["outcome"] as const,
+    registers: [this.registry],
+  });
+  readonly cacheWrites = new Counter({
+    name: "agentstate_cache_writes_total",
+    help: "CompareAndSet/Delete outcomes at the cache: marked (key marked in flight), unmarked (could not mark: the write moved the cache epoch), install_error (the new state could not be installed after commit)",
     labelNames: ["outcome"] as const,
     registers: [this.registry],
   });
@@ -104,6 +110,12 @@ export class Metrics {
       c.duration.observe(seconds);
       c.total.inc();
     };
+  }
+
+  /** Exports every cache outcome from the start (at 0), so a dashboard sees each series before it first moves. */
+  startCacheOutcomes(reads: readonly string[], writes: readonly string[]): void {
+    for (const outcome of reads) this.cacheReads.inc({ outcome }, 0);
+    for (const outcome of writes) this.cacheWrites.inc({ outcome }, 0);
   }
 
   watchNearCache(near: NearCacheUse): void {

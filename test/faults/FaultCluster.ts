@@ -140,7 +140,7 @@ export class ReplicaSlot {
       for (const m of text.matchAll(/^agentstate_cache_reads_total\{outcome="([a-z_]+)"\} (\d+)/gm)) {
         counts[m[1]!] = Number(m[2]);
       }
-      // Hits served from the replica's near cache (a subset of "hits").
+      // Hits served from the replica's near cache (a subset of "hit").
       const near = /^agentstate_near_cache_hits_total (\d+)/m.exec(text);
       if (near) counts["near_hits"] = Number(near[1]);
       let slot = this.metricsOf.get(server);

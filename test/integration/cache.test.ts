@@ -138,7 +138,7 @@ describe("cache: reads are never stale (guarantee 3)", function () {
     const hits = servers
       .flatMap((s) => s.logs())
       .filter((l) => l["msg"] === "cache stats")
-      .reduce((n, l) => n + Number(l["hits"] ?? 0), 0);
+      .reduce((n, l) => n + Number(l["hit"] ?? 0), 0);
     assert.ok(hits > 0, "no read was served from the cache");
     const nearHits = servers
       .flatMap((s) => s.logs())

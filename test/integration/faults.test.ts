@@ -165,7 +165,7 @@ describe("faults: histories checked under injected faults (quick run)", function
     assert.ok((report.locks?.acquisitions ?? 0) >= 5, "lock acquisitions");
     assert.ok((report.events?.acknowledgedEvents ?? 0) >= 50, "acknowledged events");
     // Cached reads, from Redis and from the replicas' near caches, were part of the checked history.
-    assert.ok((report.kv.cacheStats["hits"] ?? 0) >= 1, `cache hits: ${JSON.stringify(report.kv.cacheStats)}`);
+    assert.ok((report.kv.cacheStats["hit"] ?? 0) >= 1, `cache hits: ${JSON.stringify(report.kv.cacheStats)}`);
     assert.ok((report.kv.cacheStats["near_hits"] ?? 0) >= 1, `near hits: ${JSON.stringify(report.kv.cacheStats)}`);
     const known = [...Object.entries(report.knownCrashes), ...Object.entries(report.knownInternal)];
     if (known.length > 0 || VERBOSE) {

@@ -3,7 +3,9 @@
  * status codes, cache read outcomes, lock waits and Postgres pool use.
  */
 import { strict as assert } from "node:assert";
+import { readFileSync } from "node:fs";
 import { get as httpGet } from "node:http";
+import { join } from "node:path";
 import { credentials } from "@grpc/grpc-js";
 import { LockRequest, LockServiceClient, type LockResponse } from "../../clients/typescript/src/gen/agentstate/v1/lock";
 import { startCluster, type Cluster } from "../support/startCluster";
@@ -58,4 +60,52 @@ describe("metrics", function () {
     assert.match(body, /process_resident_memory_bytes/);
     assert.equal((await fetchText(metricsUrl.replace("/metrics", "/other"))).status, 404);
   });
+
+  it("exports exactly the metrics and label values the README's table lists", async () => {
+    const c = cluster.clients[0]!;
+    await c.compareAndSet({ namespace: "m", key: "readme", expected: { any: true }, value: Buffer.from("v") });
+    await c.get({ namespace: "m", key: "readme" });
+    const { body } = await fetchText(metricsUrl);
+    const exported = new Set([...body.matchAll(/^# TYPE (agentstate_\w+) /gm)].map((m) => m[1]!));
+    const table = readmeMetrics();
+    assert.deepEqual([...exported].sort(), [...table.keys()].sort(), "README metric names vs /metrics");
+    for (const [name, labels] of table) {
+      for (const [label, values] of labels) {
+        const seen = new Set(
+          [...body.matchAll(new RegExp(`^${name}(?:_bucket|_sum|_count)?\\{[^}]*\\b${label}="([^"]*)"`, "gm"))].map(
+            (m) => m[1]!,
+          ),
+        );
+        if (values.length === 0) continue; // a label whose values are open (rpc, code)
+        for (const v of seen) assert.ok(values.includes(v), `${name}{${label}="${v}"} is not in the README`);
+        // The cache outcomes are exported from the start: every README value is there.
+        if (name.startsWith("agentstate_cache_")) assert.deepEqual([...seen].sort(), [...values].sort(), name);
+      }
+    }
+  });
 });
+
+/** The README's metrics table: metric name -> label -> the values it lists (empty: open-ended). */
+function readmeMetrics(): Map<string, Map<string, string[]>> {
+  const md = readFileSync(join(__dirname, "../../../README.md"), "utf8");
+  const block = /<!-- metrics:begin -->([\s\S]*?)<!-- metrics:end -->/.exec(md);
+  assert.ok(block, "README has no metrics table");
+  const table = new Map<string, Map<string, string[]>>();
+  for (const row of block[1]!.split("\n")) {
+    const cells = row.split("|").map((c) => c.trim());
+    const name = /^`(agentstate_\w+)`$/.exec(cells[1] ?? "")?.[1];
+    if (name === undefined) continue;
+    const labels = new Map<string, string[]>();
+    // "`outcome`: `hit`, `miss`" or "`rpc`, `code`"
+    const spec = cells[2] ?? "";
+    const m = /^`(\w+)`: (.*)$/.exec(spec);
+    if (m)
+      labels.set(
+        m[1]!,
+        [...m[2]!.matchAll(/`([^`]+)`/g)].map((v) => v[1]!),
+      );
+    else for (const l of spec.matchAll(/`(\w+)`/g)) labels.set(l[1]!, []);
+    table.set(name, labels);
+  }
+  return table;
+}

@@ -45,6 +45,28 @@ function quickstartCommands(): string[] {
     .filter((l) => l !== "" && !l.startsWith("#"));
 }
 
+/** The stale-write reply the README shows. */
+function staleReplyExample(): unknown {
+  const md = readFileSync(join(REPO, "README.md"), "utf8");
+  const block = /<!-- stale-reply:begin -->\s*```json\n([\s\S]*?)```\s*<!-- stale-reply:end -->/.exec(md);
+  assert.ok(block, "README has no stale-reply block");
+  return JSON.parse(block[1]!);
+}
+
+/** Every member `expected` shows is in `actual` with the same value (objects compared member by member). */
+function assertSubset(actual: unknown, expected: unknown, path: string): void {
+  if (expected !== null && typeof expected === "object") {
+    assert.ok(
+      actual !== null && typeof actual === "object",
+      `${path}: expected an object, got ${JSON.stringify(actual)}`,
+    );
+    for (const [k, v] of Object.entries(expected))
+      assertSubset((actual as Record<string, unknown>)[k], v, `${path}.${k}`);
+  } else {
+    assert.deepEqual(actual, expected, path);
+  }
+}
+
 describe("README quick start against the embedded default", function () {
   this.timeout(120_000);
   let server: ServerProcess;
@@ -86,6 +108,8 @@ describe("README quick start against the embedded default", function () {
     assert.ok(Number(g.header.revision) >= 1);
     assert.equal(JSON.parse(update!).item.version, "2");
     const s = JSON.parse(stale!);
+    // The README shows this reply (timestamps left out): every field it shows is the real one.
+    assertSubset(s, staleReplyExample(), "stale reply");
     assert.equal(s.applied, undefined, "a stale write must not apply");
     assert.equal(s.item.version, "2");
     assert.equal(Buffer.from(s.item.value, "base64").toString(), "world");
@@ -107,6 +131,13 @@ describe("README quick start against the embedded default", function () {
     assert.match(out, /"type": "item_added"/);
     assert.match(out, /"type": "checkout_started"/);
     assert.match(out, /"caughtUp"/);
+    // "Their ids make a retry of this call a no-op": the recipes again, the append replayed.
+    const again = execFileSync("bash", ["-c", script], {
+      encoding: "utf8",
+      env: { ...process.env, PATH: `${dirname(grpcurl)}:${process.env["PATH"]}` },
+    });
+    assert.match(again, /"replayed": true/);
+    assert.match(again, /"firstVersion": "1"/);
     const logs = server.logs();
     assert.ok(logs.some((l) => l["msg"] === "listening" && l["database"] === "embedded"));
   });

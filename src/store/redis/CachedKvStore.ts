@@ -54,7 +54,9 @@ import type { NearCache, NearEntry } from "./NearCache";
 
 export interface CachedKvStoreOptions {
   /** Told the outcome of every cache read attempt (metrics). */
-  observeRead?: (outcome: keyof CacheStats) => void;
+  observeRead?: (outcome: CacheReadOutcome) => void;
+  /** Told the outcome of every write at the cache (metrics). */
+  observeWrite?: (outcome: CacheWriteOutcome) => void;
   /** Told of every hit served from the near cache (also counted as a hit). */
   observeNearHit?: () => void;
   /**
@@ -80,18 +82,36 @@ interface EntryMeta {
   };
 }
 
+/**
+ * What became of a Get at the cache (agentstate_cache_reads_total): served
+ * from the cache (`hit`), read from Postgres after a miss (`miss`, and `fill`
+ * when that read then filled the cache), kept off the cache by a write in
+ * flight (`bypass`) or by holding no lease on a mature epoch (`unleased`:
+ * Redis down, a new epoch), or a Redis error on the read or its fill (`error`).
+ */
+export const CACHE_READ_OUTCOMES = ["hit", "miss", "fill", "bypass", "unleased", "error"] as const;
+export type CacheReadOutcome = (typeof CACHE_READ_OUTCOMES)[number];
+
+/**
+ * What became of a write at the cache (agentstate_cache_writes_total): its key
+ * was marked in flight first (`marked`), or could not be (`unmarked`: Redis
+ * down, slow or failing; the write moved the cache epoch instead), or the
+ * install of the new state after the commit failed (`install_error`: readers
+ * stay on Postgres until the marker expires).
+ */
+export const CACHE_WRITE_OUTCOMES = ["marked", "unmarked", "install_error"] as const;
+export type CacheWriteOutcome = (typeof CACHE_WRITE_OUTCOMES)[number];
+
 export interface CacheStats {
-  /** Served from Postgres because this replica holds no lease on a mature epoch (Redis down, new epoch). */
-  unleased: number;
-  hits: number;
-  misses: number;
-  bypasses: number;
-  fills: number;
-  errors: number;
+  reads: Record<CacheReadOutcome, number>;
+  writes: Record<CacheWriteOutcome, number>;
 }
 
+const zeros = <K extends string>(keys: readonly K[]) =>
+  Object.fromEntries(keys.map((k) => [k, 0])) as Record<K, number>;
+
 export class CachedKvStore implements KvStore {
-  readonly stats: CacheStats = { unleased: 0, hits: 0, misses: 0, bypasses: 0, fills: 0, errors: 0 };
+  readonly stats: CacheStats = { reads: zeros(CACHE_READ_OUTCOMES), writes: zeros(CACHE_WRITE_OUTCOMES) };
   /** Cache fills started and not yet settled (see settle). */
   private readonly inflight = new Set<Promise<void>>();
   private readonly near: NearCache | undefined;
@@ -109,9 +129,14 @@ export class CachedKvStore implements KvStore {
     this.reader = opts.near?.reader ?? redis;
   }
 
-  private count(outcome: keyof CacheStats): void {
-    this.stats[outcome]++;
+  private count(outcome: CacheReadOutcome): void {
+    this.stats.reads[outcome]++;
     this.opts.observeRead?.(outcome);
+  }
+
+  private countWrite(outcome: CacheWriteOutcome): void {
+    this.stats.writes[outcome]++;
+    this.opts.observeWrite?.(outcome);
   }
 
   list(query: ListQuery): Promise<ListResult> {
@@ -132,7 +157,7 @@ export class CachedKvStore implements KvStore {
       // After the sync, and re-checking the lease, as for a Redis hit.
       const entry = known !== undefined && this.epoch.canServe() ? near.get(keys[1], alive) : undefined;
       if (entry !== undefined) {
-        this.count("hits");
+        this.count("hit");
         this.opts.observeNearHit?.();
         return readResult(entry.item, Math.max(entry.rev, known!));
       }
@@ -150,7 +175,7 @@ export class CachedKvStore implements KvStore {
         if (ticket !== undefined) near!.endRead(ticket, entry);
         // Re-check the lease: the reply must not be older than it.
         if (this.epoch.canServe()) {
-          this.count("hits");
+          this.count("hit");
           return readResult(entry.item, Math.max(entry.rev, known));
         }
         return this.pg.get(namespace, key, consistency);
@@ -161,17 +186,17 @@ export class CachedKvStore implements KvStore {
         return this.pg.get(namespace, key, consistency);
       }
       if (code === CacheReadReply.WRITE_IN_FLIGHT) {
-        this.count("bypasses");
+        this.count("bypass");
         return this.pg.get(namespace, key, consistency);
       }
       token = (r[1] as Buffer).toString();
     } catch (err) {
       if (ticket !== undefined) near!.endRead(ticket);
-      this.count("errors");
+      this.count("error");
       this.log.debug("cache read failed", { error: (err as Error).message });
       return this.pg.get(namespace, key, consistency);
     }
-    this.count("misses");
+    this.count("miss");
     const res = await this.pg.get(namespace, key, consistency);
     // The reply does not wait for the fill: it does not depend on it, and a
     // fill that lands late is what the token and the revision compare in
@@ -208,10 +233,10 @@ export class CachedKvStore implements KvStore {
         bytes,
         String(this.entryTtlMs(res.item)),
       );
-      if (filled === CacheFillReply.STORED) this.count("fills");
+      if (filled === CacheFillReply.STORED) this.count("fill");
       else if (filled === CacheFillReply.EPOCH_GONE) this.epoch.distrust();
     } catch (err) {
-      this.count("errors");
+      this.count("error");
       this.log.debug("cache fill failed", { error: (err as Error).message });
     }
   }
@@ -229,10 +254,10 @@ export class CachedKvStore implements KvStore {
         marked = r === CacheBeginWriteReply.MARKED;
         if (r === CacheBeginWriteReply.EPOCH_GONE) this.epoch.distrust();
       } catch (err) {
-        this.count("errors");
         this.log.debug("cache mark failed", { error: (err as Error).message });
       }
     }
+    this.countWrite(marked ? "marked" : "unmarked");
     if (!marked) {
       const { epochBump, ...outcome } = await this.pg.write(cmd, { ...opts, cacheFence: { kind: "bump" } });
       if (epochBump) await this.waitOutBump(epochBump);
@@ -271,7 +296,7 @@ export class CachedKvStore implements KvStore {
       if (r === CacheEndWriteReply.EPOCH_GONE) this.epoch.distrust();
     } catch (err) {
       // Harmless: the marker keeps readers on Postgres until it expires.
-      this.count("errors");
+      this.countWrite("install_error");
       this.log.debug("cache end-write failed", { error: (err as Error).message });
     }
     return outcome;
