@@ -1,5 +1,5 @@
 import * as assert from "node:assert/strict";
-import { Logger } from "../../src/log/Logger";
+import { prettyLine, Logger } from "../../src/log/Logger";
 
 function capture(level: "debug" | "info" | "warn" | "error", base?: Record<string, unknown>) {
   const lines: string[] = [];
@@ -79,5 +79,15 @@ describe("Logger: one JSON object per line", () => {
         { level: "info", msg: "listening", service: "s", address: "127.0.0.1:1" },
       ],
     );
+  });
+
+  it("pretty lines read as time, level, pid, message, then key=value fields", () => {
+    const { lines, log } = capture("info", { service: "agentstate", pid: 42 });
+    log.info("listening", { address: "127.0.0.1:50051", database: "embedded", note: "two words", n: 3 });
+    const pretty = prettyLine(lines[0]!);
+    assert.match(pretty, /^\d\d:\d\d:\d\d\.\d\d\d INFO  \[42\] listening /);
+    assert.match(pretty, / address=127\.0\.0\.1:50051 database=embedded note="two words" n=3$/);
+    assert.ok(!pretty.includes("service="), "service is implied");
+    assert.equal(prettyLine("not json"), "not json");
   });
 });
