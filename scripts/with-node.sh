@@ -56,16 +56,27 @@ if [ ! -x "$dir/bin/node" ]; then
   trap - EXIT
 fi
 
-# npm (and npx) from the host, run by the chosen node: shims beside it.
-npm_cli="$(node -p 'require.resolve("npm/bin/npm-cli.js", { paths: [require("path").join(process.execPath, "../../lib/node_modules")] })' 2>/dev/null ||
-  readlink -f "$(command -v npm)")"
-npm_dir="$(dirname "$npm_cli")"
+# npm (and npx) from the host, run by the chosen node: shims beside it, made
+# once (a nested call would otherwise find the shims themselves).
 shims="$dir/shims"
-mkdir -p "$shims"
-for tool in npm npx; do
-  printf '#!/bin/sh\nexec "%s" "%s" "$@"\n' "$dir/bin/node" "$npm_dir/$tool-cli.js" >"$shims/$tool"
-  chmod +x "$shims/$tool"
-done
+if [ ! -x "$shims/npm" ]; then
+  npm_cli="$(node -p 'require.resolve("npm/bin/npm-cli.js", { paths: [require("path").join(process.execPath, "../../lib/node_modules")] })' 2>/dev/null ||
+    readlink -f "$(command -v npm)")"
+  case "$npm_cli" in
+    *npm-cli.js) ;;
+    */shims/npm) npm_cli="$(grep -o '[^"]*npm-cli\.js' "$npm_cli" | head -n 1)" ;; # called from with-node.sh
+  esac
+  case "$npm_cli" in
+    *npm-cli.js) ;;
+    *) echo "$0: cannot find npm-cli.js (found '$npm_cli')" >&2; exit 1 ;;
+  esac
+  npm_dir="$(dirname "$npm_cli")"
+  mkdir -p "$shims"
+  for tool in npm npx; do
+    printf '#!/bin/sh\nexec "%s" "%s" "$@"\n' "$dir/bin/node" "$npm_dir/$tool-cli.js" >"$shims/$tool"
+    chmod +x "$shims/$tool"
+  done
+fi
 
 export PATH="$shims:$dir/bin:$PATH"
 hash -r
