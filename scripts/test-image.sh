@@ -41,7 +41,9 @@ bad() {
   failed=$((failed + 1))
   echo "FAIL: $*"
 }
+finished=0
 finish() {
+  finished=1
   echo "image test took $(elapsed)"
   echo "image: $passed passed, $failed failed"
   [ "$failed" = 0 ] && [ "$passed" -gt 0 ]
@@ -61,6 +63,11 @@ cleanup() {
   # A chroot left mounted by an interrupted debootstrap.
   for m in proc sys dev/pts dev; do mountpoint -q "$work/rootfs/$m" 2>/dev/null && umount -l "$work/rootfs/$m"; done
   rm -rf "$work"
+  # Stopped before the end (a step failed under set -e): still one closing line.
+  if [ "$finished" = 0 ]; then
+    echo "image test stopped early after $(elapsed)"
+    echo "image: $passed passed, $((failed + 1)) failed"
+  fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -86,7 +93,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     exit 1
   fi
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" uidmap fuse-overlayfs >/dev/null
+  apt-get install -y -qq "${missing[@]}" >/dev/null # with recommends, as tested
 fi
 grpcurl="${GRPCURL:-$(command -v grpcurl || true)}"
 [ -n "$grpcurl" ] || [ ! -x "$HOME/go/bin/grpcurl" ] || grpcurl="$HOME/go/bin/grpcurl"
