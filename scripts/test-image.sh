@@ -22,6 +22,8 @@
 # not work on the CI machines); the server listens on a free loopback port.
 #
 # Ends with one line "image: N passed, M failed"; exit status 0 only when all passed.
+# Takes 1 to 3.5 minutes when it makes the base, about 1 minute with the base cached
+# (2 shared cores); `podman rmi docker.io/library/<base>` drops the cached base.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$(pwd)"
