@@ -13,20 +13,20 @@
 #      HEALTHCHECK); the CA bundle npm needs goes in as a build secret.
 #   3. run it with the embedded default (no DATABASE_URL: Postgres in /data,
 #      as the non-root user node), wait for health "healthy", CompareAndSet
-#      and Get through grpcurl, stop it (SIGTERM: clean exit 0).
+#      and Get through grpcurl, restart it (the value is still there), stop
+#      it (SIGTERM: clean exit 0).
 #   4. remove the container, its volume and the image (the base stays).
 #
 # Needs root, podman, runc, debootstrap (installed with apt-get when missing),
 # npm, and grpcurl ($GRPCURL, PATH, ~/go/bin, or `go install` pinned v1.9.3).
-# Runs containers with runc and host networking (crun and podman's networks do
-# not work on the CI machines); the server listens on a free loopback port.
+# Runs containers with runc (crun fails on the CI machines) and host networking
+# (the setup known to work there); the server listens on a free loopback port.
 #
 # Ends with one line "image: N passed, M failed"; exit status 0 only when all passed.
 # Takes 1 to 3.5 minutes when it makes the base, about 1 minute with the base cached
 # (2 shared cores); `podman rmi docker.io/library/<base>` drops the cached base.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root="$(pwd)"
 export DEBIAN_FRONTEND=noninteractive
 
 t0=$(date +%s)
@@ -74,8 +74,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Podman flags that work here: runc (crun fails on rlimits/cgroups), explicit
-# ulimits, host network (no CNI/netavark networking in CI).
+# Podman flags that work on the CI machines: runc (crun fails on rlimits and
+# cgroups), explicit ulimits, host network.
 PODMAN=(podman --runtime runc)
 RUNOPTS=(--ulimit nofile=4096:4096 --ulimit nproc=4096:4096 --network host)
 # Without systemd (CI containers) podman cannot make the timer that runs a
