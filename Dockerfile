@@ -1,34 +1,62 @@
 # syntax=docker/dockerfile:1
 # agentstate: multi-stage build, non-root runtime, gRPC health check.
-# Production use: set DATABASE_URL (and REDIS_URL / REDLOCK_URLS). Without
-# DATABASE_URL the image runs the embedded Postgres in /data (demo only).
+#
+# Production: set DATABASE_URL (and REDIS_URL / REDLOCK_URLS); see compose.yaml.
+# Without DATABASE_URL the image runs the embedded Postgres in /data (demo only).
+#
+#   docker build -t agentstate .
+#   podman build --format docker -t agentstate .   # podman's default OCI format drops HEALTHCHECK
+#
+# A registry whose TLS is intercepted needs its CA bundle for `npm ci`; pass it
+# as a build secret (mounted for that one RUN, never stored in a layer):
+#   podman build --format docker --secret id=npmca,src=/etc/ssl/certs/ca-certificates.crt -t agentstate .
+#
+# scripts/test-image.sh builds and runs this image end to end (CompareAndSet and
+# Get through grpcurl, health, SIGTERM) against a locally made base image.
+#
+# Base: Node 24 LTS on Debian 12, pinned by full version tag. Not by digest:
+# no registry is reachable where this image is built and tested, so no digest
+# could be resolved and checked; pin one (node:24.22.3-bookworm-slim@sha256:...)
+# where a registry is reachable. Both stages must use the same base.
+ARG NODE_IMAGE=node:24.22.3-bookworm-slim
 
-FROM node:20-bookworm-slim AS build
+FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci
+# NODE_EXTRA_CA_CERTS only when the secret was given (elsewhere npm uses its own CAs).
+RUN --mount=type=secret,id=npmca,required=false \
+    if [ -s /run/secrets/npmca ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/npmca; fi; \
+    npm ci --no-audit --no-fund
 COPY tsconfig.json buf.gen.yaml ./
 COPY proto ./proto
 COPY scripts ./scripts
 COPY migrations ./migrations
 COPY src ./src
+# tsconfig.json compiles the TypeScript client too (it shares the generated code).
 COPY clients/typescript ./clients/typescript
-RUN npm run build && npm prune --omit=dev
+RUN npm run build && npm prune --omit=dev --no-audit --no-fund
 
-FROM node:20-bookworm-slim AS runtime
+FROM ${NODE_IMAGE} AS runtime
 ENV NODE_ENV=production \
     AGENTSTATE_HOST=0.0.0.0 \
     AGENTSTATE_PORT=50051 \
+    AGENTSTATE_METRICS_PORT=9464 \
     AGENTSTATE_DATA_DIR=/data
 WORKDIR /app
-# grpc_health_probe-free health check: a tiny Node script calls grpc.health.v1.Health/Check.
-COPY --from=build /app/node_modules ./node_modules
-COPY --from=build /app/dist ./dist
 COPY --from=build /app/package.json ./package.json
+COPY --from=build /app/node_modules ./node_modules
+# dist whole: compiled JS plus everything the server loads at run time (SQL,
+# Lua, migrations, protos, descriptor sets).
+COPY --from=build /app/dist ./dist
+# The embedded Postgres (no DATABASE_URL) keeps its data here, as user node.
 RUN mkdir -p /data && chown node:node /data
 USER node
 EXPOSE 50051 9464
 VOLUME ["/data"]
-HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
+# The script calls grpc.health.v1.Health/Check on AGENTSTATE_HOST:AGENTSTATE_PORT
+# (a wildcard address through loopback); exit 0 only on SERVING.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
   CMD ["node", "dist/src/healthcheck.js"]
+# node is PID 1 and handles SIGTERM itself (graceful drain, embedded Postgres stopped).
+STOPSIGNAL SIGTERM
 CMD ["node", "dist/src/main.js"]
