@@ -119,22 +119,21 @@ export class Metrics {
   }
 
   watchNearCache(near: NearCacheUse): void {
-    new Gauge({
-      name: "agentstate_near_cache_entries",
-      help: "Entries held by this replica's near cache",
-      registers: [this.registry],
-      collect() {
-        this.set(near.size().entries);
-      },
-    });
-    new Gauge({
-      name: "agentstate_near_cache_bytes",
-      help: "Estimated bytes held by this replica's near cache (bounded by AGENTSTATE_NEAR_CACHE_BYTES)",
-      registers: [this.registry],
-      collect() {
-        this.set(near.size().bytes);
-      },
-    });
+    const sized = (name: string, help: string, read: (size: { entries: number; bytes: number }) => number) =>
+      new Gauge({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          this.set(read(near.size()));
+        },
+      });
+    sized("agentstate_near_cache_entries", "Entries held by this replica's near cache", (s) => s.entries);
+    sized(
+      "agentstate_near_cache_bytes",
+      "Estimated bytes held by this replica's near cache (bounded by AGENTSTATE_NEAR_CACHE_BYTES)",
+      (s) => s.bytes,
+    );
     new Counter({
       name: "agentstate_near_cache_invalidations_total",
       help: "Keys named by Redis invalidation messages to this replica",
