@@ -85,7 +85,7 @@ describe("Logger: one JSON object per line", () => {
     const { lines, log } = capture("info", { service: "agentstate", pid: 42 });
     log.info("listening", { address: "127.0.0.1:50051", database: "embedded", note: "two words", n: 3 });
     const pretty = prettyLine(lines[0]!);
-    assert.match(pretty, /^\d\d:\d\d:\d\d\.\d\d\d INFO  \[42\] listening /);
+    assert.match(pretty, /^\d\d:\d\d:\d\d\.\d\d\d INFO {2}\[42\] listening /);
     assert.match(pretty, / address=127\.0\.0\.1:50051 database=embedded note="two words" n=3$/);
     assert.ok(!pretty.includes("service="), "service is implied");
     assert.equal(prettyLine("not json"), "not json");
