@@ -1,7 +1,7 @@
 import * as assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
 import { AbortReason } from "../../src/errors/abort";
-import { CallLifetime } from "../../src/grpc/pipeline/callLifetime";
+import { CallLifetime, DEADLINE_SLACK_MS } from "../../src/grpc/pipeline/callLifetime";
 
 /** The part of a grpc-js server call that CallLifetime uses. */
 class FakeCall extends EventEmitter {
@@ -87,6 +87,17 @@ describe("CallLifetime: the call's signal, made on first use", () => {
     assert.equal(w.gone()?.kind, "deadline");
     const future = new CallLifetime(new FakeCall(new Date(Date.now() + 60_000)));
     assert.equal(future.gone(), undefined);
+  });
+
+  it("a cancel that arrives just before the server's deadline is the caller's deadline (it counts from a later start)", () => {
+    const near = new FakeCall(new Date(Date.now() + DEADLINE_SLACK_MS / 2));
+    const w = new CallLifetime(near);
+    near.cancel();
+    assert.equal(w.gone()?.kind, "deadline");
+    const early = new FakeCall(new Date(Date.now() + 60_000));
+    const e = new CallLifetime(early);
+    early.cancel();
+    assert.equal(e.gone()?.kind, "cancelled");
   });
 
   it("gone() agrees with a signal already read", () => {

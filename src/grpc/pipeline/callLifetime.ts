@@ -24,6 +24,9 @@ export interface LifetimeCall {
   removeListener(event: "cancelled", listener: () => void): unknown;
 }
 
+/** How close to its deadline a cancelled call counts as ended by the deadline (see cancelReason). */
+export const DEADLINE_SLACK_MS = 250;
+
 export class CallLifetime {
   /** The caller's deadline in ms since the epoch, if it set one. */
   readonly deadline: number | undefined;
@@ -74,7 +77,16 @@ export class CallLifetime {
     if (this.onCancel) this.call.removeListener("cancelled", this.onCancel);
   }
 
+  /**
+   * A client whose deadline passes cancels the stream exactly as an explicit
+   * cancel does (RST_STREAM CANCEL), so the two are told apart by time. The
+   * server's deadline is the client's timeout counted from when the server
+   * read the request, later than the client's own by the time the request
+   * took to arrive and be read (tens of ms on a loaded machine), so a cancel
+   * that close to the deadline is the deadline.
+   */
   private cancelReason(): AbortReason {
-    return new AbortReason(this.deadline !== undefined && Date.now() >= this.deadline - 5 ? "deadline" : "cancelled");
+    const nearDeadline = this.deadline !== undefined && Date.now() >= this.deadline - DEADLINE_SLACK_MS;
+    return new AbortReason(nearDeadline ? "deadline" : "cancelled");
   }
 }
