@@ -172,7 +172,9 @@ export class PostgresKvStore implements DurableKvStore {
     const items = rows.slice(0, q.limit).map(rowToItem);
     let revision = rows[0]?.store_revision;
     if (revision === undefined) {
-      revision = (await this.query<{ store_revision: number }>(sql("store_revision"), [])).rows[0]?.store_revision ?? 0;
+      revision =
+        (await this.query<{ store_revision: number }>(sql("store_revision"), [q.namespace])).rows[0]?.store_revision ??
+        0;
     }
     return { items, revision, more };
   }

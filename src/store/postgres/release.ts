@@ -18,8 +18,8 @@ export interface Release {
 }
 
 export const RELEASE: Release = Object.freeze({
-  number: 1,
-  sha256: "58acbc8eb5cbb9e573e00d3519a401caad45a8c9412cabee3d9e179fcc501668",
+  number: 2,
+  sha256: "658325918559c11371f9d2d5667f62b542e7ecdacf65b57b77508a7a0ac63eda",
 });
 
 /** One SQL file of the release: a migration or a function. */
