@@ -19,7 +19,7 @@ export interface Release {
 
 export const RELEASE: Release = Object.freeze({
   number: 2,
-  sha256: "658325918559c11371f9d2d5667f62b542e7ecdacf65b57b77508a7a0ac63eda",
+  sha256: "c2dcfc025a16e8210ba6aadc949d6053fe91caabbecb02a4b5507bcee30ffb2c",
 });
 
 /** One SQL file of the release: a migration or a function. */

@@ -11,9 +11,10 @@
 --
 -- The appends of a batch are to distinct streams, sorted by namespace and
 -- stream (concurrent batches lock streams in one order). Per append, in order:
---   phase 1 (before the revision locks; lock order: stream row, fence row, then
---   the namespaces' revision rows in namespace order, as key writes): lock the stream's row, or claim a new stream
---   with a version-0 row (removed again if nothing is appended);
+--   phase 1 (before the revision locks; lock order: stream row, fence row,
+--   then the namespaces' revision rows in namespace order, as key writes):
+--   lock the stream's row, or claim a new stream with a version-0 row
+--   (removed again if nothing is appended);
 --   idempotent retry: if any id was appended before, the append is a replay
 --   only if every id was, to this stream, with the same content
 --   (fingerprint), in the same order; otherwise it is refused;
