@@ -19,7 +19,7 @@ export interface Release {
 
 export const RELEASE: Release = Object.freeze({
   number: 2,
-  sha256: "c2dcfc025a16e8210ba6aadc949d6053fe91caabbecb02a4b5507bcee30ffb2c",
+  sha256: "0add4b33c756c99f247ad7c330c7ab889e85fd3c2f1ebc1f935a4532f3082138",
 });
 
 /** One SQL file of the release: a migration or a function. */

@@ -10,17 +10,19 @@
 -- namespace of the batch has its own sequence and its own row, locked in
 -- namespace order after every key lock, so batches of different namespaces
 -- never wait for each other. The cache epoch stays store-wide
--- (agentstate_state): it is read without a lock, and its row is locked
--- (last) only by a write that moves it.
+-- (agentstate_state): a write reads it FOR SHARE (writes never wait for each
+-- other there; an epoch bump waits for them), so it cannot move between the
+-- write's check of its marked epoch and its commit; a write that moves it
+-- locks it FOR UPDATE instead.
 --
 -- Per write, in the order given (the server sorts a batch by namespace and
 -- key, so concurrent batches claim keys in one order):
 --   phase 1 (before the revision locks; lock order is always idempotency key,
 --   key, fence, then the namespaces' revision rows in namespace order, then
---   the cache epoch row when the epoch moves): claim the idempotency key, lock the key's row
+--   the cache epoch row, shared or, when the epoch moves, exclusive): claim the idempotency key, lock the key's row
 --   or claim the absent key with an invisible version-0 placeholder row, read
 --   the fence FOR SHARE and compare it;
---   phase 2 (under the revision locks, no more lock waits but the epoch row's): drop writes whose
+--   phase 2 (under the revision locks and the epoch row's): drop writes whose
 --   deadline has passed, then check each write's condition against the key's
 --   state as left by the writes before it in the batch, write the row and its
 --   history entry with the namespace's next revision, record the idempotency outcome.
@@ -211,10 +213,24 @@ BEGIN
       ns_rev0[j] := rev;
     END LOOP;
     ns_rev := ns_rev0;
-    -- Read, not locked: a concurrent bump that commits after this snapshot
-    -- starts an epoch that stays young (serves nothing) for the marker TTL,
-    -- which outlasts this write's commit (CacheEpoch.ts).
-    SELECT s.cache_epoch, s.cache_epoch_at INTO epoch, epoch_at FROM agentstate_state s WHERE s.id = 1;
+    -- The cache epoch must not move between the check of a marked epoch
+    -- below and this commit (readers of a newer epoch never saw the marker):
+    -- FOR SHARE, which writes do not wait on among themselves, but a bump
+    -- does. A write that will move the epoch (could not mark, or marked in
+    -- another epoch than the current one) takes it FOR UPDATE; upgrading a
+    -- share lock can deadlock with another such write: Postgres then aborts
+    -- one statement, which the server runs again (runWriteBatch).
+    SELECT s.cache_epoch INTO epoch FROM agentstate_state s WHERE s.id = 1;
+    IF EXISTS (SELECT 1 FROM generate_series(1, n) AS x WHERE st[x] = c_pending
+               AND (p_bump[x] OR (p_marked_epoch[x] IS NOT NULL AND p_marked_epoch[x] <> epoch))) THEN
+      SELECT s.cache_epoch, s.cache_epoch_at INTO epoch, epoch_at FROM agentstate_state s WHERE s.id = 1 FOR UPDATE;
+    ELSE
+      SELECT s.cache_epoch, s.cache_epoch_at INTO epoch, epoch_at FROM agentstate_state s WHERE s.id = 1 FOR SHARE;
+      IF EXISTS (SELECT 1 FROM generate_series(1, n) AS x WHERE st[x] = c_pending
+                 AND p_marked_epoch[x] IS NOT NULL AND p_marked_epoch[x] <> epoch) THEN
+        SELECT s.cache_epoch, s.cache_epoch_at INTO epoch, epoch_at FROM agentstate_state s WHERE s.id = 1 FOR UPDATE;
+      END IF;
+    END IF;
     FOR i IN 1..n LOOP
       CONTINUE WHEN st[i] <> c_pending;
       r := res[i];
@@ -317,8 +333,7 @@ BEGIN
       END IF;
     END LOOP;
     IF bump THEN
-      -- Locked last; re-read under the lock (another write may have moved it).
-      SELECT s.cache_epoch, s.cache_epoch_at INTO epoch, epoch_at FROM agentstate_state s WHERE s.id = 1 FOR UPDATE;
+      -- Held FOR UPDATE since the check above (bump is set only when it was taken so).
       -- clock_timestamp(), not now(): an epoch must not look older than it is.
       prev_age := (extract(epoch FROM clock_timestamp() - epoch_at) * 1000)::bigint;
       epoch := epoch + 1;
