@@ -53,7 +53,8 @@ const HELP = `usage: node bench/run.mjs [options]
   --levels 1,16,64       closed-loop concurrency levels (default 1,16,64)
   --duration S           seconds per closed-loop run (default 3)
   --rate-duration S      seconds of the fixed-rate run at 50% of the peak (default 5; 0 skips them)
-  --only LIST            scenario ids or groups (read,cas,lock,append) to run; "none" runs no scenario
+  --only LIST            scenario ids or groups (read,cas,lock,append; ns: CAS and Append over 1, 4 and 16
+                         namespaces, run only when named) to run; "none" runs no scenario
   --soak                 also run the soak: mixed Get/CAS/Append load at a fixed rate, RSS sampled every 10 s
   --soak-minutes M       soak length (default 10)
   --big                  also compare Get p99 on a --big-keys store with a 1k-key store (side by side,
@@ -189,7 +190,7 @@ const etcdDriver = (op) => (ctx, c, rps, tag) =>
     rps,
     tag,
   });
-const pgbenchScript = (script, mode) => (ctx, c, rps, tag) =>
+const pgbenchScript = (script, mode, defines) => (ctx, c, rps, tag) =>
   pgbench(ctx.pg.binDir, {
     port: ctx.pg.port,
     db: "pgbench",
@@ -200,6 +201,7 @@ const pgbenchScript = (script, mode) => (ctx, c, rps, tag) =>
     logDir: path.join(ctx.runDir, "pgbench-logs"),
     name: tag.replace(/[^a-z0-9-]/gi, "_"),
     mode,
+    defines,
   });
 const redis = (test) => async (ctx, c) => {
   const perSecond = c === 1 ? 15000 : 50000;
@@ -465,7 +467,59 @@ export const SCENARIOS = [
   },
 ];
 
-const GROUPS = ["read", "cas", "lock", "append"];
+// Revisions per namespace (issue 15 part 2): CompareAndSet and AppendEvent
+// spread over N namespaces (each call picks one at random), and pgbench
+// running the same statements over the same N namespaces (-D nsn=N).
+for (const n of [1, 4, 16]) {
+  SCENARIOS.push(
+    {
+      id: `cas-new-ns${n}`,
+      group: "ns",
+      kind: "as",
+      tool: "ghz",
+      what: `CompareAndSet expected=any, a new key per call, over ${n} namespace(s) (one at random per call)`,
+      run: ghzCall("agentstate.v1.KeyValueService/CompareAndSet", (tag) => ({
+        namespace: `bench-ns{{randomInt 0 ${n}}}`,
+        key: `cas/${tag}/{{.RequestNumber}}`,
+        expected: { any: true },
+        value: VALUE_B64,
+      })),
+      vs: [`pg-cas-new-ns${n}`],
+    },
+    {
+      id: `pg-cas-new-ns${n}`,
+      group: "ns",
+      kind: "base",
+      tool: "pgbench",
+      what: `pgbench: the service's CAS statement for a new key over ${n} namespace(s) (bench/pgbench/cas_new_ns.sql)`,
+      run: pgbenchScript("cas_new_ns.sql", "prepared", { nsn: n }),
+    },
+    {
+      id: `append-1-ns${n}`,
+      group: "ns",
+      kind: "as",
+      tool: "ghz",
+      what: `AppendEvent expected=any, 1 event of 64 bytes, one stream per worker in each of ${n} namespace(s) (one at random per call)`,
+      run: ghzCall("agentstate.v1.EventService/AppendEvent", (tag) => ({
+        namespace: `bench-ns{{randomInt 0 ${n}}}`,
+        stream: `s/${tag}/{{.WorkerID}}`,
+        expected: { any: true },
+        events: [event],
+      })),
+      vs: [`pg-append-1-ns${n}`],
+    },
+    {
+      id: `pg-append-1-ns${n}`,
+      group: "ns",
+      kind: "base",
+      tool: "pgbench",
+      what: `pgbench: the service's append statement, 1 event, over ${n} namespace(s) (bench/pgbench/append_1_ns.sql)`,
+      run: pgbenchScript("append_1_ns.sql", "prepared", { nsn: n }),
+    },
+  );
+}
+
+const GROUPS = ["read", "cas", "lock", "append", "ns"];
 
 // Targets from the Benchmarks issue: ours / baseline throughput, at peak.
 const TARGETS = [
@@ -1265,7 +1319,9 @@ async function main() {
     ctx.rssStart = rssMiB(ctx.server.pid);
 
     const selected = new Set(
-      SCENARIOS.filter((s) => !o.only || o.only.includes(s.id) || o.only.includes(s.group)).map((s) => s.id),
+      SCENARIOS.filter((s) => (!o.only ? s.group !== "ns" : o.only.includes(s.id) || o.only.includes(s.group))).map(
+        (s) => s.id,
+      ),
     );
     if (selected.size > 0) {
       log("warm-up (not reported)");

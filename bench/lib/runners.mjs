@@ -109,7 +109,7 @@ function percentile(sorted, p) {
  */
 export async function pgbench(
   pgBin,
-  { port, db, script, concurrency, durationS, rps, logDir, name, mode = "extended" },
+  { port, db, script, concurrency, durationS, rps, logDir, name, mode = "extended", defines = {} },
 ) {
   fs.mkdirSync(logDir, { recursive: true });
   const prefix = path.join(logDir, name);
@@ -120,6 +120,7 @@ export async function pgbench(
     "-c", String(concurrency), "-j", String(jobs),
     "-T", String(Math.max(1, Math.round(durationS))),
     "-l", `--log-prefix=${prefix}`,
+    ...Object.entries(defines).flatMap(([k, v]) => ["-D", `${k}=${v}`]),
     ...(rps ? ["-R", String(Math.max(1, Math.round(rps)))] : []),
     db,
   ]; // prettier-ignore

@@ -193,8 +193,9 @@ func IsResumable(err error) bool {
 // When the stream breaks (UNAVAILABLE: server shutdown or connection lost;
 // RESOURCE_EXHAUSTED: fn was slower than the server's stall limit;
 // DEADLINE_EXCEEDED; or a stream ended by the server) Subscribe subscribes
-// again after the last position, after a jittered backoff. Positions are
-// store revisions in commit order, so nothing is skipped; events at or below
+// again after the last position, after a jittered backoff. Positions are the
+// namespace's revisions, in its commit order (a subscription is within one
+// namespace), so nothing is skipped; events at or below
 // that position are dropped, so fn never sees one twice. Each connection
 // sends its own CaughtUp once it has caught up. The call has no deadline
 // of its own (a deadline on ctx ends the subscription). fn runs on the

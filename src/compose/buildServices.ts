@@ -102,7 +102,9 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
     metrics,
     kv: kv.store,
     locks: new LockService(lockStore),
-    events: cache ? noteAppendRevisions(pgEvents, (revision) => cache.noteRevision(revision)) : pgEvents,
+    events: cache
+      ? noteAppendRevisions(pgEvents, (namespace, revision) => cache.noteRevision(namespace, revision))
+      : pgEvents,
     notifier,
     eventOptions: {
       pageSize: 500,

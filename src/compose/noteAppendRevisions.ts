@@ -1,17 +1,21 @@
 /**
  * The event store as the service sees it when the cache is on: every applied,
  * non-replayed append's revision is told to `noteRevision` (the cache's known
- * store revision) before the append is acknowledged, so a later cache hit
- * never reports a lower revision than an acknowledged append. The reply waits
+ * revision of the append's namespace) before the append is acknowledged, so a
+ * later cache hit never reports a lower revision than an acknowledged append
+ * in its namespace. The reply waits
  * for it, as it waits for the commit. Reads pass straight through.
  */
 import type { EventStore } from "../domain/events";
 
-export function noteAppendRevisions(inner: EventStore, noteRevision: (revision: number) => Promise<void>): EventStore {
+export function noteAppendRevisions(
+  inner: EventStore,
+  noteRevision: (namespace: string, revision: number) => Promise<void>,
+): EventStore {
   return {
     append: async (cmd, opts) => {
       const o = await inner.append(cmd, opts);
-      if (o.applied && !o.replayed) await noteRevision(o.revision);
+      if (o.applied && !o.replayed) await noteRevision(cmd.namespace, o.revision);
       return o;
     },
     readStream: (...args) => inner.readStream(...args),

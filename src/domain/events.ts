@@ -3,10 +3,11 @@
  *
  * - A stream is an append-only list of events in a namespace; an event's
  *   stream version is 1-based and dense within its stream.
- * - An event's position is a store revision: appends take one revision per
- *   event right before commit, so positions increase in commit order across
- *   all streams, and a subscriber that has seen position P has seen every
- *   committed event below P. Reading "position > last seen" is therefore
+ * - An event's position is a revision of its namespace: appends take one
+ *   revision per event right before commit, so positions increase in the
+ *   namespace's commit order across its streams, and a subscriber (always
+ *   within one namespace: a stream or a stream prefix) that has seen position
+ *   P has seen every committed event of the namespace below P. Reading "position > last seen" is therefore
  *   enough for catch-up-then-live delivery without gaps or duplicates.
  * - Event ids (UUIDs) are unique per namespace, enforced by the database: a
  *   re-sent batch whose ids were all appended is a no-op that returns the

@@ -43,7 +43,7 @@ export interface LockStore {
   tryAcquire(namespace: string, name: string, ttlMs: number, owner: string): Promise<Acquired | undefined>;
   /**
    * The reply for a caller who did not get the lock: the holder's owner when
-   * known (never the lock's secret) and the store revision. Asked once, when
+   * known (never the lock's secret) and the lock namespace's revision. Asked once, when
    * the caller stops waiting, not after every attempt.
    */
   notAcquired(namespace: string, name: string): Promise<NotAcquired>;

@@ -75,25 +75,23 @@ export interface CacheEpochState {
   epoch: number;
   /** Milliseconds since the epoch began, by the truth's clock. */
   ageMs: number;
-  /** The store revision at the read. */
-  storeRevision: number;
 }
 
 /** Where the cache epoch is kept (the truth), so every replica agrees on it. */
 export interface CacheEpochStore {
   /** The current epoch, or undefined when the truth holds none (migrations not applied). */
   read(): Promise<CacheEpochState | undefined>;
-  /** Moves to a new epoch if the current one is still `from`; true when this call moved it. */
-  bump(from: number): Promise<boolean>;
+  /** Moves to a new epoch if the current one is still `from` (unconditionally without it); true when this call moved it. */
+  bump(from?: number): Promise<boolean>;
 }
 
 export interface IssuedToken {
   token: number;
-  /** The store revision when the token was issued. */
+  /** The lock namespace's revision when the token was issued. */
   revision: number;
 }
 
-/** The latest token issued for a name (null: none yet) and the store revision. */
+/** The latest token issued for a name (null: none yet) and its namespace's revision. */
 export interface LatestToken {
   token: number | null;
   revision: number;
@@ -111,7 +109,7 @@ export interface FencingTokens {
   latest(namespace: string, name: string): Promise<LatestToken>;
 }
 
-/** The store revision, for replies that report state without changing any. */
+/** A namespace's revision, for replies that report state without changing any. */
 export interface StoreRevision {
-  current(): Promise<number>;
+  current(namespace: string): Promise<number>;
 }

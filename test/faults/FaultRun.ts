@@ -5,6 +5,7 @@
  *  - the KV history is linearizable (Porcupine, test/faults/checker);
  *  - fencing safety (checkFencing);
  *  - event completeness and order for every subscriber (checkEvents);
+ *  - every namespace's revisions dense and given once (checkRevisions);
  *  - no replica exited by itself, and no call got a status a healthy
  *    service never answers under faults (INTERNAL, UNKNOWN, ...).
  * Everything (histories, fault log, report, server output on failure) is
@@ -18,6 +19,7 @@ import { eventually } from "../support/eventually";
 import { pgQuery } from "../support/pgQuery";
 import { checkEvents, matchesTarget, storedEvents, type EventsReport } from "./checkEvents";
 import { checkFencing, type FencingReport } from "./checkFencing";
+import { checkRevisions, type RevisionsReport } from "./checkRevisions";
 import { checkLinearizable, type PorcupineResult } from "./checkLinearizable";
 import { nowNs } from "./clock";
 import { EventWorkload, type SubscriptionTargetSpec } from "./EventWorkload";
@@ -84,6 +86,7 @@ export interface FaultRunReport {
   };
   locks: (FencingReport & { codes: Record<string, number> }) | undefined;
   events: (EventsReport & { codes: Record<string, number> }) | undefined;
+  revisions: RevisionsReport;
   faults: { total: number; byKind: Record<string, number>; errors: string[]; list: FaultRecord[] };
   /** Replica crashes not caused by the harness (the supervisor restarted them). */
   unexpectedExits: string[];
@@ -273,6 +276,12 @@ export async function runFaults(o: FaultRunOptions): Promise<FaultRunReport> {
       log(`events: ${e.eventsInStore} stored, ${e.acknowledgedEvents} acknowledged, ${e.violations.length} violations`);
     }
 
+    const revisions = await checkRevisions(cluster.directDbUrl);
+    for (const v of revisions.violations) failures.push(`revisions: ${v}`);
+    log(
+      `revisions: ${revisions.changes} changes in ${revisions.namespaces} namespaces, ${revisions.violations.length} violations`,
+    );
+
     const unexpectedExits = cluster.replicas.flatMap((r) => r.unexpectedExits);
     const knownCrashes: Record<string, number> = {};
     for (const x of unexpectedExits) {
@@ -323,6 +332,7 @@ export async function runFaults(o: FaultRunOptions): Promise<FaultRunReport> {
       },
       locks: locksReport,
       events: eventsReport,
+      revisions,
       faults: { total: nemesis.faults.length, byKind, errors: faultErrors, list: nemesis.faults },
       unexpectedExits,
       knownCrashes,

@@ -60,6 +60,10 @@ ${
     : "(not run)"
 }
 
+## Revisions per namespace
+
+- ${r.revisions.changes} changes in ${r.revisions.namespaces} namespaces; every namespace's revisions dense and given once: **${r.revisions.violations.length === 0 ? "yes" : "no"}**
+
 ## Faults injected: ${r.faults.total}
 
 | kind | count |

@@ -3,7 +3,7 @@
  * invalidations drop a copy, that a read racing an invalidation is not
  * copied, and that a lost connection drops everything until tracking is set
  * up again. Keys follow the cache's layout (entry `…:e`, markers `…:w`, the
- * epoch's `…:alive` and `…:rev`). The replica-level behaviour is in
+ * epoch's `…:alive` and `…:rev:<namespace>`). The replica-level behaviour is in
  * cache.near.test.ts.
  */
 import * as assert from "node:assert/strict";
@@ -51,7 +51,7 @@ describe("near cache protocol (real Redis)", function () {
 
   const keysOf = () => {
     const k = `${base}:{k${++n}}`;
-    return { entry: `${k}:e`, markers: `${k}:w`, alive: `${base}:alive`, known: `${base}:rev` };
+    return { entry: `${k}:e`, markers: `${k}:w`, alive: `${base}:alive`, known: `${base}:rev:ns` };
   };
 
   const entry = (rev: number): NearEntry => ({ alive: ALIVE, rev, item: undefined });
@@ -72,9 +72,25 @@ describe("near cache protocol (real Redis)", function () {
     assert.equal(near.has(k.entry, ALIVE), true, "the copy was not kept");
   }
 
-  /** Resolves once every invalidation sent so far has been applied. */
-  const synced = async (k: ReturnType<typeof keysOf>) =>
+  /** Resolves once every invalidation sent so far has been applied (the namespace's known revision seeded first). */
+  const synced = async (k: ReturnType<typeof keysOf>) => {
+    await other.set(k.known, "1", "NX");
     assert.notEqual(await near.sync(k.known), undefined, "sync failed");
+  };
+
+  it("a sync answers each namespace's known revision, and nothing for a namespace whose known revision is absent", async () => {
+    const k = keysOf();
+    const otherNs = `${base}:rev:other`;
+    await other.set(k.known, "4");
+    const [mine, theirs, none] = await Promise.all([
+      near.sync(k.known),
+      near.sync(otherNs),
+      near.sync(`${base}:rev:never`),
+    ]);
+    assert.deepEqual([mine, theirs, none], [4, undefined, undefined]);
+    await other.set(otherNs, "9");
+    assert.deepEqual(await Promise.all([near.sync(k.known), near.sync(otherNs)]), [4, 9]);
+  });
 
   it("keeps a copy of a clean read and serves it after a sync, with the known revision read then", async () => {
     const k = keysOf();

@@ -8,6 +8,7 @@
 import { strict as assert } from "node:assert";
 import { setTimeout as sleep } from "node:timers/promises";
 import { credentials, type ServiceError } from "@grpc/grpc-js";
+import { Redis } from "ioredis";
 import {
   CompareAndSetRequest,
   DeleteRequest,
@@ -146,6 +147,78 @@ describe("cache: reads are never stale (guarantee 3)", function () {
       .reduce((n, l) => n + Number((l["near"] as { hits?: number } | undefined)?.hits ?? 0), 0);
     assert.ok(nearHits > 0, "no read was served from a near cache");
     servers = [];
+  });
+});
+
+describe("cache: revisions per namespace (a known revision per namespace and epoch)", function () {
+  this.timeout(60_000);
+  let redis: RedisProcess;
+  let server: ServerProcess | undefined;
+  let client: KeyValueServiceClient;
+  let plain: Redis;
+  let prefix: string;
+
+  before(async () => {
+    const env = await getTestEnv();
+    redis = await RedisProcess.start();
+    prefix = env.redisPrefix();
+    server = await ServerProcess.start({
+      DATABASE_URL: await env.freshDatabase("cachens"),
+      REDIS_URL: redis.url,
+      AGENTSTATE_REDIS_PREFIX: prefix,
+      AGENTSTATE_STATEMENT_TIMEOUT_MS: "1000",
+      AGENTSTATE_CACHE_MARKER_TTL_MS: "2000",
+      AGENTSTATE_CACHE_LEASE_MS: "500",
+      AGENTSTATE_NEAR_CACHE_BYTES: "0",
+    });
+    client = new KeyValueServiceClient(server.address, credentials.createInsecure());
+    plain = new Redis(redis.url);
+  });
+
+  after(async () => {
+    client?.close();
+    plain?.disconnect();
+    await server?.stop().catch(() => undefined);
+    await redis?.destroy();
+  });
+
+  const cas = (namespace: string, key: string) =>
+    call<unknown, CompareAndSetResponse>(
+      client,
+      client.compareAndSet as never,
+      CompareAndSetRequest.fromPartial({ namespace, key, expected: { any: true }, value: Buffer.from("v") }),
+    );
+  const get = (namespace: string, key: string) =>
+    call<unknown, GetResponse>(client, client.get as never, GetRequest.fromPartial({ namespace, key }));
+  const knownKeys = (namespace: string) => plain.keys(`${prefix}:c:*:rev:${namespace}`);
+
+  it("hits report their own namespace's revision; an absent known revision is seeded by a fill, never invented", async () => {
+    // Wait until the cache serves (an epoch matures), then put x in ns-a and y in ns-b.
+    const a1 = Number((await cas("ns-a", "x")).header!.revision);
+    const b1 = Number((await cas("ns-b", "y")).header!.revision);
+    assert.deepEqual([a1, b1], [1, 1], "each namespace starts its own sequence");
+    for (let i = 0; i < 10; i++) await cas("ns-b", `more-${i}`);
+    for (let i = 0; i < 40; i++) {
+      const r = await get("ns-a", "x");
+      assert.equal(Number(r.header!.revision), 1, "a read in ns-a reports ns-a's revision, not ns-b's");
+      if ((await knownKeys("ns-a")).length > 0 && i > 20) break;
+      await sleep(100);
+    }
+    assert.equal((await knownKeys("ns-a")).length, 1, "ns-a's known revision was seeded");
+    // A write to another key of ns-a raises what a hit on x reports.
+    const a2 = Number((await cas("ns-a", "z")).header!.revision);
+    assert.equal(a2, 2);
+    for (let i = 0; i < 5; i++) assert.ok(Number((await get("ns-a", "x")).header!.revision) >= a2);
+    // Drop the known revision: reads must not report less than ns-a's revision
+    // (they miss, read Postgres, and the fill seeds it again).
+    await plain.del(...(await knownKeys("ns-a")));
+    for (let i = 0; i < 40; i++) {
+      assert.equal(Number((await get("ns-a", "x")).header!.revision), a2);
+      if ((await knownKeys("ns-a")).length > 0) break;
+      await sleep(100);
+    }
+    assert.equal(await plain.get((await knownKeys("ns-a"))[0]!), String(a2), "seeded from Postgres by a fill");
+    assert.equal(Number((await get("ns-b", "y")).header!.revision), 11);
   });
 });
 

@@ -36,7 +36,7 @@ describe("fuzz regressions: strings must be valid UTF-8", function () {
         cluster.databaseUrl,
         `SELECT (SELECT count(*) FROM kv_history) AS h, (SELECT count(*) FROM events) AS e,
                 (SELECT count(*) FROM idempotency_keys) AS i, (SELECT count(*) FROM fencing_tokens) AS f,
-                (SELECT revision FROM agentstate_state) AS r`,
+                (SELECT coalesce(jsonb_object_agg(namespace, revision), '{}') FROM namespace_revisions) AS r`,
       ),
     );
 

@@ -12,7 +12,7 @@
  * trailer); a request made invalid in exactly one field is refused naming that
  * field; a refused request leaves no trace in the store (row counts of kv,
  * kv_history, events, streams, idempotency_keys, locks, fencing_tokens, and the
- * store revision, before and after); the server process is alive at the end
+ * namespaces' revisions, before and after); the server process is alive at the end
  * and logged no internal error or unhandled rejection.
  *
  * Runs against two deployments: Postgres only (locks in Postgres) and
@@ -124,7 +124,7 @@ for (const dep of [
         (SELECT count(*) FROM idempotency_keys) AS idempotency_keys, (SELECT count(*) FROM locks) AS locks,
         (SELECT count(*) FROM fencing_tokens) AS fencing_tokens,
         (SELECT coalesce(sum(last_token), 0) FROM fencing_tokens) AS tokens,
-        (SELECT revision FROM agentstate_state WHERE id = 1) AS revision`);
+        (SELECT coalesce(jsonb_object_agg(namespace, revision), '{}') FROM namespace_revisions) AS revisions`);
       return JSON.stringify(r.rows[0]);
     }
 

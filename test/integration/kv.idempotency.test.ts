@@ -31,10 +31,12 @@ describe("KeyValueService: idempotent retries (2 replicas, real Postgres)", func
     return rows[0]!.n;
   }
 
-  async function storeRevision(): Promise<number> {
+  /** The namespace's revision (revisions are per namespace). */
+  async function storeRevision(namespace = NS): Promise<number> {
     const rows = await pgQuery<{ revision: string }>(
       cluster.databaseUrl,
-      "SELECT revision FROM agentstate_state WHERE id = 1",
+      "SELECT coalesce((SELECT revision FROM namespace_revisions WHERE namespace = $1), 0) AS revision",
+      [namespace],
     );
     return Number(rows[0]!.revision);
   }
@@ -180,7 +182,9 @@ describe("KeyValueService: idempotent retries (2 replicas, real Postgres)", func
     assert.equal(x.replayed, false);
     assert.equal(y.applied, true);
     assert.equal(y.replayed, false, "the same key in another namespace is a new request");
-    assert.notEqual(x.header?.revision, y.header?.revision);
+    // Each namespace has its own revision sequence: both are the first change of theirs.
+    assert.equal(Number(x.header?.revision), await storeRevision("idem-x"));
+    assert.equal(Number(y.header?.revision), await storeRevision("idem-y"));
     assert.equal(Buffer.from((await a.get({ namespace: "idem-y", key: "k" })).item!.value).toString(), "y");
     const rows = await pgQuery<{ namespace: string }>(
       cluster.databaseUrl,

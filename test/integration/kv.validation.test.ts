@@ -46,7 +46,7 @@ describe("KeyValueService: bad input is INVALID_ARGUMENT naming the field, and w
       cluster.databaseUrl,
       `SELECT (SELECT count(*)::int FROM kv) AS kv, (SELECT count(*)::int FROM kv_history) AS history,
               (SELECT count(*)::int FROM idempotency_keys) AS idempotency,
-              (SELECT revision::int FROM agentstate_state WHERE id = 1) AS revision`,
+              (SELECT coalesce(sum(revision), 0)::int FROM namespace_revisions) AS revision`,
     );
     return rows[0]!;
   }

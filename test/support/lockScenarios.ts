@@ -499,18 +499,19 @@ export async function badInput(ctx: LockTestContext, namespace: string): Promise
   assert.equal((await kv.get({ namespace, key: "k" })).found, false, "rejected writes wrote nothing");
 }
 
-/** Every lock reply carries a header with the store revision it reflects (proto: "Revision this reply reflects."). */
+/** Every lock reply carries a header with its namespace's revision (proto: "Revision this reply reflects."). */
 export async function repliesCarryHeaders(ctx: LockTestContext, namespace: string): Promise<void> {
   const l = at(ctx.locks, 0);
   const name = "header-lock";
   const revisionNow = async () => {
     const rows = await pgQuery<{ revision: string }>(
       ctx.databaseUrl,
-      "SELECT revision FROM agentstate_state WHERE id = 1",
+      "SELECT revision FROM namespace_revisions WHERE namespace = $1",
+      [namespace],
     );
     return Number(at(rows, 0).revision);
   };
-  // Make the store revision non-zero so an unset header is distinguishable.
+  // Make the namespace's revision non-zero so an unset header is distinguishable.
   await at(ctx.kvs, 0).compareAndSet({ namespace, key: "rev", expected: { any: true }, value: utf8("x") });
   const rev = await revisionNow();
   assert.ok(rev > 0);
@@ -723,7 +724,7 @@ export function lockConformanceSuite(ctx: LockTestContext, opts: LockSuiteOption
       grantForGoneCallerReleased,
       "gone",
     ],
-    ["every lock reply carries a header with the store revision", repliesCarryHeaders, "header"],
+    ["every lock reply carries a header with its namespace's revision", repliesCarryHeaders, "header"],
     ["a lock id altered in its token part is refused, never echoed back as a token", tamperedLockId, "tamper"],
     ["an acquisition that outlasted its TTL is not reported as acquired", slowGrantNotReportedAsHeld, "slow"],
     ["bad input answers INVALID_ARGUMENT naming the field and takes nothing", badInput, "bad"],

@@ -18,22 +18,22 @@ function storeAnswering(o: AppendOutcome): EventStore {
 }
 
 describe("noteAppendRevisions: the cache hears of an append before it is acknowledged", () => {
-  it("notes the revision of an applied append, and the append resolves only after the note has", async () => {
+  it("notes the revision of an applied append in its namespace, and the append resolves only after the note has", async () => {
     const order: string[] = [];
-    const store = noteAppendRevisions(storeAnswering(outcome(true, false)), async (revision) => {
+    const store = noteAppendRevisions(storeAnswering(outcome(true, false)), async (namespace, revision) => {
       await new Promise((r) => setTimeout(r, 5));
-      order.push(`noted ${revision}`);
+      order.push(`noted ${namespace} ${revision}`);
     });
     const o = await store.append(cmd);
     order.push("acknowledged");
-    assert.deepEqual(order, ["noted 7", "acknowledged"]);
+    assert.deepEqual(order, ["noted n 7", "acknowledged"]);
     assert.equal(o.revision, 7);
   });
 
   it("notes nothing for an append not applied or replayed", async () => {
     for (const o of [outcome(false, false), outcome(true, true)]) {
       const noted: number[] = [];
-      const store = noteAppendRevisions(storeAnswering(o), async (r) => void noted.push(r));
+      const store = noteAppendRevisions(storeAnswering(o), async (_ns, r) => void noted.push(r));
       assert.deepEqual(await store.append(cmd), o);
       assert.deepEqual(noted, []);
     }

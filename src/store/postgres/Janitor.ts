@@ -61,9 +61,17 @@ export class Janitor {
       }
       return total;
     };
-    const expired = await drain(
-      async () => (await this.pool.query<{ removed: number }>(sql("kv_expire_sweep"), [batch])).rows[0]?.removed ?? 0,
-    );
+    // One namespace per statement: each takes only its namespace's revision row.
+    const expired = await drain(async () => {
+      const nss = (await this.pool.query<{ namespace: string }>(sql("kv_expire_namespaces"), [batch])).rows;
+      let removed = 0;
+      for (const { namespace } of nss) {
+        removed +=
+          (await this.pool.query<{ removed: number }>(sql("kv_expire_sweep"), [namespace, batch])).rows[0]?.removed ??
+          0;
+      }
+      return removed;
+    });
     const history =
       this.opts.historyRetentionSeconds > 0
         ? await drain(

@@ -12,16 +12,13 @@ export class PostgresCacheEpochStore implements CacheEpochStore {
   constructor(private readonly pool: Pool) {}
 
   async read(): Promise<CacheEpochState | undefined> {
-    const r = await this.pool.query<{ cache_epoch: number; age_ms: number; store_revision: number }>(
-      sql("cache_epoch_read"),
-      [],
-    );
+    const r = await this.pool.query<{ cache_epoch: number; age_ms: number }>(sql("cache_epoch_read"), []);
     const row = r.rows[0];
-    return row && { epoch: row.cache_epoch, ageMs: row.age_ms, storeRevision: row.store_revision };
+    return row && { epoch: row.cache_epoch, ageMs: row.age_ms };
   }
 
-  async bump(from: number): Promise<boolean> {
-    const r = await this.pool.query(sql("cache_epoch_bump"), [from]);
+  async bump(from?: number): Promise<boolean> {
+    const r = await this.pool.query(sql("cache_epoch_bump"), [from ?? null]);
     return r.rowCount === 1;
   }
 }

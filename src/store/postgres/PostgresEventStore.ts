@@ -6,10 +6,10 @@
  * sent as one call of agentstate_event_append (functions/agentstate_event_append.sql)
  * in autocommit. Per append it locks (or claims) the stream's row, resolves
  * re-sent event ids, checks the fence and the expected version, then, under
- * the revision row lock, takes one store revision per event and inserts them.
- * One round trip and one WAL flush serve the batch, the revision lock is never
- * held across a round trip, and every caller gets its own outcome once the
- * batch has committed. A batch holds a stream at most once; an append whose
+ * its namespace's revision row lock, takes one namespace revision per event
+ * and inserts them. One round trip and one WAL flush serve the batch, the
+ * revision locks are never held across a round trip, and every caller gets
+ * its own outcome once the batch has committed. A batch holds a stream at most once; an append whose
  * stream another transaction holds is answered `busy` and run alone, waiting,
  * so one held stream never stalls the others.
  */

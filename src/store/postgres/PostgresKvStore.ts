@@ -4,8 +4,8 @@
  * Writes are group-committed. The writes that arrive while a batch is being
  * committed form the next batch, sent as one call of agentstate_kv_write
  * (src/store/postgres/functions/agentstate_kv_write.sql) in autocommit: the function locks every key
- * first, then takes the store revision (last, so revisions follow commit
- * order) and applies each write in turn with its own condition, fence and
+ * first, then takes each namespace's revision row (last, so a namespace's
+ * revisions follow its commit order) and applies each write in turn with its own condition, fence and
  * idempotency record. One round trip and one WAL flush serve the whole batch,
  * and every caller gets its own outcome once the batch has committed
  * (guarantee 1). A write whose key another transaction holds is answered
@@ -50,7 +50,7 @@ import { KvExpectedKind, KvWriteOp, KvWriteStatus as Status } from "./writeStatu
 interface WriteHooks extends WriteOptions {
   /** Move the cache to a new epoch in this write's transaction (the cache could not be invalidated). */
   bumpCacheEpoch?: boolean;
-  /** The cache epoch the write marked its key in (bump instead if it has moved, checked under the revision row lock). */
+  /** The cache epoch the write marked its key in (bump instead if it has moved, checked in the write's statement). */
   markedEpoch?: number;
   /** performance.now() value after which the write must not be made. */
   commitDeadline?: number;
@@ -172,7 +172,9 @@ export class PostgresKvStore implements DurableKvStore {
     const items = rows.slice(0, q.limit).map(rowToItem);
     let revision = rows[0]?.store_revision;
     if (revision === undefined) {
-      revision = (await this.query<{ store_revision: number }>(sql("store_revision"), [])).rows[0]?.store_revision ?? 0;
+      revision =
+        (await this.query<{ store_revision: number }>(sql("store_revision"), [q.namespace])).rows[0]?.store_revision ??
+        0;
     }
     return { items, revision, more };
   }

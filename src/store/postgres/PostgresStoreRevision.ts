@@ -1,4 +1,4 @@
-/** PostgresStoreRevision: the store revision as agentstate_state holds it (see StoreRevision in domain/ports.ts). */
+/** PostgresStoreRevision: a namespace's revision as namespace_revisions holds it (see StoreRevision in domain/ports.ts). */
 import type { Pool } from "pg";
 import type { StoreRevision } from "../../domain/ports";
 import { translatePgError } from "./pgErrors";
@@ -7,9 +7,9 @@ import { sql } from "./sql";
 export class PostgresStoreRevision implements StoreRevision {
   constructor(private readonly pool: Pool) {}
 
-  async current(): Promise<number> {
+  async current(namespace: string): Promise<number> {
     try {
-      const r = await this.pool.query<{ store_revision: number }>(sql("store_revision"), []);
+      const r = await this.pool.query<{ store_revision: number }>(sql("store_revision"), [namespace]);
       return r.rows[0]?.store_revision ?? 0;
     } catch (err) {
       throw translatePgError(err);

@@ -18,8 +18,8 @@ export interface Release {
 }
 
 export const RELEASE: Release = Object.freeze({
-  number: 1,
-  sha256: "58acbc8eb5cbb9e573e00d3519a401caad45a8c9412cabee3d9e179fcc501668",
+  number: 2,
+  sha256: "0add4b33c756c99f247ad7c330c7ab889e85fd3c2f1ebc1f935a4532f3082138",
 });
 
 /** One SQL file of the release: a migration or a function. */

@@ -23,6 +23,7 @@ import { performance } from "node:perf_hooks";
 import type Redis from "ioredis";
 import type { CacheEpochStore } from "../../domain/ports";
 import type { Logger } from "../../log/Logger";
+import { CacheNoteRevisionReply } from "./cacheReplies";
 import type { CacheCommands } from "./cacheScripts";
 
 export interface CacheEpochOptions {
@@ -100,16 +101,68 @@ export class CacheEpoch {
     return `${this.keyBase()}:alive`;
   }
 
-  knownRevisionKey(): string {
-    return `${this.keyBase()}:rev`;
+  /**
+   * The namespace's known revision in this epoch: the highest revision of the
+   * namespace known committed, raised by every write that ends through the
+   * cache (cacheEndWrite), every fill (cacheFill: the revision it read from
+   * Postgres) and every append (noteRevision). Seeded lazily: while it is
+   * absent, cacheRead serves no hit in the namespace (a miss, whose fill then
+   * seeds it from Postgres), so a hit never invents a revision. Once present
+   * it is at least every revision of the namespace acknowledged in this epoch
+   * (each raised it before its reply) or before it (the fill that created it
+   * read Postgres after them).
+   *
+   * Redis Cluster: this key is one per namespace, while an item's keys share
+   * the slot of their `{hash}` tag; a cache script touches both, so on a
+   * cluster they would need one slot: the item's tag would have to be the
+   * namespace's (one slot per namespace: a hot namespace on one shard), or the
+   * known revision kept per item slot (cacheNoteRevision then raising it in
+   * every slot the namespace uses). Not built: this is a single Redis.
+   * Namespaces hold no braces (`[a-z0-9][a-z0-9._-]*`).
+   */
+  knownRevisionKey(namespace: string): string {
+    return `${this.keyBase()}:rev:${namespace}`;
   }
 
-  /** Raises the epoch's known store revision (best effort; errors are ignored). */
-  async noteRevision(revision: number): Promise<void> {
-    if (!this.canMark()) return;
-    await this.redis
-      .cacheNoteRevision(this.aliveKey(), this.knownRevisionKey(), this.aliveValue(), String(revision))
-      .catch(() => undefined);
+  /**
+   * Raises the namespace's known revision in this epoch; false when it could
+   * not (Redis down or failing, epoch gone): the caller must then fence the
+   * cache (fenceUnnoted) before it acknowledges the change.
+   */
+  async noteRevision(namespace: string, revision: number): Promise<boolean> {
+    if (!this.canMark()) return false;
+    const alive = this.aliveValue();
+    try {
+      const r = await this.redis.cacheNoteRevision(
+        this.aliveKey(),
+        this.knownRevisionKey(namespace),
+        alive,
+        String(revision),
+      );
+      if (r === CacheNoteRevisionReply.DONE) return true;
+      this.distrust();
+      return false;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * For a change acknowledged without raising its namespace's known revision
+   * (noteRevision or a write's install failed): moves the cache to a new
+   * epoch and waits out every lease that could serve the old one, as a write
+   * that could not mark its key does, so no hit reports a revision below it.
+   */
+  async fenceUnnoted(): Promise<void> {
+    // Unconditional: the epoch this replica believes in may be gone already,
+    // and the current one may hold the namespace's known revision below this change.
+    await this.epochs.bump().catch((err: unknown) => {
+      this.log.debug("cache epoch bump failed", { error: (err as Error).message });
+    });
+    this.log.debug("cache epoch bumped: a revision could not be noted", { from_epoch: this.epoch });
+    void this.refresh();
+    // The replaced epoch's age is not known here: wait as long as the worst case.
+    await new Promise((r) => setTimeout(r, this.opts.leaseMs + 50 + this.opts.leaseMs / 10));
   }
 
   /** A script found the alive key missing or different: stop trusting the cache and re-check now. */
@@ -178,8 +231,7 @@ export class CacheEpoch {
       alive = await this.redis.get(key);
     }
     if (alive === want) {
-      // Seed the known store revision before any hit can be served from this read.
-      await this.redis.cacheNoteRevision(key, this.knownRevisionKey(), want, String(row.storeRevision));
+      // Known revisions are per namespace and seeded lazily (knownRevisionKey).
       this.aliveOk = true;
       return;
     }

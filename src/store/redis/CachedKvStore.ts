@@ -295,21 +295,25 @@ export class CachedKvStore implements KvStore {
       );
       if (r === CacheEndWriteReply.EPOCH_GONE) this.epoch.distrust();
     } catch (err) {
-      // Harmless: the marker keeps readers on Postgres until it expires.
+      // The marker keeps readers of this key on Postgres until it expires; but
+      // the namespace's known revision may not have been raised, so hits on
+      // its other keys could report a lower revision: fence the epoch.
       this.countWrite("install_error");
       this.log.debug("cache end-write failed", { error: (err as Error).message });
+      if (changed) await this.epoch.fenceUnnoted();
     }
     return outcome;
   }
 
   /**
-   * Raises the cache's known store revision after a commit that did not go
+   * Raises the namespace's known revision after a commit that did not go
    * through the cache (an event append), so later cache hits never report a
-   * lower revision than an acknowledged write. Best effort: the lease refresh
-   * also raises it from Postgres.
+   * lower revision than an acknowledged write in the namespace. If it cannot,
+   * moves the cache epoch and waits out its leases instead (as a write that
+   * could not mark its key does).
    */
-  async noteRevision(revision: number): Promise<void> {
-    await this.epoch.noteRevision(revision);
+  async noteRevision(namespace: string, revision: number): Promise<void> {
+    if (!(await this.epoch.noteRevision(namespace, revision))) await this.epoch.fenceUnnoted();
   }
 
   /** Holds the reply until every lease that could serve the replaced epoch has expired. */
@@ -340,7 +344,14 @@ export class CachedKvStore implements KvStore {
       this.hashes.set(id, h);
     }
     const base = `${this.epoch.keyBase()}:{${h}}`;
-    return [this.epoch.aliveKey(), `${base}:e`, `${base}:w`, `${base}:t`, `${base}:lw`, this.epoch.knownRevisionKey()];
+    return [
+      this.epoch.aliveKey(),
+      `${base}:e`,
+      `${base}:w`,
+      `${base}:t`,
+      `${base}:lw`,
+      this.epoch.knownRevisionKey(namespace),
+    ];
   }
 }
 
@@ -358,7 +369,7 @@ const REFUSED_BEFORE_COMMIT = [
 /** Keys whose hash is remembered (cleared when full). */
 const HASH_MEMO_SIZE = 4096;
 
-/** KEYS of the cache scripts for one key: alive, entry, markers, token, writers, known revision. */
+/** KEYS of the cache scripts for one key: alive, entry, markers, token, writers, its namespace's known revision. */
 type CacheKeys = [string, string, string, string, string, string];
 
 // Fill tokens and writer ids only need to be unique among all replicas: a
@@ -405,8 +416,9 @@ function parseEntry(key: string, metaBuf: Buffer, bytes: Buffer): Item | undefin
 
 /**
  * A cache hit as a ReadResult. The entry is current as of the read, so the
- * reply reflects every revision known committed (`revision`: the larger of
- * the entry's observed revision and the epoch's known revision), not only the
+ * reply reflects every revision of the namespace known committed (`revision`:
+ * the larger of the entry's observed revision and the namespace's known
+ * revision in the epoch), not only the
  * one observed when the entry was stored. An item past its expiry reads as absent.
  */
 function readResult(item: Item | undefined, revision: number): ReadResult {

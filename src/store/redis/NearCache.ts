@@ -21,10 +21,12 @@
  *   acknowledged before the Get has been applied, and the copy, if still here,
  *   is what a Redis read would have returned. One PING serves every Get that
  *   arrived while the previous PING was in flight (or in the same turn).
- * - The revision a near hit reports is read with the PING (a GET of the
- *   epoch's known revision, sent with it): at least that of every write
- *   acknowledged before the Gets of the round arrived, as a Redis hit reports.
- *   So writes to other keys never void a copy.
+ * - The revision a near hit reports is read with the PING (an MGET of the
+ *   known revisions of the round's namespaces in the epoch, sent with it): at
+ *   least that of every write in the namespace acknowledged before the Gets of
+ *   the round arrived, as a Redis hit reports. So writes to other keys never
+ *   void a copy. A namespace whose known revision is absent gets no near hit
+ *   (the Get reads Redis, where it is a miss that seeds it).
  * - Losing either connection, a flush, or a change of the epoch's alive key
  *   drops everything; near hits resume only once tracking is set up again on
  *   the current connections.
@@ -78,10 +80,11 @@ interface Pending {
 }
 
 interface SyncRound {
-  /** The epoch's known-revision key, read with the PING. */
-  readonly knownKey: string;
-  readonly promise: Promise<number | undefined>;
-  resolve(known: number | undefined): void;
+  /** The known-revision keys (one per namespace and epoch) the round's Gets need, read with the PING. */
+  readonly knownKeys: string[];
+  /** The values read, in the order of knownKeys (null: absent); undefined when the sync failed. */
+  readonly promise: Promise<(string | null)[] | undefined>;
+  resolve(known: (string | null)[] | undefined): void;
 }
 
 export class NearCache {
@@ -154,24 +157,28 @@ export class NearCache {
 
   /**
    * Resolves, once every invalidation Redis queued before this call's PING has
-   * been applied, with the epoch's known store revision (`knownKey`) read
+   * been applied, with the namespace's known revision (`knownKey`) read
    * with that PING; undefined if that cannot be known (tracking lost or
-   * restarted, connection error): then the caller reads Redis instead.
+   * restarted, connection error, the key absent): then the caller reads
+   * Redis instead.
    */
   sync(knownKey: string): Promise<number | undefined> {
     if (!this.tracking) return Promise.resolve(undefined);
     let round = this.round;
     if (round === undefined) {
-      let resolve!: (known: number | undefined) => void;
-      const promise = new Promise<number | undefined>((r) => (resolve = r));
-      round = this.round = { knownKey, promise, resolve };
+      let resolve!: (known: (string | null)[] | undefined) => void;
+      const promise = new Promise<(string | null)[] | undefined>((r) => (resolve = r));
+      round = this.round = { knownKeys: [], promise, resolve };
       // Sent at the end of this turn, or when the PING in flight returns,
       // whichever is later: either way after every Get that joined it.
       if (!this.pinging && !this.scheduled) this.schedule();
-    } else if (round.knownKey !== knownKey) {
-      return Promise.resolve(undefined); // the epoch moved meanwhile: read Redis
     }
-    return round.promise;
+    let i = round.knownKeys.indexOf(knownKey);
+    if (i < 0) i = round.knownKeys.push(knownKey) - 1;
+    return round.promise.then((values) => {
+      const v = values?.[i];
+      return v === undefined || v === null ? undefined : Number(v);
+    });
   }
 
   private schedule(): void {
@@ -191,10 +198,10 @@ export class NearCache {
     if (!this.tracking) return round.resolve(undefined);
     this.stats.syncs++;
     this.pinging = true;
-    const known = this.plain.get(round.knownKey);
+    const known = this.plain.mget(...round.knownKeys);
     sendNow(this.plain);
     Promise.all([this.sub.ping(), known]).then(
-      ([, k]) => this.pinged(round, this.tracking && this.gen === gen ? Number(k ?? 0) : undefined),
+      ([, k]) => this.pinged(round, this.tracking && this.gen === gen ? k : undefined),
       (err: unknown) => {
         this.log.debug("near cache sync failed", { error: (err as Error).message });
         this.pinged(round, undefined);
@@ -202,7 +209,7 @@ export class NearCache {
     );
   }
 
-  private pinged(round: SyncRound, known: number | undefined): void {
+  private pinged(round: SyncRound, known: (string | null)[] | undefined): void {
     this.pinging = false;
     round.resolve(known);
     // The next round goes at the end of this turn, gathering the Gets read meanwhile.

@@ -170,7 +170,7 @@ export class RedlockLockStore implements LockStore {
   async notAcquired(namespace: string, name: string): Promise<NotAcquired> {
     const [holderOwner, revision] = await Promise.all([
       this.holderOwner(namespace, name),
-      this.truth.revision.current(),
+      this.truth.revision.current(namespace),
     ]);
     return { acquired: false, holderOwner, revision };
   }

@@ -50,7 +50,7 @@ class AppendResult:
     first_version: int
     #: Position of the first event of the batch, when applied.
     position: int
-    #: Store revision the reply reflects.
+    #: The namespace's revision the reply reflects.
     revision: int
     #: The id of each event, in order (generated ones included).
     event_ids: Tuple[str, ...]
@@ -160,8 +160,8 @@ class Subscription:
     stream breaks (UNAVAILABLE: server shutdown or connection lost;
     RESOURCE_EXHAUSTED: the consumer stalled longer than the server allows;
     DEADLINE_EXCEEDED; or a stream ended by the server) it subscribes again
-    after ``position``, after a jittered backoff: positions are store revisions
-    in commit order, so nothing is skipped, and events at or below
+    after ``position``, after a jittered backoff: positions are the
+    namespace's revisions, in its commit order, so nothing is skipped, and events at or below
     ``position`` are dropped, so nothing is delivered twice. Any other error
     is raised. ``close()`` (from any thread) or leaving the ``with`` block ends
     it: iteration then stops without an error.

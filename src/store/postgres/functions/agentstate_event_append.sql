@@ -2,15 +2,19 @@
 --
 -- Promises: AppendEvent for a batch of appends at once, called in autocommit
 -- (server-side group commit, as agentstate_kv_write does for KV writes). One
--- round trip and one WAL flush serve the whole batch, and the revision row's
--- lock is held only for the end of the statement and its commit, never across
--- a round trip to the server.
+-- round trip and one WAL flush serve the whole batch, and the revision rows'
+-- locks are held only for the end of the statement and its commit, never
+-- across a round trip to the server. Positions are revisions of the stream's
+-- namespace (namespace_revisions, migrations/0006): each namespace has its
+-- own sequence, shared with its key writes, and its own row, locked in
+-- namespace order after every stream lock.
 --
 -- The appends of a batch are to distinct streams, sorted by namespace and
 -- stream (concurrent batches lock streams in one order). Per append, in order:
---   phase 1 (before the revision lock; lock order: stream row, fence row, then
---   revision, as key writes): lock the stream's row, or claim a new stream
---   with a version-0 row (removed again if nothing is appended);
+--   phase 1 (before the revision locks; lock order: stream row, fence row,
+--   then the namespaces' revision rows in namespace order, as key writes):
+--   lock the stream's row, or claim a new stream with a version-0 row
+--   (removed again if nothing is appended);
 --   idempotent retry: if any id was appended before, the append is a replay
 --   only if every id was, to this stream, with the same content
 --   (fingerprint), in the same order; otherwise it is refused;
@@ -19,8 +23,8 @@
 --   after the replay check, so a retry of a correctly fenced append returns
 --   its first outcome even if a newer token exists by now;
 --   the expected stream version;
---   phase 2 (under the revision row lock, no more lock waits): drop appends
---   whose deadline has passed, then take one revision per event, insert the
+--   phase 2 (under the revision row locks, no more lock waits): drop appends
+--   whose deadline has passed, then take one namespace revision per event, insert the
 --   events with consecutive positions and stream versions, bump the stream's
 --   version and wake subscribers (NOTIFY is delivered at commit).
 -- With p_wait false (a batch), no append waits for a stream row that another
@@ -96,8 +100,13 @@ DECLARE
   first_ver bigint;
   first_pos bigint;
   f bigint;
-  rev0 bigint;
   rev bigint;
+  -- The batch's namespaces, their revisions as read (locked when an append
+  -- in them is pending), and as advanced by the batch.
+  nss text[];
+  ns_rev0 bigint[];
+  ns_rev bigint[];
+  j int;
   ts timestamptz;
   i int;
 BEGIN
@@ -176,14 +185,24 @@ BEGIN
     res[i] := r;
   END LOOP;
 
-  -- Phase 2: under the revision row lock, the appends still to be made (with
-  -- none left, the lock is not taken: the refusals report the current revision).
-  IF EXISTS (SELECT 1 FROM unnest(res) x WHERE x.status = c_pending) THEN
-    SELECT s.revision INTO rev0 FROM agentstate_state s WHERE s.id = 1 FOR UPDATE;
-  ELSE
-    SELECT s.revision INTO rev0 FROM agentstate_state s WHERE s.id = 1;
-  END IF;
-  rev := rev0;
+  -- Phase 2: under the revision row locks of the namespaces with appends
+  -- still to be made (a namespace with none is read, not locked: its
+  -- refusals report its current revision).
+  SELECT array_agg(DISTINCT p_ns[x] ORDER BY p_ns[x]) INTO nss FROM generate_series(1, n) AS x;
+  ns_rev0 := array_fill(0::bigint, ARRAY[coalesce(cardinality(nss), 0)]);
+  FOR j IN 1..coalesce(cardinality(nss), 0) LOOP
+    IF EXISTS (SELECT 1 FROM generate_series(1, n) AS x WHERE p_ns[x] = nss[j] AND (res[x]).status = c_pending) THEN
+      LOOP
+        SELECT nr.revision INTO rev FROM namespace_revisions nr WHERE nr.namespace = nss[j] FOR UPDATE;
+        EXIT WHEN FOUND;
+        INSERT INTO namespace_revisions (namespace, revision) VALUES (nss[j], 0) ON CONFLICT (namespace) DO NOTHING;
+      END LOOP;
+    ELSE
+      SELECT nr.revision INTO rev FROM namespace_revisions nr WHERE nr.namespace = nss[j];
+    END IF;
+    ns_rev0[j] := coalesce(rev, 0);
+  END LOOP;
+  ns_rev := ns_rev0;
   ts := now();
   FOR i IN 1..n LOOP
     IF res[i].status = c_pending AND p_deadline_ms[i] IS NOT NULL
@@ -197,6 +216,8 @@ BEGIN
       CONTINUE;
     END IF;
     v := res[i].current_version;
+    j := array_position(nss, p_ns[i]);
+    rev := ns_rev[j];
     INSERT INTO events (position, namespace, stream, stream_version, event_id, type, data, metadata, fingerprint, created_at)
     SELECT rev + (u.j - first_ev[i] + 1), p_ns[i], p_stream[i], v + (u.j - first_ev[i] + 1),
            p_ids[u.j], p_types[u.j], p_data[u.j], p_metadata[u.j], p_fp[u.j], ts
@@ -210,13 +231,16 @@ BEGIN
     res[i].first_position := rev + 1;
     rev := rev + p_count[i];
     res[i].revision := rev;
+    ns_rev[j] := rev;
   END LOOP;
-  IF rev > rev0 THEN
-    UPDATE agentstate_state SET revision = rev WHERE id = 1;
-  END IF;
+  FOR j IN 1..coalesce(cardinality(nss), 0) LOOP
+    IF ns_rev[j] > ns_rev0[j] THEN
+      UPDATE namespace_revisions SET revision = ns_rev[j] WHERE namespace = nss[j];
+    END IF;
+  END LOOP;
   FOR i IN 1..n LOOP
     IF res[i].status <> c_appended THEN
-      res[i].revision := rev;
+      res[i].revision := ns_rev[array_position(nss, p_ns[i])];
     END IF;
   END LOOP;
   RETURN QUERY SELECT * FROM unnest(res);

@@ -3,19 +3,29 @@
 --
 -- Promises: a batch of KV writes (CompareAndSet, Delete), called in
 -- autocommit (server-side group commit). One round trip and one WAL flush
--- serve the whole batch, and the revision row's lock is held only for the end
+-- serve the whole batch, and the revision rows' locks are held only for the end
 -- of the statement and its commit, never across a round trip to the server.
+--
+-- Revisions are per namespace (namespace_revisions, migrations/0006): each
+-- namespace of the batch has its own sequence and its own row, locked in
+-- namespace order after every key lock, so batches of different namespaces
+-- never wait for each other. The cache epoch stays store-wide
+-- (agentstate_state): a write reads it FOR SHARE (writes never wait for each
+-- other there; an epoch bump waits for them), so it cannot move between the
+-- write's check of its marked epoch and its commit; a write that moves it
+-- locks it FOR UPDATE instead.
 --
 -- Per write, in the order given (the server sorts a batch by namespace and
 -- key, so concurrent batches claim keys in one order):
---   phase 1 (before the revision lock; lock order is always idempotency key,
---   key, fence, then revision): claim the idempotency key, lock the key's row
+--   phase 1 (before the revision locks; lock order is always idempotency key,
+--   key, fence, then the namespaces' revision rows in namespace order, then
+--   the cache epoch row, shared or, when the epoch moves, exclusive): claim the idempotency key, lock the key's row
 --   or claim the absent key with an invisible version-0 placeholder row, read
 --   the fence FOR SHARE and compare it;
---   phase 2 (under the revision lock, no more lock waits): drop writes whose
+--   phase 2 (under the revision locks and the epoch row's): drop writes whose
 --   deadline has passed, then check each write's condition against the key's
 --   state as left by the writes before it in the batch, write the row and its
---   history entry with the next revision, record the idempotency outcome.
+--   history entry with the namespace's next revision, record the idempotency outcome.
 -- With p_wait false (a batch), no write waits for a key or an idempotency key
 -- that another transaction holds: it is answered `busy` and nothing of it is
 -- written; the server then runs it alone with p_wait true, which waits as a
@@ -96,8 +106,13 @@ DECLARE
   f bigint;
   fp bytea;
   oc jsonb;
-  rev0 bigint;
   rev bigint;
+  -- The batch's namespaces (of writes still pending after phase 1), their
+  -- revisions as locked, and as advanced by the batch.
+  nss text[];
+  ns_rev0 bigint[];
+  ns_rev bigint[];
+  j int;
   epoch bigint;
   epoch_at timestamptz;
   bump boolean := false;
@@ -184,14 +199,43 @@ BEGIN
     res[i] := r;
   END LOOP;
 
-  -- Phase 2: under the revision lock.
+  -- Phase 2: under the revision locks of the batch's namespaces.
   IF c_pending = ANY (st) THEN
-    SELECT s.revision, s.cache_epoch, s.cache_epoch_at INTO rev0, epoch, epoch_at
-    FROM agentstate_state s WHERE s.id = 1 FOR UPDATE;
-    rev := rev0;
+    SELECT array_agg(DISTINCT p_ns[x] ORDER BY p_ns[x]) INTO nss
+    FROM generate_series(1, n) AS x WHERE st[x] = c_pending;
+    ns_rev0 := array_fill(0::bigint, ARRAY[cardinality(nss)]);
+    FOR j IN 1..cardinality(nss) LOOP
+      LOOP
+        SELECT nr.revision INTO rev FROM namespace_revisions nr WHERE nr.namespace = nss[j] FOR UPDATE;
+        EXIT WHEN FOUND;
+        INSERT INTO namespace_revisions (namespace, revision) VALUES (nss[j], 0) ON CONFLICT (namespace) DO NOTHING;
+      END LOOP;
+      ns_rev0[j] := rev;
+    END LOOP;
+    ns_rev := ns_rev0;
+    -- The cache epoch must not move between the check of a marked epoch
+    -- below and this commit (readers of a newer epoch never saw the marker):
+    -- FOR SHARE, which writes do not wait on among themselves, but a bump
+    -- does. A write that will move the epoch (could not mark, or marked in
+    -- another epoch than the current one) takes it FOR UPDATE; upgrading a
+    -- share lock can deadlock with another such write: Postgres then aborts
+    -- one statement, which the server runs again (runWriteBatch).
+    SELECT s.cache_epoch INTO epoch FROM agentstate_state s WHERE s.id = 1;
+    IF EXISTS (SELECT 1 FROM generate_series(1, n) AS x WHERE st[x] = c_pending
+               AND (p_bump[x] OR (p_marked_epoch[x] IS NOT NULL AND p_marked_epoch[x] <> epoch))) THEN
+      SELECT s.cache_epoch, s.cache_epoch_at INTO epoch, epoch_at FROM agentstate_state s WHERE s.id = 1 FOR UPDATE;
+    ELSE
+      SELECT s.cache_epoch, s.cache_epoch_at INTO epoch, epoch_at FROM agentstate_state s WHERE s.id = 1 FOR SHARE;
+      IF EXISTS (SELECT 1 FROM generate_series(1, n) AS x WHERE st[x] = c_pending
+                 AND p_marked_epoch[x] IS NOT NULL AND p_marked_epoch[x] <> epoch) THEN
+        SELECT s.cache_epoch, s.cache_epoch_at INTO epoch, epoch_at FROM agentstate_state s WHERE s.id = 1 FOR UPDATE;
+      END IF;
+    END IF;
     FOR i IN 1..n LOOP
       CONTINUE WHEN st[i] <> c_pending;
       r := res[i];
+      j := array_position(nss, p_ns[i]);
+      rev := ns_rev[j];
       IF p_deadline_ms[i] IS NOT NULL
          AND clock_timestamp() > statement_timestamp() + p_deadline_ms[i] * interval '1 millisecond' THEN
         st[i] := c_deadline_passed;
@@ -280,16 +324,20 @@ BEGIN
       END IF;
       bump := bump OR must_wait[i];
       res[i] := r;
+      ns_rev[j] := rev;
     END LOOP;
 
+    FOR j IN 1..cardinality(nss) LOOP
+      IF ns_rev[j] <> ns_rev0[j] THEN
+        UPDATE namespace_revisions SET revision = ns_rev[j] WHERE namespace = nss[j];
+      END IF;
+    END LOOP;
     IF bump THEN
+      -- Held FOR UPDATE since the check above (bump is set only when it was taken so).
       -- clock_timestamp(), not now(): an epoch must not look older than it is.
       prev_age := (extract(epoch FROM clock_timestamp() - epoch_at) * 1000)::bigint;
       epoch := epoch + 1;
-      UPDATE agentstate_state SET revision = rev, cache_epoch = epoch, cache_epoch_at = clock_timestamp()
-      WHERE id = 1;
-    ELSIF rev <> rev0 THEN
-      UPDATE agentstate_state SET revision = rev WHERE id = 1;
+      UPDATE agentstate_state SET cache_epoch = epoch, cache_epoch_at = clock_timestamp() WHERE id = 1;
     END IF;
   END IF;
 

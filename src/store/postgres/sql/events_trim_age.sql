@@ -2,7 +2,7 @@
 -- Appends are never blocked: new rows are untouched and no stream row is locked.
 -- $1 max age seconds bigint, $2 batch size int
 WITH old AS (
-  SELECT position FROM events WHERE created_at < now() - $1::bigint * interval '1 second'
-  ORDER BY position LIMIT $2
+  SELECT namespace, position FROM events WHERE created_at < now() - $1::bigint * interval '1 second'
+  ORDER BY created_at LIMIT $2
 )
-DELETE FROM events e USING old WHERE e.position = old.position
+DELETE FROM events e USING old WHERE e.namespace = old.namespace AND e.position = old.position

@@ -1,3 +1,3 @@
--- store_revision: the current store revision (no lock taken).
--- No parameters.
-SELECT revision AS store_revision FROM agentstate_state WHERE id = 1
+-- store_revision: the namespace's current revision (no lock taken; 0 before its first change).
+-- $1 namespace text
+SELECT coalesce((SELECT revision FROM namespace_revisions WHERE namespace = $1), 0) AS store_revision

@@ -6,7 +6,7 @@
   writer never commits after its marker expires.
   KEYS[1] alive, KEYS[2] entry, KEYS[3] markers, KEYS[4] token,
   KEYS[5] writers hash {w = id of the writer that began last, r = highest revision ended}
-  KEYS[6] known      highest store revision known committed in this epoch (string, no TTL)
+  KEYS[6] known      highest revision of the key's namespace known committed in this epoch (string, no TTL)
   ARGV[1] expected alive value, ARGV[2] writer id, ARGV[3] marker TTL ms
   Result: EPOCH_GONE (-1) alive mismatch; MARKED (1) marked
 ]]

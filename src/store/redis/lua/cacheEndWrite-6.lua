@@ -6,7 +6,8 @@
   is not always the last to commit.
   KEYS[1] alive, KEYS[2] entry, KEYS[3] markers, KEYS[4] token,
   KEYS[5] writers hash {w = id of the writer that began last, r = highest revision ended}
-  KEYS[6] known      highest store revision known committed in this epoch (string, no TTL)
+  KEYS[6] known      highest revision of the key's namespace known committed in this epoch
+                     (string, no TTL; created here when absent)
   ARGV[1] expected alive value, ARGV[2] writer id,
   ARGV[3] observed revision (0: nothing to install), ARGV[4] metadata JSON,
   ARGV[5] value bytes, ARGV[6] entry TTL ms

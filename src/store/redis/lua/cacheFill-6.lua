@@ -4,7 +4,8 @@
   there (every write deletes it when it begins and when it ends; eviction
   deletes it too), no write may be in flight, and nothing newer may be cached.
   KEYS[1] alive, KEYS[2] entry, KEYS[3] markers, KEYS[4] token, KEYS[5] writers,
-  KEYS[6] known      highest store revision known committed in this epoch (string, no TTL)
+  KEYS[6] known      highest revision of the key's namespace known committed in this epoch
+                     (string, no TTL; created here when absent)
   ARGV[1] expected alive value, ARGV[2] fill token, ARGV[3] observed revision,
   ARGV[4] metadata JSON, ARGV[5] value bytes, ARGV[6] entry TTL ms
   Result: EPOCH_GONE (-1) alive mismatch; REFUSED (0); STORED (1)

@@ -1,7 +1,7 @@
 --[[
-  cacheNoteRevision: raise the epoch's known store revision, so cache hits
-  report a revision no lower than any write acknowledged before them.
-  KEYS[1] alive, KEYS[2] known store revision (string, no TTL)
+  cacheNoteRevision: raise a namespace's known revision in the epoch, so cache
+  hits report a revision no lower than any write in it acknowledged before them.
+  KEYS[1] alive, KEYS[2] the namespace's known revision (string, no TTL; created when absent)
   ARGV[1] expected alive value, ARGV[2] revision
   Result: EPOCH_GONE (-1) alive mismatch; DONE (1)
 ]]

@@ -5,10 +5,11 @@
   KEYS[3] markers    zset writerId -> logical expiry (ms, Redis clock): writes in flight
   KEYS[4] token      fill token (string, with PX)
   KEYS[5] writers    hash {w = writer that began last, r = highest revision ended}; dropped with the last marker
-  KEYS[6] known      highest store revision known committed in this epoch (string, no TTL)
+  KEYS[6] known      highest revision of the key's namespace known committed in this epoch
+                     (string, no TTL); while absent no hit is served: a miss, whose fill seeds it
   ARGV[1] expected alive value, ARGV[2] candidate fill token, ARGV[3] token TTL ms
   Result: {EPOCH_GONE (-1)} alive mismatch; {WRITE_IN_FLIGHT (0)} read Postgres, do not fill;
-          {HIT (1), r, m, b, known} (known: store revision the reply reflects, >= r);
+          {HIT (1), r, m, b, known} (known: namespace revision the reply reflects, >= r);
           {MISS (2), token} read Postgres, then cacheFill with token
 ]]
 local EPOCH_GONE = -1
@@ -24,7 +25,8 @@ if redis.call('EXISTS', KEYS[3]) == 1 then
   redis.call('DEL', KEYS[5])
 end
 local v = redis.call('HMGET', KEYS[2], 'r', 'm', 'b')
-if v[1] then return {HIT, v[1], v[2], v[3], redis.call('GET', KEYS[6]) or '0'} end
+local known = redis.call('GET', KEYS[6])
+if v[1] and known then return {HIT, v[1], v[2], v[3], known} end
 local tok = redis.call('GET', KEYS[4])
 if not tok then
   tok = ARGV[2]

@@ -12,8 +12,9 @@
 //   namespace       isolation unit (a tenant, an agent system); [a-z0-9][a-z0-9._-]{0,62}
 //   key             UTF-8, 1..1024 bytes, no NUL, unique within a namespace
 //   version         per key: 1 on create, +1 on every change; restarts at 1 after a delete
-//   revision        one store-wide counter, +1 for every change, in commit order; every
-//                   response that reports state carries the revision it reflects
+//   revision        one counter per namespace, +1 for every change in that namespace, in its
+//                   commit order (nothing orders changes across namespaces); every response
+//                   that reports state carries its namespace's revision it reflects
 //   fencing token   strictly increasing number per lock name, issued by Postgres
 
 package agentstatev1
@@ -37,8 +38,9 @@ const (
 // ResponseHeader is stamped on every reply that reports state.
 type ResponseHeader struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The store revision this reply reflects: every change with a revision at or
-	// below it is visible to, and accounted for in, this reply.
+	// The revision of the request's namespace this reply reflects: every change
+	// in the namespace with a revision at or below it is visible to, and
+	// accounted for in, this reply.
 	Revision      int64 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -149,9 +151,9 @@ type Item struct {
 	ContentType string `protobuf:"bytes,3,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
 	// Version of the key: 1 on create, +1 on every change.
 	Version int64 `protobuf:"varint,4,opt,name=version,proto3" json:"version,omitempty"`
-	// Revision of the store change that created the key (this incarnation).
+	// Revision (in the key's namespace) of the change that created the key (this incarnation).
 	CreateRevision int64 `protobuf:"varint,5,opt,name=create_revision,json=createRevision,proto3" json:"create_revision,omitempty"`
-	// Revision of the store change that last modified the key.
+	// Revision (in the key's namespace) of the change that last modified the key.
 	ModRevision int64 `protobuf:"varint,6,opt,name=mod_revision,json=modRevision,proto3" json:"mod_revision,omitempty"`
 	// When the key was created (this incarnation).
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`

@@ -284,7 +284,7 @@ type RecordedEvent struct {
 	Metadata map[string]string `protobuf:"bytes,5,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Version of the event within its stream (1-based, dense).
 	StreamVersion int64 `protobuf:"varint,6,opt,name=stream_version,json=streamVersion,proto3" json:"stream_version,omitempty"`
-	// Store revision of the append (commit order across all streams).
+	// Revision of the append in its namespace (commit order across the namespace's streams).
 	Position int64 `protobuf:"varint,7,opt,name=position,proto3" json:"position,omitempty"`
 	// When the event was appended.
 	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
