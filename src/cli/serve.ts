@@ -6,7 +6,7 @@
  * embedded Postgres, exit 0.
  */
 import { buildServices } from "../compose/buildServices";
-import { ConfigError, loadConfig } from "../config/config";
+import { ConfigError, isLoopback, loadConfig } from "../config/config";
 import { DependencyUnreachableError } from "../errors/startup";
 import { Logger } from "../log/Logger";
 
@@ -42,14 +42,23 @@ export async function serve(env: Record<string, string | undefined>): Promise<vo
   // Metrics are an aid, not a dependency: a taken port is logged, not fatal.
   const metricsHttp =
     config.metricsPort >= 0
-      ? await metrics.listen(config.host, config.metricsPort).catch((err: Error) => {
+      ? await metrics.listen(config.metricsHost, config.metricsPort).catch((err: Error) => {
           log.warn("metrics endpoint not started", { port: config.metricsPort, error: err.message });
           return undefined;
         })
       : undefined;
+  if (config.insecure && config.tls === undefined && !isLoopback(config.host)) {
+    log.warn(
+      "serving plaintext gRPC beyond loopback (AGENTSTATE_INSECURE=1): anyone who can reach the port can read and change every namespace",
+      {
+        host: config.host,
+      },
+    );
+  }
   log.announce("listening", {
     metrics: metricsHttp?.address,
     address,
+    tls: config.tls ? (config.tls.clientCaFile ? "mtls" : "tls") : "off",
     database,
     cache: config.redisUrl ? "redis" : "off",
     locks: config.redlockUrls.length > 0 ? `redlock(${config.redlockUrls.length})` : "postgres",

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import type { Config } from "../config/config";
 import { LockService, type LockStore } from "../domain/locks";
 import { EmbeddedPostgres } from "../embedded/EmbeddedPostgres";
-import { AgentstateServer } from "../grpc/server";
+import { AgentstateServer, serverCredentials } from "../grpc/server";
 import type { Logger } from "../log/Logger";
 import { Metrics } from "../metrics/Metrics";
 import { createPool } from "../store/postgres/createPool";
@@ -40,6 +40,8 @@ export interface Services {
 }
 
 export async function buildServices(config: Config, log: Logger): Promise<Services> {
+  // First: a bad certificate fails the start before anything is started.
+  const credentials = serverCredentials(config, log);
   const embedded = config.databaseUrl === undefined ? await EmbeddedPostgres.start(config.dataDir, log) : undefined;
   const databaseUrl = config.databaseUrl ?? embedded!.url;
   const pool = createPool({
@@ -112,6 +114,8 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
     },
     limits: config.limits,
     log,
+    credentials,
+    reflection: config.reflection,
   });
 
   return {
