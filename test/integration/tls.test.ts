@@ -1,7 +1,9 @@
 import * as assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import * as fs from "node:fs";
+import * as path from "node:path";
 import * as tls from "node:tls";
-import { credentials, status, type ChannelCredentials, type ServiceError } from "@grpc/grpc-js";
+import { Client, credentials, status, type ChannelCredentials, type ServiceError } from "@grpc/grpc-js";
 import { Consistency, KeyValueServiceClient } from "../../src/gen/agentstate/v1/kv";
 import { ServerProcess } from "../support/ServerProcess";
 import { getTestEnv } from "../support/TestEnv";
@@ -45,6 +47,39 @@ function servedFingerprint(port: number, ca: CertFiles): Promise<string> {
     });
     socket.once("error", reject);
   });
+}
+
+/** dist/src/healthcheck.js (`agentstate health`) with `env`; resolves with its exit code and stderr. */
+function healthcheck(env: Record<string, string>): Promise<{ code: number; stderr: string }> {
+  const script = path.resolve(__dirname, "../../src/healthcheck.js");
+  return new Promise((resolve) =>
+    execFile(
+      process.execPath,
+      [script],
+      { env: { PATH: process.env.PATH ?? "", ...env }, timeout: 30_000 },
+      (err, _o, stderr) => resolve({ code: err ? (typeof err.code === "number" ? err.code : -1) : 0, stderr }),
+    ),
+  );
+}
+
+/** One ServerReflectionInfo exchange (list services); resolves with the error, undefined if it answered. */
+function reflect(address: string): Promise<ServiceError | undefined> {
+  const client = new Client(address, credentials.createInsecure());
+  // ServerReflectionRequest{list_services: ""}: field 7, length 0.
+  const call = client.makeBidiStreamRequest(
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    (b: Buffer) => b,
+    (b: Buffer) => b,
+  );
+  return new Promise<ServiceError | undefined>((resolve) => {
+    call.on("data", () => {
+      call.cancel();
+      resolve(undefined);
+    });
+    call.on("error", (err: ServiceError) => resolve(err));
+    call.write(Buffer.from([0x3a, 0x00]));
+    call.end();
+  }).finally(() => client.close());
 }
 
 describe("security: TLS and mTLS on the gRPC listener", function () {
@@ -159,5 +194,66 @@ describe("security: TLS and mTLS on the gRPC listener", function () {
       start({ AGENTSTATE_TLS_CERT_FILE: a.cert, AGENTSTATE_TLS_KEY_FILE: b.key }),
       /AGENTSTATE_TLS_CERT_FILE\/AGENTSTATE_TLS_KEY_FILE do not make a valid TLS configuration/,
     );
+  });
+
+  it("agentstate health speaks TLS (and mTLS, presenting the server's certificate)", async () => {
+    const leaf = certs.leaf("server-h", ca);
+    const tlsEnv = { AGENTSTATE_TLS_CERT_FILE: leaf.cert, AGENTSTATE_TLS_KEY_FILE: leaf.key };
+    const server = await start({ ...tlsEnv, AGENTSTATE_TLS_CLIENT_CA_FILE: ca.cert });
+    const port = String(server.port);
+    const good = await healthcheck({
+      ...tlsEnv,
+      AGENTSTATE_TLS_CLIENT_CA_FILE: ca.cert,
+      AGENTSTATE_TLS_CA_FILE: ca.cert,
+      AGENTSTATE_PORT: port,
+    });
+    assert.equal(good.code, 0, good.stderr);
+    const plain = await healthcheck({ AGENTSTATE_PORT: port });
+    assert.equal(plain.code, 1, plain.stderr);
+  });
+});
+
+describe("security: safe defaults", function () {
+  const servers: ServerProcess[] = [];
+  afterEach(async () => {
+    await Promise.all(servers.splice(0).map((s) => s.stop()));
+  });
+
+  it("refuses to serve plaintext beyond loopback, naming the settings", async () => {
+    const testEnv = await getTestEnv();
+    await assert.rejects(
+      ServerProcess.start({ DATABASE_URL: await testEnv.freshDatabase("insecure"), AGENTSTATE_HOST: "0.0.0.0" }),
+      (e: Error) =>
+        /exited \(code=2/.test(e.message) &&
+        /AGENTSTATE_HOST=0\.0\.0\.0 is not a loopback address/.test(e.message) &&
+        /AGENTSTATE_TLS_CERT_FILE and AGENTSTATE_TLS_KEY_FILE/.test(e.message) &&
+        /AGENTSTATE_INSECURE=1/.test(e.message),
+    );
+  });
+
+  it("serves plaintext beyond loopback when AGENTSTATE_INSECURE=1 says so, with a warning", async () => {
+    const testEnv = await getTestEnv();
+    const server = await ServerProcess.start({
+      DATABASE_URL: await testEnv.freshDatabase("insecure"),
+      AGENTSTATE_HOST: "0.0.0.0",
+      AGENTSTATE_INSECURE: "1",
+      AGENTSTATE_METRICS_PORT: "-1",
+    });
+    servers.push(server);
+    const warning = server.logs().find((l) => l.level === "warn" && /AGENTSTATE_INSECURE=1/.test(String(l.msg)));
+    assert.ok(warning, server.tail(20));
+  });
+
+  it("AGENTSTATE_REFLECTION=off turns reflection off; metrics stay on loopback", async () => {
+    const testEnv = await getTestEnv();
+    const url = await testEnv.freshDatabase("reflection");
+    const on = await ServerProcess.start({ DATABASE_URL: url });
+    servers.push(on);
+    assert.equal(await reflect(on.address), undefined);
+    const metricsAddress = on.logs().find((l) => l.msg === "listening")?.metrics;
+    assert.match(String(metricsAddress), /^127\.0\.0\.1:\d+$/);
+    const off = await ServerProcess.start({ DATABASE_URL: url, AGENTSTATE_REFLECTION: "off" });
+    servers.push(off);
+    assert.equal((await reflect(off.address))?.code, status.UNIMPLEMENTED);
   });
 });
