@@ -84,7 +84,12 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
   if (config.redlockUrls.length > 0) {
     const redlock = new RedlockLockStore(
       { tokens: new FencingTokenIssuer(pool), revision: new PostgresStoreRevision(pool) },
-      { urls: config.redlockUrls, prefix: config.redisPrefix, commandTimeoutMs: config.redisCommandTimeoutMs },
+      {
+        urls: config.redlockUrls,
+        prefix: config.redisPrefix,
+        commandTimeoutMs: config.redisCommandTimeoutMs,
+        tls: config.redisTls,
+      },
       log.child({ component: "locks" }),
     );
     await redlock.ready(Math.max(2000, config.redisCommandTimeoutMs * 4));

@@ -45,6 +45,12 @@ export interface Config {
   readonly redisUrl: string | undefined;
   readonly redisPrefix: string;
   readonly redlockUrls: readonly string[];
+  /** For rediss:// URLs (cache and Redlock): the CA (default: the system's) and a client certificate. */
+  readonly redisTls: {
+    readonly caFile: string | undefined;
+    readonly certFile: string | undefined;
+    readonly keyFile: string | undefined;
+  };
   readonly pgPoolMax: number;
   /** Most KV writes one replica sends to Postgres as one batch (group commit); 1 sends each alone. */
   readonly kvWriteBatchMax: number;
@@ -155,6 +161,17 @@ function tlsFiles(env: Env): TlsFiles | undefined {
   return Object.freeze({ certFile, keyFile, clientCaFile });
 }
 
+function redisTls(env: Env): Config["redisTls"] {
+  const certFile = readableFile(env, "AGENTSTATE_REDIS_TLS_CERT_FILE");
+  const keyFile = readableFile(env, "AGENTSTATE_REDIS_TLS_KEY_FILE");
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    throw new ConfigError(
+      "AGENTSTATE_REDIS_TLS_CERT_FILE and AGENTSTATE_REDIS_TLS_KEY_FILE must be set together (or neither)",
+    );
+  }
+  return Object.freeze({ caFile: readableFile(env, "AGENTSTATE_REDIS_TLS_CA_FILE"), certFile, keyFile });
+}
+
 /** Reads and validates the environment. Throws ConfigError naming the variable. */
 export function loadConfig(env: Env = process.env): Config {
   const host = str(env, "AGENTSTATE_HOST") ?? "127.0.0.1";
@@ -244,6 +261,7 @@ export function loadConfig(env: Env = process.env): Config {
     redisUrl,
     redisPrefix: prefix,
     redlockUrls: Object.freeze(redlockUrls),
+    redisTls: redisTls(env),
     pgPoolMax: int(env, "PG_POOL_MAX", 20, 1, 1000),
     kvWriteBatchMax: int(env, "AGENTSTATE_KV_WRITE_BATCH", 64, 1, 1000),
     kvWriteBatchesInFlight: int(env, "AGENTSTATE_KV_WRITE_BATCHES_IN_FLIGHT", 1, 1, 16),
