@@ -4,6 +4,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import * as tls from "node:tls";
 import { Client, credentials, status, type ChannelCredentials, type ServiceError } from "@grpc/grpc-js";
+import { AgentstateClient } from "../../clients/typescript/src/AgentstateClient";
 import { Consistency, KeyValueServiceClient } from "../../src/gen/agentstate/v1/kv";
 import { ServerProcess } from "../support/ServerProcess";
 import { getTestEnv } from "../support/TestEnv";
@@ -194,6 +195,34 @@ describe("security: TLS and mTLS on the gRPC listener", function () {
       start({ AGENTSTATE_TLS_CERT_FILE: a.cert, AGENTSTATE_TLS_KEY_FILE: b.key }),
       /AGENTSTATE_TLS_CERT_FILE\/AGENTSTATE_TLS_KEY_FILE do not make a valid TLS configuration/,
     );
+  });
+
+  it("the TypeScript client's tls option: TLS with the CA, mTLS with a client certificate", async () => {
+    const leaf = certs.leaf("server-ts", ca);
+    const clientCa = certs.ca("client-ca-ts");
+    const mine = certs.leaf("client-ts", clientCa);
+    const tlsOnly = await start({ AGENTSTATE_TLS_CERT_FILE: leaf.cert, AGENTSTATE_TLS_KEY_FILE: leaf.key });
+    const mtls = await start({
+      AGENTSTATE_TLS_CERT_FILE: leaf.cert,
+      AGENTSTATE_TLS_KEY_FILE: leaf.key,
+      AGENTSTATE_TLS_CLIENT_CA_FILE: clientCa.cert,
+    });
+    const use = async (address: string, tls: ConstructorParameters<typeof AgentstateClient>[1]) => {
+      const client = new AgentstateClient(address, { ...tls, deadlineMs: 5000 });
+      try {
+        await client.put("ts-tls", "k", "v");
+        return undefined;
+      } catch (err) {
+        return err as ServiceError;
+      } finally {
+        client.close();
+      }
+    };
+    assert.equal(await use(tlsOnly.address, { tls: { caFile: ca.cert } }), undefined);
+    assert.equal((await use(tlsOnly.address, {}))?.code, status.UNAVAILABLE);
+    const withCert = { tls: { caFile: ca.cert, certFile: mine.cert, keyFile: mine.key } };
+    assert.equal(await use(mtls.address, withCert), undefined);
+    assert.equal((await use(mtls.address, { tls: { caFile: ca.cert } }))?.code, status.UNAVAILABLE);
   });
 
   it("agentstate health speaks TLS (and mTLS, presenting the server's certificate)", async () => {
