@@ -80,11 +80,17 @@ export async function serve(env: Record<string, string | undefined>): Promise<vo
 }
 
 /**
- * Logs why the server could not start, at error level, and exits 1. A
+ * Logs why the server could not start, at error level, and exits 1 (2 for a
+ * configuration error found late, such as a TLS key that does not match). A
  * dependency that could not be reached is named with where and why (never
  * credentials); anything else is a bug, logged with its stack.
  */
 function failedToStart(log: Logger, err: unknown): never {
+  if (err instanceof ConfigError) {
+    // Found only once files are read (a TLS key that does not match its certificate).
+    log.error("invalid configuration", { error: err.message });
+    process.exit(2);
+  }
   if (err instanceof DependencyUnreachableError) {
     const { dependency, target, reason } = err;
     log.error("failed to start", { error: err.message, dependency, target, reason });

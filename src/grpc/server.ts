@@ -3,7 +3,8 @@
  * a codec.ts (messages to domain values, every field checked) and a
  * handlers.ts; codec/ for what the codecs share (and the decode guard);
  * pipeline/ for what every call goes through (request id, error mapping,
- * termination, log line, metrics); toGrpcError.ts, the one table from domain
+ * termination, log line, metrics); tls/ for the listener's TLS credentials
+ * (reloaded when the files change); toGrpcError.ts, the one table from domain
  * errors to status codes. A new RPC is a codec function and a handler.
  *
  * This file is the server: agentstate.v1 services, grpc.health.v1 health

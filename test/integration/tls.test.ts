@@ -193,7 +193,9 @@ describe("security: TLS and mTLS on the gRPC listener", function () {
     const b = certs.leaf("mismatch-b", ca);
     await assert.rejects(
       start({ AGENTSTATE_TLS_CERT_FILE: a.cert, AGENTSTATE_TLS_KEY_FILE: b.key }),
-      /AGENTSTATE_TLS_CERT_FILE\/AGENTSTATE_TLS_KEY_FILE do not make a valid TLS configuration/,
+      (e: Error) =>
+        /exited \(code=2/.test(e.message) &&
+        /AGENTSTATE_TLS_CERT_FILE\/AGENTSTATE_TLS_KEY_FILE do not make a valid TLS configuration/.test(e.message),
     );
   });
 

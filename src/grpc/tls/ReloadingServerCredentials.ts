@@ -15,7 +15,7 @@
 import { readFileSync } from "node:fs";
 import { createSecureContext, type SecureContextOptions } from "node:tls";
 import { ServerCredentials } from "@grpc/grpc-js";
-import type { TlsFiles } from "../../config/config";
+import { ConfigError, type TlsFiles } from "../../config/config";
 import type { Logger } from "../../log/Logger";
 
 /** The bytes of one set of files, read at one moment. */
@@ -51,7 +51,7 @@ export class ReloadingServerCredentials extends ServerCredentials {
   private unreadable = false;
   private timer: NodeJS.Timeout | undefined;
 
-  /** Reads the files now; throws (naming the file setting) if they do not make a valid TLS context. */
+  /** Reads the files now; throws a ConfigError naming the settings if they do not make a valid TLS context. */
   constructor(
     private readonly files: TlsFiles,
     private readonly reloadMs: number,
@@ -62,7 +62,7 @@ export class ReloadingServerCredentials extends ServerCredentials {
     try {
       options = contextOptions(material);
     } catch (err) {
-      throw new Error(
+      throw new ConfigError(
         `AGENTSTATE_TLS_CERT_FILE/AGENTSTATE_TLS_KEY_FILE${files.clientCaFile ? "/AGENTSTATE_TLS_CLIENT_CA_FILE" : ""} ` +
           `do not make a valid TLS configuration: ${(err as Error).message}`,
       );
