@@ -4,6 +4,16 @@
 # Production: set DATABASE_URL (and REDIS_URL / REDLOCK_URLS); see compose.yaml.
 # Without DATABASE_URL the image runs the embedded Postgres in /data (demo only).
 #
+# TLS: the image listens on 0.0.0.0, and a server beyond loopback refuses to
+# start in plaintext (there is no authentication yet). Mount a certificate and
+# key and set AGENTSTATE_TLS_CERT_FILE and AGENTSTATE_TLS_KEY_FILE (plus
+# AGENTSTATE_TLS_CLIENT_CA_FILE for mTLS, and AGENTSTATE_TLS_CA_FILE, the CA
+# the HEALTHCHECK trusts, when the certificate is not self-signed); they are
+# reloaded when they change. Or set AGENTSTATE_INSECURE=1 to serve plaintext
+# on purpose (behind a TLS-terminating proxy on a private network).
+#   docker run -v $PWD/certs:/certs:ro -e AGENTSTATE_TLS_CERT_FILE=/certs/server.pem \
+#     -e AGENTSTATE_TLS_KEY_FILE=/certs/server.key -e AGENTSTATE_TLS_CA_FILE=/certs/ca.pem agentstate
+#
 #   docker build -t agentstate .
 #   podman build --format docker -t agentstate .   # podman's default OCI format drops HEALTHCHECK
 #
@@ -51,10 +61,13 @@ COPY --from=build /app/dist ./dist
 # The embedded Postgres (no DATABASE_URL) keeps its data here, as user node.
 RUN mkdir -p /data && chown node:node /data
 USER node
+# /metrics listens on loopback in the container unless AGENTSTATE_METRICS_HOST=0.0.0.0
+# (it is plaintext and unauthenticated: publish it only to the scraper's network).
 EXPOSE 50051 9464
 VOLUME ["/data"]
 # The script calls grpc.health.v1.Health/Check on AGENTSTATE_HOST:AGENTSTATE_PORT
-# (a wildcard address through loopback); exit 0 only on SERVING.
+# (a wildcard address through loopback), over TLS when the server serves TLS;
+# exit 0 only on SERVING.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
   CMD ["node", "dist/src/healthcheck.js"]
 # node is PID 1 and handles SIGTERM itself (graceful drain, embedded Postgres stopped).

@@ -11,10 +11,14 @@
 #      kept between runs (AGENTSTATE_IMAGE_REBUILD_BASE=1 makes it again).
 #   2. build with --format docker (podman's default OCI format drops
 #      HEALTHCHECK); the CA bundle npm needs goes in as a build secret.
-#   3. run it with the embedded default (no DATABASE_URL: Postgres in /data,
-#      as the non-root user node), wait for health "healthy", CompareAndSet
-#      and Get through grpcurl, restart it (the value is still there), stop
-#      it (SIGTERM: clean exit 0).
+#   3. run it as shipped (AGENTSTATE_HOST=0.0.0.0, no TLS): it must refuse
+#      to start, naming the settings. Then run it with TLS (a CA and a server
+#      certificate made here with openssl, mounted read-only) and the
+#      embedded default (no DATABASE_URL: Postgres in /data, as the non-root
+#      user node), wait for health "healthy" (the HEALTHCHECK speaks TLS),
+#      CompareAndSet and Get through grpcurl -cacert (and a plaintext grpcurl
+#      fails), restart it (the value is still there), stop it (SIGTERM: clean
+#      exit 0).
 #   4. remove the container, its volume and the image (the base stays).
 #
 # Needs root, podman, runc, debootstrap (installed with apt-get when missing),
@@ -185,15 +189,39 @@ if [ "$user" = node ]; then ok "image runs as user node"; else bad "image user i
 leak="$(podman run --rm --no-healthcheck "${RUNOPTS[@]}" "$tag" sh -c 'ls /run/secrets/npmca 2>/dev/null; env | grep NODE_EXTRA_CA_CERTS' || true)"
 if [ -z "$leak" ]; then ok "no build secret or NODE_EXTRA_CA_CERTS left in the image"; else bad "build secret left in the image: $leak"; fi
 
-# ---- run (embedded default)
+# ---- as shipped: 0.0.0.0 without TLS refuses to start (no auth yet)
+refusal="$(timeout 60 "${PODMAN[@]}" run --rm --no-healthcheck "${RUNOPTS[@]}" -e AGENTSTATE_PORT=1 "$tag" 2>&1)" && rc=0 || rc=$?
+if [ "$rc" = 2 ] && echo "$refusal" | grep -q 'AGENTSTATE_HOST=0.0.0.0' && echo "$refusal" | grep -q 'AGENTSTATE_INSECURE=1'; then
+  ok "as shipped (0.0.0.0, no TLS) it refuses to start, naming the settings"
+else
+  bad "as shipped it did not refuse to start plaintext on 0.0.0.0 (exit $rc): $refusal"
+fi
+
+# ---- certificates: a CA and a server certificate for 127.0.0.1, readable by node
+certs="$work/certs"
+mkdir -p "$certs"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=image-test-ca \
+  -keyout "$certs/ca.key" -out "$certs/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=agentstate \
+  -keyout "$certs/server.key" -out "$certs/server.csr" 2>/dev/null
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$certs/server.ext"
+openssl x509 -req -in "$certs/server.csr" -CA "$certs/ca.pem" -CAkey "$certs/ca.key" -days 1 -set_serial 1 \
+  -extfile "$certs/server.ext" -out "$certs/server.pem" 2>/dev/null
+rm "$certs/ca.key"
+chmod 755 "$certs" && chmod 644 "$certs"/*
+
+# ---- run (embedded default, TLS)
 free_port() { node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
 port="$(free_port)"
 metrics_port="$(free_port)"
 addr="127.0.0.1:$port"
-phase "running $name (embedded Postgres, gRPC on $addr, metrics on $metrics_port)"
-quiet "${PODMAN[@]}" run -d --name "$name" "${RUNOPTS[@]}" \
+phase "running $name (embedded Postgres, gRPC with TLS on $addr, metrics on $metrics_port)"
+quiet "${PODMAN[@]}" run -d --name "$name" "${RUNOPTS[@]}" -v "$certs:/certs:ro" \
   -e AGENTSTATE_HOST=127.0.0.1 -e AGENTSTATE_PORT="$port" -e AGENTSTATE_METRICS_PORT="$metrics_port" \
+  -e AGENTSTATE_TLS_CERT_FILE=/certs/server.pem -e AGENTSTATE_TLS_KEY_FILE=/certs/server.key \
+  -e AGENTSTATE_TLS_CA_FILE=/certs/ca.pem \
   "$tag" >/dev/null
+tlsca=(-cacert "$certs/ca.pem")
 
 health() {
   podman inspect --format '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Healthcheck.Status}}{{end}}' "$name" 2>/dev/null
@@ -227,18 +255,20 @@ if [ "$uid" = 1000 ]; then ok "server runs as uid 1000 (node)"; else bad "server
 pgowner="$(podman exec "$name" stat -c %U /data/pg 2>/dev/null || true)"
 if [ "$pgowner" = node ]; then ok "embedded Postgres data in /data/pg, owned by node"; else bad "/data/pg owner '$pgowner'"; fi
 
-hs="$("$grpcurl" -plaintext "$addr" grpc.health.v1.Health/Check 2>&1 || true)"
-if echo "$hs" | grep -q '"status": "SERVING"'; then ok "grpc.health.v1 Check: SERVING"; else bad "health Check: $hs"; fi
+hs="$("$grpcurl" "${tlsca[@]}" "$addr" grpc.health.v1.Health/Check 2>&1 || true)"
+if echo "$hs" | grep -q '"status": "SERVING"'; then ok "grpc.health.v1 Check over TLS (grpcurl -cacert): SERVING"; else bad "health Check: $hs"; fi
+plain="$("$grpcurl" -plaintext "$addr" grpc.health.v1.Health/Check 2>&1 || true)"
+if echo "$plain" | grep -q SERVING; then bad "a plaintext client was answered: $plain"; else ok "a plaintext client fails"; fi
 
 ns="image-test"
-cas="$("$grpcurl" -plaintext -d '{"namespace":"'$ns'","key":"greeting","expected":{"absent":true},"value":"aGVsbG8=","content_type":"text/plain"}' \
+cas="$("$grpcurl" "${tlsca[@]}" -d '{"namespace":"'$ns'","key":"greeting","expected":{"absent":true},"value":"aGVsbG8=","content_type":"text/plain"}' \
   "$addr" agentstate.v1.KeyValueService/CompareAndSet 2>&1 || true)"
 echo "$cas"
 if echo "$cas" | grep -q '"applied": true' && echo "$cas" | grep -q '"version": "1"'; then ok "CompareAndSet (absent) applied, version 1"; else bad "CompareAndSet: $cas"; fi
-got="$("$grpcurl" -plaintext -d '{"namespace":"'$ns'","key":"greeting"}' "$addr" agentstate.v1.KeyValueService/Get 2>&1 || true)"
+got="$("$grpcurl" "${tlsca[@]}" -d '{"namespace":"'$ns'","key":"greeting"}' "$addr" agentstate.v1.KeyValueService/Get 2>&1 || true)"
 echo "$got"
 if echo "$got" | grep -q '"found": true' && echo "$got" | grep -q '"value": "aGVsbG8="'; then ok "Get returns the value written"; else bad "Get: $got"; fi
-stale="$("$grpcurl" -plaintext -d '{"namespace":"'$ns'","key":"greeting","expected":{"absent":true},"value":"eA=="}' \
+stale="$("$grpcurl" "${tlsca[@]}" -d '{"namespace":"'$ns'","key":"greeting","expected":{"absent":true},"value":"eA=="}' \
   "$addr" agentstate.v1.KeyValueService/CompareAndSet 2>&1 || true)"
 if echo "$stale" | grep -q '"applied": true'; then bad "a second create-only CompareAndSet applied: $stale"; else ok "a second create-only CompareAndSet is not applied"; fi
 
@@ -246,7 +276,7 @@ if echo "$stale" | grep -q '"applied": true'; then bad "a second create-only Com
 phase "restarting the container"
 quiet "${PODMAN[@]}" restart -t 30 "$name" >/dev/null
 if wait_healthy; then ok "healthy again after a restart ($(elapsed))"; else bad "not healthy after a restart: '$status'"; fi
-again="$("$grpcurl" -plaintext -d '{"namespace":"'$ns'","key":"greeting"}' "$addr" agentstate.v1.KeyValueService/Get 2>&1 || true)"
+again="$("$grpcurl" "${tlsca[@]}" -d '{"namespace":"'$ns'","key":"greeting"}' "$addr" agentstate.v1.KeyValueService/Get 2>&1 || true)"
 if echo "$again" | grep -q '"value": "aGVsbG8="' && echo "$again" | grep -q '"version": "1"'; then ok "the value survives a restart (data in /data)"; else bad "Get after restart: $again"; fi
 
 # ---- stop: SIGTERM (STOPSIGNAL), a clean exit well within the timeout

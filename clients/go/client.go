@@ -28,10 +28,15 @@ package agentstate
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
 	"time"
 
 	pb "github.com/agentstate/agentstate/clients/go/gen/agentstate/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 )
 
@@ -52,9 +57,41 @@ type Options struct {
 	// MaxMessageBytes is the send and receive limit; set it to the server's
 	// limit when the server's limits are raised. Default DefaultMaxMessageBytes.
 	MaxMessageBytes int
-	// DialOptions are appended to the client's own (plaintext transport and
-	// message limits), e.g. grpc.WithTransportCredentials or interceptors.
+	// TLS, when set, connects with TLS (see TLSConfig); nil means plaintext.
+	TLS *tls.Config
+	// DialOptions are appended to the client's own (transport and message
+	// limits), e.g. interceptors.
 	DialOptions []grpc.DialOption
+}
+
+// TLSConfig builds a TLS configuration from PEM files: caFile is the CA that
+// signed the server's certificate ("" trusts the system's CAs); certFile and
+// keyFile are the client certificate for a server that requires mTLS (both
+// "" for none).
+func TLSConfig(caFile, certFile, keyFile string) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("agentstate: CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("agentstate: CA file %s holds no PEM certificate", caFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if (certFile == "") != (keyFile == "") {
+		return nil, fmt.Errorf("agentstate: the client certificate and key go together")
+	}
+	if certFile != "" {
+		pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("agentstate: client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return cfg, nil
 }
 
 // Client talks to one agentstate endpoint (one address, or any target
@@ -84,8 +121,12 @@ func New(target string, opts *Options) (*Client, error) {
 	if o.MaxMessageBytes <= 0 {
 		o.MaxMessageBytes = DefaultMaxMessageBytes
 	}
+	transport := insecure.NewCredentials()
+	if o.TLS != nil {
+		transport = credentials.NewTLS(o.TLS)
+	}
 	dial := append([]grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(transport),
 		grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(o.MaxMessageBytes),
 			grpc.MaxCallSendMsgSize(o.MaxMessageBytes),

@@ -37,6 +37,17 @@ const SERVE_FLAGS: Record<string, SettingFlag> = {
     value: "FORMAT",
     help: "json or pretty (default: pretty on a terminal, json otherwise)",
   },
+  "tls-cert-file": {
+    env: "AGENTSTATE_TLS_CERT_FILE",
+    value: "PEM",
+    help: "serve TLS with this certificate (chain); reloaded when it changes",
+  },
+  "tls-key-file": { env: "AGENTSTATE_TLS_KEY_FILE", value: "PEM", help: "the certificate's private key" },
+  "tls-client-ca-file": {
+    env: "AGENTSTATE_TLS_CLIENT_CA_FILE",
+    value: "PEM",
+    help: "mTLS: clients must present a certificate signed by this CA",
+  },
   "redis-prefix": {
     env: "AGENTSTATE_REDIS_PREFIX",
     value: "P",
@@ -47,6 +58,11 @@ const SERVE_FLAGS: Record<string, SettingFlag> = {
 const HEALTH_FLAGS: Record<string, SettingFlag> = {
   host: SERVE_FLAGS.host!,
   port: SERVE_FLAGS.port!,
+  "tls-ca-file": {
+    env: "AGENTSTATE_TLS_CA_FILE",
+    value: "PEM",
+    help: "CA to trust for the server's certificate (default: AGENTSTATE_TLS_CERT_FILE itself)",
+  },
   "timeout-ms": {
     env: "AGENTSTATE_HEALTHCHECK_TIMEOUT_MS",
     value: "MS",
@@ -70,6 +86,8 @@ export const COMMANDS: Record<string, CommandSpec> = {
       "DATABASE_URL (unset: an embedded Postgres in --data-dir), REDIS_URL (the cache; unset: off) and",
       "REDLOCK_URLS (lock masters; default: the cache Redis) are read from the environment only, since",
       "they may hold credentials. Every other setting is listed in README.md (Configuration).",
+      "Beyond loopback (--host other than 127.0.0.1, ::1, localhost) the server needs TLS, or",
+      "AGENTSTATE_INSECURE=1 to serve plaintext on purpose: there is no authentication yet.",
       "SIGTERM or SIGINT (Ctrl-C) stops taking calls, drains, and stops the embedded Postgres.",
     ],
   },

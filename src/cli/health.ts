@@ -5,25 +5,32 @@
  * (AGENTSTATE_HEALTHCHECK_TIMEOUT_MS, default 2000). It reads the same
  * configuration as the server, so it checks the port the server listens on.
  * The container image's HEALTHCHECK runs it (dist/src/healthcheck.js).
+ *
+ * When the server serves TLS (AGENTSTATE_TLS_CERT_FILE set) it connects with
+ * TLS, trusting AGENTSTATE_TLS_CA_FILE (default: the certificate file itself,
+ * right for a self-signed certificate). It checks the chain, not the host
+ * name: it talks to its own server over loopback, whatever name the
+ * certificate carries. Under mTLS it presents the server's own certificate
+ * and key, which must then be signed by the client CA too.
  */
-import { credentials, loadPackageDefinition, type ServiceError } from "@grpc/grpc-js";
+import { readFileSync } from "node:fs";
+import { credentials, type ChannelCredentials, loadPackageDefinition, type ServiceError } from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
 import { protoPath } from "grpc-health-check";
-import { ConfigError, loadConfig } from "../config/config";
+import { ConfigError, loadConfig, type Config } from "../config/config";
 
 type HealthClient = new (
   addr: string,
-  creds: ReturnType<typeof credentials.createInsecure>,
+  creds: ChannelCredentials,
 ) => {
   check(req: object, opts: object, cb: (err: ServiceError | null, res: { status: string }) => void): void;
   close(): void;
 };
 
 export async function health(env: Record<string, string | undefined>): Promise<void> {
-  let host: string;
-  let port: number;
+  let config: Config;
   try {
-    ({ host, port } = loadConfig(env));
+    config = loadConfig(env);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     process.stderr.write(`health check: ${err.message}\n`);
@@ -39,10 +46,11 @@ export async function health(env: Record<string, string | undefined>): Promise<v
   const pkg = loadPackageDefinition(loadSync(protoPath, { enums: String })) as unknown as {
     grpc: { health: { v1: { Health: HealthClient } } };
   };
+  const { host, port } = config;
   // A wildcard listen address is reached through loopback.
   const target = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host;
   const address = target.includes(":") ? `[${target}]:${port}` : `${target}:${port}`;
-  const client = new pkg.grpc.health.v1.Health(address, credentials.createInsecure());
+  const client = new pkg.grpc.health.v1.Health(address, channelCredentials(config));
   const serving = await new Promise<boolean>((resolve) =>
     client.check({ service: "" }, { deadline: Date.now() + timeoutMs }, (err, res) => {
       if (err) process.stderr.write(`health check failed: ${address}: ${err.details || err.message}\n`);
@@ -52,4 +60,16 @@ export async function health(env: Record<string, string | undefined>): Promise<v
   );
   client.close();
   process.exit(serving ? 0 : 1);
+}
+
+function channelCredentials(config: Config): ChannelCredentials {
+  if (config.tls === undefined && config.tlsCaFile === undefined) return credentials.createInsecure();
+  const ca = config.tlsCaFile === undefined ? null : readFileSync(config.tlsCaFile);
+  const mtls = config.tls?.clientCaFile !== undefined;
+  return credentials.createSsl(
+    ca,
+    mtls ? readFileSync(config.tls!.keyFile) : null,
+    mtls ? readFileSync(config.tls!.certFile) : null,
+    { checkServerIdentity: () => undefined },
+  );
 }

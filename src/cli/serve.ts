@@ -6,7 +6,7 @@
  * embedded Postgres, exit 0.
  */
 import { buildServices } from "../compose/buildServices";
-import { ConfigError, loadConfig } from "../config/config";
+import { ConfigError, isLoopback, loadConfig } from "../config/config";
 import { DependencyUnreachableError } from "../errors/startup";
 import { Logger } from "../log/Logger";
 
@@ -42,14 +42,23 @@ export async function serve(env: Record<string, string | undefined>): Promise<vo
   // Metrics are an aid, not a dependency: a taken port is logged, not fatal.
   const metricsHttp =
     config.metricsPort >= 0
-      ? await metrics.listen(config.host, config.metricsPort).catch((err: Error) => {
+      ? await metrics.listen(config.metricsHost, config.metricsPort).catch((err: Error) => {
           log.warn("metrics endpoint not started", { port: config.metricsPort, error: err.message });
           return undefined;
         })
       : undefined;
+  if (config.insecure && config.tls === undefined && !isLoopback(config.host)) {
+    log.warn(
+      "serving plaintext gRPC beyond loopback (AGENTSTATE_INSECURE=1): anyone who can reach the port can read and change every namespace",
+      {
+        host: config.host,
+      },
+    );
+  }
   log.announce("listening", {
     metrics: metricsHttp?.address,
     address,
+    tls: config.tls ? (config.tls.clientCaFile ? "mtls" : "tls") : "off",
     database,
     cache: config.redisUrl ? "redis" : "off",
     locks: config.redlockUrls.length > 0 ? `redlock(${config.redlockUrls.length})` : "postgres",
@@ -71,11 +80,17 @@ export async function serve(env: Record<string, string | undefined>): Promise<vo
 }
 
 /**
- * Logs why the server could not start, at error level, and exits 1. A
+ * Logs why the server could not start, at error level, and exits 1 (2 for a
+ * configuration error found late, such as a TLS key that does not match). A
  * dependency that could not be reached is named with where and why (never
  * credentials); anything else is a bug, logged with its stack.
  */
 function failedToStart(log: Logger, err: unknown): never {
+  if (err instanceof ConfigError) {
+    // Found only once files are read (a TLS key that does not match its certificate).
+    log.error("invalid configuration", { error: err.message });
+    process.exit(2);
+  }
   if (err instanceof DependencyUnreachableError) {
     const { dependency, target, reason } = err;
     log.error("failed to start", { error: err.message, dependency, target, reason });

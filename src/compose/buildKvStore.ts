@@ -40,7 +40,7 @@ export async function buildKvStore(
   const pg = truth.kv;
   if (!config.redisUrl) return { store: pg, cache: undefined, close: async () => undefined };
   const clog = log.child({ component: "cache" });
-  const redis = createRedisClient(config.redisUrl, config.redisCommandTimeoutMs, clog);
+  const redis = createRedisClient(config.redisUrl, config.redisCommandTimeoutMs, clog, { tls: config.redisTls });
   redis.on("ready", () => clog.info("redis connected"));
   redis.on("close", () => clog.debug("redis connection closed"));
   try {
@@ -111,9 +111,11 @@ async function startNearCache(
 ): Promise<{ cache: NearCache; reader: Redis & CacheCommands; close(): void }> {
   const url = config.redisUrl!;
   const reader = createRedisClient(url, config.redisCommandTimeoutMs, log, {
+    tls: config.redisTls,
     connectionName: `${config.redisPrefix}:near-reader`,
   });
   const sub = createRedisClient(url, config.redisCommandTimeoutMs, log, {
+    tls: config.redisTls,
     connectionName: `${config.redisPrefix}:near-invalidations`,
     corkPerTurn: false,
     autoResubscribe: false,

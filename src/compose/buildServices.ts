@@ -9,7 +9,7 @@ import { join } from "node:path";
 import type { Config } from "../config/config";
 import { LockService, type LockStore } from "../domain/locks";
 import { EmbeddedPostgres } from "../embedded/EmbeddedPostgres";
-import { AgentstateServer } from "../grpc/server";
+import { AgentstateServer, serverCredentials } from "../grpc/server";
 import type { Logger } from "../log/Logger";
 import { Metrics } from "../metrics/Metrics";
 import { createPool } from "../store/postgres/createPool";
@@ -40,6 +40,8 @@ export interface Services {
 }
 
 export async function buildServices(config: Config, log: Logger): Promise<Services> {
+  // First: a bad certificate fails the start before anything is started.
+  const credentials = serverCredentials(config, log);
   const embedded = config.databaseUrl === undefined ? await EmbeddedPostgres.start(config.dataDir, log) : undefined;
   const databaseUrl = config.databaseUrl ?? embedded!.url;
   const pool = createPool({
@@ -82,7 +84,12 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
   if (config.redlockUrls.length > 0) {
     const redlock = new RedlockLockStore(
       { tokens: new FencingTokenIssuer(pool), revision: new PostgresStoreRevision(pool) },
-      { urls: config.redlockUrls, prefix: config.redisPrefix, commandTimeoutMs: config.redisCommandTimeoutMs },
+      {
+        urls: config.redlockUrls,
+        prefix: config.redisPrefix,
+        commandTimeoutMs: config.redisCommandTimeoutMs,
+        tls: config.redisTls,
+      },
       log.child({ component: "locks" }),
     );
     await redlock.ready(Math.max(2000, config.redisCommandTimeoutMs * 4));
@@ -114,6 +121,8 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
     },
     limits: config.limits,
     log,
+    credentials,
+    reflection: config.reflection,
   });
 
   return {

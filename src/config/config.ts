@@ -4,13 +4,38 @@
  * in src/ reads process.env.
  */
 
+import { accessSync, constants } from "node:fs";
 import type { Limits } from "../domain/limits";
 
 export type { Limits };
 
+/** PEM files of the gRPC listener's TLS; reread when they change (rotation). */
+export interface TlsFiles {
+  readonly certFile: string;
+  readonly keyFile: string;
+  /** Set: mTLS, clients must present a certificate signed by this CA. */
+  readonly clientCaFile: string | undefined;
+}
+
 export interface Config {
   readonly host: string;
   readonly port: number;
+  /** Unset: plaintext gRPC (allowed beyond loopback only with `insecure`). */
+  readonly tls: TlsFiles | undefined;
+  /**
+   * For clients of this server (`agentstate health`): the CA that signed the
+   * server's certificate (AGENTSTATE_TLS_CA_FILE, default the certificate
+   * file itself).
+   */
+  readonly tlsCaFile: string | undefined;
+  /** How often the TLS files are checked for a change, in ms. */
+  readonly tlsReloadMs: number;
+  /** AGENTSTATE_INSECURE=1: plaintext beyond loopback was asked for explicitly. */
+  readonly insecure: boolean;
+  /** Server reflection (AGENTSTATE_REFLECTION=off turns it off). */
+  readonly reflection: boolean;
+  /** Address of the /metrics listener; loopback unless set (not AGENTSTATE_HOST). */
+  readonly metricsHost: string;
   /** Prometheus /metrics port; -1 disables it. */
   readonly metricsPort: number;
   /** Unset: run an embedded Postgres in dataDir. */
@@ -20,6 +45,12 @@ export interface Config {
   readonly redisUrl: string | undefined;
   readonly redisPrefix: string;
   readonly redlockUrls: readonly string[];
+  /** For rediss:// URLs (cache and Redlock): the CA (default: the system's) and a client certificate. */
+  readonly redisTls: {
+    readonly caFile: string | undefined;
+    readonly certFile: string | undefined;
+    readonly keyFile: string | undefined;
+  };
   readonly pgPoolMax: number;
   /** Most KV writes one replica sends to Postgres as one batch (group commit); 1 sends each alone. */
   readonly kvWriteBatchMax: number;
@@ -87,9 +118,74 @@ function url(env: Env, name: string, protocols: readonly string[]): string | und
   return raw;
 }
 
+function onOff(env: Env, name: string, def: boolean): boolean {
+  const raw = str(env, name);
+  if (raw === undefined) return def;
+  const v = raw.toLowerCase();
+  if (["1", "on", "true", "yes"].includes(v)) return true;
+  if (["0", "off", "false", "no"].includes(v)) return false;
+  throw new ConfigError(`${name} must be on or off (1 or 0), got ${JSON.stringify(raw)}`);
+}
+
+/** A file path that must name a readable file (checked now, so a typo fails at start, naming the setting). */
+function readableFile(env: Env, name: string): string | undefined {
+  const path = str(env, name);
+  if (path === undefined) return undefined;
+  try {
+    accessSync(path, constants.R_OK);
+  } catch (err) {
+    throw new ConfigError(`${name} names a file that cannot be read: ${path} (${(err as NodeJS.ErrnoException).code})`);
+  }
+  return path;
+}
+
+/** True for addresses only this machine can reach. */
+export function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, "").toLowerCase();
+  return h === "localhost" || h === "::1" || /^127\.\d+\.\d+\.\d+$/.test(h);
+}
+
+function tlsFiles(env: Env): TlsFiles | undefined {
+  const certFile = readableFile(env, "AGENTSTATE_TLS_CERT_FILE");
+  const keyFile = readableFile(env, "AGENTSTATE_TLS_KEY_FILE");
+  const clientCaFile = readableFile(env, "AGENTSTATE_TLS_CLIENT_CA_FILE");
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    throw new ConfigError("AGENTSTATE_TLS_CERT_FILE and AGENTSTATE_TLS_KEY_FILE must be set together (or neither)");
+  }
+  if (certFile === undefined || keyFile === undefined) {
+    if (clientCaFile !== undefined) {
+      throw new ConfigError("AGENTSTATE_TLS_CLIENT_CA_FILE needs AGENTSTATE_TLS_CERT_FILE and AGENTSTATE_TLS_KEY_FILE");
+    }
+    return undefined;
+  }
+  return Object.freeze({ certFile, keyFile, clientCaFile });
+}
+
+function redisTls(env: Env): Config["redisTls"] {
+  const certFile = readableFile(env, "AGENTSTATE_REDIS_TLS_CERT_FILE");
+  const keyFile = readableFile(env, "AGENTSTATE_REDIS_TLS_KEY_FILE");
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    throw new ConfigError(
+      "AGENTSTATE_REDIS_TLS_CERT_FILE and AGENTSTATE_REDIS_TLS_KEY_FILE must be set together (or neither)",
+    );
+  }
+  return Object.freeze({ caFile: readableFile(env, "AGENTSTATE_REDIS_TLS_CA_FILE"), certFile, keyFile });
+}
+
 /** Reads and validates the environment. Throws ConfigError naming the variable. */
 export function loadConfig(env: Env = process.env): Config {
   const host = str(env, "AGENTSTATE_HOST") ?? "127.0.0.1";
+  const tls = tlsFiles(env);
+  const insecure = onOff(env, "AGENTSTATE_INSECURE", false);
+  // Safe default: there is no authentication yet (it comes with the next part
+  // of the Security issue), so plaintext gRPC stays on loopback unless the
+  // operator says otherwise. Beyond loopback: TLS, or AGENTSTATE_INSECURE=1.
+  if (!isLoopback(host) && tls === undefined && !insecure) {
+    throw new ConfigError(
+      `AGENTSTATE_HOST=${host} is not a loopback address: set AGENTSTATE_TLS_CERT_FILE and AGENTSTATE_TLS_KEY_FILE ` +
+        "to serve TLS, or AGENTSTATE_INSECURE=1 to serve plaintext anyway",
+    );
+  }
   const redisUrl = url(env, "REDIS_URL", ["redis:", "rediss:"]);
   const redlockRaw = str(env, "REDLOCK_URLS");
   const redlockUrls = redlockRaw
@@ -153,12 +249,19 @@ export function loadConfig(env: Env = process.env): Config {
   return Object.freeze({
     host,
     port: int(env, "AGENTSTATE_PORT", 50051, 0, 65535),
+    tls,
+    tlsCaFile: readableFile(env, "AGENTSTATE_TLS_CA_FILE") ?? tls?.certFile,
+    tlsReloadMs: int(env, "AGENTSTATE_TLS_RELOAD_MS", 1000, 50, 3600000),
+    insecure,
+    reflection: onOff(env, "AGENTSTATE_REFLECTION", true),
+    metricsHost: str(env, "AGENTSTATE_METRICS_HOST") ?? "127.0.0.1",
     metricsPort: int(env, "AGENTSTATE_METRICS_PORT", 9464, -1, 65535),
     databaseUrl: url(env, "DATABASE_URL", ["postgres:", "postgresql:"]),
     dataDir: str(env, "AGENTSTATE_DATA_DIR") ?? ".agentstate",
     redisUrl,
     redisPrefix: prefix,
     redlockUrls: Object.freeze(redlockUrls),
+    redisTls: redisTls(env),
     pgPoolMax: int(env, "PG_POOL_MAX", 20, 1, 1000),
     kvWriteBatchMax: int(env, "AGENTSTATE_KV_WRITE_BATCH", 64, 1, 1000),
     kvWriteBatchesInFlight: int(env, "AGENTSTATE_KV_WRITE_BATCHES_IN_FLIGHT", 1, 1, 16),

@@ -3,7 +3,8 @@
  * a codec.ts (messages to domain values, every field checked) and a
  * handlers.ts; codec/ for what the codecs share (and the decode guard);
  * pipeline/ for what every call goes through (request id, error mapping,
- * termination, log line, metrics); toGrpcError.ts, the one table from domain
+ * termination, log line, metrics); tls/ for the listener's TLS credentials
+ * (reloaded when the files change); toGrpcError.ts, the one table from domain
  * errors to status codes. A new RPC is a codec function and a handler.
  *
  * This file is the server: agentstate.v1 services, grpc.health.v1 health
@@ -20,6 +21,7 @@ import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema, FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
+import type { Config } from "../config/config";
 import type { Limits } from "../domain/limits";
 import type { ChangeNotifier, EventStore } from "../domain/events";
 import type { LockService } from "../domain/locks";
@@ -35,6 +37,7 @@ import type { CallEnv } from "./pipeline/context";
 import { keyValueHandlers } from "./kv/handlers";
 import { lockHandlers } from "./locks/handlers";
 import { eventHandlers, type EventHandlerOptions } from "./events/handlers";
+import { ReloadingServerCredentials } from "./tls/ReloadingServerCredentials";
 
 export const SERVICE_NAMES = [
   "agentstate.v1.KeyValueService",
@@ -70,14 +73,33 @@ export interface ServerDeps {
   metrics?: Metrics;
   limits: Limits;
   log: Logger;
+  /** Unset: plaintext. A ReloadingServerCredentials (serverCredentials()) is watched while serving. */
+  credentials?: ServerCredentials | undefined;
+  /** Server reflection; default on. */
+  reflection?: boolean;
+}
+
+/**
+ * The listener's credentials for `config`: plaintext, or TLS from the
+ * configured files (mTLS with a client CA), reloaded when they change. Throws
+ * if the files do not make a valid TLS configuration; called before anything
+ * else is started so a bad certificate fails fast.
+ */
+export function serverCredentials(
+  config: Pick<Config, "tls" | "tlsReloadMs">,
+  log: Logger,
+): ServerCredentials | undefined {
+  return config.tls ? new ReloadingServerCredentials(config.tls, config.tlsReloadMs, log) : undefined;
 }
 
 export class AgentstateServer {
   readonly grpc: Server;
   readonly health: HealthImplementation;
   private readonly shutdownController = new AbortController();
+  private readonly credentials: ServerCredentials;
 
   constructor(deps: ServerDeps) {
+    this.credentials = deps.credentials ?? ServerCredentials.createInsecure();
     this.grpc = new Server({
       "grpc.max_receive_message_length": deps.limits.maxMessageBytes,
       "grpc.max_send_message_length": deps.limits.maxMessageBytes,
@@ -115,15 +137,18 @@ export class AgentstateServer {
 
     // Descriptors come from the descriptor set `npm run gen` builds from proto/
     // (it includes the well-known types as files, which reflection clients need).
-    new ReflectionService(reflectionPackage([DESCRIPTOR_SET, HEALTH_DESCRIPTOR_SET])).addToServer(this.grpc);
+    if (deps.reflection !== false) {
+      new ReflectionService(reflectionPackage([DESCRIPTOR_SET, HEALTH_DESCRIPTOR_SET])).addToServer(this.grpc);
+    }
   }
 
   /** Binds and starts serving; resolves with the bound "host:port". */
   async listen(host: string, port: number): Promise<string> {
     const target = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
     const bound = await new Promise<number>((resolve, reject) =>
-      this.grpc.bindAsync(target, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+      this.grpc.bindAsync(target, this.credentials, (err, p) => (err ? reject(err) : resolve(p))),
     );
+    if (this.credentials instanceof ReloadingServerCredentials) this.credentials.watch();
     this.setServing(true);
     return host.includes(":") ? `[${host}]:${bound}` : `${host}:${bound}`;
   }
@@ -141,6 +166,7 @@ export class AgentstateServer {
    */
   async shutdown(graceMs: number): Promise<void> {
     this.setServing(false);
+    if (this.credentials instanceof ReloadingServerCredentials) this.credentials.stop();
     this.shutdownController.abort(new AbortReason("shutdown"));
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {

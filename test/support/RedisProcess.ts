@@ -13,6 +13,8 @@ export interface RedisOptions {
   dir?: string;
   /** Default: redis.log in the working dir. */
   logPath?: string;
+  /** Serve TLS only (on `port`), with this certificate; client certificates optional, checked against `ca`. */
+  tls?: { cert: string; key: string; ca: string };
 }
 
 /**
@@ -33,7 +35,10 @@ export class RedisProcess extends ManagedProcess<RedisStopSignal> {
         logPath: opts.logPath ?? path.join(dir, "redis.log"),
         file: bin,
         args: [
-          "--port", String(port),
+          ...(opts.tls
+            ? ["--port", "0", "--tls-port", String(port), "--tls-cert-file", opts.tls.cert, "--tls-key-file", opts.tls.key,
+               "--tls-ca-cert-file", opts.tls.ca, "--tls-auth-clients", "optional"]
+            : ["--port", String(port)]),
           "--bind", "127.0.0.1",
           "--save", "",
           "--appendonly", "no",
@@ -50,7 +55,10 @@ export class RedisProcess extends ManagedProcess<RedisStopSignal> {
     );
     this.bin = bin;
     this.dir = dir;
+    this.tlsCa = opts.tls?.ca;
   }
+
+  private readonly tlsCa: string | undefined;
 
   static async start(opts: RedisOptions = {}): Promise<RedisProcess> {
     const bin = process.env.REDIS_SERVER ?? "redis-server";
@@ -65,9 +73,9 @@ export class RedisProcess extends ManagedProcess<RedisStopSignal> {
     );
   }
 
-  /** redis://127.0.0.1:PORT */
+  /** redis://127.0.0.1:PORT (rediss:// when it serves TLS) */
   get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
+    return `${this.tlsCa ? "rediss" : "redis"}://127.0.0.1:${this.port}`;
   }
 
   /** FLUSHALL on the running server. */
@@ -92,6 +100,7 @@ export class RedisProcess extends ManagedProcess<RedisStopSignal> {
       enableOfflineQueue: false,
       connectTimeout: 2_000,
       retryStrategy: () => null,
+      ...(this.tlsCa ? { tls: { ca: fs.readFileSync(this.tlsCa) } } : {}),
     });
     client.on("error", () => undefined);
     return client;

@@ -81,6 +81,7 @@ describe("config/loadConfig", () => {
     it("reads and trims every setting", () => {
       const c = loadConfig({
         AGENTSTATE_HOST: " 0.0.0.0 ",
+        AGENTSTATE_INSECURE: "1",
         AGENTSTATE_PORT: " 0 ",
         DATABASE_URL: "postgres://u:p@db:5432/x",
         REDIS_URL: "redis://cache:6379",
@@ -203,5 +204,64 @@ describe("config/loadConfig", () => {
         assert.ok(!e.message.includes(secret), `the message leaks the URL: ${e.message}`);
       });
     }
+  });
+
+  describe("transport security", () => {
+    // Files that exist and are readable; the config checks only that.
+    const file = __filename;
+
+    it("defaults: plaintext on loopback, reflection on, metrics on loopback", () => {
+      const c = loadConfig({ AGENTSTATE_HOST: "0.0.0.0", AGENTSTATE_INSECURE: "1" });
+      assert.equal(c.tls, undefined);
+      assert.equal(c.insecure, true);
+      assert.equal(c.reflection, true);
+      assert.equal(c.metricsHost, "127.0.0.1", "metrics do not follow AGENTSTATE_HOST");
+    });
+
+    it("refuses a non-loopback address without TLS, naming the settings, unless AGENTSTATE_INSECURE=1", () => {
+      for (const host of ["0.0.0.0", "::", "10.0.0.5", "agentstate.example"]) {
+        const e = refuses({ AGENTSTATE_HOST: host }, "AGENTSTATE_HOST");
+        assert.match(e.message, /AGENTSTATE_TLS_CERT_FILE/);
+        assert.match(e.message, /AGENTSTATE_INSECURE=1/);
+      }
+      for (const host of ["127.0.0.1", "127.1.2.3", "::1", "localhost"]) {
+        assert.equal(loadConfig({ AGENTSTATE_HOST: host }).host, host);
+      }
+      const c = loadConfig({
+        AGENTSTATE_HOST: "0.0.0.0",
+        AGENTSTATE_TLS_CERT_FILE: file,
+        AGENTSTATE_TLS_KEY_FILE: file,
+      });
+      assert.deepEqual(c.tls, { certFile: file, keyFile: file, clientCaFile: undefined });
+      assert.equal(
+        c.tlsCaFile,
+        file,
+        "clients trust the certificate file unless AGENTSTATE_TLS_CA_FILE says otherwise",
+      );
+    });
+
+    it("needs the certificate and the key together, and readable files", () => {
+      refuses({ AGENTSTATE_TLS_CERT_FILE: file }, "AGENTSTATE_TLS_KEY_FILE", /set together/);
+      refuses({ AGENTSTATE_TLS_KEY_FILE: file }, "AGENTSTATE_TLS_CERT_FILE", /set together/);
+      refuses({ AGENTSTATE_TLS_CLIENT_CA_FILE: file }, "AGENTSTATE_TLS_CLIENT_CA_FILE");
+      refuses(
+        { AGENTSTATE_TLS_CERT_FILE: "/nonexistent/cert.pem", AGENTSTATE_TLS_KEY_FILE: file },
+        "AGENTSTATE_TLS_CERT_FILE",
+        /cannot be read.*ENOENT/,
+      );
+      const c = loadConfig({
+        AGENTSTATE_TLS_CERT_FILE: file,
+        AGENTSTATE_TLS_KEY_FILE: file,
+        AGENTSTATE_TLS_CLIENT_CA_FILE: file,
+      });
+      assert.equal(c.tls?.clientCaFile, file);
+    });
+
+    it("reads AGENTSTATE_REFLECTION, AGENTSTATE_INSECURE and AGENTSTATE_METRICS_HOST", () => {
+      assert.equal(loadConfig({ AGENTSTATE_REFLECTION: "off" }).reflection, false);
+      assert.equal(loadConfig({ AGENTSTATE_METRICS_HOST: "0.0.0.0" }).metricsHost, "0.0.0.0");
+      refuses({ AGENTSTATE_REFLECTION: "maybe" }, "AGENTSTATE_REFLECTION");
+      refuses({ AGENTSTATE_INSECURE: "yes please" }, "AGENTSTATE_INSECURE");
+    });
   });
 });

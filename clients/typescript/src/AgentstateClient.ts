@@ -35,6 +35,7 @@
  * the current item.
  */
 import { randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
 import {
   credentials as grpcCredentials,
   Metadata,
@@ -109,12 +110,32 @@ export interface AgentstateClientOptions {
   deadlineMs?: number;
   /** gRPC send and receive message limit; set it to the server's limit. Default DEFAULT_MAX_MESSAGE_BYTES. */
   maxMessageBytes?: number;
-  /** Channel credentials. Default: insecure (plaintext). */
+  /** TLS from PEM files (see TlsFiles); `credentials` wins when both are given. */
+  tls?: TlsFiles;
+  /** Channel credentials. Default: `tls` when given, else insecure (plaintext). */
   credentials?: ChannelCredentials;
   /** grpc-js client interceptors (auth, tracing), applied to every service. */
   interceptors?: Interceptor[];
   /** Extra grpc-js channel options (keepalive, load balancing, ...). */
   channelOptions?: ChannelOptions;
+}
+
+/** PEM files for a TLS connection. */
+export interface TlsFiles {
+  /** The CA that signed the server's certificate; default the system's CAs. */
+  caFile?: string;
+  /** Client certificate and key, for a server that requires mTLS (both or neither). */
+  certFile?: string;
+  keyFile?: string;
+}
+
+/** grpc-js channel credentials for TLS (or mTLS) from PEM files. */
+export function tlsCredentials(files: TlsFiles): ChannelCredentials {
+  if ((files.certFile === undefined) !== (files.keyFile === undefined)) {
+    throw new Error("agentstate: tls.certFile and tls.keyFile go together");
+  }
+  const read = (f: string | undefined) => (f === undefined ? null : readFileSync(f));
+  return grpcCredentials.createSsl(read(files.caFile), read(files.keyFile), read(files.certFile));
 }
 
 /** Per-call options. */
@@ -247,7 +268,7 @@ export class AgentstateClient {
   ) {
     this.deadlineMs = options.deadlineMs ?? DEFAULT_DEADLINE_MS;
     const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
-    const creds = options.credentials ?? grpcCredentials.createInsecure();
+    const creds = options.credentials ?? (options.tls ? tlsCredentials(options.tls) : grpcCredentials.createInsecure());
     const interceptors = options.interceptors ?? [];
     this.kv = new KeyValueServiceClient(address, creds, {
       ...options.channelOptions,

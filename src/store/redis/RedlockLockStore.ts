@@ -31,13 +31,15 @@ import type { FencingTokens, StoreRevision } from "../../domain/ports";
 import { connectFailureReason, urlTarget } from "../../errors/startup";
 import { LockQuorumUnavailableError } from "../../errors/errors";
 import type { Logger } from "../../log/Logger";
-import { createRedisClient } from "./createRedisClient";
+import { createRedisClient, type RedisTlsFiles } from "./createRedisClient";
 
 export interface RedlockOptions {
   urls: readonly string[];
   prefix: string;
   commandTimeoutMs: number;
   driftFactor?: number;
+  /** For rediss:// masters. */
+  tls?: RedisTlsFiles | undefined;
 }
 
 /** redlock's quorum runner: runs a script on every master; resolves on a quorum for, throws ExecutionError on a quorum against. */
@@ -64,7 +66,7 @@ export class RedlockLockStore implements LockStore {
     private readonly log: Logger,
   ) {
     this.clients = opts.urls.map((url, i) => {
-      const c = createRedisClient(url, opts.commandTimeoutMs, log);
+      const c = createRedisClient(url, opts.commandTimeoutMs, log, { tls: opts.tls });
       c.on("error", (err: unknown) => (this.lastErrors[i] = err));
       c.connect().catch((err: unknown) => (this.lastErrors[i] = err));
       return c;

@@ -3,12 +3,23 @@
  * request never waits on a Redis that is down), no automatic resends (a
  * command is never replayed on a different connection or server), a
  * per-command timeout, and quick reconnects. Errors are logged at debug level
- * without the URL (it may carry a password).
+ * without the URL (it may carry a password). A rediss:// URL connects with TLS,
+ * verifying the server's certificate and name against `tls.caFile` (default:
+ * the system's CAs), and presents a client certificate when one is given.
  */
+import { readFileSync } from "node:fs";
 import Redis from "ioredis";
 import type { Logger } from "../../log/Logger";
 
+/** PEM files for rediss:// connections (ignored for redis://). */
+export interface RedisTlsFiles {
+  readonly caFile?: string | undefined;
+  readonly certFile?: string | undefined;
+  readonly keyFile?: string | undefined;
+}
+
 export interface RedisClientOptions {
+  tls?: RedisTlsFiles | undefined;
   /**
    * Cork the connection for the rest of each event-loop turn (default true).
    * Off for a connection whose commands are sent from a setImmediate callback
@@ -37,10 +48,19 @@ export function createRedisClient(
     lazyConnect: true,
     autoResubscribe: opts.autoResubscribe ?? true,
     ...(opts.connectionName ? { connectionName: opts.connectionName } : {}),
+    ...(url.startsWith("rediss:") ? { tls: tlsOptions(opts.tls ?? {}) } : {}),
   });
   redis.on("error", (err: Error) => log.debug("redis error", { error: err.message }));
   if (opts.corkPerTurn ?? true) corkPerTurn(redis);
   return redis;
+}
+
+function tlsOptions(files: RedisTlsFiles): { ca?: Buffer; cert?: Buffer; key?: Buffer } {
+  return {
+    ...(files.caFile ? { ca: readFileSync(files.caFile) } : {}),
+    ...(files.certFile ? { cert: readFileSync(files.certFile) } : {}),
+    ...(files.keyFile ? { key: readFileSync(files.keyFile) } : {}),
+  };
 }
 
 /**

@@ -35,6 +35,7 @@ from ._client import (
     UpdateResult,
     is_retryable,
     new_idempotency_key,
+    tls_credentials,
 )
 from ._errors import LockLost, LockNotAcquired, UpdateConflict
 from ._events import (
@@ -71,4 +72,5 @@ __all__ = [
     "is_retryable",
     "new_event_id",
     "new_idempotency_key",
+    "tls_credentials",
 ]

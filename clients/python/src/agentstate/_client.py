@@ -112,11 +112,34 @@ class UpdateResult:
     attempts: int
 
 
+def tls_credentials(
+    ca_file: Optional[str] = None, cert_file: Optional[str] = None, key_file: Optional[str] = None
+) -> grpc.ChannelCredentials:
+    """TLS channel credentials from PEM files: ``ca_file`` is the CA that signed
+    the server's certificate (None: the system's CAs); ``cert_file`` and
+    ``key_file`` the client certificate for mTLS (both or neither)."""
+    if (cert_file is None) != (key_file is None):
+        raise ValueError("tls_cert_file and tls_key_file go together")
+
+    def read(path: Optional[str]) -> Optional[bytes]:
+        if path is None:
+            return None
+        with open(path, "rb") as f:
+            return f.read()
+
+    return grpc.ssl_channel_credentials(
+        root_certificates=read(ca_file), private_key=read(key_file), certificate_chain=read(cert_file)
+    )
+
+
 class Client:
     """A connection to one agentstate endpoint; thread-safe.
 
     ``address`` is anything grpcio accepts (``"127.0.0.1:50051"``,
-    ``"dns:///agentstate:50051"``). ``credentials`` switches to TLS;
+    ``"dns:///agentstate:50051"``). ``tls_ca_file`` (the CA that signed the
+    server's certificate) switches to TLS, with ``tls_cert_file`` and
+    ``tls_key_file`` as the client certificate for a server that requires
+    mTLS; ``credentials`` gives grpcio credentials instead;
     ``interceptors`` wrap the channel (auth, tracing). The generated stubs are
     available as ``kv``, ``locks`` and ``events`` for anything not wrapped here.
     """
@@ -128,6 +151,9 @@ class Client:
         timeout: float = DEFAULT_TIMEOUT,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         credentials: Optional[grpc.ChannelCredentials] = None,
+        tls_ca_file: Optional[str] = None,
+        tls_cert_file: Optional[str] = None,
+        tls_key_file: Optional[str] = None,
         interceptors: Sequence[Union[grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor]] = (),
         options: Sequence[Tuple[str, object]] = (),
     ) -> None:
@@ -136,6 +162,8 @@ class Client:
             ("grpc.max_receive_message_length", max_message_bytes),
             *options,
         ]
+        if credentials is None and (tls_ca_file or tls_cert_file or tls_key_file):
+            credentials = tls_credentials(tls_ca_file, tls_cert_file, tls_key_file)
         if credentials is None:
             self._channel = grpc.insecure_channel(address, options=opts)
         else:
