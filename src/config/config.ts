@@ -230,6 +230,7 @@ export function loadConfig(env: Env = process.env): Config {
     maxLockTtlSeconds: int(env, "AGENTSTATE_MAX_LOCK_TTL_SECONDS", 3600, 1, 30 * 24 * 3600),
     maxLockWaitSeconds: int(env, "AGENTSTATE_MAX_LOCK_WAIT_SECONDS", 300, 0, 24 * 3600),
     maxEventsPerAppend: int(env, "AGENTSTATE_MAX_EVENTS_PER_APPEND", 1000, 1, 100000),
+    maxEventMetadataEntries: int(env, "AGENTSTATE_MAX_EVENT_METADATA_ENTRIES", 64, 0, 100000),
     maxEventTypeBytes: 255,
     maxEventBytes,
     maxAppendBytes,

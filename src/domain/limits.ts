@@ -14,6 +14,7 @@ export interface Limits {
   readonly maxLockTtlSeconds: number;
   readonly maxLockWaitSeconds: number;
   readonly maxEventsPerAppend: number;
+  readonly maxEventMetadataEntries: number;
   readonly maxEventTypeBytes: number;
   readonly maxEventBytes: number;
   readonly maxAppendBytes: number;

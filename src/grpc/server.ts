@@ -33,6 +33,7 @@ import type { Logger } from "../log/Logger";
 import { AbortReason } from "../errors/abort";
 import type { Metrics } from "../metrics/Metrics";
 import { guardDeserializers } from "./codec/decodeGuard";
+import { appendPreDecode } from "./events/codec";
 import type { CallEnv } from "./pipeline/context";
 import { keyValueHandlers } from "./kv/handlers";
 import { lockHandlers } from "./locks/handlers";
@@ -111,7 +112,10 @@ export class AgentstateServer {
       shutdown: this.shutdownController.signal,
       observe: metrics ? metrics.rpcObserver() : undefined,
     };
-    const guard = (d: ServiceDefinition) => guardDeserializers(d, DESCRIPTOR_SET, "agentstate.v1");
+    const guard = (d: ServiceDefinition) =>
+      guardDeserializers(d, DESCRIPTOR_SET, "agentstate.v1", {
+        "agentstate.v1.AppendEventRequest": appendPreDecode(deps.limits),
+      });
     this.grpc.addService(guard(KeyValueServiceService), keyValueHandlers(deps.kv, deps.limits, env));
     this.grpc.addService(
       guard(LockServiceService),

@@ -40,6 +40,25 @@ describe("grpc/events/codec", () => {
     rejects(() => append([{ type: "" }]), "events[0].type", /is required/);
   });
 
+  it("decodeAppend: metadata entries per event counted before any entry is checked", () => {
+    const entries = (n: number) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, "v"]));
+    const append = (events: Parameters<typeof AppendEventRequest.fromPartial>[0]["events"]) =>
+      decodeAppend(
+        AppendEventRequest.fromPartial({ namespace: "ns", stream: "s", expected: { any: true }, events }),
+        limits,
+      );
+    assert.equal(limits.maxEventMetadataEntries, 64);
+    assert.equal(Object.keys(append([{ type: "t", metadata: entries(64) }]).events[0]!.metadata).length, 64);
+    rejects(
+      () => append([{ type: "t" }, { type: "t", metadata: entries(65) }]),
+      "events[1].metadata",
+      /the limit is 64 \(AGENTSTATE_MAX_EVENT_METADATA_ENTRIES\)/,
+    );
+    // The count comes first: an oversized entry in a map over the count is not what is reported.
+    const big = { ...entries(70), huge: "x".repeat(limits.maxEventBytes + 1) };
+    rejects(() => append([{ type: "t", metadata: big }]), "events[0].metadata", /the limit is 64/);
+  });
+
   it("decodeReadStream and decodeSubscribe: positions from 0, one target", () => {
     const read = decodeReadStream(
       ReadStreamRequest.fromPartial({ namespace: "ns", stream: "s", direction: Direction.DIRECTION_BACKWARDS }),

@@ -96,16 +96,27 @@ function findOversizedInt64(desc: DescMessage, msg: Message, path: string): stri
   return undefined;
 }
 
-export function guardDeserializers(def: ServiceDefinition, descriptorSetPath: string, pkg: string): ServiceDefinition {
+/** A check of a request's raw bytes, run before it is decoded (by request type name). */
+export type PreDecodeCheck = (bytes: Buffer) => InvalidArgumentError | undefined;
+
+export function guardDeserializers(
+  def: ServiceDefinition,
+  descriptorSetPath: string,
+  pkg: string,
+  preDecode: Readonly<Record<string, PreDecodeCheck>> = {},
+): ServiceDefinition {
   const registry = createFileRegistry(fromBinary(FileDescriptorSetSchema, readFileSync(descriptorSetPath)));
   const guarded: Record<string, unknown> = {};
   for (const [name, method] of Object.entries(def)) {
     // buf lint (RPC_REQUEST_STANDARD_NAME) guarantees <Method>Request naming.
     const typeName = `${pkg}.${method.path.split("/").pop()}Request`;
     const desc = registry.getMessage(typeName);
+    const pre = preDecode[typeName];
     guarded[name] = {
       ...method,
       requestDeserialize: (bytes: Buffer) => {
+        const refused = pre?.(bytes);
+        if (refused) return new UndecodableRequest(refused);
         try {
           const decoded: unknown = method.requestDeserialize(bytes);
           const suspect = desc && hasReplacementChar(decoded) ? findReplacementChar(decoded, "") : undefined;

@@ -16,6 +16,7 @@ import {
   type RecordedEvent as PbRecordedEvent,
   type SubscribeRequest,
 } from "../../gen/agentstate/v1/event";
+import { appendOverLimits } from "../codec/wireCount";
 import { decodeAddress, decodeFence, requireNonNegative, requirePositive } from "../codec/fields";
 
 const DIRECTIONS = [Direction.DIRECTION_UNSPECIFIED, Direction.DIRECTION_FORWARDS, Direction.DIRECTION_BACKWARDS];
@@ -49,6 +50,27 @@ export function decodeExpectedStream(field: string, e: PbExpectedStream | undefi
   return { kind };
 }
 
+/**
+ * AppendEvent's counts checked on the raw bytes, before the decoder builds an
+ * object per event and per metadata entry (the decode guard runs it).
+ */
+export function appendPreDecode(limits: Limits): (bytes: Buffer) => InvalidArgumentError | undefined {
+  return (bytes) => {
+    const over = appendOverLimits(bytes, limits.maxEventsPerAppend, limits.maxEventMetadataEntries);
+    if (!over) return undefined;
+    return over.path === "events"
+      ? new InvalidArgumentError("events", `holds more than ${over.limit} events, the limit is ${over.limit}`)
+      : metadataOver(over.path, over.limit);
+  };
+}
+
+function metadataOver(field: string, limit: number): InvalidArgumentError {
+  return new InvalidArgumentError(
+    field,
+    `holds more than ${limit} entries, the limit is ${limit} (AGENTSTATE_MAX_EVENT_METADATA_ENTRIES)`,
+  );
+}
+
 export function decodeAppend(r: AppendEventRequest, limits: Limits): AppendCommand {
   decodeAddress(r.namespace, "stream", r.stream, limits);
   const expected = decodeExpectedStream("expected", r.expected);
@@ -58,6 +80,16 @@ export function decodeAppend(r: AppendEventRequest, limits: Limits): AppendComma
       "events",
       `holds ${r.events.length} events, the limit is ${limits.maxEventsPerAppend}`,
     );
+  }
+  // Entry counts before anything that walks the entries: a huge map is
+  // refused after counting at most limit + 1 keys of each event.
+  for (const [i, e] of r.events.entries()) {
+    let n = 0;
+    for (const k in e.metadata) {
+      if (!Object.hasOwn(e.metadata, k)) continue;
+      if (++n > limits.maxEventMetadataEntries)
+        throw metadataOver(`events[${i}].metadata`, limits.maxEventMetadataEntries);
+    }
   }
   let total = 0;
   const seen = new Set<string>();
