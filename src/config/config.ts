@@ -217,6 +217,13 @@ export function loadConfig(env: Env = process.env): Config {
   const maxEventBytes = int(env, "AGENTSTATE_MAX_EVENT_BYTES", 1024 * 1024, 1, 64 * 1024 * 1024);
   const maxAppendBytes = int(env, "AGENTSTATE_MAX_APPEND_BYTES", 4 * 1024 * 1024, 1, 256 * 1024 * 1024);
   const listMaxLimit = int(env, "AGENTSTATE_LIST_MAX_LIMIT", 1000, 1, 100000);
+  const maxSubscribers = int(env, "AGENTSTATE_MAX_SUBSCRIBERS", 2000, 1, 1000000);
+  const maxSubscribersPerNamespace = int(env, "AGENTSTATE_MAX_SUBSCRIBERS_PER_NAMESPACE", 500, 1, 1000000);
+  if (maxSubscribersPerNamespace > maxSubscribers) {
+    throw new ConfigError(
+      `AGENTSTATE_MAX_SUBSCRIBERS_PER_NAMESPACE (${maxSubscribersPerNamespace}) must not exceed AGENTSTATE_MAX_SUBSCRIBERS (${maxSubscribers})`,
+    );
+  }
   const statementTimeoutMs = int(env, "AGENTSTATE_STATEMENT_TIMEOUT_MS", 5000, 100, 600000);
   const limits: Limits = Object.freeze({
     maxKeyBytes: 1024,
@@ -237,6 +244,9 @@ export function loadConfig(env: Env = process.env): Config {
     // Room for the largest value or batch plus the envelope, so the transport
     // never refuses what the edge would accept.
     maxMessageBytes: Math.max(maxValueBytes, maxAppendBytes) + 64 * 1024,
+    maxSubscribers,
+    maxSubscribersPerNamespace,
+    maxReadStreams: int(env, "AGENTSTATE_MAX_READ_STREAMS", 1000, 1, 1000000),
   });
 
   const cacheMarkerTtlMs = int(env, "AGENTSTATE_CACHE_MARKER_TTL_MS", 15000, 1000, 3600000);

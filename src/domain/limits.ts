@@ -19,4 +19,9 @@ export interface Limits {
   readonly maxEventBytes: number;
   readonly maxAppendBytes: number;
   readonly maxMessageBytes: number;
+  /** Open Subscribe streams per server and per namespace. */
+  readonly maxSubscribers: number;
+  readonly maxSubscribersPerNamespace: number;
+  /** Open ReadStream calls per server. */
+  readonly maxReadStreams: number;
 }

@@ -48,6 +48,9 @@ describe("config/loadConfig", () => {
         maxEventBytes: 1024 * 1024,
         maxAppendBytes: 4 * 1024 * 1024,
         maxMessageBytes: 4 * 1024 * 1024 + 64 * 1024,
+        maxSubscribers: 2000,
+        maxSubscribersPerNamespace: 500,
+        maxReadStreams: 1000,
       };
       for (const [name, value] of Object.entries(documented)) {
         assert.equal(c.limits[name as keyof typeof documented], value, `limits.${name}`);
@@ -145,6 +148,13 @@ describe("config/loadConfig", () => {
       ["AGENTSTATE_MAX_TTL_SECONDS", "0", /between 1 and/],
       ["AGENTSTATE_MAX_EVENTS_PER_APPEND", "0", /between 1 and/],
       ["AGENTSTATE_MAX_EVENT_METADATA_ENTRIES", "-1", /AGENTSTATE_MAX_EVENT_METADATA_ENTRIES.*between 0 and/],
+      ["AGENTSTATE_MAX_SUBSCRIBERS", "0", /AGENTSTATE_MAX_SUBSCRIBERS.*between 1 and/],
+      [
+        "AGENTSTATE_MAX_SUBSCRIBERS_PER_NAMESPACE",
+        "2001",
+        /AGENTSTATE_MAX_SUBSCRIBERS_PER_NAMESPACE \(2001\) must not exceed AGENTSTATE_MAX_SUBSCRIBERS \(2000\)/,
+      ],
+      ["AGENTSTATE_MAX_READ_STREAMS", "x", /AGENTSTATE_MAX_READ_STREAMS.*must be an integer/],
       ["AGENTSTATE_CACHE_MARKER_TTL_MS", "999", /between 1000 and/],
       ["PG_POOL_MAX", "0", /between 1 and 1000/],
       ["AGENTSTATE_HISTORY_RETENTION_SECONDS", "-5", /between 0 and/],

@@ -7,10 +7,12 @@
  */
 import type { Limits } from "../../domain/limits";
 import { runSubscription, type ChangeNotifier, type EventStore } from "../../domain/events";
+import { StreamSlots } from "../../domain/streamSlots";
 import { StreamNotFoundError } from "../../errors/errors";
-import type { EventServiceServer } from "../../gen/agentstate/v1/event";
+import type { EventServiceServer, ReadStreamResponse } from "../../gen/agentstate/v1/event";
 import { decodeAppend, decodeReadStream, decodeSubscribe, recordedEventToPb } from "./codec";
 import { serverStream } from "../pipeline/serverStream";
+import type { StreamContext } from "../pipeline/context";
 import type { CallEnv } from "../pipeline/context";
 import { unary } from "../pipeline/unary";
 
@@ -29,6 +31,18 @@ export function eventHandlers(
   opts: EventHandlerOptions,
   env: CallEnv,
 ): EventServiceServer {
+  const subscribers = new StreamSlots({
+    what: "Subscribe streams",
+    perServer: limits.maxSubscribers,
+    perServerSetting: "AGENTSTATE_MAX_SUBSCRIBERS",
+    perNamespace: limits.maxSubscribersPerNamespace,
+    perNamespaceSetting: "AGENTSTATE_MAX_SUBSCRIBERS_PER_NAMESPACE",
+  });
+  const readers = new StreamSlots({
+    what: "ReadStream calls",
+    perServer: limits.maxReadStreams,
+    perServerSetting: "AGENTSTATE_MAX_READ_STREAMS",
+  });
   return {
     appendEvent: unary("AppendEvent", env, async (req, ctx) => {
       const cmd = decodeAppend(req, limits);
@@ -44,22 +58,16 @@ export function eventHandlers(
     }),
     readStream: serverStream("ReadStream", env, opts.stallMs, async (req, ctx) => {
       const q = decodeReadStream(req, limits);
-      const current = await store.streamVersion(q.namespace, q.stream);
-      if (current === 0) throw new StreamNotFoundError(q.stream);
-      let next = q.fromVersion !== 0 ? q.fromVersion : q.direction === "forwards" ? 1 : current;
-      let left = q.limit === 0 ? Infinity : q.limit;
-      while (left > 0 && !ctx.signal.aborted) {
-        const page = await store.readStream(q.namespace, q.stream, next, q.direction, Math.min(opts.pageSize, left));
-        for (const e of page) await ctx.send({ event: recordedEventToPb(e) });
-        left -= page.length;
-        const last = page[page.length - 1];
-        if (!last) break; // pages are size-bounded: only an empty page ends the stream
-        next = q.direction === "forwards" ? last.streamVersion + 1 : last.streamVersion - 1;
-        if (next < 1) break;
+      const release = readers.acquire(q.namespace);
+      try {
+        await readStream(q, ctx);
+      } finally {
+        release();
       }
     }),
     subscribe: serverStream("Subscribe", env, opts.stallMs, async (req, ctx) => {
       const q = decodeSubscribe(req, limits);
+      const release = subscribers.acquire(q.namespace);
       opts.onSubscribers?.(1);
       try {
         await runSubscription(
@@ -77,7 +85,27 @@ export function eventHandlers(
         );
       } finally {
         opts.onSubscribers?.(-1);
+        release();
       }
     }),
   };
+
+  async function readStream(
+    q: ReturnType<typeof decodeReadStream>,
+    ctx: StreamContext<ReadStreamResponse>,
+  ): Promise<void> {
+    const current = await store.streamVersion(q.namespace, q.stream);
+    if (current === 0) throw new StreamNotFoundError(q.stream);
+    let next = q.fromVersion !== 0 ? q.fromVersion : q.direction === "forwards" ? 1 : current;
+    let left = q.limit === 0 ? Infinity : q.limit;
+    while (left > 0 && !ctx.signal.aborted) {
+      const page = await store.readStream(q.namespace, q.stream, next, q.direction, Math.min(opts.pageSize, left));
+      for (const e of page) await ctx.send({ event: recordedEventToPb(e) });
+      left -= page.length;
+      const last = page[page.length - 1];
+      if (!last) break; // pages are size-bounded: only an empty page ends the stream
+      next = q.direction === "forwards" ? last.streamVersion + 1 : last.streamVersion - 1;
+      if (next < 1) break;
+    }
+  }
 }
