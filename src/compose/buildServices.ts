@@ -120,6 +120,7 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
       onSubscribers: (delta) => metrics.subscribers.inc(delta),
     },
     limits: config.limits,
+    connection: config.connection,
     log,
     credentials,
     reflection: config.reflection,

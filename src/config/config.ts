@@ -17,6 +17,19 @@ export interface TlsFiles {
   readonly clientCaFile: string | undefined;
 }
 
+/** HTTP/2 connections: streams, headers, idle and age, keepalive (the gRPC server's options). */
+export interface ConnectionLimits {
+  readonly maxConcurrentStreams: number;
+  readonly maxHeaderListBytes: number;
+  /** A connection without calls for this long is closed (also one that never sent the HTTP/2 preface). */
+  readonly idleMs: number;
+  /** 0: no maximum age. */
+  readonly maxAgeMs: number;
+  readonly maxAgeGraceMs: number;
+  readonly keepaliveTimeMs: number;
+  readonly keepaliveTimeoutMs: number;
+}
+
 export interface Config {
   readonly host: string;
   readonly port: number;
@@ -78,6 +91,7 @@ export interface Config {
   /** "auto": readable lines when stdout is a terminal, JSON otherwise. */
   readonly logFormat: "json" | "pretty" | "auto";
   readonly limits: Limits;
+  readonly connection: ConnectionLimits;
 }
 
 export class ConfigError extends Error {
@@ -295,5 +309,14 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel: logLevel as Config["logLevel"],
     logFormat: logFormat as Config["logFormat"],
     limits,
+    connection: Object.freeze({
+      maxConcurrentStreams: int(env, "AGENTSTATE_MAX_CONCURRENT_STREAMS", 1000, 1, 2 ** 31 - 1),
+      maxHeaderListBytes: int(env, "AGENTSTATE_MAX_HEADER_LIST_BYTES", 16384, 1024, 16 * 1024 * 1024),
+      idleMs: int(env, "AGENTSTATE_CONNECTION_IDLE_MS", 60000, 100, 24 * 3600 * 1000),
+      maxAgeMs: int(env, "AGENTSTATE_CONNECTION_MAX_AGE_MS", 0, 0, 30 * 24 * 3600 * 1000),
+      maxAgeGraceMs: int(env, "AGENTSTATE_CONNECTION_MAX_AGE_GRACE_MS", 30000, 0, 24 * 3600 * 1000),
+      keepaliveTimeMs: int(env, "AGENTSTATE_KEEPALIVE_TIME_MS", 60000, 1000, 24 * 3600 * 1000),
+      keepaliveTimeoutMs: int(env, "AGENTSTATE_KEEPALIVE_TIMEOUT_MS", 20000, 100, 3600 * 1000),
+    }),
   });
 }

@@ -15,13 +15,13 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { Server, ServerCredentials, type ServiceDefinition } from "@grpc/grpc-js";
+import { Server, ServerCredentials, type ChannelOptions, type ServiceDefinition } from "@grpc/grpc-js";
 import type { PackageDefinition } from "@grpc/proto-loader";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema, FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
-import type { Config } from "../config/config";
+import type { Config, ConnectionLimits } from "../config/config";
 import type { Limits } from "../domain/limits";
 import type { ChangeNotifier, EventStore } from "../domain/events";
 import type { LockService } from "../domain/locks";
@@ -78,6 +78,28 @@ export interface ServerDeps {
   credentials?: ServerCredentials | undefined;
   /** Server reflection; default on. */
   reflection?: boolean;
+  /** HTTP/2 connection bounds; unset: grpc-js's own defaults (unbounded). */
+  connection?: ConnectionLimits | undefined;
+}
+
+/**
+ * The grpc-js 1.14 server options for `c`. Only options the server reads:
+ * it ignores grpc.max_metadata_size, grpc.keepalive_permit_without_calls and
+ * grpc.http2.min_ping_interval_without_data_ms (client-side or C-core only).
+ */
+function connectionOptions(c: ConnectionLimits | undefined): ChannelOptions {
+  if (!c) return {};
+  return {
+    "grpc.max_concurrent_streams": c.maxConcurrentStreams,
+    // Also closes a connection that never sends the HTTP/2 preface: grpc-js
+    // starts the idle timer when the session is created, on accept.
+    "grpc.max_connection_idle_ms": c.idleMs,
+    ...(c.maxAgeMs > 0
+      ? { "grpc.max_connection_age_ms": c.maxAgeMs, "grpc.max_connection_age_grace_ms": c.maxAgeGraceMs }
+      : {}),
+    "grpc.keepalive_time_ms": c.keepaliveTimeMs,
+    "grpc.keepalive_timeout_ms": c.keepaliveTimeoutMs,
+  };
 }
 
 /**
@@ -93,6 +115,20 @@ export function serverCredentials(
   return config.tls ? new ReloadingServerCredentials(config.tls, config.tlsReloadMs, log) : undefined;
 }
 
+/**
+ * grpc-js has no option for the HTTP/2 header list size (it advertises
+ * 2^32-1), so the limit goes into the options it hands to
+ * http2.createServer/createSecureServer for every listener: advertised in
+ * SETTINGS and enforced by Node (a stream whose headers exceed it is reset).
+ * A grpc-js without that field (a future version) keeps its own behaviour.
+ */
+function limitHeaderList(server: Server, bytes: number): void {
+  const common = (server as unknown as { commonServerOptions?: { settings?: Record<string, unknown> } })
+    .commonServerOptions;
+  if (!common) return;
+  common.settings = { ...common.settings, maxHeaderListSize: bytes };
+}
+
 export class AgentstateServer {
   readonly grpc: Server;
   readonly health: HealthImplementation;
@@ -104,8 +140,9 @@ export class AgentstateServer {
     this.grpc = new Server({
       "grpc.max_receive_message_length": deps.limits.maxMessageBytes,
       "grpc.max_send_message_length": deps.limits.maxMessageBytes,
-      "grpc.keepalive_permit_without_calls": 1,
+      ...connectionOptions(deps.connection),
     });
+    if (deps.connection) limitHeaderList(this.grpc, deps.connection.maxHeaderListBytes);
     const metrics = deps.metrics;
     const env: CallEnv = {
       log: deps.log,

@@ -1,11 +1,14 @@
 /**
  * Bounds under abuse, against a real server over real gRPC on loopback: the
  * metadata entries per event (a huge map is refused cheaply, nothing written);
- * Subscribe streams per namespace and per server, ReadStream calls per server.
+ * Subscribe streams per namespace and per server, ReadStream calls per server;
+ * HTTP/2 streams per connection, silent and idle connections closed, header
+ * floods refused with the server still up.
  */
 import * as assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import { status } from "@grpc/grpc-js";
+import * as net from "node:net";
+import { Metadata, status } from "@grpc/grpc-js";
 import { EventClient, type Subscription } from "../support/eventClient";
 import { eventually } from "../support/eventually";
 import { expectGrpcError } from "../support/expectGrpcError";
@@ -146,14 +149,14 @@ describe("bounds", function () {
         if (r !== "ok") throw new Error(`refused: ${r.details}`);
         return s;
       });
-      await append("cap-a");
-      await a4.until("1 event", (s) => s.events.length === 1);
-      await a2.until("2 events", (s) => s.events.length === 2);
+      const last = await append("cap-a");
+      await a4.untilPosition(last.position);
+      await a2.untilPosition(last.position);
     });
 
     it("ReadStream calls per server: over the cap RESOURCE_EXHAUSTED naming AGENTSTATE_MAX_READ_STREAMS, freed when a read ends", async () => {
-      // Enough data that the server cannot push it all into the connection's windows and buffers.
-      for (let i = 0; i < 12; i++) {
+      // More than the client buffers (16 messages) and the HTTP/2 window: the server waits for the reader.
+      for (let i = 0; i < 30; i++) {
         await c.appendEvent({
           namespace: "cap-r",
           stream: "s",
@@ -174,8 +177,121 @@ describe("bounds", function () {
       reader.cancel();
       await eventually(
         "a free ReadStream slot",
-        async () => (await c.readStream({ namespace: "cap-r", stream: "s" })).length === 12,
+        async () => (await c.readStream({ namespace: "cap-r", stream: "s" })).length === 30,
       );
+    });
+  });
+
+  describe("HTTP/2 connections", () => {
+    let cluster: Cluster;
+    let c: EventClient;
+    before(async () => {
+      cluster = await startCluster({
+        env: { AGENTSTATE_MAX_CONCURRENT_STREAMS: "3", AGENTSTATE_CONNECTION_IDLE_MS: "1000" },
+      });
+      c = new EventClient(cluster.servers[0]!.address, { ownChannel: true });
+    });
+    after(async () => {
+      c?.close();
+      await cluster?.stop();
+    });
+
+    it("streams per connection: past AGENTSTATE_MAX_CONCURRENT_STREAMS the client queues the stream until one ends", async () => {
+      const subs = Array.from({ length: 5 }, () =>
+        c.subscribe({ namespace: "h2", streamPrefix: "" }, { deadlineMs: 30_000 }),
+      );
+      try {
+        const started = () => subs.filter((s) => s.caughtUps.length > 0).length;
+        await eventually("3 streams started", async () => started() === 3);
+        await new Promise((r) => setTimeout(r, 500));
+        assert.equal(started(), 3, "the 4th and 5th stream wait: HTTP/2 holds them back, nothing is refused");
+        assert.ok(subs.every((s) => s.end === undefined));
+        subs.find((s) => s.caughtUps.length > 0)!.cancel();
+        await eventually("a queued stream started after one ended", async () => started() === 4);
+      } finally {
+        for (const s of subs) s.cancel();
+      }
+    });
+
+    it("a silent TCP connection (no HTTP/2 preface) and an idle one are closed within AGENTSTATE_CONNECTION_IDLE_MS", async () => {
+      const port = cluster.servers[0]!.port;
+      const closedAfter = (send?: Buffer) =>
+        new Promise<number>((resolve, reject) => {
+          const t0 = performance.now();
+          const sock = net.connect(port, "127.0.0.1", () => {
+            if (send) sock.write(send);
+          });
+          sock.on("data", () => undefined);
+          sock.on("error", () => undefined);
+          sock.on("close", () => resolve(performance.now() - t0));
+          setTimeout(() => {
+            sock.destroy();
+            reject(new Error("connection still open after 10 s"));
+          }, 10_000).unref();
+        });
+      const preface = Buffer.concat([
+        Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+        Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]), // empty SETTINGS
+      ]);
+      const [silent, idle] = await Promise.all([closedAfter(), closedAfter(preface)]);
+      console.log(
+        `      silent connection closed after ${silent.toFixed(0)} ms, idle HTTP/2 one after ${idle.toFixed(0)} ms`,
+      );
+      assert.ok(silent < 5000 && idle < 5000);
+    });
+
+    it("a header flood is refused and the server keeps serving", async () => {
+      const big = new Metadata();
+      big.set("x-flood", "a".repeat(64 * 1024));
+      const many = new Metadata();
+      for (let i = 0; i < 1000; i++) many.set(`x-h${i}`, "v");
+      for (const md of [big, many]) {
+        const err = await new Promise<{ code: number; details: string } | undefined>((resolve) => {
+          c.raw.appendEvent(
+            {
+              namespace: "h2",
+              stream: "s",
+              expected: { any: true },
+              events: [{ id: randomUUID(), type: "t", data: Buffer.alloc(0), metadata: {} }],
+              fence: undefined,
+            },
+            md,
+            { deadline: new Date(Date.now() + 10_000) },
+            (e) => resolve(e ? { code: e.code, details: e.details } : undefined),
+          );
+        });
+        assert.ok(err, "refused");
+        console.log(`      header flood: ${status[err.code]} ${err.details}`);
+      }
+      const rows = await pgQuery<{ n: string }>(
+        cluster.databaseUrl,
+        "SELECT count(*)::text AS n FROM events WHERE namespace = 'h2' AND stream = 's'",
+      );
+      assert.equal(rows[0]?.n, "0");
+      // Headers under AGENTSTATE_MAX_HEADER_LIST_BYTES (16 KiB) pass.
+      const fair = new Metadata();
+      fair.set("x-fair", "a".repeat(8 * 1024));
+      await new Promise<void>((resolve, reject) =>
+        c.raw.appendEvent(
+          {
+            namespace: "h2",
+            stream: "fair",
+            expected: { any: true },
+            events: [{ id: randomUUID(), type: "t", data: Buffer.alloc(0), metadata: {} }],
+            fence: undefined,
+          },
+          fair,
+          { deadline: new Date(Date.now() + 10_000) },
+          (e) => (e ? reject(e) : resolve()),
+        ),
+      );
+      const ok = await c.appendEvent({
+        namespace: "h2",
+        stream: "s",
+        expected: { any: true },
+        events: [{ id: randomUUID(), type: "t" }],
+      });
+      assert.equal(ok.applied, true);
     });
   });
 });

@@ -58,6 +58,15 @@ describe("config/loadConfig", () => {
     });
 
     it("has the documented timings and sizes", () => {
+      assert.deepEqual(c.connection, {
+        maxConcurrentStreams: 1000,
+        maxHeaderListBytes: 16384,
+        idleMs: 60000,
+        maxAgeMs: 0,
+        maxAgeGraceMs: 30000,
+        keepaliveTimeMs: 60000,
+        keepaliveTimeoutMs: 20000,
+      });
       assert.equal(c.pgPoolMax, 20);
       assert.equal(c.statementTimeoutMs, 5000);
       assert.equal(c.cacheMarkerTtlMs, 15000);
@@ -155,6 +164,11 @@ describe("config/loadConfig", () => {
         /AGENTSTATE_MAX_SUBSCRIBERS_PER_NAMESPACE \(2001\) must not exceed AGENTSTATE_MAX_SUBSCRIBERS \(2000\)/,
       ],
       ["AGENTSTATE_MAX_READ_STREAMS", "x", /AGENTSTATE_MAX_READ_STREAMS.*must be an integer/],
+      ["AGENTSTATE_MAX_CONCURRENT_STREAMS", "0", /AGENTSTATE_MAX_CONCURRENT_STREAMS.*between 1 and/],
+      ["AGENTSTATE_MAX_HEADER_LIST_BYTES", "100", /AGENTSTATE_MAX_HEADER_LIST_BYTES.*between 1024 and/],
+      ["AGENTSTATE_CONNECTION_IDLE_MS", "50", /AGENTSTATE_CONNECTION_IDLE_MS.*between 100 and/],
+      ["AGENTSTATE_CONNECTION_MAX_AGE_MS", "-1", /AGENTSTATE_CONNECTION_MAX_AGE_MS.*between 0 and/],
+      ["AGENTSTATE_KEEPALIVE_TIME_MS", "10", /AGENTSTATE_KEEPALIVE_TIME_MS.*between 1000 and/],
       ["AGENTSTATE_CACHE_MARKER_TTL_MS", "999", /between 1000 and/],
       ["PG_POOL_MAX", "0", /between 1 and 1000/],
       ["AGENTSTATE_HISTORY_RETENTION_SECONDS", "-5", /between 0 and/],
