@@ -240,9 +240,39 @@ describe("bounds", function () {
       assert.ok(silent < 5000 && idle < 5000);
     });
 
+    it("the server advertises the stream and header list limits in its SETTINGS", async () => {
+      const port = cluster.servers[0]!.port;
+      const settings = await new Promise<Map<number, number>>((resolve, reject) => {
+        const sock = net.connect(port, "127.0.0.1", () =>
+          sock.write(
+            Buffer.concat([Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])]),
+          ),
+        );
+        let buf = Buffer.alloc(0);
+        sock.on("error", reject);
+        sock.on("data", (d: Buffer) => {
+          buf = Buffer.concat([buf, d]);
+          // Frames: 3-byte length, type, flags, 4-byte stream id; SETTINGS (type 4) without ACK holds 6-byte entries.
+          for (let at = 0; at + 9 <= buf.length;) {
+            const len = buf.readUIntBE(at, 3);
+            if (at + 9 + len > buf.length) break;
+            if (buf[at + 3] === 4 && (buf[at + 4]! & 1) === 0) {
+              const m = new Map<number, number>();
+              for (let i = at + 9; i < at + 9 + len; i += 6) m.set(buf.readUInt16BE(i), buf.readUInt32BE(i + 2));
+              sock.destroy();
+              return resolve(m);
+            }
+            at += 9 + len;
+          }
+        });
+      });
+      assert.equal(settings.get(3), 3, "SETTINGS_MAX_CONCURRENT_STREAMS");
+      assert.equal(settings.get(6), 16384, "SETTINGS_MAX_HEADER_LIST_SIZE");
+    });
+
     it("a header flood is refused and the server keeps serving", async () => {
       const big = new Metadata();
-      big.set("x-flood", "a".repeat(64 * 1024));
+      big.set("x-flood", "a".repeat(24 * 1024)); // over the 16 KiB limit, under Node's own default (64 KiB)
       const many = new Metadata();
       for (let i = 0; i < 1000; i++) many.set(`x-h${i}`, "v");
       for (const md of [big, many]) {
