@@ -94,6 +94,14 @@ export class RedlockLockStore implements LockStore {
    * connections are still being made. Masters that are down do not hold up
    * the start for longer than that.
    */
+  /** For health: resolves when a quorum of masters is connected, else rejects naming how many are. */
+  async checkQuorum(): Promise<void> {
+    const up = this.clients.filter((c) => c.status === "ready").length;
+    if (up < this.quorum) {
+      throw new Error(`${up} of ${this.clients.length} redlock masters connected (quorum ${this.quorum})`);
+    }
+  }
+
   async ready(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline && this.clients.some((c) => c.status !== "ready")) {

@@ -1,0 +1,135 @@
+/**
+ * Health tells the truth (issue 17): a server whose Postgres is stopped or
+ * frozen (SIGSTOP) answers grpc.health.v1 NOT_SERVING, overall and for every
+ * service, within AGENTSTATE_HEALTH_UNHEALTHY_AFTER_MS (plus a probe and a
+ * margin), and SERVING again once Postgres is back. With Redlock, a lost
+ * quorum of masters makes LockService NOT_SERVING while the rest serves.
+ *
+ * Each case runs its own Postgres (or Redis) so stopping it disturbs no other
+ * test; a frozen Postgres is always continued in `after`.
+ */
+import * as assert from "node:assert/strict";
+import { HealthClient, type ServingStatus } from "../support/HealthClient";
+import { PostgresProcess } from "../support/PostgresProcess";
+import { pgTree, signalTree } from "../support/pgFreeze";
+import { RedisProcess } from "../support/RedisProcess";
+import { startCluster, type Cluster } from "../support/startCluster";
+
+const SERVICES = ["", "agentstate.v1.KeyValueService", "agentstate.v1.LockService", "agentstate.v1.EventService"];
+const PROBE_MS = 250;
+const UNHEALTHY_AFTER_MS = 1500;
+/** The threshold, one probe, the probe's own timeout, and room for a busy 2-core machine. */
+const DETECT_WITHIN_MS = UNHEALTHY_AFTER_MS + PROBE_MS + 2000 + 3000;
+const HEALTH_ENV = {
+  AGENTSTATE_HEALTH_PROBE_MS: String(PROBE_MS),
+  AGENTSTATE_HEALTH_UNHEALTHY_AFTER_MS: String(UNHEALTHY_AFTER_MS),
+};
+
+async function statuses(h: HealthClient): Promise<ServingStatus[]> {
+  return Promise.all(SERVICES.map((s) => h.check(s, 3000)));
+}
+
+/** Waits until every service reports `want`; returns how long it took. */
+async function waitAll(h: HealthClient, want: ServingStatus, withinMs: number): Promise<number> {
+  const t0 = Date.now();
+  let last: ServingStatus[] = [];
+  while (Date.now() - t0 < withinMs) {
+    last = await statuses(h).catch(() => []);
+    if (last.length === SERVICES.length && last.every((s) => s === want)) return Date.now() - t0;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`not all ${want} within ${withinMs} ms: ${JSON.stringify(last)}`);
+}
+
+describe("health tells the truth: Postgres stopped or frozen -> NOT_SERVING, back -> SERVING", function () {
+  this.timeout(120_000);
+  let pg: PostgresProcess | undefined;
+  let cluster: Cluster | undefined;
+  let health: HealthClient | undefined;
+  let frozen: number[] = [];
+
+  before(async () => {
+    pg = await PostgresProcess.start();
+    await pg.createDatabase("healthdeps");
+    cluster = await startCluster({ databaseUrl: pg.url("healthdeps"), env: HEALTH_ENV });
+    health = new HealthClient(cluster.servers[0]!.address);
+  });
+
+  after(async () => {
+    signalTree(frozen, "SIGCONT");
+    health?.close();
+    await cluster?.stop();
+    await pg?.destroy();
+  });
+
+  it("serves while Postgres answers", async () => {
+    assert.deepEqual(
+      await statuses(health!),
+      SERVICES.map(() => "SERVING"),
+    );
+  });
+
+  it("stopped: NOT_SERVING within the threshold, logged once; restarted: SERVING again", async () => {
+    const server = cluster!.servers[0]!;
+    await pg!.stop();
+    await waitAll(health!, "NOT_SERVING", DETECT_WITHIN_MS);
+    await pg!.restart();
+    await waitAll(health!, "SERVING", DETECT_WITHIN_MS);
+    const downs = server.logs().filter((l) => l["msg"] === "dependency down: not serving");
+    const ups = server.logs().filter((l) => l["msg"] === "dependency back: serving");
+    assert.equal(downs.length, 1, JSON.stringify(downs));
+    assert.equal(downs[0]!["level"], "warn");
+    assert.equal(downs[0]!["dependency"], "postgres");
+    assert.equal(ups.length, 1, JSON.stringify(ups));
+    // Data calls work again.
+    await cluster!.clients[0]!.compareAndSet({ namespace: "healthdeps", key: "k", expected: { any: true }, value: Buffer.from("v") });
+  });
+
+  it("frozen (SIGSTOP): NOT_SERVING within the threshold; SIGCONT: SERVING again", async () => {
+    frozen = pgTree(pg!);
+    assert.ok(frozen.length > 1, "the postmaster and its backends");
+    signalTree(frozen, "SIGSTOP");
+    await waitAll(health!, "NOT_SERVING", DETECT_WITHIN_MS);
+    signalTree(frozen, "SIGCONT");
+    frozen = [];
+    await waitAll(health!, "SERVING", DETECT_WITHIN_MS);
+    await cluster!.clients[0]!.compareAndSet({ namespace: "healthdeps", key: "k2", expected: { any: true }, value: Buffer.from("v") });
+  });
+});
+
+describe("health tells the truth: Redlock without a quorum -> LockService NOT_SERVING", function () {
+  this.timeout(120_000);
+  let redis: RedisProcess | undefined;
+  let cluster: Cluster | undefined;
+  let health: HealthClient | undefined;
+
+  before(async () => {
+    redis = await RedisProcess.start();
+    cluster = await startCluster({ env: { ...HEALTH_ENV, REDLOCK_URLS: redis.url } });
+    health = new HealthClient(cluster.servers[0]!.address);
+  });
+
+  after(async () => {
+    health?.close();
+    await cluster?.stop();
+    await redis?.destroy();
+  });
+
+  it("master down: LockService NOT_SERVING, the rest SERVING; back: SERVING", async () => {
+    assert.equal(await health!.check("agentstate.v1.LockService"), "SERVING");
+    await redis!.stop();
+    const t0 = Date.now();
+    while ((await health!.check("agentstate.v1.LockService")) !== "NOT_SERVING") {
+      assert.ok(Date.now() - t0 < DETECT_WITHIN_MS, "LockService still SERVING");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(await health!.check(""), "SERVING");
+    assert.equal(await health!.check("agentstate.v1.KeyValueService"), "SERVING");
+    await redis!.restart();
+    const t1 = Date.now();
+    while ((await health!.check("agentstate.v1.LockService")) !== "SERVING") {
+      assert.ok(Date.now() - t1 < DETECT_WITHIN_MS + 5000, "LockService still NOT_SERVING");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  });
+});
