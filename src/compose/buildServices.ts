@@ -49,10 +49,22 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
     connectionString: databaseUrl,
     max: config.pgPoolMax,
     statementTimeoutMs: config.statementTimeoutMs,
+    queryTimeoutMs: config.queryTimeoutMs,
   });
   await probePostgres(pool, databaseUrl, embedded ? "embedded postgres" : "postgres");
-  const applied = await migrate(pool, MIGRATIONS_DIR);
-  if (applied.length > 0) log.info("migrations applied", { applied });
+  // Migrations may run long (no statement timeout): a pool of their own, without the client-side query timeout.
+  const migrationPool = createPool({
+    connectionString: databaseUrl,
+    max: 1,
+    statementTimeoutMs: config.statementTimeoutMs,
+    applicationName: "agentstate-migrate",
+  });
+  try {
+    const applied = await migrate(migrationPool, MIGRATIONS_DIR);
+    if (applied.length > 0) log.info("migrations applied", { applied });
+  } finally {
+    await migrationPool.end().catch(() => undefined);
+  }
 
   const metrics = new Metrics();
   const pgStore = new PostgresKvStore(pool, {

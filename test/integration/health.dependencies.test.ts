@@ -5,10 +5,16 @@
  * margin), and SERVING again once Postgres is back. With Redlock, a lost
  * quorum of masters makes LockService NOT_SERVING while the rest serves.
  *
+ * On a frozen Postgres a CompareAndSet and a Get end with UNAVAILABLE or
+ * DEADLINE_EXCEEDED at the client-side query timeout (AGENTSTATE_QUERY_TIMEOUT_MS),
+ * never at the client's long deadline.
+ *
  * Each case runs its own Postgres (or Redis) so stopping it disturbs no other
  * test; a frozen Postgres is always continued in `after`.
  */
 import * as assert from "node:assert/strict";
+import { status, type ServiceError } from "@grpc/grpc-js";
+import { Consistency } from "../../clients/typescript/src/gen/agentstate/v1/kv";
 import { HealthClient, type ServingStatus } from "../support/HealthClient";
 import { PostgresProcess } from "../support/PostgresProcess";
 import { pgTree, signalTree } from "../support/pgFreeze";
@@ -24,6 +30,31 @@ const HEALTH_ENV = {
   AGENTSTATE_HEALTH_PROBE_MS: String(PROBE_MS),
   AGENTSTATE_HEALTH_UNHEALTHY_AFTER_MS: String(UNHEALTHY_AFTER_MS),
 };
+const STATEMENT_TIMEOUT_MS = 1000;
+const QUERY_TIMEOUT_MS = 2000;
+/**
+ * A call on a frozen Postgres ends by the client-side query timeout, or by
+ * the pool's connect timeout (5 s) when it needs a new connection; plus room
+ * for a busy machine. Far below the client's own deadline.
+ */
+const CALL_ENDS_WITHIN_MS = Math.max(QUERY_TIMEOUT_MS, 5000) + 4000;
+const CLIENT_DEADLINE_MS = 60_000;
+
+/** Runs `call`, which must fail with UNAVAILABLE or DEADLINE_EXCEEDED; returns how long it took and what it said. */
+async function endsWithin(call: () => Promise<unknown>): Promise<{ ms: number; code: number; details: string }> {
+  const t0 = Date.now();
+  try {
+    await call();
+  } catch (err) {
+    const e = err as ServiceError;
+    assert.ok(
+      e.code === status.UNAVAILABLE || e.code === status.DEADLINE_EXCEEDED,
+      `expected UNAVAILABLE or DEADLINE_EXCEEDED, got ${e.code} ${e.details}`,
+    );
+    return { ms: Date.now() - t0, code: e.code, details: e.details };
+  }
+  assert.fail("the call succeeded against a frozen Postgres");
+}
 
 async function statuses(h: HealthClient): Promise<ServingStatus[]> {
   return Promise.all(SERVICES.map((s) => h.check(s, 3000)));
@@ -51,7 +82,14 @@ describe("health tells the truth: Postgres stopped or frozen -> NOT_SERVING, bac
   before(async () => {
     pg = await PostgresProcess.start();
     await pg.createDatabase("healthdeps");
-    cluster = await startCluster({ databaseUrl: pg.url("healthdeps"), env: HEALTH_ENV });
+    cluster = await startCluster({
+      databaseUrl: pg.url("healthdeps"),
+      env: {
+        ...HEALTH_ENV,
+        AGENTSTATE_STATEMENT_TIMEOUT_MS: String(STATEMENT_TIMEOUT_MS),
+        AGENTSTATE_QUERY_TIMEOUT_MS: String(QUERY_TIMEOUT_MS),
+      },
+    });
     health = new HealthClient(cluster.servers[0]!.address);
   });
 
@@ -82,18 +120,56 @@ describe("health tells the truth: Postgres stopped or frozen -> NOT_SERVING, bac
     assert.equal(downs[0]!["dependency"], "postgres");
     assert.equal(ups.length, 1, JSON.stringify(ups));
     // Data calls work again.
-    await cluster!.clients[0]!.compareAndSet({ namespace: "healthdeps", key: "k", expected: { any: true }, value: Buffer.from("v") });
+    await cluster!.clients[0]!.compareAndSet({
+      namespace: "healthdeps",
+      key: "k",
+      expected: { any: true },
+      value: Buffer.from("v"),
+    });
   });
 
-  it("frozen (SIGSTOP): NOT_SERVING within the threshold; SIGCONT: SERVING again", async () => {
+  it("frozen (SIGSTOP): NOT_SERVING within the threshold, calls end at the query timeout; SIGCONT: SERVING again", async () => {
+    const client = cluster!.clients[0]!;
+    // Warm the pool so the calls below meet connections already open (the query timeout, not the connect timeout).
+    await Promise.all(
+      Array.from({ length: 4 }, (_, i) =>
+        client.get({ namespace: "healthdeps", key: `warm${i}`, consistency: Consistency.CONSISTENCY_DATABASE }),
+      ),
+    );
     frozen = pgTree(pg!);
     assert.ok(frozen.length > 1, "the postmaster and its backends");
     signalTree(frozen, "SIGSTOP");
+    const deadlineMs = CLIENT_DEADLINE_MS;
+    const [cas, get] = await Promise.all([
+      endsWithin(() =>
+        client.compareAndSet(
+          { namespace: "healthdeps", key: "frozen", expected: { any: true }, value: Buffer.from("v") },
+          { deadlineMs },
+        ),
+      ),
+      endsWithin(() =>
+        client.get(
+          { namespace: "healthdeps", key: "frozen", consistency: Consistency.CONSISTENCY_DATABASE },
+          { deadlineMs },
+        ),
+      ),
+    ]);
+    assert.ok(cas.ms < CALL_ENDS_WITHIN_MS, `CompareAndSet took ${cas.ms} ms: ${cas.details}`);
+    assert.ok(get.ms < CALL_ENDS_WITHIN_MS, `Get took ${get.ms} ms: ${get.details}`);
+    if (cas.code === status.UNAVAILABLE && /query timeout/.test(cas.details)) {
+      // A write the client stopped waiting for may still commit: the message must not say "nothing was written".
+      assert.match(cas.details, /may or may not have been applied/);
+    }
     await waitAll(health!, "NOT_SERVING", DETECT_WITHIN_MS);
     signalTree(frozen, "SIGCONT");
     frozen = [];
     await waitAll(health!, "SERVING", DETECT_WITHIN_MS);
-    await cluster!.clients[0]!.compareAndSet({ namespace: "healthdeps", key: "k2", expected: { any: true }, value: Buffer.from("v") });
+    await cluster!.clients[0]!.compareAndSet({
+      namespace: "healthdeps",
+      key: "k2",
+      expected: { any: true },
+      value: Buffer.from("v"),
+    });
   });
 });
 
