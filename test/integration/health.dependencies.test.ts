@@ -7,7 +7,8 @@
  *
  * On a frozen Postgres a CompareAndSet and a Get end with UNAVAILABLE or
  * DEADLINE_EXCEEDED at the client-side query timeout (AGENTSTATE_QUERY_TIMEOUT_MS),
- * never at the client's long deadline.
+ * never at the client's long deadline. A LISTEN connection that is killed is
+ * opened again and subscribers catch up at once, not at the next poll.
  *
  * Each case runs its own Postgres (or Redis) so stopping it disturbs no other
  * test; a frozen Postgres is always continued in `after`.
@@ -15,6 +16,9 @@
 import * as assert from "node:assert/strict";
 import { status, type ServiceError } from "@grpc/grpc-js";
 import { Consistency } from "../../clients/typescript/src/gen/agentstate/v1/kv";
+import { randomUUID } from "node:crypto";
+import { EventClient, type Subscription } from "../support/eventClient";
+import { pgQuery } from "../support/pgQuery";
 import { HealthClient, type ServingStatus } from "../support/HealthClient";
 import { PostgresProcess } from "../support/PostgresProcess";
 import { pgTree, signalTree } from "../support/pgFreeze";
@@ -207,5 +211,72 @@ describe("health tells the truth: Redlock without a quorum -> LockService NOT_SE
       assert.ok(Date.now() - t1 < DETECT_WITHIN_MS + 5000, "LockService still NOT_SERVING");
       await new Promise((r) => setTimeout(r, 100));
     }
+  });
+});
+
+describe("the LISTEN connection: killed -> reopened, subscribers woken to catch up", function () {
+  this.timeout(120_000);
+  const POLL_MS = 60_000;
+  /** Well under the poll interval: only LISTEN/NOTIFY or the reconnect's catch-up can deliver this fast. */
+  const DELIVER_WITHIN_MS = 8000;
+  let cluster: Cluster | undefined;
+  let events: EventClient | undefined;
+  const subs: Subscription[] = [];
+
+  before(async () => {
+    cluster = await startCluster({ env: { AGENTSTATE_SUBSCRIBE_POLL_MS: String(POLL_MS) } });
+    events = new EventClient(cluster.servers[0]!.address);
+  });
+
+  after(async () => {
+    for (const s of subs) s.cancel();
+    events?.close();
+    await cluster?.stop();
+  });
+
+  const killListen = async (): Promise<number> => {
+    const db = new URL(cluster!.databaseUrl).pathname.slice(1);
+    const rows = await pgQuery<{ n: number }>(
+      cluster!.databaseUrl,
+      "SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE application_name = 'agentstate-listen' AND datname = $1",
+      [db],
+    );
+    return rows[0]!.n;
+  };
+  const append = (stream: string, n: number) =>
+    events!.appendEvent({
+      namespace: "listen",
+      stream,
+      expected: { any: true },
+      events: [{ id: randomUUID(), type: "t", data: Buffer.from(String(n)), metadata: {} }],
+    });
+
+  it("an append right after the kill, and one after the reconnect, both arrive well under the poll interval", async () => {
+    const sub = events!.subscribe({ namespace: "listen", streamPrefix: "s/", afterPosition: 0 });
+    subs.push(sub);
+    await sub.caughtUp;
+    const r0 = await append("s/a", 0);
+    await sub.untilPosition(r0.position, DELIVER_WITHIN_MS);
+
+    assert.equal(await killListen(), 1, "the server's LISTEN connection");
+    // The loss itself wakes the subscriber (it re-reads and finds nothing new). The append then commits
+    // before the notifier reconnects (it retries after 500 ms): its NOTIFY reaches no one, and only the
+    // reconnect's catch-up wake delivers it before the (60 s) poll.
+    await new Promise((r) => setTimeout(r, 150));
+    const t1 = Date.now();
+    const r1 = await append("s/a", 1);
+    await sub.untilPosition(r1.position, DELIVER_WITHIN_MS);
+    assert.ok(Date.now() - t1 < DELIVER_WITHIN_MS);
+
+    const server = cluster!.servers[0]!;
+    await server.waitForLog((l) => l["msg"] === "listen connection restored", 10_000);
+    // LISTEN works again: a later append is woken by its NOTIFY.
+    const t2 = Date.now();
+    const r2 = await append("s/a", 2);
+    await sub.untilPosition(r2.position, DELIVER_WITHIN_MS);
+    assert.ok(Date.now() - t2 < DELIVER_WITHIN_MS);
+    const warns = server.logs().filter((l) => String(l["msg"]).startsWith("listen connection lost"));
+    assert.equal(warns.length, 1, JSON.stringify(warns));
+    assert.ok(server.logs().some((l) => l["msg"] === "listen connection restored"));
   });
 });
