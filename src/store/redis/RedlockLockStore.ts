@@ -28,7 +28,7 @@ import Redlock, { ExecutionError, Lock, ResourceLockedError, type ExecutionStats
 import type { Acquired, LockStore, NotAcquired, Renewed } from "../../domain/locks";
 import { formatLockId, newLockSecret } from "../../domain/locks";
 import type { FencingTokens, StoreRevision } from "../../domain/ports";
-import { connectFailureReason, urlTarget } from "../../errors/startup";
+import { connectFailureReason, isAuthFailure, urlTarget } from "../../errors/startup";
 import { LockQuorumUnavailableError } from "../../errors/errors";
 import type { Logger } from "../../log/Logger";
 import { createRedisClient, type RedisTlsFiles } from "./createRedisClient";
@@ -117,11 +117,11 @@ export class RedlockLockStore implements LockStore {
           ],
     );
     if (down.length > 0) {
-      this.log.warn("redlock masters not all reachable at start", {
-        up: this.clients.length - down.length,
-        masters: this.clients.length,
-        down,
-      });
+      const fields = { up: this.clients.length - down.length, masters: this.clients.length, down };
+      // A refused password will not fix itself: error level, not a warning.
+      const refused = this.clients.some((c, i) => c.status !== "ready" && isAuthFailure(this.lastErrors[i]));
+      if (refused) this.log.error("redlock masters refused the credentials at start", fields);
+      else this.log.warn("redlock masters not all reachable at start", fields);
     }
   }
 
