@@ -150,6 +150,7 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
       probeMs: config.healthProbeMs,
       unhealthyAfterMs: config.healthUnhealthyAfterMs,
       onChange: (down) => server.setDependencyDown(down),
+      onDependency: (name, up) => metrics.dependencyUp.set({ dependency: name }, up ? 1 : 0),
     },
     log.child({ component: "health" }),
   );
