@@ -6,7 +6,7 @@
  */
 import type Redis from "ioredis";
 import type { Config } from "../config/config";
-import { connectFailureReason, urlTarget } from "../errors/startup";
+import { connectFailureReason, DependencyUnreachableError, isAuthFailure, urlTarget } from "../errors/startup";
 import type { CacheEpochStore, DurableKvStore } from "../domain/ports";
 import type { KvStore } from "../domain/types";
 import type { Logger } from "../log/Logger";
@@ -43,6 +43,10 @@ export async function buildKvStore(
   const redis = createRedisClient(config.redisUrl, config.redisCommandTimeoutMs, clog, { tls: config.redisTls });
   redis.on("ready", () => clog.info("redis connected"));
   redis.on("close", () => clog.debug("redis connection closed"));
+  // connect() rejects with "Connection is closed." when the server refused the AUTH: the cause is the last error.
+  let lastError: unknown;
+  const noteError = (err: unknown) => (lastError = err);
+  redis.on("error", noteError);
   try {
     await redis.connect();
     const policy = (await redis.config("GET", "maxmemory-policy").catch(() => [])) as string[];
@@ -54,11 +58,22 @@ export async function buildKvStore(
       return { store: pg, cache: undefined, close: async () => undefined };
     }
   } catch (err) {
-    clog.warn("redis unreachable at start; serving from postgres until it is back", {
-      dependency: "redis (cache)",
-      target: urlTarget(config.redisUrl, 6379),
-      reason: connectFailureReason(err),
-    });
+    const cause = lastError ?? err;
+    const target = urlTarget(config.redisUrl, 6379);
+    const reason = connectFailureReason(cause);
+    if (config.cacheRequired) {
+      redis.disconnect();
+      throw new DependencyUnreachableError("redis (cache)", target, reason);
+    }
+    const fields = { dependency: "redis (cache)", target, reason };
+    if (isAuthFailure(cause)) {
+      // It will not fix itself: say so loudly (retries go on, in case the password is changed on the server).
+      clog.error("redis refused the credentials at start; serving from postgres without the cache", fields);
+    } else {
+      clog.warn("redis unreachable at start; serving from postgres until it is back", fields);
+    }
+  } finally {
+    redis.off("error", noteError);
   }
   const scripts = defineCacheScripts(redis);
   const epoch = new CacheEpoch(

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import type { Config } from "../config/config";
 import { LockService, type LockStore } from "../domain/locks";
 import { EmbeddedPostgres } from "../embedded/EmbeddedPostgres";
-import { AgentstateServer, serverCredentials } from "../grpc/server";
+import { AgentstateServer, SERVICE_NAMES, serverCredentials } from "../grpc/server";
 import type { Logger } from "../log/Logger";
 import { Metrics } from "../metrics/Metrics";
 import { createPool } from "../store/postgres/createPool";
@@ -22,10 +22,11 @@ import { PostgresEventStore } from "../store/postgres/PostgresEventStore";
 import { PostgresKvStore } from "../store/postgres/PostgresKvStore";
 import { PostgresLockStore } from "../store/postgres/PostgresLockStore";
 import { PostgresStoreRevision } from "../store/postgres/PostgresStoreRevision";
-import { probePostgres } from "../store/postgres/probe";
+import { PgLivenessProbe, probePostgres } from "../store/postgres/probe";
 import { CACHE_READ_OUTCOMES, CACHE_WRITE_OUTCOMES } from "../store/redis/CachedKvStore";
 import { RedlockLockStore } from "../store/redis/RedlockLockStore";
 import { buildKvStore } from "./buildKvStore";
+import { type Dependency, DependencyHealth } from "./DependencyHealth";
 import { noteAppendRevisions } from "./noteAppendRevisions";
 
 export const MIGRATIONS_DIR = join(__dirname, "..", "..", "migrations");
@@ -48,10 +49,22 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
     connectionString: databaseUrl,
     max: config.pgPoolMax,
     statementTimeoutMs: config.statementTimeoutMs,
+    queryTimeoutMs: config.queryTimeoutMs,
   });
   await probePostgres(pool, databaseUrl, embedded ? "embedded postgres" : "postgres");
-  const applied = await migrate(pool, MIGRATIONS_DIR);
-  if (applied.length > 0) log.info("migrations applied", { applied });
+  // Migrations may run long (no statement timeout): a pool of their own, without the client-side query timeout.
+  const migrationPool = createPool({
+    connectionString: databaseUrl,
+    max: 1,
+    statementTimeoutMs: config.statementTimeoutMs,
+    applicationName: "agentstate-migrate",
+  });
+  try {
+    const applied = await migrate(migrationPool, MIGRATIONS_DIR);
+    if (applied.length > 0) log.info("migrations applied", { applied });
+  } finally {
+    await migrationPool.end().catch(() => undefined);
+  }
 
   const metrics = new Metrics();
   const pgStore = new PostgresKvStore(pool, {
@@ -80,6 +93,11 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
   );
   janitor.start();
 
+  const healthDeps: Dependency[] = [];
+  const pgProbe = new PgLivenessProbe(databaseUrl, Math.max(200, Math.min(config.healthUnhealthyAfterMs, 2000)));
+  // Everything needs the truth; LockService too (tokens come from Postgres with either lock backend).
+  healthDeps.push({ name: "postgres", services: ["", ...SERVICE_NAMES], check: () => pgProbe.check() });
+
   let lockStore: LockStore;
   if (config.redlockUrls.length > 0) {
     const redlock = new RedlockLockStore(
@@ -94,6 +112,7 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
     );
     await redlock.ready(Math.max(2000, config.redisCommandTimeoutMs * 4));
     lockStore = redlock;
+    healthDeps.push({ name: "redlock", services: ["agentstate.v1.LockService"], check: () => redlock.checkQuorum() });
   } else {
     lockStore = new PostgresLockStore(pool);
   }
@@ -126,11 +145,25 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
     reflection: config.reflection,
   });
 
+  const health = new DependencyHealth(
+    healthDeps,
+    {
+      probeMs: config.healthProbeMs,
+      unhealthyAfterMs: config.healthUnhealthyAfterMs,
+      onChange: (down) => server.setDependencyDown(down),
+      onDependency: (name, up) => metrics.dependencyUp.set({ dependency: name }, up ? 1 : 0),
+    },
+    log.child({ component: "health" }),
+  );
+  health.start();
+
   return {
     server,
     metrics,
     database: embedded ? "embedded" : "external",
     close: async () => {
+      health.stop();
+      pgProbe.close();
       await janitor.stop();
       await notifier.close();
       await kv.close();

@@ -72,6 +72,14 @@ export interface Config {
   /** Most appends one replica sends to Postgres as one batch (group commit); 1 sends each alone. */
   readonly eventAppendBatchMax: number;
   readonly statementTimeoutMs: number;
+  /** Client-side timeout of a pool query (a frozen or partitioned Postgres): a little above statementTimeoutMs. */
+  readonly queryTimeoutMs: number;
+  /** How often the health probe checks Postgres (and the Redlock quorum). */
+  readonly healthProbeMs: number;
+  /** A dependency that has not passed a check for this long makes health NOT_SERVING. */
+  readonly healthUnhealthyAfterMs: number;
+  /** AGENTSTATE_CACHE_REQUIRED=1: a cache Redis unreachable or refusing at start is fatal. */
+  readonly cacheRequired: boolean;
   readonly historyRetentionSeconds: number;
   readonly idempotencyTtlSeconds: number;
   readonly janitorIntervalMs: number;
@@ -271,6 +279,14 @@ export function loadConfig(env: Env = process.env): Config {
     );
   }
 
+  const queryTimeoutMs = int(env, "AGENTSTATE_QUERY_TIMEOUT_MS", statementTimeoutMs + 2000, 100, 600000);
+  if (queryTimeoutMs <= statementTimeoutMs) {
+    // Postgres must get to cancel a slow statement itself (a clean error) before the client gives up on it.
+    throw new ConfigError(
+      `AGENTSTATE_QUERY_TIMEOUT_MS (${queryTimeoutMs}) must be above AGENTSTATE_STATEMENT_TIMEOUT_MS (${statementTimeoutMs})`,
+    );
+  }
+
   return Object.freeze({
     host,
     port: int(env, "AGENTSTATE_PORT", 50051, 0, 65535),
@@ -292,6 +308,10 @@ export function loadConfig(env: Env = process.env): Config {
     kvWriteBatchesInFlight: int(env, "AGENTSTATE_KV_WRITE_BATCHES_IN_FLIGHT", 1, 1, 16),
     eventAppendBatchMax: int(env, "AGENTSTATE_EVENT_APPEND_BATCH", 64, 1, 1000),
     statementTimeoutMs,
+    queryTimeoutMs,
+    healthProbeMs: int(env, "AGENTSTATE_HEALTH_PROBE_MS", 1000, 50, 600000),
+    healthUnhealthyAfterMs: int(env, "AGENTSTATE_HEALTH_UNHEALTHY_AFTER_MS", 3000, 100, 3600000),
+    cacheRequired: onOff(env, "AGENTSTATE_CACHE_REQUIRED", false),
     historyRetentionSeconds: int(env, "AGENTSTATE_HISTORY_RETENTION_SECONDS", 7 * 24 * 3600, 0, 100 * 365 * 24 * 3600),
     idempotencyTtlSeconds: int(env, "AGENTSTATE_IDEMPOTENCY_TTL_SECONDS", 24 * 3600, 60, 365 * 24 * 3600),
     janitorIntervalMs: int(env, "AGENTSTATE_JANITOR_INTERVAL_MS", 60000, 100, 24 * 3600 * 1000),

@@ -88,8 +88,8 @@ export class PartialBatchReplayError extends AppError {
 
 /** The database cannot be reached or refuses connections. */
 export class StoreUnavailableError extends AppError {
-  constructor() {
-    super("database unavailable");
+  constructor(message = "database unavailable") {
+    super(message);
   }
 }
 

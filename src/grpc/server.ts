@@ -134,6 +134,9 @@ export class AgentstateServer {
   readonly health: HealthImplementation;
   private readonly shutdownController = new AbortController();
   private readonly credentials: ServerCredentials;
+  /** Health: serving only while listening, not shutting down, and no needed dependency is down. */
+  private serving = false;
+  private dependencyDown: ReadonlySet<string> = new Set();
 
   constructor(deps: ServerDeps) {
     this.credentials = deps.credentials ?? ServerCredentials.createInsecure();
@@ -195,9 +198,20 @@ export class AgentstateServer {
   }
 
   setServing(serving: boolean): void {
-    const s = serving ? "SERVING" : "NOT_SERVING";
-    this.health.setStatus("", s);
-    for (const name of SERVICE_NAMES) this.health.setStatus(name, s);
+    this.serving = serving && !this.shutdownController.signal.aborted;
+    this.publishHealth();
+  }
+
+  /** The health service names ("" overall) whose dependencies are down (compose/DependencyHealth). */
+  setDependencyDown(services: ReadonlySet<string>): void {
+    this.dependencyDown = services;
+    this.publishHealth();
+  }
+
+  private publishHealth(): void {
+    for (const name of ["", ...SERVICE_NAMES]) {
+      this.health.setStatus(name, this.serving && !this.dependencyDown.has(name) ? "SERVING" : "NOT_SERVING");
+    }
   }
 
   /**

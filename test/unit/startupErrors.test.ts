@@ -1,5 +1,5 @@
 import * as assert from "node:assert/strict";
-import { connectFailureReason, DependencyUnreachableError, urlTarget } from "../../src/errors/startup";
+import { connectFailureReason, DependencyUnreachableError, isAuthFailure, urlTarget } from "../../src/errors/startup";
 
 describe("startup errors: naming the cause", () => {
   it("keeps host and port of a URL and drops its credentials", () => {
@@ -26,6 +26,17 @@ describe("startup errors: naming the cause", () => {
       [new Error("something else"), /^something else$/],
     ];
     for (const [err, want] of cases) assert.match(connectFailureReason(err), want, String(err));
+  });
+
+  it("names refused Redis credentials (WRONGPASS, NOAUTH) as authentication, without the password", () => {
+    const wrong = new Error("WRONGPASS invalid username-password pair or user is disabled.");
+    const none = new Error("NOAUTH Authentication required.");
+    assert.match(connectFailureReason(wrong), /^authentication failed \(wrong user name or password\): WRONGPASS/);
+    assert.match(connectFailureReason(none), /^authentication required/);
+    assert.ok(isAuthFailure(wrong) && isAuthFailure(none));
+    assert.ok(isAuthFailure(Object.assign(new Error("x"), { code: "28P01" })));
+    assert.ok(!isAuthFailure(Object.assign(new Error("refused"), { code: "ECONNREFUSED" })));
+    assert.ok(!isAuthFailure(new Error("Connection is closed.")));
   });
 
   it("names the dependency and where in its message", () => {

@@ -7,7 +7,7 @@ import type { Pool } from "pg";
 import { checkout } from "./checkout";
 import type { Acquired, LockStore, NotAcquired, Renewed } from "../../domain/locks";
 import { formatLockId, newLockSecret } from "../../domain/locks";
-import { translatePgError } from "./pgErrors";
+import { isQueryReadTimeout, translatePgError } from "./pgErrors";
 import { sql, type Statement } from "./sql";
 
 export class PostgresLockStore implements LockStore {
@@ -16,6 +16,7 @@ export class PostgresLockStore implements LockStore {
   async tryAcquire(namespace: string, name: string, ttlMs: number, owner: string): Promise<Acquired | undefined> {
     const secret = newLockSecret();
     const { client, release } = await checkout(this.pool);
+    let failed: unknown;
     try {
       await client.query("BEGIN");
       const r = await client.query<{ token: number; store_revision: number }>(sql("lock_acquire"), [
@@ -40,10 +41,12 @@ export class PostgresLockStore implements LockStore {
       await client.query("COMMIT");
       return undefined;
     } catch (err) {
-      await client.query("ROLLBACK").catch(() => undefined);
-      throw translatePgError(err);
+      failed = err;
+      // After a client-side timeout the connection is still busy: it is dropped, not rolled back.
+      if (!isQueryReadTimeout(err)) await client.query("ROLLBACK").catch(() => undefined);
+      throw translatePgError(err, true);
     } finally {
-      release();
+      release(failed);
     }
   }
 

@@ -4,15 +4,20 @@
  * connection lost mid-transaction (Postgres restarted, backend terminated,
  * network reset) would be an unhandled 'error' that kills the process. The
  * checkout listens for the whole time, and a client that errored is destroyed
- * on release instead of going back to the pool.
+ * on release instead of going back to the pool (so is one whose query the
+ * client stopped waiting for: the connection is still busy with it).
  */
 import type { Pool, PoolClient } from "pg";
-import { translatePgError } from "./pgErrors";
+import { isQueryReadTimeout, translatePgError } from "./pgErrors";
 
 export interface CheckedOut {
   client: PoolClient;
-  /** Returns the client to the pool (or destroys it if its connection broke). Call exactly once. */
-  release(): void;
+  /**
+   * Returns the client to the pool (or destroys it if its connection broke,
+   * or `failure` is a client-side query timeout: its statement may still be
+   * running). Call exactly once.
+   */
+  release(failure?: unknown): void;
 }
 
 export async function checkout(pool: Pool): Promise<CheckedOut> {
@@ -29,9 +34,9 @@ export async function checkout(pool: Pool): Promise<CheckedOut> {
   client.on("error", onError);
   return {
     client,
-    release() {
+    release(failure?: unknown) {
       client.removeListener("error", onError);
-      client.release(broken);
+      client.release(broken ?? (isQueryReadTimeout(failure) ? (failure as Error) : undefined));
     },
   };
 }

@@ -2,7 +2,9 @@
  * The Postgres connection pool. int8 columns are parsed to numbers (revisions,
  * versions and tokens stay far below 2^53), and every session gets a
  * statement timeout and an idle-in-transaction timeout so that no write
- * transaction can outlive the cache's write-in-flight marker.
+ * transaction can outlive the cache's write-in-flight marker. A client-side
+ * query timeout (a little above the statement timeout) and TCP keepalive end
+ * the wait on a Postgres that cannot answer at all (frozen, partitioned).
  */
 import { Pool, types } from "pg";
 
@@ -12,10 +14,20 @@ const parseInt8 = (v: string): number => {
   return n;
 };
 
+/** Idle time before the first TCP keepalive probe, on every Postgres connection (pool and LISTEN). */
+export const KEEPALIVE_INITIAL_DELAY_MS = 10_000;
+
 export interface PoolOptions {
   connectionString: string;
   max: number;
   statementTimeoutMs: number;
+  /**
+   * Client-side: how long the driver waits for a query's answer before giving
+   * up on it (pg's query_timeout), for a Postgres that cannot cancel the
+   * statement itself (frozen, partitioned). Unset: no client-side limit (the
+   * migrations, which run without a statement timeout).
+   */
+  queryTimeoutMs?: number;
   applicationName?: string;
 }
 
@@ -26,6 +38,10 @@ export function createPool(opts: PoolOptions): Pool {
     statement_timeout: opts.statementTimeoutMs,
     idle_in_transaction_session_timeout: opts.statementTimeoutMs,
     connectionTimeoutMillis: Math.max(opts.statementTimeoutMs, 5000),
+    ...(opts.queryTimeoutMs === undefined ? {} : { query_timeout: opts.queryTimeoutMs }),
+    // A connection whose peer vanished (host down, partition) is noticed by the kernel, not only at the next query.
+    keepAlive: true,
+    keepAliveInitialDelayMillis: KEEPALIVE_INITIAL_DELAY_MS,
     application_name: opts.applicationName ?? "agentstate",
     types: {
       getTypeParser: ((oid: number, format?: "text" | "binary") =>

@@ -1,7 +1,9 @@
 /**
  * Translates driver errors into domain errors: lost or refused connections and
- * a database that is shutting down become StoreUnavailableError; a statement
- * timeout becomes StatementTimedOutError. Anything else is rethrown unchanged (a bug).
+ * a database that is shutting down become StoreUnavailableError, and so does
+ * the client-side query timeout (Postgres frozen or partitioned; for a write,
+ * saying that its outcome is unknown); a statement timeout (Postgres cancelled
+ * it: nothing was applied) becomes StatementTimedOutError. Anything else is rethrown unchanged (a bug).
  */
 import { AppError, StatementTimedOutError, StoreUnavailableError } from "../../errors/errors";
 
@@ -27,8 +29,24 @@ export function isRetryableConflict(err: unknown): boolean {
   return code === "40P01" || code === "40001";
 }
 
-export function translatePgError(err: unknown): unknown {
+/** The driver gave up waiting for an answer (pg's client-side `query_timeout`): Postgres frozen, partitioned or overloaded. */
+export function isQueryReadTimeout(err: unknown): boolean {
+  return err instanceof Error && err.message === "Query read timeout";
+}
+
+/**
+ * `write`: the statement changes data. A write the client stopped waiting
+ * for may still commit, and the message says so.
+ */
+export function translatePgError(err: unknown, write = false): unknown {
   if (err instanceof AppError) return err;
+  if (isQueryReadTimeout(err)) {
+    return new StoreUnavailableError(
+      write
+        ? "database did not answer within the query timeout; the write may or may not have been applied: read before retrying, or retry with the same idempotency key"
+        : "database did not answer within the query timeout",
+    );
+  }
   const e = err as { code?: string; message?: string };
   if (e.code === "57014") return new StatementTimedOutError();
   if (e.code !== undefined && (UNAVAILABLE_SQLSTATES.has(e.code) || NETWORK_CODES.has(e.code))) {

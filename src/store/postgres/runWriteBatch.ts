@@ -65,7 +65,7 @@ export async function runWriteBatch<P extends BatchItem<O>, R extends BatchRow, 
       const action = spec.onError?.(err, batch.length);
       if (action === "alone" && batch.length > 1) return eachAlone(batch);
       if ((action === "retry" || isRetryableConflict(err)) && attempt < MAX_CONFLICT_RETRIES) continue;
-      const e = translatePgError(err);
+      const e = translatePgError(err, true);
       // Not the database being unavailable: find the item it belongs to.
       if (batch.length > 1 && !(e instanceof AppError)) return eachAlone(batch);
       for (const p of batch) p.reject(e);

@@ -28,7 +28,7 @@ import Redlock, { ExecutionError, Lock, ResourceLockedError, type ExecutionStats
 import type { Acquired, LockStore, NotAcquired, Renewed } from "../../domain/locks";
 import { formatLockId, newLockSecret } from "../../domain/locks";
 import type { FencingTokens, StoreRevision } from "../../domain/ports";
-import { connectFailureReason, urlTarget } from "../../errors/startup";
+import { connectFailureReason, isAuthFailure, urlTarget } from "../../errors/startup";
 import { LockQuorumUnavailableError } from "../../errors/errors";
 import type { Logger } from "../../log/Logger";
 import { createRedisClient, type RedisTlsFiles } from "./createRedisClient";
@@ -94,6 +94,14 @@ export class RedlockLockStore implements LockStore {
    * connections are still being made. Masters that are down do not hold up
    * the start for longer than that.
    */
+  /** For health: resolves when a quorum of masters is connected, else rejects naming how many are. */
+  async checkQuorum(): Promise<void> {
+    const up = this.clients.filter((c) => c.status === "ready").length;
+    if (up < this.quorum) {
+      throw new Error(`${up} of ${this.clients.length} redlock masters connected (quorum ${this.quorum})`);
+    }
+  }
+
   async ready(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline && this.clients.some((c) => c.status !== "ready")) {
@@ -109,11 +117,11 @@ export class RedlockLockStore implements LockStore {
           ],
     );
     if (down.length > 0) {
-      this.log.warn("redlock masters not all reachable at start", {
-        up: this.clients.length - down.length,
-        masters: this.clients.length,
-        down,
-      });
+      const fields = { up: this.clients.length - down.length, masters: this.clients.length, down };
+      // A refused password will not fix itself: error level, not a warning.
+      const refused = this.clients.some((c, i) => c.status !== "ready" && isAuthFailure(this.lastErrors[i]));
+      if (refused) this.log.error("redlock masters refused the credentials at start", fields);
+      else this.log.warn("redlock masters not all reachable at start", fields);
     }
   }
 
