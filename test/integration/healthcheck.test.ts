@@ -1,35 +1,17 @@
 import * as assert from "node:assert/strict";
-import { execFile } from "node:child_process";
-import * as path from "node:path";
 import { Server, ServerCredentials } from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
 import { freePort } from "../support/freePort";
+import { HEALTHCHECK, runToExit } from "../support/runToExit";
 import { startCluster, type Cluster } from "../support/startCluster";
 
-/** dist/src/healthcheck.js, what the Dockerfile's HEALTHCHECK runs. */
-const SCRIPT = path.resolve(__dirname, "../../src/healthcheck.js");
-
-/** Runs the health-check script against `port`; resolves with its exit code, stderr and run time. */
-function runHealthcheck(port: number, timeoutMs = 2000): Promise<{ code: number; stderr: string; ms: number }> {
-  const started = Date.now();
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [SCRIPT],
-      {
-        env: {
-          PATH: process.env.PATH ?? "",
-          AGENTSTATE_PORT: String(port),
-          AGENTSTATE_HEALTHCHECK_TIMEOUT_MS: String(timeoutMs),
-        },
-        timeout: 30_000,
-      },
-      (err, _stdout, stderr) => {
-        const code = err ? (typeof err.code === "number" ? err.code : -1) : 0;
-        resolve({ code, stderr, ms: Date.now() - started });
-      },
-    );
-  });
+/** Runs the health-check script (what the Dockerfile's HEALTHCHECK runs) against `port`. */
+function runHealthcheck(port: number, timeoutMs = 2000) {
+  return runToExit(
+    HEALTHCHECK,
+    { AGENTSTATE_PORT: String(port), AGENTSTATE_HEALTHCHECK_TIMEOUT_MS: String(timeoutMs) },
+    30_000,
+  );
 }
 
 describe("operations: the container health-check script", function () {

@@ -11,16 +11,9 @@ import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
 import { exitCleanups } from "../support/childProcesses";
-import { childPids, killQuietly, pidAlive } from "../support/procfs";
+import { childPids, descendantPids, killQuietly, pidAlive } from "../support/procfs";
 
 const REPO = resolve(__dirname, "../../..");
-
-/** Every process below `pid` (children, their children, ...). */
-function descendants(pid: number): number[] {
-  const out: number[] = [];
-  for (const c of childPids(pid)) out.push(c, ...descendants(c));
-  return out;
-}
 
 interface Started {
   npm: ChildProcess;
@@ -37,7 +30,7 @@ async function startNpmStart(dataDir: string): Promise<Started> {
     env: { ...process.env, DATABASE_URL: "", REDIS_URL: "", REDLOCK_URLS: "", LOG_FORMAT: "json" },
     stdio: ["ignore", "pipe", "pipe"],
   });
-  const tree = () => (npm.pid === undefined ? [] : [npm.pid, ...descendants(npm.pid)]);
+  const tree = () => (npm.pid === undefined ? [] : [npm.pid, ...descendantPids(npm.pid)]);
   // Never leave the tree behind, whatever the test does.
   const killTree = () => tree().forEach((p) => killQuietly(p, "SIGKILL"));
   exitCleanups.add(killTree);

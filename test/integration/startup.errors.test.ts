@@ -6,13 +6,11 @@
  * database.
  */
 import * as assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { createServer, type Server } from "node:net";
-import { resolve } from "node:path";
 import { freePort } from "../support/freePort";
 import { getTestEnv } from "../support/TestEnv";
+import { runToExit, SERVER_MAIN } from "../support/runToExit";
 
-const MAIN = resolve(__dirname, "../../src/main.js");
 const SECRET = "s3cret-never-logged";
 
 interface Failed {
@@ -22,33 +20,11 @@ interface Failed {
 }
 
 /** Starts a server on `databaseUrl` and waits for it to give up. */
-function failToStart(databaseUrl: string): Promise<Failed> {
-  return new Promise((done, reject) => {
-    execFile(
-      process.execPath,
-      [MAIN],
-      {
-        env: {
-          PATH: process.env.PATH ?? "",
-          DATABASE_URL: databaseUrl,
-          AGENTSTATE_PORT: "0",
-          AGENTSTATE_METRICS_PORT: "-1",
-          LOG_FORMAT: "json",
-        },
-        timeout: 60_000,
-      },
-      (err, stdout, stderr) => {
-        const output = stdout + stderr;
-        const line = output
-          .split("\n")
-          .filter((l) => l.startsWith("{"))
-          .map((l) => JSON.parse(l) as Record<string, unknown>)
-          .find((l) => l.msg === "failed to start");
-        if (!line) return reject(new Error(`no "failed to start" line:\n${output}`));
-        done({ code: err ? (typeof err.code === "number" ? err.code : null) : 0, output, line });
-      },
-    );
-  });
+async function failToStart(databaseUrl: string): Promise<Failed> {
+  const r = await runToExit(SERVER_MAIN, { DATABASE_URL: databaseUrl, LOG_FORMAT: "json" });
+  const line = r.lines.find((l) => l.msg === "failed to start");
+  if (!line) throw new Error(`no "failed to start" line:\n${r.output}`);
+  return { code: r.code, output: r.output, line };
 }
 
 function assertNamed(f: Failed, target: string, reason: RegExp): void {

@@ -6,13 +6,11 @@
  * naming the cause.
  */
 import * as assert from "node:assert/strict";
-import { execFile } from "node:child_process";
-import { resolve } from "node:path";
 import { freePort } from "../support/freePort";
 import { startCluster, type Cluster } from "../support/startCluster";
 import { getTestEnv } from "../support/TestEnv";
+import { runToExit, SERVER_MAIN } from "../support/runToExit";
 
-const MAIN = resolve(__dirname, "../../src/main.js");
 const SECRET = "s3cret-never-logged";
 
 /** The run's Redis, as a user that does not exist: it answers WRONGPASS. */
@@ -21,34 +19,6 @@ async function wrongPasswordUrl(): Promise<string> {
   u.username = "nosuchuser";
   u.password = SECRET;
   return u.toString();
-}
-
-function run(env: Record<string, string>): Promise<{ code: number | null; output: string }> {
-  return new Promise((done) => {
-    execFile(
-      process.execPath,
-      [MAIN],
-      {
-        env: {
-          PATH: process.env.PATH ?? "",
-          AGENTSTATE_PORT: "0",
-          AGENTSTATE_METRICS_PORT: "-1",
-          LOG_FORMAT: "json",
-          ...env,
-        },
-        timeout: 60_000,
-      },
-      (err, stdout, stderr) =>
-        done({ code: err ? (typeof err.code === "number" ? err.code : null) : 0, output: stdout + stderr }),
-    );
-  });
-}
-
-function lines(output: string): Record<string, unknown>[] {
-  return output
-    .split("\n")
-    .filter((l) => l.startsWith("{"))
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
 describe("startup: a cache Redis with the wrong password", function () {
@@ -74,13 +44,14 @@ describe("startup: a cache Redis with the wrong password", function () {
 
   it("with AGENTSTATE_CACHE_REQUIRED=1: exit 1, naming the cause", async () => {
     const databaseUrl = await (await getTestEnv()).freshDatabase("redisreq");
-    const r = await run({
+    const r = await runToExit(SERVER_MAIN, {
+      LOG_FORMAT: "json",
       DATABASE_URL: databaseUrl,
       REDIS_URL: await wrongPasswordUrl(),
       AGENTSTATE_CACHE_REQUIRED: "1",
     });
     assert.equal(r.code, 1, r.output);
-    const failed = lines(r.output).find((l) => l["msg"] === "failed to start");
+    const failed = r.lines.find((l) => l["msg"] === "failed to start");
     assert.ok(failed, r.output);
     assert.equal(failed["level"], "error");
     assert.equal(failed["dependency"], "redis (cache)");
@@ -91,13 +62,14 @@ describe("startup: a cache Redis with the wrong password", function () {
   it("with AGENTSTATE_CACHE_REQUIRED=1, an unreachable Redis: exit 1, connection refused", async () => {
     const databaseUrl = await (await getTestEnv()).freshDatabase("redisreq");
     const port = await freePort();
-    const r = await run({
+    const r = await runToExit(SERVER_MAIN, {
+      LOG_FORMAT: "json",
       DATABASE_URL: databaseUrl,
       REDIS_URL: `redis://127.0.0.1:${port}`,
       AGENTSTATE_CACHE_REQUIRED: "1",
     });
     assert.equal(r.code, 1, r.output);
-    const failed = lines(r.output).find((l) => l["msg"] === "failed to start");
+    const failed = r.lines.find((l) => l["msg"] === "failed to start");
     assert.ok(failed, r.output);
     assert.equal(failed["dependency"], "redis (cache)");
     assert.match(String(failed["reason"]), /connection refused/);

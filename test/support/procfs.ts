@@ -29,6 +29,13 @@ export function childPids(ppid: number): number[] {
 }
 
 /** True while `pid` exists and is not a zombie (a zombie holds no shared memory). */
+/** Every process below `pid`: its children, their children, and so on. */
+export function descendantPids(pid: number): number[] {
+  const out: number[] = [];
+  for (const c of childPids(pid)) out.push(c, ...descendantPids(c));
+  return out;
+}
+
 export function pidAlive(pid: number): boolean {
   const state = procStat(pid)?.[0];
   return state !== undefined && state !== "Z";
