@@ -19,6 +19,7 @@
  * filled again.
  */
 import { randomBytes } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import { performance } from "node:perf_hooks";
 import type Redis from "ioredis";
 import type { CacheEpochStore } from "../../domain/ports";
@@ -162,7 +163,9 @@ export class CacheEpoch {
     this.log.debug("cache epoch bumped: a revision could not be noted", { from_epoch: this.epoch });
     void this.refresh();
     // The replaced epoch's age is not known here: wait as long as the worst case.
-    await new Promise((r) => setTimeout(r, this.opts.leaseMs + 50 + this.opts.leaseMs / 10));
+    // (If the bump failed, Postgres is unreachable: no lease can be renewed,
+    // so every lease has ended after this wait all the same.)
+    await sleep(this.waitAfterBumpMs(Number.POSITIVE_INFINITY));
   }
 
   /** A script found the alive key missing or different: stop trusting the cache and re-check now. */

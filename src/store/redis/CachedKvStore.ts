@@ -22,6 +22,7 @@
  * Redis errors never fail a request: reads fall back to Postgres, writes take
  * the epoch path. List always reads Postgres.
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import { hash, randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import type Redis from "ioredis";
@@ -424,8 +425,4 @@ function parseEntry(key: string, metaBuf: Buffer, bytes: Buffer): Item | undefin
 function readResult(item: Item | undefined, revision: number): ReadResult {
   if (item?.expireTime !== undefined && item.expireTime.getTime() <= Date.now()) return { item: undefined, revision };
   return { item, revision };
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }

@@ -21,6 +21,7 @@
  * and TTL, so acquisition (which also passes the owner) goes through its
  * quorum runner `_execute`, private in its typings (checked at construction).
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type Redis from "ioredis";
@@ -105,7 +106,7 @@ export class RedlockLockStore implements LockStore {
   async ready(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline && this.clients.some((c) => c.status !== "ready")) {
-      await new Promise((r) => setTimeout(r, 20));
+      await sleep(20);
     }
     const down = this.clients.flatMap((c, i) =>
       c.status === "ready"
