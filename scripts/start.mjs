@@ -23,7 +23,9 @@ function newestMtime(path) {
   if (path === GENERATED || !existsSync(path)) return 0;
   const st = statSync(path);
   if (!st.isDirectory()) return st.mtimeMs;
-  let newest = st.mtimeMs;
+  // Files only: a directory's own mtime moves when the build regenerates
+  // src/gen inside it (also from a client package's prepack), which is no change.
+  let newest = 0;
   for (const name of readdirSync(path)) newest = Math.max(newest, newestMtime(join(path, name)));
   return newest;
 }
