@@ -80,6 +80,7 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
   });
   if (kv.cache) metrics.startCacheOutcomes(CACHE_READ_OUTCOMES, CACHE_WRITE_OUTCOMES);
   if (kv.near) metrics.watchNearCache(kv.near);
+  metrics.watchCacheMix(kv.mix);
   const janitor = new Janitor(
     pool,
     {
@@ -123,14 +124,11 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
     batchMax: config.eventAppendBatchMax,
     observeBatch: (n) => metrics.eventAppendBatch.observe(n),
   });
-  const cache = kv.cache;
   const server = new AgentstateServer({
     metrics,
     kv: kv.store,
     locks: new LockService(lockStore),
-    events: cache
-      ? noteAppendRevisions(pgEvents, (namespace, revision) => cache.noteRevision(namespace, revision))
-      : pgEvents,
+    events: noteAppendRevisions(pgEvents, (namespace, revision) => kv.noteRevision(namespace, revision)),
     notifier,
     eventOptions: {
       pageSize: 500,

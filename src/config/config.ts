@@ -80,6 +80,8 @@ export interface Config {
   readonly healthUnhealthyAfterMs: number;
   /** AGENTSTATE_CACHE_REQUIRED=1: a cache Redis unreachable or refusing at start is fatal. */
   readonly cacheRequired: boolean;
+  /** AGENTSTATE_CACHE_MIX: a mixed cache configuration found at start is logged (warn) or stops the server (fatal). */
+  readonly cacheMix: "warn" | "fatal";
   readonly historyRetentionSeconds: number;
   readonly idempotencyTtlSeconds: number;
   readonly janitorIntervalMs: number;
@@ -226,6 +228,10 @@ export function loadConfig(env: Env = process.env): Config {
   if (!["debug", "info", "warn", "error"].includes(logLevel)) {
     throw new ConfigError(`LOG_LEVEL must be one of debug, info, warn, error, got ${JSON.stringify(logLevel)}`);
   }
+  const cacheMix = str(env, "AGENTSTATE_CACHE_MIX") ?? "warn";
+  if (cacheMix !== "warn" && cacheMix !== "fatal") {
+    throw new ConfigError(`AGENTSTATE_CACHE_MIX must be one of warn, fatal, got ${JSON.stringify(cacheMix)}`);
+  }
   const logFormat = str(env, "LOG_FORMAT") ?? "auto";
   if (!["json", "pretty", "auto"].includes(logFormat)) {
     throw new ConfigError(`LOG_FORMAT must be one of json, pretty, auto, got ${JSON.stringify(logFormat)}`);
@@ -312,6 +318,7 @@ export function loadConfig(env: Env = process.env): Config {
     healthProbeMs: int(env, "AGENTSTATE_HEALTH_PROBE_MS", 1000, 50, 600000),
     healthUnhealthyAfterMs: int(env, "AGENTSTATE_HEALTH_UNHEALTHY_AFTER_MS", 3000, 100, 3600000),
     cacheRequired: onOff(env, "AGENTSTATE_CACHE_REQUIRED", false),
+    cacheMix,
     historyRetentionSeconds: int(env, "AGENTSTATE_HISTORY_RETENTION_SECONDS", 7 * 24 * 3600, 0, 100 * 365 * 24 * 3600),
     idempotencyTtlSeconds: int(env, "AGENTSTATE_IDEMPOTENCY_TTL_SECONDS", 24 * 3600, 60, 365 * 24 * 3600),
     janitorIntervalMs: int(env, "AGENTSTATE_JANITOR_INTERVAL_MS", 60000, 100, 24 * 3600 * 1000),

@@ -100,6 +100,7 @@ interface WriteRow {
   fence_last: number | null;
   bump_epoch: number | null;
   bump_prev_age_ms: number | null;
+  wait_ms: number | null;
 }
 
 /** One write waiting for its batch. */
@@ -334,6 +335,7 @@ function settle(p: Pending, row: WriteRow): DurableWriteOutcome {
         replayed: false,
       };
       if (row.bump_epoch !== null) result.epochBump = { epoch: row.bump_epoch, prevAgeMs: row.bump_prev_age_ms ?? 0 };
+      if (row.wait_ms !== null && row.wait_ms > 0) result.cacheWaitMs = row.wait_ms;
       return result;
     }
     case Status.Replayed: {

@@ -18,8 +18,8 @@ export interface Release {
 }
 
 export const RELEASE: Release = Object.freeze({
-  number: 2,
-  sha256: "0add4b33c756c99f247ad7c330c7ab889e85fd3c2f1ebc1f935a4532f3082138",
+  number: 3,
+  sha256: "fef05ba94480a75b670730305fdb21d1eb498a4059a1a391fb8f39d3534149a6",
 });
 
 /** One SQL file of the release: a migration or a function. */
