@@ -18,8 +18,8 @@ export interface Release {
 }
 
 export const RELEASE: Release = Object.freeze({
-  number: 2,
-  sha256: "0add4b33c756c99f247ad7c330c7ab889e85fd3c2f1ebc1f935a4532f3082138",
+  number: 3,
+  sha256: "4a38ffa625eeb957ebad7af45352678984a776171eb66ee147715d06c1f3b84d",
 });
 
 /** One SQL file of the release: a migration or a function. */
