@@ -18,6 +18,7 @@ import { Janitor } from "../store/postgres/Janitor";
 import { migrate } from "../store/postgres/migrate";
 import { PgChangeNotifier } from "../store/postgres/PgChangeNotifier";
 import { PostgresCacheEpochStore } from "../store/postgres/PostgresCacheEpochStore";
+import { PostgresCheckpointStore } from "../store/postgres/PostgresCheckpointStore";
 import { PostgresEventStore } from "../store/postgres/PostgresEventStore";
 import { PostgresKvStore } from "../store/postgres/PostgresKvStore";
 import { PostgresLockStore } from "../store/postgres/PostgresLockStore";
@@ -89,6 +90,7 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
       idempotencyTtlSeconds: config.idempotencyTtlSeconds,
       eventRetentionSeconds: config.eventRetentionSeconds,
       streamMaxEvents: config.streamMaxEvents,
+      checkpoints: { keepLatest: config.checkpointKeepLatest, maxAgeSeconds: config.checkpointRetentionSeconds },
     },
     log,
   );
@@ -130,6 +132,7 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
     locks: new LockService(lockStore),
     events: noteAppendRevisions(pgEvents, (namespace, revision) => kv.noteRevision(namespace, revision)),
     notifier,
+    checkpoints: new PostgresCheckpointStore(pool, { chunkBytes: config.limits.maxValueBytes }),
     eventOptions: {
       pageSize: 500,
       pollMs: config.subscribePollMs,

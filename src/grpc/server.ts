@@ -26,6 +26,9 @@ import type { Limits } from "../domain/limits";
 import type { ChangeNotifier, EventStore } from "../domain/events";
 import type { LockService } from "../domain/locks";
 import type { KvStore } from "../domain/types";
+import type { CheckpointStore } from "../domain/checkpoints";
+import { CheckpointServiceService } from "../gen/agentstate/v1/checkpoint";
+import { checkpointHandlers } from "./checkpoints/handlers";
 import { EventServiceService } from "../gen/agentstate/v1/event";
 import { KeyValueServiceService } from "../gen/agentstate/v1/kv";
 import { LockServiceService } from "../gen/agentstate/v1/lock";
@@ -44,6 +47,7 @@ export const SERVICE_NAMES = [
   "agentstate.v1.KeyValueService",
   "agentstate.v1.LockService",
   "agentstate.v1.EventService",
+  "agentstate.v1.CheckpointService",
 ] as const;
 
 /** The descriptor set built from proto/ by `npm run gen`, copied into the build. */
@@ -70,6 +74,7 @@ export interface ServerDeps {
   locks: LockService;
   events: EventStore;
   notifier: ChangeNotifier;
+  checkpoints: CheckpointStore;
   eventOptions: EventHandlerOptions;
   metrics?: Metrics;
   limits: Limits;
@@ -172,6 +177,8 @@ export class AgentstateServer {
       guard(EventServiceService),
       eventHandlers(deps.events, deps.notifier, deps.limits, deps.eventOptions, env),
     );
+
+    this.grpc.addService(guard(CheckpointServiceService), checkpointHandlers(deps.checkpoints, deps.limits, env));
 
     this.health = new HealthImplementation({
       "": "NOT_SERVING",

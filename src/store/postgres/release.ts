@@ -19,7 +19,7 @@ export interface Release {
 
 export const RELEASE: Release = Object.freeze({
   number: 3,
-  sha256: "fef05ba94480a75b670730305fdb21d1eb498a4059a1a391fb8f39d3534149a6",
+  sha256: "9f0de5cf430a4f9214f2451dd1f08505a09ebc1dab007311c2dea4965c95b9fa",
 });
 
 /** One SQL file of the release: a migration or a function. */
