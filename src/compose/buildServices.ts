@@ -19,6 +19,7 @@ import { migrate } from "../store/postgres/migrate";
 import { PgChangeNotifier } from "../store/postgres/PgChangeNotifier";
 import { PostgresCacheEpochStore } from "../store/postgres/PostgresCacheEpochStore";
 import { PostgresEventStore } from "../store/postgres/PostgresEventStore";
+import { PostgresItemStore } from "../store/postgres/PostgresItemStore";
 import { PostgresKvStore } from "../store/postgres/PostgresKvStore";
 import { PostgresLockStore } from "../store/postgres/PostgresLockStore";
 import { PostgresStoreRevision } from "../store/postgres/PostgresStoreRevision";
@@ -131,6 +132,7 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
     events: cache
       ? noteAppendRevisions(pgEvents, (namespace, revision) => cache.noteRevision(namespace, revision))
       : pgEvents,
+    items: new PostgresItemStore(pool),
     notifier,
     eventOptions: {
       pageSize: 500,

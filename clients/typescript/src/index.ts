@@ -85,5 +85,22 @@ export {
   directionToJSON,
   type EventServiceServer,
 } from "./gen/agentstate/v1/event";
+export {
+  DeleteItemRequest,
+  DeleteItemResponse,
+  GetItemRequest,
+  GetItemResponse,
+  ListPathsRequest,
+  ListPathsResponse,
+  PutItemRequest,
+  PutItemResponse,
+  SearchItemsRequest,
+  SearchItemsResponse,
+  StoreItem,
+  StorePath,
+  StoreServiceClient,
+  StoreServiceService,
+  type StoreServiceServer,
+} from "./gen/agentstate/v1/store";
 export { Duration } from "./gen/google/protobuf/duration";
 export { Timestamp } from "./gen/google/protobuf/timestamp";

@@ -1,6 +1,7 @@
 /**
  * Janitor: bounded background upkeep so nothing grows without bound. Removes
- * expired keys (each removal is a logged change with its own revision), trims
+ * expired keys (each removal is a logged change with its own revision) and
+ * expired store items (StoreService; no revisions), trims
  * the history log past its retention and forgets old idempotency records.
  * Work is done in small batches so it never blocks writers for long; every
  * replica may run it (rows are taken with SKIP LOCKED or deleted idempotently).
@@ -50,7 +51,7 @@ export class Janitor {
   }
 
   /** One full pass; returns how many rows each step removed. */
-  async runOnce(): Promise<{ expired: number; history: number; idempotency: number; events: number }> {
+  async runOnce(): Promise<{ expired: number; items: number; history: number; idempotency: number; events: number }> {
     const batch = this.opts.batchSize ?? 500;
     const drain = async (fn: () => Promise<number>) => {
       let total = 0;
@@ -72,6 +73,7 @@ export class Janitor {
       }
       return removed;
     });
+    const items = await drain(async () => (await this.pool.query(sql("store_expire"), [batch])).rowCount ?? 0);
     const history =
       this.opts.historyRetentionSeconds > 0
         ? await drain(
@@ -95,9 +97,9 @@ export class Janitor {
         async () => (await this.pool.query(sql("events_trim_count"), [this.opts.streamMaxEvents, batch])).rowCount ?? 0,
       );
     }
-    if (expired + history + idempotency + events > 0) {
-      this.log.debug("janitor pass", { expired, history, idempotency, events });
+    if (expired + items + history + idempotency + events > 0) {
+      this.log.debug("janitor pass", { expired, items, history, idempotency, events });
     }
-    return { expired, history, idempotency, events };
+    return { expired, items, history, idempotency, events };
   }
 }

@@ -18,8 +18,8 @@ export interface Release {
 }
 
 export const RELEASE: Release = Object.freeze({
-  number: 2,
-  sha256: "0add4b33c756c99f247ad7c330c7ab889e85fd3c2f1ebc1f935a4532f3082138",
+  number: 3,
+  sha256: "28b1b980bbc257f8c4eca36b3718f8658abc3fa9db04e9d7599a119e3d3dc230",
 });
 
 /** One SQL file of the release: a migration or a function. */
