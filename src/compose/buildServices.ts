@@ -18,6 +18,7 @@ import { Janitor } from "../store/postgres/Janitor";
 import { migrate } from "../store/postgres/migrate";
 import { PgChangeNotifier } from "../store/postgres/PgChangeNotifier";
 import { PostgresCacheEpochStore } from "../store/postgres/PostgresCacheEpochStore";
+import { PostgresCheckpointStore } from "../store/postgres/PostgresCheckpointStore";
 import { PostgresEventStore } from "../store/postgres/PostgresEventStore";
 import { PostgresItemStore } from "../store/postgres/PostgresItemStore";
 import { PostgresKvStore } from "../store/postgres/PostgresKvStore";
@@ -89,6 +90,7 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
       idempotencyTtlSeconds: config.idempotencyTtlSeconds,
       eventRetentionSeconds: config.eventRetentionSeconds,
       streamMaxEvents: config.streamMaxEvents,
+      checkpoints: { keepLatest: config.checkpointKeepLatest, maxAgeSeconds: config.checkpointRetentionSeconds },
     },
     log,
   );
@@ -134,6 +136,7 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
       : pgEvents,
     items: new PostgresItemStore(pool),
     notifier,
+    checkpoints: new PostgresCheckpointStore(pool, { chunkBytes: config.limits.maxValueBytes }),
     eventOptions: {
       pageSize: 500,
       pollMs: config.subscribePollMs,

@@ -92,6 +92,10 @@ export interface Config {
   readonly shutdownGraceMs: number;
   readonly eventRetentionSeconds: number;
   readonly streamMaxEvents: number;
+  /** Checkpoints kept per thread and checkpoint ns, the latest (0: no limit). */
+  readonly checkpointKeepLatest: number;
+  /** Checkpoints other than a thread's latest older than this are removed (0: kept). */
+  readonly checkpointRetentionSeconds: number;
   readonly subscribePollMs: number;
   readonly eventPageBytes: number;
   readonly subscriberStallMs: number;
@@ -323,6 +327,8 @@ export function loadConfig(env: Env = process.env): Config {
     shutdownGraceMs: int(env, "AGENTSTATE_SHUTDOWN_GRACE_MS", 10000, 0, 600000),
     eventRetentionSeconds: int(env, "AGENTSTATE_EVENT_RETENTION_SECONDS", 0, 0, 100 * 365 * 24 * 3600),
     streamMaxEvents: int(env, "AGENTSTATE_STREAM_MAX_EVENTS", 0, 0, Number.MAX_SAFE_INTEGER),
+    checkpointKeepLatest: int(env, "AGENTSTATE_CHECKPOINT_KEEP_LATEST", 0, 0, 1_000_000_000),
+    checkpointRetentionSeconds: int(env, "AGENTSTATE_CHECKPOINT_RETENTION_SECONDS", 0, 0, 100 * 365 * 24 * 3600),
     subscribePollMs: int(env, "AGENTSTATE_SUBSCRIBE_POLL_MS", 1000, 10, 60000),
     eventPageBytes: int(env, "AGENTSTATE_EVENT_PAGE_BYTES", 4 * 1024 * 1024, 1024, 256 * 1024 * 1024),
     subscriberStallMs: int(env, "AGENTSTATE_SUBSCRIBER_STALL_MS", 30000, 100, 3600000),

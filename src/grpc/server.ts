@@ -27,6 +27,9 @@ import type { ChangeNotifier, EventStore } from "../domain/events";
 import type { LockService } from "../domain/locks";
 import type { ItemStore } from "../domain/items";
 import type { KvStore } from "../domain/types";
+import type { CheckpointStore } from "../domain/checkpoints";
+import { CheckpointServiceService } from "../gen/agentstate/v1/checkpoint";
+import { checkpointHandlers } from "./checkpoints/handlers";
 import { EventServiceService } from "../gen/agentstate/v1/event";
 import { KeyValueServiceService } from "../gen/agentstate/v1/kv";
 import { LockServiceService } from "../gen/agentstate/v1/lock";
@@ -48,6 +51,7 @@ export const SERVICE_NAMES = [
   "agentstate.v1.LockService",
   "agentstate.v1.EventService",
   "agentstate.v1.StoreService",
+  "agentstate.v1.CheckpointService",
 ] as const;
 
 /** The descriptor set built from proto/ by `npm run gen`, copied into the build. */
@@ -76,6 +80,7 @@ export interface ServerDeps {
   /** StoreService's items. */
   items: ItemStore;
   notifier: ChangeNotifier;
+  checkpoints: CheckpointStore;
   eventOptions: EventHandlerOptions;
   metrics?: Metrics;
   limits: Limits;
@@ -179,6 +184,8 @@ export class AgentstateServer {
       eventHandlers(deps.events, deps.notifier, deps.limits, deps.eventOptions, env),
     );
     this.grpc.addService(guard(StoreServiceService), storeHandlers(deps.items, deps.limits, env));
+
+    this.grpc.addService(guard(CheckpointServiceService), checkpointHandlers(deps.checkpoints, deps.limits, env));
 
     this.health = new HealthImplementation({
       "": "NOT_SERVING",

@@ -18,8 +18,8 @@ export interface Release {
 }
 
 export const RELEASE: Release = Object.freeze({
-  number: 3,
-  sha256: "28b1b980bbc257f8c4eca36b3718f8658abc3fa9db04e9d7599a119e3d3dc230",
+  number: 4,
+  sha256: "e44eaffb61a844cf7581f886a6ad0dc765e8f06660f979670e8a70263daf06dc",
 });
 
 /** One SQL file of the release: a migration or a function. */
