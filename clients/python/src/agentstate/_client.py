@@ -17,6 +17,7 @@ from google.protobuf import duration_pb2
 
 try:
     from .v1 import (
+        checkpoint_pb2_grpc,
         common_pb2,
         event_pb2,
         event_pb2_grpc,
@@ -186,6 +187,8 @@ class Client:
         #: StoreService (JSON items under paths: LangGraph's BaseStore, see
         #: clients/python-langgraph), on the same channel; no helpers here.
         self.store = store_pb2_grpc.StoreServiceStub(channel)
+        #: CheckpointService (LangGraph checkpoints, see clients/python-langgraph), on the same channel.
+        self.checkpoints = checkpoint_pb2_grpc.CheckpointServiceStub(channel)
         self._subscriptions: "weakref.WeakSet[Subscription]" = weakref.WeakSet()
 
     def close(self) -> None:
