@@ -62,6 +62,7 @@ export default tseslint.config(
       "src/gen/**",
       "clients/typescript/src/gen/**",
       "clients/typescript/dist/**",
+      "clients/typescript-langgraph/dist/**",
       ".agentstate/**",
     ],
   },

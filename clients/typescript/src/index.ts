@@ -102,5 +102,31 @@ export {
   StoreServiceService,
   type StoreServiceServer,
 } from "./gen/agentstate/v1/store";
+export {
+  ChannelValue,
+  Checkpoint,
+  CheckpointServiceClient,
+  CheckpointServiceService,
+  CopyThreadRequest,
+  CopyThreadResponse,
+  DeleteForRunsRequest,
+  DeleteForRunsResponse,
+  DeleteThreadRequest,
+  DeleteThreadResponse,
+  GetCheckpointRequest,
+  GetCheckpointResponse,
+  ListCheckpointsRequest,
+  ListCheckpointsResponse,
+  PendingWrite,
+  PruneCheckpointsRequest,
+  PruneCheckpointsResponse,
+  PutCheckpointRequest,
+  PutCheckpointResponse,
+  PutWritesRequest,
+  PutWritesResponse,
+  TypedValue,
+  WriteValue,
+  type CheckpointServiceServer,
+} from "./gen/agentstate/v1/checkpoint";
 export { Duration } from "./gen/google/protobuf/duration";
 export { Timestamp } from "./gen/google/protobuf/timestamp";
