@@ -20,6 +20,7 @@ import { PgChangeNotifier } from "../store/postgres/PgChangeNotifier";
 import { PostgresCacheEpochStore } from "../store/postgres/PostgresCacheEpochStore";
 import { PostgresCheckpointStore } from "../store/postgres/PostgresCheckpointStore";
 import { PostgresEventStore } from "../store/postgres/PostgresEventStore";
+import { PostgresItemStore } from "../store/postgres/PostgresItemStore";
 import { PostgresKvStore } from "../store/postgres/PostgresKvStore";
 import { PostgresLockStore } from "../store/postgres/PostgresLockStore";
 import { PostgresStoreRevision } from "../store/postgres/PostgresStoreRevision";
@@ -131,6 +132,7 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
     kv: kv.store,
     locks: new LockService(lockStore),
     events: noteAppendRevisions(pgEvents, (namespace, revision) => kv.noteRevision(namespace, revision)),
+    items: new PostgresItemStore(pool),
     notifier,
     checkpoints: new PostgresCheckpointStore(pool, { chunkBytes: config.limits.maxValueBytes }),
     eventOptions: {

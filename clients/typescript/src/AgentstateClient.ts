@@ -112,6 +112,19 @@ import {
   type RenewLockResponse,
   type UnlockResponse,
 } from "./gen/agentstate/v1/lock";
+import {
+  DeleteItemRequest,
+  GetItemRequest,
+  ListPathsRequest,
+  PutItemRequest,
+  SearchItemsRequest,
+  StoreServiceClient,
+  type DeleteItemResponse,
+  type GetItemResponse,
+  type ListPathsResponse,
+  type PutItemResponse,
+  type SearchItemsResponse,
+} from "./gen/agentstate/v1/store";
 import { Subscription, type SubscribeOptions, type SubscriptionTarget } from "./Subscription";
 
 /**
@@ -278,6 +291,8 @@ export class AgentstateClient {
   readonly locks: LockServiceClient;
   /** The generated event client, on the same channel. */
   readonly events: EventServiceClient;
+  /** The generated store (JSON items) client, on the same channel. */
+  readonly store: StoreServiceClient;
   /** The generated checkpoint client (LangGraph savers), on the same channel. */
   readonly checkpoints: CheckpointServiceClient;
   private readonly deadlineMs: number;
@@ -300,7 +315,33 @@ export class AgentstateClient {
     const channelOverride = this.kv.getChannel();
     this.locks = new LockServiceClient(address, creds, { channelOverride, interceptors });
     this.events = new EventServiceClient(address, creds, { channelOverride, interceptors });
+    this.store = new StoreServiceClient(address, creds, { channelOverride, interceptors });
     this.checkpoints = new CheckpointServiceClient(address, creds, { channelOverride, interceptors });
+  }
+
+  /** Creates or replaces a store item (a JSON object under a path and key). */
+  putItem(request: DeepPartial<PutItemRequest>, options?: CallOptions): Promise<PutItemResponse> {
+    return this.unary(this.store, this.store.putItem, PutItemRequest.fromPartial(request), options);
+  }
+
+  /** Reads a store item; missing or expired answers `found: false`. `refreshTtl` restarts its TTL. */
+  getItem(request: DeepPartial<GetItemRequest>, options?: CallOptions): Promise<GetItemResponse> {
+    return this.unary(this.store, this.store.getItem, GetItemRequest.fromPartial(request), options);
+  }
+
+  /** Removes a store item; `deleted` says whether a live one was there. */
+  deleteItem(request: DeepPartial<DeleteItemRequest>, options?: CallOptions): Promise<DeleteItemResponse> {
+    return this.unary(this.store, this.store.deleteItem, DeleteItemRequest.fromPartial(request), options);
+  }
+
+  /** One page of the store items under a path prefix matching a JSON filter, most recently updated first. */
+  searchItems(request: DeepPartial<SearchItemsRequest>, options?: CallOptions): Promise<SearchItemsResponse> {
+    return this.unary(this.store, this.store.searchItems, SearchItemsRequest.fromPartial(request), options);
+  }
+
+  /** One page of the distinct paths holding store items (LangGraph's list_namespaces). */
+  listPaths(request: DeepPartial<ListPathsRequest>, options?: CallOptions): Promise<ListPathsResponse> {
+    return this.unary(this.store, this.store.listPaths, ListPathsRequest.fromPartial(request), options);
   }
 
   /** Reads one key. A missing or expired key answers `found: false`. */
@@ -709,7 +750,8 @@ export class AgentstateClient {
   }
 
   private unary<Req, Res>(
-    client: KeyValueServiceClient | LockServiceClient | EventServiceClient | CheckpointServiceClient,
+    client:
+      KeyValueServiceClient | LockServiceClient | EventServiceClient | StoreServiceClient | CheckpointServiceClient,
     method: UnaryMethod<Req, Res>,
     request: Req,
     options: CallOptions = {},

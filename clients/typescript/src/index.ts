@@ -86,6 +86,23 @@ export {
   type EventServiceServer,
 } from "./gen/agentstate/v1/event";
 export {
+  DeleteItemRequest,
+  DeleteItemResponse,
+  GetItemRequest,
+  GetItemResponse,
+  ListPathsRequest,
+  ListPathsResponse,
+  PutItemRequest,
+  PutItemResponse,
+  SearchItemsRequest,
+  SearchItemsResponse,
+  StoreItem,
+  StorePath,
+  StoreServiceClient,
+  StoreServiceService,
+  type StoreServiceServer,
+} from "./gen/agentstate/v1/store";
+export {
   ChannelValue,
   Checkpoint,
   CheckpointServiceClient,

@@ -19,7 +19,7 @@ export interface Release {
 
 export const RELEASE: Release = Object.freeze({
   number: 3,
-  sha256: "9f0de5cf430a4f9214f2451dd1f08505a09ebc1dab007311c2dea4965c95b9fa",
+  sha256: "2e2c3837f7498440dc9cd391af4f826540cbbf9e80f029cc86a52a83d02f9e4b",
 });
 
 /** One SQL file of the release: a migration or a function. */
