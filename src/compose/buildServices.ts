@@ -5,6 +5,7 @@
  * need of the truth, and builds the gRPC server on top. Adapters never import
  * each other; they meet here.
  */
+import { randomUUID } from "node:crypto";
 import { join } from "node:path";
 import type { Config } from "../config/config";
 import { LockService, type LockStore } from "../domain/locks";
@@ -17,6 +18,7 @@ import { FencingTokenIssuer } from "../store/postgres/FencingTokenIssuer";
 import { Janitor } from "../store/postgres/Janitor";
 import { migrate } from "../store/postgres/migrate";
 import { PgChangeNotifier } from "../store/postgres/PgChangeNotifier";
+import { PgLockReleases } from "../store/postgres/PgLockReleases";
 import { PostgresCacheEpochStore } from "../store/postgres/PostgresCacheEpochStore";
 import { PostgresEventStore } from "../store/postgres/PostgresEventStore";
 import { PostgresKvStore } from "../store/postgres/PostgresKvStore";
@@ -98,10 +100,13 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
   // Everything needs the truth; LockService too (tokens come from Postgres with either lock backend).
   healthDeps.push({ name: "postgres", services: ["", ...SERVICE_NAMES], check: () => pgProbe.check() });
 
+  // Lock releases are announced between replicas over NOTIFY, whatever the lock backend.
+  const lockReleases = new PgLockReleases(databaseUrl, pool, randomUUID(), log.child({ component: "locks" }));
+  lockReleases.start();
   let lockStore: LockStore;
   if (config.redlockUrls.length > 0) {
     const redlock = new RedlockLockStore(
-      { tokens: new FencingTokenIssuer(pool), revision: new PostgresStoreRevision(pool) },
+      { tokens: new FencingTokenIssuer(pool), revision: new PostgresStoreRevision(pool), releases: lockReleases },
       {
         urls: config.redlockUrls,
         prefix: config.redisPrefix,
@@ -114,7 +119,7 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
     lockStore = redlock;
     healthDeps.push({ name: "redlock", services: ["agentstate.v1.LockService"], check: () => redlock.checkQuorum() });
   } else {
-    lockStore = new PostgresLockStore(pool);
+    lockStore = new PostgresLockStore(pool, (namespace, name) => lockReleases.payload(namespace, name));
   }
   const notifier = new PgChangeNotifier(databaseUrl, log.child({ component: "events" }));
   notifier.start();
@@ -124,10 +129,12 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
     observeBatch: (n) => metrics.eventAppendBatch.observe(n),
   });
   const cache = kv.cache;
+  const locks = new LockService(lockStore, config.lockWaits, lockReleases);
+  metrics.watchLockWaits(locks);
   const server = new AgentstateServer({
     metrics,
     kv: kv.store,
-    locks: new LockService(lockStore),
+    locks,
     events: cache
       ? noteAppendRevisions(pgEvents, (namespace, revision) => cache.noteRevision(namespace, revision))
       : pgEvents,
@@ -167,6 +174,7 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
       await janitor.stop();
       await notifier.close();
       await kv.close();
+      await lockReleases.close();
       await lockStore.close();
       await pool.end().catch(() => undefined);
       if (embedded) await embedded.stop().catch(() => undefined);

@@ -19,6 +19,12 @@ export interface NearCacheUse {
   readonly stats: { readonly invalidations: number };
 }
 
+/** What the lock-wait gauges read (the domain's LockService). */
+export interface LockWaitUse {
+  readonly waiting: number;
+  readonly attemptsInFlight: number;
+}
+
 export class Metrics {
   readonly registry = new Registry();
   readonly rpcDuration = new Histogram({
@@ -96,6 +102,25 @@ export class Metrics {
         this.set({ state: "total" }, pool.totalCount);
         this.set({ state: "idle" }, pool.idleCount);
         this.set({ state: "waiting" }, pool.waitingCount);
+      },
+    });
+  }
+
+  watchLockWaits(locks: LockWaitUse): void {
+    new Gauge({
+      name: "agentstate_lock_waiters",
+      help: "Lock calls waiting on this replica's lock queues",
+      registers: [this.registry],
+      collect() {
+        this.set(locks.waiting);
+      },
+    });
+    new Gauge({
+      name: "agentstate_lock_attempts_in_flight",
+      help: "Attempts on the lock backend in flight (at most AGENTSTATE_LOCK_ATTEMPTS_IN_FLIGHT)",
+      registers: [this.registry],
+      collect() {
+        this.set(locks.attemptsInFlight);
       },
     });
   }

@@ -28,7 +28,7 @@ import type Redis from "ioredis";
 import Redlock, { ExecutionError, Lock, ResourceLockedError, type ExecutionStats } from "redlock";
 import type { Acquired, LockStore, NotAcquired, Renewed } from "../../domain/locks";
 import { formatLockId, newLockSecret } from "../../domain/locks";
-import type { FencingTokens, StoreRevision } from "../../domain/ports";
+import type { FencingTokens, LockReleaseAnnouncer, StoreRevision } from "../../domain/ports";
 import { connectFailureReason, isAuthFailure, urlTarget } from "../../errors/startup";
 import { LockQuorumUnavailableError } from "../../errors/errors";
 import type { Logger } from "../../log/Logger";
@@ -62,7 +62,7 @@ export class RedlockLockStore implements LockStore {
   private readonly lastErrors: unknown[] = [];
 
   constructor(
-    private readonly truth: { tokens: FencingTokens; revision: StoreRevision },
+    private readonly truth: { tokens: FencingTokens; revision: StoreRevision; releases: LockReleaseAnnouncer },
     private readonly opts: RedlockOptions,
     private readonly log: Logger,
   ) {
@@ -197,6 +197,10 @@ export class RedlockLockStore implements LockStore {
       await this.throwIfNoQuorumPossible(err);
       return undefined;
     }
+    // Waiters on other replicas try at once; if the announcement is lost they find it free at their next poll.
+    await this.truth.releases.announce(namespace, name).catch((err: unknown) => {
+      this.log.debug("lock release not announced", { error: (err as Error).message });
+    });
     return latest.revision;
   }
 
