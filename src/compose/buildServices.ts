@@ -7,7 +7,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { join } from "node:path";
-import type { Config } from "../config/config";
+import { ConfigError, type Config } from "../config/config";
 import { LockService, type LockStore } from "../domain/locks";
 import { EmbeddedPostgres } from "../embedded/EmbeddedPostgres";
 import { AgentstateServer, SERVICE_NAMES, serverCredentials } from "../grpc/server";
@@ -19,6 +19,7 @@ import { Janitor } from "../store/postgres/Janitor";
 import { migrate } from "../store/postgres/migrate";
 import { PgChangeNotifier } from "../store/postgres/PgChangeNotifier";
 import { PgLockReleases } from "../store/postgres/PgLockReleases";
+import { PostgresLockBackendRegistry } from "../store/postgres/PostgresLockBackendRegistry";
 import { PostgresCacheEpochStore } from "../store/postgres/PostgresCacheEpochStore";
 import { PostgresEventStore } from "../store/postgres/PostgresEventStore";
 import { PostgresKvStore } from "../store/postgres/PostgresKvStore";
@@ -129,7 +130,35 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
     observeBatch: (n) => metrics.eventAppendBatch.observe(n),
   });
   const cache = kv.cache;
-  const locks = new LockService(lockStore, config.lockWaits, lockReleases);
+  // Replicas of one database agree on one lock backend (issue 19): registered under a lease before serving.
+  const locks: LockService = new LockService(lockStore, config.lockWaits, lockReleases, {
+    check: () => lockBackends.check(),
+  });
+  const lockBackends = new PostgresLockBackendRegistry(
+    pool,
+    {
+      replicaId: lockReleases.replica,
+      backend: lockStore.identity,
+      maxLockTtlMs: config.limits.maxLockTtlSeconds * 1000,
+      leaseMs: config.lockBackendLeaseMs,
+      onMix: (mixed) => metrics.lockBackendMix.set(mixed ? 1 : 0),
+      grantedUntil: () => locks.grantedUntil,
+    },
+    log.child({ component: "locks" }),
+  );
+  const registered = await lockBackends.start();
+  if (config.lockBackendMixFatal && registered.others.length > 0) {
+    await lockBackends.stop();
+    throw new ConfigError(
+      `lock backend mix (AGENTSTATE_LOCK_BACKEND_MIX_FATAL=1): this replica keeps locks in ${lockStore.identity}, ` +
+        `live replicas of this database keep them in ${registered.others.join("; ")}`,
+    );
+  }
+  healthDeps.push({
+    name: "lock_backend",
+    services: ["agentstate.v1.LockService"],
+    check: () => Promise.resolve().then(() => lockBackends.check()),
+  });
   metrics.watchLockWaits(locks);
   const server = new AgentstateServer({
     metrics,
@@ -174,6 +203,7 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
       await janitor.stop();
       await notifier.close();
       await kv.close();
+      await lockBackends.stop();
       await lockReleases.close();
       await lockStore.close();
       await pool.end().catch(() => undefined);

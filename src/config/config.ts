@@ -103,6 +103,10 @@ export interface Config {
   readonly connection: ConnectionLimits;
   /** Lock waits: queues, their caps, the fallback poll and the attempts in flight. */
   readonly lockWaits: LockWaitSettings;
+  /** Lease of this replica's lock backend registration (replicas of one database agree on one backend). */
+  readonly lockBackendLeaseMs: number;
+  /** AGENTSTATE_LOCK_BACKEND_MIX_FATAL=1: replicas of this database with another lock backend make the start fail. */
+  readonly lockBackendMixFatal: boolean;
 }
 
 export class ConfigError extends Error {
@@ -363,6 +367,8 @@ export function loadConfig(env: Env = process.env): Config {
       keepaliveTimeMs: int(env, "AGENTSTATE_KEEPALIVE_TIME_MS", 60000, 1000, 24 * 3600 * 1000),
       keepaliveTimeoutMs: int(env, "AGENTSTATE_KEEPALIVE_TIMEOUT_MS", 20000, 100, 3600 * 1000),
     }),
+    lockBackendLeaseMs: int(env, "AGENTSTATE_LOCK_BACKEND_LEASE_MS", 10000, 300, 600000),
+    lockBackendMixFatal: onOff(env, "AGENTSTATE_LOCK_BACKEND_MIX_FATAL", false),
     lockWaits: Object.freeze({
       pollMs: int(env, "AGENTSTATE_LOCK_POLL_MS", 1000, 10, 3600000),
       attemptsInFlight: lockAttemptsInFlight,

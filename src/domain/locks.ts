@@ -58,7 +58,23 @@ export interface LockStore {
   release(namespace: string, name: string, secret: string, token: number): Promise<number | undefined>;
   /** The new expiry, or undefined when the lock is not held under `secret` with `token` the latest. */
   renew(namespace: string, name: string, secret: string, token: number, ttlMs: number): Promise<Renewed | undefined>;
+  /**
+   * The backend's identity: two replicas exclude each other's holders of a
+   * name exactly when their identities are equal ("postgres"; Redlock: its
+   * masters as host:port/db and its key prefix). Never a secret.
+   */
+  readonly identity: string;
   close(): Promise<void>;
+}
+
+/**
+ * Whether this replica may grant and renew locks now: replicas of one
+ * database whose lock backends differ must not both grant (issue 19). `check`
+ * throws (LockBackendMixError, or StoreUnavailableError when the agreement
+ * cannot be renewed) when it may not.
+ */
+export interface LockBackendGate {
+  check(): void;
 }
 
 const SECRET_BYTES = 16;
@@ -135,11 +151,13 @@ export interface LockReleaseFeed {
 export class LockService {
   private readonly queues: LockQueues;
   private readonly attempts: Semaphore;
+  private latestExpiry = 0;
 
   constructor(
     private readonly store: LockStore,
     private readonly waits: LockWaitSettings,
     releases?: LockReleaseFeed,
+    private readonly gate?: LockBackendGate,
   ) {
     this.queues = new LockQueues({
       perName: waits.maxWaitersPerName,
@@ -166,6 +184,7 @@ export class LockService {
    * acquired for a caller that has gone is released before returning.
    */
   async acquire(req: AcquireRequest): Promise<Acquired | NotAcquired> {
+    this.gate?.check();
     const start = Date.now();
     // Answer a little before the deadline so the reply reaches the caller.
     const until = Math.min(start + req.waitMs, req.deadline !== undefined ? req.deadline - 50 : Infinity);
@@ -200,11 +219,34 @@ export class LockService {
   private async attempt(req: AcquireRequest): Promise<Acquired | undefined> {
     const release = await this.attempts.take(req.signal);
     if (!release) throw abortError(req.signal, "no lock is held for this call");
+    let r: Acquired | undefined;
     try {
-      return await this.store.tryAcquire(req.namespace, req.name, req.ttlMs, req.owner);
+      this.gate?.check();
+      r = await this.store.tryAcquire(req.namespace, req.name, req.ttlMs, req.owner);
     } finally {
       release();
     }
+    if (r && this.gate) {
+      try {
+        // The agreement may have lapsed while the lock was being taken: then it is not handed out.
+        this.gate.check();
+      } catch (err) {
+        const { secret, token } = parseLockId(r.lockId);
+        await this.store.release(req.namespace, req.name, secret, token).catch(() => undefined);
+        throw err;
+      }
+      this.noteGranted(r.expireTime);
+    }
+    return r;
+  }
+
+  /** The latest expiry of any lock this replica granted or renewed (ms since epoch). */
+  get grantedUntil(): number {
+    return this.latestExpiry;
+  }
+
+  private noteGranted(expireTime: Date): void {
+    this.latestExpiry = Math.max(this.latestExpiry, expireTime.getTime());
   }
 
   /** The acquisition, unless the caller has gone meanwhile: then the lock is released. */
@@ -230,8 +272,10 @@ export class LockService {
 
   async renew(namespace: string, name: string, lockId: string, ttlMs: number): Promise<Renewed> {
     const { secret, token } = parseLockId(lockId);
+    this.gate?.check();
     const r = await this.store.renew(namespace, name, secret, token, ttlMs);
     if (!r) throw new LockNotHeldError(name);
+    this.noteGranted(r.expireTime);
     return r;
   }
 }

@@ -82,6 +82,11 @@ export class Metrics {
     labelNames: ["dependency"] as const,
     registers: [this.registry],
   });
+  readonly lockBackendMix = new Gauge({
+    name: "agentstate_lock_backend_mix",
+    help: "1 while live replicas of this database keep their locks in another lock backend than this replica (only one backend serves; the others refuse Lock)",
+    registers: [this.registry],
+  });
   readonly subscribers = new Gauge({
     name: "agentstate_subscribers",
     help: "Open Subscribe streams",

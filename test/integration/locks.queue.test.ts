@@ -12,10 +12,12 @@
 import * as assert from "node:assert/strict";
 import { status } from "@grpc/grpc-js";
 import { setTimeout as sleep } from "node:timers/promises";
+import { eventually } from "../support/eventually";
 import { expectGrpcError } from "../support/expectGrpcError";
 import { duration, LockClient } from "../support/lockClients";
 import { assertAcquired, at, utf8 } from "../support/lockScenarios";
 import { pgQuery } from "../support/pgQuery";
+import { serverMetrics } from "../support/serverMetrics";
 import { startCluster, type Cluster } from "../support/startCluster";
 
 const LONG_POLL_MS = "600000";
@@ -200,7 +202,7 @@ describe("a flood of 2000 lock waiters on 100 names (Postgres locks)", function 
     const casP99 = async (label: string) => {
       const lat: number[] = [];
       const one = async (w: number) => {
-        for (let i = 0; i < 40; i++) {
+        for (let i = 0; i < 80; i++) {
           const t = process.hrtime.bigint();
           const r = await kv.compareAndSet({
             namespace: "flood-kv",
@@ -244,7 +246,12 @@ describe("a flood of 2000 lock waiters on 100 names (Postgres locks)", function 
         outcomes.push(status[(e as { code: number }).code] ?? "error");
       }
     });
-    await sleep(2_000); // every waiter is queued
+    // Measure only once every waiter is queued (the server's gauge), not while the calls still arrive.
+    await eventually(
+      "2000 waiters queued",
+      async () => /^agentstate_lock_waiters 2000$/m.test(await serverMetrics(at(c.servers, 0))),
+      { timeoutMs: 40_000, intervalMs: 250 },
+    );
     const flooded = await casP99("flooded");
 
     await Promise.all(holders.map((h, i) => at(clients, 0).unlock({ namespace, name: names[i]!, lockId: h.lockId })));

@@ -13,6 +13,8 @@ import { isQueryReadTimeout, translatePgError } from "./pgErrors";
 import { sql, type Statement } from "./sql";
 
 export class PostgresLockStore implements LockStore {
+  readonly identity = "postgres";
+
   constructor(
     private readonly pool: Pool,
     /** The NOTIFY payload announcing a release (PgLockReleases.payload), sent by the release's own statement. */

@@ -18,8 +18,8 @@ export interface Release {
 }
 
 export const RELEASE: Release = Object.freeze({
-  number: 2,
-  sha256: "0add4b33c756c99f247ad7c330c7ab889e85fd3c2f1ebc1f935a4532f3082138",
+  number: 3,
+  sha256: "c96785d9fdf8ad04c61300f1099d8f192ef018ae756e1b5854c56e981b8c95eb",
 });
 
 /** One SQL file of the release: a migration or a function. */

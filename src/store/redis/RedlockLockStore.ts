@@ -89,6 +89,20 @@ export class RedlockLockStore implements LockStore {
     this.runQuorum = (execute as QuorumRunner).bind(this.redlock);
   }
 
+  /** Masters as host:port/db, sorted, and the key prefix: equal exactly when two replicas' Redlocks exclude each other. */
+  get identity(): string {
+    const masters = this.opts.urls.map((url) => {
+      let db = "0";
+      try {
+        db = new URL(url).pathname.replace(/^\//, "") || "0";
+      } catch {
+        // urlTarget names it unparseable
+      }
+      return `${urlTarget(url, 6379)}/${db}`;
+    });
+    return `redlock ${[...masters].sort().join(",")} prefix ${this.opts.prefix}`;
+  }
+
   /**
    * Waits (at most `timeoutMs`) for the masters to connect, so a server that
    * has just started does not answer its first Locks UNAVAILABLE while its
