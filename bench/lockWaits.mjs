@@ -15,6 +15,8 @@
 //     replicas.
 // --entry runs another build of the server (e.g. main's, built in a temp
 // directory) for a before/after comparison.
+import { Buffer } from "node:buffer";
+import console from "node:console";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { setTimeout as sleep } from "node:timers/promises";
