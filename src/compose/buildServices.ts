@@ -5,8 +5,9 @@
  * need of the truth, and builds the gRPC server on top. Adapters never import
  * each other; they meet here.
  */
+import { randomUUID } from "node:crypto";
 import { join } from "node:path";
-import type { Config } from "../config/config";
+import { ConfigError, type Config } from "../config/config";
 import { LockService, type LockStore } from "../domain/locks";
 import { EmbeddedPostgres } from "../embedded/EmbeddedPostgres";
 import { AgentstateServer, SERVICE_NAMES, serverCredentials } from "../grpc/server";
@@ -17,6 +18,8 @@ import { FencingTokenIssuer } from "../store/postgres/FencingTokenIssuer";
 import { Janitor } from "../store/postgres/Janitor";
 import { migrate } from "../store/postgres/migrate";
 import { PgChangeNotifier } from "../store/postgres/PgChangeNotifier";
+import { PgLockReleases } from "../store/postgres/PgLockReleases";
+import { PostgresLockBackendRegistry } from "../store/postgres/PostgresLockBackendRegistry";
 import { PostgresCacheEpochStore } from "../store/postgres/PostgresCacheEpochStore";
 import { PostgresCheckpointStore } from "../store/postgres/PostgresCheckpointStore";
 import { PostgresEventStore } from "../store/postgres/PostgresEventStore";
@@ -102,10 +105,13 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
   // Everything needs the truth; LockService too (tokens come from Postgres with either lock backend).
   healthDeps.push({ name: "postgres", services: ["", ...SERVICE_NAMES], check: () => pgProbe.check() });
 
+  // Lock releases are announced between replicas over NOTIFY, whatever the lock backend.
+  const lockReleases = new PgLockReleases(databaseUrl, pool, randomUUID(), log.child({ component: "locks" }));
+  lockReleases.start();
   let lockStore: LockStore;
   if (config.redlockUrls.length > 0) {
     const redlock = new RedlockLockStore(
-      { tokens: new FencingTokenIssuer(pool), revision: new PostgresStoreRevision(pool) },
+      { tokens: new FencingTokenIssuer(pool), revision: new PostgresStoreRevision(pool), releases: lockReleases },
       {
         urls: config.redlockUrls,
         prefix: config.redisPrefix,
@@ -118,7 +124,7 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
     lockStore = redlock;
     healthDeps.push({ name: "redlock", services: ["agentstate.v1.LockService"], check: () => redlock.checkQuorum() });
   } else {
-    lockStore = new PostgresLockStore(pool);
+    lockStore = new PostgresLockStore(pool, (namespace, name) => lockReleases.payload(namespace, name));
   }
   const notifier = new PgChangeNotifier(databaseUrl, log.child({ component: "events" }));
   notifier.start();
@@ -127,10 +133,40 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
     batchMax: config.eventAppendBatchMax,
     observeBatch: (n) => metrics.eventAppendBatch.observe(n),
   });
+  // Replicas of one database agree on one lock backend (issue 19): registered under a lease before serving.
+  const locks: LockService = new LockService(lockStore, config.lockWaits, lockReleases, {
+    check: () => lockBackends.check(),
+  });
+  const lockBackends = new PostgresLockBackendRegistry(
+    pool,
+    {
+      replicaId: lockReleases.replica,
+      backend: lockStore.identity,
+      maxLockTtlMs: config.limits.maxLockTtlSeconds * 1000,
+      leaseMs: config.lockBackendLeaseMs,
+      onMix: (mixed) => metrics.lockBackendMix.set(mixed ? 1 : 0),
+      grantedUntil: () => locks.grantedUntil,
+    },
+    log.child({ component: "locks" }),
+  );
+  const registered = await lockBackends.start();
+  if (config.lockBackendMixFatal && registered.others.length > 0) {
+    await lockBackends.stop();
+    throw new ConfigError(
+      `lock backend mix (AGENTSTATE_LOCK_BACKEND_MIX_FATAL=1): this replica keeps locks in ${lockStore.identity}, ` +
+        `live replicas of this database keep them in ${registered.others.join("; ")}`,
+    );
+  }
+  healthDeps.push({
+    name: "lock_backend",
+    services: ["agentstate.v1.LockService"],
+    check: () => Promise.resolve().then(() => lockBackends.check()),
+  });
+  metrics.watchLockWaits(locks);
   const server = new AgentstateServer({
     metrics,
     kv: kv.store,
-    locks: new LockService(lockStore),
+    locks,
     events: noteAppendRevisions(pgEvents, (namespace, revision) => kv.noteRevision(namespace, revision)),
     items: new PostgresItemStore(pool),
     notifier,
@@ -170,6 +206,8 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
       await janitor.stop();
       await notifier.close();
       await kv.close();
+      await lockBackends.stop();
+      await lockReleases.close();
       await lockStore.close();
       await pool.end().catch(() => undefined);
       if (embedded) await embedded.stop().catch(() => undefined);

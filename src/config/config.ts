@@ -6,6 +6,7 @@
 
 import { accessSync, constants } from "node:fs";
 import type { Limits } from "../domain/limits";
+import type { LockWaitSettings } from "../domain/locks";
 
 export type { Limits };
 
@@ -106,6 +107,12 @@ export interface Config {
   readonly logFormat: "json" | "pretty" | "auto";
   readonly limits: Limits;
   readonly connection: ConnectionLimits;
+  /** Lock waits: queues, their caps, the fallback poll and the attempts in flight. */
+  readonly lockWaits: LockWaitSettings;
+  /** Lease of this replica's lock backend registration (replicas of one database agree on one backend). */
+  readonly lockBackendLeaseMs: number;
+  /** AGENTSTATE_LOCK_BACKEND_MIX_FATAL=1: replicas of this database with another lock backend make the start fail. */
+  readonly lockBackendMixFatal: boolean;
 }
 
 export class ConfigError extends Error {
@@ -297,6 +304,28 @@ export function loadConfig(env: Env = process.env): Config {
     );
   }
 
+  const pgPoolMax = int(env, "PG_POOL_MAX", 20, 1, 1000);
+  const lockAttemptsInFlight = int(
+    env,
+    "AGENTSTATE_LOCK_ATTEMPTS_IN_FLIGHT",
+    Math.max(1, Math.floor(pgPoolMax / 5)),
+    1,
+    1000,
+  );
+  if (lockAttemptsInFlight > pgPoolMax) {
+    // Lock attempts may use only a share of the pool, never all of it.
+    throw new ConfigError(
+      `AGENTSTATE_LOCK_ATTEMPTS_IN_FLIGHT (${lockAttemptsInFlight}) must not exceed PG_POOL_MAX (${pgPoolMax})`,
+    );
+  }
+  const maxLockWaiters = int(env, "AGENTSTATE_MAX_LOCK_WAITERS", 10000, 1, 1000000);
+  const maxLockWaitersPerName = int(env, "AGENTSTATE_MAX_LOCK_WAITERS_PER_NAME", 1000, 1, 1000000);
+  if (maxLockWaitersPerName > maxLockWaiters) {
+    throw new ConfigError(
+      `AGENTSTATE_MAX_LOCK_WAITERS_PER_NAME (${maxLockWaitersPerName}) must not exceed AGENTSTATE_MAX_LOCK_WAITERS (${maxLockWaiters})`,
+    );
+  }
+
   return Object.freeze({
     host,
     port: int(env, "AGENTSTATE_PORT", 50051, 0, 65535),
@@ -313,7 +342,7 @@ export function loadConfig(env: Env = process.env): Config {
     redisPrefix: prefix,
     redlockUrls: Object.freeze(redlockUrls),
     redisTls: redisTls(env),
-    pgPoolMax: int(env, "PG_POOL_MAX", 20, 1, 1000),
+    pgPoolMax,
     kvWriteBatchMax: int(env, "AGENTSTATE_KV_WRITE_BATCH", 64, 1, 1000),
     kvWriteBatchesInFlight: int(env, "AGENTSTATE_KV_WRITE_BATCHES_IN_FLIGHT", 1, 1, 16),
     eventAppendBatchMax: int(env, "AGENTSTATE_EVENT_APPEND_BATCH", 64, 1, 1000),
@@ -350,6 +379,14 @@ export function loadConfig(env: Env = process.env): Config {
       maxAgeGraceMs: int(env, "AGENTSTATE_CONNECTION_MAX_AGE_GRACE_MS", 30000, 0, 24 * 3600 * 1000),
       keepaliveTimeMs: int(env, "AGENTSTATE_KEEPALIVE_TIME_MS", 60000, 1000, 24 * 3600 * 1000),
       keepaliveTimeoutMs: int(env, "AGENTSTATE_KEEPALIVE_TIMEOUT_MS", 20000, 100, 3600 * 1000),
+    }),
+    lockBackendLeaseMs: int(env, "AGENTSTATE_LOCK_BACKEND_LEASE_MS", 10000, 300, 600000),
+    lockBackendMixFatal: onOff(env, "AGENTSTATE_LOCK_BACKEND_MIX_FATAL", false),
+    lockWaits: Object.freeze({
+      pollMs: int(env, "AGENTSTATE_LOCK_POLL_MS", 1000, 10, 3600000),
+      attemptsInFlight: lockAttemptsInFlight,
+      maxWaiters: maxLockWaiters,
+      maxWaitersPerName: maxLockWaitersPerName,
     }),
   });
 }

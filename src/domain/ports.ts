@@ -31,7 +31,7 @@
 import type { KvStore, WriteCommand, WriteOptions, WriteOutcome } from "./types";
 
 export type { KvStore } from "./types";
-export type { LockStore } from "./locks";
+export type { LockReleaseFeed, LockStore } from "./locks";
 export type { ChangeNotifier, EventStore } from "./events";
 
 /**
@@ -164,4 +164,14 @@ export interface FencingTokens {
 /** A namespace's revision, for replies that report state without changing any. */
 export interface StoreRevision {
   current(namespace: string): Promise<number>;
+}
+
+/**
+ * Announces a lock release to every replica (through the truth, whatever the
+ * lock backend), so their waiters on the name try at once. A backend whose
+ * release statement announces it itself (Postgres-kept locks) does not need
+ * it; Redlock calls it after each release.
+ */
+export interface LockReleaseAnnouncer {
+  announce(namespace: string, name: string): Promise<void>;
 }

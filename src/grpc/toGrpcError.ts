@@ -32,6 +32,7 @@ export const GRPC_MAPPINGS: ReadonlyMap<ErrorClass, GrpcMapping> = new Map([
     [errors.FenceUnknownError, "FENCE_UNKNOWN"],
     [errors.FenceStaleError, "FENCE_STALE"],
     [errors.LockNotHeldError, "LOCK_NOT_HELD"],
+    [errors.LockBackendMixError, "LOCK_BACKEND_MIX"],
     [errors.IdempotencyKeyReusedError, "IDEMPOTENCY_KEY_REUSED"],
     [errors.EventIdReusedError, "EVENT_ID_REUSED"],
     [errors.PartialBatchReplayError, "PARTIAL_BATCH_REPLAY"],

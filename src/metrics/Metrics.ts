@@ -26,6 +26,12 @@ export interface CacheMixUse {
   state(): { mixed: boolean; self: string; others: readonly string[] };
 }
 
+/** What the lock-wait gauges read (the domain's LockService). */
+export interface LockWaitUse {
+  readonly waiting: number;
+  readonly attemptsInFlight: number;
+}
+
 export class Metrics {
   readonly registry = new Registry();
   readonly rpcDuration = new Histogram({
@@ -83,6 +89,11 @@ export class Metrics {
     labelNames: ["dependency"] as const,
     registers: [this.registry],
   });
+  readonly lockBackendMix = new Gauge({
+    name: "agentstate_lock_backend_mix",
+    help: "1 while live replicas of this database keep their locks in another lock backend than this replica (only one backend serves; the others refuse Lock)",
+    registers: [this.registry],
+  });
   readonly subscribers = new Gauge({
     name: "agentstate_subscribers",
     help: "Open Subscribe streams",
@@ -122,6 +133,25 @@ export class Metrics {
         this.set({ state: "total" }, pool.totalCount);
         this.set({ state: "idle" }, pool.idleCount);
         this.set({ state: "waiting" }, pool.waitingCount);
+      },
+    });
+  }
+
+  watchLockWaits(locks: LockWaitUse): void {
+    new Gauge({
+      name: "agentstate_lock_waiters",
+      help: "Lock calls waiting on this replica's lock queues",
+      registers: [this.registry],
+      collect() {
+        this.set(locks.waiting);
+      },
+    });
+    new Gauge({
+      name: "agentstate_lock_attempts_in_flight",
+      help: "Attempts on the lock backend in flight (at most AGENTSTATE_LOCK_ATTEMPTS_IN_FLIGHT)",
+      registers: [this.registry],
+      collect() {
+        this.set(locks.attemptsInFlight);
       },
     });
   }

@@ -209,6 +209,19 @@ describe("config/loadConfig", () => {
       refuses({ REDLOCK_URLS: "redis://a,redis://b" }, "REDLOCK_URLS", /1, 3 or 5/);
       refuses({ REDLOCK_URLS: "redis://a,redis://b,redis://c,redis://d" }, "REDLOCK_URLS", /1, 3 or 5/);
     });
+    it("lock attempts in flight above the pool, or a per-name waiter cap above the server's, name both", () => {
+      const a = refuses(
+        { PG_POOL_MAX: "4", AGENTSTATE_LOCK_ATTEMPTS_IN_FLIGHT: "5" },
+        "AGENTSTATE_LOCK_ATTEMPTS_IN_FLIGHT",
+      );
+      assert.ok(a.message.includes("PG_POOL_MAX"));
+      const w = refuses(
+        { AGENTSTATE_MAX_LOCK_WAITERS: "10", AGENTSTATE_MAX_LOCK_WAITERS_PER_NAME: "11" },
+        "AGENTSTATE_MAX_LOCK_WAITERS_PER_NAME",
+      );
+      assert.ok(w.message.includes("AGENTSTATE_MAX_LOCK_WAITERS "));
+      assert.equal(loadConfig({ PG_POOL_MAX: "20" }).lockWaits.attemptsInFlight, 4, "a fifth of the pool by default");
+    });
     it("a cache marker TTL under twice the statement timeout names both", () => {
       const e = refuses(
         { AGENTSTATE_STATEMENT_TIMEOUT_MS: "10000", AGENTSTATE_CACHE_MARKER_TTL_MS: "15000" },

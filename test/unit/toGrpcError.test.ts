@@ -44,6 +44,13 @@ const CASES: { error: errors.AppError; code: status; details: string; reason?: s
     reason: "LOCK_NOT_HELD",
   },
   {
+    error: new errors.LockBackendMixError("redlock a:6379/0 prefix p", ["postgres"], new Date(0)),
+    code: status.FAILED_PRECONDITION,
+    details:
+      "lock backend mix: this replica keeps locks in redlock a:6379/0 prefix p, but replicas of this database keep them in postgres, which serves its locks (its locks drain by 1970-01-01T00:00:00.000Z once its replicas stop); configure every replica with the same lock backend (README: changing the lock backend)",
+    reason: "LOCK_BACKEND_MIX",
+  },
+  {
     error: new errors.IdempotencyKeyReusedError(),
     code: status.FAILED_PRECONDITION,
     details: "idempotency_key was already used for a different request",

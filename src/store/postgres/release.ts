@@ -19,7 +19,7 @@ export interface Release {
 
 export const RELEASE: Release = Object.freeze({
   number: 3,
-  sha256: "2e2c3837f7498440dc9cd391af4f826540cbbf9e80f029cc86a52a83d02f9e4b",
+  sha256: "4ccb7fbf75aa67ebfe3213de38d1c0a42a1158cf10c9abdd174ce5ea1e6ef1dd",
 });
 
 /** One SQL file of the release: a migration or a function. */
