@@ -70,6 +70,7 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
   const pgStore = new PostgresKvStore(pool, {
     batchMax: config.kvWriteBatchMax,
     batchesInFlight: config.kvWriteBatchesInFlight,
+    batchesMax: config.writeBatchesMax,
     observeBatch: (n) => metrics.kvWriteBatch.observe(n),
   });
   metrics.watchPool(pool);
@@ -121,6 +122,7 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
   const pgEvents = new PostgresEventStore(pool, {
     pageBytes: config.eventPageBytes,
     batchMax: config.eventAppendBatchMax,
+    batchesMax: config.writeBatchesMax,
     observeBatch: (n) => metrics.eventAppendBatch.observe(n),
   });
   const cache = kv.cache;

@@ -1,8 +1,9 @@
 /**
  * PostgresEventStore: event streams in Postgres.
  *
- * Appends are group-committed, as KV writes are (PostgresKvStore): the
- * appends that arrive while a batch is being committed form the next batch,
+ * Appends are group-committed per namespace, as KV writes are
+ * (PostgresKvStore): the appends to a namespace that arrive while its batch
+ * is being committed form its next batch,
  * sent as one call of agentstate_event_append (functions/agentstate_event_append.sql)
  * in autocommit. Per append it locks (or claims) the stream's row, resolves
  * re-sent event ids, checks the fence and the expected version, then, under
@@ -100,6 +101,12 @@ export interface PostgresEventStoreOptions {
   pageBytes: number;
   /** Most appends in one batch (1: every append alone). */
   batchMax: number;
+  /**
+   * Batches in flight at once over every namespace (one per namespace at a
+   * time; each holds a pool connection). A batch holds one namespace's
+   * appends, so it never waits on another namespace's revision row.
+   */
+  batchesMax: number;
   /** Told the size of every batch sent (metrics). */
   observeBatch?: (appends: number) => void;
 }
@@ -109,14 +116,16 @@ export class PostgresEventStore implements EventStore {
 
   constructor(
     private readonly pool: Pool,
-    private readonly opts: PostgresEventStoreOptions = { pageBytes: 4 * 1024 * 1024, batchMax: 64 },
+    private readonly opts: PostgresEventStoreOptions = { pageBytes: 4 * 1024 * 1024, batchMax: 64, batchesMax: 4 },
   ) {
-    // A batch holds a stream at most once and is sorted by namespace and
-    // stream (concurrent batches lock streams in one order). Appends whose
-    // caller has gone are answered when reached.
+    // A batch holds one namespace, a stream at most once, sorted by stream
+    // (concurrent batches lock streams in one order). Appends whose caller
+    // has gone are answered when reached.
     this.appends = new GroupCommitQueue<Pending>({
       maxBatch: opts.batchMax,
-      maxInFlight: 1,
+      maxInFlight: opts.batchesMax,
+      maxInFlightPerPartition: 1,
+      partition: (p) => p.cmd.namespace,
       run: (batch) => this.runBatch(batch, false),
       batchKey: (p) => p.id,
       expired: (p) => tooLate(p.opts),
