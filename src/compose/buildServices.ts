@@ -124,6 +124,7 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
     batchMax: config.eventAppendBatchMax,
     batchesMax: config.writeBatchesMax,
     observeBatch: (n) => metrics.eventAppendBatch.observe(n),
+    onAppended: (namespace) => notifier.publish(namespace),
   });
   const cache = kv.cache;
   const server = new AgentstateServer({

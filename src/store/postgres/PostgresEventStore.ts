@@ -109,6 +109,8 @@ export interface PostgresEventStoreOptions {
   batchesMax: number;
   /** Told the size of every batch sent (metrics). */
   observeBatch?: (appends: number) => void;
+  /** Told, once a batch has committed, each namespace it appended events to (to wake subscribers). */
+  onAppended?: (namespace: string) => void;
 }
 
 export class PostgresEventStore implements EventStore {
@@ -162,7 +164,14 @@ export class PostgresEventStore implements EventStore {
     tooLate: (p) => tooLate(p.opts),
     send: async (batch, wait) => {
       this.opts.observeBatch?.(batch.length);
-      return (await this.pool.query<AppendRow>(sql("event_append"), batchParams(batch, wait))).rows;
+      const rows = (await this.pool.query<AppendRow>(sql("event_append"), batchParams(batch, wait))).rows;
+      const onAppended = this.opts.onAppended;
+      if (onAppended !== undefined) {
+        const appended = new Set<string>();
+        for (const r of rows) if (r.status === AppendStatus.Appended) appended.add(batch[r.idx - 1]!.cmd.namespace);
+        for (const ns of appended) onAppended(ns);
+      }
+      return rows;
     },
     // A unique violation on event_id: two appends of the batch carry one id
     // (run each alone: one then sees the other's), or, alone, a concurrent

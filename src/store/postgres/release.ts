@@ -18,8 +18,8 @@ export interface Release {
 }
 
 export const RELEASE: Release = Object.freeze({
-  number: 2,
-  sha256: "0add4b33c756c99f247ad7c330c7ab889e85fd3c2f1ebc1f935a4532f3082138",
+  number: 3,
+  sha256: "55df33cad69d9a8fc47cf68c98816a8bc7959005c0bbe992b4ed211bb30e9cd5",
 });
 
 /** One SQL file of the release: a migration or a function. */
