@@ -139,7 +139,11 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
       pageSize: 500,
       pollMs: config.subscribePollMs,
       stallMs: config.subscriberStallMs,
+      queueBytes: config.eventPageBytes,
+      onFeedError: (err) =>
+        log.warn("change feed read failed; retried at the next wake-up or poll", { error: (err as Error).message }),
       onSubscribers: (delta) => metrics.subscribers.inc(delta),
+      onReaders: (count) => metrics.changeReaders.set(count),
     },
     limits: config.limits,
     connection: config.connection,

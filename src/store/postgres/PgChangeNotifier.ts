@@ -12,17 +12,17 @@
  * commits of every namespace on Postgres's notify lock. A replica that dies
  * between commit and NOTIFY leaves the others to their poll.
  *
- * Listening: notifications wake waiting subscribers of their namespace (this
- * replica's own are skipped: it woke them when publishing). It is only a
- * wake-up: subscribers also re-read on a poll interval, so a lost
- * notification (reconnect, a replica's crash) delays delivery but never loses
- * an event.
+ * Listening: each notification is passed to the watchers (ChangeFeed: the
+ * namespace's reader reads its new events; this replica's own notifications
+ * are skipped, it told its watchers when publishing). It is only a wake-up:
+ * readers also poll, so a lost notification (reconnect, a replica's crash)
+ * delays delivery but never loses an event.
  *
  * The connection has TCP keepalive on. When it is lost (Postgres restarted,
  * the backend terminated, the network cut) it is opened again, retrying every
- * RECONNECT_MS, and once LISTEN is back every waiting subscriber is woken once
- * to catch up on what was appended while nobody listened, rather than waiting
- * for its next poll. Namespaces published while it is down are not sent.
+ * RECONNECT_MS, and once LISTEN is back the watchers are told that any
+ * namespace may have changed, to catch up on what was appended while nobody
+ * listened rather than at the next poll. Namespaces published while it is down are not sent.
  */
 import { Client } from "pg";
 import { KEEPALIVE_INITIAL_DELAY_MS } from "./createPool";
@@ -36,7 +36,8 @@ const NOTIFY_SQL = "SELECT pg_notify('agentstate_events', ns) FROM unnest($1::te
 
 export class PgChangeNotifier implements ChangeNotifier {
   private client: Client | undefined;
-  private readonly waiters = new Map<string, Set<() => void>>();
+  /** Each watcher in an object of its own, so one function can watch twice. */
+  private readonly listeners = new Set<{ onChange: (namespace: string | undefined) => void }>();
   private closed = false;
   private retry: NodeJS.Timeout | undefined;
   /** Set once LISTEN has worked: a later LISTEN is a reconnect, which wakes everyone to catch up. */
@@ -120,23 +121,10 @@ export class PgChangeNotifier implements ChangeNotifier {
     }, RECONNECT_MS).unref();
   }
 
-  wait(namespace: string, timeoutMs: number, signal: AbortSignal): Promise<void> {
-    return new Promise((resolve) => {
-      if (signal.aborted) return resolve();
-      let set = this.waiters.get(namespace);
-      if (!set) this.waiters.set(namespace, (set = new Set()));
-      const s = set;
-      const done = () => {
-        clearTimeout(timer);
-        signal.removeEventListener("abort", done);
-        s.delete(done);
-        if (s.size === 0 && this.waiters.get(namespace) === s) this.waiters.delete(namespace);
-        resolve();
-      };
-      const timer = setTimeout(done, timeoutMs);
-      signal.addEventListener("abort", done, { once: true });
-      s.add(done);
-    });
+  watch(onChange: (namespace: string | undefined) => void): () => void {
+    const listener = { onChange };
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
   }
 
   /**
@@ -170,13 +158,12 @@ export class PgChangeNotifier implements ChangeNotifier {
     }
   }
 
-  private wake(namespace: string): void {
-    const set = this.waiters.get(namespace);
-    if (set) for (const w of [...set]) w();
+  private wake(namespace: string | undefined): void {
+    for (const l of [...this.listeners]) l.onChange(namespace);
   }
 
   private wakeAll(): void {
-    for (const ns of [...this.waiters.keys()]) this.wake(ns);
+    this.wake(undefined);
   }
 
   async close(): Promise<void> {

@@ -225,6 +225,11 @@ export class PostgresEventStore implements EventStore {
     return r.rows.map(rowToEvent);
   }
 
+  async latestPositions(namespaces: readonly string[]): Promise<Map<string, number>> {
+    const r = await this.q<{ namespace: string; position: number }>(sql("events_latest_positions"), [namespaces]);
+    return new Map(r.rows.map((row) => [row.namespace, row.position]));
+  }
+
   private async q<R extends object>(statement: Statement, values: unknown[]) {
     try {
       return await this.pool.query<R>(statement, values);
