@@ -75,6 +75,7 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
   const pgStore = new PostgresKvStore(pool, {
     batchMax: config.kvWriteBatchMax,
     batchesInFlight: config.kvWriteBatchesInFlight,
+    batchesMax: config.writeBatchesMax,
     observeBatch: (n) => metrics.kvWriteBatch.observe(n),
   });
   metrics.watchPool(pool);
@@ -131,7 +132,9 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
   const pgEvents = new PostgresEventStore(pool, {
     pageBytes: config.eventPageBytes,
     batchMax: config.eventAppendBatchMax,
+    batchesMax: config.writeBatchesMax,
     observeBatch: (n) => metrics.eventAppendBatch.observe(n),
+    onAppended: (namespace) => notifier.publish(namespace),
   });
   // Replicas of one database agree on one lock backend (issue 19): registered under a lease before serving.
   const locks: LockService = new LockService(lockStore, config.lockWaits, lockReleases, {
@@ -175,7 +178,11 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
       pageSize: 500,
       pollMs: config.subscribePollMs,
       stallMs: config.subscriberStallMs,
+      queueBytes: config.eventPageBytes,
+      onFeedError: (err) =>
+        log.warn("change feed read failed; retried at the next wake-up or poll", { error: (err as Error).message }),
       onSubscribers: (delta) => metrics.subscribers.inc(delta),
+      onReaders: (count) => metrics.changeReaders.set(count),
     },
     limits: config.limits,
     connection: config.connection,

@@ -68,8 +68,10 @@ export interface Config {
   readonly pgPoolMax: number;
   /** Most KV writes one replica sends to Postgres as one batch (group commit); 1 sends each alone. */
   readonly kvWriteBatchMax: number;
-  /** KV write batches one replica has in flight at once. */
+  /** KV write batches of one namespace one replica has in flight at once. */
   readonly kvWriteBatchesInFlight: number;
+  /** Write batches (KV writes; appends, counted apart) one replica has in flight at once over every namespace. */
+  readonly writeBatchesMax: number;
   /** Most appends one replica sends to Postgres as one batch (group commit); 1 sends each alone. */
   readonly eventAppendBatchMax: number;
   readonly statementTimeoutMs: number;
@@ -296,6 +298,7 @@ export function loadConfig(env: Env = process.env): Config {
     );
   }
 
+  const pgPoolMax = int(env, "PG_POOL_MAX", 20, 1, 1000);
   const queryTimeoutMs = int(env, "AGENTSTATE_QUERY_TIMEOUT_MS", statementTimeoutMs + 2000, 100, 600000);
   if (queryTimeoutMs <= statementTimeoutMs) {
     // Postgres must get to cancel a slow statement itself (a clean error) before the client gives up on it.
@@ -343,6 +346,7 @@ export function loadConfig(env: Env = process.env): Config {
     redlockUrls: Object.freeze(redlockUrls),
     redisTls: redisTls(env),
     pgPoolMax,
+    writeBatchesMax: int(env, "AGENTSTATE_WRITE_BATCHES_MAX", Math.max(1, Math.floor(pgPoolMax / 4)), 1, 1000),
     kvWriteBatchMax: int(env, "AGENTSTATE_KV_WRITE_BATCH", 64, 1, 1000),
     kvWriteBatchesInFlight: int(env, "AGENTSTATE_KV_WRITE_BATCHES_IN_FLIGHT", 1, 1, 16),
     eventAppendBatchMax: int(env, "AGENTSTATE_EVENT_APPEND_BATCH", 64, 1, 1000),

@@ -99,6 +99,11 @@ export class Metrics {
     help: "Open Subscribe streams",
     registers: [this.registry],
   });
+  readonly changeReaders = new Gauge({
+    name: "agentstate_change_readers",
+    help: "Namespaces whose new events this replica reads once for all their live subscribers",
+    registers: [this.registry],
+  });
 
   private readonly details = new Map<string, () => unknown>();
 

@@ -19,7 +19,7 @@ export interface Release {
 
 export const RELEASE: Release = Object.freeze({
   number: 3,
-  sha256: "4ccb7fbf75aa67ebfe3213de38d1c0a42a1158cf10c9abdd174ce5ea1e6ef1dd",
+  sha256: "aeb8759d6971096fae4044cff922ebf91737144a4f3c18f19446fd796933260a",
 });
 
 /** One SQL file of the release: a migration or a function. */
