@@ -307,7 +307,6 @@ export function loadConfig(env: Env = process.env): Config {
     );
   }
 
-  const pgPoolMax = int(env, "PG_POOL_MAX", 20, 1, 1000);
   const lockAttemptsInFlight = int(
     env,
     "AGENTSTATE_LOCK_ATTEMPTS_IN_FLIGHT",
