@@ -57,6 +57,10 @@ def test_graph_runs_resumes_and_time_travels(client: Client, namespace: str, str
             graph.invoke(None, before_act.config)
         assert e.value.head == history[0].config["configurable"]["checkpoint_id"]
         assert len(list(graph.get_state_history(config))) == 8, "nothing written"
+        # A deliberate fork says so, and strict mode lets it through.
+        fork = {"configurable": {**before_act.config["configurable"], "agentstate_fork": True}}
+        assert graph.invoke(None, fork)["log"] == ["start", "plan", "act"]
+        assert graph.get_state(config).values["log"] == ["start", "plan", "act"]
     else:
         assert graph.invoke(None, before_act.config)["log"] == ["start", "plan", "act"]
         # The fork's checkpoints join the thread; its head is now the fork's end.

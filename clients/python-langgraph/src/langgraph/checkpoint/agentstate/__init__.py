@@ -10,9 +10,9 @@ metadata filter of ``list`` from an index.
 its parent (the ``checkpoint_id`` of the config it is given) is still the
 latest checkpoint of its thread and checkpoint ns. A second worker that
 writes on the same thread from a stale head gets :class:`CheckpointConflict`
-(with the current head) instead of forking the chain. Pass ``strict=False``
-to allow forks, e.g. to resume from an earlier checkpoint (time travel) on
-the same thread.
+(with the current head) instead of forking the chain. A deliberate fork (resuming
+from an earlier checkpoint of the same thread: time travel) passes
+``configurable.agentstate_fork: True``, or uses a saver with ``strict=False``.
 
 Optional capabilities: ``delete_for_runs``, ``copy_thread``, ``prune``
 (``"keep_latest"`` keeps the latest checkpoint of each checkpoint ns,
@@ -253,7 +253,8 @@ class AgentstateSaver(BaseCheckpointSaver[str]):
             ).encode(),
             channel_versions=versions,
             values=blobs,
-            require_parent_is_head=self.strict,
+            # A deliberate fork (time travel) may opt out per call, as in the TypeScript saver.
+            require_parent_is_head=self.strict and not conf.get("agentstate_fork"),
         )
         try:
             self.client.checkpoints.PutCheckpoint(req, timeout=self.timeout)
