@@ -74,8 +74,8 @@ describe("migration 0006: a release-1 store renumbered per namespace (real Postg
     }
     const oldPool = pool();
     await migrate(oldPool, dir, { functionsDir: RELEASE1_FUNCTIONS, release: 1 });
-    let kv = new PostgresKvStore(oldPool);
-    let ev = new PostgresEventStore(oldPool);
+    const kv = new PostgresKvStore(oldPool);
+    const ev = new PostgresEventStore(oldPool);
 
     // Interleaved changes in a, b, c, one at a time (store revisions 1, 2, ...).
     // `changes` records each change's store revision per namespace, in order.
@@ -116,15 +116,13 @@ describe("migration 0006: a release-1 store renumbered per namespace (real Postg
     );
     const renumbered = (ns: string, old: number) => changes[ns]!.filter((r) => r <= old).length;
 
-    // This release migrates the store. Its replies come from this release's
-    // functions, through connections that never prepared release 1's
-    // statements (a function whose result type changed cannot be run by a
-    // statement prepared against the old one: "cached plan must not change
-    // result type").
-    const newPool = pool();
-    const applied = await migrate(newPool, MIGRATIONS_DIR);
-    kv = new PostgresKvStore(newPool);
-    ev = new PostgresEventStore(newPool);
+    // This release migrates the store (another replica, its own pool). The
+    // writes below go on through `oldPool`, whose connections prepared the
+    // write statements against release 1's functions, as a replica's do
+    // through a rolling upgrade: where a function's result type changed, the
+    // first run on each such connection is refused ("cached plan must not
+    // change result type") and the batch is sent again on a new connection.
+    const applied = await migrate(pool(), MIGRATIONS_DIR);
     assert.ok(applied.includes("0006_namespace_revisions"), `applied ${applied.join(", ")}`);
 
     const nsRevs = await pgQuery<{ namespace: string; revision: string }>(
