@@ -21,7 +21,9 @@ import { PgChangeNotifier } from "../store/postgres/PgChangeNotifier";
 import { PgLockReleases } from "../store/postgres/PgLockReleases";
 import { PostgresLockBackendRegistry } from "../store/postgres/PostgresLockBackendRegistry";
 import { PostgresCacheEpochStore } from "../store/postgres/PostgresCacheEpochStore";
+import { PostgresCheckpointStore } from "../store/postgres/PostgresCheckpointStore";
 import { PostgresEventStore } from "../store/postgres/PostgresEventStore";
+import { PostgresItemStore } from "../store/postgres/PostgresItemStore";
 import { PostgresKvStore } from "../store/postgres/PostgresKvStore";
 import { PostgresLockStore } from "../store/postgres/PostgresLockStore";
 import { PostgresStoreRevision } from "../store/postgres/PostgresStoreRevision";
@@ -73,6 +75,7 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
   const pgStore = new PostgresKvStore(pool, {
     batchMax: config.kvWriteBatchMax,
     batchesInFlight: config.kvWriteBatchesInFlight,
+    batchesMax: config.writeBatchesMax,
     observeBatch: (n) => metrics.kvWriteBatch.observe(n),
   });
   metrics.watchPool(pool);
@@ -83,6 +86,7 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
   });
   if (kv.cache) metrics.startCacheOutcomes(CACHE_READ_OUTCOMES, CACHE_WRITE_OUTCOMES);
   if (kv.near) metrics.watchNearCache(kv.near);
+  metrics.watchCacheMix(kv.mix);
   const janitor = new Janitor(
     pool,
     {
@@ -91,6 +95,7 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
       idempotencyTtlSeconds: config.idempotencyTtlSeconds,
       eventRetentionSeconds: config.eventRetentionSeconds,
       streamMaxEvents: config.streamMaxEvents,
+      checkpoints: { keepLatest: config.checkpointKeepLatest, maxAgeSeconds: config.checkpointRetentionSeconds },
     },
     log,
   );
@@ -127,9 +132,10 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
   const pgEvents = new PostgresEventStore(pool, {
     pageBytes: config.eventPageBytes,
     batchMax: config.eventAppendBatchMax,
+    batchesMax: config.writeBatchesMax,
     observeBatch: (n) => metrics.eventAppendBatch.observe(n),
+    onAppended: (namespace) => notifier.publish(namespace),
   });
-  const cache = kv.cache;
   // Replicas of one database agree on one lock backend (issue 19): registered under a lease before serving.
   const locks: LockService = new LockService(lockStore, config.lockWaits, lockReleases, {
     check: () => lockBackends.check(),
@@ -164,15 +170,19 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
     metrics,
     kv: kv.store,
     locks,
-    events: cache
-      ? noteAppendRevisions(pgEvents, (namespace, revision) => cache.noteRevision(namespace, revision))
-      : pgEvents,
+    events: noteAppendRevisions(pgEvents, (namespace, revision) => kv.noteRevision(namespace, revision)),
+    items: new PostgresItemStore(pool),
     notifier,
+    checkpoints: new PostgresCheckpointStore(pool, { chunkBytes: config.limits.maxValueBytes }),
     eventOptions: {
       pageSize: 500,
       pollMs: config.subscribePollMs,
       stallMs: config.subscriberStallMs,
+      queueBytes: config.eventPageBytes,
+      onFeedError: (err) =>
+        log.warn("change feed read failed; retried at the next wake-up or poll", { error: (err as Error).message }),
       onSubscribers: (delta) => metrics.subscribers.inc(delta),
+      onReaders: (count) => metrics.changeReaders.set(count),
     },
     limits: config.limits,
     connection: config.connection,

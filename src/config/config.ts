@@ -68,8 +68,10 @@ export interface Config {
   readonly pgPoolMax: number;
   /** Most KV writes one replica sends to Postgres as one batch (group commit); 1 sends each alone. */
   readonly kvWriteBatchMax: number;
-  /** KV write batches one replica has in flight at once. */
+  /** KV write batches of one namespace one replica has in flight at once. */
   readonly kvWriteBatchesInFlight: number;
+  /** Write batches (KV writes; appends, counted apart) one replica has in flight at once over every namespace. */
+  readonly writeBatchesMax: number;
   /** Most appends one replica sends to Postgres as one batch (group commit); 1 sends each alone. */
   readonly eventAppendBatchMax: number;
   readonly statementTimeoutMs: number;
@@ -81,6 +83,8 @@ export interface Config {
   readonly healthUnhealthyAfterMs: number;
   /** AGENTSTATE_CACHE_REQUIRED=1: a cache Redis unreachable or refusing at start is fatal. */
   readonly cacheRequired: boolean;
+  /** AGENTSTATE_CACHE_MIX: a mixed cache configuration found at start is logged (warn) or stops the server (fatal). */
+  readonly cacheMix: "warn" | "fatal";
   readonly historyRetentionSeconds: number;
   readonly idempotencyTtlSeconds: number;
   readonly janitorIntervalMs: number;
@@ -93,6 +97,10 @@ export interface Config {
   readonly shutdownGraceMs: number;
   readonly eventRetentionSeconds: number;
   readonly streamMaxEvents: number;
+  /** Checkpoints kept per thread and checkpoint ns, the latest (0: no limit). */
+  readonly checkpointKeepLatest: number;
+  /** Checkpoints other than a thread's latest older than this are removed (0: kept). */
+  readonly checkpointRetentionSeconds: number;
   readonly subscribePollMs: number;
   readonly eventPageBytes: number;
   readonly subscriberStallMs: number;
@@ -233,6 +241,10 @@ export function loadConfig(env: Env = process.env): Config {
   if (!["debug", "info", "warn", "error"].includes(logLevel)) {
     throw new ConfigError(`LOG_LEVEL must be one of debug, info, warn, error, got ${JSON.stringify(logLevel)}`);
   }
+  const cacheMix = str(env, "AGENTSTATE_CACHE_MIX") ?? "warn";
+  if (cacheMix !== "warn" && cacheMix !== "fatal") {
+    throw new ConfigError(`AGENTSTATE_CACHE_MIX must be one of warn, fatal, got ${JSON.stringify(cacheMix)}`);
+  }
   const logFormat = str(env, "LOG_FORMAT") ?? "auto";
   if (!["json", "pretty", "auto"].includes(logFormat)) {
     throw new ConfigError(`LOG_FORMAT must be one of json, pretty, auto, got ${JSON.stringify(logFormat)}`);
@@ -286,6 +298,7 @@ export function loadConfig(env: Env = process.env): Config {
     );
   }
 
+  const pgPoolMax = int(env, "PG_POOL_MAX", 20, 1, 1000);
   const queryTimeoutMs = int(env, "AGENTSTATE_QUERY_TIMEOUT_MS", statementTimeoutMs + 2000, 100, 600000);
   if (queryTimeoutMs <= statementTimeoutMs) {
     // Postgres must get to cancel a slow statement itself (a clean error) before the client gives up on it.
@@ -294,7 +307,6 @@ export function loadConfig(env: Env = process.env): Config {
     );
   }
 
-  const pgPoolMax = int(env, "PG_POOL_MAX", 20, 1, 1000);
   const lockAttemptsInFlight = int(
     env,
     "AGENTSTATE_LOCK_ATTEMPTS_IN_FLIGHT",
@@ -333,6 +345,7 @@ export function loadConfig(env: Env = process.env): Config {
     redlockUrls: Object.freeze(redlockUrls),
     redisTls: redisTls(env),
     pgPoolMax,
+    writeBatchesMax: int(env, "AGENTSTATE_WRITE_BATCHES_MAX", Math.max(1, Math.floor(pgPoolMax / 4)), 1, 1000),
     kvWriteBatchMax: int(env, "AGENTSTATE_KV_WRITE_BATCH", 64, 1, 1000),
     kvWriteBatchesInFlight: int(env, "AGENTSTATE_KV_WRITE_BATCHES_IN_FLIGHT", 1, 1, 16),
     eventAppendBatchMax: int(env, "AGENTSTATE_EVENT_APPEND_BATCH", 64, 1, 1000),
@@ -341,6 +354,7 @@ export function loadConfig(env: Env = process.env): Config {
     healthProbeMs: int(env, "AGENTSTATE_HEALTH_PROBE_MS", 1000, 50, 600000),
     healthUnhealthyAfterMs: int(env, "AGENTSTATE_HEALTH_UNHEALTHY_AFTER_MS", 3000, 100, 3600000),
     cacheRequired: onOff(env, "AGENTSTATE_CACHE_REQUIRED", false),
+    cacheMix,
     historyRetentionSeconds: int(env, "AGENTSTATE_HISTORY_RETENTION_SECONDS", 7 * 24 * 3600, 0, 100 * 365 * 24 * 3600),
     idempotencyTtlSeconds: int(env, "AGENTSTATE_IDEMPOTENCY_TTL_SECONDS", 24 * 3600, 60, 365 * 24 * 3600),
     janitorIntervalMs: int(env, "AGENTSTATE_JANITOR_INTERVAL_MS", 60000, 100, 24 * 3600 * 1000),
@@ -352,6 +366,8 @@ export function loadConfig(env: Env = process.env): Config {
     shutdownGraceMs: int(env, "AGENTSTATE_SHUTDOWN_GRACE_MS", 10000, 0, 600000),
     eventRetentionSeconds: int(env, "AGENTSTATE_EVENT_RETENTION_SECONDS", 0, 0, 100 * 365 * 24 * 3600),
     streamMaxEvents: int(env, "AGENTSTATE_STREAM_MAX_EVENTS", 0, 0, Number.MAX_SAFE_INTEGER),
+    checkpointKeepLatest: int(env, "AGENTSTATE_CHECKPOINT_KEEP_LATEST", 0, 0, 1_000_000_000),
+    checkpointRetentionSeconds: int(env, "AGENTSTATE_CHECKPOINT_RETENTION_SECONDS", 0, 0, 100 * 365 * 24 * 3600),
     subscribePollMs: int(env, "AGENTSTATE_SUBSCRIBE_POLL_MS", 1000, 10, 60000),
     eventPageBytes: int(env, "AGENTSTATE_EVENT_PAGE_BYTES", 4 * 1024 * 1024, 1024, 256 * 1024 * 1024),
     subscriberStallMs: int(env, "AGENTSTATE_SUBSCRIBER_STALL_MS", 30000, 100, 3600000),

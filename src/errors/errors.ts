@@ -100,6 +100,21 @@ export class PartialBatchReplayError extends AppError {
   }
 }
 
+/**
+ * A strict checkpoint put whose parent is not the head of its thread and
+ * checkpoint ns (another worker moved it): nothing was written. The caller
+ * re-reads the head and re-runs its step (a fork would lose one chain).
+ */
+export class CheckpointConflictError extends AppError {
+  constructor(readonly head: string) {
+    super(
+      head === ""
+        ? "checkpoint conflict: the thread has no checkpoint in this checkpoint ns, so there is no parent to build on"
+        : `checkpoint conflict: the parent is not the thread's latest checkpoint, which is ${head}`,
+    );
+  }
+}
+
 // --- Cannot be served now (retrying may work) ------------------------------
 
 /** The database cannot be reached or refuses connections. */

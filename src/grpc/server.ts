@@ -1,5 +1,5 @@
 /**
- * The gRPC edge. Layout: one folder per service (kv/, locks/, events/), each
+ * The gRPC edge. Layout: one folder per service (kv/, locks/, events/, store/), each
  * a codec.ts (messages to domain values, every field checked) and a
  * handlers.ts; codec/ for what the codecs share (and the decode guard);
  * pipeline/ for what every call goes through (request id, error mapping,
@@ -25,10 +25,15 @@ import type { Config, ConnectionLimits } from "../config/config";
 import type { Limits } from "../domain/limits";
 import type { ChangeNotifier, EventStore } from "../domain/events";
 import type { LockService } from "../domain/locks";
+import type { ItemStore } from "../domain/items";
 import type { KvStore } from "../domain/types";
+import type { CheckpointStore } from "../domain/checkpoints";
+import { CheckpointServiceService } from "../gen/agentstate/v1/checkpoint";
+import { checkpointHandlers } from "./checkpoints/handlers";
 import { EventServiceService } from "../gen/agentstate/v1/event";
 import { KeyValueServiceService } from "../gen/agentstate/v1/kv";
 import { LockServiceService } from "../gen/agentstate/v1/lock";
+import { StoreServiceService } from "../gen/agentstate/v1/store";
 import type { Logger } from "../log/Logger";
 import { AbortReason } from "../errors/abort";
 import type { Metrics } from "../metrics/Metrics";
@@ -37,6 +42,7 @@ import { appendPreDecode } from "./events/codec";
 import type { CallEnv } from "./pipeline/context";
 import { keyValueHandlers } from "./kv/handlers";
 import { lockHandlers } from "./locks/handlers";
+import { storeHandlers } from "./store/handlers";
 import { eventHandlers, type EventHandlerOptions } from "./events/handlers";
 import { ReloadingServerCredentials } from "./tls/ReloadingServerCredentials";
 
@@ -44,6 +50,8 @@ export const SERVICE_NAMES = [
   "agentstate.v1.KeyValueService",
   "agentstate.v1.LockService",
   "agentstate.v1.EventService",
+  "agentstate.v1.StoreService",
+  "agentstate.v1.CheckpointService",
 ] as const;
 
 /** The descriptor set built from proto/ by `npm run gen`, copied into the build. */
@@ -69,7 +77,10 @@ export interface ServerDeps {
   kv: KvStore;
   locks: LockService;
   events: EventStore;
+  /** StoreService's items. */
+  items: ItemStore;
   notifier: ChangeNotifier;
+  checkpoints: CheckpointStore;
   eventOptions: EventHandlerOptions;
   metrics?: Metrics;
   limits: Limits;
@@ -172,6 +183,9 @@ export class AgentstateServer {
       guard(EventServiceService),
       eventHandlers(deps.events, deps.notifier, deps.limits, deps.eventOptions, env),
     );
+    this.grpc.addService(guard(StoreServiceService), storeHandlers(deps.items, deps.limits, env));
+
+    this.grpc.addService(guard(CheckpointServiceService), checkpointHandlers(deps.checkpoints, deps.limits, env));
 
     this.health = new HealthImplementation({
       "": "NOT_SERVING",

@@ -45,6 +45,7 @@ export const GRPC_MAPPINGS: ReadonlyMap<ErrorClass, GrpcMapping> = new Map([
     errors.LockQuorumUnavailableError,
     errors.ServerShuttingDownError,
   ),
+  [errors.CheckpointConflictError, { code: status.ABORTED, reason: "CHECKPOINT_CONFLICT" }],
   ...answered(status.DEADLINE_EXCEEDED, errors.DeadlinePassedError, errors.StatementTimedOutError),
   ...answered(status.CANCELLED, errors.CallerCancelledError),
   ...answered(status.RESOURCE_EXHAUSTED, errors.LimitExceededError, errors.SubscriberTooSlowError),
@@ -66,6 +67,7 @@ export function toGrpcError(err: unknown, log: Logger): Partial<ServiceError> & 
     const metadata = new Metadata();
     if (e instanceof errors.InvalidArgumentError) metadata.set("agentstate-field", e.field);
     if (mapping.reason !== undefined) metadata.set("agentstate-reason", mapping.reason);
+    if (e instanceof errors.CheckpointConflictError) metadata.set("agentstate-checkpoint-head", e.head);
     return { code: mapping.code, details: e.message, metadata };
   }
   const e = err instanceof Error ? err : new Error(String(err));

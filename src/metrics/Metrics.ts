@@ -1,7 +1,9 @@
 /**
  * Prometheus metrics, served over HTTP at /metrics (loopback by default):
  * per-RPC latency histograms and status codes, cache hits/misses/bypasses,
- * lock waits, Postgres pool use, plus Node's default process metrics.
+ * lock waits, Postgres pool use, plus Node's default process metrics. The
+ * same listener serves /health: the detail behind grpc.health.v1's status
+ * (JSON; today the cache configuration mix).
  */
 import { createServer, type Server } from "node:http";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
@@ -17,6 +19,11 @@ export interface PoolUse {
 export interface NearCacheUse {
   size(): { entries: number; bytes: number };
   readonly stats: { readonly invalidations: number };
+}
+
+/** What the cache-mix gauge and the health detail read (compose's CacheMixWatch). */
+export interface CacheMixUse {
+  state(): { mixed: boolean; self: string; others: readonly string[] };
 }
 
 /** What the lock-wait gauges read (the domain's LockService). */
@@ -92,9 +99,33 @@ export class Metrics {
     help: "Open Subscribe streams",
     registers: [this.registry],
   });
+  readonly changeReaders = new Gauge({
+    name: "agentstate_change_readers",
+    help: "Namespaces whose new events this replica reads once for all their live subscribers",
+    registers: [this.registry],
+  });
+
+  private readonly details = new Map<string, () => unknown>();
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
+  }
+
+  /**
+   * agentstate_cache_mixed, and the `cache` section of the health detail
+   * (/health): whether other replicas of this database run with another
+   * cache configuration, and which (descriptions, never secrets).
+   */
+  watchCacheMix(mix: CacheMixUse): void {
+    new Gauge({
+      name: "agentstate_cache_mixed",
+      help: "1 while other replicas of this database run with another cache configuration (another Redis or prefix, or none): no cache serves reads meanwhile",
+      registers: [this.registry],
+      collect() {
+        this.set(mix.state().mixed ? 1 : 0);
+      },
+    });
+    this.details.set("cache", () => mix.state());
   }
 
   watchPool(pool: PoolUse): void {
@@ -184,6 +215,12 @@ export class Metrics {
   /** Serves /metrics; resolves with the bound "host:port". */
   listen(host: string, port: number): Promise<{ server: Server; address: string }> {
     const server = createServer((req, res) => {
+      if (req.url === "/health") {
+        // The detail behind grpc.health.v1's one word: JSON, one section per concern.
+        const body = Object.fromEntries([...this.details].map(([name, read]) => [name, read()]));
+        res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(body));
+        return;
+      }
       if (req.url !== "/metrics") {
         res.writeHead(404).end();
         return;

@@ -30,6 +30,8 @@ describe("config/loadConfig", () => {
       assert.deepEqual(c.redlockUrls, []);
       assert.equal(c.redisPrefix, "agentstate");
       assert.equal(c.logLevel, "info");
+      assert.equal(c.cacheMix, "warn", "a mixed cache configuration is logged, not fatal");
+      assert.equal(loadConfig({ AGENTSTATE_CACHE_MIX: "fatal" }).cacheMix, "fatal");
     });
 
     it("has the documented limits", () => {
@@ -184,6 +186,8 @@ describe("config/loadConfig", () => {
       it(`${name}=${JSON.stringify(value)}`, () => refuses({ [name]: value }, name, message));
     }
 
+    it("AGENTSTATE_CACHE_MIX outside warn|fatal", () =>
+      refuses({ AGENTSTATE_CACHE_MIX: "ignore" }, "AGENTSTATE_CACHE_MIX", /warn, fatal/));
     it("LOG_LEVEL outside debug|info|warn|error", () =>
       refuses({ LOG_LEVEL: "verbose" }, "LOG_LEVEL", /debug, info, warn, error/));
     it("AGENTSTATE_REDIS_PREFIX with a space or over 64 characters", () => {

@@ -106,6 +106,12 @@ const CASES: { error: errors.AppError; code: status; details: string; reason?: s
     details: "caller went away; nothing was written",
   },
   {
+    error: new errors.CheckpointConflictError("ckpt-2"),
+    code: status.ABORTED,
+    details: "checkpoint conflict: the parent is not the thread's latest checkpoint, which is ckpt-2",
+    reason: "CHECKPOINT_CONFLICT",
+  },
+  {
     error: new errors.LimitExceededError("AGENTSTATE_X", "too many x"),
     code: status.RESOURCE_EXHAUSTED,
     details: "too many x",
@@ -143,6 +149,13 @@ describe("toGrpcError: the one table from domain errors to gRPC", () => {
       assert.equal(logged.length, 0);
     });
   }
+
+  it("a checkpoint conflict carries the head in agentstate-checkpoint-head (empty: the thread has none)", () => {
+    for (const head of ["ckpt-2", ""]) {
+      const e = toGrpcError(new errors.CheckpointConflictError(head), capture().log);
+      assert.deepEqual(e.metadata?.get("agentstate-checkpoint-head"), [head]);
+    }
+  });
 
   it("a subclass not in the table is answered as its nearest mapped ancestor", () => {
     class OtherStreamMissing extends errors.NotFoundError {}

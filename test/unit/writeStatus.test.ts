@@ -2,6 +2,7 @@ import * as assert from "node:assert/strict";
 import * as path from "node:path";
 import { readFunctions } from "../../src/store/postgres/functions";
 import {
+  CheckpointPutStatus,
   EventAppendStatus,
   EventExpectedKind,
   KvExpectedKind,
@@ -37,6 +38,7 @@ const CONTRACT: Record<string, [string, Record<string, number>][]> = {
     ["", EventAppendStatus],
     ["expect_", EventExpectedKind],
   ],
+  agentstate_checkpoint_put: [["", CheckpointPutStatus]],
 };
 
 describe("store/postgres writeStatus: the TypeScript codes and the functions' plpgsql constants agree", () => {

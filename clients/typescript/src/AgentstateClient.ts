@@ -50,6 +50,25 @@ import {
 import { backoffDelayMs, sleep, type Backoff } from "./backoff";
 import { durationFromMs, durationToMs } from "./duration";
 import { isRetryable, LockLostError, LockNotAcquiredError, UpdateConflictError } from "./errors";
+import {
+  CheckpointServiceClient,
+  CopyThreadRequest,
+  DeleteForRunsRequest,
+  DeleteThreadRequest,
+  GetCheckpointRequest,
+  ListCheckpointsRequest,
+  PruneCheckpointsRequest,
+  PutCheckpointRequest,
+  PutWritesRequest,
+  type CopyThreadResponse,
+  type DeleteForRunsResponse,
+  type DeleteThreadResponse,
+  type GetCheckpointResponse,
+  type ListCheckpointsResponse,
+  type PruneCheckpointsResponse,
+  type PutCheckpointResponse,
+  type PutWritesResponse,
+} from "./gen/agentstate/v1/checkpoint";
 import type { Fence, Item } from "./gen/agentstate/v1/common";
 import {
   toDirection,
@@ -93,6 +112,19 @@ import {
   type RenewLockResponse,
   type UnlockResponse,
 } from "./gen/agentstate/v1/lock";
+import {
+  DeleteItemRequest,
+  GetItemRequest,
+  ListPathsRequest,
+  PutItemRequest,
+  SearchItemsRequest,
+  StoreServiceClient,
+  type DeleteItemResponse,
+  type GetItemResponse,
+  type ListPathsResponse,
+  type PutItemResponse,
+  type SearchItemsResponse,
+} from "./gen/agentstate/v1/store";
 import { Subscription, type SubscribeOptions, type SubscriptionTarget } from "./Subscription";
 
 /**
@@ -259,6 +291,10 @@ export class AgentstateClient {
   readonly locks: LockServiceClient;
   /** The generated event client, on the same channel. */
   readonly events: EventServiceClient;
+  /** The generated store (JSON items) client, on the same channel. */
+  readonly store: StoreServiceClient;
+  /** The generated checkpoint client (LangGraph savers), on the same channel. */
+  readonly checkpoints: CheckpointServiceClient;
   private readonly deadlineMs: number;
   private readonly subscriptions = new Set<Subscription>();
 
@@ -279,6 +315,33 @@ export class AgentstateClient {
     const channelOverride = this.kv.getChannel();
     this.locks = new LockServiceClient(address, creds, { channelOverride, interceptors });
     this.events = new EventServiceClient(address, creds, { channelOverride, interceptors });
+    this.store = new StoreServiceClient(address, creds, { channelOverride, interceptors });
+    this.checkpoints = new CheckpointServiceClient(address, creds, { channelOverride, interceptors });
+  }
+
+  /** Creates or replaces a store item (a JSON object under a path and key). */
+  putItem(request: DeepPartial<PutItemRequest>, options?: CallOptions): Promise<PutItemResponse> {
+    return this.unary(this.store, this.store.putItem, PutItemRequest.fromPartial(request), options);
+  }
+
+  /** Reads a store item; missing or expired answers `found: false`. `refreshTtl` restarts its TTL. */
+  getItem(request: DeepPartial<GetItemRequest>, options?: CallOptions): Promise<GetItemResponse> {
+    return this.unary(this.store, this.store.getItem, GetItemRequest.fromPartial(request), options);
+  }
+
+  /** Removes a store item; `deleted` says whether a live one was there. */
+  deleteItem(request: DeepPartial<DeleteItemRequest>, options?: CallOptions): Promise<DeleteItemResponse> {
+    return this.unary(this.store, this.store.deleteItem, DeleteItemRequest.fromPartial(request), options);
+  }
+
+  /** One page of the store items under a path prefix matching a JSON filter, most recently updated first. */
+  searchItems(request: DeepPartial<SearchItemsRequest>, options?: CallOptions): Promise<SearchItemsResponse> {
+    return this.unary(this.store, this.store.searchItems, SearchItemsRequest.fromPartial(request), options);
+  }
+
+  /** One page of the distinct paths holding store items (LangGraph's list_namespaces). */
+  listPaths(request: DeepPartial<ListPathsRequest>, options?: CallOptions): Promise<ListPathsResponse> {
+    return this.unary(this.store, this.store.listPaths, ListPathsRequest.fromPartial(request), options);
   }
 
   /** Reads one key. A missing or expired key answers `found: false`. */
@@ -561,6 +624,62 @@ export class AgentstateClient {
    * Closes the channel (shared by kv, locks and events) and ends every
    * subscription. Calls in flight fail with CANCELLED or UNAVAILABLE.
    */
+  // --- Checkpoints (CheckpointService): plain calls with the client's deadline; @agentstate/langgraph builds on them.
+
+  /** Stores a checkpoint; a strict put whose parent is not the head fails with ABORTED (reason CHECKPOINT_CONFLICT). */
+  putCheckpoint(request: DeepPartial<PutCheckpointRequest>, options?: CallOptions): Promise<PutCheckpointResponse> {
+    const c = this.checkpoints;
+    return this.unary(c, c.putCheckpoint, PutCheckpointRequest.fromPartial(request), options);
+  }
+
+  /** Stores a task's pending writes on a checkpoint (idempotent per task and index). */
+  putWrites(request: DeepPartial<PutWritesRequest>, options?: CallOptions): Promise<PutWritesResponse> {
+    const c = this.checkpoints;
+    return this.unary(c, c.putWrites, PutWritesRequest.fromPartial(request), options);
+  }
+
+  /** One checkpoint (by id, or the latest), with its channel values and pending writes. */
+  getCheckpoint(request: DeepPartial<GetCheckpointRequest>, options?: CallOptions): Promise<GetCheckpointResponse> {
+    const c = this.checkpoints;
+    return this.unary(c, c.getCheckpoint, GetCheckpointRequest.fromPartial(request), options);
+  }
+
+  /** One page of checkpoints, newest first. */
+  listCheckpoints(
+    request: DeepPartial<ListCheckpointsRequest>,
+    options?: CallOptions,
+  ): Promise<ListCheckpointsResponse> {
+    const c = this.checkpoints;
+    return this.unary(c, c.listCheckpoints, ListCheckpointsRequest.fromPartial(request), options);
+  }
+
+  /** Removes every checkpoint of a thread. */
+  deleteThread(request: DeepPartial<DeleteThreadRequest>, options?: CallOptions): Promise<DeleteThreadResponse> {
+    const c = this.checkpoints;
+    return this.unary(c, c.deleteThread, DeleteThreadRequest.fromPartial(request), options);
+  }
+
+  /** Copies a thread's checkpoints to another thread. */
+  copyThread(request: DeepPartial<CopyThreadRequest>, options?: CallOptions): Promise<CopyThreadResponse> {
+    const c = this.checkpoints;
+    return this.unary(c, c.copyThread, CopyThreadRequest.fromPartial(request), options);
+  }
+
+  /** Keeps the latest `keepLatest` checkpoints of each thread (0: none). */
+  pruneCheckpoints(
+    request: DeepPartial<PruneCheckpointsRequest>,
+    options?: CallOptions,
+  ): Promise<PruneCheckpointsResponse> {
+    const c = this.checkpoints;
+    return this.unary(c, c.pruneCheckpoints, PruneCheckpointsRequest.fromPartial(request), options);
+  }
+
+  /** Removes the checkpoints whose metadata.run_id is among `runIds`. */
+  deleteForRuns(request: DeepPartial<DeleteForRunsRequest>, options?: CallOptions): Promise<DeleteForRunsResponse> {
+    const c = this.checkpoints;
+    return this.unary(c, c.deleteForRuns, DeleteForRunsRequest.fromPartial(request), options);
+  }
+
   close(): void {
     for (const sub of this.subscriptions) sub.close();
     this.subscriptions.clear();
@@ -631,7 +750,8 @@ export class AgentstateClient {
   }
 
   private unary<Req, Res>(
-    client: KeyValueServiceClient | LockServiceClient | EventServiceClient,
+    client:
+      KeyValueServiceClient | LockServiceClient | EventServiceClient | StoreServiceClient | CheckpointServiceClient,
     method: UnaryMethod<Req, Res>,
     request: Req,
     options: CallOptions = {},

@@ -1,11 +1,17 @@
 /**
  * Janitor: bounded background upkeep so nothing grows without bound. Removes
- * expired keys (each removal is a logged change with its own revision), trims
- * the history log past its retention and forgets old idempotency records.
+ * expired keys (each removal is a logged change with its own revision) and
+ * expired store items (StoreService; no revisions), trims
+ * the history log past its retention and forgets old idempotency records,
+ * and applies the checkpoint retention (keep the latest N per thread and
+ * checkpoint ns, remove those older than a TTL except the latest; their
+ * pending writes and unreferenced channel values with them), one thread per
+ * statement, so a thread's puts wait at most for its own prune.
  * Work is done in small batches so it never blocks writers for long; every
  * replica may run it (rows are taken with SKIP LOCKED or deleted idempotently).
  */
 import type { Pool } from "pg";
+import type { CheckpointRetention } from "../../domain/checkpoints";
 import type { Logger } from "../../log/Logger";
 import { sql } from "./sql";
 
@@ -17,6 +23,8 @@ export interface JanitorOptions {
   eventRetentionSeconds: number;
   /** 0: no per-stream count limit. */
   streamMaxEvents: number;
+  /** Unset or all 0: checkpoints are kept. */
+  checkpoints?: CheckpointRetention;
   batchSize?: number;
 }
 
@@ -50,7 +58,14 @@ export class Janitor {
   }
 
   /** One full pass; returns how many rows each step removed. */
-  async runOnce(): Promise<{ expired: number; history: number; idempotency: number; events: number }> {
+  async runOnce(): Promise<{
+    expired: number;
+    items: number;
+    history: number;
+    idempotency: number;
+    events: number;
+    checkpoints: number;
+  }> {
     const batch = this.opts.batchSize ?? 500;
     const drain = async (fn: () => Promise<number>) => {
       let total = 0;
@@ -72,6 +87,7 @@ export class Janitor {
       }
       return removed;
     });
+    const items = await drain(async () => (await this.pool.query(sql("store_expire"), [batch])).rowCount ?? 0);
     const history =
       this.opts.historyRetentionSeconds > 0
         ? await drain(
@@ -95,9 +111,35 @@ export class Janitor {
         async () => (await this.pool.query(sql("events_trim_count"), [this.opts.streamMaxEvents, batch])).rowCount ?? 0,
       );
     }
-    if (expired + history + idempotency + events > 0) {
-      this.log.debug("janitor pass", { expired, history, idempotency, events });
+    const keep = this.opts.checkpoints?.keepLatest ?? 0;
+    const age = this.opts.checkpoints?.maxAgeSeconds ?? 0;
+    // Targets a pass finds clean again (a concurrent pass on another replica) end the drain
+    // through the batch count, not the removed count.
+    let checkpoints = 0;
+    if (keep > 0 || age > 0) {
+      await drain(async () => {
+        const targets = (
+          await this.pool.query<{ namespace: string; thread_id: string; checkpoint_ns: string }>(
+            sql("checkpoint_retention_targets"),
+            [keep, age, batch],
+          )
+        ).rows;
+        for (const t of targets) {
+          const r = await this.pool.query<{ removed: string }>(sql("checkpoint_retain"), [
+            t.namespace,
+            t.thread_id,
+            t.checkpoint_ns,
+            keep,
+            age,
+          ]);
+          checkpoints += Number(r.rows[0]?.removed ?? 0);
+        }
+        return targets.length;
+      });
     }
-    return { expired, history, idempotency, events };
+    if (expired + items + history + idempotency + events + checkpoints > 0) {
+      this.log.debug("janitor pass", { expired, items, history, idempotency, events, checkpoints });
+    }
+    return { expired, items, history, idempotency, events, checkpoints };
   }
 }

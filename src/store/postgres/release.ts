@@ -19,7 +19,7 @@ export interface Release {
 
 export const RELEASE: Release = Object.freeze({
   number: 3,
-  sha256: "c96785d9fdf8ad04c61300f1099d8f192ef018ae756e1b5854c56e981b8c95eb",
+  sha256: "aeb8759d6971096fae4044cff922ebf91737144a4f3c18f19446fd796933260a",
 });
 
 /** One SQL file of the release: a migration or a function. */

@@ -54,3 +54,11 @@ export type EventAppendStatus = (typeof EventAppendStatus)[keyof typeof EventApp
 /** agentstate_event_append's p_exp_kind: the stream version an append expects. */
 export const EventExpectedKind = { Any: 0, NoStream: 1, Exists: 2, Version: 3 } as const;
 export type EventExpectedKind = (typeof EventExpectedKind)[keyof typeof EventExpectedKind];
+
+/** agentstate_checkpoint_put's status (functions/agentstate_checkpoint_put.sql says what each means). */
+export const CheckpointPutStatus = {
+  Stored: 1,
+  Conflict: 2,
+  NotAfterHead: 3,
+} as const;
+export type CheckpointPutStatus = (typeof CheckpointPutStatus)[keyof typeof CheckpointPutStatus];

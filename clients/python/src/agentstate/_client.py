@@ -16,7 +16,17 @@ import grpc
 from google.protobuf import duration_pb2
 
 try:
-    from .v1 import common_pb2, event_pb2, event_pb2_grpc, kv_pb2, kv_pb2_grpc, lock_pb2, lock_pb2_grpc
+    from .v1 import (
+        checkpoint_pb2_grpc,
+        common_pb2,
+        event_pb2,
+        event_pb2_grpc,
+        kv_pb2,
+        kv_pb2_grpc,
+        lock_pb2,
+        lock_pb2_grpc,
+        store_pb2_grpc,
+    )
 except ImportError as e:  # pragma: no cover - only in a tree that was never generated
     raise ImportError(
         "agentstate.v1 (the generated code) is missing: run scripts/gen-clients.sh python "
@@ -174,6 +184,11 @@ class Client:
         self.kv = kv_pb2_grpc.KeyValueServiceStub(channel)
         self.locks = lock_pb2_grpc.LockServiceStub(channel)
         self.events = event_pb2_grpc.EventServiceStub(channel)
+        #: StoreService (JSON items under paths: LangGraph's BaseStore, see
+        #: clients/python-langgraph), on the same channel; no helpers here.
+        self.store = store_pb2_grpc.StoreServiceStub(channel)
+        #: CheckpointService (LangGraph checkpoints, see clients/python-langgraph), on the same channel.
+        self.checkpoints = checkpoint_pb2_grpc.CheckpointServiceStub(channel)
         self._subscriptions: "weakref.WeakSet[Subscription]" = weakref.WeakSet()
 
     def close(self) -> None:

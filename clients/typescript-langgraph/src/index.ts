@@ -1,0 +1,2 @@
+export { AgentstateSaver, type AgentstateSaverOptions } from "./AgentstateSaver";
+export { CheckpointConflictError, CheckpointInputError } from "./errors";

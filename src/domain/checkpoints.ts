@@ -1,0 +1,147 @@
+/**
+ * Checkpoints of agent graphs (LangGraph's checkpointer contract): the
+ * CheckpointStore port and the rules a request must meet before it reaches it.
+ *
+ * Terminology:
+ * - thread: one conversation or run history, named by the caller; checkpoint
+ *   ns: a sub-graph's lane inside a thread ("" for the root graph).
+ * - checkpoint: an opaque serialized document (without its channel values),
+ *   JSON metadata and the version of every channel it references; ids sort in
+ *   creation order, so "latest" is the greatest id (the head).
+ * - channel value: one channel's value at one version, stored once per
+ *   (thread, checkpoint ns, channel, version) and shared by the checkpoints
+ *   referencing it; values above the value limit are stored in chunks.
+ * - pending write: what a task wrote on a checkpoint, keyed by (task id,
+ *   index); a negative index (LangGraph's error, scheduled, interrupt, resume)
+ *   replaces what is there, any other is kept as first written.
+ * - strict put: refused (CheckpointConflictError, carrying the head) unless its
+ *   parent is the head, so two workers on one thread never fork it silently.
+ */
+import { InvalidArgumentError } from "../errors/errors";
+
+export interface TypedValue {
+  type: string;
+  data: Buffer;
+}
+
+export interface ChannelValue {
+  channel: string;
+  version: string;
+  value: TypedValue;
+}
+
+export interface PendingWrite {
+  taskId: string;
+  taskPath: string;
+  index: number;
+  channel: string;
+  value: TypedValue;
+}
+
+export interface CheckpointAddress {
+  namespace: string;
+  threadId: string;
+  checkpointNs: string;
+  checkpointId: string;
+}
+
+export interface PutCheckpointCommand extends CheckpointAddress {
+  /** "" for none. */
+  parentCheckpointId: string;
+  document: TypedValue;
+  /** A JSON object, as text. */
+  metadataJson: string;
+  channelVersions: Record<string, string>;
+  values: ChannelValue[];
+  strict: boolean;
+}
+
+export interface PutCheckpointOutcome {
+  created: boolean;
+  head: string;
+}
+
+export interface PutWritesCommand extends CheckpointAddress {
+  taskId: string;
+  taskPath: string;
+  writes: { index: number; channel: string; value: TypedValue }[];
+}
+
+export interface StoredCheckpoint {
+  threadId: string;
+  checkpointNs: string;
+  checkpointId: string;
+  parentCheckpointId: string;
+  document: TypedValue;
+  metadataJson: string;
+  channelVersions: Record<string, string>;
+  values: ChannelValue[];
+  /** Ordered by (task path, task id, index). */
+  pendingWrites: PendingWrite[];
+  createTime: Date;
+}
+
+/** Where a page of ListCheckpoints ended: the last checkpoint returned. */
+export interface CheckpointCursor {
+  checkpointId: string;
+  threadId: string;
+  checkpointNs: string;
+}
+
+export interface CheckpointQuery {
+  namespace: string;
+  /** Undefined: every thread of the namespace. */
+  threadId: string | undefined;
+  /** Undefined: every checkpoint ns. */
+  checkpointNs: string | undefined;
+  /** Undefined: any id; else only this one. */
+  checkpointId: string | undefined;
+  /** Only ids sorting before this one. */
+  before: string | undefined;
+  /** A JSON object the metadata must contain, as text. */
+  metadataFilterJson: string | undefined;
+  limit: number;
+  after: CheckpointCursor | undefined;
+}
+
+/** What a server keeps of each thread and checkpoint ns; applied by the Janitor. 0: no such rule. */
+export interface CheckpointRetention {
+  keepLatest: number;
+  maxAgeSeconds: number;
+}
+
+export interface CheckpointStore {
+  put(cmd: PutCheckpointCommand): Promise<PutCheckpointOutcome>;
+  /** Returns how many writes were stored or replaced. */
+  putWrites(cmd: PutWritesCommand): Promise<number>;
+  /** Newest first (greatest id, then thread and checkpoint ns), at most q.limit. */
+  list(q: CheckpointQuery): Promise<StoredCheckpoint[]>;
+  /** Each returns how many checkpoints it removed or copied. */
+  deleteThread(namespace: string, threadId: string): Promise<number>;
+  copyThread(namespace: string, sourceThreadId: string, targetThreadId: string): Promise<number>;
+  prune(namespace: string, threadIds: string[], keepLatest: number): Promise<number>;
+  deleteForRuns(namespace: string, runIds: string[]): Promise<number>;
+}
+
+/** Compares ids as the store does (byte order of UTF-8, which is code point order). */
+export function compareIds(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"));
+}
+
+/** Parses a JSON object given as bytes (metadata, a filter); `field` names it in the error. */
+export function parseJsonObject(field: string, bytes: Uint8Array): string {
+  if (bytes.length === 0) return "{}";
+  const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("utf8");
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new InvalidArgumentError(field, "must be a JSON object (UTF-8): it does not parse");
+  }
+  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
+    throw new InvalidArgumentError(field, "must be a JSON object");
+  }
+  // Postgres jsonb refuses the NUL character in strings.
+  if (text.includes("\\u0000")) throw new InvalidArgumentError(field, "must not contain \\u0000");
+  return text;
+}

@@ -1,0 +1,90 @@
+/**
+ * gRPC handlers for agentstate.v1.CheckpointService. Each is: decode and
+ * validate the request (codec.ts), call the CheckpointStore, shape the reply
+ * (what it throws is mapped by the call pipeline). Checkpoints take no
+ * namespace revision (see the service's comment in checkpoint.proto), so the
+ * replies carry no ResponseHeader.
+ */
+import type { CheckpointStore, StoredCheckpoint } from "../../domain/checkpoints";
+import type { Limits } from "../../domain/limits";
+import { LimitExceededError } from "../../errors/errors";
+import type { CheckpointServiceServer } from "../../gen/agentstate/v1/checkpoint";
+import type { CallEnv } from "../pipeline/context";
+import { unary } from "../pipeline/unary";
+import {
+  checkpointBytes,
+  checkpointToPb,
+  decodeCopyThread,
+  decodeDeleteForRuns,
+  decodeDeleteThread,
+  decodeGetCheckpoint,
+  decodeListCheckpoints,
+  decodePruneCheckpoints,
+  decodePutCheckpoint,
+  decodePutWrites,
+  encodeCheckpointPageToken,
+} from "./codec";
+
+/** The checkpoints of a page that fit in one reply; refuses a first one that alone does not. */
+function fitReply(page: StoredCheckpoint[], limits: Limits): StoredCheckpoint[] {
+  const budget = limits.maxMessageBytes - 64 * 1024;
+  let bytes = 0;
+  let n = 0;
+  for (const c of page) {
+    bytes += checkpointBytes(c);
+    if (bytes > budget) break;
+    n++;
+  }
+  if (n === 0 && page.length > 0) {
+    throw new LimitExceededError(
+      "AGENTSTATE_MAX_APPEND_BYTES",
+      `checkpoint ${page[0]!.checkpointId} with its channel values and pending writes is about ${bytes} bytes, ` +
+        `over the reply limit of ${budget} bytes (the message limit, from AGENTSTATE_MAX_VALUE_BYTES and AGENTSTATE_MAX_APPEND_BYTES)`,
+    );
+  }
+  return page.slice(0, n);
+}
+
+export function checkpointHandlers(store: CheckpointStore, limits: Limits, env: CallEnv): CheckpointServiceServer {
+  return {
+    putCheckpoint: unary("PutCheckpoint", env, async (req) => {
+      const r = await store.put(decodePutCheckpoint(req, limits));
+      return { created: r.created, headCheckpointId: r.head };
+    }),
+    putWrites: unary("PutWrites", env, async (req) => ({
+      stored: await store.putWrites(decodePutWrites(req, limits)),
+    })),
+    getCheckpoint: unary("GetCheckpoint", env, async (req) => {
+      const page = fitReply(await store.list(decodeGetCheckpoint(req, limits)), limits);
+      const c = page[0];
+      return { found: c !== undefined, checkpoint: c && checkpointToPb(c) };
+    }),
+    listCheckpoints: unary("ListCheckpoints", env, async (req) => {
+      const q = decodeListCheckpoints(req, limits);
+      const page = await store.list(q);
+      const fit = fitReply(page, limits);
+      const last = fit[fit.length - 1];
+      const more = fit.length < page.length || page.length === q.limit;
+      return {
+        checkpoints: fit.map(checkpointToPb),
+        nextPageToken: more && last ? encodeCheckpointPageToken(q.namespace, last) : "",
+      };
+    }),
+    deleteThread: unary("DeleteThread", env, async (req) => {
+      const r = decodeDeleteThread(req, limits);
+      return { checkpointsDeleted: await store.deleteThread(r.namespace, r.threadId) };
+    }),
+    copyThread: unary("CopyThread", env, async (req) => {
+      const r = decodeCopyThread(req, limits);
+      return { checkpointsCopied: await store.copyThread(r.namespace, r.source, r.target) };
+    }),
+    pruneCheckpoints: unary("PruneCheckpoints", env, async (req) => {
+      const r = decodePruneCheckpoints(req, limits);
+      return { checkpointsDeleted: await store.prune(r.namespace, r.threadIds, r.keepLatest) };
+    }),
+    deleteForRuns: unary("DeleteForRuns", env, async (req) => {
+      const r = decodeDeleteForRuns(req, limits);
+      return { checkpointsDeleted: await store.deleteForRuns(r.namespace, r.runIds) };
+    }),
+  };
+}

@@ -1,0 +1,102 @@
+-- agentstate_checkpoint_put(p_namespace, ..., p_blob_data) -> TABLE (status, created, head)
+--
+-- Promises: PutCheckpoint in one statement (autocommit): the checkpoint row,
+-- the channel values new in it, and the head of its (thread, checkpoint ns),
+-- all or nothing.
+--
+-- The head row (checkpoint_heads, migrations/0009) is claimed first (created
+-- with head '' when the thread and checkpoint ns are new) and locked FOR
+-- UPDATE: puts and prunes of one thread and checkpoint ns run one at a time,
+-- so a prune never removes a channel value a concurrent put still references,
+-- and strict mode compares the parent with the head no other put can move.
+--
+-- Strict mode (p_strict): the put is refused unless p_parent_id is the head
+-- ('' = no checkpoint yet) or p_checkpoint_id already is (a retried put, a
+-- replay); a new checkpoint's id must sort after the head's, so the head stays
+-- the greatest id (what "latest" means). Without it, the head becomes the
+-- greater of the two ids.
+--
+-- Channel values: one element per chunk in p_blob_channel .. p_blob_data
+-- (chunk 0, 1, ... of one value share its channel, version and type). A
+-- (channel, version) already stored is kept: a version names one value.
+-- Parameters: the address (p_namespace, p_thread_id, p_checkpoint_ns,
+-- p_checkpoint_id), p_parent_id ('' for none), p_strict, the document
+-- (p_document_type, p_document), p_metadata, p_channel_versions
+-- ({channel: version}), the chunks.
+-- Result: one row. status (the c_ constants; CheckpointPutStatus in
+-- src/store/postgres/writeStatus.ts): stored; conflict (strict, the parent is
+-- not the head: nothing written, `head` is the head); not_after_head (strict,
+-- the id does not sort after the head's: nothing written). created: the
+-- checkpoint id was new. head: the head after the put (or the current one).
+CREATE OR REPLACE FUNCTION agentstate_checkpoint_put(
+  p_namespace text,
+  p_thread_id text,
+  p_checkpoint_ns text,
+  p_checkpoint_id text,
+  p_parent_id text,
+  p_strict boolean,
+  p_document_type text,
+  p_document bytea,
+  p_metadata jsonb,
+  p_channel_versions jsonb,
+  p_blob_channel text[],
+  p_blob_version text[],
+  p_blob_chunk int[],
+  p_blob_type text[],
+  p_blob_data bytea[]
+) RETURNS TABLE (status smallint, created boolean, head text)
+LANGUAGE plpgsql AS $$
+DECLARE
+  c_stored CONSTANT smallint := 1;
+  c_conflict CONSTANT smallint := 2;
+  c_not_after_head CONSTANT smallint := 3;
+  v_head text;
+  v_created boolean;
+BEGIN
+  -- A prune that empties the thread removes the row while this put waits for
+  -- it: then claim it again.
+  LOOP
+    INSERT INTO checkpoint_heads (namespace, thread_id, checkpoint_ns, checkpoint_id, checkpoints)
+    VALUES (p_namespace, p_thread_id, p_checkpoint_ns, '', 0)
+    ON CONFLICT DO NOTHING;
+    SELECT h.checkpoint_id INTO v_head FROM checkpoint_heads h
+    WHERE h.namespace = p_namespace AND h.thread_id = p_thread_id AND h.checkpoint_ns = p_checkpoint_ns
+    FOR UPDATE;
+    EXIT WHEN FOUND;
+  END LOOP;
+
+  IF p_strict AND v_head <> p_checkpoint_id THEN
+    IF v_head <> p_parent_id THEN
+      RETURN QUERY SELECT c_conflict, false, v_head;
+      RETURN;
+    END IF;
+    IF p_checkpoint_id COLLATE "C" <= v_head COLLATE "C" THEN
+      RETURN QUERY SELECT c_not_after_head, false, v_head;
+      RETURN;
+    END IF;
+  END IF;
+
+  INSERT INTO checkpoint_blobs (namespace, thread_id, checkpoint_ns, channel, version, chunk, type, data)
+  SELECT p_namespace, p_thread_id, p_checkpoint_ns, b.channel, b.version, b.chunk, b.type, b.data
+  FROM unnest(p_blob_channel, p_blob_version, p_blob_chunk, p_blob_type, p_blob_data) AS b(channel, version, chunk, type, data)
+  ON CONFLICT DO NOTHING;
+
+  INSERT INTO checkpoints AS c (namespace, thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
+                                document_type, document, metadata, channel_versions)
+  VALUES (p_namespace, p_thread_id, p_checkpoint_ns, p_checkpoint_id, p_parent_id,
+          p_document_type, p_document, p_metadata, p_channel_versions)
+  ON CONFLICT (namespace, thread_id, checkpoint_ns, checkpoint_id) DO UPDATE
+    SET parent_checkpoint_id = excluded.parent_checkpoint_id, document_type = excluded.document_type,
+        document = excluded.document, metadata = excluded.metadata, channel_versions = excluded.channel_versions
+  RETURNING (c.xmax = 0) INTO v_created;
+
+  UPDATE checkpoint_heads h
+  SET checkpoint_id = CASE WHEN p_checkpoint_id COLLATE "C" > h.checkpoint_id COLLATE "C"
+                           THEN p_checkpoint_id ELSE h.checkpoint_id END,
+      checkpoints = h.checkpoints + CASE WHEN v_created THEN 1 ELSE 0 END
+  WHERE h.namespace = p_namespace AND h.thread_id = p_thread_id AND h.checkpoint_ns = p_checkpoint_ns
+  RETURNING h.checkpoint_id INTO v_head;
+
+  RETURN QUERY SELECT c_stored, v_created, v_head;
+END
+$$;

@@ -1,0 +1,30 @@
+-- checkpoint_copy_thread: copies a thread's checkpoints, channel values, pending
+-- writes and heads to another thread of the namespace; rows the target has
+-- already are kept. $1 namespace, $2 source thread_id, $3 target thread_id.
+-- Returns `copied`: the checkpoints copied.
+WITH cps AS (
+  INSERT INTO checkpoints (namespace, thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, document_type,
+                           document, metadata, channel_versions, created_at)
+  SELECT namespace, $3::text, checkpoint_ns, checkpoint_id, parent_checkpoint_id, document_type, document, metadata,
+         channel_versions, created_at
+  FROM checkpoints WHERE namespace = $1::text AND thread_id = $2::text
+  ON CONFLICT DO NOTHING
+  RETURNING checkpoint_ns, checkpoint_id
+), blobs AS (
+  INSERT INTO checkpoint_blobs (namespace, thread_id, checkpoint_ns, channel, version, chunk, type, data)
+  SELECT namespace, $3::text, checkpoint_ns, channel, version, chunk, type, data
+  FROM checkpoint_blobs WHERE namespace = $1::text AND thread_id = $2::text
+  ON CONFLICT DO NOTHING
+), writes AS (
+  INSERT INTO checkpoint_writes (namespace, thread_id, checkpoint_ns, checkpoint_id, task_id, idx, task_path, channel,
+                                 type, data)
+  SELECT namespace, $3::text, checkpoint_ns, checkpoint_id, task_id, idx, task_path, channel, type, data
+  FROM checkpoint_writes WHERE namespace = $1::text AND thread_id = $2::text
+  ON CONFLICT DO NOTHING
+), heads AS (
+  INSERT INTO checkpoint_heads AS h (namespace, thread_id, checkpoint_ns, checkpoint_id, checkpoints)
+  SELECT $1::text, $3::text, checkpoint_ns, max(checkpoint_id), count(*) FROM cps GROUP BY checkpoint_ns
+  ON CONFLICT (namespace, thread_id, checkpoint_ns) DO UPDATE
+    SET checkpoint_id = greatest(h.checkpoint_id, excluded.checkpoint_id), checkpoints = h.checkpoints + excluded.checkpoints
+)
+SELECT count(*)::bigint AS copied FROM cps

@@ -1,0 +1,14 @@
+-- checkpoint_put: one PutCheckpoint, run in autocommit: see
+-- src/store/postgres/functions/agentstate_checkpoint_put.sql, which names and
+-- explains every parameter. Parameters are passed by name (sql.ts byName).
+-- p_namespace, p_thread_id, p_checkpoint_ns, p_checkpoint_id, p_parent_id text,
+-- p_strict boolean, p_document_type text, p_document bytea, p_metadata jsonb,
+-- p_channel_versions jsonb; one element per chunk of a channel value:
+-- p_blob_channel text[], p_blob_version text[], p_blob_chunk int[],
+-- p_blob_type text[], p_blob_data bytea[].
+-- Returns one row: status, created, head.
+SELECT * FROM agentstate_checkpoint_put(p_namespace => $1::text, p_thread_id => $2::text,
+  p_checkpoint_ns => $3::text, p_checkpoint_id => $4::text, p_parent_id => $5::text, p_strict => $6::boolean,
+  p_document_type => $7::text, p_document => $8::bytea, p_metadata => $9::jsonb, p_channel_versions => $10::jsonb,
+  p_blob_channel => $11::text[], p_blob_version => $12::text[], p_blob_chunk => $13::int[],
+  p_blob_type => $14::text[], p_blob_data => $15::bytea[])

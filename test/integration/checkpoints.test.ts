@@ -1,0 +1,470 @@
+/**
+ * CheckpointService against real Postgres and a real server process over real
+ * gRPC: round trips (document, metadata, channel values, pending writes),
+ * channel values stored once per version and shared, values above the value
+ * limit in chunks, strict puts (no silent fork: exactly one of two racing
+ * workers wins, the loser gets ABORTED with the head), pending-write
+ * idempotency and the special negative indexes, listing (newest first,
+ * before, limit, metadata filter, pages, across threads), delete / copy /
+ * prune / delete-for-runs, bad input (INVALID_ARGUMENT naming the field,
+ * nothing written), and the Janitor's retention.
+ */
+import * as assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { status } from "@grpc/grpc-js";
+import type { Checkpoint, PutCheckpointRequest } from "../../clients/typescript/src/gen/agentstate/v1/checkpoint";
+import { CheckpointClient } from "../support/checkpointClient";
+import { eventually } from "../support/eventually";
+import { expectGrpcError } from "../support/expectGrpcError";
+import { pgQuery } from "../support/pgQuery";
+import { startCluster, type Cluster } from "../support/startCluster";
+
+const VALUE_LIMIT = 4096;
+const json = (v: unknown) => Buffer.from(JSON.stringify(v));
+const text = (b: Uint8Array | undefined) => Buffer.from(b ?? new Uint8Array()).toString("utf8");
+/** Time-ordered ids like LangGraph's: a zero-padded counter. */
+let counter = 0;
+const nextId = () => `ckpt-${String(++counter).padStart(8, "0")}`;
+
+function put(
+  ns: string,
+  thread: string,
+  id: string,
+  parent: string,
+  values: Record<string, [string, string]>,
+  versions: Record<string, string> = {},
+  extra: Partial<PutCheckpointRequest> = {},
+) {
+  const channelVersions = { ...versions };
+  for (const [ch, [ver]] of Object.entries(values)) channelVersions[ch] = ver;
+  return {
+    namespace: ns,
+    threadId: thread,
+    checkpointNs: "",
+    checkpointId: id,
+    parentCheckpointId: parent,
+    document: { type: "json", data: json({ id }) },
+    metadataJson: json({ source: "loop", step: counter }),
+    channelVersions,
+    values: Object.entries(values).map(([channel, [version, v]]) => ({
+      channel,
+      version,
+      value: { type: "json", data: Buffer.from(v) },
+    })),
+    ...extra,
+  };
+}
+
+const valuesOf = (c: Checkpoint | undefined) =>
+  Object.fromEntries((c?.values ?? []).map((v) => [v.channel, text(v.value?.data)]));
+
+describe("CheckpointService: checkpoints on a live server", function () {
+  this.timeout(120_000);
+  let cluster: Cluster;
+  let cp: CheckpointClient;
+  const count = async (table: string, ns: string) =>
+    Number(
+      (
+        await pgQuery<{ n: string }>(cluster.databaseUrl, `SELECT count(*) AS n FROM ${table} WHERE namespace = $1`, [
+          ns,
+        ])
+      )[0]!.n,
+    );
+
+  before(async () => {
+    cluster = await startCluster({ name: "checkpoints", env: { AGENTSTATE_MAX_VALUE_BYTES: String(VALUE_LIMIT) } });
+    cp = new CheckpointClient(cluster.servers[0]!.address);
+  });
+  after(async () => {
+    cp?.close();
+    await cluster?.stop();
+  });
+
+  it("round-trips a checkpoint; channel values are stored once per version and shared by later checkpoints", async () => {
+    const ns = "ck-share";
+    const t = randomUUID();
+    const a = nextId();
+    const b = nextId();
+    const c = nextId();
+    await cp.put(put(ns, t, a, "", { messages: ["1", '["hi"]'], count: ["1", "1"] }));
+    // b changes count only; c changes nothing: both reference messages@1.
+    await cp.put(put(ns, t, b, a, { count: ["2", "2"] }, { messages: "1" }));
+    const r = await cp.put(put(ns, t, c, b, {}, { messages: "1", count: "2" }));
+    assert.equal(r.created, true);
+    assert.equal(r.headCheckpointId, c);
+
+    const latest = await cp.get({ namespace: ns, threadId: t });
+    assert.equal(latest.found, true);
+    assert.equal(latest.checkpoint?.checkpointId, c);
+    assert.equal(latest.checkpoint?.parentCheckpointId, b);
+    assert.deepEqual(valuesOf(latest.checkpoint), { messages: '["hi"]', count: "2" });
+    assert.deepEqual(JSON.parse(text(latest.checkpoint?.document?.data)), { id: c });
+    assert.equal(JSON.parse(text(latest.checkpoint?.metadataJson)).source, "loop");
+    const first = await cp.get({ namespace: ns, threadId: t, checkpointId: a });
+    assert.deepEqual(valuesOf(first.checkpoint), { messages: '["hi"]', count: "1" });
+    assert.equal((await cp.get({ namespace: ns, threadId: t, checkpointId: "nope" })).found, false);
+    // 3 checkpoints, 3 stored values (messages@1, count@1, count@2): none repeated.
+    assert.equal(await count("checkpoints", ns), 3);
+    assert.equal(await count("checkpoint_blobs", ns), 3);
+  });
+
+  it("stores a channel value above the value limit in chunks and returns it whole", async () => {
+    const ns = "ck-large";
+    const t = randomUUID();
+    const big = Buffer.alloc(VALUE_LIMIT * 3 + 17);
+    for (let i = 0; i < big.length; i++) big[i] = (i * 31) % 251;
+    const id = nextId();
+    await cp.put({
+      ...put(ns, t, id, "", {}),
+      channelVersions: { blob: "1" },
+      values: [{ channel: "blob", version: "1", value: { type: "bytes", data: big } }],
+    });
+    const rows = await pgQuery<{ chunk: number; len: number }>(
+      cluster.databaseUrl,
+      "SELECT chunk, length(data) AS len FROM checkpoint_blobs WHERE namespace = $1 ORDER BY chunk",
+      [ns],
+    );
+    assert.deepEqual(
+      rows.map((r) => r.len),
+      [VALUE_LIMIT, VALUE_LIMIT, VALUE_LIMIT, 17],
+    );
+    const got = await cp.get({ namespace: ns, threadId: t });
+    const v = got.checkpoint?.values[0];
+    assert.equal(v?.value?.type, "bytes");
+    assert.ok(Buffer.from(v!.value!.data).equals(big));
+  });
+
+  it("strict: a put whose parent is not the head is ABORTED with the head, and nothing is written; a retried put is a replay", async () => {
+    const ns = "ck-strict";
+    const t = randomUUID();
+    const a = nextId();
+    const b = nextId();
+    await cp.put(put(ns, t, a, "", { x: ["1", "1"] }, {}, { requireParentIsHead: true }));
+    await cp.put(put(ns, t, b, a, { x: ["2", "2"] }, {}, { requireParentIsHead: true }));
+    // A late worker still building on a.
+    const late = nextId();
+    const err = await expectGrpcError(
+      cp.put(put(ns, t, late, a, { x: ["3", "3"] }, {}, { requireParentIsHead: true })),
+      status.ABORTED,
+      { reason: "CHECKPOINT_CONFLICT" },
+    );
+    assert.deepEqual(err.metadata.get("agentstate-checkpoint-head"), [b]);
+    assert.match(err.details, new RegExp(b));
+    // A parentless strict put on a thread that has checkpoints is a fork too.
+    await expectGrpcError(cp.put(put(ns, t, nextId(), "", {}, {}, { requireParentIsHead: true })), status.ABORTED, {
+      reason: "CHECKPOINT_CONFLICT",
+    });
+    assert.equal(await count("checkpoints", ns), 2);
+    assert.equal(await count("checkpoint_blobs", ns), 2, "the refused put stored no channel value");
+    // The same put of b again (a client retry after a lost reply) succeeds.
+    const again = await cp.put(put(ns, t, b, a, { x: ["2", "2"] }, {}, { requireParentIsHead: true }));
+    assert.equal(again.created, false);
+    // Without strict mode the fork is allowed (time travel), and the head stays the greatest id.
+    const fork = nextId();
+    await cp.put(put(ns, t, fork, a, { x: ["9", "9"] }));
+    assert.equal((await cp.get({ namespace: ns, threadId: t })).checkpoint?.checkpointId, fork);
+  });
+
+  it("strict: two workers racing on one thread, 20 steps: exactly one wins each step, the loser sees the winner as head", async () => {
+    const ns = "ck-race";
+    const t = randomUUID();
+    const root = nextId();
+    await cp.put(put(ns, t, root, "", {}, {}, { requireParentIsHead: true }));
+    const other = new CheckpointClient(cluster.servers[0]!.address);
+    try {
+      let head = root;
+      for (let step = 0; step < 20; step++) {
+        const ids = [nextId(), nextId()];
+        const outcomes = await Promise.allSettled(
+          [cp, other].map((c, w) =>
+            c.put(
+              put(ns, t, ids[w]!, head, { step: [String(step + 2), String(w)] }, {}, { requireParentIsHead: true }),
+            ),
+          ),
+        );
+        const won = outcomes.flatMap((o, w) => (o.status === "fulfilled" ? [w] : []));
+        assert.equal(won.length, 1, `step ${step}: exactly one worker wins`);
+        const lost = outcomes.find((o): o is PromiseRejectedResult => o.status === "rejected")!;
+        const e = lost.reason as { code: number; metadata: { get(k: string): unknown[] } };
+        assert.equal(e.code, status.ABORTED);
+        assert.deepEqual(e.metadata.get("agentstate-checkpoint-head"), [ids[won[0]!]]);
+        head = ids[won[0]!]!;
+      }
+      // One chain: every checkpoint's parent is the one before it.
+      const all = (await cp.list({ namespace: ns, threadId: t, limit: 100 })).checkpoints;
+      assert.equal(all.length, 21);
+      for (let i = 0; i < all.length - 1; i++) assert.equal(all[i]!.parentCheckpointId, all[i + 1]!.checkpointId);
+    } finally {
+      other.close();
+    }
+  });
+
+  it("pending writes: idempotent per (task, index); negative indexes replace; ordered by task path, task, index", async () => {
+    const ns = "ck-writes";
+    const t = randomUUID();
+    const id = nextId();
+    await cp.put(put(ns, t, id, "", {}));
+    const w = (index: number, channel: string, v: string) => ({
+      index,
+      channel,
+      value: { type: "json", data: Buffer.from(v) },
+    });
+    const addr = { namespace: ns, threadId: t, checkpointId: id };
+    assert.equal(
+      (await cp.putWrites({ ...addr, taskId: "task-b", writes: [w(0, "a", "1"), w(1, "b", "2")] })).stored,
+      2,
+    );
+    assert.equal((await cp.putWrites({ ...addr, taskId: "task-b", writes: [w(0, "a", "changed")] })).stored, 0);
+    await cp.putWrites({ ...addr, taskId: "task-a", writes: [w(-1, "__error__", "first")] });
+    assert.equal((await cp.putWrites({ ...addr, taskId: "task-a", writes: [w(-1, "__error__", "second")] })).stored, 1);
+    const got = (await cp.get({ namespace: ns, threadId: t, checkpointId: id })).checkpoint!;
+    assert.deepEqual(
+      got.pendingWrites.map((p) => [p.taskId, p.index, p.channel, text(p.value?.data)]),
+      [
+        ["task-a", -1, "__error__", "second"],
+        ["task-b", 0, "a", "1"],
+        ["task-b", 1, "b", "2"],
+      ],
+    );
+  });
+
+  it("lists newest first with before, limit, a metadata filter, pages, and across threads", async () => {
+    const ns = "ck-list";
+    const t1 = "thread-1";
+    const t2 = "thread-2";
+    const ids: string[] = [];
+    for (const t of [t1, t2, t1, t2, t1]) {
+      const id = nextId();
+      const prev = ids.filter((_, i) => [t1, t2, t1, t2, t1][i] === t).pop() ?? "";
+      await cp.put({
+        ...put(ns, t, id, prev, {}),
+        metadataJson: json({ source: ids.length % 2 ? "loop" : "input", run: t }),
+      });
+      ids.push(id);
+    }
+    const page = (r: { checkpoints: Checkpoint[] }) => r.checkpoints.map((c) => c.checkpointId);
+    assert.deepEqual(page(await cp.list({ namespace: ns, threadId: t1 })), [ids[4], ids[2], ids[0]]);
+    assert.deepEqual(page(await cp.list({ namespace: ns })), [...ids].reverse());
+    assert.deepEqual(page(await cp.list({ namespace: ns, threadId: t1, beforeCheckpointId: ids[4] })), [
+      ids[2],
+      ids[0],
+    ]);
+    assert.deepEqual(page(await cp.list({ namespace: ns, metadataFilterJson: json({ source: "loop" }) })), [
+      ids[3],
+      ids[1],
+    ]);
+    assert.deepEqual(
+      page(await cp.list({ namespace: ns, threadId: t1, metadataFilterJson: json({ source: "input" }) })),
+      [ids[4], ids[2], ids[0]],
+    );
+    assert.deepEqual(page(await cp.list({ namespace: ns, checkpointNs: "child" })), []);
+    // Pages of 2 cover everything once, in order.
+    const seen: string[] = [];
+    let token = "";
+    do {
+      const r = await cp.list({ namespace: ns, limit: 2, pageToken: token });
+      seen.push(...page(r));
+      token = r.nextPageToken;
+    } while (token !== "");
+    assert.deepEqual(seen, [...ids].reverse());
+  });
+
+  it("deletes, copies and prunes threads, and deletes the checkpoints of runs", async () => {
+    const ns = "ck-admin";
+    const src = randomUUID();
+    const ids = [nextId(), nextId(), nextId()];
+    await cp.put({ ...put(ns, src, ids[0]!, "", { m: ["1", "a"] }), metadataJson: json({ run_id: "r1" }) });
+    await cp.put({ ...put(ns, src, ids[1]!, ids[0]!, { m: ["2", "b"] }), metadataJson: json({ run_id: "r2" }) });
+    await cp.put({
+      ...put(ns, src, ids[2]!, ids[1]!, { n: ["1", "c"] }, { m: "2" }),
+      metadataJson: json({ run_id: "r2" }),
+    });
+    await cp.putWrites({
+      namespace: ns,
+      threadId: src,
+      checkpointId: ids[0]!,
+      taskId: "t",
+      writes: [{ index: 0, channel: "m", value: { type: "json", data: json(1) } }],
+    });
+    await cp.putWrites({
+      namespace: ns,
+      threadId: src,
+      checkpointId: ids[2]!,
+      taskId: "t",
+      writes: [{ index: 0, channel: "m", value: { type: "json", data: json(2) } }],
+    });
+
+    const dst = randomUUID();
+    assert.equal(
+      (await cp.copyThread({ namespace: ns, sourceThreadId: src, targetThreadId: dst })).checkpointsCopied,
+      3,
+    );
+    const copied = (await cp.get({ namespace: ns, threadId: dst })).checkpoint!;
+    assert.equal(copied.checkpointId, ids[2]);
+    assert.deepEqual(valuesOf(copied), { m: "b", n: "c" });
+    assert.equal(copied.pendingWrites.length, 1);
+
+    // keep_latest 1 on the copy: the latest stays with its writes and every value it references; m@1 goes.
+    assert.equal((await cp.prune({ namespace: ns, threadIds: [dst], keepLatest: 1 })).checkpointsDeleted, 2);
+    const kept = (await cp.list({ namespace: ns, threadId: dst })).checkpoints;
+    assert.deepEqual(
+      kept.map((c) => c.checkpointId),
+      [ids[2]],
+    );
+    assert.deepEqual(valuesOf(kept[0]), { m: "b", n: "c" });
+    assert.equal(kept[0]!.pendingWrites.length, 1);
+    const dstBlobs = await pgQuery<{ channel: string; version: string }>(
+      cluster.databaseUrl,
+      "SELECT channel, version FROM checkpoint_blobs WHERE namespace = $1 AND thread_id = $2 ORDER BY 1, 2",
+      [ns, dst],
+    );
+    assert.deepEqual(dstBlobs, [
+      { channel: "m", version: "2" },
+      { channel: "n", version: "1" },
+    ]);
+    assert.equal(
+      (
+        await pgQuery(cluster.databaseUrl, "SELECT 1 FROM checkpoint_writes WHERE namespace = $1 AND thread_id = $2", [
+          ns,
+          dst,
+        ])
+      ).length,
+      1,
+    );
+
+    // delete_for_runs: r2's two checkpoints on both threads; r1's stays on the source.
+    assert.equal((await cp.deleteForRuns({ namespace: ns, runIds: ["r2", "nope"] })).checkpointsDeleted, 3);
+    assert.deepEqual(page(await cp.list({ namespace: ns })), [ids[0]]);
+    assert.equal((await cp.get({ namespace: ns, threadId: src })).checkpoint?.checkpointId, ids[0]);
+
+    assert.equal((await cp.deleteThread({ namespace: ns, threadId: src })).checkpointsDeleted, 1);
+    for (const table of ["checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_heads"]) {
+      assert.equal(await count(table, ns), 0, table);
+    }
+    function page(r: { checkpoints: Checkpoint[] }) {
+      return r.checkpoints.map((c) => c.checkpointId);
+    }
+  });
+
+  it("bad input: INVALID_ARGUMENT naming the field, nothing written", async () => {
+    const ns = "ck-bad";
+    const good = put(ns, "t", nextId(), "", { a: ["1", "x"] });
+    const cases: [Partial<PutCheckpointRequest>, string][] = [
+      [{ threadId: "" }, "thread_id"],
+      [{ checkpointId: "" }, "checkpoint_id"],
+      [{ document: undefined }, "document"],
+      [{ metadataJson: Buffer.from("[1]") }, "metadata_json"],
+      [{ metadataJson: Buffer.from("{not json") }, "metadata_json"],
+      [{ channelVersions: {} }, "values[0]"],
+      [{ threadId: "x".repeat(2000) }, "thread_id"],
+    ];
+    for (const [patch, field] of cases) {
+      await expectGrpcError(cp.put({ ...good, ...patch }), status.INVALID_ARGUMENT, { field });
+    }
+    await expectGrpcError(
+      cp.putWrites({ namespace: ns, threadId: "t", checkpointId: "c", taskId: "", writes: [] }),
+      status.INVALID_ARGUMENT,
+      { field: "task_id" },
+    );
+    await expectGrpcError(cp.get({ namespace: ns, threadId: "" }), status.INVALID_ARGUMENT, { field: "thread_id" });
+    await expectGrpcError(cp.list({ namespace: ns, metadataFilterJson: Buffer.from('"x"') }), status.INVALID_ARGUMENT, {
+      field: "metadata_filter_json",
+    });
+    // Over the message limit: refused by the transport, nothing written.
+    await expectGrpcError(
+      cp.put({
+        ...good,
+        values: [{ channel: "a", version: "1", value: { type: "bytes", data: Buffer.alloc(5 * 1024 * 1024) } }],
+      }),
+      status.RESOURCE_EXHAUSTED,
+    );
+    for (const table of ["checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_heads"]) {
+      assert.equal(await count(table, ns), 0, table);
+    }
+  });
+});
+
+describe("CheckpointService: retention by the Janitor", function () {
+  this.timeout(120_000);
+  let cluster: Cluster;
+  let cp: CheckpointClient;
+
+  before(async () => {
+    cluster = await startCluster({
+      name: "checkpoints_retention",
+      env: { AGENTSTATE_CHECKPOINT_KEEP_LATEST: "2", AGENTSTATE_JANITOR_INTERVAL_MS: "200" },
+    });
+    cp = new CheckpointClient(cluster.servers[0]!.address);
+  });
+  after(async () => {
+    cp?.close();
+    await cluster?.stop();
+  });
+
+  it("keeps exactly the latest 2 checkpoints per thread and checkpoint ns, with their values; drops the rest's writes", async () => {
+    const ns = "ck-retain";
+    const threads = [randomUUID(), randomUUID()];
+    const byThread = new Map<string, string[]>();
+    for (const t of threads) {
+      const ids: string[] = [];
+      for (let i = 0; i < 6; i++) {
+        const id = nextId();
+        // Channel "k" is written once (version 1) and referenced by every checkpoint.
+        await cp.put(
+          put(
+            ns,
+            t,
+            id,
+            ids[ids.length - 1] ?? "",
+            i === 0 ? { k: ["1", "kept"], s: ["1", "0"] } : { s: [String(i + 1), String(i)] },
+            i === 0 ? {} : { k: "1" },
+          ),
+        );
+        await cp.putWrites({
+          namespace: ns,
+          threadId: t,
+          checkpointId: id,
+          taskId: "t",
+          writes: [{ index: 0, channel: "s", value: { type: "json", data: json(i) } }],
+        });
+        ids.push(id);
+      }
+      byThread.set(t, ids);
+    }
+    await eventually(
+      "retention to leave 4 checkpoints",
+      async () => {
+        const n = await pgQuery<{ n: string }>(
+          cluster.databaseUrl,
+          "SELECT count(*) AS n FROM checkpoints WHERE namespace = $1",
+          [ns],
+        );
+        return Number(n[0]!.n) === 4;
+      },
+      { timeoutMs: 30_000 },
+    );
+    for (const t of threads) {
+      const ids = byThread.get(t)!;
+      const kept = (await cp.list({ namespace: ns, threadId: t })).checkpoints;
+      assert.deepEqual(
+        kept.map((c) => c.checkpointId),
+        [ids[5], ids[4]],
+      );
+      assert.deepEqual(valuesOf(kept[0]), { k: "kept", s: "5" });
+      assert.deepEqual(valuesOf(kept[1]), { k: "kept", s: "4" });
+      for (const c of kept) assert.equal(c.pendingWrites.length, 1);
+    }
+    const writes = await pgQuery<{ n: string }>(
+      cluster.databaseUrl,
+      "SELECT count(*) AS n FROM checkpoint_writes WHERE namespace = $1",
+      [ns],
+    );
+    assert.equal(Number(writes[0]!.n), 4);
+    const blobs = await pgQuery<{ n: string }>(
+      cluster.databaseUrl,
+      "SELECT count(*) AS n FROM checkpoint_blobs WHERE namespace = $1",
+      [ns],
+    );
+    assert.equal(Number(blobs[0]!.n), 2 * 3, "per thread: k@1, s@5, s@6");
+  });
+});
