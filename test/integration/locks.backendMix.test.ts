@@ -39,7 +39,7 @@ describe("a mix of lock backends on one database (Postgres rows and Redlock): ne
     prefix = (await getTestEnv()).redisPrefix();
     const common = {
       AGENTSTATE_METRICS_PORT: "0",
-      AGENTSTATE_LOCK_BACKEND_LEASE_MS: "600",
+      AGENTSTATE_LOCK_BACKEND_LEASE_MS: "2000",
       AGENTSTATE_MAX_LOCK_TTL_SECONDS: "3",
       AGENTSTATE_HEALTH_PROBE_MS: "100",
       AGENTSTATE_HEALTH_UNHEALTHY_AFTER_MS: "300",

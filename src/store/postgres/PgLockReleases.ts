@@ -27,6 +27,8 @@ import { sql } from "./sql";
 const CHANNEL = "agentstate_locks";
 const RECONNECT_MS = 500;
 const CONNECT_TIMEOUT_MS = 5000;
+/** Announcements per statement (each payload is at most about 1 KiB). */
+const ANNOUNCE_BATCH_MAX = 256;
 
 export class PgLockReleases implements LockReleaseFeed, LockReleaseAnnouncer {
   private client: Client | undefined;
@@ -35,6 +37,8 @@ export class PgLockReleases implements LockReleaseFeed, LockReleaseAnnouncer {
   private retry: NodeJS.Timeout | undefined;
   private listenedBefore = false;
   private lostLogged = false;
+  private readonly pending: { payload: string; resolve: () => void; reject: (err: unknown) => void }[] = [];
+  private sending = false;
 
   constructor(
     private readonly connectionString: string,
@@ -53,12 +57,31 @@ export class PgLockReleases implements LockReleaseFeed, LockReleaseAnnouncer {
     this.listeners.push(onRelease);
   }
 
-  async announce(namespace: string, name: string): Promise<void> {
-    try {
-      await this.pool.query(sql("lock_release_announce"), [this.payload(namespace, name)]);
-    } catch (err) {
-      throw translatePgError(err);
+  /**
+   * Announces a release made elsewhere (Redlock). Announcements asked for
+   * while a statement is in flight go together in the next one, so a burst of
+   * Unlocks costs one statement, not one each.
+   */
+  announce(namespace: string, name: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.pending.push({ payload: this.payload(namespace, name), resolve, reject });
+      if (!this.sending) void this.flush();
+    });
+  }
+
+  private async flush(): Promise<void> {
+    this.sending = true;
+    while (this.pending.length > 0) {
+      const batch = this.pending.splice(0, ANNOUNCE_BATCH_MAX);
+      try {
+        await this.pool.query(sql("lock_release_announce"), [batch.map((a) => a.payload)]);
+        for (const a of batch) a.resolve();
+      } catch (err) {
+        const e = translatePgError(err);
+        for (const a of batch) a.reject(e);
+      }
     }
+    this.sending = false;
   }
 
   start(): void {

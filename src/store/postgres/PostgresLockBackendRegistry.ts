@@ -57,7 +57,9 @@ export class PostgresLockBackendRegistry implements LockBackendGate {
   private servingUntil = 0;
   private last: Registration | undefined;
   private lastError: string | undefined;
-  private loggedMix = "";
+  private currentMix = "";
+  /** Every mix already logged at warn: each is logged once per process, however often it comes and goes. */
+  private readonly loggedMixes = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private inFlight: Promise<unknown> | undefined;
   private stopped = false;
@@ -136,14 +138,16 @@ export class PostgresLockBackendRegistry implements LockBackendGate {
   private noteMix(r: Registration): void {
     this.opts.onMix?.(r.others.length > 0);
     const mix = r.others.length > 0 ? `${r.serving}:${r.others.join("|")}` : "";
-    if (mix === this.loggedMix) return;
-    this.loggedMix = mix;
+    if (mix === this.currentMix) return;
+    this.currentMix = mix;
     if (mix === "") {
       this.log.info("lock backends agree again: every live replica keeps its locks in this backend", {
         backend: this.opts.backend,
       });
       return;
     }
+    if (this.loggedMixes.has(mix)) return;
+    this.loggedMixes.add(mix);
     this.log.warn(
       r.serving
         ? "lock backend mix: other replicas of this database keep their locks in another backend; they refuse Lock while this backend serves"

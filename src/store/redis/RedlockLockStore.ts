@@ -166,7 +166,7 @@ export class RedlockLockStore implements LockStore {
     }
     if (lock.expiration - Date.now() < ttlMs / 5) {
       // Acquisition took too long to leave a useful lock: give it back.
-      await this.redlock.release(lock).catch(() => undefined);
+      await this.giveBack(lock, namespace, name);
       return undefined;
     }
     let token: number;
@@ -176,13 +176,13 @@ export class RedlockLockStore implements LockStore {
       ({ token, revision } = issued);
     } catch (err) {
       // Already a domain error (the issuer translates driver errors).
-      await this.redlock.release(lock).catch(() => undefined);
+      await this.giveBack(lock, namespace, name);
       throw err;
     }
     if (lock.expiration - Date.now() < ttlMs / 5) {
       // Issuing the token took too long (it waits for fenced writes of the
       // previous holder): do not hand out a lock that is nearly spent.
-      await this.redlock.release(lock).catch(() => undefined);
+      await this.giveBack(lock, namespace, name);
       return undefined;
     }
     return {
@@ -213,8 +213,8 @@ export class RedlockLockStore implements LockStore {
       await this.throwIfNoQuorumPossible(err);
       return undefined;
     }
-    // Waiters on other replicas try at once; if the announcement is lost they find it free at their next poll.
-    await this.truth.releases.announce(namespace, name).catch((err: unknown) => {
+    // Waiters on other replicas try at once; the reply does not wait for it (a lost announcement: their next poll).
+    this.truth.releases.announce(namespace, name).catch((err: unknown) => {
       this.log.debug("lock release not announced", { error: (err as Error).message });
     });
     return latest.revision;
@@ -245,6 +245,12 @@ export class RedlockLockStore implements LockStore {
 
   async close(): Promise<void> {
     for (const c of this.clients) c.disconnect();
+  }
+
+  /** Releases a lock that is not handed out after all; others' waiters, who found it held meanwhile, try again. */
+  private async giveBack(lock: Lock, namespace: string, name: string): Promise<void> {
+    await this.redlock.release(lock).catch(() => undefined);
+    this.truth.releases.announce(namespace, name).catch(() => undefined);
   }
 
   /** Sets the owner key beside a just-acquired lock on every master that holds it; best effort (the owner is reported "when known"). */

@@ -6,7 +6,9 @@
 -- their locks have expired. Rows drained for good are deleted.
 -- $1 replica_id text, $2 backend text, $3 max_lock_ttl_ms bigint, $4 lease_ms bigint
 -- Returns one row: `serving` (this replica may grant locks until its lease
--- ends), `others` (text[]: the other backends of live replicas, the mix),
+-- ends), `others` (text[]: the other backends of live replicas, the mix; a
+-- replica counts as live for one lease past its own, so one late renewal
+-- does not make the mix flap),
 -- `blocked_until` (when the blocking backend's locks have all expired, if it
 -- stopped renewing now; null when serving).
 WITH gone AS (
@@ -27,5 +29,6 @@ WITH gone AS (
 )
 SELECT (SELECT serving FROM me) AS serving,
   ARRAY(SELECT DISTINCT backend FROM lock_backend_replicas
-        WHERE replica_id <> $1 AND backend <> $2 AND lease_until >= clock_timestamp() ORDER BY 1) AS others,
+        WHERE replica_id <> $1 AND backend <> $2
+          AND lease_until + $4::bigint * interval '1 millisecond' >= clock_timestamp() ORDER BY 1) AS others,
   (SELECT max(drained_at) FROM blocking) AS blocked_until
