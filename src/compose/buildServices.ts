@@ -6,9 +6,14 @@
  * each other; they meet here.
  */
 import { join } from "node:path";
-import type { Config } from "../config/config";
+import { CertPrincipals } from "../auth/certPrincipals";
+import { CredentialAuthenticator } from "../auth/CredentialAuthenticator";
+import { JwtVerifier } from "../auth/JwtVerifier";
+import { TokenAdmin } from "../auth/TokenAdmin";
+import { ConfigError, type Config } from "../config/config";
 import { LockService, type LockStore } from "../domain/locks";
 import { EmbeddedPostgres } from "../embedded/EmbeddedPostgres";
+import { AuthStep } from "../grpc/auth/AuthStep";
 import { AgentstateServer, SERVICE_NAMES, serverCredentials } from "../grpc/server";
 import type { Logger } from "../log/Logger";
 import { Metrics } from "../metrics/Metrics";
@@ -17,6 +22,8 @@ import { FencingTokenIssuer } from "../store/postgres/FencingTokenIssuer";
 import { Janitor } from "../store/postgres/Janitor";
 import { migrate } from "../store/postgres/migrate";
 import { PgChangeNotifier } from "../store/postgres/PgChangeNotifier";
+import { PgTokenChanges } from "../store/postgres/PgTokenChanges";
+import { PostgresTokenStore } from "../store/postgres/PostgresTokenStore";
 import { PostgresCacheEpochStore } from "../store/postgres/PostgresCacheEpochStore";
 import { PostgresEventStore } from "../store/postgres/PostgresEventStore";
 import { PostgresKvStore } from "../store/postgres/PostgresKvStore";
@@ -36,13 +43,16 @@ export interface Services {
   metrics: Metrics;
   /** Where the truth lives, for the start-up announcement. */
   database: "embedded" | "external";
+  /** A bootstrap admin token made on this (first) start, to be shown once; see TokenAdmin.bootstrap. */
+  bootstrapToken: string | undefined;
   /** Stops background work and closes every connection, in dependency order (the server has shut down). */
   close(): Promise<void>;
 }
 
 export async function buildServices(config: Config, log: Logger): Promise<Services> {
-  // First: a bad certificate fails the start before anything is started.
+  // First: a bad certificate, key file or principals file fails the start before anything is started.
   const credentials = serverCredentials(config, log);
+  const authFiles = await loadAuthFiles(config);
   const embedded = config.databaseUrl === undefined ? await EmbeddedPostgres.start(config.dataDir, log) : undefined;
   const databaseUrl = config.databaseUrl ?? embedded!.url;
   const pool = createPool({
@@ -123,8 +133,21 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
     batchMax: config.eventAppendBatchMax,
     observeBatch: (n) => metrics.eventAppendBatch.observe(n),
   });
+  let auth: { step: AuthStep; admin: TokenAdmin } | undefined;
+  let tokenChanges: PgTokenChanges | undefined;
+  let bootstrapToken: string | undefined;
+  if (config.auth) {
+    const tokens = new PostgresTokenStore(pool);
+    const authenticator = new CredentialAuthenticator({ tokens, ...authFiles, cacheMs: config.auth.cacheMs });
+    tokenChanges = new PgTokenChanges(databaseUrl, authenticator, log.child({ component: "auth" }));
+    await tokenChanges.start();
+    const admin = new TokenAdmin(tokens);
+    bootstrapToken = await admin.bootstrap(config.auth.bootstrapToken);
+    auth = { step: new AuthStep(authenticator, (rpc, code) => metrics.authDenied.inc({ rpc, code })), admin };
+  }
   const cache = kv.cache;
   const server = new AgentstateServer({
+    auth,
     metrics,
     kv: kv.store,
     locks: new LockService(lockStore),
@@ -161,7 +184,9 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
     server,
     metrics,
     database: embedded ? "embedded" : "external",
+    bootstrapToken,
     close: async () => {
+      await tokenChanges?.close();
       health.stop();
       pgProbe.close();
       await janitor.stop();
@@ -172,4 +197,16 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
       if (embedded) await embedded.stop().catch(() => undefined);
     },
   };
+}
+
+/** The JWT keys and the certificate principals of AGENTSTATE_AUTH=required, read once at start. */
+async function loadAuthFiles(config: Config) {
+  try {
+    return {
+      jwt: config.auth?.jwt ? await JwtVerifier.load(config.auth.jwt) : undefined,
+      certs: config.auth?.certPrincipalsFile ? CertPrincipals.load(config.auth.certPrincipalsFile) : undefined,
+    };
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
 }

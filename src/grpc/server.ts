@@ -26,6 +26,8 @@ import type { Limits } from "../domain/limits";
 import type { ChangeNotifier, EventStore } from "../domain/events";
 import type { LockService } from "../domain/locks";
 import type { KvStore } from "../domain/types";
+import type { TokenAdmin } from "../auth/TokenAdmin";
+import { AdminServiceService } from "../gen/agentstate/v1/admin";
 import { EventServiceService } from "../gen/agentstate/v1/event";
 import { KeyValueServiceService } from "../gen/agentstate/v1/kv";
 import { LockServiceService } from "../gen/agentstate/v1/lock";
@@ -34,7 +36,8 @@ import { AbortReason } from "../errors/abort";
 import type { Metrics } from "../metrics/Metrics";
 import { guardDeserializers } from "./codec/decodeGuard";
 import { appendPreDecode } from "./events/codec";
-import type { CallEnv } from "./pipeline/context";
+import type { CallAuth, CallEnv } from "./pipeline/context";
+import { adminHandlers } from "./admin/handlers";
 import { keyValueHandlers } from "./kv/handlers";
 import { lockHandlers } from "./locks/handlers";
 import { eventHandlers, type EventHandlerOptions } from "./events/handlers";
@@ -80,6 +83,8 @@ export interface ServerDeps {
   reflection?: boolean;
   /** HTTP/2 connection bounds; unset: grpc-js's own defaults (unbounded). */
   connection?: ConnectionLimits | undefined;
+  /** AGENTSTATE_AUTH=required: the pipeline's auth step, and AdminService (served only then). */
+  auth?: { step: CallAuth; admin: TokenAdmin } | undefined;
 }
 
 /**
@@ -151,6 +156,7 @@ export class AgentstateServer {
       log: deps.log,
       shutdown: this.shutdownController.signal,
       observe: metrics ? metrics.rpcObserver() : undefined,
+      auth: deps.auth?.step,
     };
     const guard = (d: ServiceDefinition) =>
       guardDeserializers(d, DESCRIPTOR_SET, "agentstate.v1", {
@@ -172,6 +178,8 @@ export class AgentstateServer {
       guard(EventServiceService),
       eventHandlers(deps.events, deps.notifier, deps.limits, deps.eventOptions, env),
     );
+
+    if (deps.auth) this.grpc.addService(guard(AdminServiceService), adminHandlers(deps.auth.admin, env));
 
     this.health = new HealthImplementation({
       "": "NOT_SERVING",

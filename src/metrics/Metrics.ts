@@ -34,6 +34,12 @@ export class Metrics {
     labelNames: ["rpc", "code"] as const,
     registers: [this.registry],
   });
+  readonly authDenied = new Counter({
+    name: "agentstate_auth_denied_total",
+    help: "Calls refused by the auth step, by method and code (UNAUTHENTICATED, PERMISSION_DENIED)",
+    labelNames: ["rpc", "code"] as const,
+    registers: [this.registry],
+  });
   readonly cacheReads = new Counter({
     name: "agentstate_cache_reads_total",
     help: "Get outcomes at the cache: hit, miss, fill (a miss that filled the cache), bypass (write in flight), unleased (no lease on a mature epoch), error",

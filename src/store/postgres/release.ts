@@ -18,8 +18,8 @@ export interface Release {
 }
 
 export const RELEASE: Release = Object.freeze({
-  number: 2,
-  sha256: "0add4b33c756c99f247ad7c330c7ab889e85fd3c2f1ebc1f935a4532f3082138",
+  number: 3,
+  sha256: "be5633b19f21293b9198873c9f0fef9722dbebe099cde37b7c1d1d6a51978cde",
 });
 
 /** One SQL file of the release: a migration or a function. */
