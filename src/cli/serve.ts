@@ -38,7 +38,7 @@ export async function serve(env: Record<string, string | undefined>): Promise<vo
   } catch (err) {
     failedToStart(log, err);
   }
-  const { server, metrics, database, close, bootstrapToken } = services;
+  const { server, metrics, database, close, bootstrapToken, authorizeHttp } = services;
   if (bootstrapToken !== undefined) {
     // On purpose outside the log: shown once, on the first start, to whoever started the server.
     process.stderr.write(
@@ -48,7 +48,7 @@ export async function serve(env: Record<string, string | undefined>): Promise<vo
   // Metrics are an aid, not a dependency: a taken port is logged, not fatal.
   const metricsHttp =
     config.metricsPort >= 0
-      ? await metrics.listen(config.metricsHost, config.metricsPort).catch((err: Error) => {
+      ? await metrics.listen(config.metricsHost, config.metricsPort, authorizeHttp).catch((err: Error) => {
           log.warn("metrics endpoint not started", { port: config.metricsPort, error: err.message });
           return undefined;
         })

@@ -45,6 +45,8 @@ export interface Services {
   database: "embedded" | "external";
   /** A bootstrap admin token made on this (first) start, to be shown once; see TokenAdmin.bootstrap. */
   bootstrapToken: string | undefined;
+  /** With auth on: whether an HTTP Authorization header proves a principal with some grant (for /metrics). */
+  authorizeHttp: ((authorization: string | undefined) => Promise<boolean>) | undefined;
   /** Stops background work and closes every connection, in dependency order (the server has shut down). */
   close(): Promise<void>;
 }
@@ -136,6 +138,7 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
   let auth: { step: AuthStep; admin: TokenAdmin } | undefined;
   let tokenChanges: PgTokenChanges | undefined;
   let bootstrapToken: string | undefined;
+  let authorizeHttp: Services["authorizeHttp"];
   if (config.auth) {
     const tokens = new PostgresTokenStore(pool);
     const authenticator = new CredentialAuthenticator({ tokens, ...authFiles, cacheMs: config.auth.cacheMs });
@@ -143,7 +146,9 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
     await tokenChanges.start();
     const admin = new TokenAdmin(tokens);
     bootstrapToken = await admin.bootstrap(config.auth.bootstrapToken);
-    auth = { step: new AuthStep(authenticator, (rpc, code) => metrics.authDenied.inc({ rpc, code })), admin };
+    const step = new AuthStep(authenticator, (rpc, code) => metrics.authDenied.inc({ rpc, code }));
+    auth = { step, admin };
+    authorizeHttp = (authorization) => step.allowsHttp(authorization);
   }
   const cache = kv.cache;
   const server = new AgentstateServer({
@@ -185,6 +190,7 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
     metrics,
     database: embedded ? "embedded" : "external",
     bootstrapToken,
+    authorizeHttp,
     close: async () => {
       await tokenChanges?.close();
       health.stop();

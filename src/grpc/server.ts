@@ -36,7 +36,9 @@ import { AbortReason } from "../errors/abort";
 import type { Metrics } from "../metrics/Metrics";
 import { guardDeserializers } from "./codec/decodeGuard";
 import { appendPreDecode } from "./events/codec";
-import type { CallAuth, CallEnv } from "./pipeline/context";
+import type { CallEnv } from "./pipeline/context";
+import type { AuthStep } from "./auth/AuthStep";
+import { gatedServer } from "./auth/gatedServer";
 import { adminHandlers } from "./admin/handlers";
 import { keyValueHandlers } from "./kv/handlers";
 import { lockHandlers } from "./locks/handlers";
@@ -83,8 +85,8 @@ export interface ServerDeps {
   reflection?: boolean;
   /** HTTP/2 connection bounds; unset: grpc-js's own defaults (unbounded). */
   connection?: ConnectionLimits | undefined;
-  /** AGENTSTATE_AUTH=required: the pipeline's auth step, and AdminService (served only then). */
-  auth?: { step: CallAuth; admin: TokenAdmin } | undefined;
+  /** AGENTSTATE_AUTH=required: the pipeline's auth step (reflection follows it too), and AdminService (served only then). */
+  auth?: { step: AuthStep; admin: TokenAdmin } | undefined;
 }
 
 /**
@@ -190,7 +192,9 @@ export class AgentstateServer {
     // Descriptors come from the descriptor set `npm run gen` builds from proto/
     // (it includes the well-known types as files, which reflection clients need).
     if (deps.reflection !== false) {
-      new ReflectionService(reflectionPackage([DESCRIPTOR_SET, HEALTH_DESCRIPTOR_SET])).addToServer(this.grpc);
+      new ReflectionService(reflectionPackage([DESCRIPTOR_SET, HEALTH_DESCRIPTOR_SET])).addToServer(
+        deps.auth ? gatedServer(this.grpc, deps.auth.step, deps.log) : this.grpc,
+      );
     }
   }
 

@@ -3,7 +3,7 @@
  * per-RPC latency histograms and status codes, cache hits/misses/bypasses,
  * lock waits, Postgres pool use, plus Node's default process metrics.
  */
-import { createServer, type Server } from "node:http";
+import { createServer, type Server, type ServerResponse } from "node:http";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 /** What the pool gauges read (a pg Pool): metrics know no store class. */
@@ -157,17 +157,33 @@ export class Metrics {
     });
   }
 
-  /** Serves /metrics; resolves with the bound "host:port". */
-  listen(host: string, port: number): Promise<{ server: Server; address: string }> {
+  /**
+   * Serves /metrics (resolves with the bound "host:port"), and /healthz (200, no credentials: a liveness probe
+   * that says the process answers, nothing more). With `authorize` (auth on),
+   * /metrics answers 401 unless it accepts the request's Authorization header.
+   */
+  listen(
+    host: string,
+    port: number,
+    authorize?: (authorization: string | undefined) => Promise<boolean>,
+  ): Promise<{ server: Server; address: string }> {
     const server = createServer((req, res) => {
+      if (req.url === "/healthz") {
+        res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
+        return;
+      }
       if (req.url !== "/metrics") {
         res.writeHead(404).end();
         return;
       }
-      this.registry.metrics().then(
-        (body) => res.writeHead(200, { "content-type": this.registry.contentType }).end(body),
-        () => res.writeHead(500).end(),
-      );
+      if (authorize) {
+        authorize(req.headers.authorization).then(
+          (ok) => (ok ? this.serve(res) : res.writeHead(401, { "www-authenticate": "Bearer" }).end()),
+          () => res.writeHead(503).end(),
+        );
+        return;
+      }
+      this.serve(res);
     });
     return new Promise((resolve, reject) => {
       server.once("error", reject);
@@ -177,5 +193,12 @@ export class Metrics {
         resolve({ server, address: `${host.includes(":") ? `[${host}]` : host}:${p}` });
       });
     });
+  }
+
+  private serve(res: ServerResponse): void {
+    this.registry.metrics().then(
+      (body) => res.writeHead(200, { "content-type": this.registry.contentType }).end(body),
+      () => res.writeHead(500).end(),
+    );
   }
 }

@@ -11,7 +11,8 @@
  * or a value) and counted (`denied`).
  */
 import type { PeerCertificate } from "node:tls";
-import { PermissionDeniedError, UnauthenticatedError } from "../../errors/errors";
+import { Metadata } from "@grpc/grpc-js";
+import { AppError, PermissionDeniedError, UnauthenticatedError } from "../../errors/errors";
 import {
   allows,
   type Authenticator,
@@ -81,6 +82,30 @@ export class AuthStep implements CallAuth {
       );
     }
     return this.authorize(rpc, p, req, ctx);
+  }
+
+  /**
+   * Authentication alone, for calls outside the pipeline (server reflection):
+   * any principal that holds at least one grant.
+   */
+  async someGrant(call: AuthCall): Promise<Principal> {
+    const p = await this.authenticator.authenticate(new CallCredentials(call));
+    if (p.grants.length === 0) throw new PermissionDeniedError(`principal ${quoted(p.name)} holds no grant`);
+    return p;
+  }
+
+  /** For the HTTP listener (/metrics): whether `authorization` proves a principal with some grant. */
+  async allowsHttp(authorization: string | undefined): Promise<boolean> {
+    try {
+      const metadata = new Metadata();
+      if (authorization !== undefined) metadata.set("authorization", authorization);
+      await this.someGrant({ metadata });
+      return true;
+    } catch (err) {
+      if (err instanceof UnauthenticatedError || err instanceof PermissionDeniedError) return false;
+      if (!(err instanceof AppError)) return false; // a header grpc-js refuses as metadata: no credential
+      throw err;
+    }
   }
 
   /** `req` undefined: the request did not decode; the handler answers INVALID_ARGUMENT to an authenticated caller. */
