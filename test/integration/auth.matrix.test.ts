@@ -6,7 +6,6 @@ import { Direction } from "../../src/gen/agentstate/v1/event";
 import { createToken, JwtKeys, ROLE } from "../support/authFixture";
 import { METHODS, RpcByName } from "../support/rpcByName";
 import { ServerProcess } from "../support/ServerProcess";
-import { serverMetrics } from "../support/serverMetrics";
 import { getTestEnv } from "../support/TestEnv";
 
 type RoleName = "read" | "write" | "lock" | "admin";
@@ -197,10 +196,14 @@ describe("security: the authorization matrix (every RPC x every kind of credenti
   });
 
   it("denials are logged with principal, rpc, namespace and reason, and counted by code", async () => {
+    await server.waitForLog((l) => l.msg === "call denied" && l.reason === "token revoked");
     const lines = server.logs().filter((l) => l.msg === "call denied");
     assert.ok(lines.some((l) => l.code === "PERMISSION_DENIED" && l.principal === "agent" && l.namespace === "other"));
     assert.ok(lines.some((l) => l.code === "UNAUTHENTICATED" && l.reason === "token revoked"));
-    const metrics = await serverMetrics(server);
+    const at = server.logs().find((l) => l.msg === "listening")!.metrics;
+    const metrics = await (
+      await fetch(`http://${at}/metrics`, { headers: { authorization: `Bearer ${bootstrap}` } })
+    ).text();
     assert.match(metrics, /agentstate_auth_denied_total\{rpc="Get",code="UNAUTHENTICATED"\} 9/);
   });
 });

@@ -2,7 +2,12 @@
 import * as assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { Client, credentials, Metadata, status, type ServiceError } from "@grpc/grpc-js";
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import { createToken } from "../support/authFixture";
+import { TestCerts } from "../support/testCerts";
+import { findGrpcurl } from "../support/grpcurl";
 import { HealthClient } from "../support/HealthClient";
 import { RpcByName } from "../support/rpcByName";
 import { ServerProcess } from "../support/ServerProcess";
@@ -72,5 +77,55 @@ describe("security: reflection and /metrics follow auth; health stays open", fun
     const health = new HealthClient(server.address);
     assert.equal(await health.check(""), "SERVING");
     health.close();
+  });
+});
+
+describe("README security recipes: grpcurl with -cacert and a bearer token, run as written", function () {
+  this.timeout(120_000);
+
+  it("a token made with the CLI writes and reads in its grant, and is refused outside it", async () => {
+    const certs = new TestCerts();
+    const ca = certs.ca("ca");
+    const leaf = certs.leaf("server", ca);
+    // ca.cert is ca.pem in certs.dir, where the block runs.
+    const admin = `agst_${randomBytes(32).toString("base64url")}`;
+    const env = await getTestEnv();
+    const server = await ServerProcess.start({
+      DATABASE_URL: await env.freshDatabase("auth_readme"),
+      AGENTSTATE_TLS_CERT_FILE: leaf.cert,
+      AGENTSTATE_TLS_KEY_FILE: leaf.key,
+      AGENTSTATE_AUTH: "required",
+      AGENTSTATE_BOOTSTRAP_TOKEN: admin,
+    });
+    try {
+      const md = readFileSync(resolve(__dirname, "../../../README.md"), "utf8");
+      const block = /<!-- security-recipes:begin -->\s*```sh\n([\s\S]*?)```\s*<!-- security-recipes:end -->/.exec(md);
+      assert.ok(block, "README has no security-recipes block");
+      // Only the address and the command's path are rewritten.
+      const cli = `'${process.execPath}' '${resolve(__dirname, "../../src/cli/main.js")}'`;
+      const script =
+        "set -euo pipefail\n" +
+        block[1]!.replaceAll("127.0.0.1:50051", server.address).replaceAll("npx agentstate", cli);
+      const grpcurl = findGrpcurl();
+      const out = execFileSync("bash", ["-c", script], {
+        cwd: certs.dir,
+        encoding: "utf8",
+        stdio: ["ignore", "pipe", "pipe"],
+        env: {
+          ...process.env,
+          PATH: `${dirname(grpcurl)}:${process.env["PATH"]}`,
+          AGENTSTATE_TOKEN: admin,
+          AGENTSTATE_PORT: String(server.port),
+        },
+      });
+      assert.match(out, /"applied": true/);
+      assert.match(out, /"found": true/);
+      const denied = await server.waitForLog((l) => l.msg === "call denied" && l.rpc === "Get");
+      assert.equal(denied.code, "PERMISSION_DENIED");
+      assert.match(String(denied.reason), /Get needs role "read" on namespace "demo" for key "secrets\/1"/);
+    } finally {
+      await server.stop();
+      certs.remove();
+    }
   });
 });

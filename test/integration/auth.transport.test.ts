@@ -10,6 +10,7 @@ import * as http2 from "node:http2";
 import * as path from "node:path";
 import { credentials, status } from "@grpc/grpc-js";
 import fc from "fast-check";
+import { AgentstateClient } from "../../clients/typescript/src/AgentstateClient";
 import { GetRequest } from "../../src/gen/agentstate/v1/kv";
 import { createToken, JwtKeys } from "../support/authFixture";
 import { HealthClient } from "../support/HealthClient";
@@ -92,6 +93,41 @@ describe("security: client certificates as principals (mTLS + AGENTSTATE_AUTH=re
     assert.equal(r.code, status.UNAUTHENTICATED);
     assert.equal(r.details, "the client certificate is mapped to no principal");
     assert.equal((await getAs(stranger, "anything", admin)).code, status.OK);
+  });
+
+  it("the TypeScript client sends its token (fixed or from a source) on every call, unary and streaming", async () => {
+    const stranger = certs.leaf("ts-client", clientCa, "ts-client"); // mapped to nothing: only the token counts
+    const tls = { caFile: ca.cert, certFile: stranger.cert, keyFile: stranger.key };
+    let asked = 0;
+    for (const token of [admin, async () => (asked++, admin)]) {
+      const client = new AgentstateClient(server.address, { tls, token });
+      try {
+        await client.put("ts", "k", "v");
+        assert.equal((await client.get({ namespace: "ts", key: "k" })).found, true);
+        await client.appendEvent("ts", "s", [{ type: "t", data: Buffer.from("e") }], "any");
+        const seen = [];
+        for await (const e of client.readStream("ts", "s")) seen.push(e);
+        assert.ok(seen.length >= 1);
+      } finally {
+        client.close();
+      }
+    }
+    assert.ok(asked >= 4, `the token source was asked ${asked} times`);
+    const without = new AgentstateClient(server.address, { tls });
+    await assert.rejects(
+      without.get({ namespace: "ts", key: "k" }),
+      (e: { code: number }) => e.code === status.UNAUTHENTICATED,
+    );
+    const failing = new AgentstateClient(server.address, {
+      tls,
+      token: () => Promise.reject(new Error("no token today")),
+    });
+    await assert.rejects(
+      failing.get({ namespace: "ts", key: "k" }),
+      (e: { code: number; details: string }) => e.code === status.UNAUTHENTICATED && /no token today/.test(e.details),
+    );
+    without.close();
+    failing.close();
   });
 
   it("no client certificate, or one from another CA, fails the handshake", async () => {
