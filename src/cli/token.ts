@@ -96,7 +96,11 @@ export async function token(
     }),
   );
   try {
-    const timeoutMs = Number(env.AGENTSTATE_CLI_TIMEOUT_MS ?? "10000");
+    const rawTimeout = env.AGENTSTATE_CLI_TIMEOUT_MS ?? "10000";
+    if (!/^\d{1,9}$/.test(rawTimeout) || Number(rawTimeout) < 1) {
+      throw new UsageError(`AGENTSTATE_CLI_TIMEOUT_MS must be a positive integer, got "${rawTimeout}"`);
+    }
+    const timeoutMs = Number(rawTimeout);
     const admin = env.AGENTSTATE_TOKEN;
     if (!admin) throw new UsageError("set AGENTSTATE_TOKEN (or --token) to an admin token");
     const md = new Metadata();
