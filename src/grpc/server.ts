@@ -30,6 +30,8 @@ import type { KvStore } from "../domain/types";
 import type { CheckpointStore } from "../domain/checkpoints";
 import { CheckpointServiceService } from "../gen/agentstate/v1/checkpoint";
 import { checkpointHandlers } from "./checkpoints/handlers";
+import type { TokenAdmin } from "../auth/TokenAdmin";
+import { AdminServiceService } from "../gen/agentstate/v1/admin";
 import { EventServiceService } from "../gen/agentstate/v1/event";
 import { KeyValueServiceService } from "../gen/agentstate/v1/kv";
 import { LockServiceService } from "../gen/agentstate/v1/lock";
@@ -40,6 +42,9 @@ import type { Metrics } from "../metrics/Metrics";
 import { guardDeserializers } from "./codec/decodeGuard";
 import { appendPreDecode } from "./events/codec";
 import type { CallEnv } from "./pipeline/context";
+import type { AuthStep } from "./auth/AuthStep";
+import { gatedServer } from "./auth/gatedServer";
+import { adminHandlers } from "./admin/handlers";
 import { keyValueHandlers } from "./kv/handlers";
 import { lockHandlers } from "./locks/handlers";
 import { storeHandlers } from "./store/handlers";
@@ -91,6 +96,8 @@ export interface ServerDeps {
   reflection?: boolean;
   /** HTTP/2 connection bounds; unset: grpc-js's own defaults (unbounded). */
   connection?: ConnectionLimits | undefined;
+  /** AGENTSTATE_AUTH=required: the pipeline's auth step (reflection follows it too), and AdminService (served only then). */
+  auth?: { step: AuthStep; admin: TokenAdmin } | undefined;
 }
 
 /**
@@ -162,6 +169,7 @@ export class AgentstateServer {
       log: deps.log,
       shutdown: this.shutdownController.signal,
       observe: metrics ? metrics.rpcObserver() : undefined,
+      auth: deps.auth?.step,
     };
     const guard = (d: ServiceDefinition) =>
       guardDeserializers(d, DESCRIPTOR_SET, "agentstate.v1", {
@@ -187,6 +195,8 @@ export class AgentstateServer {
 
     this.grpc.addService(guard(CheckpointServiceService), checkpointHandlers(deps.checkpoints, deps.limits, env));
 
+    if (deps.auth) this.grpc.addService(guard(AdminServiceService), adminHandlers(deps.auth.admin, env));
+
     this.health = new HealthImplementation({
       "": "NOT_SERVING",
       ...Object.fromEntries(SERVICE_NAMES.map((s) => [s, "NOT_SERVING"])),
@@ -196,7 +206,9 @@ export class AgentstateServer {
     // Descriptors come from the descriptor set `npm run gen` builds from proto/
     // (it includes the well-known types as files, which reflection clients need).
     if (deps.reflection !== false) {
-      new ReflectionService(reflectionPackage([DESCRIPTOR_SET, HEALTH_DESCRIPTOR_SET])).addToServer(this.grpc);
+      new ReflectionService(reflectionPackage([DESCRIPTOR_SET, HEALTH_DESCRIPTOR_SET])).addToServer(
+        deps.auth ? gatedServer(this.grpc, deps.auth.step, deps.log) : this.grpc,
+      );
     }
   }
 

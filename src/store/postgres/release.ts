@@ -19,7 +19,7 @@ export interface Release {
 
 export const RELEASE: Release = Object.freeze({
   number: 3,
-  sha256: "aeb8759d6971096fae4044cff922ebf91737144a4f3c18f19446fd796933260a",
+  sha256: "6e27dfbfb9febccf51857e8ecd2a034299a1265e3b813255abc4212a40d260ab",
 });
 
 /** One SQL file of the release: a migration or a function. */
