@@ -63,6 +63,7 @@ const HELP = `usage: node bench/run.mjs [options]
                          one stream (on server B too with --ab-*); needs
                          --server-env AGENTSTATE_MAX_SUBSCRIBERS_PER_NAMESPACE=1000 or more
   --fanout-idle N        idle subscribers for --fanout (default 1000)
+  --fanout-gap-ms MS     pause between the appends of the delivery measurement (default 200)
   --big                  also compare Get p99 on a --big-keys store with a 1k-key store (side by side,
                          two servers, measured alternately 3 times; medians)
   --big-keys N           keys for --big (default 10000000)
@@ -99,6 +100,7 @@ const OPTIONS = {
   big: { type: "boolean", default: false },
   fanout: { type: "boolean", default: false },
   "fanout-idle": { type: "string", default: "1000" },
+  "fanout-gap-ms": { type: "string", default: "200" },
   "big-keys": { type: "string", default: "10000000" },
   profile: { type: "string" },
   server: { type: "string", default: "build" },
@@ -138,6 +140,7 @@ function parseArgs(argv) {
     big: v.big,
     fanout: v.fanout,
     fanoutIdle: Number(v["fanout-idle"]),
+    fanoutGapMs: Number(v["fanout-gap-ms"]),
     bigKeys: Number(v["big-keys"]),
     profile: v.profile,
     server: v.server,
@@ -1177,11 +1180,14 @@ async function big(ctx) {
  * (pg_stat_database xact_commit) and the server's CPU, over 20 s with no
  * subscriber and then with N idle ones (one namespace, caught up, nothing
  * appended), each window read after the backends' 10 s stats flush delay;
- * (2) delivery: with 1, 100 and 1000 subscribers of one stream, 40 appends
- * of 1 event, 50 ms apart; latency from the append's send to each
- * subscriber's receipt, p50/p99 over every (subscriber, event).
+ * (2) delivery: with 1, 100 and 1000 subscribers of one stream, 60 appends
+ * of 1 event, one at a time, --fanout-gap-ms apart; latency from the
+ * append's send to each subscriber's receipt, p50/p99 over every
+ * (subscriber, event). The subscribers' client is this process (4
+ * connections): at 1000 subscribers it decodes 1000 messages per append.
  */
 async function fanout(ctx) {
+  const APPENDS = 60;
   const { EventClient } = await import(path.join(REPO, "dist", "test", "support", "eventClient.js"));
   const servers = [
     { label: "A", server: ctx.server, db: "agentstate" },
@@ -1243,7 +1249,7 @@ async function fanout(ctx) {
         });
         await Promise.all(batch.map((x) => x.caughtUp));
         const sent = new Map();
-        for (let e = 0; e < 40; e++) {
+        for (let e = 0; e < APPENDS; e++) {
           const t = performance.now();
           const r = await clients[0].appendEvent({
             namespace: ns,
@@ -1252,16 +1258,16 @@ async function fanout(ctx) {
             events: [{ type: "bench", data: VALUE, metadata: {} }],
           });
           sent.set(Number(r.position), t);
-          await sleep(50);
+          await sleep(ctx.o.fanoutGapMs);
         }
         const until = Date.now() + 20000;
-        while (recv.length < 40 * k && Date.now() < until) await sleep(50);
+        while (recv.length < APPENDS * k && Date.now() < until) await sleep(50);
         for (const x of batch) x.cancel();
         const lat = recv.map((r) => r.at - sent.get(r.position)).sort((a, b) => a - b);
         const q = (p) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))];
-        delivery.push({ subscribers: k, received: recv.length, expected: 40 * k, p50: q(0.5), p99: q(0.99) });
+        delivery.push({ subscribers: k, received: recv.length, expected: APPENDS * k, p50: q(0.5), p99: q(0.99) });
         log(
-          `fanout ${label}: ${k} subscriber(s): ${recv.length}/${40 * k} received, p50 ${fmtMs(q(0.5))} ms, p99 ${fmtMs(q(0.99))} ms`,
+          `fanout ${label}: ${k} subscriber(s): ${recv.length}/${APPENDS * k} received, p50 ${fmtMs(q(0.5))} ms, p99 ${fmtMs(q(0.99))} ms`,
         );
       }
       ctx.fanout.push({ label, idleSubscribers: n, none, idle, delivery });

@@ -27,6 +27,7 @@ import type { ChangeNotifier, EventStore } from "../domain/events";
 import type { LockService } from "../domain/locks";
 import type { KvStore } from "../domain/types";
 import { EventServiceService } from "../gen/agentstate/v1/event";
+import { encodeOnce } from "./codec/encodeOnce";
 import { KeyValueServiceService } from "../gen/agentstate/v1/kv";
 import { LockServiceService } from "../gen/agentstate/v1/lock";
 import type { Logger } from "../log/Logger";
@@ -169,7 +170,7 @@ export class AgentstateServer {
       ),
     );
     this.grpc.addService(
-      guard(EventServiceService),
+      encodeOnce(guard(EventServiceService), "subscribe"),
       eventHandlers(deps.events, deps.notifier, deps.limits, deps.eventOptions, env),
     );
 
