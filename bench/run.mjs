@@ -18,6 +18,7 @@ import process from "node:process";
 import { setTimeout as sleep } from "node:timers/promises";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
+import { Worker } from "node:worker_threads";
 import { parseArgs as parseCommandLine } from "node:util";
 import { Buffer } from "node:buffer";
 import { copyAssets } from "../scripts/copy-assets.mjs";
@@ -64,6 +65,8 @@ const HELP = `usage: node bench/run.mjs [options]
                          --server-env AGENTSTATE_MAX_SUBSCRIBERS_PER_NAMESPACE=1000 or more
   --fanout-idle N        idle subscribers for --fanout (default 1000)
   --fanout-gap-ms MS     pause between the appends of the delivery measurement (default 200)
+  --fanout-threads T     the delivery measurement's subscribers spread over T worker threads, each with
+                         its own connection (default 0: all in this thread, over 4 connections)
   --big                  also compare Get p99 on a --big-keys store with a 1k-key store (side by side,
                          two servers, measured alternately 3 times; medians)
   --big-keys N           keys for --big (default 10000000)
@@ -101,6 +104,7 @@ const OPTIONS = {
   fanout: { type: "boolean", default: false },
   "fanout-idle": { type: "string", default: "1000" },
   "fanout-gap-ms": { type: "string", default: "200" },
+  "fanout-threads": { type: "string", default: "0" },
   "big-keys": { type: "string", default: "10000000" },
   profile: { type: "string" },
   server: { type: "string", default: "build" },
@@ -141,6 +145,7 @@ function parseArgs(argv) {
     fanout: v.fanout,
     fanoutIdle: Number(v["fanout-idle"]),
     fanoutGapMs: Number(v["fanout-gap-ms"]),
+    fanoutThreads: Number(v["fanout-threads"]),
     bigKeys: Number(v["big-keys"]),
     profile: v.profile,
     server: v.server,
@@ -1240,17 +1245,39 @@ async function fanout(ctx) {
       for (const k of [1, 100, 1000]) {
         const stream = `deliver-${k}`;
         const recv = [];
-        const batch = Array.from({ length: k }, (_, i) => {
+        const threads = Math.min(ctx.o.fanoutThreads, k);
+        const workers = Array.from(
+          { length: threads },
+          (_, w) =>
+            new Worker(FANOUT_WORKER, {
+              eval: true,
+              workerData: {
+                clientJs: path.join(REPO, "dist", "test", "support", "eventClient.js"),
+                address: server.address,
+                req: { namespace: ns, stream, afterPosition: 0 },
+                count: Math.floor(k / threads) + (w < k % threads ? 1 : 0),
+              },
+            }),
+        );
+        const fromWorkers = workers.map(
+          (w) =>
+            new Promise((resolve, reject) => {
+              w.on("message", (m) => (m.ready ? resolve() : recv.push(...m.recv)));
+              w.on("error", reject);
+            }),
+        );
+        const batch = Array.from({ length: threads > 0 ? 0 : k }, (_, i) => {
           const sub = clients[i % clients.length].subscribe({ namespace: ns, stream, afterPosition: 0 });
           sub.call.on("data", (m) => {
-            if (m.event) recv.push({ position: Number(m.event.position), at: performance.now() });
+            if (m.event)
+              recv.push({ position: Number(m.event.position), at: performance.timeOrigin + performance.now() });
           });
           return sub;
         });
-        await Promise.all(batch.map((x) => x.caughtUp));
+        await Promise.all([...batch.map((x) => x.caughtUp), ...fromWorkers]);
         const sent = new Map();
         for (let e = 0; e < APPENDS; e++) {
-          const t = performance.now();
+          const t = performance.timeOrigin + performance.now();
           const r = await clients[0].appendEvent({
             namespace: ns,
             stream,
@@ -1261,6 +1288,13 @@ async function fanout(ctx) {
           await sleep(ctx.o.fanoutGapMs);
         }
         const until = Date.now() + 20000;
+        if (threads > 0) {
+          await sleep(2000);
+          const done = workers.map((w) => new Promise((resolve) => w.once("exit", resolve)));
+          for (const w of workers) w.postMessage("stop");
+          await Promise.race([Promise.all(done), sleep(20000)]);
+          for (const w of workers) await w.terminate();
+        }
         while (recv.length < APPENDS * k && Date.now() < until) await sleep(50);
         for (const x of batch) x.cancel();
         const lat = recv.map((r) => r.at - sent.get(r.position)).sort((a, b) => a - b);
@@ -1277,6 +1311,29 @@ async function fanout(ctx) {
     }
   }
 }
+
+/** A --fanout-threads worker: `count` subscribers on a connection of its own; on "stop", posts what they received. */
+const FANOUT_WORKER = `
+const { parentPort, workerData } = require("node:worker_threads");
+const { performance } = require("node:perf_hooks");
+const { EventClient } = require(workerData.clientJs);
+const client = new EventClient(workerData.address, { ownChannel: true });
+const recv = [];
+const subs = Array.from({ length: workerData.count }, () => {
+  const sub = client.subscribe(workerData.req);
+  sub.call.on("data", (m) => {
+    if (m.event) recv.push({ position: Number(m.event.position), at: performance.timeOrigin + performance.now() });
+  });
+  return sub;
+});
+Promise.all(subs.map((s) => s.caughtUp)).then(() => parentPort.postMessage({ ready: true }));
+parentPort.on("message", () => {
+  for (const s of subs) s.cancel();
+  client.close();
+  parentPort.postMessage({ recv });
+  parentPort.close();
+});
+`;
 
 function fanoutTable(ctx) {
   const out = [
