@@ -33,6 +33,7 @@ import { checkpointHandlers } from "./checkpoints/handlers";
 import type { TokenAdmin } from "../auth/TokenAdmin";
 import { AdminServiceService } from "../gen/agentstate/v1/admin";
 import { EventServiceService } from "../gen/agentstate/v1/event";
+import { encodeOnce } from "./codec/encodeOnce";
 import { KeyValueServiceService } from "../gen/agentstate/v1/kv";
 import { LockServiceService } from "../gen/agentstate/v1/lock";
 import { StoreServiceService } from "../gen/agentstate/v1/store";
@@ -188,7 +189,7 @@ export class AgentstateServer {
       ),
     );
     this.grpc.addService(
-      guard(EventServiceService),
+      encodeOnce(guard(EventServiceService), "subscribe"),
       eventHandlers(deps.events, deps.notifier, deps.limits, deps.eventOptions, env),
     );
     this.grpc.addService(guard(StoreServiceService), storeHandlers(deps.items, deps.limits, env));
