@@ -19,7 +19,7 @@ export interface Release {
 
 export const RELEASE: Release = Object.freeze({
   number: 3,
-  sha256: "4a38ffa625eeb957ebad7af45352678984a776171eb66ee147715d06c1f3b84d",
+  sha256: "7d0f63b6535a468784d7008c63d62c0d8956d844ac2fc1584c71a0eeec2a305d",
 });
 
 /** One SQL file of the release: a migration or a function. */
