@@ -12,11 +12,21 @@
 import * as assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { status } from "@grpc/grpc-js";
-import type { Checkpoint, PutCheckpointRequest } from "../../clients/typescript/src/gen/agentstate/v1/checkpoint";
+import fc from "fast-check";
+import {
+  GetCheckpointRequest,
+  ListCheckpointsRequest,
+  PruneCheckpointsRequest,
+  PutCheckpointRequest,
+  PutWritesRequest,
+  type Checkpoint,
+} from "../../clients/typescript/src/gen/agentstate/v1/checkpoint";
 import { CheckpointClient } from "../support/checkpointClient";
 import { eventually } from "../support/eventually";
 import { expectGrpcError } from "../support/expectGrpcError";
+import { randomBytesRequest } from "../support/fuzzRequests";
 import { pgQuery } from "../support/pgQuery";
+import { RawGrpcClient } from "../support/RawGrpcClient";
 import { startCluster, type Cluster } from "../support/startCluster";
 
 const VALUE_LIMIT = 4096;
@@ -381,6 +391,121 @@ describe("CheckpointService: checkpoints on a live server", function () {
     for (const table of ["checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_heads"]) {
       assert.equal(await count(table, ns), 0, table);
     }
+  });
+});
+
+describe("CheckpointService: fuzzed requests (guarantee 6)", function () {
+  this.timeout(300_000);
+  let cluster: Cluster;
+  let raw: RawGrpcClient;
+
+  before(async () => {
+    cluster = await startCluster({ name: "checkpoints_fuzz" });
+    raw = new RawGrpcClient(cluster.servers[0]!.address);
+  });
+  after(async () => {
+    raw?.close();
+    await cluster?.stop();
+  });
+
+  it("random and malformed requests to every method: a documented status, never INTERNAL; INVALID_ARGUMENT names a field; the server lives", async () => {
+    const text = fc.oneof(
+      fc.constant(""),
+      fc.string({ maxLength: 12 }),
+      fc.constant("a\u0000b"),
+      fc.constant("x".repeat(1100)),
+      fc.constantFrom("ns-1", "t", "c-1", "-1"),
+    );
+    const bytes = fc.oneof(
+      fc.uint8Array({ maxLength: 40 }).map((b) => Buffer.from(b)),
+      fc.constantFrom('{"a":1}', "[1]", "{", '"x"', '{"a":"\\u0000"}', "").map((t) => Buffer.from(t)),
+    );
+    const typed = fc.option(fc.record({ type: text, data: bytes }), { nil: undefined });
+    const ns = fc.oneof(fc.constant("fz"), text);
+    const requests: [string, fc.Arbitrary<Buffer>][] = [
+      [
+        "PutCheckpoint",
+        fc
+          .record({
+            namespace: ns,
+            threadId: text,
+            checkpointNs: text,
+            checkpointId: text,
+            parentCheckpointId: text,
+            document: typed,
+            metadataJson: bytes,
+            channelVersions: fc.dictionary(text, text, { maxKeys: 3 }),
+            values: fc.array(fc.record({ channel: text, version: text, value: typed }), { maxLength: 3 }),
+            requireParentIsHead: fc.boolean(),
+          })
+          .map((r) => Buffer.from(PutCheckpointRequest.encode(PutCheckpointRequest.fromPartial(r)).finish())),
+      ],
+      [
+        "PutWrites",
+        fc
+          .record({
+            namespace: ns,
+            threadId: text,
+            checkpointNs: text,
+            checkpointId: text,
+            taskId: text,
+            taskPath: text,
+            writes: fc.array(fc.record({ index: fc.integer({ min: -5, max: 5 }), channel: text, value: typed }), {
+              maxLength: 3,
+            }),
+          })
+          .map((r) => Buffer.from(PutWritesRequest.encode(PutWritesRequest.fromPartial(r)).finish())),
+      ],
+      [
+        "GetCheckpoint",
+        fc
+          .record({ namespace: ns, threadId: text, checkpointNs: text, checkpointId: text })
+          .map((r) => Buffer.from(GetCheckpointRequest.encode(GetCheckpointRequest.fromPartial(r)).finish())),
+      ],
+      [
+        "ListCheckpoints",
+        fc
+          .record({
+            namespace: ns,
+            threadId: text,
+            checkpointNs: fc.option(text, { nil: undefined }),
+            beforeCheckpointId: text,
+            metadataFilterJson: bytes,
+            limit: fc.integer({ min: -2, max: 2000 }),
+            pageToken: text,
+          })
+          .map((r) => Buffer.from(ListCheckpointsRequest.encode(ListCheckpointsRequest.fromPartial(r)).finish())),
+      ],
+      [
+        "PruneCheckpoints",
+        fc
+          .record({
+            namespace: ns,
+            threadIds: fc.array(text, { maxLength: 3 }),
+            keepLatest: fc.integer({ min: -2, max: 3 }),
+          })
+          .map((r) => Buffer.from(PruneCheckpointsRequest.encode(PruneCheckpointsRequest.fromPartial(r)).finish())),
+      ],
+    ];
+    const allowed = new Set([status.OK, status.INVALID_ARGUMENT, status.ABORTED]);
+    const methods = [...requests.map(([m]) => m), "DeleteThread", "CopyThread", "DeleteForRuns"];
+    for (const m of methods) {
+      const arb = requests.find(([n]) => n === m)?.[1] ?? randomBytesRequest;
+      await fc.assert(
+        fc.asyncProperty(fc.oneof(arb, randomBytesRequest), async (payload) => {
+          const r = await raw.unary(`/agentstate.v1.CheckpointService/${m}`, payload);
+          assert.ok(allowed.has(r.code), `${m}: ${status[r.code]} ${r.details}`);
+          if (r.code === status.INVALID_ARGUMENT) {
+            assert.equal(r.metadata.get("agentstate-field").length, 1, `${m}: ${r.details} names no field`);
+          }
+        }),
+        {
+          numRuns: Number(process.env.FUZZ_RUNS ?? 60),
+          seed: process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) : undefined,
+        },
+      );
+    }
+    assert.ok(cluster.servers[0]!.running, "the server is alive");
   });
 });
 
