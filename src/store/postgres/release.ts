@@ -19,7 +19,7 @@ export interface Release {
 
 export const RELEASE: Release = Object.freeze({
   number: 3,
-  sha256: "7d0f63b6535a468784d7008c63d62c0d8956d844ac2fc1584c71a0eeec2a305d",
+  sha256: "df1a1fb47d90527a4021e038e2210c3710ceee28aa42807c206d8a72b755b726",
 });
 
 /** One SQL file of the release: a migration or a function. */
