@@ -593,3 +593,81 @@ describe("CheckpointService: retention by the Janitor", function () {
     assert.equal(Number(blobs[0]!.n), 2 * 3, "per thread: k@1, s@5, s@6");
   });
 });
+
+describe("CheckpointService: age retention by the Janitor", function () {
+  this.timeout(120_000);
+  let cluster: Cluster;
+  let cp: CheckpointClient;
+
+  before(async () => {
+    cluster = await startCluster({
+      name: "checkpoints_age",
+      env: { AGENTSTATE_CHECKPOINT_RETENTION_SECONDS: "2", AGENTSTATE_JANITOR_INTERVAL_MS: "200" },
+    });
+    cp = new CheckpointClient(cluster.servers[0]!.address);
+  });
+  after(async () => {
+    cp?.close();
+    await cluster?.stop();
+  });
+
+  it("removes checkpoints older than the TTL except each thread's latest, with their writes and values", async () => {
+    const ns = "ck-age";
+    const ids = [nextId(), nextId(), nextId()];
+    await cp.put(put(ns, "busy", ids[0]!, "", { m: ["1", "old"] }));
+    await cp.put(put(ns, "busy", ids[1]!, ids[0]!, { m: ["2", "older"] }));
+    await cp.putWrites({
+      namespace: ns,
+      threadId: "busy",
+      checkpointId: ids[1]!,
+      taskId: "t",
+      writes: [{ index: 0, channel: "m", value: { type: "json", data: json(1) } }],
+    });
+    const idle = nextId();
+    await cp.put(put(ns, "idle", idle, "", { m: ["1", "only"] }));
+    // Past the TTL, one more step on "busy": its first two checkpoints are now old and not the head.
+    const stored = async () =>
+      (
+        await pgQuery<{ thread_id: string; checkpoint_id: string }>(
+          cluster.databaseUrl,
+          "SELECT thread_id, checkpoint_id FROM checkpoints WHERE namespace = $1 ORDER BY 1, 2",
+          [ns],
+        )
+      ).map((r) => `${r.thread_id}/${r.checkpoint_id}`);
+    await eventually(
+      "the first checkpoints to pass the TTL",
+      async () => {
+        const age = await pgQuery<{ old: boolean }>(
+          cluster.databaseUrl,
+          "SELECT min(created_at) < now() - interval '2 seconds' AS old FROM checkpoints WHERE namespace = $1",
+          [ns],
+        );
+        return age[0]!.old;
+      },
+      { timeoutMs: 20_000 },
+    );
+    await cp.put(put(ns, "busy", ids[2]!, ids[1]!, { n: ["1", "new"] }, { m: "2" }));
+    await eventually(
+      "age retention",
+      async () => (await stored()).length === 2 && (await stored()).includes(`busy/${ids[2]}`),
+      { timeoutMs: 30_000 },
+    );
+    assert.deepEqual(await stored(), [`busy/${ids[2]}`, `idle/${idle}`]);
+    // The latest keeps the value it references (m@2, written by a removed checkpoint); m@1 and the writes are gone.
+    assert.deepEqual(valuesOf((await cp.get({ namespace: ns, threadId: "busy" })).checkpoint), {
+      m: "older",
+      n: "new",
+    });
+    const writes = await pgQuery(cluster.databaseUrl, "SELECT 1 FROM checkpoint_writes WHERE namespace = $1", [ns]);
+    assert.equal(writes.length, 0);
+    const blobs = await pgQuery<{ k: string }>(
+      cluster.databaseUrl,
+      "SELECT thread_id || ':' || channel || '@' || version AS k FROM checkpoint_blobs WHERE namespace = $1 ORDER BY 1",
+      [ns],
+    );
+    assert.deepEqual(
+      blobs.map((b) => b.k),
+      ["busy:m@2", "busy:n@1", "idle:m@1"],
+    );
+  });
+});
