@@ -18,8 +18,8 @@ export interface Release {
 }
 
 export const RELEASE: Release = Object.freeze({
-  number: 3,
-  sha256: "df1a1fb47d90527a4021e038e2210c3710ceee28aa42807c206d8a72b755b726",
+  number: 4,
+  sha256: "b42443c79cf226f04626cf5cc7afc011184fc54c1c1623643e8f556c22c95cef",
 });
 
 /** One SQL file of the release: a migration or a function. */

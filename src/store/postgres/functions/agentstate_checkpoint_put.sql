@@ -16,6 +16,14 @@
 -- the greatest id (what "latest" means). Without it, the head becomes the
 -- greater of the two ids.
 --
+-- Release 3 took the chunks' bytes as p_blob_data bytea[] (no p_blob_size).
+-- A database brought from release 3 keeps that overload beside this one, so
+-- replicas of release 3 go on calling it during a rolling upgrade (calls name
+-- their parameters, so each release reaches its own); a later release's
+-- migration drops it: DROP FUNCTION agentstate_checkpoint_put(text, text,
+-- text, text, text, boolean, text, bytea, jsonb, jsonb, text[], text[],
+-- int[], text[], bytea[]).
+--
 -- Channel values: one element per chunk in p_blob_channel .. p_blob_size
 -- (chunk 0, 1, ... of one value share its channel, version and type); the
 -- chunks' bytes are p_blob_data, concatenated in that order, p_blob_size[i]

@@ -1,7 +1,7 @@
 -- checkpoint_retention_targets: (namespace, thread_id, checkpoint_ns) with
 -- checkpoints the retention policy removes, for the Janitor, at most $3.
--- $1 keep_latest (0: no count rule): more checkpoints than that (a scan of
--- checkpoint_heads, one row per thread and checkpoint ns); $2 max age in seconds (0: no age rule): a
+-- $1 keep_latest (0: no count rule): more checkpoints than that (heads' count,
+-- index checkpoint_heads_count); $2 max age in seconds (0: no age rule): a
 -- checkpoint other than the head stored before now() - $2 (index checkpoints_created).
 SELECT namespace, thread_id, checkpoint_ns FROM checkpoint_heads
 WHERE $1::int > 0 AND checkpoints > $1::int
