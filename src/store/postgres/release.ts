@@ -19,7 +19,7 @@ export interface Release {
 
 export const RELEASE: Release = Object.freeze({
   number: 3,
-  sha256: "6e27dfbfb9febccf51857e8ecd2a034299a1265e3b813255abc4212a40d260ab",
+  sha256: "ea0339a7381ea27f0c5cdd74678ea80c6ba7a37acf7e6b76ded48d0b4575e0a5",
 });
 
 /** One SQL file of the release: a migration or a function. */
