@@ -29,6 +29,14 @@ export interface ConnectionLimits {
   readonly maxAgeGraceMs: number;
   readonly keepaliveTimeMs: number;
   readonly keepaliveTimeoutMs: number;
+  /** Header fields per request (pseudo-headers and gRPC's own included); more: the stream is reset. */
+  readonly maxHeaderCount: number;
+  /** HTTP/2 session memory per connection, MiB: past it new streams on that connection are refused. */
+  readonly maxSessionMemoryMiB: number;
+  /** A client PING sooner than this after the previous one is a strike... */
+  readonly minPingIntervalMs: number;
+  /** ...and a connection with more strikes than this in a row is sent GOAWAY "too_many_pings" and closed. */
+  readonly maxPingStrikes: number;
 }
 
 /** AGENTSTATE_AUTH=required: who may call, and how they prove it (README, Security). */
@@ -446,6 +454,11 @@ export function loadConfig(env: Env = process.env): Config {
       maxAgeGraceMs: int(env, "AGENTSTATE_CONNECTION_MAX_AGE_GRACE_MS", 30000, 0, 24 * 3600 * 1000),
       keepaliveTimeMs: int(env, "AGENTSTATE_KEEPALIVE_TIME_MS", 60000, 1000, 24 * 3600 * 1000),
       keepaliveTimeoutMs: int(env, "AGENTSTATE_KEEPALIVE_TIMEOUT_MS", 20000, 100, 3600 * 1000),
+      // Every gRPC call carries about 10 (pseudo-headers, content-type, te, user-agent, grpc-timeout, ...).
+      maxHeaderCount: int(env, "AGENTSTATE_MAX_HEADER_COUNT", 64, 16, 10000),
+      maxSessionMemoryMiB: int(env, "AGENTSTATE_MAX_SESSION_MEMORY_MB", 64, 1, 64 * 1024),
+      minPingIntervalMs: int(env, "AGENTSTATE_KEEPALIVE_MIN_PING_INTERVAL_MS", 5000, 0, 3600 * 1000),
+      maxPingStrikes: int(env, "AGENTSTATE_KEEPALIVE_MAX_PING_STRIKES", 2, 0, 1000),
     }),
     lockBackendLeaseMs: int(env, "AGENTSTATE_LOCK_BACKEND_LEASE_MS", 10000, 300, 600000),
     lockBackendMixFatal: onOff(env, "AGENTSTATE_LOCK_BACKEND_MIX_FATAL", false),

@@ -13,6 +13,7 @@
  * limits come from the configured limits so the transport never refuses what
  * the edge would accept.
  */
+import type { EventEmitter } from "node:events";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Server, ServerCredentials, type ChannelOptions, type ServiceDefinition } from "@grpc/grpc-js";
@@ -51,6 +52,7 @@ import { lockHandlers } from "./locks/handlers";
 import { storeHandlers } from "./store/handlers";
 import { eventHandlers, type EventHandlerOptions } from "./events/handlers";
 import { ReloadingServerCredentials } from "./tls/ReloadingServerCredentials";
+import { enforcePingPolicy, type PingedSession } from "./pingPolicy";
 
 export const SERVICE_NAMES = [
   "agentstate.v1.KeyValueService",
@@ -104,7 +106,8 @@ export interface ServerDeps {
 /**
  * The grpc-js 1.14 server options for `c`. Only options the server reads:
  * it ignores grpc.max_metadata_size, grpc.keepalive_permit_without_calls and
- * grpc.http2.min_ping_interval_without_data_ms (client-side or C-core only).
+ * grpc.http2.min_ping_interval_without_data_ms (client-side or C-core only;
+ * the minimum ping interval is pingPolicy.ts).
  */
 function connectionOptions(c: ConnectionLimits | undefined): ChannelOptions {
   if (!c) return {};
@@ -118,6 +121,8 @@ function connectionOptions(c: ConnectionLimits | undefined): ChannelOptions {
       : {}),
     "grpc.keepalive_time_ms": c.keepaliveTimeMs,
     "grpc.keepalive_timeout_ms": c.keepaliveTimeoutMs,
+    // Node's maxSessionMemory (MiB), which grpc-js otherwise turns off.
+    "grpc-node.max_session_memory": c.maxSessionMemoryMiB,
   };
 }
 
@@ -136,16 +141,32 @@ export function serverCredentials(
 
 /**
  * grpc-js has no option for the HTTP/2 header list size (it advertises
- * 2^32-1), so the limit goes into the options it hands to
- * http2.createServer/createSecureServer for every listener: advertised in
- * SETTINGS and enforced by Node (a stream whose headers exceed it is reset).
- * A grpc-js without that field (a future version) keeps its own behaviour.
+ * 2^32-1) or the number of header fields, so both go into the options it
+ * hands to http2.createServer/createSecureServer for every listener: the
+ * size advertised in SETTINGS, both enforced by Node before grpc-js sees the
+ * call (the stream is reset with ENHANCE_YOUR_CALM, which gRPC clients report
+ * as RESOURCE_EXHAUSTED). A grpc-js without that field (a future version)
+ * keeps its own behaviour.
  */
-function limitHeaderList(server: Server, bytes: number): void {
-  const common = (server as unknown as { commonServerOptions?: { settings?: Record<string, unknown> } })
-    .commonServerOptions;
+function limitHeaders(server: Server, bytes: number, count: number): void {
+  const common = (
+    server as unknown as { commonServerOptions?: { settings?: Record<string, unknown>; maxHeaderListPairs?: number } }
+  ).commonServerOptions;
   if (!common) return;
   common.settings = { ...common.settings, maxHeaderListSize: bytes };
+  common.maxHeaderListPairs = count;
+}
+
+/**
+ * Runs `each` on every HTTP/2 session (connection) the server accepts from
+ * now on. grpc-js keeps its listeners in a private map and offers no hook;
+ * without that map (a future version) nothing is watched.
+ */
+function onEverySession(server: Server, each: (session: PingedSession) => void): void {
+  const listeners = (server as unknown as { http2Servers?: Map<EventEmitter, unknown> }).http2Servers;
+  for (const h2 of listeners?.keys() ?? []) {
+    if (!h2.listeners("session").includes(each)) h2.on("session", each);
+  }
 }
 
 export class AgentstateServer {
@@ -156,6 +177,7 @@ export class AgentstateServer {
   /** Health: serving only while listening, not shutting down, and no needed dependency is down. */
   private serving = false;
   private dependencyDown: ReadonlySet<string> = new Set();
+  private watchSession: ((session: PingedSession) => void) | undefined;
 
   constructor(deps: ServerDeps) {
     this.credentials = deps.credentials ?? ServerCredentials.createInsecure();
@@ -164,7 +186,16 @@ export class AgentstateServer {
       "grpc.max_send_message_length": deps.limits.maxMessageBytes,
       ...connectionOptions(deps.connection),
     });
-    if (deps.connection) limitHeaderList(this.grpc, deps.connection.maxHeaderListBytes);
+    if (deps.connection) {
+      limitHeaders(this.grpc, deps.connection.maxHeaderListBytes, deps.connection.maxHeaderCount);
+      const policy = { minIntervalMs: deps.connection.minPingIntervalMs, maxStrikes: deps.connection.maxPingStrikes };
+      this.watchSession = (session) =>
+        enforcePingPolicy(session, policy, () =>
+          deps.log.warn("connection closed: too many pings (GOAWAY too_many_pings)", {
+            setting: "AGENTSTATE_KEEPALIVE_MIN_PING_INTERVAL_MS",
+          }),
+        );
+    }
     const metrics = deps.metrics;
     const env: CallEnv = {
       log: deps.log,
@@ -220,6 +251,7 @@ export class AgentstateServer {
       this.grpc.bindAsync(target, this.credentials, (err, p) => (err ? reject(err) : resolve(p))),
     );
     if (this.credentials instanceof ReloadingServerCredentials) this.credentials.watch();
+    if (this.watchSession) onEverySession(this.grpc, this.watchSession);
     this.setServing(true);
     return host.includes(":") ? `[${host}]:${bound}` : `${host}:${bound}`;
   }
