@@ -15,7 +15,7 @@
 // AGENTSTATE_ADDRESS (default 127.0.0.1:50051), which the caller sets to a
 // fresh server: the outputs shown are a first run's.
 //
-//   AGENTSTATE_ADDRESS=127.0.0.1:50051 node .ci/clients-from-scratch.mjs [typescript] [typescript-langgraph] [python] [go]
+//   AGENTSTATE_ADDRESS=127.0.0.1:50051 node .ci/clients-from-scratch.mjs [typescript] [typescript-langgraph] [python] [go] [python-langgraph]
 //
 // Prints one line per client and a closing "scratch: N passed, M failed, 0
 // skipped" that .ci/run adds to the totals; exits non-zero if any failed.
@@ -108,7 +108,9 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     process.exit(2);
   }
   const clients =
-    process.argv.length > 2 ? process.argv.slice(2) : ["typescript", "typescript-langgraph", "python", "go"];
+    process.argv.length > 2
+      ? process.argv.slice(2)
+      : ["typescript", "typescript-langgraph", "python", "go", "python-langgraph"];
   let passed = 0;
   let failed = 0;
   for (const client of clients) {

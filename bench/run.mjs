@@ -16,6 +16,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import process from "node:process";
 import { setTimeout as sleep } from "node:timers/promises";
+import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { parseArgs as parseCommandLine } from "node:util";
 import { Buffer } from "node:buffer";
@@ -57,6 +58,11 @@ const HELP = `usage: node bench/run.mjs [options]
                          namespaces, run only when named) to run; "none" runs no scenario
   --soak                 also run the soak: mixed Get/CAS/Append load at a fixed rate, RSS sampled every 10 s
   --soak-minutes M       soak length (default 10)
+  --fanout               also measure Subscribe: Postgres transactions/s and server CPU with 1000 idle
+                         subscribers, and delivery latency of an append to 1 / 100 / 1000 subscribers of
+                         one stream (on server B too with --ab-*); needs
+                         --server-env AGENTSTATE_MAX_SUBSCRIBERS_PER_NAMESPACE=1000 or more
+  --fanout-idle N        idle subscribers for --fanout (default 1000)
   --big                  also compare Get p99 on a --big-keys store with a 1k-key store (side by side,
                          two servers, measured alternately 3 times; medians)
   --big-keys N           keys for --big (default 10000000)
@@ -91,6 +97,8 @@ const OPTIONS = {
   soak: { type: "boolean", default: false },
   "soak-minutes": { type: "string", default: "10" },
   big: { type: "boolean", default: false },
+  fanout: { type: "boolean", default: false },
+  "fanout-idle": { type: "string", default: "1000" },
   "big-keys": { type: "string", default: "10000000" },
   profile: { type: "string" },
   server: { type: "string", default: "build" },
@@ -128,6 +136,8 @@ function parseArgs(argv) {
     soak: v.soak,
     soakMinutes: Number(v["soak-minutes"]),
     big: v.big,
+    fanout: v.fanout,
+    fanoutIdle: Number(v["fanout-idle"]),
     bigKeys: Number(v["big-keys"]),
     profile: v.profile,
     server: v.server,
@@ -1159,6 +1169,125 @@ async function big(ctx) {
   }
 }
 
+// ------------------------------------------------------------------ fanout
+
+/**
+ * --fanout, on server A (and B): (1) what idle subscribers cost: Postgres
+ * transactions committed per second in the server's database
+ * (pg_stat_database xact_commit) and the server's CPU, over 20 s with no
+ * subscriber and then with N idle ones (one namespace, caught up, nothing
+ * appended), each window read after the backends' 10 s stats flush delay;
+ * (2) delivery: with 1, 100 and 1000 subscribers of one stream, 40 appends
+ * of 1 event, 50 ms apart; latency from the append's send to each
+ * subscriber's receipt, p50/p99 over every (subscriber, event).
+ */
+async function fanout(ctx) {
+  const { EventClient } = await import(path.join(REPO, "dist", "test", "support", "eventClient.js"));
+  const servers = [
+    { label: "A", server: ctx.server, db: "agentstate" },
+    ...(ctx.serverB ? [{ label: `B (${abLabel(ctx)})`, server: ctx.serverB, db: ctx.refB ? DB_B : "agentstate" }] : []),
+  ];
+  ctx.fanout = [];
+  for (const { label, server, db } of servers) {
+    const clients = Array.from({ length: 4 }, () => new EventClient(server.address, { ownChannel: true }));
+    const subs = [];
+    const commits = async () =>
+      Number(
+        (
+          await ctx.pg.query(
+            db,
+            "SELECT xact_commit::text AS n FROM pg_stat_database WHERE datname = current_database()",
+          )
+        )[0].n,
+      );
+    const idleWindow = async () => {
+      await sleep(11000);
+      const c0 = await commits();
+      const cpu0 = cpuSeconds(server.pid);
+      const t0 = Date.now();
+      await sleep(20000);
+      const wall = (Date.now() - t0) / 1000;
+      const cpu = cpuSeconds(server.pid) - cpu0;
+      await sleep(11000);
+      return { txPerS: ((await commits()) - c0) / (wall + 11), cpuPct: (100 * cpu) / wall };
+    };
+    try {
+      const ns = `fanout-${Date.now().toString(36)}`;
+      const none = await idleWindow();
+      const n = ctx.o.fanoutIdle;
+      for (let i = 0; i < n; i++) {
+        subs.push(
+          clients[i % clients.length].subscribe({
+            namespace: `${ns}-idle`,
+            stream: `idle-${i % 10}`,
+            afterPosition: 0,
+          }),
+        );
+      }
+      await Promise.all(subs.map((x) => x.caughtUp));
+      const idle = await idleWindow();
+      for (const x of subs.splice(0)) x.cancel();
+      log(
+        `fanout ${label}: ${n} idle subscribers: +${fmt(idle.txPerS - none.txPerS, 1)} tx/s (${fmt(none.txPerS, 1)} → ${fmt(idle.txPerS, 1)}), server CPU ${fmt(none.cpuPct, 1)}% → ${fmt(idle.cpuPct, 1)}%`,
+      );
+      const delivery = [];
+      for (const k of [1, 100, 1000]) {
+        const stream = `deliver-${k}`;
+        const recv = [];
+        const batch = Array.from({ length: k }, (_, i) => {
+          const sub = clients[i % clients.length].subscribe({ namespace: ns, stream, afterPosition: 0 });
+          sub.call.on("data", (m) => {
+            if (m.event) recv.push({ position: Number(m.event.position), at: performance.now() });
+          });
+          return sub;
+        });
+        await Promise.all(batch.map((x) => x.caughtUp));
+        const sent = new Map();
+        for (let e = 0; e < 40; e++) {
+          const t = performance.now();
+          const r = await clients[0].appendEvent({
+            namespace: ns,
+            stream,
+            expected: { any: true },
+            events: [{ type: "bench", data: VALUE, metadata: {} }],
+          });
+          sent.set(Number(r.position), t);
+          await sleep(50);
+        }
+        const until = Date.now() + 20000;
+        while (recv.length < 40 * k && Date.now() < until) await sleep(50);
+        for (const x of batch) x.cancel();
+        const lat = recv.map((r) => r.at - sent.get(r.position)).sort((a, b) => a - b);
+        const q = (p) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))];
+        delivery.push({ subscribers: k, received: recv.length, expected: 40 * k, p50: q(0.5), p99: q(0.99) });
+        log(
+          `fanout ${label}: ${k} subscriber(s): ${recv.length}/${40 * k} received, p50 ${fmtMs(q(0.5))} ms, p99 ${fmtMs(q(0.99))} ms`,
+        );
+      }
+      ctx.fanout.push({ label, idleSubscribers: n, none, idle, delivery });
+    } finally {
+      for (const x of subs) x.cancel();
+      for (const c of clients) c.close();
+    }
+  }
+}
+
+function fanoutTable(ctx) {
+  const out = [
+    "| server | idle subscribers: + Postgres tx/s | + server CPU | delivery p50 / p99, 1 subscriber | 100 | 1000 | p99 1000 / 1 |",
+    "|---|---|---|---|---|---|---|",
+  ];
+  for (const f of ctx.fanout) {
+    const d = (k) => f.delivery.find((x) => x.subscribers === k);
+    const cell = (k) =>
+      `${fmtMs(d(k).p50)} / ${fmtMs(d(k).p99)} ms${d(k).received < d(k).expected ? ` (${d(k).received}/${d(k).expected} received)` : ""}`;
+    out.push(
+      `| ${f.label} | ${fmt(f.idle.txPerS - f.none.txPerS, 1)} (${fmt(f.none.txPerS, 1)} → ${fmt(f.idle.txPerS, 1)}) with ${f.idleSubscribers} | ${fmt(f.idle.cpuPct - f.none.cpuPct, 1)} points (${fmt(f.none.cpuPct, 1)}% → ${fmt(f.idle.cpuPct, 1)}%) | ${cell(1)} | ${cell(100)} | ${cell(1000)} | ${fmtRatio(d(1000).p99 / d(1).p99)} |`,
+    );
+  }
+  return out.join("\n");
+}
+
 // ------------------------------------------------------------------ profile
 
 async function profile(ctx, id) {
@@ -1335,6 +1464,7 @@ async function main() {
     for (const g of GROUPS) await runGroup(ctx, g, selected);
     if (o.soak) await soak(ctx);
     if (o.big) await big(ctx);
+    if (o.fanout) await fanout(ctx);
     ctx.rssEnd = rssMiB(ctx.server.pid);
 
     const md = [
@@ -1347,6 +1477,7 @@ async function main() {
       "",
       targetsTable(ctx),
       "",
+      ...(ctx.fanout ? ["### Subscribe fan-out (--fanout)", "", fanoutTable(ctx), ""] : []),
       "### All runs",
       "",
       "Bold: agentstate; italics: baselines. rps counts successful calls; latencies are per call (ms).",
@@ -1361,7 +1492,15 @@ async function main() {
     fs.writeFileSync(
       `${base}.json`,
       JSON.stringify(
-        { options: o, versions: ctx.versions, git: ctx.git, rows: ctx.rows, soak: ctx.soak, big: ctx.bigRaw },
+        {
+          options: o,
+          versions: ctx.versions,
+          git: ctx.git,
+          rows: ctx.rows,
+          soak: ctx.soak,
+          big: ctx.bigRaw,
+          fanout: ctx.fanout,
+        },
         null,
         1,
       ),

@@ -2,10 +2,12 @@
  * Chooses the key-value store for the configuration: the truth (Postgres)
  * alone, or the truth behind the Redis cache when REDIS_URL is set. The cache
  * reaches the truth only through the ports it is given (DurableKvStore,
- * CacheEpochStore).
+ * CacheEpochStore). Either way the replica registers its cache configuration
+ * in the truth (CacheEpoch, NoCacheRegistration), so a mix of configurations
+ * on one database is safe and seen (CacheMixWatch).
  */
 import type Redis from "ioredis";
-import type { Config } from "../config/config";
+import { type Config, ConfigError } from "../config/config";
 import { connectFailureReason, DependencyUnreachableError, isAuthFailure, urlTarget } from "../errors/startup";
 import type { CacheEpochStore, DurableKvStore } from "../domain/ports";
 import type { KvStore } from "../domain/types";
@@ -15,12 +17,18 @@ import { CacheEpoch } from "../store/redis/CacheEpoch";
 import { type CacheCommands, defineCacheScripts } from "../store/redis/cacheScripts";
 import { NearCache } from "../store/redis/NearCache";
 import { createRedisClient } from "../store/redis/createRedisClient";
+import { CacheMixWatch, describeCache } from "./CacheMixWatch";
+import { NO_CACHE_DESCRIPTION, NO_CACHE_IDENTITY, NoCacheRegistration } from "./NoCacheRegistration";
 
 export interface BuiltKvStore {
   store: KvStore;
   cache: CachedKvStore | undefined;
   /** The near cache, when on (metrics). */
   near?: NearCache;
+  /** This replica's view of the cache configurations on its database (metrics, health detail). */
+  mix: CacheMixWatch;
+  /** Before an append is acknowledged: no cache may report a revision of its namespace below it. */
+  noteRevision(namespace: string, revision: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -38,8 +46,8 @@ export async function buildKvStore(
   } = {},
 ): Promise<BuiltKvStore> {
   const pg = truth.kv;
-  if (!config.redisUrl) return { store: pg, cache: undefined, close: async () => undefined };
   const clog = log.child({ component: "cache" });
+  if (!config.redisUrl) return withoutCache(config, truth, clog);
   const redis = createRedisClient(config.redisUrl, config.redisCommandTimeoutMs, clog, { tls: config.redisTls });
   redis.on("ready", () => clog.info("redis connected"));
   redis.on("close", () => clog.debug("redis connection closed"));
@@ -55,7 +63,7 @@ export async function buildKvStore(
         policy: policy[1],
       });
       redis.disconnect();
-      return { store: pg, cache: undefined, close: async () => undefined };
+      return withoutCache(config, truth, clog);
     }
   } catch (err) {
     const cause = lastError ?? err;
@@ -76,12 +84,26 @@ export async function buildKvStore(
     redis.off("error", noteError);
   }
   const scripts = defineCacheScripts(redis);
+  const description = describeCache(config.redisUrl, config.redisPrefix);
+  const mix = new CacheMixWatch(description, clog);
   const epoch = new CacheEpoch(
     truth.cacheEpochs,
     scripts,
-    { leaseMs: config.cacheLeaseMs, markerTtlMs: config.cacheMarkerTtlMs, prefix: config.redisPrefix },
+    {
+      leaseMs: config.cacheLeaseMs,
+      markerTtlMs: config.cacheMarkerTtlMs,
+      prefix: config.redisPrefix,
+      description,
+      onLease: (lease, identity) => mix.observe(lease, identity),
+    },
     clog,
   );
+  if (config.cacheMix === "fatal") {
+    const identity = redis.status === "ready" ? await redis.get(epoch.identityKey()).catch(() => null) : null;
+    await refuseMix(truth.cacheEpochs, identity ?? undefined, description, config, () => redis.disconnect());
+  }
+  // The first lease before serving: the epoch is taken (or the mix seen) before any call.
+  await epoch.refresh();
   epoch.start();
   const near = config.nearCacheBytes > 0 ? await startNearCache(config, redis, clog) : undefined;
   const cache = new CachedKvStore(
@@ -103,6 +125,8 @@ export async function buildKvStore(
     store: cache,
     cache,
     near: near?.cache,
+    mix,
+    noteRevision: (namespace, revision) => cache.noteRevision(namespace, revision),
     close: async () => {
       epoch.stop();
       await cache.settle();
@@ -112,6 +136,58 @@ export async function buildKvStore(
       redis.disconnect();
     },
   };
+}
+
+/** The truth alone, registered as a replica without a cache. */
+async function withoutCache(
+  config: Config,
+  truth: { kv: DurableKvStore; cacheEpochs: CacheEpochStore },
+  log: Logger,
+): Promise<BuiltKvStore> {
+  const mix = new CacheMixWatch(NO_CACHE_DESCRIPTION, log);
+  if (config.cacheMix === "fatal") await refuseMix(truth.cacheEpochs, NO_CACHE_IDENTITY, NO_CACHE_DESCRIPTION, config);
+  const registration = new NoCacheRegistration(truth.cacheEpochs, { leaseMs: config.cacheLeaseMs }, mix, log);
+  await registration.refresh();
+  registration.start();
+  return {
+    store: registration.kv(truth.kv),
+    cache: undefined,
+    mix,
+    noteRevision: () => registration.fenceChange(),
+    close: async () => registration.stop(),
+  };
+}
+
+/**
+ * AGENTSTATE_CACHE_MIX=fatal: refuses to start when another cache
+ * configuration than this one (`identity`) is live on the database. Reads
+ * only: a refused replica leaves no registration behind.
+ */
+async function refuseMix(
+  epochs: CacheEpochStore,
+  identity: string | undefined,
+  description: string,
+  config: Config,
+  cleanUp?: () => void,
+): Promise<void> {
+  const seen = await epochs.lease({
+    identity: undefined,
+    previous: undefined,
+    description,
+    leaseMs: config.cacheLeaseMs,
+    mayOwn: false,
+  });
+  // Others as "identity description": this identity, or this description (its Redis unreachable now), is no mix.
+  const others = (seen?.others ?? []).filter(
+    (o) => !(identity !== undefined && o.startsWith(`${identity} `)) && !o.endsWith(` ${description}`),
+  );
+  if (others.length === 0) return;
+  cleanUp?.();
+  throw new ConfigError(
+    `AGENTSTATE_CACHE_MIX=fatal: other replicas of this database run with another cache configuration ` +
+      `(this replica: ${description}; live: ${others.join("; ")}); run every replica with one REDIS_URL and ` +
+      "AGENTSTATE_REDIS_PREFIX, or none (README: mixed cache configurations and rolling changes)",
+  );
 }
 
 /**

@@ -21,5 +21,6 @@ export function noteAppendRevisions(
     readStream: (...args) => inner.readStream(...args),
     streamVersion: (...args) => inner.streamVersion(...args),
     readAfter: (...args) => inner.readAfter(...args),
+    latestPositions: (...args) => inner.latestPositions(...args),
   };
 }

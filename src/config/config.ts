@@ -6,6 +6,7 @@
 
 import { accessSync, constants } from "node:fs";
 import type { Limits } from "../domain/limits";
+import type { LockWaitSettings } from "../domain/locks";
 
 export type { Limits };
 
@@ -30,6 +31,24 @@ export interface ConnectionLimits {
   readonly keepaliveTimeoutMs: number;
 }
 
+/** AGENTSTATE_AUTH=required: who may call, and how they prove it (README, Security). */
+export interface AuthConfig {
+  /** AGENTSTATE_BOOTSTRAP_TOKEN: the bootstrap admin's token (unset: one is printed once, on a first start). */
+  readonly bootstrapToken: string | undefined;
+  /** How long a verified API token is trusted before it is read again (revocations arrive at once by NOTIFY). */
+  readonly cacheMs: number;
+  readonly jwt:
+    | {
+        readonly keysFile: string;
+        readonly issuer: string | undefined;
+        readonly audience: string;
+        readonly grantsClaim: string;
+      }
+    | undefined;
+  /** JSON: client certificate subjects (CN or URI SAN) to principals and grants. */
+  readonly certPrincipalsFile: string | undefined;
+}
+
 export interface Config {
   readonly host: string;
   readonly port: number;
@@ -45,6 +64,8 @@ export interface Config {
   readonly tlsReloadMs: number;
   /** AGENTSTATE_INSECURE=1: plaintext beyond loopback was asked for explicitly. */
   readonly insecure: boolean;
+  /** Unset: AGENTSTATE_AUTH=off, every call is let through (the embedded loopback default). */
+  readonly auth: AuthConfig | undefined;
   /** Server reflection (AGENTSTATE_REFLECTION=off turns it off). */
   readonly reflection: boolean;
   /** Address of the /metrics listener; loopback unless set (not AGENTSTATE_HOST). */
@@ -67,8 +88,10 @@ export interface Config {
   readonly pgPoolMax: number;
   /** Most KV writes one replica sends to Postgres as one batch (group commit); 1 sends each alone. */
   readonly kvWriteBatchMax: number;
-  /** KV write batches one replica has in flight at once. */
+  /** KV write batches of one namespace one replica has in flight at once. */
   readonly kvWriteBatchesInFlight: number;
+  /** Write batches (KV writes; appends, counted apart) one replica has in flight at once over every namespace. */
+  readonly writeBatchesMax: number;
   /** Most appends one replica sends to Postgres as one batch (group commit); 1 sends each alone. */
   readonly eventAppendBatchMax: number;
   readonly statementTimeoutMs: number;
@@ -80,6 +103,8 @@ export interface Config {
   readonly healthUnhealthyAfterMs: number;
   /** AGENTSTATE_CACHE_REQUIRED=1: a cache Redis unreachable or refusing at start is fatal. */
   readonly cacheRequired: boolean;
+  /** AGENTSTATE_CACHE_MIX: a mixed cache configuration found at start is logged (warn) or stops the server (fatal). */
+  readonly cacheMix: "warn" | "fatal";
   readonly historyRetentionSeconds: number;
   readonly idempotencyTtlSeconds: number;
   readonly janitorIntervalMs: number;
@@ -104,6 +129,12 @@ export interface Config {
   readonly logFormat: "json" | "pretty" | "auto";
   readonly limits: Limits;
   readonly connection: ConnectionLimits;
+  /** Lock waits: queues, their caps, the fallback poll and the attempts in flight. */
+  readonly lockWaits: LockWaitSettings;
+  /** Lease of this replica's lock backend registration (replicas of one database agree on one backend). */
+  readonly lockBackendLeaseMs: number;
+  /** AGENTSTATE_LOCK_BACKEND_MIX_FATAL=1: replicas of this database with another lock backend make the start fail. */
+  readonly lockBackendMixFatal: boolean;
 }
 
 export class ConfigError extends Error {
@@ -198,14 +229,57 @@ function redisTls(env: Env): Config["redisTls"] {
   return Object.freeze({ caFile: readableFile(env, "AGENTSTATE_REDIS_TLS_CA_FILE"), certFile, keyFile });
 }
 
+function authConfig(env: Env): AuthConfig | undefined {
+  const mode = str(env, "AGENTSTATE_AUTH") ?? "off";
+  if (mode !== "required" && mode !== "off") {
+    throw new ConfigError(`AGENTSTATE_AUTH must be required or off, got ${JSON.stringify(mode)}`);
+  }
+  const keysFile = readableFile(env, "AGENTSTATE_JWT_KEYS_FILE");
+  const certPrincipalsFile = readableFile(env, "AGENTSTATE_AUTH_CERT_PRINCIPALS_FILE");
+  const bootstrapToken = str(env, "AGENTSTATE_BOOTSTRAP_TOKEN");
+  if (mode === "off") {
+    for (const name of [
+      "AGENTSTATE_JWT_KEYS_FILE",
+      "AGENTSTATE_AUTH_CERT_PRINCIPALS_FILE",
+      "AGENTSTATE_BOOTSTRAP_TOKEN",
+    ]) {
+      if (str(env, name) !== undefined) throw new ConfigError(`${name} needs AGENTSTATE_AUTH=required`);
+    }
+    return undefined;
+  }
+  // Never echo the token.
+  if (bootstrapToken !== undefined && !/^[A-Za-z0-9._~+/=-]{32,512}$/.test(bootstrapToken)) {
+    throw new ConfigError("AGENTSTATE_BOOTSTRAP_TOKEN must be 32..512 characters of A-Z a-z 0-9 . _ ~ + / = -");
+  }
+  const audience = str(env, "AGENTSTATE_JWT_AUDIENCE");
+  if (keysFile !== undefined && audience === undefined) {
+    throw new ConfigError("AGENTSTATE_JWT_KEYS_FILE needs AGENTSTATE_JWT_AUDIENCE (the aud a JWT must carry)");
+  }
+  return Object.freeze({
+    bootstrapToken,
+    cacheMs: int(env, "AGENTSTATE_AUTH_CACHE_MS", 30000, 0, 3600000),
+    jwt:
+      keysFile === undefined
+        ? undefined
+        : Object.freeze({
+            keysFile,
+            issuer: str(env, "AGENTSTATE_JWT_ISSUER"),
+            audience: audience!,
+            grantsClaim: str(env, "AGENTSTATE_JWT_GRANTS_CLAIM") ?? "agentstate_grants",
+          }),
+    certPrincipalsFile,
+  });
+}
+
 /** Reads and validates the environment. Throws ConfigError naming the variable. */
 export function loadConfig(env: Env = process.env): Config {
   const host = str(env, "AGENTSTATE_HOST") ?? "127.0.0.1";
   const tls = tlsFiles(env);
   const insecure = onOff(env, "AGENTSTATE_INSECURE", false);
-  // Safe default: there is no authentication yet (it comes with the next part
-  // of the Security issue), so plaintext gRPC stays on loopback unless the
-  // operator says otherwise. Beyond loopback: TLS, or AGENTSTATE_INSECURE=1.
+  // Safe default: plaintext gRPC stays on loopback unless the operator says
+  // otherwise, with auth on or off: a bearer token sent in plaintext is as
+  // good as no authentication to whoever can see the traffic. Beyond
+  // loopback: TLS, or AGENTSTATE_INSECURE=1 (e.g. TLS ended by a proxy).
   if (!isLoopback(host) && tls === undefined && !insecure) {
     throw new ConfigError(
       `AGENTSTATE_HOST=${host} is not a loopback address: set AGENTSTATE_TLS_CERT_FILE and AGENTSTATE_TLS_KEY_FILE ` +
@@ -229,6 +303,10 @@ export function loadConfig(env: Env = process.env): Config {
   const logLevel = str(env, "LOG_LEVEL") ?? "info";
   if (!["debug", "info", "warn", "error"].includes(logLevel)) {
     throw new ConfigError(`LOG_LEVEL must be one of debug, info, warn, error, got ${JSON.stringify(logLevel)}`);
+  }
+  const cacheMix = str(env, "AGENTSTATE_CACHE_MIX") ?? "warn";
+  if (cacheMix !== "warn" && cacheMix !== "fatal") {
+    throw new ConfigError(`AGENTSTATE_CACHE_MIX must be one of warn, fatal, got ${JSON.stringify(cacheMix)}`);
   }
   const logFormat = str(env, "LOG_FORMAT") ?? "auto";
   if (!["json", "pretty", "auto"].includes(logFormat)) {
@@ -283,11 +361,33 @@ export function loadConfig(env: Env = process.env): Config {
     );
   }
 
+  const pgPoolMax = int(env, "PG_POOL_MAX", 20, 1, 1000);
   const queryTimeoutMs = int(env, "AGENTSTATE_QUERY_TIMEOUT_MS", statementTimeoutMs + 2000, 100, 600000);
   if (queryTimeoutMs <= statementTimeoutMs) {
     // Postgres must get to cancel a slow statement itself (a clean error) before the client gives up on it.
     throw new ConfigError(
       `AGENTSTATE_QUERY_TIMEOUT_MS (${queryTimeoutMs}) must be above AGENTSTATE_STATEMENT_TIMEOUT_MS (${statementTimeoutMs})`,
+    );
+  }
+
+  const lockAttemptsInFlight = int(
+    env,
+    "AGENTSTATE_LOCK_ATTEMPTS_IN_FLIGHT",
+    Math.max(1, Math.floor(pgPoolMax / 5)),
+    1,
+    1000,
+  );
+  if (lockAttemptsInFlight > pgPoolMax) {
+    // Lock attempts may use only a share of the pool, never all of it.
+    throw new ConfigError(
+      `AGENTSTATE_LOCK_ATTEMPTS_IN_FLIGHT (${lockAttemptsInFlight}) must not exceed PG_POOL_MAX (${pgPoolMax})`,
+    );
+  }
+  const maxLockWaiters = int(env, "AGENTSTATE_MAX_LOCK_WAITERS", 10000, 1, 1000000);
+  const maxLockWaitersPerName = int(env, "AGENTSTATE_MAX_LOCK_WAITERS_PER_NAME", 1000, 1, 1000000);
+  if (maxLockWaitersPerName > maxLockWaiters) {
+    throw new ConfigError(
+      `AGENTSTATE_MAX_LOCK_WAITERS_PER_NAME (${maxLockWaitersPerName}) must not exceed AGENTSTATE_MAX_LOCK_WAITERS (${maxLockWaiters})`,
     );
   }
 
@@ -298,6 +398,7 @@ export function loadConfig(env: Env = process.env): Config {
     tlsCaFile: readableFile(env, "AGENTSTATE_TLS_CA_FILE") ?? tls?.certFile,
     tlsReloadMs: int(env, "AGENTSTATE_TLS_RELOAD_MS", 1000, 50, 3600000),
     insecure,
+    auth: authConfig(env),
     reflection: onOff(env, "AGENTSTATE_REFLECTION", true),
     metricsHost: str(env, "AGENTSTATE_METRICS_HOST") ?? "127.0.0.1",
     metricsPort: int(env, "AGENTSTATE_METRICS_PORT", 9464, -1, 65535),
@@ -307,7 +408,8 @@ export function loadConfig(env: Env = process.env): Config {
     redisPrefix: prefix,
     redlockUrls: Object.freeze(redlockUrls),
     redisTls: redisTls(env),
-    pgPoolMax: int(env, "PG_POOL_MAX", 20, 1, 1000),
+    pgPoolMax,
+    writeBatchesMax: int(env, "AGENTSTATE_WRITE_BATCHES_MAX", Math.max(1, Math.floor(pgPoolMax / 4)), 1, 1000),
     kvWriteBatchMax: int(env, "AGENTSTATE_KV_WRITE_BATCH", 64, 1, 1000),
     kvWriteBatchesInFlight: int(env, "AGENTSTATE_KV_WRITE_BATCHES_IN_FLIGHT", 1, 1, 16),
     eventAppendBatchMax: int(env, "AGENTSTATE_EVENT_APPEND_BATCH", 64, 1, 1000),
@@ -316,6 +418,7 @@ export function loadConfig(env: Env = process.env): Config {
     healthProbeMs: int(env, "AGENTSTATE_HEALTH_PROBE_MS", 1000, 50, 600000),
     healthUnhealthyAfterMs: int(env, "AGENTSTATE_HEALTH_UNHEALTHY_AFTER_MS", 3000, 100, 3600000),
     cacheRequired: onOff(env, "AGENTSTATE_CACHE_REQUIRED", false),
+    cacheMix,
     historyRetentionSeconds: int(env, "AGENTSTATE_HISTORY_RETENTION_SECONDS", 7 * 24 * 3600, 0, 100 * 365 * 24 * 3600),
     idempotencyTtlSeconds: int(env, "AGENTSTATE_IDEMPOTENCY_TTL_SECONDS", 24 * 3600, 60, 365 * 24 * 3600),
     janitorIntervalMs: int(env, "AGENTSTATE_JANITOR_INTERVAL_MS", 60000, 100, 24 * 3600 * 1000),
@@ -343,6 +446,14 @@ export function loadConfig(env: Env = process.env): Config {
       maxAgeGraceMs: int(env, "AGENTSTATE_CONNECTION_MAX_AGE_GRACE_MS", 30000, 0, 24 * 3600 * 1000),
       keepaliveTimeMs: int(env, "AGENTSTATE_KEEPALIVE_TIME_MS", 60000, 1000, 24 * 3600 * 1000),
       keepaliveTimeoutMs: int(env, "AGENTSTATE_KEEPALIVE_TIMEOUT_MS", 20000, 100, 3600 * 1000),
+    }),
+    lockBackendLeaseMs: int(env, "AGENTSTATE_LOCK_BACKEND_LEASE_MS", 10000, 300, 600000),
+    lockBackendMixFatal: onOff(env, "AGENTSTATE_LOCK_BACKEND_MIX_FATAL", false),
+    lockWaits: Object.freeze({
+      pollMs: int(env, "AGENTSTATE_LOCK_POLL_MS", 1000, 10, 3600000),
+      attemptsInFlight: lockAttemptsInFlight,
+      maxWaiters: maxLockWaiters,
+      maxWaitersPerName: maxLockWaitersPerName,
     }),
   });
 }

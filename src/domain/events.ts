@@ -8,7 +8,8 @@
  *   namespace's commit order across its streams, and a subscriber (always
  *   within one namespace: a stream or a stream prefix) that has seen position
  *   P has seen every committed event of the namespace below P. Reading "position > last seen" is therefore
- *   enough for catch-up-then-live delivery without gaps or duplicates.
+ *   enough for catch-up-then-live delivery without gaps or duplicates
+ *   (changeFeed.ts: Subscribe, with one reader per namespace).
  * - Event ids (UUIDs) are unique per namespace, enforced by the database: a
  *   re-sent batch whose ids were all appended is a no-op that returns the
  *   original positions; an id re-sent with other content is refused.
@@ -81,12 +82,22 @@ export interface EventStore {
   streamVersion(namespace: string, stream: string): Promise<number>;
   /** Up to `limit` events of the target with position > `after`, in position order (size-bounded like readStream). */
   readAfter(namespace: string, target: SubscriptionTarget, after: number, limit: number): Promise<RecordedEvent[]>;
+  /** The position of each namespace's latest event (0: none), in one statement for all of them. */
+  latestPositions(namespaces: readonly string[]): Promise<Map<string, number>>;
 }
 
-/** Wakes subscribers when a namespace may have new events (a hint; Postgres stays the truth). */
+/**
+ * Hints that a namespace may have new events (Postgres stays the truth): an
+ * append committed on this replica or another. A hint may be lost; readers
+ * poll as well.
+ */
 export interface ChangeNotifier {
-  /** Resolves on a change in `namespace`, after `timeoutMs`, or when `signal` aborts. */
-  wait(namespace: string, timeoutMs: number, signal: AbortSignal): Promise<void>;
+  /**
+   * Calls `onChange(namespace)` on each hint, and `onChange(undefined)` when
+   * hints may have been missed (any namespace may have changed); until the
+   * returned function is called.
+   */
+  watch(onChange: (namespace: string | undefined) => void): () => void;
 }
 
 /** Identity of an event's content, so a re-sent id can be checked to carry the same event. */
@@ -104,54 +115,4 @@ export interface SubscriptionSink {
   /** Delivers one event; resolves when the transport can take more (backpressure). */
   event(e: RecordedEvent): Promise<void>;
   caughtUp(position: number): Promise<void>;
-}
-
-export interface SubscribeOptions {
-  pageSize: number;
-  /** Re-read Postgres at least this often even without a notification. */
-  pollMs: number;
-}
-
-/**
- * Catch-up then live: pages through Postgres by position, tells the sink once
- * it has caught up, then waits for a wake-up (or the poll interval) and reads
- * again from the last delivered position. Memory is one page at a time; the
- * sink's backpressure paces the reads.
- */
-export async function runSubscription(
-  store: EventStore,
-  notifier: ChangeNotifier,
-  namespace: string,
-  target: SubscriptionTarget,
-  afterPosition: number,
-  sink: SubscriptionSink,
-  signal: AbortSignal,
-  opts: SubscribeOptions,
-): Promise<void> {
-  let last = afterPosition;
-  let live = false;
-  while (!signal.aborted) {
-    // Start waiting for a wake-up before reading, so a commit that lands
-    // between the read and the wait is not slept through.
-    const round = new AbortController();
-    const woken = notifier.wait(namespace, opts.pollMs, AbortSignal.any([signal, round.signal]));
-    try {
-      const page = await store.readAfter(namespace, target, last, opts.pageSize);
-      for (const e of page) {
-        if (signal.aborted) return;
-        await sink.event(e);
-        last = e.position;
-      }
-      // Pages are bounded by count and by bytes, so only an empty page says
-      // that everything committed so far has been delivered.
-      if (page.length > 0) continue;
-      if (!live) {
-        live = true;
-        await sink.caughtUp(last);
-      }
-      await woken;
-    } finally {
-      round.abort();
-    }
-  }
 }

@@ -18,11 +18,20 @@
  * - cache fence: what a write to the truth must do so that no reader is served
  *   a cached state older than the write once it is acknowledged (guarantee 3).
  *   Not to be confused with a write's lock fence (Fence in types.ts, guarantee 4).
+ * - cache identity: one cache as the replicas share it (a Redis and a key
+ *   prefix), named by an id kept in the cache itself; "none" stands for the
+ *   replicas without a cache. Every identity serving a database registers in
+ *   the truth, with a lease.
+ * - epoch owner: the one cache identity whose replicas may serve hits in the
+ *   current epoch (or none). The owner changes only with the epoch, so a write
+ *   marked in the current epoch was marked in the owner's cache; any other
+ *   write moves the epoch while it has an owner. A mixed deployment (several
+ *   identities live) leaves the epoch without an owner: no cache serves.
  */
 import type { KvStore, WriteCommand, WriteOptions, WriteOutcome } from "./types";
 
 export type { KvStore } from "./types";
-export type { LockStore } from "./locks";
+export type { LockReleaseFeed, LockStore } from "./locks";
 export type { ChangeNotifier, EventStore } from "./events";
 
 /**
@@ -33,7 +42,8 @@ export type { ChangeNotifier, EventStore } from "./events";
  */
 export type CacheFence =
   /**
-   * The key was marked "write in flight" in cache epoch `epoch`; the marker
+   * The key was marked "write in flight" in cache epoch `epoch`, which this
+   * replica's cache owns; the marker
    * keeps readers off the cache until `commitBy` (a `performance.now()` value
    * of this process). The write must not be made at or after `commitBy` (it
    * could then commit after its marker expired): it fails with
@@ -44,6 +54,8 @@ export type CacheFence =
   | { kind: "marked"; epoch: number; commitBy: number }
   /** The key could not be marked: the write moves the cache to a new epoch in its own transaction. */
   | { kind: "bump" };
+// A write without a cache fence (a replica without a cache, or whose cache
+// does not own the epoch) moves the epoch if it has an owner.
 
 /** A cache epoch bump made by a write's transaction. */
 export interface EpochBump {
@@ -60,6 +72,12 @@ export interface DurableWriteOptions extends WriteOptions {
 export interface DurableWriteOutcome extends WriteOutcome {
   /** Set when the write's transaction bumped the cache epoch: the write must wait out the old epoch's leases before it is acknowledged. */
   epochBump?: EpochBump;
+  /**
+   * Set when a cache may serve an older state for this long (ms, by the
+   * truth's count: the leases of the epoch's owner, or of an owner replaced
+   * moments ago): the write must not be acknowledged before.
+   */
+  cacheWaitMs?: number;
 }
 
 /**
@@ -77,12 +95,46 @@ export interface CacheEpochState {
   ageMs: number;
 }
 
+/** A replica's registration of its cache identity, renewed with every lease. */
+export interface CacheLeaseRequest {
+  /** The cache identity; undefined: renew nothing, only read the epoch (the cache cannot confirm its identity now). */
+  identity: string | undefined;
+  /** The identity this replica's cache had before (emptied or replaced): it may hand its epochs over. */
+  previous: string | undefined;
+  /** For operators: where the cache is ("redis HOST:PORT/DB prefix P", "no cache"). Never a secret. */
+  description: string;
+  leaseMs: number;
+  /** False for "none": replicas without a cache never own an epoch. */
+  mayOwn: boolean;
+}
+
+/** The epoch as a lease renewal found it (after renewing: a lease taken from it ends before the registration's). */
+export interface CacheLeaseState extends CacheEpochState {
+  /** The identity that may serve hits in this epoch; null: none. */
+  owner: string | null;
+  /** Ms until writes no longer wait for a replaced owner's leases (0: none). */
+  quietMs: number;
+  /** The other live registrations, "identity description" each (a mixed deployment when not empty). */
+  others: string[];
+}
+
 /** Where the cache epoch is kept (the truth), so every replica agrees on it. */
 export interface CacheEpochStore {
-  /** The current epoch, or undefined when the truth holds none (migrations not applied). */
-  read(): Promise<CacheEpochState | undefined>;
+  /**
+   * Renews the registration, takes or gives up the epoch's ownership as the
+   * live registrations require, and reads the epoch (agentstate_cache_lease);
+   * undefined when the truth holds none (migrations not applied).
+   */
+  lease(req: CacheLeaseRequest): Promise<CacheLeaseState | undefined>;
   /** Moves to a new epoch if the current one is still `from` (unconditionally without it); true when this call moved it. */
   bump(from?: number): Promise<boolean>;
+  /**
+   * For a change committed without any cache seeing it (an append by a
+   * replica whose cache does not own the epoch): moves the epoch if it has an
+   * owner; resolves with how long (ms) the change must wait before it is
+   * acknowledged (the owner's leases, a replaced owner's quiet time).
+   */
+  fenceChange(): Promise<number>;
 }
 
 export interface IssuedToken {
@@ -112,4 +164,14 @@ export interface FencingTokens {
 /** A namespace's revision, for replies that report state without changing any. */
 export interface StoreRevision {
   current(namespace: string): Promise<number>;
+}
+
+/**
+ * Announces a lock release to every replica (through the truth, whatever the
+ * lock backend), so their waiters on the name try at once. A backend whose
+ * release statement announces it itself (Postgres-kept locks) does not need
+ * it; Redlock calls it after each release.
+ */
+export interface LockReleaseAnnouncer {
+  announce(namespace: string, name: string): Promise<void>;
 }

@@ -62,6 +62,22 @@ export class LockNotHeldError extends AppError {
 }
 
 /** An idempotency key sent again with a different request (guarantee 5). */
+/**
+ * Replicas of this database keep their locks in different backends, and this
+ * replica's is not the one serving: it refuses Lock and RenewLock rather than
+ * grant a name another backend may hold (issue 19).
+ */
+export class LockBackendMixError extends AppError {
+  constructor(backend: string, others: readonly string[], drainedAt: Date | undefined) {
+    super(
+      `lock backend mix: this replica keeps locks in ${backend}, but replicas of this database ` +
+        `keep them in ${others.length > 0 ? others.join("; ") : "another backend"}, which serves its locks` +
+        (drainedAt ? ` (its locks drain by ${drainedAt.toISOString()} once its replicas stop)` : "") +
+        "; configure every replica with the same lock backend (README: changing the lock backend)",
+    );
+  }
+}
+
 export class IdempotencyKeyReusedError extends AppError {
   constructor() {
     super("idempotency_key was already used for a different request");
@@ -98,6 +114,21 @@ export class CheckpointConflictError extends AppError {
     );
   }
 }
+
+// --- Who the caller is, and what it may do (guarantee 8) -------------------
+
+/**
+ * No credentials, or credentials that prove nothing: malformed, unknown,
+ * expired, revoked, a JWT with a bad signature, issuer or audience. The
+ * message says which kind of failure, never the credential.
+ */
+export class UnauthenticatedError extends AppError {}
+
+/**
+ * An authenticated principal without the role the call needs. The message
+ * names the RPC, the namespace and the role, never whether the key exists.
+ */
+export class PermissionDeniedError extends AppError {}
 
 // --- Cannot be served now (retrying may work) ------------------------------
 

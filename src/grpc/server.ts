@@ -1,5 +1,5 @@
 /**
- * The gRPC edge. Layout: one folder per service (kv/, locks/, events/), each
+ * The gRPC edge. Layout: one folder per service (kv/, locks/, events/, store/), each
  * a codec.ts (messages to domain values, every field checked) and a
  * handlers.ts; codec/ for what the codecs share (and the decode guard);
  * pipeline/ for what every call goes through (request id, error mapping,
@@ -25,21 +25,29 @@ import type { Config, ConnectionLimits } from "../config/config";
 import type { Limits } from "../domain/limits";
 import type { ChangeNotifier, EventStore } from "../domain/events";
 import type { LockService } from "../domain/locks";
+import type { ItemStore } from "../domain/items";
 import type { KvStore } from "../domain/types";
 import type { CheckpointStore } from "../domain/checkpoints";
 import { CheckpointServiceService } from "../gen/agentstate/v1/checkpoint";
 import { checkpointHandlers } from "./checkpoints/handlers";
+import type { TokenAdmin } from "../auth/TokenAdmin";
+import { AdminServiceService } from "../gen/agentstate/v1/admin";
 import { EventServiceService } from "../gen/agentstate/v1/event";
 import { KeyValueServiceService } from "../gen/agentstate/v1/kv";
 import { LockServiceService } from "../gen/agentstate/v1/lock";
+import { StoreServiceService } from "../gen/agentstate/v1/store";
 import type { Logger } from "../log/Logger";
 import { AbortReason } from "../errors/abort";
 import type { Metrics } from "../metrics/Metrics";
 import { guardDeserializers } from "./codec/decodeGuard";
 import { appendPreDecode } from "./events/codec";
 import type { CallEnv } from "./pipeline/context";
+import type { AuthStep } from "./auth/AuthStep";
+import { gatedServer } from "./auth/gatedServer";
+import { adminHandlers } from "./admin/handlers";
 import { keyValueHandlers } from "./kv/handlers";
 import { lockHandlers } from "./locks/handlers";
+import { storeHandlers } from "./store/handlers";
 import { eventHandlers, type EventHandlerOptions } from "./events/handlers";
 import { ReloadingServerCredentials } from "./tls/ReloadingServerCredentials";
 
@@ -47,6 +55,7 @@ export const SERVICE_NAMES = [
   "agentstate.v1.KeyValueService",
   "agentstate.v1.LockService",
   "agentstate.v1.EventService",
+  "agentstate.v1.StoreService",
   "agentstate.v1.CheckpointService",
 ] as const;
 
@@ -73,6 +82,8 @@ export interface ServerDeps {
   kv: KvStore;
   locks: LockService;
   events: EventStore;
+  /** StoreService's items. */
+  items: ItemStore;
   notifier: ChangeNotifier;
   checkpoints: CheckpointStore;
   eventOptions: EventHandlerOptions;
@@ -85,6 +96,8 @@ export interface ServerDeps {
   reflection?: boolean;
   /** HTTP/2 connection bounds; unset: grpc-js's own defaults (unbounded). */
   connection?: ConnectionLimits | undefined;
+  /** AGENTSTATE_AUTH=required: the pipeline's auth step (reflection follows it too), and AdminService (served only then). */
+  auth?: { step: AuthStep; admin: TokenAdmin } | undefined;
 }
 
 /**
@@ -156,6 +169,7 @@ export class AgentstateServer {
       log: deps.log,
       shutdown: this.shutdownController.signal,
       observe: metrics ? metrics.rpcObserver() : undefined,
+      auth: deps.auth?.step,
     };
     const guard = (d: ServiceDefinition) =>
       guardDeserializers(d, DESCRIPTOR_SET, "agentstate.v1", {
@@ -177,8 +191,11 @@ export class AgentstateServer {
       guard(EventServiceService),
       eventHandlers(deps.events, deps.notifier, deps.limits, deps.eventOptions, env),
     );
+    this.grpc.addService(guard(StoreServiceService), storeHandlers(deps.items, deps.limits, env));
 
     this.grpc.addService(guard(CheckpointServiceService), checkpointHandlers(deps.checkpoints, deps.limits, env));
+
+    if (deps.auth) this.grpc.addService(guard(AdminServiceService), adminHandlers(deps.auth.admin, env));
 
     this.health = new HealthImplementation({
       "": "NOT_SERVING",
@@ -189,7 +206,9 @@ export class AgentstateServer {
     // Descriptors come from the descriptor set `npm run gen` builds from proto/
     // (it includes the well-known types as files, which reflection clients need).
     if (deps.reflection !== false) {
-      new ReflectionService(reflectionPackage([DESCRIPTOR_SET, HEALTH_DESCRIPTOR_SET])).addToServer(this.grpc);
+      new ReflectionService(reflectionPackage([DESCRIPTOR_SET, HEALTH_DESCRIPTOR_SET])).addToServer(
+        deps.auth ? gatedServer(this.grpc, deps.auth.step, deps.log) : this.grpc,
+      );
     }
   }
 

@@ -27,11 +27,14 @@ const refused = (...rows: [ErrorClass, string][]): [ErrorClass, GrpcMapping][] =
 /** Every domain error class and its answer. A subclass not listed is answered as its nearest listed ancestor. */
 export const GRPC_MAPPINGS: ReadonlyMap<ErrorClass, GrpcMapping> = new Map([
   ...answered(status.INVALID_ARGUMENT, errors.InvalidArgumentError),
+  ...answered(status.UNAUTHENTICATED, errors.UnauthenticatedError),
+  ...answered(status.PERMISSION_DENIED, errors.PermissionDeniedError),
   ...answered(status.NOT_FOUND, errors.NotFoundError, errors.StreamNotFoundError),
   ...refused(
     [errors.FenceUnknownError, "FENCE_UNKNOWN"],
     [errors.FenceStaleError, "FENCE_STALE"],
     [errors.LockNotHeldError, "LOCK_NOT_HELD"],
+    [errors.LockBackendMixError, "LOCK_BACKEND_MIX"],
     [errors.IdempotencyKeyReusedError, "IDEMPOTENCY_KEY_REUSED"],
     [errors.EventIdReusedError, "EVENT_ID_REUSED"],
     [errors.PartialBatchReplayError, "PARTIAL_BATCH_REPLAY"],

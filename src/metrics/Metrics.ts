@@ -1,9 +1,11 @@
 /**
  * Prometheus metrics, served over HTTP at /metrics (loopback by default):
  * per-RPC latency histograms and status codes, cache hits/misses/bypasses,
- * lock waits, Postgres pool use, plus Node's default process metrics.
+ * lock waits, Postgres pool use, plus Node's default process metrics. The
+ * same listener serves /health: the detail behind grpc.health.v1's status
+ * (JSON; today the cache configuration mix).
  */
-import { createServer, type Server } from "node:http";
+import { createServer, type Server, type ServerResponse } from "node:http";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 /** What the pool gauges read (a pg Pool): metrics know no store class. */
@@ -19,6 +21,17 @@ export interface NearCacheUse {
   readonly stats: { readonly invalidations: number };
 }
 
+/** What the cache-mix gauge and the health detail read (compose's CacheMixWatch). */
+export interface CacheMixUse {
+  state(): { mixed: boolean; self: string; others: readonly string[] };
+}
+
+/** What the lock-wait gauges read (the domain's LockService). */
+export interface LockWaitUse {
+  readonly waiting: number;
+  readonly attemptsInFlight: number;
+}
+
 export class Metrics {
   readonly registry = new Registry();
   readonly rpcDuration = new Histogram({
@@ -31,6 +44,12 @@ export class Metrics {
   readonly rpcTotal = new Counter({
     name: "agentstate_rpc_total",
     help: "RPCs by method and status code",
+    labelNames: ["rpc", "code"] as const,
+    registers: [this.registry],
+  });
+  readonly authDenied = new Counter({
+    name: "agentstate_auth_denied_total",
+    help: "Calls refused by the auth step, by method and code (UNAUTHENTICATED, PERMISSION_DENIED)",
     labelNames: ["rpc", "code"] as const,
     registers: [this.registry],
   });
@@ -76,14 +95,43 @@ export class Metrics {
     labelNames: ["dependency"] as const,
     registers: [this.registry],
   });
+  readonly lockBackendMix = new Gauge({
+    name: "agentstate_lock_backend_mix",
+    help: "1 while live replicas of this database keep their locks in another lock backend than this replica (only one backend serves; the others refuse Lock)",
+    registers: [this.registry],
+  });
   readonly subscribers = new Gauge({
     name: "agentstate_subscribers",
     help: "Open Subscribe streams",
     registers: [this.registry],
   });
+  readonly changeReaders = new Gauge({
+    name: "agentstate_change_readers",
+    help: "Namespaces whose new events this replica reads once for all their live subscribers",
+    registers: [this.registry],
+  });
+
+  private readonly details = new Map<string, () => unknown>();
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
+  }
+
+  /**
+   * agentstate_cache_mixed, and the `cache` section of the health detail
+   * (/health): whether other replicas of this database run with another
+   * cache configuration, and which (descriptions, never secrets).
+   */
+  watchCacheMix(mix: CacheMixUse): void {
+    new Gauge({
+      name: "agentstate_cache_mixed",
+      help: "1 while other replicas of this database run with another cache configuration (another Redis or prefix, or none): no cache serves reads meanwhile",
+      registers: [this.registry],
+      collect() {
+        this.set(mix.state().mixed ? 1 : 0);
+      },
+    });
+    this.details.set("cache", () => mix.state());
   }
 
   watchPool(pool: PoolUse): void {
@@ -96,6 +144,25 @@ export class Metrics {
         this.set({ state: "total" }, pool.totalCount);
         this.set({ state: "idle" }, pool.idleCount);
         this.set({ state: "waiting" }, pool.waitingCount);
+      },
+    });
+  }
+
+  watchLockWaits(locks: LockWaitUse): void {
+    new Gauge({
+      name: "agentstate_lock_waiters",
+      help: "Lock calls waiting on this replica's lock queues",
+      registers: [this.registry],
+      collect() {
+        this.set(locks.waiting);
+      },
+    });
+    new Gauge({
+      name: "agentstate_lock_attempts_in_flight",
+      help: "Attempts on the lock backend in flight (at most AGENTSTATE_LOCK_ATTEMPTS_IN_FLIGHT)",
+      registers: [this.registry],
+      collect() {
+        this.set(locks.attemptsInFlight);
       },
     });
   }
@@ -151,17 +218,36 @@ export class Metrics {
     });
   }
 
-  /** Serves /metrics; resolves with the bound "host:port". */
-  listen(host: string, port: number): Promise<{ server: Server; address: string }> {
+  /**
+   * Serves /metrics (resolves with the bound "host:port"), and /healthz (200, no credentials: a liveness probe
+   * that says the process answers, nothing more). With `authorize` (auth on),
+   * /metrics answers 401 unless it accepts the request's Authorization header.
+   */
+  listen(
+    host: string,
+    port: number,
+    authorize?: (authorization: string | undefined) => Promise<boolean>,
+  ): Promise<{ server: Server; address: string }> {
     const server = createServer((req, res) => {
-      if (req.url !== "/metrics") {
+      if (req.url === "/healthz") {
+        res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
+        return;
+      }
+      if (req.url !== "/metrics" && req.url !== "/health") {
         res.writeHead(404).end();
         return;
       }
-      this.registry.metrics().then(
-        (body) => res.writeHead(200, { "content-type": this.registry.contentType }).end(body),
-        () => res.writeHead(500).end(),
-      );
+      // /health: the detail behind grpc.health.v1's one word (JSON, one section
+      // per concern); it names dependencies, so it needs a token like /metrics.
+      const answer = req.url === "/health" ? () => this.serveDetail(res) : () => this.serve(res);
+      if (authorize) {
+        authorize(req.headers.authorization).then(
+          (ok) => (ok ? answer() : res.writeHead(401, { "www-authenticate": "Bearer" }).end()),
+          () => res.writeHead(503).end(),
+        );
+        return;
+      }
+      answer();
     });
     return new Promise((resolve, reject) => {
       server.once("error", reject);
@@ -171,5 +257,17 @@ export class Metrics {
         resolve({ server, address: `${host.includes(":") ? `[${host}]` : host}:${p}` });
       });
     });
+  }
+
+  private serveDetail(res: ServerResponse): void {
+    const body = Object.fromEntries([...this.details].map(([name, read]) => [name, read()]));
+    res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(body));
+  }
+
+  private serve(res: ServerResponse): void {
+    this.registry.metrics().then(
+      (body) => res.writeHead(200, { "content-type": this.registry.contentType }).end(body),
+      () => res.writeHead(500).end(),
+    );
   }
 }

@@ -100,7 +100,7 @@ describe("fencing tokens issued in batches (real Postgres)", function () {
     const kvPool = createPool({ connectionString: withDeadlockTimeout("10s"), max: 2, statementTimeoutMs: 20_000 });
     try {
       const issuer = new FencingTokenIssuer(tokenPool);
-      const kv = new PostgresKvStore(kvPool, { batchMax: 64, batchesInFlight: 1 });
+      const kv = new PostgresKvStore(kvPool, { batchMax: 64, batchesInFlight: 1, batchesMax: 4 });
       assert.equal((await issuer.issue("dl", "A")).token, 1);
       assert.equal((await issuer.issue("dl", "B")).token, 1);
       const put = (key: string, lockName?: string): WriteCommand => ({

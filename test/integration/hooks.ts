@@ -7,7 +7,7 @@ import { closeTestEnv } from "../support/TestEnv";
  */
 export const mochaHooks = {
   async afterAll(this: Mocha.Context): Promise<void> {
-    this.timeout(60_000);
+    this.timeout(120_000); // Postgres gets 30 s to stop before SIGKILL, then its dir is removed: slow on a loaded machine
     await closeTestEnv();
   },
 };

@@ -113,7 +113,7 @@ describe("KV writes: agentstate_kv_write decides as src/domain/casRules.ts speci
     const url = await (await getTestEnv()).freshDatabase("cas_rules");
     pool = createPool({ connectionString: url, max: 4, statementTimeoutMs: 5000 });
     await migrate(pool, MIGRATIONS_DIR);
-    store = new PostgresKvStore(pool, { batchMax: 64, batchesInFlight: 1 });
+    store = new PostgresKvStore(pool, { batchMax: 64, batchesInFlight: 1, batchesMax: 4 });
   });
   after(async () => {
     await pool?.end();

@@ -11,7 +11,8 @@ import { status } from "@grpc/grpc-js";
 import { Redis } from "ioredis";
 import { eventually } from "../support/eventually";
 import { expectGrpcError } from "../support/expectGrpcError";
-import { duration } from "../support/lockClients";
+import { setTimeout as sleep } from "node:timers/promises";
+import { duration, LockClient } from "../support/lockClients";
 import {
   assertAcquired,
   assertHeld,
@@ -70,6 +71,32 @@ describe("locks over Redlock: 3 Redis masters, 2 replicas (guarantee 4)", functi
   });
 
   lockConformanceSuite(ctx, { namespace: NS, mutex: { workers: 20, increments: 50 } });
+
+  it("a waiter on a replica polling every 10 minutes gets the lock when another replica unlocks (the release announced over NOTIFY)", async () => {
+    const ns = `${NS}-handoff`;
+    const { server } = await cluster!.addReplica({ AGENTSTATE_LOCK_POLL_MS: "600000" });
+    const slow = new LockClient(server.address);
+    try {
+      const l0 = at(ctx.locks, 0);
+      for (let i = 0; i < 3; i++) {
+        const h = assertAcquired(
+          await l0.lock({ namespace: ns, name: "n", ttl: duration(300_000), owner: "holder" }),
+          "holder",
+        );
+        const waiting = slow.lock(
+          { namespace: ns, name: "n", ttl: duration(10_000), wait: duration(60_000), owner: "waiter" },
+          { deadlineMs: 90_000 },
+        );
+        await sleep(300); // queued, and its first attempt found the lock held
+        assert.equal((await l0.unlock({ namespace: ns, name: "n", lockId: h.lockId })).released, true);
+        const w = assertAcquired(await waiting, `the waiter, round ${i}`);
+        assert.ok(w.fencingToken > h.fencingToken);
+        assert.equal((await slow.unlock({ namespace: ns, name: "n", lockId: w.lockId })).released, true);
+      }
+    } finally {
+      slow.close();
+    }
+  });
 
   it("each master keeps the holder's owner beside the lock (never its secret): extended by RenewLock, gone after Unlock and after expiry; an owner-less Lock reports no owner", async () => {
     const ns = `${NS}-owner`;

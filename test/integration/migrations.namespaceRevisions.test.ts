@@ -116,7 +116,12 @@ describe("migration 0006: a release-1 store renumbered per namespace (real Postg
     );
     const renumbered = (ns: string, old: number) => changes[ns]!.filter((r) => r <= old).length;
 
-    // This release migrates the store.
+    // This release migrates the store (another replica, its own pool). The
+    // writes below go on through `oldPool`, whose connections prepared the
+    // write statements against release 1's functions, as a replica's do
+    // through a rolling upgrade: where a function's result type changed, the
+    // first run on each such connection is refused ("cached plan must not
+    // change result type") and the batch is sent again on a new connection.
     const applied = await migrate(pool(), MIGRATIONS_DIR);
     assert.ok(applied.includes("0006_namespace_revisions"), `applied ${applied.join(", ")}`);
 

@@ -5,13 +5,15 @@
  * while the first namespace's write waits, then is applied once the lock
  * goes. With one store-wide revision row, the second write would wait too.
  *
- * Through the same replica it would wait today: a replica's group commit
- * sends one batch at a time, and a batch waits for every namespace row it
- * needs (keys held elsewhere answer busy and run alone; namespace rows do
- * not yet). Known gap, noted on the issue.
+ * The same holds through one replica: its group commit puts one namespace in
+ * a batch and runs batches of different namespaces side by side, so the
+ * batch waiting for a's row does not hold up b's (with one batch in flight
+ * holding every namespace, b's write would wait behind a's).
  */
 import * as assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
 import { backendWaitingOnLock } from "../support/backendWaitingOnLock";
+import { EventClient } from "../support/eventClient";
 import { holdRowLock } from "../support/holdRowLock";
 import { startCluster, type Cluster } from "../support/startCluster";
 
@@ -57,5 +59,61 @@ describe("namespaces never wait for each other's revision", function () {
     const a = await aWrite;
     assert.equal(a.applied, true);
     assert.equal(a.header!.revision, 2);
+  });
+
+  it("through one replica: b's write and b's append commit while a's batches wait for a's revision row", async () => {
+    await cluster?.stop();
+    cluster = await startCluster({ name: "ns_independent_one" });
+    const client = cluster.clients[0]!;
+    const events = new EventClient(cluster.servers[0]!.address);
+    try {
+      const put = (namespace: string, deadlineMs = 60_000) =>
+        client.compareAndSet(
+          { namespace, key: "k", expected: { any: true }, value: Buffer.from(namespace) },
+          { deadlineMs },
+        );
+      const append = (namespace: string, deadlineMs = 60_000) =>
+        events.appendEvent(
+          {
+            namespace,
+            stream: "s",
+            expected: { any: true },
+            events: [{ id: randomUUID(), type: "t", data: Buffer.from("d"), metadata: {} }],
+          },
+          { deadlineMs },
+        );
+      await put("ns-a");
+      await put("ns-b");
+      const release = await holdRowLock(
+        cluster.databaseUrl,
+        "SELECT revision FROM namespace_revisions WHERE namespace = $1 FOR UPDATE",
+        ["ns-a"],
+      );
+      let aDone = 0;
+      const aCalls = [put("ns-a"), append("ns-a")].map((p) =>
+        p.then((r) => {
+          aDone++;
+          return r;
+        }),
+      );
+      try {
+        await backendWaitingOnLock(cluster.databaseUrl, 2);
+        const b = await put("ns-b", 10_000);
+        assert.equal(b.applied, true);
+        assert.equal(b.header!.revision, 2);
+        const bAppend = await append("ns-b", 10_000);
+        assert.equal(bAppend.applied, true);
+        assert.equal(bAppend.position, 3);
+        assert.equal(aDone, 0, "a's write and append were held by a's revision row");
+      } finally {
+        await release();
+      }
+      const [a, aAppend] = await Promise.all(aCalls);
+      assert.equal(a!.applied, true);
+      assert.equal(aAppend!.applied, true);
+      assert.deepEqual([a!.header!.revision, aAppend!.header!.revision].sort(), [2, 3]);
+    } finally {
+      events.close();
+    }
   });
 });

@@ -30,6 +30,8 @@ describe("config/loadConfig", () => {
       assert.deepEqual(c.redlockUrls, []);
       assert.equal(c.redisPrefix, "agentstate");
       assert.equal(c.logLevel, "info");
+      assert.equal(c.cacheMix, "warn", "a mixed cache configuration is logged, not fatal");
+      assert.equal(loadConfig({ AGENTSTATE_CACHE_MIX: "fatal" }).cacheMix, "fatal");
     });
 
     it("has the documented limits", () => {
@@ -184,6 +186,8 @@ describe("config/loadConfig", () => {
       it(`${name}=${JSON.stringify(value)}`, () => refuses({ [name]: value }, name, message));
     }
 
+    it("AGENTSTATE_CACHE_MIX outside warn|fatal", () =>
+      refuses({ AGENTSTATE_CACHE_MIX: "ignore" }, "AGENTSTATE_CACHE_MIX", /warn, fatal/));
     it("LOG_LEVEL outside debug|info|warn|error", () =>
       refuses({ LOG_LEVEL: "verbose" }, "LOG_LEVEL", /debug, info, warn, error/));
     it("AGENTSTATE_REDIS_PREFIX with a space or over 64 characters", () => {
@@ -204,6 +208,19 @@ describe("config/loadConfig", () => {
     it("REDLOCK_URLS with 2 or 4 masters (no majority)", () => {
       refuses({ REDLOCK_URLS: "redis://a,redis://b" }, "REDLOCK_URLS", /1, 3 or 5/);
       refuses({ REDLOCK_URLS: "redis://a,redis://b,redis://c,redis://d" }, "REDLOCK_URLS", /1, 3 or 5/);
+    });
+    it("lock attempts in flight above the pool, or a per-name waiter cap above the server's, name both", () => {
+      const a = refuses(
+        { PG_POOL_MAX: "4", AGENTSTATE_LOCK_ATTEMPTS_IN_FLIGHT: "5" },
+        "AGENTSTATE_LOCK_ATTEMPTS_IN_FLIGHT",
+      );
+      assert.ok(a.message.includes("PG_POOL_MAX"));
+      const w = refuses(
+        { AGENTSTATE_MAX_LOCK_WAITERS: "10", AGENTSTATE_MAX_LOCK_WAITERS_PER_NAME: "11" },
+        "AGENTSTATE_MAX_LOCK_WAITERS_PER_NAME",
+      );
+      assert.ok(w.message.includes("AGENTSTATE_MAX_LOCK_WAITERS "));
+      assert.equal(loadConfig({ PG_POOL_MAX: "20" }).lockWaits.attemptsInFlight, 4, "a fifth of the pool by default");
     });
     it("a cache marker TTL under twice the statement timeout names both", () => {
       const e = refuses(

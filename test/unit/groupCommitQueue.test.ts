@@ -221,4 +221,57 @@ describe("store/postgres GroupCommitQueue", () => {
     await h.finish(0);
     assert.deepEqual(h.batches[1], ["a", "b"]);
   });
+  describe("partitions (one batch = one namespace)", () => {
+    const byPrefix = (it: Item) => it.name[0]!;
+
+    it("never mixes partitions in a batch, and runs batches of different partitions at once", async () => {
+      const h = harness({ maxInFlight: 4, maxInFlightPerPartition: 1, partition: byPrefix });
+      h.push("a1");
+      h.push("b1");
+      h.push("a2");
+      h.push("b2");
+      h.push("a3");
+      assert.deepEqual(h.batches, [["a1"], ["b1"]], "each partition's first item goes at once, side by side");
+      await h.finish(0);
+      assert.deepEqual(h.batches[2], ["a2", "a3"], "a's next batch holds only a's items");
+      await h.finish(1);
+      assert.deepEqual(h.batches[3], ["b2"]);
+      await h.finish(2);
+      await h.finish(3);
+      assert.deepEqual(h.settled, { a1: 0, b1: 1, a2: 2, a3: 2, b2: 3 });
+    });
+
+    it("one partition never has more than maxInFlightPerPartition batches, whatever slots are free", async () => {
+      const h = harness({ maxInFlight: 8, maxInFlightPerPartition: 2, maxBatch: 1, partition: byPrefix });
+      for (const n of ["a1", "a2", "a3", "a4", "b1"]) h.push(n);
+      assert.deepEqual(h.batches, [["a1"], ["a2"], ["b1"]]);
+      assert.equal(h.inFlight(), 3);
+      await h.finish(0);
+      assert.deepEqual(h.batches[3], ["a3"]);
+      assert.equal(h.inFlight(), 3);
+    });
+
+    it("at most maxInFlight batches in all; waiting partitions take turns, the one served longest ago first", async () => {
+      const h = harness({ maxInFlight: 1, maxInFlightPerPartition: 1, maxBatch: 1, partition: byPrefix });
+      for (const n of ["a1", "a2", "a3", "b1", "b2", "c1"]) h.push(n);
+      assert.deepEqual(h.batches, [["a1"]]);
+      for (let i = 0; i < 5; i++) await h.finish(i);
+      assert.deepEqual(h.batches, [["a1"], ["b1"], ["c1"], ["a2"], ["b2"], ["a3"]]);
+    });
+
+    it("a partition whose every item is held by a flight key keeps its turn and lets the others pass", async () => {
+      const h = harness({
+        maxInFlight: 3,
+        maxInFlightPerPartition: 2,
+        partition: byPrefix,
+        flightKey: (it) => it.key,
+      });
+      h.push("a1", { key: "k" });
+      h.push("a2", { key: "k" });
+      h.push("b1", { key: "j" });
+      assert.deepEqual(h.batches, [["a1"], ["b1"]], "a2 waits for its key, b1 is not held up by it");
+      await h.finish(0);
+      assert.deepEqual(h.batches[2], ["a2"]);
+    });
+  });
 });

@@ -19,10 +19,11 @@ describe("store/postgres sql: parameters cross into SQL by name", () => {
   for (const [statement, fn] of [
     ["kv_write", "agentstate_kv_write"],
     ["event_append", "agentstate_event_append"],
+    ["cache_lease", "agentstate_cache_lease"],
   ] as const) {
     it(`sql/${statement}.sql binds by name exactly the parameters ${fn} declares (the build's copy)`, () => {
       const declared = declaredParams(fn);
-      assert.ok(declared.length > 10);
+      assert.ok(declared.length >= 5);
       assert.deepEqual([...paramNames(sql(statement))].sort(), [...declared].sort());
     });
   }

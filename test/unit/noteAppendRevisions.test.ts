@@ -14,6 +14,7 @@ function storeAnswering(o: AppendOutcome): EventStore {
     readStream: async () => [],
     streamVersion: async () => 3,
     readAfter: async () => [],
+    latestPositions: async () => new Map(),
   };
 }
 

@@ -23,6 +23,12 @@ const CASES: { error: errors.AppError; code: status; details: string; reason?: s
     details: "key: is empty",
     field: "key",
   },
+  { error: new errors.UnauthenticatedError("unknown token"), code: status.UNAUTHENTICATED, details: "unknown token" },
+  {
+    error: new errors.PermissionDeniedError('Get needs role "read" on namespace "demo"'),
+    code: status.PERMISSION_DENIED,
+    details: 'Get needs role "read" on namespace "demo"',
+  },
   { error: new errors.NotFoundError("nothing here"), code: status.NOT_FOUND, details: "nothing here" },
   { error: new errors.StreamNotFoundError("s-1"), code: status.NOT_FOUND, details: 'stream "s-1" has no events' },
   {
@@ -42,6 +48,13 @@ const CASES: { error: errors.AppError; code: status; details: string; reason?: s
     code: status.FAILED_PRECONDITION,
     details: 'lock "l" is not held under this lock_id (expired, released, or taken by another holder)',
     reason: "LOCK_NOT_HELD",
+  },
+  {
+    error: new errors.LockBackendMixError("redlock a:6379/0 prefix p", ["postgres"], new Date(0)),
+    code: status.FAILED_PRECONDITION,
+    details:
+      "lock backend mix: this replica keeps locks in redlock a:6379/0 prefix p, but replicas of this database keep them in postgres, which serves its locks (its locks drain by 1970-01-01T00:00:00.000Z once its replicas stop); configure every replica with the same lock backend (README: changing the lock backend)",
+    reason: "LOCK_BACKEND_MIX",
   },
   {
     error: new errors.IdempotencyKeyReusedError(),

@@ -112,7 +112,21 @@ import {
   type RenewLockResponse,
   type UnlockResponse,
 } from "./gen/agentstate/v1/lock";
+import {
+  DeleteItemRequest,
+  GetItemRequest,
+  ListPathsRequest,
+  PutItemRequest,
+  SearchItemsRequest,
+  StoreServiceClient,
+  type DeleteItemResponse,
+  type GetItemResponse,
+  type ListPathsResponse,
+  type PutItemResponse,
+  type SearchItemsResponse,
+} from "./gen/agentstate/v1/store";
 import { Subscription, type SubscribeOptions, type SubscriptionTarget } from "./Subscription";
+import { tokenInterceptor, type TokenSource } from "./token";
 
 /**
  * The server's default gRPC message limit: the larger of the value limit
@@ -133,6 +147,12 @@ export interface AgentstateClientOptions {
   tls?: TlsFiles;
   /** Channel credentials. Default: `tls` when given, else insecure (plaintext). */
   credentials?: ChannelCredentials;
+  /**
+   * For a server with AGENTSTATE_AUTH=required: an API token or JWT, or a
+   * function returning the current one (called before every call; for
+   * refreshable JWTs), sent as `authorization: Bearer ...` on every call.
+   */
+  token?: TokenSource;
   /** grpc-js client interceptors (auth, tracing), applied to every service. */
   interceptors?: Interceptor[];
   /** Extra grpc-js channel options (keepalive, load balancing, ...). */
@@ -278,6 +298,8 @@ export class AgentstateClient {
   readonly locks: LockServiceClient;
   /** The generated event client, on the same channel. */
   readonly events: EventServiceClient;
+  /** The generated store (JSON items) client, on the same channel. */
+  readonly store: StoreServiceClient;
   /** The generated checkpoint client (LangGraph savers), on the same channel. */
   readonly checkpoints: CheckpointServiceClient;
   private readonly deadlineMs: number;
@@ -290,7 +312,10 @@ export class AgentstateClient {
     this.deadlineMs = options.deadlineMs ?? DEFAULT_DEADLINE_MS;
     const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     const creds = options.credentials ?? (options.tls ? tlsCredentials(options.tls) : grpcCredentials.createInsecure());
-    const interceptors = options.interceptors ?? [];
+    const interceptors = [
+      ...(options.token !== undefined ? [tokenInterceptor(options.token)] : []),
+      ...(options.interceptors ?? []),
+    ];
     this.kv = new KeyValueServiceClient(address, creds, {
       ...options.channelOptions,
       "grpc.max_send_message_length": maxMessageBytes,
@@ -300,7 +325,33 @@ export class AgentstateClient {
     const channelOverride = this.kv.getChannel();
     this.locks = new LockServiceClient(address, creds, { channelOverride, interceptors });
     this.events = new EventServiceClient(address, creds, { channelOverride, interceptors });
+    this.store = new StoreServiceClient(address, creds, { channelOverride, interceptors });
     this.checkpoints = new CheckpointServiceClient(address, creds, { channelOverride, interceptors });
+  }
+
+  /** Creates or replaces a store item (a JSON object under a path and key). */
+  putItem(request: DeepPartial<PutItemRequest>, options?: CallOptions): Promise<PutItemResponse> {
+    return this.unary(this.store, this.store.putItem, PutItemRequest.fromPartial(request), options);
+  }
+
+  /** Reads a store item; missing or expired answers `found: false`. `refreshTtl` restarts its TTL. */
+  getItem(request: DeepPartial<GetItemRequest>, options?: CallOptions): Promise<GetItemResponse> {
+    return this.unary(this.store, this.store.getItem, GetItemRequest.fromPartial(request), options);
+  }
+
+  /** Removes a store item; `deleted` says whether a live one was there. */
+  deleteItem(request: DeepPartial<DeleteItemRequest>, options?: CallOptions): Promise<DeleteItemResponse> {
+    return this.unary(this.store, this.store.deleteItem, DeleteItemRequest.fromPartial(request), options);
+  }
+
+  /** One page of the store items under a path prefix matching a JSON filter, most recently updated first. */
+  searchItems(request: DeepPartial<SearchItemsRequest>, options?: CallOptions): Promise<SearchItemsResponse> {
+    return this.unary(this.store, this.store.searchItems, SearchItemsRequest.fromPartial(request), options);
+  }
+
+  /** One page of the distinct paths holding store items (LangGraph's list_namespaces). */
+  listPaths(request: DeepPartial<ListPathsRequest>, options?: CallOptions): Promise<ListPathsResponse> {
+    return this.unary(this.store, this.store.listPaths, ListPathsRequest.fromPartial(request), options);
   }
 
   /** Reads one key. A missing or expired key answers `found: false`. */
@@ -709,7 +760,8 @@ export class AgentstateClient {
   }
 
   private unary<Req, Res>(
-    client: KeyValueServiceClient | LockServiceClient | EventServiceClient | CheckpointServiceClient,
+    client:
+      KeyValueServiceClient | LockServiceClient | EventServiceClient | StoreServiceClient | CheckpointServiceClient,
     method: UnaryMethod<Req, Res>,
     request: Req,
     options: CallOptions = {},

@@ -6,7 +6,8 @@
  * stamp the revision.
  */
 import type { Limits } from "../../domain/limits";
-import { runSubscription, type ChangeNotifier, type EventStore } from "../../domain/events";
+import { ChangeFeed } from "../../domain/changeFeed";
+import type { ChangeNotifier, EventStore } from "../../domain/events";
 import { StreamSlots } from "../../domain/streamSlots";
 import { StreamNotFoundError } from "../../errors/errors";
 import type { EventServiceServer, ReadStreamResponse } from "../../gen/agentstate/v1/event";
@@ -20,6 +21,12 @@ export interface EventHandlerOptions {
   pageSize: number;
   pollMs: number;
   stallMs: number;
+  /** Bytes of event data a live subscriber may have queued before it reads from the store by itself. */
+  queueBytes: number;
+  /** Told each failed read of a namespace's shared reader (retried at the next wake-up or poll). */
+  onFeedError?: (err: unknown) => void;
+  /** Told the number of namespaces with a shared reader whenever it changes (metrics). */
+  onReaders?: (count: number) => void;
   /** Told +1 when a subscription opens and -1 when it ends (metrics). */
   onSubscribers?: (delta: number) => void;
 }
@@ -37,6 +44,14 @@ export function eventHandlers(
     perServerSetting: "AGENTSTATE_MAX_SUBSCRIBERS",
     perNamespace: limits.maxSubscribersPerNamespace,
     perNamespaceSetting: "AGENTSTATE_MAX_SUBSCRIBERS_PER_NAMESPACE",
+  });
+  const feed = new ChangeFeed(store, notifier, {
+    pageSize: opts.pageSize,
+    pollMs: opts.pollMs,
+    queueEvents: opts.pageSize,
+    queueBytes: opts.queueBytes,
+    onError: opts.onFeedError,
+    onReaders: opts.onReaders,
   });
   const readers = new StreamSlots({
     what: "ReadStream calls",
@@ -70,9 +85,7 @@ export function eventHandlers(
       const release = subscribers.acquire(q.namespace);
       opts.onSubscribers?.(1);
       try {
-        await runSubscription(
-          store,
-          notifier,
+        await feed.subscribe(
           q.namespace,
           q.target,
           q.afterPosition,
@@ -81,7 +94,6 @@ export function eventHandlers(
             caughtUp: (position) => ctx.send({ caughtUp: { position } }),
           },
           ctx.longWaitSignal,
-          { pageSize: opts.pageSize, pollMs: opts.pollMs },
         );
       } finally {
         opts.onSubscribers?.(-1);

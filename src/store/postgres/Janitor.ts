@@ -1,6 +1,7 @@
 /**
  * Janitor: bounded background upkeep so nothing grows without bound. Removes
- * expired keys (each removal is a logged change with its own revision), trims
+ * expired keys (each removal is a logged change with its own revision) and
+ * expired store items (StoreService; no revisions), trims
  * the history log past its retention and forgets old idempotency records,
  * and applies the checkpoint retention (keep the latest N per thread and
  * checkpoint ns, remove those older than a TTL except the latest; their
@@ -59,6 +60,7 @@ export class Janitor {
   /** One full pass; returns how many rows each step removed. */
   async runOnce(): Promise<{
     expired: number;
+    items: number;
     history: number;
     idempotency: number;
     events: number;
@@ -85,6 +87,7 @@ export class Janitor {
       }
       return removed;
     });
+    const items = await drain(async () => (await this.pool.query(sql("store_expire"), [batch])).rowCount ?? 0);
     const history =
       this.opts.historyRetentionSeconds > 0
         ? await drain(
@@ -134,9 +137,9 @@ export class Janitor {
         return targets.length;
       });
     }
-    if (expired + history + idempotency + events + checkpoints > 0) {
-      this.log.debug("janitor pass", { expired, history, idempotency, events, checkpoints });
+    if (expired + items + history + idempotency + events + checkpoints > 0) {
+      this.log.debug("janitor pass", { expired, items, history, idempotency, events, checkpoints });
     }
-    return { expired, history, idempotency, events, checkpoints };
+    return { expired, items, history, idempotency, events, checkpoints };
   }
 }

@@ -1,8 +1,9 @@
 /**
  * PostgresEventStore: event streams in Postgres.
  *
- * Appends are group-committed, as KV writes are (PostgresKvStore): the
- * appends that arrive while a batch is being committed form the next batch,
+ * Appends are group-committed per namespace, as KV writes are
+ * (PostgresKvStore): the appends to a namespace that arrive while its batch
+ * is being committed form its next batch,
  * sent as one call of agentstate_event_append (functions/agentstate_event_append.sql)
  * in autocommit. Per append it locks (or claims) the stream's row, resolves
  * re-sent event ids, checks the fence and the expected version, then, under
@@ -100,8 +101,16 @@ export interface PostgresEventStoreOptions {
   pageBytes: number;
   /** Most appends in one batch (1: every append alone). */
   batchMax: number;
+  /**
+   * Batches in flight at once over every namespace (one per namespace at a
+   * time; each holds a pool connection). A batch holds one namespace's
+   * appends, so it never waits on another namespace's revision row.
+   */
+  batchesMax: number;
   /** Told the size of every batch sent (metrics). */
   observeBatch?: (appends: number) => void;
+  /** Told, once a batch has committed, each namespace it appended events to (to wake subscribers). */
+  onAppended?: (namespace: string) => void;
 }
 
 export class PostgresEventStore implements EventStore {
@@ -109,14 +118,16 @@ export class PostgresEventStore implements EventStore {
 
   constructor(
     private readonly pool: Pool,
-    private readonly opts: PostgresEventStoreOptions = { pageBytes: 4 * 1024 * 1024, batchMax: 64 },
+    private readonly opts: PostgresEventStoreOptions = { pageBytes: 4 * 1024 * 1024, batchMax: 64, batchesMax: 4 },
   ) {
-    // A batch holds a stream at most once and is sorted by namespace and
-    // stream (concurrent batches lock streams in one order). Appends whose
-    // caller has gone are answered when reached.
+    // A batch holds one namespace, a stream at most once, sorted by stream
+    // (concurrent batches lock streams in one order). Appends whose caller
+    // has gone are answered when reached.
     this.appends = new GroupCommitQueue<Pending>({
       maxBatch: opts.batchMax,
-      maxInFlight: 1,
+      maxInFlight: opts.batchesMax,
+      maxInFlightPerPartition: 1,
+      partition: (p) => p.cmd.namespace,
       run: (batch) => this.runBatch(batch, false),
       batchKey: (p) => p.id,
       expired: (p) => tooLate(p.opts),
@@ -153,7 +164,14 @@ export class PostgresEventStore implements EventStore {
     tooLate: (p) => tooLate(p.opts),
     send: async (batch, wait) => {
       this.opts.observeBatch?.(batch.length);
-      return (await this.pool.query<AppendRow>(sql("event_append"), batchParams(batch, wait))).rows;
+      const rows = (await this.pool.query<AppendRow>(sql("event_append"), batchParams(batch, wait))).rows;
+      const onAppended = this.opts.onAppended;
+      if (onAppended !== undefined) {
+        const appended = new Set<string>();
+        for (const r of rows) if (r.status === AppendStatus.Appended) appended.add(batch[r.idx - 1]!.cmd.namespace);
+        for (const ns of appended) onAppended(ns);
+      }
+      return rows;
     },
     // A unique violation on event_id: two appends of the batch carry one id
     // (run each alone: one then sees the other's), or, alone, a concurrent
@@ -205,6 +223,11 @@ export class PostgresEventStore implements EventStore {
             this.opts.pageBytes,
           ]);
     return r.rows.map(rowToEvent);
+  }
+
+  async latestPositions(namespaces: readonly string[]): Promise<Map<string, number>> {
+    const r = await this.q<{ namespace: string; position: number }>(sql("events_latest_positions"), [namespaces]);
+    return new Map(r.rows.map((row) => [row.namespace, row.position]));
   }
 
   private async q<R extends object>(statement: Statement, values: unknown[]) {

@@ -1,10 +1,11 @@
 /**
  * PostgresKvStore: the durable truth for versioned keys.
  *
- * Writes are group-committed. The writes that arrive while a batch is being
- * committed form the next batch, sent as one call of agentstate_kv_write
+ * Writes are group-committed per namespace. The writes to a namespace that
+ * arrive while its batch is being committed form its next batch (batches of
+ * different namespaces run side by side), sent as one call of agentstate_kv_write
  * (src/store/postgres/functions/agentstate_kv_write.sql) in autocommit: the function locks every key
- * first, then takes each namespace's revision row (last, so a namespace's
+ * first, then takes the namespace's revision row (last, so its
  * revisions follow its commit order) and applies each write in turn with its own condition, fence and
  * idempotency record. One round trip and one WAL flush serve the whole batch,
  * and every caller gets its own outcome once the batch has committed
@@ -67,12 +68,18 @@ export interface PostgresKvStoreOptions {
   /** Most writes in one batch (1: every write alone). */
   batchMax: number;
   /**
-   * Batches in flight at once. With two, the second locks its keys while the
-   * first commits, then commits right after it; writes that arrive meanwhile
-   * gather for the next. A key is in at most one batch in flight, so batches
-   * of one replica never find each other's keys held.
+   * Batches of one namespace in flight at once. With two, the second locks
+   * its keys while the first commits, then commits right after it; writes
+   * that arrive meanwhile gather for the next. A key is in at most one batch
+   * in flight, so batches of one replica never find each other's keys held.
    */
   batchesInFlight: number;
+  /**
+   * Batches in flight at once over every namespace (each holds a pool
+   * connection). A batch holds one namespace's writes, so it never waits on
+   * another namespace's revision row, and namespaces commit side by side.
+   */
+  batchesMax: number;
   /** Told the size of every batch sent (metrics). */
   observeBatch?: (writes: number) => void;
 }
@@ -100,6 +107,7 @@ interface WriteRow {
   fence_last: number | null;
   bump_epoch: number | null;
   bump_prev_age_ms: number | null;
+  wait_ms: number | null;
 }
 
 /** One write waiting for its batch. */
@@ -121,15 +129,17 @@ export class PostgresKvStore implements DurableKvStore {
 
   constructor(
     private readonly pool: Pool,
-    private readonly opts: PostgresKvStoreOptions = { batchMax: 64, batchesInFlight: 1 },
+    private readonly opts: PostgresKvStoreOptions = { batchMax: 64, batchesInFlight: 1, batchesMax: 4 },
   ) {
-    // A batch is sorted by namespace and key (concurrent batches then claim
-    // keys in one order). Writes whose caller has gone are answered when
+    // A batch holds one namespace, sorted by key (concurrent batches then
+    // claim keys in one order). Writes whose caller has gone are answered when
     // reached. A write on a key in a batch in flight, and a second write with
     // an idempotency key already in the batch, wait for a later batch.
     this.writes = new GroupCommitQueue<Pending>({
       maxBatch: opts.batchMax,
-      maxInFlight: opts.batchesInFlight,
+      maxInFlight: opts.batchesMax,
+      maxInFlightPerPartition: opts.batchesInFlight,
+      partition: (p) => p.cmd.namespace,
       run: (batch) => this.runBatch(batch, false),
       batchKey: idempotencyKeyOf,
       flightKey: keyOf,
@@ -334,6 +344,7 @@ function settle(p: Pending, row: WriteRow): DurableWriteOutcome {
         replayed: false,
       };
       if (row.bump_epoch !== null) result.epochBump = { epoch: row.bump_epoch, prevAgeMs: row.bump_prev_age_ms ?? 0 };
+      if (row.wait_ms !== null && row.wait_ms > 0) result.cacheWaitMs = row.wait_ms;
       return result;
     }
     case Status.Replayed: {

@@ -1,7 +1,9 @@
 /**
  * PostgresLockStore: locks kept in Postgres, for the embedded default (no
  * Redis). Same API and semantics as Redlock: expiry by the database clock, and
- * the fencing token issued in the same statement as the acquisition.
+ * the fencing token issued in the same statement as the acquisition. A release
+ * announces itself to every replica's waiters in its own statement (NOTIFY,
+ * see PgLockReleases).
  */
 import type { Pool } from "pg";
 import { checkout } from "./checkout";
@@ -11,7 +13,13 @@ import { isQueryReadTimeout, translatePgError } from "./pgErrors";
 import { sql, type Statement } from "./sql";
 
 export class PostgresLockStore implements LockStore {
-  constructor(private readonly pool: Pool) {}
+  readonly identity = "postgres";
+
+  constructor(
+    private readonly pool: Pool,
+    /** The NOTIFY payload announcing a release (PgLockReleases.payload), sent by the release's own statement. */
+    private readonly announcement: (namespace: string, name: string) => string,
+  ) {}
 
   async tryAcquire(namespace: string, name: string, ttlMs: number, owner: string): Promise<Acquired | undefined> {
     const secret = newLockSecret();
@@ -56,7 +64,13 @@ export class PostgresLockStore implements LockStore {
   }
 
   async release(namespace: string, name: string, secret: string, token: number): Promise<number | undefined> {
-    const r = await this.q<{ store_revision: number }>(sql("lock_release"), [namespace, name, secret, token]);
+    const r = await this.q<{ store_revision: number }>(sql("lock_release"), [
+      namespace,
+      name,
+      secret,
+      token,
+      this.announcement(namespace, name),
+    ]);
     return r.rows[0]?.store_revision;
   }
 

@@ -26,7 +26,18 @@ const NETWORK_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT
 
 export function isRetryableConflict(err: unknown): boolean {
   const code = (err as { code?: string }).code;
-  return code === "40P01" || code === "40001";
+  return code === "40P01" || code === "40001" || isStalePlan(err);
+}
+
+/**
+ * A prepared statement whose function a newer release replaced with another
+ * result type (a rolling upgrade): Postgres refuses to run it, so nothing
+ * ran. pg-pool destroys the connection on the error; on a new one the
+ * statement is prepared again and runs.
+ */
+export function isStalePlan(err: unknown): boolean {
+  const e = err as { code?: string; message?: string };
+  return e.code === "0A000" && /cached plan must not change result type/.test(e.message ?? "");
 }
 
 /** The driver gave up waiting for an answer (pg's client-side `query_timeout`): Postgres frozen, partitioned or overloaded. */
@@ -49,6 +60,8 @@ export function translatePgError(err: unknown, write = false): unknown {
   }
   const e = err as { code?: string; message?: string };
   if (e.code === "57014") return new StatementTimedOutError();
+  if (isStalePlan(err))
+    return new StoreUnavailableError("the database's functions were replaced by a newer release; retry");
   if (e.code !== undefined && (UNAVAILABLE_SQLSTATES.has(e.code) || NETWORK_CODES.has(e.code))) {
     return new StoreUnavailableError();
   }

@@ -19,7 +19,7 @@ export interface Release {
 
 export const RELEASE: Release = Object.freeze({
   number: 4,
-  sha256: "b42443c79cf226f04626cf5cc7afc011184fc54c1c1623643e8f556c22c95cef",
+  sha256: "ea0339a7381ea27f0c5cdd74678ea80c6ba7a37acf7e6b76ded48d0b4575e0a5",
 });
 
 /** One SQL file of the release: a migration or a function. */

@@ -17,12 +17,21 @@
  * while young nobody hits or fills, so writes that began in an older epoch
  * (whose markers may be lost) have committed or aborted before the cache is
  * filled again.
+ *
+ * Ownership (mixed deployments): the cache's identity is an id kept in Redis
+ * under the prefix (`identityKey`), so one Redis and prefix is one identity
+ * whatever URL reaches it, and a Redis emptied or replaced is a new one. Each
+ * lease read renews this identity's registration in the truth, which also
+ * decides the epoch's owner (functions/agentstate_cache_lease.sql): a replica
+ * serves hits and marks keys only in an epoch its identity owns. Otherwise
+ * (another cache or a replica without one is live: a mixed deployment) its
+ * writes go to the truth unmarked, which moves the epoch if it has an owner.
  */
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { performance } from "node:perf_hooks";
 import type Redis from "ioredis";
-import type { CacheEpochStore } from "../../domain/ports";
+import type { CacheEpochStore, CacheLeaseState } from "../../domain/ports";
 import type { Logger } from "../../log/Logger";
 import { CacheNoteRevisionReply } from "./cacheReplies";
 import type { CacheCommands } from "./cacheScripts";
@@ -31,7 +40,14 @@ export interface CacheEpochOptions {
   leaseMs: number;
   markerTtlMs: number;
   prefix: string;
+  /** Where the cache is, for operators ("redis HOST:PORT/DB prefix P"); never a secret. */
+  description: string;
+  /** Told every lease read that renewed this identity's registration (mixed-deployment detection). */
+  onLease?: (lease: CacheLeaseState, identity: string) => void;
 }
+
+/** Added to every wait the truth counts (its clock's rounding, the reply's way back). */
+export const WAIT_MARGIN_MS = 50;
 
 export class CacheEpoch {
   private epoch = 0;
@@ -42,6 +58,13 @@ export class CacheEpoch {
   private timer: NodeJS.Timeout | undefined;
   private refreshing: Promise<void> | undefined;
   private closed = false;
+  /** This cache's identity as last read from Redis, and the one before it (for a hand-over). */
+  private identity: string | undefined;
+  private previous: string | undefined;
+  /** Until then the former identity is passed along (its registration outlives the change by a lease). */
+  private previousUntil = 0;
+  /** True while this identity owns the epoch read last. */
+  private owned = false;
 
   constructor(
     private readonly epochs: CacheEpochStore,
@@ -76,12 +99,26 @@ export class CacheEpoch {
   /** True when cache hits and fills are safe now. */
   canServe(): boolean {
     const now = performance.now();
-    return this.aliveOk && this.runId !== undefined && now < this.leaseUntil && now >= this.matureAt;
+    return this.owned && this.aliveOk && this.runId !== undefined && now < this.leaseUntil && now >= this.matureAt;
   }
 
   /** True when writers can mark keys in the current epoch. */
   canMark(): boolean {
-    return this.aliveOk && this.runId !== undefined && this.redis.status === "ready";
+    return this.owned && this.aliveOk && this.runId !== undefined && this.redis.status === "ready";
+  }
+
+  /**
+   * True while this cache's identity owns the epoch read last. When it does
+   * not, writes carry no cache fence: the truth moves the epoch if another
+   * identity owns it.
+   */
+  owns(): boolean {
+    return this.owned;
+  }
+
+  /** The Redis key holding this cache's identity. */
+  identityKey(): string {
+    return `${this.opts.prefix}:id`;
   }
 
   /** The epoch this replica currently believes in. */
@@ -168,6 +205,22 @@ export class CacheEpoch {
     await sleep(this.waitAfterBumpMs(Number.POSITIVE_INFINITY));
   }
 
+  /**
+   * For a change acknowledged while this cache did not own the epoch (an
+   * append, which no cache noted): the truth moves the epoch if another cache
+   * owns it, and the change waits out that owner's leases and any replaced
+   * owner's quiet time. If the truth cannot be asked, waits as fenceUnnoted.
+   */
+  async fenceUnowned(): Promise<void> {
+    let waitMs: number;
+    try {
+      waitMs = await this.epochs.fenceChange();
+    } catch {
+      return this.fenceUnnoted();
+    }
+    if (waitMs > 0) await sleep(waitMs + WAIT_MARGIN_MS);
+  }
+
   /** A script found the alive key missing or different: stop trusting the cache and re-check now. */
   distrust(): void {
     this.aliveOk = false;
@@ -204,20 +257,65 @@ export class CacheEpoch {
     return this.refreshing;
   }
 
+  /**
+   * The identity stored in Redis under the prefix, created (SET NX, so
+   * replicas agree) when absent: a new or emptied Redis is a new identity.
+   * Undefined when Redis cannot answer.
+   */
+  private async readIdentity(): Promise<string | undefined> {
+    if (this.redis.status !== "ready") return undefined;
+    try {
+      const key = this.identityKey();
+      let id = await this.redis.get(key);
+      if (id === null) {
+        await this.redis.set(key, randomBytes(12).toString("hex"), "NX");
+        id = await this.redis.get(key);
+      }
+      if (id === null) return undefined;
+      if (id !== this.identity) {
+        if (this.identity !== undefined) {
+          this.previous = this.identity;
+          this.previousUntil = performance.now() + 2 * this.opts.leaseMs;
+          this.log.warn("cache identity changed: redis was emptied or replaced", { from: this.identity, to: id });
+        }
+        this.identity = id;
+      }
+      return id;
+    } catch {
+      return undefined;
+    }
+  }
+
   private async doRefresh(): Promise<void> {
     const sent = performance.now();
-    const row = await this.epochs.read();
+    // While Redis is unreachable the identity last confirmed is renewed: a
+    // replaced Redis shows itself when it answers, and meanwhile nothing is served.
+    const identity = (await this.readIdentity()) ?? (this.redis.status === "ready" ? undefined : this.identity);
+    const row = await this.epochs.lease({
+      identity,
+      previous: this.previous,
+      description: this.opts.description,
+      leaseMs: this.opts.leaseMs,
+      mayOwn: true,
+    });
     if (!row) return;
     const got = performance.now();
+    if (identity !== undefined) this.opts.onLease?.(row, identity);
     if (row.epoch !== this.epoch) {
       this.aliveOk = false;
       this.epoch = row.epoch;
     }
-    this.leaseUntil = sent + this.opts.leaseMs;
+    // A lease only from a renewal of the owner's registration (identity
+    // confirmed in Redis just before): the truth then counts it in lease_until.
+    this.owned = identity !== undefined && row.owner === identity;
+    if (this.owned && performance.now() > this.previousUntil) this.previous = undefined;
+    this.leaseUntil = this.owned ? sent + this.opts.leaseMs : 0;
     this.matureAt = got + Math.max(0, this.opts.markerTtlMs - row.ageMs);
     const young = row.ageMs < this.opts.markerTtlMs;
 
-    if (this.redis.status !== "ready") {
+    if (this.redis.status !== "ready" || !this.owned) {
+      // Not the owner: the alive key is the owner's business (a mixed
+      // deployment would otherwise move the epoch at every refresh).
       this.aliveOk = false;
       return;
     }

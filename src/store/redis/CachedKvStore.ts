@@ -19,6 +19,11 @@
  *    statement timeouts bound every statement.
  *  - Hits are also kept in this replica's near cache, served after a sync
  *    with Redis's invalidations instead of a Redis read (see NearCache).
+ *  - All of this only while this cache owns the epoch (CacheEpoch: other
+ *    caches, or replicas without one, may serve the same database). When it
+ *    does not, a read goes to Postgres and a write goes to it unmarked: the
+ *    truth moves the epoch if another cache owns it, and says how long the
+ *    write must wait before it answers.
  * Redis errors never fail a request: reads fall back to Postgres, writes take
  * the epoch path. List always reads Postgres.
  */
@@ -48,7 +53,7 @@ import {
   StatementTimedOutError,
 } from "../../errors/errors";
 import type { Logger } from "../../log/Logger";
-import type { CacheEpoch } from "./CacheEpoch";
+import { type CacheEpoch, WAIT_MARGIN_MS } from "./CacheEpoch";
 import { CacheBeginWriteReply, CacheEndWriteReply, CacheFillReply, CacheReadReply } from "./cacheReplies";
 import type { CacheCommands } from "./cacheScripts";
 import type { NearCache, NearEntry } from "./NearCache";
@@ -96,11 +101,13 @@ export type CacheReadOutcome = (typeof CACHE_READ_OUTCOMES)[number];
 /**
  * What became of a write at the cache (agentstate_cache_writes_total): its key
  * was marked in flight first (`marked`), or could not be (`unmarked`: Redis
- * down, slow or failing; the write moved the cache epoch instead), or the
- * install of the new state after the commit failed (`install_error`: readers
- * stay on Postgres until the marker expires).
+ * down, slow or failing; the write moved the cache epoch instead), or this
+ * cache does not own the epoch (`unowned`: a mixed deployment, or just after
+ * a change; written to the truth alone, which moves the epoch if another
+ * cache owns it), or the install of the new state after the commit failed
+ * (`install_error`: readers stay on Postgres until the marker expires).
  */
-export const CACHE_WRITE_OUTCOMES = ["marked", "unmarked", "install_error"] as const;
+export const CACHE_WRITE_OUTCOMES = ["marked", "unmarked", "unowned", "install_error"] as const;
 export type CacheWriteOutcome = (typeof CACHE_WRITE_OUTCOMES)[number];
 
 export interface CacheStats {
@@ -248,6 +255,14 @@ export class CachedKvStore implements KvStore {
     const started = performance.now();
     const alive = this.epoch.aliveValue();
     const markedEpoch = this.epoch.current();
+    if (!this.epoch.owns()) {
+      // Another cache (or none) owns the epoch, or a mix left it without an
+      // owner: the truth decides, and moves the epoch if it has an owner.
+      this.countWrite("unowned");
+      const { epochBump, cacheWaitMs, ...outcome } = await this.pg.write(cmd, opts);
+      await this.waitOut(epochBump, cacheWaitMs);
+      return outcome;
+    }
     let marked = false;
     if (this.epoch.canMark()) {
       try {
@@ -260,8 +275,11 @@ export class CachedKvStore implements KvStore {
     }
     this.countWrite(marked ? "marked" : "unmarked");
     if (!marked) {
-      const { epochBump, ...outcome } = await this.pg.write(cmd, { ...opts, cacheFence: { kind: "bump" } });
-      if (epochBump) await this.waitOutBump(epochBump);
+      const { epochBump, cacheWaitMs, ...outcome } = await this.pg.write(cmd, {
+        ...opts,
+        cacheFence: { kind: "bump" },
+      });
+      await this.waitOut(epochBump, cacheWaitMs);
       return outcome;
     }
     // Leave room for the slowest COMMIT (bounded by the statement timeout) inside the marker's life.
@@ -279,8 +297,8 @@ export class CachedKvStore implements KvStore {
       }
       throw err;
     }
-    const { epochBump, ...outcome } = out;
-    if (epochBump) await this.waitOutBump(epochBump);
+    const { epochBump, cacheWaitMs, ...outcome } = out;
+    await this.waitOut(epochBump, cacheWaitMs);
     const changed = outcome.applied && !outcome.replayed && (cmd.op === "put" || outcome.item !== undefined);
     const installed = changed ? (cmd.op === "put" ? outcome.item : undefined) : undefined;
     const [meta, bytes] = encodeEntry(installed);
@@ -314,15 +332,23 @@ export class CachedKvStore implements KvStore {
    * could not mark its key does).
    */
   async noteRevision(namespace: string, revision: number): Promise<void> {
+    if (!this.epoch.owns()) return this.epoch.fenceUnowned();
     if (!(await this.epoch.noteRevision(namespace, revision))) await this.epoch.fenceUnnoted();
   }
 
-  /** Holds the reply until every lease that could serve the replaced epoch has expired. */
-  private async waitOutBump(bump: EpochBump): Promise<void> {
-    const wait = this.epoch.waitAfterBumpMs(bump.prevAgeMs);
-    this.log.debug("cache epoch bumped by a write", { epoch: bump.epoch, wait_ms: Math.round(wait) });
-    void this.epoch.refresh();
-    await sleep(wait);
+  /**
+   * Holds the reply until every lease that could serve the replaced epoch has
+   * expired (this cache's, by its own settings; the owner's, by the truth's
+   * count) and a replaced owner's quiet time has passed.
+   */
+  private async waitOut(bump: EpochBump | undefined, cacheWaitMs: number | undefined): Promise<void> {
+    let wait = cacheWaitMs === undefined ? 0 : cacheWaitMs + WAIT_MARGIN_MS;
+    if (bump) {
+      wait = Math.max(wait, this.epoch.waitAfterBumpMs(bump.prevAgeMs));
+      this.log.debug("cache epoch bumped by a write", { epoch: bump.epoch, wait_ms: Math.round(wait) });
+      void this.epoch.refresh();
+    }
+    if (wait > 0) await sleep(wait);
   }
 
   private entryTtlMs(item: Item | undefined): number {

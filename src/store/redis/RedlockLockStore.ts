@@ -9,26 +9,33 @@
  *    and retried;
  *  - "held by someone" is told apart from "no quorum possible" (masters down),
  *    which answers UNAVAILABLE at once instead of waiting out `wait`.
- * The holder's owner lives in an owner key beside the lock key on each master,
- * written, extended and deleted by the same Lua scripts (./lua/locks) that
- * take, extend and release the lock, so a Lock+Unlock costs one script per
- * master each way and the owner never outlives its lock. The owner key holds
- * only the owner; the lock key holds the secret, which is never read back.
- * Notes on redlock 5.0.0-beta2 (pinned): it emits "error" for every vote
- * against (an unhandled EventEmitter error would crash the process), so a
- * listener is attached; it returns locks whose validity may already be spent,
- * hence the validity check here; and its scripts receive only the lock's value
- * and TTL, so acquisition (which also passes the owner) goes through its
- * quorum runner `_execute`, private in its typings (checked at construction).
+ * The holder's owner lives in an owner key beside the lock key on each master:
+ * the acquire script (./lua/locks) clears any older holder's, lockOwner sets
+ * it right after the quorum is reached (on every master, beside the token's
+ * issue, so it adds no round trip in series), with the lock's remaining TTL;
+ * the extend and release scripts extend and delete both keys, so the owner
+ * never outlives its lock. The owner key holds only the owner; the lock key
+ * holds the secret, which is never read back.
+ * Only redlock's public API is used (acquire, extend, release, Lock,
+ * ExecutionError's attempts): the owner is not passed through redlock's
+ * scripts, whose arguments it fixes. Notes on redlock 5.0.0-beta2 (pinned,
+ * unmaintained; the maintained fork @sesamecare-oss/redlock runs its own fixed
+ * scripts, so it cannot keep the owner beside the lock): it emits "error" for
+ * every vote against (an unhandled EventEmitter error would crash the
+ * process), so a listener is attached; it returns locks whose validity may
+ * already be spent, hence the validity check here; and after an acquisition
+ * refused by a quorum it runs its release script on every master (cheap with
+ * the lock queue: only a queue's head attempts).
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type Redis from "ioredis";
 import Redlock, { ExecutionError, Lock, ResourceLockedError, type ExecutionStats } from "redlock";
+import { LockOwnerReply } from "./cacheReplies";
 import type { Acquired, LockStore, NotAcquired, Renewed } from "../../domain/locks";
-import { formatLockId, newLockSecret } from "../../domain/locks";
-import type { FencingTokens, StoreRevision } from "../../domain/ports";
+import { formatLockId } from "../../domain/locks";
+import type { FencingTokens, LockReleaseAnnouncer, StoreRevision } from "../../domain/ports";
 import { connectFailureReason, isAuthFailure, urlTarget } from "../../errors/startup";
 import { LockQuorumUnavailableError } from "../../errors/errors";
 import type { Logger } from "../../log/Logger";
@@ -43,12 +50,9 @@ export interface RedlockOptions {
   tls?: RedisTlsFiles | undefined;
 }
 
-/** redlock's quorum runner: runs a script on every master; resolves on a quorum for, throws ExecutionError on a quorum against. */
-type QuorumRunner = (
-  script: Redlock["scripts"]["acquireScript"],
-  keys: string[],
-  args: (string | number)[],
-) => Promise<{ attempts: ReadonlyArray<Promise<ExecutionStats>> }>;
+/** lockOwner-2.lua, defined on each master's client (EVALSHA after the first call). */
+const OWNER_COMMAND = "agentstateLockOwner";
+type OwnerCommand = (lockKey: string, ownerKey: string, secret: string, owner: string) => Promise<unknown>;
 
 const LOCK_LUA_DIR = join(__dirname, "lua", "locks");
 const lockScript = (file: string) => readFileSync(join(LOCK_LUA_DIR, file), "utf8");
@@ -57,17 +61,17 @@ export class RedlockLockStore implements LockStore {
   private readonly clients: Redis[];
   private readonly redlock: Redlock;
   private readonly quorum: number;
-  private readonly runQuorum: QuorumRunner;
   /** The last connection error of each master, to say why it is down. */
   private readonly lastErrors: unknown[] = [];
 
   constructor(
-    private readonly truth: { tokens: FencingTokens; revision: StoreRevision },
+    private readonly truth: { tokens: FencingTokens; revision: StoreRevision; releases: LockReleaseAnnouncer },
     private readonly opts: RedlockOptions,
     private readonly log: Logger,
   ) {
     this.clients = opts.urls.map((url, i) => {
       const c = createRedisClient(url, opts.commandTimeoutMs, log, { tls: opts.tls });
+      c.defineCommand(OWNER_COMMAND, { numberOfKeys: 2, lua: lockScript("lockOwner-2.lua") });
       c.on("error", (err: unknown) => (this.lastErrors[i] = err));
       c.connect().catch((err: unknown) => (this.lastErrors[i] = err));
       return c;
@@ -84,9 +88,20 @@ export class RedlockLockStore implements LockStore {
       },
     );
     this.redlock.on("error", () => undefined);
-    const execute = (this.redlock as unknown as { _execute?: unknown })._execute;
-    if (typeof execute !== "function") throw new Error("redlock has no _execute: the pinned 5.0.0-beta2 is required");
-    this.runQuorum = (execute as QuorumRunner).bind(this.redlock);
+  }
+
+  /** Masters as host:port/db, sorted, and the key prefix: equal exactly when two replicas' Redlocks exclude each other. */
+  get identity(): string {
+    const masters = this.opts.urls.map((url) => {
+      let db = "0";
+      try {
+        db = new URL(url).pathname.replace(/^\//, "") || "0";
+      } catch {
+        // urlTarget names it unparseable
+      }
+      return `${urlTarget(url, 6379)}/${db}`;
+    });
+    return `redlock ${[...masters].sort().join(",")} prefix ${this.opts.prefix}`;
   }
 
   /**
@@ -143,7 +158,7 @@ export class RedlockLockStore implements LockStore {
     const keys = this.keys(namespace, name);
     let lock: Lock;
     try {
-      lock = await this.acquireQuorum(keys, ttlMs, owner);
+      lock = await this.redlock.acquire(keys, ttlMs);
     } catch (err) {
       if (!(err instanceof ExecutionError)) throw err;
       await this.throwIfNoQuorumPossible(err);
@@ -151,22 +166,23 @@ export class RedlockLockStore implements LockStore {
     }
     if (lock.expiration - Date.now() < ttlMs / 5) {
       // Acquisition took too long to leave a useful lock: give it back.
-      await this.redlock.release(lock).catch(() => undefined);
+      await this.giveBack(lock, namespace, name);
       return undefined;
     }
     let token: number;
     let revision: number;
     try {
-      ({ token, revision } = await this.truth.tokens.issue(namespace, name));
+      const [issued] = await Promise.all([this.truth.tokens.issue(namespace, name), this.publishOwner(lock, owner)]);
+      ({ token, revision } = issued);
     } catch (err) {
       // Already a domain error (the issuer translates driver errors).
-      await this.redlock.release(lock).catch(() => undefined);
+      await this.giveBack(lock, namespace, name);
       throw err;
     }
     if (lock.expiration - Date.now() < ttlMs / 5) {
       // Issuing the token took too long (it waits for fenced writes of the
       // previous holder): do not hand out a lock that is nearly spent.
-      await this.redlock.release(lock).catch(() => undefined);
+      await this.giveBack(lock, namespace, name);
       return undefined;
     }
     return {
@@ -197,6 +213,10 @@ export class RedlockLockStore implements LockStore {
       await this.throwIfNoQuorumPossible(err);
       return undefined;
     }
+    // Waiters on other replicas try at once; the reply does not wait for it (a lost announcement: their next poll).
+    this.truth.releases.announce(namespace, name).catch((err: unknown) => {
+      this.log.debug("lock release not announced", { error: (err as Error).message });
+    });
     return latest.revision;
   }
 
@@ -227,27 +247,24 @@ export class RedlockLockStore implements LockStore {
     for (const c of this.clients) c.disconnect();
   }
 
-  /**
-   * redlock's acquire(), but with the owner passed to the acquire script (its
-   * own acquire passes only the secret and TTL), and without its clean-up
-   * round on every master when the lock was merely held by someone: the
-   * clean-up runs only when some master may have taken it (voted for, or
-   * failed, e.g. timed out after applying it). The validity computed is
-   * redlock's: TTL minus clock drift and 2 ms, from before the first request.
-   */
-  private async acquireQuorum(keys: string[], ttlMs: number, owner: string): Promise<Lock> {
-    const start = Date.now();
-    const secret = newLockSecret();
-    try {
-      const { attempts } = await this.runQuorum(this.redlock.scripts.acquireScript, keys, [secret, ttlMs, owner]);
-      const drift = Math.round(this.redlock.settings.driftFactor * ttlMs) + 2;
-      return new Lock(this.redlock, keys, secret, attempts, start + ttlMs - drift);
-    } catch (err) {
-      if (err instanceof ExecutionError && (await mayHaveTaken(err))) {
-        await this.redlock.release(new Lock(this.redlock, keys, secret, [], 0)).catch(() => undefined);
-      }
-      throw err;
-    }
+  /** Releases a lock that is not handed out after all; others' waiters, who found it held meanwhile, try again. */
+  private async giveBack(lock: Lock, namespace: string, name: string): Promise<void> {
+    await this.redlock.release(lock).catch(() => undefined);
+    this.truth.releases.announce(namespace, name).catch(() => undefined);
+  }
+
+  /** Sets the owner key beside a just-acquired lock on every master that holds it; best effort (the owner is reported "when known"). */
+  private async publishOwner(lock: Lock, owner: string): Promise<void> {
+    if (owner === "") return;
+    await Promise.all(
+      this.clients.map((c) => {
+        const setOwner = (c as unknown as Record<typeof OWNER_COMMAND, OwnerCommand>)[OWNER_COMMAND];
+        return setOwner
+          .call(c, lock.resources[0]!, lock.resources[1]!, lock.value, owner)
+          .then((reply) => reply === LockOwnerReply.SET)
+          .catch(() => false);
+      }),
+    );
   }
 
   /** Throws LockQuorumUnavailableError when too many masters failed (not merely voted "locked") for any quorum. */
@@ -275,13 +292,4 @@ export class RedlockLockStore implements LockStore {
     }
     return undefined;
   }
-}
-
-/** True unless every master answered "held by someone" (the script changed nothing anywhere). */
-async function mayHaveTaken(err: ExecutionError): Promise<boolean> {
-  const stats = await err.attempts[err.attempts.length - 1];
-  if (!stats) return true;
-  if (stats.votesFor.size > 0) return true;
-  for (const e of stats.votesAgainst.values()) if (!(e instanceof ResourceLockedError)) return true;
-  return false;
 }

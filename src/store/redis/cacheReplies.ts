@@ -34,6 +34,9 @@ export const CacheNoteRevisionReply = { EPOCH_GONE: -1, DONE: 1 } as const;
  */
 export const LockScriptReply = { VOTE_FOR: 2, VOTE_AGAINST: 0 } as const;
 
+/** lockOwner-2.lua (run by RedlockLockStore itself on every master). */
+export const LockOwnerReply = { NOT_HELD: 0, SET: 1 } as const;
+
 /** Every script file (under lua/) and the replies it declares. */
 export const SCRIPT_REPLIES: Readonly<Record<string, Readonly<Record<string, number>>>> = {
   "cacheRead-6.lua": CacheReadReply,
@@ -44,4 +47,5 @@ export const SCRIPT_REPLIES: Readonly<Record<string, Readonly<Record<string, num
   "locks/lockAcquire-2.lua": LockScriptReply,
   "locks/lockExtend-2.lua": LockScriptReply,
   "locks/lockRelease-2.lua": LockScriptReply,
+  "locks/lockOwner-2.lua": LockOwnerReply,
 };

@@ -26,7 +26,12 @@
 --   phase 2 (under the revision row locks, no more lock waits): drop appends
 --   whose deadline has passed, then take one namespace revision per event, insert the
 --   events with consecutive positions and stream versions, bump the stream's
---   version and wake subscribers (NOTIFY is delivered at commit).
+--   version.
+-- Subscribers are woken by the server once the batch has committed
+-- (PgChangeNotifier: one NOTIFY per namespace, outside this transaction),
+-- not by a NOTIFY here: Postgres serialises the commits of every notifying
+-- transaction on one database-wide lock held through the WAL flush, which
+-- capped appends over all namespaces at the rate of one namespace.
 -- With p_wait false (a batch), no append waits for a stream row that another
 -- transaction holds: it is answered `busy` and nothing of it is written; the
 -- server then runs it alone with p_wait true, which waits. So one held stream
@@ -224,7 +229,6 @@ BEGIN
       FROM generate_series(first_ev[i], first_ev[i] + p_count[i] - 1) AS u(j);
     UPDATE streams SET version = v + p_count[i], updated_at = ts
      WHERE namespace = p_ns[i] AND stream = p_stream[i];
-    PERFORM pg_notify('agentstate_events', p_ns[i]);
     res[i].status := c_appended;
     res[i].current_version := v + p_count[i];
     res[i].first_version := v + 1;

@@ -10,7 +10,7 @@
 -- namespace of the batch has its own sequence and its own row, locked in
 -- namespace order after every key lock, so batches of different namespaces
 -- never wait for each other. The cache epoch stays store-wide
--- (agentstate_state): a write reads it FOR SHARE (writes never wait for each
+-- (agentstate_state, with its owner): a write reads it FOR SHARE (writes never wait for each
 -- other there; an epoch bump waits for them), so it cannot move between the
 -- write's check of its marked epoch and its commit; a write that moves it
 -- locks it FOR UPDATE instead.
@@ -36,8 +36,17 @@
 -- Result: one agentstate_kv_write_result row per write (migrations/0004), in
 -- the order given: idx (1-based), status, revision, the key's row after the
 -- write (or as found, when not applied), outcome (replayed: the first reply),
--- fence_last, and bump_epoch / bump_prev_age_ms when the write moved the
--- cache epoch and must wait it out.
+-- fence_last, bump_epoch / bump_prev_age_ms when the write moved the
+-- cache epoch and must wait it out, and wait_ms: how long a change must wait
+-- before it is acknowledged, by the database's count (the leases of the
+-- epoch's owner when the write moved it, a replaced owner's quiet time).
+--
+-- The cache fence (CacheFence in src/domain/ports.ts): a write marked in the
+-- current epoch was marked in its owner's cache (a replica marks only in an
+-- epoch its cache owns, and the owner changes only with the epoch:
+-- agentstate_cache_lease); a write marked in no epoch and not asking for a
+-- bump (a replica without a cache, or whose cache is not the owner) moves
+-- the epoch when it has an owner, as a write that could not mark does.
 --
 -- Statuses (the c_ constants below; KvWriteStatus in
 -- src/store/postgres/writeStatus.ts): applied; not_applied (the condition
@@ -115,6 +124,14 @@ DECLARE
   j int;
   epoch bigint;
   epoch_at timestamptz;
+  -- The epoch's owner (the cache identity that may serve in it), the end of
+  -- its leases, and the quiet time of a replaced owner (migrations/0007).
+  e_owner text;
+  e_quiet timestamptz;
+  owner_until timestamptz;
+  wait_until timestamptz;
+  wait bigint;
+  changed boolean[] := array_fill(false, ARRAY[n]);
   bump boolean := false;
   prev_age bigint;
   i int;
@@ -122,7 +139,7 @@ BEGIN
   res := array_fill(NULL::agentstate_kv_write_result, ARRAY[n]);
   -- Phase 1: locks, in order: idempotency key, key, fence.
   FOR i IN 1..n LOOP
-    r := ROW(i, c_pending, NULL, p_key[i], NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+    r := ROW(i, c_pending, NULL, p_key[i], NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
     IF p_idem[i] IS NOT NULL THEN
       -- Every claimer of an idempotency key holds this advisory lock first, so
       -- a batch can tell (without waiting) that another transaction is claiming it.
@@ -220,15 +237,23 @@ BEGIN
     -- another epoch than the current one) takes it FOR UPDATE; upgrading a
     -- share lock can deadlock with another such write: Postgres then aborts
     -- one statement, which the server runs again (runWriteBatch).
-    SELECT s.cache_epoch INTO epoch FROM agentstate_state s WHERE s.id = 1;
+    -- A write marked in no epoch (its replica has no cache, or its cache
+    -- does not own the epoch: a mixed deployment) is invisible to the owner's
+    -- cache: it moves the epoch too when the epoch has an owner.
+    SELECT s.cache_epoch, s.cache_owner INTO epoch, e_owner FROM agentstate_state s WHERE s.id = 1;
     IF EXISTS (SELECT 1 FROM generate_series(1, n) AS x WHERE st[x] = c_pending
-               AND (p_bump[x] OR (p_marked_epoch[x] IS NOT NULL AND p_marked_epoch[x] <> epoch))) THEN
-      SELECT s.cache_epoch, s.cache_epoch_at INTO epoch, epoch_at FROM agentstate_state s WHERE s.id = 1 FOR UPDATE;
+               AND (p_bump[x] OR (p_marked_epoch[x] IS NOT NULL AND p_marked_epoch[x] <> epoch)
+                    OR (p_marked_epoch[x] IS NULL AND e_owner IS NOT NULL))) THEN
+      SELECT s.cache_epoch, s.cache_epoch_at, s.cache_owner, s.cache_quiet_until INTO epoch, epoch_at, e_owner, e_quiet
+      FROM agentstate_state s WHERE s.id = 1 FOR UPDATE;
     ELSE
-      SELECT s.cache_epoch, s.cache_epoch_at INTO epoch, epoch_at FROM agentstate_state s WHERE s.id = 1 FOR SHARE;
+      SELECT s.cache_epoch, s.cache_epoch_at, s.cache_owner, s.cache_quiet_until INTO epoch, epoch_at, e_owner, e_quiet
+      FROM agentstate_state s WHERE s.id = 1 FOR SHARE;
       IF EXISTS (SELECT 1 FROM generate_series(1, n) AS x WHERE st[x] = c_pending
-                 AND p_marked_epoch[x] IS NOT NULL AND p_marked_epoch[x] <> epoch) THEN
-        SELECT s.cache_epoch, s.cache_epoch_at INTO epoch, epoch_at FROM agentstate_state s WHERE s.id = 1 FOR UPDATE;
+                 AND ((p_marked_epoch[x] IS NOT NULL AND p_marked_epoch[x] <> epoch)
+                      OR (p_marked_epoch[x] IS NULL AND e_owner IS NOT NULL))) THEN
+        SELECT s.cache_epoch, s.cache_epoch_at, s.cache_owner, s.cache_quiet_until INTO epoch, epoch_at, e_owner, e_quiet
+        FROM agentstate_state s WHERE s.id = 1 FOR UPDATE;
       END IF;
     END IF;
     FOR i IN 1..n LOOP
@@ -260,7 +285,7 @@ BEGIN
         r.revision := rev;
         IF has THEN
           r := ROW(i, c_not_applied, rev, cur.key, cur.value, cur.content_type, cur.version, cur.create_revision,
-                   cur.mod_revision, cur.created_at, cur.updated_at, cur.expires_at, NULL, NULL, NULL, NULL);
+                   cur.mod_revision, cur.created_at, cur.updated_at, cur.expires_at, NULL, NULL, NULL, NULL, NULL);
         END IF;
         IF claimed[i] THEN
           oc := jsonb_build_object('applied', false, 'revision', rev,
@@ -292,11 +317,13 @@ BEGIN
         placeholder[i] := false; -- now the key's row
         -- The value is the caller's own: not sent back.
         r := ROW(i, c_applied, rev, nw.key, NULL, nw.content_type, nw.version, nw.create_revision, nw.mod_revision,
-                 nw.created_at, nw.updated_at, nw.expires_at, NULL, NULL, NULL, NULL);
+                 nw.created_at, nw.updated_at, nw.expires_at, NULL, NULL, NULL, NULL, NULL);
         IF claimed[i] THEN
           oc := jsonb_build_object('applied', true, 'revision', rev, 'item', agentstate_item_json(nw));
         END IF;
-        must_wait[i] := p_bump[i] OR (p_marked_epoch[i] IS NOT NULL AND p_marked_epoch[i] <> epoch);
+        must_wait[i] := p_bump[i] OR (p_marked_epoch[i] IS NOT NULL AND p_marked_epoch[i] <> epoch)
+                        OR (p_marked_epoch[i] IS NULL AND e_owner IS NOT NULL);
+        changed[i] := true;
       ELSIF has THEN
         rev := rev + 1;
         DELETE FROM kv WHERE kv.namespace = p_ns[i] AND kv.key = p_key[i];
@@ -304,11 +331,13 @@ BEGIN
         VALUES (rev, p_ns[i], p_key[i], c_op_delete, cur.version, now());
         st[i] := c_applied;
         r := ROW(i, c_applied, rev, cur.key, cur.value, cur.content_type, cur.version, cur.create_revision,
-                 cur.mod_revision, cur.created_at, cur.updated_at, cur.expires_at, NULL, NULL, NULL, NULL);
+                 cur.mod_revision, cur.created_at, cur.updated_at, cur.expires_at, NULL, NULL, NULL, NULL, NULL);
         IF claimed[i] THEN
           oc := jsonb_build_object('applied', true, 'revision', rev, 'item', agentstate_item_json(cur));
         END IF;
-        must_wait[i] := p_bump[i] OR (p_marked_epoch[i] IS NOT NULL AND p_marked_epoch[i] <> epoch);
+        must_wait[i] := p_bump[i] OR (p_marked_epoch[i] IS NOT NULL AND p_marked_epoch[i] <> epoch)
+                        OR (p_marked_epoch[i] IS NULL AND e_owner IS NOT NULL);
+        changed[i] := true;
       ELSE
         -- Deleting an absent (or expired) key whose condition holds: nothing changes.
         st[i] := c_applied;
@@ -338,6 +367,17 @@ BEGIN
       prev_age := (extract(epoch FROM clock_timestamp() - epoch_at) * 1000)::bigint;
       epoch := epoch + 1;
       UPDATE agentstate_state SET cache_epoch = epoch, cache_epoch_at = clock_timestamp() WHERE id = 1;
+      -- The owner's replicas read the epoch FOR SHARE after each renewal, so
+      -- no renewal this does not see can lease the replaced epoch.
+      IF e_owner IS NOT NULL THEN
+        SELECT g.lease_until INTO owner_until FROM cache_registrations g WHERE g.identity = e_owner;
+      END IF;
+    END IF;
+    -- Changes wait out the owner's leases when they moved the epoch, and a
+    -- replaced owner's quiet time (cache_quiet_until) in any case.
+    wait_until := greatest(e_quiet, owner_until);
+    IF wait_until > clock_timestamp() THEN
+      wait := ceil(extract(epoch FROM (wait_until - clock_timestamp())) * 1000)::bigint;
     END IF;
   END IF;
 
@@ -353,6 +393,9 @@ BEGIN
     IF must_wait[i] THEN
       r.bump_epoch := epoch;
       r.bump_prev_age_ms := prev_age;
+    END IF;
+    IF must_wait[i] OR changed[i] THEN
+      r.wait_ms := wait;
     END IF;
     RETURN NEXT r;
   END LOOP;

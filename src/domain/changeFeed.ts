@@ -1,0 +1,302 @@
+/**
+ * ChangeFeed: Subscribe's delivery, with one reader per namespace instead of
+ * one per subscriber.
+ *
+ * - A subscriber first catches up by itself: it pages through the store from
+ *   its own position (readAfter), paced by its sink, as long as it is behind.
+ * - Once caught up it is a member of its namespace's tail: one reader per
+ *   namespace (per replica) that reads the namespace's new events once, in
+ *   position order, when woken (a ChangeNotifier hint: an append committed
+ *   here or on another replica) and fans them out in memory to every member
+ *   whose target (stream, or stream prefix) they match. Each member keeps
+ *   its own queue and position, so a slow one holds up nobody.
+ * - The fallback poll is one statement per replica per interval for all
+ *   namespaces with a tail (latestPositions): a tail reads only when its
+ *   namespace has events past what it has read. Idle subscribers cost no
+ *   statements of their own.
+ * - A member whose queue passes its bound (a slow reader, or a catch-up that
+ *   takes long while events keep coming) is dropped from the queue's
+ *   delivery: it leaves the tail, reads from the store by itself again from
+ *   its own position, and rejoins once caught up. Memory per subscriber is
+ *   bounded by `queueEvents` and `queueBytes`.
+ * - A tail exists while it has members: the last to leave stops it.
+ *
+ * No gap, no duplicate: positions are revisions of the namespace, taken in
+ * commit order, so the events visible at any moment are all those up to some
+ * position (events.ts). A subscriber joins the tail before its last read of
+ * the store: every event the tail read before the join was committed before
+ * that read, which therefore returns it; every event the tail reads after the
+ * join is queued for the member. Draining the queue skips what the
+ * subscriber's own reads already delivered (position at or below its own).
+ */
+import type { ChangeNotifier, EventStore, RecordedEvent, SubscriptionSink, SubscriptionTarget } from "./events";
+
+export interface ChangeFeedOptions {
+  /** Events per read. */
+  pageSize: number;
+  /** Every tail re-checks the store at least this often without a wake-up. */
+  pollMs: number;
+  /** Most events a member may have queued before it must read by itself. */
+  queueEvents: number;
+  /** Most bytes of event data a member may have queued before it must read by itself. */
+  queueBytes: number;
+  /** Told each failed read or poll of a tail (it is retried at the next wake-up or poll). */
+  onError?: (err: unknown) => void;
+  /** Told the number of tails (namespaces read) whenever it changes. */
+  onReaders?: (count: number) => void;
+}
+
+/** A subscriber that has joined its namespace's tail. */
+class Member {
+  readonly queue: RecordedEvent[] = [];
+  bytes = 0;
+  /** Set when the queue passed its bound: it was emptied and takes no more. */
+  overflowed = false;
+  private waker: (() => void) | undefined;
+
+  constructor(readonly target: SubscriptionTarget) {}
+
+  matches(e: RecordedEvent): boolean {
+    return this.target.kind === "stream" ? e.stream === this.target.stream : e.stream.startsWith(this.target.prefix);
+  }
+
+  /** Queues `e`; past the bounds, drops the queue and marks the member overflowed. */
+  offer(e: RecordedEvent, maxEvents: number, maxBytes: number): void {
+    if (this.overflowed) return;
+    this.queue.push(e);
+    this.bytes += e.data.length;
+    if (this.queue.length > maxEvents || this.bytes > maxBytes) {
+      this.overflowed = true;
+      this.queue.length = 0;
+      this.bytes = 0;
+    }
+    this.wake();
+  }
+
+  take(): RecordedEvent | undefined {
+    const e = this.queue.shift();
+    if (e !== undefined) this.bytes -= e.data.length;
+    return e;
+  }
+
+  /** Resolves once something is queued (or the member overflowed), or `signal` aborts. */
+  wait(signal: AbortSignal): Promise<void> {
+    if (this.queue.length > 0 || this.overflowed || signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        signal.removeEventListener("abort", done);
+        this.waker = undefined;
+        resolve();
+      };
+      this.waker = done;
+      signal.addEventListener("abort", done, { once: true });
+    });
+  }
+
+  wake(): void {
+    this.waker?.();
+  }
+}
+
+/** One namespace's shared reader. */
+class Tail {
+  readonly members = new Set<Member>();
+  /** Every event at or below it has been read and fanned out. */
+  position = 0;
+  stopped = false;
+  private reading = false;
+  private again = false;
+
+  /** Resolves once `position` is the namespace's latest at the tail's start (set by the feed). */
+  ready: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly feed: ChangeFeed,
+    readonly namespace: string,
+  ) {}
+
+  /** Reads the new events now, or once more after the read in progress. */
+  kick(): void {
+    if (this.stopped) return;
+    if (this.reading) {
+      this.again = true;
+      return;
+    }
+    void this.read();
+  }
+
+  private async read(): Promise<void> {
+    this.reading = true;
+    try {
+      await this.ready;
+      do {
+        this.again = false;
+        for (;;) {
+          const page = await this.feed.readPage(this.namespace, this.position);
+          if (this.stopped) return;
+          for (const e of page) {
+            this.position = e.position;
+            for (const m of this.members) if (m.matches(e)) this.feed.offer(m, e);
+          }
+          // Pages are bounded by count and bytes: only an empty page means "all read".
+          if (page.length === 0) break;
+        }
+      } while (this.again && !this.stopped);
+    } catch (err) {
+      this.feed.failed(err); // retried at the next wake-up or poll
+    } finally {
+      this.reading = false;
+    }
+  }
+}
+
+export class ChangeFeed {
+  private readonly tails = new Map<string, Tail>();
+  private unwatch: (() => void) | undefined;
+  private poller: NodeJS.Timeout | undefined;
+  private polling = false;
+
+  constructor(
+    private readonly store: EventStore,
+    private readonly notifier: ChangeNotifier,
+    private readonly opts: ChangeFeedOptions,
+  ) {}
+
+  /** Namespaces with a tail (a reader) on this replica. */
+  get readers(): number {
+    return this.tails.size;
+  }
+
+  /**
+   * Catch-up then live for one subscriber, until `signal` aborts (or the sink
+   * or a read of its own throws): tells the sink once it has caught up, then
+   * delivers every later event of its target, in position order.
+   */
+  async subscribe(
+    namespace: string,
+    target: SubscriptionTarget,
+    afterPosition: number,
+    sink: SubscriptionSink,
+    signal: AbortSignal,
+  ): Promise<void> {
+    let last = afterPosition;
+    let live = false;
+    while (!signal.aborted) {
+      const member = new Member(target);
+      const tail = await this.join(namespace, member);
+      try {
+        // The store by itself, from the subscriber's own position, until an empty page.
+        for (;;) {
+          const page = await this.store.readAfter(namespace, target, last, this.opts.pageSize);
+          for (const e of page) {
+            if (signal.aborted) return;
+            await sink.event(e);
+            last = e.position;
+          }
+          if (page.length === 0) break;
+        }
+        if (!live) {
+          live = true;
+          await sink.caughtUp(last);
+        }
+        // Then from the tail, until the queue overflows (then from the store again).
+        while (!signal.aborted && !member.overflowed) {
+          const e = member.take();
+          if (e === undefined) {
+            await member.wait(signal);
+            continue;
+          }
+          if (e.position <= last) continue; // the subscriber's own read delivered it
+          await sink.event(e);
+          last = e.position;
+        }
+      } finally {
+        this.leave(tail, member);
+      }
+    }
+  }
+
+  /** Adds `member` to its namespace's tail (started, and brought to the latest position, if new). */
+  private async join(namespace: string, member: Member): Promise<Tail> {
+    let tail = this.tails.get(namespace);
+    if (tail === undefined) {
+      const t = new Tail(this, namespace);
+      t.ready = this.store.latestPositions([namespace]).then((latest) => {
+        t.position = latest.get(namespace) ?? 0;
+      });
+      tail = t;
+      this.tails.set(namespace, t);
+      this.opts.onReaders?.(this.tails.size);
+      this.start();
+    }
+    tail.members.add(member);
+    try {
+      await tail.ready;
+    } catch (err) {
+      this.leave(tail, member);
+      throw err;
+    }
+    return tail;
+  }
+
+  private leave(tail: Tail, member: Member): void {
+    tail.members.delete(member);
+    if (tail.members.size > 0 || this.tails.get(tail.namespace) !== tail) return;
+    tail.stopped = true;
+    this.tails.delete(tail.namespace);
+    this.opts.onReaders?.(this.tails.size);
+    if (this.tails.size === 0) this.stop();
+  }
+
+  /** Listens for wake-ups and polls while any tail exists. */
+  private start(): void {
+    if (this.unwatch !== undefined) return;
+    this.unwatch = this.notifier.watch((namespace) => {
+      if (namespace === undefined) for (const t of this.tails.values()) t.kick();
+      else this.tails.get(namespace)?.kick();
+    });
+    this.poller = setInterval(() => void this.poll(), this.opts.pollMs);
+    this.poller.unref();
+  }
+
+  private stop(): void {
+    this.unwatch?.();
+    this.unwatch = undefined;
+    clearInterval(this.poller);
+    this.poller = undefined;
+  }
+
+  /** One statement for every tail: kicks those whose namespace has events past what they read. */
+  private async poll(): Promise<void> {
+    if (this.polling || this.tails.size === 0) return;
+    this.polling = true;
+    try {
+      const latest = await this.store.latestPositions([...this.tails.keys()]);
+      for (const [namespace, position] of latest) {
+        const t = this.tails.get(namespace);
+        if (t !== undefined && position > t.position) t.kick();
+      }
+    } catch (err) {
+      this.failed(err);
+    } finally {
+      this.polling = false;
+    }
+  }
+
+  /** @internal A tail's read of the events after `after`, the whole namespace. */
+  readPage(namespace: string, after: number): Promise<RecordedEvent[]> {
+    return this.store.readAfter(namespace, ALL_STREAMS, after, this.opts.pageSize);
+  }
+
+  /** @internal */
+  offer(member: Member, e: RecordedEvent): void {
+    member.offer(e, this.opts.queueEvents, this.opts.queueBytes);
+  }
+
+  /** @internal */
+  failed(err: unknown): void {
+    this.opts.onError?.(err);
+  }
+}
+
+const ALL_STREAMS: SubscriptionTarget = { kind: "prefix", prefix: "" };

@@ -1,0 +1,265 @@
+import * as assert from "node:assert/strict";
+import { setImmediate as tick } from "node:timers/promises";
+import { ChangeFeed } from "../../src/domain/changeFeed";
+import type {
+  ChangeNotifier,
+  EventStore,
+  RecordedEvent,
+  SubscriptionSink,
+  SubscriptionTarget,
+} from "../../src/domain/events";
+
+/** Events in memory, positions per namespace as Postgres gives them (each read answers on a later tick). */
+class MemStore implements EventStore {
+  readonly events: (RecordedEvent & { namespace: string })[] = [];
+  private readonly revisions = new Map<string, number>();
+  readonly calls = { readAfter: 0, latestPositions: 0 };
+
+  add(namespace: string, stream: string, n = 1): number {
+    let rev = this.revisions.get(namespace) ?? 0;
+    for (let i = 0; i < n; i++) {
+      rev++;
+      const version = this.events.filter((e) => e.namespace === namespace && e.stream === stream).length + 1;
+      this.events.push({
+        namespace,
+        stream,
+        id: `${namespace}/${rev}`,
+        type: "t",
+        data: Buffer.from(String(rev)),
+        metadata: {},
+        streamVersion: version,
+        position: rev,
+        createTime: new Date(0),
+      });
+    }
+    this.revisions.set(namespace, rev);
+    return rev;
+  }
+
+  /** A change that takes a position but is no event (a KV write). */
+  skip(namespace: string): void {
+    this.revisions.set(namespace, (this.revisions.get(namespace) ?? 0) + 1);
+  }
+
+  append(): never {
+    throw new Error("not used");
+  }
+  readStream(): never {
+    throw new Error("not used");
+  }
+  streamVersion(): never {
+    throw new Error("not used");
+  }
+
+  async readAfter(namespace: string, target: SubscriptionTarget, after: number, limit: number) {
+    this.calls.readAfter++;
+    await tick();
+    return this.events
+      .filter((e) => e.namespace === namespace && e.position > after && matches(target, e.stream))
+      .slice(0, limit);
+  }
+
+  async latestPositions(namespaces: readonly string[]) {
+    this.calls.latestPositions++;
+    await tick();
+    const m = new Map<string, number>();
+    for (const ns of namespaces) {
+      let last = 0;
+      for (const e of this.events) if (e.namespace === ns) last = e.position;
+      m.set(ns, last);
+    }
+    return m;
+  }
+}
+
+function matches(t: SubscriptionTarget, stream: string): boolean {
+  return t.kind === "stream" ? t.stream === stream : stream.startsWith(t.prefix);
+}
+
+class MemNotifier implements ChangeNotifier {
+  readonly watchers = new Set<(ns: string | undefined) => void>();
+  watch(onChange: (ns: string | undefined) => void): () => void {
+    this.watchers.add(onChange);
+    return () => this.watchers.delete(onChange);
+  }
+  fire(ns: string | undefined): void {
+    for (const w of this.watchers) w(ns);
+  }
+}
+
+/** A subscriber: what it received, and a sink that may hold each event until released. */
+class Sub {
+  readonly got: RecordedEvent[] = [];
+  caughtUpAt: number | undefined;
+  readonly abort = new AbortController();
+  done: Promise<void> | undefined;
+  private gate: Promise<void> | undefined;
+  private open: (() => void) | undefined;
+
+  constructor(
+    readonly namespace: string,
+    readonly target: SubscriptionTarget,
+    readonly after: number,
+  ) {}
+
+  /** Holds every delivery until resume(). */
+  pause(): void {
+    this.gate = new Promise((r) => (this.open = r));
+  }
+  resume(): void {
+    this.open?.();
+    this.gate = undefined;
+  }
+
+  readonly sink: SubscriptionSink = {
+    event: async (e) => {
+      this.got.push(e);
+      if (this.gate) await this.gate;
+    },
+    caughtUp: async (p) => {
+      this.caughtUpAt ??= p;
+    },
+  };
+
+  start(feed: ChangeFeed): this {
+    this.done = feed.subscribe(this.namespace, this.target, this.after, this.sink, this.abort.signal);
+    return this;
+  }
+
+  stop(): Promise<void> {
+    this.resume();
+    this.abort.abort();
+    return this.done!;
+  }
+}
+
+/** Waits (ticks) until `cond` holds. */
+async function until(cond: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 20000; i++) {
+    if (cond()) return;
+    await tick();
+  }
+  assert.fail(`never: ${what}`);
+}
+
+function expected(store: MemStore, s: Sub): number[] {
+  return store.events
+    .filter((e) => e.namespace === s.namespace && e.position > s.after && matches(s.target, e.stream))
+    .map((e) => e.position);
+}
+
+function assertExact(store: MemStore, s: Sub, what: string): void {
+  assert.deepEqual(
+    s.got.map((e) => e.position),
+    expected(store, s),
+    `${what}: every event of its target after its position, once, in order`,
+  );
+}
+
+const OPTS = { pageSize: 3, pollMs: 60_000, queueEvents: 5, queueBytes: 1 << 20 };
+
+describe("domain ChangeFeed: one reader per namespace, fanned out in memory", () => {
+  it("many subscribers with mixed streams, prefixes and resume positions each get exactly their events, in order", async () => {
+    const store = new MemStore();
+    const notifier = new MemNotifier();
+    const feed = new ChangeFeed(store, notifier, OPTS);
+    for (let i = 0; i < 20; i++) store.add("ns", `s${i % 4}`);
+    store.add("other", "s0", 5);
+    const subs: Sub[] = [];
+    for (let i = 0; i < 40; i++) {
+      const target: SubscriptionTarget =
+        i % 3 === 0 ? { kind: "prefix", prefix: i % 2 ? "s" : "s1" } : { kind: "stream", stream: `s${i % 4}` };
+      subs.push(new Sub(i % 5 === 0 ? "other" : "ns", target, i % 7).start(feed));
+    }
+    // Appends land while subscribers are still catching up, some with positions that are no events.
+    for (let round = 0; round < 30; round++) {
+      store.add("ns", `s${round % 5}`, 1 + (round % 2));
+      if (round % 4 === 0) store.skip("ns");
+      if (round % 6 === 0) store.add("other", "s1");
+      notifier.fire("ns");
+      notifier.fire("other");
+      await tick();
+    }
+    for (const s of subs) await until(() => s.got.length === expected(store, s).length, "delivered");
+    // Nothing more arrives later (no duplicate).
+    notifier.fire(undefined);
+    for (let i = 0; i < 50; i++) await tick();
+    subs.forEach((s, i) => assertExact(store, s, `subscriber ${i}`));
+    for (const s of subs) assert.notEqual(s.caughtUpAt, undefined);
+    assert.equal(feed.readers, 2);
+    await Promise.all(subs.map((s) => s.stop()));
+    assert.equal(feed.readers, 0, "the last subscriber to leave stops its namespace's reader");
+    assert.equal(notifier.watchers.size, 0, "no reader: no longer watching");
+  });
+
+  it("a subscriber that joins mid-flow gets the backlog by itself, then the shared tail, without gap or duplicate", async () => {
+    const store = new MemStore();
+    const notifier = new MemNotifier();
+    const feed = new ChangeFeed(store, notifier, OPTS);
+    const early = new Sub("ns", { kind: "prefix", prefix: "" }, 0).start(feed);
+    await until(() => early.caughtUpAt !== undefined, "early caught up");
+    for (let i = 0; i < 40; i++) {
+      store.add("ns", `s${i % 2}`);
+      notifier.fire("ns");
+      if (i === 17) new Sub("ns", { kind: "stream", stream: "s1" }, 3).start(feed);
+      await tick();
+    }
+    const late = new Sub("ns", { kind: "stream", stream: "s0" }, 10).start(feed);
+    store.add("ns", "s0", 4);
+    notifier.fire("ns");
+    await until(() => late.got.length === expected(store, late).length, "late delivered");
+    await until(() => early.got.length === expected(store, early).length, "early delivered");
+    assertExact(store, late, "late");
+    assertExact(store, early, "early");
+    await Promise.all([early.stop(), late.stop()]);
+  });
+
+  it("a slow subscriber overflows its queue, reads by itself, rejoins, and misses nothing; the others are not held up", async () => {
+    const store = new MemStore();
+    const notifier = new MemNotifier();
+    const feed = new ChangeFeed(store, notifier, OPTS);
+    const slow = new Sub("ns", { kind: "prefix", prefix: "" }, 0).start(feed);
+    const fast = new Sub("ns", { kind: "prefix", prefix: "" }, 0).start(feed);
+    await until(() => slow.caughtUpAt !== undefined && fast.caughtUpAt !== undefined, "caught up");
+    slow.pause();
+    for (let i = 0; i < 30; i++) {
+      store.add("ns", "s");
+      notifier.fire("ns");
+      await tick();
+    }
+    await until(() => fast.got.length === 30, "fast delivered while slow is stuck");
+    assert.ok(slow.got.length <= 1, "slow is held on its first event");
+    slow.resume();
+    await until(() => slow.got.length === 30, "slow delivered");
+    assertExact(store, slow, "slow");
+    assertExact(store, fast, "fast");
+    await Promise.all([slow.stop(), fast.stop()]);
+  });
+
+  it("a wake-up costs the namespace's reads once, whatever the number of subscribers", async () => {
+    const counts: { readAfter: number; latestPositions: number }[] = [];
+    for (const n of [1, 200]) {
+      const store = new MemStore();
+      const notifier = new MemNotifier();
+      const feed = new ChangeFeed(store, notifier, OPTS);
+      store.add("ns", "s", 2);
+      const subs = Array.from({ length: n }, (_, i) =>
+        new Sub("ns", { kind: "stream", stream: `s${i}` }, 0).start(feed),
+      );
+      for (const s of subs) await until(() => s.caughtUpAt !== undefined, "caught up");
+      for (let i = 0; i < 20; i++) await tick();
+      store.calls.readAfter = 0;
+      store.calls.latestPositions = 0;
+      store.add("ns", "s"); // nobody's stream: nothing to deliver
+      notifier.fire("ns");
+      for (let i = 0; i < 50; i++) await tick();
+      counts.push({ ...store.calls });
+      await Promise.all(subs.map((s) => s.stop()));
+    }
+    // The new event's page, then the empty page that says it was the last.
+    assert.deepEqual(counts, [
+      { readAfter: 2, latestPositions: 0 },
+      { readAfter: 2, latestPositions: 0 },
+    ]);
+  });
+});
