@@ -4,6 +4,7 @@
  * reaches the truth only through the ports it is given (DurableKvStore,
  * CacheEpochStore).
  */
+import type { Cluster } from "ioredis";
 import type Redis from "ioredis";
 import type { Config } from "../config/config";
 import { connectFailureReason, DependencyUnreachableError, isAuthFailure, urlTarget } from "../errors/startup";
@@ -12,9 +13,10 @@ import type { KvStore } from "../domain/types";
 import type { Logger } from "../log/Logger";
 import { CachedKvStore, type CacheReadOutcome, type CacheWriteOutcome } from "../store/redis/CachedKvStore";
 import { CacheEpoch } from "../store/redis/CacheEpoch";
+import { ClusterKeyspace } from "../store/redis/CacheKeyspace";
 import { type CacheCommands, defineCacheScripts } from "../store/redis/cacheScripts";
 import { NearCache } from "../store/redis/NearCache";
-import { createRedisClient } from "../store/redis/createRedisClient";
+import { createRedisClient, createRedisCluster } from "../store/redis/createRedisClient";
 
 export interface BuiltKvStore {
   store: KvStore;
@@ -40,7 +42,10 @@ export async function buildKvStore(
   const pg = truth.kv;
   if (!config.redisUrl) return { store: pg, cache: undefined, close: async () => undefined };
   const clog = log.child({ component: "cache" });
-  const redis = createRedisClient(config.redisUrl, config.redisCommandTimeoutMs, clog, { tls: config.redisTls });
+  const seeds = config.redisCluster;
+  const redis: Redis | Cluster = seeds
+    ? createRedisCluster(seeds, config.redisCommandTimeoutMs, clog, { tls: config.redisTls })
+    : createRedisClient(config.redisUrl, config.redisCommandTimeoutMs, clog, { tls: config.redisTls });
   redis.on("ready", () => clog.info("redis connected"));
   redis.on("close", () => clog.debug("redis connection closed"));
   // connect() rejects with "Connection is closed." when the server refused the AUTH: the cause is the last error.
@@ -49,17 +54,17 @@ export async function buildKvStore(
   redis.on("error", noteError);
   try {
     await redis.connect();
-    const policy = (await redis.config("GET", "maxmemory-policy").catch(() => [])) as string[];
-    if (policy[1] && UNSAFE_POLICIES.test(policy[1])) {
+    const policy = (await evictionPolicies(redis)).find((p) => UNSAFE_POLICIES.test(p));
+    if (policy !== undefined) {
       clog.error("cache disabled: redis maxmemory-policy may evict write markers; use noeviction or volatile-*", {
-        policy: policy[1],
+        policy,
       });
       redis.disconnect();
       return { store: pg, cache: undefined, close: async () => undefined };
     }
   } catch (err) {
     const cause = lastError ?? err;
-    const target = urlTarget(config.redisUrl, 6379);
+    const target = seeds ? seeds.nodes.map((n) => `${n.host}:${n.port}`).join(",") : urlTarget(config.redisUrl, 6379);
     const reason = connectFailureReason(cause);
     if (config.cacheRequired) {
       redis.disconnect();
@@ -79,11 +84,17 @@ export async function buildKvStore(
   const epoch = new CacheEpoch(
     truth.cacheEpochs,
     scripts,
-    { leaseMs: config.cacheLeaseMs, markerTtlMs: config.cacheMarkerTtlMs, prefix: config.redisPrefix },
+    {
+      leaseMs: config.cacheLeaseMs,
+      markerTtlMs: config.cacheMarkerTtlMs,
+      prefix: config.redisPrefix,
+      ...(seeds ? { keyspace: new ClusterKeyspace(redis as Cluster, config.redisPrefix) } : {}),
+    },
     clog,
   );
   epoch.start();
-  const near = config.nearCacheBytes > 0 ? await startNearCache(config, redis, clog) : undefined;
+  if (seeds && config.nearCacheBytes > 0) clog.info("near cache off: not available on a Redis Cluster yet");
+  const near = config.nearCacheBytes > 0 && !seeds ? await startNearCache(config, redis as Redis, clog) : undefined;
   const cache = new CachedKvStore(
     pg,
     scripts,
@@ -112,6 +123,18 @@ export async function buildKvStore(
       redis.disconnect();
     },
   };
+}
+
+/**
+ * The eviction policy of every server the cache writes to (one Redis, or
+ * each node of a cluster); a server that cannot say is left out.
+ */
+async function evictionPolicies(redis: Redis | Cluster): Promise<string[]> {
+  const servers = redis.isCluster ? (redis as Cluster).nodes("all") : [redis as Redis];
+  const replies = await Promise.all(
+    servers.map((s) => s.config("GET", "maxmemory-policy").catch(() => []) as Promise<string[]>),
+  );
+  return replies.flatMap((r) => (r[1] === undefined ? [] : [r[1]]));
 }
 
 /**

@@ -109,6 +109,16 @@ export class RedisClusterProcess {
     return shards.sort((a, b) => a.master.port - b.master.port);
   }
 
+  /** The index in shards() of the shard whose master serves `key`'s slot now. */
+  async shardOf(key: string): Promise<number> {
+    const slot = Number(await this.onAny((c) => c.cluster("KEYSLOT", key)));
+    const ranges = (await this.onAny((c) => c.cluster("SLOTS"))) as unknown as [number, number, [string, number]][];
+    const port = ranges.find(([from, to]) => slot >= from && slot <= to)?.[2][1];
+    const i = (await this.shards()).findIndex((s) => s.master.port === port);
+    if (i < 0) throw new Error(`no master serves slot ${slot}`);
+    return i;
+  }
+
   /** Resolves once every running node reports cluster_state:ok with all slots served. */
   async waitOk(timeoutMs = 30_000): Promise<void> {
     await eventually(
@@ -145,13 +155,30 @@ export class RedisClusterProcess {
   /**
    * Kills shard `i`'s master with SIGKILL (writes not yet replicated are
    * lost), waits until its replica has taken over, then starts the killed
-   * node again, empty: it rejoins as the new master's replica.
+   * node again, empty: it rejoins as the new master's replica. With
+   * `unreplicatedMs`, the replica is first frozen (DEBUG SLEEP) and cut off
+   * (CLIENT KILL TYPE replica on the master), and the master takes writes
+   * that long that surely never reach the replica; `beforeKill` runs just
+   * before the SIGKILL.
    */
-  async killMaster(i: number, opts: { downMs?: number } = {}): Promise<{ from: RedisProcess; to: RedisProcess }> {
+  async killMaster(
+    i: number,
+    opts: { downMs?: number; unreplicatedMs?: number; beforeKill?: () => Promise<void> } = {},
+  ): Promise<{ from: RedisProcess; to: RedisProcess }> {
     const shard = (await this.shards())[i];
     const to = shard?.replicas[0];
     if (!shard || !to) throw new Error(`shard ${i} has no replica to take over`);
+    let frozen: Promise<unknown> | undefined;
+    if (opts.unreplicatedMs) {
+      const sleepS = String((opts.unreplicatedMs + 1000) / 1000);
+      frozen = this.on(to, (c) => c.call("DEBUG", "SLEEP", sleepS)).catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 50));
+      await this.on(shard.master, (c) => c.client("KILL", "TYPE", "replica"));
+      await new Promise((r) => setTimeout(r, opts.unreplicatedMs));
+    }
+    await opts.beforeKill?.();
     await shard.master.stop("SIGKILL");
+    await frozen;
     await eventually(
       "the replica took over from the killed master",
       async () => (await this.shards()).some((s) => s.master === to),

@@ -49,7 +49,8 @@ export class RedisProcess extends ManagedProcess<RedisStopSignal> {
           "--dir", dir,
           ...(opts.cluster
             ? ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-port",
-               String(opts.cluster.busPort), "--cluster-node-timeout", String(opts.cluster.nodeTimeoutMs)]
+               String(opts.cluster.busPort), "--cluster-node-timeout", String(opts.cluster.nodeTimeoutMs),
+               "--enable-debug-command", "local"]
             : []),
         ], // prettier-ignore
         spawn: { cwd: dir },

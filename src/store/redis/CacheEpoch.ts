@@ -18,19 +18,20 @@
  * (whose markers may be lost) have committed or aborted before the cache is
  * filled again.
  */
-import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { performance } from "node:perf_hooks";
-import type Redis from "ioredis";
 import type { CacheEpochStore } from "../../domain/ports";
 import type { Logger } from "../../log/Logger";
 import { CacheNoteRevisionReply } from "./cacheReplies";
-import type { CacheCommands } from "./cacheScripts";
+import { type CacheKeyspace, SingleRedisKeyspace } from "./CacheKeyspace";
+import type { CacheRedis } from "./cacheScripts";
 
 export interface CacheEpochOptions {
   leaseMs: number;
   markerTtlMs: number;
   prefix: string;
+  /** Where the keys live: one Redis (the default) or a Redis Cluster (see CacheKeyspace). */
+  keyspace?: CacheKeyspace;
 }
 
 export class CacheEpoch {
@@ -42,16 +43,21 @@ export class CacheEpoch {
   private timer: NodeJS.Timeout | undefined;
   private refreshing: Promise<void> | undefined;
   private closed = false;
+  /** Moves with every doubt: a refresh begun before one must not trust what it read. */
+  private doubts = 0;
+  private readonly keyspace: CacheKeyspace;
 
   constructor(
     private readonly epochs: CacheEpochStore,
-    private readonly redis: Redis & CacheCommands,
+    private readonly redis: CacheRedis,
     private readonly opts: CacheEpochOptions,
     private readonly log: Logger,
   ) {
+    this.keyspace = opts.keyspace ?? new SingleRedisKeyspace(redis as never);
     // A reconnect may be a different Redis (restart, failover): forget what we
     // knew until the run id has been read again.
-    redis.on("close", () => {
+    this.keyspace.watch(() => {
+      this.doubts++;
       this.runId = undefined;
       this.aliveOk = false;
     });
@@ -91,15 +97,21 @@ export class CacheEpoch {
 
   /** The value the epoch's alive key must hold; scripts refuse to run otherwise. */
   aliveValue(): string {
-    return `${this.epoch}:${this.runId ?? "?"}`;
+    return this.keyspace.aliveValue(this.epoch, this.runId ?? "?");
   }
 
   keyBase(): string {
     return `${this.opts.prefix}:c:${this.epoch}`;
   }
 
-  aliveKey(): string {
-    return `${this.keyBase()}:alive`;
+  /** The alive key the scripts on `namespace`'s keys check. */
+  aliveKey(namespace: string): string {
+    return this.keyspace.aliveKey(this.keyBase(), namespace);
+  }
+
+  /** The common part of the keys of one item (`hash`: of its namespace and key) in this epoch. */
+  itemKeyBase(namespace: string, hash: string): string {
+    return this.keyspace.itemBase(this.keyBase(), namespace, hash);
   }
 
   /**
@@ -113,16 +125,14 @@ export class CacheEpoch {
    * (each raised it before its reply) or before it (the fill that created it
    * read Postgres after them).
    *
-   * Redis Cluster: this key is one per namespace, while an item's keys share
-   * the slot of their `{hash}` tag; a cache script touches both, so on a
-   * cluster they would need one slot: the item's tag would have to be the
-   * namespace's (one slot per namespace: a hot namespace on one shard), or the
-   * known revision kept per item slot (cacheNoteRevision then raising it in
-   * every slot the namespace uses). Not built: this is a single Redis.
-   * Namespaces hold no braces (`[a-z0-9][a-z0-9._-]*`).
+   * Redis Cluster: a cache script touches this key and an item's keys, so on
+   * a cluster they share a slot: every key of a namespace is tagged with the
+   * namespace (CacheKeyspace; one slot per namespace, so a hot namespace is
+   * one shard; keeping the known revision per item slot instead would make
+   * every noteRevision raise it in each slot the namespace uses).
    */
   knownRevisionKey(namespace: string): string {
-    return `${this.keyBase()}:rev:${namespace}`;
+    return this.keyspace.knownRevisionKey(this.keyBase(), namespace);
   }
 
   /**
@@ -135,7 +145,7 @@ export class CacheEpoch {
     const alive = this.aliveValue();
     try {
       const r = await this.redis.cacheNoteRevision(
-        this.aliveKey(),
+        this.aliveKey(namespace),
         this.knownRevisionKey(namespace),
         alive,
         String(revision),
@@ -221,21 +231,23 @@ export class CacheEpoch {
       this.aliveOk = false;
       return;
     }
+    const doubts = this.doubts;
     if (this.runId === undefined) {
-      const info = await this.redis.info("server");
-      const m = /run_id:([0-9a-f]+)/.exec(info);
-      this.runId = m?.[1] ?? randomBytes(20).toString("hex");
+      const id = await this.keyspace.identity();
+      // Doubted meanwhile: the next refresh asks again.
+      if (doubts !== this.doubts) return;
+      this.runId = id;
     }
     const want = this.aliveValue();
-    const key = this.aliveKey();
-    let alive = await this.redis.get(key);
-    if (alive === null && young) {
-      await this.redis.set(key, want, "NX");
-      alive = await this.redis.get(key);
+    const keys = this.keyspace.sampleAliveKeys(this.keyBase());
+    let alive = await Promise.all(keys.map((k) => this.redis.get(k)));
+    if (alive.some((v) => v !== want) && young) {
+      await this.keyspace.createAliveKeys(this.keyBase(), want, () => performance.now() < this.matureAt);
+      alive = await Promise.all(keys.map((k) => this.redis.get(k)));
     }
-    if (alive === want) {
+    if (alive.every((v) => v === want)) {
       // Known revisions are per namespace and seeded lazily (knownRevisionKey).
-      this.aliveOk = true;
+      if (doubts === this.doubts) this.aliveOk = true;
       return;
     }
     // The epoch is mature but Redis no longer holds its alive key (or holds

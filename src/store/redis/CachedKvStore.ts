@@ -25,7 +25,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { hash, randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
-import type Redis from "ioredis";
 import type {
   Item,
   KvStore,
@@ -50,7 +49,7 @@ import {
 import type { Logger } from "../../log/Logger";
 import type { CacheEpoch } from "./CacheEpoch";
 import { CacheBeginWriteReply, CacheEndWriteReply, CacheFillReply, CacheReadReply } from "./cacheReplies";
-import type { CacheCommands } from "./cacheScripts";
+import type { CacheRedis } from "./cacheScripts";
 import type { NearCache, NearEntry } from "./NearCache";
 
 export interface CachedKvStoreOptions {
@@ -64,7 +63,7 @@ export interface CachedKvStoreOptions {
    * This replica's near cache, with the tracked connection cache reads then
    * run on (see NearCache). Without it reads run on the main connection.
    */
-  near?: { cache: NearCache; reader: Redis & CacheCommands };
+  near?: { cache: NearCache; reader: CacheRedis };
   cacheTtlMs: number;
   markerTtlMs: number;
   statementTimeoutMs: number;
@@ -117,11 +116,11 @@ export class CachedKvStore implements KvStore {
   private readonly inflight = new Set<Promise<void>>();
   private readonly near: NearCache | undefined;
   private readonly hashes = new Map<string, string>();
-  private readonly reader: Redis & CacheCommands;
+  private readonly reader: CacheRedis;
 
   constructor(
     private readonly pg: DurableKvStore,
-    private readonly redis: Redis & CacheCommands,
+    private readonly redis: CacheRedis,
     private readonly epoch: CacheEpoch,
     private readonly opts: CachedKvStoreOptions,
     private readonly log: Logger,
@@ -344,9 +343,9 @@ export class CachedKvStore implements KvStore {
       if (this.hashes.size >= HASH_MEMO_SIZE) this.hashes.clear();
       this.hashes.set(id, h);
     }
-    const base = `${this.epoch.keyBase()}:{${h}}`;
+    const base = this.epoch.itemKeyBase(namespace, h);
     return [
-      this.epoch.aliveKey(),
+      this.epoch.aliveKey(namespace),
       `${base}:e`,
       `${base}:w`,
       `${base}:t`,
