@@ -6,7 +6,7 @@
  */
 import type { Cluster } from "ioredis";
 import type Redis from "ioredis";
-import type { Config } from "../config/config";
+import type { Config, RedisClusterSeeds } from "../config/config";
 import { connectFailureReason, DependencyUnreachableError, isAuthFailure, urlTarget } from "../errors/startup";
 import type { CacheEpochStore, DurableKvStore } from "../domain/ports";
 import type { KvStore } from "../domain/types";
@@ -16,13 +16,14 @@ import { CacheEpoch } from "../store/redis/CacheEpoch";
 import { ClusterKeyspace } from "../store/redis/CacheKeyspace";
 import { type CacheCommands, defineCacheScripts } from "../store/redis/cacheScripts";
 import { NearCache } from "../store/redis/NearCache";
+import { type NearCacheLike, NearCacheGroup } from "../store/redis/NearCacheGroup";
 import { createRedisClient, createRedisCluster } from "../store/redis/createRedisClient";
 
 export interface BuiltKvStore {
   store: KvStore;
   cache: CachedKvStore | undefined;
   /** The near cache, when on (metrics). */
-  near?: NearCache;
+  near?: NearCacheLike;
   close(): Promise<void>;
 }
 
@@ -93,8 +94,25 @@ export async function buildKvStore(
     clog,
   );
   epoch.start();
-  if (seeds && config.nearCacheBytes > 0) clog.info("near cache off: not available on a Redis Cluster yet");
-  const near = config.nearCacheBytes > 0 && !seeds ? await startNearCache(config, redis as Redis, clog) : undefined;
+  let near: { cache: NearCacheLike; reader: Pick<CacheCommands, "cacheReadBuffer">; close(): void } | undefined;
+  if (config.nearCacheBytes > 0 && seeds) {
+    const cluster = scripts as Cluster & CacheCommands;
+    const group = new NearCacheGroup(cluster, (node) => {
+      const lane = startNearCache(config, nodeUrl(seeds, node), { maxBytes: laneBytes(config, cluster) }, clog);
+      void lane.connect();
+      return lane;
+    });
+    near = { cache: group, reader: group.reader, close: () => group.close() };
+  } else if (config.nearCacheBytes > 0) {
+    const lane = startNearCache(
+      config,
+      config.redisUrl,
+      { maxBytes: config.nearCacheBytes, plain: redis as Redis },
+      clog,
+    );
+    await lane.connect();
+    near = lane;
+  }
   const cache = new CachedKvStore(
     pg,
     scripts,
@@ -137,17 +155,38 @@ async function evictionPolicies(redis: Redis | Cluster): Promise<string[]> {
   return replies.flatMap((r) => (r[1] === undefined ? [] : [r[1]]));
 }
 
+/** One cluster node's URL, with the seeds' scheme and credentials. */
+function nodeUrl(seeds: RedisClusterSeeds, node: string): string {
+  const auth =
+    seeds.password === undefined
+      ? ""
+      : `${encodeURIComponent(seeds.username ?? "")}:${encodeURIComponent(seeds.password)}@`;
+  return `${seeds.tls ? "rediss" : "redis"}://${auth}${node}`;
+}
+
+/** A cluster lane's share of the near cache's bytes: one per master. */
+function laneBytes(config: Config, cluster: Cluster): number {
+  return Math.max(1, Math.floor(config.nearCacheBytes / Math.max(1, cluster.nodes("master").length)));
+}
+
 /**
- * The near cache's two connections: cache reads run on `reader` (tracked),
- * invalidations arrive on `sub`. Neither waits for Redis at start: tracking is
- * set up whenever both are connected.
+ * The near cache's connections to one Redis server: cache reads run on
+ * `reader` (tracked), invalidations arrive on `sub`, known revisions are read
+ * on `plain` (the cache's connection on a single Redis; on a cluster node a
+ * connection of the lane's own). Nothing waits for Redis at start: tracking
+ * is set up whenever both are connected.
  */
-async function startNearCache(
+function startNearCache(
   config: Config,
-  plain: Redis,
+  url: string,
+  opts: { maxBytes: number; plain?: Redis },
   log: Logger,
-): Promise<{ cache: NearCache; reader: Redis & CacheCommands; close(): void }> {
-  const url = config.redisUrl!;
+): { cache: NearCache; reader: Redis & CacheCommands; connect(): Promise<void>; close(): void } {
+  const ownPlain =
+    opts.plain === undefined
+      ? createRedisClient(url, config.redisCommandTimeoutMs, log, { tls: config.redisTls })
+      : undefined;
+  const plain = opts.plain ?? ownPlain!;
   const reader = createRedisClient(url, config.redisCommandTimeoutMs, log, {
     tls: config.redisTls,
     connectionName: `${config.redisPrefix}:near-reader`,
@@ -162,21 +201,26 @@ async function startNearCache(
     reader,
     sub,
     plain,
-    { maxBytes: config.nearCacheBytes },
+    { maxBytes: opts.maxBytes, getEachKnown: ownPlain !== undefined },
     log.child({ component: "near-cache" }),
   );
-  await Promise.all([reader.connect(), sub.connect()]).catch((err: unknown) => {
-    log.warn("near cache: redis unreachable at start; it starts when redis is back", {
-      error: (err as Error).message,
-    });
-  });
   return {
     cache,
     reader: defineCacheScripts(reader),
+    connect: () =>
+      Promise.all([reader.connect(), sub.connect(), ownPlain?.connect()]).then(
+        () => undefined,
+        (err: unknown) => {
+          log.warn("near cache: redis unreachable at start; it starts when redis is back", {
+            error: (err as Error).message,
+          });
+        },
+      ),
     close: () => {
       cache.close();
       reader.disconnect();
       sub.disconnect();
+      ownPlain?.disconnect();
     },
   };
 }

@@ -80,6 +80,7 @@ describe("cache on a Redis Cluster: reads are never stale (guarantee 3)", functi
     assert.ok(reads > 200, `expected a real read load, got ${reads} reads`);
     await Promise.all(servers.map((s) => s.stop()));
     assert.ok(loggedCacheStats(servers, "hit") > 0, "no read was served from the cache");
+    assert.ok(loggedCacheStats(servers, "near.hits") > 0, "no read was served from a near cache (one lane per master)");
     servers = [];
   });
 

@@ -49,8 +49,9 @@ import {
 import type { Logger } from "../../log/Logger";
 import type { CacheEpoch } from "./CacheEpoch";
 import { CacheBeginWriteReply, CacheEndWriteReply, CacheFillReply, CacheReadReply } from "./cacheReplies";
-import type { CacheRedis } from "./cacheScripts";
-import type { NearCache, NearEntry } from "./NearCache";
+import type { CacheCommands, CacheRedis } from "./cacheScripts";
+import type { NearEntry } from "./NearCache";
+import type { NearCacheLike } from "./NearCacheGroup";
 
 export interface CachedKvStoreOptions {
   /** Told the outcome of every cache read attempt (metrics). */
@@ -63,7 +64,7 @@ export interface CachedKvStoreOptions {
    * This replica's near cache, with the tracked connection cache reads then
    * run on (see NearCache). Without it reads run on the main connection.
    */
-  near?: { cache: NearCache; reader: CacheRedis };
+  near?: { cache: NearCacheLike; reader: Pick<CacheCommands, "cacheReadBuffer"> };
   cacheTtlMs: number;
   markerTtlMs: number;
   statementTimeoutMs: number;
@@ -114,9 +115,9 @@ export class CachedKvStore implements KvStore {
   readonly stats: CacheStats = { reads: zeros(CACHE_READ_OUTCOMES), writes: zeros(CACHE_WRITE_OUTCOMES) };
   /** Cache fills started and not yet settled (see settle). */
   private readonly inflight = new Set<Promise<void>>();
-  private readonly near: NearCache | undefined;
+  private readonly near: NearCacheLike | undefined;
   private readonly hashes = new Map<string, string>();
-  private readonly reader: CacheRedis;
+  private readonly reader: Pick<CacheCommands, "cacheReadBuffer">;
 
   constructor(
     private readonly pg: DurableKvStore,

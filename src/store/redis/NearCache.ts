@@ -42,6 +42,11 @@ const CHANNEL = "__redis__:invalidate";
 export interface NearCacheOptions {
   /** Upper bound on the bytes held (values plus an estimate of the overhead). */
   maxBytes: number;
+  /**
+   * Read the known revisions with a GET each instead of one MGET: on a
+   * cluster node, whose keys of several namespaces are in several slots.
+   */
+  getEachKnown?: boolean;
 }
 
 export interface NearCacheStats {
@@ -198,7 +203,9 @@ export class NearCache {
     if (!this.tracking) return round.resolve(undefined);
     this.stats.syncs++;
     this.pinging = true;
-    const known = this.plain.mget(...round.knownKeys);
+    const known = this.opts.getEachKnown
+      ? Promise.all(round.knownKeys.map((k) => this.plain.get(k)))
+      : this.plain.mget(...round.knownKeys);
     sendNow(this.plain);
     Promise.all([this.sub.ping(), known]).then(
       ([, k]) => this.pinged(round, this.tracking && this.gen === gen ? k : undefined),
