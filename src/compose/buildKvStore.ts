@@ -13,7 +13,7 @@ import type { KvStore } from "../domain/types";
 import type { Logger } from "../log/Logger";
 import { CachedKvStore, type CacheReadOutcome, type CacheWriteOutcome } from "../store/redis/CachedKvStore";
 import { CacheEpoch } from "../store/redis/CacheEpoch";
-import { ClusterKeyspace } from "../store/redis/CacheKeyspace";
+import { ClusterKeyspace, evictionPolicies, unsafeEvictionPolicy } from "../store/redis/CacheKeyspace";
 import { type CacheCommands, defineCacheScripts } from "../store/redis/cacheScripts";
 import { NearCache } from "../store/redis/NearCache";
 import { type NearCacheLike, NearCacheGroup } from "../store/redis/NearCacheGroup";
@@ -27,9 +27,6 @@ export interface BuiltKvStore {
   close(): Promise<void>;
 }
 
-/** Eviction policies that could evict write-in-flight markers (kept without a TTL). */
-const UNSAFE_POLICIES = /^allkeys-/;
-
 export async function buildKvStore(
   config: Config,
   truth: { kv: DurableKvStore; cacheEpochs: CacheEpochStore },
@@ -38,6 +35,8 @@ export async function buildKvStore(
     read?: (outcome: CacheReadOutcome) => void;
     write?: (outcome: CacheWriteOutcome) => void;
     nearHit?: () => void;
+    /** Told when the cache turns off for an unsafe eviction policy (true) and back on (false). */
+    evictionUnsafe?: (unsafe: boolean) => void;
   } = {},
 ): Promise<BuiltKvStore> {
   const pg = truth.kv;
@@ -55,7 +54,7 @@ export async function buildKvStore(
   redis.on("error", noteError);
   try {
     await redis.connect();
-    const policy = (await evictionPolicies(redis)).find((p) => UNSAFE_POLICIES.test(p));
+    const policy = unsafeEvictionPolicy(await evictionPolicies(redis));
     if (policy !== undefined) {
       clog.error("cache disabled: redis maxmemory-policy may evict write markers; use noeviction or volatile-*", {
         policy,
@@ -89,6 +88,8 @@ export async function buildKvStore(
       leaseMs: config.cacheLeaseMs,
       markerTtlMs: config.cacheMarkerTtlMs,
       prefix: config.redisPrefix,
+      evictionCheckMs: config.cacheEvictionCheckMs,
+      onEvictionPolicy: observe.evictionUnsafe,
       ...(seeds ? { keyspace: new ClusterKeyspace(redis as Cluster, config.redisPrefix) } : {}),
     },
     clog,
@@ -141,18 +142,6 @@ export async function buildKvStore(
       redis.disconnect();
     },
   };
-}
-
-/**
- * The eviction policy of every server the cache writes to (one Redis, or
- * each node of a cluster); a server that cannot say is left out.
- */
-async function evictionPolicies(redis: Redis | Cluster): Promise<string[]> {
-  const servers = redis.isCluster ? (redis as Cluster).nodes("all") : [redis as Redis];
-  const replies = await Promise.all(
-    servers.map((s) => s.config("GET", "maxmemory-policy").catch(() => []) as Promise<string[]>),
-  );
-  return replies.flatMap((r) => (r[1] === undefined ? [] : [r[1]]));
 }
 
 /** One cluster node's URL, with the seeds' scheme and credentials. */

@@ -88,6 +88,8 @@ export interface Config {
   readonly cacheTtlSeconds: number;
   readonly cacheLeaseMs: number;
   readonly cacheMarkerTtlMs: number;
+  /** How often the cache re-reads the Redis eviction policy (an allkeys-* policy turns the cache off). */
+  readonly cacheEvictionCheckMs: number;
   /** Bytes for the per-replica near cache of hits (0: off). */
   readonly nearCacheBytes: number;
   readonly redisCommandTimeoutMs: number;
@@ -391,6 +393,7 @@ export function loadConfig(env: Env = process.env): Config {
     cacheTtlSeconds: int(env, "AGENTSTATE_CACHE_TTL_SECONDS", 3600, 1, 30 * 24 * 3600),
     cacheLeaseMs: int(env, "AGENTSTATE_CACHE_LEASE_MS", 2000, 200, 60000),
     cacheMarkerTtlMs,
+    cacheEvictionCheckMs: int(env, "AGENTSTATE_CACHE_EVICTION_CHECK_MS", 2000, 100, 60000),
     nearCacheBytes: int(env, "AGENTSTATE_NEAR_CACHE_BYTES", 64 * 1024 * 1024, 0, 64 * 1024 * 1024 * 1024),
     redisCommandTimeoutMs: int(env, "AGENTSTATE_REDIS_TIMEOUT_MS", 500, 10, 60000),
     shutdownGraceMs: int(env, "AGENTSTATE_SHUTDOWN_GRACE_MS", 10000, 0, 600000),

@@ -23,7 +23,7 @@ import { performance } from "node:perf_hooks";
 import type { CacheEpochStore } from "../../domain/ports";
 import type { Logger } from "../../log/Logger";
 import { CacheNoteRevisionReply } from "./cacheReplies";
-import { type CacheKeyspace, SingleRedisKeyspace } from "./CacheKeyspace";
+import { type CacheKeyspace, SingleRedisKeyspace, unsafeEvictionPolicy } from "./CacheKeyspace";
 import type { CacheRedis } from "./cacheScripts";
 
 export interface CacheEpochOptions {
@@ -32,6 +32,15 @@ export interface CacheEpochOptions {
   prefix: string;
   /** Where the keys live: one Redis (the default) or a Redis Cluster (see CacheKeyspace). */
   keyspace?: CacheKeyspace;
+  /**
+   * Re-read the Redis eviction policy at the lease renewal when the last read
+   * is this old (unset: never). While a policy is unsafe the cache is off
+   * (nothing served or marked), and leases end this long (plus the lease)
+   * after the last read that found it safe.
+   */
+  evictionCheckMs?: number;
+  /** Told when the cache turns off for an unsafe eviction policy (true) and back on (false). */
+  onEvictionPolicy?: (unsafe: boolean) => void;
 }
 
 export class CacheEpoch {
@@ -46,6 +55,9 @@ export class CacheEpoch {
   /** Moves with every doubt: a refresh begun before one must not trust what it read. */
   private doubts = 0;
   private readonly keyspace: CacheKeyspace;
+  /** The unsafe eviction policy found at the last check, if any. */
+  private unsafePolicy: string | undefined;
+  private policyCheckedAt = Number.NEGATIVE_INFINITY;
 
   constructor(
     private readonly epochs: CacheEpochStore,
@@ -82,12 +94,47 @@ export class CacheEpoch {
   /** True when cache hits and fills are safe now. */
   canServe(): boolean {
     const now = performance.now();
-    return this.aliveOk && this.runId !== undefined && now < this.leaseUntil && now >= this.matureAt;
+    return (
+      this.aliveOk && this.runId !== undefined && now < this.leaseUntil && now >= this.matureAt && this.policySafe(now)
+    );
   }
 
   /** True when writers can mark keys in the current epoch. */
   canMark(): boolean {
-    return this.aliveOk && this.runId !== undefined && this.redis.status === "ready";
+    return this.aliveOk && this.runId !== undefined && this.redis.status === "ready" && this.policySafe();
+  }
+
+  /** False while the eviction policy is unsafe, or not read recently enough to know (evictionCheckMs). */
+  private policySafe(now = performance.now()): boolean {
+    const every = this.opts.evictionCheckMs;
+    if (every === undefined) return true;
+    return this.unsafePolicy === undefined && now < this.policyCheckedAt + every + this.opts.leaseMs;
+  }
+
+  /**
+   * Re-reads the eviction policy when due. On a change either way, moves the
+   * epoch: keys of the current one may have been evicted while the policy was
+   * unsafe, before this check saw it. True when it changed.
+   */
+  private async checkEvictionPolicy(epoch: number): Promise<boolean> {
+    const every = this.opts.evictionCheckMs;
+    const sent = performance.now();
+    if (every === undefined || sent - this.policyCheckedAt < every) return false;
+    const policy = unsafeEvictionPolicy(await this.keyspace.evictionPolicies());
+    this.policyCheckedAt = sent;
+    if (policy === this.unsafePolicy) return false;
+    this.unsafePolicy = policy;
+    this.opts.onEvictionPolicy?.(policy !== undefined);
+    if (policy !== undefined) {
+      this.log.warn(
+        "cache off: redis maxmemory-policy may evict write markers; serving from postgres until it is noeviction or volatile-*",
+        { policy },
+      );
+    } else {
+      this.log.warn("cache on again: redis maxmemory-policy no longer evicts write markers");
+    }
+    await this.epochs.bump(epoch);
+    return true;
   }
 
   /** The epoch this replica currently believes in. */
@@ -229,6 +276,12 @@ export class CacheEpoch {
 
     if (this.redis.status !== "ready") {
       this.aliveOk = false;
+      return;
+    }
+    if (await this.checkEvictionPolicy(row.epoch)) {
+      // Serve again only in the epoch that followed the change.
+      this.aliveOk = false;
+      setTimeout(() => void this.refresh(), 10).unref();
       return;
     }
     const doubts = this.doubts;

@@ -30,6 +30,31 @@ import type { Cluster } from "ioredis";
 import type Redis from "ioredis";
 import { keySlot, slotTag, SLOTS } from "./clusterSlots";
 
+/**
+ * Eviction policies that could evict the keys the protocol keeps without a
+ * TTL (write markers, writer records, known revisions, alive keys): any
+ * `allkeys-*`. The `volatile-*` policies only evict keys with a TTL (entries
+ * and fill tokens), whose loss costs a miss.
+ */
+const UNSAFE_POLICIES = /^allkeys-/;
+
+/** The first unsafe policy among `policies`, or undefined. */
+export function unsafeEvictionPolicy(policies: readonly string[]): string | undefined {
+  return policies.find((p) => UNSAFE_POLICIES.test(p));
+}
+
+/**
+ * The eviction policy of every server the cache writes to (one Redis, or
+ * each node of a cluster); a server that cannot say (CONFIG refused) is left out.
+ */
+export async function evictionPolicies(redis: Redis | Cluster): Promise<string[]> {
+  const servers = redis.isCluster ? (redis as Cluster).nodes("all") : [redis as Redis];
+  const replies = await Promise.all(
+    servers.map((s) => s.config("GET", "maxmemory-policy").catch(() => []) as Promise<string[]>),
+  );
+  return replies.flatMap((r) => (r[1] === undefined ? [] : [r[1]]));
+}
+
 export interface CacheKeyspace {
   /** The alive key the scripts on `namespace`'s keys check. */
   aliveKey(base: string, namespace: string): string;
@@ -51,6 +76,8 @@ export interface CacheKeyspace {
   createAliveKeys(base: string, value: string, young: () => boolean): Promise<void>;
   /** Calls `onDoubt` whenever commands may start reaching another Redis than the identity describes. */
   watch(onDoubt: () => void): void;
+  /** The eviction policies of the servers (evictionPolicies). */
+  evictionPolicies(): Promise<string[]>;
 }
 
 export class SingleRedisKeyspace implements CacheKeyspace {
@@ -87,6 +114,10 @@ export class SingleRedisKeyspace implements CacheKeyspace {
 
   watch(onDoubt: () => void): void {
     this.redis.on("close", onDoubt);
+  }
+
+  evictionPolicies(): Promise<string[]> {
+    return evictionPolicies(this.redis);
   }
 }
 
@@ -190,6 +221,10 @@ export class ClusterKeyspace implements CacheKeyspace {
       this.masters = now;
       if (changed) onDoubt();
     });
+  }
+
+  evictionPolicies(): Promise<string[]> {
+    return evictionPolicies(this.cluster);
   }
 
   private masterOfEachSlot(): string[] {
