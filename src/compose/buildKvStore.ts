@@ -4,6 +4,7 @@
  * reaches the truth only through the ports it is given (DurableKvStore,
  * CacheEpochStore).
  */
+import { randomBytes } from "node:crypto";
 import type { Cluster } from "ioredis";
 import type Redis from "ioredis";
 import type { Config, RedisClusterSeeds } from "../config/config";
@@ -17,6 +18,7 @@ import { ClusterKeyspace, evictionPolicies, unsafeEvictionPolicy } from "../stor
 import { type CacheCommands, defineCacheScripts } from "../store/redis/cacheScripts";
 import { NearCache } from "../store/redis/NearCache";
 import { type NearCacheLike, NearCacheGroup } from "../store/redis/NearCacheGroup";
+import { slotTag } from "../store/redis/clusterSlots";
 import { createRedisClient, createRedisCluster } from "../store/redis/createRedisClient";
 
 export interface BuiltKvStore {
@@ -99,7 +101,13 @@ export async function buildKvStore(
   if (config.nearCacheBytes > 0 && seeds) {
     const cluster = scripts as Cluster & CacheCommands;
     const group = new NearCacheGroup(cluster, (node) => {
-      const lane = startNearCache(config, nodeUrl(seeds, node), { maxBytes: laneBytes(config, cluster) }, clog);
+      const probeKey = `${config.redisPrefix}:near-probe:{${nodeTag(cluster, node)}}:${PROBE_ID}`;
+      const lane = startNearCache(
+        config,
+        nodeUrl(seeds, node),
+        { maxBytes: laneBytes(config, cluster), probeKey },
+        clog,
+      );
       void lane.connect();
       return lane;
     });
@@ -108,7 +116,11 @@ export async function buildKvStore(
     const lane = startNearCache(
       config,
       config.redisUrl,
-      { maxBytes: config.nearCacheBytes, plain: redis as Redis },
+      {
+        maxBytes: config.nearCacheBytes,
+        plain: redis as Redis,
+        probeKey: `${config.redisPrefix}:near-probe:${PROBE_ID}`,
+      },
       clog,
     );
     await lane.connect();
@@ -144,6 +156,15 @@ export async function buildKvStore(
   };
 }
 
+/** Names this process's near-cache probe keys: each replica changes only its own. */
+const PROBE_ID = randomBytes(6).toString("hex");
+
+/** A hash tag of a slot `node` serves, so a key with it lives on that node. */
+function nodeTag(cluster: Cluster, node: string): string {
+  const slot = cluster.slots.findIndex((nodes) => nodes?.[0] === node);
+  return slotTag(Math.max(0, slot));
+}
+
 /** One cluster node's URL, with the seeds' scheme and credentials. */
 function nodeUrl(seeds: RedisClusterSeeds, node: string): string {
   const auth =
@@ -168,7 +189,7 @@ function laneBytes(config: Config, cluster: Cluster): number {
 function startNearCache(
   config: Config,
   url: string,
-  opts: { maxBytes: number; plain?: Redis },
+  opts: { maxBytes: number; plain?: Redis; probeKey: string },
   log: Logger,
 ): { cache: NearCache; reader: Redis & CacheCommands; connect(): Promise<void>; close(): void } {
   const ownPlain =
@@ -190,7 +211,19 @@ function startNearCache(
     reader,
     sub,
     plain,
-    { maxBytes: opts.maxBytes, getEachKnown: ownPlain !== undefined },
+    {
+      maxBytes: opts.maxBytes,
+      getEachKnown: ownPlain !== undefined,
+      ...(config.nearCacheProbeMs > 0
+        ? {
+            probe: {
+              key: opts.probeKey,
+              everyMs: config.nearCacheProbeMs,
+              timeoutMs: Math.max(200, config.redisCommandTimeoutMs),
+            },
+          }
+        : {}),
+    },
     log.child({ component: "near-cache" }),
   );
   return {

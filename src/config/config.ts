@@ -92,6 +92,8 @@ export interface Config {
   readonly cacheEvictionCheckMs: number;
   /** Bytes for the per-replica near cache of hits (0: off). */
   readonly nearCacheBytes: number;
+  /** How often the near cache proves its tracking delivers invalidations (0: never). */
+  readonly nearCacheProbeMs: number;
   readonly redisCommandTimeoutMs: number;
   readonly shutdownGraceMs: number;
   readonly eventRetentionSeconds: number;
@@ -396,6 +398,7 @@ export function loadConfig(env: Env = process.env): Config {
     cacheEvictionCheckMs: int(env, "AGENTSTATE_CACHE_EVICTION_CHECK_MS", 2000, 100, 60000),
     nearCacheBytes: int(env, "AGENTSTATE_NEAR_CACHE_BYTES", 64 * 1024 * 1024, 0, 64 * 1024 * 1024 * 1024),
     redisCommandTimeoutMs: int(env, "AGENTSTATE_REDIS_TIMEOUT_MS", 500, 10, 60000),
+    nearCacheProbeMs: int(env, "AGENTSTATE_NEAR_CACHE_PROBE_MS", 1000, 0, 60000),
     shutdownGraceMs: int(env, "AGENTSTATE_SHUTDOWN_GRACE_MS", 10000, 0, 600000),
     eventRetentionSeconds: int(env, "AGENTSTATE_EVENT_RETENTION_SECONDS", 0, 0, 100 * 365 * 24 * 3600),
     streamMaxEvents: int(env, "AGENTSTATE_STREAM_MAX_EVENTS", 0, 0, Number.MAX_SAFE_INTEGER),

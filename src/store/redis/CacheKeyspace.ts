@@ -122,7 +122,7 @@ export class SingleRedisKeyspace implements CacheKeyspace {
 }
 
 /** Slots whose alive keys one pipeline writes. */
-const ALIVE_CHUNK = 512;
+const ALIVE_CHUNK = 128;
 
 export class ClusterKeyspace implements CacheKeyspace {
   /** The master of each slot, as of the last slot map seen (see watch). */
@@ -203,8 +203,12 @@ export class ClusterKeyspace implements CacheKeyspace {
         for (let i = 0; i < slots.length && young(); i += ALIVE_CHUNK) {
           const p = node.pipeline();
           for (const slot of slots.slice(i, i + ALIVE_CHUNK)) p.set(this.slotAliveKey(slot), value);
-          const failed = ((await p.exec()) ?? []).find(([err]) => err !== null);
-          if (failed) throw failed[0]!;
+          const failed = ((await p.exec().catch((err: unknown) => [[err, null]])) ?? []).find(([err]) => err !== null);
+          if (failed) {
+            // A node pipeline bypasses the cluster's own redirection handling: refresh the map here.
+            this.cluster.refreshSlotsCache();
+            throw failed[0]!;
+          }
         }
       }),
     );

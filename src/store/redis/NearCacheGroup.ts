@@ -19,14 +19,15 @@
  *   epoch is never served in another (the epoch moves with every failover).
  */
 import type { Cluster } from "ioredis";
+import type Redis from "ioredis";
 import { keySlot, SLOTS } from "./clusterSlots";
-import type { CacheCommands, CacheRedis } from "./cacheScripts";
+import type { CacheCommands } from "./cacheScripts";
 import type { NearCache, NearCacheStats, NearEntry, NearTicket } from "./NearCache";
 
 /** One master's near cache and the tracked connection its cache reads run on. */
 export interface NearLane {
   cache: NearCache;
-  reader: CacheRedis;
+  reader: Redis & CacheCommands;
   close(): void;
 }
 
@@ -62,7 +63,11 @@ export class NearCacheGroup implements NearCacheLike {
 
   /** Where cache reads run: on the tracked reader of the KEYS' master, or on the cluster while it has no lane. */
   readonly reader: Pick<CacheCommands, "cacheReadBuffer"> = {
-    cacheReadBuffer: (...args) => (this.lane(String(args[0]))?.reader ?? this.cluster).cacheReadBuffer(...args),
+    cacheReadBuffer: (...args) => {
+      // A lane still connecting (or reconnecting) cannot take the read: the cluster can, untracked.
+      const reader = this.lane(String(args[0]))?.reader;
+      return (reader?.status === "ready" ? reader : this.cluster).cacheReadBuffer(...args);
+    },
   };
 
   has(entryKey: string, alive: string): boolean {
