@@ -194,6 +194,13 @@ export class ClusterKeyspace implements CacheKeyspace {
       if (slots === undefined) bySlotOwner.set(master, (slots = []));
       slots.push(slot);
     }
+    // Each master's sampled key (its first slot, sampleAliveKeys) goes last:
+    // present with this value, it says every other slot of the master was
+    // written too, even when an earlier attempt failed or stopped half-way.
+    // (Otherwise a partial write passes the check while the slots it missed
+    // fail every script, whose unmarked writes move the epoch: as alive keys
+    // outlive epochs, nothing would ever write those slots.)
+    for (const slots of bySlotOwner.values()) slots.push(slots.shift()!);
     // In chunks, so each command's timeout starts shortly before Redis gets to it.
     await Promise.all(
       [...bySlotOwner].map(async ([master, slots]) => {
