@@ -10,6 +10,7 @@
  * reads (the epoch has no owner), and writes never wait for one another's
  * caches beyond a lease.
  */
+import type { RedisClusterSeeds } from "../config/config";
 import type { CacheLeaseState } from "../domain/ports";
 import type { Logger } from "../log/Logger";
 
@@ -55,8 +56,15 @@ export class CacheMixWatch {
   }
 }
 
-/** "redis HOST:PORT/DB prefix P" for a cache URL: where it is, never who logs in. */
-export function describeCache(url: string, prefix: string): string {
+/**
+ * "redis HOST:PORT/DB prefix P" for a cache URL ("redis cluster HOST:PORT,...
+ * prefix P" for a Redis Cluster's seeds): where it is, never who logs in.
+ */
+export function describeCache(url: string, prefix: string, cluster?: RedisClusterSeeds): string {
+  if (cluster) {
+    const nodes = cluster.nodes.map((n) => `${n.host}:${n.port}`).join(",");
+    return `redis cluster${cluster.tls ? " (tls)" : ""} ${nodes} prefix ${prefix}`;
+  }
   try {
     const u = new URL(url);
     const db = u.pathname.replace(/^\//, "") || "0";

@@ -6,17 +6,22 @@
  * in the truth (CacheEpoch, NoCacheRegistration), so a mix of configurations
  * on one database is safe and seen (CacheMixWatch).
  */
+import { randomBytes } from "node:crypto";
+import type { Cluster } from "ioredis";
 import type Redis from "ioredis";
-import { type Config, ConfigError } from "../config/config";
+import { type Config, ConfigError, type RedisClusterSeeds } from "../config/config";
 import { connectFailureReason, DependencyUnreachableError, isAuthFailure, urlTarget } from "../errors/startup";
 import type { CacheEpochStore, DurableKvStore } from "../domain/ports";
 import type { KvStore } from "../domain/types";
 import type { Logger } from "../log/Logger";
 import { CachedKvStore, type CacheReadOutcome, type CacheWriteOutcome } from "../store/redis/CachedKvStore";
 import { CacheEpoch } from "../store/redis/CacheEpoch";
+import { ClusterKeyspace, evictionPolicies, unsafeEvictionPolicy } from "../store/redis/CacheKeyspace";
 import { type CacheCommands, defineCacheScripts } from "../store/redis/cacheScripts";
 import { NearCache } from "../store/redis/NearCache";
-import { createRedisClient } from "../store/redis/createRedisClient";
+import { type NearCacheLike, NearCacheGroup } from "../store/redis/NearCacheGroup";
+import { slotTag } from "../store/redis/clusterSlots";
+import { createRedisClient, createRedisCluster } from "../store/redis/createRedisClient";
 import { CacheMixWatch, describeCache } from "./CacheMixWatch";
 import { NO_CACHE_DESCRIPTION, NO_CACHE_IDENTITY, NoCacheRegistration } from "./NoCacheRegistration";
 
@@ -24,16 +29,13 @@ export interface BuiltKvStore {
   store: KvStore;
   cache: CachedKvStore | undefined;
   /** The near cache, when on (metrics). */
-  near?: NearCache;
+  near?: NearCacheLike;
   /** This replica's view of the cache configurations on its database (metrics, health detail). */
   mix: CacheMixWatch;
   /** Before an append is acknowledged: no cache may report a revision of its namespace below it. */
   noteRevision(namespace: string, revision: number): Promise<void>;
   close(): Promise<void>;
 }
-
-/** Eviction policies that could evict write-in-flight markers (kept without a TTL). */
-const UNSAFE_POLICIES = /^allkeys-/;
 
 export async function buildKvStore(
   config: Config,
@@ -43,12 +45,17 @@ export async function buildKvStore(
     read?: (outcome: CacheReadOutcome) => void;
     write?: (outcome: CacheWriteOutcome) => void;
     nearHit?: () => void;
+    /** Told when the cache turns off for an unsafe eviction policy (true) and back on (false). */
+    evictionUnsafe?: (unsafe: boolean) => void;
   } = {},
 ): Promise<BuiltKvStore> {
   const pg = truth.kv;
   const clog = log.child({ component: "cache" });
   if (!config.redisUrl) return withoutCache(config, truth, clog);
-  const redis = createRedisClient(config.redisUrl, config.redisCommandTimeoutMs, clog, { tls: config.redisTls });
+  const seeds = config.redisCluster;
+  const redis: Redis | Cluster = seeds
+    ? createRedisCluster(seeds, config.redisCommandTimeoutMs, clog, { tls: config.redisTls })
+    : createRedisClient(config.redisUrl, config.redisCommandTimeoutMs, clog, { tls: config.redisTls });
   redis.on("ready", () => clog.info("redis connected"));
   redis.on("close", () => clog.debug("redis connection closed"));
   // connect() rejects with "Connection is closed." when the server refused the AUTH: the cause is the last error.
@@ -57,17 +64,17 @@ export async function buildKvStore(
   redis.on("error", noteError);
   try {
     await redis.connect();
-    const policy = (await redis.config("GET", "maxmemory-policy").catch(() => [])) as string[];
-    if (policy[1] && UNSAFE_POLICIES.test(policy[1])) {
+    const policy = unsafeEvictionPolicy(await evictionPolicies(redis));
+    if (policy !== undefined) {
       clog.error("cache disabled: redis maxmemory-policy may evict write markers; use noeviction or volatile-*", {
-        policy: policy[1],
+        policy,
       });
       redis.disconnect();
       return withoutCache(config, truth, clog);
     }
   } catch (err) {
     const cause = lastError ?? err;
-    const target = urlTarget(config.redisUrl, 6379);
+    const target = seeds ? seeds.nodes.map((n) => `${n.host}:${n.port}`).join(",") : urlTarget(config.redisUrl, 6379);
     const reason = connectFailureReason(cause);
     if (config.cacheRequired) {
       redis.disconnect();
@@ -84,7 +91,7 @@ export async function buildKvStore(
     redis.off("error", noteError);
   }
   const scripts = defineCacheScripts(redis);
-  const description = describeCache(config.redisUrl, config.redisPrefix);
+  const description = describeCache(config.redisUrl, config.redisPrefix, seeds);
   const mix = new CacheMixWatch(description, clog);
   const epoch = new CacheEpoch(
     truth.cacheEpochs,
@@ -95,6 +102,9 @@ export async function buildKvStore(
       prefix: config.redisPrefix,
       description,
       onLease: (lease, identity) => mix.observe(lease, identity),
+      evictionCheckMs: config.cacheEvictionCheckMs,
+      onEvictionPolicy: observe.evictionUnsafe,
+      ...(seeds ? { keyspace: new ClusterKeyspace(redis as Cluster, config.redisPrefix) } : {}),
     },
     clog,
   );
@@ -105,7 +115,35 @@ export async function buildKvStore(
   // The first lease before serving: the epoch is taken (or the mix seen) before any call.
   await epoch.refresh();
   epoch.start();
-  const near = config.nearCacheBytes > 0 ? await startNearCache(config, redis, clog) : undefined;
+  let near: { cache: NearCacheLike; reader: Pick<CacheCommands, "cacheReadBuffer">; close(): void } | undefined;
+  if (config.nearCacheBytes > 0 && seeds) {
+    const cluster = scripts as Cluster & CacheCommands;
+    const group = new NearCacheGroup(cluster, (node) => {
+      const probeKey = `${config.redisPrefix}:near-probe:{${nodeTag(cluster, node)}}:${PROBE_ID}`;
+      const lane = startNearCache(
+        config,
+        nodeUrl(seeds, node),
+        { maxBytes: laneBytes(config, cluster), probeKey },
+        clog,
+      );
+      void lane.connect();
+      return lane;
+    });
+    near = { cache: group, reader: group.reader, close: () => group.close() };
+  } else if (config.nearCacheBytes > 0) {
+    const lane = startNearCache(
+      config,
+      config.redisUrl,
+      {
+        maxBytes: config.nearCacheBytes,
+        plain: redis as Redis,
+        probeKey: `${config.redisPrefix}:near-probe:${PROBE_ID}`,
+      },
+      clog,
+    );
+    await lane.connect();
+    near = lane;
+  }
   const cache = new CachedKvStore(
     pg,
     scripts,
@@ -190,17 +228,47 @@ async function refuseMix(
   );
 }
 
+/** Names this process's near-cache probe keys: each replica changes only its own. */
+const PROBE_ID = randomBytes(6).toString("hex");
+
+/** A hash tag of a slot `node` serves, so a key with it lives on that node. */
+function nodeTag(cluster: Cluster, node: string): string {
+  const slot = cluster.slots.findIndex((nodes) => nodes?.[0] === node);
+  return slotTag(Math.max(0, slot));
+}
+
+/** One cluster node's URL, with the seeds' scheme and credentials. */
+function nodeUrl(seeds: RedisClusterSeeds, node: string): string {
+  const auth =
+    seeds.password === undefined
+      ? ""
+      : `${encodeURIComponent(seeds.username ?? "")}:${encodeURIComponent(seeds.password)}@`;
+  return `${seeds.tls ? "rediss" : "redis"}://${auth}${node}`;
+}
+
+/** A cluster lane's share of the near cache's bytes: one per master. */
+function laneBytes(config: Config, cluster: Cluster): number {
+  return Math.max(1, Math.floor(config.nearCacheBytes / Math.max(1, cluster.nodes("master").length)));
+}
+
 /**
- * The near cache's two connections: cache reads run on `reader` (tracked),
- * invalidations arrive on `sub`. Neither waits for Redis at start: tracking is
- * set up whenever both are connected.
+ * The near cache's connections to one Redis server: cache reads run on
+ * `reader` (tracked), invalidations arrive on `sub`, known revisions are read
+ * on `plain` (the cache's connection on a single Redis; on a cluster node a
+ * connection of the lane's own). Nothing waits for Redis at start: tracking
+ * is set up whenever both are connected.
  */
-async function startNearCache(
+function startNearCache(
   config: Config,
-  plain: Redis,
+  url: string,
+  opts: { maxBytes: number; plain?: Redis; probeKey: string },
   log: Logger,
-): Promise<{ cache: NearCache; reader: Redis & CacheCommands; close(): void }> {
-  const url = config.redisUrl!;
+): { cache: NearCache; reader: Redis & CacheCommands; connect(): Promise<void>; close(): void } {
+  const ownPlain =
+    opts.plain === undefined
+      ? createRedisClient(url, config.redisCommandTimeoutMs, log, { tls: config.redisTls })
+      : undefined;
+  const plain = opts.plain ?? ownPlain!;
   const reader = createRedisClient(url, config.redisCommandTimeoutMs, log, {
     tls: config.redisTls,
     connectionName: `${config.redisPrefix}:near-reader`,
@@ -215,21 +283,38 @@ async function startNearCache(
     reader,
     sub,
     plain,
-    { maxBytes: config.nearCacheBytes },
+    {
+      maxBytes: opts.maxBytes,
+      getEachKnown: ownPlain !== undefined,
+      ...(config.nearCacheProbeMs > 0
+        ? {
+            probe: {
+              key: opts.probeKey,
+              everyMs: config.nearCacheProbeMs,
+              timeoutMs: Math.max(200, config.redisCommandTimeoutMs),
+            },
+          }
+        : {}),
+    },
     log.child({ component: "near-cache" }),
   );
-  await Promise.all([reader.connect(), sub.connect()]).catch((err: unknown) => {
-    log.warn("near cache: redis unreachable at start; it starts when redis is back", {
-      error: (err as Error).message,
-    });
-  });
   return {
     cache,
     reader: defineCacheScripts(reader),
+    connect: () =>
+      Promise.all([reader.connect(), sub.connect(), ownPlain?.connect()]).then(
+        () => undefined,
+        (err: unknown) => {
+          log.warn("near cache: redis unreachable at start; it starts when redis is back", {
+            error: (err as Error).message,
+          });
+        },
+      ),
     close: () => {
       cache.close();
       reader.disconnect();
       sub.disconnect();
+      ownPlain?.disconnect();
     },
   };
 }

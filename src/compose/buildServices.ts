@@ -95,6 +95,7 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
     read: (outcome) => metrics.cacheReads.inc({ outcome }),
     write: (outcome) => metrics.cacheWrites.inc({ outcome }),
     nearHit: () => metrics.nearCacheHits.inc(),
+    evictionUnsafe: (unsafe) => metrics.cacheEvictionUnsafe.set(unsafe ? 1 : 0),
   });
   if (kv.cache) metrics.startCacheOutcomes(CACHE_READ_OUTCOMES, CACHE_WRITE_OUTCOMES);
   if (kv.near) metrics.watchNearCache(kv.near);

@@ -85,6 +85,8 @@ export interface Config {
   readonly dataDir: string;
   /** Unset: no cache. */
   readonly redisUrl: string | undefined;
+  /** Set when REDIS_URL names a Redis Cluster (redisClusterSeeds): the cache runs on it, Redlock never does. */
+  readonly redisCluster: RedisClusterSeeds | undefined;
   readonly redisPrefix: string;
   readonly redlockUrls: readonly string[];
   /** For rediss:// URLs (cache and Redlock): the CA (default: the system's) and a client certificate. */
@@ -119,8 +121,12 @@ export interface Config {
   readonly cacheTtlSeconds: number;
   readonly cacheLeaseMs: number;
   readonly cacheMarkerTtlMs: number;
+  /** How often the cache re-reads the Redis eviction policy (an allkeys-* policy turns the cache off). */
+  readonly cacheEvictionCheckMs: number;
   /** Bytes for the per-replica near cache of hits (0: off). */
   readonly nearCacheBytes: number;
+  /** How often the near cache proves its tracking delivers invalidations (0: never). */
+  readonly nearCacheProbeMs: number;
   readonly redisCommandTimeoutMs: number;
   readonly shutdownGraceMs: number;
   readonly eventRetentionSeconds: number;
@@ -143,6 +149,15 @@ export interface Config {
   readonly lockBackendLeaseMs: number;
   /** AGENTSTATE_LOCK_BACKEND_MIX_FATAL=1: replicas of this database with another lock backend make the start fail. */
   readonly lockBackendMixFatal: boolean;
+}
+
+/** A Redis Cluster's seed nodes and the credentials every node takes. */
+export interface RedisClusterSeeds {
+  readonly nodes: readonly { readonly host: string; readonly port: number }[];
+  readonly username: string | undefined;
+  readonly password: string | undefined;
+  /** rediss+cluster:// (or rediss:// seeds): TLS to every node, with the AGENTSTATE_REDIS_TLS_* files. */
+  readonly tls: boolean;
 }
 
 export class ConfigError extends Error {
@@ -202,6 +217,60 @@ function readableFile(env: Env, name: string): string | undefined {
     throw new ConfigError(`${name} names a file that cannot be read: ${path} (${(err as NodeJS.ErrnoException).code})`);
   }
   return path;
+}
+
+/**
+ * REDIS_URL naming a Redis Cluster, or undefined for a single Redis:
+ * `redis+cluster://[user:password@]host:port[,host:port...]` (`rediss+cluster://`
+ * for TLS), or two or more `redis://` / `rediss://` URLs separated by commas
+ * (seed nodes, all with the same scheme and credentials). Any node will do as
+ * a seed: the client learns the others from it.
+ */
+function redisClusterSeeds(env: Env, name: string): RedisClusterSeeds | undefined {
+  const raw = str(env, name);
+  if (raw === undefined) return undefined;
+  const m = /^(rediss?)\+cluster:\/\/(?:([^@/]*)@)?([^/@?#]+)\/?$/.exec(raw);
+  let urls: URL[];
+  if (m) {
+    // Each host:port becomes a URL of its own, so URL does the parsing (IPv6 brackets, ports).
+    urls = m[3]!.split(",").map((hostPort, i) => {
+      try {
+        return new URL(`${m[1]}://${m[2] === undefined ? "" : `${m[2]}@`}${hostPort.trim()}`);
+      } catch {
+        throw new ConfigError(`${name} names a Redis Cluster whose seed node ${i} is not host:port`);
+      }
+    });
+  } else if (raw.includes(",")) {
+    urls = raw.split(",").map((u, i) => {
+      try {
+        return new URL(u.trim());
+      } catch {
+        throw new ConfigError(`${name} lists seed nodes; entry ${i} is not a valid URL`);
+      }
+    });
+  } else {
+    return undefined;
+  }
+  const scheme = urls[0]!.protocol;
+  for (const [i, u] of urls.entries()) {
+    if (u.protocol !== "redis:" && u.protocol !== "rediss:") {
+      throw new ConfigError(`${name} seed node ${i} must use redis: or rediss: (got ${u.protocol})`);
+    }
+    if (u.protocol !== scheme || u.username !== urls[0]!.username || u.password !== urls[0]!.password) {
+      throw new ConfigError(`${name} seed nodes must all use the same scheme and credentials (node ${i} differs)`);
+    }
+    if (u.hostname === "" || u.port === "" || (u.pathname !== "" && u.pathname !== "/")) {
+      throw new ConfigError(`${name} seed node ${i} must be host:port (with the port, no database number)`);
+    }
+  }
+  return Object.freeze({
+    nodes: Object.freeze(
+      urls.map((u) => Object.freeze({ host: u.hostname.replace(/^\[|\]$/g, ""), port: Number(u.port) })),
+    ),
+    username: urls[0]!.username === "" ? undefined : decodeURIComponent(urls[0]!.username),
+    password: urls[0]!.password === "" ? undefined : decodeURIComponent(urls[0]!.password),
+    tls: scheme === "rediss:",
+  });
 }
 
 /** True for addresses only this machine can reach. */
@@ -294,8 +363,15 @@ export function loadConfig(env: Env = process.env): Config {
         "to serve TLS, or AGENTSTATE_INSECURE=1 to serve plaintext anyway",
     );
   }
-  const redisUrl = url(env, "REDIS_URL", ["redis:", "rediss:"]);
+  const redisCluster = redisClusterSeeds(env, "REDIS_URL");
+  const redisUrl = redisCluster ? str(env, "REDIS_URL") : url(env, "REDIS_URL", ["redis:", "rediss:"]);
   const redlockRaw = str(env, "REDLOCK_URLS");
+  if (redisCluster && !redlockRaw) {
+    // Redlock needs independent masters; a cluster's shards are not (and a key lives on one of them).
+    throw new ConfigError(
+      "REDIS_URL names a Redis Cluster, which Redlock cannot run on: set REDLOCK_URLS to 1, 3 or 5 independent Redis masters",
+    );
+  }
   const redlockUrls = redlockRaw
     ? redlockRaw.split(",").map((u, i) => {
         const one = url({ [`REDLOCK_URLS[${i}]`]: u.trim() }, `REDLOCK_URLS[${i}]`, ["redis:", "rediss:"]);
@@ -413,6 +489,7 @@ export function loadConfig(env: Env = process.env): Config {
     databaseUrl: url(env, "DATABASE_URL", ["postgres:", "postgresql:"]),
     dataDir: str(env, "AGENTSTATE_DATA_DIR") ?? ".agentstate",
     redisUrl,
+    redisCluster,
     redisPrefix: prefix,
     redlockUrls: Object.freeze(redlockUrls),
     redisTls: redisTls(env),
@@ -433,8 +510,10 @@ export function loadConfig(env: Env = process.env): Config {
     cacheTtlSeconds: int(env, "AGENTSTATE_CACHE_TTL_SECONDS", 3600, 1, 30 * 24 * 3600),
     cacheLeaseMs: int(env, "AGENTSTATE_CACHE_LEASE_MS", 2000, 200, 60000),
     cacheMarkerTtlMs,
+    cacheEvictionCheckMs: int(env, "AGENTSTATE_CACHE_EVICTION_CHECK_MS", 2000, 100, 60000),
     nearCacheBytes: int(env, "AGENTSTATE_NEAR_CACHE_BYTES", 64 * 1024 * 1024, 0, 64 * 1024 * 1024 * 1024),
     redisCommandTimeoutMs: int(env, "AGENTSTATE_REDIS_TIMEOUT_MS", 500, 10, 60000),
+    nearCacheProbeMs: int(env, "AGENTSTATE_NEAR_CACHE_PROBE_MS", 1000, 0, 60000),
     shutdownGraceMs: int(env, "AGENTSTATE_SHUTDOWN_GRACE_MS", 10000, 0, 600000),
     eventRetentionSeconds: int(env, "AGENTSTATE_EVENT_RETENTION_SECONDS", 0, 0, 100 * 365 * 24 * 3600),
     streamMaxEvents: int(env, "AGENTSTATE_STREAM_MAX_EVENTS", 0, 0, Number.MAX_SAFE_INTEGER),

@@ -89,6 +89,11 @@ export class Metrics {
     buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
     registers: [this.registry],
   });
+  readonly cacheEvictionUnsafe = new Gauge({
+    name: "agentstate_cache_eviction_unsafe",
+    help: "1 while the cache is off because a Redis maxmemory-policy could evict write markers (allkeys-*)",
+    registers: [this.registry],
+  });
   readonly dependencyUp = new Gauge({
     name: "agentstate_dependency_up",
     help: "1 while the dependency passes the health probe (postgres: a round trip; redlock: a quorum of masters connected), 0 once it has failed for AGENTSTATE_HEALTH_UNHEALTHY_AFTER_MS",

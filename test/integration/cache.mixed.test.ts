@@ -17,7 +17,7 @@ import { pgQuery } from "../support/pgQuery";
 import { RedisProcess } from "../support/RedisProcess";
 import { ServerProcess } from "../support/ServerProcess";
 import { serverMetrics } from "../support/serverMetrics";
-import { StaleReadRace } from "../support/staleReadRace";
+import { StaleReadRace } from "../support/cacheRace";
 import { getTestEnv } from "../support/TestEnv";
 
 /** Short timings so epochs mature quickly in a test; the protocol is the same. */

@@ -9,7 +9,7 @@
 import * as assert from "node:assert/strict";
 import type { Redis } from "ioredis";
 import { Logger } from "../../src/log/Logger";
-import { NearCache, type NearEntry } from "../../src/store/redis/NearCache";
+import { NearCache, type NearCacheOptions, type NearEntry } from "../../src/store/redis/NearCache";
 import { createRedisClient } from "../../src/store/redis/createRedisClient";
 import { eventually } from "../support/eventually";
 import { getTestEnv } from "../support/TestEnv";
@@ -26,13 +26,13 @@ describe("near cache protocol (real Redis)", function () {
   let base: string;
   let n = 0;
 
-  async function start(maxBytes: number): Promise<void> {
+  async function start(maxBytes: number, probe?: NearCacheOptions["probe"]): Promise<void> {
     const env = await getTestEnv();
     base = `${env.redisPrefix()}:c:1`;
     reader = createRedisClient(env.redis.url, 2000, log);
     sub = createRedisClient(env.redis.url, 2000, log, { corkPerTurn: false, autoResubscribe: false });
     other = createRedisClient(env.redis.url, 2000, log);
-    near = new NearCache(reader, sub, other, { maxBytes }, log);
+    near = new NearCache(reader, sub, other, { maxBytes, ...(probe ? { probe } : {}) }, log);
     await Promise.all([reader.connect(), sub.connect(), other.connect()]);
     await trackingOn();
   }
@@ -204,5 +204,33 @@ describe("near cache protocol (real Redis)", function () {
     assert.ok(near.size().bytes <= 2000, `holds ${near.size().bytes} bytes`);
     assert.equal(near.has(keys[0]!.entry, ALIVE), false, "the oldest copy was kept");
     assert.equal(near.has(keys[5]!.entry, ALIVE), true, "the newest copy was dropped");
+  });
+
+  it("with a probe: a link that silently stops delivering invalidations drops every copy and serves none until proven again", async () => {
+    stop();
+    await start(1 << 20, { key: `${base}:near-probe`, everyMs: 100, timeoutMs: 300 });
+    const k = keysOf();
+    await copy(k);
+    await synced(k);
+    // Our end of the invalidation link stops reading: Redis still sends, nothing arrives.
+    const silenced = sub.stream;
+    silenced.pause();
+    try {
+      // A write changes the entry: its invalidation is stuck on the silent link.
+      await other.hset(k.entry, "r", "2");
+      assert.equal(await near.sync(k.known), undefined, "a sync answered over the silent link");
+      await trackingOff();
+      assert.equal(near.has(k.entry, ALIVE), false, "a copy survived the failed probe");
+      assert.equal(near.get(k.entry, ALIVE), undefined);
+    } finally {
+      silenced.resume();
+    }
+    // The probe reconnected both connections; tracking comes back once proven.
+    await trackingOn();
+    assert.equal(near.has(k.entry, ALIVE), false, "the copy taken before the silence came back");
+    const k2 = keysOf();
+    await copy(k2);
+    await other.hset(k2.entry, "r", "2");
+    await eventually("the copy is invalidated again", async () => !near.has(k2.entry, ALIVE), { timeoutMs: 5000 });
   });
 });

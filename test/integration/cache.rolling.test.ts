@@ -12,7 +12,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { AgentstateClient } from "../../clients/typescript/src/AgentstateClient";
 import { cacheReads } from "../support/cacheReads";
 import { ServerProcess } from "../support/ServerProcess";
-import { StaleReadRace } from "../support/staleReadRace";
+import { StaleReadRace } from "../support/cacheRace";
 import { getTestEnv } from "../support/TestEnv";
 
 describe("cache: a rolling change adding then removing the cache never serves a stale read (guarantee 3, issue 19)", function () {

@@ -19,6 +19,7 @@ import {
   type GetResponse,
   type ListResponse,
 } from "../../clients/typescript/src/gen/agentstate/v1/kv";
+import { cacheRace, loggedCacheStats } from "../support/cacheRace";
 import { RedisProcess } from "../support/RedisProcess";
 import { ServerProcess } from "../support/ServerProcess";
 import { getTestEnv } from "../support/TestEnv";
@@ -37,7 +38,6 @@ describe("cache: reads are never stale (guarantee 3)", function () {
   this.timeout(180_000);
   let redis: RedisProcess;
   let servers: ServerProcess[] = [];
-  let clients: KeyValueServiceClient[] = [];
 
   before(async () => {
     const env = await getTestEnv();
@@ -55,97 +55,37 @@ describe("cache: reads are never stale (guarantee 3)", function () {
       LOG_LEVEL: "info",
     };
     servers = [await ServerProcess.start(common), await ServerProcess.start(common)];
-    clients = servers.map((s) => new KeyValueServiceClient(s.address, credentials.createInsecure()));
   });
 
   after(async () => {
-    for (const c of clients) c.close();
     await Promise.all(servers.map((s) => s.stop().catch(() => undefined)));
     await redis?.destroy();
   });
 
-  const cas = (c: KeyValueServiceClient, key: string, value: string) =>
-    call<unknown, CompareAndSetResponse>(
-      c,
-      c.compareAndSet as never,
-      CompareAndSetRequest.fromPartial({ namespace: NS, key, expected: { any: true }, value: Buffer.from(value) }),
-    );
-  const get = (c: KeyValueServiceClient, key: string) =>
-    call<unknown, GetResponse>(c, c.get as never, GetRequest.fromPartial({ namespace: NS, key }));
-
   it("no Get returns a version older than one acknowledged before it started, across Redis restart and flush", async () => {
-    const ackedMax = new Map<string, number>(KEYS.map((k) => [k, 0]));
-    const violations: string[] = [];
-    let reads = 0;
-    let writes = 0;
-    let stop = false;
-
-    const writer = async (c: KeyValueServiceClient, id: number) => {
-      let i = 0;
-      while (!stop) {
-        const key = KEYS[(id + i++) % KEYS.length]!;
-        try {
-          const r = await cas(c, key, `w${id}-${i}`);
-          writes++;
-          const v = r.item!.version;
-          if (v > ackedMax.get(key)!) ackedMax.set(key, v);
-        } catch {
-          // A write may fail while a dependency restarts; only acknowledged ones count.
-        }
-      }
-    };
-    const reader = async (c: KeyValueServiceClient, id: number) => {
-      let i = 0;
-      while (!stop) {
-        const key = KEYS[(id + i++) % KEYS.length]!;
-        const floor = ackedMax.get(key)!;
-        try {
-          const r = await get(c, key);
-          reads++;
-          const v = r.found ? r.item!.version : 0;
-          if (v < floor)
-            violations.push(
-              `t=${Date.now() - t0} server ${clients.indexOf(c)} key ${key}: read version ${v} (rev ${r.header?.revision}) after version ${floor} was acknowledged`,
-            );
-        } catch {
-          // Reads may fail only if Postgres does; not expected here.
-        }
-      }
-    };
-
-    const t0 = Date.now();
-    const loops: Promise<void>[] = [];
-    for (let s = 0; s < 2; s++) {
-      for (let w = 0; w < 2; w++) loops.push(writer(clients[s]!, s * 2 + w));
-      for (let r = 0; r < 3; r++) loops.push(reader(clients[s]!, s * 3 + r));
-    }
-    await sleep(4000); // epochs mature, cache warm
-    await redis.restart(); // empty memory, new run id
-    await sleep(4000);
-    await redis.flushAll();
-    await sleep(4000);
-    await redis.stop("SIGKILL");
-    await sleep(1500);
-    await redis.restart();
-    await sleep(4000);
-    stop = true;
-    await Promise.all(loops);
+    const { violations, reads, writes } = await cacheRace(servers, {
+      namespace: NS,
+      keys: KEYS,
+      during: async () => {
+        await sleep(4000); // epochs mature, cache warm
+        await redis.restart(); // empty memory, new run id
+        await sleep(4000);
+        await redis.flushAll();
+        await sleep(4000);
+        await redis.stop("SIGKILL");
+        await sleep(1500);
+        await redis.restart();
+        await sleep(4000);
+      },
+    });
 
     assert.deepEqual(violations.slice(0, 10), []);
     assert.ok(writes > 50, `expected a real write load, got ${writes} writes`);
     assert.ok(reads > 200, `expected a real read load, got ${reads} reads`);
     // The cache really served reads: hits are reported at shutdown.
     await Promise.all(servers.map((s) => s.stop()));
-    const hits = servers
-      .flatMap((s) => s.logs())
-      .filter((l) => l["msg"] === "cache stats")
-      .reduce((n, l) => n + Number(l["hit"] ?? 0), 0);
-    assert.ok(hits > 0, "no read was served from the cache");
-    const nearHits = servers
-      .flatMap((s) => s.logs())
-      .filter((l) => l["msg"] === "cache stats")
-      .reduce((n, l) => n + Number((l["near"] as { hits?: number } | undefined)?.hits ?? 0), 0);
-    assert.ok(nearHits > 0, "no read was served from a near cache");
+    assert.ok(loggedCacheStats(servers, "hit") > 0, "no read was served from the cache");
+    assert.ok(loggedCacheStats(servers, "near.hits") > 0, "no read was served from a near cache");
     servers = [];
   });
 });

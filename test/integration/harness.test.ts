@@ -3,12 +3,13 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { Client } from "pg";
-import { Redis } from "ioredis";
+import { Cluster, Redis } from "ioredis";
 import { EtcdProcess } from "../support/EtcdProcess";
 import { freePort } from "../support/freePort";
 import { LoggedServerProcess } from "../support/LoggedServerProcess";
 import { pgQuery } from "../support/pgQuery";
 import { PostgresProcess } from "../support/PostgresProcess";
+import { RedisClusterProcess } from "../support/RedisClusterProcess";
 import { RedisProcess } from "../support/RedisProcess";
 import { getTestEnv } from "../support/TestEnv";
 
@@ -148,6 +149,38 @@ describe("test harness (real processes)", function () {
       } finally {
         await fixed.destroy();
       }
+    });
+  });
+
+  describe("RedisClusterProcess", () => {
+    let cluster: RedisClusterProcess;
+    before(async () => {
+      cluster = await RedisClusterProcess.start();
+    });
+    after(async () => {
+      await cluster?.destroy();
+    });
+
+    it("runs 3 masters with a replica each, all slots served; keys of every slot are readable", async () => {
+      const shards = await cluster.shards();
+      assert.equal(shards.length, 3);
+      for (const s of shards) assert.equal(s.replicas.length, 1);
+      assert.match(cluster.url, /^redis\+cluster:\/\/(127\.0\.0\.1:\d+,){5}127\.0\.0\.1:\d+$/);
+      const c = new Cluster(shards.map((s) => ({ host: "127.0.0.1", port: s.master.port })));
+      try {
+        for (let i = 0; i < 20; i++) await c.set(`k${i}`, String(i));
+        assert.equal(await c.get("k7"), "7");
+      } finally {
+        c.disconnect();
+      }
+    });
+
+    it("fails a master over to its replica, by hand and by SIGKILL, keeping every slot served", async () => {
+      const manual = await cluster.failover(0);
+      assert.ok((await cluster.shards()).some((s) => s.master === manual.to && s.replicas.includes(manual.from)));
+      const killed = await cluster.killMaster(1);
+      assert.ok((await cluster.shards()).some((s) => s.master === killed.to && s.replicas.includes(killed.from)));
+      assert.equal((await cluster.shards()).length, 3);
     });
   });
 

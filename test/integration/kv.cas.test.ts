@@ -6,6 +6,8 @@ import type { Item, ResponseHeader } from "../../clients/typescript/src/gen/agen
 import { eventually } from "../support/eventually";
 import { expectGrpcError } from "../support/expectGrpcError";
 import { pgQuery } from "../support/pgQuery";
+import { RedisClusterProcess } from "../support/RedisClusterProcess";
+import { getTestEnv } from "../support/TestEnv";
 import { startCluster, type Cluster } from "../support/startCluster";
 
 const utf8 = (s: string) => Buffer.from(s, "utf8");
@@ -40,13 +42,16 @@ async function history(cluster: Cluster, namespace: string, key: string): Promis
 /**
  * The conformance suite runs against every key-value store: Postgres alone,
  * Postgres behind the Redis cache (short cache timings so the cache epoch is
- * in use while the suite runs), and the embedded default (no DATABASE_URL:
+ * in use while the suite runs), the same on a Redis Cluster (3 masters + 3
+ * replicas started for it; Redlock on the run's Redis), and the embedded default (no DATABASE_URL:
  * the server runs its own Postgres, one server for the whole run).
  */
 const BACKENDS: {
   name: string;
   redis: boolean;
   embedded?: boolean;
+  /** The cache on a Redis Cluster of its own. */
+  redisCluster?: boolean;
   env: Record<string, string>;
   warmMs: number;
 }[] = [
@@ -61,6 +66,17 @@ const BACKENDS: {
     },
     warmMs: 2500,
   },
+  {
+    name: "postgres+redis-cluster",
+    redis: true,
+    redisCluster: true,
+    env: {
+      AGENTSTATE_STATEMENT_TIMEOUT_MS: "1000",
+      AGENTSTATE_CACHE_MARKER_TTL_MS: "2000",
+      AGENTSTATE_CACHE_LEASE_MS: "500",
+    },
+    warmMs: 3500,
+  },
   { name: "embedded", redis: false, embedded: true, env: { AGENTSTATE_JANITOR_INTERVAL_MS: "200" }, warmMs: 0 },
 ];
 
@@ -70,14 +86,21 @@ for (const backend of BACKENDS)
     const NS = "cas";
     let cluster: Cluster;
     let c: AgentstateClient;
+    let redisCluster: RedisClusterProcess | undefined;
+    /** The backend's environment, with the Redis Cluster's URL once it runs. */
+    let env = backend.env;
 
     before(async function () {
       this.timeout(120_000); // the embedded backend initialises its own Postgres
+      if (backend.redisCluster) {
+        redisCluster = await RedisClusterProcess.start();
+        env = { ...env, REDIS_URL: redisCluster.url, REDLOCK_URLS: (await getTestEnv()).redis.url };
+      }
       cluster = await startCluster({
         name: "kv_cas",
         redis: backend.redis,
         embedded: backend.embedded,
-        env: backend.env,
+        env,
       });
       c = cluster.clients[0]!;
       // Let a fresh cache epoch mature so reads really go through the cache.
@@ -85,6 +108,7 @@ for (const backend of BACKENDS)
     });
     after(async () => {
       await cluster?.stop();
+      await redisCluster?.destroy();
     });
 
     describe("CompareAndSet", () => {
@@ -356,7 +380,7 @@ for (const backend of BACKENDS)
           : await startCluster({
               name: "kv_janitor",
               redis: backend.redis,
-              env: { ...backend.env, AGENTSTATE_JANITOR_INTERVAL_MS: "200" },
+              env: { ...env, AGENTSTATE_JANITOR_INTERVAL_MS: "200" },
             });
         try {
           const jc = janitorCluster.clients[0]!;

@@ -15,6 +15,8 @@ export interface RedisOptions {
   logPath?: string;
   /** Serve TLS only (on `port`), with this certificate; client certificates optional, checked against `ca`. */
   tls?: { cert: string; key: string; ca: string };
+  /** Run as a Redis Cluster node (nodes.conf in the working dir), its cluster bus on `busPort`. */
+  cluster?: { busPort: number; nodeTimeoutMs: number };
 }
 
 /**
@@ -45,6 +47,11 @@ export class RedisProcess extends ManagedProcess<RedisStopSignal> {
           "--daemonize", "no",
           "--maxmemory-policy", "volatile-lru",
           "--dir", dir,
+          ...(opts.cluster
+            ? ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-port",
+               String(opts.cluster.busPort), "--cluster-node-timeout", String(opts.cluster.nodeTimeoutMs),
+               "--enable-debug-command", "local"]
+            : []),
         ], // prettier-ignore
         spawn: { cwd: dir },
         readyTimeoutMs: 15_000,
@@ -93,7 +100,8 @@ export class RedisProcess extends ManagedProcess<RedisStopSignal> {
     fs.rmSync(path.join(this.dir, "dump.rdb"), { force: true });
   }
 
-  private client(): Redis {
+  /** A plain client of this one server (not cluster-aware); the caller disconnects it. */
+  client(): Redis {
     const client = new Redis(this.url, {
       lazyConnect: true,
       maxRetriesPerRequest: 0,

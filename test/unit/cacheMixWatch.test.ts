@@ -37,5 +37,18 @@ describe("compose/CacheMixWatch: a mixed cache configuration is logged once, by 
       "redis cache.internal:6380/2 prefix app",
     );
     assert.equal(describeCache("rediss://:s3cret@c", "p"), "redis (tls) c:6379/0 prefix p");
+    const seeds = {
+      nodes: [
+        { host: "a", port: 7000 },
+        { host: "b", port: 7001 },
+      ],
+      username: "u",
+      password: "s3cret",
+      tls: true,
+    };
+    assert.equal(
+      describeCache("rediss+cluster://u:s3cret@a:7000,b:7001", "p", seeds),
+      "redis cluster (tls) a:7000,b:7001 prefix p",
+    );
   });
 });

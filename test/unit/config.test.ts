@@ -130,6 +130,28 @@ describe("config/loadConfig", () => {
       assert.equal(c.port, 50051);
     });
 
+    it("REDIS_URL naming a Redis Cluster: redis+cluster://host:port,... or a list of seed URLs", () => {
+      const c = loadConfig({
+        REDIS_URL: "redis+cluster://u:p%40ss@10.0.0.1:7000,10.0.0.2:7001,[::1]:7002",
+        REDLOCK_URLS: "redis://lock",
+      });
+      assert.deepEqual(c.redisCluster, {
+        nodes: [
+          { host: "10.0.0.1", port: 7000 },
+          { host: "10.0.0.2", port: 7001 },
+          { host: "::1", port: 7002 },
+        ],
+        username: "u",
+        password: "p@ss",
+        tls: false,
+      });
+      assert.deepEqual(c.redlockUrls, ["redis://lock"]);
+      const seeds = loadConfig({ REDIS_URL: "rediss://a:7000, rediss://b:7000", REDLOCK_URLS: "redis://lock" });
+      assert.equal(seeds.redisCluster?.tls, true);
+      assert.equal(seeds.redisCluster?.nodes.length, 2);
+      assert.equal(loadConfig({ REDIS_URL: "redis://a:6379" }).redisCluster, undefined, "one URL: a single Redis");
+    });
+
     it("accepts 1, 3 or 5 Redlock masters", () => {
       assert.equal(loadConfig({ REDLOCK_URLS: "redis://a" }).redlockUrls.length, 1);
       assert.deepEqual(loadConfig({ REDLOCK_URLS: "redis://a, redis://b ,rediss://c" }).redlockUrls, [
@@ -209,6 +231,13 @@ describe("config/loadConfig", () => {
     it("REDIS_URL that is not a URL, or not redis", () => {
       refuses({ REDIS_URL: "::" }, "REDIS_URL", /not a valid URL/);
       refuses({ REDIS_URL: "http://cache" }, "REDIS_URL", /redis:, rediss:/);
+    });
+    it("REDIS_URL naming a cluster: bad seeds, mixed credentials, and no REDLOCK_URLS", () => {
+      const lock = { REDLOCK_URLS: "redis://lock" };
+      refuses({ REDIS_URL: "redis+cluster://a:7000,b", ...lock }, "REDIS_URL", /seed node 1 must be host:port/);
+      refuses({ REDIS_URL: "redis://a:1,rediss://b:2", ...lock }, "REDIS_URL", /same scheme and credentials/);
+      refuses({ REDIS_URL: "redis://a:1,http://b:2", ...lock }, "REDIS_URL", /seed node 1 must use redis/);
+      refuses({ REDIS_URL: "redis+cluster://a:7000" }, "REDLOCK_URLS", /Redis Cluster, which Redlock cannot run on/);
     });
     it("REDLOCK_URLS with a bad entry names its position", () =>
       refuses({ REDLOCK_URLS: "redis://a,http://b,redis://c" }, "REDLOCK_URLS[1]"));

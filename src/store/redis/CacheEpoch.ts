@@ -30,11 +30,11 @@
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { performance } from "node:perf_hooks";
-import type Redis from "ioredis";
 import type { CacheEpochStore, CacheLeaseState } from "../../domain/ports";
 import type { Logger } from "../../log/Logger";
 import { CacheNoteRevisionReply } from "./cacheReplies";
-import type { CacheCommands } from "./cacheScripts";
+import { type CacheKeyspace, SingleRedisKeyspace, unsafeEvictionPolicy } from "./CacheKeyspace";
+import type { CacheRedis } from "./cacheScripts";
 
 export interface CacheEpochOptions {
   leaseMs: number;
@@ -44,6 +44,17 @@ export interface CacheEpochOptions {
   description: string;
   /** Told every lease read that renewed this identity's registration (mixed-deployment detection). */
   onLease?: (lease: CacheLeaseState, identity: string) => void;
+  /** Where the keys live: one Redis (the default) or a Redis Cluster (see CacheKeyspace). */
+  keyspace?: CacheKeyspace;
+  /**
+   * Re-read the Redis eviction policy at the lease renewal when the last read
+   * is this old (unset: never). While a policy is unsafe the cache is off
+   * (nothing served or marked), and leases end this long (plus the lease)
+   * after the last read that found it safe.
+   */
+  evictionCheckMs?: number;
+  /** Told when the cache turns off for an unsafe eviction policy (true) and back on (false). */
+  onEvictionPolicy?: (unsafe: boolean) => void;
 }
 
 /** Added to every wait the truth counts (its clock's rounding, the reply's way back). */
@@ -65,16 +76,24 @@ export class CacheEpoch {
   private previousUntil = 0;
   /** True while this identity owns the epoch read last. */
   private owned = false;
+  /** Moves with every doubt: a refresh begun before one must not trust what it read. */
+  private doubts = 0;
+  private readonly keyspace: CacheKeyspace;
+  /** The unsafe eviction policy found at the last check, if any. */
+  private unsafePolicy: string | undefined;
+  private policyCheckedAt = Number.NEGATIVE_INFINITY;
 
   constructor(
     private readonly epochs: CacheEpochStore,
-    private readonly redis: Redis & CacheCommands,
+    private readonly redis: CacheRedis,
     private readonly opts: CacheEpochOptions,
     private readonly log: Logger,
   ) {
+    this.keyspace = opts.keyspace ?? new SingleRedisKeyspace(redis as never);
     // A reconnect may be a different Redis (restart, failover): forget what we
     // knew until the run id has been read again.
-    redis.on("close", () => {
+    this.keyspace.watch(() => {
+      this.doubts++;
       this.runId = undefined;
       this.aliveOk = false;
     });
@@ -99,12 +118,19 @@ export class CacheEpoch {
   /** True when cache hits and fills are safe now. */
   canServe(): boolean {
     const now = performance.now();
-    return this.owned && this.aliveOk && this.runId !== undefined && now < this.leaseUntil && now >= this.matureAt;
+    return (
+      this.owned &&
+      this.aliveOk &&
+      this.runId !== undefined &&
+      now < this.leaseUntil &&
+      now >= this.matureAt &&
+      this.policySafe(now)
+    );
   }
 
   /** True when writers can mark keys in the current epoch. */
   canMark(): boolean {
-    return this.owned && this.aliveOk && this.runId !== undefined && this.redis.status === "ready";
+    return this.owned && this.aliveOk && this.runId !== undefined && this.redis.status === "ready" && this.policySafe();
   }
 
   /**
@@ -116,9 +142,49 @@ export class CacheEpoch {
     return this.owned;
   }
 
-  /** The Redis key holding this cache's identity. */
+  /**
+   * The Redis key holding this cache's identity. On a Redis Cluster it is one
+   * key like any other (readIdentity sends single-key commands, so its slot,
+   * whichever it is, is all it needs); a failover that loses it makes a new
+   * identity, a hand-over like an emptied Redis, and one that keeps it keeps
+   * the identity: the masters' run ids in the alive keys move the epoch
+   * (CacheKeyspace), as a restart does on a single Redis that kept its data.
+   */
   identityKey(): string {
     return `${this.opts.prefix}:id`;
+  }
+
+  /** False while the eviction policy is unsafe, or not read recently enough to know (evictionCheckMs). */
+  private policySafe(now = performance.now()): boolean {
+    const every = this.opts.evictionCheckMs;
+    if (every === undefined) return true;
+    return this.unsafePolicy === undefined && now < this.policyCheckedAt + every + this.opts.leaseMs;
+  }
+
+  /**
+   * Re-reads the eviction policy when due. On a change either way, moves the
+   * epoch: keys of the current one may have been evicted while the policy was
+   * unsafe, before this check saw it. True when it changed.
+   */
+  private async checkEvictionPolicy(epoch: number): Promise<boolean> {
+    const every = this.opts.evictionCheckMs;
+    const sent = performance.now();
+    if (every === undefined || sent - this.policyCheckedAt < every) return false;
+    const policy = unsafeEvictionPolicy(await this.keyspace.evictionPolicies());
+    this.policyCheckedAt = sent;
+    if (policy === this.unsafePolicy) return false;
+    this.unsafePolicy = policy;
+    this.opts.onEvictionPolicy?.(policy !== undefined);
+    if (policy !== undefined) {
+      this.log.warn(
+        "cache off: redis maxmemory-policy may evict write markers; serving from postgres until it is noeviction or volatile-*",
+        { policy },
+      );
+    } else {
+      this.log.warn("cache on again: redis maxmemory-policy no longer evicts write markers");
+    }
+    await this.epochs.bump(epoch);
+    return true;
   }
 
   /** The epoch this replica currently believes in. */
@@ -128,15 +194,21 @@ export class CacheEpoch {
 
   /** The value the epoch's alive key must hold; scripts refuse to run otherwise. */
   aliveValue(): string {
-    return `${this.epoch}:${this.runId ?? "?"}`;
+    return this.keyspace.aliveValue(this.epoch, this.runId ?? "?");
   }
 
   keyBase(): string {
     return `${this.opts.prefix}:c:${this.epoch}`;
   }
 
-  aliveKey(): string {
-    return `${this.keyBase()}:alive`;
+  /** The alive key the scripts on `namespace`'s keys check. */
+  aliveKey(namespace: string): string {
+    return this.keyspace.aliveKey(this.keyBase(), namespace);
+  }
+
+  /** The common part of the keys of one item (`hash`: of its namespace and key) in this epoch. */
+  itemKeyBase(namespace: string, hash: string): string {
+    return this.keyspace.itemBase(this.keyBase(), namespace, hash);
   }
 
   /**
@@ -150,16 +222,14 @@ export class CacheEpoch {
    * (each raised it before its reply) or before it (the fill that created it
    * read Postgres after them).
    *
-   * Redis Cluster: this key is one per namespace, while an item's keys share
-   * the slot of their `{hash}` tag; a cache script touches both, so on a
-   * cluster they would need one slot: the item's tag would have to be the
-   * namespace's (one slot per namespace: a hot namespace on one shard), or the
-   * known revision kept per item slot (cacheNoteRevision then raising it in
-   * every slot the namespace uses). Not built: this is a single Redis.
-   * Namespaces hold no braces (`[a-z0-9][a-z0-9._-]*`).
+   * Redis Cluster: a cache script touches this key and an item's keys, so on
+   * a cluster they share a slot: every key of a namespace is tagged with the
+   * namespace (CacheKeyspace; one slot per namespace, so a hot namespace is
+   * one shard; keeping the known revision per item slot instead would make
+   * every noteRevision raise it in each slot the namespace uses).
    */
   knownRevisionKey(namespace: string): string {
-    return `${this.keyBase()}:rev:${namespace}`;
+    return this.keyspace.knownRevisionKey(this.keyBase(), namespace);
   }
 
   /**
@@ -172,7 +242,7 @@ export class CacheEpoch {
     const alive = this.aliveValue();
     try {
       const r = await this.redis.cacheNoteRevision(
-        this.aliveKey(),
+        this.aliveKey(namespace),
         this.knownRevisionKey(namespace),
         alive,
         String(revision),
@@ -319,21 +389,29 @@ export class CacheEpoch {
       this.aliveOk = false;
       return;
     }
+    if (await this.checkEvictionPolicy(row.epoch)) {
+      // Serve again only in the epoch that followed the change.
+      this.aliveOk = false;
+      setTimeout(() => void this.refresh(), 10).unref();
+      return;
+    }
+    const doubts = this.doubts;
     if (this.runId === undefined) {
-      const info = await this.redis.info("server");
-      const m = /run_id:([0-9a-f]+)/.exec(info);
-      this.runId = m?.[1] ?? randomBytes(20).toString("hex");
+      const id = await this.keyspace.identity();
+      // Doubted meanwhile: the next refresh asks again.
+      if (doubts !== this.doubts) return;
+      this.runId = id;
     }
     const want = this.aliveValue();
-    const key = this.aliveKey();
-    let alive = await this.redis.get(key);
-    if (alive === null && young) {
-      await this.redis.set(key, want, "NX");
-      alive = await this.redis.get(key);
+    const keys = this.keyspace.sampleAliveKeys(this.keyBase());
+    let alive = await Promise.all(keys.map((k) => this.redis.get(k)));
+    if (alive.some((v) => v !== want) && young) {
+      await this.keyspace.createAliveKeys(this.keyBase(), want, () => performance.now() < this.matureAt);
+      alive = await Promise.all(keys.map((k) => this.redis.get(k)));
     }
-    if (alive === want) {
+    if (alive.every((v) => v === want)) {
       // Known revisions are per namespace and seeded lazily (knownRevisionKey).
-      this.aliveOk = true;
+      if (doubts === this.doubts) this.aliveOk = true;
       return;
     }
     // The epoch is mature but Redis no longer holds its alive key (or holds

@@ -30,7 +30,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { hash, randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
-import type Redis from "ioredis";
 import type {
   Item,
   KvStore,
@@ -55,8 +54,9 @@ import {
 import type { Logger } from "../../log/Logger";
 import { type CacheEpoch, WAIT_MARGIN_MS } from "./CacheEpoch";
 import { CacheBeginWriteReply, CacheEndWriteReply, CacheFillReply, CacheReadReply } from "./cacheReplies";
-import type { CacheCommands } from "./cacheScripts";
-import type { NearCache, NearEntry } from "./NearCache";
+import type { CacheCommands, CacheRedis } from "./cacheScripts";
+import type { NearEntry } from "./NearCache";
+import type { NearCacheLike } from "./NearCacheGroup";
 
 export interface CachedKvStoreOptions {
   /** Told the outcome of every cache read attempt (metrics). */
@@ -69,7 +69,7 @@ export interface CachedKvStoreOptions {
    * This replica's near cache, with the tracked connection cache reads then
    * run on (see NearCache). Without it reads run on the main connection.
    */
-  near?: { cache: NearCache; reader: Redis & CacheCommands };
+  near?: { cache: NearCacheLike; reader: Pick<CacheCommands, "cacheReadBuffer"> };
   cacheTtlMs: number;
   markerTtlMs: number;
   statementTimeoutMs: number;
@@ -122,13 +122,13 @@ export class CachedKvStore implements KvStore {
   readonly stats: CacheStats = { reads: zeros(CACHE_READ_OUTCOMES), writes: zeros(CACHE_WRITE_OUTCOMES) };
   /** Cache fills started and not yet settled (see settle). */
   private readonly inflight = new Set<Promise<void>>();
-  private readonly near: NearCache | undefined;
+  private readonly near: NearCacheLike | undefined;
   private readonly hashes = new Map<string, string>();
-  private readonly reader: Redis & CacheCommands;
+  private readonly reader: Pick<CacheCommands, "cacheReadBuffer">;
 
   constructor(
     private readonly pg: DurableKvStore,
-    private readonly redis: Redis & CacheCommands,
+    private readonly redis: CacheRedis,
     private readonly epoch: CacheEpoch,
     private readonly opts: CachedKvStoreOptions,
     private readonly log: Logger,
@@ -370,9 +370,9 @@ export class CachedKvStore implements KvStore {
       if (this.hashes.size >= HASH_MEMO_SIZE) this.hashes.clear();
       this.hashes.set(id, h);
     }
-    const base = `${this.epoch.keyBase()}:{${h}}`;
+    const base = this.epoch.itemKeyBase(namespace, h);
     return [
-      this.epoch.aliveKey(),
+      this.epoch.aliveKey(namespace),
       `${base}:e`,
       `${base}:w`,
       `${base}:t`,

@@ -30,6 +30,13 @@
  * - Losing either connection, a flush, or a change of the epoch's alive key
  *   drops everything; near hits resume only once tracking is set up again on
  *   the current connections.
+ * - With a probe (NearCacheOptions.probe), tracking is also proven by a
+ *   round trip through Redis: set up, and then periodically, a key read on the
+ *   tracked connection is changed on another and its invalidation must arrive
+ *   in time. A link that silently stops delivering (blackholed, a tracking
+ *   state Redis no longer keeps) is then found within everyMs + timeoutMs;
+ *   meanwhile a sync's PING on the same link cannot return either, so no copy
+ *   is served past an invalidation it did not see.
  * The caller still checks its lease after the sync, as for a Redis hit.
  */
 import type Redis from "ioredis";
@@ -42,6 +49,19 @@ const CHANNEL = "__redis__:invalidate";
 export interface NearCacheOptions {
   /** Upper bound on the bytes held (values plus an estimate of the overhead). */
   maxBytes: number;
+  /**
+   * Read the known revisions with a GET each instead of one MGET: on a
+   * cluster node, whose keys of several namespaces are in several slots.
+   */
+  getEachKnown?: boolean;
+  /**
+   * Proves tracking end to end before the near cache serves, and again every
+   * `everyMs`: reads `key` (unique to this replica) on the tracked
+   * connection, changes it on the plain one, and requires its invalidation
+   * within `timeoutMs`. A probe that fails drops every copy and reconnects
+   * both connections; near hits resume only once a probe passes again.
+   */
+  probe?: { key: string; everyMs: number; timeoutMs: number };
 }
 
 export interface NearCacheStats {
@@ -106,6 +126,11 @@ export class NearCache {
   private settingUp = false;
   private setupAgain = false;
   private closed = false;
+  /** The probe waiting for its invalidation. */
+  private probeWait: { key: string; resolve: (seen: boolean) => void } | undefined;
+  private probes = 0;
+  private probeTimer: NodeJS.Timeout | undefined;
+  private probeFailing = false;
 
   constructor(
     /** The connection cache reads run on (tracked). */
@@ -127,6 +152,16 @@ export class NearCache {
     sub.on("messageBuffer", (channel: Buffer, message: Buffer[] | Buffer | null) =>
       this.onInvalidate(channel, message),
     );
+    const probe = opts.probe;
+    if (probe) {
+      const tick = () => {
+        if (this.closed) return;
+        void this.checkTracking().finally(() => {
+          if (!this.closed) this.probeTimer = setTimeout(tick, probe.everyMs).unref();
+        });
+      };
+      this.probeTimer = setTimeout(tick, probe.everyMs).unref();
+    }
   }
 
   /** True while tracking is on (near hits and copies possible). */
@@ -198,7 +233,9 @@ export class NearCache {
     if (!this.tracking) return round.resolve(undefined);
     this.stats.syncs++;
     this.pinging = true;
-    const known = this.plain.mget(...round.knownKeys);
+    const known = this.opts.getEachKnown
+      ? Promise.all(round.knownKeys.map((k) => this.plain.get(k)))
+      : this.plain.mget(...round.knownKeys);
     sendNow(this.plain);
     Promise.all([this.sub.ping(), known]).then(
       ([, k]) => this.pinged(round, this.tracking && this.gen === gen ? k : undefined),
@@ -242,7 +279,57 @@ export class NearCache {
 
   close(): void {
     this.closed = true;
+    if (this.probeTimer) clearTimeout(this.probeTimer);
+    this.probeWait?.resolve(false);
     this.lose();
+  }
+
+  /** The periodic probe: while tracking is on, proves it; on failure drops everything and reconnects. */
+  private async checkTracking(): Promise<void> {
+    if (!this.tracking || this.probeWait !== undefined) return;
+    const gen = this.gen;
+    if (await this.proveTracking()) {
+      if (this.probeFailing) this.log.warn("near cache on again: its tracking delivers invalidations");
+      this.probeFailing = false;
+      return;
+    }
+    if (this.closed || !this.tracking || gen !== this.gen) return;
+    if (!this.probeFailing)
+      this.log.warn("near cache off: its tracking connection did not deliver an invalidation in time; reconnecting", {
+        timeout_ms: this.opts.probe?.timeoutMs,
+      });
+    this.probeFailing = true;
+    this.lose();
+    // New connections: their "ready" sets tracking up again, proven by a probe first.
+    this.subId = undefined;
+    this.sub.disconnect(true);
+    this.reader.disconnect(true);
+  }
+
+  /** One probe round trip (see NearCacheOptions.probe): true when its invalidation arrived in time. */
+  private async proveTracking(): Promise<boolean> {
+    const probe = this.opts.probe;
+    if (probe === undefined) return true;
+    try {
+      await this.reader.get(probe.key);
+      const seen = new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(false), probe.timeoutMs);
+        this.probeWait = {
+          key: probe.key,
+          resolve: (ok) => {
+            clearTimeout(timer);
+            resolve(ok);
+          },
+        };
+      });
+      await this.plain.set(probe.key, String(++this.probes), "PX", Math.max(60_000, probe.everyMs * 10));
+      return await seen;
+    } catch (err) {
+      this.log.debug("near cache probe failed", { error: (err as Error).message });
+      return false;
+    } finally {
+      this.probeWait = undefined;
+    }
   }
 
   private put(key: string, entry: NearEntry): void {
@@ -273,7 +360,8 @@ export class NearCache {
     for (const b of message) {
       this.stats.invalidations++;
       const key = b.toString("latin1");
-      if (key.endsWith(":e")) this.drop(key);
+      if (this.probeWait !== undefined && key === this.probeWait.key) this.probeWait.resolve(true);
+      else if (key.endsWith(":e")) this.drop(key);
       else if (key.endsWith(":w")) this.drop(`${key.slice(0, -2)}:e`);
       else if (key.endsWith(":alive")) this.dropAll();
     }
@@ -330,6 +418,13 @@ export class NearCache {
       this.subId = id;
     }
     await this.reader.client("TRACKING", "ON", "REDIRECT", String(this.subId));
+    // Proven before any copy is served (with a probe).
+    if (!(await this.proveTracking())) {
+      this.log.debug("near cache tracking set up but not proven; retrying at the next probe");
+      if (session === this.session && !this.closed)
+        setTimeout(() => void this.setup(), this.opts.probe?.everyMs ?? 0).unref();
+      return;
+    }
     // A connection lost meanwhile moved the session: its next "ready" sets up again.
     if (session !== this.session || this.closed || this.reader.status !== "ready" || this.sub.status !== "ready")
       return;

@@ -5,6 +5,7 @@
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import type { Cluster } from "ioredis";
 import type Redis from "ioredis";
 
 type Arg = string | Buffer;
@@ -18,13 +19,16 @@ export interface CacheCommands {
   cacheNoteRevision(...args: Arg[]): Promise<number>;
 }
 
+/** The cache's connection with its scripts: one Redis, or a Redis Cluster (every script's KEYS in one slot). */
+export type CacheRedis = (Redis | Cluster) & CacheCommands;
+
 export const LUA_DIR = join(__dirname, "lua");
 
-export function defineCacheScripts(redis: Redis): Redis & CacheCommands {
+export function defineCacheScripts<R extends Redis | Cluster>(redis: R): R & CacheCommands {
   for (const file of readdirSync(LUA_DIR)) {
     const m = /^([A-Za-z]+)-(\d+)\.lua$/.exec(file);
     if (!m) continue;
     redis.defineCommand(m[1]!, { numberOfKeys: Number(m[2]), lua: readFileSync(join(LUA_DIR, file), "utf8") });
   }
-  return redis as Redis & CacheCommands;
+  return redis as R & CacheCommands;
 }

@@ -8,7 +8,7 @@
  * the system's CAs), and presents a client certificate when one is given.
  */
 import { readFileSync } from "node:fs";
-import Redis from "ioredis";
+import Redis, { Cluster } from "ioredis";
 import type { Logger } from "../../log/Logger";
 
 /** PEM files for rediss:// connections (ignored for redis://). */
@@ -53,6 +53,64 @@ export function createRedisClient(
   redis.on("error", (err: Error) => log.debug("redis error", { error: err.message }));
   if (opts.corkPerTurn ?? true) corkPerTurn(redis);
   return redis;
+}
+
+/** A Redis Cluster's seed nodes and credentials (config's RedisClusterSeeds). */
+export interface RedisClusterTarget {
+  readonly nodes: readonly { readonly host: string; readonly port: number }[];
+  readonly username: string | undefined;
+  readonly password: string | undefined;
+  readonly tls: boolean;
+}
+
+/**
+ * The same rules for a Redis Cluster: no offline queue, no resends, a
+ * per-command timeout. Redirections are never followed (maxRedirections 0): a
+ * MOVED or ASK fails the command (the cache falls back to Postgres) and
+ * refreshes the slot map, so a command reaches a new master only through a
+ * new slot map, which the cache epoch is told of first (CacheKeyspace.watch).
+ * Commands go to masters only.
+ */
+export function createRedisCluster(
+  target: RedisClusterTarget,
+  commandTimeoutMs: number,
+  log: Logger,
+  opts: Pick<RedisClientOptions, "tls" | "connectionName"> = {},
+): Cluster {
+  const cluster = new Cluster(
+    target.nodes.map((n) => ({ host: n.host, port: n.port })),
+    {
+      enableOfflineQueue: false,
+      maxRedirections: 0,
+      scaleReads: "master",
+      lazyConnect: true,
+      clusterRetryStrategy: (times) => Math.min(50 * times, 1000),
+      slotsRefreshTimeout: Math.max(1000, commandTimeoutMs * 4),
+      slotsRefreshInterval: 5000,
+      redisOptions: {
+        maxRetriesPerRequest: 0,
+        autoResendUnfulfilledCommands: false,
+        commandTimeout: commandTimeoutMs,
+        connectTimeout: Math.max(1000, commandTimeoutMs * 4),
+        ...(target.username === undefined ? {} : { username: target.username }),
+        ...(target.password === undefined ? {} : { password: target.password }),
+        ...(opts.connectionName ? { connectionName: opts.connectionName } : {}),
+        ...(target.tls ? { tls: tlsOptions(opts.tls ?? {}) } : {}),
+      },
+    },
+  );
+  cluster.on("error", (err: Error) => log.debug("redis cluster error", { error: err.message }));
+  cluster.on("node error", (err: Error) => log.debug("redis cluster node error", { error: err.message }));
+  // A redirection means the slot map is stale: fetch it now rather than at the next periodic refresh.
+  const send = cluster.sendCommand.bind(cluster);
+  cluster.sendCommand = (command, stream, node) => {
+    const p = send(command, stream, node);
+    command.promise.catch((err: Error) => {
+      if (/\b(MOVED|ASK|CLUSTERDOWN)\b/.test(err.message)) cluster.refreshSlotsCache();
+    });
+    return p;
+  };
+  return cluster;
 }
 
 function tlsOptions(files: RedisTlsFiles): { ca?: Buffer; cert?: Buffer; key?: Buffer } {
