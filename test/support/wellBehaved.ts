@@ -84,8 +84,13 @@ export class WellBehavedClient {
   }
 }
 
-/** The bound every abuse case states: loaded p99 ≤ max(multiple × quiet p99, floorMs), no errors, some calls. */
-export function assertKeepsLatency(quiet: LatencyStats, loaded: LatencyStats, multiple = 10, floorMs = 100): void {
+/**
+ * The bound every abuse case states: loaded p99 ≤ max(multiple × quiet p99, floorMs), no errors, some calls.
+ * The floor is for a quiet p99 of a few ms on a shared 2-core machine, where one scheduling hiccup during the
+ * abuse's burst costs 100+ ms (seen: 139 ms against a quiet 4.7 ms in a full-suite run); starvation, what the
+ * bound is for, showed as p99s of seconds before the caps (issue 17).
+ */
+export function assertKeepsLatency(quiet: LatencyStats, loaded: LatencyStats, multiple = 10, floorMs = 300): void {
   const bound = Math.max(multiple * quiet.p99, floorMs);
   console.log(
     `      well-behaved Get: quiet p99 ${quiet.p99.toFixed(1)} ms (n ${quiet.n}), under abuse p99 ` +
