@@ -9,8 +9,10 @@
 #      state equals the reference's and every node ran exactly once (the nodes'
 #      side effects, one line each in $EFFECTS_FILE, equal the reference's);
 #   4. history: the thread's 7 checkpoints, newest first;
-#   5. time travel + fork: the state as of the checkpoint after "plan" (step 1),
-#      then a fork from it with another topic ("vector search"): the new
+#   5. time travel + fork: the state as of the checkpoint after "plan" (step 1);
+#      a put on it without agentstate_fork is refused (strict mode: the
+#      conflict names the head, nothing written); then a fork from it with
+#      another topic ("vector search"), saying so (agentstate_fork): the new
 #      branch's parent is that checkpoint, its final state equals an
 #      uninterrupted run of that topic, the tools ran only for the new topic,
 #      and the original branch is unchanged.
@@ -104,6 +106,8 @@ scenario() {
   local queries='["agent memory: background", "agent memory: open problems", "agent memory: recent results"]'
   grep -qxF "as of step 1: {\"findings\": [], \"queries\": $queries, \"topic\": \"agent memory\"}" "$out.fork" ||
     fail "time travel: the state as of step 1 is not the plan without findings" "$out.fork" || return 1
+  grep -qxF 'strict: without agentstate_fork the fork is refused, the head is step 5' "$out.fork" ||
+    fail "strict mode: a fork without agentstate_fork was not refused with the head" "$out.fork" || return 1
   grep -qxF 'fork: parent is the checkpoint of step 1, next ["tool"]' "$out.fork" ||
     fail "the fork's parent is not the checkpoint of step 1" "$out.fork" || return 1
   [ "$(final_of "$out.fork")" = "$(final_of "$out.other")" ] ||
@@ -115,7 +119,7 @@ scenario() {
   "${agent[@]}" history "$crash" >"$out.h3" 2>&1 || fail "history after the fork failed" "$out.h3" || return 1
   [ "$(wc -l <"$out.h3")" -eq 12 ] && [ "$(head -n 1 "$out.h3")" = 'step 6: next [], 3 findings' ] ||
     fail "after the fork the history is not the fork's 5 checkpoints (head: step 6) and the 7 before" "$out.h3" || return 1
-  say "time travel to step 1, fork with \"vector search\": new branch from step 1 = an uninterrupted run of it, original branch unchanged"
+  say "strict mode refused the fork without agentstate_fork; time travel to step 1, fork with \"vector search\": new branch from step 1 = an uninterrupted run of it, original branch unchanged"
 
   # What both languages must print alike (thread names aside).
   transcript[$lang]="$(cat "$out.ref" "$out.h1" "$out.resume" "$out.h2" "$out.fork" "$out.h3"; sed "s/-$run_id / /" "$EFFECTS_FILE")"

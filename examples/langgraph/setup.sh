@@ -31,7 +31,9 @@ for lang in "${langs[@]}"; do
     python3 -m venv "$here/python/.venv"
     "$here/python/.venv/bin/pip" install -q --disable-pip-version-check \
       -r "$here/python/requirements.txt" "$root/clients/python" "$root/clients/python-langgraph"
-    rm -rf "$root/clients/python/build" "$root/clients/python-langgraph/build" # pip's build of the checkout
+    # pip's build of the checkout
+    rm -rf "$root/clients/python/build" "$root/clients/python/src/agentstate.egg-info" \
+      "$root/clients/python-langgraph/build" "$root/clients/python-langgraph/src/langgraph_checkpoint_agentstate.egg-info"
     ;;
   *)
     echo "setup: unknown example $lang (typescript, python)" >&2

@@ -26,7 +26,7 @@ import time
 from typing import Annotated, Any, TypedDict
 
 from agentstate import Client
-from langgraph.checkpoint.agentstate import AgentstateSaver
+from langgraph.checkpoint.agentstate import AgentstateSaver, CheckpointConflict
 from langgraph.graph import END, START, StateGraph
 
 NAMESPACE = "examples-langgraph-py"
@@ -126,8 +126,15 @@ def main(argv: list[str]) -> None:
             print(f"as of step {past.metadata['step']}: {show(past.values)}")
             # Fork: a new checkpoint whose parent is that older one, with another topic
             # (and so another plan). Strict mode refuses a put whose parent is not the
-            # thread's head unless the config says it forks on purpose.
+            # thread's head (nothing is written) unless the config says it forks on purpose.
             topic = argv[2]
+            try:
+                graph.update_state(then.config, {"topic": topic, "queries": plan_for(topic)}, as_node="plan")
+                fail("strict mode let a put on an older checkpoint through without agentstate_fork")
+            except CheckpointConflict as e:
+                if e.head != head.config["configurable"]["checkpoint_id"]:
+                    fail(f"the conflict names {e.head} as the head, not the latest checkpoint")
+                print(f"strict: without agentstate_fork the fork is refused, the head is step {head.metadata['step']}")
             fork_config = {"configurable": {**then.config["configurable"], "agentstate_fork": True}}
             forked = graph.update_state(fork_config, {"topic": topic, "queries": plan_for(topic)}, as_node="plan")
             fork_point = graph.get_state(forked)

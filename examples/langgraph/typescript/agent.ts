@@ -17,7 +17,7 @@ import { createHash } from "node:crypto";
 import { appendFileSync } from "node:fs";
 import process from "node:process";
 import { AgentstateClient } from "@agentstate/client";
-import { AgentstateSaver } from "@agentstate/langgraph";
+import { AgentstateSaver, CheckpointConflictError } from "@agentstate/langgraph";
 import type { BaseCheckpointSaver } from "@langchain/langgraph-checkpoint";
 import type { RunnableConfig } from "@langchain/core/runnables";
 import { Annotation, END, START, StateGraph, type StateSnapshot } from "@langchain/langgraph";
@@ -129,8 +129,17 @@ async function main(argv: string[]): Promise<void> {
     console.log(`as of step ${past.metadata?.step}: ${show(past.values)}`);
     // Fork: a new checkpoint whose parent is that older one, with another topic
     // (and so another plan). Strict mode refuses a put whose parent is not the
-    // thread's head unless the config says it forks on purpose.
+    // thread's head (nothing is written) unless the config says it forks on purpose.
     const topic = argv[2];
+    try {
+      await graph.updateState(then.config, { topic, queries: planFor(topic) }, "plan");
+      fail("strict mode let a put on an older checkpoint through without agentstate_fork");
+    } catch (e) {
+      if (!(e instanceof CheckpointConflictError)) throw e;
+      if (e.head !== head.config.configurable?.checkpoint_id)
+        fail(`the conflict names ${e.head} as the head, not the latest checkpoint`);
+      console.log(`strict: without agentstate_fork the fork is refused, the head is step ${head.metadata?.step}`);
+    }
     const forkConfig = { configurable: { ...then.config.configurable, agentstate_fork: true } };
     const forked = await graph.updateState(forkConfig, { topic, queries: planFor(topic) }, "plan");
     const forkPoint = await graph.getState(forked);
