@@ -67,7 +67,11 @@ EXPOSE 50051 9464
 VOLUME ["/data"]
 # The script calls grpc.health.v1.Health/Check on AGENTSTATE_HOST:AGENTSTATE_PORT
 # (a wildcard address through loopback), over TLS when the server serves TLS;
-# exit 0 only on SERVING.
+# exit 0 only on SERVING. SERVING: listening, Postgres answered a round trip
+# within AGENTSTATE_HEALTH_UNHEALTHY_AFTER_MS. NOT_SERVING: shutting down, or
+# Postgres stopped, unreachable or frozen for that long (the container turns
+# unhealthy; it turns healthy again once Postgres answers). No answer: the
+# process is not listening. README "Operations" has the per-service states.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
   CMD ["node", "dist/src/healthcheck.js"]
 # node is PID 1 and handles SIGTERM itself (graceful drain, embedded Postgres stopped).

@@ -18,6 +18,7 @@ import process from "node:process";
 import { setTimeout as sleep } from "node:timers/promises";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
+import { Worker } from "node:worker_threads";
 import { parseArgs as parseCommandLine } from "node:util";
 import { Buffer } from "node:buffer";
 import { copyAssets } from "../scripts/copy-assets.mjs";
@@ -63,6 +64,9 @@ const HELP = `usage: node bench/run.mjs [options]
                          one stream (on server B too with --ab-*); needs
                          --server-env AGENTSTATE_MAX_SUBSCRIBERS_PER_NAMESPACE=1000 or more
   --fanout-idle N        idle subscribers for --fanout (default 1000)
+  --fanout-gap-ms MS     pause between the appends of the delivery measurement (default 200)
+  --fanout-threads T     the delivery measurement's subscribers spread over T worker threads, each with
+                         its own connection (default 0: all in this thread, over 4 connections)
   --big                  also compare Get p99 on a --big-keys store with a 1k-key store (side by side,
                          two servers, measured alternately 3 times; medians)
   --big-keys N           keys for --big (default 10000000)
@@ -99,6 +103,8 @@ const OPTIONS = {
   big: { type: "boolean", default: false },
   fanout: { type: "boolean", default: false },
   "fanout-idle": { type: "string", default: "1000" },
+  "fanout-gap-ms": { type: "string", default: "200" },
+  "fanout-threads": { type: "string", default: "0" },
   "big-keys": { type: "string", default: "10000000" },
   profile: { type: "string" },
   server: { type: "string", default: "build" },
@@ -138,6 +144,8 @@ function parseArgs(argv) {
     big: v.big,
     fanout: v.fanout,
     fanoutIdle: Number(v["fanout-idle"]),
+    fanoutGapMs: Number(v["fanout-gap-ms"]),
+    fanoutThreads: Number(v["fanout-threads"]),
     bigKeys: Number(v["big-keys"]),
     profile: v.profile,
     server: v.server,
@@ -1177,11 +1185,14 @@ async function big(ctx) {
  * (pg_stat_database xact_commit) and the server's CPU, over 20 s with no
  * subscriber and then with N idle ones (one namespace, caught up, nothing
  * appended), each window read after the backends' 10 s stats flush delay;
- * (2) delivery: with 1, 100 and 1000 subscribers of one stream, 40 appends
- * of 1 event, 50 ms apart; latency from the append's send to each
- * subscriber's receipt, p50/p99 over every (subscriber, event).
+ * (2) delivery: with 1, 100 and 1000 subscribers of one stream, 60 appends
+ * of 1 event, one at a time, --fanout-gap-ms apart; latency from the
+ * append's send to each subscriber's receipt, p50/p99 over every
+ * (subscriber, event). The subscribers' client is this process (4
+ * connections): at 1000 subscribers it decodes 1000 messages per append.
  */
 async function fanout(ctx) {
+  const APPENDS = 60;
   const { EventClient } = await import(path.join(REPO, "dist", "test", "support", "eventClient.js"));
   const servers = [
     { label: "A", server: ctx.server, db: "agentstate" },
@@ -1234,17 +1245,39 @@ async function fanout(ctx) {
       for (const k of [1, 100, 1000]) {
         const stream = `deliver-${k}`;
         const recv = [];
-        const batch = Array.from({ length: k }, (_, i) => {
+        const threads = Math.min(ctx.o.fanoutThreads, k);
+        const workers = Array.from(
+          { length: threads },
+          (_, w) =>
+            new Worker(FANOUT_WORKER, {
+              eval: true,
+              workerData: {
+                clientJs: path.join(REPO, "dist", "test", "support", "eventClient.js"),
+                address: server.address,
+                req: { namespace: ns, stream, afterPosition: 0 },
+                count: Math.floor(k / threads) + (w < k % threads ? 1 : 0),
+              },
+            }),
+        );
+        const fromWorkers = workers.map(
+          (w) =>
+            new Promise((resolve, reject) => {
+              w.on("message", (m) => (m.ready ? resolve() : recv.push(...m.recv)));
+              w.on("error", reject);
+            }),
+        );
+        const batch = Array.from({ length: threads > 0 ? 0 : k }, (_, i) => {
           const sub = clients[i % clients.length].subscribe({ namespace: ns, stream, afterPosition: 0 });
           sub.call.on("data", (m) => {
-            if (m.event) recv.push({ position: Number(m.event.position), at: performance.now() });
+            if (m.event)
+              recv.push({ position: Number(m.event.position), at: performance.timeOrigin + performance.now() });
           });
           return sub;
         });
-        await Promise.all(batch.map((x) => x.caughtUp));
+        await Promise.all([...batch.map((x) => x.caughtUp), ...fromWorkers]);
         const sent = new Map();
-        for (let e = 0; e < 40; e++) {
-          const t = performance.now();
+        for (let e = 0; e < APPENDS; e++) {
+          const t = performance.timeOrigin + performance.now();
           const r = await clients[0].appendEvent({
             namespace: ns,
             stream,
@@ -1252,16 +1285,23 @@ async function fanout(ctx) {
             events: [{ type: "bench", data: VALUE, metadata: {} }],
           });
           sent.set(Number(r.position), t);
-          await sleep(50);
+          await sleep(ctx.o.fanoutGapMs);
         }
         const until = Date.now() + 20000;
-        while (recv.length < 40 * k && Date.now() < until) await sleep(50);
+        if (threads > 0) {
+          await sleep(2000);
+          const done = workers.map((w) => new Promise((resolve) => w.once("exit", resolve)));
+          for (const w of workers) w.postMessage("stop");
+          await Promise.race([Promise.all(done), sleep(20000)]);
+          for (const w of workers) await w.terminate();
+        }
+        while (recv.length < APPENDS * k && Date.now() < until) await sleep(50);
         for (const x of batch) x.cancel();
         const lat = recv.map((r) => r.at - sent.get(r.position)).sort((a, b) => a - b);
         const q = (p) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))];
-        delivery.push({ subscribers: k, received: recv.length, expected: 40 * k, p50: q(0.5), p99: q(0.99) });
+        delivery.push({ subscribers: k, received: recv.length, expected: APPENDS * k, p50: q(0.5), p99: q(0.99) });
         log(
-          `fanout ${label}: ${k} subscriber(s): ${recv.length}/${40 * k} received, p50 ${fmtMs(q(0.5))} ms, p99 ${fmtMs(q(0.99))} ms`,
+          `fanout ${label}: ${k} subscriber(s): ${recv.length}/${APPENDS * k} received, p50 ${fmtMs(q(0.5))} ms, p99 ${fmtMs(q(0.99))} ms`,
         );
       }
       ctx.fanout.push({ label, idleSubscribers: n, none, idle, delivery });
@@ -1271,6 +1311,29 @@ async function fanout(ctx) {
     }
   }
 }
+
+/** A --fanout-threads worker: `count` subscribers on a connection of its own; on "stop", posts what they received. */
+const FANOUT_WORKER = `
+const { parentPort, workerData } = require("node:worker_threads");
+const { performance } = require("node:perf_hooks");
+const { EventClient } = require(workerData.clientJs);
+const client = new EventClient(workerData.address, { ownChannel: true });
+const recv = [];
+const subs = Array.from({ length: workerData.count }, () => {
+  const sub = client.subscribe(workerData.req);
+  sub.call.on("data", (m) => {
+    if (m.event) recv.push({ position: Number(m.event.position), at: performance.timeOrigin + performance.now() });
+  });
+  return sub;
+});
+Promise.all(subs.map((s) => s.caughtUp)).then(() => parentPort.postMessage({ ready: true }));
+parentPort.on("message", () => {
+  for (const s of subs) s.cancel();
+  client.close();
+  parentPort.postMessage({ recv });
+  parentPort.close();
+});
+`;
 
 function fanoutTable(ctx) {
   const out = [

@@ -59,10 +59,32 @@ type Options struct {
 	MaxMessageBytes int
 	// TLS, when set, connects with TLS (see TLSConfig); nil means plaintext.
 	TLS *tls.Config
+	// Token is a bearer token (an API token or a JWT) sent as
+	// "authorization: Bearer ..." on every call, for a server with
+	// AGENTSTATE_AUTH=required.
+	Token string
+	// TokenSource, when set, is asked for the current token before every call
+	// (refreshable JWTs: it caches and refreshes on its own); it wins over
+	// Token. An error fails the call before anything is sent.
+	TokenSource func(ctx context.Context) (string, error)
 	// DialOptions are appended to the client's own (transport and message
 	// limits), e.g. interceptors.
 	DialOptions []grpc.DialOption
 }
+
+// bearer sends a token on every call. It does not require transport
+// security, so a client on loopback without TLS can send one too.
+type bearer func(ctx context.Context) (string, error)
+
+func (b bearer) GetRequestMetadata(ctx context.Context, _ ...string) (map[string]string, error) {
+	t, err := b(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("agentstate: token source: %w", err)
+	}
+	return map[string]string{"authorization": "Bearer " + t}, nil
+}
+
+func (bearer) RequireTransportSecurity() bool { return false }
 
 // TLSConfig builds a TLS configuration from PEM files: caFile is the CA that
 // signed the server's certificate ("" trusts the system's CAs); certFile and
@@ -125,13 +147,20 @@ func New(target string, opts *Options) (*Client, error) {
 	if o.TLS != nil {
 		transport = credentials.NewTLS(o.TLS)
 	}
-	dial := append([]grpc.DialOption{
+	dial := []grpc.DialOption{
 		grpc.WithTransportCredentials(transport),
 		grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(o.MaxMessageBytes),
 			grpc.MaxCallSendMsgSize(o.MaxMessageBytes),
 		),
-	}, o.DialOptions...)
+	}
+	if o.TokenSource != nil {
+		dial = append(dial, grpc.WithPerRPCCredentials(bearer(o.TokenSource)))
+	} else if o.Token != "" {
+		token := o.Token
+		dial = append(dial, grpc.WithPerRPCCredentials(bearer(func(context.Context) (string, error) { return token, nil })))
+	}
+	dial = append(dial, o.DialOptions...)
 	conn, err := grpc.NewClient(target, dial...)
 	if err != nil {
 		return nil, err

@@ -6,8 +6,12 @@
  * Settings that can hold credentials (DATABASE_URL, REDIS_URL, REDLOCK_URLS)
  * have no flag: a command line is visible to every user of the machine.
  *
- * Later commands (tokens, audit, export/import, namespace stats) join
- * COMMANDS with their own flags.
+ * Commands that act rather than configure (`token create`) also take
+ * arguments: flags that are no setting (`--namespace`) and positionals (the
+ * subcommand, an id), handed to the command as they are.
+ *
+ * Later commands (audit, export/import, namespace stats) join COMMANDS with
+ * their own flags.
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
 
@@ -70,12 +74,42 @@ const HEALTH_FLAGS: Record<string, SettingFlag> = {
   },
 };
 
+/** A flag that is an argument of the command, not a setting. */
+interface ArgFlag {
+  value: string;
+  help: string;
+}
+
 interface CommandSpec {
   summary: string;
   flags: Record<string, SettingFlag>;
+  /** Arguments of the command (not settings); unset: none. */
+  args?: Record<string, ArgFlag>;
+  /** How the positionals read in the usage line ("create|list|revoke [ID]"); unset: none allowed. */
+  positionals?: string;
   /** Lines after the flags in the command's help. */
   notes: string[];
 }
+
+const TOKEN_FLAGS: Record<string, SettingFlag> = {
+  ...HEALTH_FLAGS,
+  "timeout-ms": {
+    env: "AGENTSTATE_CLI_TIMEOUT_MS",
+    value: "MS",
+    help: "how long to wait for the answer (default 10000)",
+  },
+  token: {
+    env: "AGENTSTATE_TOKEN",
+    value: "TOKEN",
+    help: "an admin token (prefer the environment: a command line is visible to every user of the machine)",
+  },
+  "tls-client-cert-file": {
+    env: "AGENTSTATE_TLS_CLIENT_CERT_FILE",
+    value: "PEM",
+    help: "mTLS: the client certificate to present (default under mTLS: the server's own)",
+  },
+  "tls-client-key-file": { env: "AGENTSTATE_TLS_CLIENT_KEY_FILE", value: "PEM", help: "its private key" },
+};
 
 export const COMMANDS: Record<string, CommandSpec> = {
   serve: {
@@ -87,7 +121,7 @@ export const COMMANDS: Record<string, CommandSpec> = {
       "REDLOCK_URLS (lock masters; default: the cache Redis) are read from the environment only, since",
       "they may hold credentials. Every other setting is listed in README.md (Configuration).",
       "Beyond loopback (--host other than 127.0.0.1, ::1, localhost) the server needs TLS, or",
-      "AGENTSTATE_INSECURE=1 to serve plaintext on purpose: there is no authentication yet.",
+      "AGENTSTATE_INSECURE=1 to serve plaintext on purpose. AGENTSTATE_AUTH=required turns authentication on.",
       "SIGTERM or SIGINT (Ctrl-C) stops taking calls, drains, and stops the embedded Postgres.",
     ],
   },
@@ -96,12 +130,31 @@ export const COMMANDS: Record<string, CommandSpec> = {
     flags: HEALTH_FLAGS,
     notes: ["What the container image's HEALTHCHECK runs."],
   },
+  token: {
+    summary: "create, list or revoke API tokens on a running server (AGENTSTATE_AUTH=required)",
+    flags: TOKEN_FLAGS,
+    positionals: "create|list|revoke [ID]",
+    args: {
+      namespace: { value: "NS", help: "create: the namespace (or pattern ending in *) the token's grant covers" },
+      role: { value: "ROLES", help: "create: comma-separated roles: read, write, lock, admin" },
+      prefix: { value: "P", help: "create: keys, streams and lock names must start with this (default: all)" },
+      ttl: { value: "TTL", help: "create: lifetime such as 3600s, 90m, 12h or 30d (default: until revoked)" },
+      principal: { value: "NAME", help: "create: the principal it acts for (default: NS-ROLES)" },
+    },
+    notes: [
+      "  agentstate token create --namespace demo --role read,write --ttl 30d",
+      "  agentstate token list",
+      "  agentstate token revoke ID",
+      "Talks to the server with the admin token in AGENTSTATE_TOKEN (or --token). `create` prints the new",
+      "token once, as JSON on stdout ({id, token, expire_time}); it is never shown again.",
+    ],
+  },
 };
 
 export type CommandLine =
   | { kind: "help"; text: string }
   | { kind: "version" }
-  | { kind: "run"; command: string; env: Record<string, string> }
+  | { kind: "run"; command: string; env: Record<string, string>; args: Record<string, string>; positionals: string[] }
   | { kind: "error"; message: string; text: string };
 
 /** Parses `argv` (without node and the script). Never throws: bad input is an "error" with the usage to print. */
@@ -117,10 +170,10 @@ export function parseCommandLine(argv: readonly string[]): CommandLine {
   if (!spec) return { kind: "error", message: `unknown command "${first}"`, text: mainHelp() };
 
   const options: NonNullable<ParseArgsConfig["options"]> = { help: { type: "boolean", short: "h" } };
-  for (const name of Object.keys(spec.flags)) options[name] = { type: "string" };
+  for (const name of [...Object.keys(spec.flags), ...Object.keys(spec.args ?? {})]) options[name] = { type: "string" };
   let parsed;
   try {
-    parsed = parseArgs({ args: [...rest], options, allowPositionals: false, strict: true });
+    parsed = parseArgs({ args: [...rest], options, allowPositionals: spec.positionals !== undefined, strict: true });
   } catch (err) {
     return { kind: "error", message: (err as Error).message, text: commandHelp(first) };
   }
@@ -130,7 +183,12 @@ export function parseCommandLine(argv: readonly string[]): CommandLine {
     const v = parsed.values[name];
     if (typeof v === "string") env[flag.env] = v;
   }
-  return { kind: "run", command: first, env };
+  const args: Record<string, string> = {};
+  for (const name of Object.keys(spec.args ?? {})) {
+    const v = parsed.values[name];
+    if (typeof v === "string") args[name] = v;
+  }
+  return { kind: "run", command: first, env, args, positionals: parsed.positionals };
 }
 
 function mainHelp(): string {
@@ -152,10 +210,13 @@ function mainHelp(): string {
 
 function commandHelp(name: string): string {
   const spec = COMMANDS[name]!;
-  const rows = Object.entries(spec.flags).map(([flag, f]) => [`--${flag} ${f.value}`, `${f.help} [${f.env}]`]);
+  const rows = [
+    ...Object.entries(spec.args ?? {}).map(([flag, f]) => [`--${flag} ${f.value}`, f.help]),
+    ...Object.entries(spec.flags).map(([flag, f]) => [`--${flag} ${f.value}`, `${f.help} [${f.env}]`]),
+  ];
   const width = Math.max(...rows.map(([left]) => left!.length));
   return [
-    `usage: agentstate ${name} [flags]`,
+    `usage: agentstate ${name}${spec.positionals ? ` ${spec.positionals}` : ""} [flags]`,
     "",
     `${spec.summary[0]!.toUpperCase()}${spec.summary.slice(1)}.`,
     "",

@@ -13,11 +13,11 @@
  * certificate carries. Under mTLS it presents the server's own certificate
  * and key, which must then be signed by the client CA too.
  */
-import { readFileSync } from "node:fs";
-import { credentials, type ChannelCredentials, loadPackageDefinition, type ServiceError } from "@grpc/grpc-js";
+import { type ChannelCredentials, loadPackageDefinition, type ServiceError } from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
 import { protoPath } from "grpc-health-check";
 import { ConfigError, loadConfig, type Config } from "../config/config";
+import { channelCredentials, serverAddress } from "./channel";
 
 type HealthClient = new (
   addr: string,
@@ -46,10 +46,7 @@ export async function health(env: Record<string, string | undefined>): Promise<v
   const pkg = loadPackageDefinition(loadSync(protoPath, { enums: String })) as unknown as {
     grpc: { health: { v1: { Health: HealthClient } } };
   };
-  const { host, port } = config;
-  // A wildcard listen address is reached through loopback.
-  const target = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host;
-  const address = target.includes(":") ? `[${target}]:${port}` : `${target}:${port}`;
+  const address = serverAddress(config);
   const client = new pkg.grpc.health.v1.Health(address, channelCredentials(config));
   const serving = await new Promise<boolean>((resolve) =>
     client.check({ service: "" }, { deadline: Date.now() + timeoutMs }, (err, res) => {
@@ -60,16 +57,4 @@ export async function health(env: Record<string, string | undefined>): Promise<v
   );
   client.close();
   process.exit(serving ? 0 : 1);
-}
-
-function channelCredentials(config: Config): ChannelCredentials {
-  if (config.tls === undefined && config.tlsCaFile === undefined) return credentials.createInsecure();
-  const ca = config.tlsCaFile === undefined ? null : readFileSync(config.tlsCaFile);
-  const mtls = config.tls?.clientCaFile !== undefined;
-  return credentials.createSsl(
-    ca,
-    mtls ? readFileSync(config.tls!.keyFile) : null,
-    mtls ? readFileSync(config.tls!.certFile) : null,
-    { checkServerIdentity: () => undefined },
-  );
 }

@@ -9,8 +9,16 @@ import { join } from "node:path";
 import { parseCommandLine } from "./commandLine";
 import { health } from "./health";
 import { serve } from "./serve";
+import { token } from "./token";
 
-const COMMANDS: Record<string, (env: Record<string, string | undefined>) => Promise<void>> = { serve, health };
+/** A command: the environment (with the flags' settings), its arguments and positionals. */
+type Command = (
+  env: Record<string, string | undefined>,
+  args: Record<string, string>,
+  positionals: string[],
+) => Promise<void>;
+
+const COMMANDS: Record<string, Command> = { serve, health, token };
 
 /** The package version, from the package.json beside dist/. */
 export function version(): string {
@@ -34,7 +42,7 @@ export async function runCli(argv: readonly string[]): Promise<void> {
       process.exitCode = 2;
       return;
     case "run":
-      return COMMANDS[cl.command]!({ ...process.env, ...cl.env });
+      return COMMANDS[cl.command]!({ ...process.env, ...cl.env }, cl.args, cl.positionals);
   }
 }
 

@@ -38,11 +38,17 @@ export async function serve(env: Record<string, string | undefined>): Promise<vo
   } catch (err) {
     failedToStart(log, err);
   }
-  const { server, metrics, database, close } = services;
+  const { server, metrics, database, close, bootstrapToken, authorizeHttp } = services;
+  if (bootstrapToken !== undefined) {
+    // On purpose outside the log: shown once, on the first start, to whoever started the server.
+    process.stderr.write(
+      `agentstate: bootstrap admin token (shown once; revoke it with \`agentstate token revoke bootstrap\` once you have made your own):\n${bootstrapToken}\n`,
+    );
+  }
   // Metrics are an aid, not a dependency: a taken port is logged, not fatal.
   const metricsHttp =
     config.metricsPort >= 0
-      ? await metrics.listen(config.metricsHost, config.metricsPort).catch((err: Error) => {
+      ? await metrics.listen(config.metricsHost, config.metricsPort, authorizeHttp).catch((err: Error) => {
           log.warn("metrics endpoint not started", { port: config.metricsPort, error: err.message });
           return undefined;
         })
@@ -59,6 +65,7 @@ export async function serve(env: Record<string, string | undefined>): Promise<vo
     metrics: metricsHttp?.address,
     address,
     tls: config.tls ? (config.tls.clientCaFile ? "mtls" : "tls") : "off",
+    auth: config.auth ? "required" : "off",
     database,
     cache: config.redisUrl ? "redis" : "off",
     locks: config.redlockUrls.length > 0 ? `redlock(${config.redlockUrls.length})` : "postgres",

@@ -7,9 +7,14 @@
  */
 import { randomUUID } from "node:crypto";
 import { join } from "node:path";
+import { CertPrincipals } from "../auth/certPrincipals";
+import { CredentialAuthenticator } from "../auth/CredentialAuthenticator";
+import { JwtVerifier } from "../auth/JwtVerifier";
+import { TokenAdmin } from "../auth/TokenAdmin";
 import { ConfigError, type Config } from "../config/config";
 import { LockService, type LockStore } from "../domain/locks";
 import { EmbeddedPostgres } from "../embedded/EmbeddedPostgres";
+import { AuthStep } from "../grpc/auth/AuthStep";
 import { AgentstateServer, SERVICE_NAMES, serverCredentials } from "../grpc/server";
 import type { Logger } from "../log/Logger";
 import { Metrics } from "../metrics/Metrics";
@@ -20,6 +25,8 @@ import { migrate } from "../store/postgres/migrate";
 import { PgChangeNotifier } from "../store/postgres/PgChangeNotifier";
 import { PgLockReleases } from "../store/postgres/PgLockReleases";
 import { PostgresLockBackendRegistry } from "../store/postgres/PostgresLockBackendRegistry";
+import { PgTokenChanges } from "../store/postgres/PgTokenChanges";
+import { PostgresTokenStore } from "../store/postgres/PostgresTokenStore";
 import { PostgresCacheEpochStore } from "../store/postgres/PostgresCacheEpochStore";
 import { PostgresCheckpointStore } from "../store/postgres/PostgresCheckpointStore";
 import { PostgresEventStore } from "../store/postgres/PostgresEventStore";
@@ -41,13 +48,18 @@ export interface Services {
   metrics: Metrics;
   /** Where the truth lives, for the start-up announcement. */
   database: "embedded" | "external";
+  /** A bootstrap admin token made on this (first) start, to be shown once; see TokenAdmin.bootstrap. */
+  bootstrapToken: string | undefined;
+  /** With auth on: whether an HTTP Authorization header proves a principal with some grant (for /metrics). */
+  authorizeHttp: ((authorization: string | undefined) => Promise<boolean>) | undefined;
   /** Stops background work and closes every connection, in dependency order (the server has shut down). */
   close(): Promise<void>;
 }
 
 export async function buildServices(config: Config, log: Logger): Promise<Services> {
-  // First: a bad certificate fails the start before anything is started.
+  // First: a bad certificate, key file or principals file fails the start before anything is started.
   const credentials = serverCredentials(config, log);
+  const authFiles = await loadAuthFiles(config);
   const embedded = config.databaseUrl === undefined ? await EmbeddedPostgres.start(config.dataDir, log) : undefined;
   const databaseUrl = config.databaseUrl ?? embedded!.url;
   const pool = createPool({
@@ -166,7 +178,23 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
     check: () => Promise.resolve().then(() => lockBackends.check()),
   });
   metrics.watchLockWaits(locks);
+  let auth: { step: AuthStep; admin: TokenAdmin } | undefined;
+  let tokenChanges: PgTokenChanges | undefined;
+  let bootstrapToken: string | undefined;
+  let authorizeHttp: Services["authorizeHttp"];
+  if (config.auth) {
+    const tokens = new PostgresTokenStore(pool);
+    const authenticator = new CredentialAuthenticator({ tokens, ...authFiles, cacheMs: config.auth.cacheMs });
+    tokenChanges = new PgTokenChanges(databaseUrl, authenticator, log.child({ component: "auth" }));
+    await tokenChanges.start();
+    const admin = new TokenAdmin(tokens);
+    bootstrapToken = await admin.bootstrap(config.auth.bootstrapToken);
+    const step = new AuthStep(authenticator, (rpc, code) => metrics.authDenied.inc({ rpc, code }));
+    auth = { step, admin };
+    authorizeHttp = (authorization) => step.allowsHttp(authorization);
+  }
   const server = new AgentstateServer({
+    auth,
     metrics,
     kv: kv.store,
     locks,
@@ -207,7 +235,10 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
     server,
     metrics,
     database: embedded ? "embedded" : "external",
+    bootstrapToken,
+    authorizeHttp,
     close: async () => {
+      await tokenChanges?.close();
       health.stop();
       pgProbe.close();
       await janitor.stop();
@@ -220,4 +251,16 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
       if (embedded) await embedded.stop().catch(() => undefined);
     },
   };
+}
+
+/** The JWT keys and the certificate principals of AGENTSTATE_AUTH=required, read once at start. */
+async function loadAuthFiles(config: Config) {
+  try {
+    return {
+      jwt: config.auth?.jwt ? await JwtVerifier.load(config.auth.jwt) : undefined,
+      certs: config.auth?.certPrincipalsFile ? CertPrincipals.load(config.auth.certPrincipalsFile) : undefined,
+    };
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
 }

@@ -29,6 +29,32 @@ export interface ConnectionLimits {
   readonly maxAgeGraceMs: number;
   readonly keepaliveTimeMs: number;
   readonly keepaliveTimeoutMs: number;
+  /** Header fields per request (pseudo-headers and gRPC's own included); more: the stream is reset. */
+  readonly maxHeaderCount: number;
+  /** HTTP/2 session memory per connection, MiB: past it new streams on that connection are refused. */
+  readonly maxSessionMemoryMiB: number;
+  /** A client PING sooner than this after the previous one is a strike... */
+  readonly minPingIntervalMs: number;
+  /** ...and a connection with more strikes than this in a row is sent GOAWAY "too_many_pings" and closed. */
+  readonly maxPingStrikes: number;
+}
+
+/** AGENTSTATE_AUTH=required: who may call, and how they prove it (README, Security). */
+export interface AuthConfig {
+  /** AGENTSTATE_BOOTSTRAP_TOKEN: the bootstrap admin's token (unset: one is printed once, on a first start). */
+  readonly bootstrapToken: string | undefined;
+  /** How long a verified API token is trusted before it is read again (revocations arrive at once by NOTIFY). */
+  readonly cacheMs: number;
+  readonly jwt:
+    | {
+        readonly keysFile: string;
+        readonly issuer: string | undefined;
+        readonly audience: string;
+        readonly grantsClaim: string;
+      }
+    | undefined;
+  /** JSON: client certificate subjects (CN or URI SAN) to principals and grants. */
+  readonly certPrincipalsFile: string | undefined;
 }
 
 export interface Config {
@@ -46,6 +72,8 @@ export interface Config {
   readonly tlsReloadMs: number;
   /** AGENTSTATE_INSECURE=1: plaintext beyond loopback was asked for explicitly. */
   readonly insecure: boolean;
+  /** Unset: AGENTSTATE_AUTH=off, every call is let through (the embedded loopback default). */
+  readonly auth: AuthConfig | undefined;
   /** Server reflection (AGENTSTATE_REFLECTION=off turns it off). */
   readonly reflection: boolean;
   /** Address of the /metrics listener; loopback unless set (not AGENTSTATE_HOST). */
@@ -209,14 +237,57 @@ function redisTls(env: Env): Config["redisTls"] {
   return Object.freeze({ caFile: readableFile(env, "AGENTSTATE_REDIS_TLS_CA_FILE"), certFile, keyFile });
 }
 
+function authConfig(env: Env): AuthConfig | undefined {
+  const mode = str(env, "AGENTSTATE_AUTH") ?? "off";
+  if (mode !== "required" && mode !== "off") {
+    throw new ConfigError(`AGENTSTATE_AUTH must be required or off, got ${JSON.stringify(mode)}`);
+  }
+  const keysFile = readableFile(env, "AGENTSTATE_JWT_KEYS_FILE");
+  const certPrincipalsFile = readableFile(env, "AGENTSTATE_AUTH_CERT_PRINCIPALS_FILE");
+  const bootstrapToken = str(env, "AGENTSTATE_BOOTSTRAP_TOKEN");
+  if (mode === "off") {
+    for (const name of [
+      "AGENTSTATE_JWT_KEYS_FILE",
+      "AGENTSTATE_AUTH_CERT_PRINCIPALS_FILE",
+      "AGENTSTATE_BOOTSTRAP_TOKEN",
+    ]) {
+      if (str(env, name) !== undefined) throw new ConfigError(`${name} needs AGENTSTATE_AUTH=required`);
+    }
+    return undefined;
+  }
+  // Never echo the token.
+  if (bootstrapToken !== undefined && !/^[A-Za-z0-9._~+/=-]{32,512}$/.test(bootstrapToken)) {
+    throw new ConfigError("AGENTSTATE_BOOTSTRAP_TOKEN must be 32..512 characters of A-Z a-z 0-9 . _ ~ + / = -");
+  }
+  const audience = str(env, "AGENTSTATE_JWT_AUDIENCE");
+  if (keysFile !== undefined && audience === undefined) {
+    throw new ConfigError("AGENTSTATE_JWT_KEYS_FILE needs AGENTSTATE_JWT_AUDIENCE (the aud a JWT must carry)");
+  }
+  return Object.freeze({
+    bootstrapToken,
+    cacheMs: int(env, "AGENTSTATE_AUTH_CACHE_MS", 30000, 0, 3600000),
+    jwt:
+      keysFile === undefined
+        ? undefined
+        : Object.freeze({
+            keysFile,
+            issuer: str(env, "AGENTSTATE_JWT_ISSUER"),
+            audience: audience!,
+            grantsClaim: str(env, "AGENTSTATE_JWT_GRANTS_CLAIM") ?? "agentstate_grants",
+          }),
+    certPrincipalsFile,
+  });
+}
+
 /** Reads and validates the environment. Throws ConfigError naming the variable. */
 export function loadConfig(env: Env = process.env): Config {
   const host = str(env, "AGENTSTATE_HOST") ?? "127.0.0.1";
   const tls = tlsFiles(env);
   const insecure = onOff(env, "AGENTSTATE_INSECURE", false);
-  // Safe default: there is no authentication yet (it comes with the next part
-  // of the Security issue), so plaintext gRPC stays on loopback unless the
-  // operator says otherwise. Beyond loopback: TLS, or AGENTSTATE_INSECURE=1.
+  // Safe default: plaintext gRPC stays on loopback unless the operator says
+  // otherwise, with auth on or off: a bearer token sent in plaintext is as
+  // good as no authentication to whoever can see the traffic. Beyond
+  // loopback: TLS, or AGENTSTATE_INSECURE=1 (e.g. TLS ended by a proxy).
   if (!isLoopback(host) && tls === undefined && !insecure) {
     throw new ConfigError(
       `AGENTSTATE_HOST=${host} is not a loopback address: set AGENTSTATE_TLS_CERT_FILE and AGENTSTATE_TLS_KEY_FILE ` +
@@ -335,6 +406,7 @@ export function loadConfig(env: Env = process.env): Config {
     tlsCaFile: readableFile(env, "AGENTSTATE_TLS_CA_FILE") ?? tls?.certFile,
     tlsReloadMs: int(env, "AGENTSTATE_TLS_RELOAD_MS", 1000, 50, 3600000),
     insecure,
+    auth: authConfig(env),
     reflection: onOff(env, "AGENTSTATE_REFLECTION", true),
     metricsHost: str(env, "AGENTSTATE_METRICS_HOST") ?? "127.0.0.1",
     metricsPort: int(env, "AGENTSTATE_METRICS_PORT", 9464, -1, 65535),
@@ -382,6 +454,11 @@ export function loadConfig(env: Env = process.env): Config {
       maxAgeGraceMs: int(env, "AGENTSTATE_CONNECTION_MAX_AGE_GRACE_MS", 30000, 0, 24 * 3600 * 1000),
       keepaliveTimeMs: int(env, "AGENTSTATE_KEEPALIVE_TIME_MS", 60000, 1000, 24 * 3600 * 1000),
       keepaliveTimeoutMs: int(env, "AGENTSTATE_KEEPALIVE_TIMEOUT_MS", 20000, 100, 3600 * 1000),
+      // Every gRPC call carries about 10 (pseudo-headers, content-type, te, user-agent, grpc-timeout, ...).
+      maxHeaderCount: int(env, "AGENTSTATE_MAX_HEADER_COUNT", 64, 16, 10000),
+      maxSessionMemoryMiB: int(env, "AGENTSTATE_MAX_SESSION_MEMORY_MB", 64, 1, 64 * 1024),
+      minPingIntervalMs: int(env, "AGENTSTATE_KEEPALIVE_MIN_PING_INTERVAL_MS", 5000, 0, 3600 * 1000),
+      maxPingStrikes: int(env, "AGENTSTATE_KEEPALIVE_MAX_PING_STRIKES", 2, 0, 1000),
     }),
     lockBackendLeaseMs: int(env, "AGENTSTATE_LOCK_BACKEND_LEASE_MS", 10000, 300, 600000),
     lockBackendMixFatal: onOff(env, "AGENTSTATE_LOCK_BACKEND_MIX_FATAL", false),

@@ -115,6 +115,21 @@ export class CheckpointConflictError extends AppError {
   }
 }
 
+// --- Who the caller is, and what it may do (guarantee 8) -------------------
+
+/**
+ * No credentials, or credentials that prove nothing: malformed, unknown,
+ * expired, revoked, a JWT with a bad signature, issuer or audience. The
+ * message says which kind of failure, never the credential.
+ */
+export class UnauthenticatedError extends AppError {}
+
+/**
+ * An authenticated principal without the role the call needs. The message
+ * names the RPC, the namespace and the role, never whether the key exists.
+ */
+export class PermissionDeniedError extends AppError {}
+
 // --- Cannot be served now (retrying may work) ------------------------------
 
 /** The database cannot be reached or refuses connections. */

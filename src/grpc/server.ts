@@ -13,6 +13,7 @@
  * limits come from the configured limits so the transport never refuses what
  * the edge would accept.
  */
+import type { EventEmitter } from "node:events";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Server, ServerCredentials, type ChannelOptions, type ServiceDefinition } from "@grpc/grpc-js";
@@ -30,7 +31,10 @@ import type { KvStore } from "../domain/types";
 import type { CheckpointStore } from "../domain/checkpoints";
 import { CheckpointServiceService } from "../gen/agentstate/v1/checkpoint";
 import { checkpointHandlers } from "./checkpoints/handlers";
+import type { TokenAdmin } from "../auth/TokenAdmin";
+import { AdminServiceService } from "../gen/agentstate/v1/admin";
 import { EventServiceService } from "../gen/agentstate/v1/event";
+import { encodeOnce } from "./codec/encodeOnce";
 import { KeyValueServiceService } from "../gen/agentstate/v1/kv";
 import { LockServiceService } from "../gen/agentstate/v1/lock";
 import { StoreServiceService } from "../gen/agentstate/v1/store";
@@ -40,11 +44,15 @@ import type { Metrics } from "../metrics/Metrics";
 import { guardDeserializers } from "./codec/decodeGuard";
 import { appendPreDecode } from "./events/codec";
 import type { CallEnv } from "./pipeline/context";
+import type { AuthStep } from "./auth/AuthStep";
+import { gatedServer } from "./auth/gatedServer";
+import { adminHandlers } from "./admin/handlers";
 import { keyValueHandlers } from "./kv/handlers";
 import { lockHandlers } from "./locks/handlers";
 import { storeHandlers } from "./store/handlers";
 import { eventHandlers, type EventHandlerOptions } from "./events/handlers";
 import { ReloadingServerCredentials } from "./tls/ReloadingServerCredentials";
+import { enforcePingPolicy, type PingedSession } from "./pingPolicy";
 
 export const SERVICE_NAMES = [
   "agentstate.v1.KeyValueService",
@@ -91,12 +99,15 @@ export interface ServerDeps {
   reflection?: boolean;
   /** HTTP/2 connection bounds; unset: grpc-js's own defaults (unbounded). */
   connection?: ConnectionLimits | undefined;
+  /** AGENTSTATE_AUTH=required: the pipeline's auth step (reflection follows it too), and AdminService (served only then). */
+  auth?: { step: AuthStep; admin: TokenAdmin } | undefined;
 }
 
 /**
  * The grpc-js 1.14 server options for `c`. Only options the server reads:
  * it ignores grpc.max_metadata_size, grpc.keepalive_permit_without_calls and
- * grpc.http2.min_ping_interval_without_data_ms (client-side or C-core only).
+ * grpc.http2.min_ping_interval_without_data_ms (client-side or C-core only;
+ * the minimum ping interval is pingPolicy.ts).
  */
 function connectionOptions(c: ConnectionLimits | undefined): ChannelOptions {
   if (!c) return {};
@@ -110,6 +121,8 @@ function connectionOptions(c: ConnectionLimits | undefined): ChannelOptions {
       : {}),
     "grpc.keepalive_time_ms": c.keepaliveTimeMs,
     "grpc.keepalive_timeout_ms": c.keepaliveTimeoutMs,
+    // Node's maxSessionMemory (MiB), which grpc-js otherwise turns off.
+    "grpc-node.max_session_memory": c.maxSessionMemoryMiB,
   };
 }
 
@@ -128,16 +141,32 @@ export function serverCredentials(
 
 /**
  * grpc-js has no option for the HTTP/2 header list size (it advertises
- * 2^32-1), so the limit goes into the options it hands to
- * http2.createServer/createSecureServer for every listener: advertised in
- * SETTINGS and enforced by Node (a stream whose headers exceed it is reset).
- * A grpc-js without that field (a future version) keeps its own behaviour.
+ * 2^32-1) or the number of header fields, so both go into the options it
+ * hands to http2.createServer/createSecureServer for every listener: the
+ * size advertised in SETTINGS, both enforced by Node before grpc-js sees the
+ * call (the stream is reset with ENHANCE_YOUR_CALM, which gRPC clients report
+ * as RESOURCE_EXHAUSTED). A grpc-js without that field (a future version)
+ * keeps its own behaviour.
  */
-function limitHeaderList(server: Server, bytes: number): void {
-  const common = (server as unknown as { commonServerOptions?: { settings?: Record<string, unknown> } })
-    .commonServerOptions;
+function limitHeaders(server: Server, bytes: number, count: number): void {
+  const common = (
+    server as unknown as { commonServerOptions?: { settings?: Record<string, unknown>; maxHeaderListPairs?: number } }
+  ).commonServerOptions;
   if (!common) return;
   common.settings = { ...common.settings, maxHeaderListSize: bytes };
+  common.maxHeaderListPairs = count;
+}
+
+/**
+ * Runs `each` on every HTTP/2 session (connection) the server accepts from
+ * now on. grpc-js keeps its listeners in a private map and offers no hook;
+ * without that map (a future version) nothing is watched.
+ */
+function onEverySession(server: Server, each: (session: PingedSession) => void): void {
+  const listeners = (server as unknown as { http2Servers?: Map<EventEmitter, unknown> }).http2Servers;
+  for (const h2 of listeners?.keys() ?? []) {
+    if (!h2.listeners("session").includes(each)) h2.on("session", each);
+  }
 }
 
 export class AgentstateServer {
@@ -148,6 +177,7 @@ export class AgentstateServer {
   /** Health: serving only while listening, not shutting down, and no needed dependency is down. */
   private serving = false;
   private dependencyDown: ReadonlySet<string> = new Set();
+  private watchSession: ((session: PingedSession) => void) | undefined;
 
   constructor(deps: ServerDeps) {
     this.credentials = deps.credentials ?? ServerCredentials.createInsecure();
@@ -156,12 +186,22 @@ export class AgentstateServer {
       "grpc.max_send_message_length": deps.limits.maxMessageBytes,
       ...connectionOptions(deps.connection),
     });
-    if (deps.connection) limitHeaderList(this.grpc, deps.connection.maxHeaderListBytes);
+    if (deps.connection) {
+      limitHeaders(this.grpc, deps.connection.maxHeaderListBytes, deps.connection.maxHeaderCount);
+      const policy = { minIntervalMs: deps.connection.minPingIntervalMs, maxStrikes: deps.connection.maxPingStrikes };
+      this.watchSession = (session) =>
+        enforcePingPolicy(session, policy, () =>
+          deps.log.warn("connection closed: too many pings (GOAWAY too_many_pings)", {
+            setting: "AGENTSTATE_KEEPALIVE_MIN_PING_INTERVAL_MS",
+          }),
+        );
+    }
     const metrics = deps.metrics;
     const env: CallEnv = {
       log: deps.log,
       shutdown: this.shutdownController.signal,
       observe: metrics ? metrics.rpcObserver() : undefined,
+      auth: deps.auth?.step,
     };
     const guard = (d: ServiceDefinition) =>
       guardDeserializers(d, DESCRIPTOR_SET, "agentstate.v1", {
@@ -180,12 +220,14 @@ export class AgentstateServer {
       ),
     );
     this.grpc.addService(
-      guard(EventServiceService),
+      encodeOnce(guard(EventServiceService), "subscribe"),
       eventHandlers(deps.events, deps.notifier, deps.limits, deps.eventOptions, env),
     );
     this.grpc.addService(guard(StoreServiceService), storeHandlers(deps.items, deps.limits, env));
 
     this.grpc.addService(guard(CheckpointServiceService), checkpointHandlers(deps.checkpoints, deps.limits, env));
+
+    if (deps.auth) this.grpc.addService(guard(AdminServiceService), adminHandlers(deps.auth.admin, env));
 
     this.health = new HealthImplementation({
       "": "NOT_SERVING",
@@ -196,7 +238,9 @@ export class AgentstateServer {
     // Descriptors come from the descriptor set `npm run gen` builds from proto/
     // (it includes the well-known types as files, which reflection clients need).
     if (deps.reflection !== false) {
-      new ReflectionService(reflectionPackage([DESCRIPTOR_SET, HEALTH_DESCRIPTOR_SET])).addToServer(this.grpc);
+      new ReflectionService(reflectionPackage([DESCRIPTOR_SET, HEALTH_DESCRIPTOR_SET])).addToServer(
+        deps.auth ? gatedServer(this.grpc, deps.auth.step, deps.log) : this.grpc,
+      );
     }
   }
 
@@ -207,6 +251,7 @@ export class AgentstateServer {
       this.grpc.bindAsync(target, this.credentials, (err, p) => (err ? reject(err) : resolve(p))),
     );
     if (this.credentials instanceof ReloadingServerCredentials) this.credentials.watch();
+    if (this.watchSession) onEverySession(this.grpc, this.watchSession);
     this.setServing(true);
     return host.includes(":") ? `[${host}]:${bound}` : `${host}:${bound}`;
   }

@@ -27,6 +27,8 @@ const refused = (...rows: [ErrorClass, string][]): [ErrorClass, GrpcMapping][] =
 /** Every domain error class and its answer. A subclass not listed is answered as its nearest listed ancestor. */
 export const GRPC_MAPPINGS: ReadonlyMap<ErrorClass, GrpcMapping> = new Map([
   ...answered(status.INVALID_ARGUMENT, errors.InvalidArgumentError),
+  ...answered(status.UNAUTHENTICATED, errors.UnauthenticatedError),
+  ...answered(status.PERMISSION_DENIED, errors.PermissionDeniedError),
   ...answered(status.NOT_FOUND, errors.NotFoundError, errors.StreamNotFoundError),
   ...refused(
     [errors.FenceUnknownError, "FENCE_UNKNOWN"],

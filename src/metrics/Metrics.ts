@@ -5,7 +5,7 @@
  * same listener serves /health: the detail behind grpc.health.v1's status
  * (JSON; today the cache configuration mix).
  */
-import { createServer, type Server } from "node:http";
+import { createServer, type Server, type ServerResponse } from "node:http";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 /** What the pool gauges read (a pg Pool): metrics know no store class. */
@@ -44,6 +44,12 @@ export class Metrics {
   readonly rpcTotal = new Counter({
     name: "agentstate_rpc_total",
     help: "RPCs by method and status code",
+    labelNames: ["rpc", "code"] as const,
+    registers: [this.registry],
+  });
+  readonly authDenied = new Counter({
+    name: "agentstate_auth_denied_total",
+    help: "Calls refused by the auth step, by method and code (UNAUTHENTICATED, PERMISSION_DENIED)",
     labelNames: ["rpc", "code"] as const,
     registers: [this.registry],
   });
@@ -212,23 +218,36 @@ export class Metrics {
     });
   }
 
-  /** Serves /metrics; resolves with the bound "host:port". */
-  listen(host: string, port: number): Promise<{ server: Server; address: string }> {
+  /**
+   * Serves /metrics (resolves with the bound "host:port"), and /healthz (200, no credentials: a liveness probe
+   * that says the process answers, nothing more). With `authorize` (auth on),
+   * /metrics answers 401 unless it accepts the request's Authorization header.
+   */
+  listen(
+    host: string,
+    port: number,
+    authorize?: (authorization: string | undefined) => Promise<boolean>,
+  ): Promise<{ server: Server; address: string }> {
     const server = createServer((req, res) => {
-      if (req.url === "/health") {
-        // The detail behind grpc.health.v1's one word: JSON, one section per concern.
-        const body = Object.fromEntries([...this.details].map(([name, read]) => [name, read()]));
-        res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(body));
+      if (req.url === "/healthz") {
+        res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
         return;
       }
-      if (req.url !== "/metrics") {
+      if (req.url !== "/metrics" && req.url !== "/health") {
         res.writeHead(404).end();
         return;
       }
-      this.registry.metrics().then(
-        (body) => res.writeHead(200, { "content-type": this.registry.contentType }).end(body),
-        () => res.writeHead(500).end(),
-      );
+      // /health: the detail behind grpc.health.v1's one word (JSON, one section
+      // per concern); it names dependencies, so it needs a token like /metrics.
+      const answer = req.url === "/health" ? () => this.serveDetail(res) : () => this.serve(res);
+      if (authorize) {
+        authorize(req.headers.authorization).then(
+          (ok) => (ok ? answer() : res.writeHead(401, { "www-authenticate": "Bearer" }).end()),
+          () => res.writeHead(503).end(),
+        );
+        return;
+      }
+      answer();
     });
     return new Promise((resolve, reject) => {
       server.once("error", reject);
@@ -238,5 +257,17 @@ export class Metrics {
         resolve({ server, address: `${host.includes(":") ? `[${host}]` : host}:${p}` });
       });
     });
+  }
+
+  private serveDetail(res: ServerResponse): void {
+    const body = Object.fromEntries([...this.details].map(([name, read]) => [name, read()]));
+    res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(body));
+  }
+
+  private serve(res: ServerResponse): void {
+    this.registry.metrics().then(
+      (body) => res.writeHead(200, { "content-type": this.registry.contentType }).end(body),
+      () => res.writeHead(500).end(),
+    );
   }
 }

@@ -12,6 +12,8 @@ import { strict as assert } from "node:assert";
 import { setTimeout as sleep } from "node:timers/promises";
 import { AgentstateClient } from "../../clients/typescript/src/AgentstateClient";
 import { cacheReads } from "../support/cacheReads";
+import { eventually } from "../support/eventually";
+import { pgQuery } from "../support/pgQuery";
 import { RedisProcess } from "../support/RedisProcess";
 import { ServerProcess } from "../support/ServerProcess";
 import { serverMetrics } from "../support/serverMetrics";
@@ -193,6 +195,53 @@ describe("cache: mixed configurations on one database never serve a stale read (
       .filter((l) => l["msg"] === "cache identity changed: redis was emptied or replaced");
     assert.ok(changed.length > 0, "the replicas saw a new cache identity");
     for (const s of d.servers) assert.equal(await mixedGauge(s), 0, "its own former identity is not a mix");
+  });
+
+  it("registrations lapse: a dead owner stops forcing epoch moves, and a new cache takes the epoch once the others are gone", async () => {
+    const env = await getTestEnv();
+    const db = await env.freshDatabase("mix_lapse");
+    const state = async () =>
+      (
+        await pgQuery<{ owner: string | null; epoch: number }>(
+          db,
+          "SELECT cache_owner AS owner, cache_epoch::int AS epoch FROM agentstate_state WHERE id = 1",
+        )
+      )[0]!;
+    d = await startReplicas(db, [{ REDIS_URL: redisA.url, AGENTSTATE_REDIS_PREFIX: env.redisPrefix() }]);
+    const owner = await eventually("the cache owns the epoch", async () => (await state()).owner ?? undefined);
+    // The owner dies without a word; a replica without a cache starts.
+    await d.servers[0]!.kill("SIGKILL");
+    d.slots[0]!.close();
+    const none = await ServerProcess.start({ DATABASE_URL: db, ...TIMINGS, ...NO_CACHE });
+    d.servers.push(none);
+    const client = new AgentstateClient(none.address);
+    d.slots.push(client);
+    assert.equal((await state()).owner, null, "its first renewal revoked the dead owner");
+    const before = (await state()).epoch;
+    for (let i = 0; i < 20; i++)
+      await client.compareAndSet({
+        namespace: "lapse",
+        key: "k",
+        expected: { any: true },
+        value: Buffer.from(String(i)),
+      });
+    assert.equal((await state()).epoch, before, "writes without a cache move no epoch once no cache owns it");
+    // The replica without a cache leaves; a new cache (another prefix) takes
+    // the epoch once that registration and the dead owner's have lapsed.
+    d.slots[1]!.close();
+    await none.stop();
+    const other = await ServerProcess.start({
+      DATABASE_URL: db,
+      ...TIMINGS,
+      REDIS_URL: redisA.url,
+      AGENTSTATE_REDIS_PREFIX: env.redisPrefix(),
+    });
+    d.servers.push(other);
+    const next = await eventually("the new cache owns the epoch", async () => {
+      const o = (await state()).owner;
+      return o !== null && o !== owner ? o : undefined;
+    });
+    assert.notEqual(next, owner);
   });
 
   it("AGENTSTATE_CACHE_MIX=fatal: a replica refuses to start beside another cache configuration", async () => {

@@ -12,11 +12,21 @@
 import * as assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { status } from "@grpc/grpc-js";
-import type { Checkpoint, PutCheckpointRequest } from "../../clients/typescript/src/gen/agentstate/v1/checkpoint";
+import fc from "fast-check";
+import {
+  GetCheckpointRequest,
+  ListCheckpointsRequest,
+  PruneCheckpointsRequest,
+  PutCheckpointRequest,
+  PutWritesRequest,
+  type Checkpoint,
+} from "../../clients/typescript/src/gen/agentstate/v1/checkpoint";
 import { CheckpointClient } from "../support/checkpointClient";
 import { eventually } from "../support/eventually";
 import { expectGrpcError } from "../support/expectGrpcError";
+import { randomBytesRequest } from "../support/fuzzRequests";
 import { pgQuery } from "../support/pgQuery";
+import { RawGrpcClient } from "../support/RawGrpcClient";
 import { startCluster, type Cluster } from "../support/startCluster";
 
 const VALUE_LIMIT = 4096;
@@ -384,6 +394,121 @@ describe("CheckpointService: checkpoints on a live server", function () {
   });
 });
 
+describe("CheckpointService: fuzzed requests (guarantee 6)", function () {
+  this.timeout(300_000);
+  let cluster: Cluster;
+  let raw: RawGrpcClient;
+
+  before(async () => {
+    cluster = await startCluster({ name: "checkpoints_fuzz" });
+    raw = new RawGrpcClient(cluster.servers[0]!.address);
+  });
+  after(async () => {
+    raw?.close();
+    await cluster?.stop();
+  });
+
+  it("random and malformed requests to every method: a documented status, never INTERNAL; INVALID_ARGUMENT names a field; the server lives", async () => {
+    const text = fc.oneof(
+      fc.constant(""),
+      fc.string({ maxLength: 12 }),
+      fc.constant("a\u0000b"),
+      fc.constant("x".repeat(1100)),
+      fc.constantFrom("ns-1", "t", "c-1", "-1"),
+    );
+    const bytes = fc.oneof(
+      fc.uint8Array({ maxLength: 40 }).map((b) => Buffer.from(b)),
+      fc.constantFrom('{"a":1}', "[1]", "{", '"x"', '{"a":"\\u0000"}', "").map((t) => Buffer.from(t)),
+    );
+    const typed = fc.option(fc.record({ type: text, data: bytes }), { nil: undefined });
+    const ns = fc.oneof(fc.constant("fz"), text);
+    const requests: [string, fc.Arbitrary<Buffer>][] = [
+      [
+        "PutCheckpoint",
+        fc
+          .record({
+            namespace: ns,
+            threadId: text,
+            checkpointNs: text,
+            checkpointId: text,
+            parentCheckpointId: text,
+            document: typed,
+            metadataJson: bytes,
+            channelVersions: fc.dictionary(text, text, { maxKeys: 3 }),
+            values: fc.array(fc.record({ channel: text, version: text, value: typed }), { maxLength: 3 }),
+            requireParentIsHead: fc.boolean(),
+          })
+          .map((r) => Buffer.from(PutCheckpointRequest.encode(PutCheckpointRequest.fromPartial(r)).finish())),
+      ],
+      [
+        "PutWrites",
+        fc
+          .record({
+            namespace: ns,
+            threadId: text,
+            checkpointNs: text,
+            checkpointId: text,
+            taskId: text,
+            taskPath: text,
+            writes: fc.array(fc.record({ index: fc.integer({ min: -5, max: 5 }), channel: text, value: typed }), {
+              maxLength: 3,
+            }),
+          })
+          .map((r) => Buffer.from(PutWritesRequest.encode(PutWritesRequest.fromPartial(r)).finish())),
+      ],
+      [
+        "GetCheckpoint",
+        fc
+          .record({ namespace: ns, threadId: text, checkpointNs: text, checkpointId: text })
+          .map((r) => Buffer.from(GetCheckpointRequest.encode(GetCheckpointRequest.fromPartial(r)).finish())),
+      ],
+      [
+        "ListCheckpoints",
+        fc
+          .record({
+            namespace: ns,
+            threadId: text,
+            checkpointNs: fc.option(text, { nil: undefined }),
+            beforeCheckpointId: text,
+            metadataFilterJson: bytes,
+            limit: fc.integer({ min: -2, max: 2000 }),
+            pageToken: text,
+          })
+          .map((r) => Buffer.from(ListCheckpointsRequest.encode(ListCheckpointsRequest.fromPartial(r)).finish())),
+      ],
+      [
+        "PruneCheckpoints",
+        fc
+          .record({
+            namespace: ns,
+            threadIds: fc.array(text, { maxLength: 3 }),
+            keepLatest: fc.integer({ min: -2, max: 3 }),
+          })
+          .map((r) => Buffer.from(PruneCheckpointsRequest.encode(PruneCheckpointsRequest.fromPartial(r)).finish())),
+      ],
+    ];
+    const allowed = new Set([status.OK, status.INVALID_ARGUMENT, status.ABORTED]);
+    const methods = [...requests.map(([m]) => m), "DeleteThread", "CopyThread", "DeleteForRuns"];
+    for (const m of methods) {
+      const arb = requests.find(([n]) => n === m)?.[1] ?? randomBytesRequest;
+      await fc.assert(
+        fc.asyncProperty(fc.oneof(arb, randomBytesRequest), async (payload) => {
+          const r = await raw.unary(`/agentstate.v1.CheckpointService/${m}`, payload);
+          assert.ok(allowed.has(r.code), `${m}: ${status[r.code]} ${r.details}`);
+          if (r.code === status.INVALID_ARGUMENT) {
+            assert.equal(r.metadata.get("agentstate-field").length, 1, `${m}: ${r.details} names no field`);
+          }
+        }),
+        {
+          numRuns: Number(process.env.FUZZ_RUNS ?? 60),
+          seed: process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) : undefined,
+        },
+      );
+    }
+    assert.ok(cluster.servers[0]!.running, "the server is alive");
+  });
+});
+
 describe("CheckpointService: retention by the Janitor", function () {
   this.timeout(120_000);
   let cluster: Cluster;
@@ -466,5 +591,83 @@ describe("CheckpointService: retention by the Janitor", function () {
       [ns],
     );
     assert.equal(Number(blobs[0]!.n), 2 * 3, "per thread: k@1, s@5, s@6");
+  });
+});
+
+describe("CheckpointService: age retention by the Janitor", function () {
+  this.timeout(120_000);
+  let cluster: Cluster;
+  let cp: CheckpointClient;
+
+  before(async () => {
+    cluster = await startCluster({
+      name: "checkpoints_age",
+      env: { AGENTSTATE_CHECKPOINT_RETENTION_SECONDS: "2", AGENTSTATE_JANITOR_INTERVAL_MS: "200" },
+    });
+    cp = new CheckpointClient(cluster.servers[0]!.address);
+  });
+  after(async () => {
+    cp?.close();
+    await cluster?.stop();
+  });
+
+  it("removes checkpoints older than the TTL except each thread's latest, with their writes and values", async () => {
+    const ns = "ck-age";
+    const ids = [nextId(), nextId(), nextId()];
+    await cp.put(put(ns, "busy", ids[0]!, "", { m: ["1", "old"] }));
+    await cp.put(put(ns, "busy", ids[1]!, ids[0]!, { m: ["2", "older"] }));
+    await cp.putWrites({
+      namespace: ns,
+      threadId: "busy",
+      checkpointId: ids[1]!,
+      taskId: "t",
+      writes: [{ index: 0, channel: "m", value: { type: "json", data: json(1) } }],
+    });
+    const idle = nextId();
+    await cp.put(put(ns, "idle", idle, "", { m: ["1", "only"] }));
+    // Past the TTL, one more step on "busy": its first two checkpoints are now old and not the head.
+    const stored = async () =>
+      (
+        await pgQuery<{ thread_id: string; checkpoint_id: string }>(
+          cluster.databaseUrl,
+          "SELECT thread_id, checkpoint_id FROM checkpoints WHERE namespace = $1 ORDER BY 1, 2",
+          [ns],
+        )
+      ).map((r) => `${r.thread_id}/${r.checkpoint_id}`);
+    await eventually(
+      "the first checkpoints to pass the TTL",
+      async () => {
+        const age = await pgQuery<{ old: boolean }>(
+          cluster.databaseUrl,
+          "SELECT min(created_at) < now() - interval '2 seconds' AS old FROM checkpoints WHERE namespace = $1",
+          [ns],
+        );
+        return age[0]!.old;
+      },
+      { timeoutMs: 20_000 },
+    );
+    await cp.put(put(ns, "busy", ids[2]!, ids[1]!, { n: ["1", "new"] }, { m: "2" }));
+    await eventually(
+      "age retention",
+      async () => (await stored()).length === 2 && (await stored()).includes(`busy/${ids[2]}`),
+      { timeoutMs: 30_000 },
+    );
+    assert.deepEqual(await stored(), [`busy/${ids[2]}`, `idle/${idle}`]);
+    // The latest keeps the value it references (m@2, written by a removed checkpoint); m@1 and the writes are gone.
+    assert.deepEqual(valuesOf((await cp.get({ namespace: ns, threadId: "busy" })).checkpoint), {
+      m: "older",
+      n: "new",
+    });
+    const writes = await pgQuery(cluster.databaseUrl, "SELECT 1 FROM checkpoint_writes WHERE namespace = $1", [ns]);
+    assert.equal(writes.length, 0);
+    const blobs = await pgQuery<{ k: string }>(
+      cluster.databaseUrl,
+      "SELECT thread_id || ':' || channel || '@' || version AS k FROM checkpoint_blobs WHERE namespace = $1 ORDER BY 1",
+      [ns],
+    );
+    assert.deepEqual(
+      blobs.map((b) => b.k),
+      ["busy:m@2", "busy:n@1", "idle:m@1"],
+    );
   });
 });

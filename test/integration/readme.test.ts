@@ -6,24 +6,13 @@
  */
 import { strict as assert } from "node:assert";
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, chmodSync } from "node:fs";
-import { homedir, tmpdir } from "node:os";
+import { mkdtempSync, readFileSync, rmSync, chmodSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
+import { findGrpcurl } from "../support/grpcurl";
 import { ServerProcess } from "../support/ServerProcess";
 
 const REPO = resolve(__dirname, "../../..");
-
-export function findGrpcurl(): string {
-  const candidates = [process.env["GRPCURL"], join(homedir(), "go", "bin", "grpcurl"), "/usr/local/bin/grpcurl"];
-  for (const c of candidates) if (c && existsSync(c)) return c;
-  try {
-    return execFileSync("bash", ["-c", "command -v grpcurl"]).toString().trim();
-  } catch {
-    throw new Error(
-      "grpcurl not found: install it with `go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.3`",
-    );
-  }
-}
 
 /** The recipes block, as one bash script. */
 function recipesScript(): string {

@@ -67,3 +67,22 @@ export function killQuietly(pid: number, signal: NodeJS.Signals): void {
     // already gone
   }
 }
+
+/** Open sockets of a process (its /proc/PID/fd links to "socket:[...]"), or 0 when it is gone. */
+export function socketCount(pid: number): number {
+  let fds: string[];
+  try {
+    fds = fs.readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return 0;
+  }
+  let n = 0;
+  for (const fd of fds) {
+    try {
+      if (fs.readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith("socket:")) n++;
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return n;
+}

@@ -37,12 +37,32 @@ describe("cli: parseCommandLine", () => {
       kind: "run",
       command: "serve",
       env: { AGENTSTATE_PORT: "0", AGENTSTATE_DATA_DIR: "/tmp/x", LOG_FORMAT: "pretty" },
+      args: {},
+      positionals: [],
     });
-    assert.deepEqual(parseCommandLine(["serve"]), { kind: "run", command: "serve", env: {} });
+    assert.deepEqual(parseCommandLine(["serve"]), {
+      kind: "run",
+      command: "serve",
+      env: {},
+      args: {},
+      positionals: [],
+    });
     assert.deepEqual(parseCommandLine(["health", "--timeout-ms", "500"]), {
       kind: "run",
       command: "health",
       env: { AGENTSTATE_HEALTHCHECK_TIMEOUT_MS: "500" },
+      args: {},
+      positionals: [],
+    });
+  });
+
+  it("hands a command's arguments and positionals over as they are (token create)", () => {
+    assert.deepEqual(parseCommandLine(["token", "create", "--namespace", "demo", "--role", "read,write", "--port=7"]), {
+      kind: "run",
+      command: "token",
+      env: { AGENTSTATE_PORT: "7" },
+      args: { namespace: "demo", role: "read,write" },
+      positionals: ["create"],
     });
   });
 

@@ -68,6 +68,10 @@ describe("config/loadConfig", () => {
         maxAgeGraceMs: 30000,
         keepaliveTimeMs: 60000,
         keepaliveTimeoutMs: 20000,
+        maxHeaderCount: 64,
+        maxSessionMemoryMiB: 64,
+        minPingIntervalMs: 5000,
+        maxPingStrikes: 2,
       });
       assert.equal(c.pgPoolMax, 20);
       assert.equal(c.statementTimeoutMs, 5000);
@@ -171,6 +175,10 @@ describe("config/loadConfig", () => {
       ["AGENTSTATE_CONNECTION_IDLE_MS", "50", /AGENTSTATE_CONNECTION_IDLE_MS.*between 100 and/],
       ["AGENTSTATE_CONNECTION_MAX_AGE_MS", "-1", /AGENTSTATE_CONNECTION_MAX_AGE_MS.*between 0 and/],
       ["AGENTSTATE_KEEPALIVE_TIME_MS", "10", /AGENTSTATE_KEEPALIVE_TIME_MS.*between 1000 and/],
+      ["AGENTSTATE_MAX_HEADER_COUNT", "8", /AGENTSTATE_MAX_HEADER_COUNT.*between 16 and/],
+      ["AGENTSTATE_MAX_SESSION_MEMORY_MB", "0", /AGENTSTATE_MAX_SESSION_MEMORY_MB.*between 1 and/],
+      ["AGENTSTATE_KEEPALIVE_MIN_PING_INTERVAL_MS", "-1", /AGENTSTATE_KEEPALIVE_MIN_PING_INTERVAL_MS.*between 0 and/],
+      ["AGENTSTATE_KEEPALIVE_MAX_PING_STRIKES", "x", /AGENTSTATE_KEEPALIVE_MAX_PING_STRIKES.*must be an integer/],
       ["AGENTSTATE_CACHE_MARKER_TTL_MS", "999", /between 1000 and/],
       ["PG_POOL_MAX", "0", /between 1 and 1000/],
       ["AGENTSTATE_HISTORY_RETENTION_SECONDS", "-5", /between 0 and/],

@@ -23,6 +23,12 @@ const CASES: { error: errors.AppError; code: status; details: string; reason?: s
     details: "key: is empty",
     field: "key",
   },
+  { error: new errors.UnauthenticatedError("unknown token"), code: status.UNAUTHENTICATED, details: "unknown token" },
+  {
+    error: new errors.PermissionDeniedError('Get needs role "read" on namespace "demo"'),
+    code: status.PERMISSION_DENIED,
+    details: 'Get needs role "read" on namespace "demo"',
+  },
   { error: new errors.NotFoundError("nothing here"), code: status.NOT_FOUND, details: "nothing here" },
   { error: new errors.StreamNotFoundError("s-1"), code: status.NOT_FOUND, details: 'stream "s-1" has no events' },
   {

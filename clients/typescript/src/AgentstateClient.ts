@@ -126,6 +126,7 @@ import {
   type SearchItemsResponse,
 } from "./gen/agentstate/v1/store";
 import { Subscription, type SubscribeOptions, type SubscriptionTarget } from "./Subscription";
+import { tokenInterceptor, type TokenSource } from "./token";
 
 /**
  * The server's default gRPC message limit: the larger of the value limit
@@ -146,6 +147,12 @@ export interface AgentstateClientOptions {
   tls?: TlsFiles;
   /** Channel credentials. Default: `tls` when given, else insecure (plaintext). */
   credentials?: ChannelCredentials;
+  /**
+   * For a server with AGENTSTATE_AUTH=required: an API token or JWT, or a
+   * function returning the current one (called before every call; for
+   * refreshable JWTs), sent as `authorization: Bearer ...` on every call.
+   */
+  token?: TokenSource;
   /** grpc-js client interceptors (auth, tracing), applied to every service. */
   interceptors?: Interceptor[];
   /** Extra grpc-js channel options (keepalive, load balancing, ...). */
@@ -305,7 +312,10 @@ export class AgentstateClient {
     this.deadlineMs = options.deadlineMs ?? DEFAULT_DEADLINE_MS;
     const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     const creds = options.credentials ?? (options.tls ? tlsCredentials(options.tls) : grpcCredentials.createInsecure());
-    const interceptors = options.interceptors ?? [];
+    const interceptors = [
+      ...(options.token !== undefined ? [tokenInterceptor(options.token)] : []),
+      ...(options.interceptors ?? []),
+    ];
     this.kv = new KeyValueServiceClient(address, creds, {
       ...options.channelOptions,
       "grpc.max_send_message_length": maxMessageBytes,

@@ -11,6 +11,7 @@ export * from "./AgentstateClient";
 export * from "./backoff";
 export * from "./duration";
 export * from "./errors";
+export { tokenInterceptor, type TokenSource } from "./token";
 export {
   newEventId,
   type AppendOptions,
@@ -128,5 +129,21 @@ export {
   WriteValue,
   type CheckpointServiceServer,
 } from "./gen/agentstate/v1/checkpoint";
+export {
+  AdminServiceClient,
+  AdminServiceService,
+  CreateTokenRequest,
+  CreateTokenResponse,
+  Grant,
+  ListTokensRequest,
+  ListTokensResponse,
+  RevokeTokenRequest,
+  RevokeTokenResponse,
+  Role,
+  TokenInfo,
+  roleFromJSON,
+  roleToJSON,
+  type AdminServiceServer,
+} from "./gen/agentstate/v1/admin";
 export { Duration } from "./gen/google/protobuf/duration";
 export { Timestamp } from "./gen/google/protobuf/timestamp";

@@ -7,10 +7,10 @@
  */
 import type { Limits } from "../../domain/limits";
 import { ChangeFeed } from "../../domain/changeFeed";
-import type { ChangeNotifier, EventStore } from "../../domain/events";
+import type { ChangeNotifier, EventStore, RecordedEvent } from "../../domain/events";
 import { StreamSlots } from "../../domain/streamSlots";
 import { StreamNotFoundError } from "../../errors/errors";
-import type { EventServiceServer, ReadStreamResponse } from "../../gen/agentstate/v1/event";
+import type { EventServiceServer, ReadStreamResponse, SubscribeResponse } from "../../gen/agentstate/v1/event";
 import { decodeAppend, decodeReadStream, decodeSubscribe, recordedEventToPb } from "./codec";
 import { serverStream } from "../pipeline/serverStream";
 import type { StreamContext } from "../pipeline/context";
@@ -53,6 +53,17 @@ export function eventHandlers(
     onError: opts.onFeedError,
     onReaders: opts.onReaders,
   });
+  // One response object per event, shared by every subscriber it is fanned
+  // out to, so the server encodes it once (encodeOnce in server.ts).
+  const responses = new WeakMap<RecordedEvent, SubscribeResponse>();
+  const responseOf = (e: RecordedEvent): SubscribeResponse => {
+    let r = responses.get(e);
+    if (r === undefined) {
+      r = { event: recordedEventToPb(e) };
+      responses.set(e, r);
+    }
+    return r;
+  };
   const readers = new StreamSlots({
     what: "ReadStream calls",
     perServer: limits.maxReadStreams,
@@ -90,7 +101,7 @@ export function eventHandlers(
           q.target,
           q.afterPosition,
           {
-            event: (e) => ctx.send({ event: recordedEventToPb(e) }),
+            event: (e) => ctx.send(responseOf(e)),
             caughtUp: (position) => ctx.send({ caughtUp: { position } }),
           },
           ctx.longWaitSignal,

@@ -2,6 +2,10 @@
  * The call pipeline, written once for unary and server-streaming calls. Every
  * call goes through the same steps, in this order:
  *   1. request id: the caller's x-request-id when sane, a made-up one otherwise;
+ *   1b. auth (when AGENTSTATE_AUTH=required): the call's principal from its
+ *      credentials, and the RPC's access rule checked against the request
+ *      (grpc/auth/AuthStep.ts), before the handler, so a refused call changes
+ *      nothing;
  *   2. the handler, on the decoded request (a request the decode guard refused
  *      is answered with its INVALID_ARGUMENT without running it);
  *   3. error mapping: whatever the handler throws goes through toGrpcError,
@@ -33,17 +37,18 @@
  */
 import { performance } from "node:perf_hooks";
 import { status, type Metadata, type ServiceError } from "@grpc/grpc-js";
+import type { Principal } from "../../domain/principals";
 import type { CallerGone } from "../../errors/abort";
 import { ServerShuttingDownError } from "../../errors/errors";
 import type { Logger } from "../../log/Logger";
 import { UndecodableRequest } from "../codec/decodeGuard";
 import { toGrpcError } from "../toGrpcError";
 import { CallLifetime, type LifetimeCall } from "./callLifetime";
-import type { CallContext, CallEnv } from "./context";
+import type { AuthCall, CallContext, CallEnv } from "./context";
 import { requestIdOf } from "./requestId";
 
 /** What the pipeline uses of a grpc-js server call, unary or server-streaming. */
-export interface GrpcServerCall extends LifetimeCall {
+export interface GrpcServerCall extends LifetimeCall, AuthCall {
   readonly metadata: Metadata;
   readonly request: unknown;
 }
@@ -56,6 +61,7 @@ export abstract class PipelineCall<Req, Res> implements CallContext {
   readonly gone: CallerGone;
   readonly deadline: number | undefined;
   readonly shutdown: AbortSignal;
+  principal: Principal | undefined;
   private readonly lifetime: CallLifetime;
   private readonly started = performance.now();
   private childLog: Logger | undefined;
@@ -94,6 +100,29 @@ export abstract class PipelineCall<Req, Res> implements CallContext {
 
   /** Runs `handler` on the call's request, then ends the call with what it returned or threw. */
   run(call: GrpcServerCall, handler: (req: Req, ctx: this) => Promise<Res>): void {
+    const auth = this.env.auth;
+    if (auth === undefined) return this.handle(call, handler);
+    let admitted: Principal | Promise<Principal>;
+    try {
+      const req = call.request instanceof UndecodableRequest ? undefined : call.request;
+      admitted = auth.admit(this.rpc, call, req, this);
+    } catch (err) {
+      return this.threw(err);
+    }
+    if (!(admitted instanceof Promise)) {
+      this.principal = admitted;
+      return this.handle(call, handler);
+    }
+    admitted.then(
+      (p) => {
+        this.principal = p;
+        this.handle(call, handler);
+      },
+      (err: unknown) => this.threw(err),
+    );
+  }
+
+  private handle(call: GrpcServerCall, handler: (req: Req, ctx: this) => Promise<Res>): void {
     let result: Promise<Res>;
     try {
       const req = call.request;
@@ -136,7 +165,8 @@ export abstract class PipelineCall<Req, Res> implements CallContext {
     this.lifetime.dispose();
     const ms = performance.now() - this.started;
     const name = status[code];
-    this.env.log.info("rpc", { request_id: this.requestId, rpc: this.rpc, code: name, ms: Math.round(ms * 100) / 100 });
+    const line = { request_id: this.requestId, rpc: this.rpc, code: name, ms: Math.round(ms * 100) / 100 };
+    this.env.log.info("rpc", this.principal ? { ...line, principal: this.principal.name } : line);
     this.env.observe?.(this.rpc, name, ms / 1000);
   }
 }

@@ -2,11 +2,16 @@
  * What a handler gets with its request (CallContext, StreamContext) and what
  * the pipeline needs from the server (CallEnv).
  */
+import type { Metadata } from "@grpc/grpc-js";
+import type { PeerCertificate } from "node:tls";
+import type { Principal } from "../../domain/principals";
 import type { CallerGone } from "../../errors/abort";
 import type { Logger } from "../../log/Logger";
 
 export interface CallContext {
   readonly requestId: string;
+  /** Who the call acts for; undefined when auth is off (AGENTSTATE_AUTH=off). */
+  readonly principal: Principal | undefined;
   /** A logger for this call (request_id and rpc on every line), made on first use. */
   readonly log: Logger;
   /** Aborted when the caller cancels or the deadline passes: work for this call should stop. Made on first use. */
@@ -44,4 +49,21 @@ export interface CallEnv {
   shutdown: AbortSignal;
   /** Told about every finished call (metrics). */
   observe?: (rpc: string, code: string, seconds: number) => void;
+  /** The auth step (AGENTSTATE_AUTH=required); unset: every call is let through. */
+  auth?: CallAuth | undefined;
+}
+
+/** What the auth step reads of a grpc-js call. */
+export interface AuthCall {
+  readonly metadata: Metadata;
+  getAuthContext?(): { sslPeerCertificate?: PeerCertificate };
+}
+
+/**
+ * The auth step (grpc/auth/AuthStep.ts): the call's principal, or a throw
+ * (UnauthenticatedError, PermissionDeniedError). `req` is the decoded
+ * request, undefined when it did not decode (authentication only).
+ */
+export interface CallAuth {
+  admit(rpc: string, call: AuthCall, req: unknown, ctx: CallContext): Principal | Promise<Principal>;
 }

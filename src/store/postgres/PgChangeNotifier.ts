@@ -169,7 +169,8 @@ export class PgChangeNotifier implements ChangeNotifier {
   async close(): Promise<void> {
     this.closed = true;
     if (this.retry) clearTimeout(this.retry);
-    this.wakeAll();
+    this.unsent.clear();
+    // No wake-up: subscriptions end by their own signals at shutdown, and a read now would find the pool closing.
     await this.client?.end().catch(() => undefined);
   }
 }

@@ -80,7 +80,8 @@ export class PostgresCheckpointStore implements CheckpointStore {
         p_blob_version: chunks.version,
         p_blob_chunk: chunks.chunk,
         p_blob_type: chunks.type,
-        p_blob_data: data,
+        p_blob_size: data.map((d) => d.length),
+        p_blob_data: Buffer.concat(data),
       }),
     );
     const row = r.rows[0]!;
@@ -110,7 +111,8 @@ export class PostgresCheckpointStore implements CheckpointStore {
       cmd.writes.map((w) => w.index),
       cmd.writes.map((w) => w.channel),
       cmd.writes.map((w) => w.value.type),
-      cmd.writes.map((w) => w.value.data),
+      cmd.writes.map((w) => w.value.data.length),
+      Buffer.concat(cmd.writes.map((w) => w.value.data)),
     ]);
     return r.rows[0]?.stored ?? 0;
   }

@@ -19,7 +19,7 @@ export interface Release {
 
 export const RELEASE: Release = Object.freeze({
   number: 3,
-  sha256: "aeb8759d6971096fae4044cff922ebf91737144a4f3c18f19446fd796933260a",
+  sha256: "ea0339a7381ea27f0c5cdd74678ea80c6ba7a37acf7e6b76ded48d0b4575e0a5",
 });
 
 /** One SQL file of the release: a migration or a function. */

@@ -49,6 +49,7 @@ from ._events import (
     new_event_id,
 )
 from ._lock import Lock
+from ._token import TokenInterceptor, TokenSource
 
 __all__ = [
     "ABSENT",
@@ -66,6 +67,8 @@ __all__ = [
     "NewEvent",
     "ReconnectInfo",
     "Subscription",
+    "TokenInterceptor",
+    "TokenSource",
     "UpdateConflict",
     "UpdateResult",
     "is_resumable",

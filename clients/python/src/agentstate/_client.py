@@ -46,6 +46,7 @@ from ._events import (
     expected_stream,
 )
 from ._lock import Lock
+from ._token import TokenInterceptor, TokenSource
 
 #: The server's default gRPC message limit: the larger of the value limit
 #: (1 MiB) and the append-batch limit (4 MiB), plus 64 KiB of envelope.
@@ -149,8 +150,10 @@ class Client:
     ``"dns:///agentstate:50051"``). ``tls_ca_file`` (the CA that signed the
     server's certificate) switches to TLS, with ``tls_cert_file`` and
     ``tls_key_file`` as the client certificate for a server that requires
-    mTLS; ``credentials`` gives grpcio credentials instead;
-    ``interceptors`` wrap the channel (auth, tracing). The generated stubs are
+    mTLS; ``credentials`` gives grpcio credentials instead; ``token`` (an
+    API token or JWT, or a function returning the current one, called before
+    every call) is sent as ``authorization: Bearer ...`` to a server with
+    AGENTSTATE_AUTH=required; ``interceptors`` wrap the channel (tracing). The generated stubs are
     available as ``kv``, ``locks`` and ``events`` for anything not wrapped here.
     """
 
@@ -164,6 +167,7 @@ class Client:
         tls_ca_file: Optional[str] = None,
         tls_cert_file: Optional[str] = None,
         tls_key_file: Optional[str] = None,
+        token: Optional[TokenSource] = None,
         interceptors: Sequence[Union[grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor]] = (),
         options: Sequence[Tuple[str, object]] = (),
     ) -> None:
@@ -178,6 +182,9 @@ class Client:
             self._channel = grpc.insecure_channel(address, options=opts)
         else:
             self._channel = grpc.secure_channel(address, credentials, options=opts)
+        if token is not None:
+            # First, so the caller's interceptors see the call as it will be sent.
+            interceptors = (TokenInterceptor(token), *interceptors)
         channel = grpc.intercept_channel(self._channel, *interceptors) if interceptors else self._channel
         self.address = address
         self.timeout = timeout

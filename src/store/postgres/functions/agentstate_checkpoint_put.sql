@@ -16,8 +16,18 @@
 -- the greatest id (what "latest" means). Without it, the head becomes the
 -- greater of the two ids.
 --
--- Channel values: one element per chunk in p_blob_channel .. p_blob_data
--- (chunk 0, 1, ... of one value share its channel, version and type). A
+-- Release 3 took the chunks' bytes as p_blob_data bytea[] (no p_blob_size).
+-- A database brought from release 3 keeps that overload beside this one, so
+-- replicas of release 3 go on calling it during a rolling upgrade (calls name
+-- their parameters, so each release reaches its own); a later release's
+-- migration drops it: DROP FUNCTION agentstate_checkpoint_put(text, text,
+-- text, text, text, boolean, text, bytea, jsonb, jsonb, text[], text[],
+-- int[], text[], bytea[]).
+--
+-- Channel values: one element per chunk in p_blob_channel .. p_blob_size
+-- (chunk 0, 1, ... of one value share its channel, version and type); the
+-- chunks' bytes are p_blob_data, concatenated in that order, p_blob_size[i]
+-- bytes each (one binary parameter: a bytea[] would travel hex-encoded). A
 -- (channel, version) already stored is kept: a version names one value.
 -- Parameters: the address (p_namespace, p_thread_id, p_checkpoint_ns,
 -- p_checkpoint_id), p_parent_id ('' for none), p_strict, the document
@@ -43,7 +53,8 @@ CREATE OR REPLACE FUNCTION agentstate_checkpoint_put(
   p_blob_version text[],
   p_blob_chunk int[],
   p_blob_type text[],
-  p_blob_data bytea[]
+  p_blob_size int[],
+  p_blob_data bytea
 ) RETURNS TABLE (status smallint, created boolean, head text)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -77,8 +88,13 @@ BEGIN
   END IF;
 
   INSERT INTO checkpoint_blobs (namespace, thread_id, checkpoint_ns, channel, version, chunk, type, data)
-  SELECT p_namespace, p_thread_id, p_checkpoint_ns, b.channel, b.version, b.chunk, b.type, b.data
-  FROM unnest(p_blob_channel, p_blob_version, p_blob_chunk, p_blob_type, p_blob_data) AS b(channel, version, chunk, type, data)
+  SELECT p_namespace, p_thread_id, p_checkpoint_ns, b.channel, b.version, b.chunk, b.type,
+         substring(p_blob_data FROM (b.ends - b.size + 1)::int FOR b.size)
+  FROM (
+    SELECT u.*, sum(u.size) OVER (ORDER BY u.ord) AS ends
+    FROM unnest(p_blob_channel, p_blob_version, p_blob_chunk, p_blob_type, p_blob_size) WITH ORDINALITY
+      AS u(channel, version, chunk, type, size, ord)
+  ) b
   ON CONFLICT DO NOTHING;
 
   INSERT INTO checkpoints AS c (namespace, thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id,

@@ -5,10 +5,10 @@
 -- p_strict boolean, p_document_type text, p_document bytea, p_metadata jsonb,
 -- p_channel_versions jsonb; one element per chunk of a channel value:
 -- p_blob_channel text[], p_blob_version text[], p_blob_chunk int[],
--- p_blob_type text[], p_blob_data bytea[].
+-- p_blob_type text[], p_blob_size int[]; their bytes concatenated: p_blob_data bytea.
 -- Returns one row: status, created, head.
 SELECT * FROM agentstate_checkpoint_put(p_namespace => $1::text, p_thread_id => $2::text,
   p_checkpoint_ns => $3::text, p_checkpoint_id => $4::text, p_parent_id => $5::text, p_strict => $6::boolean,
   p_document_type => $7::text, p_document => $8::bytea, p_metadata => $9::jsonb, p_channel_versions => $10::jsonb,
   p_blob_channel => $11::text[], p_blob_version => $12::text[], p_blob_chunk => $13::int[],
-  p_blob_type => $14::text[], p_blob_data => $15::bytea[])
+  p_blob_type => $14::text[], p_blob_size => $15::int[], p_blob_data => $16::bytea)

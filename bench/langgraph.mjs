@@ -1,0 +1,183 @@
+#!/usr/bin/env node
+// LangGraph checkpointers side by side, same Postgres, same run:
+// AgentstateSaver (@agentstate/langgraph, through an agentstate server) and
+// PostgresSaver (@langchain/langgraph-checkpoint-postgres 1.0.5, straight to
+// Postgres). Each gets its own database in one Postgres (durable: fsync on).
+//
+// Per saver and per concurrency level (threads run side by side, one worker each):
+//   steps    every thread takes 200 steps as LangGraph's loop does: put a
+//            checkpoint (the channels that changed: a growing message list
+//            and a step counter; a 4 KB "context" written at step 0 and
+//            carried) and putWrites (two writes of the step's task); steps/s
+//   getTuple the latest checkpoint of the worker's thread, for --seconds; calls/s
+//   list     list(thread, { limit: 10 }), for --seconds; calls/s
+//   bytes    pg_total_relation_size of the saver's tables after the level's run
+//
+//   npm run build && npm --prefix clients/typescript-langgraph ci \
+//     && node_modules/.bin/tsc -p clients/typescript/tsconfig.json \
+//     && npx --prefix clients/typescript-langgraph tsc -p clients/typescript-langgraph/tsconfig.json
+//   node bench/langgraph.mjs [--levels 1,16] [--steps 200] [--seconds 5]
+import * as fs from "node:fs";
+import { createRequire } from "node:module";
+import * as os from "node:os";
+import * as path from "node:path";
+import console from "node:console";
+import { performance } from "node:perf_hooks";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { startPostgres, startServer } from "./lib/procs.mjs";
+
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const PKG = path.join(REPO, "clients", "typescript-langgraph");
+const need = createRequire(path.join(PKG, "package.json"));
+
+const { values: o } = parseArgs({
+  options: {
+    levels: { type: "string", default: "1,16" },
+    steps: { type: "string", default: "200" },
+    seconds: { type: "string", default: "5" },
+  },
+});
+const LEVELS = o.levels.split(",").map(Number);
+const STEPS = Number(o.steps);
+const SECONDS = Number(o.seconds);
+
+const { AgentstateClient } = need("@agentstate/client");
+const { AgentstateSaver } = need(path.join(PKG, "dist", "index.js"));
+const { PostgresSaver } = need("@langchain/langgraph-checkpoint-postgres");
+const { emptyCheckpoint, uuid6 } = need("@langchain/langgraph-checkpoint");
+
+const runDir = fs.mkdtempSync(path.join(os.tmpdir(), "agentstate-bench-lg-"));
+fs.chmodSync(runDir, 0o755);
+const pg = await startPostgres(runDir);
+await pg.createDatabase("agentstate");
+await pg.createDatabase("lgpostgres");
+const server = await startServer(path.join(REPO, "dist", "src", "main.js"), runDir, {
+  DATABASE_URL: pg.url("agentstate"),
+  REDIS_URL: "",
+  REDLOCK_URLS: "",
+  AGENTSTATE_HOST: "127.0.0.1",
+  AGENTSTATE_PORT: "0",
+  AGENTSTATE_METRICS_PORT: "-1",
+  LOG_LEVEL: "warn",
+});
+const client = new AgentstateClient(server.address, { deadlineMs: 60_000 });
+const pgSaver = PostgresSaver.fromConnString(pg.url("lgpostgres"));
+await pgSaver.setup();
+
+const savers = {
+  agentstate: {
+    saver: (level) => new AgentstateSaver({ client, namespace: `bench-${level}`, strict: true }),
+    db: "agentstate",
+    tables: ["checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_heads"],
+  },
+  postgres: {
+    saver: () => pgSaver,
+    db: "lgpostgres",
+    tables: ["checkpoints", "checkpoint_blobs", "checkpoint_writes"],
+  },
+};
+
+const CONTEXT = "c".repeat(4096);
+const message = (thread, i) => ({ role: i % 2 ? "ai" : "human", content: `${thread} step ${i} `.padEnd(200, "x") });
+
+/** One thread of STEPS steps, as LangGraph's loop takes them (put, then the task's writes). */
+async function runThread(saver, thread) {
+  let prev = emptyCheckpoint();
+  let config = { configurable: { thread_id: thread, checkpoint_ns: "" } };
+  for (let i = 0; i < STEPS; i++) {
+    const changed = i === 0 ? { context: CONTEXT, messages: [], step: 0 } : {};
+    changed.messages = [...(prev.channel_values.messages ?? []), message(thread, i)];
+    changed.step = i;
+    const channel_versions = { ...prev.channel_versions };
+    const newVersions = {};
+    for (const ch of Object.keys(changed)) {
+      channel_versions[ch] = newVersions[ch] = saver.getNextVersion(prev.channel_versions[ch]);
+    }
+    const checkpoint = {
+      ...prev,
+      id: uuid6(-1),
+      ts: new Date().toISOString(),
+      channel_values: { ...prev.channel_values, ...changed },
+      channel_versions,
+      versions_seen: { agent: { ...channel_versions } },
+    };
+    config = await saver.put(config, checkpoint, { source: "loop", step: i, parents: {} }, newVersions);
+    await saver.putWrites(
+      config,
+      [
+        ["messages", message(thread, i + 1)],
+        ["step", i + 1],
+      ],
+      `task-${i}`,
+    );
+    prev = checkpoint;
+  }
+}
+
+async function timed(seconds, workers, fn) {
+  const end = Date.now() + seconds * 1000;
+  let n = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: workers }, async (_, w) => {
+      while (Date.now() < end) {
+        await fn(w);
+        n++;
+      }
+    }),
+  );
+  return n / ((performance.now() - t0) / 1000);
+}
+
+async function bytes(db, tables) {
+  const rows = await pg.query(
+    db,
+    `SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint AS b FROM pg_class c
+     JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relname = ANY($1)`,
+    [tables],
+  );
+  return Number(rows[0].b);
+}
+
+const results = [];
+try {
+  for (const level of LEVELS) {
+    for (const [name, s] of Object.entries(savers)) {
+      const saver = s.saver(level);
+      const threads = Array.from({ length: level }, (_, i) => `bench-${level}-${name}-${i}`);
+      const before = await bytes(s.db, s.tables);
+      const t0 = performance.now();
+      await Promise.all(threads.map((t) => runThread(saver, t)));
+      const stepsPerS = (level * STEPS) / ((performance.now() - t0) / 1000);
+      const stored = (await bytes(s.db, s.tables)) - before;
+      const getTuple = await timed(SECONDS, level, (w) => saver.getTuple({ configurable: { thread_id: threads[w] } }));
+      const list = await timed(SECONDS, level, async (w) => {
+        for await (const _ of saver.list({ configurable: { thread_id: threads[w] } }, { limit: 10 })) void _;
+      });
+      const r = { saver: name, threads: level, stepsPerS, getTuple, list, bytesPerThread: stored / level };
+      results.push(r);
+      console.log(JSON.stringify(r));
+    }
+  }
+} finally {
+  client.close();
+  await pgSaver.end();
+  await server.stop();
+  await pg.stop();
+  fs.rmSync(runDir, { recursive: true, force: true });
+}
+
+console.log("\n| threads | metric | AgentstateSaver | PostgresSaver | ratio |\n|---|---|---|---|---|");
+for (const level of LEVELS) {
+  const a = results.find((r) => r.saver === "agentstate" && r.threads === level);
+  const p = results.find((r) => r.saver === "postgres" && r.threads === level);
+  for (const [metric, key, fmt] of [
+    ["steps/s (put + putWrites)", "stepsPerS", (v) => v.toFixed(0)],
+    ["getTuple/s", "getTuple", (v) => v.toFixed(0)],
+    ["list(limit 10)/s", "list", (v) => v.toFixed(0)],
+    ["bytes per 200-step thread", "bytesPerThread", (v) => `${(v / 1024).toFixed(0)} KiB`],
+  ]) {
+    console.log(`| ${level} | ${metric} | ${fmt(a[key])} | ${fmt(p[key])} | ${(a[key] / p[key]).toFixed(2)}x |`);
+  }
+}

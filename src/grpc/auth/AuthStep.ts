@@ -1,0 +1,152 @@
+/**
+ * The auth step of the call pipeline (PipelineCall.ts), between the request
+ * id and the handler, the same for unary and streaming calls:
+ *   1. authentication: the `authorization: Bearer ...` metadata, or else the
+ *      verified client certificate, becomes a Principal (the Authenticator;
+ *      UNAUTHENTICATED otherwise);
+ *   2. authorization: the RPC's line in ACCESS (access.ts) says which role it
+ *      needs on which scopes of the request; a principal without it gets
+ *      PERMISSION_DENIED before the handler runs, so nothing is written.
+ * A refusal is logged (principal, rpc, namespace, reason; never a credential
+ * or a value) and counted (`denied`).
+ */
+import type { PeerCertificate } from "node:tls";
+import { Metadata } from "@grpc/grpc-js";
+import { AppError, PermissionDeniedError, UnauthenticatedError } from "../../errors/errors";
+import {
+  allows,
+  type Authenticator,
+  type Credentials,
+  type PeerIdentity,
+  type Principal,
+  type Scope,
+} from "../../domain/principals";
+import type { AuthCall, CallAuth, CallContext } from "../pipeline/context";
+import { ACCESS } from "./access";
+
+const BEARER = /^Bearer +(\S+) *$/i;
+
+/** A name from the request, quoted and cut short for a message. */
+function quoted(s: string): string {
+  return JSON.stringify(s.length > 64 ? `${s.slice(0, 64)}...` : s);
+}
+
+function peerIdentity(cert: PeerCertificate | undefined): PeerIdentity | undefined {
+  if (!cert || !cert.subject) return undefined;
+  const cn = cert.subject.CN as string | string[] | undefined;
+  const uris = (cert.subjectaltname ?? "")
+    .split(", ")
+    .filter((s) => s.startsWith("URI:"))
+    .map((s) => s.slice(4));
+  return { cn: Array.isArray(cn) ? cn[0] : cn, uris };
+}
+
+class CallCredentials implements Credentials {
+  readonly bearer: string | undefined;
+
+  constructor(private readonly call: AuthCall) {
+    const values = call.metadata.get("authorization");
+    if (values.length === 0) {
+      this.bearer = undefined;
+      return;
+    }
+    const m = values.length === 1 && typeof values[0] === "string" ? BEARER.exec(values[0]) : null;
+    if (!m) throw new UnauthenticatedError('malformed authorization metadata: send one "Bearer <token>"');
+    this.bearer = m[1]!;
+  }
+
+  peer(): PeerIdentity | undefined {
+    return peerIdentity(this.call.getAuthContext?.().sslPeerCertificate);
+  }
+}
+
+export class AuthStep implements CallAuth {
+  constructor(
+    private readonly authenticator: Authenticator,
+    private readonly denied?: (rpc: string, code: "UNAUTHENTICATED" | "PERMISSION_DENIED") => void,
+  ) {}
+
+  admit(rpc: string, call: AuthCall, req: unknown, ctx: CallContext): Principal | Promise<Principal> {
+    let p: Principal | Promise<Principal>;
+    try {
+      p = this.authenticator.authenticate(new CallCredentials(call));
+    } catch (err) {
+      throw this.refused(rpc, undefined, err, ctx);
+    }
+    if (p instanceof Promise) {
+      return p.then(
+        (principal) => this.authorize(rpc, principal, req, ctx),
+        (err: unknown) => {
+          throw this.refused(rpc, undefined, err, ctx);
+        },
+      );
+    }
+    return this.authorize(rpc, p, req, ctx);
+  }
+
+  /**
+   * Authentication alone, for calls outside the pipeline (server reflection):
+   * any principal that holds at least one grant.
+   */
+  async someGrant(call: AuthCall): Promise<Principal> {
+    const p = await this.authenticator.authenticate(new CallCredentials(call));
+    if (p.grants.length === 0) throw new PermissionDeniedError(`principal ${quoted(p.name)} holds no grant`);
+    return p;
+  }
+
+  /** For the HTTP listener (/metrics): whether `authorization` proves a principal with some grant. */
+  async allowsHttp(authorization: string | undefined): Promise<boolean> {
+    try {
+      const metadata = new Metadata();
+      if (authorization !== undefined) metadata.set("authorization", authorization);
+      await this.someGrant({ metadata });
+      return true;
+    } catch (err) {
+      if (err instanceof UnauthenticatedError || err instanceof PermissionDeniedError) return false;
+      if (!(err instanceof AppError)) return false; // a header grpc-js refuses as metadata: no credential
+      throw err;
+    }
+  }
+
+  /** `req` undefined: the request did not decode; the handler answers INVALID_ARGUMENT to an authenticated caller. */
+  private authorize(rpc: string, p: Principal, req: unknown, ctx: CallContext): Principal {
+    if (req === undefined) return p;
+    const access = ACCESS[rpc];
+    if (access === undefined) {
+      throw this.refused(
+        rpc,
+        p,
+        new PermissionDeniedError(`${rpc} is open to no principal (it has no access rule)`),
+        ctx,
+      );
+    }
+    const scopes = access.scopes(req);
+    if (allows(p, access.role, scopes)) return p;
+    const s = scopes.find((one) => !allows(p, access.role, [one])) ?? scopes[0]!;
+    throw this.refused(rpc, p, new PermissionDeniedError(deniedMessage(rpc, p, access.role, s)), ctx, s.namespace);
+  }
+
+  private refused(rpc: string, p: Principal | undefined, err: unknown, ctx: CallContext, namespace?: string): unknown {
+    const code =
+      err instanceof UnauthenticatedError
+        ? "UNAUTHENTICATED"
+        : err instanceof PermissionDeniedError
+          ? "PERMISSION_DENIED"
+          : undefined;
+    if (code === undefined) return err; // a store failure looking a token up: the pipeline maps it
+    ctx.log.warn("call denied", {
+      code,
+      principal: p?.name,
+      namespace: namespace === undefined ? undefined : namespace.slice(0, 64),
+      reason: (err as Error).message,
+    });
+    this.denied?.(rpc, code);
+    return err;
+  }
+}
+
+function deniedMessage(rpc: string, p: Principal, role: string, s: Scope): string {
+  const what =
+    s.key !== undefined ? ` for key ${quoted(s.key)}` : s.prefix !== undefined ? ` for prefix ${quoted(s.prefix)}` : "";
+  return `principal ${quoted(p.name)}: ${rpc} needs role "${role}" on namespace ${quoted(s.namespace)}${what}`;
+}

@@ -1,0 +1,100 @@
+/**
+ * The well-behaved client of the abuse suite: a connection of its own, one
+ * Get after another (read from Postgres, so the server and the store are both
+ * in the path), each latency kept. A case measures it quiet, then again while
+ * the abuse runs, and asserts the loaded p99 stays within a stated multiple of
+ * the quiet one (with a floor, so a quiet p99 of one millisecond on a noisy
+ * 2-core machine does not make the bound a few milliseconds).
+ */
+import * as assert from "node:assert/strict";
+import { AgentstateClient } from "../../clients/typescript/src/AgentstateClient";
+import { Consistency } from "../../clients/typescript/src/gen/agentstate/v1/kv";
+
+export interface LatencyStats {
+  n: number;
+  p50: number;
+  p99: number;
+  errors: number;
+}
+
+function stats(ms: number[], errors: number): LatencyStats {
+  const s = [...ms].sort((a, b) => a - b);
+  const at = (q: number) => s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? NaN;
+  return { n: s.length, p50: at(0.5), p99: at(0.99), errors };
+}
+
+export class WellBehavedClient {
+  private readonly client: AgentstateClient;
+
+  constructor(
+    address: string,
+    private readonly namespace = "wellbehaved",
+  ) {
+    // Its own connection: grpc-js shares one per target in a process unless told not to.
+    this.client = new AgentstateClient(address, {
+      deadlineMs: 30_000,
+      channelOptions: { "grpc.use_local_subchannel_pool": 1 },
+    });
+  }
+
+  /** Writes the key it reads (once, before measuring). */
+  async prepare(): Promise<void> {
+    await this.client.compareAndSet({
+      namespace: this.namespace,
+      key: "k",
+      expected: { any: true },
+      value: Buffer.from("v"),
+    });
+  }
+
+  /** Gets one after another until `stop` resolves (or for `ms`); the latencies of those that answered. */
+  async run(until: number | Promise<unknown>): Promise<LatencyStats> {
+    let done = false;
+    const stopAt = typeof until === "number" ? Date.now() + until : Infinity;
+    if (typeof until !== "number") void until.finally(() => (done = true));
+    const ms: number[] = [];
+    let errors = 0;
+    while (!done && Date.now() < stopAt) {
+      const t0 = performance.now();
+      try {
+        await this.client.get({ namespace: this.namespace, key: "k", consistency: Consistency.CONSISTENCY_DATABASE });
+        ms.push(performance.now() - t0);
+      } catch {
+        errors++;
+      }
+    }
+    return stats(ms, errors);
+  }
+
+  /** Starts run() in the background; stop() ends it and resolves with its stats. */
+  background(): { stop(): Promise<LatencyStats> } {
+    let end!: () => void;
+    const stopped = new Promise<void>((r) => (end = r));
+    const running = this.run(stopped);
+    return {
+      stop: () => {
+        end();
+        return running;
+      },
+    };
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}
+
+/** The bound every abuse case states: loaded p99 ≤ max(multiple × quiet p99, floorMs), no errors, some calls. */
+export function assertKeepsLatency(quiet: LatencyStats, loaded: LatencyStats, multiple = 10, floorMs = 100): void {
+  const bound = Math.max(multiple * quiet.p99, floorMs);
+  console.log(
+    `      well-behaved Get: quiet p99 ${quiet.p99.toFixed(1)} ms (n ${quiet.n}), under abuse p99 ` +
+      `${loaded.p99.toFixed(1)} ms (n ${loaded.n}, ${loaded.errors} errors), ratio ${(loaded.p99 / quiet.p99).toFixed(1)}×, bound ${bound.toFixed(0)} ms`,
+  );
+  assert.equal(loaded.errors, 0, "the well-behaved client's calls all succeeded");
+  assert.ok(loaded.n >= 10, `the well-behaved client made calls while the abuse ran (${loaded.n})`);
+  assert.ok(
+    loaded.p99 <= bound,
+    `well-behaved p99 ${loaded.p99.toFixed(1)} ms under abuse, over max(${multiple} × quiet ${quiet.p99.toFixed(1)} ms, ${floorMs} ms)`,
+  );
+}
