@@ -63,6 +63,8 @@ export default tseslint.config(
       "clients/typescript/src/gen/**",
       "clients/typescript/dist/**",
       "clients/typescript-langgraph/dist/**",
+      "examples/*/*/dist/**",
+      "**/.venv/**",
       ".agentstate/**",
     ],
   },
