@@ -144,10 +144,13 @@ export class RedisClusterProcess {
     const to = shard?.replicas[0];
     if (!shard || !to) throw new Error(`shard ${i} has no replica to fail over to`);
     await this.on(to, (c) => c.cluster("FAILOVER"));
-    await eventually("the replica took over", async () => (await this.shards()).some((s) => s.master === to), {
-      timeoutMs: 30_000,
-      intervalMs: 100,
-    });
+    // Done when the old master serves as the new one's replica too: the cluster reports that a moment after the
+    // takeover, and callers (tests) rely on the shard having its replica again.
+    await eventually(
+      "the replica took over, the old master its replica",
+      async () => (await this.shards()).some((s) => s.master === to && s.replicas.includes(shard.master)),
+      { timeoutMs: 30_000, intervalMs: 100 },
+    );
     await this.waitOk();
     return { from: shard.master, to };
   }
