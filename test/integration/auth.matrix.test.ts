@@ -11,7 +11,7 @@ import { getTestEnv } from "../support/TestEnv";
 type RoleName = "read" | "write" | "lock" | "admin";
 
 /** Each RPC: the role it needs and a valid request touching `key` (a prefix for List/Subscribe) in `ns`. */
-const RPCS: Record<string, { role: RoleName; req: (ns: string, key: string) => unknown }> = {
+const RPCS: Record<string, { role: RoleName; wholeNamespace?: boolean; req: (ns: string, key: string) => unknown }> = {
   Get: { role: "read", req: (namespace, key) => ({ namespace, key }) },
   List: { role: "read", req: (namespace, prefix) => ({ namespace, prefix }) },
   CompareAndSet: {
@@ -45,6 +45,28 @@ const RPCS: Record<string, { role: RoleName; req: (ns: string, key: string) => u
   },
   ListTokens: { role: "admin", req: () => ({}) },
   RevokeToken: { role: "admin", req: () => ({ id: "no-such-token" }) },
+  // StoreService: `key` as the item's one path label ("allowed/k" -> scope "allowed/k.x", under the grant's "allowed/")
+  PutItem: { role: "write", req: (namespace, label) => ({ namespace, path: [label], key: "x", valueJson: "{}" }) },
+  GetItem: { role: "read", req: (namespace, label) => ({ namespace, path: [label], key: "x" }) },
+  DeleteItem: { role: "write", req: (namespace, label) => ({ namespace, path: [label], key: "x" }) },
+  SearchItems: { role: "read", req: (namespace, label) => ({ namespace, pathPrefix: [label], limit: 10 }) },
+  ListPaths: { role: "read", req: (namespace, label) => ({ namespace, prefix: [label, "*"], limit: 10 }) },
+  // CheckpointService: `key` as the thread id
+  PutCheckpoint: { role: "write", req: (namespace, threadId) => ({ namespace, threadId }) },
+  PutWrites: { role: "write", req: (namespace, threadId) => ({ namespace, threadId, checkpointId: "1", taskId: "t" }) },
+  GetCheckpoint: { role: "read", req: (namespace, threadId) => ({ namespace, threadId }) },
+  ListCheckpoints: { role: "read", req: (namespace, threadId) => ({ namespace, threadId, limit: 10 }) },
+  DeleteThread: { role: "write", req: (namespace, threadId) => ({ namespace, threadId }) },
+  CopyThread: {
+    role: "write",
+    req: (namespace, threadId) => ({ namespace, sourceThreadId: threadId, targetThreadId: `${threadId}-copy` }),
+  },
+  PruneCheckpoints: {
+    role: "write",
+    req: (namespace, threadId) => ({ namespace, threadIds: [threadId], keepLatest: 1 }),
+  },
+  // Across threads: only a grant on the whole namespace covers it (the prefix-limited tokens are refused).
+  DeleteForRuns: { role: "write", wholeNamespace: true, req: (namespace) => ({ namespace, runIds: ["r1"] }) },
 };
 
 const NS = "demo";
@@ -177,7 +199,7 @@ describe("security: the authorization matrix (every RPC x every kind of credenti
 
     it(`${name}: the right role gets in (API token, ES256 JWT, HS256 JWT)`, async () => {
       const spec = RPCS[name]!;
-      const rights = spec.role === "admin" ? [bootstrap] : [creds.rw!, creds.jwt!, creds.jwtHs!];
+      const rights = spec.role === "admin" || spec.wholeNamespace ? [bootstrap] : [creds.rw!, creds.jwt!, creds.jwtHs!];
       for (const cred of rights) {
         const r = await rpc.call(name, spec.req(NS, spec.role === "admin" ? "" : IN), cred);
         assert.ok(

@@ -1,8 +1,10 @@
 import { Client, credentials, Metadata, status, type ChannelCredentials, type ServiceError } from "@grpc/grpc-js";
 import * as admin from "../../src/gen/agentstate/v1/admin";
+import * as checkpoint from "../../src/gen/agentstate/v1/checkpoint";
 import * as event from "../../src/gen/agentstate/v1/event";
 import * as kv from "../../src/gen/agentstate/v1/kv";
 import * as lock from "../../src/gen/agentstate/v1/lock";
+import * as store from "../../src/gen/agentstate/v1/store";
 
 interface MethodDef {
   path: string;
@@ -16,7 +18,7 @@ interface MethodDef {
 
 /** Every agentstate.v1 method by its RPC name (Get, Subscribe, CreateToken, ...). */
 export const METHODS: Record<string, MethodDef> = {};
-for (const mod of [kv, lock, event, admin] as unknown as Record<string, unknown>[]) {
+for (const mod of [kv, lock, event, admin, store, checkpoint] as unknown as Record<string, unknown>[]) {
   for (const [name, svc] of Object.entries(mod)) {
     if (!name.endsWith("ServiceService")) continue;
     for (const def of Object.values(svc as object) as MethodDef[]) {

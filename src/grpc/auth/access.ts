@@ -47,11 +47,18 @@ const key = (namespace: string, k: string): Scope[] => [{ namespace, key: k }];
 /** A whole namespace: what a grant with no prefix covers. */
 const whole = (namespace: string): Scope[] => [{ namespace, prefix: "" }];
 /**
- * A Store item's path as a grant's prefix sees it: its labels joined by "."
- * (as Postgres stores it), then "/" and the key: a grant with prefix "users."
- * covers every path under "users".
+ * A Store item as a grant's prefix sees it: each label of its path followed by
+ * "." (labels cannot hold a "."), then the key: `["users", "u1"]`, key `k` is
+ * "users.u1.k". A path prefix is its labels the same way ("users." for
+ * `["users"]`), so a grant on "users." covers every item and search under
+ * `["users"]` and nothing under `["usersx"]`.
  */
-const itemPath = (path: readonly string[]): string => path.join(".");
+const pathScope = (labels: readonly string[]): string => labels.map((l) => `${l}.`).join("");
+/** ListPaths' prefix may hold "*" (any one label): only the labels before the first one bound it. */
+const pathPatternScope = (labels: readonly string[]): string => {
+  const star = labels.indexOf("*");
+  return pathScope(star === -1 ? labels : labels.slice(0, star));
+};
 /** Every namespace: what only a global admin (a grant on "*") reaches. */
 const EVERYWHERE: Scope[] = [{ namespace: "*" }];
 
@@ -71,12 +78,12 @@ export const ACCESS: Readonly<Record<string, Access>> = Object.freeze({
   Subscribe: rule("read", (r: SubscribeRequest) =>
     r.stream !== undefined ? key(r.namespace, r.stream) : [{ namespace: r.namespace, prefix: r.streamPrefix ?? "" }],
   ),
-  // agentstate.v1.StoreService: the item's path (labels joined by ".") and key are what a prefix bounds
-  PutItem: rule("write", (r: PutItemRequest) => key(r.namespace, `${itemPath(r.path)}/${r.key}`)),
-  GetItem: rule("read", (r: GetItemRequest) => key(r.namespace, `${itemPath(r.path)}/${r.key}`)),
-  DeleteItem: rule("write", (r: DeleteItemRequest) => key(r.namespace, `${itemPath(r.path)}/${r.key}`)),
-  SearchItems: rule("read", (r: SearchItemsRequest) => [{ namespace: r.namespace, prefix: itemPath(r.pathPrefix) }]),
-  ListPaths: rule("read", (r: ListPathsRequest) => [{ namespace: r.namespace, prefix: itemPath(r.prefix) }]),
+  // agentstate.v1.StoreService: the item's path and key (pathScope) are what a prefix bounds
+  PutItem: rule("write", (r: PutItemRequest) => key(r.namespace, pathScope(r.path) + r.key)),
+  GetItem: rule("read", (r: GetItemRequest) => key(r.namespace, pathScope(r.path) + r.key)),
+  DeleteItem: rule("write", (r: DeleteItemRequest) => key(r.namespace, pathScope(r.path) + r.key)),
+  SearchItems: rule("read", (r: SearchItemsRequest) => [{ namespace: r.namespace, prefix: pathScope(r.pathPrefix) }]),
+  ListPaths: rule("read", (r: ListPathsRequest) => [{ namespace: r.namespace, prefix: pathPatternScope(r.prefix) }]),
   // agentstate.v1.CheckpointService: the thread id is the key a prefix bounds; calls
   // across threads (a list of every thread, DeleteForRuns) need the whole namespace
   PutCheckpoint: rule("write", (r: PutCheckpointRequest) => key(r.namespace, r.threadId)),
