@@ -34,6 +34,7 @@ import {
   startEtcd,
   startPostgres,
   startRedis,
+  startRedisCluster,
   startServer,
 } from "./lib/procs.mjs";
 import { driver, driverSetup, findGhz, ghz, GHZ_VERSION, ghzVersion, pgbench, redisBenchmark } from "./lib/runners.mjs";
@@ -81,6 +82,9 @@ const HELP = `usage: node bench/run.mjs [options]
   --ab-import FILE       A/B: also start server B with FILE preloaded (repeatable) and run every
                          agentstate scenario on A then on B, back to back (rows "<id>+B")
   --ab-env K=V           A/B: extra environment for server B only (repeatable), e.g. LOG_LEVEL=warn
+  --ab-redis-cluster     A/B: server B is the same build with its cache on a 3-master Redis Cluster
+                         (REDIS_URL=redis+cluster://, no replicas; the harness's RedisClusterProcess),
+                         its own database and Redis prefix; A keeps the single cache Redis
   --ab-ref GITREF        A/B: server B is the server built from GITREF (git archive into the run
                          directory, built there with its own npm run build against this node_modules),
                          on the same Postgres and Redis but its own fresh database and Redis prefix
@@ -114,6 +118,7 @@ const OPTIONS = {
   "ab-import": { type: "string", multiple: true, default: [] },
   "ab-env": { type: "string", multiple: true, default: [] },
   "ab-ref": { type: "string" },
+  "ab-redis-cluster": { type: "boolean", default: false },
   "server-import": { type: "string", multiple: true, default: [] },
   out: { type: "string", default: path.join(HERE, "results") },
   keep: { type: "boolean", default: false },
@@ -156,10 +161,12 @@ function parseArgs(argv) {
     abImport: v["ab-import"].map((f) => path.resolve(f)),
     abEnv: keyValues(v["ab-env"]),
     abRef: v["ab-ref"],
+    abRedisCluster: v["ab-redis-cluster"],
     out: path.resolve(v.out),
     keep: v.keep,
     ghzConnections: Number(v["ghz-connections"]),
   };
+  if (o.abRedisCluster && o.abRef) throw new Error("--ab-redis-cluster and --ab-ref both choose server B: use one");
   if (!["build", "dist"].includes(o.server)) throw new Error("--server is build or dist");
   if (!Number.isInteger(o.ghzConnections) || o.ghzConnections < 1) throw new Error("--ghz-connections must be >= 1");
   if (o.profile) {
@@ -587,9 +594,9 @@ function httpGet(url) {
 }
 
 /** Sum of agentstate_cache_reads_total by outcome, from the server's /metrics (undefined if none). */
-async function cacheReads(ctx) {
-  if (!ctx.metricsPort) return undefined;
-  const body = await httpGet(`http://127.0.0.1:${ctx.metricsPort}/metrics`);
+async function cacheReads(ctx, port = ctx.metricsPort) {
+  if (!port) return undefined;
+  const body = await httpGet(`http://127.0.0.1:${port}/metrics`);
   if (!body) return undefined;
   const out = {};
   for (const line of body.split("\n")) {
@@ -673,17 +680,26 @@ async function serverEnv(ctx, imports = ctx.o.serverImport) {
   };
 }
 
+/** Server B has a database of its own (--ab-ref, --ab-redis-cluster). */
+function ownDbB(ctx) {
+  return Boolean(ctx.refB || ctx.redisCluster);
+}
+
 async function startAgentstate(ctx, opts = {}) {
   ctx.server = await startServer(ctx.mainJs, ctx.runDir, await serverEnv(ctx), opts);
   log(`agentstate listening on ${ctx.server.address} (pid ${ctx.server.pid})`);
-  if (ctx.o.abImport.length || Object.keys(ctx.o.abEnv).length || ctx.refB) {
+  if (ctx.o.abImport.length || Object.keys(ctx.o.abEnv).length || ctx.refB || ctx.redisCluster) {
     const env = { ...(await serverEnv(ctx, [...ctx.o.serverImport, ...ctx.o.abImport])), ...ctx.o.abEnv };
-    if (ctx.refB) {
+    ctx.metricsPortB = Number(env.AGENTSTATE_METRICS_PORT);
+    if (ownDbB(ctx)) {
       // Another release may have other migrations and another cache or lock
-      // layout: its own database and Redis prefix keep A's data out of its way.
+      // layout, and a second cache must not share A's cache epoch (one cache
+      // owns a database's epoch): its own database and Redis prefix keep A's
+      // data out of its way.
       await ctx.pg.query("postgres", `CREATE DATABASE ${DB_B}`);
       Object.assign(env, { DATABASE_URL: ctx.pg.url(DB_B), AGENTSTATE_REDIS_PREFIX: PREFIX_B });
     }
+    if (ctx.redisCluster) env.REDIS_URL = ctx.redisCluster.url;
     ctx.serverB = await startServer(ctx.refB?.mainJs ?? ctx.mainJs, ctx.runDir, env, { logName: "server-b.log" });
     log(`agentstate B (${abLabel(ctx)}) on ${ctx.serverB.address}`);
   }
@@ -705,7 +721,11 @@ async function waitCacheServing(ctx, { db = "agentstate", prefix = NS, server = 
       "SELECT cache_epoch, (extract(epoch FROM clock_timestamp() - cache_epoch_at) * 1000)::bigint AS age FROM agentstate_state WHERE id = 1",
     );
     const { cache_epoch: epoch, age } = r[0];
-    const alive = redisCmd(ctx.cache.port, "EXISTS", `${prefix}:c:${epoch}:alive`);
+    // On a cluster the alive keys are spread over the slots: the hit share (server metrics) checks it instead.
+    const alive =
+      server === ctx.serverB && ctx.redisCluster
+        ? "1"
+        : redisCmd(ctx.cache.port, "EXISTS", `${prefix}:c:${epoch}:alive`);
     if (Number(age) > markerTtl + lease && alive === "1") {
       if (server !== ctx.server) return true;
       await driver(ctx.driver, {
@@ -731,7 +751,7 @@ async function waitCacheServing(ctx, { db = "agentstate", prefix = NS, server = 
 
 async function setupData(ctx) {
   // agentstate: the warm Get key and the hot CAS key (on server B too when it has a database of its own).
-  for (const server of ctx.refB ? [ctx.server, ctx.serverB] : [ctx.server]) {
+  for (const server of ownDbB(ctx) ? [ctx.server, ctx.serverB] : [ctx.server]) {
     for (const key of ["get/hit", "cas/hot"]) {
       await ghz(ctx.ghz, server.address, {
         call: "agentstate.v1.KeyValueService/CompareAndSet",
@@ -786,7 +806,10 @@ async function runOne(ctx, s, c, rps) {
           ? ctx.cache.pid
           : undefined;
   const onPg = isAs || s.tool === "pgbench";
-  const redisPids = isAs ? [ctx.cache.pid, ...ctx.redlock.map((r) => r.pid)] : [];
+  // Server B on a Redis Cluster: its cache is the cluster's nodes.
+  const cachePids =
+    ctx.redisCluster && ctx.server === ctx.serverB ? ctx.redisCluster.nodes.map((n) => n.pid) : [ctx.cache.pid];
+  const redisPids = isAs ? [...cachePids, ...ctx.redlock.map((r) => r.pid)] : [];
   const redisCpu = () => redisPids.reduce((a, p) => a + cpuSeconds(p), 0);
   const before = isAs ? rssMiB(ctx.server.pid) : undefined;
   const cpu0 = serverPid ? cpuSeconds(serverPid) : undefined;
@@ -838,13 +861,25 @@ function peak(ctx, id) {
   return rows.length ? Math.max(...rows.map((r) => r.rps)) : undefined;
 }
 
+/** Records the share of cache hits among the reads between two metrics samples. */
+function hitShare(ctx, c, who, m0, m1) {
+  if (!m0 || !m1) return;
+  const d = Object.fromEntries(Object.keys(m1).map((k) => [k, (m1[k] ?? 0) - (m0[k] ?? 0)]));
+  // "fill" counts misses that filled the cache: a sub-outcome, not a read.
+  const total = Object.entries(d)
+    .filter(([k]) => k !== "fill")
+    .reduce((a, [, b]) => a + b, 0);
+  ctx.hitShare.push({ c, who, hit: d.hit ?? 0, total, outcomes: d });
+  log(`get-hit${who} c=${c}: cache outcomes ${JSON.stringify(d)}`);
+}
+
 async function runGroup(ctx, group, selected) {
   const list = SCENARIOS.filter((s) => s.group === group && selected.has(s.id));
   if (list.length === 0) return;
   log(`--- group ${group}: ${list.map((s) => s.id).join(", ")}`);
   if (group === "read" && list.some((s) => s.id.startsWith("get-hit"))) {
     ctx.cacheServing = await waitCacheServing(ctx);
-    if (ctx.refB) {
+    if (ownDbB(ctx)) {
       const b = { db: DB_B, prefix: PREFIX_B, server: ctx.serverB };
       // An older release may keep its cache epoch elsewhere: then B's get-hit rows may be misses.
       await waitCacheServing(ctx, b).catch((e) => log(`WARNING: server B's cache state unreadable: ${e.message}`));
@@ -855,18 +890,11 @@ async function runGroup(ctx, group, selected) {
       const hit = s.id === "get-hit";
       const m0 = hit ? await cacheReads(ctx) : undefined;
       await runOne(ctx, s, c);
-      if (ctx.serverB && s.kind === "as") await onServerB(ctx, () => runOne(ctx, variantB(s), c));
-      if (hit) {
-        const m1 = await cacheReads(ctx);
-        if (m0 && m1) {
-          const d = Object.fromEntries(Object.keys(m1).map((k) => [k, (m1[k] ?? 0) - (m0[k] ?? 0)]));
-          // "fill" counts misses that filled the cache: a sub-outcome, not a read.
-          const total = Object.entries(d)
-            .filter(([k]) => k !== "fill")
-            .reduce((a, [, b]) => a + b, 0);
-          ctx.hitShare.push({ c, hit: d.hit ?? 0, total, outcomes: d });
-          log(`get-hit c=${c}: cache outcomes ${JSON.stringify(d)}`);
-        }
+      if (hit) hitShare(ctx, c, "", m0, await cacheReads(ctx));
+      if (ctx.serverB && s.kind === "as") {
+        const b0 = hit ? await cacheReads(ctx, ctx.metricsPortB) : undefined;
+        await onServerB(ctx, () => runOne(ctx, variantB(s), c));
+        if (hit) hitShare(ctx, c, " (server B)", b0, await cacheReads(ctx, ctx.metricsPortB));
       }
     }
   }
@@ -889,6 +917,7 @@ async function runGroup(ctx, group, selected) {
 function abLabel(ctx) {
   return [
     ...(ctx.refB ? [`git ${ctx.o.abRef} (${ctx.refB.commit.slice(0, 12)}), own database`] : []),
+    ...(ctx.redisCluster ? ["cache on a 3-master Redis Cluster, own database"] : []),
     ...ctx.o.abImport.map((f) => `${path.relative(REPO, f)} preloaded`),
     ...Object.entries(ctx.o.abEnv).map(([k, v]) => `${k}=${v}`),
   ].join(", ");
@@ -1019,7 +1048,7 @@ function environment(ctx) {
   if (ctx.cacheServing === false) lines.push("- WARNING: the cache never became servable; get-hit rows are not hits");
   for (const h of ctx.hitShare) {
     lines.push(
-      `- get-hit c=${h.c}: ${h.total ? ((100 * h.hit) / h.total).toFixed(1) : "?"}% of Gets were cache hits (server metrics)`,
+      `- get-hit${h.who ?? ""} c=${h.c}: ${h.total ? ((100 * h.hit) / h.total).toFixed(1) : "?"}% of Gets were cache hits (server metrics)`,
     );
   }
   return lines.join("\n");
@@ -1483,6 +1512,10 @@ async function main() {
       ["redis-cache", "redlock-1", "redlock-2", "redlock-3"].map((n) => startRedis(runDir, n)),
     );
     ctx.etcd = await startEtcd(runDir);
+    if (o.abRedisCluster) {
+      log("starting a Redis Cluster of 3 masters (server B's cache)");
+      ctx.redisCluster = await startRedisCluster();
+    }
     await ctx.pg.query("postgres", "CREATE DATABASE agentstate");
     await setupPgbenchDb(ctx);
     ctx.versions = {
@@ -1574,6 +1607,7 @@ async function main() {
     if (ctx.server) await ctx.server.stop();
     if (ctx.serverB) await ctx.serverB.stop();
     await ctx.etcd?.stop();
+    await ctx.redisCluster?.destroy();
     for (const r of [ctx.cache, ...(ctx.redlock ?? [])]) await r?.stop();
     await ctx.pg?.stop();
     killAllSync();
