@@ -85,6 +85,8 @@ const HELP = `usage: node bench/run.mjs [options]
   --ab-redis-cluster     A/B: server B is the same build with its cache on a 3-master Redis Cluster
                          (REDIS_URL=redis+cluster://, no replicas; the harness's RedisClusterProcess),
                          its own database and Redis prefix; A keeps the single cache Redis
+  --redis-cluster        every server's cache on a 3-master Redis Cluster (e.g. with --ab-ref, to compare
+                         two builds on a cluster)
   --ab-ref GITREF        A/B: server B is the server built from GITREF (git archive into the run
                          directory, built there with its own npm run build against this node_modules),
                          on the same Postgres and Redis but its own fresh database and Redis prefix
@@ -119,6 +121,7 @@ const OPTIONS = {
   "ab-env": { type: "string", multiple: true, default: [] },
   "ab-ref": { type: "string" },
   "ab-redis-cluster": { type: "boolean", default: false },
+  "redis-cluster": { type: "boolean", default: false },
   "server-import": { type: "string", multiple: true, default: [] },
   out: { type: "string", default: path.join(HERE, "results") },
   keep: { type: "boolean", default: false },
@@ -162,11 +165,13 @@ function parseArgs(argv) {
     abEnv: keyValues(v["ab-env"]),
     abRef: v["ab-ref"],
     abRedisCluster: v["ab-redis-cluster"],
+    redisCluster: v["redis-cluster"],
     out: path.resolve(v.out),
     keep: v.keep,
     ghzConnections: Number(v["ghz-connections"]),
   };
-  if (o.abRedisCluster && o.abRef) throw new Error("--ab-redis-cluster and --ab-ref both choose server B: use one");
+  if (o.abRedisCluster && (o.abRef || o.redisCluster))
+    throw new Error("--ab-redis-cluster puts server B alone on a cluster: not with --ab-ref or --redis-cluster");
   if (!["build", "dist"].includes(o.server)) throw new Error("--server is build or dist");
   if (!Number.isInteger(o.ghzConnections) || o.ghzConnections < 1) throw new Error("--ghz-connections must be >= 1");
   if (o.profile) {
@@ -668,7 +673,7 @@ async function serverEnv(ctx, imports = ctx.o.serverImport) {
   if (!ctx.metricsPort) ctx.metricsPort = metricsPort;
   return {
     DATABASE_URL: ctx.pg.url("agentstate"),
-    REDIS_URL: ctx.cache.url,
+    REDIS_URL: ctx.o.redisCluster ? ctx.redisCluster.url : ctx.cache.url,
     REDLOCK_URLS: ctx.redlock.map((r) => r.url).join(","),
     AGENTSTATE_REDIS_PREFIX: NS,
     AGENTSTATE_METRICS_PORT: String(metricsPort),
@@ -680,15 +685,20 @@ async function serverEnv(ctx, imports = ctx.o.serverImport) {
   };
 }
 
+/** The server's cache is the Redis Cluster (--redis-cluster: every server; --ab-redis-cluster: B). */
+function onCluster(ctx, server) {
+  return Boolean(ctx.o.redisCluster || (ctx.o.abRedisCluster && server === ctx.serverB));
+}
+
 /** Server B has a database of its own (--ab-ref, --ab-redis-cluster). */
 function ownDbB(ctx) {
-  return Boolean(ctx.refB || ctx.redisCluster);
+  return Boolean(ctx.refB || ctx.o.abRedisCluster);
 }
 
 async function startAgentstate(ctx, opts = {}) {
   ctx.server = await startServer(ctx.mainJs, ctx.runDir, await serverEnv(ctx), opts);
   log(`agentstate listening on ${ctx.server.address} (pid ${ctx.server.pid})`);
-  if (ctx.o.abImport.length || Object.keys(ctx.o.abEnv).length || ctx.refB || ctx.redisCluster) {
+  if (ctx.o.abImport.length || Object.keys(ctx.o.abEnv).length || ctx.refB || ctx.o.abRedisCluster) {
     const env = { ...(await serverEnv(ctx, [...ctx.o.serverImport, ...ctx.o.abImport])), ...ctx.o.abEnv };
     ctx.metricsPortB = Number(env.AGENTSTATE_METRICS_PORT);
     if (ownDbB(ctx)) {
@@ -699,7 +709,7 @@ async function startAgentstate(ctx, opts = {}) {
       await ctx.pg.query("postgres", `CREATE DATABASE ${DB_B}`);
       Object.assign(env, { DATABASE_URL: ctx.pg.url(DB_B), AGENTSTATE_REDIS_PREFIX: PREFIX_B });
     }
-    if (ctx.redisCluster) env.REDIS_URL = ctx.redisCluster.url;
+    if (ctx.o.abRedisCluster) env.REDIS_URL = ctx.redisCluster.url;
     ctx.serverB = await startServer(ctx.refB?.mainJs ?? ctx.mainJs, ctx.runDir, env, { logName: "server-b.log" });
     log(`agentstate B (${abLabel(ctx)}) on ${ctx.serverB.address}`);
   }
@@ -722,10 +732,7 @@ async function waitCacheServing(ctx, { db = "agentstate", prefix = NS, server = 
     );
     const { cache_epoch: epoch, age } = r[0];
     // On a cluster the alive keys are spread over the slots: the hit share (server metrics) checks it instead.
-    const alive =
-      server === ctx.serverB && ctx.redisCluster
-        ? "1"
-        : redisCmd(ctx.cache.port, "EXISTS", `${prefix}:c:${epoch}:alive`);
+    const alive = onCluster(ctx, server) ? "1" : redisCmd(ctx.cache.port, "EXISTS", `${prefix}:c:${epoch}:alive`);
     if (Number(age) > markerTtl + lease && alive === "1") {
       if (server !== ctx.server) return true;
       await driver(ctx.driver, {
@@ -807,8 +814,7 @@ async function runOne(ctx, s, c, rps) {
           : undefined;
   const onPg = isAs || s.tool === "pgbench";
   // Server B on a Redis Cluster: its cache is the cluster's nodes.
-  const cachePids =
-    ctx.redisCluster && ctx.server === ctx.serverB ? ctx.redisCluster.nodes.map((n) => n.pid) : [ctx.cache.pid];
+  const cachePids = onCluster(ctx, ctx.server) ? ctx.redisCluster.nodes.map((n) => n.pid) : [ctx.cache.pid];
   const redisPids = isAs ? [...cachePids, ...ctx.redlock.map((r) => r.pid)] : [];
   const redisCpu = () => redisPids.reduce((a, p) => a + cpuSeconds(p), 0);
   const before = isAs ? rssMiB(ctx.server.pid) : undefined;
@@ -917,7 +923,7 @@ async function runGroup(ctx, group, selected) {
 function abLabel(ctx) {
   return [
     ...(ctx.refB ? [`git ${ctx.o.abRef} (${ctx.refB.commit.slice(0, 12)}), own database`] : []),
-    ...(ctx.redisCluster ? ["cache on a 3-master Redis Cluster, own database"] : []),
+    ...(ctx.o.abRedisCluster ? ["cache on a 3-master Redis Cluster, own database"] : []),
     ...ctx.o.abImport.map((f) => `${path.relative(REPO, f)} preloaded`),
     ...Object.entries(ctx.o.abEnv).map(([k, v]) => `${k}=${v}`),
   ].join(", ");
@@ -1042,7 +1048,7 @@ function environment(ctx) {
         : ""
     }`,
     `- node ${process.version}; ${ctx.versions.pg}; redis ${ctx.versions.redis}; etcd ${ctx.versions.etcd}; ghz ${ctx.versions.ghz}; etcd client go.etcd.io/etcd/client/v3 ${ctx.versions.etcdClient}; ${ctx.versions.go}`,
-    `- Postgres fsync=${ctx.o.pgFsync ? "on" : "off"} synchronous_commit=${ctx.o.pgFsync ? "on" : "off"}; etcd default (fsync on); Redis without persistence`,
+    `- Postgres fsync=${ctx.o.pgFsync ? "on" : "off"} synchronous_commit=${ctx.o.pgFsync ? "on" : "off"}; etcd default (fsync on); Redis without persistence${ctx.o.redisCluster ? "; every server's cache on a 3-master Redis Cluster (--redis-cluster)" : ""}`,
     `- closed-loop runs ${ctx.o.duration} s each at c = ${ctx.o.levels.join(", ")}; fixed-rate runs ${ctx.o.rateDuration} s at 50% of the peak with c = ${Math.max(...ctx.o.levels)}`,
   ];
   if (ctx.cacheServing === false) lines.push("- WARNING: the cache never became servable; get-hit rows are not hits");
@@ -1512,8 +1518,8 @@ async function main() {
       ["redis-cache", "redlock-1", "redlock-2", "redlock-3"].map((n) => startRedis(runDir, n)),
     );
     ctx.etcd = await startEtcd(runDir);
-    if (o.abRedisCluster) {
-      log("starting a Redis Cluster of 3 masters (server B's cache)");
+    if (o.abRedisCluster || o.redisCluster) {
+      log(`starting a Redis Cluster of 3 masters (${o.redisCluster ? "every server's" : "server B's"} cache)`);
       ctx.redisCluster = await startRedisCluster();
     }
     await ctx.pg.query("postgres", "CREATE DATABASE agentstate");
