@@ -817,6 +817,13 @@ async function runOne(ctx, s, c, rps) {
   const cachePids = onCluster(ctx, ctx.server) ? ctx.redisCluster.nodes.map((n) => n.pid) : [ctx.cache.pid];
   const redisPids = isAs ? [...cachePids, ...ctx.redlock.map((r) => r.pid)] : [];
   const redisCpu = () => redisPids.reduce((a, p) => a + cpuSeconds(p), 0);
+  // Wake-ups per call, which load does not change: the server's read and write
+  // syscalls (/proc/<pid>/io: read/readv, write/writev on every socket and the
+  // log file) and the cache Redis servers' socket reads (INFO total_reads_processed).
+  const cachePorts = onCluster(ctx, ctx.server) ? ctx.redisCluster.nodes.map((n) => n.port) : [ctx.cache.port];
+  const redisReads = () => cachePorts.reduce((a, port) => a + redisStat(port, "total_reads_processed"), 0);
+  const io0 = isAs ? procIo(ctx.server.pid) : undefined;
+  const reads0 = isAs ? redisReads() : undefined;
   const before = isAs ? rssMiB(ctx.server.pid) : undefined;
   const cpu0 = serverPid ? cpuSeconds(serverPid) : undefined;
   const pg0 = onPg ? pgCpu(ctx) : undefined;
@@ -838,6 +845,15 @@ async function runOne(ctx, s, c, rps) {
   const cpuMs = serverPid ? perCall(cpuSeconds(serverPid) - cpu0) : undefined;
   const pgMs = onPg ? perCall(pgCpu(ctx) - pg0) : undefined;
   const redisMs = isAs ? perCall(redisCpu() - redis0) : undefined;
+  const io1 = isAs ? procIo(ctx.server.pid) : undefined;
+  const syscalls =
+    isAs && io0 && io1 && r.count > 0
+      ? {
+          read: (io1.syscr - io0.syscr) / r.count,
+          write: (io1.syscw - io0.syscw) / r.count,
+          redisReads: (redisReads() - reads0) / r.count,
+        }
+      : undefined;
   const row = {
     id: s.id,
     group: s.group,
@@ -851,13 +867,15 @@ async function runOne(ctx, s, c, rps) {
     cpuMs,
     pgMs,
     redisMs,
+    syscalls,
   };
   ctx.rows.push(row);
   log(
     `${s.id.padEnd(13)} ${rps ? `rate ${Math.round(rps)}/s c=${c}` : `c=${c}`}: ${fmt(r.rps)} rps, p50 ${fmtMs(r.p50)} ms, p99 ${fmtMs(r.p99)} ms` +
       (r.errors ? `, ${r.errors} errors (${r.firstError ?? "?"})` : "") +
       (isAs ? `, RSS ${fmt(before)}->${fmt(after)} MiB` : "") +
-      (row.cpuMs !== undefined || row.pgMs !== undefined ? `, CPU ms/call ${cpuText(row)}` : ""),
+      (row.cpuMs !== undefined || row.pgMs !== undefined ? `, CPU ms/call ${cpuText(row)}` : "") +
+      (syscalls ? `, syscalls/call ${syscallText(row)}` : ""),
   );
   return row;
 }
@@ -960,6 +978,30 @@ function ratioText(ctx, row, s) {
     .join(", ");
 }
 
+/** The read and write syscall counts of a process (/proc/<pid>/io), or undefined. */
+function procIo(pid) {
+  try {
+    const text = fs.readFileSync(`/proc/${pid}/io`, "utf8");
+    return { syscr: Number(/syscr: (\d+)/.exec(text)?.[1]), syscw: Number(/syscw: (\d+)/.exec(text)?.[1]) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** A counter of a Redis server's INFO stats (0 when unreadable). */
+function redisStat(port, name) {
+  try {
+    return Number(new RegExp(`^${name}:(\\d+)`, "m").exec(redisCmd(port, "INFO", "stats"))?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
+function syscallText(row) {
+  const s = row.syscalls;
+  return s ? `${s.read.toFixed(2)} · ${s.write.toFixed(2)} · ${s.redisReads.toFixed(2)}` : "";
+}
+
 function cpuText(row) {
   const f = (v) => (v === undefined || !Number.isFinite(v) ? "-" : v.toFixed(3));
   if (row.cpuMs === undefined && row.pgMs === undefined) return "";
@@ -969,9 +1011,9 @@ function cpuText(row) {
 function mainTable(ctx) {
   const out = [];
   out.push(
-    "| scenario | tool | c | rps | p50 ms | p99 ms | errors | throughput vs baseline (same c) | CPU ms/call: server · Postgres · Redis | server RSS MiB |",
+    "| scenario | tool | c | rps | p50 ms | p99 ms | errors | throughput vs baseline (same c) | CPU ms/call: server · Postgres · Redis | server RSS MiB | syscalls/call: server read · write · cache Redis reads |",
   );
-  out.push("|---|---|---|---:|---:|---:|---:|---|---|---|");
+  out.push("|---|---|---|---:|---:|---:|---:|---|---|---|---|");
   for (const g of GROUPS) {
     for (const s of allScenarios(ctx).filter((x) => x.group === g)) {
       for (const row of ctx.rows.filter((r) => r.id === s.id)) {
@@ -984,7 +1026,7 @@ function mainTable(ctx) {
         }
         const errs = row.errors ? `${row.errors}` : "0";
         out.push(
-          `| ${label} | ${s.tool} | ${c} | ${fmt(row.rps)} | ${fmtMs(row.p50)} | ${fmtMs(row.p99)} | ${errs} | ${ratio} | ${cpuText(row)} | ${rss} |`,
+          `| ${label} | ${s.tool} | ${c} | ${fmt(row.rps)} | ${fmtMs(row.p50)} | ${fmtMs(row.p99)} | ${errs} | ${ratio} | ${cpuText(row)} | ${rss} | ${syscallText(row)} |`,
         );
       }
     }
