@@ -51,6 +51,9 @@ const pg = await PostgresProcess.start({
   dataDir: path.join(dir, "pg"),
   logPath: path.join(dir, "postgres.log"),
   settings: { shared_buffers: "256MB", fsync: "on", synchronous_commit: "on", full_page_writes: "on" },
+}).catch((e) => {
+  fs.rmSync(dir, { recursive: true, force: true });
+  throw e;
 });
 const pgBin = pg.binDir;
 try {
