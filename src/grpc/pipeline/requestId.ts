@@ -27,7 +27,7 @@ let idCounter = 0;
 
 /** Longest x-request-id a caller may send (characters; each is one byte). */
 export const MAX_REQUEST_ID_CHARS = 128;
-const SANE_ID = /^[\x21-\x7e]{1,128}$/;
+const SANE_ID = new RegExp(`^[\\x21-\\x7e]{1,${MAX_REQUEST_ID_CHARS}}$`);
 
 /** A caller's x-request-id refused: the call gets `error`, its log lines and echo carry `made`. */
 export interface RefusedRequestId {
