@@ -43,8 +43,9 @@ const INDEXES = {
 
 const runDir = fs.mkdtempSync(path.join(os.tmpdir(), "agentstate-audit-bench-"));
 fs.chmodSync(runDir, 0o755); // Postgres runs as "postgres" and needs to reach its data dir
-const pgp = await startPostgres(runDir);
+let pgp;
 try {
+  pgp = await startPostgres(runDir);
   await pgp.createDatabase("pgbench");
   const url = pgp.url("pgbench");
   const { migrate } = await import(path.join(DIST, "src/store/postgres/migrate.js"));
@@ -90,7 +91,7 @@ try {
     console.log(`${name.padEnd(30)} tps ${tps.toFixed(0).padStart(7)}   WAL/tx ${wal.toFixed(0).padStart(6)}`);
   }
 } finally {
-  await pgp.destroy();
+  await pgp?.destroy();
   fs.rmSync(runDir, { recursive: true, force: true });
   process.exit(0);
 }
