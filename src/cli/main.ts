@@ -6,6 +6,7 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { audit } from "./audit";
 import { parseCommandLine } from "./commandLine";
 import { health } from "./health";
 import { serve } from "./serve";
@@ -18,7 +19,7 @@ type Command = (
   positionals: string[],
 ) => Promise<void>;
 
-const COMMANDS: Record<string, Command> = { serve, health, token };
+const COMMANDS: Record<string, Command> = { serve, health, token, audit };
 
 /** The package version, from the package.json beside dist/. */
 export function version(): string {

@@ -26,6 +26,7 @@ import { PgChangeNotifier } from "../store/postgres/PgChangeNotifier";
 import { PgLockReleases } from "../store/postgres/PgLockReleases";
 import { PostgresLockBackendRegistry } from "../store/postgres/PostgresLockBackendRegistry";
 import { PgTokenChanges } from "../store/postgres/PgTokenChanges";
+import { PostgresAuditLog } from "../store/postgres/PostgresAuditLog";
 import { PostgresTokenStore } from "../store/postgres/PostgresTokenStore";
 import { PostgresCacheEpochStore } from "../store/postgres/PostgresCacheEpochStore";
 import { PostgresCheckpointStore } from "../store/postgres/PostgresCheckpointStore";
@@ -179,7 +180,7 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
     check: () => Promise.resolve().then(() => lockBackends.check()),
   });
   metrics.watchLockWaits(locks);
-  let auth: { step: AuthStep; admin: TokenAdmin } | undefined;
+  let auth: { step: AuthStep; admin: TokenAdmin; audit: PostgresAuditLog } | undefined;
   let tokenChanges: PgTokenChanges | undefined;
   let bootstrapToken: string | undefined;
   let authorizeHttp: Services["authorizeHttp"];
@@ -191,7 +192,7 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
     const admin = new TokenAdmin(tokens);
     bootstrapToken = await admin.bootstrap(config.auth.bootstrapToken);
     const step = new AuthStep(authenticator, (rpc, code) => metrics.authDenied.inc({ rpc, code }));
-    auth = { step, admin };
+    auth = { step, admin, audit: new PostgresAuditLog(pool) };
     authorizeHttp = (authorization) => step.allowsHttp(authorization);
   }
   const server = new AgentstateServer({

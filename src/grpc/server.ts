@@ -32,6 +32,7 @@ import type { CheckpointStore } from "../domain/checkpoints";
 import { CheckpointServiceService } from "../gen/agentstate/v1/checkpoint";
 import { checkpointHandlers } from "./checkpoints/handlers";
 import type { TokenAdmin } from "../auth/TokenAdmin";
+import type { AuditLog } from "../domain/audit";
 import { AdminServiceService } from "../gen/agentstate/v1/admin";
 import { EventServiceService } from "../gen/agentstate/v1/event";
 import { encodeOnce } from "./codec/encodeOnce";
@@ -100,7 +101,7 @@ export interface ServerDeps {
   /** HTTP/2 connection bounds; unset: grpc-js's own defaults (unbounded). */
   connection?: ConnectionLimits | undefined;
   /** AGENTSTATE_AUTH=required: the pipeline's auth step (reflection follows it too), and AdminService (served only then). */
-  auth?: { step: AuthStep; admin: TokenAdmin } | undefined;
+  auth?: { step: AuthStep; admin: TokenAdmin; audit: AuditLog } | undefined;
 }
 
 /**
@@ -227,7 +228,8 @@ export class AgentstateServer {
 
     this.grpc.addService(guard(CheckpointServiceService), checkpointHandlers(deps.checkpoints, deps.limits, env));
 
-    if (deps.auth) this.grpc.addService(guard(AdminServiceService), adminHandlers(deps.auth.admin, env));
+    if (deps.auth)
+      this.grpc.addService(guard(AdminServiceService), adminHandlers(deps.auth.admin, deps.auth.audit, env));
 
     this.health = new HealthImplementation({
       "": "NOT_SERVING",

@@ -45,6 +45,8 @@ const RPCS: Record<string, { role: RoleName; wholeNamespace?: boolean; req: (ns:
   },
   ListTokens: { role: "admin", req: () => ({}) },
   RevokeToken: { role: "admin", req: () => ({ id: "no-such-token" }) },
+  // The audit trail: admin on the namespace, or on its keys and streams under key_prefix.
+  ListChanges: { role: "admin", req: (namespace, keyPrefix) => ({ namespace, keyPrefix }) },
   // StoreService: `key` as the item's one path label ("allowed/k" -> scope "allowed/k.x", under the grant's "allowed/")
   PutItem: { role: "write", req: (namespace, label) => ({ namespace, path: [label], key: "x", valueJson: "{}" }) },
   GetItem: { role: "read", req: (namespace, label) => ({ namespace, path: [label], key: "x" }) },
@@ -222,6 +224,8 @@ describe("security: the authorization matrix (every RPC x every kind of credenti
     const lines = server.logs().filter((l) => l.msg === "call denied");
     assert.ok(lines.some((l) => l.code === "PERMISSION_DENIED" && l.principal === "agent" && l.namespace === "other"));
     assert.ok(lines.some((l) => l.code === "UNAUTHENTICATED" && l.reason === "token revoked"));
+    // Refused before authorization too, the line names the namespace the request did.
+    assert.ok(lines.some((l) => l.code === "UNAUTHENTICATED" && l.rpc === "Get" && l.namespace === NS));
     const at = server.logs().find((l) => l.msg === "listening")!.metrics;
     const metrics = await (
       await fetch(`http://${at}/metrics`, { headers: { authorization: `Bearer ${bootstrap}` } })

@@ -3,12 +3,16 @@
  * Grants are checked by parseGrants (domain/principals.ts), which names the
  * offending field.
  */
+import type { ChangeOp, ChangePosition, ChangeRecord, ChangeQuery } from "../../domain/audit";
 import { parseGrants, type Grant, type Role } from "../../domain/principals";
 import type { TokenRecord } from "../../domain/tokens";
-import { validateDurationMs, validateShortString } from "../../domain/validate";
+import { validateDurationMs, validateNamespace, validateShortString } from "../../domain/validate";
 import { InvalidArgumentError } from "../../errors/errors";
 import {
+  ChangeOp as PbChangeOp,
   Role as PbRole,
+  type Change,
+  type ListChangesRequest,
   type CreateTokenRequest,
   type Grant as PbGrant,
   type ListTokensRequest,
@@ -31,6 +35,11 @@ const PB_ROLE: Record<Role, PbRole> = {
 
 export const MAX_PRINCIPAL_BYTES = 128;
 export const LIST_TOKENS_MAX = 1000;
+/** Most changes in one ListChanges page (`limit`), and the page size when it is 0. */
+export const LIST_CHANGES_MAX = 1000;
+export const LIST_CHANGES_DEFAULT = 100;
+/** Longest ListChanges `key_prefix`, in bytes. */
+export const MAX_CHANGES_PREFIX_BYTES = 1024;
 
 /** A grant as sent, before validation (an unknown role stays unknown, for parseGrants to name). */
 export function grantFromPb(g: PbGrant): { namespace: string; prefix: string; roles: string[] } {
@@ -73,5 +82,60 @@ export function tokenToPb(t: TokenRecord): TokenInfo {
     createTime: t.createdAt,
     expireTime: t.expiresAt,
     revokeTime: t.revokedAt,
+  };
+}
+
+/** A ListChanges page token: "c1:<µs since the epoch>:<revision>", base64url (opaque to callers). */
+export function encodeChangesPageToken(p: ChangePosition | undefined): string {
+  return p === undefined ? "" : Buffer.from(`c1:${p.atMicros}:${p.revision}`).toString("base64url");
+}
+
+function decodeChangesPageToken(t: string): ChangePosition | undefined {
+  if (t === "") return undefined;
+  const m = t.length <= 64 ? /^c1:(\d{1,18}):(\d{1,18})$/.exec(Buffer.from(t, "base64url").toString("latin1")) : null;
+  if (m === null) throw new InvalidArgumentError("page_token", "is not a next_page_token of ListChanges");
+  return { atMicros: BigInt(m[1]!), revision: Number(m[2]!) };
+}
+
+export function decodeListChanges(r: ListChangesRequest): ChangeQuery {
+  const namespace = validateNamespace("namespace", r.namespace);
+  if (r.limit < 0 || r.limit > LIST_CHANGES_MAX) {
+    throw new InvalidArgumentError("limit", `must be between 0 and ${LIST_CHANGES_MAX}`);
+  }
+  const principal = validateShortString("principal", r.principal, MAX_PRINCIPAL_BYTES);
+  const since = r.sinceTime;
+  const until = r.untilTime;
+  if (since !== undefined && until !== undefined && since.getTime() > until.getTime()) {
+    throw new InvalidArgumentError("until_time", "must not be before since_time");
+  }
+  return {
+    namespace,
+    since,
+    until,
+    principal: principal === "" ? undefined : principal,
+    prefix: validateShortString("key_prefix", r.keyPrefix, MAX_CHANGES_PREFIX_BYTES),
+    limit: r.limit === 0 ? LIST_CHANGES_DEFAULT : r.limit,
+    after: decodeChangesPageToken(r.pageToken),
+  };
+}
+
+const PB_CHANGE_OP: Record<ChangeOp, PbChangeOp> = {
+  put: PbChangeOp.CHANGE_OP_PUT,
+  delete: PbChangeOp.CHANGE_OP_DELETE,
+  expire: PbChangeOp.CHANGE_OP_EXPIRE,
+  append: PbChangeOp.CHANGE_OP_APPEND,
+};
+
+export function changeToPb(c: ChangeRecord): Change {
+  return {
+    op: PB_CHANGE_OP[c.op],
+    key: c.key ?? "",
+    stream: c.stream ?? "",
+    revision: c.revision,
+    version: c.version,
+    principal: c.principal ?? "",
+    requestId: c.requestId ?? "",
+    time: c.time,
+    principalRecorded: c.principal !== undefined,
   };
 }

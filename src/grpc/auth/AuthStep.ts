@@ -71,13 +71,13 @@ export class AuthStep implements CallAuth {
     try {
       p = this.authenticator.authenticate(new CallCredentials(call));
     } catch (err) {
-      throw this.refused(rpc, undefined, err, ctx);
+      throw this.refused(rpc, undefined, err, ctx, namespaceOf(rpc, req));
     }
     if (p instanceof Promise) {
       return p.then(
         (principal) => this.authorize(rpc, principal, req, ctx),
         (err: unknown) => {
-          throw this.refused(rpc, undefined, err, ctx);
+          throw this.refused(rpc, undefined, err, ctx, namespaceOf(rpc, req));
         },
       );
     }
@@ -142,6 +142,17 @@ export class AuthStep implements CallAuth {
     });
     this.denied?.(rpc, code);
     return err;
+  }
+}
+
+/** The namespace a request names, for the log line of a call refused before authorization (undefined: none). */
+function namespaceOf(rpc: string, req: unknown): string | undefined {
+  if (req === undefined) return undefined;
+  try {
+    const ns = ACCESS[rpc]?.scopes(req)[0]?.namespace;
+    return ns === "*" ? undefined : ns;
+  } catch {
+    return undefined; // the log line goes without it; the refusal stands
   }
 }
 

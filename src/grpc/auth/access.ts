@@ -10,7 +10,7 @@
  * pipeline fails closed), so a new RPC joins by adding its line here.
  */
 import type { Role, Scope } from "../../domain/principals";
-import type { CreateTokenRequest } from "../../gen/agentstate/v1/admin";
+import type { CreateTokenRequest, ListChangesRequest } from "../../gen/agentstate/v1/admin";
 import type {
   CopyThreadRequest,
   DeleteForRunsRequest,
@@ -110,4 +110,6 @@ export const ACCESS: Readonly<Record<string, Access>> = Object.freeze({
   ),
   ListTokens: rule("admin", () => EVERYWHERE),
   RevokeToken: rule("admin", () => EVERYWHERE),
+  // The audit trail of a namespace, or of its keys and streams under key_prefix.
+  ListChanges: rule("admin", (r: ListChangesRequest) => [{ namespace: r.namespace, prefix: r.keyPrefix }]),
 });

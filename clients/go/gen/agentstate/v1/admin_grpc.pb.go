@@ -22,13 +22,15 @@ const (
 	AdminService_CreateToken_FullMethodName = "/agentstate.v1.AdminService/CreateToken"
 	AdminService_ListTokens_FullMethodName  = "/agentstate.v1.AdminService/ListTokens"
 	AdminService_RevokeToken_FullMethodName = "/agentstate.v1.AdminService/RevokeToken"
+	AdminService_ListChanges_FullMethodName = "/agentstate.v1.AdminService/ListChanges"
 )
 
 // AdminServiceClient is the client API for AdminService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// AdminService manages API tokens (needs role ADMIN; see README, Security).
+// AdminService manages API tokens and reads the audit trail (needs role
+// ADMIN; see README, Security).
 // A token carries its principal's grants for its whole life: to change what
 // a principal may do, create a new token and revoke the old one.
 type AdminServiceClient interface {
@@ -40,6 +42,10 @@ type AdminServiceClient interface {
 	ListTokens(ctx context.Context, in *ListTokensRequest, opts ...grpc.CallOption) (*ListTokensResponse, error)
 	// Revokes a token on every replica within a second. Needs ADMIN on every namespace ("*").
 	RevokeToken(ctx context.Context, in *RevokeTokenRequest, opts ...grpc.CallOption) (*RevokeTokenResponse, error)
+	// The audit trail: who changed what in a namespace and when (key writes and
+	// appended events), newest first, paged. Never a value. Needs ADMIN on the
+	// namespace (and on key_prefix, when the grant has a prefix).
+	ListChanges(ctx context.Context, in *ListChangesRequest, opts ...grpc.CallOption) (*ListChangesResponse, error)
 }
 
 type adminServiceClient struct {
@@ -80,11 +86,22 @@ func (c *adminServiceClient) RevokeToken(ctx context.Context, in *RevokeTokenReq
 	return out, nil
 }
 
+func (c *adminServiceClient) ListChanges(ctx context.Context, in *ListChangesRequest, opts ...grpc.CallOption) (*ListChangesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListChangesResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListChanges_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
 //
-// AdminService manages API tokens (needs role ADMIN; see README, Security).
+// AdminService manages API tokens and reads the audit trail (needs role
+// ADMIN; see README, Security).
 // A token carries its principal's grants for its whole life: to change what
 // a principal may do, create a new token and revoke the old one.
 type AdminServiceServer interface {
@@ -96,6 +113,10 @@ type AdminServiceServer interface {
 	ListTokens(context.Context, *ListTokensRequest) (*ListTokensResponse, error)
 	// Revokes a token on every replica within a second. Needs ADMIN on every namespace ("*").
 	RevokeToken(context.Context, *RevokeTokenRequest) (*RevokeTokenResponse, error)
+	// The audit trail: who changed what in a namespace and when (key writes and
+	// appended events), newest first, paged. Never a value. Needs ADMIN on the
+	// namespace (and on key_prefix, when the grant has a prefix).
+	ListChanges(context.Context, *ListChangesRequest) (*ListChangesResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -114,6 +135,9 @@ func (UnimplementedAdminServiceServer) ListTokens(context.Context, *ListTokensRe
 }
 func (UnimplementedAdminServiceServer) RevokeToken(context.Context, *RevokeTokenRequest) (*RevokeTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeToken not implemented")
+}
+func (UnimplementedAdminServiceServer) ListChanges(context.Context, *ListChangesRequest) (*ListChangesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListChanges not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -190,6 +214,24 @@ func _AdminService_RevokeToken_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ListChanges_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListChangesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListChanges(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListChanges_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListChanges(ctx, req.(*ListChangesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -208,6 +250,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevokeToken",
 			Handler:    _AdminService_RevokeToken_Handler,
+		},
+		{
+			MethodName: "ListChanges",
+			Handler:    _AdminService_ListChanges_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

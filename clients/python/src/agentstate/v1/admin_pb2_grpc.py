@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class AdminServiceStub:
-    """AdminService manages API tokens (needs role ADMIN; see README, Security).
+    """AdminService manages API tokens and reads the audit trail (needs role
+    ADMIN; see README, Security).
     A token carries its principal's grants for its whole life: to change what
     a principal may do, create a new token and revoke the old one.
     """
@@ -52,10 +53,16 @@ class AdminServiceStub:
                 request_serializer=agentstate_dot_v1_dot_admin__pb2.RevokeTokenRequest.SerializeToString,
                 response_deserializer=agentstate_dot_v1_dot_admin__pb2.RevokeTokenResponse.FromString,
                 _registered_method=True)
+        self.ListChanges = channel.unary_unary(
+                '/agentstate.v1.AdminService/ListChanges',
+                request_serializer=agentstate_dot_v1_dot_admin__pb2.ListChangesRequest.SerializeToString,
+                response_deserializer=agentstate_dot_v1_dot_admin__pb2.ListChangesResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
-    """AdminService manages API tokens (needs role ADMIN; see README, Security).
+    """AdminService manages API tokens and reads the audit trail (needs role
+    ADMIN; see README, Security).
     A token carries its principal's grants for its whole life: to change what
     a principal may do, create a new token and revoke the old one.
     """
@@ -83,6 +90,15 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListChanges(self, request, context):
+        """The audit trail: who changed what in a namespace and when (key writes and
+        appended events), newest first, paged. Never a value. Needs ADMIN on the
+        namespace (and on key_prefix, when the grant has a prefix).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -101,6 +117,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     request_deserializer=agentstate_dot_v1_dot_admin__pb2.RevokeTokenRequest.FromString,
                     response_serializer=agentstate_dot_v1_dot_admin__pb2.RevokeTokenResponse.SerializeToString,
             ),
+            'ListChanges': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListChanges,
+                    request_deserializer=agentstate_dot_v1_dot_admin__pb2.ListChangesRequest.FromString,
+                    response_serializer=agentstate_dot_v1_dot_admin__pb2.ListChangesResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'agentstate.v1.AdminService', rpc_method_handlers)
@@ -110,7 +131,8 @@ def add_AdminServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class AdminService:
-    """AdminService manages API tokens (needs role ADMIN; see README, Security).
+    """AdminService manages API tokens and reads the audit trail (needs role
+    ADMIN; see README, Security).
     A token carries its principal's grants for its whole life: to change what
     a principal may do, create a new token and revoke the old one.
     """
@@ -186,6 +208,33 @@ class AdminService:
             '/agentstate.v1.AdminService/RevokeToken',
             agentstate_dot_v1_dot_admin__pb2.RevokeTokenRequest.SerializeToString,
             agentstate_dot_v1_dot_admin__pb2.RevokeTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListChanges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentstate.v1.AdminService/ListChanges',
+            agentstate_dot_v1_dot_admin__pb2.ListChangesRequest.SerializeToString,
+            agentstate_dot_v1_dot_admin__pb2.ListChangesResponse.FromString,
             options,
             channel_credentials,
             insecure,
