@@ -13,6 +13,7 @@ import fc from "fast-check";
 import { AgentstateClient } from "../../clients/typescript/src/AgentstateClient";
 import { GetRequest } from "../../src/gen/agentstate/v1/kv";
 import { createToken, JwtKeys } from "../support/authFixture";
+import { eventually } from "../support/eventually";
 import { HealthClient } from "../support/HealthClient";
 import { RpcByName } from "../support/rpcByName";
 import { ServerProcess } from "../support/ServerProcess";
@@ -281,7 +282,11 @@ describe("security: no log line of a run with tokens and JWTs holds a secret", f
       const badSig = await jwt.sign("jwt-agent", grants, { otherKey: true });
       const value = `value-${randomBytes(8).toString("hex")}`;
       secrets.push(t.token, expired.token, good, badSig, value, jwt.secret.toString("base64url"));
-      await new Promise((r) => setTimeout(r, 1100));
+      // The 1 s token expires through the real path: poll until it is refused.
+      await eventually("the 1 s token to expire", async () => {
+        const r = await rpc.call("Get", { namespace: "demo", key: "p/k" }, expired.token);
+        return r.code === status.UNAUTHENTICATED && r.details === "token expired";
+      });
       const put = { namespace: "demo", key: "p/k", expected: { any: true }, value: Buffer.from(value) };
       for (const cred of [t.token, good, badSig, expired.token, `agst_${"x".repeat(43)}`, undefined]) {
         await rpc.call("CompareAndSet", put, cred);
