@@ -20,7 +20,7 @@ const PB_ROLE: Record<Role, PbRole> = {
 const ROLE_NAME = new Map(Object.entries(PB_ROLE).map(([k, v]) => [v, k]));
 const UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
 
-class UsageError extends Error {}
+export class UsageError extends Error {}
 
 /** "30d", "12h", "90m", "3600s" in seconds. */
 export function parseTtl(s: string): number {
@@ -35,12 +35,12 @@ function grantText(g: Grant): string {
   return `${g.namespace}${g.prefix ? `/${g.prefix}*` : ""}:${roles}`;
 }
 
-function when(d: Date | undefined): string {
+export function when(d: Date | undefined): string {
   return d ? d.toISOString().replace(/\.\d+Z$/, "Z") : "-";
 }
 
 function table(tokens: TokenInfo[]): string {
-  const rows = [
+  return formatTable([
     ["ID", "PRINCIPAL", "GRANTS", "CREATED", "EXPIRES", "REVOKED"],
     ...tokens.map((t) => [
       t.id,
@@ -50,7 +50,11 @@ function table(tokens: TokenInfo[]): string {
       when(t.expireTime),
       when(t.revokeTime),
     ]),
-  ];
+  ]);
+}
+
+/** Rows (the first one the header) as columns two spaces apart. */
+export function formatTable(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return (
     rows
@@ -64,7 +68,7 @@ function table(tokens: TokenInfo[]): string {
   );
 }
 
-function call<Req, Res>(
+export function call<Req, Res>(
   fn: (req: Req, md: Metadata, opts: object, cb: (err: ServiceError | null, res: Res) => void) => unknown,
   req: Req,
   md: Metadata,

@@ -9,7 +9,10 @@ import type { CallEnv } from "../pipeline/context";
 import { unary } from "../pipeline/unary";
 import { decodeCreateToken, decodeListTokens, decodeRevokeToken, tokenToPb } from "./codec";
 
-export function adminHandlers(admin: TokenAdmin, env: CallEnv): AdminServiceServer {
+export function adminHandlers(
+  admin: TokenAdmin,
+  env: CallEnv,
+): Pick<AdminServiceServer, "createToken" | "listTokens" | "revokeToken"> {
   return {
     createToken: unary("CreateToken", env, async (req, ctx) => {
       const q = decodeCreateToken(req);

@@ -1,9 +1,10 @@
 /**
  * PgTokenChanges: one LISTEN connection per replica on `agentstate_auth`
  * (token_revoke.sql and token_bootstrap.sql NOTIFY it with a token id at
- * commit), told to a TokenChangeListener so caches of verified tokens forget
- * a revoked token at once, on every replica (guarantee 8: revocation reaches
- * every replica within a second).
+ * commit; grant_add.sql and grant_revoke.sql with 'principal:' and a
+ * principal's name), told to a TokenChangeListener so caches of verified
+ * tokens and stored grants forget them at once, on every replica (guarantee
+ * 8: revocation reaches every replica within a second).
  *
  * A lost connection may have missed notifications: the listener is reset
  * (forget everything, cache only briefly) and the connection reopened every
@@ -15,6 +16,8 @@ import type { Logger } from "../../log/Logger";
 import { KEEPALIVE_INITIAL_DELAY_MS } from "./createPool";
 
 const RECONNECT_MS = 500;
+/** The payload of a stored-grants change: this, then the principal's name (token ids never hold a ":"). */
+const PRINCIPAL = "principal:";
 const CONNECT_TIMEOUT_MS = 5000;
 
 export class PgTokenChanges {
@@ -57,7 +60,9 @@ export class PgTokenChanges {
     client.on("error", (err) => lost(err.message));
     client.on("end", () => lost("connection ended"));
     client.on("notification", (n) => {
-      if (n.payload) this.listener.changed(n.payload);
+      if (!n.payload) return;
+      if (n.payload.startsWith(PRINCIPAL)) this.listener.grantsChanged(n.payload.slice(PRINCIPAL.length));
+      else this.listener.changed(n.payload);
     });
     try {
       await client.connect();

@@ -18,8 +18,8 @@ export interface Release {
 }
 
 export const RELEASE: Release = Object.freeze({
-  number: 3,
-  sha256: "ea0339a7381ea27f0c5cdd74678ea80c6ba7a37acf7e6b76ded48d0b4575e0a5",
+  number: 4,
+  sha256: "c38d8067187543d1f40a057149ec3dcfc9121b5e397fae02259175f5e79008da",
 });
 
 /** One SQL file of the release: a migration or a function. */
