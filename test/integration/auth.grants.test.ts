@@ -221,7 +221,14 @@ describe("security: grants stored for named principals (GrantRoles, RevokeGrant,
       admin,
     );
     assert.equal(bad.code, status.INVALID_ARGUMENT);
-    assert.match(bad.details, /grant\[0\]\.namespace/);
+    assert.match(bad.details, /^grant\.namespace: must be a namespace/);
+    const badRevoke = await a.call(
+      "RevokeGrant",
+      { principal: "x", namespace: "demo", prefix: "p".repeat(2000) },
+      admin,
+    );
+    assert.equal(badRevoke.code, status.INVALID_ARGUMENT);
+    assert.match(badRevoke.details, /^prefix: must be a string of at most 1024 bytes/);
     const noRole = await a.call("GrantRoles", { principal: "x", grant: { namespace: "demo", roles: [] } }, admin);
     assert.equal(noRole.code, status.INVALID_ARGUMENT);
     const noPrincipal = await a.call("GrantRoles", { principal: "", grant: { namespace: "demo", roles: [1] } }, admin);

@@ -91,32 +91,35 @@ function decodePrincipal(value: string): string {
   return principal;
 }
 
+/**
+ * One grant, checked as parseGrants checks a list, its error naming the
+ * request's own field (`grant.namespace`; with `field` "": `namespace`).
+ */
+function oneGrant(raw: { namespace: string; prefix: string; roles: string[] }, field: string): Grant {
+  try {
+    return parseGrants([raw], "g")[0]!;
+  } catch (err) {
+    if (!(err instanceof InvalidArgumentError)) throw err;
+    const sub = err.field.replace(/^g\[0\]\.?/, "");
+    throw new InvalidArgumentError(field === "" ? sub : `${field}.${sub}`, err.message.slice(err.field.length + 2));
+  }
+}
+
 export function decodeGrantRoles(r: GrantRolesRequest) {
   const principal = decodePrincipal(r.principal);
   if (r.grant === undefined) throw new InvalidArgumentError("grant", "is required");
-  const [grant] = parseGrants([grantFromPb(r.grant)], "grant");
-  return { principal, grant: grant! };
+  return { principal, grant: oneGrant(grantFromPb(r.grant), "grant") };
 }
 
 export function decodeRevokeGrant(r: RevokeGrantRequest) {
   const principal = decodePrincipal(r.principal);
   // The same checks as a grant's (an empty role list: every role).
-  const [grant] = parseGrants(
-    [
-      {
-        namespace: r.namespace,
-        prefix: r.prefix,
-        roles: r.roles.length === 0 ? ["read"] : r.roles.map((x) => ROLE_OF[x] ?? `role ${x}`),
-      },
-    ],
-    "grant",
+  const roles = r.roles.map((x) => ROLE_OF[x] ?? `role ${x}`);
+  const grant = oneGrant(
+    { namespace: r.namespace, prefix: r.prefix, roles: roles.length === 0 ? ["read"] : roles },
+    "",
   );
-  return {
-    principal,
-    namespace: grant!.namespace,
-    prefix: grant!.prefix,
-    roles: r.roles.length === 0 ? [] : grant!.roles,
-  };
+  return { principal, namespace: grant.namespace, prefix: grant.prefix, roles: roles.length === 0 ? [] : grant.roles };
 }
 
 /** A page token: the last grant's (principal, namespace, prefix), as base64url JSON. */
