@@ -8,7 +8,8 @@
  */
 import { Metadata, type ServiceError } from "@grpc/grpc-js";
 import { ConfigError, loadConfig, type Config } from "../config/config";
-import { AdminServiceClient } from "../gen/agentstate/v1/admin";
+import { ROLES, type Role } from "../domain/principals";
+import { AdminServiceClient, Role as PbRole } from "../gen/agentstate/v1/admin";
 import { channelCredentials, serverAddress } from "./channel";
 
 /** Bad usage: printed, exit 2. */
@@ -93,4 +94,27 @@ export function formatTable(rows: readonly (readonly string[])[]): string {
       )
       .join("\n") + "\n"
   );
+}
+
+/** The roles' names on the command line and on the wire. */
+export const PB_ROLE: Readonly<Record<Role, PbRole>> = {
+  read: PbRole.ROLE_READ,
+  write: PbRole.ROLE_WRITE,
+  lock: PbRole.ROLE_LOCK,
+  admin: PbRole.ROLE_ADMIN,
+};
+export const ROLE_NAME: ReadonlyMap<PbRole, string> = new Map(Object.entries(PB_ROLE).map(([k, v]) => [v, k]));
+
+/** A comma-separated --role list on the wire (bad usage when a name is not a role, or none is given and one is required). */
+export function parseRoles(raw: string | undefined, flag: string, required: boolean): PbRole[] {
+  const names = (raw ?? "").split(",").filter((r) => r !== "");
+  if ((required && names.length === 0) || !names.every((r) => (ROLES as readonly string[]).includes(r))) {
+    throw new UsageError(`${flag} must be a comma-separated list of ${ROLES.join(", ")}`);
+  }
+  return names.map((r) => PB_ROLE[r as Role]);
+}
+
+/** A time as the tables print it (to the second), "-" when unset. */
+export function when(d: Date | undefined): string {
+  return d ? d.toISOString().replace(/\.\d+Z$/, "Z") : "-";
 }

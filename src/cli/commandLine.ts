@@ -174,6 +174,28 @@ export const COMMANDS: Record<string, CommandSpec> = {
       "x-request-id of the call that made it). Never a value.",
     ],
   },
+
+  grant: {
+    summary: "add, revoke or list roles stored in a running server for certificate and JWT principals",
+    flags: TOKEN_FLAGS,
+    positionals: "add|revoke|list",
+    args: {
+      principal: {
+        value: "NAME",
+        help: "the principal (a certificate principal's name or a JWT's sub); list: only its",
+      },
+      namespace: { value: "NS", help: "add, revoke: the grant's namespace (or pattern ending in *)" },
+      role: { value: "ROLES", help: "comma-separated roles: read, write, lock, admin (revoke: default all)" },
+      prefix: { value: "P", help: "add, revoke: the grant's key prefix (default: none, the whole namespace)" },
+    },
+    notes: [
+      "  agentstate grant add --principal billing --namespace billing --role read,write",
+      "  agentstate grant revoke --principal billing --namespace billing --role write",
+      "  agentstate grant list [--principal billing]",
+      "A principal proven by a client certificate or a JWT holds these on top of its credential's own grants;",
+      "API tokens never do. Changes reach every replica within a second. Needs AGENTSTATE_TOKEN (admin).",
+    ],
+  },
 };
 
 export type CommandLine =

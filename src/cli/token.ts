@@ -6,16 +6,8 @@
  * or could not be reached, 2 bad usage.
  */
 import { ROLES, type Role } from "../domain/principals";
-import { Role as PbRole, type Grant, type TokenInfo } from "../gen/agentstate/v1/admin";
-import { formatTable, UsageError, withAdminSession } from "./adminClient";
-
-const PB_ROLE: Record<Role, PbRole> = {
-  read: PbRole.ROLE_READ,
-  write: PbRole.ROLE_WRITE,
-  lock: PbRole.ROLE_LOCK,
-  admin: PbRole.ROLE_ADMIN,
-};
-const ROLE_NAME = new Map(Object.entries(PB_ROLE).map(([k, v]) => [v, k]));
+import { type Grant, type TokenInfo } from "../gen/agentstate/v1/admin";
+import { formatTable, PB_ROLE, ROLE_NAME, UsageError, when, withAdminSession } from "./adminClient";
 const UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
 
 /** "30d", "12h", "90m", "3600s" in seconds. */
@@ -29,10 +21,6 @@ export function parseTtl(s: string): number {
 function grantText(g: Grant): string {
   const roles = g.roles.map((r) => ROLE_NAME.get(r) ?? String(r)).join(",");
   return `${g.namespace}${g.prefix ? `/${g.prefix}*` : ""}:${roles}`;
-}
-
-function when(d: Date | undefined): string {
-  return d ? d.toISOString().replace(/\.\d+Z$/, "Z") : "-";
 }
 
 function table(tokens: TokenInfo[]): string {

@@ -5,6 +5,7 @@
  */
 import type { ChangeOp, ChangePosition, ChangeRecord, ChangeQuery } from "../../domain/audit";
 import { parseGrants, type Grant, type Role } from "../../domain/principals";
+import type { GrantCursor, PrincipalGrant } from "../../domain/grants";
 import type { TokenRecord } from "../../domain/tokens";
 import { validateDurationMs, validateNamespace, validateShortString } from "../../domain/validate";
 import { InvalidArgumentError } from "../../errors/errors";
@@ -15,7 +16,11 @@ import {
   type ListChangesRequest,
   type CreateTokenRequest,
   type Grant as PbGrant,
+  type GrantRolesRequest,
+  type ListGrantsRequest,
   type ListTokensRequest,
+  type PrincipalGrant as PbPrincipalGrant,
+  type RevokeGrantRequest,
   type RevokeTokenRequest,
   type TokenInfo,
 } from "../../gen/agentstate/v1/admin";
@@ -138,4 +143,76 @@ export function changeToPb(c: ChangeRecord): Change {
     time: c.time,
     principalRecorded: c.principal !== undefined,
   };
+}
+
+// --- Stored grants (GrantRoles, RevokeGrant, ListGrants) ---------------------
+
+export const LIST_GRANTS_MAX = 1000;
+
+function decodePrincipal(value: string): string {
+  const principal = validateShortString("principal", value, MAX_PRINCIPAL_BYTES);
+  if (principal === "") throw new InvalidArgumentError("principal", "is required");
+  return principal;
+}
+
+/**
+ * One grant, checked as parseGrants checks a list, its error naming the
+ * request's own field (`grant.namespace`; with `field` "": `namespace`).
+ */
+function oneGrant(raw: { namespace: string; prefix: string; roles: string[] }, field: string): Grant {
+  try {
+    return parseGrants([raw], "g")[0]!;
+  } catch (err) {
+    if (!(err instanceof InvalidArgumentError)) throw err;
+    const sub = err.field.replace(/^g\[0\]\.?/, "");
+    throw new InvalidArgumentError(field === "" ? sub : `${field}.${sub}`, err.message.slice(err.field.length + 2));
+  }
+}
+
+export function decodeGrantRoles(r: GrantRolesRequest) {
+  const principal = decodePrincipal(r.principal);
+  if (r.grant === undefined) throw new InvalidArgumentError("grant", "is required");
+  return { principal, grant: oneGrant(grantFromPb(r.grant), "grant") };
+}
+
+export function decodeRevokeGrant(r: RevokeGrantRequest) {
+  const principal = decodePrincipal(r.principal);
+  // The same checks as a grant's (an empty role list: every role).
+  const roles = r.roles.map((x) => ROLE_OF[x] ?? `role ${x}`);
+  const grant = oneGrant(
+    { namespace: r.namespace, prefix: r.prefix, roles: roles.length === 0 ? ["read"] : roles },
+    "",
+  );
+  return { principal, namespace: grant.namespace, prefix: grant.prefix, roles: roles.length === 0 ? [] : grant.roles };
+}
+
+/** A page token: the last grant's (principal, namespace, prefix), as base64url JSON. */
+export function grantCursorToken(g: PrincipalGrant): string {
+  return Buffer.from(JSON.stringify([g.principal, g.grant.namespace, g.grant.prefix])).toString("base64url");
+}
+
+export function decodeListGrants(r: ListGrantsRequest) {
+  const principal = r.principal === "" ? "" : decodePrincipal(r.principal);
+  if (r.limit < 0 || r.limit > LIST_GRANTS_MAX) {
+    throw new InvalidArgumentError("limit", `must be between 0 and ${LIST_GRANTS_MAX}`);
+  }
+  let after: GrantCursor | undefined;
+  if (r.pageToken !== "") {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(Buffer.from(validateShortString("page_token", r.pageToken, 4096), "base64url").toString());
+    } catch {
+      parsed = undefined;
+    }
+    if (!Array.isArray(parsed) || parsed.length !== 3 || !parsed.every((x) => typeof x === "string")) {
+      throw new InvalidArgumentError("page_token", "is not a page token of ListGrants");
+    }
+    const [p, namespace, prefix] = parsed as [string, string, string];
+    after = { principal: p, namespace, prefix };
+  }
+  return { principal, limit: r.limit === 0 ? 100 : r.limit, after };
+}
+
+export function principalGrantToPb(g: PrincipalGrant): PbPrincipalGrant {
+  return { principal: g.principal, grant: grantToPb(g.grant), updateTime: g.updatedAt };
 }

@@ -18,7 +18,11 @@ import {
   tokenToPb,
 } from "./codec";
 
-export function adminHandlers(admin: TokenAdmin, audit: AuditLog, env: CallEnv): AdminServiceServer {
+export function adminHandlers(
+  admin: TokenAdmin,
+  audit: AuditLog,
+  env: CallEnv,
+): Pick<AdminServiceServer, "createToken" | "listTokens" | "revokeToken" | "listChanges"> {
   return {
     createToken: unary("CreateToken", env, async (req, ctx) => {
       const q = decodeCreateToken(req);

@@ -19,7 +19,7 @@ export interface Release {
 
 export const RELEASE: Release = Object.freeze({
   number: 4,
-  sha256: "9c3061990428e08200d904188fdcb7138ca7f618a6ea80b4080219967417da11",
+  sha256: "d315ad710234f2feeffc723309f6d086adfe8134364cbbc6c78be9b9f9959faf",
 });
 
 /** One SQL file of the release: a migration or a function. */

@@ -907,6 +907,409 @@ func (x *ListChangesResponse) GetNextPageToken() string {
 	return ""
 }
 
+// PrincipalGrant is a grant stored for a named principal.
+type PrincipalGrant struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The principal (a certificate principal's name or a JWT's sub).
+	Principal string `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	// What it may do.
+	Grant *Grant `protobuf:"bytes,2,opt,name=grant,proto3" json:"grant,omitempty"`
+	// When the grant last changed.
+	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrincipalGrant) Reset() {
+	*x = PrincipalGrant{}
+	mi := &file_agentstate_v1_admin_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrincipalGrant) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrincipalGrant) ProtoMessage() {}
+
+func (x *PrincipalGrant) ProtoReflect() protoreflect.Message {
+	mi := &file_agentstate_v1_admin_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrincipalGrant.ProtoReflect.Descriptor instead.
+func (*PrincipalGrant) Descriptor() ([]byte, []int) {
+	return file_agentstate_v1_admin_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *PrincipalGrant) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *PrincipalGrant) GetGrant() *Grant {
+	if x != nil {
+		return x.Grant
+	}
+	return nil
+}
+
+func (x *PrincipalGrant) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
+// GrantRolesRequest gives a principal roles.
+type GrantRolesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The principal (at most 128 bytes).
+	Principal string `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	// The namespace pattern, key prefix and roles to add (a principal holds at most 64 stored grants).
+	Grant         *Grant `protobuf:"bytes,2,opt,name=grant,proto3" json:"grant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GrantRolesRequest) Reset() {
+	*x = GrantRolesRequest{}
+	mi := &file_agentstate_v1_admin_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GrantRolesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GrantRolesRequest) ProtoMessage() {}
+
+func (x *GrantRolesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agentstate_v1_admin_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GrantRolesRequest.ProtoReflect.Descriptor instead.
+func (*GrantRolesRequest) Descriptor() ([]byte, []int) {
+	return file_agentstate_v1_admin_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *GrantRolesRequest) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *GrantRolesRequest) GetGrant() *Grant {
+	if x != nil {
+		return x.Grant
+	}
+	return nil
+}
+
+// GrantRolesResponse is the grant as it now is.
+type GrantRolesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The grant, with every role it now holds.
+	Grant         *PrincipalGrant `protobuf:"bytes,1,opt,name=grant,proto3" json:"grant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GrantRolesResponse) Reset() {
+	*x = GrantRolesResponse{}
+	mi := &file_agentstate_v1_admin_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GrantRolesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GrantRolesResponse) ProtoMessage() {}
+
+func (x *GrantRolesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agentstate_v1_admin_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GrantRolesResponse.ProtoReflect.Descriptor instead.
+func (*GrantRolesResponse) Descriptor() ([]byte, []int) {
+	return file_agentstate_v1_admin_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *GrantRolesResponse) GetGrant() *PrincipalGrant {
+	if x != nil {
+		return x.Grant
+	}
+	return nil
+}
+
+// RevokeGrantRequest names the grant (principal, namespace pattern, prefix) and the roles to take.
+type RevokeGrantRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The principal.
+	Principal string `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	// The grant's namespace pattern, exactly as granted.
+	Namespace string `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// The grant's key prefix, exactly as granted (empty: none).
+	Prefix string `protobuf:"bytes,3,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	// The roles to take; empty: the whole grant.
+	Roles         []Role `protobuf:"varint,4,rep,packed,name=roles,proto3,enum=agentstate.v1.Role" json:"roles,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeGrantRequest) Reset() {
+	*x = RevokeGrantRequest{}
+	mi := &file_agentstate_v1_admin_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeGrantRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeGrantRequest) ProtoMessage() {}
+
+func (x *RevokeGrantRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agentstate_v1_admin_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeGrantRequest.ProtoReflect.Descriptor instead.
+func (*RevokeGrantRequest) Descriptor() ([]byte, []int) {
+	return file_agentstate_v1_admin_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RevokeGrantRequest) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *RevokeGrantRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *RevokeGrantRequest) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *RevokeGrantRequest) GetRoles() []Role {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+// RevokeGrantResponse is what is left of the grant.
+type RevokeGrantResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The grant as it now is; unset when it was removed.
+	Grant         *PrincipalGrant `protobuf:"bytes,1,opt,name=grant,proto3" json:"grant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeGrantResponse) Reset() {
+	*x = RevokeGrantResponse{}
+	mi := &file_agentstate_v1_admin_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeGrantResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeGrantResponse) ProtoMessage() {}
+
+func (x *RevokeGrantResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agentstate_v1_admin_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeGrantResponse.ProtoReflect.Descriptor instead.
+func (*RevokeGrantResponse) Descriptor() ([]byte, []int) {
+	return file_agentstate_v1_admin_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RevokeGrantResponse) GetGrant() *PrincipalGrant {
+	if x != nil {
+		return x.Grant
+	}
+	return nil
+}
+
+// ListGrantsRequest asks for one page of stored grants.
+type ListGrantsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this principal's grants; empty: every principal's.
+	Principal string `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	// Most grants in the page (0: 100; at most 1000).
+	Limit int32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	// From a previous reply's next_page_token; empty: the first page.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListGrantsRequest) Reset() {
+	*x = ListGrantsRequest{}
+	mi := &file_agentstate_v1_admin_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListGrantsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListGrantsRequest) ProtoMessage() {}
+
+func (x *ListGrantsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agentstate_v1_admin_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListGrantsRequest.ProtoReflect.Descriptor instead.
+func (*ListGrantsRequest) Descriptor() ([]byte, []int) {
+	return file_agentstate_v1_admin_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ListGrantsRequest) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *ListGrantsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ListGrantsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListGrantsResponse is one page of stored grants, in (principal, namespace, prefix) order.
+type ListGrantsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The grants.
+	Grants []*PrincipalGrant `protobuf:"bytes,1,rep,name=grants,proto3" json:"grants,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListGrantsResponse) Reset() {
+	*x = ListGrantsResponse{}
+	mi := &file_agentstate_v1_admin_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListGrantsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListGrantsResponse) ProtoMessage() {}
+
+func (x *ListGrantsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agentstate_v1_admin_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListGrantsResponse.ProtoReflect.Descriptor instead.
+func (*ListGrantsResponse) Descriptor() ([]byte, []int) {
+	return file_agentstate_v1_admin_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ListGrantsResponse) GetGrants() []*PrincipalGrant {
+	if x != nil {
+		return x.Grants
+	}
+	return nil
+}
+
+func (x *ListGrantsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 var File_agentstate_v1_admin_proto protoreflect.FileDescriptor
 
 const file_agentstate_v1_admin_proto_rawDesc = "" +
@@ -971,6 +1374,31 @@ const file_agentstate_v1_admin_proto_rawDesc = "" +
 	"\x12principal_recorded\x18\t \x01(\bR\x11principalRecorded\"n\n" +
 	"\x13ListChangesResponse\x12/\n" +
 	"\achanges\x18\x01 \x03(\v2\x15.agentstate.v1.ChangeR\achanges\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x97\x01\n" +
+	"\x0ePrincipalGrant\x12\x1c\n" +
+	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12*\n" +
+	"\x05grant\x18\x02 \x01(\v2\x14.agentstate.v1.GrantR\x05grant\x12;\n" +
+	"\vupdate_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime\"]\n" +
+	"\x11GrantRolesRequest\x12\x1c\n" +
+	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12*\n" +
+	"\x05grant\x18\x02 \x01(\v2\x14.agentstate.v1.GrantR\x05grant\"I\n" +
+	"\x12GrantRolesResponse\x123\n" +
+	"\x05grant\x18\x01 \x01(\v2\x1d.agentstate.v1.PrincipalGrantR\x05grant\"\x93\x01\n" +
+	"\x12RevokeGrantRequest\x12\x1c\n" +
+	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x1c\n" +
+	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x16\n" +
+	"\x06prefix\x18\x03 \x01(\tR\x06prefix\x12)\n" +
+	"\x05roles\x18\x04 \x03(\x0e2\x13.agentstate.v1.RoleR\x05roles\"J\n" +
+	"\x13RevokeGrantResponse\x123\n" +
+	"\x05grant\x18\x01 \x01(\v2\x1d.agentstate.v1.PrincipalGrantR\x05grant\"f\n" +
+	"\x11ListGrantsRequest\x12\x1c\n" +
+	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"s\n" +
+	"\x12ListGrantsResponse\x125\n" +
+	"\x06grants\x18\x01 \x03(\v2\x1d.agentstate.v1.PrincipalGrantR\x06grants\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*Z\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n" +
@@ -985,13 +1413,18 @@ const file_agentstate_v1_admin_proto_rawDesc = "" +
 	"\rCHANGE_OP_PUT\x10\x01\x12\x14\n" +
 	"\x10CHANGE_OP_DELETE\x10\x02\x12\x14\n" +
 	"\x10CHANGE_OP_EXPIRE\x10\x03\x12\x14\n" +
-	"\x10CHANGE_OP_APPEND\x10\x042\xe3\x02\n" +
+	"\x10CHANGE_OP_APPEND\x10\x042\xdf\x04\n" +
 	"\fAdminService\x12T\n" +
 	"\vCreateToken\x12!.agentstate.v1.CreateTokenRequest\x1a\".agentstate.v1.CreateTokenResponse\x12Q\n" +
 	"\n" +
 	"ListTokens\x12 .agentstate.v1.ListTokensRequest\x1a!.agentstate.v1.ListTokensResponse\x12T\n" +
 	"\vRevokeToken\x12!.agentstate.v1.RevokeTokenRequest\x1a\".agentstate.v1.RevokeTokenResponse\x12T\n" +
-	"\vListChanges\x12!.agentstate.v1.ListChangesRequest\x1a\".agentstate.v1.ListChangesResponseB\xc0\x01\n" +
+	"\vListChanges\x12!.agentstate.v1.ListChangesRequest\x1a\".agentstate.v1.ListChangesResponse\x12Q\n" +
+	"\n" +
+	"GrantRoles\x12 .agentstate.v1.GrantRolesRequest\x1a!.agentstate.v1.GrantRolesResponse\x12T\n" +
+	"\vRevokeGrant\x12!.agentstate.v1.RevokeGrantRequest\x1a\".agentstate.v1.RevokeGrantResponse\x12Q\n" +
+	"\n" +
+	"ListGrants\x12 .agentstate.v1.ListGrantsRequest\x1a!.agentstate.v1.ListGrantsResponseB\xc0\x01\n" +
 	"\x11com.agentstate.v1B\n" +
 	"AdminProtoP\x01ZJgithub.com/agentstate/agentstate/clients/go/gen/agentstate/v1;agentstatev1\xa2\x02\x03AXX\xaa\x02\rAgentstate.V1\xca\x02\rAgentstate\\V1\xe2\x02\x19Agentstate\\V1\\GPBMetadata\xea\x02\x0eAgentstate::V1b\x06proto3"
 
@@ -1008,7 +1441,7 @@ func file_agentstate_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_agentstate_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_agentstate_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_agentstate_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_agentstate_v1_admin_proto_goTypes = []any{
 	(Role)(0),                     // 0: agentstate.v1.Role
 	(ChangeOp)(0),                 // 1: agentstate.v1.ChangeOp
@@ -1023,37 +1456,57 @@ var file_agentstate_v1_admin_proto_goTypes = []any{
 	(*ListChangesRequest)(nil),    // 10: agentstate.v1.ListChangesRequest
 	(*Change)(nil),                // 11: agentstate.v1.Change
 	(*ListChangesResponse)(nil),   // 12: agentstate.v1.ListChangesResponse
-	(*durationpb.Duration)(nil),   // 13: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(*PrincipalGrant)(nil),        // 13: agentstate.v1.PrincipalGrant
+	(*GrantRolesRequest)(nil),     // 14: agentstate.v1.GrantRolesRequest
+	(*GrantRolesResponse)(nil),    // 15: agentstate.v1.GrantRolesResponse
+	(*RevokeGrantRequest)(nil),    // 16: agentstate.v1.RevokeGrantRequest
+	(*RevokeGrantResponse)(nil),   // 17: agentstate.v1.RevokeGrantResponse
+	(*ListGrantsRequest)(nil),     // 18: agentstate.v1.ListGrantsRequest
+	(*ListGrantsResponse)(nil),    // 19: agentstate.v1.ListGrantsResponse
+	(*durationpb.Duration)(nil),   // 20: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
 }
 var file_agentstate_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: agentstate.v1.Grant.roles:type_name -> agentstate.v1.Role
 	2,  // 1: agentstate.v1.CreateTokenRequest.grants:type_name -> agentstate.v1.Grant
-	13, // 2: agentstate.v1.CreateTokenRequest.ttl:type_name -> google.protobuf.Duration
-	14, // 3: agentstate.v1.CreateTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
+	20, // 2: agentstate.v1.CreateTokenRequest.ttl:type_name -> google.protobuf.Duration
+	21, // 3: agentstate.v1.CreateTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
 	2,  // 4: agentstate.v1.TokenInfo.grants:type_name -> agentstate.v1.Grant
-	14, // 5: agentstate.v1.TokenInfo.create_time:type_name -> google.protobuf.Timestamp
-	14, // 6: agentstate.v1.TokenInfo.expire_time:type_name -> google.protobuf.Timestamp
-	14, // 7: agentstate.v1.TokenInfo.revoke_time:type_name -> google.protobuf.Timestamp
+	21, // 5: agentstate.v1.TokenInfo.create_time:type_name -> google.protobuf.Timestamp
+	21, // 6: agentstate.v1.TokenInfo.expire_time:type_name -> google.protobuf.Timestamp
+	21, // 7: agentstate.v1.TokenInfo.revoke_time:type_name -> google.protobuf.Timestamp
 	5,  // 8: agentstate.v1.ListTokensResponse.tokens:type_name -> agentstate.v1.TokenInfo
-	14, // 9: agentstate.v1.ListChangesRequest.since_time:type_name -> google.protobuf.Timestamp
-	14, // 10: agentstate.v1.ListChangesRequest.until_time:type_name -> google.protobuf.Timestamp
+	21, // 9: agentstate.v1.ListChangesRequest.since_time:type_name -> google.protobuf.Timestamp
+	21, // 10: agentstate.v1.ListChangesRequest.until_time:type_name -> google.protobuf.Timestamp
 	1,  // 11: agentstate.v1.Change.op:type_name -> agentstate.v1.ChangeOp
-	14, // 12: agentstate.v1.Change.time:type_name -> google.protobuf.Timestamp
+	21, // 12: agentstate.v1.Change.time:type_name -> google.protobuf.Timestamp
 	11, // 13: agentstate.v1.ListChangesResponse.changes:type_name -> agentstate.v1.Change
-	3,  // 14: agentstate.v1.AdminService.CreateToken:input_type -> agentstate.v1.CreateTokenRequest
-	6,  // 15: agentstate.v1.AdminService.ListTokens:input_type -> agentstate.v1.ListTokensRequest
-	8,  // 16: agentstate.v1.AdminService.RevokeToken:input_type -> agentstate.v1.RevokeTokenRequest
-	10, // 17: agentstate.v1.AdminService.ListChanges:input_type -> agentstate.v1.ListChangesRequest
-	4,  // 18: agentstate.v1.AdminService.CreateToken:output_type -> agentstate.v1.CreateTokenResponse
-	7,  // 19: agentstate.v1.AdminService.ListTokens:output_type -> agentstate.v1.ListTokensResponse
-	9,  // 20: agentstate.v1.AdminService.RevokeToken:output_type -> agentstate.v1.RevokeTokenResponse
-	12, // 21: agentstate.v1.AdminService.ListChanges:output_type -> agentstate.v1.ListChangesResponse
-	18, // [18:22] is the sub-list for method output_type
-	14, // [14:18] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	2,  // 14: agentstate.v1.PrincipalGrant.grant:type_name -> agentstate.v1.Grant
+	21, // 15: agentstate.v1.PrincipalGrant.update_time:type_name -> google.protobuf.Timestamp
+	2,  // 16: agentstate.v1.GrantRolesRequest.grant:type_name -> agentstate.v1.Grant
+	13, // 17: agentstate.v1.GrantRolesResponse.grant:type_name -> agentstate.v1.PrincipalGrant
+	0,  // 18: agentstate.v1.RevokeGrantRequest.roles:type_name -> agentstate.v1.Role
+	13, // 19: agentstate.v1.RevokeGrantResponse.grant:type_name -> agentstate.v1.PrincipalGrant
+	13, // 20: agentstate.v1.ListGrantsResponse.grants:type_name -> agentstate.v1.PrincipalGrant
+	3,  // 21: agentstate.v1.AdminService.CreateToken:input_type -> agentstate.v1.CreateTokenRequest
+	6,  // 22: agentstate.v1.AdminService.ListTokens:input_type -> agentstate.v1.ListTokensRequest
+	8,  // 23: agentstate.v1.AdminService.RevokeToken:input_type -> agentstate.v1.RevokeTokenRequest
+	10, // 24: agentstate.v1.AdminService.ListChanges:input_type -> agentstate.v1.ListChangesRequest
+	14, // 25: agentstate.v1.AdminService.GrantRoles:input_type -> agentstate.v1.GrantRolesRequest
+	16, // 26: agentstate.v1.AdminService.RevokeGrant:input_type -> agentstate.v1.RevokeGrantRequest
+	18, // 27: agentstate.v1.AdminService.ListGrants:input_type -> agentstate.v1.ListGrantsRequest
+	4,  // 28: agentstate.v1.AdminService.CreateToken:output_type -> agentstate.v1.CreateTokenResponse
+	7,  // 29: agentstate.v1.AdminService.ListTokens:output_type -> agentstate.v1.ListTokensResponse
+	9,  // 30: agentstate.v1.AdminService.RevokeToken:output_type -> agentstate.v1.RevokeTokenResponse
+	12, // 31: agentstate.v1.AdminService.ListChanges:output_type -> agentstate.v1.ListChangesResponse
+	15, // 32: agentstate.v1.AdminService.GrantRoles:output_type -> agentstate.v1.GrantRolesResponse
+	17, // 33: agentstate.v1.AdminService.RevokeGrant:output_type -> agentstate.v1.RevokeGrantResponse
+	19, // 34: agentstate.v1.AdminService.ListGrants:output_type -> agentstate.v1.ListGrantsResponse
+	28, // [28:35] is the sub-list for method output_type
+	21, // [21:28] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_agentstate_v1_admin_proto_init() }
@@ -1067,7 +1520,7 @@ func file_agentstate_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agentstate_v1_admin_proto_rawDesc), len(file_agentstate_v1_admin_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   11,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -158,3 +158,63 @@ class ListChangesResponse(_message.Message):
     changes: _containers.RepeatedCompositeFieldContainer[Change]
     next_page_token: str
     def __init__(self, changes: _Optional[_Iterable[_Union[Change, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class PrincipalGrant(_message.Message):
+    __slots__ = ("principal", "grant", "update_time")
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    GRANT_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    principal: str
+    grant: Grant
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, principal: _Optional[str] = ..., grant: _Optional[_Union[Grant, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GrantRolesRequest(_message.Message):
+    __slots__ = ("principal", "grant")
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    GRANT_FIELD_NUMBER: _ClassVar[int]
+    principal: str
+    grant: Grant
+    def __init__(self, principal: _Optional[str] = ..., grant: _Optional[_Union[Grant, _Mapping]] = ...) -> None: ...
+
+class GrantRolesResponse(_message.Message):
+    __slots__ = ("grant",)
+    GRANT_FIELD_NUMBER: _ClassVar[int]
+    grant: PrincipalGrant
+    def __init__(self, grant: _Optional[_Union[PrincipalGrant, _Mapping]] = ...) -> None: ...
+
+class RevokeGrantRequest(_message.Message):
+    __slots__ = ("principal", "namespace", "prefix", "roles")
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    ROLES_FIELD_NUMBER: _ClassVar[int]
+    principal: str
+    namespace: str
+    prefix: str
+    roles: _containers.RepeatedScalarFieldContainer[Role]
+    def __init__(self, principal: _Optional[str] = ..., namespace: _Optional[str] = ..., prefix: _Optional[str] = ..., roles: _Optional[_Iterable[_Union[Role, str]]] = ...) -> None: ...
+
+class RevokeGrantResponse(_message.Message):
+    __slots__ = ("grant",)
+    GRANT_FIELD_NUMBER: _ClassVar[int]
+    grant: PrincipalGrant
+    def __init__(self, grant: _Optional[_Union[PrincipalGrant, _Mapping]] = ...) -> None: ...
+
+class ListGrantsRequest(_message.Message):
+    __slots__ = ("principal", "limit", "page_token")
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    principal: str
+    limit: int
+    page_token: str
+    def __init__(self, principal: _Optional[str] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListGrantsResponse(_message.Message):
+    __slots__ = ("grants", "next_page_token")
+    GRANTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    grants: _containers.RepeatedCompositeFieldContainer[PrincipalGrant]
+    next_page_token: str
+    def __init__(self, grants: _Optional[_Iterable[_Union[PrincipalGrant, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

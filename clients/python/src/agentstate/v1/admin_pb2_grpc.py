@@ -58,6 +58,21 @@ class AdminServiceStub:
                 request_serializer=agentstate_dot_v1_dot_admin__pb2.ListChangesRequest.SerializeToString,
                 response_deserializer=agentstate_dot_v1_dot_admin__pb2.ListChangesResponse.FromString,
                 _registered_method=True)
+        self.GrantRoles = channel.unary_unary(
+                '/agentstate.v1.AdminService/GrantRoles',
+                request_serializer=agentstate_dot_v1_dot_admin__pb2.GrantRolesRequest.SerializeToString,
+                response_deserializer=agentstate_dot_v1_dot_admin__pb2.GrantRolesResponse.FromString,
+                _registered_method=True)
+        self.RevokeGrant = channel.unary_unary(
+                '/agentstate.v1.AdminService/RevokeGrant',
+                request_serializer=agentstate_dot_v1_dot_admin__pb2.RevokeGrantRequest.SerializeToString,
+                response_deserializer=agentstate_dot_v1_dot_admin__pb2.RevokeGrantResponse.FromString,
+                _registered_method=True)
+        self.ListGrants = channel.unary_unary(
+                '/agentstate.v1.AdminService/ListGrants',
+                request_serializer=agentstate_dot_v1_dot_admin__pb2.ListGrantsRequest.SerializeToString,
+                response_deserializer=agentstate_dot_v1_dot_admin__pb2.ListGrantsResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -99,6 +114,37 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GrantRoles(self, request, context):
+        """Grants held in the server for named principals, changed at run time
+        without a restart: a principal proven by a client certificate (the name
+        AGENTSTATE_AUTH_CERT_PRINCIPALS_FILE maps it to) or by a JWT (its `sub`)
+        holds them on top of its credential's own grants. API tokens never do
+        (their grants are fixed when made). A change reaches every replica
+        within a second.
+
+        Adds roles to a principal's grant on a namespace pattern and key prefix
+        (making the grant if new). The caller must hold ADMIN over the grant's scope.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeGrant(self, request, context):
+        """Takes roles (all when none are named) from a principal's grant; a grant
+        left with no role is removed. NOT_FOUND when there is no such grant. The
+        caller must hold ADMIN over the grant's scope.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListGrants(self, request, context):
+        """Lists stored grants, of one principal or of all. Needs ADMIN on every namespace ("*").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -121,6 +167,21 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ListChanges,
                     request_deserializer=agentstate_dot_v1_dot_admin__pb2.ListChangesRequest.FromString,
                     response_serializer=agentstate_dot_v1_dot_admin__pb2.ListChangesResponse.SerializeToString,
+            ),
+            'GrantRoles': grpc.unary_unary_rpc_method_handler(
+                    servicer.GrantRoles,
+                    request_deserializer=agentstate_dot_v1_dot_admin__pb2.GrantRolesRequest.FromString,
+                    response_serializer=agentstate_dot_v1_dot_admin__pb2.GrantRolesResponse.SerializeToString,
+            ),
+            'RevokeGrant': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeGrant,
+                    request_deserializer=agentstate_dot_v1_dot_admin__pb2.RevokeGrantRequest.FromString,
+                    response_serializer=agentstate_dot_v1_dot_admin__pb2.RevokeGrantResponse.SerializeToString,
+            ),
+            'ListGrants': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListGrants,
+                    request_deserializer=agentstate_dot_v1_dot_admin__pb2.ListGrantsRequest.FromString,
+                    response_serializer=agentstate_dot_v1_dot_admin__pb2.ListGrantsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -235,6 +296,87 @@ class AdminService:
             '/agentstate.v1.AdminService/ListChanges',
             agentstate_dot_v1_dot_admin__pb2.ListChangesRequest.SerializeToString,
             agentstate_dot_v1_dot_admin__pb2.ListChangesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GrantRoles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentstate.v1.AdminService/GrantRoles',
+            agentstate_dot_v1_dot_admin__pb2.GrantRolesRequest.SerializeToString,
+            agentstate_dot_v1_dot_admin__pb2.GrantRolesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeGrant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentstate.v1.AdminService/RevokeGrant',
+            agentstate_dot_v1_dot_admin__pb2.RevokeGrantRequest.SerializeToString,
+            agentstate_dot_v1_dot_admin__pb2.RevokeGrantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListGrants(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentstate.v1.AdminService/ListGrants',
+            agentstate_dot_v1_dot_admin__pb2.ListGrantsRequest.SerializeToString,
+            agentstate_dot_v1_dot_admin__pb2.ListGrantsResponse.FromString,
             options,
             channel_credentials,
             insecure,
