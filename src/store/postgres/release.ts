@@ -18,8 +18,8 @@ export interface Release {
 }
 
 export const RELEASE: Release = Object.freeze({
-  number: 3,
-  sha256: "ea0339a7381ea27f0c5cdd74678ea80c6ba7a37acf7e6b76ded48d0b4575e0a5",
+  number: 4,
+  sha256: "d45e8aaff3d9f9d6e15d0d796671c37d85c2fe913e64047b03046d742d6e9c5a",
 });
 
 /** One SQL file of the release: a migration or a function. */
