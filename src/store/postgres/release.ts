@@ -19,7 +19,7 @@ export interface Release {
 
 export const RELEASE: Release = Object.freeze({
   number: 4,
-  sha256: "d45e8aaff3d9f9d6e15d0d796671c37d85c2fe913e64047b03046d742d6e9c5a",
+  sha256: "3ee476b89411f9aea2062d0dfcf644d60cc898f75359fb617307139de664bc63",
 });
 
 /** One SQL file of the release: a migration or a function. */

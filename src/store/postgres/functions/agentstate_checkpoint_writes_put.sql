@@ -46,7 +46,11 @@ CREATE OR REPLACE FUNCTION agentstate_checkpoint_writes_put(
   p_chunk_bytes int,
   p_max_bytes bigint
 ) RETURNS TABLE (status smallint, stored int, bytes bigint)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+-- Plan each statement once per session: its custom plans cost more to make
+-- than the generic one (index probes by the whole key) costs to run.
+SET plan_cache_mode = force_generic_plan
+AS $$
 DECLARE
   c_stored CONSTANT smallint := 1;
   c_too_large CONSTANT smallint := 2;
@@ -60,34 +64,31 @@ BEGIN
     PERFORM pg_advisory_xact_lock(c_writes_lock_class,
       hashtext(p_namespace || E'\x1f' || p_thread_id || E'\x1f' || p_checkpoint_ns || E'\x1f' || p_checkpoint_id));
     SELECT
-      -- The checkpoint, with the channel values it references.
+      -- The checkpoint, with the channel values it references (one index probe per channel).
       coalesce((
         SELECT 256 + octet_length(c.document) + octet_length(c.metadata::text)
-          + coalesce((SELECT sum(8 + octet_length(r.key) + octet_length(r.value))
-                      FROM jsonb_each_text(c.channel_versions) AS r), 0)
-          + coalesce((SELECT sum(64 + octet_length(b.data) + octet_length(b.channel) + octet_length(b.version))
+          + coalesce((SELECT sum(8 + octet_length(r.key) + octet_length(r.value) + coalesce(v.bytes, 0))
                       FROM jsonb_each_text(c.channel_versions) AS r
-                      JOIN checkpoint_blobs b
-                        ON b.namespace = c.namespace AND b.thread_id = c.thread_id
-                       AND b.checkpoint_ns = c.checkpoint_ns AND b.channel = r.key AND b.version = r.value), 0)
+                      LEFT JOIN LATERAL (
+                        SELECT sum(64 + octet_length(b.data) + octet_length(b.channel) + octet_length(b.version)) AS bytes
+                        FROM checkpoint_blobs b
+                        WHERE b.namespace = c.namespace AND b.thread_id = c.thread_id
+                          AND b.checkpoint_ns = c.checkpoint_ns AND b.channel = r.key AND b.version = r.value) v ON true), 0)
         FROM checkpoints c
         WHERE c.namespace = p_namespace AND c.thread_id = p_thread_id AND c.checkpoint_ns = p_checkpoint_ns
           AND c.checkpoint_id = p_checkpoint_id), 0)
-      -- The pending writes it keeps (this task's negative indexes given here are replaced).
+      -- The pending writes it keeps (this task's negative indexes given here are
+      -- replaced), a chunked one with its chunks.
       + coalesce((
-        SELECT sum(64 + octet_length(w.data) + octet_length(w.channel) + octet_length(w.task_id))
+        SELECT sum(64 + octet_length(w.data) + octet_length(w.channel) + octet_length(w.task_id)
+                   + CASE WHEN w.type = '' THEN coalesce((
+                       SELECT sum(octet_length(x.data)) FROM checkpoint_write_chunks x
+                       WHERE x.namespace = w.namespace AND x.thread_id = w.thread_id AND x.checkpoint_ns = w.checkpoint_ns
+                         AND x.checkpoint_id = w.checkpoint_id AND x.task_id = w.task_id AND x.idx = w.idx), 0)
+                     ELSE 0 END)
         FROM checkpoint_writes w
         WHERE w.namespace = p_namespace AND w.thread_id = p_thread_id AND w.checkpoint_ns = p_checkpoint_ns
           AND w.checkpoint_id = p_checkpoint_id
-          AND NOT (w.task_id = p_task_id AND w.idx < 0 AND w.idx = ANY (p_idx))), 0)
-      + coalesce((
-        SELECT sum(octet_length(x.data))
-        FROM checkpoint_writes w
-        JOIN checkpoint_write_chunks x
-          ON x.namespace = w.namespace AND x.thread_id = w.thread_id AND x.checkpoint_ns = w.checkpoint_ns
-         AND x.checkpoint_id = w.checkpoint_id AND x.task_id = w.task_id AND x.idx = w.idx
-        WHERE w.namespace = p_namespace AND w.thread_id = p_thread_id AND w.checkpoint_ns = p_checkpoint_ns
-          AND w.checkpoint_id = p_checkpoint_id AND w.type = ''
           AND NOT (w.task_id = p_task_id AND w.idx < 0 AND w.idx = ANY (p_idx))), 0)
       -- The writes this call stores.
       + coalesce((
