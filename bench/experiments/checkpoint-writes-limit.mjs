@@ -11,7 +11,9 @@
 // machine), the wall time per PutWrites and the CPU of a whole step (the put
 // and its 8 PutWrites), medians of the rounds.
 //   npm run build && node bench/experiments/checkpoint-writes-limit.mjs [--steps 200] [--rounds 5]
+import { Buffer } from "node:buffer";
 import * as path from "node:path";
+import process from "node:process";
 import console from "node:console";
 import { createRequire } from "node:module";
 import { parseArgs } from "node:util";
