@@ -12,6 +12,8 @@
  */
 import * as assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
+import * as path from "node:path";
 import { status } from "@grpc/grpc-js";
 import fc from "fast-check";
 import {
@@ -225,6 +227,73 @@ describe("CheckpointService: checkpoints on a live server", function () {
     assert.deepEqual(await chunks(), []);
     await cp.deleteThread({ namespace: ns, threadId: copy });
     assert.equal(await count("checkpoint_write_chunks", ns), 0);
+    assert.equal(await count("checkpoint_writes", ns), 0);
+  });
+
+  it("a replica of release 3 (its statements, as fixtures) beside this one: its writes are whole, it never reads part of a chunked one", async () => {
+    const old = (name: string) =>
+      readFileSync(path.resolve(__dirname, "../../../test/fixtures/release3-checkpoint-sql", `${name}.sql`), "utf8");
+    const ns = "ck-release3";
+    const t = randomUUID();
+    const id = nextId();
+    await cp.put(put(ns, t, id, "", {}));
+    const addr = { namespace: ns, threadId: t, checkpointId: id };
+    const big = Buffer.alloc(VALUE_LIMIT * 3 + 5, 9);
+    await cp.putWrites({
+      ...addr,
+      taskId: "k",
+      writes: [
+        { index: -1, channel: "e", value: { type: "bytes", data: big } },
+        { index: 0, channel: "s", value: { type: "json", data: Buffer.from("1") } },
+      ],
+    });
+    // Release 3 reads the chunked write as its marker: type '' (no serializer takes it), no data.
+    const read = await pgQuery<{ kind: string; n: number; type: string; data: Buffer }>(
+      cluster.databaseUrl,
+      old("checkpoint_list"),
+      [ns, t, "", id, "", null, null, null, null, 1],
+    );
+    assert.deepEqual(
+      read.filter((r) => r.kind === "w").map((r) => [r.n, r.type, r.data.length]),
+      [
+        [-1, "", 0],
+        [0, "json", 1],
+      ],
+    );
+    // Release 3 replaces it with a whole value and adds one; this release reads both whole.
+    const v = Buffer.from('"old"');
+    await pgQuery(cluster.databaseUrl, old("checkpoint_writes_put"), [
+      ns,
+      t,
+      "",
+      id,
+      "k",
+      "",
+      [-1, 1],
+      ["e", "o"],
+      ["json", "json"],
+      [v.length, v.length],
+      Buffer.concat([v, v]),
+    ]);
+    const got = (await cp.get(addr)).checkpoint!;
+    assert.deepEqual(
+      got.pendingWrites.map((w) => [w.index, w.value?.type, text(w.value?.data)]),
+      [
+        [-1, "json", '"old"'],
+        [0, "json", "1"],
+        [1, "json", '"old"'],
+      ],
+    );
+    // This release replaces it in chunks again (the stale chunks go); release 3's delete leaves
+    // chunks behind, which nothing reads (their row is gone).
+    await cp.putWrites({
+      ...addr,
+      taskId: "k",
+      writes: [{ index: -1, channel: "e", value: { type: "bytes", data: big } }],
+    });
+    assert.ok(Buffer.from((await cp.get(addr)).checkpoint!.pendingWrites[0]!.value!.data).equals(big));
+    await pgQuery(cluster.databaseUrl, old("checkpoint_delete_thread"), [ns, t]);
+    assert.equal((await cp.get(addr)).found, false);
     assert.equal(await count("checkpoint_writes", ns), 0);
   });
 
