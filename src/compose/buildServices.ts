@@ -13,6 +13,7 @@ import { JwtVerifier } from "../auth/JwtVerifier";
 import { GrantAdmin } from "../auth/GrantAdmin";
 import { TokenAdmin } from "../auth/TokenAdmin";
 import { ConfigError, type Config } from "../config/config";
+import { checkpointReplyLimit } from "../domain/checkpoints";
 import { LockService, type LockStore } from "../domain/locks";
 import { EmbeddedPostgres } from "../embedded/EmbeddedPostgres";
 import { AuthStep } from "../grpc/auth/AuthStep";
@@ -206,7 +207,10 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
     events: noteAppendRevisions(pgEvents, (namespace, revision) => kv.noteRevision(namespace, revision)),
     items: new PostgresItemStore(pool),
     notifier,
-    checkpoints: new PostgresCheckpointStore(pool, { chunkBytes: config.limits.maxValueBytes }),
+    checkpoints: new PostgresCheckpointStore(pool, {
+      chunkBytes: config.limits.maxValueBytes,
+      maxCheckpointBytes: checkpointReplyLimit(config.limits),
+    }),
     eventOptions: {
       pageSize: 500,
       pollMs: config.subscribePollMs,

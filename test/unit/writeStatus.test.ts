@@ -3,6 +3,7 @@ import * as path from "node:path";
 import { readFunctions } from "../../src/store/postgres/functions";
 import {
   CheckpointPutStatus,
+  CheckpointWritesStatus,
   EventAppendStatus,
   EventExpectedKind,
   KvExpectedKind,
@@ -39,6 +40,7 @@ const CONTRACT: Record<string, [string, Record<string, number>][]> = {
     ["expect_", EventExpectedKind],
   ],
   agentstate_checkpoint_put: [["", CheckpointPutStatus]],
+  agentstate_checkpoint_writes_put: [["", CheckpointWritesStatus]],
 };
 
 describe("store/postgres writeStatus: the TypeScript codes and the functions' plpgsql constants agree", () => {

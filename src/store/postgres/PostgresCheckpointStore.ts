@@ -4,7 +4,11 @@
  * values, checkpoint row and head in one transaction); a read is one
  * statement returning the checkpoints, their channel values and pending
  * writes from one snapshot. Channel values larger than `chunkBytes` (the
- * value limit) are split into chunk rows here and joined again on read.
+ * value limit) are split into chunk rows here and joined again on read;
+ * pending writes larger than it are split by agentstate_checkpoint_writes_put
+ * (migrations/0012) and joined here. A write whose chunks are not all there
+ * (a marker row left by a replica of an older release) is left out, never
+ * returned in part.
  */
 import type { Pool } from "pg";
 import type {
@@ -17,19 +21,24 @@ import type {
   PutWritesCommand,
   StoredCheckpoint,
 } from "../../domain/checkpoints";
-import { compareIds } from "../../domain/checkpoints";
+import { checkpointTooLarge, compareIds } from "../../domain/checkpoints";
 import { CheckpointConflictError, InvalidArgumentError } from "../../errors/errors";
 import { translatePgError } from "./pgErrors";
 import { byName, sql, type Statement } from "./sql";
-import { CheckpointPutStatus } from "./writeStatus";
+import { CheckpointPutStatus, CheckpointWritesStatus } from "./writeStatus";
 
 export interface PostgresCheckpointStoreOptions {
-  /** Channel values above this many bytes are stored in chunks of this size. */
+  /** Channel values and pending writes above this many bytes are stored in chunks of this size. */
   chunkBytes: number;
+  /**
+   * A PutWrites is refused when the checkpoint with its channel values and
+   * pending writes would exceed this many bytes (checkpointReplyLimit; 0: no limit).
+   */
+  maxCheckpointBytes: number;
 }
 
 interface ListRow {
-  kind: "c" | "b" | "w";
+  kind: "c" | "b" | "w" | "x";
   thread_id: string;
   checkpoint_ns: string;
   checkpoint_id: string | null;
@@ -101,20 +110,39 @@ export class PostgresCheckpointStore implements CheckpointStore {
   }
 
   async putWrites(cmd: PutWritesCommand): Promise<number> {
-    const r = await this.q<{ stored: number }>(sql("checkpoint_writes_put"), [
-      cmd.namespace,
-      cmd.threadId,
-      cmd.checkpointNs,
-      cmd.checkpointId,
-      cmd.taskId,
-      cmd.taskPath,
-      cmd.writes.map((w) => w.index),
-      cmd.writes.map((w) => w.channel),
-      cmd.writes.map((w) => w.value.type),
-      cmd.writes.map((w) => w.value.data.length),
-      Buffer.concat(cmd.writes.map((w) => w.value.data)),
-    ]);
-    return r.rows[0]?.stored ?? 0;
+    const st = sql("checkpoint_writes_put");
+    const r = await this.q<{ status: number; stored: number; bytes: string | null }>(
+      st,
+      byName(st, {
+        p_namespace: cmd.namespace,
+        p_thread_id: cmd.threadId,
+        p_checkpoint_ns: cmd.checkpointNs,
+        p_checkpoint_id: cmd.checkpointId,
+        p_task_id: cmd.taskId,
+        p_task_path: cmd.taskPath,
+        p_idx: cmd.writes.map((w) => w.index),
+        p_channel: cmd.writes.map((w) => w.channel),
+        p_type: cmd.writes.map((w) => w.value.type),
+        p_size: cmd.writes.map((w) => w.value.data.length),
+        p_data: Buffer.concat(cmd.writes.map((w) => w.value.data)),
+        p_chunk_bytes: this.opts.chunkBytes,
+        p_max_bytes: this.opts.maxCheckpointBytes,
+      }),
+    );
+    const row = r.rows[0]!;
+    switch (row.status) {
+      case CheckpointWritesStatus.Stored:
+        return row.stored;
+      case CheckpointWritesStatus.TooLarge:
+        throw checkpointTooLarge(
+          cmd.checkpointId,
+          Number(row.bytes),
+          this.opts.maxCheckpointBytes,
+          "would be (nothing was written)",
+        );
+      default:
+        throw new Error(`agentstate_checkpoint_writes_put returned status ${row.status}`);
+    }
   }
 
   async list(q: CheckpointQuery): Promise<StoredCheckpoint[]> {
@@ -141,6 +169,7 @@ export class PostgresCheckpointStore implements CheckpointStore {
     const checkpoints: (StoredCheckpoint & { rank: number })[] = [];
     const chunks = new Map<string, { version: string; channel: string; type: string; parts: [number, Buffer][] }>();
     const writes = new Map<string, PendingWrite[]>();
+    const writeChunks = new Map<string, { type: string; parts: [number, Buffer][] }>();
     for (const row of r.rows) {
       if (row.kind === "c") {
         checkpoints.push({
@@ -164,6 +193,14 @@ export class PostgresCheckpointStore implements CheckpointStore {
           chunks.set(key, c);
         }
         c.parts.push([row.n, row.data]);
+      } else if (row.kind === "x") {
+        const key = JSON.stringify([row.thread_id, row.checkpoint_ns, row.checkpoint_id, row.s1, row.n]);
+        let c = writeChunks.get(key);
+        if (c === undefined) {
+          c = { type: row.type, parts: [] };
+          writeChunks.set(key, c);
+        }
+        c.parts.push([Number(row.s3), row.data]);
       } else {
         const key = JSON.stringify([row.thread_id, row.checkpoint_ns, row.checkpoint_id]);
         let list = writes.get(key);
@@ -192,7 +229,16 @@ export class PostgresCheckpointStore implements CheckpointStore {
         const v = values.get(JSON.stringify([cp.threadId, cp.checkpointNs, channel, version]));
         if (v !== undefined) cp.values.push(v);
       }
-      const ws = writes.get(JSON.stringify([cp.threadId, cp.checkpointNs, cp.checkpointId])) ?? [];
+      const ws = (writes.get(JSON.stringify([cp.threadId, cp.checkpointNs, cp.checkpointId])) ?? []).filter((w) => {
+        if (w.value.type !== "") return true;
+        // A chunked write: its value is its chunks, 0..n-1, all of them, or the write is left out.
+        const c = writeChunks.get(JSON.stringify([cp.threadId, cp.checkpointNs, cp.checkpointId, w.taskId, w.index]));
+        if (c === undefined) return false;
+        c.parts.sort((a, b) => a[0] - b[0]);
+        if (!c.parts.every(([n], i) => n === i)) return false;
+        w.value = { type: c.type, data: Buffer.concat(c.parts.map((p) => p[1])) };
+        return true;
+      });
       ws.sort((a, b) => compareIds(a.taskPath, b.taskPath) || compareIds(a.taskId, b.taskId) || a.index - b.index);
       cp.pendingWrites = ws;
     }

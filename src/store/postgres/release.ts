@@ -19,7 +19,7 @@ export interface Release {
 
 export const RELEASE: Release = Object.freeze({
   number: 4,
-  sha256: "d315ad710234f2feeffc723309f6d086adfe8134364cbbc6c78be9b9f9959faf",
+  sha256: "e17e4b1beb849e6a78a4ab4ecf97a4cb8c7f745b22fd25197f7980a0a1549098",
 });
 
 /** One SQL file of the release: a migration or a function. */
