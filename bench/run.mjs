@@ -35,6 +35,7 @@ import {
   startEtcd,
   startPostgres,
   startRedis,
+  startRedisCluster,
   startServer,
 } from "./lib/procs.mjs";
 import { driver, driverSetup, findGhz, ghz, GHZ_VERSION, ghzVersion, pgbench, redisBenchmark } from "./lib/runners.mjs";
@@ -86,6 +87,11 @@ const HELP = `usage: node bench/run.mjs [options]
   --ab-import FILE       A/B: also start server B with FILE preloaded (repeatable) and run every
                          agentstate scenario on A then on B, back to back (rows "<id>+B")
   --ab-env K=V           A/B: extra environment for server B only (repeatable), e.g. LOG_LEVEL=warn
+  --ab-redis-cluster     A/B: server B is the same build with its cache on a 3-master Redis Cluster
+                         (REDIS_URL=redis+cluster://, no replicas; the harness's RedisClusterProcess),
+                         its own database and Redis prefix; A keeps the single cache Redis
+  --redis-cluster        every server's cache on a 3-master Redis Cluster (e.g. with --ab-ref, to compare
+                         two builds on a cluster)
   --ab-ref GITREF        A/B: server B is the server built from GITREF (git archive into the run
                          directory, built there with its own npm run build against this node_modules),
                          on the same Postgres and Redis but its own fresh database and Redis prefix
@@ -121,6 +127,8 @@ const OPTIONS = {
   "ab-import": { type: "string", multiple: true, default: [] },
   "ab-env": { type: "string", multiple: true, default: [] },
   "ab-ref": { type: "string" },
+  "ab-redis-cluster": { type: "boolean", default: false },
+  "redis-cluster": { type: "boolean", default: false },
   "server-import": { type: "string", multiple: true, default: [] },
   out: { type: "string", default: path.join(HERE, "results") },
   keep: { type: "boolean", default: false },
@@ -165,10 +173,14 @@ function parseArgs(argv) {
     abImport: v["ab-import"].map((f) => path.resolve(f)),
     abEnv: keyValues(v["ab-env"]),
     abRef: v["ab-ref"],
+    abRedisCluster: v["ab-redis-cluster"],
+    redisCluster: v["redis-cluster"],
     out: path.resolve(v.out),
     keep: v.keep,
     ghzConnections: Number(v["ghz-connections"]),
   };
+  if (o.abRedisCluster && (o.abRef || o.redisCluster))
+    throw new Error("--ab-redis-cluster puts server B alone on a cluster: not with --ab-ref or --redis-cluster");
   if (!["build", "dist"].includes(o.server)) throw new Error("--server is build or dist");
   if (!Number.isInteger(o.ghzConnections) || o.ghzConnections < 1) throw new Error("--ghz-connections must be >= 1");
   if (o.profile) {
@@ -596,9 +608,9 @@ function httpGet(url) {
 }
 
 /** Sum of agentstate_cache_reads_total by outcome, from the server's /metrics (undefined if none). */
-async function cacheReads(ctx) {
-  if (!ctx.metricsPort) return undefined;
-  const body = await httpGet(`http://127.0.0.1:${ctx.metricsPort}/metrics`);
+async function cacheReads(ctx, port = ctx.metricsPort) {
+  if (!port) return undefined;
+  const body = await httpGet(`http://127.0.0.1:${port}/metrics`);
   if (!body) return undefined;
   const out = {};
   for (const line of body.split("\n")) {
@@ -670,7 +682,7 @@ async function serverEnv(ctx, imports = ctx.o.serverImport) {
   if (!ctx.metricsPort) ctx.metricsPort = metricsPort;
   return {
     DATABASE_URL: ctx.pg.url("agentstate"),
-    REDIS_URL: ctx.cache.url,
+    REDIS_URL: ctx.o.redisCluster ? ctx.redisCluster.url : ctx.cache.url,
     REDLOCK_URLS: ctx.redlock.map((r) => r.url).join(","),
     AGENTSTATE_REDIS_PREFIX: NS,
     AGENTSTATE_METRICS_PORT: String(metricsPort),
@@ -682,17 +694,31 @@ async function serverEnv(ctx, imports = ctx.o.serverImport) {
   };
 }
 
+/** The server's cache is the Redis Cluster (--redis-cluster: every server; --ab-redis-cluster: B). */
+function onCluster(ctx, server) {
+  return Boolean(ctx.o.redisCluster || (ctx.o.abRedisCluster && server === ctx.serverB));
+}
+
+/** Server B has a database of its own (--ab-ref, --ab-redis-cluster). */
+function ownDbB(ctx) {
+  return Boolean(ctx.refB || ctx.o.abRedisCluster);
+}
+
 async function startAgentstate(ctx, opts = {}) {
   ctx.server = await startServer(ctx.mainJs, ctx.runDir, await serverEnv(ctx), opts);
   log(`agentstate listening on ${ctx.server.address} (pid ${ctx.server.pid})`);
-  if (ctx.o.abImport.length || Object.keys(ctx.o.abEnv).length || ctx.refB) {
+  if (ctx.o.abImport.length || Object.keys(ctx.o.abEnv).length || ctx.refB || ctx.o.abRedisCluster) {
     const env = { ...(await serverEnv(ctx, [...ctx.o.serverImport, ...ctx.o.abImport])), ...ctx.o.abEnv };
-    if (ctx.refB) {
+    ctx.metricsPortB = Number(env.AGENTSTATE_METRICS_PORT);
+    if (ownDbB(ctx)) {
       // Another release may have other migrations and another cache or lock
-      // layout: its own database and Redis prefix keep A's data out of its way.
+      // layout, and a second cache must not share A's cache epoch (one cache
+      // owns a database's epoch): its own database and Redis prefix keep A's
+      // data out of its way.
       await ctx.pg.query("postgres", `CREATE DATABASE ${DB_B}`);
       Object.assign(env, { DATABASE_URL: ctx.pg.url(DB_B), AGENTSTATE_REDIS_PREFIX: PREFIX_B });
     }
+    if (ctx.o.abRedisCluster) env.REDIS_URL = ctx.redisCluster.url;
     ctx.serverB = await startServer(ctx.refB?.mainJs ?? ctx.mainJs, ctx.runDir, env, { logName: "server-b.log" });
     log(`agentstate B (${abLabel(ctx)}) on ${ctx.serverB.address}`);
   }
@@ -714,7 +740,8 @@ async function waitCacheServing(ctx, { db = "agentstate", prefix = NS, server = 
       "SELECT cache_epoch, (extract(epoch FROM clock_timestamp() - cache_epoch_at) * 1000)::bigint AS age FROM agentstate_state WHERE id = 1",
     );
     const { cache_epoch: epoch, age } = r[0];
-    const alive = redisCmd(ctx.cache.port, "EXISTS", `${prefix}:c:${epoch}:alive`);
+    // On a cluster the alive keys are spread over the slots: the hit share (server metrics) checks it instead.
+    const alive = onCluster(ctx, server) ? "1" : redisCmd(ctx.cache.port, "EXISTS", `${prefix}:c:${epoch}:alive`);
     if (Number(age) > markerTtl + lease && alive === "1") {
       if (server !== ctx.server) return true;
       await driver(ctx.driver, {
@@ -740,7 +767,7 @@ async function waitCacheServing(ctx, { db = "agentstate", prefix = NS, server = 
 
 async function setupData(ctx) {
   // agentstate: the warm Get key and the hot CAS key (on server B too when it has a database of its own).
-  for (const server of ctx.refB ? [ctx.server, ctx.serverB] : [ctx.server]) {
+  for (const server of ownDbB(ctx) ? [ctx.server, ctx.serverB] : [ctx.server]) {
     for (const key of ["get/hit", "cas/hot"]) {
       await ghz(ctx.ghz, server.address, {
         call: "agentstate.v1.KeyValueService/CompareAndSet",
@@ -795,8 +822,17 @@ async function runOne(ctx, s, c, rps) {
           ? ctx.cache.pid
           : undefined;
   const onPg = isAs || s.tool === "pgbench";
-  const redisPids = isAs ? [ctx.cache.pid, ...ctx.redlock.map((r) => r.pid)] : [];
+  // Server B on a Redis Cluster: its cache is the cluster's nodes.
+  const cachePids = onCluster(ctx, ctx.server) ? ctx.redisCluster.nodes.map((n) => n.pid) : [ctx.cache.pid];
+  const redisPids = isAs ? [...cachePids, ...ctx.redlock.map((r) => r.pid)] : [];
   const redisCpu = () => redisPids.reduce((a, p) => a + cpuSeconds(p), 0);
+  // Wake-ups per call, which load does not change: the server's read and write
+  // syscalls (/proc/<pid>/io: read/readv, write/writev on every socket and the
+  // log file) and the cache Redis servers' socket reads (INFO total_reads_processed).
+  const cachePorts = onCluster(ctx, ctx.server) ? ctx.redisCluster.nodes.map((n) => n.port) : [ctx.cache.port];
+  const redisReads = () => cachePorts.reduce((a, port) => a + redisStat(port, "total_reads_processed"), 0);
+  const io0 = isAs ? procIo(ctx.server.pid) : undefined;
+  const reads0 = isAs ? redisReads() : undefined;
   const before = isAs ? rssMiB(ctx.server.pid) : undefined;
   const cpu0 = serverPid ? cpuSeconds(serverPid) : undefined;
   const pg0 = onPg ? pgCpu(ctx) : undefined;
@@ -818,6 +854,15 @@ async function runOne(ctx, s, c, rps) {
   const cpuMs = serverPid ? perCall(cpuSeconds(serverPid) - cpu0) : undefined;
   const pgMs = onPg ? perCall(pgCpu(ctx) - pg0) : undefined;
   const redisMs = isAs ? perCall(redisCpu() - redis0) : undefined;
+  const io1 = isAs ? procIo(ctx.server.pid) : undefined;
+  const syscalls =
+    isAs && io0 && io1 && r.count > 0
+      ? {
+          read: (io1.syscr - io0.syscr) / r.count,
+          write: (io1.syscw - io0.syscw) / r.count,
+          redisReads: (redisReads() - reads0) / r.count,
+        }
+      : undefined;
   const row = {
     id: s.id,
     group: s.group,
@@ -831,13 +876,15 @@ async function runOne(ctx, s, c, rps) {
     cpuMs,
     pgMs,
     redisMs,
+    syscalls,
   };
   ctx.rows.push(row);
   log(
     `${s.id.padEnd(13)} ${rps ? `rate ${Math.round(rps)}/s c=${c}` : `c=${c}`}: ${fmt(r.rps)} rps, p50 ${fmtMs(r.p50)} ms, p99 ${fmtMs(r.p99)} ms` +
       (r.errors ? `, ${r.errors} errors (${r.firstError ?? "?"})` : "") +
       (isAs ? `, RSS ${fmt(before)}->${fmt(after)} MiB` : "") +
-      (row.cpuMs !== undefined || row.pgMs !== undefined ? `, CPU ms/call ${cpuText(row)}` : ""),
+      (row.cpuMs !== undefined || row.pgMs !== undefined ? `, CPU ms/call ${cpuText(row)}` : "") +
+      (syscalls ? `, syscalls/call ${syscallText(row)}` : ""),
   );
   return row;
 }
@@ -847,13 +894,25 @@ function peak(ctx, id) {
   return rows.length ? Math.max(...rows.map((r) => r.rps)) : undefined;
 }
 
+/** Records the share of cache hits among the reads between two metrics samples. */
+function hitShare(ctx, c, who, m0, m1) {
+  if (!m0 || !m1) return;
+  const d = Object.fromEntries(Object.keys(m1).map((k) => [k, (m1[k] ?? 0) - (m0[k] ?? 0)]));
+  // "fill" counts misses that filled the cache: a sub-outcome, not a read.
+  const total = Object.entries(d)
+    .filter(([k]) => k !== "fill")
+    .reduce((a, [, b]) => a + b, 0);
+  ctx.hitShare.push({ c, who, hit: d.hit ?? 0, total, outcomes: d });
+  log(`get-hit${who} c=${c}: cache outcomes ${JSON.stringify(d)}`);
+}
+
 async function runGroup(ctx, group, selected) {
   const list = SCENARIOS.filter((s) => s.group === group && selected.has(s.id));
   if (list.length === 0) return;
   log(`--- group ${group}: ${list.map((s) => s.id).join(", ")}`);
   if (group === "read" && list.some((s) => s.id.startsWith("get-hit"))) {
     ctx.cacheServing = await waitCacheServing(ctx);
-    if (ctx.refB) {
+    if (ownDbB(ctx)) {
       const b = { db: DB_B, prefix: PREFIX_B, server: ctx.serverB };
       // An older release may keep its cache epoch elsewhere: then B's get-hit rows may be misses.
       await waitCacheServing(ctx, b).catch((e) => log(`WARNING: server B's cache state unreadable: ${e.message}`));
@@ -864,18 +923,11 @@ async function runGroup(ctx, group, selected) {
       const hit = s.id === "get-hit";
       const m0 = hit ? await cacheReads(ctx) : undefined;
       await runOne(ctx, s, c);
-      if (ctx.serverB && s.kind === "as") await onServerB(ctx, () => runOne(ctx, variantB(s), c));
-      if (hit) {
-        const m1 = await cacheReads(ctx);
-        if (m0 && m1) {
-          const d = Object.fromEntries(Object.keys(m1).map((k) => [k, (m1[k] ?? 0) - (m0[k] ?? 0)]));
-          // "fill" counts misses that filled the cache: a sub-outcome, not a read.
-          const total = Object.entries(d)
-            .filter(([k]) => k !== "fill")
-            .reduce((a, [, b]) => a + b, 0);
-          ctx.hitShare.push({ c, hit: d.hit ?? 0, total, outcomes: d });
-          log(`get-hit c=${c}: cache outcomes ${JSON.stringify(d)}`);
-        }
+      if (hit) hitShare(ctx, c, "", m0, await cacheReads(ctx));
+      if (ctx.serverB && s.kind === "as") {
+        const b0 = hit ? await cacheReads(ctx, ctx.metricsPortB) : undefined;
+        await onServerB(ctx, () => runOne(ctx, variantB(s), c));
+        if (hit) hitShare(ctx, c, " (server B)", b0, await cacheReads(ctx, ctx.metricsPortB));
       }
     }
   }
@@ -898,6 +950,7 @@ async function runGroup(ctx, group, selected) {
 function abLabel(ctx) {
   return [
     ...(ctx.refB ? [`git ${ctx.o.abRef} (${ctx.refB.commit.slice(0, 12)}), own database`] : []),
+    ...(ctx.o.abRedisCluster ? ["cache on a 3-master Redis Cluster, own database"] : []),
     ...ctx.o.abImport.map((f) => `${path.relative(REPO, f)} preloaded`),
     ...Object.entries(ctx.o.abEnv).map(([k, v]) => `${k}=${v}`),
   ].join(", ");
@@ -934,6 +987,30 @@ function ratioText(ctx, row, s) {
     .join(", ");
 }
 
+/** The read and write syscall counts of a process (/proc/<pid>/io), or undefined. */
+function procIo(pid) {
+  try {
+    const text = fs.readFileSync(`/proc/${pid}/io`, "utf8");
+    return { syscr: Number(/syscr: (\d+)/.exec(text)?.[1]), syscw: Number(/syscw: (\d+)/.exec(text)?.[1]) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** A counter of a Redis server's INFO stats (0 when unreadable). */
+function redisStat(port, name) {
+  try {
+    return Number(new RegExp(`^${name}:(\\d+)`, "m").exec(redisCmd(port, "INFO", "stats"))?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
+function syscallText(row) {
+  const s = row.syscalls;
+  return s ? `${s.read.toFixed(2)} · ${s.write.toFixed(2)} · ${s.redisReads.toFixed(2)}` : "";
+}
+
 function cpuText(row) {
   const f = (v) => (v === undefined || !Number.isFinite(v) ? "-" : v.toFixed(3));
   if (row.cpuMs === undefined && row.pgMs === undefined) return "";
@@ -943,9 +1020,9 @@ function cpuText(row) {
 function mainTable(ctx) {
   const out = [];
   out.push(
-    "| scenario | tool | c | rps | p50 ms | p99 ms | errors | throughput vs baseline (same c) | CPU ms/call: server · Postgres · Redis | server RSS MiB |",
+    "| scenario | tool | c | rps | p50 ms | p99 ms | errors | throughput vs baseline (same c) | CPU ms/call: server · Postgres · Redis | server RSS MiB | syscalls/call: server read · write · cache Redis reads |",
   );
-  out.push("|---|---|---|---:|---:|---:|---:|---|---|---|");
+  out.push("|---|---|---|---:|---:|---:|---:|---|---|---|---|");
   for (const g of GROUPS) {
     for (const s of allScenarios(ctx).filter((x) => x.group === g)) {
       for (const row of ctx.rows.filter((r) => r.id === s.id)) {
@@ -958,7 +1035,7 @@ function mainTable(ctx) {
         }
         const errs = row.errors ? `${row.errors}` : "0";
         out.push(
-          `| ${label} | ${s.tool} | ${c} | ${fmt(row.rps)} | ${fmtMs(row.p50)} | ${fmtMs(row.p99)} | ${errs} | ${ratio} | ${cpuText(row)} | ${rss} |`,
+          `| ${label} | ${s.tool} | ${c} | ${fmt(row.rps)} | ${fmtMs(row.p50)} | ${fmtMs(row.p99)} | ${errs} | ${ratio} | ${cpuText(row)} | ${rss} | ${syscallText(row)} |`,
         );
       }
     }
@@ -1022,13 +1099,13 @@ function environment(ctx) {
         : ""
     }`,
     `- node ${process.version}; ${ctx.versions.pg}; redis ${ctx.versions.redis}; etcd ${ctx.versions.etcd}; ghz ${ctx.versions.ghz}; etcd client go.etcd.io/etcd/client/v3 ${ctx.versions.etcdClient}; ${ctx.versions.go}`,
-    `- Postgres fsync=${ctx.o.pgFsync ? "on" : "off"} synchronous_commit=${ctx.o.pgFsync ? "on" : "off"}; etcd default (fsync on); Redis without persistence`,
+    `- Postgres fsync=${ctx.o.pgFsync ? "on" : "off"} synchronous_commit=${ctx.o.pgFsync ? "on" : "off"}; etcd default (fsync on); Redis without persistence${ctx.o.redisCluster ? "; every server's cache on a 3-master Redis Cluster (--redis-cluster)" : ""}`,
     `- closed-loop runs ${ctx.o.duration} s each at c = ${ctx.o.levels.join(", ")}; fixed-rate runs ${ctx.o.rateDuration} s at 50% of the peak with c = ${Math.max(...ctx.o.levels)}`,
   ];
   if (ctx.cacheServing === false) lines.push("- WARNING: the cache never became servable; get-hit rows are not hits");
   for (const h of ctx.hitShare) {
     lines.push(
-      `- get-hit c=${h.c}: ${h.total ? ((100 * h.hit) / h.total).toFixed(1) : "?"}% of Gets were cache hits (server metrics)`,
+      `- get-hit${h.who ?? ""} c=${h.c}: ${h.total ? ((100 * h.hit) / h.total).toFixed(1) : "?"}% of Gets were cache hits (server metrics)`,
     );
   }
   return lines.join("\n");
@@ -1593,6 +1670,10 @@ async function main() {
       ["redis-cache", "redlock-1", "redlock-2", "redlock-3"].map((n) => startRedis(runDir, n)),
     );
     ctx.etcd = await startEtcd(runDir);
+    if (o.abRedisCluster || o.redisCluster) {
+      log(`starting a Redis Cluster of 3 masters (${o.redisCluster ? "every server's" : "server B's"} cache)`);
+      ctx.redisCluster = await startRedisCluster();
+    }
     await ctx.pg.query("postgres", "CREATE DATABASE agentstate");
     await setupPgbenchDb(ctx);
     ctx.versions = {
@@ -1684,6 +1765,7 @@ async function main() {
     if (ctx.server) await ctx.server.stop();
     if (ctx.serverB) await ctx.serverB.stop();
     await ctx.etcd?.stop();
+    await ctx.redisCluster?.destroy();
     for (const r of [ctx.cache, ...(ctx.redlock ?? [])]) await r?.stop();
     await ctx.pg?.stop();
     killAllSync();

@@ -236,11 +236,12 @@ describe("EventService: one reader per namespace, fanned out (2 replicas, pollin
       const id = randomUUID();
       const rows = await pgQuery<{ first_position: string }>(
         cluster.databaseUrl,
-        `SELECT first_position::text FROM agentstate_event_append(p_ns => ARRAY[$1], p_stream => ARRAY['s'],
+        `SELECT first_position::text FROM agentstate_event_append(p_ns => $1, p_stream => ARRAY['s'],
            p_exp_kind => ARRAY[0]::smallint[], p_exp_version => ARRAY[NULL::bigint], p_count => ARRAY[1],
            p_ids => ARRAY[$2::uuid], p_types => ARRAY['e'], p_data => ARRAY['\\x00'::bytea],
            p_metadata => ARRAY['{}'::jsonb], p_fp => ARRAY['\\x00'::bytea], p_fence_name => ARRAY[NULL::text],
-           p_fence_token => ARRAY[NULL::bigint], p_deadline_ms => ARRAY[NULL::bigint], p_wait => true)`,
+           p_fence_token => ARRAY[NULL::bigint], p_deadline_ms => ARRAY[NULL::bigint],
+           p_principal => ARRAY['test'], p_request_id => ARRAY['by-hand'], p_wait => true)`,
         [NS, id],
       );
       acked.push({ stream: "s", id, position: Number(rows[0]!.first_position) });

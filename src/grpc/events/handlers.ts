@@ -13,8 +13,7 @@ import { StreamNotFoundError } from "../../errors/errors";
 import type { EventServiceServer, ReadStreamResponse, SubscribeResponse } from "../../gen/agentstate/v1/event";
 import { decodeAppend, decodeReadStream, decodeSubscribe, recordedEventToPb } from "./codec";
 import { serverStream } from "../pipeline/serverStream";
-import type { StreamContext } from "../pipeline/context";
-import type { CallEnv } from "../pipeline/context";
+import { writeOptions, type CallEnv, type StreamContext } from "../pipeline/context";
 import { unary } from "../pipeline/unary";
 
 /**
@@ -81,7 +80,7 @@ export function eventHandlers(
   return {
     appendEvent: unary("AppendEvent", env, async (req, ctx) => {
       const cmd = decodeAppend(req, limits);
-      const o = await store.append(cmd, { gone: ctx.gone, deadline: ctx.deadline });
+      const o = await store.append(cmd, writeOptions(ctx));
       return {
         header: { revision: o.revision },
         applied: o.applied,

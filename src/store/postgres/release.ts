@@ -18,8 +18,8 @@ export interface Release {
 }
 
 export const RELEASE: Release = Object.freeze({
-  number: 3,
-  sha256: "ea0339a7381ea27f0c5cdd74678ea80c6ba7a37acf7e6b76ded48d0b4575e0a5",
+  number: 4,
+  sha256: "d315ad710234f2feeffc723309f6d086adfe8134364cbbc6c78be9b9f9959faf",
 });
 
 /** One SQL file of the release: a migration or a function. */
