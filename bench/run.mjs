@@ -9,7 +9,7 @@
 //   node bench/run.mjs --help          # every option
 //
 // See BENCHMARKS.md for what each scenario does and how to read the numbers.
-import { execFileSync } from "node:child_process";
+import { execFileSync, fork } from "node:child_process";
 import * as fs from "node:fs";
 import * as http from "node:http";
 import * as os from "node:os";
@@ -30,6 +30,7 @@ import {
   etcdVersion,
   freePort,
   killAllSync,
+  killAtExit,
   rssMiB,
   startEtcd,
   startPostgres,
@@ -68,6 +69,10 @@ const HELP = `usage: node bench/run.mjs [options]
   --fanout-gap-ms MS     pause between the appends of the delivery measurement (default 200)
   --fanout-threads T     the delivery measurement's subscribers spread over T worker threads, each with
                          its own connection (default 0: all in this thread, over 4 connections)
+  --fanout-procs P       ... or over P child processes, each with its own connection, receipts stamped on
+                         the machine's monotonic clock (default 0)
+  --fanout-rounds R      repeat the delivery measurement R times, A and B interleaved (default 1); with
+                         --fanout-idle 0 the idle measurement is skipped
   --big                  also compare Get p99 on a --big-keys store with a 1k-key store (side by side,
                          two servers, measured alternately 3 times; medians)
   --big-keys N           keys for --big (default 10000000)
@@ -111,6 +116,8 @@ const OPTIONS = {
   "fanout-idle": { type: "string", default: "1000" },
   "fanout-gap-ms": { type: "string", default: "200" },
   "fanout-threads": { type: "string", default: "0" },
+  "fanout-procs": { type: "string", default: "0" },
+  "fanout-rounds": { type: "string", default: "1" },
   "big-keys": { type: "string", default: "10000000" },
   profile: { type: "string" },
   server: { type: "string", default: "build" },
@@ -154,6 +161,8 @@ function parseArgs(argv) {
     fanoutIdle: Number(v["fanout-idle"]),
     fanoutGapMs: Number(v["fanout-gap-ms"]),
     fanoutThreads: Number(v["fanout-threads"]),
+    fanoutProcs: Number(v["fanout-procs"]),
+    fanoutRounds: Number(v["fanout-rounds"]),
     bigKeys: Number(v["big-keys"]),
     profile: v.profile,
     server: v.server,
@@ -1261,131 +1270,204 @@ async function big(ctx) {
  * transactions committed per second in the server's database
  * (pg_stat_database xact_commit) and the server's CPU, over 20 s with no
  * subscriber and then with N idle ones (one namespace, caught up, nothing
- * appended), each window read after the backends' 10 s stats flush delay;
- * (2) delivery: with 1, 100 and 1000 subscribers of one stream, 60 appends
- * of 1 event, one at a time, --fanout-gap-ms apart; latency from the
- * append's send to each subscriber's receipt, p50/p99 over every
- * (subscriber, event). The subscribers' client is this process (4
- * connections): at 1000 subscribers it decodes 1000 messages per append.
+ * appended), each window read after the backends' 10 s stats flush delay
+ * (skipped with --fanout-idle 0); (2) delivery: with 1, 100 and 1000
+ * subscribers of one stream, 60 appends of 1 event, one at a time,
+ * --fanout-gap-ms apart; latency from the append's send to each
+ * subscriber's receipt, p50/p99 over every (subscriber, event), and the
+ * server's CPU per append. --fanout-rounds R repeats (2) R times, A and B
+ * interleaved (each round alternates which goes first, per subscriber
+ * count), so both see the same moments of a loaded machine. The
+ * subscribers' client is this process (4 connections), or T worker threads
+ * (--fanout-threads), or P child processes (--fanout-procs).
  */
 async function fanout(ctx) {
-  const APPENDS = 60;
   const { EventClient } = await import(path.join(REPO, "dist", "test", "support", "eventClient.js"));
   const servers = [
     { label: "A", server: ctx.server, db: "agentstate" },
     ...(ctx.serverB ? [{ label: `B (${abLabel(ctx)})`, server: ctx.serverB, db: ctx.refB ? DB_B : "agentstate" }] : []),
   ];
   ctx.fanout = [];
-  for (const { label, server, db } of servers) {
-    const clients = Array.from({ length: 4 }, () => new EventClient(server.address, { ownChannel: true }));
-    const subs = [];
-    const commits = async () =>
-      Number(
-        (
-          await ctx.pg.query(
-            db,
-            "SELECT xact_commit::text AS n FROM pg_stat_database WHERE datname = current_database()",
-          )
-        )[0].n,
-      );
-    const idleWindow = async () => {
-      await sleep(11000);
-      const c0 = await commits();
-      const cpu0 = cpuSeconds(server.pid);
-      const t0 = Date.now();
-      await sleep(20000);
-      const wall = (Date.now() - t0) / 1000;
-      const cpu = cpuSeconds(server.pid) - cpu0;
-      await sleep(11000);
-      return { txPerS: ((await commits()) - c0) / (wall + 11), cpuPct: (100 * cpu) / wall };
-    };
-    try {
-      const ns = `fanout-${Date.now().toString(36)}`;
-      const none = await idleWindow();
-      const n = ctx.o.fanoutIdle;
-      for (let i = 0; i < n; i++) {
-        subs.push(
-          clients[i % clients.length].subscribe({
-            namespace: `${ns}-idle`,
-            stream: `idle-${i % 10}`,
-            afterPosition: 0,
-          }),
-        );
-      }
-      await Promise.all(subs.map((x) => x.caughtUp));
-      const idle = await idleWindow();
-      for (const x of subs.splice(0)) x.cancel();
-      log(
-        `fanout ${label}: ${n} idle subscribers: +${fmt(idle.txPerS - none.txPerS, 1)} tx/s (${fmt(none.txPerS, 1)} → ${fmt(idle.txPerS, 1)}), server CPU ${fmt(none.cpuPct, 1)}% → ${fmt(idle.cpuPct, 1)}%`,
-      );
-      const delivery = [];
+  const ns = `fanout-${Date.now().toString(36)}`;
+  for (const s of servers) {
+    s.clients = Array.from({ length: 4 }, () => new EventClient(s.server.address, { ownChannel: true }));
+    s.result = { label: s.label, idleSubscribers: ctx.o.fanoutIdle, delivery: [] };
+    ctx.fanout.push(s.result);
+  }
+  try {
+    if (ctx.o.fanoutIdle > 0) for (const s of servers) await fanoutIdle(ctx, s, `${ns}-idle`);
+    for (let round = 0; round < ctx.o.fanoutRounds; round++) {
       for (const k of [1, 100, 1000]) {
-        const stream = `deliver-${k}`;
-        const recv = [];
-        const threads = Math.min(ctx.o.fanoutThreads, k);
-        const workers = Array.from(
-          { length: threads },
-          (_, w) =>
-            new Worker(FANOUT_WORKER, {
-              eval: true,
-              workerData: {
-                clientJs: path.join(REPO, "dist", "test", "support", "eventClient.js"),
-                address: server.address,
-                req: { namespace: ns, stream, afterPosition: 0 },
-                count: Math.floor(k / threads) + (w < k % threads ? 1 : 0),
-              },
-            }),
-        );
-        const fromWorkers = workers.map(
-          (w) =>
-            new Promise((resolve, reject) => {
-              w.on("message", (m) => (m.ready ? resolve() : recv.push(...m.recv)));
-              w.on("error", reject);
-            }),
-        );
-        const batch = Array.from({ length: threads > 0 ? 0 : k }, (_, i) => {
-          const sub = clients[i % clients.length].subscribe({ namespace: ns, stream, afterPosition: 0 });
-          sub.call.on("data", (m) => {
-            if (m.event)
-              recv.push({ position: Number(m.event.position), at: performance.timeOrigin + performance.now() });
-          });
-          return sub;
-        });
-        await Promise.all([...batch.map((x) => x.caughtUp), ...fromWorkers]);
-        const sent = new Map();
-        for (let e = 0; e < APPENDS; e++) {
-          const t = performance.timeOrigin + performance.now();
-          const r = await clients[0].appendEvent({
-            namespace: ns,
-            stream,
-            expected: { any: true },
-            events: [{ type: "bench", data: VALUE, metadata: {} }],
-          });
-          sent.set(Number(r.position), t);
-          await sleep(ctx.o.fanoutGapMs);
+        for (const s of round % 2 ? [...servers].reverse() : servers) {
+          const d = await fanoutDelivery(ctx, s, ns, `deliver-${k}-${round}`, k);
+          s.result.delivery.push({ round, ...d });
+          log(
+            `fanout ${s.label} round ${round + 1}: ${k} subscriber(s): ${d.received}/${d.expected} received, p50 ${fmtMs(d.p50)} ms, p99 ${fmtMs(d.p99)} ms, server CPU ${fmtMs(d.cpuMsPerAppend)} ms per append, load ${fmt(d.load, 1)}`,
+          );
         }
-        const until = Date.now() + 20000;
-        if (threads > 0) {
-          await sleep(2000);
-          const done = workers.map((w) => new Promise((resolve) => w.once("exit", resolve)));
-          for (const w of workers) w.postMessage("stop");
-          await Promise.race([Promise.all(done), sleep(20000)]);
-          for (const w of workers) await w.terminate();
-        }
-        while (recv.length < APPENDS * k && Date.now() < until) await sleep(50);
-        for (const x of batch) x.cancel();
-        const lat = recv.map((r) => r.at - sent.get(r.position)).sort((a, b) => a - b);
-        const q = (p) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))];
-        delivery.push({ subscribers: k, received: recv.length, expected: APPENDS * k, p50: q(0.5), p99: q(0.99) });
-        log(
-          `fanout ${label}: ${k} subscriber(s): ${recv.length}/${APPENDS * k} received, p50 ${fmtMs(q(0.5))} ms, p99 ${fmtMs(q(0.99))} ms`,
-        );
       }
-      ctx.fanout.push({ label, idleSubscribers: n, none, idle, delivery });
-    } finally {
-      for (const x of subs) x.cancel();
-      for (const c of clients) c.close();
     }
+  } finally {
+    for (const s of servers) for (const c of s.clients) c.close();
+  }
+}
+
+/** Postgres transactions/s and server CPU with no subscriber, then with --fanout-idle idle ones. */
+async function fanoutIdle(ctx, { label, server, db, clients, result }, ns) {
+  const commits = async () =>
+    Number(
+      (
+        await ctx.pg.query(db, "SELECT xact_commit::text AS n FROM pg_stat_database WHERE datname = current_database()")
+      )[0].n,
+    );
+  const idleWindow = async () => {
+    await sleep(11000);
+    const c0 = await commits();
+    const cpu0 = cpuSeconds(server.pid);
+    const t0 = Date.now();
+    await sleep(20000);
+    const wall = (Date.now() - t0) / 1000;
+    const cpu = cpuSeconds(server.pid) - cpu0;
+    await sleep(11000);
+    return { txPerS: ((await commits()) - c0) / (wall + 11), cpuPct: (100 * cpu) / wall };
+  };
+  const subs = [];
+  try {
+    result.none = await idleWindow();
+    const n = ctx.o.fanoutIdle;
+    for (let i = 0; i < n; i++)
+      subs.push(clients[i % clients.length].subscribe({ namespace: ns, stream: `idle-${i % 10}`, afterPosition: 0 }));
+    await Promise.all(subs.map((x) => x.caughtUp));
+    result.idle = await idleWindow();
+    const { none, idle } = result;
+    log(
+      `fanout ${label}: ${n} idle subscribers: +${fmt(idle.txPerS - none.txPerS, 1)} tx/s (${fmt(none.txPerS, 1)} → ${fmt(idle.txPerS, 1)}), server CPU ${fmt(none.cpuPct, 1)}% → ${fmt(idle.cpuPct, 1)}%`,
+    );
+  } finally {
+    for (const x of subs) x.cancel();
+  }
+}
+
+/** Now on the clock every process of this machine shares (CLOCK_MONOTONIC, see lib/fanoutSubscribers.mjs), in ms. */
+const monoMs = () => Number(process.hrtime.bigint()) / 1e6;
+
+/**
+ * One delivery measurement: `k` subscribers of `stream` (in this thread, in
+ * worker threads or in child processes), then FANOUT_APPENDS appends of one
+ * event; what each subscriber received and when.
+ */
+async function fanoutDelivery(ctx, { server, clients }, ns, stream, k) {
+  const APPENDS = 60;
+  const clientJs = path.join(REPO, "dist", "test", "support", "eventClient.js");
+  const req = { namespace: ns, stream, afterPosition: 0 };
+  const recv = []; // [position, receipt (monoMs)]
+  const threads = Math.min(ctx.o.fanoutThreads, k);
+  const procs = threads > 0 ? 0 : Math.min(ctx.o.fanoutProcs, k);
+  const share = (n, i) => Math.floor(k / n) + (i < k % n ? 1 : 0);
+  // Worker threads stamp performance.timeOrigin + now (ms since the epoch): the parent subtracts the same.
+  const workers = Array.from(
+    { length: threads },
+    (_, w) =>
+      new Worker(FANOUT_WORKER, {
+        eval: true,
+        workerData: { clientJs, address: server.address, req, count: share(threads, w) },
+      }),
+  );
+  const children = Array.from({ length: procs }, (_, i) =>
+    fork(path.join(HERE, "lib", "fanoutSubscribers.mjs"), [
+      JSON.stringify({ clientJs, address: server.address, req, count: share(procs, i) }),
+    ]),
+  );
+  for (const c of children) killAtExit(c);
+  const clock = threads > 0 ? () => performance.timeOrigin + performance.now() : monoMs;
+  const fromWorkers = workers.map(
+    (w) =>
+      new Promise((resolve, reject) => {
+        w.on("message", (m) => (m.ready ? resolve() : recv.push(...m.recv.map((r) => [r.position, r.at]))));
+        w.on("error", reject);
+      }),
+  );
+  const fromChildren = children.map(
+    (c) =>
+      new Promise((resolve, reject) => {
+        c.once("message", resolve);
+        c.once("exit", (code) => reject(new Error(`fanout subscriber process exited (${code}) before it was ready`)));
+      }),
+  );
+  const batch = Array.from({ length: threads + procs > 0 ? 0 : k }, (_, i) => {
+    const sub = clients[i % clients.length].subscribe(req);
+    sub.call.on("data", (m) => {
+      if (m.event) recv.push([Number(m.event.position), clock()]);
+    });
+    return sub;
+  });
+  try {
+    await Promise.all([...batch.map((x) => x.caughtUp), ...fromWorkers, ...fromChildren]);
+    for (const c of children) c.removeAllListeners("exit");
+    // The children's clock is this process's: each stamp falls between the ping's send and the pong's receipt.
+    for (const c of children) {
+      for (let i = 0; i < 3; i++) {
+        const before = Number(process.hrtime.bigint());
+        const { at } = await new Promise((resolve) => {
+          c.once("message", resolve);
+          c.send({ ping: before });
+        });
+        const after = Number(process.hrtime.bigint());
+        if (at < before || at > after) throw new Error("fanout: a subscriber process's clock is not this process's");
+      }
+    }
+    const sent = new Map();
+    const cpu0 = cpuSeconds(server.pid);
+    for (let e = 0; e < APPENDS; e++) {
+      const t = clock();
+      const r = await clients[0].appendEvent({
+        namespace: ns,
+        stream,
+        expected: { any: true },
+        events: [{ type: "bench", data: VALUE, metadata: {} }],
+      });
+      sent.set(Number(r.position), t);
+      await sleep(ctx.o.fanoutGapMs);
+    }
+    // Each append's fan-out ended within its gap (at the rates measured here).
+    const cpuMsPerAppend = ((cpuSeconds(server.pid) - cpu0) * 1000) / APPENDS;
+    const until = Date.now() + 20000;
+    if (threads > 0) {
+      await sleep(2000);
+      const done = workers.map((w) => new Promise((resolve) => w.once("exit", resolve)));
+      for (const w of workers) w.postMessage("stop");
+      await Promise.race([Promise.all(done), sleep(20000)]);
+    }
+    if (procs > 0) {
+      await sleep(2000);
+      const got = children.map(
+        (c) =>
+          new Promise((resolve) => {
+            c.on("message", (m) => {
+              if (m.recv) for (let i = 0; i < m.recv.length; i += 2) recv.push([m.recv[i], m.recv[i + 1] / 1e6]);
+              if (m.recv) resolve();
+            });
+          }),
+      );
+      for (const c of children) c.send({ stop: true });
+      await Promise.race([Promise.all(got), sleep(20000)]);
+    }
+    while (recv.length < APPENDS * k && Date.now() < until) await sleep(50);
+    const lat = recv.map(([position, at]) => at - sent.get(position)).sort((a, b) => a - b);
+    const q = (p) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))];
+    return {
+      subscribers: k,
+      received: recv.length,
+      expected: APPENDS * k,
+      p50: q(0.5),
+      p99: q(0.99),
+      cpuMsPerAppend,
+      load: os.loadavg()[0],
+    };
+  } finally {
+    for (const x of batch) x.cancel();
+    for (const w of workers) await w.terminate();
+    for (const c of children) c.kill();
   }
 }
 
@@ -1413,17 +1495,45 @@ parentPort.on("message", () => {
 `;
 
 function fanoutTable(ctx) {
-  const out = [
-    "| server | idle subscribers: + Postgres tx/s | + server CPU | delivery p50 / p99, 1 subscriber | 100 | 1000 | p99 1000 / 1 |",
-    "|---|---|---|---|---|---|---|",
-  ];
+  const out = [];
+  const withIdle = ctx.fanout.filter((f) => f.idle);
+  if (withIdle.length) {
+    out.push("| server | idle subscribers: + Postgres tx/s | + server CPU |", "|---|---|---|");
+    for (const f of withIdle)
+      out.push(
+        `| ${f.label} | ${fmt(f.idle.txPerS - f.none.txPerS, 1)} (${fmt(f.none.txPerS, 1)} → ${fmt(f.idle.txPerS, 1)}) with ${f.idleSubscribers} | ${fmt(f.idle.cpuPct - f.none.cpuPct, 1)} points (${fmt(f.none.cpuPct, 1)}% → ${fmt(f.idle.cpuPct, 1)}%) |`,
+      );
+    out.push("");
+  }
+  out.push(
+    "| server | round | delivery p50 / p99 (server CPU per append), 1 subscriber | 100 | 1000 | p99 1000 / 1 | p99 100 / 1 | load |",
+    "|---|---|---|---|---|---|---|---|",
+  );
+  const median = (xs) => {
+    const a = [...xs].sort((x, y) => x - y);
+    return a.length % 2 ? a[(a.length - 1) / 2] : (a[a.length / 2 - 1] + a[a.length / 2]) / 2;
+  };
   for (const f of ctx.fanout) {
-    const d = (k) => f.delivery.find((x) => x.subscribers === k);
-    const cell = (k) =>
-      `${fmtMs(d(k).p50)} / ${fmtMs(d(k).p99)} ms${d(k).received < d(k).expected ? ` (${d(k).received}/${d(k).expected} received)` : ""}`;
-    out.push(
-      `| ${f.label} | ${fmt(f.idle.txPerS - f.none.txPerS, 1)} (${fmt(f.none.txPerS, 1)} → ${fmt(f.idle.txPerS, 1)}) with ${f.idleSubscribers} | ${fmt(f.idle.cpuPct - f.none.cpuPct, 1)} points (${fmt(f.none.cpuPct, 1)}% → ${fmt(f.idle.cpuPct, 1)}%) | ${cell(1)} | ${cell(100)} | ${cell(1000)} | ${fmtRatio(d(1000).p99 / d(1).p99)} |`,
-    );
+    const rounds = [...new Set(f.delivery.map((d) => d.round))];
+    const cell = (d) =>
+      `${fmtMs(d.p50)} / ${fmtMs(d.p99)} ms (${fmtMs(d.cpuMsPerAppend)} ms)${d.received < d.expected ? ` (${d.received}/${d.expected} received)` : ""}`;
+    const ratios = [];
+    for (const r of rounds) {
+      const d = (k) => f.delivery.find((x) => x.round === r && x.subscribers === k);
+      ratios.push({ r1000: d(1000).p99 / d(1).p99, r100: d(100).p99 / d(1).p99 });
+      const load = median([1, 100, 1000].map((k) => d(k).load));
+      out.push(
+        `| ${f.label} | ${r + 1} | ${cell(d(1))} | ${cell(d(100))} | ${cell(d(1000))} | ${fmtRatio(d(1000).p99 / d(1).p99)} | ${fmtRatio(d(100).p99 / d(1).p99)} | ${fmt(load, 1)} |`,
+      );
+    }
+    if (rounds.length > 1) {
+      const med = (k, key) => median(f.delivery.filter((x) => x.subscribers === k).map((x) => x[key]));
+      const mcell = (k) =>
+        `${fmtMs(med(k, "p50"))} / ${fmtMs(med(k, "p99"))} ms (${fmtMs(med(k, "cpuMsPerAppend"))} ms)`;
+      out.push(
+        `| ${f.label} | median of ${rounds.length} | ${mcell(1)} | ${mcell(100)} | ${mcell(1000)} | ${fmtRatio(median(ratios.map((x) => x.r1000)))} | ${fmtRatio(median(ratios.map((x) => x.r100)))} | |`,
+      );
+    }
   }
   return out.join("\n");
 }

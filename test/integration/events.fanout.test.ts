@@ -196,6 +196,29 @@ describe("EventService: one reader per namespace, fanned out (2 replicas, pollin
     assert.ok(last > 0);
   });
 
+  it("more subscribers on one replica than it wakes per turn (300, mixed targets and resume points): each gets exactly its events, in order, each event's encoding shared", async () => {
+    // 300 subscribers of one namespace on replica A: each fan-out wakes them
+    // 100 per turn of the event loop (events/handlers.ts), and every one
+    // writes the same encoded message as the others of its event (encodeOnce).
+    const NS = "fan-batches";
+    const acked: Acked[] = [];
+    await appendMany([a], NS, 10, acked);
+    const wants: Want[] = [];
+    for (let i = 0; i < 300; i++) {
+      const target = i % 4 === 0 ? { prefix: i % 8 ? "s" : "s1" } : { stream: `s${i % 5}` };
+      wants.push(open(a, NS, { ...target, after: i % 3 === 0 ? 0 : (i * 7) % 15 }));
+    }
+    await Promise.all(wants.map((w) => w.sub.caughtUp));
+    await appendMany([a, b, a], NS, 60, acked);
+    for (const w of wants) {
+      const want = wanted(acked, w);
+      const lastWanted = Number(want[want.length - 1]?.split(":")[0] ?? 0);
+      if (lastWanted > 0) await w.sub.untilPosition(lastWanted, 30_000);
+    }
+    await sleep(600); // a poll interval: nothing more may arrive
+    wants.forEach((w, i) => assert.deepEqual(received(w.sub.events), wanted(acked, w), `subscriber ${i}`));
+  });
+
   it("a lost NOTIFY (LISTEN backends terminated; an append that sends none, as from a replica dead before its NOTIFY) is covered by the poll", async () => {
     const NS = "fan-lost";
     const onA = open(a, NS, { stream: "s", after: 0 });

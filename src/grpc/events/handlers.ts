@@ -16,6 +16,14 @@ import { serverStream } from "../pipeline/serverStream";
 import { writeOptions, type CallEnv, type StreamContext } from "../pipeline/context";
 import { unary } from "../pipeline/unary";
 
+/**
+ * Subscribers a fan-out writes to per turn of the event loop (ChangeFeed
+ * wakeAll): small enough that the first ones' events leave while the rest are
+ * written and other calls get a turn, large enough that the extra turns cost
+ * nothing measurable (BENCHMARKS.md, issue 17).
+ */
+const SUBSCRIBERS_WOKEN_PER_TURN = 100;
+
 export interface EventHandlerOptions {
   pageSize: number;
   pollMs: number;
@@ -49,6 +57,7 @@ export function eventHandlers(
     pollMs: opts.pollMs,
     queueEvents: opts.pageSize,
     queueBytes: opts.queueBytes,
+    wakeBatch: SUBSCRIBERS_WOKEN_PER_TURN,
     onError: opts.onFeedError,
     onReaders: opts.onReaders,
   });
