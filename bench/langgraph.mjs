@@ -12,11 +12,17 @@
 //   getTuple the latest checkpoint of the worker's thread, for --seconds; calls/s
 //   list     list(thread, { limit: 10 }), for --seconds; calls/s
 //   bytes    pg_total_relation_size of the saver's tables after the level's run
+//   cpu      CPU seconds per 1000 steps while the steps ran: the agentstate
+//            server, Postgres (postmaster and backends) and this process
+// With --rounds N the levels run N times, the savers' order alternating, and
+// the table gives each metric's median over the rounds (the machine may be
+// shared: interleaved rounds see the same load). At the end: what each table,
+// its TOAST and each index of the two savers hold, per thread run.
 //
 //   npm run build && npm --prefix clients/typescript-langgraph ci \
 //     && node_modules/.bin/tsc -p clients/typescript/tsconfig.json \
 //     && npx --prefix clients/typescript-langgraph tsc -p clients/typescript-langgraph/tsconfig.json
-//   node bench/langgraph.mjs [--levels 1,16] [--steps 200] [--seconds 5]
+//   node bench/langgraph.mjs [--levels 1,16] [--steps 200] [--seconds 5] [--rounds 1] [--cpu-prof DIR]
 import * as fs from "node:fs";
 import { createRequire } from "node:module";
 import * as os from "node:os";
@@ -25,7 +31,8 @@ import console from "node:console";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { startPostgres, startServer } from "./lib/procs.mjs";
+import process from "node:process";
+import { cpuSeconds, startPostgres, startServer } from "./lib/procs.mjs";
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const PKG = path.join(REPO, "clients", "typescript-langgraph");
@@ -36,11 +43,14 @@ const { values: o } = parseArgs({
     levels: { type: "string", default: "1,16" },
     steps: { type: "string", default: "200" },
     seconds: { type: "string", default: "5" },
+    rounds: { type: "string", default: "1" },
+    "cpu-prof": { type: "string" },
   },
 });
 const LEVELS = o.levels.split(",").map(Number);
 const STEPS = Number(o.steps);
 const SECONDS = Number(o.seconds);
+const ROUNDS = Number(o.rounds);
 
 const { AgentstateClient } = need("@agentstate/client");
 const { AgentstateSaver } = need(path.join(PKG, "dist", "index.js"));
@@ -52,15 +62,20 @@ fs.chmodSync(runDir, 0o755);
 const pg = await startPostgres(runDir);
 await pg.createDatabase("agentstate");
 await pg.createDatabase("lgpostgres");
-const server = await startServer(path.join(REPO, "dist", "src", "main.js"), runDir, {
-  DATABASE_URL: pg.url("agentstate"),
-  REDIS_URL: "",
-  REDLOCK_URLS: "",
-  AGENTSTATE_HOST: "127.0.0.1",
-  AGENTSTATE_PORT: "0",
-  AGENTSTATE_METRICS_PORT: "-1",
-  LOG_LEVEL: "warn",
-});
+const server = await startServer(
+  path.join(REPO, "dist", "src", "main.js"),
+  runDir,
+  {
+    DATABASE_URL: pg.url("agentstate"),
+    REDIS_URL: "",
+    REDLOCK_URLS: "",
+    AGENTSTATE_HOST: "127.0.0.1",
+    AGENTSTATE_PORT: "0",
+    AGENTSTATE_METRICS_PORT: "-1",
+    LOG_LEVEL: "warn",
+  },
+  { cpuProfDir: o["cpu-prof"] },
+);
 const client = new AgentstateClient(server.address, { deadlineMs: 60_000 });
 const pgSaver = PostgresSaver.fromConnString(pg.url("lgpostgres"));
 await pgSaver.setup();
@@ -140,26 +155,104 @@ async function bytes(db, tables) {
   return Number(rows[0].b);
 }
 
-const results = [];
-try {
-  for (const level of LEVELS) {
-    for (const [name, s] of Object.entries(savers)) {
-      const saver = s.saver(level);
-      const threads = Array.from({ length: level }, (_, i) => `bench-${level}-${name}-${i}`);
-      const before = await bytes(s.db, s.tables);
-      const t0 = performance.now();
-      await Promise.all(threads.map((t) => runThread(saver, t)));
-      const stepsPerS = (level * STEPS) / ((performance.now() - t0) / 1000);
-      const stored = (await bytes(s.db, s.tables)) - before;
-      const getTuple = await timed(SECONDS, level, (w) => saver.getTuple({ configurable: { thread_id: threads[w] } }));
-      const list = await timed(SECONDS, level, async (w) => {
-        for await (const _ of saver.list({ configurable: { thread_id: threads[w] } }, { limit: 10 })) void _;
-      });
-      const r = { saver: name, threads: level, stepsPerS, getTuple, list, bytesPerThread: stored / level };
-      results.push(r);
-      console.log(JSON.stringify(r));
+/** What each table, its TOAST and each index of both savers hold, per thread run (all rounds and levels). */
+async function breakdown() {
+  console.log(`\nBytes per thread by relation (${threadsRun} threads of ${STEPS} steps per saver):\n`);
+  console.log("| saver | relation | KiB per thread |\n|---|---|---|");
+  for (const [name, s] of Object.entries(savers)) {
+    const rows = await pg.query(
+      s.db,
+      `SELECT c.relname AS rel, pg_relation_size(c.oid) + pg_relation_size(c.oid, 'fsm') + pg_relation_size(c.oid, 'vm') AS b,
+              coalesce(pg_total_relation_size(c.reltoastrelid), 0) AS toast
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE n.nspname = 'public' AND c.relname = ANY($1)
+       UNION ALL
+       SELECT i.indexrelid::regclass::text, pg_relation_size(i.indexrelid), 0
+       FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE n.nspname = 'public' AND c.relname = ANY($1)
+       ORDER BY 1`,
+      [s.tables],
+    );
+    let total = 0;
+    for (const r of rows) {
+      const kib = (v) => (Number(v) / 1024 / threadsRun).toFixed(1);
+      console.log(`| ${name} | ${r.rel} | ${kib(r.b)} |`);
+      if (Number(r.toast) > 0) console.log(`| ${name} | ${r.rel} (TOAST) | ${kib(r.toast)} |`);
+      total += Number(r.b) + Number(r.toast);
+    }
+    console.log(`| ${name} | **total** | ${(total / 1024 / threadsRun).toFixed(1)} |`);
+  }
+}
+
+/** CPU seconds so far: the server, Postgres (postmaster and its backends), this process. */
+function cpuNow() {
+  const self = process.cpuUsage();
+  return {
+    server: cpuSeconds(server.pid),
+    // Backends that exited are counted in the postmaster's reaped children.
+    postgres: descendants(pg.pid).reduce((s, p) => s + cpuSeconds(p), cpuSeconds(pg.pid, true)),
+    bench: (self.user + self.system) / 1e6,
+  };
+}
+
+function descendants(pid) {
+  const out = [];
+  for (const e of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const st = fs.readFileSync(`/proc/${e}/stat`, "utf8");
+      if (Number(st.slice(st.lastIndexOf(")") + 2).split(" ")[1]) === pid) out.push(Number(e));
+    } catch {
+      // gone
     }
   }
+  return out;
+}
+
+const results = [];
+let threadsRun = 0;
+try {
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const level of LEVELS) {
+      const order = Object.entries(savers);
+      if (round % 2 === 1) order.reverse();
+      for (const [name, s] of order) {
+        const saver = s.saver(level);
+        const threads = Array.from({ length: level }, (_, i) => `bench-${round}-${level}-${name}-${i}`);
+        const before = await bytes(s.db, s.tables);
+        const cpu0 = cpuNow();
+        const t0 = performance.now();
+        await Promise.all(threads.map((t) => runThread(saver, t)));
+        const stepsPerS = (level * STEPS) / ((performance.now() - t0) / 1000);
+        const cpu1 = cpuNow();
+        const stored = (await bytes(s.db, s.tables)) - before;
+        const getTuple = await timed(SECONDS, level, (w) =>
+          saver.getTuple({ configurable: { thread_id: threads[w] } }),
+        );
+        const list = await timed(SECONDS, level, async (w) => {
+          for await (const _ of saver.list({ configurable: { thread_id: threads[w] } }, { limit: 10 })) void _;
+        });
+        const per1000 = (k) => ((cpu1[k] - cpu0[k]) * 1000) / (level * STEPS);
+        const r = {
+          round,
+          saver: name,
+          threads: level,
+          stepsPerS,
+          getTuple,
+          list,
+          bytesPerThread: stored / level,
+          cpuServer: per1000("server"),
+          cpuPostgres: per1000("postgres"),
+          cpuBench: per1000("bench"),
+          load: os.loadavg()[0],
+        };
+        results.push(r);
+        console.log(JSON.stringify(r));
+      }
+      threadsRun += level;
+    }
+  }
+  await breakdown();
 } finally {
   client.close();
   await pgSaver.end();
@@ -168,16 +261,33 @@ try {
   fs.rmSync(runDir, { recursive: true, force: true });
 }
 
-console.log("\n| threads | metric | AgentstateSaver | PostgresSaver | ratio |\n|---|---|---|---|---|");
+const median = (xs) => {
+  const v = [...xs].sort((a, b) => a - b);
+  return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+};
+const loads = results.map((r) => r.load);
+console.log(
+  `\n${ROUNDS} round(s), medians; ratio = median of the per-round ratios; 1-min load average during the run ${Math.min(...loads).toFixed(1)}-${Math.max(...loads).toFixed(1)} on ${os.cpus().length} CPUs`,
+);
+console.log("\n| threads | metric | AgentstateSaver | PostgresSaver | ratio (min-max) |\n|---|---|---|---|---|");
 for (const level of LEVELS) {
-  const a = results.find((r) => r.saver === "agentstate" && r.threads === level);
-  const p = results.find((r) => r.saver === "postgres" && r.threads === level);
+  const a = results.filter((r) => r.saver === "agentstate" && r.threads === level);
+  const p = results.filter((r) => r.saver === "postgres" && r.threads === level);
   for (const [metric, key, fmt] of [
     ["steps/s (put + putWrites)", "stepsPerS", (v) => v.toFixed(0)],
     ["getTuple/s", "getTuple", (v) => v.toFixed(0)],
     ["list(limit 10)/s", "list", (v) => v.toFixed(0)],
     ["bytes per 200-step thread", "bytesPerThread", (v) => `${(v / 1024).toFixed(0)} KiB`],
+    ["CPU s per 1000 steps: server", "cpuServer", (v) => v.toFixed(2)],
+    ["CPU s per 1000 steps: Postgres", "cpuPostgres", (v) => v.toFixed(2)],
+    ["CPU s per 1000 steps: bench (client)", "cpuBench", (v) => v.toFixed(2)],
   ]) {
-    console.log(`| ${level} | ${metric} | ${fmt(a[key])} | ${fmt(p[key])} | ${(a[key] / p[key]).toFixed(2)}x |`);
+    const ratios = a.map((r, i) => r[key] / p[i][key]);
+    const ma = median(a.map((r) => r[key]));
+    const mp = median(p.map((r) => r[key]));
+    const rr = ROUNDS > 1 ? ` (${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)})` : "";
+    console.log(
+      `| ${level} | ${metric} | ${fmt(ma)} | ${fmt(mp)} | ${mp ? median(ratios).toFixed(2) + "x" + rr : "-"} |`,
+    );
   }
 }

@@ -18,8 +18,8 @@ export interface Release {
 }
 
 export const RELEASE: Release = Object.freeze({
-  number: 3,
-  sha256: "ea0339a7381ea27f0c5cdd74678ea80c6ba7a37acf7e6b76ded48d0b4575e0a5",
+  number: 4,
+  sha256: "246c43a1bd572020061d2e432bfc246cb1218fe9f6bb6eff12487b64a30cf976",
 });
 
 /** One SQL file of the release: a migration or a function. */

@@ -62,3 +62,8 @@ export const CheckpointPutStatus = {
   NotAfterHead: 3,
 } as const;
 export type CheckpointPutStatus = (typeof CheckpointPutStatus)[keyof typeof CheckpointPutStatus];
+
+/** agentstate_checkpoint_put_batch's own status, beside CheckpointPutStatus (functions/agentstate_checkpoint_put_batch.sql). */
+export const CheckpointPutBatchStatus = {
+  Busy: 4,
+} as const;
