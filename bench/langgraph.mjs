@@ -23,6 +23,7 @@
 //     && node_modules/.bin/tsc -p clients/typescript/tsconfig.json \
 //     && npx --prefix clients/typescript-langgraph tsc -p clients/typescript-langgraph/tsconfig.json
 //   node bench/langgraph.mjs [--levels 1,16] [--steps 200] [--seconds 5] [--rounds 1] [--cpu-prof DIR]
+//     [--columns: average column sizes] [--ab: also AgentstateSaver with group commit off]
 import * as fs from "node:fs";
 import { createRequire } from "node:module";
 import * as os from "node:os";
@@ -45,6 +46,8 @@ const { values: o } = parseArgs({
     seconds: { type: "string", default: "5" },
     rounds: { type: "string", default: "1" },
     "cpu-prof": { type: "string" },
+    columns: { type: "boolean", default: false },
+    ab: { type: "boolean", default: false },
   },
 });
 const LEVELS = o.levels.split(",").map(Number);
@@ -77,6 +80,29 @@ const server = await startServer(
   { cpuProfDir: o["cpu-prof"] },
 );
 const client = new AgentstateClient(server.address, { deadlineMs: 60_000 });
+// --ab: a second server on its own database, with group commit of checkpoint
+// puts and PutWrites off (AGENTSTATE_CHECKPOINT_BATCH=1), in the same run.
+let serverAlone;
+let clientAlone;
+if (o.ab) {
+  await pg.createDatabase("agentstate_alone");
+  serverAlone = await startServer(
+    path.join(REPO, "dist", "src", "main.js"),
+    runDir,
+    {
+      DATABASE_URL: pg.url("agentstate_alone"),
+      REDIS_URL: "",
+      REDLOCK_URLS: "",
+      AGENTSTATE_HOST: "127.0.0.1",
+      AGENTSTATE_PORT: "0",
+      AGENTSTATE_METRICS_PORT: "-1",
+      AGENTSTATE_CHECKPOINT_BATCH: "1",
+      LOG_LEVEL: "warn",
+    },
+    { logName: "server-alone.log" },
+  );
+  clientAlone = new AgentstateClient(serverAlone.address, { deadlineMs: 60_000 });
+}
 const pgSaver = PostgresSaver.fromConnString(pg.url("lgpostgres"));
 await pgSaver.setup();
 
@@ -85,7 +111,16 @@ const savers = {
     saver: (level) => new AgentstateSaver({ client, namespace: `bench-${level}`, strict: true }),
     db: "agentstate",
     tables: ["checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_heads"],
+    server: () => server,
   },
+  ...(o.ab && {
+    "agentstate-alone": {
+      saver: (level) => new AgentstateSaver({ client: clientAlone, namespace: `bench-${level}`, strict: true }),
+      db: "agentstate_alone",
+      tables: ["checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_heads"],
+      server: () => serverAlone,
+    },
+  }),
   postgres: {
     saver: () => pgSaver,
     db: "lgpostgres",
@@ -182,13 +217,51 @@ async function breakdown() {
     }
     console.log(`| ${name} | **total** | ${(total / 1024 / threadsRun).toFixed(1)} |`);
   }
+  if (o.columns) await columnSizes();
+}
+
+/** Average stored size of each column of the savers' tables (--columns). */
+async function columnSizes() {
+  for (const [name, s] of Object.entries(savers)) {
+    for (const table of s.tables) {
+      const cols = await pg.query(
+        s.db,
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' AND table_name = $1",
+        [table],
+      );
+      const sel = cols.map((c) => `avg(pg_column_size("${c.column_name}"))::int AS "${c.column_name}"`).join(", ");
+      const rows = await pg.query(s.db, `SELECT count(*)::int AS rows, ${sel} FROM "${table}"`);
+      console.log(`${name}.${table}: ${JSON.stringify(rows[0])}`);
+    }
+  }
+  // What a prefix delta would store: each channel value as the bytes after
+  // its common prefix with the previous version of the channel in the thread.
+  const blobs = await pg.query(
+    "agentstate",
+    `SELECT thread_id, channel, data, pg_column_size(data) AS stored FROM checkpoint_blobs
+     WHERE chunk = 0 ORDER BY thread_id, channel, version`,
+  );
+  let raw = 0;
+  let stored = 0;
+  let delta = 0;
+  let prev;
+  for (const b of blobs) {
+    const same = prev !== undefined && prev.thread_id === b.thread_id && prev.channel === b.channel;
+    let k = 0;
+    if (same) while (k < prev.data.length && k < b.data.length && prev.data[k] === b.data[k]) k++;
+    raw += b.data.length;
+    stored += Number(b.stored);
+    delta += b.data.length - k;
+    prev = b;
+  }
+  console.log(`agentstate.checkpoint_blobs data: raw ${raw} B, stored (pglz) ${stored} B, prefix deltas ${delta} B`);
 }
 
 /** CPU seconds so far: the server, Postgres (postmaster and its backends), this process. */
-function cpuNow() {
+function cpuNow(srv) {
   const self = process.cpuUsage();
   return {
-    server: cpuSeconds(server.pid),
+    server: srv === undefined ? 0 : cpuSeconds(srv.pid),
     // Backends that exited are counted in the postmaster's reaped children.
     postgres: descendants(pg.pid).reduce((s, p) => s + cpuSeconds(p), cpuSeconds(pg.pid, true)),
     bench: (self.user + self.system) / 1e6,
@@ -220,11 +293,11 @@ try {
         const saver = s.saver(level);
         const threads = Array.from({ length: level }, (_, i) => `bench-${round}-${level}-${name}-${i}`);
         const before = await bytes(s.db, s.tables);
-        const cpu0 = cpuNow();
+        const cpu0 = cpuNow(s.server?.());
         const t0 = performance.now();
         await Promise.all(threads.map((t) => runThread(saver, t)));
         const stepsPerS = (level * STEPS) / ((performance.now() - t0) / 1000);
-        const cpu1 = cpuNow();
+        const cpu1 = cpuNow(s.server?.());
         const stored = (await bytes(s.db, s.tables)) - before;
         const getTuple = await timed(SECONDS, level, (w) =>
           saver.getTuple({ configurable: { thread_id: threads[w] } }),
@@ -255,8 +328,10 @@ try {
   await breakdown();
 } finally {
   client.close();
+  clientAlone?.close();
   await pgSaver.end();
   await server.stop();
+  await serverAlone?.stop();
   await pg.stop();
   fs.rmSync(runDir, { recursive: true, force: true });
 }
@@ -289,5 +364,25 @@ for (const level of LEVELS) {
     console.log(
       `| ${level} | ${metric} | ${fmt(ma)} | ${fmt(mp)} | ${mp ? median(ratios).toFixed(2) + "x" + rr : "-"} |`,
     );
+  }
+}
+
+if (o.ab) {
+  console.log(
+    "\nGroup commit on (AgentstateSaver) vs off (AGENTSTATE_CHECKPOINT_BATCH=1), same run:\n\n| threads | metric | on | off | on/off (min-max) |\n|---|---|---|---|---|",
+  );
+  for (const level of LEVELS) {
+    const a = results.filter((r) => r.saver === "agentstate" && r.threads === level);
+    const b = results.filter((r) => r.saver === "agentstate-alone" && r.threads === level);
+    for (const [metric, key, fmt] of [
+      ["steps/s (put + putWrites)", "stepsPerS", (v) => v.toFixed(0)],
+      ["CPU s per 1000 steps: server", "cpuServer", (v) => v.toFixed(2)],
+      ["CPU s per 1000 steps: Postgres", "cpuPostgres", (v) => v.toFixed(2)],
+    ]) {
+      const ratios = a.map((r, i) => r[key] / b[i][key]);
+      console.log(
+        `| ${level} | ${metric} | ${fmt(median(a.map((r) => r[key])))} | ${fmt(median(b.map((r) => r[key])))} | ${median(ratios).toFixed(2)}x (${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)}) |`,
+      );
+    }
   }
 }

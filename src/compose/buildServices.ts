@@ -202,7 +202,11 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
     events: noteAppendRevisions(pgEvents, (namespace, revision) => kv.noteRevision(namespace, revision)),
     items: new PostgresItemStore(pool),
     notifier,
-    checkpoints: new PostgresCheckpointStore(pool, { chunkBytes: config.limits.maxValueBytes }),
+    checkpoints: new PostgresCheckpointStore(pool, {
+      chunkBytes: config.limits.maxValueBytes,
+      batchMax: config.checkpointBatchMax,
+      batchesMax: config.writeBatchesMax,
+    }),
     eventOptions: {
       pageSize: 500,
       pollMs: config.subscribePollMs,

@@ -33,9 +33,9 @@ import { CheckpointPutBatchStatus, CheckpointPutStatus } from "./writeStatus";
 export interface PostgresCheckpointStoreOptions {
   /** Channel values above this many bytes are stored in chunks of this size. */
   chunkBytes: number;
-  /** Most puts (or PutWrites) in one group-commit batch (default 32). */
+  /** Most puts (or PutWrites) in one group-commit batch (default 64). */
   batchMax?: number;
-  /** Batches of puts (and of PutWrites) running at once (default 4). */
+  /** Batches of puts (and of PutWrites) running at once over every namespace, one per namespace (default 4). */
   batchesMax?: number;
   /** Called with the size of every batch sent (tests). */
   observeBatch?: (kind: "put" | "writes", size: number) => void;
@@ -144,15 +144,19 @@ export class PostgresCheckpointStore implements CheckpointStore {
     private readonly pool: Pool,
     private readonly opts: PostgresCheckpointStoreOptions,
   ) {
-    // Group commit: puts (and PutWrites) of different threads share a batch;
-    // one thread's are never in one batch nor in two batches at once (so a
-    // batch never waits for another's head row), and a batch is sorted by
-    // thread (so concurrent batches of two replicas lock heads in one order).
-    const batchMax = opts.batchMax ?? 32;
+    // Group commit as KV writes have it: per namespace, one batch of puts (and
+    // one of PutWrites) in flight; the calls that arrive meanwhile gather for
+    // the next. Puts (and PutWrites) of different threads share a batch; one
+    // thread's are never in one batch nor in two batches at once (so a batch
+    // never waits for another's head row), and a batch is sorted by thread
+    // (so concurrent batches of two replicas lock heads in one order).
+    const batchMax = opts.batchMax ?? 64;
     const batchesMax = opts.batchesMax ?? 4;
     this.puts = new GroupCommitQueue<PendingPut>({
       maxBatch: batchMax,
       maxInFlight: batchesMax,
+      maxInFlightPerPartition: 1,
+      partition: (p) => p.cmd.namespace,
       run: (batch) => runWriteBatch(batch, false, this.putSpec),
       batchKey: (p) => threadKey(p.cmd),
       flightKey: (p) => threadKey(p.cmd),
@@ -163,6 +167,8 @@ export class PostgresCheckpointStore implements CheckpointStore {
     this.writes = new GroupCommitQueue<PendingWrites>({
       maxBatch: batchMax,
       maxInFlight: batchesMax,
+      maxInFlightPerPartition: 1,
+      partition: (p) => p.cmd.namespace,
       run: (batch) => runWriteBatch(batch, true, this.writesSpec),
       batchKey: (p) => threadKey(p.cmd),
       flightKey: (p) => threadKey(p.cmd),
@@ -172,8 +178,16 @@ export class PostgresCheckpointStore implements CheckpointStore {
     });
   }
 
-  /** Queues the put for the next batch; settles once that batch has committed (or failed). */
+  /**
+   * Queues the put for the next batch; settles once that batch has committed
+   * (or failed). With `batchMax` 1, each put is its own statement, unqueued.
+   */
   put(cmd: PutCheckpointCommand): Promise<PutCheckpointOutcome> {
+    if (this.opts.batchMax === 1) {
+      return new Promise<PutCheckpointOutcome>((resolve, reject) => {
+        void runWriteBatch([{ cmd, chunks: this.chunked(cmd), resolve, reject }], true, this.putSpec);
+      });
+    }
     return new Promise<PutCheckpointOutcome>((resolve, reject) => {
       this.puts.push({ cmd, chunks: this.chunked(cmd), resolve, reject });
     });
@@ -182,7 +196,8 @@ export class PostgresCheckpointStore implements CheckpointStore {
   /** Queues the writes for the next batch; settles once that batch has committed (or failed). */
   putWrites(cmd: PutWritesCommand): Promise<number> {
     return new Promise<number>((resolve, reject) => {
-      this.writes.push({ cmd, resolve, reject });
+      if (this.opts.batchMax === 1) void runWriteBatch([{ cmd, resolve, reject }], true, this.writesSpec);
+      else this.writes.push({ cmd, resolve, reject });
     });
   }
 
@@ -207,8 +222,11 @@ export class PostgresCheckpointStore implements CheckpointStore {
 
   private readonly putSpec: WriteBatchSpec<PendingPut, PutRow, PutCheckpointOutcome> = {
     tooLate: () => undefined,
-    // A put alone: agentstate_checkpoint_put itself (it waits for a held
-    // head row, stalling no other put). A batch: agentstate_checkpoint_put_batch.
+    // A put alone: agentstate_checkpoint_put itself (cheaper than the batch
+    // function for one put). It waits for a head row held elsewhere, which
+    // only a server statement holds (another replica's put, a prune), so it
+    // stalls its namespace's queue for one statement at most. A batch:
+    // agentstate_checkpoint_put_batch, whose puts on held rows come back busy.
     send: async (batch, wait) => {
       this.opts.observeBatch?.("put", batch.length);
       if (batch.length === 1) return [await this.putAlone(batch[0]!)];
