@@ -104,7 +104,7 @@ export interface Config {
   readonly writeBatchesMax: number;
   /** Most appends one replica sends to Postgres as one batch (group commit); 1 sends each alone. */
   readonly eventAppendBatchMax: number;
-  /** Most checkpoint puts (and PutWrites) one replica sends to Postgres as one batch (group commit); 1 sends each alone. */
+  /** Most checkpoint puts one replica sends to Postgres as one batch (group commit); 1 sends each alone. */
   readonly checkpointBatchMax: number;
   readonly statementTimeoutMs: number;
   /** Client-side timeout of a pool query (a frozen or partitioned Postgres): a little above statementTimeoutMs. */

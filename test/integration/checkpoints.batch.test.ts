@@ -1,6 +1,6 @@
 /**
- * Group commit of checkpoint puts and PutWrites (PostgresCheckpointStore
- * against a real Postgres): puts of many threads made at once share batches
+ * Group commit of checkpoint puts (PostgresCheckpointStore against a real
+ * Postgres): puts of many threads made at once share batches
  * (one statement, one commit), yet each behaves as if made alone: its own
  * strict check and result, a conflict or an error failing only itself, and a
  * thread whose head row another transaction holds stalling only its own put.
@@ -8,7 +8,7 @@
 import * as assert from "node:assert/strict";
 import * as path from "node:path";
 import type { Pool } from "pg";
-import type { PutCheckpointCommand, PutWritesCommand } from "../../src/domain/checkpoints";
+import type { PutCheckpointCommand } from "../../src/domain/checkpoints";
 import { CheckpointConflictError } from "../../src/errors/errors";
 import { createPool } from "../../src/store/postgres/createPool";
 import { migrate } from "../../src/store/postgres/migrate";
@@ -38,28 +38,12 @@ function putCmd(thread: string, id: string, parent: string, over: Partial<PutChe
   } satisfies PutCheckpointCommand;
 }
 
-function writesCmd(thread: string, id: string, over: Partial<PutWritesCommand> = {}): PutWritesCommand {
-  return {
-    namespace: NS,
-    threadId: thread,
-    checkpointNs: "",
-    checkpointId: id,
-    taskId: "task",
-    taskPath: "",
-    writes: [
-      { index: 0, channel: "messages", value: { type: "json", data: json([thread, "w0"]) } },
-      { index: 1, channel: "step", value: { type: "json", data: json(1) } },
-    ],
-    ...over,
-  };
-}
-
-describe("CheckpointStore: group commit of puts and PutWrites (real Postgres)", function () {
+describe("CheckpointStore: group commit of puts (real Postgres)", function () {
   this.timeout(60_000);
   let pool: Pool;
   let url: string;
   let store: PostgresCheckpointStore;
-  const batches = { put: [] as number[], writes: [] as number[] };
+  const batches = { put: [] as number[] };
 
   before(async () => {
     url = await (await getTestEnv()).freshDatabase("checkpoint_batch");
@@ -68,7 +52,7 @@ describe("CheckpointStore: group commit of puts and PutWrites (real Postgres)", 
     store = new PostgresCheckpointStore(pool, {
       chunkBytes: 64,
       batchesMax: 2,
-      observeBatch: (kind, size) => batches[kind].push(size),
+      observeBatch: (size) => batches.put.push(size),
     });
   });
   after(async () => {
@@ -186,41 +170,5 @@ describe("CheckpointStore: group commit of puts and PutWrites (real Postgres)", 
       await release();
     }
     assert.deepEqual((await heads("held-")).get("held-0"), ["c2", 2]);
-  });
-
-  it("PutWrites of many threads at once share transactions; an error fails only its own", async () => {
-    const threads = Array.from({ length: 20 }, (_, i) => `writes-${i}`);
-    batches.writes.length = 0;
-    const results = await Promise.allSettled(
-      threads.map((t, i) =>
-        store.putWrites(
-          i === 5
-            ? writesCmd(t, "c1", { taskPath: "nul\u0000byte" }) // Postgres refuses a NUL in text
-            : writesCmd(t, "c1"),
-        ),
-      ),
-    );
-    // The batch that failed was run again write by write: the others landed.
-    assert.ok(Math.max(...batches.writes) > 1, `batched: ${batches.writes.join(",")}`);
-    for (const [i, r] of results.entries()) {
-      if (i === 5) assert.equal(r.status, "rejected");
-      else assert.deepEqual(r, { status: "fulfilled", value: 2 }, threads[i]);
-    }
-    const rows = await pgQuery<{ thread_id: string; n: number }>(
-      url,
-      "SELECT thread_id, count(*)::int AS n FROM checkpoint_writes WHERE namespace = $1 AND thread_id LIKE 'writes-%' GROUP BY 1",
-      [NS],
-    );
-    assert.deepEqual(
-      new Map(rows.map((r) => [r.thread_id, r.n])),
-      new Map(threads.filter((_, i) => i !== 5).map((t) => [t, 2])),
-    );
-    batches.writes.length = 0;
-    const more = await Promise.all(threads.map((t) => store.putWrites(writesCmd(t, "c2"))));
-    assert.ok(more.every((n) => n === 2));
-    assert.ok(batches.writes.length < threads.length, `committed together: ${batches.writes.join(",")}`);
-    // Idempotent per (task, index), in a batch as alone.
-    const again = await Promise.all(threads.slice(0, 4).map((t) => store.putWrites(writesCmd(t, "c1"))));
-    assert.deepEqual(again, [0, 0, 0, 0]);
   });
 });
