@@ -210,6 +210,8 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
     checkpoints: new PostgresCheckpointStore(pool, {
       chunkBytes: config.limits.maxValueBytes,
       maxCheckpointBytes: checkpointReplyLimit(config.limits),
+      batchMax: config.checkpointBatchMax,
+      batchesMax: config.writeBatchesMax,
     }),
     eventOptions: {
       pageSize: 500,

@@ -19,7 +19,7 @@ export interface Release {
 
 export const RELEASE: Release = Object.freeze({
   number: 4,
-  sha256: "e17e4b1beb849e6a78a4ab4ecf97a4cb8c7f745b22fd25197f7980a0a1549098",
+  sha256: "fdff0347b6ac95a37dd15644bd5eb5713a016fedd38d76902132ab2a7b9e85bd",
 });
 
 /** One SQL file of the release: a migration or a function. */
