@@ -9,8 +9,8 @@
 # plaintext. So it starts only with TLS (and then every call needs a token, a
 # JWT or a mapped client certificate), or with AGENTSTATE_INSECURE=1, the
 # explicit opt-out for plaintext (behind a TLS-terminating proxy on a private
-# network; auth stays on). Turning auth off takes an explicit
-# -e AGENTSTATE_AUTH=off. Mount a certificate and key and set
+# network; auth stays on). Auth off beyond loopback is refused too (even with
+# TLS) unless AGENTSTATE_INSECURE=1 says so as well. Mount a certificate and key and set
 # AGENTSTATE_TLS_CERT_FILE and AGENTSTATE_TLS_KEY_FILE (plus
 # AGENTSTATE_TLS_CLIENT_CA_FILE for mTLS, and AGENTSTATE_TLS_CA_FILE, the CA
 # the HEALTHCHECK trusts, when the certificate is not self-signed); they are

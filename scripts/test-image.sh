@@ -218,6 +218,16 @@ openssl x509 -req -in "$certs/server.csr" -CA "$certs/ca.pem" -CAkey "$certs/ca.
 rm "$certs/ca.key"
 chmod 755 "$certs" && chmod 644 "$certs"/*
 
+# ---- TLS with auth turned off on 0.0.0.0: refused too, unless AGENTSTATE_INSECURE=1 says so
+refusal="$(timeout 60 "${PODMAN[@]}" run --rm --no-healthcheck "${RUNOPTS[@]}" -v "$certs:/certs:ro" -e AGENTSTATE_PORT=1 \
+  -e AGENTSTATE_TLS_CERT_FILE=/certs/server.pem -e AGENTSTATE_TLS_KEY_FILE=/certs/server.key -e AGENTSTATE_AUTH=off \
+  "$tag" 2>&1)" && rc=0 || rc=$?
+if [ "$rc" = 2 ] && echo "$refusal" | grep -q 'AGENTSTATE_AUTH=required' && echo "$refusal" | grep -q 'AGENTSTATE_INSECURE=1'; then
+  ok "TLS with AGENTSTATE_AUTH=off on 0.0.0.0 refuses to start, naming the settings"
+else
+  bad "TLS with AGENTSTATE_AUTH=off on 0.0.0.0 did not refuse to start (exit $rc): $refusal"
+fi
+
 # ---- run (embedded default, TLS)
 free_port() { node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
 port="$(free_port)"

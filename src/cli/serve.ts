@@ -53,6 +53,12 @@ export async function serve(env: Record<string, string | undefined>): Promise<vo
           return undefined;
         })
       : undefined;
+  if (config.insecure && config.auth === undefined && !isLoopback(config.host)) {
+    log.warn(
+      "serving gRPC beyond loopback with authentication off (AGENTSTATE_INSECURE=1): anyone who can reach the port can read and change every namespace",
+      { host: config.host },
+    );
+  }
   if (config.insecure && config.tls === undefined && !isLoopback(config.host)) {
     log.warn(
       "serving plaintext gRPC beyond loopback (AGENTSTATE_INSECURE=1): anyone who can reach the port can read and change every namespace",

@@ -365,6 +365,15 @@ export function loadConfig(env: Env = process.env): Config {
         "to serve TLS, or AGENTSTATE_INSECURE=1 to serve plaintext anyway",
     );
   }
+  // Beyond loopback, authentication too: with auth off, TLS only hides the
+  // traffic from whoever can reach the port and change every namespace.
+  const auth = authConfig(env);
+  if (!isLoopback(host) && auth === undefined && !insecure) {
+    throw new ConfigError(
+      `AGENTSTATE_HOST=${host} is not a loopback address: set AGENTSTATE_AUTH=required ` +
+        "(API tokens, JWTs or client certificates), or AGENTSTATE_INSECURE=1 to serve without authentication anyway",
+    );
+  }
   const redisCluster = redisClusterSeeds(env, "REDIS_URL");
   const redisUrl = redisCluster ? str(env, "REDIS_URL") : url(env, "REDIS_URL", ["redis:", "rediss:"]);
   const redlockRaw = str(env, "REDLOCK_URLS");
@@ -484,7 +493,7 @@ export function loadConfig(env: Env = process.env): Config {
     tlsCaFile: readableFile(env, "AGENTSTATE_TLS_CA_FILE") ?? tls?.certFile,
     tlsReloadMs: int(env, "AGENTSTATE_TLS_RELOAD_MS", 1000, 50, 3600000),
     insecure,
-    auth: authConfig(env),
+    auth,
     reflection: onOff(env, "AGENTSTATE_REFLECTION", true),
     metricsHost: str(env, "AGENTSTATE_METRICS_HOST") ?? "127.0.0.1",
     metricsPort: int(env, "AGENTSTATE_METRICS_PORT", 9464, -1, 65535),

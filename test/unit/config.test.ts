@@ -298,7 +298,7 @@ describe("config/loadConfig", () => {
       assert.equal(c.metricsHost, "127.0.0.1", "metrics do not follow AGENTSTATE_HOST");
     });
 
-    it("refuses a non-loopback address without TLS, naming the settings, unless AGENTSTATE_INSECURE=1", () => {
+    it("refuses a non-loopback address without TLS, or without auth, naming the settings, unless AGENTSTATE_INSECURE=1", () => {
       for (const host of ["0.0.0.0", "::", "10.0.0.5", "agentstate.example"]) {
         const e = refuses({ AGENTSTATE_HOST: host }, "AGENTSTATE_HOST");
         assert.match(e.message, /AGENTSTATE_TLS_CERT_FILE/);
@@ -307,11 +307,13 @@ describe("config/loadConfig", () => {
       for (const host of ["127.0.0.1", "127.1.2.3", "::1", "localhost"]) {
         assert.equal(loadConfig({ AGENTSTATE_HOST: host }).host, host);
       }
-      const c = loadConfig({
-        AGENTSTATE_HOST: "0.0.0.0",
-        AGENTSTATE_TLS_CERT_FILE: file,
-        AGENTSTATE_TLS_KEY_FILE: file,
-      });
+      const tlsOnly = { AGENTSTATE_HOST: "0.0.0.0", AGENTSTATE_TLS_CERT_FILE: file, AGENTSTATE_TLS_KEY_FILE: file };
+      // TLS without authentication beyond loopback: refused too, naming AGENTSTATE_AUTH and the opt-out.
+      const noAuth = refuses(tlsOnly, "AGENTSTATE_HOST");
+      assert.match(noAuth.message, /AGENTSTATE_AUTH=required/);
+      assert.match(noAuth.message, /AGENTSTATE_INSECURE=1/);
+      assert.equal(loadConfig({ ...tlsOnly, AGENTSTATE_INSECURE: "1" }).auth, undefined);
+      const c = loadConfig({ ...tlsOnly, AGENTSTATE_AUTH: "required" });
       assert.deepEqual(c.tls, { certFile: file, keyFile: file, clientCaFile: undefined });
       assert.equal(
         c.tlsCaFile,
