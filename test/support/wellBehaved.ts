@@ -25,6 +25,12 @@ function stats(ms: number[], errors: number): LatencyStats {
 
 export class WellBehavedClient {
   private readonly client: AgentstateClient;
+  /**
+   * Set by close(): a run() still going ends. Without it, a case that failed with its background run going
+   * left a loop of Gets on a closed client, each rejected at once: a microtask loop that never yielded, so
+   * the case's `after` (stopping the server) never ran and mocha hung.
+   */
+  private closed = false;
 
   constructor(
     address: string,
@@ -54,7 +60,7 @@ export class WellBehavedClient {
     if (typeof until !== "number") void until.finally(() => (done = true));
     const ms: number[] = [];
     let errors = 0;
-    while (!done && Date.now() < stopAt) {
+    while (!done && !this.closed && Date.now() < stopAt) {
       const t0 = performance.now();
       try {
         await this.client.get({ namespace: this.namespace, key: "k", consistency: Consistency.CONSISTENCY_DATABASE });
@@ -80,8 +86,22 @@ export class WellBehavedClient {
   }
 
   close(): void {
+    this.closed = true;
     this.client.close();
   }
+}
+
+/**
+ * The memory bound of the abuse cases: the server's RSS grows by at most 200 MiB over what it was before the
+ * abuse (its baseline differs by Node version: about 190 MiB on Node 24, less on 20), and stays under 512 MiB.
+ * Unbounded, 12k silent connections added about 190 MiB and 3000 idle streams 180 MiB (issue 17).
+ */
+export function assertRssGrowth(before: number, peak: number, boundMiB = 200): void {
+  assert.ok(
+    peak - before < boundMiB,
+    `server RSS grew by ${(peak - before).toFixed(0)} MiB (${before.toFixed(0)} -> ${peak.toFixed(0)})`,
+  );
+  assert.ok(peak < 512, `server RSS peaked at ${peak.toFixed(0)} MiB`);
 }
 
 /**
