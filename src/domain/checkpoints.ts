@@ -13,11 +13,17 @@
  *   referencing it; values above the value limit are stored in chunks.
  * - pending write: what a task wrote on a checkpoint, keyed by (task id,
  *   index); a negative index (LangGraph's error, scheduled, interrupt, resume)
- *   replaces what is there, any other is kept as first written.
+ *   replaces what is there, any other is kept as first written. Values above
+ *   the value limit are stored in chunks too.
+ * - checkpoint size: a checkpoint with the channel values it references and
+ *   its pending writes is read in one reply, so it is bounded by the reply
+ *   limit (checkpointReplyLimit); a PutWrites that would take it past is
+ *   refused (checkpointTooLarge), nothing written.
  * - strict put: refused (CheckpointConflictError, carrying the head) unless its
  *   parent is the head, so two workers on one thread never fork it silently.
  */
-import { InvalidArgumentError } from "../errors/errors";
+import { InvalidArgumentError, LimitExceededError } from "../errors/errors";
+import type { Limits } from "./limits";
 
 export interface TypedValue {
   type: string;
@@ -112,7 +118,11 @@ export interface CheckpointRetention {
 
 export interface CheckpointStore {
   put(cmd: PutCheckpointCommand): Promise<PutCheckpointOutcome>;
-  /** Returns how many writes were stored or replaced. */
+  /**
+   * Returns how many writes were stored or replaced. Throws checkpointTooLarge
+   * (nothing written) when the checkpoint with its values and pending writes
+   * would exceed the store's size limit.
+   */
   putWrites(cmd: PutWritesCommand): Promise<number>;
   /** Newest first (greatest id, then thread and checkpoint ns), at most q.limit. */
   list(q: CheckpointQuery): Promise<StoredCheckpoint[]>;
@@ -144,4 +154,28 @@ export function parseJsonObject(field: string, bytes: Uint8Array): string {
   // Postgres jsonb refuses the NUL character in strings.
   if (text.includes("\\u0000")) throw new InvalidArgumentError(field, "must not contain \\u0000");
   return text;
+}
+
+/**
+ * The most bytes one checkpoint may take in a reply (GetCheckpoint and
+ * ListCheckpoints carry a checkpoint whole, with its channel values and
+ * pending writes): the message limit less the envelope.
+ */
+export function checkpointReplyLimit(limits: Limits): number {
+  return limits.maxMessageBytes - 64 * 1024;
+}
+
+/** A checkpoint over checkpointReplyLimit: RESOURCE_EXHAUSTED naming the settings the limit comes from. */
+export function checkpointTooLarge(
+  checkpointId: string,
+  bytes: number,
+  limit: number,
+  what: string,
+): LimitExceededError {
+  return new LimitExceededError(
+    "AGENTSTATE_MAX_APPEND_BYTES",
+    `checkpoint ${JSON.stringify(checkpointId)} with its channel values and pending writes ${what} about ${bytes} bytes, ` +
+      `over the checkpoint limit of ${limit} bytes (one reply: the message limit less 64 KiB, from ` +
+      `AGENTSTATE_MAX_VALUE_BYTES and AGENTSTATE_MAX_APPEND_BYTES)`,
+  );
 }

@@ -2,7 +2,8 @@
  * CheckpointService against real Postgres and a real server process over real
  * gRPC: round trips (document, metadata, channel values, pending writes),
  * channel values stored once per version and shared, values above the value
- * limit in chunks, strict puts (no silent fork: exactly one of two racing
+ * limit in chunks (channel values and pending writes), the checkpoint size
+ * limit on pending writes, strict puts (no silent fork: exactly one of two racing
  * workers wins, the loser gets ABORTED with the head), pending-write
  * idempotency and the special negative indexes, listing (newest first,
  * before, limit, metadata filter, pages, across threads), delete / copy /
@@ -11,6 +12,8 @@
  */
 import * as assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
+import * as path from "node:path";
 import { status } from "@grpc/grpc-js";
 import fc from "fast-check";
 import {
@@ -142,6 +145,206 @@ describe("CheckpointService: checkpoints on a live server", function () {
     const v = got.checkpoint?.values[0];
     assert.equal(v?.value?.type, "bytes");
     assert.ok(Buffer.from(v!.value!.data).equals(big));
+  });
+
+  it("stores a pending write above the value limit in chunks and returns it whole; replaced, copied, pruned and deleted with its chunks", async () => {
+    const ns = "ck-large-writes";
+    const t = randomUUID();
+    const pattern = (n: number, seed: number) => {
+      const b = Buffer.alloc(n);
+      for (let i = 0; i < b.length; i++) b[i] = (i * 31 + seed) % 251;
+      return b;
+    };
+    const big = pattern(VALUE_LIMIT * 3 + 17, 1);
+    const small = Buffer.from('"small"');
+    const id = nextId();
+    await cp.put(put(ns, t, id, "", { a: ["1", "x"] }));
+    const addr = { namespace: ns, threadId: t, checkpointId: id };
+    const stored = await cp.putWrites({
+      ...addr,
+      taskId: "task",
+      writes: [
+        { index: 0, channel: "small", value: { type: "json", data: small } },
+        { index: 1, channel: "big", value: { type: "bytes", data: big } },
+        { index: -1, channel: "__error__", value: { type: "bytes", data: pattern(VALUE_LIMIT * 2, 2) } },
+      ],
+    });
+    assert.equal(stored.stored, 3);
+    const chunks = async (thread = t) =>
+      (
+        await pgQuery<{ idx: number; chunk: number; len: number }>(
+          cluster.databaseUrl,
+          "SELECT idx, chunk, length(data) AS len FROM checkpoint_write_chunks WHERE namespace = $1 AND thread_id = $2 ORDER BY idx, chunk",
+          [ns, thread],
+        )
+      ).map((r) => [r.idx, r.chunk, r.len]);
+    assert.deepEqual(await chunks(), [
+      [-1, 0, VALUE_LIMIT],
+      [-1, 1, VALUE_LIMIT],
+      [1, 0, VALUE_LIMIT],
+      [1, 1, VALUE_LIMIT],
+      [1, 2, VALUE_LIMIT],
+      [1, 3, 17],
+    ]);
+    const writesOf = (c: Checkpoint | undefined) =>
+      (c?.pendingWrites ?? []).map((w) => [w.index, w.channel, w.value?.type, Buffer.from(w.value!.data)]);
+    const expectWrites = (c: Checkpoint | undefined, error: Buffer) =>
+      assert.deepEqual(writesOf(c), [
+        [-1, "__error__", "bytes", error],
+        [0, "small", "json", small],
+        [1, "big", "bytes", big],
+      ]);
+    expectWrites((await cp.get(addr)).checkpoint, pattern(VALUE_LIMIT * 2, 2));
+    expectWrites((await cp.list({ namespace: ns, threadId: t })).checkpoints[0], pattern(VALUE_LIMIT * 2, 2));
+
+    // A retry keeps the first value; a negative index replaces it (a larger one, then a small one), chunks and all.
+    await cp.putWrites({
+      ...addr,
+      taskId: "task",
+      writes: [{ index: 1, channel: "big", value: { type: "bytes", data: pattern(VALUE_LIMIT * 5, 3) } }],
+    });
+    await cp.putWrites({
+      ...addr,
+      taskId: "task",
+      writes: [{ index: -1, channel: "__error__", value: { type: "bytes", data: pattern(VALUE_LIMIT * 4 + 1, 4) } }],
+    });
+    expectWrites((await cp.get(addr)).checkpoint, pattern(VALUE_LIMIT * 4 + 1, 4));
+    assert.equal((await chunks()).filter(([idx]) => idx === -1).length, 5);
+    await cp.putWrites({
+      ...addr,
+      taskId: "task",
+      writes: [{ index: -1, channel: "__error__", value: { type: "bytes", data: Buffer.from("e") } }],
+    });
+    expectWrites((await cp.get(addr)).checkpoint, Buffer.from("e"));
+    assert.equal((await chunks()).filter(([idx]) => idx === -1).length, 0);
+
+    // Copied with the thread; removed with the checkpoint (prune) and with the thread.
+    const copy = randomUUID();
+    await cp.copyThread({ namespace: ns, sourceThreadId: t, targetThreadId: copy });
+    expectWrites((await cp.get({ ...addr, threadId: copy })).checkpoint, Buffer.from("e"));
+    assert.equal((await chunks(copy)).length, 4);
+    await cp.prune({ namespace: ns, threadIds: [t], keepLatest: 0 });
+    assert.deepEqual(await chunks(), []);
+    await cp.deleteThread({ namespace: ns, threadId: copy });
+    assert.equal(await count("checkpoint_write_chunks", ns), 0);
+    assert.equal(await count("checkpoint_writes", ns), 0);
+  });
+
+  it("a replica of release 3 (its statements, as fixtures) beside this one: its writes are whole, it never reads part of a chunked one", async () => {
+    const old = (name: string) =>
+      readFileSync(path.resolve(__dirname, "../../../test/fixtures/release3-checkpoint-sql", `${name}.sql`), "utf8");
+    const ns = "ck-release3";
+    const t = randomUUID();
+    const id = nextId();
+    await cp.put(put(ns, t, id, "", {}));
+    const addr = { namespace: ns, threadId: t, checkpointId: id };
+    const big = Buffer.alloc(VALUE_LIMIT * 3 + 5, 9);
+    await cp.putWrites({
+      ...addr,
+      taskId: "k",
+      writes: [
+        { index: -1, channel: "e", value: { type: "bytes", data: big } },
+        { index: 0, channel: "s", value: { type: "json", data: Buffer.from("1") } },
+      ],
+    });
+    // Release 3 reads the chunked write as its marker: type '' (no serializer takes it), no data.
+    const read = await pgQuery<{ kind: string; n: number; type: string; data: Buffer }>(
+      cluster.databaseUrl,
+      old("checkpoint_list"),
+      [ns, t, "", id, "", null, null, null, null, 1],
+    );
+    assert.deepEqual(
+      read.filter((r) => r.kind === "w").map((r) => [r.n, r.type, r.data.length]),
+      [
+        [-1, "", 0],
+        [0, "json", 1],
+      ],
+    );
+    // Release 3 replaces it with a whole value and adds one; this release reads both whole.
+    const v = Buffer.from('"old"');
+    await pgQuery(cluster.databaseUrl, old("checkpoint_writes_put"), [
+      ns,
+      t,
+      "",
+      id,
+      "k",
+      "",
+      [-1, 1],
+      ["e", "o"],
+      ["json", "json"],
+      [v.length, v.length],
+      Buffer.concat([v, v]),
+    ]);
+    const got = (await cp.get(addr)).checkpoint!;
+    assert.deepEqual(
+      got.pendingWrites.map((w) => [w.index, w.value?.type, text(w.value?.data)]),
+      [
+        [-1, "json", '"old"'],
+        [0, "json", "1"],
+        [1, "json", '"old"'],
+      ],
+    );
+    // This release replaces it in chunks again (the stale chunks go); release 3's delete leaves
+    // chunks behind, which nothing reads (their row is gone).
+    await cp.putWrites({
+      ...addr,
+      taskId: "k",
+      writes: [{ index: -1, channel: "e", value: { type: "bytes", data: big } }],
+    });
+    assert.ok(Buffer.from((await cp.get(addr)).checkpoint!.pendingWrites[0]!.value!.data).equals(big));
+    await pgQuery(cluster.databaseUrl, old("checkpoint_delete_thread"), [ns, t]);
+    assert.equal((await cp.get(addr)).found, false);
+    assert.equal(await count("checkpoint_writes", ns), 0);
+  });
+
+  it("metadata above the value limit round-trips (one jsonb, filterable)", async () => {
+    const ns = "ck-large-meta";
+    const t = randomUUID();
+    const id = nextId();
+    const note = "m".repeat(VALUE_LIMIT * 3);
+    await cp.put({ ...put(ns, t, id, "", {}), metadataJson: json({ source: "loop", note }) });
+    const got = await cp.list({ namespace: ns, threadId: t, metadataFilterJson: json({ source: "loop" }) });
+    assert.equal(JSON.parse(text(got.checkpoints[0]?.metadataJson)).note, note);
+  });
+
+  it("a checkpoint is bounded by one reply: a PutWrites that would take it past is RESOURCE_EXHAUSTED naming the limit, nothing written", async () => {
+    const ns = "ck-limit";
+    const t = randomUUID();
+    const id = nextId();
+    const MiB = 1024 * 1024;
+    await cp.put({
+      ...put(ns, t, id, "", {}),
+      channelVersions: { blob: "1" },
+      values: [{ channel: "blob", version: "1", value: { type: "bytes", data: Buffer.alloc(MiB, 1) } }],
+    });
+    const addr = { namespace: ns, threadId: t, checkpointId: id };
+    const write = (taskId: string, bytes: number) =>
+      cp.putWrites({
+        ...addr,
+        taskId,
+        writes: [{ index: 0, channel: "c", value: { type: "bytes", data: Buffer.alloc(bytes, 2) } }],
+      });
+    await write("a", MiB);
+    await write("b", MiB);
+    const before = await count("checkpoint_write_chunks", ns);
+    // 1 MiB value + 2 MiB of writes + 1.5 MiB more: over the 4 MiB reply limit (AGENTSTATE_MAX_APPEND_BYTES's default).
+    const err = await expectGrpcError(write("c", 1.5 * MiB), status.RESOURCE_EXHAUSTED);
+    assert.match(err.details, /AGENTSTATE_MAX_APPEND_BYTES/);
+    assert.match(err.details, /nothing was written/);
+    assert.equal(await count("checkpoint_writes", ns), 2);
+    assert.equal(await count("checkpoint_write_chunks", ns), before);
+    // A retry of a stored write is not counted twice; a smaller write still fits, and the checkpoint reads back whole.
+    await write("a", MiB);
+    await write("c", MiB / 2);
+    const got = (await cp.get(addr)).checkpoint!;
+    assert.deepEqual(
+      got.pendingWrites.map((w) => [w.taskId, w.value?.data.length]),
+      [
+        ["a", MiB],
+        ["b", MiB],
+        ["c", MiB / 2],
+      ],
+    );
   });
 
   it("strict: a put whose parent is not the head is ABORTED with the head, and nothing is written; a retried put is a replay", async () => {

@@ -1,6 +1,7 @@
 """AgentstateSaver against a live server, beyond the conformance suite: the
 sync API, strict mode (two workers on one thread: no silent fork), large
-channel values, retention by prune, and bad input."""
+channel values and pending writes, the checkpoint size limit, retention by
+prune, and bad input."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import grpc
 import pytest
 
 from agentstate import Client
-from langgraph.checkpoint.agentstate import AgentstateSaver, CheckpointConflict
+from langgraph.checkpoint.agentstate import AgentstateSaver, CheckpointConflict, CheckpointInputError
 from langgraph.checkpoint.base import Checkpoint, create_checkpoint, empty_checkpoint
 
 
@@ -150,15 +151,85 @@ def test_prune_keep_latest_and_delete(saver: AgentstateSaver) -> None:
         saver.prune([t], strategy="keep_some")
 
 
-def test_bad_input_is_invalid_argument_and_writes_nothing(saver: AgentstateSaver) -> None:
+def test_large_pending_write_round_trips(saver: AgentstateSaver) -> None:
+    """A 3 MiB pending write: above the server's 1 MiB value limit, stored in chunks, read back whole."""
+    t = f"t-{secrets.token_hex(4)}"
+    cp = _step(saver, None, -1, {"count": 1})
+    cfg = _put(saver, t, None, cp)
+    big = secrets.token_bytes(3 * 1024 * 1024)
+    saver.put_writes(cfg, [("blob", big), ("count", 2)], task_id="task-1")
+    got = saver.get_tuple(_config(t))
+    assert got is not None and got.pending_writes == [("task-1", "blob", big), ("task-1", "count", 2)]
+    listed = list(saver.list(_config(t)))
+    assert listed[0].pending_writes == got.pending_writes
+
+
+async def test_large_pending_write_round_trips_async(saver: AgentstateSaver) -> None:
+    t = f"t-{secrets.token_hex(4)}"
     cp = _step(saver, None, -1, {"count": 1})
     new_versions = cp.pop("new_versions")  # type: ignore[typeddict-item]
+    cfg = await saver.aput(_config(t), cp, {}, new_versions)
+    big = "x" * (2 * 1024 * 1024 + 17)
+    await saver.aput_writes(cfg, [("text", big)], task_id="task-1")
+    got = await saver.aget_tuple(_config(t))
+    assert got is not None and got.pending_writes == [("task-1", "text", big)]
+
+
+def test_put_writes_past_the_checkpoint_limit_is_refused(saver: AgentstateSaver) -> None:
+    """A checkpoint is read whole (values and pending writes) in one reply: a
+    put_writes that would take it past the server's limit (4 MiB by default)
+    raises CheckpointInputError (RESOURCE_EXHAUSTED on the wire), nothing written."""
+    t = f"t-{secrets.token_hex(4)}"
+    cfg = _put(saver, t, None, _step(saver, None, -1, {"count": 1}))
+    mib = 1024 * 1024
+    saver.put_writes(cfg, [("a", b"a" * (3 * mib // 2))], task_id="task-a")
+    saver.put_writes(cfg, [("b", b"b" * (3 * mib // 2))], task_id="task-b")
+    with pytest.raises(CheckpointInputError) as e:
+        saver.put_writes(cfg, [("c", b"c" * (3 * mib // 2))], task_id="task-c")
+    assert e.value.field == "writes" and "AGENTSTATE_MAX_APPEND_BYTES" in str(e.value)
+    assert isinstance(e.value.__cause__, grpc.RpcError)
+    assert e.value.__cause__.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    got = saver.get_tuple(_config(t))
+    assert got is not None and [w[0] for w in got.pending_writes] == ["task-a", "task-b"]
+
+
+def test_bad_input_raises_checkpoint_input_error_and_writes_nothing(saver: AgentstateSaver) -> None:
+    cp = _step(saver, None, -1, {"count": 1})
+    new_versions = cp.pop("new_versions")  # type: ignore[typeddict-item]
+    checked_by_the_saver: list[tuple[Any, str]] = [
+        (lambda: saver.put({"configurable": {}}, cp, {}, new_versions), "thread_id"),
+        (lambda: saver.put({}, cp, {}, new_versions), "configurable"),
+        (lambda: saver.put(_config(""), cp, {}, new_versions), "thread_id"),
+        (lambda: saver.put({"configurable": {"thread_id": {"a": 1}}}, cp, {}, new_versions), "thread_id"),
+        (lambda: saver.put({"configurable": {"thread_id": "t", "checkpoint_ns": ["x"]}}, cp, {}, new_versions), "checkpoint_ns"),
+        (lambda: saver.put(_config("t"), {**cp, "id": 7}, {}, new_versions), "checkpoint_id"),  # type: ignore[typeddict-item]
+        (lambda: saver.put(_config("t"), cp, {"when": object()}, new_versions), "metadata_json"),
+        (lambda: saver.put(_config("t"), cp, ["not", "a", "dict"], new_versions), "metadata_json"),  # type: ignore[arg-type]
+        (lambda: saver.put_writes(_config("t"), [("ch", 1)], "task"), "checkpoint_id"),
+        (lambda: saver.put_writes(_config("t", "c1"), [("ch", 1, 2)], "task"), "writes"),  # type: ignore[list-item]
+        (lambda: saver.put_writes(_config("t", "c1"), [(3, 1)], "task"), "writes"),  # type: ignore[list-item]
+        (lambda: saver.put_writes(_config("t", "c1"), [("ch", 1)], None), "task_id"),  # type: ignore[arg-type]
+        (lambda: saver.get_tuple({"configurable": {"checkpoint_ns": ""}}), "thread_id"),
+    ]
+    for call, field in checked_by_the_saver:
+        with pytest.raises(CheckpointInputError) as e:
+            call()
+        assert e.value.field == field, (field, str(e.value))
+    # As LangGraph's savers, a config without thread_id is a KeyError too.
     with pytest.raises(KeyError):
-        saver.put({"configurable": {}}, cp, {}, new_versions)  # no thread_id, as LangGraph's savers
-    with pytest.raises(grpc.RpcError) as e:
-        saver.put(_config(""), cp, {}, new_versions)
-    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "thread_id" in (e.value.details() or "")
-    with pytest.raises(grpc.RpcError) as e:
-        saver.put(_config("t\x00"), cp, {}, new_versions)
-    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        saver.put({"configurable": {}}, cp, {}, new_versions)
+    # Refused by the server: INVALID_ARGUMENT on the wire, naming the field.
+    refused_by_the_server = [
+        (lambda: saver.put(_config("t\x00"), cp, {}, new_versions), "thread_id"),
+        (lambda: saver.put(_config("x" * 2000), cp, {}, new_versions), "thread_id"),
+        (lambda: saver.put_writes(_config("t", "c1"), [("", 1)], "task"), "writes[0].channel"),
+        (lambda: saver.get_tuple(_config("t", "c" * 2000)), "checkpoint_id"),
+    ]
+    for call, field in refused_by_the_server:
+        with pytest.raises(CheckpointInputError) as e:
+            call()
+        assert e.value.field == field, (field, str(e.value))
+        assert isinstance(e.value.__cause__, grpc.RpcError)
+        assert e.value.__cause__.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert field in (e.value.__cause__.details() or "")
     assert list(saver.list(None)) == []

@@ -66,20 +66,28 @@ const EMPTY = Buffer.alloc(0);
 const buf = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 const decoder = new TextDecoder();
 
-/** The config's configurable, with thread_id required; throws CheckpointInputError naming what is missing. */
-function address(config: RunnableConfig, needCheckpointId = false) {
-  const c = config.configurable;
-  if (c === undefined) throw new CheckpointInputError("configurable", 'missing "configurable" in the config');
-  if (c.thread_id === undefined || c.thread_id === null || c.thread_id === "") {
-    throw new CheckpointInputError("thread_id", 'missing "configurable.thread_id" in the config');
+/** A thread id, checkpoint ns or checkpoint id from a config: a string (a number is taken as its text). */
+function name(field: string, v: unknown, required: boolean): string {
+  if (v === undefined || v === null || v === "") {
+    if (required) throw new CheckpointInputError(field, `missing "configurable.${field}" in the config`);
+    return "";
   }
-  if (needCheckpointId && (c.checkpoint_id === undefined || c.checkpoint_id === "")) {
-    throw new CheckpointInputError("checkpoint_id", 'missing "configurable.checkpoint_id" in the config');
+  if (typeof v !== "string" && typeof v !== "number") {
+    throw new CheckpointInputError(field, `"configurable.${field}" must be a string, not ${typeof v}`);
+  }
+  return String(v);
+}
+
+/** The config's configurable, with thread_id required; throws CheckpointInputError naming what is missing or of the wrong type. */
+function address(config: RunnableConfig, needCheckpointId = false) {
+  const c = (config as RunnableConfig | undefined)?.configurable;
+  if (c === undefined || c === null || typeof c !== "object") {
+    throw new CheckpointInputError("configurable", 'missing "configurable" in the config');
   }
   return {
-    threadId: String(c.thread_id),
-    checkpointNs: String(c.checkpoint_ns ?? ""),
-    checkpointId: c.checkpoint_id === undefined || c.checkpoint_id === null ? "" : String(c.checkpoint_id),
+    threadId: name("thread_id", c.thread_id, true),
+    checkpointNs: name("checkpoint_ns", c.checkpoint_ns, false),
+    checkpointId: name("checkpoint_id", c.checkpoint_id, needCheckpointId),
   };
 }
 
@@ -148,6 +156,12 @@ export class AgentstateSaver extends BaseCheckpointSaver<string> {
     newVersions: ChannelVersions,
   ): Promise<RunnableConfig> {
     const a = address(config);
+    if (typeof checkpoint?.id !== "string") {
+      throw new CheckpointInputError("checkpoint_id", 'the checkpoint must have a string "id"');
+    }
+    if (metadata === null || typeof metadata !== "object" || Array.isArray(metadata)) {
+      throw new CheckpointInputError("metadata_json", "metadata must be an object");
+    }
     const { channel_values: values, ...document } = checkpoint;
     const channelVersions: Record<string, string> = {};
     for (const [channel, v] of Object.entries(checkpoint.channel_versions)) channelVersions[channel] = String(v);
@@ -183,6 +197,15 @@ export class AgentstateSaver extends BaseCheckpointSaver<string> {
 
   async putWrites(config: RunnableConfig, writes: PendingWrite[], taskId: string, taskPath = ""): Promise<void> {
     const a = address(config, true);
+    if (typeof taskId !== "string" || typeof taskPath !== "string") {
+      throw new CheckpointInputError("task_id", "taskId and taskPath must be strings");
+    }
+    if (
+      !Array.isArray(writes) ||
+      !writes.every((w) => Array.isArray(w) && w.length === 2 && typeof w[0] === "string")
+    ) {
+      throw new CheckpointInputError("writes", "writes must be [channel, value] pairs with a string channel");
+    }
     if (writes.length === 0) return;
     const values = await Promise.all(
       writes.map(async ([channel, value], idx) => {
@@ -190,7 +213,7 @@ export class AgentstateSaver extends BaseCheckpointSaver<string> {
         return { index: WRITES_IDX_MAP[channel] ?? idx, channel, value: { type, data: buf(data) } };
       }),
     );
-    await this.call(a, () =>
+    await this.call(a, "writes", () =>
       this.client.putWrites({
         namespace: this.namespace,
         threadId: a.threadId,
@@ -285,7 +308,14 @@ export class AgentstateSaver extends BaseCheckpointSaver<string> {
   }
 
   /** Runs a call, turning the server's refusals into the saver's documented errors. */
-  private async call<T>(a: { threadId: string; checkpointNs: string } | undefined, fn: () => Promise<T>): Promise<T> {
+  private async call<T>(
+    a: { threadId: string; checkpointNs: string } | undefined,
+    fieldOrFn: string | (() => Promise<T>),
+    maybeFn?: () => Promise<T>,
+  ): Promise<T> {
+    // The request field a RESOURCE_EXHAUSTED refusal is about ("request" unless given).
+    const field = typeof fieldOrFn === "string" ? fieldOrFn : "request";
+    const fn = typeof fieldOrFn === "string" ? maybeFn! : fieldOrFn;
     try {
       return await fn();
     } catch (e) {
@@ -303,11 +333,13 @@ export class AgentstateSaver extends BaseCheckpointSaver<string> {
           details,
         );
       }
-      if (e.code === INVALID_ARGUMENT) throw new CheckpointInputError(meta("agentstate-field") ?? "request", details);
-      // grpc-js's own refusal of a message over the limit, on either side.
-      if (e.code === RESOURCE_EXHAUSTED && /message larger than max/i.test(details)) {
-        throw new CheckpointInputError("request", details);
+      if (e.code === INVALID_ARGUMENT) {
+        throw new CheckpointInputError(meta("agentstate-field") ?? field, details, e);
       }
+      // A request over the message limit (grpc-js's own refusal, on either
+      // side), or a putWrites that would take its checkpoint past the size one
+      // read returns (the server names AGENTSTATE_MAX_APPEND_BYTES).
+      if (e.code === RESOURCE_EXHAUSTED) throw new CheckpointInputError(field, details, e);
       throw e;
     }
   }

@@ -28,10 +28,14 @@ export class CheckpointConflictError extends Error {
 
 /**
  * Bad input, refused before anything was written: a config without
- * `configurable.thread_id` (or, for putWrites, `checkpoint_id`), metadata
- * that is not a JSON object, a value over the server's limits. `field` names
- * the request field (the server's INVALID_ARGUMENT or RESOURCE_EXHAUSTED
- * details are in the message).
+ * `configurable.thread_id` (or, for putWrites, `checkpoint_id`), a thread id,
+ * checkpoint ns or id that is not a string (or number), metadata that is not
+ * an object, writes that are not `[channel, value]` pairs, a field over the
+ * server's limits (INVALID_ARGUMENT: `field` is the request field it names),
+ * a request over the message limit or a putWrites that would take its
+ * checkpoint past the size one read returns (RESOURCE_EXHAUSTED: `field` is
+ * `writes` or `request`; the message names the limit). `cause` is the gRPC
+ * error when the server refused it.
  */
 export class CheckpointInputError extends Error {
   override readonly name = "CheckpointInputError";
@@ -39,7 +43,8 @@ export class CheckpointInputError extends Error {
   constructor(
     readonly field: string,
     message: string,
+    cause?: unknown,
   ) {
-    super(message);
+    super(message, cause === undefined ? undefined : { cause });
   }
 }

@@ -1,6 +1,7 @@
 // AgentstateSaver beyond the official suite, against the live server: strict
 // mode against forks (two workers on one thread), bad input, a channel value
-// above the server's value limit, prune / copy / delete-for-runs.
+// and a pending write above the server's value limit, the checkpoint size
+// limit, prune / copy / delete-for-runs.
 import { emptyCheckpoint, uuid6, type Checkpoint } from "@langchain/langgraph-checkpoint";
 import type { RunnableConfig } from "@langchain/core/runnables";
 import { AgentstateSaver, CheckpointConflictError, CheckpointInputError } from "../src";
@@ -90,28 +91,81 @@ describe("AgentstateSaver: strict mode (no silent forks)", () => {
 });
 
 describe("AgentstateSaver: bad input is refused with CheckpointInputError, nothing written", () => {
-  it("missing thread_id or checkpoint_id, metadata that is not an object, an id over the limits", async () => {
+  it("missing thread_id or checkpoint_id, wrong types, metadata that is not an object, an id over the limits", async () => {
     const s = saver();
     const c = next(undefined, { x: 1 }, s);
-    const cases: [Promise<unknown>, string][] = [
-      [s.put({ configurable: {} }, c.checkpoint, meta(0), c.newVersions), "thread_id"],
-      [s.put({}, c.checkpoint, meta(0), c.newVersions), "configurable"],
-      [s.putWrites({ configurable: { thread_id: "t" } }, [["ch", 1]], "task"), "checkpoint_id"],
-      // Refused by the server (INVALID_ARGUMENT on the wire):
-      [s.put({ configurable: { thread_id: "x".repeat(2000) } }, c.checkpoint, meta(0), c.newVersions), "thread_id"],
-      [s.put({ configurable: { thread_id: "t" } }, c.checkpoint, [1, 2] as never, c.newVersions), "metadata_json"],
+    const cases: [() => Promise<unknown>, string][] = [
+      [() => s.put({ configurable: {} }, c.checkpoint, meta(0), c.newVersions), "thread_id"],
+      [() => s.put({}, c.checkpoint, meta(0), c.newVersions), "configurable"],
+      [() => s.putWrites({ configurable: { thread_id: "t" } }, [["ch", 1]], "task"), "checkpoint_id"],
+      // Wrong types, refused by the saver:
+      [() => s.put({ configurable: { thread_id: { a: 1 } } }, c.checkpoint, meta(0), c.newVersions), "thread_id"],
       [
-        s.put({ configurable: { thread_id: "t" } }, { ...c.checkpoint, id: "" }, meta(0), c.newVersions),
+        () => s.put({ configurable: { thread_id: "t", checkpoint_ns: ["x"] } }, c.checkpoint, meta(0), c.newVersions),
+        "checkpoint_ns",
+      ],
+      [
+        () => s.put({ configurable: { thread_id: "t" } }, { ...c.checkpoint, id: 7 as never }, meta(0), c.newVersions),
+        "checkpoint_id",
+      ],
+      [
+        () => s.put({ configurable: { thread_id: "t" } }, c.checkpoint, "meta" as never, c.newVersions),
+        "metadata_json",
+      ],
+      [
+        () => s.putWrites({ configurable: { thread_id: "t", checkpoint_id: "c" } }, [["ch", 1, 2] as never], "task"),
+        "writes",
+      ],
+      [
+        () => s.putWrites({ configurable: { thread_id: "t", checkpoint_id: "c" } }, [[3, 1] as never], "task"),
+        "writes",
+      ],
+      [() => s.putWrites({ configurable: { thread_id: "t", checkpoint_id: "c" } }, [["ch", 1]], 5 as never), "task_id"],
+      [() => s.getTuple({ configurable: { thread_id: true } }), "thread_id"],
+      // Refused by the server (INVALID_ARGUMENT on the wire):
+      [
+        () => s.put({ configurable: { thread_id: "x".repeat(2000) } }, c.checkpoint, meta(0), c.newVersions),
+        "thread_id",
+      ],
+      [
+        () => s.put({ configurable: { thread_id: "t" } }, c.checkpoint, [1, 2] as never, c.newVersions),
+        "metadata_json",
+      ],
+      [
+        () => s.put({ configurable: { thread_id: "t" } }, { ...c.checkpoint, id: "" }, meta(0), c.newVersions),
         "checkpoint_id",
       ],
     ];
     for (const [call, field] of cases) {
-      const err = await call.then(
+      const err = await call().then(
         () => undefined,
         (e: unknown) => e,
       );
       expect(err, field).toBeInstanceOf(CheckpointInputError);
       expect((err as CheckpointInputError).field).toBe(field);
+    }
+    expect(await all(s.list({}))).toHaveLength(0);
+  });
+
+  it("what the server refuses carries its INVALID_ARGUMENT as the cause", async () => {
+    const s = saver();
+    const c = next(undefined, { x: 1 }, s);
+    const cases: [() => Promise<unknown>, string][] = [
+      [() => s.put({ configurable: { thread_id: "t\u0000" } }, c.checkpoint, meta(0), c.newVersions), "thread_id"],
+      [
+        () => s.putWrites({ configurable: { thread_id: "t", checkpoint_id: "c" } }, [["", 1]], "task"),
+        "writes[0].channel",
+      ],
+      [() => s.getTuple({ configurable: { thread_id: "t", checkpoint_id: "c".repeat(2000) } }), "checkpoint_id"],
+    ];
+    for (const [call, field] of cases) {
+      const err = await call().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err, field).toBeInstanceOf(CheckpointInputError);
+      expect((err as CheckpointInputError).field).toBe(field);
+      expect(((err as Error).cause as { code: number }).code).toBe(3);
     }
     expect(await all(s.list({}))).toHaveLength(0);
   });
@@ -138,6 +192,57 @@ describe("AgentstateSaver: large checkpoints and retention", () => {
     expect((t?.checkpoint.channel_values.big as string).length).toBe(big.length);
     expect(t?.checkpoint.channel_values.big === big).toBe(true);
     expect(t?.checkpoint.channel_values.small).toBe(1);
+  });
+
+  it("a pending write above the server's value limit (1 MiB) is stored in chunks and read back whole", async () => {
+    const s = saver();
+    const c = next(undefined, { small: 1 }, s);
+    const cfg = await s.put({ configurable: { thread_id: "bigw" } }, c.checkpoint, meta(0), c.newVersions);
+    // 3 MiB: three times the value limit (a string: serde's JSON keeps it as it is).
+    const big = Array.from({ length: 3 * 1024 * 1024 + 17 }, (_, i) => String.fromCharCode(97 + ((i * 31) % 26))).join(
+      "",
+    );
+    await s.putWrites(
+      cfg,
+      [
+        ["blob", big],
+        ["text", "small"],
+        ["n", 1],
+      ],
+      "task-1",
+    );
+    const t = await s.getTuple(cfg);
+    expect(t?.pendingWrites?.map(([task, ch]) => [task, ch])).toEqual([
+      ["task-1", "blob"],
+      ["task-1", "text"],
+      ["task-1", "n"],
+    ]);
+    expect(t!.pendingWrites![0]![2] === big).toBe(true);
+    expect(t!.pendingWrites!.slice(1)).toEqual([
+      ["task-1", "text", "small"],
+      ["task-1", "n", 1],
+    ]);
+    const listed = await all(s.list({ configurable: { thread_id: "bigw" } }));
+    expect(listed[0]!.pendingWrites).toEqual(t!.pendingWrites);
+  });
+
+  it("a putWrites that would take a checkpoint past the size one read returns is refused (RESOURCE_EXHAUSTED), nothing written", async () => {
+    const s = saver();
+    const c = next(undefined, { small: 1 }, s);
+    const cfg = await s.put({ configurable: { thread_id: "limit" } }, c.checkpoint, meta(0), c.newVersions);
+    const chunk = (ch: string) => "z".repeat(1_500_000) + ch;
+    await s.putWrites(cfg, [["a", chunk("a")]], "task-a");
+    await s.putWrites(cfg, [["b", chunk("b")]], "task-b");
+    const err = await s.putWrites(cfg, [["c", chunk("c")]], "task-c").then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(CheckpointInputError);
+    expect((err as CheckpointInputError).field).toBe("writes");
+    expect((err as Error).message).toMatch(/AGENTSTATE_MAX_APPEND_BYTES/);
+    expect(((err as Error).cause as { code: number }).code).toBe(8);
+    const t = await s.getTuple(cfg);
+    expect(t?.pendingWrites?.map(([task]) => task)).toEqual(["task-a", "task-b"]);
   });
 
   it("prune keeps exactly the latest checkpoint per checkpoint namespace (keep_latest), or none (delete)", async () => {

@@ -5,9 +5,13 @@
  * namespace revision (see the service's comment in checkpoint.proto), so the
  * replies carry no ResponseHeader.
  */
-import type { CheckpointStore, StoredCheckpoint } from "../../domain/checkpoints";
+import {
+  checkpointReplyLimit,
+  checkpointTooLarge,
+  type CheckpointStore,
+  type StoredCheckpoint,
+} from "../../domain/checkpoints";
 import type { Limits } from "../../domain/limits";
-import { LimitExceededError } from "../../errors/errors";
 import type { CheckpointServiceServer } from "../../gen/agentstate/v1/checkpoint";
 import type { CallEnv } from "../pipeline/context";
 import { unary } from "../pipeline/unary";
@@ -27,7 +31,7 @@ import {
 
 /** The checkpoints of a page that fit in one reply; refuses a first one that alone does not. */
 function fitReply(page: StoredCheckpoint[], limits: Limits): StoredCheckpoint[] {
-  const budget = limits.maxMessageBytes - 64 * 1024;
+  const budget = checkpointReplyLimit(limits);
   let bytes = 0;
   let n = 0;
   for (const c of page) {
@@ -35,13 +39,7 @@ function fitReply(page: StoredCheckpoint[], limits: Limits): StoredCheckpoint[] 
     if (bytes > budget) break;
     n++;
   }
-  if (n === 0 && page.length > 0) {
-    throw new LimitExceededError(
-      "AGENTSTATE_MAX_APPEND_BYTES",
-      `checkpoint ${page[0]!.checkpointId} with its channel values and pending writes is about ${bytes} bytes, ` +
-        `over the reply limit of ${budget} bytes (the message limit, from AGENTSTATE_MAX_VALUE_BYTES and AGENTSTATE_MAX_APPEND_BYTES)`,
-    );
-  }
+  if (n === 0 && page.length > 0) throw checkpointTooLarge(page[0]!.checkpointId, bytes, budget, "is");
   return page.slice(0, n);
 }
 

@@ -62,3 +62,14 @@ export const CheckpointPutStatus = {
   NotAfterHead: 3,
 } as const;
 export type CheckpointPutStatus = (typeof CheckpointPutStatus)[keyof typeof CheckpointPutStatus];
+
+/** agentstate_checkpoint_writes_put's status (functions/agentstate_checkpoint_writes_put.sql). */
+export const CheckpointWritesStatus = {
+  Stored: 1,
+  TooLarge: 2,
+} as const;
+export type CheckpointWritesStatus = (typeof CheckpointWritesStatus)[keyof typeof CheckpointWritesStatus];
+/** agentstate_checkpoint_put_batch's own status, beside CheckpointPutStatus (functions/agentstate_checkpoint_put_batch.sql). */
+export const CheckpointPutBatchStatus = {
+  Busy: 4,
+} as const;

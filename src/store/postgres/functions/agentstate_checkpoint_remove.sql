@@ -1,7 +1,7 @@
 -- agentstate_checkpoint_remove(p_namespace, p_thread_id, p_checkpoint_ns, p_keep_latest, p_older_than, p_ids) -> bigint
 --
 -- Promises: removes checkpoints of one (thread, checkpoint ns) with their
--- pending writes and the channel values no remaining checkpoint references,
+-- pending writes (and the chunks of those above the value limit) and the channel values no remaining checkpoint references,
 -- and brings the head row up to date (removed when nothing remains). Returns
 -- how many checkpoints it removed. One transaction with the caller's
 -- statement; the head row is locked FOR UPDATE first, so a concurrent put of
@@ -49,6 +49,10 @@ BEGIN
     DELETE FROM checkpoint_writes w USING victims v
     WHERE w.namespace = p_namespace AND w.thread_id = p_thread_id AND w.checkpoint_ns = p_checkpoint_ns
       AND w.checkpoint_id = v.checkpoint_id
+  ), gone_write_chunks AS (
+    DELETE FROM checkpoint_write_chunks x USING victims v
+    WHERE x.namespace = p_namespace AND x.thread_id = p_thread_id AND x.checkpoint_ns = p_checkpoint_ns
+      AND x.checkpoint_id = v.checkpoint_id
   )
   DELETE FROM checkpoints c USING victims v
   WHERE c.namespace = p_namespace AND c.thread_id = p_thread_id AND c.checkpoint_ns = p_checkpoint_ns

@@ -1,5 +1,5 @@
 -- checkpoint_copy_thread: copies a thread's checkpoints, channel values, pending
--- writes and heads to another thread of the namespace; rows the target has
+-- writes (with their chunks) and heads to another thread of the namespace; rows the target has
 -- already are kept. $1 namespace, $2 source thread_id, $3 target thread_id.
 -- Returns `copied`: the checkpoints copied.
 WITH cps AS (
@@ -20,6 +20,17 @@ WITH cps AS (
                                  type, data)
   SELECT namespace, $3::text, checkpoint_ns, checkpoint_id, task_id, idx, task_path, channel, type, data
   FROM checkpoint_writes WHERE namespace = $1::text AND thread_id = $2::text
+  ON CONFLICT DO NOTHING
+  RETURNING checkpoint_ns, checkpoint_id, task_id, idx, type
+), write_chunks AS (
+  -- The chunks of the chunked writes copied (a write the target had is kept with its own).
+  INSERT INTO checkpoint_write_chunks (namespace, thread_id, checkpoint_ns, checkpoint_id, task_id, idx, chunk, type,
+                                       data)
+  SELECT x.namespace, $3::text, x.checkpoint_ns, x.checkpoint_id, x.task_id, x.idx, x.chunk, x.type, x.data
+  FROM writes w
+  JOIN checkpoint_write_chunks x ON x.namespace = $1::text AND x.thread_id = $2::text
+    AND x.checkpoint_ns = w.checkpoint_ns AND x.checkpoint_id = w.checkpoint_id AND x.task_id = w.task_id AND x.idx = w.idx
+  WHERE w.type = ''
   ON CONFLICT DO NOTHING
 ), heads AS (
   INSERT INTO checkpoint_heads AS h (namespace, thread_id, checkpoint_ns, checkpoint_id, checkpoints)

@@ -1,10 +1,12 @@
--- checkpoint_delete_thread: every checkpoint, channel value, pending write and
--- head of one thread (all its checkpoint namespaces). $1 namespace, $2 thread_id.
+-- checkpoint_delete_thread: every checkpoint, channel value, pending write (with
+-- its chunks) and head of one thread (all its checkpoint namespaces). $1 namespace, $2 thread_id.
 -- Returns `removed`: the checkpoints removed.
 WITH heads AS (
   DELETE FROM checkpoint_heads WHERE namespace = $1::text AND thread_id = $2::text
 ), writes AS (
   DELETE FROM checkpoint_writes WHERE namespace = $1::text AND thread_id = $2::text
+), write_chunks AS (
+  DELETE FROM checkpoint_write_chunks WHERE namespace = $1::text AND thread_id = $2::text
 ), blobs AS (
   DELETE FROM checkpoint_blobs WHERE namespace = $1::text AND thread_id = $2::text
 ), gone AS (

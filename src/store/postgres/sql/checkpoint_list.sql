@@ -17,6 +17,9 @@
 --       s2 version, n the chunk number, type + data
 --   'w' a pending write on (thread_id, checkpoint_ns, checkpoint_id): s1 task id,
 --       s2 task path, s3 channel, n its index, type + data
+--       (type '' and no data: a write above the value limit, its value in 'x' rows)
+--   'x' a chunk of such a write (migrations/0012): s1 task id, n its index,
+--       s3 the chunk number, type + data
 WITH page AS (
   SELECT c.*, row_number() OVER (ORDER BY c.checkpoint_id DESC, c.thread_id DESC, c.checkpoint_ns DESC) AS rank
   FROM (
@@ -50,3 +53,10 @@ SELECT 'w', w.thread_id, w.checkpoint_ns, w.checkpoint_id, w.task_id, w.task_pat
 FROM page p
 JOIN checkpoint_writes w ON w.namespace = $1::text AND w.thread_id = p.thread_id AND w.checkpoint_ns = p.checkpoint_ns
   AND w.checkpoint_id = p.checkpoint_id
+UNION ALL
+SELECT 'x', x.thread_id, x.checkpoint_ns, x.checkpoint_id, x.task_id, NULL, x.chunk::text, x.idx, x.type, x.data, NULL
+FROM page p
+JOIN checkpoint_writes w ON w.namespace = $1::text AND w.thread_id = p.thread_id AND w.checkpoint_ns = p.checkpoint_ns
+  AND w.checkpoint_id = p.checkpoint_id AND w.type = ''
+JOIN checkpoint_write_chunks x ON x.namespace = $1::text AND x.thread_id = w.thread_id
+  AND x.checkpoint_ns = w.checkpoint_ns AND x.checkpoint_id = w.checkpoint_id AND x.task_id = w.task_id AND x.idx = w.idx

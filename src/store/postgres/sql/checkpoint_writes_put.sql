@@ -1,23 +1,13 @@
--- checkpoint_writes_put: one task's pending writes on a checkpoint (PutWrites).
--- $1 namespace, $2 thread_id, $3 checkpoint_ns, $4 checkpoint_id, $5 task_id,
--- $6 task_path text; one element per write: $7 idx int[], $8 channel text[],
--- $9 type text[], $10 size int[]; $11 bytea: the writes' data concatenated in
--- that order, size[i] bytes each (one binary parameter, not a hex-encoded bytea[]).
--- A write whose (checkpoint, task, idx) exists is kept as first written, unless
--- its idx is negative (LangGraph's special channels: error, scheduled,
--- interrupt, resume), which replaces it. Returns `stored`: writes inserted or replaced.
-WITH ins AS (
-  INSERT INTO checkpoint_writes AS w (namespace, thread_id, checkpoint_ns, checkpoint_id, task_id, idx, task_path,
-                                      channel, type, data)
-  SELECT $1::text, $2::text, $3::text, $4::text, $5::text, v.idx, $6::text, v.channel, v.type,
-         substring($11::bytea FROM (v.ends - v.size + 1)::int FOR v.size)
-  FROM (
-    SELECT u.*, sum(u.size) OVER (ORDER BY u.ord) AS ends
-    FROM unnest($7::int[], $8::text[], $9::text[], $10::int[]) WITH ORDINALITY AS u(idx, channel, type, size, ord)
-  ) v
-  ON CONFLICT (namespace, thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO UPDATE
-    SET task_path = excluded.task_path, channel = excluded.channel, type = excluded.type, data = excluded.data
-    WHERE excluded.idx < 0
-  RETURNING 1
-)
-SELECT count(*)::int AS stored FROM ins
+-- checkpoint_writes_put: one PutWrites, run in autocommit: see
+-- src/store/postgres/functions/agentstate_checkpoint_writes_put.sql, which
+-- names and explains every parameter. Parameters are passed by name (sql.ts byName).
+-- p_namespace, p_thread_id, p_checkpoint_ns, p_checkpoint_id, p_task_id,
+-- p_task_path text; one element per write: p_idx int[], p_channel text[],
+-- p_type text[], p_size int[]; their values concatenated: p_data bytea;
+-- p_chunk_bytes int (values above it are chunked); p_max_bytes bigint (the
+-- checkpoint's size limit, 0: none).
+-- Returns one row: status, stored, bytes.
+SELECT * FROM agentstate_checkpoint_writes_put(p_namespace => $1::text, p_thread_id => $2::text,
+  p_checkpoint_ns => $3::text, p_checkpoint_id => $4::text, p_task_id => $5::text, p_task_path => $6::text,
+  p_idx => $7::int[], p_channel => $8::text[], p_type => $9::text[], p_size => $10::int[], p_data => $11::bytea,
+  p_chunk_bytes => $12::int, p_max_bytes => $13::bigint)

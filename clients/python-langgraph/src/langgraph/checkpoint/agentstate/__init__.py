@@ -18,6 +18,16 @@ Optional capabilities: ``delete_for_runs``, ``copy_thread``, ``prune``
 (``"keep_latest"`` keeps the latest checkpoint of each checkpoint ns,
 ``"delete"`` removes them all).
 
+**Bad input** raises :class:`CheckpointInputError` (a ``KeyError`` and a
+``ValueError``; ``.field`` names what is wrong) and writes nothing: a config
+without ``configurable.thread_id`` (or, for ``put_writes``, ``checkpoint_id``),
+a thread id, checkpoint ns or id of the wrong type, writes that are not
+``(channel, value)`` pairs, and whatever the server refuses as
+``INVALID_ARGUMENT`` (a field over its limit, metadata that is not a JSON
+object) or ``RESOURCE_EXHAUSTED`` (a request over the message limit, a
+``put_writes`` that would take its checkpoint past the size one read returns);
+the gRPC error is its ``__cause__``.
+
 Sync methods call the server directly; the async ones run the same calls in a
 worker thread (``asyncio.to_thread``).
 """
@@ -27,7 +37,9 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Optional
 
 import grpc
@@ -46,12 +58,13 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-__all__ = ["AgentstateSaver", "CheckpointConflict", "MAX_PAGE"]
+__all__ = ["AgentstateSaver", "CheckpointConflict", "CheckpointInputError", "MAX_PAGE"]
 
 #: The server's default page and list limit (AGENTSTATE_LIST_MAX_LIMIT).
 MAX_PAGE = 1000
 
 _HEAD_TRAILER = "agentstate-checkpoint-head"
+_FIELD_TRAILER = "agentstate-field"
 
 
 class CheckpointConflict(Exception):
@@ -69,6 +82,68 @@ class CheckpointConflict(Exception):
         self.checkpoint_ns = checkpoint_ns
         self.parent = parent
         self.head = head
+
+
+class CheckpointInputError(KeyError, ValueError):
+    """Bad input, refused before anything was written. ``field`` names it:
+    ``configurable``, ``thread_id``, ``checkpoint_ns``, ``checkpoint_id``,
+    ``writes``, ``task_id`` (checked by the saver), or the request field the
+    server named (``INVALID_ARGUMENT``, e.g. ``metadata_json``), or ``writes``
+    / ``request`` for ``RESOURCE_EXHAUSTED`` (over the message limit, or a
+    ``put_writes`` that would take its checkpoint past the size one read
+    returns). The server's error, when there was one, is ``__cause__``.
+
+    A ``KeyError`` (as LangGraph's savers raise for a config without
+    ``thread_id``) and a ``ValueError``."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _name(field: str, value: Any, *, required: bool) -> str:
+    """A thread id, checkpoint ns or checkpoint id from a config: a string (an
+    int or UUID is taken as its text); anything else is CheckpointInputError."""
+    if value is None or value == "":
+        if required:
+            raise CheckpointInputError(field, f'missing "configurable.{field}" in the config')
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (str, int, uuid.UUID)):
+        raise CheckpointInputError(
+            field, f'"configurable.{field}" must be a string, not {type(value).__name__}'
+        )
+    return str(value)
+
+
+def _address(config: Any, *, need_checkpoint_id: bool = False) -> tuple[str, str, str]:
+    """(thread_id, checkpoint_ns, checkpoint_id) of a config, checked."""
+    conf = config.get("configurable") if isinstance(config, dict) else None
+    if not isinstance(conf, dict):
+        raise CheckpointInputError("configurable", 'missing "configurable" in the config')
+    return (
+        _name("thread_id", conf.get("thread_id"), required=True),
+        _name("checkpoint_ns", conf.get("checkpoint_ns"), required=False),
+        _name("checkpoint_id", conf.get("checkpoint_id"), required=need_checkpoint_id),
+    )
+
+
+@contextmanager
+def _refusals(field: str = "request") -> Iterator[None]:
+    """Turns the server's INVALID_ARGUMENT and RESOURCE_EXHAUSTED into CheckpointInputError."""
+    try:
+        yield
+    except grpc.RpcError as e:
+        code = e.code()
+        if code == grpc.StatusCode.INVALID_ARGUMENT:
+            named = dict(e.trailing_metadata() or ()).get(_FIELD_TRAILER)
+            raise CheckpointInputError(str(named or field), e.details() or str(code)) from e
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            raise CheckpointInputError(field, e.details() or str(code)) from e
+        raise
 
 
 def _chunks(items: Sequence[str], size: int = MAX_PAGE) -> Iterator[Sequence[str]]:
@@ -130,6 +205,15 @@ class AgentstateSaver(BaseCheckpointSaver[str]):
         type_, data = self.serde.dumps_typed(value)
         return checkpoint_pb2.TypedValue(type=type_, data=data)
 
+    @staticmethod
+    def _metadata_json(config: RunnableConfig, metadata: CheckpointMetadata) -> bytes:
+        if not isinstance(metadata, dict):
+            raise CheckpointInputError("metadata_json", f"metadata must be a dict, not {type(metadata).__name__}")
+        try:
+            return json.dumps(get_serializable_checkpoint_metadata(config, metadata), ensure_ascii=False).encode()
+        except (TypeError, ValueError) as e:
+            raise CheckpointInputError("metadata_json", f"metadata must be JSON: {e}") from e
+
     def _untyped(self, tv: checkpoint_pb2.TypedValue) -> Any:
         return self.serde.loads_typed((tv.type, tv.data))
 
@@ -171,16 +255,17 @@ class AgentstateSaver(BaseCheckpointSaver[str]):
     # BaseCheckpointSaver ------------------------------------------------------
 
     def get_tuple(self, config: RunnableConfig) -> Optional[CheckpointTuple]:
-        conf = config["configurable"]
-        res = self.client.checkpoints.GetCheckpoint(
-            checkpoint_pb2.GetCheckpointRequest(
-                namespace=self.namespace,
-                thread_id=conf["thread_id"],
-                checkpoint_ns=conf.get("checkpoint_ns", ""),
-                checkpoint_id=conf.get("checkpoint_id") or "",
-            ),
-            timeout=self.timeout,
-        )
+        thread_id, checkpoint_ns, checkpoint_id = _address(config)
+        with _refusals():
+            res = self.client.checkpoints.GetCheckpoint(
+                checkpoint_pb2.GetCheckpointRequest(
+                    namespace=self.namespace,
+                    thread_id=thread_id,
+                    checkpoint_ns=checkpoint_ns,
+                    checkpoint_id=checkpoint_id,
+                ),
+                timeout=self.timeout,
+            )
         return self._tuple(res.checkpoint) if res.found else None
 
     def list(
@@ -206,7 +291,8 @@ class AgentstateSaver(BaseCheckpointSaver[str]):
         yielded = 0
         while True:
             req.limit = MAX_PAGE if limit is None else min(MAX_PAGE, limit - yielded)
-            res = self.client.checkpoints.ListCheckpoints(req, timeout=self.timeout)
+            with _refusals():
+                res = self.client.checkpoints.ListCheckpoints(req, timeout=self.timeout)
             for c in res.checkpoints:
                 tup = self._tuple(c)
                 # The server matches by JSON containment; LangGraph's filter is
@@ -228,10 +314,10 @@ class AgentstateSaver(BaseCheckpointSaver[str]):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
+        thread_id, checkpoint_ns, parent = _address(config)
         conf = config["configurable"]
-        thread_id = conf["thread_id"]
-        checkpoint_ns = conf.get("checkpoint_ns", "")
-        parent = conf.get("checkpoint_id")
+        if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("id"), str):
+            raise CheckpointInputError("checkpoint_id", 'the checkpoint must be a dict with a string "id"')
         doc = checkpoint.copy()
         values = doc.pop("channel_values", {})  # type: ignore[misc]
         versions = {ch: str(v) for ch, v in checkpoint["channel_versions"].items()}
@@ -248,21 +334,20 @@ class AgentstateSaver(BaseCheckpointSaver[str]):
             checkpoint_id=checkpoint["id"],
             parent_checkpoint_id=parent or "",
             document=self._typed(doc),
-            metadata_json=json.dumps(
-                get_serializable_checkpoint_metadata(config, metadata), ensure_ascii=False
-            ).encode(),
+            metadata_json=self._metadata_json(config, metadata),
             channel_versions=versions,
             values=blobs,
             # A deliberate fork (time travel) may opt out per call, as in the TypeScript saver.
             require_parent_is_head=self.strict and not conf.get("agentstate_fork"),
         )
         try:
-            self.client.checkpoints.PutCheckpoint(req, timeout=self.timeout)
+            with _refusals():
+                self.client.checkpoints.PutCheckpoint(req, timeout=self.timeout)
         except grpc.RpcError as e:
             if e.code() == grpc.StatusCode.ABORTED:
                 head = dict(e.trailing_metadata() or ()).get(_HEAD_TRAILER)
                 if head is not None:
-                    raise CheckpointConflict(thread_id, checkpoint_ns, parent, str(head)) from e
+                    raise CheckpointConflict(thread_id, checkpoint_ns, parent or None, str(head)) from e
             raise
         return {
             "configurable": {
@@ -279,26 +364,33 @@ class AgentstateSaver(BaseCheckpointSaver[str]):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        if not writes:
+        thread_id, checkpoint_ns, checkpoint_id = _address(config, need_checkpoint_id=True)
+        if not isinstance(task_id, str) or not isinstance(task_path, str):
+            raise CheckpointInputError("task_id", "task_id and task_path must be strings")
+        pairs = list(writes)
+        for w in pairs:
+            if not isinstance(w, (tuple, list)) or len(w) != 2 or not isinstance(w[0], str):
+                raise CheckpointInputError("writes", "writes must be (channel, value) pairs with a string channel")
+        if not pairs:
             return
-        conf = config["configurable"]
-        self.client.checkpoints.PutWrites(
-            checkpoint_pb2.PutWritesRequest(
-                namespace=self.namespace,
-                thread_id=conf["thread_id"],
-                checkpoint_ns=conf.get("checkpoint_ns", ""),
-                checkpoint_id=conf["checkpoint_id"],
-                task_id=task_id,
-                task_path=task_path,
-                writes=[
-                    checkpoint_pb2.WriteValue(
-                        index=WRITES_IDX_MAP.get(channel, idx), channel=channel, value=self._typed(value)
-                    )
-                    for idx, (channel, value) in enumerate(writes)
-                ],
-            ),
-            timeout=self.timeout,
-        )
+        with _refusals("writes"):
+            self.client.checkpoints.PutWrites(
+                checkpoint_pb2.PutWritesRequest(
+                    namespace=self.namespace,
+                    thread_id=thread_id,
+                    checkpoint_ns=checkpoint_ns,
+                    checkpoint_id=checkpoint_id,
+                    task_id=task_id,
+                    task_path=task_path,
+                    writes=[
+                        checkpoint_pb2.WriteValue(
+                            index=WRITES_IDX_MAP.get(channel, idx), channel=channel, value=self._typed(value)
+                        )
+                        for idx, (channel, value) in enumerate(pairs)
+                    ],
+                ),
+                timeout=self.timeout,
+            )
 
     def delete_thread(self, thread_id: str) -> None:
         self.client.checkpoints.DeleteThread(
