@@ -19,7 +19,7 @@ export interface Release {
 
 export const RELEASE: Release = Object.freeze({
   number: 4,
-  sha256: "3ee476b89411f9aea2062d0dfcf644d60cc898f75359fb617307139de664bc63",
+  sha256: "eba741bfaaaa4529d2b1b0be5194796f322cf37002fccc6b8fbec3783bf65493",
 });
 
 /** One SQL file of the release: a migration or a function. */
