@@ -4,15 +4,21 @@
 # Production: set DATABASE_URL (and REDIS_URL / REDLOCK_URLS); see compose.yaml.
 # Without DATABASE_URL the image runs the embedded Postgres in /data (demo only).
 #
-# TLS: the image listens on 0.0.0.0, and a server beyond loopback refuses to
-# start in plaintext (there is no authentication yet). Mount a certificate and
-# key and set AGENTSTATE_TLS_CERT_FILE and AGENTSTATE_TLS_KEY_FILE (plus
+# Secure by default: the image listens on 0.0.0.0 with authentication on
+# (AGENTSTATE_AUTH=required), and a server beyond loopback refuses to start in
+# plaintext. So it starts only with TLS (and then every call needs a token, a
+# JWT or a mapped client certificate), or with AGENTSTATE_INSECURE=1, the
+# explicit opt-out for plaintext (behind a TLS-terminating proxy on a private
+# network; auth stays on). Turning auth off takes an explicit
+# -e AGENTSTATE_AUTH=off. Mount a certificate and key and set
+# AGENTSTATE_TLS_CERT_FILE and AGENTSTATE_TLS_KEY_FILE (plus
 # AGENTSTATE_TLS_CLIENT_CA_FILE for mTLS, and AGENTSTATE_TLS_CA_FILE, the CA
 # the HEALTHCHECK trusts, when the certificate is not self-signed); they are
-# reloaded when they change. Or set AGENTSTATE_INSECURE=1 to serve plaintext
-# on purpose (behind a TLS-terminating proxy on a private network).
+# reloaded when they change. The admin token: AGENTSTATE_BOOTSTRAP_TOKEN, or
+# the one the first start prints to stderr (docker logs), once.
 #   docker run -v $PWD/certs:/certs:ro -e AGENTSTATE_TLS_CERT_FILE=/certs/server.pem \
-#     -e AGENTSTATE_TLS_KEY_FILE=/certs/server.key -e AGENTSTATE_TLS_CA_FILE=/certs/ca.pem agentstate
+#     -e AGENTSTATE_TLS_KEY_FILE=/certs/server.key -e AGENTSTATE_TLS_CA_FILE=/certs/ca.pem \
+#     -e AGENTSTATE_BOOTSTRAP_TOKEN="$(openssl rand -hex 32)" agentstate
 #
 #   docker build -t agentstate .
 #   podman build --format docker -t agentstate .   # podman's default OCI format drops HEALTHCHECK
@@ -21,8 +27,9 @@
 # as a build secret (mounted for that one RUN, never stored in a layer):
 #   podman build --format docker --secret id=npmca,src=/etc/ssl/certs/ca-certificates.crt -t agentstate .
 #
-# scripts/test-image.sh builds and runs this image end to end (CompareAndSet and
-# Get through grpcurl, health, SIGTERM) against a locally made base image.
+# scripts/test-image.sh builds and runs this image end to end (the refusals,
+# CompareAndSet and Get through grpcurl with a token, health, SIGTERM) against
+# a locally made base image.
 #
 # Base: Node 24 LTS on Debian 12, pinned by full version tag. Not by digest:
 # no registry is reachable where this image is built and tested, so no digest
@@ -47,8 +54,10 @@ COPY clients/typescript ./clients/typescript
 RUN npm run build && npm prune --omit=dev --no-audit --no-fund
 
 FROM ${NODE_IMAGE} AS runtime
+# AGENTSTATE_AUTH=required: secure by default (see the header).
 ENV NODE_ENV=production \
     AGENTSTATE_HOST=0.0.0.0 \
+    AGENTSTATE_AUTH=required \
     AGENTSTATE_PORT=50051 \
     AGENTSTATE_METRICS_PORT=9464 \
     AGENTSTATE_DATA_DIR=/data
@@ -62,7 +71,8 @@ COPY --from=build /app/dist ./dist
 RUN mkdir -p /data && chown node:node /data
 USER node
 # /metrics listens on loopback in the container unless AGENTSTATE_METRICS_HOST=0.0.0.0
-# (it is plaintext and unauthenticated: publish it only to the scraper's network).
+# (it is plaintext, and asks for a token since auth is on, /healthz excepted:
+# publish it only to the scraper's network).
 EXPOSE 50051 9464
 VOLUME ["/data"]
 # The script calls grpc.health.v1.Health/Check on AGENTSTATE_HOST:AGENTSTATE_PORT

@@ -12,11 +12,18 @@
 //   getTuple the latest checkpoint of the worker's thread, for --seconds; calls/s
 //   list     list(thread, { limit: 10 }), for --seconds; calls/s
 //   bytes    pg_total_relation_size of the saver's tables after the level's run
+//   cpu      CPU seconds per 1000 steps while the steps ran: the agentstate
+//            server, Postgres (postmaster and backends) and this process
+// With --rounds N the levels run N times, the savers' order alternating, and
+// the table gives each metric's median over the rounds (the machine may be
+// shared: interleaved rounds see the same load). At the end: what each table,
+// its TOAST and each index of the two savers hold, per thread run.
 //
 //   npm run build && npm --prefix clients/typescript-langgraph ci \
 //     && node_modules/.bin/tsc -p clients/typescript/tsconfig.json \
 //     && npx --prefix clients/typescript-langgraph tsc -p clients/typescript-langgraph/tsconfig.json
-//   node bench/langgraph.mjs [--levels 1,16] [--steps 200] [--seconds 5]
+//   node bench/langgraph.mjs [--levels 1,16] [--steps 200] [--seconds 5] [--rounds 1] [--cpu-prof DIR]
+//     [--columns: average column sizes] [--ab: also AgentstateSaver with group commit off]
 import * as fs from "node:fs";
 import { createRequire } from "node:module";
 import * as os from "node:os";
@@ -25,7 +32,8 @@ import console from "node:console";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { startPostgres, startServer } from "./lib/procs.mjs";
+import process from "node:process";
+import { cpuSeconds, startPostgres, startServer } from "./lib/procs.mjs";
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const PKG = path.join(REPO, "clients", "typescript-langgraph");
@@ -36,11 +44,16 @@ const { values: o } = parseArgs({
     levels: { type: "string", default: "1,16" },
     steps: { type: "string", default: "200" },
     seconds: { type: "string", default: "5" },
+    rounds: { type: "string", default: "1" },
+    "cpu-prof": { type: "string" },
+    columns: { type: "boolean", default: false },
+    ab: { type: "boolean", default: false },
   },
 });
 const LEVELS = o.levels.split(",").map(Number);
 const STEPS = Number(o.steps);
 const SECONDS = Number(o.seconds);
+const ROUNDS = Number(o.rounds);
 
 const { AgentstateClient } = need("@agentstate/client");
 const { AgentstateSaver } = need(path.join(PKG, "dist", "index.js"));
@@ -52,16 +65,44 @@ fs.chmodSync(runDir, 0o755);
 const pg = await startPostgres(runDir);
 await pg.createDatabase("agentstate");
 await pg.createDatabase("lgpostgres");
-const server = await startServer(path.join(REPO, "dist", "src", "main.js"), runDir, {
-  DATABASE_URL: pg.url("agentstate"),
-  REDIS_URL: "",
-  REDLOCK_URLS: "",
-  AGENTSTATE_HOST: "127.0.0.1",
-  AGENTSTATE_PORT: "0",
-  AGENTSTATE_METRICS_PORT: "-1",
-  LOG_LEVEL: "warn",
-});
+const server = await startServer(
+  path.join(REPO, "dist", "src", "main.js"),
+  runDir,
+  {
+    DATABASE_URL: pg.url("agentstate"),
+    REDIS_URL: "",
+    REDLOCK_URLS: "",
+    AGENTSTATE_HOST: "127.0.0.1",
+    AGENTSTATE_PORT: "0",
+    AGENTSTATE_METRICS_PORT: "-1",
+    LOG_LEVEL: "warn",
+  },
+  { cpuProfDir: o["cpu-prof"] },
+);
 const client = new AgentstateClient(server.address, { deadlineMs: 60_000 });
+// --ab: a second server on its own database, with group commit of checkpoint
+// puts and PutWrites off (AGENTSTATE_CHECKPOINT_BATCH=1), in the same run.
+let serverAlone;
+let clientAlone;
+if (o.ab) {
+  await pg.createDatabase("agentstate_alone");
+  serverAlone = await startServer(
+    path.join(REPO, "dist", "src", "main.js"),
+    runDir,
+    {
+      DATABASE_URL: pg.url("agentstate_alone"),
+      REDIS_URL: "",
+      REDLOCK_URLS: "",
+      AGENTSTATE_HOST: "127.0.0.1",
+      AGENTSTATE_PORT: "0",
+      AGENTSTATE_METRICS_PORT: "-1",
+      AGENTSTATE_CHECKPOINT_BATCH: "1",
+      LOG_LEVEL: "warn",
+    },
+    { logName: "server-alone.log" },
+  );
+  clientAlone = new AgentstateClient(serverAlone.address, { deadlineMs: 60_000 });
+}
 const pgSaver = PostgresSaver.fromConnString(pg.url("lgpostgres"));
 await pgSaver.setup();
 
@@ -70,7 +111,16 @@ const savers = {
     saver: (level) => new AgentstateSaver({ client, namespace: `bench-${level}`, strict: true }),
     db: "agentstate",
     tables: ["checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_heads"],
+    server: () => server,
   },
+  ...(o.ab && {
+    "agentstate-alone": {
+      saver: (level) => new AgentstateSaver({ client: clientAlone, namespace: `bench-${level}`, strict: true }),
+      db: "agentstate_alone",
+      tables: ["checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_heads"],
+      server: () => serverAlone,
+    },
+  }),
   postgres: {
     saver: () => pgSaver,
     db: "lgpostgres",
@@ -140,44 +190,199 @@ async function bytes(db, tables) {
   return Number(rows[0].b);
 }
 
-const results = [];
-try {
-  for (const level of LEVELS) {
-    for (const [name, s] of Object.entries(savers)) {
-      const saver = s.saver(level);
-      const threads = Array.from({ length: level }, (_, i) => `bench-${level}-${name}-${i}`);
-      const before = await bytes(s.db, s.tables);
-      const t0 = performance.now();
-      await Promise.all(threads.map((t) => runThread(saver, t)));
-      const stepsPerS = (level * STEPS) / ((performance.now() - t0) / 1000);
-      const stored = (await bytes(s.db, s.tables)) - before;
-      const getTuple = await timed(SECONDS, level, (w) => saver.getTuple({ configurable: { thread_id: threads[w] } }));
-      const list = await timed(SECONDS, level, async (w) => {
-        for await (const _ of saver.list({ configurable: { thread_id: threads[w] } }, { limit: 10 })) void _;
-      });
-      const r = { saver: name, threads: level, stepsPerS, getTuple, list, bytesPerThread: stored / level };
-      results.push(r);
-      console.log(JSON.stringify(r));
+/** What each table, its TOAST and each index of both savers hold, per thread run (all rounds and levels). */
+async function breakdown() {
+  console.log(`\nBytes per thread by relation (${threadsRun} threads of ${STEPS} steps per saver):\n`);
+  console.log("| saver | relation | KiB per thread |\n|---|---|---|");
+  for (const [name, s] of Object.entries(savers)) {
+    const rows = await pg.query(
+      s.db,
+      `SELECT c.relname AS rel, pg_relation_size(c.oid) + pg_relation_size(c.oid, 'fsm') + pg_relation_size(c.oid, 'vm') AS b,
+              coalesce(pg_total_relation_size(c.reltoastrelid), 0) AS toast
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE n.nspname = 'public' AND c.relname = ANY($1)
+       UNION ALL
+       SELECT i.indexrelid::regclass::text, pg_relation_size(i.indexrelid), 0
+       FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE n.nspname = 'public' AND c.relname = ANY($1)
+       ORDER BY 1`,
+      [s.tables],
+    );
+    let total = 0;
+    for (const r of rows) {
+      const kib = (v) => (Number(v) / 1024 / threadsRun).toFixed(1);
+      console.log(`| ${name} | ${r.rel} | ${kib(r.b)} |`);
+      if (Number(r.toast) > 0) console.log(`| ${name} | ${r.rel} (TOAST) | ${kib(r.toast)} |`);
+      total += Number(r.b) + Number(r.toast);
+    }
+    console.log(`| ${name} | **total** | ${(total / 1024 / threadsRun).toFixed(1)} |`);
+  }
+  if (o.columns) await columnSizes();
+}
+
+/** Average stored size of each column of the savers' tables (--columns). */
+async function columnSizes() {
+  for (const [name, s] of Object.entries(savers)) {
+    for (const table of s.tables) {
+      const cols = await pg.query(
+        s.db,
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' AND table_name = $1",
+        [table],
+      );
+      const sel = cols.map((c) => `avg(pg_column_size("${c.column_name}"))::int AS "${c.column_name}"`).join(", ");
+      const rows = await pg.query(s.db, `SELECT count(*)::int AS rows, ${sel} FROM "${table}"`);
+      console.log(`${name}.${table}: ${JSON.stringify(rows[0])}`);
     }
   }
+  // What a prefix delta would store: each channel value as the bytes after
+  // its common prefix with the previous version of the channel in the thread.
+  const blobs = await pg.query(
+    "agentstate",
+    `SELECT thread_id, channel, data, pg_column_size(data) AS stored FROM checkpoint_blobs
+     WHERE chunk = 0 ORDER BY thread_id, channel, version`,
+  );
+  let raw = 0;
+  let stored = 0;
+  let delta = 0;
+  let prev;
+  for (const b of blobs) {
+    const same = prev !== undefined && prev.thread_id === b.thread_id && prev.channel === b.channel;
+    let k = 0;
+    if (same) while (k < prev.data.length && k < b.data.length && prev.data[k] === b.data[k]) k++;
+    raw += b.data.length;
+    stored += Number(b.stored);
+    delta += b.data.length - k;
+    prev = b;
+  }
+  console.log(`agentstate.checkpoint_blobs data: raw ${raw} B, stored (pglz) ${stored} B, prefix deltas ${delta} B`);
+}
+
+/** CPU seconds so far: the server, Postgres (postmaster and its backends), this process. */
+function cpuNow(srv) {
+  const self = process.cpuUsage();
+  return {
+    server: srv === undefined ? 0 : cpuSeconds(srv.pid),
+    // Backends that exited are counted in the postmaster's reaped children.
+    postgres: descendants(pg.pid).reduce((s, p) => s + cpuSeconds(p), cpuSeconds(pg.pid, true)),
+    bench: (self.user + self.system) / 1e6,
+  };
+}
+
+function descendants(pid) {
+  const out = [];
+  for (const e of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const st = fs.readFileSync(`/proc/${e}/stat`, "utf8");
+      if (Number(st.slice(st.lastIndexOf(")") + 2).split(" ")[1]) === pid) out.push(Number(e));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
+const results = [];
+let threadsRun = 0;
+try {
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const level of LEVELS) {
+      const order = Object.entries(savers);
+      if (round % 2 === 1) order.reverse();
+      for (const [name, s] of order) {
+        const saver = s.saver(level);
+        const threads = Array.from({ length: level }, (_, i) => `bench-${round}-${level}-${name}-${i}`);
+        const before = await bytes(s.db, s.tables);
+        const cpu0 = cpuNow(s.server?.());
+        const t0 = performance.now();
+        await Promise.all(threads.map((t) => runThread(saver, t)));
+        const stepsPerS = (level * STEPS) / ((performance.now() - t0) / 1000);
+        const cpu1 = cpuNow(s.server?.());
+        const stored = (await bytes(s.db, s.tables)) - before;
+        const getTuple = await timed(SECONDS, level, (w) =>
+          saver.getTuple({ configurable: { thread_id: threads[w] } }),
+        );
+        const list = await timed(SECONDS, level, async (w) => {
+          for await (const _ of saver.list({ configurable: { thread_id: threads[w] } }, { limit: 10 })) void _;
+        });
+        const per1000 = (k) => ((cpu1[k] - cpu0[k]) * 1000) / (level * STEPS);
+        const r = {
+          round,
+          saver: name,
+          threads: level,
+          stepsPerS,
+          getTuple,
+          list,
+          bytesPerThread: stored / level,
+          cpuServer: per1000("server"),
+          cpuPostgres: per1000("postgres"),
+          cpuBench: per1000("bench"),
+          load: os.loadavg()[0],
+        };
+        results.push(r);
+        console.log(JSON.stringify(r));
+      }
+      threadsRun += level;
+    }
+  }
+  await breakdown();
 } finally {
   client.close();
+  clientAlone?.close();
   await pgSaver.end();
   await server.stop();
+  await serverAlone?.stop();
   await pg.stop();
   fs.rmSync(runDir, { recursive: true, force: true });
 }
 
-console.log("\n| threads | metric | AgentstateSaver | PostgresSaver | ratio |\n|---|---|---|---|---|");
+const median = (xs) => {
+  const v = [...xs].sort((a, b) => a - b);
+  return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+};
+const loads = results.map((r) => r.load);
+console.log(
+  `\n${ROUNDS} round(s), medians; ratio = median of the per-round ratios; 1-min load average during the run ${Math.min(...loads).toFixed(1)}-${Math.max(...loads).toFixed(1)} on ${os.cpus().length} CPUs`,
+);
+console.log("\n| threads | metric | AgentstateSaver | PostgresSaver | ratio (min-max) |\n|---|---|---|---|---|");
 for (const level of LEVELS) {
-  const a = results.find((r) => r.saver === "agentstate" && r.threads === level);
-  const p = results.find((r) => r.saver === "postgres" && r.threads === level);
+  const a = results.filter((r) => r.saver === "agentstate" && r.threads === level);
+  const p = results.filter((r) => r.saver === "postgres" && r.threads === level);
   for (const [metric, key, fmt] of [
     ["steps/s (put + putWrites)", "stepsPerS", (v) => v.toFixed(0)],
     ["getTuple/s", "getTuple", (v) => v.toFixed(0)],
     ["list(limit 10)/s", "list", (v) => v.toFixed(0)],
     ["bytes per 200-step thread", "bytesPerThread", (v) => `${(v / 1024).toFixed(0)} KiB`],
+    ["CPU s per 1000 steps: server", "cpuServer", (v) => v.toFixed(2)],
+    ["CPU s per 1000 steps: Postgres", "cpuPostgres", (v) => v.toFixed(2)],
+    ["CPU s per 1000 steps: bench (client)", "cpuBench", (v) => v.toFixed(2)],
   ]) {
-    console.log(`| ${level} | ${metric} | ${fmt(a[key])} | ${fmt(p[key])} | ${(a[key] / p[key]).toFixed(2)}x |`);
+    const ratios = a.map((r, i) => r[key] / p[i][key]);
+    const ma = median(a.map((r) => r[key]));
+    const mp = median(p.map((r) => r[key]));
+    const rr = ROUNDS > 1 ? ` (${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)})` : "";
+    console.log(
+      `| ${level} | ${metric} | ${fmt(ma)} | ${fmt(mp)} | ${mp ? median(ratios).toFixed(2) + "x" + rr : "-"} |`,
+    );
+  }
+}
+
+if (o.ab) {
+  console.log(
+    "\nGroup commit on (AgentstateSaver) vs off (AGENTSTATE_CHECKPOINT_BATCH=1), same run:\n\n| threads | metric | on | off | on/off (min-max) |\n|---|---|---|---|---|",
+  );
+  for (const level of LEVELS) {
+    const a = results.filter((r) => r.saver === "agentstate" && r.threads === level);
+    const b = results.filter((r) => r.saver === "agentstate-alone" && r.threads === level);
+    for (const [metric, key, fmt] of [
+      ["steps/s (put + putWrites)", "stepsPerS", (v) => v.toFixed(0)],
+      ["CPU s per 1000 steps: server", "cpuServer", (v) => v.toFixed(2)],
+      ["CPU s per 1000 steps: Postgres", "cpuPostgres", (v) => v.toFixed(2)],
+    ]) {
+      const ratios = a.map((r, i) => r[key] / b[i][key]);
+      console.log(
+        `| ${level} | ${metric} | ${fmt(median(a.map((r) => r[key])))} | ${fmt(median(b.map((r) => r[key])))} | ${median(ratios).toFixed(2)}x (${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)}) |`,
+      );
+    }
   }
 }

@@ -12,13 +12,15 @@
 #   2. build with --format docker (podman's default OCI format drops
 #      HEALTHCHECK); the CA bundle npm needs goes in as a build secret.
 #   3. run it as shipped (AGENTSTATE_HOST=0.0.0.0, no TLS): it must refuse
-#      to start, naming the settings. Then run it with TLS (a CA and a server
-#      certificate made here with openssl, mounted read-only) and the
-#      embedded default (no DATABASE_URL: Postgres in /data, as the non-root
-#      user node), wait for health "healthy" (the HEALTHCHECK speaks TLS),
-#      CompareAndSet and Get through grpcurl -cacert (and a plaintext grpcurl
-#      fails), restart it (the value is still there), stop it (SIGTERM: clean
-#      exit 0).
+#      to start, naming the settings; the image's environment has
+#      AGENTSTATE_AUTH=required (secure by default). Then run it with TLS (a
+#      CA and a server certificate made here with openssl, mounted read-only),
+#      a bootstrap admin token, and the embedded default (no DATABASE_URL:
+#      Postgres in /data, as the non-root user node), wait for health
+#      "healthy" (the HEALTHCHECK speaks TLS and needs no token), CompareAndSet
+#      and Get through grpcurl -cacert -H 'authorization: Bearer ...' (a call
+#      without the token is Unauthenticated, a plaintext grpcurl fails),
+#      restart it (the value is still there), stop it (SIGTERM: clean exit 0).
 #   4. remove the container, its volume and the image (the base stays).
 #
 # Needs root, podman, runc, debootstrap (installed with apt-get when missing),
@@ -189,7 +191,13 @@ if [ "$user" = node ]; then ok "image runs as user node"; else bad "image user i
 leak="$(podman run --rm --no-healthcheck "${RUNOPTS[@]}" "$tag" sh -c 'ls /run/secrets/npmca 2>/dev/null; env | grep NODE_EXTRA_CA_CERTS' || true)"
 if [ -z "$leak" ]; then ok "no build secret or NODE_EXTRA_CA_CERTS left in the image"; else bad "build secret left in the image: $leak"; fi
 
-# ---- as shipped: 0.0.0.0 without TLS refuses to start (no auth yet)
+# ---- as shipped: auth on, and 0.0.0.0 without TLS refuses to start
+envs="$(podman image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$tag")"
+if echo "$envs" | grep -qx 'AGENTSTATE_AUTH=required'; then
+  ok "the image's default is AGENTSTATE_AUTH=required"
+else
+  bad "the image's environment lacks AGENTSTATE_AUTH=required: $envs"
+fi
 refusal="$(timeout 60 "${PODMAN[@]}" run --rm --no-healthcheck "${RUNOPTS[@]}" -e AGENTSTATE_PORT=1 "$tag" 2>&1)" && rc=0 || rc=$?
 if [ "$rc" = 2 ] && echo "$refusal" | grep -q 'AGENTSTATE_HOST=0.0.0.0' && echo "$refusal" | grep -q 'AGENTSTATE_INSECURE=1'; then
   ok "as shipped (0.0.0.0, no TLS) it refuses to start, naming the settings"
@@ -214,14 +222,16 @@ chmod 755 "$certs" && chmod 644 "$certs"/*
 free_port() { node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
 port="$(free_port)"
 metrics_port="$(free_port)"
+# The bootstrap admin token (any 32+ characters of A-Za-z0-9._~+/=-).
+token="agst_$(openssl rand -hex 32)"
 addr="127.0.0.1:$port"
 phase "running $name (embedded Postgres, gRPC with TLS on $addr, metrics on $metrics_port)"
 quiet "${PODMAN[@]}" run -d --name "$name" "${RUNOPTS[@]}" -v "$certs:/certs:ro" \
   -e AGENTSTATE_HOST=127.0.0.1 -e AGENTSTATE_PORT="$port" -e AGENTSTATE_METRICS_PORT="$metrics_port" \
   -e AGENTSTATE_TLS_CERT_FILE=/certs/server.pem -e AGENTSTATE_TLS_KEY_FILE=/certs/server.key \
-  -e AGENTSTATE_TLS_CA_FILE=/certs/ca.pem \
+  -e AGENTSTATE_TLS_CA_FILE=/certs/ca.pem -e AGENTSTATE_BOOTSTRAP_TOKEN="$token" \
   "$tag" >/dev/null
-tlsca=(-cacert "$certs/ca.pem")
+tlsca=(-cacert "$certs/ca.pem" -H "authorization: Bearer $token")
 
 health() {
   podman inspect --format '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Healthcheck.Status}}{{end}}' "$name" 2>/dev/null
@@ -255,10 +265,15 @@ if [ "$uid" = 1000 ]; then ok "server runs as uid 1000 (node)"; else bad "server
 pgowner="$(podman exec "$name" stat -c %U /data/pg 2>/dev/null || true)"
 if [ "$pgowner" = node ]; then ok "embedded Postgres data in /data/pg, owned by node"; else bad "/data/pg owner '$pgowner'"; fi
 
+# With the token: grpcurl finds the method through reflection, which needs a
+# grant when auth is on (the HEALTHCHECK above calls Health without one).
 hs="$("$grpcurl" "${tlsca[@]}" "$addr" grpc.health.v1.Health/Check 2>&1 || true)"
 if echo "$hs" | grep -q '"status": "SERVING"'; then ok "grpc.health.v1 Check over TLS (grpcurl -cacert): SERVING"; else bad "health Check: $hs"; fi
 plain="$("$grpcurl" -plaintext "$addr" grpc.health.v1.Health/Check 2>&1 || true)"
 if echo "$plain" | grep -q SERVING; then bad "a plaintext client was answered: $plain"; else ok "a plaintext client fails"; fi
+
+anon="$("$grpcurl" -cacert "$certs/ca.pem" -d '{"namespace":"image-test","key":"greeting"}' "$addr" agentstate.v1.KeyValueService/Get 2>&1 || true)"
+if echo "$anon" | grep -q 'Unauthenticated'; then ok "a call without a token is Unauthenticated"; else bad "a call without a token: $anon"; fi
 
 ns="image-test"
 cas="$("$grpcurl" "${tlsca[@]}" -d '{"namespace":"'$ns'","key":"greeting","expected":{"absent":true},"value":"aGVsbG8=","content_type":"text/plain"}' \
@@ -286,6 +301,7 @@ quiet "${PODMAN[@]}" stop -t 30 "$name" >/dev/null
 took=$(($(date +%s) - s0))
 code="$(podman inspect --format '{{.State.ExitCode}}' "$name")"
 if [ "$code" = 0 ] && [ "$took" -lt 30 ]; then ok "SIGTERM: exit 0 after ${took}s"; else bad "SIGTERM: exit code $code after ${took}s (30 s means it was killed)"; fi
+if podman logs "$name" 2>&1 | grep -qF "$token"; then bad "the bootstrap token is in the container's log"; else ok "the token never appears in the container's log"; fi
 # Two: the restart's and this stop's.
 sigterms="$(podman logs "$name" 2>&1 | grep -ci 'SIGTERM' || true)"
 if [ "$sigterms" -ge 2 ]; then ok "the server logged both SIGTERM shutdowns"; else bad "$sigterms SIGTERM shutdowns in the log, expected 2"; fi

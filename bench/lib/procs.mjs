@@ -23,13 +23,21 @@ const [
   { freePort },
   { PostgresProcess },
   { RedisProcess },
+  { RedisClusterProcess },
   { EtcdProcess },
   { LoggedServerProcess },
   procfs,
 ] = await Promise.all(
-  ["childProcesses", "freePort", "PostgresProcess", "RedisProcess", "EtcdProcess", "LoggedServerProcess", "procfs"].map(
-    load,
-  ),
+  [
+    "childProcesses",
+    "freePort",
+    "PostgresProcess",
+    "RedisProcess",
+    "RedisClusterProcess",
+    "EtcdProcess",
+    "LoggedServerProcess",
+    "procfs",
+  ].map(load),
 );
 
 export { freePort };
@@ -79,6 +87,14 @@ export function startPostgres(runDir, { fsync = true, statStatements = false } =
 /** redis-server in <runDir>/<name>, log <runDir>/<name>.log. */
 export function startRedis(runDir, name) {
   return RedisProcess.start({ dir: path.join(runDir, name), logPath: path.join(runDir, `${name}.log`) });
+}
+
+/**
+ * A Redis Cluster of 3 masters without replicas (the test harness's
+ * RedisClusterProcess: its own temporary directory, removed by destroy()).
+ */
+export function startRedisCluster() {
+  return RedisClusterProcess.start({ masters: 3, replicasPerMaster: 0 });
 }
 
 /** etcd in <runDir>/etcd, log <runDir>/etcd.log. */

@@ -3,7 +3,7 @@
 -- one call of agentstate_event_append (src/store/postgres/functions/agentstate_event_append.sql) with
 -- one append, in autocommit, as a named prepared statement (pgbench -M
 -- prepared, as node-postgres does), with the 10 s deadline check every served
--- append carries; $14 true: the form the service uses for an append it runs
+-- append carries; $16 true: the form the service uses for an append it runs
 -- alone (its batches ask not to wait and re-run the appends whose stream was held). The streams
 -- 'pgb-s-<client_id>' exist before the run (run.mjs creates them). Event ids
 -- are md5(random)::uuid here, random UUIDs there; fingerprints are 32 bytes
@@ -12,8 +12,9 @@
 -- refuses to run when it no longer matches its source (regenerate the body
 -- with node bench/lib/pgbenchSql.mjs --write).
 \set r random(1, 9223372036854775806)
--- src: event_append | $1=ARRAY['pgbench'] | $2=ARRAY['pgb-s-' || :client_id] | $3=ARRAY[0] | $4=ARRAY[NULL::bigint] | $5=ARRAY[1] | $6=@rep(1) md5(:r::text || '-#')::uuid | $7=@rep(1) 'bench' | $8=@rep(1) '\x76767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676'::bytea | $9=@rep(1) '{}'::jsonb | $10=@rep(1) '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea | $11=ARRAY[NULL::text] | $12=ARRAY[NULL::bigint] | $13=ARRAY[10000] | $14=true
-SELECT * FROM agentstate_event_append(p_ns => ARRAY['pgbench']::text[], p_stream => ARRAY['pgb-s-' || :client_id]::text[], p_exp_kind => ARRAY[0]::smallint[],
+-- src: event_append | $1='pgbench' | $2=ARRAY['pgb-s-' || :client_id] | $3=ARRAY[0] | $4=ARRAY[NULL::bigint] | $5=ARRAY[1] | $6=@rep(1) md5(:r::text || '-#')::uuid | $7=@rep(1) 'bench' | $8=@rep(1) '\x76767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676'::bytea | $9=@rep(1) '{}'::jsonb | $10=@rep(1) '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea | $11=ARRAY[NULL::text] | $12=ARRAY[NULL::bigint] | $13=ARRAY[10000] | $14=ARRAY['pgbench'] | $15=ARRAY['pgbench-req'] | $16=true
+SELECT * FROM agentstate_event_append(p_ns => 'pgbench'::text, p_stream => ARRAY['pgb-s-' || :client_id]::text[], p_exp_kind => ARRAY[0]::smallint[],
   p_exp_version => ARRAY[NULL::bigint]::bigint[], p_count => ARRAY[1]::int[], p_ids => ARRAY[md5(:r::text || '-1')::uuid]::uuid[], p_types => ARRAY['bench']::text[],
   p_data => ARRAY['\x76767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676767676'::bytea]::bytea[], p_metadata => ARRAY['{}'::jsonb]::jsonb[], p_fp => ARRAY['\x0000000000000000000000000000000000000000000000000000000000000000'::bytea]::bytea[], p_fence_name => ARRAY[NULL::text]::text[],
-  p_fence_token => ARRAY[NULL::bigint]::bigint[], p_deadline_ms => ARRAY[10000]::bigint[], p_wait => true::boolean);
+  p_fence_token => ARRAY[NULL::bigint]::bigint[], p_deadline_ms => ARRAY[10000]::bigint[], p_principal => ARRAY['pgbench']::text[], p_request_id => ARRAY['pgbench-req']::text[],
+  p_wait => true::boolean);

@@ -15,9 +15,19 @@
  *   cached for at most UNLISTENED_CACHE_MS, so a revocation is still seen
  *   within a second;
  * - the cache holds at most MAX_ENTRIES credentials (oldest dropped first).
+ *
+ * A principal proven by a JWT or a client certificate also holds the grants
+ * stored for its name (domain/grants.ts; GrantRoles): its effective grants are
+ * the credential's and the stored ones together. They are cached per name the
+ * same way (forgotten on every replica when a change's NOTIFY arrives, read
+ * again after `cacheMs`, or UNLISTENED_CACHE_MS while not listening), and the
+ * merged principal is kept per credential principal, so a known certificate or
+ * JWT costs two map lookups. API tokens never take stored grants (see
+ * domain/grants.ts): their path is unchanged.
  */
 import { UnauthenticatedError } from "../errors/errors";
-import type { Authenticator, Credentials, Principal } from "../domain/principals";
+import type { GrantStore } from "../domain/grants";
+import { GRANT_LIMITS, type Authenticator, type Credentials, type Grant, type Principal } from "../domain/principals";
 import type { TokenChangeListener, TokenStore } from "../domain/tokens";
 import type { CertPrincipals } from "./certPrincipals";
 import type { JwtVerifier } from "./JwtVerifier";
@@ -34,8 +44,16 @@ interface Entry {
   recheckAt: number;
 }
 
+/** The stored grants of one principal name, as last read. */
+interface StoredEntry {
+  grants: readonly Grant[];
+  recheckAt: number;
+}
+
 export interface AuthenticatorParts {
   tokens: TokenStore;
+  /** Grants stored for named principals (JWT subjects, certificate principals); unset: none. */
+  grants?: GrantStore | undefined;
   jwt: JwtVerifier | undefined;
   certs: CertPrincipals | undefined;
   /** How long a verified token is trusted before it is read again, while revocations are heard. */
@@ -45,6 +63,10 @@ export interface AuthenticatorParts {
 export class CredentialAuthenticator implements Authenticator, TokenChangeListener {
   private readonly cache = new Map<string, Entry>();
   private readonly inFlight = new Map<string, Promise<Principal>>();
+  private readonly stored = new Map<string, StoredEntry>();
+  private readonly storedInFlight = new Map<string, Promise<StoredEntry>>();
+  /** A credential principal with its stored grants added, as of one StoredEntry. */
+  private readonly merged = new WeakMap<Principal, { entry: StoredEntry; principal: Principal }>();
   private generation = 0;
   private listening = false;
 
@@ -52,11 +74,13 @@ export class CredentialAuthenticator implements Authenticator, TokenChangeListen
 
   authenticate(c: Credentials): Principal | Promise<Principal> {
     const bearer = c.bearer;
-    if (bearer === undefined) return this.byCertificate(c);
+    if (bearer === undefined) return this.withStored(this.byCertificate(c));
     const hit = this.cache.get(bearer);
     if (hit !== undefined) {
       const now = Date.now();
-      if (now < hit.recheckAt && now < hit.expiresAt) return hit.principal;
+      if (now < hit.recheckAt && now < hit.expiresAt) {
+        return hit.principal.via === "token" ? hit.principal : this.withStored(hit.principal);
+      }
       this.cache.delete(bearer);
     }
     let pending = this.inFlight.get(bearer);
@@ -64,7 +88,7 @@ export class CredentialAuthenticator implements Authenticator, TokenChangeListen
       pending = this.verify(bearer).finally(() => this.inFlight.delete(bearer));
       this.inFlight.set(bearer, pending);
     }
-    return pending;
+    return pending.then((p) => (p.via === "token" ? p : this.withStored(p)));
   }
 
   changed(id: string): void {
@@ -72,10 +96,57 @@ export class CredentialAuthenticator implements Authenticator, TokenChangeListen
     for (const [k, e] of this.cache) if (e.principal.tokenId === id) this.cache.delete(k);
   }
 
+  grantsChanged(principal: string): void {
+    this.generation++;
+    this.stored.delete(principal);
+    this.storedInFlight.delete(principal); // a read begun before the change: later calls read again
+  }
+
   reset(listening: boolean): void {
     this.generation++;
     this.listening = listening;
     this.cache.clear();
+    this.stored.clear();
+    this.storedInFlight.clear();
+  }
+
+  /** `p` with the grants stored for its name added (itself when there are none). */
+  private withStored(p: Principal): Principal | Promise<Principal> {
+    if (this.parts.grants === undefined) return p;
+    const entry = this.stored.get(p.name);
+    if (entry !== undefined && Date.now() < entry.recheckAt) return this.merge(p, entry);
+    let pending = this.storedInFlight.get(p.name);
+    if (pending === undefined) {
+      const name = p.name;
+      const read: Promise<StoredEntry> = this.readStored(name).finally(() => {
+        if (this.storedInFlight.get(name) === read) this.storedInFlight.delete(name);
+      });
+      this.storedInFlight.set(name, (pending = read));
+    }
+    return pending.then((e) => this.merge(p, e));
+  }
+
+  private merge(p: Principal, entry: StoredEntry): Principal {
+    if (entry.grants.length === 0) return p;
+    const known = this.merged.get(p);
+    if (known !== undefined && known.entry === entry) return known.principal;
+    const principal = Object.freeze({ ...p, grants: Object.freeze([...p.grants, ...entry.grants]) });
+    this.merged.set(p, { entry, principal });
+    return principal;
+  }
+
+  private async readStored(name: string): Promise<StoredEntry> {
+    const generation = this.generation;
+    const grants = await this.parts.grants!.find(name, GRANT_LIMITS.maxGrants);
+    const entry = {
+      grants: Object.freeze(grants),
+      recheckAt: Date.now() + (this.listening ? this.parts.cacheMs : UNLISTENED_CACHE_MS),
+    };
+    if (generation === this.generation) {
+      if (this.stored.size >= MAX_ENTRIES) this.stored.delete(this.stored.keys().next().value!);
+      this.stored.set(name, entry);
+    }
+    return entry;
   }
 
   private byCertificate(c: Credentials): Principal {

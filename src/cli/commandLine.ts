@@ -10,8 +10,8 @@
  * arguments: flags that are no setting (`--namespace`) and positionals (the
  * subcommand, an id), handed to the command as they are.
  *
- * Later commands (audit, export/import, namespace stats) join COMMANDS with
- * their own flags.
+ * Later commands (export/import, namespace stats) join COMMANDS with their
+ * own flags.
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
 
@@ -76,7 +76,8 @@ const HEALTH_FLAGS: Record<string, SettingFlag> = {
 
 /** A flag that is an argument of the command, not a setting. */
 interface ArgFlag {
-  value: string;
+  /** How its value reads in the help; unset: a switch that takes none (its argument is then "true"). */
+  value?: string;
   help: string;
 }
 
@@ -149,6 +150,52 @@ export const COMMANDS: Record<string, CommandSpec> = {
       "token once, as JSON on stdout ({id, token, expire_time}); it is never shown again.",
     ],
   },
+  audit: {
+    summary: "who changed what in a namespace, newest first (AdminService.ListChanges; AGENTSTATE_AUTH=required)",
+    flags: TOKEN_FLAGS,
+    args: {
+      namespace: { value: "NS", help: "the namespace (required)" },
+      since: {
+        value: "WHEN",
+        help: "changes at or after: a duration before now (90s, 15m, 1h, 7d) or an ISO 8601 time",
+      },
+      until: { value: "WHEN", help: "changes before: the same forms (default: now)" },
+      principal: { value: "NAME", help: "only changes made by this principal" },
+      "key-prefix": { value: "P", help: "only keys and streams that start with this" },
+      limit: { value: "N", help: "most changes to print (default 100)" },
+      json: { help: "one JSON object per change instead of a table" },
+    },
+    notes: [
+      "  agentstate audit --namespace demo --since 1h",
+      "  agentstate audit --namespace demo --since 2026-12-07T09:00:00Z --principal ci-bot --key-prefix jobs/ --json",
+      "Talks to the server with an admin token (admin on the namespace) in AGENTSTATE_TOKEN (or --token).",
+      "Each change shows its time, revision, operation (put, delete, expire, append), key or stream, version,",
+      "principal ((anonymous): made with auth off; -: not recorded, as for expiries) and request id (the",
+      "x-request-id of the call that made it). Never a value.",
+    ],
+  },
+
+  grant: {
+    summary: "add, revoke or list roles stored in a running server for certificate and JWT principals",
+    flags: TOKEN_FLAGS,
+    positionals: "add|revoke|list",
+    args: {
+      principal: {
+        value: "NAME",
+        help: "the principal (a certificate principal's name or a JWT's sub); list: only its",
+      },
+      namespace: { value: "NS", help: "add, revoke: the grant's namespace (or pattern ending in *)" },
+      role: { value: "ROLES", help: "comma-separated roles: read, write, lock, admin (revoke: default all)" },
+      prefix: { value: "P", help: "add, revoke: the grant's key prefix (default: none, the whole namespace)" },
+    },
+    notes: [
+      "  agentstate grant add --principal billing --namespace billing --role read,write",
+      "  agentstate grant revoke --principal billing --namespace billing --role write",
+      "  agentstate grant list [--principal billing]",
+      "A principal proven by a client certificate or a JWT holds these on top of its credential's own grants;",
+      "API tokens never do. Changes reach every replica within a second. Needs AGENTSTATE_TOKEN (admin).",
+    ],
+  },
 };
 
 export type CommandLine =
@@ -170,7 +217,10 @@ export function parseCommandLine(argv: readonly string[]): CommandLine {
   if (!spec) return { kind: "error", message: `unknown command "${first}"`, text: mainHelp() };
 
   const options: NonNullable<ParseArgsConfig["options"]> = { help: { type: "boolean", short: "h" } };
-  for (const name of [...Object.keys(spec.flags), ...Object.keys(spec.args ?? {})]) options[name] = { type: "string" };
+  for (const name of Object.keys(spec.flags)) options[name] = { type: "string" };
+  for (const [name, a] of Object.entries(spec.args ?? {})) {
+    options[name] = { type: a.value === undefined ? "boolean" : "string" };
+  }
   let parsed;
   try {
     parsed = parseArgs({ args: [...rest], options, allowPositionals: spec.positionals !== undefined, strict: true });
@@ -187,6 +237,7 @@ export function parseCommandLine(argv: readonly string[]): CommandLine {
   for (const name of Object.keys(spec.args ?? {})) {
     const v = parsed.values[name];
     if (typeof v === "string") args[name] = v;
+    else if (v === true) args[name] = "true";
   }
   return { kind: "run", command: first, env, args, positionals: parsed.positionals };
 }
@@ -211,7 +262,10 @@ function mainHelp(): string {
 function commandHelp(name: string): string {
   const spec = COMMANDS[name]!;
   const rows = [
-    ...Object.entries(spec.args ?? {}).map(([flag, f]) => [`--${flag} ${f.value}`, f.help]),
+    ...Object.entries(spec.args ?? {}).map(([flag, f]) => [
+      f.value === undefined ? `--${flag}` : `--${flag} ${f.value}`,
+      f.help,
+    ]),
     ...Object.entries(spec.flags).map(([flag, f]) => [`--${flag} ${f.value}`, `${f.help} [${f.env}]`]),
   ];
   const width = Math.max(...rows.map(([left]) => left!.length));

@@ -6,7 +6,9 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { audit } from "./audit";
 import { parseCommandLine } from "./commandLine";
+import { grant } from "./grant";
 import { health } from "./health";
 import { serve } from "./serve";
 import { token } from "./token";
@@ -18,7 +20,7 @@ type Command = (
   positionals: string[],
 ) => Promise<void>;
 
-const COMMANDS: Record<string, Command> = { serve, health, token };
+const COMMANDS: Record<string, Command> = { serve, health, token, audit, grant };
 
 /** The package version, from the package.json beside dist/. */
 export function version(): string {

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { CertPrincipals } from "../auth/certPrincipals";
 import { CredentialAuthenticator } from "../auth/CredentialAuthenticator";
 import { JwtVerifier } from "../auth/JwtVerifier";
+import { GrantAdmin } from "../auth/GrantAdmin";
 import { TokenAdmin } from "../auth/TokenAdmin";
 import { ConfigError, type Config } from "../config/config";
 import { checkpointReplyLimit } from "../domain/checkpoints";
@@ -27,6 +28,8 @@ import { PgChangeNotifier } from "../store/postgres/PgChangeNotifier";
 import { PgLockReleases } from "../store/postgres/PgLockReleases";
 import { PostgresLockBackendRegistry } from "../store/postgres/PostgresLockBackendRegistry";
 import { PgTokenChanges } from "../store/postgres/PgTokenChanges";
+import { PostgresAuditLog } from "../store/postgres/PostgresAuditLog";
+import { PostgresGrantStore } from "../store/postgres/PostgresGrantStore";
 import { PostgresTokenStore } from "../store/postgres/PostgresTokenStore";
 import { PostgresCacheEpochStore } from "../store/postgres/PostgresCacheEpochStore";
 import { PostgresCheckpointStore } from "../store/postgres/PostgresCheckpointStore";
@@ -180,19 +183,20 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
     check: () => Promise.resolve().then(() => lockBackends.check()),
   });
   metrics.watchLockWaits(locks);
-  let auth: { step: AuthStep; admin: TokenAdmin } | undefined;
+  let auth: { step: AuthStep; admin: TokenAdmin; audit: PostgresAuditLog; grants: GrantAdmin } | undefined;
   let tokenChanges: PgTokenChanges | undefined;
   let bootstrapToken: string | undefined;
   let authorizeHttp: Services["authorizeHttp"];
   if (config.auth) {
     const tokens = new PostgresTokenStore(pool);
-    const authenticator = new CredentialAuthenticator({ tokens, ...authFiles, cacheMs: config.auth.cacheMs });
+    const grants = new PostgresGrantStore(pool);
+    const authenticator = new CredentialAuthenticator({ tokens, grants, ...authFiles, cacheMs: config.auth.cacheMs });
     tokenChanges = new PgTokenChanges(databaseUrl, authenticator, log.child({ component: "auth" }));
     await tokenChanges.start();
     const admin = new TokenAdmin(tokens);
     bootstrapToken = await admin.bootstrap(config.auth.bootstrapToken);
     const step = new AuthStep(authenticator, (rpc, code) => metrics.authDenied.inc({ rpc, code }));
-    auth = { step, admin };
+    auth = { step, admin, audit: new PostgresAuditLog(pool), grants: new GrantAdmin(grants) };
     authorizeHttp = (authorization) => step.allowsHttp(authorization);
   }
   const server = new AgentstateServer({
@@ -206,6 +210,8 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
     checkpoints: new PostgresCheckpointStore(pool, {
       chunkBytes: config.limits.maxValueBytes,
       maxCheckpointBytes: checkpointReplyLimit(config.limits),
+      batchMax: config.checkpointBatchMax,
+      batchesMax: config.writeBatchesMax,
     }),
     eventOptions: {
       pageSize: 500,

@@ -104,6 +104,8 @@ export interface Config {
   readonly writeBatchesMax: number;
   /** Most appends one replica sends to Postgres as one batch (group commit); 1 sends each alone. */
   readonly eventAppendBatchMax: number;
+  /** Most checkpoint puts one replica sends to Postgres as one batch (group commit); 1 sends each alone. */
+  readonly checkpointBatchMax: number;
   readonly statementTimeoutMs: number;
   /** Client-side timeout of a pool query (a frozen or partitioned Postgres): a little above statementTimeoutMs. */
   readonly queryTimeoutMs: number;
@@ -498,6 +500,7 @@ export function loadConfig(env: Env = process.env): Config {
     kvWriteBatchMax: int(env, "AGENTSTATE_KV_WRITE_BATCH", 64, 1, 1000),
     kvWriteBatchesInFlight: int(env, "AGENTSTATE_KV_WRITE_BATCHES_IN_FLIGHT", 1, 1, 16),
     eventAppendBatchMax: int(env, "AGENTSTATE_EVENT_APPEND_BATCH", 64, 1, 1000),
+    checkpointBatchMax: int(env, "AGENTSTATE_CHECKPOINT_BATCH", 64, 1, 1000),
     statementTimeoutMs,
     queryTimeoutMs,
     healthProbeMs: int(env, "AGENTSTATE_HEALTH_PROBE_MS", 1000, 50, 600000),

@@ -20,6 +20,10 @@
  *   its own position, and rejoins once caught up. Memory per subscriber is
  *   bounded by `queueEvents` and `queueBytes`.
  * - A tail exists while it has members: the last to leave stops it.
+ * - A read's fan-out wakes its members `wakeBatch` per turn of the event
+ *   loop: a thousand subscribers of one stream are a thousand stream writes,
+ *   and in one turn none of them would leave before the last was made, nor
+ *   would any other call be served meanwhile.
  *
  * No gap, no duplicate: positions are revisions of the namespace, taken in
  * commit order, so the events visible at any moment are all those up to some
@@ -29,6 +33,7 @@
  * join is queued for the member. Draining the queue skips what the
  * subscriber's own reads already delivered (position at or below its own).
  */
+import { setImmediate as nextTurn } from "node:timers/promises";
 import type { ChangeNotifier, EventStore, RecordedEvent, SubscriptionSink, SubscriptionTarget } from "./events";
 
 export interface ChangeFeedOptions {
@@ -40,6 +45,8 @@ export interface ChangeFeedOptions {
   queueEvents: number;
   /** Most bytes of event data a member may have queued before it must read by itself. */
   queueBytes: number;
+  /** Most members woken (and so written to) per turn of the event loop by one read's fan-out. */
+  wakeBatch: number;
   /** Told each failed read or poll of a tail (it is retried at the next wake-up or poll). */
   onError?: (err: unknown) => void;
   /** Told the number of tails (namespaces read) whenever it changes. */
@@ -60,7 +67,10 @@ class Member {
     return this.target.kind === "stream" ? e.stream === this.target.stream : e.stream.startsWith(this.target.prefix);
   }
 
-  /** Queues `e`; past the bounds, drops the queue and marks the member overflowed. */
+  /**
+   * Queues `e`; past the bounds, drops the queue and marks the member
+   * overflowed. Wakes nobody: the tail wakes the members it offered to (wakeAll).
+   */
   offer(e: RecordedEvent, maxEvents: number, maxBytes: number): void {
     if (this.overflowed) return;
     this.queue.push(e);
@@ -70,7 +80,6 @@ class Member {
       this.queue.length = 0;
       this.bytes = 0;
     }
-    this.wake();
   }
 
   take(): RecordedEvent | undefined {
@@ -79,22 +88,22 @@ class Member {
     return e;
   }
 
-  /** Resolves once something is queued (or the member overflowed), or `signal` aborts. */
-  wait(signal: AbortSignal): Promise<void> {
-    if (this.queue.length > 0 || this.overflowed || signal.aborted) return Promise.resolve();
+  /**
+   * Resolves once something is queued (or the member overflowed), or the
+   * member is woken otherwise (its subscriber's signal aborts: subscribe
+   * listens to it once per membership, not once per wait).
+   */
+  wait(): Promise<void> {
+    if (this.queue.length > 0 || this.overflowed) return Promise.resolve();
     return new Promise((resolve) => {
-      const done = () => {
-        signal.removeEventListener("abort", done);
-        this.waker = undefined;
-        resolve();
-      };
-      this.waker = done;
-      signal.addEventListener("abort", done, { once: true });
+      this.waker = resolve;
     });
   }
 
   wake(): void {
-    this.waker?.();
+    const w = this.waker;
+    this.waker = undefined;
+    w?.();
   }
 }
 
@@ -134,10 +143,16 @@ class Tail {
         for (;;) {
           const page = await this.feed.readPage(this.namespace, this.position);
           if (this.stopped) return;
+          const offered = new Set<Member>();
           for (const e of page) {
             this.position = e.position;
-            for (const m of this.members) if (m.matches(e)) this.feed.offer(m, e);
+            for (const m of this.members)
+              if (m.matches(e)) {
+                this.feed.offer(m, e);
+                offered.add(m);
+              }
           }
+          await this.feed.wakeAll(offered);
           // Pages are bounded by count and bytes: only an empty page means "all read".
           if (page.length === 0) break;
         }
@@ -184,6 +199,8 @@ export class ChangeFeed {
     while (!signal.aborted) {
       const member = new Member(target);
       const tail = await this.join(namespace, member);
+      const onAbort = () => member.wake();
+      signal.addEventListener("abort", onAbort, { once: true });
       try {
         // The store by itself, from the subscriber's own position, until an empty page.
         for (;;) {
@@ -203,7 +220,7 @@ export class ChangeFeed {
         while (!signal.aborted && !member.overflowed) {
           const e = member.take();
           if (e === undefined) {
-            await member.wait(signal);
+            await member.wait();
             continue;
           }
           if (e.position <= last) continue; // the subscriber's own read delivered it
@@ -211,6 +228,7 @@ export class ChangeFeed {
           last = e.position;
         }
       } finally {
+        signal.removeEventListener("abort", onAbort);
         this.leave(tail, member);
       }
     }
@@ -291,6 +309,23 @@ export class ChangeFeed {
   /** @internal */
   offer(member: Member, e: RecordedEvent): void {
     member.offer(e, this.opts.queueEvents, this.opts.queueBytes);
+  }
+
+  /**
+   * @internal Wakes `members` (those a read just queued events for), at most
+   * `wakeBatch` per turn of the event loop: each batch's deliveries are
+   * written, and the transport sends them (it flushes once per turn), before
+   * the next batch's are made, so the first subscribers' events go out while
+   * the server still writes the others', and other calls are served between
+   * batches instead of after a thousand writes.
+   */
+  async wakeAll(members: Iterable<Member>): Promise<void> {
+    let n = 0;
+    for (const m of members) {
+      if (n > 0 && n % this.opts.wakeBatch === 0) await nextTurn();
+      m.wake();
+      n++;
+    }
   }
 
   /** @internal */

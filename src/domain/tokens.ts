@@ -26,10 +26,12 @@ export interface NewToken {
   readonly expiresAt: Date | undefined;
 }
 
-/** Told when tokens change on any replica, so caches of verified tokens forget them. */
+/** Told when tokens or stored grants change on any replica, so caches of verified tokens forget them. */
 export interface TokenChangeListener {
   /** Token `id` was revoked or replaced. */
   changed(id: string): void;
+  /** The stored grants of `principal` changed (domain/grants.ts). */
+  grantsChanged(principal: string): void;
   /**
    * Notifications may have been missed (the listen connection was lost) or
    * flow again: forget everything; while not `listening`, cache briefly only.

@@ -100,6 +100,17 @@ export interface WriteOptions {
   gone?: CallerGone;
   /** The caller's deadline in ms since the epoch: a write not made by then is not made. */
   deadline?: number;
+  /** Who the write is made for, recorded with the change (the audit trail); unset: not recorded. */
+  actor?: Actor;
+}
+
+/**
+ * The audit trail's record of who made a change: the principal's name ("" when
+ * auth is off: anonymous) and the call's request id (x-request-id).
+ */
+export interface Actor {
+  principal: string;
+  requestId: string;
 }
 
 export type ReadConsistency = "linearizable" | "database";

@@ -31,8 +31,10 @@ import type { KvStore } from "../domain/types";
 import type { CheckpointStore } from "../domain/checkpoints";
 import { CheckpointServiceService } from "../gen/agentstate/v1/checkpoint";
 import { checkpointHandlers } from "./checkpoints/handlers";
+import type { GrantAdmin } from "../auth/GrantAdmin";
 import type { TokenAdmin } from "../auth/TokenAdmin";
-import { AdminServiceService } from "../gen/agentstate/v1/admin";
+import type { AuditLog } from "../domain/audit";
+import { AdminServiceService, type AdminServiceServer } from "../gen/agentstate/v1/admin";
 import { EventServiceService } from "../gen/agentstate/v1/event";
 import { encodeOnce } from "./codec/encodeOnce";
 import { KeyValueServiceService } from "../gen/agentstate/v1/kv";
@@ -47,6 +49,7 @@ import type { CallEnv } from "./pipeline/context";
 import type { AuthStep } from "./auth/AuthStep";
 import { gatedServer } from "./auth/gatedServer";
 import { adminHandlers } from "./admin/handlers";
+import { grantHandlers } from "./admin/grantHandlers";
 import { keyValueHandlers } from "./kv/handlers";
 import { lockHandlers } from "./locks/handlers";
 import { storeHandlers } from "./store/handlers";
@@ -100,7 +103,7 @@ export interface ServerDeps {
   /** HTTP/2 connection bounds; unset: grpc-js's own defaults (unbounded). */
   connection?: ConnectionLimits | undefined;
   /** AGENTSTATE_AUTH=required: the pipeline's auth step (reflection follows it too), and AdminService (served only then). */
-  auth?: { step: AuthStep; admin: TokenAdmin } | undefined;
+  auth?: { step: AuthStep; admin: TokenAdmin; audit: AuditLog; grants: GrantAdmin } | undefined;
 }
 
 /**
@@ -227,7 +230,13 @@ export class AgentstateServer {
 
     this.grpc.addService(guard(CheckpointServiceService), checkpointHandlers(deps.checkpoints, deps.limits, env));
 
-    if (deps.auth) this.grpc.addService(guard(AdminServiceService), adminHandlers(deps.auth.admin, env));
+    if (deps.auth) {
+      const admin: AdminServiceServer = {
+        ...adminHandlers(deps.auth.admin, deps.auth.audit, env),
+        ...grantHandlers(deps.auth.grants, env),
+      };
+      this.grpc.addService(guard(AdminServiceService), admin);
+    }
 
     this.health = new HealthImplementation({
       "": "NOT_SERVING",

@@ -4,6 +4,7 @@ import { status } from "@grpc/grpc-js";
 import { Client } from "pg";
 import { Direction } from "../../src/gen/agentstate/v1/event";
 import { createToken, JwtKeys, ROLE } from "../support/authFixture";
+import { eventually } from "../support/eventually";
 import { METHODS, RpcByName } from "../support/rpcByName";
 import { ServerProcess } from "../support/ServerProcess";
 import { getTestEnv } from "../support/TestEnv";
@@ -45,6 +46,14 @@ const RPCS: Record<string, { role: RoleName; wholeNamespace?: boolean; req: (ns:
   },
   ListTokens: { role: "admin", req: () => ({}) },
   RevokeToken: { role: "admin", req: () => ({ id: "no-such-token" }) },
+  // The audit trail: admin on the namespace, or on its keys and streams under key_prefix.
+  ListChanges: { role: "admin", req: (namespace, keyPrefix) => ({ namespace, keyPrefix }) },
+  GrantRoles: {
+    role: "admin",
+    req: (namespace, prefix) => ({ principal: "someone", grant: { namespace, prefix, roles: [ROLE.read] } }),
+  },
+  RevokeGrant: { role: "admin", req: (namespace, prefix) => ({ principal: "someone", namespace, prefix, roles: [] }) },
+  ListGrants: { role: "admin", req: () => ({}) },
   // StoreService: `key` as the item's one path label ("allowed/k" -> scope "allowed/k.x", under the grant's "allowed/")
   PutItem: { role: "write", req: (namespace, label) => ({ namespace, path: [label], key: "x", valueJson: "{}" }) },
   GetItem: { role: "read", req: (namespace, label) => ({ namespace, path: [label], key: "x" }) },
@@ -89,6 +98,7 @@ describe("security: the authorization matrix (every RPC x every kind of credenti
     const r = await db.query(
       `SELECT (SELECT count(*) FROM kv_history) h, (SELECT count(*) FROM kv) k, (SELECT count(*) FROM events) e,
               (SELECT count(*) FROM locks) l, (SELECT count(*) FROM fencing_tokens) f, (SELECT count(*) FROM auth_tokens) t,
+              (SELECT count(*) FROM principal_grants) g,
               (SELECT coalesce(sum(revision), 0) FROM namespace_revisions) r,
               (SELECT string_agg(key || '=' || encode(value, 'escape'), ',' ORDER BY key) FROM kv) v`,
     );
@@ -147,7 +157,12 @@ describe("security: the authorization matrix (every RPC x every kind of credenti
       assert.equal((await rpc.call("CompareAndSet", RPCS.CompareAndSet!.req(NS, key), bootstrap)).code, status.OK);
       assert.equal((await rpc.call("AppendEvent", RPCS.AppendEvent!.req(NS, key), bootstrap)).code, status.OK);
     }
-    await new Promise((r) => setTimeout(r, 1200)); // the 1 s token has expired
+    // The 1 s token expires through the real path (checked on every call, cached or not): poll with a
+    // read RPC other than Get, whose UNAUTHENTICATED count is asserted below, until it is refused.
+    await eventually("the 1 s token to expire", async () => {
+      const r = await rpc.call("ReadStream", RPCS.ReadStream!.req(NS, IN), expired.token);
+      return r.code === status.UNAUTHENTICATED && r.details === "token expired";
+    });
   });
 
   after(async () => {
@@ -222,6 +237,8 @@ describe("security: the authorization matrix (every RPC x every kind of credenti
     const lines = server.logs().filter((l) => l.msg === "call denied");
     assert.ok(lines.some((l) => l.code === "PERMISSION_DENIED" && l.principal === "agent" && l.namespace === "other"));
     assert.ok(lines.some((l) => l.code === "UNAUTHENTICATED" && l.reason === "token revoked"));
+    // Refused before authorization too, the line names the namespace the request did.
+    assert.ok(lines.some((l) => l.code === "UNAUTHENTICATED" && l.rpc === "Get" && l.namespace === NS));
     const at = server.logs().find((l) => l.msg === "listening")!.metrics;
     const metrics = await (
       await fetch(`http://${at}/metrics`, { headers: { authorization: `Bearer ${bootstrap}` } })

@@ -3,6 +3,9 @@ import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import * as path from "node:path";
 import { status } from "@grpc/grpc-js";
+import { Client } from "pg";
+import { hashToken } from "../../src/auth/tokens";
+import { sql } from "../../src/store/postgres/sql";
 import { eventually } from "../support/eventually";
 import { RpcByName } from "../support/rpcByName";
 import { ServerProcess } from "../support/ServerProcess";
@@ -156,6 +159,34 @@ describe("security: the bootstrap admin token", function () {
       rpc.close();
     } finally {
       await second.stop();
+    }
+  });
+
+  it("replicas making their first start together: only the first to commit stores a token, the other prints none", async () => {
+    const env = await getTestEnv();
+    const url = await env.freshDatabase("auth_bootstrap_race");
+    const server = await ServerProcess.start({ DATABASE_URL: url }); // applies the migrations
+    await server.stop();
+    const [one, two] = [new Client({ connectionString: url }), new Client({ connectionString: url })];
+    await Promise.all([one.connect(), two.connect()]);
+    try {
+      const grants = JSON.stringify([{ namespace: "*", prefix: "", roles: ["admin"] }]);
+      const st = sql("token_bootstrap");
+      const first = hashToken(`agst_${randomBytes(32).toString("base64url")}`);
+      const second = hashToken(`agst_${randomBytes(32).toString("base64url")}`);
+      await one.query("BEGIN");
+      const a = await one.query(st.text, [null, first, grants]);
+      assert.equal(a.rows[0].inserted, true);
+      // The second replica saw no token either (its snapshot), so it tries too, and waits on the first's row.
+      const racing = two.query(st.text, [null, second, grants]);
+      await new Promise((r) => setTimeout(r, 200));
+      await one.query("COMMIT");
+      const b = await racing;
+      assert.deepEqual(b.rows[0], { inserted: false, updated: false }, "the second start must print no token");
+      const stored = await one.query("SELECT token_hash FROM auth_tokens WHERE id = 'bootstrap'");
+      assert.ok((stored.rows[0].token_hash as Buffer).equals(first), "the first token, the one printed, still works");
+    } finally {
+      await Promise.all([one.end(), two.end()]);
     }
   });
 });

@@ -13,6 +13,7 @@ import fc from "fast-check";
 import { AgentstateClient } from "../../clients/typescript/src/AgentstateClient";
 import { GetRequest } from "../../src/gen/agentstate/v1/kv";
 import { createToken, JwtKeys } from "../support/authFixture";
+import { eventually } from "../support/eventually";
 import { HealthClient } from "../support/HealthClient";
 import { RpcByName } from "../support/rpcByName";
 import { ServerProcess } from "../support/ServerProcess";
@@ -128,6 +129,73 @@ describe("security: client certificates as principals (mTLS + AGENTSTATE_AUTH=re
     );
     without.close();
     failing.close();
+  });
+
+  it("under load, while the server certificate rotates and clients come with new certificates, every call maps to its own connection's principal (zero failed calls)", async function () {
+    this.timeout(90_000);
+    const first = certs.leaf("rot-server-1", ca);
+    const second = certs.leaf("rot-server-2", ca);
+    const live: CertFiles = { cert: path.join(certs.dir, "live.pem"), key: path.join(certs.dir, "live.key") };
+    fs.copyFileSync(first.cert, live.cert);
+    fs.copyFileSync(first.key, live.key);
+    const env = await getTestEnv();
+    const rotating = await ServerProcess.start({
+      DATABASE_URL: await env.freshDatabase("auth_mtls_rotation"),
+      AGENTSTATE_TLS_CERT_FILE: live.cert,
+      AGENTSTATE_TLS_KEY_FILE: live.key,
+      AGENTSTATE_TLS_CLIENT_CA_FILE: clientCa.cert,
+      AGENTSTATE_TLS_RELOAD_MS: "100",
+      AGENTSTATE_AUTH: "required",
+      AGENTSTATE_AUTH_CERT_PRINCIPALS_FILE: path.join(certs.dir, "principals.json"),
+      AGENTSTATE_BOOTSTRAP_TOKEN: admin,
+    });
+    // Each client: its certificate (a fresh one per connection, as a rotating
+    // client would bring), the namespace its principal may read, and one it may not.
+    const kinds = [
+      { mint: (i: string) => certs.leaf(`a-${i}`, clientCa, "agent-1"), own: "demo", other: "billing" },
+      {
+        mint: (i: string) => certs.leaf(`b-${i}`, clientCa, `b-${i}`, "spiffe://test/billing"),
+        own: "billing",
+        other: "demo",
+      },
+    ];
+    const minted = kinds.map((k, i) => [0, 1, 2].map((n) => k.mint(`${i}-${n}`)));
+    let stop = false;
+    const failures: string[] = [];
+    let calls = 0;
+    const loop = async (w: number) => {
+      for (let round = 0; !stop; round++) {
+        const kind = kinds[(w + round) % 2]!;
+        const cert = minted[(w + round) % 2]![round % 3]!;
+        const rpc = new RpcByName(rotating.address, ssl(ca, cert));
+        try {
+          for (let i = 0; i < 10 && !stop; i++) {
+            const mine = await rpc.call("Get", get(kind.own));
+            const theirs = await rpc.call("Get", get(kind.other));
+            calls += 2;
+            if (mine.code !== status.OK) failures.push(`${kind.own}: ${status[mine.code]} ${mine.details}`);
+            if (theirs.code !== status.PERMISSION_DENIED) failures.push(`${kind.other}: ${status[theirs.code]}`);
+          }
+        } finally {
+          rpc.close();
+        }
+      }
+    };
+    try {
+      const loops = [0, 1, 2, 3].map(loop);
+      await new Promise((r) => setTimeout(r, 1000));
+      fs.copyFileSync(second.cert, live.cert);
+      fs.copyFileSync(second.key, live.key);
+      await rotating.waitForLog((l) => l.msg === "TLS certificate reloaded");
+      await new Promise((r) => setTimeout(r, 1000));
+      stop = true;
+      await Promise.all(loops);
+    } finally {
+      stop = true;
+      await rotating.stop();
+    }
+    assert.deepEqual(failures, []);
+    assert.ok(calls > 50, `only ${calls} calls ran`);
   });
 
   it("no client certificate, or one from another CA, fails the handshake", async () => {
@@ -281,7 +349,11 @@ describe("security: no log line of a run with tokens and JWTs holds a secret", f
       const badSig = await jwt.sign("jwt-agent", grants, { otherKey: true });
       const value = `value-${randomBytes(8).toString("hex")}`;
       secrets.push(t.token, expired.token, good, badSig, value, jwt.secret.toString("base64url"));
-      await new Promise((r) => setTimeout(r, 1100));
+      // The 1 s token expires through the real path: poll until it is refused.
+      await eventually("the 1 s token to expire", async () => {
+        const r = await rpc.call("Get", { namespace: "demo", key: "p/k" }, expired.token);
+        return r.code === status.UNAUTHENTICATED && r.details === "token expired";
+      });
       const put = { namespace: "demo", key: "p/k", expected: { any: true }, value: Buffer.from(value) };
       for (const cred of [t.token, good, badSig, expired.token, `agst_${"x".repeat(43)}`, undefined]) {
         await rpc.call("CompareAndSet", put, cred);

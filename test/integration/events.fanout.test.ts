@@ -196,6 +196,29 @@ describe("EventService: one reader per namespace, fanned out (2 replicas, pollin
     assert.ok(last > 0);
   });
 
+  it("more subscribers on one replica than it wakes per turn (300, mixed targets and resume points): each gets exactly its events, in order, each event's encoding shared", async () => {
+    // 300 subscribers of one namespace on replica A: each fan-out wakes them
+    // 100 per turn of the event loop (events/handlers.ts), and every one
+    // writes the same encoded message as the others of its event (encodeOnce).
+    const NS = "fan-batches";
+    const acked: Acked[] = [];
+    await appendMany([a], NS, 10, acked);
+    const wants: Want[] = [];
+    for (let i = 0; i < 300; i++) {
+      const target = i % 4 === 0 ? { prefix: i % 8 ? "s" : "s1" } : { stream: `s${i % 5}` };
+      wants.push(open(a, NS, { ...target, after: i % 3 === 0 ? 0 : (i * 7) % 15 }));
+    }
+    await Promise.all(wants.map((w) => w.sub.caughtUp));
+    await appendMany([a, b, a], NS, 60, acked);
+    for (const w of wants) {
+      const want = wanted(acked, w);
+      const lastWanted = Number(want[want.length - 1]?.split(":")[0] ?? 0);
+      if (lastWanted > 0) await w.sub.untilPosition(lastWanted, 30_000);
+    }
+    await sleep(600); // a poll interval: nothing more may arrive
+    wants.forEach((w, i) => assert.deepEqual(received(w.sub.events), wanted(acked, w), `subscriber ${i}`));
+  });
+
   it("a lost NOTIFY (LISTEN backends terminated; an append that sends none, as from a replica dead before its NOTIFY) is covered by the poll", async () => {
     const NS = "fan-lost";
     const onA = open(a, NS, { stream: "s", after: 0 });
@@ -213,11 +236,12 @@ describe("EventService: one reader per namespace, fanned out (2 replicas, pollin
       const id = randomUUID();
       const rows = await pgQuery<{ first_position: string }>(
         cluster.databaseUrl,
-        `SELECT first_position::text FROM agentstate_event_append(p_ns => ARRAY[$1], p_stream => ARRAY['s'],
+        `SELECT first_position::text FROM agentstate_event_append(p_ns => $1, p_stream => ARRAY['s'],
            p_exp_kind => ARRAY[0]::smallint[], p_exp_version => ARRAY[NULL::bigint], p_count => ARRAY[1],
            p_ids => ARRAY[$2::uuid], p_types => ARRAY['e'], p_data => ARRAY['\\x00'::bytea],
            p_metadata => ARRAY['{}'::jsonb], p_fp => ARRAY['\\x00'::bytea], p_fence_name => ARRAY[NULL::text],
-           p_fence_token => ARRAY[NULL::bigint], p_deadline_ms => ARRAY[NULL::bigint], p_wait => true)`,
+           p_fence_token => ARRAY[NULL::bigint], p_deadline_ms => ARRAY[NULL::bigint],
+           p_principal => ARRAY['test'], p_request_id => ARRAY['by-hand'], p_wait => true)`,
         [NS, id],
       );
       acked.push({ stream: "s", id, position: Number(rows[0]!.first_position) });

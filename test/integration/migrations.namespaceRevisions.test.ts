@@ -47,6 +47,30 @@ const append = (namespace: string, stream: string, ids: string[]): AppendCommand
   fence: undefined,
 });
 
+/** The write functions with this release's parameters, running release 1's (the changes go unattributed). */
+const RELEASE1_WRAPPERS = `
+CREATE FUNCTION agentstate_kv_write(p_ns text, p_key bytea[], p_op smallint[], p_value bytea[], p_ct text[],
+  p_ttl_ms bigint[], p_exp_kind smallint[], p_exp_version bigint[], p_fence_name text[], p_fence_token bigint[],
+  p_idem text[], p_fp bytea[], p_deadline_ms bigint[], p_marked_epoch bigint[], p_bump boolean[],
+  p_principal text[], p_request_id text[], p_wait boolean) RETURNS SETOF agentstate_kv_write_result
+LANGUAGE sql AS $$
+  SELECT * FROM agentstate_kv_write(p_ns => array_fill(p_ns, ARRAY[cardinality(p_key)]), p_key => p_key,
+    p_op => p_op, p_value => p_value, p_ct => p_ct, p_ttl_ms => p_ttl_ms, p_exp_kind => p_exp_kind,
+    p_exp_version => p_exp_version, p_fence_name => p_fence_name, p_fence_token => p_fence_token,
+    p_idem => p_idem, p_fp => p_fp, p_deadline_ms => p_deadline_ms, p_marked_epoch => p_marked_epoch,
+    p_bump => p_bump, p_wait => p_wait)
+$$;
+CREATE FUNCTION agentstate_event_append(p_ns text, p_stream text[], p_exp_kind smallint[], p_exp_version bigint[],
+  p_count int[], p_ids uuid[], p_types text[], p_data bytea[], p_metadata jsonb[], p_fp bytea[],
+  p_fence_name text[], p_fence_token bigint[], p_deadline_ms bigint[], p_principal text[], p_request_id text[],
+  p_wait boolean) RETURNS SETOF agentstate_event_append_result
+LANGUAGE sql AS $$
+  SELECT * FROM agentstate_event_append(p_ns => array_fill(p_ns, ARRAY[cardinality(p_stream)]),
+    p_stream => p_stream, p_exp_kind => p_exp_kind, p_exp_version => p_exp_version, p_count => p_count,
+    p_ids => p_ids, p_types => p_types, p_data => p_data, p_metadata => p_metadata, p_fp => p_fp,
+    p_fence_name => p_fence_name, p_fence_token => p_fence_token, p_deadline_ms => p_deadline_ms, p_wait => p_wait)
+$$;`;
+
 const uuid = (n: number) => `00000000-0000-4000-8000-${String(n).padStart(12, "0")}`;
 
 describe("migration 0006: a release-1 store renumbered per namespace (real Postgres)", function () {
@@ -74,6 +98,10 @@ describe("migration 0006: a release-1 store renumbered per namespace (real Postg
     }
     const oldPool = pool();
     await migrate(oldPool, dir, { functionsDir: RELEASE1_FUNCTIONS, release: 1 });
+    // This code calls the write functions as release 4 declares them (scalar
+    // p_ns, principal and request id: migrations/0012); on release 1 they are
+    // wrappers of release 1's, which this release's functions replace in place.
+    await pgQuery(url, RELEASE1_WRAPPERS);
     const kv = new PostgresKvStore(oldPool);
     const ev = new PostgresEventStore(oldPool);
 

@@ -156,7 +156,7 @@ function assertExact(store: MemStore, s: Sub, what: string): void {
   );
 }
 
-const OPTS = { pageSize: 3, pollMs: 60_000, queueEvents: 5, queueBytes: 1 << 20 };
+const OPTS = { pageSize: 3, pollMs: 60_000, queueEvents: 5, queueBytes: 1 << 20, wakeBatch: 7 };
 
 describe("domain ChangeFeed: one reader per namespace, fanned out in memory", () => {
   it("many subscribers with mixed streams, prefixes and resume positions each get exactly their events, in order", async () => {
@@ -261,5 +261,38 @@ describe("domain ChangeFeed: one reader per namespace, fanned out in memory", ()
       { readAfter: 2, latestPositions: 0 },
       { readAfter: 2, latestPositions: 0 },
     ]);
+  });
+  it("a fan-out wakes its subscribers a batch per turn of the event loop, and each still gets every event once, in order", async () => {
+    const store = new MemStore();
+    const notifier = new MemNotifier();
+    const feed = new ChangeFeed(store, notifier, OPTS); // wakeBatch 7
+    const subs = Array.from({ length: 30 }, (_, i) =>
+      new Sub("ns", i % 2 ? { kind: "stream", stream: "s" } : { kind: "prefix", prefix: "" }, 0).start(feed),
+    );
+    for (const s of subs) await until(() => s.caughtUpAt !== undefined, "caught up");
+    for (let i = 0; i < 20; i++) await tick();
+    // Turns of the event loop (immediates) counted while one event is fanned out to 30.
+    let turns = 0;
+    let counting = true;
+    const count = () => {
+      if (!counting) return;
+      turns++;
+      setImmediate(count);
+    };
+    store.add("ns", "s");
+    notifier.fire("ns");
+    setImmediate(count);
+    await until(() => subs.every((s) => s.got.length === 1), "delivered to all");
+    counting = false;
+    // 30 subscribers, 7 per turn: at least 4 more turns than waking all at once would take.
+    assert.ok(turns >= 4, `${turns} turns of the event loop passed while 30 subscribers were woken 7 at a time`);
+    // More events, several pages (pageSize 3), each to every subscriber once, in order.
+    for (let i = 0; i < 10; i++) store.add("ns", i % 2 ? "s" : "t");
+    notifier.fire("ns");
+    for (const s of subs) await until(() => s.got.length === expected(store, s).length, "delivered");
+    notifier.fire(undefined);
+    for (let i = 0; i < 50; i++) await tick();
+    subs.forEach((s, i) => assertExact(store, s, `subscriber ${i}`));
+    await Promise.all(subs.map((s) => s.stop()));
   });
 });

@@ -1,4 +1,5 @@
 import * as assert from "node:assert/strict";
+import { parseWhen } from "../../src/cli/audit";
 import { COMMANDS, parseCommandLine } from "../../src/cli/commandLine";
 
 describe("cli: parseCommandLine", () => {
@@ -66,6 +67,27 @@ describe("cli: parseCommandLine", () => {
     });
   });
 
+  it('takes switches without a value (audit --json) as the argument "true", and lists them without one', () => {
+    assert.deepEqual(
+      parseCommandLine(["audit", "--namespace", "demo", "--since", "1h", "--json", "--key-prefix=jobs/"]),
+      {
+        kind: "run",
+        command: "audit",
+        env: {},
+        args: { namespace: "demo", since: "1h", json: "true", "key-prefix": "jobs/" },
+        positionals: [],
+      },
+    );
+    const help = parseCommandLine(["audit", "--help"]);
+    assert.equal(help.kind, "help");
+    if (help.kind === "help") {
+      assert.match(help.text, /^ {2}--json +one JSON object per change/m);
+      assert.match(help.text, /^ {2}--since WHEN +/m);
+    }
+    assert.equal(parseCommandLine(["audit", "--json=yes"]).kind, "error");
+    assert.equal(parseCommandLine(["audit", "stray"]).kind, "error");
+  });
+
   it("refuses unknown commands, unknown flags, missing values and stray arguments, with the usage", () => {
     const cases: [string[], RegExp][] = [
       [["srve"], /unknown command "srve"/],
@@ -79,6 +101,24 @@ describe("cli: parseCommandLine", () => {
       if (r.kind !== "error") continue;
       assert.match(r.message, message);
       assert.match(r.text, /^usage: agentstate/);
+    }
+  });
+});
+
+describe("cli: audit --since/--until", () => {
+  const now = Date.parse("2026-12-07T10:00:00Z");
+
+  it("reads a duration before now or an ISO 8601 time", () => {
+    assert.equal(parseWhen("since", "90s", now).toISOString(), "2026-12-07T09:58:30.000Z");
+    assert.equal(parseWhen("since", "1h", now).toISOString(), "2026-12-07T09:00:00.000Z");
+    assert.equal(parseWhen("since", "7d", now).toISOString(), "2026-11-30T10:00:00.000Z");
+    assert.equal(parseWhen("until", "2026-12-07T09:30:00.250Z", now).toISOString(), "2026-12-07T09:30:00.250Z");
+    assert.equal(parseWhen("until", "2026-12-07T11:30:00+02:00", now).toISOString(), "2026-12-07T09:30:00.000Z");
+  });
+
+  it("refuses anything else, naming the flag", () => {
+    for (const bad of ["yesterday", "1y", "-1h", "2026-13-45T99:00:00Z", "1700000000", ""]) {
+      assert.throws(() => parseWhen("since", bad, now), /^Error: --since must be a duration before now/, bad);
     }
   });
 });

@@ -1,7 +1,9 @@
 import * as assert from "node:assert/strict";
 import { CredentialAuthenticator, UNLISTENED_CACHE_MS } from "../../src/auth/CredentialAuthenticator";
 import { hashToken } from "../../src/auth/tokens";
-import type { Credentials, Principal } from "../../src/domain/principals";
+import type { CertPrincipals } from "../../src/auth/certPrincipals";
+import type { GrantStore, PrincipalGrant } from "../../src/domain/grants";
+import type { Credentials, Grant, Principal } from "../../src/domain/principals";
 import type { NewToken, TokenRecord, TokenStore } from "../../src/domain/tokens";
 import { UnauthenticatedError } from "../../src/errors/errors";
 
@@ -117,5 +119,66 @@ describe("CredentialAuthenticator: the cache of verified tokens", () => {
         (e: unknown) => e instanceof UnauthenticatedError && why.test((e as Error).message),
       );
     }
+  });
+});
+
+/** An in-memory GrantStore (find only) that counts reads. */
+class MemoryGrants implements GrantStore {
+  readonly byName = new Map<string, Grant[]>();
+  reads = 0;
+  find(principal: string): Promise<Grant[]> {
+    this.reads++;
+    return Promise.resolve(this.byName.get(principal) ?? []);
+  }
+  add(): Promise<undefined> {
+    throw new Error("unused");
+  }
+  revoke(): Promise<false> {
+    throw new Error("unused");
+  }
+  list(): Promise<PrincipalGrant[]> {
+    throw new Error("unused");
+  }
+}
+
+describe("CredentialAuthenticator: grants stored for named principals", () => {
+  const fromFile: Principal = { name: "agent-one", grants: [], via: "cert" };
+  const cert: Credentials = { bearer: undefined, peer: () => ({ cn: "agent-1", uris: [] }) };
+  const certs = { principalOf: () => fromFile } as unknown as CertPrincipals;
+  const demoRead: Grant = { namespace: "demo", prefix: "", roles: ["read"] };
+  let tokens: MemoryTokens;
+  let grants: MemoryGrants;
+  let auth: CredentialAuthenticator;
+
+  beforeEach(() => {
+    tokens = new MemoryTokens();
+    grants = new MemoryGrants();
+    auth = new CredentialAuthenticator({ tokens, grants, jwt: undefined, certs, cacheMs: 60_000 });
+    auth.reset(true);
+  });
+
+  it("a certificate principal holds its stored grants too, read once and then answered synchronously", async () => {
+    grants.byName.set("agent-one", [demoRead]);
+    assert.deepEqual((await auth.authenticate(cert)).grants, [demoRead]);
+    const again = auth.authenticate(cert);
+    assert.ok(!(again instanceof Promise));
+    assert.deepEqual(again.grants, [demoRead]);
+    assert.equal(grants.reads, 1);
+  });
+
+  it("a change notice (grantsChanged) makes the next call read them again", async () => {
+    assert.deepEqual((await auth.authenticate(cert)).grants, []);
+    grants.byName.set("agent-one", [demoRead]);
+    assert.deepEqual((await auth.authenticate(cert)).grants, [], "cached");
+    auth.grantsChanged("agent-one");
+    assert.deepEqual((await auth.authenticate(cert)).grants, [demoRead]);
+  });
+
+  it("an API token never takes the stored grants of its principal's name", async () => {
+    tokens.add(TOKEN);
+    grants.byName.set("p", [{ namespace: "*", prefix: "", roles: ["admin"] }]);
+    const p = await principal(auth, TOKEN);
+    assert.deepEqual(p.grants, [{ namespace: "demo", prefix: "", roles: ["read"] }]);
+    assert.equal(grants.reads, 0);
   });
 });

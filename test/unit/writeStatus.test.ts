@@ -2,6 +2,7 @@ import * as assert from "node:assert/strict";
 import * as path from "node:path";
 import { readFunctions } from "../../src/store/postgres/functions";
 import {
+  CheckpointPutBatchStatus,
   CheckpointPutStatus,
   CheckpointWritesStatus,
   EventAppendStatus,
@@ -41,6 +42,7 @@ const CONTRACT: Record<string, [string, Record<string, number>][]> = {
   ],
   agentstate_checkpoint_put: [["", CheckpointPutStatus]],
   agentstate_checkpoint_writes_put: [["", CheckpointWritesStatus]],
+  agentstate_checkpoint_put_batch: [["", CheckpointPutBatchStatus]],
 };
 
 describe("store/postgres writeStatus: the TypeScript codes and the functions' plpgsql constants agree", () => {

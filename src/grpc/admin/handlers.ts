@@ -1,15 +1,28 @@
 /**
- * gRPC handlers for agentstate.v1.AdminService: API tokens. Who may call
- * them is the access table's (grpc/auth/access.ts); the handlers decode, call
- * TokenAdmin, and encode.
+ * gRPC handlers for agentstate.v1.AdminService: API tokens and the audit
+ * trail. Who may call them is the access table's (grpc/auth/access.ts); the
+ * handlers decode, call TokenAdmin or the AuditLog, and encode.
  */
 import type { TokenAdmin } from "../../auth/TokenAdmin";
+import type { AuditLog } from "../../domain/audit";
 import type { AdminServiceServer } from "../../gen/agentstate/v1/admin";
 import type { CallEnv } from "../pipeline/context";
 import { unary } from "../pipeline/unary";
-import { decodeCreateToken, decodeListTokens, decodeRevokeToken, tokenToPb } from "./codec";
+import {
+  changeToPb,
+  decodeCreateToken,
+  decodeListChanges,
+  decodeListTokens,
+  decodeRevokeToken,
+  encodeChangesPageToken,
+  tokenToPb,
+} from "./codec";
 
-export function adminHandlers(admin: TokenAdmin, env: CallEnv): AdminServiceServer {
+export function adminHandlers(
+  admin: TokenAdmin,
+  audit: AuditLog,
+  env: CallEnv,
+): Pick<AdminServiceServer, "createToken" | "listTokens" | "revokeToken" | "listChanges"> {
   return {
     createToken: unary("CreateToken", env, async (req, ctx) => {
       const q = decodeCreateToken(req);
@@ -31,6 +44,10 @@ export function adminHandlers(admin: TokenAdmin, env: CallEnv): AdminServiceServ
       await admin.revoke(q.id);
       ctx.log.info("token revoked", { id: q.id, by: ctx.principal?.name });
       return { revoked: true };
+    }),
+    listChanges: unary("ListChanges", env, async (req) => {
+      const page = await audit.changes(decodeListChanges(req));
+      return { changes: page.changes.map(changeToPb), nextPageToken: encodeChangesPageToken(page.next) };
     }),
   };
 }

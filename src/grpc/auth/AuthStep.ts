@@ -9,6 +9,16 @@
  *      PERMISSION_DENIED before the handler runs, so nothing is written.
  * A refusal is logged (principal, rpc, namespace, reason; never a credential
  * or a value) and counted (`denied`).
+ *
+ * A client certificate's identity (CN, URI SANs) is read once per connection
+ * and kept with its HTTP/2 session (peerSession.ts), in a WeakMap that lets it
+ * go with the connection. That is sound because a connection's certificate
+ * cannot change: HTTP/2 forbids TLS renegotiation and Node disables it on the
+ * socket, and whether the handshake authorized the peer is fixed at the
+ * handshake. A rotated client certificate comes on a new connection (a new
+ * handshake), so a new session and a new entry. Only the identity is kept:
+ * the principal it maps to and that principal's grants (stored grants
+ * included) are looked up on every call.
  */
 import type { PeerCertificate } from "node:tls";
 import { Metadata } from "@grpc/grpc-js";
@@ -23,6 +33,7 @@ import {
 } from "../../domain/principals";
 import type { AuthCall, CallAuth, CallContext } from "../pipeline/context";
 import { ACCESS } from "./access";
+import { sessionOf } from "./peerSession";
 
 const BEARER = /^Bearer +(\S+) *$/i;
 
@@ -41,10 +52,16 @@ function peerIdentity(cert: PeerCertificate | undefined): PeerIdentity | undefin
   return { cn: Array.isArray(cn) ? cn[0] : cn, uris };
 }
 
+/** Peer identities by HTTP/2 session (null: the connection proved none). */
+type PeerCache = WeakMap<object, PeerIdentity | null>;
+
 class CallCredentials implements Credentials {
   readonly bearer: string | undefined;
 
-  constructor(private readonly call: AuthCall) {
+  constructor(
+    private readonly call: AuthCall,
+    private readonly peers?: PeerCache,
+  ) {
     const values = call.metadata.get("authorization");
     if (values.length === 0) {
       this.bearer = undefined;
@@ -56,11 +73,20 @@ class CallCredentials implements Credentials {
   }
 
   peer(): PeerIdentity | undefined {
-    return peerIdentity(this.call.getAuthContext?.().sslPeerCertificate);
+    const session = this.peers && sessionOf(this.call);
+    if (session !== undefined) {
+      const known = this.peers!.get(session);
+      if (known !== undefined) return known ?? undefined;
+    }
+    const identity = peerIdentity(this.call.getAuthContext?.().sslPeerCertificate);
+    if (session !== undefined) this.peers!.set(session, identity ?? null);
+    return identity;
   }
 }
 
 export class AuthStep implements CallAuth {
+  private readonly peers: PeerCache = new WeakMap();
+
   constructor(
     private readonly authenticator: Authenticator,
     private readonly denied?: (rpc: string, code: "UNAUTHENTICATED" | "PERMISSION_DENIED") => void,
@@ -69,15 +95,15 @@ export class AuthStep implements CallAuth {
   admit(rpc: string, call: AuthCall, req: unknown, ctx: CallContext): Principal | Promise<Principal> {
     let p: Principal | Promise<Principal>;
     try {
-      p = this.authenticator.authenticate(new CallCredentials(call));
+      p = this.authenticator.authenticate(new CallCredentials(call, this.peers));
     } catch (err) {
-      throw this.refused(rpc, undefined, err, ctx);
+      throw this.refused(rpc, undefined, err, ctx, namespaceOf(rpc, req));
     }
     if (p instanceof Promise) {
       return p.then(
         (principal) => this.authorize(rpc, principal, req, ctx),
         (err: unknown) => {
-          throw this.refused(rpc, undefined, err, ctx);
+          throw this.refused(rpc, undefined, err, ctx, namespaceOf(rpc, req));
         },
       );
     }
@@ -89,7 +115,7 @@ export class AuthStep implements CallAuth {
    * any principal that holds at least one grant.
    */
   async someGrant(call: AuthCall): Promise<Principal> {
-    const p = await this.authenticator.authenticate(new CallCredentials(call));
+    const p = await this.authenticator.authenticate(new CallCredentials(call, this.peers));
     if (p.grants.length === 0) throw new PermissionDeniedError(`principal ${quoted(p.name)} holds no grant`);
     return p;
   }
@@ -142,6 +168,17 @@ export class AuthStep implements CallAuth {
     });
     this.denied?.(rpc, code);
     return err;
+  }
+}
+
+/** The namespace a request names, for the log line of a call refused before authorization (undefined: none). */
+function namespaceOf(rpc: string, req: unknown): string | undefined {
+  if (req === undefined) return undefined;
+  try {
+    const ns = ACCESS[rpc]?.scopes(req)[0]?.namespace;
+    return ns === "*" ? undefined : ns;
+  } catch {
+    return undefined; // the log line goes without it; the refusal stands
   }
 }
 

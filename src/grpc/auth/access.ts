@@ -10,7 +10,12 @@
  * pipeline fails closed), so a new RPC joins by adding its line here.
  */
 import type { Role, Scope } from "../../domain/principals";
-import type { CreateTokenRequest } from "../../gen/agentstate/v1/admin";
+import type {
+  CreateTokenRequest,
+  GrantRolesRequest,
+  ListChangesRequest,
+  RevokeGrantRequest,
+} from "../../gen/agentstate/v1/admin";
 import type {
   CopyThreadRequest,
   DeleteForRunsRequest,
@@ -59,6 +64,12 @@ const pathPatternScope = (labels: readonly string[]): string => {
   const star = labels.indexOf("*");
   return pathScope(star === -1 ? labels : labels.slice(0, star));
 };
+/**
+ * What a grant reaches, as a scope: its namespace pattern checked as a
+ * namespace (a "*" only ends a pattern and never appears in a namespace, so
+ * only a pattern at least as wide covers it), and its prefix.
+ */
+const grantScope = (namespace: string, prefix: string): Scope => ({ namespace, ...(prefix ? { prefix } : {}) });
 /** Every namespace: what only a global admin (a grant on "*") reaches. */
 const EVERYWHERE: Scope[] = [{ namespace: "*" }];
 
@@ -110,4 +121,12 @@ export const ACCESS: Readonly<Record<string, Access>> = Object.freeze({
   ),
   ListTokens: rule("admin", () => EVERYWHERE),
   RevokeToken: rule("admin", () => EVERYWHERE),
+  // The audit trail of a namespace, or of its keys and streams under key_prefix.
+  ListChanges: rule("admin", (r: ListChangesRequest) => [{ namespace: r.namespace, prefix: r.keyPrefix }]),
+  // agentstate.v1.AdminService, stored grants: admin over the grant's scope (as for CreateToken)
+  GrantRoles: rule("admin", (r: GrantRolesRequest) =>
+    r.grant === undefined ? EVERYWHERE : [grantScope(r.grant.namespace, r.grant.prefix)],
+  ),
+  RevokeGrant: rule("admin", (r: RevokeGrantRequest) => [grantScope(r.namespace, r.prefix)]),
+  ListGrants: rule("admin", () => EVERYWHERE),
 });

@@ -13,9 +13,16 @@ import { StreamNotFoundError } from "../../errors/errors";
 import type { EventServiceServer, ReadStreamResponse, SubscribeResponse } from "../../gen/agentstate/v1/event";
 import { decodeAppend, decodeReadStream, decodeSubscribe, recordedEventToPb } from "./codec";
 import { serverStream } from "../pipeline/serverStream";
-import type { StreamContext } from "../pipeline/context";
-import type { CallEnv } from "../pipeline/context";
+import { writeOptions, type CallEnv, type StreamContext } from "../pipeline/context";
 import { unary } from "../pipeline/unary";
+
+/**
+ * Subscribers a fan-out writes to per turn of the event loop (ChangeFeed
+ * wakeAll): small enough that the first ones' events leave while the rest are
+ * written and other calls get a turn, large enough that the extra turns cost
+ * nothing measurable (BENCHMARKS.md, issue 17).
+ */
+const SUBSCRIBERS_WOKEN_PER_TURN = 100;
 
 export interface EventHandlerOptions {
   pageSize: number;
@@ -50,6 +57,7 @@ export function eventHandlers(
     pollMs: opts.pollMs,
     queueEvents: opts.pageSize,
     queueBytes: opts.queueBytes,
+    wakeBatch: SUBSCRIBERS_WOKEN_PER_TURN,
     onError: opts.onFeedError,
     onReaders: opts.onReaders,
   });
@@ -72,7 +80,7 @@ export function eventHandlers(
   return {
     appendEvent: unary("AppendEvent", env, async (req, ctx) => {
       const cmd = decodeAppend(req, limits);
-      const o = await store.append(cmd, { gone: ctx.gone, deadline: ctx.deadline });
+      const o = await store.append(cmd, writeOptions(ctx));
       return {
         header: { revision: o.revision },
         applied: o.applied,

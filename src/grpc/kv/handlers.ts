@@ -8,7 +8,7 @@ import type { Limits } from "../../domain/limits";
 import type { KvStore, WriteOutcome } from "../../domain/types";
 import type { KeyValueServiceServer } from "../../gen/agentstate/v1/kv";
 import { decodeCompareAndSet, decodeDelete, decodeGet, decodeList, encodePageToken, itemToPb } from "./codec";
-import type { CallEnv } from "../pipeline/context";
+import { writeOptions, type CallEnv } from "../pipeline/context";
 import { unary } from "../pipeline/unary";
 
 /** The reply of a CompareAndSet or Delete: same shape, same meaning. */
@@ -31,11 +31,11 @@ export function keyValueHandlers(store: KvStore, limits: Limits, env: CallEnv): 
     }),
     compareAndSet: unary("CompareAndSet", env, async (req, ctx) => {
       const cmd = decodeCompareAndSet(req, limits);
-      return writeReply(await store.write(cmd, { gone: ctx.gone, deadline: ctx.deadline }));
+      return writeReply(await store.write(cmd, writeOptions(ctx)));
     }),
     delete: unary("Delete", env, async (req, ctx) => {
       const cmd = decodeDelete(req, limits);
-      return writeReply(await store.write(cmd, { gone: ctx.gone, deadline: ctx.deadline }));
+      return writeReply(await store.write(cmd, writeOptions(ctx)));
     }),
     list: unary("List", env, async (req) => {
       const q = decodeList(req, limits);

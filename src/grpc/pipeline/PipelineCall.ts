@@ -1,7 +1,9 @@
 /**
  * The call pipeline, written once for unary and server-streaming calls. Every
  * call goes through the same steps, in this order:
- *   1. request id: the caller's x-request-id when sane, a made-up one otherwise;
+ *   1. request id: the caller's x-request-id, a made-up one when it sent none;
+ *      a caller's id that is not sane (requestId.ts) ends the call with
+ *      INVALID_ARGUMENT here, before anything else;
  *   1b. auth (when AGENTSTATE_AUTH=required): the call's principal from its
  *      credentials, and the RPC's access rule checked against the request
  *      (grpc/auth/AuthStep.ts), before the handler, so a refused call changes
@@ -39,7 +41,7 @@ import { performance } from "node:perf_hooks";
 import { status, type Metadata, type ServiceError } from "@grpc/grpc-js";
 import type { Principal } from "../../domain/principals";
 import type { CallerGone } from "../../errors/abort";
-import { ServerShuttingDownError } from "../../errors/errors";
+import { ServerShuttingDownError, type InvalidArgumentError } from "../../errors/errors";
 import type { Logger } from "../../log/Logger";
 import { UndecodableRequest } from "../codec/decodeGuard";
 import { toGrpcError } from "../toGrpcError";
@@ -62,6 +64,8 @@ export abstract class PipelineCall<Req, Res> implements CallContext {
   readonly deadline: number | undefined;
   readonly shutdown: AbortSignal;
   principal: Principal | undefined;
+  /** The caller's x-request-id was refused: the call ends with this. */
+  private readonly badRequestId: InvalidArgumentError | undefined;
   private readonly lifetime: CallLifetime;
   private readonly started = performance.now();
   private childLog: Logger | undefined;
@@ -79,7 +83,13 @@ export abstract class PipelineCall<Req, Res> implements CallContext {
     private readonly env: CallEnv,
     call: GrpcServerCall,
   ) {
-    this.requestId = requestIdOf(call.metadata);
+    const id = requestIdOf(call.metadata);
+    if (typeof id === "string") {
+      this.requestId = id;
+    } else {
+      this.requestId = id.made;
+      this.badRequestId = id.error;
+    }
     this.lifetime = new CallLifetime(call);
     this.gone = this.lifetime.gone;
     this.deadline = this.lifetime.deadline;
@@ -100,6 +110,7 @@ export abstract class PipelineCall<Req, Res> implements CallContext {
 
   /** Runs `handler` on the call's request, then ends the call with what it returned or threw. */
   run(call: GrpcServerCall, handler: (req: Req, ctx: this) => Promise<Res>): void {
+    if (this.badRequestId !== undefined) return this.threw(this.badRequestId);
     const auth = this.env.auth;
     if (auth === undefined) return this.handle(call, handler);
     let admitted: Principal | Promise<Principal>;

@@ -5,6 +5,7 @@
 import type { Metadata } from "@grpc/grpc-js";
 import type { PeerCertificate } from "node:tls";
 import type { Principal } from "../../domain/principals";
+import type { WriteOptions } from "../../domain/types";
 import type { CallerGone } from "../../errors/abort";
 import type { Logger } from "../../log/Logger";
 
@@ -66,4 +67,17 @@ export interface AuthCall {
  */
 export interface CallAuth {
   admit(rpc: string, call: AuthCall, req: unknown, ctx: CallContext): Principal | Promise<Principal>;
+}
+
+/**
+ * What a write knows of its call: whether its caller has gone, its deadline,
+ * and who it is made for (the audit trail records the principal, "" with auth
+ * off, and the request id with the change).
+ */
+export function writeOptions(ctx: CallContext): WriteOptions {
+  return {
+    gone: ctx.gone,
+    deadline: ctx.deadline,
+    actor: { principal: ctx.principal?.name ?? "", requestId: ctx.requestId },
+  };
 }

@@ -9,44 +9,56 @@
  * It is only a wake-up: waiters also retry on their poll interval, so a lost
  * announcement (the connection was down, a lock expired instead of being
  * released) delays a handoff but never loses it. When the LISTEN connection
- * is lost it is opened again every RECONNECT_MS; once it is back, the
+ * is lost PgListenConnection opens it again; once it is back, the
  * subscriber is told announcements may have been missed (every waiting name
  * tries once).
  *
  * Payload: JSON `[replica, namespace, name]`; a replica ignores its own
  * announcements (its LockService already woke its waiters locally).
  */
-import { Client, type Pool } from "pg";
-import { KEEPALIVE_INITIAL_DELAY_MS } from "./createPool";
+import type { Pool } from "pg";
 import type { LockReleaseFeed, ReleasedLock } from "../../domain/locks";
 import type { LockReleaseAnnouncer } from "../../domain/ports";
 import type { Logger } from "../../log/Logger";
 import { translatePgError } from "./pgErrors";
+import { PgListenConnection } from "./PgListenConnection";
 import { sql } from "./sql";
 
-const CHANNEL = "agentstate_locks";
-const RECONNECT_MS = 500;
-const CONNECT_TIMEOUT_MS = 5000;
 /** Announcements per statement (each payload is at most about 1 KiB). */
 const ANNOUNCE_BATCH_MAX = 256;
 
 export class PgLockReleases implements LockReleaseFeed, LockReleaseAnnouncer {
-  private client: Client | undefined;
+  private readonly connection: PgListenConnection;
   private readonly listeners: ((released: ReleasedLock | undefined) => void)[] = [];
-  private closed = false;
-  private retry: NodeJS.Timeout | undefined;
-  private listenedBefore = false;
-  private lostLogged = false;
   private readonly pending: { payload: string; resolve: () => void; reject: (err: unknown) => void }[] = [];
   private sending = false;
 
   constructor(
-    private readonly connectionString: string,
+    connectionString: string,
     private readonly pool: Pool,
     /** This replica's id in announcements (random per process). */
     readonly replica: string,
-    private readonly log: Logger,
-  ) {}
+    log: Logger,
+  ) {
+    this.connection = new PgListenConnection(
+      {
+        connectionString,
+        applicationName: "agentstate-lock-listen",
+        channel: "agentstate_locks",
+        logPrefix: "lock release ",
+        meanwhile: "lock waiters poll meanwhile",
+      },
+      {
+        notification: (n) => this.onNotification(n.payload),
+        // Releases announced while nobody listened reached no one: every waiting name tries now.
+        listening: (again) => {
+          if (again) this.emit(undefined);
+        },
+        lost: () => undefined,
+      },
+      log,
+    );
+  }
 
   /** The NOTIFY payload announcing a release of (namespace, name) by this replica. */
   payload(namespace: string, name: string): string {
@@ -85,7 +97,7 @@ export class PgLockReleases implements LockReleaseFeed, LockReleaseAnnouncer {
   }
 
   start(): void {
-    void this.connect();
+    void this.connection.start();
   }
 
   private emit(released: ReleasedLock | undefined): void {
@@ -106,66 +118,7 @@ export class PgLockReleases implements LockReleaseFeed, LockReleaseAnnouncer {
     this.emit({ namespace, name });
   }
 
-  private async connect(): Promise<void> {
-    if (this.closed) return;
-    const client = new Client({
-      connectionString: this.connectionString,
-      application_name: "agentstate-lock-listen",
-      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
-      keepAlive: true,
-      keepAliveInitialDelayMillis: KEEPALIVE_INITIAL_DELAY_MS,
-    });
-    let ended = false;
-    const lost = (why: string) => {
-      if (ended) return;
-      ended = true;
-      if (this.client === client) this.client = undefined;
-      if (this.closed) return;
-      if (!this.lostLogged && this.listenedBefore) {
-        this.lostLogged = true;
-        this.log.warn("lock release listen connection lost; reconnecting (lock waiters poll meanwhile)", {
-          reason: why,
-        });
-      }
-      this.scheduleReconnect();
-    };
-    client.on("error", (err) => lost(err.message));
-    client.on("end", () => lost("connection ended"));
-    client.on("notification", (n) => this.onNotification(n.payload));
-    try {
-      await client.connect();
-      await client.query(`LISTEN ${CHANNEL}`);
-    } catch (err) {
-      this.log.debug("lock release listen connection failed", { error: (err as Error).message });
-      lost((err as Error).message);
-      await client.end().catch(() => undefined);
-      return;
-    }
-    if (ended || this.closed) {
-      await client.end().catch(() => undefined);
-      return;
-    }
-    this.client = client;
-    if (this.listenedBefore) {
-      this.log.info("lock release listen connection restored");
-      this.lostLogged = false;
-      // Releases announced while nobody listened reached no one: every waiting name tries now.
-      this.emit(undefined);
-    }
-    this.listenedBefore = true;
-  }
-
-  private scheduleReconnect(): void {
-    if (this.closed || this.retry) return;
-    this.retry = setTimeout(() => {
-      this.retry = undefined;
-      void this.connect();
-    }, RECONNECT_MS).unref();
-  }
-
-  async close(): Promise<void> {
-    this.closed = true;
-    if (this.retry) clearTimeout(this.retry);
-    await this.client?.end().catch(() => undefined);
+  close(): Promise<void> {
+    return this.connection.close();
   }
 }

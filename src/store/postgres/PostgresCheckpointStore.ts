@@ -1,12 +1,15 @@
 /**
  * The CheckpointStore in Postgres (tables: migrations/0009_checkpoints.sql).
- * A put is one statement (agentstate_checkpoint_put: strict check, channel
- * values, checkpoint row and head in one transaction); a read is one
+ * Puts are group-committed: a batch of puts of different threads is one
+ * statement (agentstate_checkpoint_put_batch: per put, its strict check,
+ * channel values, checkpoint row and head, each with its own result) and one
+ * WAL flush, and a batch that fails is run again put by put (runWriteBatch),
+ * so one bad put fails only itself. A PutWrites is one statement. A read is one
  * statement returning the checkpoints, their channel values and pending
  * writes from one snapshot. Channel values larger than `chunkBytes` (the
  * value limit) are split into chunk rows here and joined again on read;
  * pending writes larger than it are split by agentstate_checkpoint_writes_put
- * (migrations/0012) and joined here. A write whose chunks are not all there
+ * (migrations/0014) and joined here. A write whose chunks are not all there
  * (a marker row left by a replica of an older release) is left out, never
  * returned in part.
  */
@@ -23,9 +26,11 @@ import type {
 } from "../../domain/checkpoints";
 import { checkpointTooLarge, compareIds } from "../../domain/checkpoints";
 import { CheckpointConflictError, InvalidArgumentError } from "../../errors/errors";
+import { GroupCommitQueue } from "./GroupCommitQueue";
 import { translatePgError } from "./pgErrors";
+import { runWriteBatch, type WriteBatchSpec } from "./runWriteBatch";
 import { byName, sql, type Statement } from "./sql";
-import { CheckpointPutStatus, CheckpointWritesStatus } from "./writeStatus";
+import { CheckpointPutBatchStatus, CheckpointPutStatus, CheckpointWritesStatus } from "./writeStatus";
 
 export interface PostgresCheckpointStoreOptions {
   /** Channel values and pending writes above this many bytes are stored in chunks of this size. */
@@ -36,6 +41,63 @@ export interface PostgresCheckpointStoreOptions {
    * would exceed it (checkpointReplyLimit; 0: no limit).
    */
   maxCheckpointBytes: number;
+  /** Most puts in one group-commit batch (default 64); 1: each put alone, unqueued. */
+  batchMax?: number;
+  /** Batches of puts running at once over every namespace, one per namespace (default 4). */
+  batchesMax?: number;
+  /** Called with the size of every batch sent (tests). */
+  observeBatch?: (size: number) => void;
+}
+
+/** Bytes of documents and values per batch: a batch is one message to Postgres. */
+const MAX_BATCH_BYTES = 4 * 1024 * 1024;
+
+interface Chunk {
+  channel: string;
+  version: string;
+  chunk: number;
+  type: string;
+  data: Buffer;
+}
+
+/** One put waiting for its batch. */
+interface PendingPut {
+  cmd: PutCheckpointCommand;
+  chunks: Chunk[];
+  resolve(outcome: PutCheckpointOutcome): void;
+  reject(err: unknown): void;
+}
+
+interface PutRow {
+  idx: number;
+  status: number;
+  created: boolean;
+  head: string | null;
+}
+
+/** agentstate_checkpoint_put_batch's array parameters, one element per put or per chunk. */
+const PUT_ARRAYS = [
+  "p_namespace",
+  "p_thread_id",
+  "p_checkpoint_ns",
+  "p_checkpoint_id",
+  "p_parent_id",
+  "p_strict",
+  "p_document_type",
+  "p_document_size",
+  "p_metadata",
+  "p_channel_versions",
+  "p_blob_count",
+  "p_blob_channel",
+  "p_blob_version",
+  "p_blob_chunk",
+  "p_blob_type",
+  "p_blob_size",
+] as const;
+
+/** The (namespace, thread, checkpoint ns) a put is on: its head row. */
+function threadKey(c: { namespace: string; threadId: string; checkpointNs: string }): string {
+  return `${c.namespace}\0${c.threadId}\0${c.checkpointNs}`;
 }
 
 /**
@@ -62,61 +124,47 @@ interface ListRow {
 }
 
 export class PostgresCheckpointStore implements CheckpointStore {
+  private readonly puts: GroupCommitQueue<PendingPut>;
+
   constructor(
     private readonly pool: Pool,
     private readonly opts: PostgresCheckpointStoreOptions,
-  ) {}
+  ) {
+    // Group commit as KV writes have it: per namespace, one batch of puts in
+    // flight; the puts that arrive meanwhile gather for the next. Puts of
+    // different threads share a batch; one thread's are never in one batch
+    // nor in two batches at once (so a batch never waits for another's head
+    // row), and a batch is sorted by thread (so concurrent batches of two
+    // replicas lock heads in one order).
+    const batchMax = opts.batchMax ?? 64;
+    const batchesMax = opts.batchesMax ?? 4;
+    this.puts = new GroupCommitQueue<PendingPut>({
+      maxBatch: batchMax,
+      maxInFlight: batchesMax,
+      maxInFlightPerPartition: 1,
+      partition: (p) => p.cmd.namespace,
+      run: (batch) => runWriteBatch(batch, false, this.putSpec),
+      batchKey: (p) => threadKey(p.cmd),
+      flightKey: (p) => threadKey(p.cmd),
+      weight: (p) => p.cmd.document.data.length + p.chunks.reduce((n, c) => n + c.data.length, 0),
+      maxWeight: MAX_BATCH_BYTES,
+      compare: (a, b) => compareIds(threadKey(a.cmd), threadKey(b.cmd)),
+    });
+  }
 
-  async put(cmd: PutCheckpointCommand): Promise<PutCheckpointOutcome> {
-    const chunks = { channel: [] as string[], version: [] as string[], chunk: [] as number[], type: [] as string[] };
-    const data: Buffer[] = [];
-    for (const v of cmd.values) {
-      const size = this.opts.chunkBytes;
-      const n = Math.max(1, Math.ceil(v.value.data.length / size));
-      for (let i = 0; i < n; i++) {
-        chunks.channel.push(v.channel);
-        chunks.version.push(v.version);
-        chunks.chunk.push(i);
-        chunks.type.push(v.value.type);
-        data.push(v.value.data.subarray(i * size, (i + 1) * size));
-      }
+  /**
+   * Queues the put for the next batch; settles once that batch has committed
+   * (or failed). With `batchMax` 1, each put is its own statement, unqueued.
+   */
+  put(cmd: PutCheckpointCommand): Promise<PutCheckpointOutcome> {
+    if (this.opts.batchMax === 1) {
+      return new Promise<PutCheckpointOutcome>((resolve, reject) => {
+        void runWriteBatch([{ cmd, chunks: this.chunked(cmd), resolve, reject }], true, this.putSpec);
+      });
     }
-    const st = sql("checkpoint_put");
-    const r = await this.q<{ status: number; created: boolean; head: string }>(
-      st,
-      byName(st, {
-        p_namespace: cmd.namespace,
-        p_thread_id: cmd.threadId,
-        p_checkpoint_ns: cmd.checkpointNs,
-        p_checkpoint_id: cmd.checkpointId,
-        p_parent_id: cmd.parentCheckpointId,
-        p_strict: cmd.strict,
-        p_document_type: cmd.document.type,
-        p_document: cmd.document.data,
-        p_metadata: cmd.metadataJson,
-        p_channel_versions: JSON.stringify(cmd.channelVersions),
-        p_blob_channel: chunks.channel,
-        p_blob_version: chunks.version,
-        p_blob_chunk: chunks.chunk,
-        p_blob_type: chunks.type,
-        p_blob_size: data.map((d) => d.length),
-        p_blob_data: Buffer.concat(data),
-      }),
-    );
-    const row = r.rows[0]!;
-    switch (row.status) {
-      case CheckpointPutStatus.Stored:
-        return { created: row.created, head: row.head };
-      case CheckpointPutStatus.Conflict:
-        throw new CheckpointConflictError(row.head);
-      case CheckpointPutStatus.NotAfterHead:
-        throw new InvalidArgumentError(
-          "checkpoint_id",
-          `must sort after the head's id (${row.head}) in strict mode (require_parent_is_head)`,
-        );
-      default:
-        throw new Error(`agentstate_checkpoint_put returned status ${row.status}`);
-    }
+    return new Promise<PutCheckpointOutcome>((resolve, reject) => {
+      this.puts.push({ cmd, chunks: this.chunked(cmd), resolve, reject });
+    });
   }
 
   async putWrites(cmd: PutWritesCommand): Promise<number> {
@@ -301,6 +349,115 @@ export class PostgresCheckpointStore implements CheckpointStore {
     if (runIds.length === 0) return 0;
     const r = await this.q<{ removed: string }>(sql("checkpoint_delete_for_runs"), [namespace, runIds]);
     return Number(r.rows[0]?.removed ?? 0);
+  }
+
+  /** The put's channel values as chunks of at most `chunkBytes`. */
+  private chunked(cmd: PutCheckpointCommand): Chunk[] {
+    const out: Chunk[] = [];
+    const size = this.opts.chunkBytes;
+    for (const v of cmd.values) {
+      const n = Math.max(1, Math.ceil(v.value.data.length / size));
+      for (let i = 0; i < n; i++) {
+        out.push({
+          channel: v.channel,
+          version: v.version,
+          chunk: i,
+          type: v.value.type,
+          data: v.value.data.subarray(i * size, (i + 1) * size),
+        });
+      }
+    }
+    return out;
+  }
+
+  private readonly putSpec: WriteBatchSpec<PendingPut, PutRow, PutCheckpointOutcome> = {
+    tooLate: () => undefined,
+    // A put alone: agentstate_checkpoint_put itself (cheaper than the batch
+    // function for one put). It waits for a head row held elsewhere, which
+    // only a server statement holds (another replica's put, a prune), so it
+    // stalls its namespace's queue for one statement at most. A batch:
+    // agentstate_checkpoint_put_batch, whose puts on held rows come back busy.
+    send: async (batch, wait) => {
+      this.opts.observeBatch?.(batch.length);
+      if (batch.length === 1) return [await this.putAlone(batch[0]!)];
+      const p: Record<string, unknown[]> = {};
+      for (const k of PUT_ARRAYS) p[k] = [];
+      const docs: Buffer[] = [];
+      const data: Buffer[] = [];
+      for (const { cmd, chunks } of batch) {
+        p.p_namespace!.push(cmd.namespace);
+        p.p_thread_id!.push(cmd.threadId);
+        p.p_checkpoint_ns!.push(cmd.checkpointNs);
+        p.p_checkpoint_id!.push(cmd.checkpointId);
+        p.p_parent_id!.push(cmd.parentCheckpointId);
+        p.p_strict!.push(cmd.strict);
+        p.p_document_type!.push(cmd.document.type);
+        p.p_document_size!.push(cmd.document.data.length);
+        docs.push(cmd.document.data);
+        p.p_metadata!.push(cmd.metadataJson);
+        p.p_channel_versions!.push(JSON.stringify(cmd.channelVersions));
+        p.p_blob_count!.push(chunks.length);
+        for (const c of chunks) {
+          p.p_blob_channel!.push(c.channel);
+          p.p_blob_version!.push(c.version);
+          p.p_blob_chunk!.push(c.chunk);
+          p.p_blob_type!.push(c.type);
+          p.p_blob_size!.push(c.data.length);
+          data.push(c.data);
+        }
+      }
+      const st = sql("checkpoint_put_batch");
+      const values = byName(st, {
+        ...p,
+        p_document: Buffer.concat(docs),
+        p_blob_data: Buffer.concat(data),
+        p_wait: wait,
+      });
+      return (await this.pool.query<PutRow>(st, values)).rows;
+    },
+    busyStatus: CheckpointPutBatchStatus.Busy,
+    busyError: () => new Error("agentstate_checkpoint_put_batch answered busy to a put that waits"),
+    settle: (_p, row) => {
+      switch (row.status) {
+        case CheckpointPutStatus.Stored:
+          return { created: row.created, head: row.head! };
+        case CheckpointPutStatus.Conflict:
+          throw new CheckpointConflictError(row.head!);
+        case CheckpointPutStatus.NotAfterHead:
+          throw new InvalidArgumentError(
+            "checkpoint_id",
+            `must sort after the head's id (${row.head}) in strict mode (require_parent_is_head)`,
+          );
+        default:
+          throw new Error(`agentstate_checkpoint_put_batch returned status ${row.status}`);
+      }
+    },
+  };
+
+  private async putAlone({ cmd, chunks }: PendingPut): Promise<PutRow> {
+    const st = sql("checkpoint_put");
+    const r = await this.pool.query<Omit<PutRow, "idx">>(
+      st,
+      byName(st, {
+        p_namespace: cmd.namespace,
+        p_thread_id: cmd.threadId,
+        p_checkpoint_ns: cmd.checkpointNs,
+        p_checkpoint_id: cmd.checkpointId,
+        p_parent_id: cmd.parentCheckpointId,
+        p_strict: cmd.strict,
+        p_document_type: cmd.document.type,
+        p_document: cmd.document.data,
+        p_metadata: cmd.metadataJson,
+        p_channel_versions: JSON.stringify(cmd.channelVersions),
+        p_blob_channel: chunks.map((c) => c.channel),
+        p_blob_version: chunks.map((c) => c.version),
+        p_blob_chunk: chunks.map((c) => c.chunk),
+        p_blob_type: chunks.map((c) => c.type),
+        p_blob_size: chunks.map((c) => c.data.length),
+        p_blob_data: Buffer.concat(chunks.map((c) => c.data)),
+      }),
+    );
+    return { idx: 1, ...r.rows[0]! };
   }
 
   private async q<R extends object>(statement: Statement | { text: string }, values: unknown[]) {

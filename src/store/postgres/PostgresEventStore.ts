@@ -257,8 +257,9 @@ function byStream(a: Pending, b: Pending): number {
 
 /** agentstate_event_append's parameters, by the names it declares (sql/event_append.sql binds each by name). */
 interface EventAppendParams {
+  /** The batch's one namespace (the queue's partition). */
+  p_ns: string;
   /** One element per append: */
-  p_ns: string[];
   p_stream: string[];
   p_exp_kind: EventExpectedKind[];
   p_exp_version: (number | null)[];
@@ -266,6 +267,8 @@ interface EventAppendParams {
   p_fence_name: (string | null)[];
   p_fence_token: (number | null)[];
   p_deadline_ms: (number | null)[];
+  p_principal: (string | null)[];
+  p_request_id: (string | null)[];
   /** One element per event, the events of every append in order: */
   p_ids: string[];
   p_types: string[];
@@ -277,7 +280,7 @@ interface EventAppendParams {
 
 function batchParams(batch: Pending[], wait: boolean): unknown[] {
   const p: EventAppendParams = {
-    p_ns: [],
+    p_ns: batch[0]!.cmd.namespace,
     p_stream: [],
     p_exp_kind: [],
     p_exp_version: [],
@@ -285,6 +288,8 @@ function batchParams(batch: Pending[], wait: boolean): unknown[] {
     p_fence_name: [],
     p_fence_token: [],
     p_deadline_ms: [],
+    p_principal: [],
+    p_request_id: [],
     p_ids: [],
     p_types: [],
     p_data: [],
@@ -293,7 +298,6 @@ function batchParams(batch: Pending[], wait: boolean): unknown[] {
     p_wait: wait,
   };
   for (const { cmd, opts, fingerprints } of batch) {
-    p.p_ns.push(cmd.namespace);
     p.p_stream.push(cmd.stream);
     p.p_exp_kind.push(EXPECTED_KIND[cmd.expected.kind]);
     p.p_exp_version.push(cmd.expected.kind === "version" ? cmd.expected.version : null);
@@ -301,6 +305,8 @@ function batchParams(batch: Pending[], wait: boolean): unknown[] {
     p.p_fence_name.push(cmd.fence?.lockName ?? null);
     p.p_fence_token.push(cmd.fence?.token ?? null);
     p.p_deadline_ms.push(opts.deadline === undefined ? null : Math.max(0, Math.floor(opts.deadline - Date.now())));
+    p.p_principal.push(opts.actor?.principal ?? null);
+    p.p_request_id.push(opts.actor?.requestId ?? null);
     cmd.events.forEach((e, j) => {
       p.p_ids.push(e.id);
       p.p_types.push(e.type);

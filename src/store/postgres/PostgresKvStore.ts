@@ -273,7 +273,7 @@ const EXPECTED_KIND = {
 
 /** agentstate_kv_write's parameters, by the names it declares (sql/kv_write.sql binds each by name). */
 interface KvWriteParams {
-  p_ns: string[];
+  p_ns: string;
   p_key: Buffer[];
   p_op: KvWriteOp[];
   p_value: (Buffer | null)[];
@@ -288,12 +288,15 @@ interface KvWriteParams {
   p_deadline_ms: (number | null)[];
   p_marked_epoch: (number | null)[];
   p_bump: boolean[];
+  p_principal: (string | null)[];
+  p_request_id: (string | null)[];
   p_wait: boolean;
 }
 
+/** A batch is one namespace's (the queue's partition). */
 function batchParams(batch: Pending[], wait: boolean): unknown[] {
   const p: KvWriteParams = {
-    p_ns: [],
+    p_ns: batch[0]!.cmd.namespace,
     p_key: [],
     p_op: [],
     p_value: [],
@@ -308,11 +311,12 @@ function batchParams(batch: Pending[], wait: boolean): unknown[] {
     p_deadline_ms: [],
     p_marked_epoch: [],
     p_bump: [],
+    p_principal: [],
+    p_request_id: [],
     p_wait: wait,
   };
   for (const { cmd, key, hooks, fingerprint } of batch) {
     const put = cmd.op === "put";
-    p.p_ns.push(cmd.namespace);
     p.p_key.push(key);
     p.p_op.push(put ? KvWriteOp.Put : KvWriteOp.Delete);
     p.p_value.push(put ? cmd.value : null);
@@ -327,6 +331,8 @@ function batchParams(batch: Pending[], wait: boolean): unknown[] {
     p.p_deadline_ms.push(remainingMs(hooks));
     p.p_marked_epoch.push(hooks.markedEpoch ?? null);
     p.p_bump.push(hooks.bumpCacheEpoch === true);
+    p.p_principal.push(hooks.actor?.principal ?? null);
+    p.p_request_id.push(hooks.actor?.requestId ?? null);
   }
   return byName(sql("kv_write"), p);
 }

@@ -19,7 +19,7 @@ export interface Release {
 
 export const RELEASE: Release = Object.freeze({
   number: 4,
-  sha256: "eba741bfaaaa4529d2b1b0be5194796f322cf37002fccc6b8fbec3783bf65493",
+  sha256: "5c91fb050b924c4e2508c974fd6aa3f476d0e53f89b8fbbabf61e4f56e9860bf",
 });
 
 /** One SQL file of the release: a migration or a function. */

@@ -69,3 +69,7 @@ export const CheckpointWritesStatus = {
   TooLarge: 2,
 } as const;
 export type CheckpointWritesStatus = (typeof CheckpointWritesStatus)[keyof typeof CheckpointWritesStatus];
+/** agentstate_checkpoint_put_batch's own status, beside CheckpointPutStatus (functions/agentstate_checkpoint_put_batch.sql). */
+export const CheckpointPutBatchStatus = {
+  Busy: 4,
+} as const;

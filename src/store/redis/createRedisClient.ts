@@ -69,7 +69,8 @@ export interface RedisClusterTarget {
  * MOVED or ASK fails the command (the cache falls back to Postgres) and
  * refreshes the slot map, so a command reaches a new master only through a
  * new slot map, which the cache epoch is told of first (CacheKeyspace.watch).
- * Commands go to masters only.
+ * Commands go to masters only, corked per turn on each master's connection
+ * (corkPerTurn).
  */
 export function createRedisCluster(
   target: RedisClusterTarget,
@@ -99,6 +100,10 @@ export function createRedisCluster(
       },
     },
   );
+  // Each master's connection is corked per turn like a single Redis's: the
+  // scripts of one turn (the end-writes of a KV batch, concurrent begin-writes)
+  // leave in one socket write per master, not one per command.
+  cluster.on("+node", (node: Redis) => corkPerTurn(node));
   cluster.on("error", (err: Error) => log.debug("redis cluster error", { error: err.message }));
   cluster.on("node error", (err: Error) => log.debug("redis cluster node error", { error: err.message }));
   // A redirection means the slot map is stale: fetch it now rather than at the next periodic refresh.
@@ -130,6 +135,7 @@ function tlsOptions(files: RedisTlsFiles): { ca?: Buffer; cert?: Buffer; key?: B
  * Measured with bench/experiments/redis-cork.mjs (BENCHMARKS.md, finding 1).
  */
 function corkPerTurn(redis: Redis): void {
+  if (flushers.has(redis)) return;
   const send = redis.sendCommand.bind(redis);
   let corked: { uncork(): void } | undefined;
   const flush = () => {

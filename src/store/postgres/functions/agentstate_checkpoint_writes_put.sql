@@ -9,7 +9,7 @@
 -- A write whose (checkpoint, task, idx) exists is kept as first written,
 -- unless its idx is negative (LangGraph's special channels: error, scheduled,
 -- interrupt, resume), which replaces it. A value above p_chunk_bytes (the
--- value limit) is stored in chunks (migrations/0012): its checkpoint_writes
+-- value limit) is stored in chunks (migrations/0014): its checkpoint_writes
 -- row carries the marker type '' and no data, its chunks 0, 1, ... are in
 -- checkpoint_write_chunks, written here with the row.
 --

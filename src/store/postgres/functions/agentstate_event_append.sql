@@ -37,9 +37,16 @@
 -- server then runs it alone with p_wait true, which waits. So one held stream
 -- never stalls the batch.
 --
--- Parameters: one element per append in p_ns .. p_count and p_fence_name ..
--- p_deadline_ms; one element per event (the events of every append, in
--- order) in p_ids .. p_fp; p_wait for the whole batch.
+-- Parameters: the batch's namespace (p_ns: every append of a batch is in one
+-- namespace); one element per append in p_stream .. p_count and p_fence_name
+-- .. p_request_id; one element per event (the events of every append, in
+-- order) in p_ids .. p_fp; p_wait for the whole batch. Every event records
+-- its append's p_principal and p_request_id in their own columns (the audit
+-- trail, migrations/0012), not in its metadata: ReadStream returns what was
+-- appended, unchanged.
+-- Release 3 took p_ns text[] (a namespace per append) and no principal or
+-- request id: a database brought from release 3 keeps that overload beside
+-- this one for its replicas during a rolling upgrade (migrations/0012).
 -- Result: one agentstate_event_append_result row per append (migrations/0005),
 -- in the order given: idx (1-based), status, current_version, first_version,
 -- first_position, revision, fence_last.
@@ -58,7 +65,7 @@
 -- unique violation on event_id (as does a concurrent append of the same ids
 -- to another stream); the server then runs each append alone.
 CREATE OR REPLACE FUNCTION agentstate_event_append(
-  p_ns text[],
+  p_ns text,               -- the batch's namespace (one per batch: a single-shard call under Citus)
   p_stream text[],
   p_exp_kind smallint[],   -- any, no_stream, exists, version (c_expect_*)
   p_exp_version bigint[],  -- kind 3: the expected stream version
@@ -71,6 +78,8 @@ CREATE OR REPLACE FUNCTION agentstate_event_append(
   p_fence_name text[],     -- fence lock name (NULL: not fenced)
   p_fence_token bigint[],
   p_deadline_ms bigint[],  -- ms after this statement's start past which nothing may be appended (NULL: none)
+  p_principal text[],      -- audit: who the append is made for ('' with auth off), kept on each event
+  p_request_id text[],     -- audit: the call's request id, kept on each event
   p_wait boolean           -- false: answer `busy` instead of waiting for a stream row another transaction holds
 ) RETURNS SETOF agentstate_event_append_result
 LANGUAGE plpgsql AS $fn$
@@ -91,7 +100,7 @@ DECLARE
   c_expect_exists CONSTANT smallint := 2;
   c_expect_version CONSTANT smallint := 3;
 
-  n int := coalesce(cardinality(p_ns), 0);
+  n int := coalesce(cardinality(p_stream), 0);
   claimed boolean[] := array_fill(false, ARRAY[n]);
   first_ev int[] := array_fill(0, ARRAY[n]);
   res agentstate_event_append_result[] := array_fill(NULL::agentstate_event_append_result, ARRAY[n]);
@@ -126,17 +135,17 @@ BEGIN
     r := ROW(i, c_pending, NULL, NULL, NULL, NULL, NULL);
     LOOP
       IF p_wait THEN
-        SELECT s.version INTO v FROM streams s WHERE s.namespace = p_ns[i] AND s.stream = p_stream[i] FOR UPDATE;
+        SELECT s.version INTO v FROM streams s WHERE s.namespace = p_ns AND s.stream = p_stream[i] FOR UPDATE;
       ELSE
-        SELECT s.version INTO v FROM streams s WHERE s.namespace = p_ns[i] AND s.stream = p_stream[i]
+        SELECT s.version INTO v FROM streams s WHERE s.namespace = p_ns AND s.stream = p_stream[i]
           FOR UPDATE SKIP LOCKED;
       END IF;
       EXIT WHEN FOUND;
-      IF NOT p_wait AND EXISTS (SELECT 1 FROM streams s WHERE s.namespace = p_ns[i] AND s.stream = p_stream[i]) THEN
+      IF NOT p_wait AND EXISTS (SELECT 1 FROM streams s WHERE s.namespace = p_ns AND s.stream = p_stream[i]) THEN
         r.status := c_busy; -- the row exists and another transaction holds it
         EXIT;
       END IF;
-      INSERT INTO streams (namespace, stream, version) VALUES (p_ns[i], p_stream[i], 0)
+      INSERT INTO streams (namespace, stream, version) VALUES (p_ns, p_stream[i], 0)
       ON CONFLICT (namespace, stream) DO NOTHING;
       IF FOUND THEN
         claimed[i] := true;
@@ -154,7 +163,7 @@ BEGIN
              min(e.position)
         INTO found_n, mismatch, first_ver, first_pos
         FROM unnest(ids) WITH ORDINALITY AS u(id, ord)
-        JOIN events e ON e.namespace = p_ns[i] AND e.event_id = u.id;
+        JOIN events e ON e.namespace = p_ns AND e.event_id = u.id;
       IF found_n > 0 THEN
         IF mismatch THEN
           r.status := c_id_reused;
@@ -163,7 +172,7 @@ BEGIN
         ELSE
           SELECT bool_and(e.stream_version = first_ver + u.ord - 1) INTO in_order
             FROM unnest(ids) WITH ORDINALITY AS u(id, ord)
-            JOIN events e ON e.namespace = p_ns[i] AND e.event_id = u.id;
+            JOIN events e ON e.namespace = p_ns AND e.event_id = u.id;
           IF in_order THEN
             r.status := c_replayed;
             r.first_version := first_ver;
@@ -174,7 +183,7 @@ BEGIN
         END IF;
       ELSIF p_fence_name[i] IS NOT NULL THEN
         SELECT t.last_token INTO f FROM fencing_tokens t
-         WHERE t.namespace = p_ns[i] AND t.name = p_fence_name[i] FOR SHARE;
+         WHERE t.namespace = p_ns AND t.name = p_fence_name[i] FOR SHARE;
         IF f IS NULL OR f <> p_fence_token[i] THEN
           r.status := c_fence_refused;
           r.fence_last := f;
@@ -193,10 +202,10 @@ BEGIN
   -- Phase 2: under the revision row locks of the namespaces with appends
   -- still to be made (a namespace with none is read, not locked: its
   -- refusals report its current revision).
-  SELECT array_agg(DISTINCT p_ns[x] ORDER BY p_ns[x]) INTO nss FROM generate_series(1, n) AS x;
+  SELECT array_agg(DISTINCT p_ns ORDER BY p_ns) INTO nss FROM generate_series(1, n) AS x;
   ns_rev0 := array_fill(0::bigint, ARRAY[coalesce(cardinality(nss), 0)]);
   FOR j IN 1..coalesce(cardinality(nss), 0) LOOP
-    IF EXISTS (SELECT 1 FROM generate_series(1, n) AS x WHERE p_ns[x] = nss[j] AND (res[x]).status = c_pending) THEN
+    IF EXISTS (SELECT 1 FROM generate_series(1, n) AS x WHERE p_ns = nss[j] AND (res[x]).status = c_pending) THEN
       LOOP
         SELECT nr.revision INTO rev FROM namespace_revisions nr WHERE nr.namespace = nss[j] FOR UPDATE;
         EXIT WHEN FOUND;
@@ -216,19 +225,20 @@ BEGIN
     END IF;
     IF res[i].status <> c_pending THEN
       IF claimed[i] THEN
-        DELETE FROM streams WHERE namespace = p_ns[i] AND stream = p_stream[i] AND version = 0;
+        DELETE FROM streams WHERE namespace = p_ns AND stream = p_stream[i] AND version = 0;
       END IF;
       CONTINUE;
     END IF;
     v := res[i].current_version;
-    j := array_position(nss, p_ns[i]);
+    j := array_position(nss, p_ns);
     rev := ns_rev[j];
-    INSERT INTO events (position, namespace, stream, stream_version, event_id, type, data, metadata, fingerprint, created_at)
-    SELECT rev + (u.j - first_ev[i] + 1), p_ns[i], p_stream[i], v + (u.j - first_ev[i] + 1),
-           p_ids[u.j], p_types[u.j], p_data[u.j], p_metadata[u.j], p_fp[u.j], ts
+    INSERT INTO events (position, namespace, stream, stream_version, event_id, type, data, metadata, fingerprint,
+                        created_at, principal, request_id)
+    SELECT rev + (u.j - first_ev[i] + 1), p_ns, p_stream[i], v + (u.j - first_ev[i] + 1),
+           p_ids[u.j], p_types[u.j], p_data[u.j], p_metadata[u.j], p_fp[u.j], ts, p_principal[i], p_request_id[i]
       FROM generate_series(first_ev[i], first_ev[i] + p_count[i] - 1) AS u(j);
     UPDATE streams SET version = v + p_count[i], updated_at = ts
-     WHERE namespace = p_ns[i] AND stream = p_stream[i];
+     WHERE namespace = p_ns AND stream = p_stream[i];
     res[i].status := c_appended;
     res[i].current_version := v + p_count[i];
     res[i].first_version := v + 1;
@@ -244,7 +254,7 @@ BEGIN
   END LOOP;
   FOR i IN 1..n LOOP
     IF res[i].status <> c_appended THEN
-      res[i].revision := ns_rev[array_position(nss, p_ns[i])];
+      res[i].revision := ns_rev[array_position(nss, p_ns)];
     END IF;
   END LOOP;
   RETURN QUERY SELECT * FROM unnest(res);

@@ -31,8 +31,13 @@
 -- written; the server then runs it alone with p_wait true, which waits as a
 -- single write always did. So one held key never stalls the batch.
 --
--- Parameters: one array element per write (all arrays of one length), named
--- below; p_wait for the whole batch.
+-- Parameters: the batch's namespace (p_ns: every write of a batch is in one
+-- namespace), one array element per write (all arrays of one length), named
+-- below; p_wait for the whole batch. Each history row records the write's
+-- p_principal and p_request_id (the audit trail, migrations/0012).
+-- Release 3 took p_ns text[] (a namespace per write) and no principal or
+-- request id: a database brought from release 3 keeps that overload beside
+-- this one for its replicas during a rolling upgrade (migrations/0012).
 -- Result: one agentstate_kv_write_result row per write (migrations/0004), in
 -- the order given: idx (1-based), status, revision, the key's row after the
 -- write (or as found, when not applied), outcome (replayed: the first reply),
@@ -60,7 +65,7 @@
 -- (test/integration/kv.casRules.property.test.ts checks this function
 -- against it); the outcome JSON is agentstate_item_json's.
 CREATE OR REPLACE FUNCTION agentstate_kv_write(
-  p_ns text[],             -- namespace
+  p_ns text,               -- the batch's namespace (one per batch: a single-shard call under Citus)
   p_key bytea[],           -- key (UTF-8 bytes)
   p_op smallint[],         -- put, delete (c_op_*)
   p_value bytea[],         -- put: the value
@@ -75,6 +80,8 @@ CREATE OR REPLACE FUNCTION agentstate_kv_write(
   p_deadline_ms bigint[],  -- ms after this statement's start past which the write must not be made (NULL: none)
   p_marked_epoch bigint[], -- cache epoch the write marked its key in (NULL: none)
   p_bump boolean[],        -- the write could not mark the cache: move the cache epoch
+  p_principal text[],      -- audit: who the write is made for ('' with auth off), kept in kv_history
+  p_request_id text[],     -- audit: the call's request id, kept in kv_history
   p_wait boolean           -- false: answer `busy` instead of waiting for a key held by another transaction
 ) RETURNS SETOF agentstate_kv_write_result
 LANGUAGE plpgsql AS $fn$
@@ -100,7 +107,7 @@ DECLARE
   -- idempotency key hold: "ast1" in ASCII, apart from the migration lock.
   c_idem_lock_class CONSTANT int := 1634956081;
 
-  n int := coalesce(cardinality(p_ns), 0);
+  n int := coalesce(cardinality(p_key), 0);
   st smallint[] := array_fill(c_pending, ARRAY[n]);
   claimed boolean[] := array_fill(false, ARRAY[n]);
   placeholder boolean[] := array_fill(false, ARRAY[n]);
@@ -144,20 +151,20 @@ BEGIN
       -- Every claimer of an idempotency key holds this advisory lock first, so
       -- a batch can tell (without waiting) that another transaction is claiming it.
       IF p_wait THEN
-        PERFORM pg_advisory_xact_lock(c_idem_lock_class, hashtext(p_ns[i] || E'\x1f' || p_idem[i]));
-      ELSIF NOT pg_try_advisory_xact_lock(c_idem_lock_class, hashtext(p_ns[i] || E'\x1f' || p_idem[i])) THEN
+        PERFORM pg_advisory_xact_lock(c_idem_lock_class, hashtext(p_ns || E'\x1f' || p_idem[i]));
+      ELSIF NOT pg_try_advisory_xact_lock(c_idem_lock_class, hashtext(p_ns || E'\x1f' || p_idem[i])) THEN
         st[i] := c_busy;
       END IF;
       IF st[i] = c_pending THEN
         INSERT INTO idempotency_keys (namespace, idempotency_key, fingerprint, outcome)
-        VALUES (p_ns[i], p_idem[i], p_fp[i], '{}'::jsonb)
+        VALUES (p_ns, p_idem[i], p_fp[i], '{}'::jsonb)
         ON CONFLICT (namespace, idempotency_key) DO NOTHING;
         GET DIAGNOSTICS c = ROW_COUNT;
         IF c = 1 THEN
           claimed[i] := true;
         ELSE
           SELECT k.fingerprint, k.outcome INTO fp, oc
-          FROM idempotency_keys k WHERE k.namespace = p_ns[i] AND k.idempotency_key = p_idem[i];
+          FROM idempotency_keys k WHERE k.namespace = p_ns AND k.idempotency_key = p_idem[i];
           IF NOT FOUND OR oc = '{}'::jsonb THEN
             -- Claimed earlier in this batch (or the record was just trimmed): run it alone afterwards.
             st[i] := c_busy;
@@ -175,17 +182,17 @@ BEGIN
     IF st[i] = c_pending THEN
       LOOP
         IF p_wait THEN
-          PERFORM 1 FROM kv WHERE kv.namespace = p_ns[i] AND kv.key = p_key[i] FOR UPDATE;
+          PERFORM 1 FROM kv WHERE kv.namespace = p_ns AND kv.key = p_key[i] FOR UPDATE;
         ELSE
-          PERFORM 1 FROM kv WHERE kv.namespace = p_ns[i] AND kv.key = p_key[i] FOR UPDATE SKIP LOCKED;
+          PERFORM 1 FROM kv WHERE kv.namespace = p_ns AND kv.key = p_key[i] FOR UPDATE SKIP LOCKED;
         END IF;
         EXIT WHEN FOUND;
-        IF NOT p_wait AND EXISTS (SELECT 1 FROM kv WHERE kv.namespace = p_ns[i] AND kv.key = p_key[i]) THEN
+        IF NOT p_wait AND EXISTS (SELECT 1 FROM kv WHERE kv.namespace = p_ns AND kv.key = p_key[i]) THEN
           st[i] := c_busy; -- the row exists and another transaction holds it
           EXIT;
         END IF;
         INSERT INTO kv (namespace, key, value, version, create_revision, mod_revision, created_at, updated_at)
-        VALUES (p_ns[i], p_key[i], ''::bytea, 0, 0, 0, now(), now())
+        VALUES (p_ns, p_key[i], ''::bytea, 0, 0, 0, now(), now())
         ON CONFLICT (namespace, key) DO NOTHING;
         GET DIAGNOSTICS c = ROW_COUNT;
         IF c = 1 THEN
@@ -199,7 +206,7 @@ BEGIN
     IF st[i] = c_pending AND p_fence_name[i] IS NOT NULL THEN
       -- FOR SHARE: issuing a newer token waits for this commit.
       SELECT t.last_token INTO f FROM fencing_tokens t
-      WHERE t.namespace = p_ns[i] AND t.name = p_fence_name[i] FOR SHARE;
+      WHERE t.namespace = p_ns AND t.name = p_fence_name[i] FOR SHARE;
       IF NOT FOUND OR p_fence_token[i] > f THEN
         st[i] := c_fence_unknown;
       ELSIF p_fence_token[i] < f THEN
@@ -209,7 +216,7 @@ BEGIN
     END IF;
 
     IF st[i] <> c_pending AND claimed[i] THEN
-      DELETE FROM idempotency_keys k WHERE k.namespace = p_ns[i] AND k.idempotency_key = p_idem[i];
+      DELETE FROM idempotency_keys k WHERE k.namespace = p_ns AND k.idempotency_key = p_idem[i];
       claimed[i] := false;
     END IF;
     r.status := st[i];
@@ -218,7 +225,7 @@ BEGIN
 
   -- Phase 2: under the revision locks of the batch's namespaces.
   IF c_pending = ANY (st) THEN
-    SELECT array_agg(DISTINCT p_ns[x] ORDER BY p_ns[x]) INTO nss
+    SELECT array_agg(DISTINCT p_ns ORDER BY p_ns) INTO nss
     FROM generate_series(1, n) AS x WHERE st[x] = c_pending;
     ns_rev0 := array_fill(0::bigint, ARRAY[cardinality(nss)]);
     FOR j IN 1..cardinality(nss) LOOP
@@ -259,20 +266,20 @@ BEGIN
     FOR i IN 1..n LOOP
       CONTINUE WHEN st[i] <> c_pending;
       r := res[i];
-      j := array_position(nss, p_ns[i]);
+      j := array_position(nss, p_ns);
       rev := ns_rev[j];
       IF p_deadline_ms[i] IS NOT NULL
          AND clock_timestamp() > statement_timestamp() + p_deadline_ms[i] * interval '1 millisecond' THEN
         st[i] := c_deadline_passed;
         r.status := c_deadline_passed;
         IF claimed[i] THEN
-          DELETE FROM idempotency_keys k WHERE k.namespace = p_ns[i] AND k.idempotency_key = p_idem[i];
+          DELETE FROM idempotency_keys k WHERE k.namespace = p_ns AND k.idempotency_key = p_idem[i];
         END IF;
         res[i] := r;
         CONTINUE;
       END IF;
 
-      SELECT * INTO cur FROM kv WHERE kv.namespace = p_ns[i] AND kv.key = p_key[i];
+      SELECT * INTO cur FROM kv WHERE kv.namespace = p_ns AND kv.key = p_key[i];
       has := FOUND AND cur.version > 0 AND (cur.expires_at IS NULL OR cur.expires_at > now());
       holds := CASE p_exp_kind[i]
                  WHEN c_expect_any THEN true
@@ -301,18 +308,20 @@ BEGIN
             created_at = CASE WHEN has THEN cur.created_at ELSE now() END,
             mod_revision = rev, updated_at = now(),
             expires_at = CASE WHEN p_ttl_ms[i] IS NULL THEN NULL ELSE now() + p_ttl_ms[i] * interval '1 millisecond' END
-          WHERE kv.namespace = p_ns[i] AND kv.key = p_key[i]
+          WHERE kv.namespace = p_ns AND kv.key = p_key[i]
           RETURNING kv.* INTO nw;
         ELSE
           -- Deleted earlier in this batch (its row lock is still held): create it anew.
           INSERT INTO kv (namespace, key, value, content_type, version, create_revision, mod_revision,
                           created_at, updated_at, expires_at)
-          VALUES (p_ns[i], p_key[i], p_value[i], p_ct[i], 1, rev, rev, now(), now(),
+          VALUES (p_ns, p_key[i], p_value[i], p_ct[i], 1, rev, rev, now(), now(),
                   CASE WHEN p_ttl_ms[i] IS NULL THEN NULL ELSE now() + p_ttl_ms[i] * interval '1 millisecond' END)
           RETURNING kv.* INTO nw;
         END IF;
-        INSERT INTO kv_history (revision, namespace, key, op, version, value, content_type, expires_at, created_at)
-        VALUES (rev, p_ns[i], p_key[i], c_op_put, nw.version, nw.value, nw.content_type, nw.expires_at, now());
+        INSERT INTO kv_history (revision, namespace, key, op, version, value, content_type, expires_at, created_at,
+                                principal, request_id)
+        VALUES (rev, p_ns, p_key[i], c_op_put, nw.version, nw.value, nw.content_type, nw.expires_at, now(),
+                p_principal[i], p_request_id[i]);
         st[i] := c_applied;
         placeholder[i] := false; -- now the key's row
         -- The value is the caller's own: not sent back.
@@ -326,9 +335,9 @@ BEGIN
         changed[i] := true;
       ELSIF has THEN
         rev := rev + 1;
-        DELETE FROM kv WHERE kv.namespace = p_ns[i] AND kv.key = p_key[i];
-        INSERT INTO kv_history (revision, namespace, key, op, version, created_at)
-        VALUES (rev, p_ns[i], p_key[i], c_op_delete, cur.version, now());
+        DELETE FROM kv WHERE kv.namespace = p_ns AND kv.key = p_key[i];
+        INSERT INTO kv_history (revision, namespace, key, op, version, created_at, principal, request_id)
+        VALUES (rev, p_ns, p_key[i], c_op_delete, cur.version, now(), p_principal[i], p_request_id[i]);
         st[i] := c_applied;
         r := ROW(i, c_applied, rev, cur.key, cur.value, cur.content_type, cur.version, cur.create_revision,
                  cur.mod_revision, cur.created_at, cur.updated_at, cur.expires_at, NULL, NULL, NULL, NULL, NULL);
@@ -349,7 +358,7 @@ BEGIN
       END IF;
       must_wait[i] := must_wait[i] OR p_bump[i];
       IF claimed[i] THEN
-        UPDATE idempotency_keys k SET outcome = oc WHERE k.namespace = p_ns[i] AND k.idempotency_key = p_idem[i];
+        UPDATE idempotency_keys k SET outcome = oc WHERE k.namespace = p_ns AND k.idempotency_key = p_idem[i];
       END IF;
       bump := bump OR must_wait[i];
       res[i] := r;
@@ -384,7 +393,7 @@ BEGIN
   -- Placeholders that no write turned into a key.
   FOR i IN 1..n LOOP
     IF placeholder[i] THEN
-      DELETE FROM kv WHERE kv.namespace = p_ns[i] AND kv.key = p_key[i] AND kv.version = 0;
+      DELETE FROM kv WHERE kv.namespace = p_ns AND kv.key = p_key[i] AND kv.version = 0;
     END IF;
   END LOOP;
 

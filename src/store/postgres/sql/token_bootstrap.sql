@@ -1,7 +1,9 @@
 -- token_bootstrap: the bootstrap admin token (id 'bootstrap'). With a hash
 -- ($1 set, from AGENTSTATE_BOOTSTRAP_TOKEN) it is made or replaced (and the
 -- old text stops working on every replica: NOTIFY). With $2 set instead it is
--- made only if no token exists at all (first start; the text is printed once).
+-- made only if no token exists at all (first start; the text is printed once),
+-- and never replaces one: of replicas making their first start together, only
+-- the first to commit stores (and prints) a token, the others find it there.
 -- $1 configured_hash bytea (or null), $2 generated_hash bytea (or null), $3 grants jsonb
 -- Returns one row: inserted (true when this call stored a token), updated.
 WITH wanted AS (
@@ -11,7 +13,7 @@ WITH wanted AS (
   INSERT INTO auth_tokens (id, token_hash, principal, grants)
   SELECT 'bootstrap', token_hash, 'bootstrap-admin', $3 FROM wanted
   ON CONFLICT (id) DO UPDATE SET token_hash = excluded.token_hash, revoked_at = NULL, grants = excluded.grants
-    WHERE auth_tokens.token_hash IS DISTINCT FROM excluded.token_hash
+    WHERE $1::bytea IS NOT NULL AND auth_tokens.token_hash IS DISTINCT FROM excluded.token_hash
   RETURNING (xmax = 0) AS inserted, pg_notify('agentstate_auth', id) AS notified
 )
 SELECT coalesce((SELECT inserted FROM upserted), false) AS inserted,

@@ -84,6 +84,67 @@ func (Role) EnumDescriptor() ([]byte, []int) {
 	return file_agentstate_v1_admin_proto_rawDescGZIP(), []int{0}
 }
 
+// ChangeOp is what a change did.
+type ChangeOp int32
+
+const (
+	// Not an operation.
+	ChangeOp_CHANGE_OP_UNSPECIFIED ChangeOp = 0
+	// A key was written (CompareAndSet).
+	ChangeOp_CHANGE_OP_PUT ChangeOp = 1
+	// A key was deleted (Delete).
+	ChangeOp_CHANGE_OP_DELETE ChangeOp = 2
+	// A key's TTL ran out (no principal or request id).
+	ChangeOp_CHANGE_OP_EXPIRE ChangeOp = 3
+	// An event was appended (AppendEvent): one change per event.
+	ChangeOp_CHANGE_OP_APPEND ChangeOp = 4
+)
+
+// Enum value maps for ChangeOp.
+var (
+	ChangeOp_name = map[int32]string{
+		0: "CHANGE_OP_UNSPECIFIED",
+		1: "CHANGE_OP_PUT",
+		2: "CHANGE_OP_DELETE",
+		3: "CHANGE_OP_EXPIRE",
+		4: "CHANGE_OP_APPEND",
+	}
+	ChangeOp_value = map[string]int32{
+		"CHANGE_OP_UNSPECIFIED": 0,
+		"CHANGE_OP_PUT":         1,
+		"CHANGE_OP_DELETE":      2,
+		"CHANGE_OP_EXPIRE":      3,
+		"CHANGE_OP_APPEND":      4,
+	}
+)
+
+func (x ChangeOp) Enum() *ChangeOp {
+	p := new(ChangeOp)
+	*p = x
+	return p
+}
+
+func (x ChangeOp) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ChangeOp) Descriptor() protoreflect.EnumDescriptor {
+	return file_agentstate_v1_admin_proto_enumTypes[1].Descriptor()
+}
+
+func (ChangeOp) Type() protoreflect.EnumType {
+	return &file_agentstate_v1_admin_proto_enumTypes[1]
+}
+
+func (x ChangeOp) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ChangeOp.Descriptor instead.
+func (ChangeOp) EnumDescriptor() ([]byte, []int) {
+	return file_agentstate_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
 // Grant gives roles on a namespace (or a pattern) and, optionally, a key prefix.
 type Grant struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -569,6 +630,686 @@ func (x *RevokeTokenResponse) GetRevoked() bool {
 	return false
 }
 
+// ListChangesRequest asks for one page of a namespace's changes.
+type ListChangesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The namespace (required).
+	Namespace string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// Changes at or after this time; unset: from the oldest kept (history retention).
+	SinceTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=since_time,json=sinceTime,proto3" json:"since_time,omitempty"`
+	// Changes before this time; unset: up to now.
+	UntilTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=until_time,json=untilTime,proto3" json:"until_time,omitempty"`
+	// Only changes made by this principal; empty: any.
+	Principal string `protobuf:"bytes,4,opt,name=principal,proto3" json:"principal,omitempty"`
+	// Only keys and streams starting with this; empty: all.
+	KeyPrefix string `protobuf:"bytes,5,opt,name=key_prefix,json=keyPrefix,proto3" json:"key_prefix,omitempty"`
+	// Most changes in the page (0: 100; at most 1000).
+	Limit int32 `protobuf:"varint,6,opt,name=limit,proto3" json:"limit,omitempty"`
+	// From a previous reply's next_page_token (with the same filters); empty: the newest first.
+	PageToken     string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListChangesRequest) Reset() {
+	*x = ListChangesRequest{}
+	mi := &file_agentstate_v1_admin_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListChangesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListChangesRequest) ProtoMessage() {}
+
+func (x *ListChangesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agentstate_v1_admin_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListChangesRequest.ProtoReflect.Descriptor instead.
+func (*ListChangesRequest) Descriptor() ([]byte, []int) {
+	return file_agentstate_v1_admin_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ListChangesRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *ListChangesRequest) GetSinceTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SinceTime
+	}
+	return nil
+}
+
+func (x *ListChangesRequest) GetUntilTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UntilTime
+	}
+	return nil
+}
+
+func (x *ListChangesRequest) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *ListChangesRequest) GetKeyPrefix() string {
+	if x != nil {
+		return x.KeyPrefix
+	}
+	return ""
+}
+
+func (x *ListChangesRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ListChangesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// Change is one entry of the audit trail: who, what and when, never a value.
+type Change struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What was done.
+	Op ChangeOp `protobuf:"varint,1,opt,name=op,proto3,enum=agentstate.v1.ChangeOp" json:"op,omitempty"`
+	// The key (put, delete, expire); empty for an event.
+	Key string `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	// The stream (append); empty for a key.
+	Stream string `protobuf:"bytes,3,opt,name=stream,proto3" json:"stream,omitempty"`
+	// The namespace revision of the change (an event's position).
+	Revision int64 `protobuf:"varint,4,opt,name=revision,proto3" json:"revision,omitempty"`
+	// The key's version written (deleted, expired), or the event's stream version.
+	Version int64 `protobuf:"varint,5,opt,name=version,proto3" json:"version,omitempty"`
+	// Who it was made for: the authenticated principal; empty when the server
+	// ran with auth off (anonymous), and when not recorded (principal_recorded false).
+	Principal string `protobuf:"bytes,6,opt,name=principal,proto3" json:"principal,omitempty"`
+	// The x-request-id of the call that made it (the caller's, or the one the
+	// server made up and sent back); empty when not recorded.
+	RequestId string `protobuf:"bytes,7,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// When it was made (the database's clock).
+	Time *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=time,proto3" json:"time,omitempty"`
+	// False for changes whose principal and request id were not recorded:
+	// expiries, and changes made by a server of a release before the audit trail.
+	PrincipalRecorded bool `protobuf:"varint,9,opt,name=principal_recorded,json=principalRecorded,proto3" json:"principal_recorded,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *Change) Reset() {
+	*x = Change{}
+	mi := &file_agentstate_v1_admin_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Change) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Change) ProtoMessage() {}
+
+func (x *Change) ProtoReflect() protoreflect.Message {
+	mi := &file_agentstate_v1_admin_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Change.ProtoReflect.Descriptor instead.
+func (*Change) Descriptor() ([]byte, []int) {
+	return file_agentstate_v1_admin_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Change) GetOp() ChangeOp {
+	if x != nil {
+		return x.Op
+	}
+	return ChangeOp_CHANGE_OP_UNSPECIFIED
+}
+
+func (x *Change) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *Change) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *Change) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *Change) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *Change) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *Change) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *Change) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *Change) GetPrincipalRecorded() bool {
+	if x != nil {
+		return x.PrincipalRecorded
+	}
+	return false
+}
+
+// ListChangesResponse is one page of changes, newest first.
+type ListChangesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The changes. A page may hold fewer than `limit` (even none) and still have
+	// a next page: a filtered page reads a bounded number of changes.
+	Changes []*Change `protobuf:"bytes,1,rep,name=changes,proto3" json:"changes,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListChangesResponse) Reset() {
+	*x = ListChangesResponse{}
+	mi := &file_agentstate_v1_admin_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListChangesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListChangesResponse) ProtoMessage() {}
+
+func (x *ListChangesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agentstate_v1_admin_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListChangesResponse.ProtoReflect.Descriptor instead.
+func (*ListChangesResponse) Descriptor() ([]byte, []int) {
+	return file_agentstate_v1_admin_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ListChangesResponse) GetChanges() []*Change {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+func (x *ListChangesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// PrincipalGrant is a grant stored for a named principal.
+type PrincipalGrant struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The principal (a certificate principal's name or a JWT's sub).
+	Principal string `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	// What it may do.
+	Grant *Grant `protobuf:"bytes,2,opt,name=grant,proto3" json:"grant,omitempty"`
+	// When the grant last changed.
+	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrincipalGrant) Reset() {
+	*x = PrincipalGrant{}
+	mi := &file_agentstate_v1_admin_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrincipalGrant) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrincipalGrant) ProtoMessage() {}
+
+func (x *PrincipalGrant) ProtoReflect() protoreflect.Message {
+	mi := &file_agentstate_v1_admin_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrincipalGrant.ProtoReflect.Descriptor instead.
+func (*PrincipalGrant) Descriptor() ([]byte, []int) {
+	return file_agentstate_v1_admin_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *PrincipalGrant) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *PrincipalGrant) GetGrant() *Grant {
+	if x != nil {
+		return x.Grant
+	}
+	return nil
+}
+
+func (x *PrincipalGrant) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
+// GrantRolesRequest gives a principal roles.
+type GrantRolesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The principal (at most 128 bytes).
+	Principal string `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	// The namespace pattern, key prefix and roles to add (a principal holds at most 64 stored grants).
+	Grant         *Grant `protobuf:"bytes,2,opt,name=grant,proto3" json:"grant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GrantRolesRequest) Reset() {
+	*x = GrantRolesRequest{}
+	mi := &file_agentstate_v1_admin_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GrantRolesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GrantRolesRequest) ProtoMessage() {}
+
+func (x *GrantRolesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agentstate_v1_admin_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GrantRolesRequest.ProtoReflect.Descriptor instead.
+func (*GrantRolesRequest) Descriptor() ([]byte, []int) {
+	return file_agentstate_v1_admin_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *GrantRolesRequest) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *GrantRolesRequest) GetGrant() *Grant {
+	if x != nil {
+		return x.Grant
+	}
+	return nil
+}
+
+// GrantRolesResponse is the grant as it now is.
+type GrantRolesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The grant, with every role it now holds.
+	Grant         *PrincipalGrant `protobuf:"bytes,1,opt,name=grant,proto3" json:"grant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GrantRolesResponse) Reset() {
+	*x = GrantRolesResponse{}
+	mi := &file_agentstate_v1_admin_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GrantRolesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GrantRolesResponse) ProtoMessage() {}
+
+func (x *GrantRolesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agentstate_v1_admin_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GrantRolesResponse.ProtoReflect.Descriptor instead.
+func (*GrantRolesResponse) Descriptor() ([]byte, []int) {
+	return file_agentstate_v1_admin_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *GrantRolesResponse) GetGrant() *PrincipalGrant {
+	if x != nil {
+		return x.Grant
+	}
+	return nil
+}
+
+// RevokeGrantRequest names the grant (principal, namespace pattern, prefix) and the roles to take.
+type RevokeGrantRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The principal.
+	Principal string `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	// The grant's namespace pattern, exactly as granted.
+	Namespace string `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// The grant's key prefix, exactly as granted (empty: none).
+	Prefix string `protobuf:"bytes,3,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	// The roles to take; empty: the whole grant.
+	Roles         []Role `protobuf:"varint,4,rep,packed,name=roles,proto3,enum=agentstate.v1.Role" json:"roles,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeGrantRequest) Reset() {
+	*x = RevokeGrantRequest{}
+	mi := &file_agentstate_v1_admin_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeGrantRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeGrantRequest) ProtoMessage() {}
+
+func (x *RevokeGrantRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agentstate_v1_admin_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeGrantRequest.ProtoReflect.Descriptor instead.
+func (*RevokeGrantRequest) Descriptor() ([]byte, []int) {
+	return file_agentstate_v1_admin_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RevokeGrantRequest) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *RevokeGrantRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *RevokeGrantRequest) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *RevokeGrantRequest) GetRoles() []Role {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+// RevokeGrantResponse is what is left of the grant.
+type RevokeGrantResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The grant as it now is; unset when it was removed.
+	Grant         *PrincipalGrant `protobuf:"bytes,1,opt,name=grant,proto3" json:"grant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeGrantResponse) Reset() {
+	*x = RevokeGrantResponse{}
+	mi := &file_agentstate_v1_admin_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeGrantResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeGrantResponse) ProtoMessage() {}
+
+func (x *RevokeGrantResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agentstate_v1_admin_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeGrantResponse.ProtoReflect.Descriptor instead.
+func (*RevokeGrantResponse) Descriptor() ([]byte, []int) {
+	return file_agentstate_v1_admin_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RevokeGrantResponse) GetGrant() *PrincipalGrant {
+	if x != nil {
+		return x.Grant
+	}
+	return nil
+}
+
+// ListGrantsRequest asks for one page of stored grants.
+type ListGrantsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this principal's grants; empty: every principal's.
+	Principal string `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	// Most grants in the page (0: 100; at most 1000).
+	Limit int32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	// From a previous reply's next_page_token; empty: the first page.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListGrantsRequest) Reset() {
+	*x = ListGrantsRequest{}
+	mi := &file_agentstate_v1_admin_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListGrantsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListGrantsRequest) ProtoMessage() {}
+
+func (x *ListGrantsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agentstate_v1_admin_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListGrantsRequest.ProtoReflect.Descriptor instead.
+func (*ListGrantsRequest) Descriptor() ([]byte, []int) {
+	return file_agentstate_v1_admin_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ListGrantsRequest) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *ListGrantsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ListGrantsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListGrantsResponse is one page of stored grants, in (principal, namespace, prefix) order.
+type ListGrantsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The grants.
+	Grants []*PrincipalGrant `protobuf:"bytes,1,rep,name=grants,proto3" json:"grants,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListGrantsResponse) Reset() {
+	*x = ListGrantsResponse{}
+	mi := &file_agentstate_v1_admin_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListGrantsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListGrantsResponse) ProtoMessage() {}
+
+func (x *ListGrantsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agentstate_v1_admin_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListGrantsResponse.ProtoReflect.Descriptor instead.
+func (*ListGrantsResponse) Descriptor() ([]byte, []int) {
+	return file_agentstate_v1_admin_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ListGrantsResponse) GetGrants() []*PrincipalGrant {
+	if x != nil {
+		return x.Grants
+	}
+	return nil
+}
+
+func (x *ListGrantsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 var File_agentstate_v1_admin_proto protoreflect.FileDescriptor
 
 const file_agentstate_v1_admin_proto_rawDesc = "" +
@@ -607,7 +1348,58 @@ const file_agentstate_v1_admin_proto_rawDesc = "" +
 	"\x12RevokeTokenRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"/\n" +
 	"\x13RevokeTokenResponse\x12\x18\n" +
-	"\arevoked\x18\x01 \x01(\bR\arevoked*Z\n" +
+	"\arevoked\x18\x01 \x01(\bR\arevoked\"\x9a\x02\n" +
+	"\x12ListChangesRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x129\n" +
+	"\n" +
+	"since_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tsinceTime\x129\n" +
+	"\n" +
+	"until_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tuntilTime\x12\x1c\n" +
+	"\tprincipal\x18\x04 \x01(\tR\tprincipal\x12\x1d\n" +
+	"\n" +
+	"key_prefix\x18\x05 \x01(\tR\tkeyPrefix\x12\x14\n" +
+	"\x05limit\x18\x06 \x01(\x05R\x05limit\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\a \x01(\tR\tpageToken\"\xad\x02\n" +
+	"\x06Change\x12'\n" +
+	"\x02op\x18\x01 \x01(\x0e2\x17.agentstate.v1.ChangeOpR\x02op\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x12\x16\n" +
+	"\x06stream\x18\x03 \x01(\tR\x06stream\x12\x1a\n" +
+	"\brevision\x18\x04 \x01(\x03R\brevision\x12\x18\n" +
+	"\aversion\x18\x05 \x01(\x03R\aversion\x12\x1c\n" +
+	"\tprincipal\x18\x06 \x01(\tR\tprincipal\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\a \x01(\tR\trequestId\x12.\n" +
+	"\x04time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12-\n" +
+	"\x12principal_recorded\x18\t \x01(\bR\x11principalRecorded\"n\n" +
+	"\x13ListChangesResponse\x12/\n" +
+	"\achanges\x18\x01 \x03(\v2\x15.agentstate.v1.ChangeR\achanges\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x97\x01\n" +
+	"\x0ePrincipalGrant\x12\x1c\n" +
+	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12*\n" +
+	"\x05grant\x18\x02 \x01(\v2\x14.agentstate.v1.GrantR\x05grant\x12;\n" +
+	"\vupdate_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime\"]\n" +
+	"\x11GrantRolesRequest\x12\x1c\n" +
+	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12*\n" +
+	"\x05grant\x18\x02 \x01(\v2\x14.agentstate.v1.GrantR\x05grant\"I\n" +
+	"\x12GrantRolesResponse\x123\n" +
+	"\x05grant\x18\x01 \x01(\v2\x1d.agentstate.v1.PrincipalGrantR\x05grant\"\x93\x01\n" +
+	"\x12RevokeGrantRequest\x12\x1c\n" +
+	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x1c\n" +
+	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x16\n" +
+	"\x06prefix\x18\x03 \x01(\tR\x06prefix\x12)\n" +
+	"\x05roles\x18\x04 \x03(\x0e2\x13.agentstate.v1.RoleR\x05roles\"J\n" +
+	"\x13RevokeGrantResponse\x123\n" +
+	"\x05grant\x18\x01 \x01(\v2\x1d.agentstate.v1.PrincipalGrantR\x05grant\"f\n" +
+	"\x11ListGrantsRequest\x12\x1c\n" +
+	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"s\n" +
+	"\x12ListGrantsResponse\x125\n" +
+	"\x06grants\x18\x01 \x03(\v2\x1d.agentstate.v1.PrincipalGrantR\x06grants\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*Z\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tROLE_READ\x10\x01\x12\x0e\n" +
@@ -615,12 +1407,24 @@ const file_agentstate_v1_admin_proto_rawDesc = "" +
 	"ROLE_WRITE\x10\x02\x12\r\n" +
 	"\tROLE_LOCK\x10\x03\x12\x0e\n" +
 	"\n" +
-	"ROLE_ADMIN\x10\x042\x8d\x02\n" +
+	"ROLE_ADMIN\x10\x04*z\n" +
+	"\bChangeOp\x12\x19\n" +
+	"\x15CHANGE_OP_UNSPECIFIED\x10\x00\x12\x11\n" +
+	"\rCHANGE_OP_PUT\x10\x01\x12\x14\n" +
+	"\x10CHANGE_OP_DELETE\x10\x02\x12\x14\n" +
+	"\x10CHANGE_OP_EXPIRE\x10\x03\x12\x14\n" +
+	"\x10CHANGE_OP_APPEND\x10\x042\xdf\x04\n" +
 	"\fAdminService\x12T\n" +
 	"\vCreateToken\x12!.agentstate.v1.CreateTokenRequest\x1a\".agentstate.v1.CreateTokenResponse\x12Q\n" +
 	"\n" +
 	"ListTokens\x12 .agentstate.v1.ListTokensRequest\x1a!.agentstate.v1.ListTokensResponse\x12T\n" +
-	"\vRevokeToken\x12!.agentstate.v1.RevokeTokenRequest\x1a\".agentstate.v1.RevokeTokenResponseB\xc0\x01\n" +
+	"\vRevokeToken\x12!.agentstate.v1.RevokeTokenRequest\x1a\".agentstate.v1.RevokeTokenResponse\x12T\n" +
+	"\vListChanges\x12!.agentstate.v1.ListChangesRequest\x1a\".agentstate.v1.ListChangesResponse\x12Q\n" +
+	"\n" +
+	"GrantRoles\x12 .agentstate.v1.GrantRolesRequest\x1a!.agentstate.v1.GrantRolesResponse\x12T\n" +
+	"\vRevokeGrant\x12!.agentstate.v1.RevokeGrantRequest\x1a\".agentstate.v1.RevokeGrantResponse\x12Q\n" +
+	"\n" +
+	"ListGrants\x12 .agentstate.v1.ListGrantsRequest\x1a!.agentstate.v1.ListGrantsResponseB\xc0\x01\n" +
 	"\x11com.agentstate.v1B\n" +
 	"AdminProtoP\x01ZJgithub.com/agentstate/agentstate/clients/go/gen/agentstate/v1;agentstatev1\xa2\x02\x03AXX\xaa\x02\rAgentstate.V1\xca\x02\rAgentstate\\V1\xe2\x02\x19Agentstate\\V1\\GPBMetadata\xea\x02\x0eAgentstate::V1b\x06proto3"
 
@@ -636,42 +1440,73 @@ func file_agentstate_v1_admin_proto_rawDescGZIP() []byte {
 	return file_agentstate_v1_admin_proto_rawDescData
 }
 
-var file_agentstate_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_agentstate_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_agentstate_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_agentstate_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_agentstate_v1_admin_proto_goTypes = []any{
 	(Role)(0),                     // 0: agentstate.v1.Role
-	(*Grant)(nil),                 // 1: agentstate.v1.Grant
-	(*CreateTokenRequest)(nil),    // 2: agentstate.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),   // 3: agentstate.v1.CreateTokenResponse
-	(*TokenInfo)(nil),             // 4: agentstate.v1.TokenInfo
-	(*ListTokensRequest)(nil),     // 5: agentstate.v1.ListTokensRequest
-	(*ListTokensResponse)(nil),    // 6: agentstate.v1.ListTokensResponse
-	(*RevokeTokenRequest)(nil),    // 7: agentstate.v1.RevokeTokenRequest
-	(*RevokeTokenResponse)(nil),   // 8: agentstate.v1.RevokeTokenResponse
-	(*durationpb.Duration)(nil),   // 9: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(ChangeOp)(0),                 // 1: agentstate.v1.ChangeOp
+	(*Grant)(nil),                 // 2: agentstate.v1.Grant
+	(*CreateTokenRequest)(nil),    // 3: agentstate.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),   // 4: agentstate.v1.CreateTokenResponse
+	(*TokenInfo)(nil),             // 5: agentstate.v1.TokenInfo
+	(*ListTokensRequest)(nil),     // 6: agentstate.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),    // 7: agentstate.v1.ListTokensResponse
+	(*RevokeTokenRequest)(nil),    // 8: agentstate.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),   // 9: agentstate.v1.RevokeTokenResponse
+	(*ListChangesRequest)(nil),    // 10: agentstate.v1.ListChangesRequest
+	(*Change)(nil),                // 11: agentstate.v1.Change
+	(*ListChangesResponse)(nil),   // 12: agentstate.v1.ListChangesResponse
+	(*PrincipalGrant)(nil),        // 13: agentstate.v1.PrincipalGrant
+	(*GrantRolesRequest)(nil),     // 14: agentstate.v1.GrantRolesRequest
+	(*GrantRolesResponse)(nil),    // 15: agentstate.v1.GrantRolesResponse
+	(*RevokeGrantRequest)(nil),    // 16: agentstate.v1.RevokeGrantRequest
+	(*RevokeGrantResponse)(nil),   // 17: agentstate.v1.RevokeGrantResponse
+	(*ListGrantsRequest)(nil),     // 18: agentstate.v1.ListGrantsRequest
+	(*ListGrantsResponse)(nil),    // 19: agentstate.v1.ListGrantsResponse
+	(*durationpb.Duration)(nil),   // 20: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
 }
 var file_agentstate_v1_admin_proto_depIdxs = []int32{
 	0,  // 0: agentstate.v1.Grant.roles:type_name -> agentstate.v1.Role
-	1,  // 1: agentstate.v1.CreateTokenRequest.grants:type_name -> agentstate.v1.Grant
-	9,  // 2: agentstate.v1.CreateTokenRequest.ttl:type_name -> google.protobuf.Duration
-	10, // 3: agentstate.v1.CreateTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
-	1,  // 4: agentstate.v1.TokenInfo.grants:type_name -> agentstate.v1.Grant
-	10, // 5: agentstate.v1.TokenInfo.create_time:type_name -> google.protobuf.Timestamp
-	10, // 6: agentstate.v1.TokenInfo.expire_time:type_name -> google.protobuf.Timestamp
-	10, // 7: agentstate.v1.TokenInfo.revoke_time:type_name -> google.protobuf.Timestamp
-	4,  // 8: agentstate.v1.ListTokensResponse.tokens:type_name -> agentstate.v1.TokenInfo
-	2,  // 9: agentstate.v1.AdminService.CreateToken:input_type -> agentstate.v1.CreateTokenRequest
-	5,  // 10: agentstate.v1.AdminService.ListTokens:input_type -> agentstate.v1.ListTokensRequest
-	7,  // 11: agentstate.v1.AdminService.RevokeToken:input_type -> agentstate.v1.RevokeTokenRequest
-	3,  // 12: agentstate.v1.AdminService.CreateToken:output_type -> agentstate.v1.CreateTokenResponse
-	6,  // 13: agentstate.v1.AdminService.ListTokens:output_type -> agentstate.v1.ListTokensResponse
-	8,  // 14: agentstate.v1.AdminService.RevokeToken:output_type -> agentstate.v1.RevokeTokenResponse
-	12, // [12:15] is the sub-list for method output_type
-	9,  // [9:12] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	2,  // 1: agentstate.v1.CreateTokenRequest.grants:type_name -> agentstate.v1.Grant
+	20, // 2: agentstate.v1.CreateTokenRequest.ttl:type_name -> google.protobuf.Duration
+	21, // 3: agentstate.v1.CreateTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
+	2,  // 4: agentstate.v1.TokenInfo.grants:type_name -> agentstate.v1.Grant
+	21, // 5: agentstate.v1.TokenInfo.create_time:type_name -> google.protobuf.Timestamp
+	21, // 6: agentstate.v1.TokenInfo.expire_time:type_name -> google.protobuf.Timestamp
+	21, // 7: agentstate.v1.TokenInfo.revoke_time:type_name -> google.protobuf.Timestamp
+	5,  // 8: agentstate.v1.ListTokensResponse.tokens:type_name -> agentstate.v1.TokenInfo
+	21, // 9: agentstate.v1.ListChangesRequest.since_time:type_name -> google.protobuf.Timestamp
+	21, // 10: agentstate.v1.ListChangesRequest.until_time:type_name -> google.protobuf.Timestamp
+	1,  // 11: agentstate.v1.Change.op:type_name -> agentstate.v1.ChangeOp
+	21, // 12: agentstate.v1.Change.time:type_name -> google.protobuf.Timestamp
+	11, // 13: agentstate.v1.ListChangesResponse.changes:type_name -> agentstate.v1.Change
+	2,  // 14: agentstate.v1.PrincipalGrant.grant:type_name -> agentstate.v1.Grant
+	21, // 15: agentstate.v1.PrincipalGrant.update_time:type_name -> google.protobuf.Timestamp
+	2,  // 16: agentstate.v1.GrantRolesRequest.grant:type_name -> agentstate.v1.Grant
+	13, // 17: agentstate.v1.GrantRolesResponse.grant:type_name -> agentstate.v1.PrincipalGrant
+	0,  // 18: agentstate.v1.RevokeGrantRequest.roles:type_name -> agentstate.v1.Role
+	13, // 19: agentstate.v1.RevokeGrantResponse.grant:type_name -> agentstate.v1.PrincipalGrant
+	13, // 20: agentstate.v1.ListGrantsResponse.grants:type_name -> agentstate.v1.PrincipalGrant
+	3,  // 21: agentstate.v1.AdminService.CreateToken:input_type -> agentstate.v1.CreateTokenRequest
+	6,  // 22: agentstate.v1.AdminService.ListTokens:input_type -> agentstate.v1.ListTokensRequest
+	8,  // 23: agentstate.v1.AdminService.RevokeToken:input_type -> agentstate.v1.RevokeTokenRequest
+	10, // 24: agentstate.v1.AdminService.ListChanges:input_type -> agentstate.v1.ListChangesRequest
+	14, // 25: agentstate.v1.AdminService.GrantRoles:input_type -> agentstate.v1.GrantRolesRequest
+	16, // 26: agentstate.v1.AdminService.RevokeGrant:input_type -> agentstate.v1.RevokeGrantRequest
+	18, // 27: agentstate.v1.AdminService.ListGrants:input_type -> agentstate.v1.ListGrantsRequest
+	4,  // 28: agentstate.v1.AdminService.CreateToken:output_type -> agentstate.v1.CreateTokenResponse
+	7,  // 29: agentstate.v1.AdminService.ListTokens:output_type -> agentstate.v1.ListTokensResponse
+	9,  // 30: agentstate.v1.AdminService.RevokeToken:output_type -> agentstate.v1.RevokeTokenResponse
+	12, // 31: agentstate.v1.AdminService.ListChanges:output_type -> agentstate.v1.ListChangesResponse
+	15, // 32: agentstate.v1.AdminService.GrantRoles:output_type -> agentstate.v1.GrantRolesResponse
+	17, // 33: agentstate.v1.AdminService.RevokeGrant:output_type -> agentstate.v1.RevokeGrantResponse
+	19, // 34: agentstate.v1.AdminService.ListGrants:output_type -> agentstate.v1.ListGrantsResponse
+	28, // [28:35] is the sub-list for method output_type
+	21, // [21:28] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_agentstate_v1_admin_proto_init() }
@@ -684,8 +1519,8 @@ func file_agentstate_v1_admin_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agentstate_v1_admin_proto_rawDesc), len(file_agentstate_v1_admin_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   8,
+			NumEnums:      2,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,13 +22,18 @@ const (
 	AdminService_CreateToken_FullMethodName = "/agentstate.v1.AdminService/CreateToken"
 	AdminService_ListTokens_FullMethodName  = "/agentstate.v1.AdminService/ListTokens"
 	AdminService_RevokeToken_FullMethodName = "/agentstate.v1.AdminService/RevokeToken"
+	AdminService_ListChanges_FullMethodName = "/agentstate.v1.AdminService/ListChanges"
+	AdminService_GrantRoles_FullMethodName  = "/agentstate.v1.AdminService/GrantRoles"
+	AdminService_RevokeGrant_FullMethodName = "/agentstate.v1.AdminService/RevokeGrant"
+	AdminService_ListGrants_FullMethodName  = "/agentstate.v1.AdminService/ListGrants"
 )
 
 // AdminServiceClient is the client API for AdminService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// AdminService manages API tokens (needs role ADMIN; see README, Security).
+// AdminService manages API tokens and reads the audit trail (needs role
+// ADMIN; see README, Security).
 // A token carries its principal's grants for its whole life: to change what
 // a principal may do, create a new token and revoke the old one.
 type AdminServiceClient interface {
@@ -40,6 +45,26 @@ type AdminServiceClient interface {
 	ListTokens(ctx context.Context, in *ListTokensRequest, opts ...grpc.CallOption) (*ListTokensResponse, error)
 	// Revokes a token on every replica within a second. Needs ADMIN on every namespace ("*").
 	RevokeToken(ctx context.Context, in *RevokeTokenRequest, opts ...grpc.CallOption) (*RevokeTokenResponse, error)
+	// The audit trail: who changed what in a namespace and when (key writes and
+	// appended events), newest first, paged. Never a value. Needs ADMIN on the
+	// namespace (and on key_prefix, when the grant has a prefix).
+	ListChanges(ctx context.Context, in *ListChangesRequest, opts ...grpc.CallOption) (*ListChangesResponse, error)
+	// Grants held in the server for named principals, changed at run time
+	// without a restart: a principal proven by a client certificate (the name
+	// AGENTSTATE_AUTH_CERT_PRINCIPALS_FILE maps it to) or by a JWT (its `sub`)
+	// holds them on top of its credential's own grants. API tokens never do
+	// (their grants are fixed when made). A change reaches every replica
+	// within a second.
+	//
+	// Adds roles to a principal's grant on a namespace pattern and key prefix
+	// (making the grant if new). The caller must hold ADMIN over the grant's scope.
+	GrantRoles(ctx context.Context, in *GrantRolesRequest, opts ...grpc.CallOption) (*GrantRolesResponse, error)
+	// Takes roles (all when none are named) from a principal's grant; a grant
+	// left with no role is removed. NOT_FOUND when there is no such grant. The
+	// caller must hold ADMIN over the grant's scope.
+	RevokeGrant(ctx context.Context, in *RevokeGrantRequest, opts ...grpc.CallOption) (*RevokeGrantResponse, error)
+	// Lists stored grants, of one principal or of all. Needs ADMIN on every namespace ("*").
+	ListGrants(ctx context.Context, in *ListGrantsRequest, opts ...grpc.CallOption) (*ListGrantsResponse, error)
 }
 
 type adminServiceClient struct {
@@ -80,11 +105,52 @@ func (c *adminServiceClient) RevokeToken(ctx context.Context, in *RevokeTokenReq
 	return out, nil
 }
 
+func (c *adminServiceClient) ListChanges(ctx context.Context, in *ListChangesRequest, opts ...grpc.CallOption) (*ListChangesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListChangesResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListChanges_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) GrantRoles(ctx context.Context, in *GrantRolesRequest, opts ...grpc.CallOption) (*GrantRolesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GrantRolesResponse)
+	err := c.cc.Invoke(ctx, AdminService_GrantRoles_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) RevokeGrant(ctx context.Context, in *RevokeGrantRequest, opts ...grpc.CallOption) (*RevokeGrantResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeGrantResponse)
+	err := c.cc.Invoke(ctx, AdminService_RevokeGrant_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListGrants(ctx context.Context, in *ListGrantsRequest, opts ...grpc.CallOption) (*ListGrantsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListGrantsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListGrants_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
 //
-// AdminService manages API tokens (needs role ADMIN; see README, Security).
+// AdminService manages API tokens and reads the audit trail (needs role
+// ADMIN; see README, Security).
 // A token carries its principal's grants for its whole life: to change what
 // a principal may do, create a new token and revoke the old one.
 type AdminServiceServer interface {
@@ -96,6 +162,26 @@ type AdminServiceServer interface {
 	ListTokens(context.Context, *ListTokensRequest) (*ListTokensResponse, error)
 	// Revokes a token on every replica within a second. Needs ADMIN on every namespace ("*").
 	RevokeToken(context.Context, *RevokeTokenRequest) (*RevokeTokenResponse, error)
+	// The audit trail: who changed what in a namespace and when (key writes and
+	// appended events), newest first, paged. Never a value. Needs ADMIN on the
+	// namespace (and on key_prefix, when the grant has a prefix).
+	ListChanges(context.Context, *ListChangesRequest) (*ListChangesResponse, error)
+	// Grants held in the server for named principals, changed at run time
+	// without a restart: a principal proven by a client certificate (the name
+	// AGENTSTATE_AUTH_CERT_PRINCIPALS_FILE maps it to) or by a JWT (its `sub`)
+	// holds them on top of its credential's own grants. API tokens never do
+	// (their grants are fixed when made). A change reaches every replica
+	// within a second.
+	//
+	// Adds roles to a principal's grant on a namespace pattern and key prefix
+	// (making the grant if new). The caller must hold ADMIN over the grant's scope.
+	GrantRoles(context.Context, *GrantRolesRequest) (*GrantRolesResponse, error)
+	// Takes roles (all when none are named) from a principal's grant; a grant
+	// left with no role is removed. NOT_FOUND when there is no such grant. The
+	// caller must hold ADMIN over the grant's scope.
+	RevokeGrant(context.Context, *RevokeGrantRequest) (*RevokeGrantResponse, error)
+	// Lists stored grants, of one principal or of all. Needs ADMIN on every namespace ("*").
+	ListGrants(context.Context, *ListGrantsRequest) (*ListGrantsResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -114,6 +200,18 @@ func (UnimplementedAdminServiceServer) ListTokens(context.Context, *ListTokensRe
 }
 func (UnimplementedAdminServiceServer) RevokeToken(context.Context, *RevokeTokenRequest) (*RevokeTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeToken not implemented")
+}
+func (UnimplementedAdminServiceServer) ListChanges(context.Context, *ListChangesRequest) (*ListChangesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListChanges not implemented")
+}
+func (UnimplementedAdminServiceServer) GrantRoles(context.Context, *GrantRolesRequest) (*GrantRolesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GrantRoles not implemented")
+}
+func (UnimplementedAdminServiceServer) RevokeGrant(context.Context, *RevokeGrantRequest) (*RevokeGrantResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeGrant not implemented")
+}
+func (UnimplementedAdminServiceServer) ListGrants(context.Context, *ListGrantsRequest) (*ListGrantsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListGrants not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -190,6 +288,78 @@ func _AdminService_RevokeToken_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ListChanges_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListChangesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListChanges(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListChanges_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListChanges(ctx, req.(*ListChangesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_GrantRoles_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GrantRolesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).GrantRoles(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_GrantRoles_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).GrantRoles(ctx, req.(*GrantRolesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_RevokeGrant_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeGrantRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).RevokeGrant(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_RevokeGrant_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).RevokeGrant(ctx, req.(*RevokeGrantRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListGrants_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListGrantsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListGrants(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListGrants_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListGrants(ctx, req.(*ListGrantsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -208,6 +378,22 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevokeToken",
 			Handler:    _AdminService_RevokeToken_Handler,
+		},
+		{
+			MethodName: "ListChanges",
+			Handler:    _AdminService_ListChanges_Handler,
+		},
+		{
+			MethodName: "GrantRoles",
+			Handler:    _AdminService_GrantRoles_Handler,
+		},
+		{
+			MethodName: "RevokeGrant",
+			Handler:    _AdminService_RevokeGrant_Handler,
+		},
+		{
+			MethodName: "ListGrants",
+			Handler:    _AdminService_ListGrants_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

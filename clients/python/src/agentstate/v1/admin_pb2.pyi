@@ -18,11 +18,24 @@ class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ROLE_WRITE: _ClassVar[Role]
     ROLE_LOCK: _ClassVar[Role]
     ROLE_ADMIN: _ClassVar[Role]
+
+class ChangeOp(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CHANGE_OP_UNSPECIFIED: _ClassVar[ChangeOp]
+    CHANGE_OP_PUT: _ClassVar[ChangeOp]
+    CHANGE_OP_DELETE: _ClassVar[ChangeOp]
+    CHANGE_OP_EXPIRE: _ClassVar[ChangeOp]
+    CHANGE_OP_APPEND: _ClassVar[ChangeOp]
 ROLE_UNSPECIFIED: Role
 ROLE_READ: Role
 ROLE_WRITE: Role
 ROLE_LOCK: Role
 ROLE_ADMIN: Role
+CHANGE_OP_UNSPECIFIED: ChangeOp
+CHANGE_OP_PUT: ChangeOp
+CHANGE_OP_DELETE: ChangeOp
+CHANGE_OP_EXPIRE: ChangeOp
+CHANGE_OP_APPEND: ChangeOp
 
 class Grant(_message.Message):
     __slots__ = ("namespace", "prefix", "roles")
@@ -97,3 +110,111 @@ class RevokeTokenResponse(_message.Message):
     REVOKED_FIELD_NUMBER: _ClassVar[int]
     revoked: bool
     def __init__(self, revoked: _Optional[bool] = ...) -> None: ...
+
+class ListChangesRequest(_message.Message):
+    __slots__ = ("namespace", "since_time", "until_time", "principal", "key_prefix", "limit", "page_token")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    SINCE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_TIME_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    KEY_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    since_time: _timestamp_pb2.Timestamp
+    until_time: _timestamp_pb2.Timestamp
+    principal: str
+    key_prefix: str
+    limit: int
+    page_token: str
+    def __init__(self, namespace: _Optional[str] = ..., since_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., principal: _Optional[str] = ..., key_prefix: _Optional[str] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class Change(_message.Message):
+    __slots__ = ("op", "key", "stream", "revision", "version", "principal", "request_id", "time", "principal_recorded")
+    OP_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_RECORDED_FIELD_NUMBER: _ClassVar[int]
+    op: ChangeOp
+    key: str
+    stream: str
+    revision: int
+    version: int
+    principal: str
+    request_id: str
+    time: _timestamp_pb2.Timestamp
+    principal_recorded: bool
+    def __init__(self, op: _Optional[_Union[ChangeOp, str]] = ..., key: _Optional[str] = ..., stream: _Optional[str] = ..., revision: _Optional[int] = ..., version: _Optional[int] = ..., principal: _Optional[str] = ..., request_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., principal_recorded: _Optional[bool] = ...) -> None: ...
+
+class ListChangesResponse(_message.Message):
+    __slots__ = ("changes", "next_page_token")
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    changes: _containers.RepeatedCompositeFieldContainer[Change]
+    next_page_token: str
+    def __init__(self, changes: _Optional[_Iterable[_Union[Change, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class PrincipalGrant(_message.Message):
+    __slots__ = ("principal", "grant", "update_time")
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    GRANT_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    principal: str
+    grant: Grant
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, principal: _Optional[str] = ..., grant: _Optional[_Union[Grant, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GrantRolesRequest(_message.Message):
+    __slots__ = ("principal", "grant")
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    GRANT_FIELD_NUMBER: _ClassVar[int]
+    principal: str
+    grant: Grant
+    def __init__(self, principal: _Optional[str] = ..., grant: _Optional[_Union[Grant, _Mapping]] = ...) -> None: ...
+
+class GrantRolesResponse(_message.Message):
+    __slots__ = ("grant",)
+    GRANT_FIELD_NUMBER: _ClassVar[int]
+    grant: PrincipalGrant
+    def __init__(self, grant: _Optional[_Union[PrincipalGrant, _Mapping]] = ...) -> None: ...
+
+class RevokeGrantRequest(_message.Message):
+    __slots__ = ("principal", "namespace", "prefix", "roles")
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    ROLES_FIELD_NUMBER: _ClassVar[int]
+    principal: str
+    namespace: str
+    prefix: str
+    roles: _containers.RepeatedScalarFieldContainer[Role]
+    def __init__(self, principal: _Optional[str] = ..., namespace: _Optional[str] = ..., prefix: _Optional[str] = ..., roles: _Optional[_Iterable[_Union[Role, str]]] = ...) -> None: ...
+
+class RevokeGrantResponse(_message.Message):
+    __slots__ = ("grant",)
+    GRANT_FIELD_NUMBER: _ClassVar[int]
+    grant: PrincipalGrant
+    def __init__(self, grant: _Optional[_Union[PrincipalGrant, _Mapping]] = ...) -> None: ...
+
+class ListGrantsRequest(_message.Message):
+    __slots__ = ("principal", "limit", "page_token")
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    principal: str
+    limit: int
+    page_token: str
+    def __init__(self, principal: _Optional[str] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListGrantsResponse(_message.Message):
+    __slots__ = ("grants", "next_page_token")
+    GRANTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    grants: _containers.RepeatedCompositeFieldContainer[PrincipalGrant]
+    next_page_token: str
+    def __init__(self, grants: _Optional[_Iterable[_Union[PrincipalGrant, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

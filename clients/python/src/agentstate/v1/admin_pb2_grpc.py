@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class AdminServiceStub:
-    """AdminService manages API tokens (needs role ADMIN; see README, Security).
+    """AdminService manages API tokens and reads the audit trail (needs role
+    ADMIN; see README, Security).
     A token carries its principal's grants for its whole life: to change what
     a principal may do, create a new token and revoke the old one.
     """
@@ -52,10 +53,31 @@ class AdminServiceStub:
                 request_serializer=agentstate_dot_v1_dot_admin__pb2.RevokeTokenRequest.SerializeToString,
                 response_deserializer=agentstate_dot_v1_dot_admin__pb2.RevokeTokenResponse.FromString,
                 _registered_method=True)
+        self.ListChanges = channel.unary_unary(
+                '/agentstate.v1.AdminService/ListChanges',
+                request_serializer=agentstate_dot_v1_dot_admin__pb2.ListChangesRequest.SerializeToString,
+                response_deserializer=agentstate_dot_v1_dot_admin__pb2.ListChangesResponse.FromString,
+                _registered_method=True)
+        self.GrantRoles = channel.unary_unary(
+                '/agentstate.v1.AdminService/GrantRoles',
+                request_serializer=agentstate_dot_v1_dot_admin__pb2.GrantRolesRequest.SerializeToString,
+                response_deserializer=agentstate_dot_v1_dot_admin__pb2.GrantRolesResponse.FromString,
+                _registered_method=True)
+        self.RevokeGrant = channel.unary_unary(
+                '/agentstate.v1.AdminService/RevokeGrant',
+                request_serializer=agentstate_dot_v1_dot_admin__pb2.RevokeGrantRequest.SerializeToString,
+                response_deserializer=agentstate_dot_v1_dot_admin__pb2.RevokeGrantResponse.FromString,
+                _registered_method=True)
+        self.ListGrants = channel.unary_unary(
+                '/agentstate.v1.AdminService/ListGrants',
+                request_serializer=agentstate_dot_v1_dot_admin__pb2.ListGrantsRequest.SerializeToString,
+                response_deserializer=agentstate_dot_v1_dot_admin__pb2.ListGrantsResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
-    """AdminService manages API tokens (needs role ADMIN; see README, Security).
+    """AdminService manages API tokens and reads the audit trail (needs role
+    ADMIN; see README, Security).
     A token carries its principal's grants for its whole life: to change what
     a principal may do, create a new token and revoke the old one.
     """
@@ -83,6 +105,46 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListChanges(self, request, context):
+        """The audit trail: who changed what in a namespace and when (key writes and
+        appended events), newest first, paged. Never a value. Needs ADMIN on the
+        namespace (and on key_prefix, when the grant has a prefix).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GrantRoles(self, request, context):
+        """Grants held in the server for named principals, changed at run time
+        without a restart: a principal proven by a client certificate (the name
+        AGENTSTATE_AUTH_CERT_PRINCIPALS_FILE maps it to) or by a JWT (its `sub`)
+        holds them on top of its credential's own grants. API tokens never do
+        (their grants are fixed when made). A change reaches every replica
+        within a second.
+
+        Adds roles to a principal's grant on a namespace pattern and key prefix
+        (making the grant if new). The caller must hold ADMIN over the grant's scope.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeGrant(self, request, context):
+        """Takes roles (all when none are named) from a principal's grant; a grant
+        left with no role is removed. NOT_FOUND when there is no such grant. The
+        caller must hold ADMIN over the grant's scope.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListGrants(self, request, context):
+        """Lists stored grants, of one principal or of all. Needs ADMIN on every namespace ("*").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -101,6 +163,26 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     request_deserializer=agentstate_dot_v1_dot_admin__pb2.RevokeTokenRequest.FromString,
                     response_serializer=agentstate_dot_v1_dot_admin__pb2.RevokeTokenResponse.SerializeToString,
             ),
+            'ListChanges': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListChanges,
+                    request_deserializer=agentstate_dot_v1_dot_admin__pb2.ListChangesRequest.FromString,
+                    response_serializer=agentstate_dot_v1_dot_admin__pb2.ListChangesResponse.SerializeToString,
+            ),
+            'GrantRoles': grpc.unary_unary_rpc_method_handler(
+                    servicer.GrantRoles,
+                    request_deserializer=agentstate_dot_v1_dot_admin__pb2.GrantRolesRequest.FromString,
+                    response_serializer=agentstate_dot_v1_dot_admin__pb2.GrantRolesResponse.SerializeToString,
+            ),
+            'RevokeGrant': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeGrant,
+                    request_deserializer=agentstate_dot_v1_dot_admin__pb2.RevokeGrantRequest.FromString,
+                    response_serializer=agentstate_dot_v1_dot_admin__pb2.RevokeGrantResponse.SerializeToString,
+            ),
+            'ListGrants': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListGrants,
+                    request_deserializer=agentstate_dot_v1_dot_admin__pb2.ListGrantsRequest.FromString,
+                    response_serializer=agentstate_dot_v1_dot_admin__pb2.ListGrantsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'agentstate.v1.AdminService', rpc_method_handlers)
@@ -110,7 +192,8 @@ def add_AdminServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class AdminService:
-    """AdminService manages API tokens (needs role ADMIN; see README, Security).
+    """AdminService manages API tokens and reads the audit trail (needs role
+    ADMIN; see README, Security).
     A token carries its principal's grants for its whole life: to change what
     a principal may do, create a new token and revoke the old one.
     """
@@ -186,6 +269,114 @@ class AdminService:
             '/agentstate.v1.AdminService/RevokeToken',
             agentstate_dot_v1_dot_admin__pb2.RevokeTokenRequest.SerializeToString,
             agentstate_dot_v1_dot_admin__pb2.RevokeTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListChanges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentstate.v1.AdminService/ListChanges',
+            agentstate_dot_v1_dot_admin__pb2.ListChangesRequest.SerializeToString,
+            agentstate_dot_v1_dot_admin__pb2.ListChangesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GrantRoles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentstate.v1.AdminService/GrantRoles',
+            agentstate_dot_v1_dot_admin__pb2.GrantRolesRequest.SerializeToString,
+            agentstate_dot_v1_dot_admin__pb2.GrantRolesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeGrant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentstate.v1.AdminService/RevokeGrant',
+            agentstate_dot_v1_dot_admin__pb2.RevokeGrantRequest.SerializeToString,
+            agentstate_dot_v1_dot_admin__pb2.RevokeGrantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListGrants(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentstate.v1.AdminService/ListGrants',
+            agentstate_dot_v1_dot_admin__pb2.ListGrantsRequest.SerializeToString,
+            agentstate_dot_v1_dot_admin__pb2.ListGrantsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,4 +1,4 @@
--- 0012_checkpoint_write_chunks: pending writes above the value limit, in chunks.
+-- 0014_checkpoint_write_chunks: pending writes above the value limit, in chunks.
 --
 -- A pending write whose value is larger than AGENTSTATE_MAX_VALUE_BYTES keeps
 -- its row in checkpoint_writes (its identity: idempotency per task and index,
