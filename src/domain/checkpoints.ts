@@ -18,7 +18,8 @@
  * - checkpoint size: a checkpoint with the channel values it references and
  *   its pending writes is read in one reply, so it is bounded by the reply
  *   limit (checkpointReplyLimit); a PutWrites that would take it past is
- *   refused (checkpointTooLarge), nothing written.
+ *   refused (checkpointTooLarge), nothing written (the store may skip the
+ *   check for small calls: a read then refuses the checkpoint, as fitReply does).
  * - strict put: refused (CheckpointConflictError, carrying the head) unless its
  *   parent is the head, so two workers on one thread never fork it silently.
  */

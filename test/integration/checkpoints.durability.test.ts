@@ -119,13 +119,18 @@ describe("CheckpointService durability: kill -9 in the middle of PutWrites and P
         );
         if (!putOk) return;
         parent = id;
-        // Two tasks' writes on it, each with a chunked value, one with a special (negative) index too.
-        for (const task of ["a", "b"]) {
+        // Three tasks' writes on it: two with a chunked value (one with a special, negative,
+        // index too), one with small values only (the plain statement).
+        for (const task of ["a", "b", "c"]) {
           const taskId = `task-${task}`;
-          const writes: WriteSpec[] = [
-            { index: 0, channel: "small", data: Buffer.from(`${thread}:${step}:${task}`) },
-            { index: 1, channel: "large", data: pattern(VALUE_LIMIT * 2 + step, `${thread}/${step}/${task}`) },
-          ];
+          const writes: WriteSpec[] = [{ index: 0, channel: "small", data: Buffer.from(`${thread}:${step}:${task}`) }];
+          if (task !== "c") {
+            writes.push({
+              index: 1,
+              channel: "large",
+              data: pattern(VALUE_LIMIT * 2 + step, `${thread}/${step}/${task}`),
+            });
+          }
           if (task === "b") {
             writes.push({ index: -1, channel: "__error__", data: pattern(VALUE_LIMIT + 1, `${thread}/${step}/err`) });
           }

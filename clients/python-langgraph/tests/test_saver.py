@@ -175,6 +175,17 @@ async def test_large_pending_write_round_trips_async(saver: AgentstateSaver) -> 
     assert got is not None and got.pending_writes == [("task-1", "text", big)]
 
 
+def test_large_metadata_round_trips(saver: AgentstateSaver) -> None:
+    """Metadata above the server's 1 MiB value limit (one jsonb on the server), filterable."""
+    t = f"t-{secrets.token_hex(4)}"
+    note = "m" * 1_500_000
+    cp = _step(saver, None, -1, {"count": 1})
+    _put(saver, t, None, cp, {"source": "input", "note": note})
+    got = saver.get_tuple(_config(t))
+    assert got is not None and got.metadata["note"] == note
+    assert [c.checkpoint["id"] for c in saver.list(_config(t), filter={"source": "input"})] == [cp["id"]]
+
+
 def test_put_writes_past_the_checkpoint_limit_is_refused(saver: AgentstateSaver) -> None:
     """A checkpoint is read whole (values and pending writes) in one reply: a
     put_writes that would take it past the server's limit (4 MiB by default)

@@ -226,6 +226,16 @@ describe("AgentstateSaver: large checkpoints and retention", () => {
     expect(listed[0]!.pendingWrites).toEqual(t!.pendingWrites);
   });
 
+  it("metadata above the server's value limit (1 MiB) round-trips, and list filters on it", async () => {
+    const s = saver();
+    const c = next(undefined, { x: 1 }, s);
+    const note = "m".repeat(1_500_000);
+    const cfg = await s.put({ configurable: { thread_id: "meta" } }, c.checkpoint, meta(0, { note }), c.newVersions);
+    expect(((await s.getTuple(cfg))?.metadata as { note?: string }).note === note).toBe(true);
+    const found = await all(s.list({ configurable: { thread_id: "meta" } }, { filter: { source: "loop" } }));
+    expect(found.map((t) => t.checkpoint.id)).toEqual([c.checkpoint.id]);
+  });
+
   it("a putWrites that would take a checkpoint past the size one read returns is refused (RESOURCE_EXHAUSTED), nothing written", async () => {
     const s = saver();
     const c = next(undefined, { small: 1 }, s);

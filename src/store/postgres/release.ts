@@ -19,7 +19,7 @@ export interface Release {
 
 export const RELEASE: Release = Object.freeze({
   number: 4,
-  sha256: "fdff0347b6ac95a37dd15644bd5eb5713a016fedd38d76902132ab2a7b9e85bd",
+  sha256: "5c91fb050b924c4e2508c974fd6aa3f476d0e53f89b8fbbabf61e4f56e9860bf",
 });
 
 /** One SQL file of the release: a migration or a function. */

@@ -2,12 +2,14 @@
 --
 -- Promises: PutWrites in one statement (autocommit): one task's pending writes
 -- on a checkpoint, each wholly stored or not at all, within the checkpoint's
--- size limit.
+-- size limit. PostgresCheckpointStore calls it for writes with a value above
+-- the value limit or of at least 1/64 of the size limit; smaller ones go by
+-- sql/checkpoint_writes_put_small.sql (no chunks, no check).
 --
 -- A write whose (checkpoint, task, idx) exists is kept as first written,
 -- unless its idx is negative (LangGraph's special channels: error, scheduled,
 -- interrupt, resume), which replaces it. A value above p_chunk_bytes (the
--- value limit) is stored in chunks (migrations/0012): its checkpoint_writes
+-- value limit) is stored in chunks (migrations/0014): its checkpoint_writes
 -- row carries the marker type '' and no data, its chunks 0, 1, ... are in
 -- checkpoint_write_chunks, written here with the row.
 --

@@ -18,7 +18,7 @@
 --   'w' a pending write on (thread_id, checkpoint_ns, checkpoint_id): s1 task id,
 --       s2 task path, s3 channel, n its index, type + data
 --       (type '' and no data: a write above the value limit, its value in 'x' rows)
---   'x' a chunk of such a write (migrations/0012): s1 task id, n its index,
+--   'x' a chunk of such a write (migrations/0014): s1 task id, n its index,
 --       s3 the chunk number, type + data
 WITH page AS (
   SELECT c.*, row_number() OVER (ORDER BY c.checkpoint_id DESC, c.thread_id DESC, c.checkpoint_ns DESC) AS rank
