@@ -13,6 +13,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import type { Pool } from "pg";
 import type { AppendCommand, AppendOutcome } from "../../src/domain/events";
+import { requestFingerprint } from "../../src/domain/fingerprint";
 import type { WriteCommand, WriteOutcome } from "../../src/domain/types";
 import { createPool } from "../../src/store/postgres/createPool";
 import { migrate, readMigrations } from "../../src/store/postgres/migrate";
@@ -46,6 +47,33 @@ const append = (namespace: string, stream: string, ids: string[]): AppendCommand
   events: ids.map((id) => ({ id, type: "t", data: Buffer.from(id), metadata: {} })),
   fence: undefined,
 });
+
+/**
+ * A KV write as a release-1 replica sends it: agentstate_kv_write with that
+ * release's argument list (later releases add parameters, which such a
+ * caller does not send). Returns what this test reads of the outcome.
+ */
+async function release1Write(
+  pool: Pool,
+  cmd: WriteCommand,
+): Promise<Pick<WriteOutcome, "applied" | "replayed" | "revision">> {
+  const r = await pool.query<{ status: number; revision: string }>(
+    `SELECT status, revision FROM agentstate_kv_write(p_ns => $1::text[], p_key => $2::bytea[], p_op => $3::smallint[],
+       p_value => $4::bytea[], p_ct => $5::text[], p_ttl_ms => $6::bigint[], p_exp_kind => $7::smallint[],
+       p_exp_version => $8::bigint[], p_fence_name => $9::text[], p_fence_token => $10::bigint[], p_idem => $11::text[],
+       p_fp => $12::bytea[], p_deadline_ms => $13::bigint[], p_marked_epoch => $14::bigint[], p_bump => $15::boolean[],
+       p_wait => $16::boolean)`,
+    [
+      [cmd.namespace], [Buffer.from(cmd.key)], [cmd.op === "put" ? 1 : 2],
+      [cmd.op === "put" ? cmd.value : null], [cmd.op === "put" ? cmd.contentType : null], [null],
+      [cmd.expected.kind === "absent" ? 1 : 0], [null], [null], [null], [cmd.idempotencyKey ?? null],
+      [cmd.idempotencyKey === undefined ? null : requestFingerprint(cmd)], [null], [null], [false], true,
+    ], // prettier-ignore
+  );
+  const row = r.rows[0]!;
+  assert.ok([1, 2, 3].includes(row.status), `status ${row.status}`);
+  return { applied: row.status === 1, replayed: row.status === 3, revision: Number(row.revision) };
+}
 
 const uuid = (n: number) => `00000000-0000-4000-8000-${String(n).padStart(12, "0")}`;
 
@@ -81,7 +109,7 @@ describe("migration 0006: a release-1 store renumbered per namespace (real Postg
     // `changes` records each change's store revision per namespace, in order.
     const changes: Record<string, number[]> = { a: [], b: [], c: [] };
     const w = async (cmd: WriteCommand) => {
-      const o = await kv.write(cmd);
+      const o = await release1Write(oldPool, cmd);
       if (o.applied && !o.replayed) changes[cmd.namespace]!.push(o.revision);
       return o;
     };

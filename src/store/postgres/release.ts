@@ -18,8 +18,8 @@ export interface Release {
 }
 
 export const RELEASE: Release = Object.freeze({
-  number: 3,
-  sha256: "ea0339a7381ea27f0c5cdd74678ea80c6ba7a37acf7e6b76ded48d0b4575e0a5",
+  number: 4,
+  sha256: "5099bff996e43487d3129a9ca8454bbdd41cfbd3fe24ae5820d23ba2cedbd146",
 });
 
 /** One SQL file of the release: a migration or a function. */

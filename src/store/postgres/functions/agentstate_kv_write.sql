@@ -1,4 +1,4 @@
--- agentstate_kv_write(p_ns, p_key, ..., p_wait) -> SETOF agentstate_kv_write_result
+-- agentstate_kv_write(p_ns, p_key, ..., p_wait, p_marked_by) -> SETOF agentstate_kv_write_result
 -- Requires: agentstate_item_json
 --
 -- Promises: a batch of KV writes (CompareAndSet, Delete), called in
@@ -46,7 +46,12 @@
 -- epoch its cache owns, and the owner changes only with the epoch:
 -- agentstate_cache_lease); a write marked in no epoch and not asking for a
 -- bump (a replica without a cache, or whose cache is not the owner) moves
--- the epoch when it has an owner, as a write that could not mark does.
+-- the epoch when it has an owner, as a write that could not mark does. A
+-- marked write must name the identity it marked under (p_marked_by), and
+-- counts as marked in the owner's cache only if that is the owner: a replica
+-- of an older release, which marks in its own cache whether it owns the
+-- epoch or not and does not register, calls without it (the parameter's
+-- default) and so takes the path of an unmarked write.
 --
 -- Statuses (the c_ constants below; KvWriteStatus in
 -- src/store/postgres/writeStatus.ts): applied; not_applied (the condition
@@ -75,7 +80,9 @@ CREATE OR REPLACE FUNCTION agentstate_kv_write(
   p_deadline_ms bigint[],  -- ms after this statement's start past which the write must not be made (NULL: none)
   p_marked_epoch bigint[], -- cache epoch the write marked its key in (NULL: none)
   p_bump boolean[],        -- the write could not mark the cache: move the cache epoch
-  p_wait boolean           -- false: answer `busy` instead of waiting for a key held by another transaction
+  p_wait boolean,          -- false: answer `busy` instead of waiting for a key held by another transaction
+  p_marked_by text[] DEFAULT NULL -- cache identity whose cache holds the write's marker (NULL: unmarked,
+                           -- or a caller of release 3 or older, which does not say: treated as not the owner)
 ) RETURNS SETOF agentstate_kv_write_result
 LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -243,7 +250,7 @@ BEGIN
     SELECT s.cache_epoch, s.cache_owner INTO epoch, e_owner FROM agentstate_state s WHERE s.id = 1;
     IF EXISTS (SELECT 1 FROM generate_series(1, n) AS x WHERE st[x] = c_pending
                AND (p_bump[x] OR (p_marked_epoch[x] IS NOT NULL AND p_marked_epoch[x] <> epoch)
-                    OR (p_marked_epoch[x] IS NULL AND e_owner IS NOT NULL))) THEN
+                    OR (e_owner IS NOT NULL AND (p_marked_epoch[x] IS NULL OR p_marked_by[x] IS DISTINCT FROM e_owner)))) THEN
       SELECT s.cache_epoch, s.cache_epoch_at, s.cache_owner, s.cache_quiet_until INTO epoch, epoch_at, e_owner, e_quiet
       FROM agentstate_state s WHERE s.id = 1 FOR UPDATE;
     ELSE
@@ -251,7 +258,7 @@ BEGIN
       FROM agentstate_state s WHERE s.id = 1 FOR SHARE;
       IF EXISTS (SELECT 1 FROM generate_series(1, n) AS x WHERE st[x] = c_pending
                  AND ((p_marked_epoch[x] IS NOT NULL AND p_marked_epoch[x] <> epoch)
-                      OR (p_marked_epoch[x] IS NULL AND e_owner IS NOT NULL))) THEN
+                      OR (e_owner IS NOT NULL AND (p_marked_epoch[x] IS NULL OR p_marked_by[x] IS DISTINCT FROM e_owner)))) THEN
         SELECT s.cache_epoch, s.cache_epoch_at, s.cache_owner, s.cache_quiet_until INTO epoch, epoch_at, e_owner, e_quiet
         FROM agentstate_state s WHERE s.id = 1 FOR UPDATE;
       END IF;
@@ -322,7 +329,7 @@ BEGIN
           oc := jsonb_build_object('applied', true, 'revision', rev, 'item', agentstate_item_json(nw));
         END IF;
         must_wait[i] := p_bump[i] OR (p_marked_epoch[i] IS NOT NULL AND p_marked_epoch[i] <> epoch)
-                        OR (p_marked_epoch[i] IS NULL AND e_owner IS NOT NULL);
+                        OR (e_owner IS NOT NULL AND (p_marked_epoch[i] IS NULL OR p_marked_by[i] IS DISTINCT FROM e_owner));
         changed[i] := true;
       ELSIF has THEN
         rev := rev + 1;
@@ -336,7 +343,7 @@ BEGIN
           oc := jsonb_build_object('applied', true, 'revision', rev, 'item', agentstate_item_json(cur));
         END IF;
         must_wait[i] := p_bump[i] OR (p_marked_epoch[i] IS NOT NULL AND p_marked_epoch[i] <> epoch)
-                        OR (p_marked_epoch[i] IS NULL AND e_owner IS NOT NULL);
+                        OR (e_owner IS NOT NULL AND (p_marked_epoch[i] IS NULL OR p_marked_by[i] IS DISTINCT FROM e_owner));
         changed[i] := true;
       ELSE
         -- Deleting an absent (or expired) key whose condition holds: nothing changes.
