@@ -22,6 +22,7 @@ import * as assert from "node:assert/strict";
 import { hash } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { backendWaitingOnLock } from "../support/backendWaitingOnLock";
+import { cacheRace } from "../support/cacheRace";
 import { cacheReads } from "../support/cacheReads";
 import { eventually } from "../support/eventually";
 import { holdRowLock } from "../support/holdRowLock";
@@ -196,5 +197,51 @@ describe("guarantee 3: a write marker evicted under allkeys-lfu before any polic
       .logs()
       .filter((l) => l["level"] === "warn" && String(l["msg"]).startsWith("cache epoch moved: redis evicted keys"));
     assert.equal(warned.length, 1, "B warned once that keys were evicted");
+  });
+
+  it("the stale-read checker through both replicas under allkeys-random evictions: no stale read, hits again after", async () => {
+    assert.ok(setup && redis);
+    const servers = setup.cluster.servers.filter((s) => s.running);
+    // A was killed above: a fresh replica through the proxy (its link healed).
+    await setup.toxi.removeToxic("redis-evwin", "blackhole").catch(() => undefined);
+    const fresh = await setup.cluster.addReplica({ REDIS_URL: redis.url });
+    servers.push(fresh.server);
+    const hits = async () => (await Promise.all(servers.map((s) => cacheReads(s)))).reduce((n, c) => n + c.hit, 0);
+    const r = redis.client();
+    await r.connect();
+    try {
+      const { violations, reads, writes } = await cacheRace(servers, {
+        namespace: "evrace",
+        keys: ["a", "b", "c"],
+        during: async () => {
+          await eventually("cache hits", async () => (await hits()) > 50, { timeoutMs: 60_000 });
+          const used = Number(/used_memory:(\d+)/.exec(await r.info("memory"))![1]);
+          await r.config("SET", "maxmemory-policy", "allkeys-random");
+          await r.config("SET", "maxmemory", String(used + 1024 * 1024));
+          const filler = Buffer.alloc(16 * 1024, "y");
+          const until = Date.now() + 4_000;
+          for (let i = 0; Date.now() < until; i++) {
+            const p = r.pipeline();
+            for (let j = 0; j < 8; j++) p.set(`evrace-filler:${i}:${j}`, filler);
+            await p.exec();
+            await sleep(5);
+          }
+          const evicted = Number(/evicted_keys:(\d+)/.exec(await r.info("stats"))![1]);
+          assert.ok(evicted > 100, `real evictions (${evicted})`);
+          await r.config("SET", "maxmemory", "0");
+          await r.config("SET", "maxmemory-policy", "volatile-lru");
+          const off = await hits();
+          await eventually("hits again", async () => (await hits()) > off + 50, { timeoutMs: 60_000 });
+        },
+      });
+      assert.deepEqual(violations.slice(0, 10), []);
+      assert.ok(writes > 20 && reads > 100, `a real load: ${writes} writes, ${reads} reads`);
+      const warned = fresh.server
+        .logs()
+        .filter((l) => l["level"] === "warn" && String(l["msg"]).startsWith("cache epoch moved: redis evicted keys"));
+      assert.equal(warned.length, 1, "the eviction check refused and moved the epoch (one warning)");
+    } finally {
+      r.disconnect();
+    }
   });
 });
