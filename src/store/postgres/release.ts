@@ -19,7 +19,7 @@ export interface Release {
 
 export const RELEASE: Release = Object.freeze({
   number: 4,
-  sha256: "e17e4b1beb849e6a78a4ab4ecf97a4cb8c7f745b22fd25197f7980a0a1549098",
+  sha256: "49122efaa7d7acef449d85f4896df177c88faaee2398632dc1e79b044d467c38",
 });
 
 /** One SQL file of the release: a migration or a function. */
