@@ -19,7 +19,7 @@ export interface Release {
 
 export const RELEASE: Release = Object.freeze({
   number: 4,
-  sha256: "5c91fb050b924c4e2508c974fd6aa3f476d0e53f89b8fbbabf61e4f56e9860bf",
+  sha256: "ac2fd4d6a7f6b2b56e4c9faaf8d41df3d1cf98154494a22792905e80a0bc2eb9",
 });
 
 /** One SQL file of the release: a migration or a function. */
