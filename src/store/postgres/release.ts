@@ -19,7 +19,7 @@ export interface Release {
 
 export const RELEASE: Release = Object.freeze({
   number: 4,
-  sha256: "fdff0347b6ac95a37dd15644bd5eb5713a016fedd38d76902132ab2a7b9e85bd",
+  sha256: "f326bf3808cd4dd097264b30b3ef20e8beaa103257181bd8709531f280f25682",
 });
 
 /** One SQL file of the release: a migration or a function. */
