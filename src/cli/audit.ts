@@ -19,6 +19,14 @@ const OP_NAME: Record<number, string> = {
   [ChangeOp.CHANGE_OP_DELETE]: "delete",
   [ChangeOp.CHANGE_OP_EXPIRE]: "expire",
   [ChangeOp.CHANGE_OP_APPEND]: "append",
+  [ChangeOp.CHANGE_OP_CHECKPOINT_PUT]: "checkpoint_put",
+  [ChangeOp.CHANGE_OP_CHECKPOINT_WRITES]: "checkpoint_writes",
+  [ChangeOp.CHANGE_OP_THREAD_DELETE]: "thread_delete",
+  [ChangeOp.CHANGE_OP_THREAD_COPY]: "thread_copy",
+  [ChangeOp.CHANGE_OP_CHECKPOINT_PRUNE]: "checkpoint_prune",
+  [ChangeOp.CHANGE_OP_CHECKPOINT_DELETE_RUNS]: "checkpoint_delete_runs",
+  [ChangeOp.CHANGE_OP_ITEM_PUT]: "item_put",
+  [ChangeOp.CHANGE_OP_ITEM_DELETE]: "item_delete",
 };
 
 /** "1h" (that long before `now`; units s, m, h, d) or an ISO 8601 time such as 2026-12-07T09:00:00Z. */
@@ -46,12 +54,12 @@ function principalText(c: Change): string {
 
 function tableOf(changes: Change[]): string {
   return formatTable([
-    ["TIME", "REVISION", "OP", "KEY/STREAM", "VERSION", "PRINCIPAL", "REQUEST ID"],
+    ["TIME", "REVISION", "OP", "KEY/STREAM/TARGET", "VERSION", "PRINCIPAL", "REQUEST ID"],
     ...changes.map((c) => [
       c.time ? c.time.toISOString() : "-",
       String(c.revision),
       OP_NAME[c.op] ?? String(c.op),
-      c.op === ChangeOp.CHANGE_OP_APPEND ? `stream ${cell(c.stream)}` : cell(c.key),
+      c.op === ChangeOp.CHANGE_OP_APPEND ? `stream ${cell(c.stream)}` : c.target !== "" ? cell(c.target) : cell(c.key),
       String(c.version),
       principalText(c),
       c.requestId === "" ? "-" : c.requestId,
@@ -64,7 +72,11 @@ function jsonOf(c: Change): string {
     time: c.time?.toISOString() ?? null,
     revision: c.revision,
     op: OP_NAME[c.op] ?? c.op,
-    ...(c.op === ChangeOp.CHANGE_OP_APPEND ? { stream: c.stream } : { key: c.key }),
+    ...(c.op === ChangeOp.CHANGE_OP_APPEND
+      ? { stream: c.stream }
+      : c.target !== ""
+        ? { target: c.target }
+        : { key: c.key }),
     version: c.version,
     principal: c.principalRecorded ? c.principal : null,
     request_id: c.principalRecorded ? c.requestId : null,

@@ -8,15 +8,36 @@
  * operation) and when.
  */
 
-/** What a change did: a key's put, delete or expiry (kv_history.op), or an appended event. */
-export type ChangeOp = "put" | "delete" | "expire" | "append";
+/**
+ * What a change did: a key's put, delete or expiry (kv_history.op), an
+ * appended event, or a checkpoint or store change (audit_changes.op, with a
+ * target).
+ */
+export type ChangeOp =
+  | "put"
+  | "delete"
+  | "expire"
+  | "append"
+  | "checkpoint_put"
+  | "checkpoint_writes"
+  | "thread_delete"
+  | "thread_copy"
+  | "checkpoint_prune"
+  | "checkpoint_delete_runs"
+  | "item_put"
+  | "item_delete";
 
 export interface ChangeRecord {
   op: ChangeOp;
   /** The key changed (put, delete, expire), or undefined for an event. */
   key: string | undefined;
-  /** The stream appended to, or undefined for a key. */
+  /** The stream appended to, or undefined. */
   stream: string | undefined;
+  /**
+   * What a checkpoint or store change was made to ("thread/checkpoint_ns/
+   * checkpoint_id", a thread id, or "path/key"), or undefined for a key or an event.
+   */
+  target: string | undefined;
   /** The namespace revision of the change (an event's position). */
   revision: number;
   /** The key's version after a put (before a delete or expiry), or the event's stream version. */
@@ -46,7 +67,7 @@ export interface ChangeQuery {
   until: Date | undefined;
   /** Only the changes made for this principal (undefined: any). */
   principal: string | undefined;
-  /** Only keys and streams that start with this ("": all). */
+  /** Only keys, streams and targets that start with this ("": all). */
   prefix: string;
   /** Most changes in the page. */
   limit: number;

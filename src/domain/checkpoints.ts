@@ -23,6 +23,7 @@
  * - strict put: refused (CheckpointConflictError, carrying the head) unless its
  *   parent is the head, so two workers on one thread never fork it silently.
  */
+import type { Actor } from "./types";
 import { InvalidArgumentError, LimitExceededError } from "../errors/errors";
 import type { Limits } from "./limits";
 
@@ -117,21 +118,25 @@ export interface CheckpointRetention {
   maxAgeSeconds: number;
 }
 
+/**
+ * Each change takes its `actor` (the principal and request id the audit trail
+ * records with it, in its own statement; undefined: not recorded).
+ */
 export interface CheckpointStore {
-  put(cmd: PutCheckpointCommand): Promise<PutCheckpointOutcome>;
+  put(cmd: PutCheckpointCommand, actor?: Actor): Promise<PutCheckpointOutcome>;
   /**
    * Returns how many writes were stored or replaced. Throws checkpointTooLarge
    * (nothing written) when the checkpoint with its values and pending writes
    * would exceed the store's size limit.
    */
-  putWrites(cmd: PutWritesCommand): Promise<number>;
+  putWrites(cmd: PutWritesCommand, actor?: Actor): Promise<number>;
   /** Newest first (greatest id, then thread and checkpoint ns), at most q.limit. */
   list(q: CheckpointQuery): Promise<StoredCheckpoint[]>;
   /** Each returns how many checkpoints it removed or copied. */
-  deleteThread(namespace: string, threadId: string): Promise<number>;
-  copyThread(namespace: string, sourceThreadId: string, targetThreadId: string): Promise<number>;
-  prune(namespace: string, threadIds: string[], keepLatest: number): Promise<number>;
-  deleteForRuns(namespace: string, runIds: string[]): Promise<number>;
+  deleteThread(namespace: string, threadId: string, actor?: Actor): Promise<number>;
+  copyThread(namespace: string, sourceThreadId: string, targetThreadId: string, actor?: Actor): Promise<number>;
+  prune(namespace: string, threadIds: string[], keepLatest: number, actor?: Actor): Promise<number>;
+  deleteForRuns(namespace: string, runIds: string[], actor?: Actor): Promise<number>;
 }
 
 /** Compares ids as the store does (byte order of UTF-8, which is code point order). */

@@ -18,6 +18,8 @@
  * and LangGraph's BaseStore has no notion of versions.
  */
 
+import type { Actor } from "./types";
+
 export interface StoreItem {
   path: string[];
   key: string;
@@ -83,12 +85,13 @@ export interface ListPathsQuery {
 }
 
 /** The port StoreService needs; the Postgres adapter implements it. */
+/** put and delete take their `actor`, recorded by the audit trail (undefined: not recorded). */
 export interface ItemStore {
-  put(cmd: PutItemCommand): Promise<StoreItem>;
+  put(cmd: PutItemCommand, actor?: Actor): Promise<StoreItem>;
   /** A live item (its expiry restarted when `refreshTtl` and it has a TTL), or undefined. */
   get(address: ItemAddress, refreshTtl: boolean): Promise<StoreItem | undefined>;
   /** True when a live item was removed. */
-  delete(address: ItemAddress): Promise<boolean>;
+  delete(address: ItemAddress, actor?: Actor): Promise<boolean>;
   /** Live matching items, most recently updated first, then by path and key. */
   search(q: SearchItemsQuery): Promise<StoreItem[]>;
   /** Distinct paths of live items, in label order. */

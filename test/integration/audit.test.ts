@@ -346,7 +346,7 @@ describe("audit trail: who changed what, through ListChanges and `agentstate aud
     ]);
     assert.equal(table.code, 0, table.stderr);
     const lines = table.stdout.trimEnd().split("\n");
-    assert.match(lines[0]!, /^TIME\s+REVISION\s+OP\s+KEY\/STREAM\s+VERSION\s+PRINCIPAL\s+REQUEST ID$/);
+    assert.match(lines[0]!, /^TIME\s+REVISION\s+OP\s+KEY\/STREAM\/TARGET\s+VERSION\s+PRINCIPAL\s+REQUEST ID$/);
     assert.equal(lines.length, 4);
     assert.match(lines[1]!, /^\S+Z\s+3\s+delete\s+cfg\/model\s+2\s+bob\s+req-bob-1$/);
     assert.match(lines[2]!, new RegExp(`^\\S+Z\\s+2\\s+put\\s+cfg/model\\s+2\\s+alice\\s+${madeUp}$`));
@@ -413,6 +413,116 @@ describe("audit trail: who changed what, through ListChanges and `agentstate aud
     const badSince = await cli(serverA, bootstrap, ["audit", "--namespace", NS, "--since", "yesterday"]);
     assert.equal(badSince.code, 2);
     assert.match(badSince.stderr, /--since must be a duration before now/);
+  });
+
+  it("checkpoint and store changes record their principal and request id too (filters, pages; nothing on a denial)", async () => {
+    const W = "work";
+    const grant = [{ namespace: W, prefix: "", roles: ["read", "write"] as ("read" | "write")[] }];
+    const carol = (await createToken(a, bootstrap, "carol", grant)).token;
+    const dave = (await createToken(b, bootstrap, "dave", grant)).token;
+    const ok = async (via: RpcByName, rpc: string, req: object, token: string, id: string) => {
+      const r = await callWithId(via, rpc, { namespace: W, ...req }, token, id);
+      assert.equal(r.code, status.OK, `${rpc}: ${r.details}`);
+      return r.reply;
+    };
+    const checkpoint = (threadId: string, checkpointId: string, parent = "", run = "r0") => ({
+      threadId,
+      checkpointNs: "",
+      checkpointId,
+      parentCheckpointId: parent,
+      document: { type: "json", data: Buffer.from(JSON.stringify({ secret: SECRET })) },
+      metadataJson: Buffer.from(JSON.stringify({ run_id: run })),
+      channelVersions: { c: "1" },
+      values: [{ channel: "c", version: "1", value: { type: "json", data: Buffer.from(JSON.stringify(SECRET)) } }],
+    });
+    await ok(a, "PutCheckpoint", checkpoint("t1", "0001", "", "r1"), carol, "req-c-1");
+    await ok(a, "PutCheckpoint", checkpoint("t1", "0002", "0001", "r2"), carol, "req-c-2");
+    const writes = [{ index: 0, channel: "c", value: { type: "json", data: Buffer.from(JSON.stringify(SECRET)) } }];
+    const putWrites = { threadId: "t1", checkpointId: "0002", taskId: "task", taskPath: "p", writes };
+    await ok(b, "PutWrites", putWrites, dave, "req-d-1");
+    await ok(b, "CopyThread", { sourceThreadId: "t1", targetThreadId: "t2" }, dave, "req-d-2");
+    await ok(a, "PruneCheckpoints", { threadIds: ["t1"], keepLatest: 1 }, carol, "req-c-3");
+    // Run r1 is left only in t2 (t1's checkpoint of it was pruned).
+    await ok(b, "DeleteForRuns", { runIds: ["r1"] }, dave, "req-d-3");
+    await ok(a, "DeleteThread", { threadId: "t1" }, carol, "req-c-4");
+    const item = { path: ["mem", "u1"], key: "fact" };
+    await ok(a, "PutItem", { ...item, valueJson: JSON.stringify({ s: SECRET }) }, carol, "req-c-5");
+    await ok(b, "DeleteItem", item, dave, "req-d-4");
+    // Changes that change nothing record nothing: a delete of nothing, a prune with nothing to remove.
+    await ok(b, "DeleteItem", item, dave, "req-d-none");
+    await ok(a, "DeleteThread", { threadId: "t1" }, carol, "req-c-none");
+    await ok(a, "PruneCheckpoints", { threadIds: ["t2"], keepLatest: 5 }, carol, "req-c-none");
+    // Denied calls write nothing (the reader has no grant on "work").
+    for (const [rpc, req] of [
+      ["PutItem", { ...item, valueJson: "{}" }],
+      ["PutCheckpoint", checkpoint("t9", "0001")],
+      ["DeleteThread", { threadId: "t2" }],
+    ] as const) {
+      const r = await callWithId(a, rpc, { namespace: W, ...req }, tokens.reader, "req-denied");
+      assert.equal(r.code, status.PERMISSION_DENIED, `${rpc}: ${r.details}`);
+    }
+    // Group-committed puts (one batch statement when they meet) each record their own principal and id.
+    await Promise.all(
+      ["t3", "t4", "t5", "t6"].map((t, i) =>
+        ok(i % 2 ? b : a, "PutCheckpoint", checkpoint(t, "0001"), i % 2 ? dave : carol, `req-batch-${t}`),
+      ),
+    );
+
+    const line = (c: Change) =>
+      `${ChangeOp[c.op]} ${c.target} by ${c.principalRecorded ? c.principal : "-"} req ${c.requestId}`;
+    const page = await listChanges({ namespace: W });
+    assert.equal(page.nextPageToken, "");
+    const all = page.changes.map(line);
+    assert.deepEqual(all.slice(0, 4).sort(), [
+      "CHANGE_OP_CHECKPOINT_PUT t3//0001 by carol req req-batch-t3",
+      "CHANGE_OP_CHECKPOINT_PUT t4//0001 by dave req req-batch-t4",
+      "CHANGE_OP_CHECKPOINT_PUT t5//0001 by carol req req-batch-t5",
+      "CHANGE_OP_CHECKPOINT_PUT t6//0001 by dave req req-batch-t6",
+    ]);
+    assert.deepEqual(all.slice(4), [
+      "CHANGE_OP_ITEM_DELETE mem.u1/fact by dave req req-d-4",
+      "CHANGE_OP_ITEM_PUT mem.u1/fact by carol req req-c-5",
+      "CHANGE_OP_THREAD_DELETE t1 by carol req req-c-4",
+      "CHANGE_OP_CHECKPOINT_DELETE_RUNS t2 by dave req req-d-3",
+      "CHANGE_OP_CHECKPOINT_PRUNE t1 by carol req req-c-3",
+      "CHANGE_OP_THREAD_COPY t2 by dave req req-d-2",
+      "CHANGE_OP_CHECKPOINT_WRITES t1//0002 by dave req req-d-1",
+      "CHANGE_OP_CHECKPOINT_PUT t1//0002 by carol req req-c-2",
+      "CHANGE_OP_CHECKPOINT_PUT t1//0001 by carol req req-c-1",
+    ]);
+    for (const c of page.changes) {
+      assert.equal(c.key, "");
+      assert.equal(c.stream, "");
+      assert.ok(c.time instanceof Date);
+    }
+    assert.doesNotMatch(JSON.stringify(page), new RegExp(SECRET));
+    // Filters: principal, target prefix, both.
+    const lines = async (req: object) => (await listChanges({ namespace: W, ...req })).changes.map(line);
+    assert.deepEqual(
+      await lines({ principal: "dave" }),
+      all.filter((l) => l.includes(" by dave ")),
+    );
+    assert.equal((await lines({ principal: "dave" })).length, 6);
+    assert.deepEqual(await lines({ keyPrefix: "mem." }), all.slice(4, 6));
+    assert.deepEqual(await lines({ keyPrefix: "t1", principal: "carol" }), [
+      "CHANGE_OP_THREAD_DELETE t1 by carol req req-c-4",
+      "CHANGE_OP_CHECKPOINT_PRUNE t1 by carol req req-c-3",
+      "CHANGE_OP_CHECKPOINT_PUT t1//0002 by carol req req-c-2",
+      "CHANGE_OP_CHECKPOINT_PUT t1//0001 by carol req req-c-1",
+    ]);
+    // Pages of 3: every change exactly once, in the same order.
+    const paged: string[] = [];
+    let pageToken = "";
+    do {
+      const p = await listChanges({ namespace: W, limit: 3, pageToken });
+      assert.ok(p.changes.length <= 3);
+      paged.push(...p.changes.map(line));
+      pageToken = p.nextPageToken;
+    } while (pageToken !== "");
+    assert.deepEqual(paged, all);
+    // The audit rows and the changes commit together: nothing for the denied calls.
+    const rows = await pgQuery(url, "SELECT count(*)::int AS n FROM audit_changes WHERE request_id = 'req-denied'");
+    assert.deepEqual(rows, [{ n: 0 }]);
   });
 });
 
@@ -590,6 +700,7 @@ describe("audit trail: rolling upgrade from release 3, auth off, and the audit i
           plans.push(plan);
           assert.match(plan, /Index Scan Backward using kv_history_audit on kv_history/, `${mode}\n${plan}`);
           assert.match(plan, /Index Scan Backward using events_audit on events/, `${mode}\n${plan}`);
+          assert.match(plan, /Index Scan Backward using audit_changes_pkey on audit_changes/, `${mode}\n${plan}`);
           assert.doesNotMatch(plan, /Seq Scan/, `${mode}\n${plan}`);
         }
       }

@@ -71,6 +71,29 @@ describe("CheckpointStore: group commit of puts (real Postgres)", function () {
       ).map((r) => [r.thread_id, [r.checkpoint_id, Number(r.checkpoints)]]),
     );
 
+  it("each put of a batch records its own principal and request id (audit_changes), a refused one nothing", async () => {
+    batches.put.length = 0;
+    const threads = Array.from({ length: 30 }, (_, i) => `aud-${i}`);
+    const who = (i: number) => ({ principal: i % 2 ? "odd" : "even", requestId: `req-${i}` });
+    await Promise.all(threads.map((t, i) => store.put(putCmd(t, "c1", ""), who(i))));
+    assert.ok(Math.max(...batches.put) > 1, `puts were committed together: ${batches.put.join(",")}`);
+    // A second round, with a strict put whose parent is not the head (refused: nothing recorded).
+    const second = await Promise.allSettled(
+      threads.map((t, i) => store.put(putCmd(t, "c2", i === 3 ? "nope" : "c1"), who(100 + i))),
+    );
+    assert.equal(second.filter((r) => r.status === "rejected").length, 1);
+    const rows = await pgQuery<{ target: string; op: number; principal: string; request_id: string }>(
+      url,
+      "SELECT target, op, principal, request_id FROM audit_changes WHERE namespace = $1 AND target LIKE 'aud-%' ORDER BY id",
+      [NS],
+    );
+    const want = threads.flatMap((t, i) => [
+      `${t}//c1 5 ${who(i).principal} ${who(i).requestId}`,
+      ...(i === 3 ? [] : [`${t}//c2 5 ${who(100 + i).principal} ${who(100 + i).requestId}`]),
+    ]);
+    assert.deepEqual(rows.map((r) => `${r.target} ${r.op} ${r.principal} ${r.request_id}`).sort(), want.sort());
+  });
+
   it("many threads' puts at once share batches; each is stored with its values and its own result", async () => {
     batches.put.length = 0;
     const n = 40;

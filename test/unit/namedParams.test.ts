@@ -36,6 +36,19 @@ describe("store/postgres sql: parameters cross into SQL by name", () => {
     assert.throws(() => byName(st, { p_a: "a", p_b: 2, p_c: 3 }), /given p_a, p_b, p_c/);
   });
 
+  it("a value the statement uses beside the function is bound as `$N::type AS p_name`, and a bound $N may be used again", () => {
+    const st = {
+      name: "t_as",
+      text: "WITH w AS (SELECT $3::text AS p_who), r AS (SELECT * FROM f(p_a => $1::text, p_b => $2::int))\nSELECT $1::text, w.p_who FROM r, w",
+    };
+    assert.deepEqual(paramNames(st), ["p_a", "p_b", "p_who"]);
+    assert.deepEqual(byName(st, { p_who: "w", p_b: 2, p_a: "a" }), ["a", 2, "w"]);
+    assert.throws(
+      () => paramNames({ name: "t_as_twice", text: "SELECT f(p_a => $1), $1::text AS p_b" }),
+      /bound twice/,
+    );
+  });
+
   it("a statement with a positional parameter, a gap or a parameter bound twice is refused", () => {
     assert.throws(() => paramNames({ name: "t_pos", text: "SELECT f(p_a => $1, $2)" }), /passed by name/);
     assert.throws(() => paramNames({ name: "t_gap", text: "SELECT f(p_a => $1, p_b => $3)" }), /passed by name/);

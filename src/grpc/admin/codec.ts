@@ -129,6 +129,14 @@ const PB_CHANGE_OP: Record<ChangeOp, PbChangeOp> = {
   delete: PbChangeOp.CHANGE_OP_DELETE,
   expire: PbChangeOp.CHANGE_OP_EXPIRE,
   append: PbChangeOp.CHANGE_OP_APPEND,
+  checkpoint_put: PbChangeOp.CHANGE_OP_CHECKPOINT_PUT,
+  checkpoint_writes: PbChangeOp.CHANGE_OP_CHECKPOINT_WRITES,
+  thread_delete: PbChangeOp.CHANGE_OP_THREAD_DELETE,
+  thread_copy: PbChangeOp.CHANGE_OP_THREAD_COPY,
+  checkpoint_prune: PbChangeOp.CHANGE_OP_CHECKPOINT_PRUNE,
+  checkpoint_delete_runs: PbChangeOp.CHANGE_OP_CHECKPOINT_DELETE_RUNS,
+  item_put: PbChangeOp.CHANGE_OP_ITEM_PUT,
+  item_delete: PbChangeOp.CHANGE_OP_ITEM_DELETE,
 };
 
 export function changeToPb(c: ChangeRecord): Change {
@@ -136,6 +144,7 @@ export function changeToPb(c: ChangeRecord): Change {
     op: PB_CHANGE_OP[c.op],
     key: c.key ?? "",
     stream: c.stream ?? "",
+    target: c.target ?? "",
     revision: c.revision,
     version: c.version,
     principal: c.principal ?? "",

@@ -13,7 +13,7 @@ import {
 } from "../../domain/checkpoints";
 import type { Limits } from "../../domain/limits";
 import type { CheckpointServiceServer } from "../../gen/agentstate/v1/checkpoint";
-import type { CallEnv } from "../pipeline/context";
+import { writeOptions, type CallEnv } from "../pipeline/context";
 import { unary } from "../pipeline/unary";
 import {
   checkpointBytes,
@@ -45,12 +45,12 @@ function fitReply(page: StoredCheckpoint[], limits: Limits): StoredCheckpoint[] 
 
 export function checkpointHandlers(store: CheckpointStore, limits: Limits, env: CallEnv): CheckpointServiceServer {
   return {
-    putCheckpoint: unary("PutCheckpoint", env, async (req) => {
-      const r = await store.put(decodePutCheckpoint(req, limits));
+    putCheckpoint: unary("PutCheckpoint", env, async (req, ctx) => {
+      const r = await store.put(decodePutCheckpoint(req, limits), writeOptions(ctx).actor);
       return { created: r.created, headCheckpointId: r.head };
     }),
-    putWrites: unary("PutWrites", env, async (req) => ({
-      stored: await store.putWrites(decodePutWrites(req, limits)),
+    putWrites: unary("PutWrites", env, async (req, ctx) => ({
+      stored: await store.putWrites(decodePutWrites(req, limits), writeOptions(ctx).actor),
     })),
     getCheckpoint: unary("GetCheckpoint", env, async (req) => {
       const page = fitReply(await store.list(decodeGetCheckpoint(req, limits)), limits);
@@ -68,21 +68,23 @@ export function checkpointHandlers(store: CheckpointStore, limits: Limits, env: 
         nextPageToken: more && last ? encodeCheckpointPageToken(q.namespace, last) : "",
       };
     }),
-    deleteThread: unary("DeleteThread", env, async (req) => {
+    deleteThread: unary("DeleteThread", env, async (req, ctx) => {
       const r = decodeDeleteThread(req, limits);
-      return { checkpointsDeleted: await store.deleteThread(r.namespace, r.threadId) };
+      return { checkpointsDeleted: await store.deleteThread(r.namespace, r.threadId, writeOptions(ctx).actor) };
     }),
-    copyThread: unary("CopyThread", env, async (req) => {
+    copyThread: unary("CopyThread", env, async (req, ctx) => {
       const r = decodeCopyThread(req, limits);
-      return { checkpointsCopied: await store.copyThread(r.namespace, r.source, r.target) };
+      return { checkpointsCopied: await store.copyThread(r.namespace, r.source, r.target, writeOptions(ctx).actor) };
     }),
-    pruneCheckpoints: unary("PruneCheckpoints", env, async (req) => {
+    pruneCheckpoints: unary("PruneCheckpoints", env, async (req, ctx) => {
       const r = decodePruneCheckpoints(req, limits);
-      return { checkpointsDeleted: await store.prune(r.namespace, r.threadIds, r.keepLatest) };
+      return {
+        checkpointsDeleted: await store.prune(r.namespace, r.threadIds, r.keepLatest, writeOptions(ctx).actor),
+      };
     }),
-    deleteForRuns: unary("DeleteForRuns", env, async (req) => {
+    deleteForRuns: unary("DeleteForRuns", env, async (req, ctx) => {
       const r = decodeDeleteForRuns(req, limits);
-      return { checkpointsDeleted: await store.deleteForRuns(r.namespace, r.runIds) };
+      return { checkpointsDeleted: await store.deleteForRuns(r.namespace, r.runIds, writeOptions(ctx).actor) };
     }),
   };
 }

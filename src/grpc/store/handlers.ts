@@ -7,7 +7,7 @@
 import type { ItemStore, StoreItem } from "../../domain/items";
 import type { Limits } from "../../domain/limits";
 import type { StoreServiceServer } from "../../gen/agentstate/v1/store";
-import type { CallEnv } from "../pipeline/context";
+import { writeOptions, type CallEnv } from "../pipeline/context";
 import { unary } from "../pipeline/unary";
 import {
   decodeDeleteItem,
@@ -40,18 +40,18 @@ function fitting(items: StoreItem[], maxMessageBytes: number): StoreItem[] {
 
 export function storeHandlers(store: ItemStore, limits: Limits, env: CallEnv): StoreServiceServer {
   return {
-    putItem: unary("PutItem", env, async (req) => {
+    putItem: unary("PutItem", env, async (req, ctx) => {
       const cmd = decodePutItem(req, limits);
-      return { item: storeItemToPb(await store.put(cmd)) };
+      return { item: storeItemToPb(await store.put(cmd, writeOptions(ctx).actor)) };
     }),
     getItem: unary("GetItem", env, async (req) => {
       const q = decodeGetItem(req, limits);
       const item = await store.get(q, q.refreshTtl);
       return { found: item !== undefined, item: item && storeItemToPb(item) };
     }),
-    deleteItem: unary("DeleteItem", env, async (req) => {
+    deleteItem: unary("DeleteItem", env, async (req, ctx) => {
       const q = decodeDeleteItem(req, limits);
-      return { deleted: await store.delete(q) };
+      return { deleted: await store.delete(q, writeOptions(ctx).actor) };
     }),
     searchItems: unary("SearchItems", env, async (req) => {
       const q = decodeSearchItems(req, limits);

@@ -1,6 +1,8 @@
 /**
  * PostgresAuditLog: the audit trail (domain/audit.ts) as kv_history and
- * events keep it (principal and request_id, migrations/0012), read by
+ * events keep it (principal and request_id, migrations/0012), with
+ * audit_changes for the changes without a history of their own (checkpoints,
+ * store items: migrations/0016), read by
  * sql/audit_changes.sql: a namespace's changes newest first, by the audit
  * indexes, never a value.
  *
@@ -33,15 +35,28 @@ interface AuditRow {
   request_id: string | null;
 }
 
-/** kv_history.op (and 4: an event). */
-const OPS: Record<number, ChangeOp> = { 1: "put", 2: "delete", 3: "expire", 4: "append" };
+/** kv_history.op, 4: an event, and audit_changes.op (migrations/0016). */
+const OPS: Record<number, ChangeOp> = {
+  1: "put",
+  2: "delete",
+  3: "expire",
+  4: "append",
+  5: "checkpoint_put",
+  6: "checkpoint_writes",
+  7: "thread_delete",
+  8: "thread_copy",
+  9: "checkpoint_prune",
+  10: "checkpoint_delete_runs",
+  11: "item_put",
+  12: "item_delete",
+};
 
 function toRecord(r: AuditRow): ChangeRecord {
-  const key = r.kind === 1;
   return {
     op: OPS[r.op] ?? "put",
-    key: key ? r.name : undefined,
-    stream: key ? undefined : r.name,
+    key: r.kind === 1 ? r.name : undefined,
+    stream: r.kind === 2 ? r.name : undefined,
+    target: r.kind === 3 ? r.name : undefined,
     revision: Number(r.revision),
     version: Number(r.version),
     principal: r.principal ?? undefined,

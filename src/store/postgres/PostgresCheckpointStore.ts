@@ -25,6 +25,7 @@ import type {
   StoredCheckpoint,
 } from "../../domain/checkpoints";
 import { checkpointTooLarge, compareIds } from "../../domain/checkpoints";
+import type { Actor } from "../../domain/types";
 import { CheckpointConflictError, InvalidArgumentError } from "../../errors/errors";
 import { GroupCommitQueue } from "./GroupCommitQueue";
 import { translatePgError } from "./pgErrors";
@@ -63,6 +64,8 @@ interface Chunk {
 /** One put waiting for its batch. */
 interface PendingPut {
   cmd: PutCheckpointCommand;
+  /** Recorded with the put (the audit trail). */
+  actor: Actor | undefined;
   chunks: Chunk[];
   resolve(outcome: PutCheckpointOutcome): void;
   reject(err: unknown): void;
@@ -123,6 +126,11 @@ interface ListRow {
   at: Date | null;
 }
 
+/** The audit trail's principal and request id parameters (NULL: not recorded). */
+function who(actor: Actor | undefined): [string | null, string | null] {
+  return [actor?.principal ?? null, actor?.requestId ?? null];
+}
+
 export class PostgresCheckpointStore implements CheckpointStore {
   private readonly puts: GroupCommitQueue<PendingPut>;
 
@@ -156,18 +164,18 @@ export class PostgresCheckpointStore implements CheckpointStore {
    * Queues the put for the next batch; settles once that batch has committed
    * (or failed). With `batchMax` 1, each put is its own statement, unqueued.
    */
-  put(cmd: PutCheckpointCommand): Promise<PutCheckpointOutcome> {
+  put(cmd: PutCheckpointCommand, actor?: Actor): Promise<PutCheckpointOutcome> {
     if (this.opts.batchMax === 1) {
       return new Promise<PutCheckpointOutcome>((resolve, reject) => {
-        void runWriteBatch([{ cmd, chunks: this.chunked(cmd), resolve, reject }], true, this.putSpec);
+        void runWriteBatch([{ cmd, actor, chunks: this.chunked(cmd), resolve, reject }], true, this.putSpec);
       });
     }
     return new Promise<PutCheckpointOutcome>((resolve, reject) => {
-      this.puts.push({ cmd, chunks: this.chunked(cmd), resolve, reject });
+      this.puts.push({ cmd, actor, chunks: this.chunked(cmd), resolve, reject });
     });
   }
 
-  async putWrites(cmd: PutWritesCommand): Promise<number> {
+  async putWrites(cmd: PutWritesCommand, actor?: Actor): Promise<number> {
     const bytes = cmd.writes.reduce((n, w) => n + w.value.data.length, 0);
     const limit = this.opts.maxCheckpointBytes;
     if (
@@ -187,6 +195,7 @@ export class PostgresCheckpointStore implements CheckpointStore {
         cmd.writes.map((w) => w.value.type),
         cmd.writes.map((w) => w.value.data.length),
         Buffer.concat(cmd.writes.map((w) => w.value.data)),
+        ...who(actor),
       ]);
       return r.rows[0]?.stored ?? 0;
     }
@@ -207,6 +216,8 @@ export class PostgresCheckpointStore implements CheckpointStore {
         p_data: Buffer.concat(cmd.writes.map((w) => w.value.data)),
         p_chunk_bytes: this.opts.chunkBytes,
         p_max_bytes: this.opts.maxCheckpointBytes,
+        p_principal: actor?.principal ?? null,
+        p_request_id: actor?.requestId ?? null,
       }),
     );
     const row = r.rows[0]!;
@@ -325,29 +336,35 @@ export class PostgresCheckpointStore implements CheckpointStore {
     return checkpoints.map(({ rank: _rank, ...cp }) => cp);
   }
 
-  async deleteThread(namespace: string, threadId: string): Promise<number> {
-    const r = await this.q<{ removed: string }>(sql("checkpoint_delete_thread"), [namespace, threadId]);
+  async deleteThread(namespace: string, threadId: string, actor?: Actor): Promise<number> {
+    const r = await this.q<{ removed: string }>(sql("checkpoint_delete_thread"), [namespace, threadId, ...who(actor)]);
     return Number(r.rows[0]?.removed ?? 0);
   }
 
-  async copyThread(namespace: string, sourceThreadId: string, targetThreadId: string): Promise<number> {
+  async copyThread(namespace: string, sourceThreadId: string, targetThreadId: string, actor?: Actor): Promise<number> {
     const r = await this.q<{ copied: string }>(sql("checkpoint_copy_thread"), [
       namespace,
       sourceThreadId,
       targetThreadId,
+      ...who(actor),
     ]);
     return Number(r.rows[0]?.copied ?? 0);
   }
 
-  async prune(namespace: string, threadIds: string[], keepLatest: number): Promise<number> {
+  async prune(namespace: string, threadIds: string[], keepLatest: number, actor?: Actor): Promise<number> {
     if (threadIds.length === 0) return 0;
-    const r = await this.q<{ removed: string }>(sql("checkpoint_prune"), [namespace, threadIds, keepLatest]);
+    const r = await this.q<{ removed: string }>(sql("checkpoint_prune"), [
+      namespace,
+      threadIds,
+      keepLatest,
+      ...who(actor),
+    ]);
     return Number(r.rows[0]?.removed ?? 0);
   }
 
-  async deleteForRuns(namespace: string, runIds: string[]): Promise<number> {
+  async deleteForRuns(namespace: string, runIds: string[], actor?: Actor): Promise<number> {
     if (runIds.length === 0) return 0;
-    const r = await this.q<{ removed: string }>(sql("checkpoint_delete_for_runs"), [namespace, runIds]);
+    const r = await this.q<{ removed: string }>(sql("checkpoint_delete_for_runs"), [namespace, runIds, ...who(actor)]);
     return Number(r.rows[0]?.removed ?? 0);
   }
 
@@ -384,7 +401,11 @@ export class PostgresCheckpointStore implements CheckpointStore {
       for (const k of PUT_ARRAYS) p[k] = [];
       const docs: Buffer[] = [];
       const data: Buffer[] = [];
-      for (const { cmd, chunks } of batch) {
+      const principals: (string | null)[] = [];
+      const requestIds: (string | null)[] = [];
+      for (const { cmd, actor, chunks } of batch) {
+        principals.push(actor?.principal ?? null);
+        requestIds.push(actor?.requestId ?? null);
         p.p_namespace!.push(cmd.namespace);
         p.p_thread_id!.push(cmd.threadId);
         p.p_checkpoint_ns!.push(cmd.checkpointNs);
@@ -412,6 +433,8 @@ export class PostgresCheckpointStore implements CheckpointStore {
         p_document: Buffer.concat(docs),
         p_blob_data: Buffer.concat(data),
         p_wait: wait,
+        p_principal: principals,
+        p_request_id: requestIds,
       });
       return (await this.pool.query<PutRow>(st, values)).rows;
     },
@@ -434,7 +457,7 @@ export class PostgresCheckpointStore implements CheckpointStore {
     },
   };
 
-  private async putAlone({ cmd, chunks }: PendingPut): Promise<PutRow> {
+  private async putAlone({ cmd, actor, chunks }: PendingPut): Promise<PutRow> {
     const st = sql("checkpoint_put");
     const r = await this.pool.query<Omit<PutRow, "idx">>(
       st,
@@ -455,6 +478,8 @@ export class PostgresCheckpointStore implements CheckpointStore {
         p_blob_type: chunks.map((c) => c.type),
         p_blob_size: chunks.map((c) => c.data.length),
         p_blob_data: Buffer.concat(chunks.map((c) => c.data)),
+        p_principal: actor?.principal ?? null,
+        p_request_id: actor?.requestId ?? null,
       }),
     );
     return { idx: 1, ...r.rows[0]! };

@@ -13,6 +13,7 @@ import type {
   SearchItemsQuery,
   StoreItem,
 } from "../../domain/items";
+import type { Actor } from "../../domain/types";
 import { PATH_SEPARATOR } from "../../domain/itemRules";
 import { translatePgError } from "./pgErrors";
 import { sql, type Statement } from "./sql";
@@ -44,10 +45,18 @@ function rowToStoreItem(r: ItemRow): StoreItem {
 export class PostgresItemStore implements ItemStore {
   constructor(private readonly pool: Pool) {}
 
-  async put(cmd: PutItemCommand): Promise<StoreItem> {
+  async put(cmd: PutItemCommand, actor?: Actor): Promise<StoreItem> {
     const res = await this.query<ItemRow>(
       sql("store_put"),
-      [cmd.namespace, joinPath(cmd.path), cmd.key, cmd.valueJson, cmd.ttlMs ?? null],
+      [
+        cmd.namespace,
+        joinPath(cmd.path),
+        cmd.key,
+        cmd.valueJson,
+        cmd.ttlMs ?? null,
+        actor?.principal ?? null,
+        actor?.requestId ?? null,
+      ],
       true,
     );
     return rowToStoreItem(res.rows[0]!);
@@ -59,8 +68,12 @@ export class PostgresItemStore implements ItemStore {
     return row && rowToStoreItem(row);
   }
 
-  async delete(a: ItemAddress): Promise<boolean> {
-    const res = await this.query<{ live: boolean }>(sql("store_delete"), [a.namespace, joinPath(a.path), a.key], true);
+  async delete(a: ItemAddress, actor?: Actor): Promise<boolean> {
+    const res = await this.query<{ live: boolean }>(
+      sql("store_delete"),
+      [a.namespace, joinPath(a.path), a.key, actor?.principal ?? null, actor?.requestId ?? null],
+      true,
+    );
     return res.rows[0]?.live === true;
   }
 

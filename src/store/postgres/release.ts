@@ -19,7 +19,7 @@ export interface Release {
 
 export const RELEASE: Release = Object.freeze({
   number: 4,
-  sha256: "ac2fd4d6a7f6b2b56e4c9faaf8d41df3d1cf98154494a22792905e80a0bc2eb9",
+  sha256: "e4aa443ed5f1eb296fd9967841480c21cafd04033ad4699643a5c4b6498874bf",
 });
 
 /** One SQL file of the release: a migration or a function. */

@@ -36,20 +36,24 @@ export function sql(name: string): Statement {
 const paramNamesCache = new Map<string, readonly string[]>();
 
 /**
- * The names a statement binds, in $N order: each `p_name => $N` (comments
- * ignored). Throws unless every $N from 1 up is bound exactly once.
+ * The names a statement binds, in $N order: each `p_name => $N` or
+ * `$N::type AS p_name` (comments ignored). Throws unless every $N from 1 up is
+ * bound exactly once.
  */
 export function paramNames(st: Statement): readonly string[] {
   let names = paramNamesCache.get(st.name);
   if (names === undefined) {
     const text = st.text.replace(/--.*$/gm, "");
     const found: string[] = [];
-    for (const m of text.matchAll(/\b(p_[a-z0-9_]+)\s*=>\s*\$(\d+)/g)) {
-      const i = Number(m[2]) - 1;
+    // `p_name => $N` (a function's parameter) or `$N::type AS p_name` (a
+    // value the statement uses beside the function, e.g. the audit trail's).
+    for (const m of text.matchAll(/\b(p_[a-z0-9_]+)\s*=>\s*\$(\d+)|\$(\d+)::[a-z0-9_[\]]+\s+AS\s+(p_[a-z0-9_]+)/g)) {
+      const i = Number(m[2] ?? m[3]) - 1;
       if (found[i] !== undefined) throw new Error(`${st.name}: $${i + 1} is bound twice`);
-      found[i] = m[1]!;
+      found[i] = (m[1] ?? m[4])!;
     }
-    const uses = [...text.matchAll(/\$\d+/g)].length;
+    // A bound $N may be used again (e.g. `$1::text[]` for the audit row's namespace).
+    const uses = new Set([...text.matchAll(/\$\d+/g)].map((m) => m[0])).size;
     if (found.length === 0 || uses !== found.length || Array.from(found, (n) => n === undefined).includes(true)) {
       throw new Error(`${st.name}: every parameter must be passed by name (p_name => $N), $1..$N once each`);
     }

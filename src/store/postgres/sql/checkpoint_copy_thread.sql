@@ -1,6 +1,8 @@
 -- checkpoint_copy_thread: copies a thread's checkpoints, channel values, pending
 -- writes (with their chunks) and heads to another thread of the namespace; rows the target has
--- already are kept. $1 namespace, $2 source thread_id, $3 target thread_id.
+-- already are kept. $1 namespace, $2 source thread_id, $3 target thread_id, $4 principal
+-- text, $5 request id text (the audit trail: an audit_changes row, op 8, target the
+-- target thread, when a checkpoint was copied).
 -- Returns `copied`: the checkpoints copied.
 WITH cps AS (
   INSERT INTO checkpoints (namespace, thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, document_type,
@@ -37,5 +39,8 @@ WITH cps AS (
   SELECT $1::text, $3::text, checkpoint_ns, max(checkpoint_id), count(*) FROM cps GROUP BY checkpoint_ns
   ON CONFLICT (namespace, thread_id, checkpoint_ns) DO UPDATE
     SET checkpoint_id = greatest(h.checkpoint_id, excluded.checkpoint_id), checkpoints = h.checkpoints + excluded.checkpoints
+), audit AS (
+  INSERT INTO audit_changes (namespace, op, target, principal, request_id)
+  SELECT $1::text, 8, $3::text, $4::text, $5::text WHERE EXISTS (SELECT FROM cps)
 )
 SELECT count(*)::bigint AS copied FROM cps

@@ -6,8 +6,18 @@
 -- p_type text[], p_size int[]; their values concatenated: p_data bytea;
 -- p_chunk_bytes int (values above it are chunked); p_max_bytes bigint (the
 -- checkpoint's size limit, 0: none).
+-- The audit trail (not function parameters: the statement writes the row):
+-- p_principal, p_request_id text; writes stored or replaced add an audit_changes row (op 6,
+-- target "thread/checkpoint_ns/checkpoint_id") in the same statement.
 -- Returns one row: status, stored, bytes.
-SELECT * FROM agentstate_checkpoint_writes_put(p_namespace => $1::text, p_thread_id => $2::text,
+WITH who AS (SELECT $14::text AS p_principal, $15::text AS p_request_id),
+w AS (SELECT * FROM agentstate_checkpoint_writes_put(p_namespace => $1::text, p_thread_id => $2::text,
   p_checkpoint_ns => $3::text, p_checkpoint_id => $4::text, p_task_id => $5::text, p_task_path => $6::text,
   p_idx => $7::int[], p_channel => $8::text[], p_type => $9::text[], p_size => $10::int[], p_data => $11::bytea,
-  p_chunk_bytes => $12::int, p_max_bytes => $13::bigint)
+  p_chunk_bytes => $12::int, p_max_bytes => $13::bigint)),
+audit AS (
+  INSERT INTO audit_changes (namespace, op, target, principal, request_id)
+  SELECT $1::text, 6, $2::text || '/' || $3::text || '/' || $4::text, who.p_principal, who.p_request_id
+  FROM w, who WHERE w.status = 1 AND w.stored > 0
+)
+SELECT w.status, w.stored, w.bytes FROM w

@@ -11,6 +11,10 @@
 -- interrupt, resume), which replaces it (a replaced chunked write's chunks
 -- stay, unread: readers join chunks only under a row of type '', and
 -- agentstate_checkpoint_writes_put or the checkpoint's removal clears them).
+-- The audit trail: $12 principal, $13 request_id text; writes stored or
+-- replaced add an audit_changes row (op 6, target
+-- "thread/checkpoint_ns/checkpoint_id") in the same statement, as
+-- checkpoint_writes_put does.
 -- Returns `stored`: writes inserted or replaced.
 WITH ins AS (
   INSERT INTO checkpoint_writes AS w (namespace, thread_id, checkpoint_ns, checkpoint_id, task_id, idx, task_path,
@@ -25,5 +29,11 @@ WITH ins AS (
     SET task_path = excluded.task_path, channel = excluded.channel, type = excluded.type, data = excluded.data
     WHERE excluded.idx < 0
   RETURNING 1
+),
+n AS (SELECT count(*)::int AS stored FROM ins),
+audit AS (
+  INSERT INTO audit_changes (namespace, op, target, principal, request_id)
+  SELECT $1::text, 6, $2::text || '/' || $3::text || '/' || $4::text, $12::text, $13::text
+  FROM n WHERE n.stored > 0
 )
-SELECT count(*)::int AS stored FROM ins
+SELECT stored FROM n

@@ -98,23 +98,56 @@ const (
 	ChangeOp_CHANGE_OP_EXPIRE ChangeOp = 3
 	// An event was appended (AppendEvent): one change per event.
 	ChangeOp_CHANGE_OP_APPEND ChangeOp = 4
+	// A checkpoint was stored, created or replaced (PutCheckpoint); target
+	// "thread/checkpoint_ns/checkpoint_id".
+	ChangeOp_CHANGE_OP_CHECKPOINT_PUT ChangeOp = 5
+	// Pending writes were stored on a checkpoint (PutWrites); target as for a put.
+	ChangeOp_CHANGE_OP_CHECKPOINT_WRITES ChangeOp = 6
+	// A thread's checkpoints were deleted (DeleteThread); target the thread.
+	ChangeOp_CHANGE_OP_THREAD_DELETE ChangeOp = 7
+	// A thread was copied (CopyThread); target the thread copied to.
+	ChangeOp_CHANGE_OP_THREAD_COPY ChangeOp = 8
+	// A thread's older checkpoints were removed (PruneCheckpoints); target the thread.
+	ChangeOp_CHANGE_OP_CHECKPOINT_PRUNE ChangeOp = 9
+	// A thread's checkpoints of some runs were removed (DeleteForRuns); target the thread.
+	ChangeOp_CHANGE_OP_CHECKPOINT_DELETE_RUNS ChangeOp = 10
+	// A store item was put (PutItem); target "path/key" (labels joined by ".").
+	ChangeOp_CHANGE_OP_ITEM_PUT ChangeOp = 11
+	// A store item was removed (DeleteItem); target as for a put.
+	ChangeOp_CHANGE_OP_ITEM_DELETE ChangeOp = 12
 )
 
 // Enum value maps for ChangeOp.
 var (
 	ChangeOp_name = map[int32]string{
-		0: "CHANGE_OP_UNSPECIFIED",
-		1: "CHANGE_OP_PUT",
-		2: "CHANGE_OP_DELETE",
-		3: "CHANGE_OP_EXPIRE",
-		4: "CHANGE_OP_APPEND",
+		0:  "CHANGE_OP_UNSPECIFIED",
+		1:  "CHANGE_OP_PUT",
+		2:  "CHANGE_OP_DELETE",
+		3:  "CHANGE_OP_EXPIRE",
+		4:  "CHANGE_OP_APPEND",
+		5:  "CHANGE_OP_CHECKPOINT_PUT",
+		6:  "CHANGE_OP_CHECKPOINT_WRITES",
+		7:  "CHANGE_OP_THREAD_DELETE",
+		8:  "CHANGE_OP_THREAD_COPY",
+		9:  "CHANGE_OP_CHECKPOINT_PRUNE",
+		10: "CHANGE_OP_CHECKPOINT_DELETE_RUNS",
+		11: "CHANGE_OP_ITEM_PUT",
+		12: "CHANGE_OP_ITEM_DELETE",
 	}
 	ChangeOp_value = map[string]int32{
-		"CHANGE_OP_UNSPECIFIED": 0,
-		"CHANGE_OP_PUT":         1,
-		"CHANGE_OP_DELETE":      2,
-		"CHANGE_OP_EXPIRE":      3,
-		"CHANGE_OP_APPEND":      4,
+		"CHANGE_OP_UNSPECIFIED":            0,
+		"CHANGE_OP_PUT":                    1,
+		"CHANGE_OP_DELETE":                 2,
+		"CHANGE_OP_EXPIRE":                 3,
+		"CHANGE_OP_APPEND":                 4,
+		"CHANGE_OP_CHECKPOINT_PUT":         5,
+		"CHANGE_OP_CHECKPOINT_WRITES":      6,
+		"CHANGE_OP_THREAD_DELETE":          7,
+		"CHANGE_OP_THREAD_COPY":            8,
+		"CHANGE_OP_CHECKPOINT_PRUNE":       9,
+		"CHANGE_OP_CHECKPOINT_DELETE_RUNS": 10,
+		"CHANGE_OP_ITEM_PUT":               11,
+		"CHANGE_OP_ITEM_DELETE":            12,
 	}
 )
 
@@ -641,7 +674,8 @@ type ListChangesRequest struct {
 	UntilTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=until_time,json=untilTime,proto3" json:"until_time,omitempty"`
 	// Only changes made by this principal; empty: any.
 	Principal string `protobuf:"bytes,4,opt,name=principal,proto3" json:"principal,omitempty"`
-	// Only keys and streams starting with this; empty: all.
+	// Only keys, streams and targets (checkpoints, threads, items) starting
+	// with this; empty: all.
 	KeyPrefix string `protobuf:"bytes,5,opt,name=key_prefix,json=keyPrefix,proto3" json:"key_prefix,omitempty"`
 	// Most changes in the page (0: 100; at most 1000).
 	Limit int32 `protobuf:"varint,6,opt,name=limit,proto3" json:"limit,omitempty"`
@@ -739,9 +773,11 @@ type Change struct {
 	Key string `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
 	// The stream (append); empty for a key.
 	Stream string `protobuf:"bytes,3,opt,name=stream,proto3" json:"stream,omitempty"`
-	// The namespace revision of the change (an event's position).
+	// The namespace revision of the change (an event's position); for a change
+	// with a target, the audit row's id (ordering only, not a revision).
 	Revision int64 `protobuf:"varint,4,opt,name=revision,proto3" json:"revision,omitempty"`
-	// The key's version written (deleted, expired), or the event's stream version.
+	// The key's version written (deleted, expired), or the event's stream
+	// version; 0 for a change with a target.
 	Version int64 `protobuf:"varint,5,opt,name=version,proto3" json:"version,omitempty"`
 	// Who it was made for: the authenticated principal; empty when the server
 	// ran with auth off (anonymous), and when not recorded (principal_recorded false).
@@ -754,8 +790,11 @@ type Change struct {
 	// False for changes whose principal and request id were not recorded:
 	// expiries, and changes made by a server of a release before the audit trail.
 	PrincipalRecorded bool `protobuf:"varint,9,opt,name=principal_recorded,json=principalRecorded,proto3" json:"principal_recorded,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// What a checkpoint or store change was made to (ops 5-12; see ChangeOp),
+	// never a value; empty for a key or an event.
+	Target        string `protobuf:"bytes,10,opt,name=target,proto3" json:"target,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Change) Reset() {
@@ -849,6 +888,13 @@ func (x *Change) GetPrincipalRecorded() bool {
 		return x.PrincipalRecorded
 	}
 	return false
+}
+
+func (x *Change) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
 }
 
 // ListChangesResponse is one page of changes, newest first.
@@ -1360,7 +1406,7 @@ const file_agentstate_v1_admin_proto_rawDesc = "" +
 	"key_prefix\x18\x05 \x01(\tR\tkeyPrefix\x12\x14\n" +
 	"\x05limit\x18\x06 \x01(\x05R\x05limit\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\a \x01(\tR\tpageToken\"\xad\x02\n" +
+	"page_token\x18\a \x01(\tR\tpageToken\"\xc5\x02\n" +
 	"\x06Change\x12'\n" +
 	"\x02op\x18\x01 \x01(\x0e2\x17.agentstate.v1.ChangeOpR\x02op\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x16\n" +
@@ -1371,7 +1417,9 @@ const file_agentstate_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\a \x01(\tR\trequestId\x12.\n" +
 	"\x04time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12-\n" +
-	"\x12principal_recorded\x18\t \x01(\bR\x11principalRecorded\"n\n" +
+	"\x12principal_recorded\x18\t \x01(\bR\x11principalRecorded\x12\x16\n" +
+	"\x06target\x18\n" +
+	" \x01(\tR\x06target\"n\n" +
 	"\x13ListChangesResponse\x12/\n" +
 	"\achanges\x18\x01 \x03(\v2\x15.agentstate.v1.ChangeR\achanges\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x97\x01\n" +
@@ -1407,13 +1455,22 @@ const file_agentstate_v1_admin_proto_rawDesc = "" +
 	"ROLE_WRITE\x10\x02\x12\r\n" +
 	"\tROLE_LOCK\x10\x03\x12\x0e\n" +
 	"\n" +
-	"ROLE_ADMIN\x10\x04*z\n" +
+	"ROLE_ADMIN\x10\x04*\xea\x02\n" +
 	"\bChangeOp\x12\x19\n" +
 	"\x15CHANGE_OP_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rCHANGE_OP_PUT\x10\x01\x12\x14\n" +
 	"\x10CHANGE_OP_DELETE\x10\x02\x12\x14\n" +
 	"\x10CHANGE_OP_EXPIRE\x10\x03\x12\x14\n" +
-	"\x10CHANGE_OP_APPEND\x10\x042\xdf\x04\n" +
+	"\x10CHANGE_OP_APPEND\x10\x04\x12\x1c\n" +
+	"\x18CHANGE_OP_CHECKPOINT_PUT\x10\x05\x12\x1f\n" +
+	"\x1bCHANGE_OP_CHECKPOINT_WRITES\x10\x06\x12\x1b\n" +
+	"\x17CHANGE_OP_THREAD_DELETE\x10\a\x12\x19\n" +
+	"\x15CHANGE_OP_THREAD_COPY\x10\b\x12\x1e\n" +
+	"\x1aCHANGE_OP_CHECKPOINT_PRUNE\x10\t\x12$\n" +
+	" CHANGE_OP_CHECKPOINT_DELETE_RUNS\x10\n" +
+	"\x12\x16\n" +
+	"\x12CHANGE_OP_ITEM_PUT\x10\v\x12\x19\n" +
+	"\x15CHANGE_OP_ITEM_DELETE\x10\f2\xdf\x04\n" +
 	"\fAdminService\x12T\n" +
 	"\vCreateToken\x12!.agentstate.v1.CreateTokenRequest\x1a\".agentstate.v1.CreateTokenResponse\x12Q\n" +
 	"\n" +

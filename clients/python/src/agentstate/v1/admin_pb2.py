@@ -26,17 +26,17 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61gentstate/v1/admin.proto\x12\ragentstate.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"N\n\x05Grant\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06prefix\x18\x02 \x01(\t\x12\"\n\x05roles\x18\x03 \x03(\x0e\x32\x13.agentstate.v1.Role\"u\n\x12\x43reateTokenRequest\x12\x11\n\tprincipal\x18\x01 \x01(\t\x12$\n\x06grants\x18\x02 \x03(\x0b\x32\x14.agentstate.v1.Grant\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"a\n\x13\x43reateTokenResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe3\x01\n\tTokenInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tprincipal\x18\x02 \x01(\t\x12$\n\x06grants\x18\x03 \x03(\x0b\x32\x14.agentstate.v1.Grant\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brevoke_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"6\n\x11ListTokensRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"W\n\x12ListTokensResponse\x12(\n\x06tokens\x18\x01 \x03(\x0b\x32\x18.agentstate.v1.TokenInfo\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\" \n\x12RevokeTokenRequest\x12\n\n\x02id\x18\x01 \x01(\t\"&\n\x13RevokeTokenResponse\x12\x0f\n\x07revoked\x18\x01 \x01(\x08\"\xd1\x01\n\x12ListChangesRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12.\n\nsince_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nuntil_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tprincipal\x18\x04 \x01(\t\x12\x12\n\nkey_prefix\x18\x05 \x01(\t\x12\r\n\x05limit\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\"\xda\x01\n\x06\x43hange\x12#\n\x02op\x18\x01 \x01(\x0e\x32\x17.agentstate.v1.ChangeOp\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0e\n\x06stream\x18\x03 \x01(\t\x12\x10\n\x08revision\x18\x04 \x01(\x03\x12\x0f\n\x07version\x18\x05 \x01(\x03\x12\x11\n\tprincipal\x18\x06 \x01(\t\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12(\n\x04time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12principal_recorded\x18\t \x01(\x08\"V\n\x13ListChangesResponse\x12&\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x15.agentstate.v1.Change\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"y\n\x0ePrincipalGrant\x12\x11\n\tprincipal\x18\x01 \x01(\t\x12#\n\x05grant\x18\x02 \x01(\x0b\x32\x14.agentstate.v1.Grant\x12/\n\x0bupdate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"K\n\x11GrantRolesRequest\x12\x11\n\tprincipal\x18\x01 \x01(\t\x12#\n\x05grant\x18\x02 \x01(\x0b\x32\x14.agentstate.v1.Grant\"B\n\x12GrantRolesResponse\x12,\n\x05grant\x18\x01 \x01(\x0b\x32\x1d.agentstate.v1.PrincipalGrant\"n\n\x12RevokeGrantRequest\x12\x11\n\tprincipal\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0e\n\x06prefix\x18\x03 \x01(\t\x12\"\n\x05roles\x18\x04 \x03(\x0e\x32\x13.agentstate.v1.Role\"C\n\x13RevokeGrantResponse\x12,\n\x05grant\x18\x01 \x01(\x0b\x32\x1d.agentstate.v1.PrincipalGrant\"I\n\x11ListGrantsRequest\x12\x11\n\tprincipal\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\\\n\x12ListGrantsResponse\x12-\n\x06grants\x18\x01 \x03(\x0b\x32\x1d.agentstate.v1.PrincipalGrant\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*Z\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_READ\x10\x01\x12\x0e\n\nROLE_WRITE\x10\x02\x12\r\n\tROLE_LOCK\x10\x03\x12\x0e\n\nROLE_ADMIN\x10\x04*z\n\x08\x43hangeOp\x12\x19\n\x15\x43HANGE_OP_UNSPECIFIED\x10\x00\x12\x11\n\rCHANGE_OP_PUT\x10\x01\x12\x14\n\x10\x43HANGE_OP_DELETE\x10\x02\x12\x14\n\x10\x43HANGE_OP_EXPIRE\x10\x03\x12\x14\n\x10\x43HANGE_OP_APPEND\x10\x04\x32\xdf\x04\n\x0c\x41\x64minService\x12T\n\x0b\x43reateToken\x12!.agentstate.v1.CreateTokenRequest\x1a\".agentstate.v1.CreateTokenResponse\x12Q\n\nListTokens\x12 .agentstate.v1.ListTokensRequest\x1a!.agentstate.v1.ListTokensResponse\x12T\n\x0bRevokeToken\x12!.agentstate.v1.RevokeTokenRequest\x1a\".agentstate.v1.RevokeTokenResponse\x12T\n\x0bListChanges\x12!.agentstate.v1.ListChangesRequest\x1a\".agentstate.v1.ListChangesResponse\x12Q\n\nGrantRoles\x12 .agentstate.v1.GrantRolesRequest\x1a!.agentstate.v1.GrantRolesResponse\x12T\n\x0bRevokeGrant\x12!.agentstate.v1.RevokeGrantRequest\x1a\".agentstate.v1.RevokeGrantResponse\x12Q\n\nListGrants\x12 .agentstate.v1.ListGrantsRequest\x1a!.agentstate.v1.ListGrantsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61gentstate/v1/admin.proto\x12\ragentstate.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"N\n\x05Grant\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06prefix\x18\x02 \x01(\t\x12\"\n\x05roles\x18\x03 \x03(\x0e\x32\x13.agentstate.v1.Role\"u\n\x12\x43reateTokenRequest\x12\x11\n\tprincipal\x18\x01 \x01(\t\x12$\n\x06grants\x18\x02 \x03(\x0b\x32\x14.agentstate.v1.Grant\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"a\n\x13\x43reateTokenResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe3\x01\n\tTokenInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tprincipal\x18\x02 \x01(\t\x12$\n\x06grants\x18\x03 \x03(\x0b\x32\x14.agentstate.v1.Grant\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brevoke_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"6\n\x11ListTokensRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"W\n\x12ListTokensResponse\x12(\n\x06tokens\x18\x01 \x03(\x0b\x32\x18.agentstate.v1.TokenInfo\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\" \n\x12RevokeTokenRequest\x12\n\n\x02id\x18\x01 \x01(\t\"&\n\x13RevokeTokenResponse\x12\x0f\n\x07revoked\x18\x01 \x01(\x08\"\xd1\x01\n\x12ListChangesRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12.\n\nsince_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nuntil_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tprincipal\x18\x04 \x01(\t\x12\x12\n\nkey_prefix\x18\x05 \x01(\t\x12\r\n\x05limit\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\"\xea\x01\n\x06\x43hange\x12#\n\x02op\x18\x01 \x01(\x0e\x32\x17.agentstate.v1.ChangeOp\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0e\n\x06stream\x18\x03 \x01(\t\x12\x10\n\x08revision\x18\x04 \x01(\x03\x12\x0f\n\x07version\x18\x05 \x01(\x03\x12\x11\n\tprincipal\x18\x06 \x01(\t\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12(\n\x04time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12principal_recorded\x18\t \x01(\x08\x12\x0e\n\x06target\x18\n \x01(\t\"V\n\x13ListChangesResponse\x12&\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x15.agentstate.v1.Change\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"y\n\x0ePrincipalGrant\x12\x11\n\tprincipal\x18\x01 \x01(\t\x12#\n\x05grant\x18\x02 \x01(\x0b\x32\x14.agentstate.v1.Grant\x12/\n\x0bupdate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"K\n\x11GrantRolesRequest\x12\x11\n\tprincipal\x18\x01 \x01(\t\x12#\n\x05grant\x18\x02 \x01(\x0b\x32\x14.agentstate.v1.Grant\"B\n\x12GrantRolesResponse\x12,\n\x05grant\x18\x01 \x01(\x0b\x32\x1d.agentstate.v1.PrincipalGrant\"n\n\x12RevokeGrantRequest\x12\x11\n\tprincipal\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0e\n\x06prefix\x18\x03 \x01(\t\x12\"\n\x05roles\x18\x04 \x03(\x0e\x32\x13.agentstate.v1.Role\"C\n\x13RevokeGrantResponse\x12,\n\x05grant\x18\x01 \x01(\x0b\x32\x1d.agentstate.v1.PrincipalGrant\"I\n\x11ListGrantsRequest\x12\x11\n\tprincipal\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\\\n\x12ListGrantsResponse\x12-\n\x06grants\x18\x01 \x03(\x0b\x32\x1d.agentstate.v1.PrincipalGrant\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*Z\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_READ\x10\x01\x12\x0e\n\nROLE_WRITE\x10\x02\x12\r\n\tROLE_LOCK\x10\x03\x12\x0e\n\nROLE_ADMIN\x10\x04*\xea\x02\n\x08\x43hangeOp\x12\x19\n\x15\x43HANGE_OP_UNSPECIFIED\x10\x00\x12\x11\n\rCHANGE_OP_PUT\x10\x01\x12\x14\n\x10\x43HANGE_OP_DELETE\x10\x02\x12\x14\n\x10\x43HANGE_OP_EXPIRE\x10\x03\x12\x14\n\x10\x43HANGE_OP_APPEND\x10\x04\x12\x1c\n\x18\x43HANGE_OP_CHECKPOINT_PUT\x10\x05\x12\x1f\n\x1b\x43HANGE_OP_CHECKPOINT_WRITES\x10\x06\x12\x1b\n\x17\x43HANGE_OP_THREAD_DELETE\x10\x07\x12\x19\n\x15\x43HANGE_OP_THREAD_COPY\x10\x08\x12\x1e\n\x1a\x43HANGE_OP_CHECKPOINT_PRUNE\x10\t\x12$\n CHANGE_OP_CHECKPOINT_DELETE_RUNS\x10\n\x12\x16\n\x12\x43HANGE_OP_ITEM_PUT\x10\x0b\x12\x19\n\x15\x43HANGE_OP_ITEM_DELETE\x10\x0c\x32\xdf\x04\n\x0c\x41\x64minService\x12T\n\x0b\x43reateToken\x12!.agentstate.v1.CreateTokenRequest\x1a\".agentstate.v1.CreateTokenResponse\x12Q\n\nListTokens\x12 .agentstate.v1.ListTokensRequest\x1a!.agentstate.v1.ListTokensResponse\x12T\n\x0bRevokeToken\x12!.agentstate.v1.RevokeTokenRequest\x1a\".agentstate.v1.RevokeTokenResponse\x12T\n\x0bListChanges\x12!.agentstate.v1.ListChangesRequest\x1a\".agentstate.v1.ListChangesResponse\x12Q\n\nGrantRoles\x12 .agentstate.v1.GrantRolesRequest\x1a!.agentstate.v1.GrantRolesResponse\x12T\n\x0bRevokeGrant\x12!.agentstate.v1.RevokeGrantRequest\x1a\".agentstate.v1.RevokeGrantResponse\x12Q\n\nListGrants\x12 .agentstate.v1.ListGrantsRequest\x1a!.agentstate.v1.ListGrantsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'agentstate.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=1995
-  _globals['_ROLE']._serialized_end=2085
-  _globals['_CHANGEOP']._serialized_start=2087
-  _globals['_CHANGEOP']._serialized_end=2209
+  _globals['_ROLE']._serialized_start=2011
+  _globals['_ROLE']._serialized_end=2101
+  _globals['_CHANGEOP']._serialized_start=2104
+  _globals['_CHANGEOP']._serialized_end=2466
   _globals['_GRANT']._serialized_start=109
   _globals['_GRANT']._serialized_end=187
   _globals['_CREATETOKENREQUEST']._serialized_start=189
@@ -56,23 +56,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTCHANGESREQUEST']._serialized_start=857
   _globals['_LISTCHANGESREQUEST']._serialized_end=1066
   _globals['_CHANGE']._serialized_start=1069
-  _globals['_CHANGE']._serialized_end=1287
-  _globals['_LISTCHANGESRESPONSE']._serialized_start=1289
-  _globals['_LISTCHANGESRESPONSE']._serialized_end=1375
-  _globals['_PRINCIPALGRANT']._serialized_start=1377
-  _globals['_PRINCIPALGRANT']._serialized_end=1498
-  _globals['_GRANTROLESREQUEST']._serialized_start=1500
-  _globals['_GRANTROLESREQUEST']._serialized_end=1575
-  _globals['_GRANTROLESRESPONSE']._serialized_start=1577
-  _globals['_GRANTROLESRESPONSE']._serialized_end=1643
-  _globals['_REVOKEGRANTREQUEST']._serialized_start=1645
-  _globals['_REVOKEGRANTREQUEST']._serialized_end=1755
-  _globals['_REVOKEGRANTRESPONSE']._serialized_start=1757
-  _globals['_REVOKEGRANTRESPONSE']._serialized_end=1824
-  _globals['_LISTGRANTSREQUEST']._serialized_start=1826
-  _globals['_LISTGRANTSREQUEST']._serialized_end=1899
-  _globals['_LISTGRANTSRESPONSE']._serialized_start=1901
-  _globals['_LISTGRANTSRESPONSE']._serialized_end=1993
-  _globals['_ADMINSERVICE']._serialized_start=2212
-  _globals['_ADMINSERVICE']._serialized_end=2819
+  _globals['_CHANGE']._serialized_end=1303
+  _globals['_LISTCHANGESRESPONSE']._serialized_start=1305
+  _globals['_LISTCHANGESRESPONSE']._serialized_end=1391
+  _globals['_PRINCIPALGRANT']._serialized_start=1393
+  _globals['_PRINCIPALGRANT']._serialized_end=1514
+  _globals['_GRANTROLESREQUEST']._serialized_start=1516
+  _globals['_GRANTROLESREQUEST']._serialized_end=1591
+  _globals['_GRANTROLESRESPONSE']._serialized_start=1593
+  _globals['_GRANTROLESRESPONSE']._serialized_end=1659
+  _globals['_REVOKEGRANTREQUEST']._serialized_start=1661
+  _globals['_REVOKEGRANTREQUEST']._serialized_end=1771
+  _globals['_REVOKEGRANTRESPONSE']._serialized_start=1773
+  _globals['_REVOKEGRANTRESPONSE']._serialized_end=1840
+  _globals['_LISTGRANTSREQUEST']._serialized_start=1842
+  _globals['_LISTGRANTSREQUEST']._serialized_end=1915
+  _globals['_LISTGRANTSRESPONSE']._serialized_start=1917
+  _globals['_LISTGRANTSRESPONSE']._serialized_end=2009
+  _globals['_ADMINSERVICE']._serialized_start=2469
+  _globals['_ADMINSERVICE']._serialized_end=3076
 # @@protoc_insertion_point(module_scope)

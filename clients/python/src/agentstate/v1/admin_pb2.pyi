@@ -26,6 +26,14 @@ class ChangeOp(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CHANGE_OP_DELETE: _ClassVar[ChangeOp]
     CHANGE_OP_EXPIRE: _ClassVar[ChangeOp]
     CHANGE_OP_APPEND: _ClassVar[ChangeOp]
+    CHANGE_OP_CHECKPOINT_PUT: _ClassVar[ChangeOp]
+    CHANGE_OP_CHECKPOINT_WRITES: _ClassVar[ChangeOp]
+    CHANGE_OP_THREAD_DELETE: _ClassVar[ChangeOp]
+    CHANGE_OP_THREAD_COPY: _ClassVar[ChangeOp]
+    CHANGE_OP_CHECKPOINT_PRUNE: _ClassVar[ChangeOp]
+    CHANGE_OP_CHECKPOINT_DELETE_RUNS: _ClassVar[ChangeOp]
+    CHANGE_OP_ITEM_PUT: _ClassVar[ChangeOp]
+    CHANGE_OP_ITEM_DELETE: _ClassVar[ChangeOp]
 ROLE_UNSPECIFIED: Role
 ROLE_READ: Role
 ROLE_WRITE: Role
@@ -36,6 +44,14 @@ CHANGE_OP_PUT: ChangeOp
 CHANGE_OP_DELETE: ChangeOp
 CHANGE_OP_EXPIRE: ChangeOp
 CHANGE_OP_APPEND: ChangeOp
+CHANGE_OP_CHECKPOINT_PUT: ChangeOp
+CHANGE_OP_CHECKPOINT_WRITES: ChangeOp
+CHANGE_OP_THREAD_DELETE: ChangeOp
+CHANGE_OP_THREAD_COPY: ChangeOp
+CHANGE_OP_CHECKPOINT_PRUNE: ChangeOp
+CHANGE_OP_CHECKPOINT_DELETE_RUNS: ChangeOp
+CHANGE_OP_ITEM_PUT: ChangeOp
+CHANGE_OP_ITEM_DELETE: ChangeOp
 
 class Grant(_message.Message):
     __slots__ = ("namespace", "prefix", "roles")
@@ -130,7 +146,7 @@ class ListChangesRequest(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., since_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., principal: _Optional[str] = ..., key_prefix: _Optional[str] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class Change(_message.Message):
-    __slots__ = ("op", "key", "stream", "revision", "version", "principal", "request_id", "time", "principal_recorded")
+    __slots__ = ("op", "key", "stream", "revision", "version", "principal", "request_id", "time", "principal_recorded", "target")
     OP_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     STREAM_FIELD_NUMBER: _ClassVar[int]
@@ -140,6 +156,7 @@ class Change(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     PRINCIPAL_RECORDED_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
     op: ChangeOp
     key: str
     stream: str
@@ -149,7 +166,8 @@ class Change(_message.Message):
     request_id: str
     time: _timestamp_pb2.Timestamp
     principal_recorded: bool
-    def __init__(self, op: _Optional[_Union[ChangeOp, str]] = ..., key: _Optional[str] = ..., stream: _Optional[str] = ..., revision: _Optional[int] = ..., version: _Optional[int] = ..., principal: _Optional[str] = ..., request_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., principal_recorded: _Optional[bool] = ...) -> None: ...
+    target: str
+    def __init__(self, op: _Optional[_Union[ChangeOp, str]] = ..., key: _Optional[str] = ..., stream: _Optional[str] = ..., revision: _Optional[int] = ..., version: _Optional[int] = ..., principal: _Optional[str] = ..., request_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., principal_recorded: _Optional[bool] = ..., target: _Optional[str] = ...) -> None: ...
 
 class ListChangesResponse(_message.Message):
     __slots__ = ("changes", "next_page_token")
