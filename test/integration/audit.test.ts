@@ -17,10 +17,12 @@ import { Metadata, status, type ServiceError } from "@grpc/grpc-js";
 import { Client } from "pg";
 import type { ChangeQuery } from "../../src/domain/audit";
 import { ChangeOp, type Change, type ListChangesResponse } from "../../src/gen/agentstate/v1/admin";
+import { Logger } from "../../src/log/Logger";
 import { createPool } from "../../src/store/postgres/createPool";
+import { Janitor } from "../../src/store/postgres/Janitor";
 import { migrate } from "../../src/store/postgres/migrate";
 import { PostgresAuditLog } from "../../src/store/postgres/PostgresAuditLog";
-import { byName } from "../../src/store/postgres/sql";
+import { byName, sql as statement } from "../../src/store/postgres/sql";
 import { createToken } from "../support/authFixture";
 import { pgQuery } from "../support/pgQuery";
 import { METHODS, RpcByName } from "../support/rpcByName";
@@ -706,6 +708,88 @@ describe("audit trail: rolling upgrade from release 3, auth off, and the audit i
       }
     } finally {
       await db.end();
+    }
+  });
+
+  it("the janitor trims audit_changes past AGENTSTATE_HISTORY_RETENTION_SECONDS, oldest first, in bounded batches, by its created_at index", async () => {
+    const url = await (await getTestEnv()).freshDatabase("audit_retention");
+    const pool = createPool({ connectionString: url, max: 2, statementTimeoutMs: 60_000 });
+    const db = new Client({ connectionString: url });
+    try {
+      await migrate(pool, MIGRATIONS_DIR);
+      await db.connect();
+      // 12,000 changes older than the hour's retention (2 h to 5.3 h old) and 300
+      // within it (up to 50 min old), over 30 namespaces.
+      await db.query(`
+        INSERT INTO audit_changes (namespace, created_at, op, target, principal, request_id)
+        SELECT 'ns' || (g % 30), now() - interval '2 hours' - g * interval '1 second', 5, 't' || g, 'p', 'r' || g
+        FROM generate_series(1, 12000) g;
+        INSERT INTO audit_changes (namespace, created_at, op, target, principal, request_id)
+        SELECT 'ns' || (g % 30), now() - g * interval '10 seconds', 11, 'recent' || g, 'p', 'r' || g
+        FROM generate_series(1, 300) g;
+        ANALYZE audit_changes;`);
+      const count = async (where: string) =>
+        Number((await db.query<{ n: string }>(`SELECT count(*) AS n FROM audit_changes WHERE ${where}`)).rows[0]!.n);
+
+      // The statement finds the oldest rows over every namespace through audit_changes_created_at.
+      const text = fs.readFileSync(
+        path.resolve(__dirname, "../../src/store/postgres/sql/audit_changes_trim.sql"),
+        "utf8",
+      );
+      await db.query(`PREPARE trim_q(bigint, int) AS ${text}`);
+      for (const mode of ["force_custom_plan", "force_generic_plan"]) {
+        await db.query(`SET plan_cache_mode = ${mode}`);
+        const plan = (await db.query<{ "QUERY PLAN": string }>("EXPLAIN EXECUTE trim_q(3600, 500)")).rows
+          .map((x) => x["QUERY PLAN"])
+          .join("\n");
+        assert.match(plan, /Index Scan using audit_changes_created_at on audit_changes/, `${mode}\n${plan}`);
+        assert.doesNotMatch(plan, /Seq Scan/, `${mode}\n${plan}`);
+      }
+
+      // One statement removes one batch, the oldest rows.
+      const one = await pool.query(statement("audit_changes_trim"), [3600, 100]);
+      assert.equal(one.rowCount, 100);
+      assert.equal(await count("target LIKE 't%' AND substr(target, 2)::int > 11900"), 0, "the 100 oldest went");
+      assert.equal(await count("true"), 12_200);
+
+      // A janitor pass drains at most 100 batches: 100 × 50 rows, then the rest next pass.
+      const janitor = new Janitor(
+        pool,
+        {
+          intervalMs: 60_000,
+          historyRetentionSeconds: 3600,
+          idempotencyTtlSeconds: 3600,
+          eventRetentionSeconds: 0,
+          streamMaxEvents: 0,
+          batchSize: 50,
+        },
+        new Logger("error", {}, () => undefined),
+      );
+      assert.equal((await janitor.runOnce()).audit, 5000);
+      assert.equal((await janitor.runOnce()).audit, 5000);
+      assert.equal((await janitor.runOnce()).audit, 1900);
+      assert.equal((await janitor.runOnce()).audit, 0);
+      assert.equal(await count("created_at < now() - interval '1 hour'"), 0, "every change past the retention went");
+      assert.equal(await count("target LIKE 'recent%'"), 300, "every change within the retention stayed");
+
+      // Retention 0 keeps everything.
+      await db.query(`UPDATE audit_changes SET created_at = created_at - interval '10 years'`);
+      const keepAll = new Janitor(
+        pool,
+        {
+          intervalMs: 60_000,
+          historyRetentionSeconds: 0,
+          idempotencyTtlSeconds: 3600,
+          eventRetentionSeconds: 0,
+          streamMaxEvents: 0,
+        },
+        new Logger("error", {}, () => undefined),
+      );
+      assert.equal((await keepAll.runOnce()).audit, 0);
+      assert.equal(await count("true"), 300);
+    } finally {
+      await db.end();
+      await pool.end();
     }
   });
 });

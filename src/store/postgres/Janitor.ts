@@ -2,7 +2,9 @@
  * Janitor: bounded background upkeep so nothing grows without bound. Removes
  * expired keys (each removal is a logged change with its own revision) and
  * expired store items (StoreService; no revisions), trims
- * the history log past its retention and forgets old idempotency records,
+ * the history log past its retention (the audit trail of checkpoint and
+ * store changes, audit_changes, with it: the same retention) and forgets old
+ * idempotency records,
  * and applies the checkpoint retention (keep the latest N per thread and
  * checkpoint ns, remove those older than a TTL except the latest; their
  * pending writes and unreferenced channel values with them), one thread per
@@ -17,6 +19,7 @@ import { sql } from "./sql";
 
 export interface JanitorOptions {
   intervalMs: number;
+  /** kv_history and audit_changes rows older than this are trimmed (0: kept). */
   historyRetentionSeconds: number;
   idempotencyTtlSeconds: number;
   /** 0: keep events forever. */
@@ -62,6 +65,7 @@ export class Janitor {
     expired: number;
     items: number;
     history: number;
+    audit: number;
     idempotency: number;
     events: number;
     checkpoints: number;
@@ -93,6 +97,14 @@ export class Janitor {
         ? await drain(
             async () =>
               (await this.pool.query(sql("history_trim"), [this.opts.historyRetentionSeconds, batch])).rowCount ?? 0,
+          )
+        : 0;
+    const audit =
+      this.opts.historyRetentionSeconds > 0
+        ? await drain(
+            async () =>
+              (await this.pool.query(sql("audit_changes_trim"), [this.opts.historyRetentionSeconds, batch])).rowCount ??
+              0,
           )
         : 0;
     const idempotency = await drain(
@@ -137,9 +149,9 @@ export class Janitor {
         return targets.length;
       });
     }
-    if (expired + items + history + idempotency + events + checkpoints > 0) {
-      this.log.debug("janitor pass", { expired, items, history, idempotency, events, checkpoints });
+    if (expired + items + history + audit + idempotency + events + checkpoints > 0) {
+      this.log.debug("janitor pass", { expired, items, history, audit, idempotency, events, checkpoints });
     }
-    return { expired, items, history, idempotency, events, checkpoints };
+    return { expired, items, history, audit, idempotency, events, checkpoints };
   }
 }

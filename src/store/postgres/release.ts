@@ -19,7 +19,7 @@ export interface Release {
 
 export const RELEASE: Release = Object.freeze({
   number: 4,
-  sha256: "e4aa443ed5f1eb296fd9967841480c21cafd04033ad4699643a5c4b6498874bf",
+  sha256: "101deb67624f411a27f6fac350504c2ca5a0057e4ee4b94f3730ba4fc04df34e",
 });
 
 /** One SQL file of the release: a migration or a function. */
