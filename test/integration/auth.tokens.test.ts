@@ -3,8 +3,9 @@ import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import * as path from "node:path";
 import { status } from "@grpc/grpc-js";
-import { Client } from "pg";
+import { Client, Pool } from "pg";
 import { hashToken } from "../../src/auth/tokens";
+import { PostgresTokenStore } from "../../src/store/postgres/PostgresTokenStore";
 import { sql } from "../../src/store/postgres/sql";
 import { eventually } from "../support/eventually";
 import { RpcByName } from "../support/rpcByName";
@@ -187,6 +188,34 @@ describe("security: the bootstrap admin token", function () {
       assert.ok((stored.rows[0].token_hash as Buffer).equals(first), "the first token, the one printed, still works");
     } finally {
       await Promise.all([one.end(), two.end()]);
+    }
+  });
+
+  it("replicas starting together with the same AGENTSTATE_BOOTSTRAP_TOKEN: both start, one token stored", async () => {
+    const env = await getTestEnv();
+    const url = await env.freshDatabase("auth_bootstrap_same");
+    const server = await ServerProcess.start({ DATABASE_URL: url }); // applies the migrations
+    await server.stop();
+    const one = new Client({ connectionString: url });
+    const pool = new Pool({ connectionString: url, max: 1 });
+    await one.connect();
+    try {
+      await one.query("DELETE FROM auth_tokens");
+      const grants = [{ namespace: "*", prefix: "", roles: ["admin" as const] }];
+      const hash = hashToken(`agst_${randomBytes(32).toString("base64url")}`);
+      await one.query("BEGIN");
+      const a = await one.query(sql("token_bootstrap").text, [hash, null, JSON.stringify(grants)]);
+      assert.equal(a.rows[0].inserted, true);
+      // The other replica inserts the same hash and waits on the first's unique index entry.
+      const racing = new PostgresTokenStore(pool).bootstrap({ configured: hash }, grants);
+      await new Promise((r) => setTimeout(r, 200));
+      await one.query("COMMIT");
+      assert.equal(await racing, false, "the second finds the token there: nothing stored, no error");
+      const stored = await one.query("SELECT token_hash FROM auth_tokens");
+      assert.equal(stored.rows.length, 1);
+      assert.ok((stored.rows[0].token_hash as Buffer).equals(hash));
+    } finally {
+      await Promise.all([one.end(), pool.end()]);
     }
   });
 });
