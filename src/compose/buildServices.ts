@@ -218,6 +218,7 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
       pollMs: config.subscribePollMs,
       stallMs: config.subscriberStallMs,
       queueBytes: config.eventPageBytes,
+      readsInFlight: config.subscribeReadsInFlight,
       onFeedError: (err) =>
         log.warn("change feed read failed; retried at the next wake-up or poll", { error: (err as Error).message }),
       onSubscribers: (delta) => metrics.subscribers.inc(delta),

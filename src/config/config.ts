@@ -140,6 +140,8 @@ export interface Config {
   readonly subscribePollMs: number;
   readonly eventPageBytes: number;
   readonly subscriberStallMs: number;
+  /** Subscribe's reads of the event log in flight at once (a share of the Postgres pool). */
+  readonly subscribeReadsInFlight: number;
   readonly logLevel: "debug" | "info" | "warn" | "error";
   /** "auto": readable lines when stdout is a terminal, JSON otherwise. */
   readonly logFormat: "json" | "pretty" | "auto";
@@ -478,6 +480,19 @@ export function loadConfig(env: Env = process.env): Config {
       `AGENTSTATE_LOCK_ATTEMPTS_IN_FLIGHT (${lockAttemptsInFlight}) must not exceed PG_POOL_MAX (${pgPoolMax})`,
     );
   }
+  const subscribeReadsInFlight = int(
+    env,
+    "AGENTSTATE_SUBSCRIBE_READS_IN_FLIGHT",
+    Math.max(1, Math.floor(pgPoolMax / 4)),
+    1,
+    1000,
+  );
+  if (subscribeReadsInFlight > pgPoolMax) {
+    // Subscribe's catch-up reads may use only a share of the pool, never all of it.
+    throw new ConfigError(
+      `AGENTSTATE_SUBSCRIBE_READS_IN_FLIGHT (${subscribeReadsInFlight}) must not exceed PG_POOL_MAX (${pgPoolMax})`,
+    );
+  }
   const maxLockWaiters = int(env, "AGENTSTATE_MAX_LOCK_WAITERS", 10000, 1, 1000000);
   const maxLockWaitersPerName = int(env, "AGENTSTATE_MAX_LOCK_WAITERS_PER_NAME", 1000, 1, 1000000);
   if (maxLockWaitersPerName > maxLockWaiters) {
@@ -534,6 +549,7 @@ export function loadConfig(env: Env = process.env): Config {
     subscribePollMs: int(env, "AGENTSTATE_SUBSCRIBE_POLL_MS", 1000, 10, 60000),
     eventPageBytes: int(env, "AGENTSTATE_EVENT_PAGE_BYTES", 4 * 1024 * 1024, 1024, 256 * 1024 * 1024),
     subscriberStallMs: int(env, "AGENTSTATE_SUBSCRIBER_STALL_MS", 30000, 100, 3600000),
+    subscribeReadsInFlight,
     logLevel: logLevel as Config["logLevel"],
     logFormat: logFormat as Config["logFormat"],
     limits,

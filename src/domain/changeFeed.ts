@@ -20,6 +20,12 @@
  *   its own position, and rejoins once caught up. Memory per subscriber is
  *   bounded by `queueEvents` and `queueBytes`.
  * - A tail exists while it has members: the last to leave stops it.
+ * - Every read of the store (catch-up pages, tail pages, the tail's start and
+ *   the poll) takes a permit of one semaphore of `readsInFlight`
+ *   (AGENTSTATE_SUBSCRIBE_READS_IN_FLIGHT, a share of the Postgres pool) for
+ *   the statement only: two thousand Subscribes opened at once wait their turn
+ *   in memory instead of queueing on the pool ahead of every other call
+ *   (issue 17). A subscriber whose call ends while it waits leaves the line.
  * - A read's fan-out wakes its members `wakeBatch` per turn of the event
  *   loop: a thousand subscribers of one stream are a thousand stream writes,
  *   and in one turn none of them would leave before the last was made, nor
@@ -35,6 +41,7 @@
  */
 import { setImmediate as nextTurn } from "node:timers/promises";
 import type { ChangeNotifier, EventStore, RecordedEvent, SubscriptionSink, SubscriptionTarget } from "./events";
+import { Semaphore } from "./semaphore";
 
 export interface ChangeFeedOptions {
   /** Events per read. */
@@ -47,6 +54,8 @@ export interface ChangeFeedOptions {
   queueBytes: number;
   /** Most members woken (and so written to) per turn of the event loop by one read's fan-out. */
   wakeBatch: number;
+  /** Reads of the store in flight at once (the rest wait their turn in memory). */
+  readsInFlight: number;
   /** Told each failed read or poll of a tail (it is retried at the next wake-up or poll). */
   onError?: (err: unknown) => void;
   /** Told the number of tails (namespaces read) whenever it changes. */
@@ -113,6 +122,8 @@ class Tail {
   /** Every event at or below it has been read and fanned out. */
   position = 0;
   stopped = false;
+  /** Aborted when the tail stops: a read of its own still waiting its turn gives it up. */
+  readonly halt = new AbortController();
   private reading = false;
   private again = false;
 
@@ -141,7 +152,7 @@ class Tail {
       do {
         this.again = false;
         for (;;) {
-          const page = await this.feed.readPage(this.namespace, this.position);
+          const page = await this.feed.readPage(this.namespace, this.position, this.halt.signal);
           if (this.stopped) return;
           const offered = new Set<Member>();
           for (const e of page) {
@@ -170,12 +181,34 @@ export class ChangeFeed {
   private unwatch: (() => void) | undefined;
   private poller: NodeJS.Timeout | undefined;
   private polling = false;
+  private readonly reads: Semaphore;
 
   constructor(
     private readonly store: EventStore,
     private readonly notifier: ChangeNotifier,
     private readonly opts: ChangeFeedOptions,
-  ) {}
+  ) {
+    this.reads = new Semaphore(opts.readsInFlight);
+  }
+
+  /** Reads of the store in flight (at most `readsInFlight`). */
+  get readsInUse(): number {
+    return this.reads.inUse;
+  }
+
+  /**
+   * Runs `read` holding a read permit (for the statement only, never while
+   * delivering); undefined, without reading, when `signal` aborts first.
+   */
+  private async gated<T>(signal: AbortSignal, read: () => Promise<T>): Promise<T | undefined> {
+    const release = await this.reads.take(signal);
+    if (release === undefined) return undefined;
+    try {
+      return await read();
+    } finally {
+      release();
+    }
+  }
 
   /** Namespaces with a tail (a reader) on this replica. */
   get readers(): number {
@@ -198,13 +231,17 @@ export class ChangeFeed {
     let live = false;
     while (!signal.aborted) {
       const member = new Member(target);
-      const tail = await this.join(namespace, member);
+      const tail = await this.join(namespace, member, signal);
+      if (tail === undefined) return; // the call ended while the tail started
       const onAbort = () => member.wake();
       signal.addEventListener("abort", onAbort, { once: true });
       try {
         // The store by itself, from the subscriber's own position, until an empty page.
         for (;;) {
-          const page = await this.store.readAfter(namespace, target, last, this.opts.pageSize);
+          const page = await this.gated(signal, () =>
+            this.store.readAfter(namespace, target, last, this.opts.pageSize),
+          );
+          if (page === undefined) return; // the call ended while it waited its turn
           for (const e of page) {
             if (signal.aborted) return;
             await sink.event(e);
@@ -234,13 +271,16 @@ export class ChangeFeed {
     }
   }
 
-  /** Adds `member` to its namespace's tail (started, and brought to the latest position, if new). */
-  private async join(namespace: string, member: Member): Promise<Tail> {
+  /**
+   * Adds `member` to its namespace's tail (started, and brought to the latest
+   * position, if new); undefined, having left, when `signal` aborts first.
+   */
+  private async join(namespace: string, member: Member, signal: AbortSignal): Promise<Tail | undefined> {
     let tail = this.tails.get(namespace);
     if (tail === undefined) {
       const t = new Tail(this, namespace);
-      t.ready = this.store.latestPositions([namespace]).then((latest) => {
-        t.position = latest.get(namespace) ?? 0;
+      t.ready = this.gated(t.halt.signal, () => this.store.latestPositions([namespace])).then((latest) => {
+        t.position = latest?.get(namespace) ?? 0;
       });
       tail = t;
       this.tails.set(namespace, t);
@@ -248,11 +288,25 @@ export class ChangeFeed {
       this.start();
     }
     tail.members.add(member);
+    let onAbort: (() => void) | undefined;
     try {
-      await tail.ready;
+      const ended = await Promise.race([
+        tail.ready.then(() => false),
+        new Promise<boolean>((resolve) => {
+          onAbort = () => resolve(true);
+          signal.addEventListener("abort", onAbort, { once: true });
+          if (signal.aborted) resolve(true);
+        }),
+      ]);
+      if (ended) {
+        this.leave(tail, member);
+        return undefined;
+      }
     } catch (err) {
       this.leave(tail, member);
       throw err;
+    } finally {
+      if (onAbort) signal.removeEventListener("abort", onAbort);
     }
     return tail;
   }
@@ -261,6 +315,7 @@ export class ChangeFeed {
     tail.members.delete(member);
     if (tail.members.size > 0 || this.tails.get(tail.namespace) !== tail) return;
     tail.stopped = true;
+    tail.halt.abort();
     this.tails.delete(tail.namespace);
     this.opts.onReaders?.(this.tails.size);
     if (this.tails.size === 0) this.stop();
@@ -289,8 +344,8 @@ export class ChangeFeed {
     if (this.polling || this.tails.size === 0) return;
     this.polling = true;
     try {
-      const latest = await this.store.latestPositions([...this.tails.keys()]);
-      for (const [namespace, position] of latest) {
+      const latest = await this.gated(NEVER, () => this.store.latestPositions([...this.tails.keys()]));
+      for (const [namespace, position] of latest ?? []) {
         const t = this.tails.get(namespace);
         if (t !== undefined && position > t.position) t.kick();
       }
@@ -301,9 +356,11 @@ export class ChangeFeed {
     }
   }
 
-  /** @internal A tail's read of the events after `after`, the whole namespace. */
-  readPage(namespace: string, after: number): Promise<RecordedEvent[]> {
-    return this.store.readAfter(namespace, ALL_STREAMS, after, this.opts.pageSize);
+  /** @internal A tail's read of the events after `after`, the whole namespace (none once `signal` aborts). */
+  readPage(namespace: string, after: number, signal: AbortSignal): Promise<RecordedEvent[]> {
+    return this.gated(signal, () => this.store.readAfter(namespace, ALL_STREAMS, after, this.opts.pageSize)).then(
+      (page) => page ?? [],
+    );
   }
 
   /** @internal */
@@ -335,3 +392,5 @@ export class ChangeFeed {
 }
 
 const ALL_STREAMS: SubscriptionTarget = { kind: "prefix", prefix: "" };
+/** The signal of the poll's reads: it never gives up its turn. */
+const NEVER = new AbortController().signal;

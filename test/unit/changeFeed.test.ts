@@ -156,7 +156,7 @@ function assertExact(store: MemStore, s: Sub, what: string): void {
   );
 }
 
-const OPTS = { pageSize: 3, pollMs: 60_000, queueEvents: 5, queueBytes: 1 << 20, wakeBatch: 7 };
+const OPTS = { pageSize: 3, pollMs: 60_000, queueEvents: 5, queueBytes: 1 << 20, wakeBatch: 7, readsInFlight: 2 };
 
 describe("domain ChangeFeed: one reader per namespace, fanned out in memory", () => {
   it("many subscribers with mixed streams, prefixes and resume positions each get exactly their events, in order", async () => {
@@ -294,5 +294,101 @@ describe("domain ChangeFeed: one reader per namespace, fanned out in memory", ()
     for (let i = 0; i < 50; i++) await tick();
     subs.forEach((s, i) => assertExact(store, s, `subscriber ${i}`));
     await Promise.all(subs.map((s) => s.stop()));
+  });
+});
+
+/** A MemStore that counts its reads in flight and can hold them until released. */
+class CountingStore extends MemStore {
+  inFlight = 0;
+  maxInFlight = 0;
+  private held: Promise<void> | undefined;
+  private releaseHeld: (() => void) | undefined;
+
+  hold(): void {
+    this.held = new Promise((r) => (this.releaseHeld = r));
+  }
+  release(): void {
+    this.releaseHeld?.();
+    this.held = undefined;
+  }
+
+  private async counted<T>(read: () => Promise<T>): Promise<T> {
+    this.inFlight++;
+    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+    try {
+      if (this.held) await this.held;
+      return await read();
+    } finally {
+      this.inFlight--;
+    }
+  }
+  override readAfter(namespace: string, target: SubscriptionTarget, after: number, limit: number) {
+    return this.counted(() => super.readAfter(namespace, target, after, limit));
+  }
+  override latestPositions(namespaces: readonly string[]) {
+    return this.counted(() => super.latestPositions(namespaces));
+  }
+}
+
+describe("domain ChangeFeed: reads of the store in flight (AGENTSTATE_SUBSCRIBE_READS_IN_FLIGHT)", () => {
+  it("never more than readsInFlight reads at once, however many subscribers catch up; each still gets every event", async () => {
+    const store = new CountingStore();
+    const notifier = new MemNotifier();
+    const feed = new ChangeFeed(store, notifier, OPTS); // readsInFlight 2
+    for (const ns of ["a", "b", "c"]) store.add(ns, "s", 10);
+    const subs = Array.from({ length: 60 }, (_, i) =>
+      new Sub(["a", "b", "c"][i % 3]!, { kind: "prefix", prefix: "" }, 0).start(feed),
+    );
+    for (let round = 0; round < 10; round++) {
+      store.add("a", "s");
+      notifier.fire("a");
+      await tick();
+    }
+    for (const s of subs) await until(() => s.got.length === expected(store, s).length, "delivered");
+    subs.forEach((s, i) => assertExact(store, s, `subscriber ${i}`));
+    assert.ok(store.maxInFlight <= OPTS.readsInFlight, `${store.maxInFlight} reads at once`);
+    assert.equal(store.maxInFlight, OPTS.readsInFlight, "the permits were used");
+    await Promise.all(subs.map((s) => s.stop()));
+    assert.equal(feed.readsInUse, 0);
+  });
+
+  it("a subscriber whose call ends while it waits its turn leaves the line at once, without reading", async () => {
+    const store = new CountingStore();
+    const notifier = new MemNotifier();
+    const feed = new ChangeFeed(store, notifier, { ...OPTS, readsInFlight: 1 });
+    store.add("ns", "s", 4);
+    // The tail's start (latestPositions) and then the first catch-up take the only permit in turn; hold them.
+    store.hold();
+    const first = new Sub("ns", { kind: "prefix", prefix: "" }, 0).start(feed);
+    const waiting = new Sub("ns", { kind: "prefix", prefix: "" }, 0).start(feed);
+    await until(() => store.inFlight === 1, "a read in flight");
+    for (let i = 0; i < 20; i++) await tick();
+    assert.equal(store.inFlight, 1, "the others wait for the permit, not on the store");
+    const reads = store.calls.readAfter;
+    let ended = false;
+    void waiting.stop().then(() => (ended = true));
+    await until(() => ended, "the waiting subscriber ended while the read it waited behind is still held");
+    assert.equal(store.inFlight, 1);
+    store.release();
+    await until(() => first.caughtUpAt !== undefined, "the first caught up");
+    assert.deepEqual(waiting.got, [], "the subscriber that left read nothing");
+    assert.ok(store.calls.readAfter >= reads);
+    // The tail started: now one waiting for the permit behind another's catch-up read.
+    store.hold();
+    const reading = new Sub("ns", { kind: "prefix", prefix: "" }, 0).start(feed);
+    await until(() => store.inFlight === 1, "a catch-up read in flight");
+    const queued = new Sub("ns", { kind: "prefix", prefix: "" }, 0).start(feed);
+    for (let i = 0; i < 20; i++) await tick();
+    const before = store.calls.readAfter;
+    let left = false;
+    void queued.stop().then(() => (left = true));
+    await until(() => left, "the queued subscriber ended while the catch-up read ahead of it is still held");
+    store.release();
+    await until(() => reading.caughtUpAt !== undefined, "the reading one caught up");
+    assert.deepEqual(queued.got, [], "the subscriber that left read nothing");
+    await reading.stop();
+    assert.ok(store.calls.readAfter - before >= 1);
+    await first.stop();
+    assert.equal(feed.readsInUse, 0, "every permit came back");
   });
 });

@@ -259,6 +259,16 @@ describe("config/loadConfig", () => {
       assert.ok(w.message.includes("AGENTSTATE_MAX_LOCK_WAITERS "));
       assert.equal(loadConfig({ PG_POOL_MAX: "20" }).lockWaits.attemptsInFlight, 4, "a fifth of the pool by default");
     });
+    it("Subscribe reads in flight above the pool name both; a quarter of the pool by default", () => {
+      const e = refuses(
+        { PG_POOL_MAX: "4", AGENTSTATE_SUBSCRIBE_READS_IN_FLIGHT: "5" },
+        "AGENTSTATE_SUBSCRIBE_READS_IN_FLIGHT",
+      );
+      assert.ok(e.message.includes("PG_POOL_MAX"));
+      refuses({ AGENTSTATE_SUBSCRIBE_READS_IN_FLIGHT: "0" }, "AGENTSTATE_SUBSCRIBE_READS_IN_FLIGHT");
+      assert.equal(loadConfig({ PG_POOL_MAX: "20" }).subscribeReadsInFlight, 5);
+      assert.equal(loadConfig({ PG_POOL_MAX: "2" }).subscribeReadsInFlight, 1, "at least 1");
+    });
     it("a cache marker TTL under twice the statement timeout names both", () => {
       const e = refuses(
         { AGENTSTATE_STATEMENT_TIMEOUT_MS: "10000", AGENTSTATE_CACHE_MARKER_TTL_MS: "15000" },

@@ -30,6 +30,8 @@ export interface EventHandlerOptions {
   stallMs: number;
   /** Bytes of event data a live subscriber may have queued before it reads from the store by itself. */
   queueBytes: number;
+  /** Reads of the event store by Subscribe in flight at once (AGENTSTATE_SUBSCRIBE_READS_IN_FLIGHT). */
+  readsInFlight: number;
   /** Told each failed read of a namespace's shared reader (retried at the next wake-up or poll). */
   onFeedError?: (err: unknown) => void;
   /** Told the number of namespaces with a shared reader whenever it changes (metrics). */
@@ -58,6 +60,7 @@ export function eventHandlers(
     queueEvents: opts.pageSize,
     queueBytes: opts.queueBytes,
     wakeBatch: SUBSCRIBERS_WOKEN_PER_TURN,
+    readsInFlight: opts.readsInFlight,
     onError: opts.onFeedError,
     onReaders: opts.onReaders,
   });
