@@ -511,11 +511,9 @@ export class CacheEpoch {
     const want = this.aliveValue();
     const keys = this.keyspace.sampleAliveKeys(this.keyBase());
     let alive = await Promise.all(keys.map((k) => this.redis.get(k)));
-    let unarmed = false;
     if (alive.some((v) => v !== want) && young) {
       const arm = this.armFor(sent, row.ageMs);
       // Without a snapshot from before the epoch began, another replica (or a later epoch) arms it.
-      unarmed = arm === undefined;
       if (arm !== undefined) {
         await this.keyspace.createAliveKeys(this.keyBase(), want, () => performance.now() < this.matureAt, arm);
         alive = await Promise.all(keys.map((k) => this.redis.get(k)));
@@ -529,22 +527,12 @@ export class CacheEpoch {
     // The epoch is mature but Redis no longer holds its alive key (or holds
     // another Redis's): Redis lost or replaced data. Start a new epoch.
     this.aliveOk = false;
-    // Read before the next epoch begins, so that epoch can be armed (bounded: takeSnapshot gives up
-    // after a lease); without it a first start moved the epoch again and again until a snapshot won the race.
-    await this.takeSnapshot();
+    void this.takeSnapshot(); // read before the next epoch begins (if it answers first): it can arm it
     const bumped = await this.epochs.bump(row.epoch);
-    if (unarmed) {
-      // Nothing was lost: this epoch was never armed (a first start, or Redis answered late). Not a warning.
-      this.log.info("cache epoch moved: no counter snapshot from before this epoch began; the next one is armed", {
-        from_epoch: row.epoch,
-        bumped,
-      });
-    } else {
-      this.log.warn("cache epoch moved: redis does not hold this epoch (first start, flush, restart or failover)", {
-        from_epoch: row.epoch,
-        bumped,
-      });
-    }
+    this.log.warn("cache epoch moved: redis does not hold this epoch (first start, flush, restart or failover)", {
+      from_epoch: row.epoch,
+      bumped,
+    });
     // Pick up the new epoch promptly (the next tick would too).
     setTimeout(() => void this.refresh(), 10).unref();
   }
