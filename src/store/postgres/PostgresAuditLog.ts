@@ -2,7 +2,7 @@
  * PostgresAuditLog: the audit trail (domain/audit.ts) as kv_history and
  * events keep it (principal and request_id, migrations/0012), with
  * audit_changes for the changes without a history of their own (checkpoints,
- * store items: migrations/0016), read by
+ * store items: migrations/0015), read by
  * sql/audit_changes.sql: a namespace's changes newest first, by the audit
  * indexes, never a value.
  *
@@ -35,7 +35,7 @@ interface AuditRow {
   request_id: string | null;
 }
 
-/** kv_history.op, 4: an event, and audit_changes.op (migrations/0016). */
+/** kv_history.op, 4: an event, and audit_changes.op (migrations/0015). */
 const OPS: Record<number, ChangeOp> = {
   1: "put",
   2: "delete",

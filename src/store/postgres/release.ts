@@ -19,7 +19,7 @@ export interface Release {
 
 export const RELEASE: Release = Object.freeze({
   number: 4,
-  sha256: "101deb67624f411a27f6fac350504c2ca5a0057e4ee4b94f3730ba4fc04df34e",
+  sha256: "2820b6509b1d178e3563014dc9d47126b4bdac52e1cc214ebf9359ac71a788e3",
 });
 
 /** One SQL file of the release: a migration or a function. */

@@ -1,6 +1,6 @@
 -- audit_changes: one page of a namespace's changes (key writes from
 -- kv_history, appended events from events, checkpoint and store changes from
--- the audit_changes table, migrations/0016), newest first, for
+-- the audit_changes table, migrations/0015), newest first, for
 -- AdminService.ListChanges (PostgresAuditLog). Never a value: who, what, when.
 -- Order: (created_at, revision) descending; revisions are per namespace and
 -- shared by key writes and events, so the pair is unique within a namespace

@@ -1,4 +1,4 @@
--- 0017_audit_retention: audit_changes (0016) gets the history's retention
+-- 0016_audit_retention: audit_changes (0015) gets the history's retention
 -- (issue 16): the Janitor deletes its rows older than
 -- AGENTSTATE_HISTORY_RETENTION_SECONDS in bounded batches, oldest first over
 -- every namespace (src/store/postgres/sql/audit_changes_trim.sql). The primary

@@ -1,4 +1,4 @@
--- 0016_audit_more: who made the changes that have no history of their own
+-- 0015_audit_more: who made the changes that have no history of their own
 -- (issue 16, the audit trail, beside 0012's kv_history and events columns):
 -- checkpoint puts, pending writes, thread deletes, copies and prunes, deletes
 -- by run, store item puts and deletes. One row per change, written by the
