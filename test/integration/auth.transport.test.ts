@@ -183,11 +183,14 @@ describe("security: client certificates as principals (mTLS + AGENTSTATE_AUTH=re
     };
     try {
       const loops = [0, 1, 2, 3].map(loop);
-      await new Promise((r) => setTimeout(r, 1000));
+      // Calls in flight on both sides of the rotation: wait for calls made, not for time passed.
+      const before = calls;
+      await eventually("calls before the rotation", async () => calls >= before + 40 || undefined);
       fs.copyFileSync(second.cert, live.cert);
       fs.copyFileSync(second.key, live.key);
       await rotating.waitForLog((l) => l.msg === "TLS certificate reloaded");
-      await new Promise((r) => setTimeout(r, 1000));
+      const reloaded = calls;
+      await eventually("calls after the rotation", async () => calls >= reloaded + 40 || undefined);
       stop = true;
       await Promise.all(loops);
     } finally {
