@@ -62,17 +62,8 @@ export class PostgresTokenStore implements TokenStore {
     const configured = "configured" in hashes ? hashes.configured : null;
     const generated = "generated" in hashes ? hashes.generated : null;
     const values = [configured, generated, JSON.stringify(grants)];
-    let rows: { inserted: boolean; updated: boolean }[];
-    try {
-      rows = (await this.pool.query<{ inserted: boolean; updated: boolean }>(sql("token_bootstrap"), values)).rows;
-    } catch (err) {
-      // Replicas starting together with the same AGENTSTATE_BOOTSTRAP_TOKEN insert the same hash at
-      // once: ON CONFLICT arbitrates on `id` only, so the later one fails on the hash's unique index
-      // once the first commits. The token is then there: run again (a no-op) rather than fail the start.
-      if ((err as { code?: string; constraint?: string }).constraint !== "auth_tokens_token_hash_key")
-        throw translatePgError(err);
-      rows = await this.rows(sql("token_bootstrap"), values);
-    }
+    // Replicas starting together are arbitrated by the statement itself (token_bootstrap.sql).
+    const rows = await this.rows<{ inserted: boolean; updated: boolean }>(sql("token_bootstrap"), values);
     return rows[0]!.inserted || rows[0]!.updated;
   }
 }
