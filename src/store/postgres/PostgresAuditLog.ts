@@ -35,8 +35,11 @@ interface AuditRow {
   request_id: string | null;
 }
 
-/** kv_history.op, 4: an event, and audit_changes.op (migrations/0015). */
-const OPS: Record<number, ChangeOp> = {
+/**
+ * kv_history.op, 4: an event, and audit_changes.op (migrations/0015). The numbers are written by
+ * the statements (test/unit/auditOps.test.ts checks each statement's literal against this table).
+ */
+export const AUDIT_OPS: Readonly<Record<number, ChangeOp>> = {
   1: "put",
   2: "delete",
   3: "expire",
@@ -53,7 +56,7 @@ const OPS: Record<number, ChangeOp> = {
 
 function toRecord(r: AuditRow): ChangeRecord {
   return {
-    op: OPS[r.op] ?? "put",
+    op: AUDIT_OPS[r.op] ?? "put",
     key: r.kind === 1 ? r.name : undefined,
     stream: r.kind === 2 ? r.name : undefined,
     target: r.kind === 3 ? r.name : undefined,
