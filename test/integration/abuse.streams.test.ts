@@ -147,7 +147,7 @@ describe("abuse: thousands of idle Subscribe streams", function () {
       let loaded;
       let deliverMs;
       try {
-        await new Promise((r) => setTimeout(r, 1000));
+        await Promise.all([load.samples(50), new Promise((r) => setTimeout(r, 1000))]); // quiet calls before, as after
         const t1 = performance.now();
         const positions = await Promise.all(
           NAMESPACES.map((namespace) =>
@@ -165,7 +165,7 @@ describe("abuse: thousands of idle Subscribe streams", function () {
           ),
         );
         deliverMs = performance.now() - t1;
-        await new Promise((r) => setTimeout(r, 1000));
+        await Promise.all([load.samples(50), new Promise((r) => setTimeout(r, 1000))]);
       } finally {
         loaded = await load.stop();
       }

@@ -31,6 +31,8 @@ export class WellBehavedClient {
    * the case's `after` (stopping the server) never ran and mocha hung.
    */
   private closed = false;
+  /** Calls answered so far by every run (a case waits on it rather than for a fixed time). */
+  private answered = 0;
 
   constructor(
     address: string,
@@ -65,6 +67,7 @@ export class WellBehavedClient {
       try {
         await this.client.get({ namespace: this.namespace, key: "k", consistency: Consistency.CONSISTENCY_DATABASE });
         ms.push(performance.now() - t0);
+        this.answered++;
       } catch {
         errors++;
       }
@@ -72,8 +75,12 @@ export class WellBehavedClient {
     return stats(ms, errors);
   }
 
-  /** Starts run() in the background; stop() ends it and resolves with its stats. */
-  background(): { stop(): Promise<LatencyStats> } {
+  /**
+   * Starts run() in the background; stop() ends it and resolves with its stats. samples(n) resolves once
+   * n more calls have been answered since it was called (or after maxMs, whichever is first): a case
+   * measures over a number of calls, which does not depend on how fast the machine is.
+   */
+  background(): { stop(): Promise<LatencyStats>; samples(n: number, maxMs?: number): Promise<void> } {
     let end!: () => void;
     const stopped = new Promise<void>((r) => (end = r));
     const running = this.run(stopped);
@@ -81,6 +88,13 @@ export class WellBehavedClient {
       stop: () => {
         end();
         return running;
+      },
+      samples: async (n, maxMs = 30_000) => {
+        const target = this.answered + n;
+        const giveUpAt = Date.now() + maxMs;
+        while (this.answered < target && !this.closed && Date.now() < giveUpAt) {
+          await new Promise((r) => setTimeout(r, 10));
+        }
       },
     };
   }
