@@ -35,8 +35,7 @@ import { GroupCommitQueue } from "./GroupCommitQueue";
 import { runWriteBatch, type WriteBatchSpec } from "./runWriteBatch";
 import { callerGoneError } from "./callerGoneError";
 import { fenceError } from "./fenceError";
-import { translatePgError } from "./pgErrors";
-import { byName, sql, type Statement } from "./sql";
+import { byName, runStatement, sql, type Statement } from "./sql";
 import { EventAppendStatus as AppendStatus, EventExpectedKind } from "./writeStatus";
 
 interface EventRow {
@@ -230,12 +229,8 @@ export class PostgresEventStore implements EventStore {
     return new Map(r.rows.map((row) => [row.namespace, row.position]));
   }
 
-  private async q<R extends object>(statement: Statement, values: unknown[]) {
-    try {
-      return await this.pool.query<R>(statement, values);
-    } catch (err) {
-      throw translatePgError(err);
-    }
+  private q<R extends object>(statement: Statement, values: unknown[]) {
+    return runStatement<R>(this.pool, statement, values);
   }
 }
 

@@ -7,8 +7,7 @@
 import type { Pool } from "pg";
 import type { GrantCursor, GrantStore, PrincipalGrant } from "../../domain/grants";
 import type { Grant, Role } from "../../domain/principals";
-import { translatePgError } from "./pgErrors";
-import { sql, type Statement } from "./sql";
+import { runStatement, sql, type Statement } from "./sql";
 
 interface GrantRow {
   principal: string;
@@ -30,11 +29,7 @@ export class PostgresGrantStore implements GrantStore {
   constructor(private readonly pool: Pool) {}
 
   private async rows<R extends object>(st: Statement, values: unknown[]): Promise<R[]> {
-    try {
-      return (await this.pool.query<R>(st, values)).rows;
-    } catch (err) {
-      throw translatePgError(err);
-    }
+    return (await runStatement<R>(this.pool, st, values)).rows;
   }
 
   async find(principal: string, limit: number): Promise<Grant[]> {

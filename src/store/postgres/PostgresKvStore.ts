@@ -38,9 +38,8 @@ import { callerGoneError } from "./callerGoneError";
 import { fenceError } from "./fenceError";
 import { GroupCommitQueue } from "./GroupCommitQueue";
 import { runWriteBatch, type WriteBatchSpec } from "./runWriteBatch";
-import { translatePgError } from "./pgErrors";
 import { itemFromJson, keyBytes, rowToItem, type ItemJson, type KvRow } from "./rows";
-import { byName, sql, type Statement } from "./sql";
+import { byName, runStatement, sql, type Statement } from "./sql";
 import { KvExpectedKind, KvWriteOp, KvWriteStatus as Status } from "./writeStatus";
 
 /**
@@ -219,12 +218,8 @@ export class PostgresKvStore implements DurableKvStore {
     settle,
   };
 
-  private async query<R extends object>(statement: Statement, values: unknown[]) {
-    try {
-      return await this.pool.query<R>(statement, values);
-    } catch (err) {
-      throw translatePgError(err);
-    }
+  private query<R extends object>(statement: Statement, values: unknown[]) {
+    return runStatement<R>(this.pool, statement, values);
   }
 }
 

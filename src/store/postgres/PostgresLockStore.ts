@@ -10,7 +10,7 @@ import { checkout } from "./checkout";
 import type { Acquired, LockStore, NotAcquired, Renewed } from "../../domain/locks";
 import { formatLockId, newLockSecret } from "../../domain/locks";
 import { isQueryReadTimeout, translatePgError } from "./pgErrors";
-import { sql, type Statement } from "./sql";
+import { runStatement, sql, type Statement } from "./sql";
 
 export class PostgresLockStore implements LockStore {
   readonly identity = "postgres";
@@ -94,11 +94,7 @@ export class PostgresLockStore implements LockStore {
 
   async close(): Promise<void> {}
 
-  private async q<R extends object>(statement: Statement, values: unknown[]) {
-    try {
-      return await this.pool.query<R>(statement, values);
-    } catch (err) {
-      throw translatePgError(err);
-    }
+  private q<R extends object>(statement: Statement, values: unknown[]) {
+    return runStatement<R>(this.pool, statement, values);
   }
 }

@@ -5,8 +5,7 @@
 import type { Pool } from "pg";
 import type { Grant } from "../../domain/principals";
 import type { NewToken, TokenRecord, TokenStore } from "../../domain/tokens";
-import { translatePgError } from "./pgErrors";
-import { sql, type Statement } from "./sql";
+import { runStatement, sql, type Statement } from "./sql";
 
 interface TokenRow {
   id: string;
@@ -32,11 +31,7 @@ export class PostgresTokenStore implements TokenStore {
   constructor(private readonly pool: Pool) {}
 
   private async rows<R extends object>(st: Statement, values: unknown[]): Promise<R[]> {
-    try {
-      return (await this.pool.query<R>(st, values)).rows;
-    } catch (err) {
-      throw translatePgError(err);
-    }
+    return (await runStatement<R>(this.pool, st, values)).rows;
   }
 
   async findByHash(hash: Buffer): Promise<TokenRecord | undefined> {

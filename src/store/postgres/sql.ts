@@ -12,6 +12,8 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import type { Pool, QueryResult, QueryResultRow } from "pg";
+import { translatePgError } from "./pgErrors";
 
 /** A statement as pg's query() takes it: the name makes it a prepared statement. */
 export interface Statement {
@@ -20,6 +22,19 @@ export interface Statement {
 }
 
 const cache = new Map<string, Statement>();
+
+/** Runs a statement on the pool; a driver error comes back as the domain error translatePgError makes of it. */
+export async function runStatement<R extends QueryResultRow>(
+  pool: Pool,
+  st: Statement,
+  values: unknown[],
+): Promise<QueryResult<R>> {
+  try {
+    return await pool.query<R>(st, values);
+  } catch (err) {
+    throw translatePgError(err);
+  }
+}
 
 export function sql(name: string): Statement {
   let st = cache.get(name);
