@@ -2,6 +2,7 @@
 // CPU per CheckpointService call, server and client, by call kind and payload
 // size: which part of a LangGraph step's cost is per call (gRPC) and which per
 // byte. 16 callers side by side, one agentstate server, one Postgres.
+// --only REGEX: the kinds to run; --cpu-prof DIR: the server under --cpu-prof.
 // --b-options JSON: a second client with these grpc-js channel options, run
 // interleaved with the default one (rounds alternate the order).
 //   node bench/experiments/checkpoint-call-cost.mjs [--calls 2000] [--callers 16] [--rounds 3] [--b-options '{...}']
@@ -26,6 +27,8 @@ const { values: o } = parseArgs({
     callers: { type: "string", default: "16" },
     rounds: { type: "string", default: "1" },
     "b-options": { type: "string" },
+    only: { type: "string" },
+    "cpu-prof": { type: "string" },
   },
 });
 const CALLS = Number(o.calls);
@@ -35,15 +38,20 @@ const runDir = fs.mkdtempSync(path.join(os.tmpdir(), "agentstate-bench-cc-"));
 fs.chmodSync(runDir, 0o755);
 const pg = await startPostgres(runDir);
 await pg.createDatabase("agentstate");
-const server = await startServer(path.join(REPO, "dist", "src", "main.js"), runDir, {
-  DATABASE_URL: pg.url("agentstate"),
-  REDIS_URL: "",
-  REDLOCK_URLS: "",
-  AGENTSTATE_HOST: "127.0.0.1",
-  AGENTSTATE_PORT: "0",
-  AGENTSTATE_METRICS_PORT: "-1",
-  LOG_LEVEL: "warn",
-});
+const server = await startServer(
+  path.join(REPO, "dist", "src", "main.js"),
+  runDir,
+  {
+    DATABASE_URL: pg.url("agentstate"),
+    REDIS_URL: "",
+    REDLOCK_URLS: "",
+    AGENTSTATE_HOST: "127.0.0.1",
+    AGENTSTATE_PORT: "0",
+    AGENTSTATE_METRICS_PORT: "-1",
+    LOG_LEVEL: "warn",
+  },
+  { cpuProfDir: o["cpu-prof"] },
+);
 const clients = { A: new AgentstateClient(server.address, { deadlineMs: 60_000 }) };
 if (o["b-options"]) {
   clients.B = new AgentstateClient(server.address, { deadlineMs: 60_000, channelOptions: JSON.parse(o["b-options"]) });
@@ -73,7 +81,7 @@ const kinds = {
 try {
   console.log(`| call | client | calls/s | server CPU ms per call | client CPU ms per call |\n|---|---|---|---|---|`);
   for (let round = 0; round < Number(o.rounds); round++) {
-    for (const [name, fn] of Object.entries(kinds)) {
+    for (const [name, fn] of Object.entries(kinds).filter(([k]) => !o.only || new RegExp(o.only).test(k))) {
       const order = Object.entries(clients);
       if (round % 2 === 1) order.reverse();
       for (const [cname, client] of order) {
