@@ -24,9 +24,11 @@
 //     && npx --prefix clients/typescript-langgraph tsc -p clients/typescript-langgraph/tsconfig.json
 //   node bench/langgraph.mjs [--levels 1,16] [--steps 200] [--seconds 5] [--rounds 1] [--cpu-prof DIR]
 //     [--columns: average column sizes] [--pg-stats: top statements per saver database]
+//     [--savers agentstate,postgres: run only these (for a profile of one; no ratios then)]
 //     [--ab: also AgentstateSaver B, by default with group commit off]
 //     [--ab-env K=V,...: B server's environment] [--ab-main PATH: B server's dist/src/main.js]
-//     [--ab-saver PATH: B saver's dist/index.js] (A/B of a change: build the reference in a
+//     [--ab-saver PATH: B saver's dist/index.js] [--ab-client PATH: B client's dist/index.js]
+//     (A/B of a change: build the reference in a
 //     worktree of its own under /work and pass its paths)
 import * as fs from "node:fs";
 import { createRequire } from "node:module";
@@ -55,7 +57,9 @@ const { values: o } = parseArgs({
     "ab-env": { type: "string" },
     "ab-main": { type: "string" },
     "ab-saver": { type: "string" },
+    "ab-client": { type: "string" },
     "pg-stats": { type: "boolean", default: false },
+    savers: { type: "string" },
   },
 });
 const LEVELS = o.levels.split(",").map(Number);
@@ -64,6 +68,8 @@ const SECONDS = Number(o.seconds);
 const ROUNDS = Number(o.rounds);
 
 const { AgentstateClient } = need("@agentstate/client");
+// --ab with --ab-client: the B side's AgentstateClient from another build (its clients/typescript/dist/index.js).
+const AgentstateClientB = o["ab-client"] ? need(path.resolve(o["ab-client"])).AgentstateClient : AgentstateClient;
 const { AgentstateSaver } = need(path.join(PKG, "dist", "index.js"));
 // --ab with --ab-saver: the B side's AgentstateSaver from another build (its dist/index.js).
 const AgentstateSaverB = o["ab-saver"] ? need(path.resolve(o["ab-saver"])).AgentstateSaver : AgentstateSaver;
@@ -119,7 +125,7 @@ if (o.ab) {
     },
     { logName: "server-alone.log" },
   );
-  clientAlone = new AgentstateClient(serverAlone.address, { deadlineMs: 60_000 });
+  clientAlone = new AgentstateClientB(serverAlone.address, { deadlineMs: 60_000 });
 }
 const pgSaver = PostgresSaver.fromConnString(pg.url("lgpostgres"));
 await pgSaver.setup();
@@ -335,7 +341,7 @@ let threadsRun = 0;
 try {
   for (let round = 0; round < ROUNDS; round++) {
     for (const level of LEVELS) {
-      const order = Object.entries(savers);
+      const order = Object.entries(savers).filter(([name]) => !o.savers || o.savers.split(",").includes(name));
       if (round % 2 === 1) order.reverse();
       for (const [name, s] of order) {
         const saver = s.saver(level);
@@ -398,6 +404,7 @@ console.log("\n| threads | metric | AgentstateSaver | PostgresSaver | ratio (min
 for (const level of LEVELS) {
   const a = results.filter((r) => r.saver === "agentstate" && r.threads === level);
   const p = results.filter((r) => r.saver === "postgres" && r.threads === level);
+  if (a.length === 0 || p.length === 0) continue;
   for (const [metric, key, fmt] of [
     ["steps/s (put + putWrites)", "stepsPerS", (v) => v.toFixed(0)],
     ["getTuple/s", "getTuple", (v) => v.toFixed(0)],
@@ -422,11 +429,12 @@ for (const level of LEVELS) {
 
 if (o.ab) {
   console.log(
-    `\nA: this build; B: ${o["ab-main"] ?? "this build"}, saver ${o["ab-saver"] ?? "this build's"}, env ${JSON.stringify(abEnv)}; same run:\n\n| threads | metric | A | B | A/B (min-max) |\n|---|---|---|---|---|`,
+    `\nA: this build; B: ${o["ab-main"] ?? "this build"}, saver ${o["ab-saver"] ?? "this build's"}, client ${o["ab-client"] ?? "this build's"}, env ${JSON.stringify(abEnv)}; same run:\n\n| threads | metric | A | B | A/B (min-max) |\n|---|---|---|---|---|`,
   );
   for (const level of LEVELS) {
     const a = results.filter((r) => r.saver === "agentstate" && r.threads === level);
     const b = results.filter((r) => r.saver === "agentstate-alone" && r.threads === level);
+    if (a.length === 0 || b.length === 0) continue;
     for (const [metric, key, fmt] of [
       ["steps/s (put + putWrites)", "stepsPerS", (v) => v.toFixed(0)],
       ["getTuple/s", "getTuple", (v) => v.toFixed(0)],
