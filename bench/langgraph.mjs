@@ -23,7 +23,13 @@
 //     && node_modules/.bin/tsc -p clients/typescript/tsconfig.json \
 //     && npx --prefix clients/typescript-langgraph tsc -p clients/typescript-langgraph/tsconfig.json
 //   node bench/langgraph.mjs [--levels 1,16] [--steps 200] [--seconds 5] [--rounds 1] [--cpu-prof DIR]
-//     [--columns: average column sizes] [--ab: also AgentstateSaver with group commit off]
+//     [--columns: average column sizes] [--pg-stats: top statements per saver database]
+//     [--savers agentstate,postgres: run only these (for a profile of one; no ratios then)]
+//     [--ab: also AgentstateSaver B, by default with group commit off]
+//     [--ab-env K=V,...: B server's environment] [--ab-main PATH: B server's dist/src/main.js]
+//     [--ab-saver PATH: B saver's dist/index.js] [--ab-client PATH: B client's dist/index.js]
+//     (A/B of a change: build the reference in a
+//     worktree of its own under /work and pass its paths)
 import * as fs from "node:fs";
 import { createRequire } from "node:module";
 import * as os from "node:os";
@@ -48,6 +54,12 @@ const { values: o } = parseArgs({
     "cpu-prof": { type: "string" },
     columns: { type: "boolean", default: false },
     ab: { type: "boolean", default: false },
+    "ab-env": { type: "string" },
+    "ab-main": { type: "string" },
+    "ab-saver": { type: "string" },
+    "ab-client": { type: "string" },
+    "pg-stats": { type: "boolean", default: false },
+    savers: { type: "string" },
   },
 });
 const LEVELS = o.levels.split(",").map(Number);
@@ -56,13 +68,23 @@ const SECONDS = Number(o.seconds);
 const ROUNDS = Number(o.rounds);
 
 const { AgentstateClient } = need("@agentstate/client");
+// --ab with --ab-client: the B side's AgentstateClient from another build (its clients/typescript/dist/index.js).
+const AgentstateClientB = o["ab-client"] ? need(path.resolve(o["ab-client"])).AgentstateClient : AgentstateClient;
 const { AgentstateSaver } = need(path.join(PKG, "dist", "index.js"));
+// --ab with --ab-saver: the B side's AgentstateSaver from another build (its dist/index.js).
+const AgentstateSaverB = o["ab-saver"] ? need(path.resolve(o["ab-saver"])).AgentstateSaver : AgentstateSaver;
+// --ab-env K=V,K=V: the B server's environment (default: group commit off).
+const abEnv = Object.fromEntries(
+  (o["ab-env"] ?? "AGENTSTATE_CHECKPOINT_BATCH=1")
+    .split(",")
+    .map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]),
+);
 const { PostgresSaver } = need("@langchain/langgraph-checkpoint-postgres");
 const { emptyCheckpoint, uuid6 } = need("@langchain/langgraph-checkpoint");
 
 const runDir = fs.mkdtempSync(path.join(os.tmpdir(), "agentstate-bench-lg-"));
 fs.chmodSync(runDir, 0o755);
-const pg = await startPostgres(runDir);
+const pg = await startPostgres(runDir, { statStatements: o["pg-stats"] });
 await pg.createDatabase("agentstate");
 await pg.createDatabase("lgpostgres");
 const server = await startServer(
@@ -80,14 +102,16 @@ const server = await startServer(
   { cpuProfDir: o["cpu-prof"] },
 );
 const client = new AgentstateClient(server.address, { deadlineMs: 60_000 });
-// --ab: a second server on its own database, with group commit of checkpoint
-// puts and PutWrites off (AGENTSTATE_CHECKPOINT_BATCH=1), in the same run.
+// --ab: a second server (B) on its own database, in the same run: by default
+// this build with group commit of checkpoint puts off (AGENTSTATE_CHECKPOINT_BATCH=1);
+// --ab-env sets its environment instead, --ab-main runs another build's
+// dist/src/main.js, --ab-saver takes the saver from another build.
 let serverAlone;
 let clientAlone;
 if (o.ab) {
   await pg.createDatabase("agentstate_alone");
   serverAlone = await startServer(
-    path.join(REPO, "dist", "src", "main.js"),
+    path.resolve(o["ab-main"] ?? path.join(REPO, "dist", "src", "main.js")),
     runDir,
     {
       DATABASE_URL: pg.url("agentstate_alone"),
@@ -96,12 +120,12 @@ if (o.ab) {
       AGENTSTATE_HOST: "127.0.0.1",
       AGENTSTATE_PORT: "0",
       AGENTSTATE_METRICS_PORT: "-1",
-      AGENTSTATE_CHECKPOINT_BATCH: "1",
       LOG_LEVEL: "warn",
+      ...abEnv,
     },
     { logName: "server-alone.log" },
   );
-  clientAlone = new AgentstateClient(serverAlone.address, { deadlineMs: 60_000 });
+  clientAlone = new AgentstateClientB(serverAlone.address, { deadlineMs: 60_000 });
 }
 const pgSaver = PostgresSaver.fromConnString(pg.url("lgpostgres"));
 await pgSaver.setup();
@@ -115,7 +139,7 @@ const savers = {
   },
   ...(o.ab && {
     "agentstate-alone": {
-      saver: (level) => new AgentstateSaver({ client: clientAlone, namespace: `bench-${level}`, strict: true }),
+      saver: (level) => new AgentstateSaverB({ client: clientAlone, namespace: `bench-${level}`, strict: true }),
       db: "agentstate_alone",
       tables: ["checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_heads"],
       server: () => serverAlone,
@@ -130,6 +154,14 @@ const savers = {
 
 const CONTEXT = "c".repeat(4096);
 const message = (thread, i) => ({ role: i % 2 ? "ai" : "human", content: `${thread} step ${i} `.padEnd(200, "x") });
+
+function median(xs) {
+  const v = [...xs].sort((a, b) => a - b);
+  return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+}
+
+/** Each put's and putWrites' time (ms) in the level being run. */
+const latency = { put: [], putWrites: [] };
 
 /** One thread of STEPS steps, as LangGraph's loop takes them (put, then the task's writes). */
 async function runThread(saver, thread) {
@@ -152,7 +184,9 @@ async function runThread(saver, thread) {
       channel_versions,
       versions_seen: { agent: { ...channel_versions } },
     };
+    const t0 = performance.now();
     config = await saver.put(config, checkpoint, { source: "loop", step: i, parents: {} }, newVersions);
+    const t1 = performance.now();
     await saver.putWrites(
       config,
       [
@@ -161,6 +195,8 @@ async function runThread(saver, thread) {
       ],
       `task-${i}`,
     );
+    latency.put.push(t1 - t0);
+    latency.putWrites.push(performance.now() - t1);
     prev = checkpoint;
   }
 }
@@ -257,6 +293,24 @@ async function columnSizes() {
   console.log(`agentstate.checkpoint_blobs data: raw ${raw} B, stored (pglz) ${stored} B, prefix deltas ${delta} B`);
 }
 
+/** --pg-stats: each saver database's statements by total execution time (pg_stat_statements, whole run). */
+async function statements() {
+  await pg.query("postgres", "CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+  for (const [name, s] of Object.entries(savers)) {
+    const rows = await pg.query(
+      "postgres",
+      `SELECT calls, round(total_exec_time::numeric, 1) AS ms, round((total_exec_time / calls)::numeric, 3) AS ms_per_call,
+              rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 90) AS query
+       FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+       WHERE d.datname = $1 ORDER BY total_exec_time DESC LIMIT 8`,
+      [s.db],
+    );
+    console.log(`\npg_stat_statements, ${name} (${s.db}), top 8 by total time:`);
+    for (const r of rows)
+      console.log(`  ${r.calls} calls ${r.ms} ms (${r.ms_per_call}/call) rows ${r.rows}: ${r.query}`);
+  }
+}
+
 /** CPU seconds so far: the server, Postgres (postmaster and its backends), this process. */
 function cpuNow(srv) {
   const self = process.cpuUsage();
@@ -287,13 +341,15 @@ let threadsRun = 0;
 try {
   for (let round = 0; round < ROUNDS; round++) {
     for (const level of LEVELS) {
-      const order = Object.entries(savers);
+      const order = Object.entries(savers).filter(([name]) => !o.savers || o.savers.split(",").includes(name));
       if (round % 2 === 1) order.reverse();
       for (const [name, s] of order) {
         const saver = s.saver(level);
         const threads = Array.from({ length: level }, (_, i) => `bench-${round}-${level}-${name}-${i}`);
         const before = await bytes(s.db, s.tables);
         const cpu0 = cpuNow(s.server?.());
+        latency.put = [];
+        latency.putWrites = [];
         const t0 = performance.now();
         await Promise.all(threads.map((t) => runThread(saver, t)));
         const stepsPerS = (level * STEPS) / ((performance.now() - t0) / 1000);
@@ -317,6 +373,9 @@ try {
           cpuServer: per1000("server"),
           cpuPostgres: per1000("postgres"),
           cpuBench: per1000("bench"),
+          putMs: median(latency.put),
+          putWritesMs: median(latency.putWrites),
+          cpuAll: per1000("server") + per1000("postgres") + per1000("bench"),
           load: os.loadavg()[0],
         };
         results.push(r);
@@ -326,6 +385,7 @@ try {
     }
   }
   await breakdown();
+  if (o["pg-stats"]) await statements();
 } finally {
   client.close();
   clientAlone?.close();
@@ -336,10 +396,6 @@ try {
   fs.rmSync(runDir, { recursive: true, force: true });
 }
 
-const median = (xs) => {
-  const v = [...xs].sort((a, b) => a - b);
-  return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
-};
 const loads = results.map((r) => r.load);
 console.log(
   `\n${ROUNDS} round(s), medians; ratio = median of the per-round ratios; 1-min load average during the run ${Math.min(...loads).toFixed(1)}-${Math.max(...loads).toFixed(1)} on ${os.cpus().length} CPUs`,
@@ -348,6 +404,7 @@ console.log("\n| threads | metric | AgentstateSaver | PostgresSaver | ratio (min
 for (const level of LEVELS) {
   const a = results.filter((r) => r.saver === "agentstate" && r.threads === level);
   const p = results.filter((r) => r.saver === "postgres" && r.threads === level);
+  if (a.length === 0 || p.length === 0) continue;
   for (const [metric, key, fmt] of [
     ["steps/s (put + putWrites)", "stepsPerS", (v) => v.toFixed(0)],
     ["getTuple/s", "getTuple", (v) => v.toFixed(0)],
@@ -356,6 +413,9 @@ for (const level of LEVELS) {
     ["CPU s per 1000 steps: server", "cpuServer", (v) => v.toFixed(2)],
     ["CPU s per 1000 steps: Postgres", "cpuPostgres", (v) => v.toFixed(2)],
     ["CPU s per 1000 steps: bench (client)", "cpuBench", (v) => v.toFixed(2)],
+    ["put ms (median)", "putMs", (v) => v.toFixed(1)],
+    ["putWrites ms (median)", "putWritesMs", (v) => v.toFixed(1)],
+    ["CPU s per 1000 steps: all three", "cpuAll", (v) => v.toFixed(2)],
   ]) {
     const ratios = a.map((r, i) => r[key] / p[i][key]);
     const ma = median(a.map((r) => r[key]));
@@ -369,16 +429,24 @@ for (const level of LEVELS) {
 
 if (o.ab) {
   console.log(
-    "\nGroup commit on (AgentstateSaver) vs off (AGENTSTATE_CHECKPOINT_BATCH=1), same run:\n\n| threads | metric | on | off | on/off (min-max) |\n|---|---|---|---|---|",
+    `\nA: this build; B: ${o["ab-main"] ?? "this build"}, saver ${o["ab-saver"] ?? "this build's"}, client ${o["ab-client"] ?? "this build's"}, env ${JSON.stringify(abEnv)}; same run:\n\n| threads | metric | A | B | A/B (min-max) |\n|---|---|---|---|---|`,
   );
   for (const level of LEVELS) {
     const a = results.filter((r) => r.saver === "agentstate" && r.threads === level);
     const b = results.filter((r) => r.saver === "agentstate-alone" && r.threads === level);
+    if (a.length === 0 || b.length === 0) continue;
     for (const [metric, key, fmt] of [
       ["steps/s (put + putWrites)", "stepsPerS", (v) => v.toFixed(0)],
+      ["getTuple/s", "getTuple", (v) => v.toFixed(0)],
+      ["list(limit 10)/s", "list", (v) => v.toFixed(0)],
       ["CPU s per 1000 steps: server", "cpuServer", (v) => v.toFixed(2)],
       ["CPU s per 1000 steps: Postgres", "cpuPostgres", (v) => v.toFixed(2)],
+      ["CPU s per 1000 steps: bench (client)", "cpuBench", (v) => v.toFixed(2)],
+      ["put ms (median)", "putMs", (v) => v.toFixed(1)],
+      ["putWrites ms (median)", "putWritesMs", (v) => v.toFixed(1)],
+      ["CPU s per 1000 steps: all three", "cpuAll", (v) => v.toFixed(2)],
     ]) {
+      if (a.length === 0 || !(key in a[0])) continue;
       const ratios = a.map((r, i) => r[key] / b[i][key]);
       console.log(
         `| ${level} | ${metric} | ${fmt(median(a.map((r) => r[key])))} | ${fmt(median(b.map((r) => r[key])))} | ${median(ratios).toFixed(2)}x (${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)}) |`,

@@ -38,6 +38,7 @@ import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import {
   credentials as grpcCredentials,
+  makeGenericClientConstructor,
   Metadata,
   status,
   type CallOptions as GrpcCallOptions,
@@ -52,6 +53,7 @@ import { durationFromMs, durationToMs } from "./duration";
 import { isRetryable, LockLostError, LockNotAcquiredError, UpdateConflictError } from "./errors";
 import {
   CheckpointServiceClient,
+  CheckpointServiceService,
   CopyThreadRequest,
   DeleteForRunsRequest,
   DeleteThreadRequest,
@@ -125,6 +127,7 @@ import {
   type PutItemResponse,
   type SearchItemsResponse,
 } from "./gen/agentstate/v1/store";
+import { reusingSerializer } from "./serialize";
 import { Subscription, type SubscribeOptions, type SubscriptionTarget } from "./Subscription";
 import { tokenInterceptor, type TokenSource } from "./token";
 
@@ -281,6 +284,19 @@ type UnaryMethod<Req, Res> = (
   callback: (error: ServiceError | null, response: Res) => void,
 ) => ClientUnaryCall;
 
+/** The generated checkpoint client, with the write calls serialized by one reused writer (serialize.ts). */
+const CheckpointClient = makeGenericClientConstructor(
+  {
+    ...CheckpointServiceService,
+    putCheckpoint: {
+      ...CheckpointServiceService.putCheckpoint,
+      requestSerialize: reusingSerializer(PutCheckpointRequest),
+    },
+    putWrites: { ...CheckpointServiceService.putWrites, requestSerialize: reusingSerializer(PutWritesRequest) },
+  },
+  "agentstate.v1.CheckpointService",
+) as unknown as typeof CheckpointServiceClient;
+
 const UPDATE_BACKOFF: Backoff = { initialMs: 10, maxMs: 1000 };
 const RETRY_BACKOFF: Backoff = { initialMs: 100, maxMs: 2000 };
 /** Transient failures (UNAVAILABLE, DEADLINE_EXCEEDED) retried inside update(), with the same idempotency key. */
@@ -326,7 +342,7 @@ export class AgentstateClient {
     this.locks = new LockServiceClient(address, creds, { channelOverride, interceptors });
     this.events = new EventServiceClient(address, creds, { channelOverride, interceptors });
     this.store = new StoreServiceClient(address, creds, { channelOverride, interceptors });
-    this.checkpoints = new CheckpointServiceClient(address, creds, { channelOverride, interceptors });
+    this.checkpoints = new CheckpointClient(address, creds, { channelOverride, interceptors });
   }
 
   /** Creates or replaces a store item (a JSON object under a path and key). */
