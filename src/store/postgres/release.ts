@@ -18,8 +18,8 @@ export interface Release {
 }
 
 export const RELEASE: Release = Object.freeze({
-  number: 4,
-  sha256: "2820b6509b1d178e3563014dc9d47126b4bdac52e1cc214ebf9359ac71a788e3",
+  number: 5,
+  sha256: "42e9405be14e16332d12ca4e60249f3031ef85e243def5c0707d5184561038aa",
 });
 
 /** One SQL file of the release: a migration or a function. */

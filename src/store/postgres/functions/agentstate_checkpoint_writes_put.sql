@@ -72,7 +72,9 @@ BEGIN
           + coalesce((SELECT sum(8 + octet_length(r.key) + octet_length(r.value) + coalesce(v.bytes, 0))
                       FROM jsonb_each_text(c.channel_versions) AS r
                       LEFT JOIN LATERAL (
-                        SELECT sum(64 + octet_length(b.data) + octet_length(b.channel) + octet_length(b.version)) AS bytes
+                        -- A delta (migrations/0017) counts as its whole value (bytes, on chunk 0).
+                        SELECT sum(64 + coalesce(b.bytes, octet_length(b.data)) + octet_length(b.channel)
+                                   + octet_length(b.version)) AS bytes
                         FROM checkpoint_blobs b
                         WHERE b.namespace = c.namespace AND b.thread_id = c.thread_id
                           AND b.checkpoint_ns = c.checkpoint_ns AND b.channel = r.key AND b.version = r.value) v ON true), 0)
