@@ -24,6 +24,9 @@
 //     && npx --prefix clients/typescript-langgraph tsc -p clients/typescript-langgraph/tsconfig.json
 //   node bench/langgraph.mjs [--levels 1,16] [--steps 200] [--seconds 5] [--rounds 1] [--cpu-prof DIR]
 //     [--columns: average column sizes] [--ab: also AgentstateSaver with group commit off]
+//     [--content padded|text: each message's 200 characters: the thread, the step and
+//      'x' padding (default; Postgres' pglz squeezes the padding away), or words drawn
+//      by a seeded generator from a 256-word vocabulary (compresses like prose)]
 import * as fs from "node:fs";
 import { createRequire } from "node:module";
 import * as os from "node:os";
@@ -48,6 +51,7 @@ const { values: o } = parseArgs({
     "cpu-prof": { type: "string" },
     columns: { type: "boolean", default: false },
     ab: { type: "boolean", default: false },
+    content: { type: "string", default: "padded" },
   },
 });
 const LEVELS = o.levels.split(",").map(Number);
@@ -110,14 +114,14 @@ const savers = {
   agentstate: {
     saver: (level) => new AgentstateSaver({ client, namespace: `bench-${level}`, strict: true }),
     db: "agentstate",
-    tables: ["checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_heads"],
+    tables: ["checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_write_chunks", "checkpoint_heads"],
     server: () => server,
   },
   ...(o.ab && {
     "agentstate-alone": {
       saver: (level) => new AgentstateSaver({ client: clientAlone, namespace: `bench-${level}`, strict: true }),
       db: "agentstate_alone",
-      tables: ["checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_heads"],
+      tables: ["checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_write_chunks", "checkpoint_heads"],
       server: () => serverAlone,
     },
   }),
@@ -128,8 +132,31 @@ const savers = {
   },
 };
 
+if (!["padded", "text"].includes(o.content)) throw new Error("--content: padded or text");
 const CONTEXT = "c".repeat(4096);
-const message = (thread, i) => ({ role: i % 2 ? "ai" : "human", content: `${thread} step ${i} `.padEnd(200, "x") });
+/** 256 words of 2 to 9 letters, from a fixed seed. */
+const WORDS = (() => {
+  let seed = 42;
+  const next = () => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8) / 16777216;
+  return Array.from({ length: 256 }, () =>
+    Array.from({ length: 2 + Math.floor(next() * 8) }, () => String.fromCharCode(97 + Math.floor(next() * 26))).join(
+      "",
+    ),
+  );
+})();
+/** Words for message i of a thread (the same for every saver and run). */
+function words(thread, i) {
+  let seed = i * 2654435761;
+  for (const ch of thread) seed = (seed * 31 + ch.charCodeAt(0)) >>> 0;
+  const next = () => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8) / 16777216;
+  let out = `${thread} step ${i}`;
+  while (out.length < 200) out += ` ${WORDS[Math.floor(next() * 256)]}`;
+  return out.slice(0, 200);
+}
+const message = (thread, i) => ({
+  role: i % 2 ? "ai" : "human",
+  content: o.content === "text" ? words(thread, i) : `${thread} step ${i} `.padEnd(200, "x"),
+});
 
 /** One thread of STEPS steps, as LangGraph's loop takes them (put, then the task's writes). */
 async function runThread(saver, thread) {
