@@ -18,13 +18,22 @@ const PROBE = 32;
 /** Values smaller than this are stored whole (a delta would not pay for its row's base column). */
 export const MIN_DELTA_VALUE_BYTES = 256;
 
-/** Length of the common prefix of a and b. */
+/** Length of the common prefix of a and b: blocks compared natively, the differing one halved down. */
 function prefixLength(a: Buffer, b: Buffer): number {
   const n = Math.min(a.length, b.length);
   let i = 0;
-  // Compare 8 bytes at a time while they match.
-  while (i + 8 <= n && a.readBigUInt64LE(i) === b.readBigUInt64LE(i)) i += 8;
-  while (i < n && a[i] === b[i]) i++;
+  let step = 4096;
+  while (i < n) {
+    const end = Math.min(n, i + step);
+    if (a.compare(b, i, end, i, end) === 0) {
+      i = end;
+    } else if (end - i <= 16) {
+      while (i < end && a[i] === b[i]) i++;
+      return i;
+    } else {
+      step = (end - i) >> 1;
+    }
+  }
   return i;
 }
 
