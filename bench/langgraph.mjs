@@ -261,27 +261,21 @@ async function columnSizes() {
       console.log(`${name}.${table}: ${JSON.stringify(rows[0])}`);
     }
   }
-  // What a prefix delta would store: each channel value as the bytes after
-  // its common prefix with the previous version of the channel in the thread.
-  const blobs = await pg.query(
-    "agentstate",
-    `SELECT thread_id, channel, data, pg_column_size(data) AS stored FROM checkpoint_blobs
-     WHERE chunk = 0 ORDER BY thread_id, channel, version`,
-  );
-  let raw = 0;
-  let stored = 0;
-  let delta = 0;
-  let prev;
-  for (const b of blobs) {
-    const same = prev !== undefined && prev.thread_id === b.thread_id && prev.channel === b.channel;
-    let k = 0;
-    if (same) while (k < prev.data.length && k < b.data.length && prev.data[k] === b.data[k]) k++;
-    raw += b.data.length;
-    stored += Number(b.stored);
-    delta += b.data.length - k;
-    prev = b;
+  // The channel values as stored (migrations/0017): whole values and deltas, raw and as Postgres keeps them.
+  for (const [name, s] of Object.entries(savers)) {
+    if (!s.tables.includes("checkpoint_write_chunks")) continue;
+    const rows = await pg.query(
+      s.db,
+      `SELECT base IS NOT NULL AS delta, count(*)::int AS n, sum(octet_length(data))::bigint AS raw,
+              sum(pg_column_size(data))::bigint AS stored, sum(coalesce(bytes, octet_length(data)))::bigint AS whole
+       FROM checkpoint_blobs WHERE chunk = 0 GROUP BY 1 ORDER BY 1`,
+    );
+    for (const r of rows) {
+      console.log(
+        `${name}.checkpoint_blobs ${r.delta ? "deltas" : "whole values"}: ${r.n} values of ${r.whole} B, stored ${r.raw} B raw, ${r.stored} B after pglz`,
+      );
+    }
   }
-  console.log(`agentstate.checkpoint_blobs data: raw ${raw} B, stored (pglz) ${stored} B, prefix deltas ${delta} B`);
 }
 
 /** CPU seconds so far: the server, Postgres (postmaster and its backends), this process. */
