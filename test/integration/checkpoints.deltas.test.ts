@@ -6,7 +6,8 @@
  * bounded (a whole value every 32 versions); prune, copy and delete keep
  * every base a remaining value needs; a base that is gone or holds other
  * bytes (a delete, then puts of the same versions through another replica)
- * makes the put go whole, never a wrong value.
+ * makes the put go whole, never a wrong value. Checkpoint documents are
+ * stored deflated, read back whole and counted whole by the size limit.
  */
 import * as assert from "node:assert/strict";
 import { randomBytes, randomUUID } from "node:crypto";
@@ -169,5 +170,54 @@ describe("CheckpointService: channel values as deltas (real Postgres)", function
       rows.slice(5).map((r) => r.base),
       [null, version(6), version(7)],
     );
+  });
+
+  it("documents are stored deflated and read back whole; the size limit counts them whole; others are kept as they are", async () => {
+    const ns = "doc-deflate";
+    const thread = randomUUID();
+    const doc = Buffer.from(JSON.stringify({ v: 4, versions: Array.from({ length: 100 }, (_, i) => version(i)) }));
+    const noise = randomBytes(2048);
+    for (const [id, type, data] of [
+      ["d1", "json", doc],
+      ["d2", "bytes", noise],
+    ] as const) {
+      await cp.put({
+        namespace: ns,
+        threadId: thread,
+        checkpointNs: "",
+        checkpointId: id,
+        parentCheckpointId: id === "d1" ? "" : "d1",
+        document: { type, data },
+        metadataJson: Buffer.from("{}"),
+      });
+    }
+    const rows = await pgQuery<{ checkpoint_id: string; document_type: string; len: number }>(
+      cluster.databaseUrl,
+      `SELECT checkpoint_id, document_type, octet_length(document) AS len FROM checkpoints
+       WHERE namespace = $1 ORDER BY checkpoint_id`,
+      [ns],
+    );
+    assert.equal(rows[0]!.document_type, "");
+    assert.ok(rows[0]!.len * 4 < doc.length, `${rows[0]!.len} of ${doc.length}`);
+    assert.deepEqual([rows[1]!.document_type, rows[1]!.len], ["bytes", noise.length]);
+    for (const [id, type, data] of [
+      ["d1", "json", doc],
+      ["d2", "bytes", noise],
+    ] as const) {
+      for (const client of [cp, other]) {
+        const got = (await client.get({ namespace: ns, threadId: thread, checkpointId: id })).checkpoint?.document;
+        assert.equal(got?.type, type);
+        assert.ok(Buffer.from(got!.data).equals(data), id);
+      }
+    }
+    // The size PutWrites' limit check counts: the document whole (256 + its size + ...).
+    const [check] = await pgQuery<{ status: number; bytes: string }>(
+      cluster.databaseUrl,
+      `SELECT status, bytes FROM agentstate_checkpoint_writes_put($1, $2, '', 'd1', 'task', '', ARRAY[0], ARRAY['c'],
+         ARRAY['json'], ARRAY[1], '\\x31'::bytea, 4096, 1000000000)`,
+      [ns, thread],
+    );
+    assert.equal(check!.status, 1);
+    assert.ok(Number(check!.bytes) >= 256 + doc.length, `${check!.bytes}`);
   });
 });

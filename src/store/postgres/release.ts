@@ -19,7 +19,7 @@ export interface Release {
 
 export const RELEASE: Release = Object.freeze({
   number: 5,
-  sha256: "42e9405be14e16332d12ca4e60249f3031ef85e243def5c0707d5184561038aa",
+  sha256: "51e7acd12da546b6c3fede02c2facaf648359066b5472d6d40b9143a9cea83e3",
 });
 
 /** One SQL file of the release: a migration or a function. */
