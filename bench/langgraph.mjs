@@ -30,6 +30,9 @@
 //     [--ab-saver PATH: B saver's dist/index.js] [--ab-client PATH: B client's dist/index.js]
 //     (A/B of a change: build the reference in a
 //     worktree of its own under /work and pass its paths)
+//     [--content padded|text: each message's 200 characters: the thread, the step and
+//      'x' padding (default; Postgres' pglz squeezes the padding away), or words drawn
+//      by a seeded generator from a 256-word vocabulary (compresses like prose)]
 import * as fs from "node:fs";
 import { createRequire } from "node:module";
 import * as os from "node:os";
@@ -60,6 +63,7 @@ const { values: o } = parseArgs({
     "ab-client": { type: "string" },
     "pg-stats": { type: "boolean", default: false },
     savers: { type: "string" },
+    content: { type: "string", default: "padded" },
   },
 });
 const LEVELS = o.levels.split(",").map(Number);
@@ -134,14 +138,14 @@ const savers = {
   agentstate: {
     saver: (level) => new AgentstateSaver({ client, namespace: `bench-${level}`, strict: true }),
     db: "agentstate",
-    tables: ["checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_heads"],
+    tables: ["checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_write_chunks", "checkpoint_heads"],
     server: () => server,
   },
   ...(o.ab && {
     "agentstate-alone": {
       saver: (level) => new AgentstateSaverB({ client: clientAlone, namespace: `bench-${level}`, strict: true }),
       db: "agentstate_alone",
-      tables: ["checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_heads"],
+      tables: ["checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_write_chunks", "checkpoint_heads"],
       server: () => serverAlone,
     },
   }),
@@ -152,8 +156,31 @@ const savers = {
   },
 };
 
+if (!["padded", "text"].includes(o.content)) throw new Error("--content: padded or text");
 const CONTEXT = "c".repeat(4096);
-const message = (thread, i) => ({ role: i % 2 ? "ai" : "human", content: `${thread} step ${i} `.padEnd(200, "x") });
+/** 256 words of 2 to 9 letters, from a fixed seed. */
+const WORDS = (() => {
+  let seed = 42;
+  const next = () => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8) / 16777216;
+  return Array.from({ length: 256 }, () =>
+    Array.from({ length: 2 + Math.floor(next() * 8) }, () => String.fromCharCode(97 + Math.floor(next() * 26))).join(
+      "",
+    ),
+  );
+})();
+/** Words for message i of a thread (the same for every saver and run). */
+function words(thread, i) {
+  let seed = i * 2654435761;
+  for (const ch of thread) seed = (seed * 31 + ch.charCodeAt(0)) >>> 0;
+  const next = () => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8) / 16777216;
+  let out = `${thread} step ${i}`;
+  while (out.length < 200) out += ` ${WORDS[Math.floor(next() * 256)]}`;
+  return out.slice(0, 200);
+}
+const message = (thread, i) => ({
+  role: i % 2 ? "ai" : "human",
+  content: o.content === "text" ? words(thread, i) : `${thread} step ${i} `.padEnd(200, "x"),
+});
 
 function median(xs) {
   const v = [...xs].sort((a, b) => a - b);
@@ -270,27 +297,21 @@ async function columnSizes() {
       console.log(`${name}.${table}: ${JSON.stringify(rows[0])}`);
     }
   }
-  // What a prefix delta would store: each channel value as the bytes after
-  // its common prefix with the previous version of the channel in the thread.
-  const blobs = await pg.query(
-    "agentstate",
-    `SELECT thread_id, channel, data, pg_column_size(data) AS stored FROM checkpoint_blobs
-     WHERE chunk = 0 ORDER BY thread_id, channel, version`,
-  );
-  let raw = 0;
-  let stored = 0;
-  let delta = 0;
-  let prev;
-  for (const b of blobs) {
-    const same = prev !== undefined && prev.thread_id === b.thread_id && prev.channel === b.channel;
-    let k = 0;
-    if (same) while (k < prev.data.length && k < b.data.length && prev.data[k] === b.data[k]) k++;
-    raw += b.data.length;
-    stored += Number(b.stored);
-    delta += b.data.length - k;
-    prev = b;
+  // The channel values as stored (migrations/0017): whole values and deltas, raw and as Postgres keeps them.
+  for (const [name, s] of Object.entries(savers)) {
+    if (!s.tables.includes("checkpoint_write_chunks")) continue;
+    const rows = await pg.query(
+      s.db,
+      `SELECT base IS NOT NULL AS delta, count(*)::int AS n, sum(octet_length(data))::bigint AS raw,
+              sum(pg_column_size(data))::bigint AS stored, sum(coalesce(bytes, octet_length(data)))::bigint AS whole
+       FROM checkpoint_blobs WHERE chunk = 0 GROUP BY 1 ORDER BY 1`,
+    );
+    for (const r of rows) {
+      console.log(
+        `${name}.checkpoint_blobs ${r.delta ? "deltas" : "whole values"}: ${r.n} values of ${r.whole} B, stored ${r.raw} B raw, ${r.stored} B after pglz`,
+      );
+    }
   }
-  console.log(`agentstate.checkpoint_blobs data: raw ${raw} B, stored (pglz) ${stored} B, prefix deltas ${delta} B`);
 }
 
 /** --pg-stats: each saver database's statements by total execution time (pg_stat_statements, whole run). */

@@ -12,7 +12,19 @@
  * (migrations/0014) and joined here. A write whose chunks are not all there
  * (a marker row left by a replica of an older release) is left out, never
  * returned in part.
+ *
+ * Channel values as deltas (migrations/0017): a value is stored as a delta of
+ * the channel's previous version in the thread when this server stored that
+ * one (a cache of the last value per thread and channel, bounded in bytes)
+ * and the delta is less than half the value (valueDelta.ts). At most
+ * `deltaChain` deltas follow a whole value, so a read joins a bounded chain.
+ * The put names the base's CRC-32 and depth and Postgres checks them under the
+ * thread's head lock; a base gone or replaced (a prune, a delete, another
+ * replica) refuses the put, which is sent again with whole values. So a
+ * growing channel costs its growth per version, not its size. Documents are
+ * stored deflated where that saves a quarter (documentCodec.ts).
  */
+import { crc32 } from "node:zlib";
 import type { Pool } from "pg";
 import type {
   ChannelValue,
@@ -31,6 +43,8 @@ import { GroupCommitQueue } from "./GroupCommitQueue";
 import { translatePgError } from "./pgErrors";
 import { runWriteBatch, type WriteBatchSpec } from "./runWriteBatch";
 import { byName, sql, type Statement } from "./sql";
+import { readDocument, storedDocument } from "./documentCodec";
+import { applyDelta, makeDelta, MIN_DELTA_VALUE_BYTES } from "./valueDelta";
 import { CheckpointPutBatchStatus, CheckpointPutStatus, CheckpointWritesStatus } from "./writeStatus";
 
 export interface PostgresCheckpointStoreOptions {
@@ -48,6 +62,10 @@ export interface PostgresCheckpointStoreOptions {
   batchesMax?: number;
   /** Called with the size of every batch sent (tests). */
   observeBatch?: (size: number) => void;
+  /** Most deltas after a whole value of a channel (default 32); 0: values are stored whole. */
+  deltaChain?: number;
+  /** Bytes of last values kept to delta against (default 32 MiB). */
+  deltaCacheBytes?: number;
 }
 
 /** Bytes of documents and values per batch: a batch is one message to Postgres. */
@@ -59,7 +77,27 @@ interface Chunk {
   chunk: number;
   type: string;
   data: Buffer;
+  /** Chunk 0 of a delta: its base's version, CRC-32 and the delta's depth (1 + the base's). */
+  base: string | null;
+  baseCrc: number | null;
+  depth: number | null;
+  /** Chunk 0: CRC-32 of the whole value (signed). */
+  crc: number | null;
+  /** Chunk 0 of a delta: the whole value's size. */
+  bytes: number | null;
 }
+
+/** The last value of a channel this server stored, to delta the next version against. */
+interface LastValue {
+  version: string;
+  data: Buffer;
+  crc: number;
+  /** 0: stored whole. */
+  depth: number;
+}
+
+/** A put refused because a delta's base is not stored as its put named it. */
+class BaseMissing extends Error {}
 
 /** One put waiting for its batch. */
 interface PendingPut {
@@ -96,6 +134,11 @@ const PUT_ARRAYS = [
   "p_blob_chunk",
   "p_blob_type",
   "p_blob_size",
+  "p_blob_base",
+  "p_blob_base_crc",
+  "p_blob_depth",
+  "p_blob_crc",
+  "p_blob_bytes",
 ] as const;
 
 /** The (namespace, thread, checkpoint ns) a put is on: its head row. */
@@ -131,8 +174,15 @@ function who(actor: Actor | undefined): [string | null, string | null] {
   return [actor?.principal ?? null, actor?.requestId ?? null];
 }
 
+const signedCrc = (data: Buffer) => crc32(data) | 0;
+
 export class PostgresCheckpointStore implements CheckpointStore {
   private readonly puts: GroupCommitQueue<PendingPut>;
+  /** (namespace, thread, checkpoint ns, channel) -> its last value stored here, least recently used first. */
+  private readonly last = new Map<string, LastValue>();
+  private lastBytes = 0;
+  private readonly deltaChain: number;
+  private readonly deltaCacheBytes: number;
 
   constructor(
     private readonly pool: Pool,
@@ -144,6 +194,8 @@ export class PostgresCheckpointStore implements CheckpointStore {
     // nor in two batches at once (so a batch never waits for another's head
     // row), and a batch is sorted by thread (so concurrent batches of two
     // replicas lock heads in one order).
+    this.deltaChain = opts.deltaChain ?? 32;
+    this.deltaCacheBytes = opts.deltaCacheBytes ?? 32 * 1024 * 1024;
     const batchMax = opts.batchMax ?? 64;
     const batchesMax = opts.batchesMax ?? 4;
     this.puts = new GroupCommitQueue<PendingPut>({
@@ -164,16 +216,69 @@ export class PostgresCheckpointStore implements CheckpointStore {
    * Queues the put for the next batch; settles once that batch has committed
    * (or failed). With `batchMax` 1, each put is its own statement, unqueued.
    */
-  put(cmd: PutCheckpointCommand, actor?: Actor): Promise<PutCheckpointOutcome> {
+  async put(cmd: PutCheckpointCommand, actor?: Actor): Promise<PutCheckpointOutcome> {
+    let outcome: PutCheckpointOutcome;
+    try {
+      outcome = await this.send(cmd, actor, this.chunked(cmd, true));
+    } catch (err) {
+      if (!(err instanceof BaseMissing)) throw err;
+      // A base gone or replaced: forget this thread's last values, send whole values.
+      for (const v of cmd.values) this.forget(this.lastKey(cmd, v.channel));
+      outcome = await this.send(cmd, actor, this.chunked(cmd, false));
+    }
+    this.remember(cmd);
+    return outcome;
+  }
+
+  private send(cmd: PutCheckpointCommand, actor: Actor | undefined, chunks: Chunk[]): Promise<PutCheckpointOutcome> {
     if (this.opts.batchMax === 1) {
       return new Promise<PutCheckpointOutcome>((resolve, reject) => {
-        void runWriteBatch([{ cmd, actor, chunks: this.chunked(cmd), resolve, reject }], true, this.putSpec);
+        void runWriteBatch([{ cmd, actor, chunks, resolve, reject }], true, this.putSpec);
       });
     }
     return new Promise<PutCheckpointOutcome>((resolve, reject) => {
-      this.puts.push({ cmd, actor, chunks: this.chunked(cmd), resolve, reject });
+      this.puts.push({ cmd, actor, chunks, resolve, reject });
     });
   }
+
+  private lastKey(c: { namespace: string; threadId: string; checkpointNs: string }, channel: string): string {
+    return `${threadKey(c)}\0${channel}`;
+  }
+
+  private forget(key: string): void {
+    const old = this.last.get(key);
+    if (old === undefined) return;
+    this.last.delete(key);
+    this.lastBytes -= old.data.length;
+  }
+
+  /**
+   * After a stored put: its values become their channels' last values. A
+   * version that was stored before (kept as it was) may hold other bytes:
+   * the next put's delta then names a CRC Postgres does not have, and is
+   * sent again whole.
+   */
+  private remember(cmd: PutCheckpointCommand): void {
+    if (this.deltaChain <= 0) return;
+    for (const v of cmd.values) {
+      const key = this.lastKey(cmd, v.channel);
+      const meta = this.pendingDepth.get(v);
+      this.forget(key);
+      const data = v.value.data;
+      if (meta === undefined || data.length < MIN_DELTA_VALUE_BYTES || data.length > this.deltaCacheBytes / 64)
+        continue;
+      this.last.set(key, { version: v.version, data: Buffer.from(data), crc: meta.crc, depth: meta.depth });
+      this.lastBytes += data.length;
+    }
+    while (this.lastBytes > this.deltaCacheBytes) {
+      const [oldest] = this.last.keys();
+      if (oldest === undefined) break;
+      this.forget(oldest);
+    }
+  }
+
+  /** Depth and CRC of each value of a put being sent (read by remember()). */
+  private readonly pendingDepth = new WeakMap<object, { crc: number; depth: number }>();
 
   async putWrites(cmd: PutWritesCommand, actor?: Actor): Promise<number> {
     const bytes = cmd.writes.reduce((n, w) => n + w.value.data.length, 0);
@@ -258,7 +363,19 @@ export class PostgresCheckpointStore implements CheckpointStore {
       q.limit,
     ]);
     const checkpoints: (StoredCheckpoint & { rank: number })[] = [];
-    const chunks = new Map<string, { version: string; channel: string; type: string; parts: [number, Buffer][] }>();
+    const chunks = new Map<
+      string,
+      {
+        version: string;
+        channel: string;
+        type: string;
+        parts: [number, Buffer][];
+        base: string | null;
+        crc: number | null;
+        threadId: string;
+        checkpointNs: string;
+      }
+    >();
     const writes = new Map<string, PendingWrite[]>();
     const writeChunks = new Map<string, { type: string; parts: [number, Buffer][] }>();
     for (const row of r.rows) {
@@ -269,7 +386,7 @@ export class PostgresCheckpointStore implements CheckpointStore {
           checkpointNs: row.checkpoint_ns,
           checkpointId: row.checkpoint_id!,
           parentCheckpointId: row.s1,
-          document: { type: row.type, data: row.data },
+          document: readDocument({ type: row.type, data: row.data }),
           metadataJson: row.s2!,
           channelVersions: JSON.parse(row.s3!) as Record<string, string>,
           values: [],
@@ -280,8 +397,21 @@ export class PostgresCheckpointStore implements CheckpointStore {
         const key = JSON.stringify([row.thread_id, row.checkpoint_ns, row.s1, row.s2]);
         let c = chunks.get(key);
         if (c === undefined) {
-          c = { channel: row.s1, version: row.s2!, type: row.type, parts: [] };
+          c = {
+            channel: row.s1,
+            version: row.s2!,
+            type: row.type,
+            parts: [],
+            base: null,
+            crc: null,
+            threadId: row.thread_id,
+            checkpointNs: row.checkpoint_ns,
+          };
           chunks.set(key, c);
+        }
+        if (row.n === 0 && row.s3 !== null) {
+          c.base = row.s3;
+          c.crc = Number(row.checkpoint_id);
         }
         c.parts.push([row.n, row.data]);
       } else if (row.kind === "x") {
@@ -310,11 +440,35 @@ export class PostgresCheckpointStore implements CheckpointStore {
     }
     checkpoints.sort((a, b) => a.rank - b.rank);
     const values = new Map<string, ChannelValue>();
-    for (const [key, c] of chunks) {
+    // A delta's value from its base's, the base's from its own ... (a chain at most deltaChain long).
+    const resolve = (key: string, depth: number): ChannelValue | undefined => {
+      const done = values.get(key);
+      if (done !== undefined) return done;
+      const c = chunks.get(key);
+      if (c === undefined) return undefined;
       c.parts.sort((a, b) => a[0] - b[0]);
       const data = c.parts.length === 1 ? c.parts[0]![1] : Buffer.concat(c.parts.map((p) => p[1]));
-      values.set(key, { channel: c.channel, version: c.version, value: { type: c.type, data } });
-    }
+      let v: ChannelValue;
+      if (c.base === null) {
+        v = { channel: c.channel, version: c.version, value: { type: c.type, data } };
+      } else {
+        const base =
+          depth < 1000
+            ? resolve(JSON.stringify([c.threadId, c.checkpointNs, c.channel, c.base]), depth + 1)
+            : undefined;
+        if (base === undefined) {
+          throw new Error(`checkpoint value ${c.channel}@${c.version}: its delta's base ${c.base} is not stored`);
+        }
+        const whole = applyDelta(base.value.data, data);
+        if (signedCrc(whole.data) !== c.crc) {
+          throw new Error(`checkpoint value ${c.channel}@${c.version}: its delta does not rebuild the value stored`);
+        }
+        v = { channel: c.channel, version: c.version, value: whole };
+      }
+      values.set(key, v);
+      return v;
+    };
+    for (const key of chunks.keys()) resolve(key, 0);
     for (const cp of checkpoints) {
       for (const [channel, version] of Object.entries(cp.channelVersions)) {
         const v = values.get(JSON.stringify([cp.threadId, cp.checkpointNs, channel, version]));
@@ -368,19 +522,49 @@ export class PostgresCheckpointStore implements CheckpointStore {
     return Number(r.rows[0]?.removed ?? 0);
   }
 
-  /** The put's channel values as chunks of at most `chunkBytes`. */
-  private chunked(cmd: PutCheckpointCommand): Chunk[] {
+  /**
+   * The put's channel values as chunks of at most `chunkBytes`: each whole,
+   * or (`deltas`) as a delta of its channel's last value where that pays.
+   */
+  private chunked(cmd: PutCheckpointCommand, deltas: boolean): Chunk[] {
     const out: Chunk[] = [];
     const size = this.opts.chunkBytes;
     for (const v of cmd.values) {
-      const n = Math.max(1, Math.ceil(v.value.data.length / size));
+      const crc = signedCrc(v.value.data);
+      let data = v.value.data;
+      let type = v.value.type;
+      let base: LastValue | undefined;
+      if (deltas && this.deltaChain > 0 && data.length >= MIN_DELTA_VALUE_BYTES) {
+        const key = this.lastKey(cmd, v.channel);
+        const last = this.last.get(key);
+        if (last !== undefined && last.version !== v.version && last.depth < this.deltaChain) {
+          const delta = makeDelta(last.data, data, type);
+          if (delta !== undefined) {
+            base = last;
+            data = delta;
+            type = "";
+            // Recently used.
+            this.last.delete(key);
+            this.last.set(key, last);
+          }
+        }
+      }
+      const depth = base === undefined ? 0 : base.depth + 1;
+      this.pendingDepth.set(v, { crc, depth });
+      const n = Math.max(1, Math.ceil(data.length / size));
       for (let i = 0; i < n; i++) {
+        const first = i === 0;
         out.push({
           channel: v.channel,
           version: v.version,
           chunk: i,
-          type: v.value.type,
-          data: v.value.data.subarray(i * size, (i + 1) * size),
+          type,
+          data: data.subarray(i * size, (i + 1) * size),
+          base: first && base !== undefined ? base.version : null,
+          baseCrc: first && base !== undefined ? base.crc : null,
+          depth: first && base !== undefined ? depth : null,
+          crc: first ? crc : null,
+          bytes: first && base !== undefined ? v.value.data.length : null,
         });
       }
     }
@@ -412,9 +596,10 @@ export class PostgresCheckpointStore implements CheckpointStore {
         p.p_checkpoint_id!.push(cmd.checkpointId);
         p.p_parent_id!.push(cmd.parentCheckpointId);
         p.p_strict!.push(cmd.strict);
-        p.p_document_type!.push(cmd.document.type);
-        p.p_document_size!.push(cmd.document.data.length);
-        docs.push(cmd.document.data);
+        const doc = storedDocument(cmd.document);
+        p.p_document_type!.push(doc.type);
+        p.p_document_size!.push(doc.data.length);
+        docs.push(doc.data);
         p.p_metadata!.push(cmd.metadataJson);
         p.p_channel_versions!.push(JSON.stringify(cmd.channelVersions));
         p.p_blob_count!.push(chunks.length);
@@ -424,6 +609,11 @@ export class PostgresCheckpointStore implements CheckpointStore {
           p.p_blob_chunk!.push(c.chunk);
           p.p_blob_type!.push(c.type);
           p.p_blob_size!.push(c.data.length);
+          p.p_blob_base!.push(c.base);
+          p.p_blob_base_crc!.push(c.baseCrc);
+          p.p_blob_depth!.push(c.depth);
+          p.p_blob_crc!.push(c.crc);
+          p.p_blob_bytes!.push(c.bytes);
           data.push(c.data);
         }
       }
@@ -446,6 +636,8 @@ export class PostgresCheckpointStore implements CheckpointStore {
           return { created: row.created, head: row.head! };
         case CheckpointPutStatus.Conflict:
           throw new CheckpointConflictError(row.head!);
+        case CheckpointPutStatus.BaseMissing:
+          throw new BaseMissing("a delta's base is not stored as named");
         case CheckpointPutStatus.NotAfterHead:
           throw new InvalidArgumentError(
             "checkpoint_id",
@@ -459,6 +651,7 @@ export class PostgresCheckpointStore implements CheckpointStore {
 
   private async putAlone({ cmd, actor, chunks }: PendingPut): Promise<PutRow> {
     const st = sql("checkpoint_put");
+    const doc = storedDocument(cmd.document);
     const r = await this.pool.query<Omit<PutRow, "idx">>(
       st,
       byName(st, {
@@ -468,8 +661,8 @@ export class PostgresCheckpointStore implements CheckpointStore {
         p_checkpoint_id: cmd.checkpointId,
         p_parent_id: cmd.parentCheckpointId,
         p_strict: cmd.strict,
-        p_document_type: cmd.document.type,
-        p_document: cmd.document.data,
+        p_document_type: doc.type,
+        p_document: doc.data,
         p_metadata: cmd.metadataJson,
         p_channel_versions: JSON.stringify(cmd.channelVersions),
         p_blob_channel: chunks.map((c) => c.channel),
@@ -478,6 +671,11 @@ export class PostgresCheckpointStore implements CheckpointStore {
         p_blob_type: chunks.map((c) => c.type),
         p_blob_size: chunks.map((c) => c.data.length),
         p_blob_data: Buffer.concat(chunks.map((c) => c.data)),
+        p_blob_base: chunks.map((c) => c.base),
+        p_blob_base_crc: chunks.map((c) => c.baseCrc),
+        p_blob_depth: chunks.map((c) => c.depth),
+        p_blob_crc: chunks.map((c) => c.crc),
+        p_blob_bytes: chunks.map((c) => c.bytes),
         p_principal: actor?.principal ?? null,
         p_request_id: actor?.requestId ?? null,
       }),

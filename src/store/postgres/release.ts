@@ -18,8 +18,8 @@ export interface Release {
 }
 
 export const RELEASE: Release = Object.freeze({
-  number: 4,
-  sha256: "2820b6509b1d178e3563014dc9d47126b4bdac52e1cc214ebf9359ac71a788e3",
+  number: 5,
+  sha256: "51e7acd12da546b6c3fede02c2facaf648359066b5472d6d40b9143a9cea83e3",
 });
 
 /** One SQL file of the release: a migration or a function. */

@@ -60,6 +60,8 @@ export const CheckpointPutStatus = {
   Stored: 1,
   Conflict: 2,
   NotAfterHead: 3,
+  /** A delta's base is not stored with the CRC and depth the put named (migrations/0017). */
+  BaseMissing: 5,
 } as const;
 export type CheckpointPutStatus = (typeof CheckpointPutStatus)[keyof typeof CheckpointPutStatus];
 

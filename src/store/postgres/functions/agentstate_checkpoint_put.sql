@@ -16,6 +16,11 @@
 -- the greatest id (what "latest" means). Without it, the head becomes the
 -- greater of the two ids.
 --
+-- Release 4 had no deltas (no p_blob_base .. p_blob_bytes, migrations/0017):
+-- a database brought from release 4 keeps that overload too, for replicas of
+-- release 4 during a rolling upgrade (it stores whole values, which every
+-- release reads).
+--
 -- Release 3 took the chunks' bytes as p_blob_data bytea[] (no p_blob_size).
 -- A database brought from release 3 keeps that overload beside this one, so
 -- replicas of release 3 go on calling it during a rolling upgrade (calls name
@@ -29,6 +34,15 @@
 -- chunks' bytes are p_blob_data, concatenated in that order, p_blob_size[i]
 -- bytes each (one binary parameter: a bytea[] would travel hex-encoded). A
 -- (channel, version) already stored is kept: a version names one value.
+-- Deltas (migrations/0017): a value stored as a delta of an earlier version
+-- of its channel (PostgresCheckpointStore decides) has, on its chunk 0,
+-- p_blob_base (that version), p_blob_base_crc (the CRC-32 of the base's whole
+-- value as the caller knows it), p_blob_depth (1 + the base's depth) and
+-- p_blob_bytes (its whole size); p_blob_crc is the CRC-32 of every stored
+-- value's whole bytes (chunk 0), whole or delta; NULL elsewhere. A delta whose
+-- base is not stored with that CRC and depth (removed, or another value under
+-- that version since) refuses the put (status base_missing, nothing written):
+-- the caller sends it again with whole values.
 -- Parameters: the address (p_namespace, p_thread_id, p_checkpoint_ns,
 -- p_checkpoint_id), p_parent_id ('' for none), p_strict, the document
 -- (p_document_type, p_document), p_metadata, p_channel_versions
@@ -36,7 +50,8 @@
 -- Result: one row. status (the c_ constants; CheckpointPutStatus in
 -- src/store/postgres/writeStatus.ts): stored; conflict (strict, the parent is
 -- not the head: nothing written, `head` is the head); not_after_head (strict,
--- the id does not sort after the head's: nothing written). created: the
+-- the id does not sort after the head's: nothing written); base_missing (a
+-- delta's base is not there: nothing written). created: the
 -- checkpoint id was new. head: the head after the put (or the current one).
 CREATE OR REPLACE FUNCTION agentstate_checkpoint_put(
   p_namespace text,
@@ -54,13 +69,19 @@ CREATE OR REPLACE FUNCTION agentstate_checkpoint_put(
   p_blob_chunk int[],
   p_blob_type text[],
   p_blob_size int[],
-  p_blob_data bytea
+  p_blob_data bytea,
+  p_blob_base text[],
+  p_blob_base_crc int[],
+  p_blob_depth int[],
+  p_blob_crc int[],
+  p_blob_bytes int[]
 ) RETURNS TABLE (status smallint, created boolean, head text)
 LANGUAGE plpgsql AS $$
 DECLARE
   c_stored CONSTANT smallint := 1;
   c_conflict CONSTANT smallint := 2;
   c_not_after_head CONSTANT smallint := 3;
+  c_base_missing CONSTANT smallint := 5;
   v_head text;
   v_created boolean;
 BEGIN
@@ -87,13 +108,27 @@ BEGIN
     END IF;
   END IF;
 
-  INSERT INTO checkpoint_blobs (namespace, thread_id, checkpoint_ns, channel, version, chunk, type, data)
+  IF EXISTS (
+    SELECT 1 FROM unnest(p_blob_channel, p_blob_base, p_blob_base_crc, p_blob_depth) AS u(channel, base, base_crc, depth)
+    WHERE u.base IS NOT NULL AND NOT EXISTS (
+      SELECT 1 FROM checkpoint_blobs b
+      WHERE b.namespace = p_namespace AND b.thread_id = p_thread_id AND b.checkpoint_ns = p_checkpoint_ns
+        AND b.channel = u.channel AND b.version = u.base AND b.chunk = 0
+        AND b.crc = u.base_crc AND coalesce(b.depth, 0) = u.depth - 1)
+  ) THEN
+    RETURN QUERY SELECT c_base_missing, false, v_head;
+    RETURN;
+  END IF;
+
+  INSERT INTO checkpoint_blobs (namespace, thread_id, checkpoint_ns, channel, version, chunk, type, data, base, depth,
+                                crc, bytes)
   SELECT p_namespace, p_thread_id, p_checkpoint_ns, b.channel, b.version, b.chunk, b.type,
-         substring(p_blob_data FROM (b.ends - b.size + 1)::int FOR b.size)
+         substring(p_blob_data FROM (b.ends - b.size + 1)::int FOR b.size), b.base, b.depth, b.crc, b.bytes
   FROM (
     SELECT u.*, sum(u.size) OVER (ORDER BY u.ord) AS ends
-    FROM unnest(p_blob_channel, p_blob_version, p_blob_chunk, p_blob_type, p_blob_size) WITH ORDINALITY
-      AS u(channel, version, chunk, type, size, ord)
+    FROM unnest(p_blob_channel, p_blob_version, p_blob_chunk, p_blob_type, p_blob_size, p_blob_base, p_blob_depth,
+                p_blob_crc, p_blob_bytes) WITH ORDINALITY
+      AS u(channel, version, chunk, type, size, base, depth, crc, bytes, ord)
   ) b
   ON CONFLICT DO NOTHING;
 

@@ -19,8 +19,10 @@
 -- names them; the documents' bytes concatenated in p_document, p_document_size[i]
 -- bytes each; p_metadata and p_channel_versions as JSON text. The puts'
 -- chunks of channel values one after the other: put i has the next
--- p_blob_count[i] elements of p_blob_channel .. p_blob_size, whose bytes are
--- the next ones of p_blob_data.
+-- p_blob_count[i] elements of p_blob_channel .. p_blob_size and p_blob_base ..
+-- p_blob_bytes (deltas, migrations/0017), whose bytes are the next ones of
+-- p_blob_data. Release 4's overload (without p_blob_base .. p_blob_bytes)
+-- stays in a database brought from release 4, for its replicas.
 -- Result: one row per put, idx (1-based, the order given) with
 -- agentstate_checkpoint_put's status, created and head; or status busy (4,
 -- p_wait false only: nothing written, created false, head null).
@@ -43,6 +45,11 @@ CREATE OR REPLACE FUNCTION agentstate_checkpoint_put_batch(
   p_blob_type text[],
   p_blob_size int[],
   p_blob_data bytea,
+  p_blob_base text[],
+  p_blob_base_crc int[],
+  p_blob_depth int[],
+  p_blob_crc int[],
+  p_blob_bytes int[],
   p_wait boolean
 ) RETURNS TABLE (idx int, status smallint, created boolean, head text)
 LANGUAGE plpgsql AS $$
@@ -89,7 +96,12 @@ BEGIN
       p_blob_chunk => p_blob_chunk[v_blob_at : v_blob_at + v_n - 1],
       p_blob_type => p_blob_type[v_blob_at : v_blob_at + v_n - 1],
       p_blob_size => p_blob_size[v_blob_at : v_blob_at + v_n - 1],
-      p_blob_data => substring(p_blob_data FROM v_data_at FOR v_bytes));
+      p_blob_data => substring(p_blob_data FROM v_data_at FOR v_bytes),
+      p_blob_base => p_blob_base[v_blob_at : v_blob_at + v_n - 1],
+      p_blob_base_crc => p_blob_base_crc[v_blob_at : v_blob_at + v_n - 1],
+      p_blob_depth => p_blob_depth[v_blob_at : v_blob_at + v_n - 1],
+      p_blob_crc => p_blob_crc[v_blob_at : v_blob_at + v_n - 1],
+      p_blob_bytes => p_blob_bytes[v_blob_at : v_blob_at + v_n - 1]);
     idx := i;
     status := r.status;
     created := r.created;

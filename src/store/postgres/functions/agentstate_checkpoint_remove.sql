@@ -1,7 +1,8 @@
 -- agentstate_checkpoint_remove(p_namespace, p_thread_id, p_checkpoint_ns, p_keep_latest, p_older_than, p_ids) -> bigint
 --
 -- Promises: removes checkpoints of one (thread, checkpoint ns) with their
--- pending writes (and the chunks of those above the value limit) and the channel values no remaining checkpoint references,
+-- pending writes (and the chunks of those above the value limit) and the channel values no remaining checkpoint references
+-- (directly, or as the base of a delta it references),
 -- and brings the head row up to date (removed when nothing remains). Returns
 -- how many checkpoints it removed. One transaction with the caller's
 -- statement; the head row is locked FOR UPDATE first, so a concurrent put of
@@ -62,14 +63,23 @@ BEGIN
     RETURN 0;
   END IF;
 
-  -- Channel values referenced by no remaining checkpoint of this thread and checkpoint ns.
+  -- Channel values referenced by no remaining checkpoint of this thread and
+  -- checkpoint ns, and that are no base of a value kept (a delta's chain,
+  -- migrations/0017: followed from each referenced value to its whole one).
+  WITH RECURSIVE kept AS (
+    SELECT r.key AS channel, r.value AS version
+    FROM checkpoints c CROSS JOIN LATERAL jsonb_each_text(c.channel_versions) AS r
+    WHERE c.namespace = p_namespace AND c.thread_id = p_thread_id AND c.checkpoint_ns = p_checkpoint_ns
+    UNION
+    SELECT k.channel, b.base
+    FROM kept k
+    JOIN checkpoint_blobs b ON b.namespace = p_namespace AND b.thread_id = p_thread_id
+      AND b.checkpoint_ns = p_checkpoint_ns AND b.channel = k.channel AND b.version = k.version AND b.chunk = 0
+    WHERE b.base IS NOT NULL
+  )
   DELETE FROM checkpoint_blobs b
   WHERE b.namespace = p_namespace AND b.thread_id = p_thread_id AND b.checkpoint_ns = p_checkpoint_ns
-    AND NOT EXISTS (
-      SELECT 1 FROM checkpoints c
-      WHERE c.namespace = p_namespace AND c.thread_id = p_thread_id AND c.checkpoint_ns = p_checkpoint_ns
-        AND c.channel_versions ->> b.channel = b.version
-    );
+    AND NOT EXISTS (SELECT 1 FROM kept k WHERE k.channel = b.channel AND k.version = b.version);
 
   UPDATE checkpoint_heads h
   SET checkpoint_id = coalesce(s.head, ''), checkpoints = s.n

@@ -68,11 +68,21 @@ BEGIN
     SELECT
       -- The checkpoint, with the channel values it references (one index probe per channel).
       coalesce((
-        SELECT 256 + octet_length(c.document) + octet_length(c.metadata::text)
+        -- A compressed document (type '', src/store/postgres/documentCodec.ts)
+        -- counts as its size, the u32 (little-endian) after its type.
+        SELECT 256 + CASE WHEN c.document_type = '' THEN
+                       get_byte(c.document, 2 + get_byte(c.document, 1))
+                       + get_byte(c.document, 3 + get_byte(c.document, 1)) * 256
+                       + get_byte(c.document, 4 + get_byte(c.document, 1)) * 65536
+                       + get_byte(c.document, 5 + get_byte(c.document, 1))::bigint * 16777216
+                     ELSE octet_length(c.document) END
+          + octet_length(c.metadata::text)
           + coalesce((SELECT sum(8 + octet_length(r.key) + octet_length(r.value) + coalesce(v.bytes, 0))
                       FROM jsonb_each_text(c.channel_versions) AS r
                       LEFT JOIN LATERAL (
-                        SELECT sum(64 + octet_length(b.data) + octet_length(b.channel) + octet_length(b.version)) AS bytes
+                        -- A delta (migrations/0017) counts as its whole value (bytes, on chunk 0).
+                        SELECT sum(64 + coalesce(b.bytes, octet_length(b.data)) + octet_length(b.channel)
+                                   + octet_length(b.version)) AS bytes
                         FROM checkpoint_blobs b
                         WHERE b.namespace = c.namespace AND b.thread_id = c.thread_id
                           AND b.checkpoint_ns = c.checkpoint_ns AND b.channel = r.key AND b.version = r.value) v ON true), 0)

@@ -13,8 +13,9 @@ WITH cps AS (
   ON CONFLICT DO NOTHING
   RETURNING checkpoint_ns, checkpoint_id
 ), blobs AS (
-  INSERT INTO checkpoint_blobs (namespace, thread_id, checkpoint_ns, channel, version, chunk, type, data)
-  SELECT namespace, $3::text, checkpoint_ns, channel, version, chunk, type, data
+  INSERT INTO checkpoint_blobs (namespace, thread_id, checkpoint_ns, channel, version, chunk, type, data, base, depth,
+                                crc, bytes)
+  SELECT namespace, $3::text, checkpoint_ns, channel, version, chunk, type, data, base, depth, crc, bytes
   FROM checkpoint_blobs WHERE namespace = $1::text AND thread_id = $2::text
   ON CONFLICT DO NOTHING
 ), writes AS (

@@ -14,13 +14,15 @@
 --       s2 metadata, s3 channel_versions (JSON text), type + data the document,
 --       n its rank in the page (1 = newest), at its creation time
 --   'b' a chunk of a channel value of (thread_id, checkpoint_ns): s1 channel,
---       s2 version, n the chunk number, type + data
+--       s2 version, n the chunk number, type + data; s3 on chunk 0 of a delta
+--       (type '', migrations/0017): its base version, whose rows are returned too,
+--       and checkpoint_id the CRC-32 of the value it stands for (checked on read)
 --   'w' a pending write on (thread_id, checkpoint_ns, checkpoint_id): s1 task id,
 --       s2 task path, s3 channel, n its index, type + data
 --       (type '' and no data: a write above the value limit, its value in 'x' rows)
 --   'x' a chunk of such a write (migrations/0014): s1 task id, n its index,
 --       s3 the chunk number, type + data
-WITH page AS (
+WITH RECURSIVE page AS (
   SELECT c.*, row_number() OVER (ORDER BY c.checkpoint_id DESC, c.thread_id DESC, c.checkpoint_ns DESC) AS rank
   FROM (
     SELECT * FROM checkpoints c
@@ -37,14 +39,24 @@ WITH page AS (
 ), refs AS (
   SELECT DISTINCT p.thread_id, p.checkpoint_ns, v.channel, v.version
   FROM page p CROSS JOIN LATERAL jsonb_each_text(p.channel_versions) AS v(channel, version)
+), chain AS (
+  -- The values referenced and, for a delta, its base, the base's base ...
+  -- down to a whole value (at most the delta chain bound deep, migrations/0017).
+  SELECT * FROM refs
+  UNION
+  SELECT c.thread_id, c.checkpoint_ns, c.channel, b.base
+  FROM chain c
+  JOIN checkpoint_blobs b ON b.namespace = $1::text AND b.thread_id = c.thread_id
+    AND b.checkpoint_ns = c.checkpoint_ns AND b.channel = c.channel AND b.version = c.version AND b.chunk = 0
+  WHERE b.base IS NOT NULL
 )
 SELECT 'c' AS kind, p.thread_id, p.checkpoint_ns, p.checkpoint_id, p.parent_checkpoint_id AS s1,
        p.metadata::text AS s2, p.channel_versions::text AS s3, p.rank::int AS n, p.document_type AS type,
        p.document AS data, p.created_at AS at
 FROM page p
 UNION ALL
-SELECT 'b', b.thread_id, b.checkpoint_ns, NULL, b.channel, b.version, NULL, b.chunk, b.type, b.data, NULL
-FROM refs r
+SELECT 'b', b.thread_id, b.checkpoint_ns, CASE WHEN b.base IS NOT NULL THEN b.crc::text END, b.channel, b.version, b.base, b.chunk, b.type, b.data, NULL
+FROM chain r
 JOIN checkpoint_blobs b ON b.namespace = $1::text AND b.thread_id = r.thread_id AND b.checkpoint_ns = r.checkpoint_ns
   AND b.channel = r.channel AND b.version = r.version
 UNION ALL
