@@ -18,8 +18,8 @@ export interface Release {
 }
 
 export const RELEASE: Release = Object.freeze({
-  number: 4,
-  sha256: "2820b6509b1d178e3563014dc9d47126b4bdac52e1cc214ebf9359ac71a788e3",
+  number: 5,
+  sha256: "eea365716c74231b31cafaa913f9150be59b70ecb9b5b0c54a2646ec4828ea2f",
 });
 
 /** One SQL file of the release: a migration or a function. */
