@@ -62,7 +62,8 @@ interface WriteHooks extends WriteOptions {
 /** The statement's form of a write's options. */
 function writeHooks({ cacheFence, ...opts }: DurableWriteOptions): WriteHooks {
   if (cacheFence === undefined) return opts;
-  if (cacheFence.kind === "bump") return { ...opts, bumpCacheEpoch: true };
+  if (cacheFence.kind === "bump") return { ...opts, bumpCacheEpoch: true, commitDeadline: cacheFence.commitBy };
+  if (cacheFence.kind === "unowned") return { ...opts, commitDeadline: cacheFence.commitBy };
   return { ...opts, markedEpoch: cacheFence.epoch, markedBy: cacheFence.identity, commitDeadline: cacheFence.commitBy };
 }
 

@@ -31,6 +31,7 @@ import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { performance } from "node:perf_hooks";
 import type { CacheEpochStore, CacheLeaseState } from "../../domain/ports";
+import { StoreUnavailableError } from "../../errors/errors";
 import type { Logger } from "../../log/Logger";
 import { CacheNoteRevisionReply } from "./cacheReplies";
 import { type ArmSnapshot, type CacheKeyspace, SingleRedisKeyspace, unsafeEvictionPolicy } from "./CacheKeyspace";
@@ -139,9 +140,78 @@ export class CacheEpoch {
     );
   }
 
-  /** True when writers can mark keys in the current epoch. */
+  /**
+   * True when writers can mark keys in the current epoch: as for serving, a
+   * lease is needed (not a mature epoch). A replica whose lease has lapsed
+   * (paused, cut off from Postgres) may believe in an epoch that has been
+   * replaced and has matured meanwhile; a write marked in the old one would
+   * commit while the new one serves without its marker.
+   */
   canMark(): boolean {
-    return this.owned && this.aliveOk && this.runId !== undefined && this.redis.status === "ready" && this.policySafe();
+    return (
+      this.owned &&
+      this.aliveOk &&
+      this.runId !== undefined &&
+      this.redis.status === "ready" &&
+      performance.now() < this.leaseUntil &&
+      this.policySafe()
+    );
+  }
+
+  /**
+   * When the read behind the current lease was sent (performance.now()). Any
+   * epoch after the one it found began later, so it is young (nobody hits or
+   * fills) until at least this plus markerTtlMs: a write marked in the epoch
+   * it found must commit by then (CachedKvStore's commit window), so that,
+   * should the epoch have moved meanwhile, its commit and the bump it then
+   * makes happen while no replica serves the epoch that lacks its marker.
+   */
+  leaseReadAt(): number {
+    return this.leaseUntil - this.opts.leaseMs;
+  }
+
+  /**
+   * For a write that cannot mark its key: moves the epoch and waits out every
+   * lease on the replaced one BEFORE the write is made (the write then moves
+   * it again in its own transaction). A write that moved the epoch only in
+   * its own transaction was visible to readers on Postgres from its commit,
+   * while replicas still holding a lease on the replaced epoch served its
+   * old value from the cache until their leases ended: a read of the new
+   * value followed by a read of the old one (not linearizable, though no read
+   * was older than an acknowledged write). Resolves with the commit deadline
+   * of the write (performance.now()): the epoch this move began is young
+   * until then. Rejects (nothing written) when the epoch cannot be moved.
+   */
+  async fenceBeforeWrite(statementTimeoutMs: number): Promise<number> {
+    const sent = performance.now();
+    try {
+      await this.epochs.bump();
+    } catch (err) {
+      this.log.debug("cache epoch bump failed", { error: (err as Error).message });
+      throw new StoreUnavailableError("database unavailable: the cache epoch could not be moved before the write");
+    }
+    this.aliveOk = false;
+    void this.refresh();
+    await sleep(this.waitAfterBumpMs(Number.POSITIVE_INFINITY));
+    return sent + this.opts.markerTtlMs - statementTimeoutMs;
+  }
+
+  /**
+   * The same for a write while this cache does not own the epoch: the truth
+   * moves it if another cache owns it, and the write waits out that owner's
+   * leases (and a replaced owner's quiet time) before it is made.
+   */
+  async fenceUnownedBeforeWrite(statementTimeoutMs: number): Promise<number> {
+    const sent = performance.now();
+    let waitMs: number;
+    try {
+      waitMs = await this.epochs.fenceChange();
+    } catch (err) {
+      this.log.debug("cache fence failed", { error: (err as Error).message });
+      throw new StoreUnavailableError("database unavailable: the cache epoch could not be moved before the write");
+    }
+    if (waitMs > 0) await sleep(waitMs + WAIT_MARGIN_MS);
+    return sent + this.opts.markerTtlMs - statementTimeoutMs;
   }
 
   /**

@@ -259,11 +259,18 @@ export class CachedKvStore implements KvStore {
     const alive = this.epoch.aliveValue();
     const markedEpoch = this.epoch.current();
     const markedBy = this.epoch.ownedAs();
+    // Read in the same turn as the epoch: the lease read that found it.
+    const leaseReadAt = this.epoch.leaseReadAt();
     if (!this.epoch.owns()) {
       // Another cache (or none) owns the epoch, or a mix left it without an
       // owner: the truth decides, and moves the epoch if it has an owner.
       this.countWrite("unowned");
-      const { epochBump, cacheWaitMs, ...outcome } = await this.pg.write(cmd, opts);
+      // Moved first, and waited out, before the write is made: see fenceBeforeWrite.
+      const commitBy = await this.epoch.fenceUnownedBeforeWrite(this.opts.statementTimeoutMs);
+      const { epochBump, cacheWaitMs, ...outcome } = await this.pg.write(cmd, {
+        ...opts,
+        cacheFence: { kind: "unowned", commitBy },
+      });
       await this.waitOut(epochBump, cacheWaitMs);
       return outcome;
     }
@@ -279,15 +286,20 @@ export class CachedKvStore implements KvStore {
     }
     this.countWrite(marked ? "marked" : "unmarked");
     if (!marked) {
+      // The epoch is moved and its leases waited out before the write is made,
+      // so that no replica serves the old value once the new one is visible
+      // (CacheEpoch.fenceBeforeWrite); the write moves it again when it commits.
+      const commitBy = await this.epoch.fenceBeforeWrite(this.opts.statementTimeoutMs);
       const { epochBump, cacheWaitMs, ...outcome } = await this.pg.write(cmd, {
         ...opts,
-        cacheFence: { kind: "bump" },
+        cacheFence: { kind: "bump", commitBy },
       });
       await this.waitOut(epochBump, cacheWaitMs);
       return outcome;
     }
-    // Leave room for the slowest COMMIT (bounded by the statement timeout) inside the marker's life.
-    const commitBy = started + this.opts.markerTtlMs - this.opts.statementTimeoutMs;
+    // Leave room for the slowest COMMIT (bounded by the statement timeout) inside the marker's life,
+    // and inside the youth of any epoch that replaced the one marked in (CacheEpoch.leaseReadAt).
+    const commitBy = Math.min(started, leaseReadAt) + this.opts.markerTtlMs - this.opts.statementTimeoutMs;
     let out;
     try {
       out = await this.pg.write(cmd, {
