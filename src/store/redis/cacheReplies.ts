@@ -48,6 +48,8 @@ export const SCRIPT_REPLIES: Readonly<Record<string, Readonly<Record<string, num
   "cacheBeginWrite-6.lua": CacheBeginWriteReply,
   "cacheEndWrite-7.lua": CacheEndWriteReply,
   "cacheNoteRevision-3.lua": CacheNoteRevisionReply,
+  /** Prepended to the three scripts above that call it (cacheScripts.ts): no replies of its own. */
+  "lib/evictedSinceArm.lua": {},
   "locks/lockAcquire-2.lua": LockScriptReply,
   "locks/lockExtend-2.lua": LockScriptReply,
   "locks/lockRelease-2.lua": LockScriptReply,
