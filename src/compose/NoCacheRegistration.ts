@@ -37,7 +37,7 @@ export class NoCacheRegistration {
 
   constructor(
     private readonly epochs: CacheEpochStore,
-    private readonly opts: { leaseMs: number },
+    private readonly opts: { leaseMs: number; markerTtlMs: number; statementTimeoutMs: number },
     private readonly watch: CacheMixWatch,
     private readonly log: Logger,
   ) {}
@@ -85,7 +85,22 @@ export class NoCacheRegistration {
       get: (...args) => pg.get(...args),
       list: (...args) => pg.list(...args),
       write: async (cmd, opts) => {
-        const { epochBump: _bump, cacheWaitMs, ...outcome } = await pg.write(cmd, opts);
+        // While a cache owns the epoch, it is moved and the owner's leases
+        // waited out before the write is made (as CacheEpoch.fenceBeforeWrite
+        // does for a cache that cannot mark): otherwise readers here would see
+        // the new value while the owner's replicas still served the old one.
+        // The write must then commit while the epoch that move began is young.
+        const sent = performance.now();
+        await this.fenceChange();
+        const commitBy = sent + this.opts.markerTtlMs - this.opts.statementTimeoutMs;
+        const {
+          epochBump: _bump,
+          cacheWaitMs,
+          ...outcome
+        } = await pg.write(cmd, {
+          ...opts,
+          cacheFence: { kind: "unowned", commitBy },
+        });
         if (cacheWaitMs !== undefined) await sleep(cacheWaitMs + WAIT_MARGIN_MS);
         return outcome;
       },

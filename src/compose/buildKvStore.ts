@@ -184,7 +184,16 @@ async function withoutCache(
 ): Promise<BuiltKvStore> {
   const mix = new CacheMixWatch(NO_CACHE_DESCRIPTION, log);
   if (config.cacheMix === "fatal") await refuseMix(truth.cacheEpochs, NO_CACHE_IDENTITY, NO_CACHE_DESCRIPTION, config);
-  const registration = new NoCacheRegistration(truth.cacheEpochs, { leaseMs: config.cacheLeaseMs }, mix, log);
+  const registration = new NoCacheRegistration(
+    truth.cacheEpochs,
+    {
+      leaseMs: config.cacheLeaseMs,
+      markerTtlMs: config.cacheMarkerTtlMs,
+      statementTimeoutMs: config.statementTimeoutMs,
+    },
+    mix,
+    log,
+  );
   await registration.refresh();
   registration.start();
   return {

@@ -43,7 +43,8 @@ export type { ChangeNotifier, EventStore } from "./events";
 export type CacheFence =
   /**
    * The key was marked "write in flight" in cache epoch `epoch`, which this
-   * replica's cache owns; the marker
+   * replica's cache (`identity`) owns; the truth checks that it is the
+   * epoch's owner (a write marked elsewhere moves the epoch). The marker
    * keeps readers off the cache until `commitBy` (a `performance.now()` value
    * of this process). The write must not be made at or after `commitBy` (it
    * could then commit after its marker expired): it fails with
@@ -51,9 +52,21 @@ export type CacheFence =
    * new epoch never saw the marker: the write then bumps the epoch itself, as
    * an unmarked write does.
    */
-  | { kind: "marked"; epoch: number; commitBy: number }
-  /** The key could not be marked: the write moves the cache to a new epoch in its own transaction. */
-  | { kind: "bump" };
+  | { kind: "marked"; epoch: number; commitBy: number; identity: string }
+  /**
+   * The key could not be marked: the write moves the cache to a new epoch in
+   * its own transaction. `commitBy`, when set, is as for a marked write: the
+   * replica moved the epoch and waited out its leases before this write (so
+   * no cache serves the old state once it commits), and the write must commit
+   * while the epoch that move began is young (nobody hits or fills).
+   */
+  | { kind: "bump"; commitBy?: number }
+  /**
+   * No fence of this cache's (it does not own the epoch), only the commit
+   * window of a write whose replica moved the epoch and waited first (see
+   * `bump`); the truth moves the epoch again if it has an owner.
+   */
+  | { kind: "unowned"; commitBy: number };
 // A write without a cache fence (a replica without a cache, or whose cache
 // does not own the epoch) moves the epoch if it has an owner.
 

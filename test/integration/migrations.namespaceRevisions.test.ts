@@ -13,6 +13,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import type { Pool } from "pg";
 import type { AppendCommand, AppendOutcome } from "../../src/domain/events";
+import { requestFingerprint } from "../../src/domain/fingerprint";
 import type { WriteCommand, WriteOutcome } from "../../src/domain/types";
 import { createPool } from "../../src/store/postgres/createPool";
 import { migrate, readMigrations } from "../../src/store/postgres/migrate";
@@ -47,19 +48,12 @@ const append = (namespace: string, stream: string, ids: string[]): AppendCommand
   fence: undefined,
 });
 
-/** The write functions with this release's parameters, running release 1's (the changes go unattributed). */
-const RELEASE1_WRAPPERS = `
-CREATE FUNCTION agentstate_kv_write(p_ns text, p_key bytea[], p_op smallint[], p_value bytea[], p_ct text[],
-  p_ttl_ms bigint[], p_exp_kind smallint[], p_exp_version bigint[], p_fence_name text[], p_fence_token bigint[],
-  p_idem text[], p_fp bytea[], p_deadline_ms bigint[], p_marked_epoch bigint[], p_bump boolean[],
-  p_principal text[], p_request_id text[], p_wait boolean) RETURNS SETOF agentstate_kv_write_result
-LANGUAGE sql AS $$
-  SELECT * FROM agentstate_kv_write(p_ns => array_fill(p_ns, ARRAY[cardinality(p_key)]), p_key => p_key,
-    p_op => p_op, p_value => p_value, p_ct => p_ct, p_ttl_ms => p_ttl_ms, p_exp_kind => p_exp_kind,
-    p_exp_version => p_exp_version, p_fence_name => p_fence_name, p_fence_token => p_fence_token,
-    p_idem => p_idem, p_fp => p_fp, p_deadline_ms => p_deadline_ms, p_marked_epoch => p_marked_epoch,
-    p_bump => p_bump, p_wait => p_wait)
-$$;
+/**
+ * agentstate_event_append with this release's parameters, running release 1's
+ * (the changes go unattributed): this code's event store appends through it
+ * on release 1. (KV writes go through release1Write below instead.)
+ */
+const RELEASE1_EVENT_WRAPPER = `
 CREATE FUNCTION agentstate_event_append(p_ns text, p_stream text[], p_exp_kind smallint[], p_exp_version bigint[],
   p_count int[], p_ids uuid[], p_types text[], p_data bytea[], p_metadata jsonb[], p_fp bytea[],
   p_fence_name text[], p_fence_token bigint[], p_deadline_ms bigint[], p_principal text[], p_request_id text[],
@@ -70,6 +64,33 @@ LANGUAGE sql AS $$
     p_ids => p_ids, p_types => p_types, p_data => p_data, p_metadata => p_metadata, p_fp => p_fp,
     p_fence_name => p_fence_name, p_fence_token => p_fence_token, p_deadline_ms => p_deadline_ms, p_wait => p_wait)
 $$;`;
+
+/**
+ * A KV write as a release-1 replica sends it: agentstate_kv_write with that
+ * release's argument list (later releases add parameters, which such a
+ * caller does not send). Returns what this test reads of the outcome.
+ */
+async function release1Write(
+  pool: Pool,
+  cmd: WriteCommand,
+): Promise<Pick<WriteOutcome, "applied" | "replayed" | "revision">> {
+  const r = await pool.query<{ status: number; revision: string }>(
+    `SELECT status, revision FROM agentstate_kv_write(p_ns => $1::text[], p_key => $2::bytea[], p_op => $3::smallint[],
+       p_value => $4::bytea[], p_ct => $5::text[], p_ttl_ms => $6::bigint[], p_exp_kind => $7::smallint[],
+       p_exp_version => $8::bigint[], p_fence_name => $9::text[], p_fence_token => $10::bigint[], p_idem => $11::text[],
+       p_fp => $12::bytea[], p_deadline_ms => $13::bigint[], p_marked_epoch => $14::bigint[], p_bump => $15::boolean[],
+       p_wait => $16::boolean)`,
+    [
+      [cmd.namespace], [Buffer.from(cmd.key)], [cmd.op === "put" ? 1 : 2],
+      [cmd.op === "put" ? cmd.value : null], [cmd.op === "put" ? cmd.contentType : null], [null],
+      [cmd.expected.kind === "absent" ? 1 : 0], [null], [null], [null], [cmd.idempotencyKey ?? null],
+      [cmd.idempotencyKey === undefined ? null : requestFingerprint(cmd)], [null], [null], [false], true,
+    ], // prettier-ignore
+  );
+  const row = r.rows[0]!;
+  assert.ok([1, 2, 3].includes(row.status), `status ${row.status}`);
+  return { applied: row.status === 1, replayed: row.status === 3, revision: Number(row.revision) };
+}
 
 const uuid = (n: number) => `00000000-0000-4000-8000-${String(n).padStart(12, "0")}`;
 
@@ -98,10 +119,10 @@ describe("migration 0006: a release-1 store renumbered per namespace (real Postg
     }
     const oldPool = pool();
     await migrate(oldPool, dir, { functionsDir: RELEASE1_FUNCTIONS, release: 1 });
-    // This code calls the write functions as release 4 declares them (scalar
-    // p_ns, principal and request id: migrations/0012); on release 1 they are
-    // wrappers of release 1's, which this release's functions replace in place.
-    await pgQuery(url, RELEASE1_WRAPPERS);
+    // This code appends as release 4 declares agentstate_event_append (scalar
+    // p_ns, principal and request id: migrations/0012); on release 1 that is a
+    // wrapper of release 1's, which this release's function replaces in place.
+    await pgQuery(url, RELEASE1_EVENT_WRAPPER);
     const kv = new PostgresKvStore(oldPool);
     const ev = new PostgresEventStore(oldPool);
 
@@ -109,7 +130,7 @@ describe("migration 0006: a release-1 store renumbered per namespace (real Postg
     // `changes` records each change's store revision per namespace, in order.
     const changes: Record<string, number[]> = { a: [], b: [], c: [] };
     const w = async (cmd: WriteCommand) => {
-      const o = await kv.write(cmd);
+      const o = await release1Write(oldPool, cmd);
       if (o.applied && !o.replayed) changes[cmd.namespace]!.push(o.revision);
       return o;
     };
@@ -231,5 +252,8 @@ describe("migration 0006: a release-1 store renumbered per namespace (real Postg
     const cNew = await ev.append(append("c", "s", [uuid(5)]));
     assert.deepEqual([cNew.firstPosition, cNew.firstVersion, cNew.revision], [5, 4, 5]);
     assert.equal((await kv.write(put("c", "x", "c2"))).revision, 6);
+    // A release-1 replica's write still works after the upgrade (through the previous
+    // release's signature, agentstate_kv_write.release3.sql) and continues c's sequence.
+    assert.equal((await release1Write(oldPool, put("c", "y", "old"))).revision, 7);
   });
 });

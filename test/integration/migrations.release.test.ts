@@ -14,7 +14,7 @@ import { createPool } from "../../src/store/postgres/createPool";
 import { FUNCTIONS_DIR, readFunctions } from "../../src/store/postgres/functions";
 import { migrate, readMigrations, ReleaseMismatchError, type MigrateOptions } from "../../src/store/postgres/migrate";
 import { RELEASE } from "../../src/store/postgres/release";
-import { paramNames, sql } from "../../src/store/postgres/sql";
+import { byName, paramNames, sql } from "../../src/store/postgres/sql";
 import { pgQuery } from "../support/pgQuery";
 import { ServerProcess } from "../support/ServerProcess";
 import { getTestEnv } from "../support/TestEnv";
@@ -22,6 +22,8 @@ import { getTestEnv } from "../support/TestEnv";
 /** The migrations the servers load: the copy in the build (dist/migrations). */
 const MIGRATIONS_DIR = path.resolve(__dirname, "../../migrations");
 const R = RELEASE.number;
+/** This file compiles to dist/test/integration/: the repo is three levels up. */
+const FIXTURES = path.resolve(__dirname, "../../../test/fixtures");
 
 interface ProcRow {
   proname: string;
@@ -44,7 +46,7 @@ describe("migrations: the release guard for rolling upgrades (real Postgres)", f
   const procs = () =>
     pgQuery<ProcRow>(
       url,
-      "SELECT proname, xmin::text AS xmin, prosrc FROM pg_proc WHERE proname LIKE 'agentstate\\_%' ORDER BY proname",
+      "SELECT proname, xmin::text AS xmin, prosrc FROM pg_proc WHERE proname LIKE 'agentstate\\_%' ORDER BY proname, oid",
     );
   const releaseRow = async () =>
     await pgQuery<{ release: number; migration: number; sha256: string; applied_at: Date }>(
@@ -83,7 +85,7 @@ describe("migrations: the release guard for rolling upgrades (real Postgres)", f
     assert.deepEqual(
       (await procs()).map((p) => p.proname),
       readFunctions()
-        .map((f) => f.name)
+        .map((f) => f.creates)
         .sort(),
     );
     const [row] = await releaseRow();
@@ -99,9 +101,11 @@ describe("migrations: the release guard for rolling upgrades (real Postgres)", f
       ["event_append", "agentstate_event_append"],
       ["checkpoint_put", "agentstate_checkpoint_put"],
     ]) {
+      // This release's signature: the one with the most parameters (a previous
+      // release's, kept for its replicas in a rolling upgrade, has fewer).
       const [row] = await pgQuery<{ names: string[] }>(
         url,
-        "SELECT proargnames AS names FROM pg_proc WHERE proname = $1",
+        "SELECT proargnames AS names FROM pg_proc WHERE proname = $1 ORDER BY pronargs DESC",
         [fn],
       );
       // Input parameters only (p_*): a RETURNS TABLE's columns are listed too, as OUT arguments.
@@ -119,6 +123,58 @@ describe("migrations: the release guard for rolling upgrades (real Postgres)", f
         fn,
       );
     }
+  });
+
+  it("the previous release's kv_write call (p_ns per write) runs each namespace's writes through this release's, in order", async () => {
+    await run();
+    // Release 3's statement exactly as its replicas send it (test/fixtures/release3-statements).
+    const st = {
+      name: "release3_kv_write",
+      text: fs.readFileSync(path.join(FIXTURES, "release3-statements", "kv_write.sql"), "utf8"),
+    };
+    const p = pool();
+    const rows = await p.query<{ idx: number; status: number; revision: string; version: string | null }>(
+      st,
+      byName(st, {
+        p_ns: ["b", "a", "b", "a"],
+        p_key: ["x", "x", "x", "y"].map((k) => Buffer.from(k)),
+        p_op: [1, 1, 1, 1],
+        p_value: ["b1", "a1", "b2", "a2"].map((v) => Buffer.from(v)),
+        p_ct: ["", "", "", ""],
+        p_ttl_ms: [null, null, null, null],
+        p_exp_kind: [0, 0, 1, 0], // the third expects b/x absent: written by the first, so not applied
+        p_exp_version: [null, null, null, null],
+        p_fence_name: [null, null, null, null],
+        p_fence_token: [null, null, null, null],
+        p_idem: [null, null, null, null],
+        p_fp: [null, null, null, null],
+        p_deadline_ms: [null, null, null, null],
+        p_marked_epoch: [null, null, null, null],
+        p_bump: [false, false, false, false],
+        p_wait: true,
+      }),
+    );
+    assert.deepEqual(
+      rows.rows.map((r) => [r.idx, r.status, Number(r.revision), r.version === null ? null : Number(r.version)]),
+      [
+        [1, 1, 1, 1], // applied: b's revision 1
+        [2, 1, 1, 1], // applied: a's revision 1
+        [3, 2, 1, 1], // not applied: b/x as the first write left it
+        [4, 1, 2, 1], // applied: a's revision 2
+      ],
+    );
+    const history = await pgQuery<{ ns: string; rev: string; principal: string | null; request_id: string | null }>(
+      url,
+      "SELECT namespace AS ns, revision AS rev, principal, request_id FROM kv_history ORDER BY namespace, revision",
+    );
+    assert.deepEqual(
+      history.map((h) => [h.ns, Number(h.rev), h.principal, h.request_id]),
+      [
+        ["a", 1, null, null],
+        ["a", 2, null, null],
+        ["b", 1, null, null],
+      ],
+    );
   });
 
   it("the same release again changes nothing: no migration, no function replaced, the release row untouched", async () => {

@@ -14,6 +14,8 @@ export interface ProxiedCacheOptions {
   direct?: Record<string, string>;
   /** AGENTSTATE_REDIS_TIMEOUT_MS of the proxied replica: how long its Redis commands may wait on a slowed link. */
   proxiedRedisTimeoutMs: number;
+  /** The cache Redis (on 127.0.0.1) if not the run's: a test that reconfigures it brings its own. */
+  redisPort?: number;
 }
 
 export interface ProxiedCacheCluster {
@@ -41,8 +43,14 @@ export async function startProxiedCacheCluster(opts: ProxiedCacheOptions): Promi
     await toxi.stop();
   };
   try {
-    const proxy = await toxi.createProxy(opts.proxy, `127.0.0.1:${env.redis.port}`);
-    cluster = await startCluster({ name: opts.name, redis: true, replicas: 0, env: opts.env });
+    const port = opts.redisPort ?? env.redis.port;
+    const proxy = await toxi.createProxy(opts.proxy, `127.0.0.1:${port}`);
+    cluster = await startCluster({
+      name: opts.name,
+      redis: true,
+      replicas: 0,
+      env: { ...(opts.redisPort === undefined ? {} : { REDIS_URL: `redis://127.0.0.1:${port}` }), ...opts.env },
+    });
     const direct = await cluster.addReplica(opts.direct);
     const proxied = await cluster.addReplica({
       REDIS_URL: `redis://127.0.0.1:${proxy.listenPort}`,

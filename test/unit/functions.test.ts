@@ -21,7 +21,7 @@ describe("store/postgres functions: readFunctions (src/store/postgres/functions/
   });
 
   it("each file opens with a header comment naming the function", () => {
-    for (const f of functions) assert.match(f.sql, new RegExp(`^-- ${f.name}\\(`), f.name);
+    for (const f of functions) assert.match(f.sql, new RegExp(`^-- ${f.creates}\\(`), f.name);
   });
 
   it("orders them dependencies first, and each names (Requires) the functions of the folder it calls", () => {
@@ -68,6 +68,33 @@ describe("store/postgres functions: readFunctions (src/store/postgres/functions/
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it("a file <function>.<overload>.sql creates another signature of <function>, after the files it requires", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "fns-"));
+    try {
+      const create = (file: string, fnName: string, params: string, requires?: string) =>
+        fs.writeFileSync(
+          path.join(dir, file),
+          `-- ${fnName}(${params})\n${requires ? `-- Requires: ${requires}\n` : ""}` +
+            `CREATE OR REPLACE FUNCTION ${fnName}(${params}) RETURNS int LANGUAGE sql AS 'SELECT 1';\n`,
+        );
+      create("agentstate_w.release3.sql", "agentstate_w", "p_ns text[]", "agentstate_w");
+      create("agentstate_w.sql", "agentstate_w", "p_ns text");
+      assert.deepEqual(
+        readFunctions(dir).map((f) => [f.name, f.creates]),
+        [
+          ["agentstate_w", "agentstate_w"],
+          ["agentstate_w.release3", "agentstate_w"],
+        ],
+      );
+      create("agentstate_w.release3.sql", "agentstate_x", "p_ns text[]");
+      assert.throws(() => readFunctions(dir), /agentstate_w\.release3\.sql: must create the function agentstate_w /);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+    const kv = functions.filter((f) => f.creates === "agentstate_kv_write").map((f) => f.name);
+    assert.deepEqual(kv, ["agentstate_kv_write", "agentstate_kv_write.release3"]);
   });
 
   it("the build carries the same functions (dist/src/store/postgres/functions, which the server applies)", () => {

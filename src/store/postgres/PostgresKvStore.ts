@@ -52,6 +52,8 @@ interface WriteHooks extends WriteOptions {
   bumpCacheEpoch?: boolean;
   /** The cache epoch the write marked its key in (bump instead if it has moved, checked in the write's statement). */
   markedEpoch?: number;
+  /** The cache identity it marked under (bump instead if it is not the epoch's owner). */
+  markedBy?: string;
   /** performance.now() value after which the write must not be made. */
   commitDeadline?: number;
 }
@@ -59,8 +61,9 @@ interface WriteHooks extends WriteOptions {
 /** The statement's form of a write's options. */
 function writeHooks({ cacheFence, ...opts }: DurableWriteOptions): WriteHooks {
   if (cacheFence === undefined) return opts;
-  if (cacheFence.kind === "bump") return { ...opts, bumpCacheEpoch: true };
-  return { ...opts, markedEpoch: cacheFence.epoch, commitDeadline: cacheFence.commitBy };
+  if (cacheFence.kind === "bump") return { ...opts, bumpCacheEpoch: true, commitDeadline: cacheFence.commitBy };
+  if (cacheFence.kind === "unowned") return { ...opts, commitDeadline: cacheFence.commitBy };
+  return { ...opts, markedEpoch: cacheFence.epoch, markedBy: cacheFence.identity, commitDeadline: cacheFence.commitBy };
 }
 
 export interface PostgresKvStoreOptions {
@@ -286,6 +289,7 @@ interface KvWriteParams {
   p_principal: (string | null)[];
   p_request_id: (string | null)[];
   p_wait: boolean;
+  p_marked_by: (string | null)[];
 }
 
 /** A batch is one namespace's (the queue's partition). */
@@ -309,6 +313,7 @@ function batchParams(batch: Pending[], wait: boolean): unknown[] {
     p_principal: [],
     p_request_id: [],
     p_wait: wait,
+    p_marked_by: [],
   };
   for (const { cmd, key, hooks, fingerprint } of batch) {
     const put = cmd.op === "put";
@@ -328,6 +333,7 @@ function batchParams(batch: Pending[], wait: boolean): unknown[] {
     p.p_bump.push(hooks.bumpCacheEpoch === true);
     p.p_principal.push(hooks.actor?.principal ?? null);
     p.p_request_id.push(hooks.actor?.requestId ?? null);
+    p.p_marked_by.push(hooks.markedBy ?? null);
   }
   return byName(sql("kv_write"), p);
 }

@@ -31,9 +31,10 @@ import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { performance } from "node:perf_hooks";
 import type { CacheEpochStore, CacheLeaseState } from "../../domain/ports";
+import { StoreUnavailableError } from "../../errors/errors";
 import type { Logger } from "../../log/Logger";
 import { CacheNoteRevisionReply } from "./cacheReplies";
-import { type CacheKeyspace, SingleRedisKeyspace, unsafeEvictionPolicy } from "./CacheKeyspace";
+import { type ArmSnapshot, type CacheKeyspace, SingleRedisKeyspace, unsafeEvictionPolicy } from "./CacheKeyspace";
 import type { CacheRedis } from "./cacheScripts";
 
 export interface CacheEpochOptions {
@@ -57,6 +58,9 @@ export interface CacheEpochOptions {
   onEvictionPolicy?: (unsafe: boolean) => void;
 }
 
+/** An arm snapshot must be this much older than the epoch's start as the lease read bounds it (clock rounding). */
+const ARM_MARGIN_MS = 5;
+
 /** Added to every wait the truth counts (its clock's rounding, the reply's way back). */
 export const WAIT_MARGIN_MS = 50;
 
@@ -76,11 +80,19 @@ export class CacheEpoch {
   private previousUntil = 0;
   /** True while this identity owns the epoch read last. */
   private owned = false;
+  /** The identity that owned it (see ownedAs). */
+  private ownedId: string | undefined;
   /** Moves with every doubt: a refresh begun before one must not trust what it read. */
   private doubts = 0;
   private readonly keyspace: CacheKeyspace;
   /** The unsafe eviction policy found at the last check, if any. */
   private unsafePolicy: string | undefined;
+  /** Recent arm snapshots, oldest first, each with the time its reply came (see arm). */
+  private snapshots: { at: number; arm: ArmSnapshot }[] = [];
+  /** The epoch an eviction was last reported in (evicted), so it is moved once. */
+  private evictedEpoch: number | undefined;
+  private evictionWarned = false;
+  private snapshotting = false;
   private policyCheckedAt = Number.NEGATIVE_INFINITY;
 
   constructor(
@@ -128,9 +140,78 @@ export class CacheEpoch {
     );
   }
 
-  /** True when writers can mark keys in the current epoch. */
+  /**
+   * True when writers can mark keys in the current epoch: as for serving, a
+   * lease is needed (not a mature epoch). A replica whose lease has lapsed
+   * (paused, cut off from Postgres) may believe in an epoch that has been
+   * replaced and has matured meanwhile; a write marked in the old one would
+   * commit while the new one serves without its marker.
+   */
   canMark(): boolean {
-    return this.owned && this.aliveOk && this.runId !== undefined && this.redis.status === "ready" && this.policySafe();
+    return (
+      this.owned &&
+      this.aliveOk &&
+      this.runId !== undefined &&
+      this.redis.status === "ready" &&
+      performance.now() < this.leaseUntil &&
+      this.policySafe()
+    );
+  }
+
+  /**
+   * When the read behind the current lease was sent (performance.now()). Any
+   * epoch after the one it found began later, so it is young (nobody hits or
+   * fills) until at least this plus markerTtlMs: a write marked in the epoch
+   * it found must commit by then (CachedKvStore's commit window), so that,
+   * should the epoch have moved meanwhile, its commit and the bump it then
+   * makes happen while no replica serves the epoch that lacks its marker.
+   */
+  leaseReadAt(): number {
+    return this.leaseUntil - this.opts.leaseMs;
+  }
+
+  /**
+   * For a write that cannot mark its key: moves the epoch and waits out every
+   * lease on the replaced one BEFORE the write is made (the write then moves
+   * it again in its own transaction). A write that moved the epoch only in
+   * its own transaction was visible to readers on Postgres from its commit,
+   * while replicas still holding a lease on the replaced epoch served its
+   * old value from the cache until their leases ended: a read of the new
+   * value followed by a read of the old one (not linearizable, though no read
+   * was older than an acknowledged write). Resolves with the commit deadline
+   * of the write (performance.now()): the epoch this move began is young
+   * until then. Rejects (nothing written) when the epoch cannot be moved.
+   */
+  async fenceBeforeWrite(statementTimeoutMs: number): Promise<number> {
+    const sent = performance.now();
+    try {
+      await this.epochs.bump();
+    } catch (err) {
+      this.log.debug("cache epoch bump failed", { error: (err as Error).message });
+      throw new StoreUnavailableError("database unavailable: the cache epoch could not be moved before the write");
+    }
+    this.aliveOk = false;
+    void this.refresh();
+    await sleep(this.waitAfterBumpMs(Number.POSITIVE_INFINITY));
+    return sent + this.opts.markerTtlMs - statementTimeoutMs;
+  }
+
+  /**
+   * The same for a write while this cache does not own the epoch: the truth
+   * moves it if another cache owns it, and the write waits out that owner's
+   * leases (and a replaced owner's quiet time) before it is made.
+   */
+  async fenceUnownedBeforeWrite(statementTimeoutMs: number): Promise<number> {
+    const sent = performance.now();
+    let waitMs: number;
+    try {
+      waitMs = await this.epochs.fenceChange();
+    } catch (err) {
+      this.log.debug("cache fence failed", { error: (err as Error).message });
+      throw new StoreUnavailableError("database unavailable: the cache epoch could not be moved before the write");
+    }
+    if (waitMs > 0) await sleep(waitMs + WAIT_MARGIN_MS);
+    return sent + this.opts.markerTtlMs - statementTimeoutMs;
   }
 
   /**
@@ -140,6 +221,14 @@ export class CacheEpoch {
    */
   owns(): boolean {
     return this.owned;
+  }
+
+  /**
+   * The identity this cache owned the epoch read last under (while owns()):
+   * a marked write names it, and the truth checks it is the epoch's owner.
+   */
+  ownedAs(): string {
+    return this.owned ? (this.ownedId ?? "") : "";
   }
 
   /**
@@ -183,6 +272,7 @@ export class CacheEpoch {
     } else {
       this.log.warn("cache on again: redis maxmemory-policy no longer evicts write markers");
     }
+    void this.takeSnapshot(); // read before the next epoch begins (if it answers first): it can arm it
     await this.epochs.bump(epoch);
     return true;
   }
@@ -204,6 +294,48 @@ export class CacheEpoch {
   /** The alive key the scripts on `namespace`'s keys check. */
   aliveKey(namespace: string): string {
     return this.keyspace.aliveKey(this.keyBase(), namespace);
+  }
+
+  /**
+   * The epoch's armed key for `namespace`'s scripts: the Redis counters
+   * (evicted keys, CONFIG SET and RESETSTAT calls, commands processed) read
+   * before the epoch began, under a policy that evicts no key without a TTL.
+   * The scripts that store an entry or raise a known revision compare them
+   * with the current ones and refuse (EVICTED) unless no key was evicted
+   * since, or CONFIG SET was not called since (the policy is still that safe
+   * one). A hit needs no check: entries and known revisions are only written
+   * by checked scripts, and an entry never coexists with a live marker.
+   */
+  armedKey(namespace: string): string {
+    return this.keyspace.armedKey(this.keyBase(), namespace);
+  }
+
+  /**
+   * A script found that keys without a TTL may have been evicted in this
+   * epoch (EVICTED): stop trusting it, and move the epoch once (the next one
+   * is armed with counters read before it began). Its alive keys are dropped
+   * so that on a cluster, where they outlive epochs, the next one writes
+   * them again with its arm.
+   */
+  evicted(): void {
+    this.aliveOk = false;
+    const epoch = this.epoch;
+    if (this.evictedEpoch === epoch) return;
+    this.evictedEpoch = epoch;
+    const fields = { epoch };
+    if (this.evictionWarned) this.log.debug("cache epoch moved: redis evicted keys since the epoch was armed", fields);
+    else
+      this.log.warn(
+        "cache epoch moved: redis evicted keys since the epoch was armed (a maxmemory-policy that evicts keys without a TTL, or CONFIG RESETSTAT)",
+        fields,
+      );
+    this.evictionWarned = true;
+    void this.keyspace
+      .dropAlive(this.keyBase())
+      .catch(() => undefined)
+      .then(() => this.epochs.bump(epoch))
+      .catch((err: unknown) => this.log.debug("cache epoch bump failed", { error: (err as Error).message }))
+      .finally(() => void this.refresh());
   }
 
   /** The common part of the keys of one item (`hash`: of its namespace and key) in this epoch. */
@@ -244,11 +376,13 @@ export class CacheEpoch {
       const r = await this.redis.cacheNoteRevision(
         this.aliveKey(namespace),
         this.knownRevisionKey(namespace),
+        this.armedKey(namespace),
         alive,
         String(revision),
       );
       if (r === CacheNoteRevisionReply.DONE) return true;
-      this.distrust();
+      if (r === CacheNoteRevisionReply.EVICTED) this.evicted();
+      else this.distrust();
       return false;
     } catch {
       return false;
@@ -356,7 +490,48 @@ export class CacheEpoch {
     }
   }
 
+  /**
+   * Reads the arm counters of every server and keeps them with the time the
+   * reply came (the counters are older than that). Failures only cost an arm.
+   */
+  private async takeSnapshot(): Promise<void> {
+    if (this.redis.status !== "ready" || this.snapshotting) return;
+    this.snapshotting = true;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      // Bounded: a command queued on a node that never answers must not stop every later snapshot.
+      const arm = await Promise.race([
+        this.keyspace.armSnapshot(),
+        new Promise<undefined>((resolve) => {
+          timer = setTimeout(() => resolve(undefined), Math.max(1000, this.opts.leaseMs)).unref();
+        }),
+      ]);
+      if (arm === undefined) return;
+      this.snapshots.push({ at: performance.now(), arm });
+      if (this.snapshots.length > 4) this.snapshots.shift();
+    } catch {
+      // no snapshot this time
+    } finally {
+      clearTimeout(timer);
+      this.snapshotting = false;
+    }
+  }
+
+  /**
+   * The latest snapshot read before the epoch began (it began no earlier
+   * than `sent - ageMs`: the lease read was sent at `sent` and found it
+   * `ageMs` old), or undefined.
+   */
+  private armFor(sent: number, ageMs: number): ArmSnapshot | undefined {
+    const began = sent - ageMs - ARM_MARGIN_MS;
+    for (let i = this.snapshots.length - 1; i >= 0; i--)
+      if (this.snapshots[i]!.at < began) return this.snapshots[i]!.arm;
+    return undefined;
+  }
+
   private async doRefresh(): Promise<void> {
+    // Not awaited: a server that does not answer must not hold the lease renewal up.
+    void this.takeSnapshot();
     const sent = performance.now();
     // While Redis is unreachable the identity last confirmed is renewed: a
     // replaced Redis shows itself when it answers, and meanwhile nothing is served.
@@ -378,6 +553,7 @@ export class CacheEpoch {
     // A lease only from a renewal of the owner's registration (identity
     // confirmed in Redis just before): the truth then counts it in lease_until.
     this.owned = identity !== undefined && row.owner === identity;
+    this.ownedId = this.owned ? identity : undefined;
     if (this.owned && performance.now() > this.previousUntil) this.previous = undefined;
     this.leaseUntil = this.owned ? sent + this.opts.leaseMs : 0;
     this.matureAt = got + Math.max(0, this.opts.markerTtlMs - row.ageMs);
@@ -405,9 +581,15 @@ export class CacheEpoch {
     const want = this.aliveValue();
     const keys = this.keyspace.sampleAliveKeys(this.keyBase());
     let alive = await Promise.all(keys.map((k) => this.redis.get(k)));
+    let unarmed = false;
     if (alive.some((v) => v !== want) && young) {
-      await this.keyspace.createAliveKeys(this.keyBase(), want, () => performance.now() < this.matureAt);
-      alive = await Promise.all(keys.map((k) => this.redis.get(k)));
+      const arm = this.armFor(sent, row.ageMs);
+      // Without a snapshot from before the epoch began, another replica (or a later epoch) arms it.
+      unarmed = arm === undefined;
+      if (arm !== undefined) {
+        await this.keyspace.createAliveKeys(this.keyBase(), want, () => performance.now() < this.matureAt, arm);
+        alive = await Promise.all(keys.map((k) => this.redis.get(k)));
+      }
     }
     if (alive.every((v) => v === want)) {
       // Known revisions are per namespace and seeded lazily (knownRevisionKey).
@@ -417,11 +599,22 @@ export class CacheEpoch {
     // The epoch is mature but Redis no longer holds its alive key (or holds
     // another Redis's): Redis lost or replaced data. Start a new epoch.
     this.aliveOk = false;
+    // Read before the next epoch begins, so that epoch can be armed (bounded: takeSnapshot gives up
+    // after a lease); without it a first start moved the epoch again and again until a snapshot won the race.
+    await this.takeSnapshot();
     const bumped = await this.epochs.bump(row.epoch);
-    this.log.warn("cache epoch moved: redis does not hold this epoch (first start, flush, restart or failover)", {
-      from_epoch: row.epoch,
-      bumped,
-    });
+    if (unarmed) {
+      // Nothing was lost: this epoch was never armed (a first start, or Redis answered late). Not a warning.
+      this.log.info("cache epoch moved: no counter snapshot from before this epoch began; the next one is armed", {
+        from_epoch: row.epoch,
+        bumped,
+      });
+    } else {
+      this.log.warn("cache epoch moved: redis does not hold this epoch (first start, flush, restart or failover)", {
+        from_epoch: row.epoch,
+        bumped,
+      });
+    }
     // Pick up the new epoch promptly (the next tick would too).
     setTimeout(() => void this.refresh(), 10).unref();
   }

@@ -45,19 +45,70 @@ export function unsafeEvictionPolicy(policies: readonly string[]): string | unde
 
 /**
  * The eviction policy of every server the cache writes to (one Redis, or
- * each node of a cluster); a server that cannot say (CONFIG refused) is left out.
+ * each node of a cluster); a server that cannot say is left out. Read from
+ * INFO memory, not CONFIG GET: Redis 6 counts every CONFIG call as one
+ * command, and the scripts' eviction check counts CONFIG SET calls.
  */
 export async function evictionPolicies(redis: Redis | Cluster): Promise<string[]> {
   const servers = redis.isCluster ? (redis as Cluster).nodes("all") : [redis as Redis];
-  const replies = await Promise.all(
-    servers.map((s) => s.config("GET", "maxmemory-policy").catch(() => []) as Promise<string[]>),
-  );
-  return replies.flatMap((r) => (r[1] === undefined ? [] : [r[1]]));
+  const replies = await Promise.all(servers.map((s) => s.info("memory").catch(() => "")));
+  return replies.flatMap((r) => {
+    const policy = /maxmemory_policy:([\w-]+)/.exec(r)?.[1];
+    return policy === undefined ? [] : [policy];
+  });
 }
+
+/**
+ * The counters an epoch is armed with (hash fields of its armed key, compared
+ * by the scripts that store entries or raise known revisions): evicted_keys
+ * (e), calls of CONFIG SET (s) and of CONFIG RESETSTAT (r), and
+ * total_commands_processed (t), read in one MULTI with a maxmemory-policy that
+ * evicts no key without a TTL.
+ */
+export interface ArmCounters {
+  e: string;
+  s: string;
+  r: string;
+  t: string;
+}
+
+/** The counters of one server from its INFO stats, commandstats and memory; undefined when its policy is unsafe. */
+export function armCounters(stats: string, commandstats: string, memory: string): ArmCounters | undefined {
+  const policy = /maxmemory_policy:([\w-]+)/.exec(memory)?.[1];
+  if (policy === undefined || unsafeEvictionPolicy([policy]) !== undefined) return undefined;
+  const e = /evicted_keys:(\d+)/.exec(stats)?.[1];
+  const t = /total_commands_processed:(\d+)/.exec(stats)?.[1];
+  if (e === undefined || t === undefined) return undefined;
+  // Redis 7 counts CONFIG subcommands apart; Redis 6 only CONFIG as a whole.
+  const s = (/cmdstat_config\|set:calls=(\d+)/.exec(commandstats) ??
+    /cmdstat_config:calls=(\d+)/.exec(commandstats))?.[1];
+  const r = /cmdstat_config\|resetstat:calls=(\d+)/.exec(commandstats)?.[1];
+  return { e, s: s ?? "0", r: r ?? "0", t };
+}
+
+/** Reads one server's ArmCounters atomically (undefined: unsafe policy). */
+async function readArmCounters(redis: Redis): Promise<ArmCounters | undefined> {
+  const replies = await redis.multi().info("stats").info("commandstats").info("memory").exec();
+  if (replies === null || replies.some(([err]) => err !== null)) throw new Error("INFO failed");
+  const [stats, commandstats, memory] = replies.map(([, v]) => String(v));
+  return armCounters(stats!, commandstats!, memory!);
+}
+
+/** The counters of every server the cache writes to, by server (see CacheKeyspace.armSnapshot). */
+export type ArmSnapshot = ReadonlyMap<string, ArmCounters>;
 
 export interface CacheKeyspace {
   /** The alive key the scripts on `namespace`'s keys check. */
   aliveKey(base: string, namespace: string): string;
+  /** The armed key (ArmCounters) the scripts on `namespace`'s keys check, beside its alive key. */
+  armedKey(base: string, namespace: string): string;
+  /**
+   * The ArmCounters of every server, or undefined when a server's policy is
+   * unsafe. An epoch may be armed with a snapshot read before it began.
+   */
+  armSnapshot(): Promise<ArmSnapshot | undefined>;
+  /** Deletes the alive keys the refresh samples, so the next young epoch writes (and arms) them again. */
+  dropAlive(base: string): Promise<void>;
   /** The common part of an item's keys (`:e`, `:w`, `:t`, `:lw` follow); `hash` names the namespace and key. */
   itemBase(base: string, namespace: string, hash: string): string;
   /** The namespace's known revision in the epoch `base`. */
@@ -69,11 +120,11 @@ export interface CacheKeyspace {
   /** Alive keys whose loss means the Redis lost data: checked at every refresh. */
   sampleAliveKeys(base: string): string[];
   /**
-   * Writes the alive keys of the epoch `base`; sends nothing more once
-   * `young()` is false (an alive key written after the epoch matured could
-   * hide a loss of data).
+   * Writes the alive keys of the epoch `base`, each with its armed key (the
+   * `arm` counters of its server); sends nothing more once `young()` is false
+   * (an alive key written after the epoch matured could hide a loss of data).
    */
-  createAliveKeys(base: string, value: string, young: () => boolean): Promise<void>;
+  createAliveKeys(base: string, value: string, young: () => boolean, arm: ArmSnapshot): Promise<void>;
   /** Calls `onDoubt` whenever commands may start reaching another Redis than the identity describes. */
   watch(onDoubt: () => void): void;
   /** The eviction policies of the servers (evictionPolicies). */
@@ -85,6 +136,19 @@ export class SingleRedisKeyspace implements CacheKeyspace {
 
   aliveKey(base: string): string {
     return `${base}:alive`;
+  }
+
+  armedKey(base: string): string {
+    return `${base}:armed`;
+  }
+
+  async armSnapshot(): Promise<ArmSnapshot | undefined> {
+    const c = await readArmCounters(this.redis);
+    return c && new Map([["", c]]);
+  }
+
+  async dropAlive(base: string): Promise<void> {
+    await this.redis.del(`${base}:alive`);
   }
 
   itemBase(base: string, _namespace: string, hash: string): string {
@@ -108,8 +172,17 @@ export class SingleRedisKeyspace implements CacheKeyspace {
     return [`${base}:alive`];
   }
 
-  async createAliveKeys(base: string, value: string): Promise<void> {
-    await this.redis.set(`${base}:alive`, value, "NX");
+  async createAliveKeys(base: string, value: string, _young: () => boolean, arm: ArmSnapshot): Promise<void> {
+    const c = arm.get("");
+    if (c === undefined) throw new Error("no arm for the server");
+    // Any snapshot read before the epoch began arms it soundly, so a later one may replace an earlier.
+    const r = await this.redis
+      .multi()
+      .set(`${base}:alive`, value, "NX")
+      .hset(`${base}:armed`, { ...c })
+      .exec();
+    const failed = r?.find(([err]) => err !== null);
+    if (failed) throw failed[0]!;
   }
 
   watch(onDoubt: () => void): void {
@@ -135,6 +208,21 @@ export class ClusterKeyspace implements CacheKeyspace {
 
   aliveKey(_base: string, namespace: string): string {
     return this.slotAliveKey(keySlot(namespace));
+  }
+
+  armedKey(_base: string, namespace: string): string {
+    return this.slotArmedKey(keySlot(namespace));
+  }
+
+  async armSnapshot(): Promise<ArmSnapshot | undefined> {
+    const keys = this.masterKeys();
+    const counters = await Promise.all(keys.map((key) => readArmCounters(this.node(key))));
+    if (counters.some((c) => c === undefined)) return undefined;
+    return new Map(keys.map((key, i) => [key, counters[i]!]));
+  }
+
+  async dropAlive(): Promise<void> {
+    await Promise.all(this.sampleAliveKeys().map((k) => this.cluster.del(k)));
   }
 
   aliveValue(_epoch: number, identity: string): string {
@@ -184,7 +272,7 @@ export class ClusterKeyspace implements CacheKeyspace {
     return keys;
   }
 
-  async createAliveKeys(_base: string, value: string, young: () => boolean): Promise<void> {
+  async createAliveKeys(_base: string, value: string, young: () => boolean, arm: ArmSnapshot): Promise<void> {
     // One pipeline per master (a cluster pipeline must stay on one node).
     const bySlotOwner = new Map<string, number[]>();
     for (let slot = 0; slot < SLOTS; slot++) {
@@ -207,9 +295,13 @@ export class ClusterKeyspace implements CacheKeyspace {
         // Straight to the master's connection (a cluster pipeline checks every key's slot: much slower);
         // a slot that moved meanwhile answers MOVED, which fails this refresh.
         const node = this.node(master);
+        const c = arm.get(master);
+        if (c === undefined) throw new Error("no arm for a master of the slot map");
         for (let i = 0; i < slots.length && young(); i += ALIVE_CHUNK) {
           const p = node.pipeline();
-          for (const slot of slots.slice(i, i + ALIVE_CHUNK)) p.set(this.slotAliveKey(slot), value);
+          // Each slot's armed key before its alive key: an alive key is never without its arm.
+          for (const slot of slots.slice(i, i + ALIVE_CHUNK))
+            p.hset(this.slotArmedKey(slot), { ...c }).set(this.slotAliveKey(slot), value);
           const failed = ((await p.exec().catch((err: unknown) => [[err, null]])) ?? []).find(([err]) => err !== null);
           if (failed) {
             // A node pipeline bypasses the cluster's own redirection handling: refresh the map here.
@@ -246,6 +338,10 @@ export class ClusterKeyspace implements CacheKeyspace {
 
   private slotAliveKey(slot: number): string {
     return `${this.prefix}:c:{${slotTag(slot)}}:alive`;
+  }
+
+  private slotArmedKey(slot: number): string {
+    return `${this.prefix}:c:{${slotTag(slot)}}:armed`;
   }
 
   private node(key: string): Redis {

@@ -209,7 +209,7 @@ export class CachedKvStore implements KvStore {
     // The reply does not wait for the fill: it does not depend on it, and a
     // fill that lands late is what the token and the revision compare in
     // cacheFill guard against (any write that began meanwhile voided the token).
-    this.track(this.fill(keys, alive, token, res));
+    this.track(this.fill(namespace, keys, alive, token, res));
     return res;
   }
 
@@ -229,11 +229,12 @@ export class CachedKvStore implements KvStore {
   }
 
   /** Never rejects: a fill is best effort, and its failure only costs a later miss. */
-  private async fill(keys: CacheKeys, alive: string, token: string, res: ReadResult): Promise<void> {
+  private async fill(namespace: string, keys: CacheKeys, alive: string, token: string, res: ReadResult): Promise<void> {
     try {
       const [meta, bytes] = encodeEntry(res.item);
       const filled = await this.redis.cacheFill(
         ...keys,
+        this.epoch.armedKey(namespace),
         alive,
         token,
         String(res.revision),
@@ -243,6 +244,7 @@ export class CachedKvStore implements KvStore {
       );
       if (filled === CacheFillReply.STORED) this.count("fill");
       else if (filled === CacheFillReply.EPOCH_GONE) this.epoch.distrust();
+      else if (filled === CacheFillReply.EVICTED) this.epoch.evicted();
     } catch (err) {
       this.count("error");
       this.log.debug("cache fill failed", { error: (err as Error).message });
@@ -251,15 +253,24 @@ export class CachedKvStore implements KvStore {
 
   async write(cmd: WriteCommand, opts: WriteOptions = {}): Promise<WriteOutcome> {
     const keys = this.keysFor(cmd.namespace, cmd.key);
+    const armed = this.epoch.armedKey(cmd.namespace);
     const writerId = nextId();
     const started = performance.now();
     const alive = this.epoch.aliveValue();
     const markedEpoch = this.epoch.current();
+    const markedBy = this.epoch.ownedAs();
+    // Read in the same turn as the epoch: the lease read that found it.
+    const leaseReadAt = this.epoch.leaseReadAt();
     if (!this.epoch.owns()) {
       // Another cache (or none) owns the epoch, or a mix left it without an
       // owner: the truth decides, and moves the epoch if it has an owner.
       this.countWrite("unowned");
-      const { epochBump, cacheWaitMs, ...outcome } = await this.pg.write(cmd, opts);
+      // Moved first, and waited out, before the write is made: see fenceBeforeWrite.
+      const commitBy = await this.epoch.fenceUnownedBeforeWrite(this.opts.statementTimeoutMs);
+      const { epochBump, cacheWaitMs, ...outcome } = await this.pg.write(cmd, {
+        ...opts,
+        cacheFence: { kind: "unowned", commitBy },
+      });
       await this.waitOut(epochBump, cacheWaitMs);
       return outcome;
     }
@@ -275,24 +286,32 @@ export class CachedKvStore implements KvStore {
     }
     this.countWrite(marked ? "marked" : "unmarked");
     if (!marked) {
+      // The epoch is moved and its leases waited out before the write is made,
+      // so that no replica serves the old value once the new one is visible
+      // (CacheEpoch.fenceBeforeWrite); the write moves it again when it commits.
+      const commitBy = await this.epoch.fenceBeforeWrite(this.opts.statementTimeoutMs);
       const { epochBump, cacheWaitMs, ...outcome } = await this.pg.write(cmd, {
         ...opts,
-        cacheFence: { kind: "bump" },
+        cacheFence: { kind: "bump", commitBy },
       });
       await this.waitOut(epochBump, cacheWaitMs);
       return outcome;
     }
-    // Leave room for the slowest COMMIT (bounded by the statement timeout) inside the marker's life.
-    const commitBy = started + this.opts.markerTtlMs - this.opts.statementTimeoutMs;
+    // Leave room for the slowest COMMIT (bounded by the statement timeout) inside the marker's life,
+    // and inside the youth of any epoch that replaced the one marked in (CacheEpoch.leaseReadAt).
+    const commitBy = Math.min(started, leaseReadAt) + this.opts.markerTtlMs - this.opts.statementTimeoutMs;
     let out;
     try {
-      out = await this.pg.write(cmd, { ...opts, cacheFence: { kind: "marked", epoch: markedEpoch, commitBy } });
+      out = await this.pg.write(cmd, {
+        ...opts,
+        cacheFence: { kind: "marked", epoch: markedEpoch, commitBy, identity: markedBy },
+      });
     } catch (err) {
       // Refused before COMMIT was sent: nothing changed, clear the marker now.
       // Any other failure may hide a commit; the marker then simply expires.
       if (REFUSED_BEFORE_COMMIT.some((refused) => err instanceof refused)) {
         await this.redis
-          .cacheEndWrite(...keys, alive, writerId, "0", "{}", Buffer.alloc(0), "1")
+          .cacheEndWrite(...keys, armed, alive, writerId, "0", "{}", Buffer.alloc(0), "1")
           .catch(() => undefined);
       }
       throw err;
@@ -305,6 +324,7 @@ export class CachedKvStore implements KvStore {
     try {
       const r = await this.redis.cacheEndWrite(
         ...keys,
+        armed,
         alive,
         writerId,
         changed ? String(outcome.revision) : "0",
@@ -313,6 +333,12 @@ export class CachedKvStore implements KvStore {
         String(this.entryTtlMs(installed)),
       );
       if (r === CacheEndWriteReply.EPOCH_GONE) this.epoch.distrust();
+      if (r === CacheEndWriteReply.EVICTED) {
+        // Nothing was installed or noted: the epoch moves, and this change waits out its leases.
+        this.countWrite("install_error");
+        this.epoch.evicted();
+        if (changed) await this.epoch.fenceUnnoted();
+      }
     } catch (err) {
       // The marker keeps readers of this key on Postgres until it expires; but
       // the namespace's known revision may not have been raised, so hits on

@@ -16,17 +16,21 @@ export const CacheReadReply = {
   MISS: 2,
 } as const;
 
-/** cacheFill-6.lua. */
-export const CacheFillReply = { EPOCH_GONE: -1, REFUSED: 0, STORED: 1 } as const;
+/**
+ * cacheFill-7.lua. EVICTED (also from cacheEndWrite and cacheNoteRevision): a
+ * key without a TTL may have been evicted since the epoch was armed; nothing
+ * was changed, and the epoch must move (CacheEpoch.evicted).
+ */
+export const CacheFillReply = { EPOCH_GONE: -1, EVICTED: -2, REFUSED: 0, STORED: 1 } as const;
 
 /** cacheBeginWrite-6.lua. */
 export const CacheBeginWriteReply = { EPOCH_GONE: -1, MARKED: 1 } as const;
 
-/** cacheEndWrite-6.lua. */
-export const CacheEndWriteReply = { EPOCH_GONE: -1, NOT_INSTALLED: 0, INSTALLED: 1 } as const;
+/** cacheEndWrite-7.lua. */
+export const CacheEndWriteReply = { EPOCH_GONE: -1, EVICTED: -2, NOT_INSTALLED: 0, INSTALLED: 1 } as const;
 
-/** cacheNoteRevision-2.lua. */
-export const CacheNoteRevisionReply = { EPOCH_GONE: -1, DONE: 1 } as const;
+/** cacheNoteRevision-3.lua. */
+export const CacheNoteRevisionReply = { EPOCH_GONE: -1, EVICTED: -2, DONE: 1 } as const;
 
 /**
  * The lock scripts (run by redlock on every master). redlock counts a reply
@@ -40,10 +44,12 @@ export const LockOwnerReply = { NOT_HELD: 0, SET: 1 } as const;
 /** Every script file (under lua/) and the replies it declares. */
 export const SCRIPT_REPLIES: Readonly<Record<string, Readonly<Record<string, number>>>> = {
   "cacheRead-6.lua": CacheReadReply,
-  "cacheFill-6.lua": CacheFillReply,
+  "cacheFill-7.lua": CacheFillReply,
   "cacheBeginWrite-6.lua": CacheBeginWriteReply,
-  "cacheEndWrite-6.lua": CacheEndWriteReply,
-  "cacheNoteRevision-2.lua": CacheNoteRevisionReply,
+  "cacheEndWrite-7.lua": CacheEndWriteReply,
+  "cacheNoteRevision-3.lua": CacheNoteRevisionReply,
+  /** Prepended to the three scripts above that call it (cacheScripts.ts): no replies of its own. */
+  "lib/evictedSinceArm.lua": {},
   "locks/lockAcquire-2.lua": LockScriptReply,
   "locks/lockExtend-2.lua": LockScriptReply,
   "locks/lockRelease-2.lua": LockScriptReply,

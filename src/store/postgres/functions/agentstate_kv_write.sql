@@ -1,4 +1,4 @@
--- agentstate_kv_write(p_ns, p_key, ..., p_wait) -> SETOF agentstate_kv_write_result
+-- agentstate_kv_write(p_ns, p_key, ..., p_wait, p_marked_by) -> SETOF agentstate_kv_write_result
 -- Requires: agentstate_item_json
 --
 -- Promises: a batch of KV writes (CompareAndSet, Delete), called in
@@ -35,9 +35,10 @@
 -- namespace), one array element per write (all arrays of one length), named
 -- below; p_wait for the whole batch. Each history row records the write's
 -- p_principal and p_request_id (the audit trail, migrations/0012).
--- Release 3 took p_ns text[] (a namespace per write) and no principal or
--- request id: a database brought from release 3 keeps that overload beside
--- this one for its replicas during a rolling upgrade (migrations/0012).
+-- Release 3 took p_ns text[] (a namespace per write) and no principal,
+-- request id or p_marked_by: that signature stays beside this one for its
+-- replicas during a rolling upgrade (migrations/0012), as the wrapper of this
+-- function in agentstate_kv_write.release3.sql (migrations/0018).
 -- Result: one agentstate_kv_write_result row per write (migrations/0004), in
 -- the order given: idx (1-based), status, revision, the key's row after the
 -- write (or as found, when not applied), outcome (replayed: the first reply),
@@ -51,7 +52,13 @@
 -- epoch its cache owns, and the owner changes only with the epoch:
 -- agentstate_cache_lease); a write marked in no epoch and not asking for a
 -- bump (a replica without a cache, or whose cache is not the owner) moves
--- the epoch when it has an owner, as a write that could not mark does.
+-- the epoch when it has an owner, as a write that could not mark does. A
+-- marked write must name the identity it marked under (p_marked_by), and
+-- counts as marked in the owner's cache only if that is the owner: a replica
+-- of an older release, which marks in its own cache whether it owns the
+-- epoch or not and does not register, calls the previous release's
+-- signature, whose wrapper passes it NULL (as does the parameter's
+-- default), and so takes the path of an unmarked write.
 --
 -- Statuses (the c_ constants below; KvWriteStatus in
 -- src/store/postgres/writeStatus.ts): applied; not_applied (the condition
@@ -82,7 +89,9 @@ CREATE OR REPLACE FUNCTION agentstate_kv_write(
   p_bump boolean[],        -- the write could not mark the cache: move the cache epoch
   p_principal text[],      -- audit: who the write is made for ('' with auth off), kept in kv_history
   p_request_id text[],     -- audit: the call's request id, kept in kv_history
-  p_wait boolean           -- false: answer `busy` instead of waiting for a key held by another transaction
+  p_wait boolean,          -- false: answer `busy` instead of waiting for a key held by another transaction
+  p_marked_by text[] DEFAULT NULL -- cache identity whose cache holds the write's marker (NULL: unmarked,
+                           -- or a caller of release 3 or older, through its wrapper: treated as not the owner)
 ) RETURNS SETOF agentstate_kv_write_result
 LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -250,7 +259,7 @@ BEGIN
     SELECT s.cache_epoch, s.cache_owner INTO epoch, e_owner FROM agentstate_state s WHERE s.id = 1;
     IF EXISTS (SELECT 1 FROM generate_series(1, n) AS x WHERE st[x] = c_pending
                AND (p_bump[x] OR (p_marked_epoch[x] IS NOT NULL AND p_marked_epoch[x] <> epoch)
-                    OR (p_marked_epoch[x] IS NULL AND e_owner IS NOT NULL))) THEN
+                    OR (e_owner IS NOT NULL AND (p_marked_epoch[x] IS NULL OR p_marked_by[x] IS DISTINCT FROM e_owner)))) THEN
       SELECT s.cache_epoch, s.cache_epoch_at, s.cache_owner, s.cache_quiet_until INTO epoch, epoch_at, e_owner, e_quiet
       FROM agentstate_state s WHERE s.id = 1 FOR UPDATE;
     ELSE
@@ -258,7 +267,7 @@ BEGIN
       FROM agentstate_state s WHERE s.id = 1 FOR SHARE;
       IF EXISTS (SELECT 1 FROM generate_series(1, n) AS x WHERE st[x] = c_pending
                  AND ((p_marked_epoch[x] IS NOT NULL AND p_marked_epoch[x] <> epoch)
-                      OR (p_marked_epoch[x] IS NULL AND e_owner IS NOT NULL))) THEN
+                      OR (e_owner IS NOT NULL AND (p_marked_epoch[x] IS NULL OR p_marked_by[x] IS DISTINCT FROM e_owner)))) THEN
         SELECT s.cache_epoch, s.cache_epoch_at, s.cache_owner, s.cache_quiet_until INTO epoch, epoch_at, e_owner, e_quiet
         FROM agentstate_state s WHERE s.id = 1 FOR UPDATE;
       END IF;
@@ -331,7 +340,7 @@ BEGIN
           oc := jsonb_build_object('applied', true, 'revision', rev, 'item', agentstate_item_json(nw));
         END IF;
         must_wait[i] := p_bump[i] OR (p_marked_epoch[i] IS NOT NULL AND p_marked_epoch[i] <> epoch)
-                        OR (p_marked_epoch[i] IS NULL AND e_owner IS NOT NULL);
+                        OR (e_owner IS NOT NULL AND (p_marked_epoch[i] IS NULL OR p_marked_by[i] IS DISTINCT FROM e_owner));
         changed[i] := true;
       ELSIF has THEN
         rev := rev + 1;
@@ -345,7 +354,7 @@ BEGIN
           oc := jsonb_build_object('applied', true, 'revision', rev, 'item', agentstate_item_json(cur));
         END IF;
         must_wait[i] := p_bump[i] OR (p_marked_epoch[i] IS NOT NULL AND p_marked_epoch[i] <> epoch)
-                        OR (p_marked_epoch[i] IS NULL AND e_owner IS NOT NULL);
+                        OR (e_owner IS NOT NULL AND (p_marked_epoch[i] IS NULL OR p_marked_by[i] IS DISTINCT FROM e_owner));
         changed[i] := true;
       ELSE
         -- Deleting an absent (or expired) key whose condition holds: nothing changes.
