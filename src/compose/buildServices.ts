@@ -211,6 +211,8 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
       chunkBytes: config.limits.maxValueBytes,
       maxCheckpointBytes: checkpointReplyLimit(config.limits),
       batchMax: config.checkpointBatchMax,
+      deltaChain: config.checkpointDeltaChain,
+      deltaCacheBytes: config.checkpointDeltaCacheBytes,
       batchesMax: config.writeBatchesMax,
     }),
     eventOptions: {

@@ -106,6 +106,10 @@ export interface Config {
   readonly eventAppendBatchMax: number;
   /** Most checkpoint puts one replica sends to Postgres as one batch (group commit); 1 sends each alone. */
   readonly checkpointBatchMax: number;
+  /** Most deltas that follow a whole channel value (a read joins at most this many); 0 stores every value whole. */
+  readonly checkpointDeltaChain: number;
+  /** Bytes of channel values one replica keeps in memory to compute the next version's delta against. */
+  readonly checkpointDeltaCacheBytes: number;
   readonly statementTimeoutMs: number;
   /** Client-side timeout of a pool query (a frozen or partitioned Postgres): a little above statementTimeoutMs. */
   readonly queryTimeoutMs: number;
@@ -525,6 +529,14 @@ export function loadConfig(env: Env = process.env): Config {
     kvWriteBatchesInFlight: int(env, "AGENTSTATE_KV_WRITE_BATCHES_IN_FLIGHT", 1, 1, 16),
     eventAppendBatchMax: int(env, "AGENTSTATE_EVENT_APPEND_BATCH", 64, 1, 1000),
     checkpointBatchMax: int(env, "AGENTSTATE_CHECKPOINT_BATCH", 64, 1, 1000),
+    checkpointDeltaChain: int(env, "AGENTSTATE_CHECKPOINT_DELTA_CHAIN", 32, 0, 256),
+    checkpointDeltaCacheBytes: int(
+      env,
+      "AGENTSTATE_CHECKPOINT_DELTA_CACHE_BYTES",
+      32 * 1024 * 1024,
+      0,
+      4 * 1024 * 1024 * 1024,
+    ),
     statementTimeoutMs,
     queryTimeoutMs,
     healthProbeMs: int(env, "AGENTSTATE_HEALTH_PROBE_MS", 1000, 50, 600000),
