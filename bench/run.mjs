@@ -23,6 +23,7 @@ import { parseArgs as parseCommandLine } from "node:util";
 import { Buffer } from "node:buffer";
 import { copyAssets } from "../scripts/copy-assets.mjs";
 import { summarizeFile } from "./lib/cpuprofile.mjs";
+import { goSubscribers } from "./lib/goSubscribers.mjs";
 import { checkAll as checkPgbenchScripts, PGBENCH_DIR } from "./lib/pgbenchSql.mjs";
 import {
   childPids,
@@ -74,8 +75,9 @@ const HELP = `usage: node bench/run.mjs [options]
   --fanout-rounds R      repeat the delivery measurement R times, A and B interleaved (default 1); with
                          --fanout-idle 0 the idle measurement is skipped
   --fanout-client C      the --fanout-procs children's client: grpc-js (default; the generated client of
-                         the tests) or http2 (Node's HTTP/2 client, gRPC framing by hand, the same
-                         generated decoder; bench/lib/fanoutSubscribers.mjs)
+                         the tests), http2 (Node's HTTP/2 client, gRPC framing by hand, the same
+                         generated decoder; bench/lib/fanoutSubscribers.mjs) or go (grpc-go and the
+                         generated code of clients/go, a goroutine per stream; bench/fanout-go)
   --fanout-counts LIST   subscriber counts of the delivery measurement (default 1,100,1000; the ratio
                          columns need 1 and 100 / 1000)
   --fanout-profile       CPU-profile server A (in process, bench/lib/cpuprofOnSignal.mjs) during the appends
@@ -1396,16 +1398,18 @@ async function fanoutDelivery(ctx, { server, clients }, ns, stream, k) {
       }),
   );
   const children = Array.from({ length: procs }, (_, i) =>
-    fork(path.join(HERE, "lib", "fanoutSubscribers.mjs"), [
-      JSON.stringify({
-        clientJs,
-        protoJs: path.join(REPO, "dist", "clients", "typescript", "src", "gen", "agentstate", "v1", "event.js"),
-        address: server.address,
-        req,
-        count: share(procs, i),
-        client: ctx.o.fanoutClient,
-      }),
-    ]),
+    ctx.o.fanoutClient === "go"
+      ? goSubscribers(ctx.fanoutGo, { address: server.address, req, count: share(procs, i) })
+      : fork(path.join(HERE, "lib", "fanoutSubscribers.mjs"), [
+          JSON.stringify({
+            clientJs,
+            protoJs: path.join(REPO, "dist", "clients", "typescript", "src", "gen", "agentstate", "v1", "event.js"),
+            address: server.address,
+            req,
+            count: share(procs, i),
+            client: ctx.o.fanoutClient,
+          }),
+        ]),
   );
   for (const c of children) killAtExit(c);
   const clock = threads > 0 ? () => performance.timeOrigin + performance.now() : monoMs;
@@ -1734,6 +1738,11 @@ async function main() {
     log("building the Go driver (bench/etcd-driver)");
     ctx.driver = path.join(runDir, "etcd-driver");
     execFileSync("go", ["build", "-o", ctx.driver, "."], { cwd: path.join(HERE, "etcd-driver"), stdio: "inherit" });
+    if (o.fanout && o.fanoutClient === "go") {
+      log("building the Go subscribers (bench/fanout-go)");
+      ctx.fanoutGo = path.join(runDir, "fanout-go");
+      execFileSync("go", ["build", "-o", ctx.fanoutGo, "."], { cwd: path.join(HERE, "fanout-go"), stdio: "inherit" });
+    }
     ctx.mainJs = prepareServer(o, runDir);
     if (o.abRef) ctx.refB = prepareRefServer(o.abRef, runDir);
 

@@ -5,7 +5,8 @@
 // encoding per event, as the server does), one SubscribeResponse object per
 // event written with call.write() to every stream, 100 streams per turn of the
 // event loop (as ChangeFeed's wakeBatch). The subscribers are P child
-// processes of bench/lib/fanoutSubscribers.mjs (http2 client), so the
+// processes of bench/lib/fanoutSubscribers.mjs (http2 client; or, with
+// FANOUT_GO=<a build of bench/fanout-go>, the Go subscribers), so the
 // client's CPU is not this process's. The floor the server's own per-subscriber
 // cost (bench/run.mjs --fanout: CPU per append at 1000 minus at 1, over 999)
 // can be compared with.
@@ -13,10 +14,13 @@
 //   npm run build && node bench/experiments/fanout-write-floor.mjs [N=1000] [EVENTS=200] [P=4]
 import { fork } from "node:child_process";
 import * as path from "node:path";
+import { Buffer } from "node:buffer";
+import { performance } from "node:perf_hooks";
 import process from "node:process";
 import { setImmediate as nextTurn, setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import grpc from "@grpc/grpc-js";
+import { goSubscribers } from "../lib/goSubscribers.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, "..", "..");
@@ -42,16 +46,20 @@ const port = await new Promise((resolve, reject) =>
   ),
 );
 const address = `127.0.0.1:${port}`;
+const share = (i) => Math.floor(N / P) + (i < N % P ? 1 : 0);
+const req = { namespace: "ns", stream: "s", afterPosition: 0 };
 const children = Array.from({ length: P }, (_, i) =>
-  fork(path.join(REPO, "bench", "lib", "fanoutSubscribers.mjs"), [
-    JSON.stringify({
-      protoJs: path.join(REPO, "dist", "clients", "typescript", "src", "gen", "agentstate", "v1", "event.js"),
-      address,
-      req: { namespace: "ns", stream: "s", afterPosition: 0 },
-      count: Math.floor(N / P) + (i < N % P ? 1 : 0),
-      client: "http2",
-    }),
-  ]),
+  process.env.FANOUT_GO
+    ? goSubscribers(process.env.FANOUT_GO, { address, req, count: share(i) })
+    : fork(path.join(REPO, "bench", "lib", "fanoutSubscribers.mjs"), [
+        JSON.stringify({
+          protoJs: path.join(REPO, "dist", "clients", "typescript", "src", "gen", "agentstate", "v1", "event.js"),
+          address,
+          req,
+          count: share(i),
+          client: "http2",
+        }),
+      ]),
 );
 await Promise.all(children.map((c) => new Promise((resolve) => c.once("message", resolve))));
 
