@@ -1695,10 +1695,10 @@ function pgCpu(ctx) {
 
 async function main() {
   const o = parseArgs(process.argv.slice(2));
-  if (!["grpc-js", "http2"].includes(o.fanoutClient))
-    throw new Error(`--fanout-client: grpc-js or http2, not ${o.fanoutClient}`);
+  if (!["grpc-js", "http2", "go"].includes(o.fanoutClient))
+    throw new Error(`--fanout-client: grpc-js, http2 or go, not ${o.fanoutClient}`);
   if (o.fanoutClient !== "grpc-js" && o.fanoutProcs === 0)
-    throw new Error("--fanout-client http2 needs --fanout-procs");
+    throw new Error(`--fanout-client ${o.fanoutClient} needs --fanout-procs`);
   const started = Date.now();
   const problems = checkPgbenchScripts();
   if (problems.length) {
