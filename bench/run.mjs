@@ -23,6 +23,7 @@ import { parseArgs as parseCommandLine } from "node:util";
 import { Buffer } from "node:buffer";
 import { copyAssets } from "../scripts/copy-assets.mjs";
 import { summarizeFile } from "./lib/cpuprofile.mjs";
+import { goSubscribers } from "./lib/goSubscribers.mjs";
 import { checkAll as checkPgbenchScripts, PGBENCH_DIR } from "./lib/pgbenchSql.mjs";
 import {
   childPids,
@@ -73,6 +74,15 @@ const HELP = `usage: node bench/run.mjs [options]
                          the machine's monotonic clock (default 0)
   --fanout-rounds R      repeat the delivery measurement R times, A and B interleaved (default 1); with
                          --fanout-idle 0 the idle measurement is skipped
+  --fanout-client C      the --fanout-procs children's client: grpc-js (default; the generated client of
+                         the tests), http2 (Node's HTTP/2 client, gRPC framing by hand, the same
+                         generated decoder; bench/lib/fanoutSubscribers.mjs) or go (grpc-go and the
+                         generated code of clients/go, a goroutine per stream; bench/fanout-go)
+  --fanout-counts LIST   subscriber counts of the delivery measurement (default 1,100,1000; the ratio
+                         columns need 1 and 100 / 1000)
+  --fanout-profile       CPU-profile server A (in process, bench/lib/cpuprofOnSignal.mjs) during the appends
+                         of each round's largest --fanout-counts measurement; the report says where its
+                         time went (round 1; every .cpuprofile is copied next to the report)
   --big                  also compare Get p99 on a --big-keys store with a 1k-key store (side by side,
                          two servers, measured alternately 3 times; medians)
   --big-keys N           keys for --big (default 10000000)
@@ -118,6 +128,9 @@ const OPTIONS = {
   "fanout-threads": { type: "string", default: "0" },
   "fanout-procs": { type: "string", default: "0" },
   "fanout-rounds": { type: "string", default: "1" },
+  "fanout-counts": { type: "string", default: "1,100,1000" },
+  "fanout-client": { type: "string", default: "grpc-js" },
+  "fanout-profile": { type: "boolean", default: false },
   "big-keys": { type: "string", default: "10000000" },
   profile: { type: "string" },
   server: { type: "string", default: "build" },
@@ -163,6 +176,9 @@ function parseArgs(argv) {
     fanoutThreads: Number(v["fanout-threads"]),
     fanoutProcs: Number(v["fanout-procs"]),
     fanoutRounds: Number(v["fanout-rounds"]),
+    fanoutCounts: v["fanout-counts"].split(",").map(Number),
+    fanoutClient: v["fanout-client"],
+    fanoutProfile: v["fanout-profile"],
     bigKeys: Number(v["big-keys"]),
     profile: v.profile,
     server: v.server,
@@ -705,7 +721,15 @@ function ownDbB(ctx) {
 }
 
 async function startAgentstate(ctx, opts = {}) {
-  ctx.server = await startServer(ctx.mainJs, ctx.runDir, await serverEnv(ctx), opts);
+  const envA = await serverEnv(ctx);
+  if (ctx.o.fanoutProfile) {
+    ctx.fanoutProfDir = path.join(ctx.runDir, "cpuprof-fanout");
+    fs.mkdirSync(ctx.fanoutProfDir);
+    const preload = `--import=${path.join(HERE, "lib", "cpuprofOnSignal.mjs")}`;
+    envA.NODE_OPTIONS = envA.NODE_OPTIONS ? `${envA.NODE_OPTIONS} ${preload}` : preload;
+    envA.BENCH_CPUPROF_DIR = ctx.fanoutProfDir;
+  }
+  ctx.server = await startServer(ctx.mainJs, ctx.runDir, envA, opts);
   log(`agentstate listening on ${ctx.server.address} (pid ${ctx.server.pid})`);
   if (ctx.o.abImport.length || Object.keys(ctx.o.abEnv).length || ctx.refB || ctx.o.abRedisCluster) {
     const env = { ...(await serverEnv(ctx, [...ctx.o.serverImport, ...ctx.o.abImport])), ...ctx.o.abEnv };
@@ -1297,12 +1321,12 @@ async function fanout(ctx) {
   try {
     if (ctx.o.fanoutIdle > 0) for (const s of servers) await fanoutIdle(ctx, s, `${ns}-idle`);
     for (let round = 0; round < ctx.o.fanoutRounds; round++) {
-      for (const k of [1, 100, 1000]) {
+      for (const k of ctx.o.fanoutCounts) {
         for (const s of round % 2 ? [...servers].reverse() : servers) {
           const d = await fanoutDelivery(ctx, s, ns, `deliver-${k}-${round}`, k);
           s.result.delivery.push({ round, ...d });
           log(
-            `fanout ${s.label} round ${round + 1}: ${k} subscriber(s): ${d.received}/${d.expected} received, p50 ${fmtMs(d.p50)} ms, p99 ${fmtMs(d.p99)} ms, server CPU ${fmtMs(d.cpuMsPerAppend)} ms per append, load ${fmt(d.load, 1)}`,
+            `fanout ${s.label} round ${round + 1}: ${k} subscriber(s): ${d.received}/${d.expected} received, p50 ${fmtMs(d.p50)} ms, p99 ${fmtMs(d.p99)} ms, server CPU ${fmtMs(d.cpuMsPerAppend)} ms per append, client CPU ${fmtMs(d.clientCpuMsPerAppend)} ms per append, load ${fmt(d.load, 1)}`,
           );
         }
       }
@@ -1374,9 +1398,18 @@ async function fanoutDelivery(ctx, { server, clients }, ns, stream, k) {
       }),
   );
   const children = Array.from({ length: procs }, (_, i) =>
-    fork(path.join(HERE, "lib", "fanoutSubscribers.mjs"), [
-      JSON.stringify({ clientJs, address: server.address, req, count: share(procs, i) }),
-    ]),
+    ctx.o.fanoutClient === "go"
+      ? goSubscribers(ctx.fanoutGo, { address: server.address, req, count: share(procs, i) })
+      : fork(path.join(HERE, "lib", "fanoutSubscribers.mjs"), [
+          JSON.stringify({
+            clientJs,
+            protoJs: path.join(REPO, "dist", "clients", "typescript", "src", "gen", "agentstate", "v1", "event.js"),
+            address: server.address,
+            req,
+            count: share(procs, i),
+            client: ctx.o.fanoutClient,
+          }),
+        ]),
   );
   for (const c of children) killAtExit(c);
   const clock = threads > 0 ? () => performance.timeOrigin + performance.now() : monoMs;
@@ -1417,7 +1450,18 @@ async function fanoutDelivery(ctx, { server, clients }, ns, stream, k) {
       }
     }
     const sent = new Map();
+    // The subscribers' CPU: the child processes', or this process's (which also makes the appends).
+    const clientCpu = () =>
+      procs > 0
+        ? children.reduce((a, c) => a + cpuSeconds(c.pid), 0)
+        : (process.cpuUsage().user + process.cpuUsage().system) / 1e6;
+    const profiling = ctx.o.fanoutProfile && server === ctx.server && k === Math.max(...ctx.o.fanoutCounts);
+    if (profiling) {
+      process.kill(server.pid, "SIGUSR2"); // starts the profile (bench/lib/cpuprofOnSignal.mjs)
+      await sleep(200);
+    }
     const cpu0 = cpuSeconds(server.pid);
+    const clientCpu0 = clientCpu();
     for (let e = 0; e < APPENDS; e++) {
       const t = clock();
       const r = await clients[0].appendEvent({
@@ -1431,6 +1475,14 @@ async function fanoutDelivery(ctx, { server, clients }, ns, stream, k) {
     }
     // Each append's fan-out ended within its gap (at the rates measured here).
     const cpuMsPerAppend = ((cpuSeconds(server.pid) - cpu0) * 1000) / APPENDS;
+    const clientCpuMsPerAppend = ((clientCpu() - clientCpu0) * 1000) / APPENDS;
+    if (profiling) {
+      const n = (ctx.fanoutProfiles ??= []).length + 1;
+      const file = path.join(ctx.fanoutProfDir, `${n}.cpuprofile`);
+      process.kill(server.pid, "SIGUSR2"); // stops it and writes <n>.cpuprofile
+      for (let t = Date.now(); !fs.existsSync(`${file}.done`) && Date.now() - t < 30000;) await sleep(100);
+      if (fs.existsSync(`${file}.done`)) ctx.fanoutProfiles.push({ file, subscribers: k, appends: APPENDS });
+    }
     const until = Date.now() + 20000;
     if (threads > 0) {
       await sleep(2000);
@@ -1462,6 +1514,7 @@ async function fanoutDelivery(ctx, { server, clients }, ns, stream, k) {
       p50: q(0.5),
       p99: q(0.99),
       cpuMsPerAppend,
+      clientCpuMsPerAppend,
       load: os.loadavg()[0],
     };
   } finally {
@@ -1505,37 +1558,57 @@ function fanoutTable(ctx) {
       );
     out.push("");
   }
+  const counts = ctx.o.fanoutCounts;
+  const over = counts.includes(1) ? counts.filter((k) => k !== 1).reverse() : []; // ratio columns: p99 k / 1
   out.push(
-    "| server | round | delivery p50 / p99 (server CPU per append), 1 subscriber | 100 | 1000 | p99 1000 / 1 | p99 100 / 1 | load |",
-    "|---|---|---|---|---|---|---|---|",
+    `| server | round | ${counts.map((k, i) => (i === 0 ? `delivery p50 / p99 (CPU per append: server · subscribers), ${k} subscriber${k === 1 ? "" : "s"}` : `${k}`)).join(" | ")} | ${over.map((k) => `p99 ${k} / 1`).join(" | ")}${over.length ? " | " : ""}load |`,
+    `|---|---|${counts.map(() => "---|").join("")}${over.map(() => "---|").join("")}---|`,
   );
   const median = (xs) => {
     const a = [...xs].sort((x, y) => x - y);
     return a.length % 2 ? a[(a.length - 1) / 2] : (a[a.length / 2 - 1] + a[a.length / 2]) / 2;
   };
+  const cpus = (server, client) => `(${fmtMs(server)} · ${client === undefined ? "?" : fmtMs(client)} ms)`;
   for (const f of ctx.fanout) {
     const rounds = [...new Set(f.delivery.map((d) => d.round))];
     const cell = (d) =>
-      `${fmtMs(d.p50)} / ${fmtMs(d.p99)} ms (${fmtMs(d.cpuMsPerAppend)} ms)${d.received < d.expected ? ` (${d.received}/${d.expected} received)` : ""}`;
-    const ratios = [];
+      `${fmtMs(d.p50)} / ${fmtMs(d.p99)} ms ${cpus(d.cpuMsPerAppend, d.clientCpuMsPerAppend)}${d.received < d.expected ? ` (${d.received}/${d.expected} received)` : ""}`;
+    const ratios = new Map(over.map((k) => [k, []]));
     for (const r of rounds) {
       const d = (k) => f.delivery.find((x) => x.round === r && x.subscribers === k);
-      ratios.push({ r1000: d(1000).p99 / d(1).p99, r100: d(100).p99 / d(1).p99 });
-      const load = median([1, 100, 1000].map((k) => d(k).load));
+      for (const k of over) ratios.get(k).push(d(k).p99 / d(1).p99);
+      const load = median(counts.map((k) => d(k).load));
       out.push(
-        `| ${f.label} | ${r + 1} | ${cell(d(1))} | ${cell(d(100))} | ${cell(d(1000))} | ${fmtRatio(d(1000).p99 / d(1).p99)} | ${fmtRatio(d(100).p99 / d(1).p99)} | ${fmt(load, 1)} |`,
+        `| ${f.label} | ${r + 1} | ${counts.map((k) => cell(d(k))).join(" | ")} | ${over.map((k) => fmtRatio(d(k).p99 / d(1).p99)).join(" | ")}${over.length ? " | " : ""}${fmt(load, 1)} |`,
       );
     }
     if (rounds.length > 1) {
       const med = (k, key) => median(f.delivery.filter((x) => x.subscribers === k).map((x) => x[key]));
       const mcell = (k) =>
-        `${fmtMs(med(k, "p50"))} / ${fmtMs(med(k, "p99"))} ms (${fmtMs(med(k, "cpuMsPerAppend"))} ms)`;
+        `${fmtMs(med(k, "p50"))} / ${fmtMs(med(k, "p99"))} ms ${cpus(med(k, "cpuMsPerAppend"), med(k, "clientCpuMsPerAppend"))}`;
       out.push(
-        `| ${f.label} | median of ${rounds.length} | ${mcell(1)} | ${mcell(100)} | ${mcell(1000)} | ${fmtRatio(median(ratios.map((x) => x.r1000)))} | ${fmtRatio(median(ratios.map((x) => x.r100)))} | |`,
+        `| ${f.label} | median of ${rounds.length} | ${counts.map(mcell).join(" | ")} | ${over.map((k) => fmtRatio(median(ratios.get(k)))).join(" | ")}${over.length ? " | " : ""} |`,
       );
     }
   }
   return out.join("\n");
+}
+
+/** --fanout-profile: where server A's time went during round 1's appends; every profile copied to --out. */
+function fanoutProfileReport(ctx) {
+  const [first] = ctx.fanoutProfiles;
+  fs.mkdirSync(ctx.o.out, { recursive: true });
+  ctx.fanoutProfiles.forEach((p, i) =>
+    fs.copyFileSync(p.file, path.join(ctx.o.out, `${ctx.stamp}-fanout-${i + 1}.cpuprofile`)),
+  );
+  return [
+    `### Server A's CPU profile during ${first.appends} appends to ${first.subscribers} subscribers (--fanout-profile, round 1)`,
+    "",
+    "```",
+    summarizeFile(first.file, { top: 40 }),
+    "```",
+    "",
+  ];
 }
 
 // ------------------------------------------------------------------ profile
@@ -1622,6 +1695,10 @@ function pgCpu(ctx) {
 
 async function main() {
   const o = parseArgs(process.argv.slice(2));
+  if (!["grpc-js", "http2", "go"].includes(o.fanoutClient))
+    throw new Error(`--fanout-client: grpc-js, http2 or go, not ${o.fanoutClient}`);
+  if (o.fanoutClient !== "grpc-js" && o.fanoutProcs === 0)
+    throw new Error(`--fanout-client ${o.fanoutClient} needs --fanout-procs`);
   const started = Date.now();
   const problems = checkPgbenchScripts();
   if (problems.length) {
@@ -1661,6 +1738,11 @@ async function main() {
     log("building the Go driver (bench/etcd-driver)");
     ctx.driver = path.join(runDir, "etcd-driver");
     execFileSync("go", ["build", "-o", ctx.driver, "."], { cwd: path.join(HERE, "etcd-driver"), stdio: "inherit" });
+    if (o.fanout && o.fanoutClient === "go") {
+      log("building the Go subscribers (bench/fanout-go)");
+      ctx.fanoutGo = path.join(runDir, "fanout-go");
+      execFileSync("go", ["build", "-o", ctx.fanoutGo, "."], { cwd: path.join(HERE, "fanout-go"), stdio: "inherit" });
+    }
     ctx.mainJs = prepareServer(o, runDir);
     if (o.abRef) ctx.refB = prepareRefServer(o.abRef, runDir);
 
@@ -1720,6 +1802,7 @@ async function main() {
     if (o.big) await big(ctx);
     if (o.fanout) await fanout(ctx);
     ctx.rssEnd = rssMiB(ctx.server.pid);
+    const fanoutProfile = ctx.fanoutProfiles?.length ? fanoutProfileReport(ctx) : [];
 
     const md = [
       `## Results (${new Date().toISOString().slice(0, 10)})`,
@@ -1732,6 +1815,7 @@ async function main() {
       targetsTable(ctx),
       "",
       ...(ctx.fanout ? ["### Subscribe fan-out (--fanout)", "", fanoutTable(ctx), ""] : []),
+      ...fanoutProfile,
       "### All runs",
       "",
       "Bold: agentstate; italics: baselines. rps counts successful calls; latencies are per call (ms).",

@@ -30,6 +30,12 @@
  *   loop: a thousand subscribers of one stream are a thousand stream writes,
  *   and in one turn none of them would leave before the last was made, nor
  *   would any other call be served meanwhile.
+ * - A live member whose loop is parked (its queue empty, nothing pending) and
+ *   whose sink can write at once (`eventNow`) is written to by the fan-out
+ *   itself: its queued events are delivered in order in the tail's turn,
+ *   without a wake-up, promise and turn of its loop per event. Only when the
+ *   transport pushes back (or the call ends, or the queue overflowed) is its
+ *   loop woken, and it waits for that write before anything else.
  *
  * No gap, no duplicate: positions are revisions of the namespace, taken in
  * commit order, so the events visible at any moment are all those up to some
@@ -68,9 +74,20 @@ class Member {
   bytes = 0;
   /** Set when the queue passed its bound: it was emptied and takes no more. */
   overflowed = false;
+  /** Position of the last event delivered to the subscriber (by its loop or by the fan-out). */
+  last: number;
+  /** A write the fan-out made that the transport has not taken yet: the loop waits for it first. */
+  pending: Promise<void> | undefined;
   private waker: (() => void) | undefined;
 
-  constructor(readonly target: SubscriptionTarget) {}
+  constructor(
+    readonly target: SubscriptionTarget,
+    last: number,
+    private readonly sink: SubscriptionSink,
+    private readonly signal: AbortSignal,
+  ) {
+    this.last = last;
+  }
 
   matches(e: RecordedEvent): boolean {
     return this.target.kind === "stream" ? e.stream === this.target.stream : e.stream.startsWith(this.target.prefix);
@@ -103,16 +120,43 @@ class Member {
    * listens to it once per membership, not once per wait).
    */
   wait(): Promise<void> {
-    if (this.queue.length > 0 || this.overflowed) return Promise.resolve();
+    if (this.queue.length > 0 || this.overflowed || this.pending !== undefined) return Promise.resolve();
     return new Promise((resolve) => {
       this.waker = resolve;
     });
   }
 
+  /**
+   * After the tail queued events for it: a parked loop's queue is delivered
+   * here, in order, through `eventNow`, until empty (the loop stays parked) or
+   * until a write is pending, the call ends or the queue overflowed (the loop
+   * is woken to deal with it). A loop that is not parked finds the queue itself.
+   */
   wake(): void {
     const w = this.waker;
+    if (w === undefined) return;
+    const now = this.sink.eventNow;
+    if (now !== undefined) {
+      for (;;) {
+        if (this.overflowed || this.signal.aborted) break;
+        const e = this.take();
+        if (e === undefined) return; // all delivered: the loop stays parked
+        if (e.position <= this.last) continue; // the subscriber's own read delivered it
+        let p: Promise<void> | undefined;
+        try {
+          p = now.call(this.sink, e);
+        } catch (err) {
+          p = Promise.reject(err);
+        }
+        this.last = e.position;
+        if (p !== undefined) {
+          this.pending = p;
+          break;
+        }
+      }
+    }
     this.waker = undefined;
-    w?.();
+    w();
   }
 }
 
@@ -230,7 +274,7 @@ export class ChangeFeed {
     let last = afterPosition;
     let live = false;
     while (!signal.aborted) {
-      const member = new Member(target);
+      const member = new Member(target, last, sink, signal);
       const tail = await this.join(namespace, member, signal);
       if (tail === undefined) return; // the call ended while the tail started
       const onAbort = () => member.wake();
@@ -239,32 +283,41 @@ export class ChangeFeed {
         // The store by itself, from the subscriber's own position, until an empty page.
         for (;;) {
           const page = await this.gated(signal, () =>
-            this.store.readAfter(namespace, target, last, this.opts.pageSize),
+            this.store.readAfter(namespace, target, member.last, this.opts.pageSize),
           );
           if (page === undefined) return; // the call ended while it waited its turn
           for (const e of page) {
             if (signal.aborted) return;
             await sink.event(e);
-            last = e.position;
+            member.last = e.position;
           }
           if (page.length === 0) break;
         }
         if (!live) {
           live = true;
-          await sink.caughtUp(last);
+          await sink.caughtUp(member.last);
         }
         // Then from the tail, until the queue overflows (then from the store again).
-        while (!signal.aborted && !member.overflowed) {
+        for (;;) {
+          const p = member.pending;
+          if (p !== undefined) {
+            // The fan-out's write, not yet taken by the transport: wait for it first.
+            member.pending = undefined;
+            await p;
+            continue;
+          }
+          if (signal.aborted || member.overflowed) break;
           const e = member.take();
           if (e === undefined) {
             await member.wait();
             continue;
           }
-          if (e.position <= last) continue; // the subscriber's own read delivered it
+          if (e.position <= member.last) continue; // the subscriber's own read delivered it
           await sink.event(e);
-          last = e.position;
+          member.last = e.position;
         }
       } finally {
+        last = member.last;
         signal.removeEventListener("abort", onAbort);
         this.leave(tail, member);
       }

@@ -114,5 +114,14 @@ export function eventFingerprint(stream: string, e: NewEvent): Buffer {
 export interface SubscriptionSink {
   /** Delivers one event; resolves when the transport can take more (backpressure). */
   event(e: RecordedEvent): Promise<void>;
+  /**
+   * Optional, the same delivery without a promise when none is needed:
+   * undefined once `e` is written and the transport can take more, else what
+   * `event` would have returned (it resolves when the transport can take
+   * more, or rejects). The change feed's shared reader uses it to write a
+   * live subscriber's events itself, in its fan-out, instead of waking the
+   * subscriber's own loop for each one.
+   */
+  eventNow?(e: RecordedEvent): Promise<void> | undefined;
   caughtUp(position: number): Promise<void>;
 }

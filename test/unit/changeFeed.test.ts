@@ -392,3 +392,149 @@ describe("domain ChangeFeed: reads of the store in flight (AGENTSTATE_SUBSCRIBE_
     assert.equal(feed.readsInUse, 0, "every permit came back");
   });
 });
+
+/**
+ * A subscriber whose sink can write at once (eventNow), like Subscribe's:
+ * each write is taken at once, or held (the transport pushing back) until
+ * released; what it received, and by which path.
+ */
+class NowSub extends Sub {
+  /** Deliveries through eventNow (the fan-out's) and through event (the subscriber's own loop). */
+  readonly via = { now: 0, loop: 0 };
+  /** Holds the next writes (eventNow returns a promise, event's promise waits) until flow(). */
+  private blocked: Promise<void> | undefined;
+  private unblock: (() => void) | undefined;
+  /** Writes made while a previous one was still held: the transport's pushback was not honoured. */
+  overrun = 0;
+  private holding = false;
+
+  block(): void {
+    this.blocked = new Promise((r) => (this.unblock = r));
+  }
+  flow(): void {
+    this.unblock?.();
+    this.blocked = undefined;
+  }
+
+  private write(e: RecordedEvent): Promise<void> | undefined {
+    if (this.holding) this.overrun++;
+    this.got.push(e);
+    const b = this.blocked;
+    if (b === undefined) return undefined;
+    this.holding = true;
+    return b.then(() => {
+      this.holding = false;
+    });
+  }
+
+  override readonly sink: SubscriptionSink = {
+    event: async (e) => {
+      this.via.loop++;
+      await this.write(e);
+    },
+    eventNow: (e) => {
+      this.via.now++;
+      return this.write(e);
+    },
+    caughtUp: async (p) => {
+      this.caughtUpAt ??= p;
+    },
+  };
+
+  override stop(): Promise<void> {
+    this.flow();
+    return super.stop();
+  }
+}
+
+describe("domain ChangeFeed: the fan-out writes to live subscribers itself (eventNow)", () => {
+  it("live subscribers get every event once, in order, written by the fan-out without a turn of their own loop", async () => {
+    const store = new MemStore();
+    const notifier = new MemNotifier();
+    const feed = new ChangeFeed(store, notifier, OPTS); // pageSize 3, wakeBatch 7
+    store.add("ns", "s", 4);
+    const subs = Array.from({ length: 30 }, (_, i) =>
+      new NowSub("ns", i % 3 ? { kind: "stream", stream: "s" } : { kind: "prefix", prefix: "" }, i % 5).start(feed),
+    );
+    for (const s of subs) await until(() => s.caughtUpAt !== undefined, "caught up");
+    const loop = subs.map((s) => s.via.loop);
+    for (let round = 0; round < 20; round++) {
+      store.add("ns", round % 4 ? "s" : "t", 1 + (round % 3));
+      notifier.fire("ns");
+      await tick();
+    }
+    for (const s of subs) await until(() => s.got.length === expected(store, s).length, "delivered");
+    notifier.fire(undefined);
+    for (let i = 0; i < 50; i++) await tick();
+    subs.forEach((s, i) => assertExact(store, s, `subscriber ${i}`));
+    subs.forEach((s, i) =>
+      assert.equal(s.via.loop, loop[i], `subscriber ${i}: once live, every event came from the fan-out (eventNow)`),
+    );
+    assert.ok(subs.every((s) => s.via.now > 0));
+    await Promise.all(subs.map((s) => s.stop()));
+    assert.equal(feed.readers, 0);
+  });
+
+  it("a write the transport has not taken holds that subscriber's next ones until it is; the others flow on", async () => {
+    const store = new MemStore();
+    const notifier = new MemNotifier();
+    const feed = new ChangeFeed(store, notifier, { ...OPTS, queueEvents: 50 });
+    const held = new NowSub("ns", { kind: "prefix", prefix: "" }, 0).start(feed);
+    const free = new NowSub("ns", { kind: "prefix", prefix: "" }, 0).start(feed);
+    await until(() => held.caughtUpAt !== undefined && free.caughtUpAt !== undefined, "caught up");
+    held.block();
+    for (let i = 0; i < 12; i++) {
+      store.add("ns", "s");
+      notifier.fire("ns");
+      await tick();
+    }
+    await until(() => free.got.length === 12, "the free one got everything");
+    for (let i = 0; i < 50; i++) await tick();
+    assert.equal(held.got.length, 1, "the held one got the first event, then nothing while it is not taken");
+    held.flow();
+    await until(() => held.got.length === 12, "the held one got the rest once its write was taken");
+    assert.equal(held.overrun, 0, "never a write while the previous one was held");
+    assertExact(store, held, "held");
+    assertExact(store, free, "free");
+    await Promise.all([held.stop(), free.stop()]);
+  });
+
+  it("a held subscriber still overflows, reads by itself, rejoins, and misses nothing", async () => {
+    const store = new MemStore();
+    const notifier = new MemNotifier();
+    const feed = new ChangeFeed(store, notifier, OPTS); // queueEvents 5
+    const slow = new NowSub("ns", { kind: "prefix", prefix: "" }, 0).start(feed);
+    await until(() => slow.caughtUpAt !== undefined, "caught up");
+    slow.block();
+    for (let i = 0; i < 30; i++) {
+      store.add("ns", "s");
+      notifier.fire("ns");
+      await tick();
+    }
+    slow.flow();
+    await until(() => slow.got.length === 30, "delivered");
+    notifier.fire(undefined);
+    for (let i = 0; i < 50; i++) await tick();
+    assertExact(store, slow, "slow");
+    assert.ok(slow.via.loop > 0, "after the overflow it read by itself");
+    assert.equal(slow.overrun, 0);
+    await slow.stop();
+  });
+
+  it("a subscriber whose call ends is not written to by the fan-out, and leaves", async () => {
+    const store = new MemStore();
+    const notifier = new MemNotifier();
+    const feed = new ChangeFeed(store, notifier, OPTS);
+    const s = new NowSub("ns", { kind: "prefix", prefix: "" }, 0).start(feed);
+    const other = new NowSub("ns", { kind: "prefix", prefix: "" }, 0).start(feed);
+    await until(() => s.caughtUpAt !== undefined && other.caughtUpAt !== undefined, "caught up");
+    s.abort.abort();
+    store.add("ns", "s");
+    notifier.fire("ns");
+    await s.done;
+    await until(() => other.got.length === 1, "the other got it");
+    assert.deepEqual(s.got, []);
+    await other.stop();
+    assert.equal(feed.readers, 0);
+  });
+});

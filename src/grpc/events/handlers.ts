@@ -113,6 +113,7 @@ export function eventHandlers(
           q.afterPosition,
           {
             event: (e) => ctx.send(responseOf(e)),
+            eventNow: (e) => ctx.sendNow(responseOf(e)),
             caughtUp: (position) => ctx.send({ caughtUp: { position } }),
           },
           ctx.longWaitSignal,

@@ -41,6 +41,12 @@ export interface StreamContext<Res> extends CallContext {
    * shuts down, or the reader has stalled too long (RESOURCE_EXHAUSTED).
    */
   send(msg: Res): Promise<void>;
+  /**
+   * The same, without a promise when none is needed: undefined once the
+   * message is written and the transport can take more, else what `send`
+   * would have returned.
+   */
+  sendNow(msg: Res): Promise<void> | undefined;
 }
 
 /** What every call needs from the server. */

@@ -14,6 +14,7 @@ import { PipelineCall, type GrpcStatus } from "./PipelineCall";
 import { requestIdMetadata } from "./requestId";
 
 const RESUME = "resume from the last position received";
+const DONE = Promise.resolve();
 
 class ServerStreamCall<Req, Res> extends PipelineCall<Req, void> implements StreamContext<Res> {
   protected readonly cutByShutdown = true;
@@ -29,10 +30,14 @@ class ServerStreamCall<Req, Res> extends PipelineCall<Req, void> implements Stre
   }
 
   send(msg: Res): Promise<void> {
+    return this.sendNow(msg) ?? DONE;
+  }
+
+  sendNow(msg: Res): Promise<void> | undefined {
     const { call, stallMs } = this;
     const stop = this.longWaitSignal;
     if (stop.aborted) return Promise.reject(abortError(stop, RESUME));
-    if (call.write(msg)) return Promise.resolve();
+    if (call.write(msg)) return undefined;
     return new Promise<void>((resolve, reject) => {
       const cleanup = () => {
         clearTimeout(timer);
