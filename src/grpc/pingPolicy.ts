@@ -5,8 +5,13 @@
  * client pinging in a loop costs the server a frame and a callback per ping
  * forever. This is that policy for one HTTP/2 session: a PING that arrives
  * sooner than `minIntervalMs` after the previous one is a strike, one that
- * keeps the interval clears them, and so does a new call (a busy connection is
- * not an abusive one). Past `maxStrikes` strikes the session is sent GOAWAY
+ * keeps the interval clears them, and so do a new call and every message the
+ * server writes (a busy connection is not an abusive one). The writes matter:
+ * grpc-go clients ping on receiving DATA to estimate the bandwidth-delay
+ * product (BDP), so a client reading a Subscribe fan-out pings about once per
+ * message; C-core and grpc-go servers reset their strikes on every frame they
+ * send, and without that this server sent such clients away with
+ * too_many_pings mid-stream. Past `maxStrikes` strikes the session is sent GOAWAY
  * ENHANCE_YOUR_CALM with "too_many_pings" (grpc-js, grpc-go and C-core clients
  * then double their keepalive time) and closed; what is still open on it is
  * cut after `graceMs`.
@@ -18,6 +23,11 @@ export interface PingPolicy {
   /** 0: no minimum, every ping is fine. */
   readonly minIntervalMs: number;
   readonly maxStrikes: number;
+}
+
+/** What of a server's Http2Stream the policy uses: its message writes. */
+export interface WrittenStream {
+  write(...args: never[]): boolean;
 }
 
 /** What of an Http2Session the policy uses (a ServerHttp2Session is one). */
@@ -68,7 +78,15 @@ export function enforcePingPolicy(
     setTimeout(() => session.destroy(), graceMs).unref();
   };
   session.on("ping", onPing);
-  session.on("stream", () => {
+  session.on("stream", (stream: WrittenStream | undefined) => {
     strikes = 0;
+    // grpc-js writes each response message with stream.write (and its headers and trailers with respond):
+    // a message written clears the strikes, as data sent does in C-core and grpc-go.
+    if (stream === undefined || typeof stream.write !== "function") return;
+    const write = stream.write;
+    stream.write = function (this: WrittenStream, ...args: never[]): boolean {
+      strikes = 0;
+      return write.apply(this, args);
+    };
   });
 }

@@ -11,10 +11,11 @@
 import * as assert from "node:assert/strict";
 import * as net from "node:net";
 import { constants } from "node:http2";
+import { AgentstateClient } from "../../clients/typescript/src/AgentstateClient";
 import { SubscribeRequest } from "../../clients/typescript/src/gen/agentstate/v1/event";
 import { eventually } from "../support/eventually";
 import { rssMiB, socketCount } from "../support/procfs";
-import { grpcMessage, grpcRequestFields, RawH2Connection, frame, FRAME } from "../support/rawH2";
+import { grpcMessage, grpcRequestFields, RawH2Connection, frame, FLAG, FRAME } from "../support/rawH2";
 import { startCluster, type Cluster } from "../support/startCluster";
 import { assertKeepsLatency, assertRssGrowth, WellBehavedClient } from "../support/wellBehaved";
 
@@ -188,6 +189,38 @@ describe("abuse: connections", function () {
     assert.ok(warned.length >= 1, "logged");
     assertKeepsLatency(quiet, loaded);
     polite.destroy();
+  });
+
+  it("a client that pings once per DATA frame it reads (grpc-go's BDP pings) while a Subscribe delivers 60 events 10 ms apart: no strike, no GOAWAY", async () => {
+    const reader = raw({ pingOnData: true });
+    await settingsOf(reader);
+    reader.headers(1, grpcRequestFields(SUBSCRIBE));
+    reader.write(frame(FRAME.data, FLAG.endStream, 1, subscribeBody("abuse-bdp"))); // the request, complete
+    const writer = new AgentstateClient(cluster.servers[0]!.address);
+    try {
+      await writer.appendEvent("abuse-bdp", "s", [{ type: "t" }], "any");
+      await eventually(
+        "the subscription's first event",
+        async () => reader.dataFrames > 0 || reader.closedAt !== undefined,
+      );
+      const before = reader.dataFrames;
+      for (let i = 0; i < 60; i++) {
+        await writer.appendEvent("abuse-bdp", "s", [{ type: "t" }], "any");
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      await eventually("60 events read", async () => reader.dataFrames - before >= 60 || reader.closedAt !== undefined);
+      console.log(
+        `      ${reader.dataFrames - before} DATA frames read, ${reader.bdpPings} pings sent ` +
+          `(at least ${MIN_PING_MS} ms apart would be ${Math.ceil(600 / MIN_PING_MS) + 1}); GOAWAYs ${JSON.stringify(reader.goaways)}`,
+      );
+      assert.ok(reader.bdpPings > 10, "the client pinged far more often than the minimum interval allows without data");
+      assert.equal(reader.goaway, undefined, "no GOAWAY");
+      assert.equal(reader.closedAt, undefined, "the connection is open");
+      assert.ok(reader.dataFrames - before >= 60, "every event was delivered");
+    } finally {
+      writer.close();
+      reader.destroy();
+    }
   });
 });
 

@@ -9,7 +9,16 @@
  */
 import * as net from "node:net";
 
-export const FRAME = { data: 0, headers: 1, rstStream: 3, settings: 4, ping: 6, goaway: 7, continuation: 9 } as const;
+export const FRAME = {
+  data: 0,
+  headers: 1,
+  rstStream: 3,
+  settings: 4,
+  ping: 6,
+  goaway: 7,
+  windowUpdate: 8,
+  continuation: 9,
+} as const;
 export const FLAG = { endStream: 0x1, ack: 0x1, endHeaders: 0x4 } as const;
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
@@ -77,6 +86,10 @@ export class RawH2Connection {
   /** Every GOAWAY the server sent, in order. */
   readonly goaways: { code: number; debug: string }[] = [];
   pingsReceived = 0;
+  /** DATA frames the server sent, and the PINGs this client sent because of them (`pingOnData`). */
+  dataFrames = 0;
+  bdpPings = 0;
+  private pingOutstanding = false;
   closedAt: number | undefined;
   readonly openedAt = performance.now();
   readonly closed: Promise<void>;
@@ -85,7 +98,15 @@ export class RawH2Connection {
   /** Connects; with `handshake` (default) sends the preface and empty SETTINGS, and ACKs the server's. */
   constructor(
     port: number,
-    private readonly opts: { handshake?: boolean; ackPings?: boolean } = {},
+    private readonly opts: {
+      handshake?: boolean;
+      ackPings?: boolean;
+      /**
+       * Behave as grpc-go's BDP estimator does: on a DATA frame, with no PING of its own unanswered, send a
+       * PING (and give the window back, as its flow control does).
+       */
+      pingOnData?: boolean;
+    } = {},
   ) {
     this.socket = net.connect(port, "127.0.0.1");
     this.socket.on("error", () => undefined);
@@ -129,6 +150,24 @@ export class RawH2Connection {
         this.answered.add(stream);
       } else if (type === FRAME.goaway) {
         this.goaways.push({ code: p.readUInt32BE(4), debug: p.subarray(8).toString() });
+      } else if (type === FRAME.data) {
+        this.dataFrames++;
+        if (this.opts.pingOnData) {
+          if (len > 0) {
+            const inc = Buffer.alloc(4);
+            inc.writeUInt32BE(len);
+            this.write(
+              Buffer.concat([frame(FRAME.windowUpdate, 0, 0, inc), frame(FRAME.windowUpdate, 0, stream, inc)]),
+            );
+          }
+          if (!this.pingOutstanding) {
+            this.pingOutstanding = true;
+            this.bdpPings++;
+            this.ping();
+          }
+        }
+      } else if (type === FRAME.ping && flags & FLAG.ack) {
+        this.pingOutstanding = false;
       } else if (type === FRAME.ping && !(flags & FLAG.ack)) {
         this.pingsReceived++;
         if (this.opts.ackPings !== false) this.write(frame(FRAME.ping, FLAG.ack, 0, Buffer.from(p)));

@@ -67,6 +67,27 @@ describe("pingPolicy: the minimum interval between client pings", () => {
     assert.equal(violations(), 1);
   });
 
+  it("a message the server writes clears the strikes (a grpc-go client pings once per DATA it reads, for BDP)", () => {
+    const { s, violations } = setup(1000, 1);
+    const written: string[] = [];
+    const stream = {
+      write(chunk: string) {
+        written.push(chunk);
+        return true;
+      },
+    };
+    s.emit("stream", stream);
+    for (let i = 0; i < 100; i++) {
+      assert.equal(stream.write(`m${i}`), true);
+      ping(s, 10 * i); // one ping per message, 10 ms apart
+    }
+    assert.equal(violations(), 0, "pings between messages are not strikes");
+    assert.equal(written.length, 100, "the writes went through");
+    ping(s, 1001);
+    ping(s, 1002); // strike 2 > 1: no message since the last ping
+    assert.equal(violations(), 1);
+  });
+
   it("minIntervalMs 0 turns it off", () => {
     const { s, violations } = setup(0, 0);
     for (let i = 0; i < 100; i++) ping(s, 0);
