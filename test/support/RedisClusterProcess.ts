@@ -143,13 +143,25 @@ export class RedisClusterProcess {
     const shard = (await this.shards())[i];
     const to = shard?.replicas[0];
     if (!shard || !to) throw new Error(`shard ${i} has no replica to fail over to`);
-    await this.on(to, (c) => c.cluster("FAILOVER"));
-    // Done when the old master serves as the new one's replica too: the cluster reports that a moment after the
-    // takeover, and callers (tests) rely on the shard having its replica again.
+    // A manual failover that does not complete in time (the replica still catching up, a vote that did not
+    // come back on a loaded machine) is aborted by Redis without an error: ask again while the replica is
+    // not yet the master, every FAILOVER_RETRY_MS.
+    const FAILOVER_RETRY_MS = 5000;
+    let asked = 0;
     await eventually(
       "the replica took over, the old master its replica",
-      async () => (await this.shards()).some((s) => s.master === to && s.replicas.includes(shard.master)),
-      { timeoutMs: 30_000, intervalMs: 100 },
+      async () => {
+        const shards = await this.shards();
+        // Done when the old master serves as the new one's replica too: the cluster reports that a moment after
+        // the takeover, and callers (tests) rely on the shard having its replica again.
+        if (shards.some((s) => s.master === to && s.replicas.includes(shard.master))) return true;
+        if (!shards.some((s) => s.master === to) && performance.now() - asked >= FAILOVER_RETRY_MS) {
+          asked = performance.now();
+          await this.on(to, (c) => c.cluster("FAILOVER"));
+        }
+        return false;
+      },
+      { timeoutMs: 45_000, intervalMs: 100 },
     );
     await this.waitOk();
     return { from: shard.master, to };
