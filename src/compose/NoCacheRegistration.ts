@@ -91,7 +91,7 @@ export class NoCacheRegistration {
         // the new value while the owner's replicas still served the old one.
         // The write must then commit while the epoch that move began is young.
         const sent = performance.now();
-        await this.fenceChange();
+        await this.fenceChange(cmd.namespace);
         const commitBy = sent + this.opts.markerTtlMs - this.opts.statementTimeoutMs;
         const {
           epochBump: _bump,
@@ -116,13 +116,13 @@ export class NoCacheRegistration {
    * has an owner and says how long to wait; if it cannot be asked, every
    * lease ends within one lease (renewals need it too).
    */
-  async fenceChange(): Promise<void> {
+  async fenceChange(namespace: string): Promise<void> {
     const now = performance.now();
     if (this.ownerless && now < this.liveUntil) {
       if (this.quietUntil > now) await sleep(this.quietUntil - now + WAIT_MARGIN_MS);
       return;
     }
-    const wait = await this.epochs.fenceChange().catch(() => this.opts.leaseMs);
+    const wait = await this.epochs.fenceChange(namespace).catch(() => this.opts.leaseMs);
     if (wait > 0) await sleep(wait + WAIT_MARGIN_MS);
   }
 }

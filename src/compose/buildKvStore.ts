@@ -200,7 +200,7 @@ async function withoutCache(
     store: registration.kv(truth.kv),
     cache: undefined,
     mix,
-    noteRevision: () => registration.fenceChange(),
+    noteRevision: (namespace) => registration.fenceChange(namespace),
     close: async () => registration.stop(),
   };
 }

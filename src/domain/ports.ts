@@ -52,7 +52,14 @@ export type CacheFence =
    * new epoch never saw the marker: the write then bumps the epoch itself, as
    * an unmarked write does.
    */
-  | { kind: "marked"; epoch: number; commitBy: number; identity: string }
+  | {
+      kind: "marked";
+      epoch: number;
+      /** The namespace's epoch within `epoch` it was marked in (0: none moved; see CacheEpoch.nsEpoch). */
+      nsEpoch: number;
+      commitBy: number;
+      identity: string;
+    }
   /**
    * The key could not be marked: the write moves the cache to a new epoch in
    * its own transaction. `commitBy`, when set, is as for a marked write: the
@@ -119,6 +126,20 @@ export interface CacheLeaseRequest {
   leaseMs: number;
   /** False for "none": replicas without a cache never own an epoch. */
   mayOwn: boolean;
+  /**
+   * Set by a replica that keys namespaces by their own epochs: the store
+   * epoch and the last namespace move it knows in it; the reply lists the
+   * moves after it (CacheLeaseState.moves). Unset: the lease of a replica
+   * without a cache, which serves nothing.
+   */
+  nsMoves?: { epoch: number; after: number };
+}
+
+/** A namespace's cache epoch moved (migrations/0019): its new epoch within the store epoch, and its age. */
+export interface NamespaceMove {
+  namespace: string;
+  nsEpoch: number;
+  ageMs: number;
 }
 
 /** The epoch as a lease renewal found it (after renewing: a lease taken from it ends before the registration's). */
@@ -129,6 +150,10 @@ export interface CacheLeaseState extends CacheEpochState {
   quietMs: number;
   /** The other live registrations, "identity description" each (a mixed deployment when not empty). */
   others: string[];
+  /** With nsMoves: the namespace moves of this epoch after the one named, in order (none without it). */
+  moves: NamespaceMove[];
+  /** True when there were more moves than the reply holds (NS_MOVES_PAGE). */
+  movesMore: boolean;
 }
 
 /** Where the cache epoch is kept (the truth), so every replica agrees on it. */
@@ -143,11 +168,19 @@ export interface CacheEpochStore {
   bump(from?: number): Promise<boolean>;
   /**
    * For a change committed without any cache seeing it (an append by a
-   * replica whose cache does not own the epoch): moves the epoch if it has an
-   * owner; resolves with how long (ms) the change must wait before it is
-   * acknowledged (the owner's leases, a replaced owner's quiet time).
+   * replica whose cache does not own the epoch): moves `namespace`'s epoch if
+   * the store epoch has an owner; resolves with how long (ms) the change must
+   * wait before it is acknowledged (the owner's leases, a replaced owner's
+   * quiet time).
    */
-  fenceChange(): Promise<number>;
+  fenceChange(namespace: string): Promise<number>;
+  /**
+   * Moves `namespace`'s epoch unconditionally (a change its cache could not
+   * see: agentstate_cache_move); the store epoch instead while a replica of
+   * release 5 or older may hold a lease. Resolves with the wait the truth
+   * counts (ms), as fenceChange.
+   */
+  moveNamespace(namespace: string): Promise<number>;
 }
 
 export interface IssuedToken {

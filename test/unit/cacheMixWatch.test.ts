@@ -3,7 +3,15 @@ import { CacheMixWatch, describeCache } from "../../src/compose/CacheMixWatch";
 import type { CacheLeaseState } from "../../src/domain/ports";
 import { Logger } from "../../src/log/Logger";
 
-const lease = (others: string[]): CacheLeaseState => ({ epoch: 1, ageMs: 0, owner: null, quietMs: 0, others });
+const lease = (others: string[]): CacheLeaseState => ({
+  epoch: 1,
+  ageMs: 0,
+  owner: null,
+  quietMs: 0,
+  others,
+  moves: [],
+  movesMore: false,
+});
 
 describe("compose/CacheMixWatch: a mixed cache configuration is logged once, by configuration", () => {
   it("warns once with both sides, again only when what differs changes, and says when the mix is over", () => {

@@ -54,6 +54,8 @@ interface WriteHooks extends WriteOptions {
   markedEpoch?: number;
   /** The cache identity it marked under (bump instead if it is not the epoch's owner). */
   markedBy?: string;
+  /** The namespace epoch (within markedEpoch) it marked in. */
+  markedNsEpoch?: number;
   /** performance.now() value after which the write must not be made. */
   commitDeadline?: number;
 }
@@ -63,7 +65,13 @@ function writeHooks({ cacheFence, ...opts }: DurableWriteOptions): WriteHooks {
   if (cacheFence === undefined) return opts;
   if (cacheFence.kind === "bump") return { ...opts, bumpCacheEpoch: true, commitDeadline: cacheFence.commitBy };
   if (cacheFence.kind === "unowned") return { ...opts, commitDeadline: cacheFence.commitBy };
-  return { ...opts, markedEpoch: cacheFence.epoch, markedBy: cacheFence.identity, commitDeadline: cacheFence.commitBy };
+  return {
+    ...opts,
+    markedEpoch: cacheFence.epoch,
+    markedNsEpoch: cacheFence.nsEpoch,
+    markedBy: cacheFence.identity,
+    commitDeadline: cacheFence.commitBy,
+  };
 }
 
 export interface PostgresKvStoreOptions {
@@ -290,6 +298,7 @@ interface KvWriteParams {
   p_request_id: (string | null)[];
   p_wait: boolean;
   p_marked_by: (string | null)[];
+  p_marked_ns_epoch: (number | null)[];
 }
 
 /** A batch is one namespace's (the queue's partition). */
@@ -314,6 +323,7 @@ function batchParams(batch: Pending[], wait: boolean): unknown[] {
     p_request_id: [],
     p_wait: wait,
     p_marked_by: [],
+    p_marked_ns_epoch: [],
   };
   for (const { cmd, key, hooks, fingerprint } of batch) {
     const put = cmd.op === "put";
@@ -334,6 +344,7 @@ function batchParams(batch: Pending[], wait: boolean): unknown[] {
     p.p_principal.push(hooks.actor?.principal ?? null);
     p.p_request_id.push(hooks.actor?.requestId ?? null);
     p.p_marked_by.push(hooks.markedBy ?? null);
+    p.p_marked_ns_epoch.push(hooks.markedNsEpoch ?? null);
   }
   return byName(sql("kv_write"), p);
 }

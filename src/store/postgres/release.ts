@@ -18,8 +18,8 @@ export interface Release {
 }
 
 export const RELEASE: Release = Object.freeze({
-  number: 5,
-  sha256: "5c528dc353fab4dd3d5eb4d945fe7efe553ed1a325cc1441b39e56b6af6bc2ac",
+  number: 6,
+  sha256: "3b54dedd21b9bb4f6ea7583d6d117a58a76fd102d3727db67e7b89de4e059e00",
 });
 
 /** One SQL file of the release: a migration or a function. */

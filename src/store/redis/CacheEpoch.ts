@@ -18,6 +18,18 @@
  * (whose markers may be lost) have committed or aborted before the cache is
  * filled again.
  *
+ * Namespace epochs (migrations/0019): the first three of those moves (a write
+ * that could not mark, a write or append unseen by the owner's cache, a
+ * revision that could not be noted) move only their namespace's epoch, within
+ * the store epoch: the namespace's keys are named by both (nsKeyBase), so its
+ * cache starts empty and young while every other namespace keeps serving.
+ * Each lease read returns the namespace moves of the store epoch since the
+ * last one this replica knows (all of them, numbered under the epoch row's
+ * lock: agentstate_cache_lease), so a lease covers every namespace's current
+ * epoch. What concerns the cache as a whole (owner, identity, lost data,
+ * evictions, the eviction policy) still moves the store epoch, which starts
+ * every namespace afresh.
+ *
  * Ownership (mixed deployments): the cache's identity is an id kept in Redis
  * under the prefix (`identityKey`), so one Redis and prefix is one identity
  * whatever URL reaches it, and a Redis emptied or replaced is a new one. Each
@@ -64,6 +76,19 @@ const ARM_MARGIN_MS = 5;
 /** Added to every wait the truth counts (its clock's rounding, the reply's way back). */
 export const WAIT_MARGIN_MS = 50;
 
+/**
+ * Most namespaces with an epoch of their own a replica keeps in one store
+ * epoch. Beyond it (or when one lease read could not return every move), the
+ * replica moves the store epoch, which starts every namespace afresh.
+ */
+export const NS_EPOCHS_MAX = 100_000;
+
+/** A namespace whose epoch moved in the current store epoch: its epoch (the move's number), mature from matureAt. */
+interface NsEpoch {
+  nsEpoch: number;
+  matureAt: number;
+}
+
 export class CacheEpoch {
   private epoch = 0;
   private leaseUntil = 0;
@@ -94,6 +119,10 @@ export class CacheEpoch {
   private evictionWarned = false;
   private snapshotting = false;
   private policyCheckedAt = Number.NEGATIVE_INFINITY;
+  /** The namespaces whose epoch moved in the current store epoch (the others are at 0). */
+  private nsEpochs = new Map<string, NsEpoch>();
+  /** The last namespace move known in the current store epoch (its number; 0: none). */
+  private nsAfter = 0;
 
   constructor(
     private readonly epochs: CacheEpochStore,
@@ -127,10 +156,12 @@ export class CacheEpoch {
     if (this.timer) clearTimeout(this.timer);
   }
 
-  /** True when cache hits and fills are safe now. */
-  canServe(): boolean {
+  /** True when cache hits and fills in `namespace` are safe now (its epoch mature too). */
+  canServe(namespace: string): boolean {
     const now = performance.now();
+    const ns = this.nsEpochs.get(namespace);
     return (
+      (ns === undefined || now >= ns.matureAt) &&
       this.owned &&
       this.aliveOk &&
       this.runId !== undefined &&
@@ -182,18 +213,48 @@ export class CacheEpoch {
    * of the write (performance.now()): the epoch this move began is young
    * until then. Rejects (nothing written) when the epoch cannot be moved.
    */
-  async fenceBeforeWrite(statementTimeoutMs: number): Promise<number> {
+  async fenceBeforeWrite(namespace: string, statementTimeoutMs: number): Promise<number> {
     const sent = performance.now();
+    let waitMs: number;
     try {
-      await this.epochs.bump();
+      waitMs = await this.epochs.moveNamespace(namespace);
     } catch (err) {
-      this.log.debug("cache epoch bump failed", { error: (err as Error).message });
+      this.log.debug("cache epoch move failed", { error: (err as Error).message });
       throw new StoreUnavailableError("database unavailable: the cache epoch could not be moved before the write");
     }
-    this.aliveOk = false;
-    void this.refresh();
-    await sleep(this.waitAfterBumpMs(Number.POSITIVE_INFINITY));
+    this.moved(namespace);
+    await sleep(Math.max(this.waitAfterBumpMs(Number.POSITIVE_INFINITY), waitMs + WAIT_MARGIN_MS));
     return sent + this.opts.markerTtlMs - statementTimeoutMs;
+  }
+
+  /**
+   * This replica moved `namespace`'s epoch: it serves nothing there until a
+   * refresh has read the move (the wait that follows a move covers every
+   * lease on the replaced epoch, this one's included; this only keeps the
+   * replica off a cache it knows is being replaced).
+   */
+  private moved(namespace: string): void {
+    this.nsEpochs.set(namespace, { nsEpoch: this.nsEpoch(namespace), matureAt: Number.POSITIVE_INFINITY });
+    void this.refresh();
+  }
+
+  /**
+   * The epoch of `namespace` within the current store epoch (0: it has not
+   * moved in it), as the last lease read found it: a marked write names it
+   * (CacheFence), and the namespace's keys are named by it (nsKeyBase).
+   */
+  nsEpoch(namespace: string): number {
+    return this.nsEpochs.get(namespace)?.nsEpoch ?? 0;
+  }
+
+  /**
+   * The base of `namespace`'s item keys and known revision: the store
+   * epoch's, and the namespace's epoch after it when it has one (0 keeps the
+   * store epoch's names, those replicas of release 5 use for every namespace).
+   */
+  private nsKeyBase(namespace: string): string {
+    const ns = this.nsEpoch(namespace);
+    return ns === 0 ? this.keyBase() : `${this.keyBase()}.${ns}`;
   }
 
   /**
@@ -201,11 +262,11 @@ export class CacheEpoch {
    * moves it if another cache owns it, and the write waits out that owner's
    * leases (and a replaced owner's quiet time) before it is made.
    */
-  async fenceUnownedBeforeWrite(statementTimeoutMs: number): Promise<number> {
+  async fenceUnownedBeforeWrite(namespace: string, statementTimeoutMs: number): Promise<number> {
     const sent = performance.now();
     let waitMs: number;
     try {
-      waitMs = await this.epochs.fenceChange();
+      waitMs = await this.epochs.fenceChange(namespace);
     } catch (err) {
       this.log.debug("cache fence failed", { error: (err as Error).message });
       throw new StoreUnavailableError("database unavailable: the cache epoch could not be moved before the write");
@@ -340,7 +401,7 @@ export class CacheEpoch {
 
   /** The common part of the keys of one item (`hash`: of its namespace and key) in this epoch. */
   itemKeyBase(namespace: string, hash: string): string {
-    return this.keyspace.itemBase(this.keyBase(), namespace, hash);
+    return this.keyspace.itemBase(this.nsKeyBase(namespace), namespace, hash);
   }
 
   /**
@@ -361,7 +422,7 @@ export class CacheEpoch {
    * every noteRevision raise it in each slot the namespace uses).
    */
   knownRevisionKey(namespace: string): string {
-    return this.keyspace.knownRevisionKey(this.keyBase(), namespace);
+    return this.keyspace.knownRevisionKey(this.nsKeyBase(namespace), namespace);
   }
 
   /**
@@ -391,22 +452,23 @@ export class CacheEpoch {
 
   /**
    * For a change acknowledged without raising its namespace's known revision
-   * (noteRevision or a write's install failed): moves the cache to a new
+   * (noteRevision or a write's install failed): moves the namespace to a new
    * epoch and waits out every lease that could serve the old one, as a write
    * that could not mark its key does, so no hit reports a revision below it.
    */
-  async fenceUnnoted(): Promise<void> {
+  async fenceUnnoted(namespace: string): Promise<void> {
     // Unconditional: the epoch this replica believes in may be gone already,
     // and the current one may hold the namespace's known revision below this change.
-    await this.epochs.bump().catch((err: unknown) => {
-      this.log.debug("cache epoch bump failed", { error: (err as Error).message });
+    const waitMs = await this.epochs.moveNamespace(namespace).catch((err: unknown) => {
+      this.log.debug("cache epoch move failed", { error: (err as Error).message });
+      return 0;
     });
-    this.log.debug("cache epoch bumped: a revision could not be noted", { from_epoch: this.epoch });
-    void this.refresh();
+    this.log.debug("cache epoch moved: a revision could not be noted", { from_epoch: this.epoch });
+    this.moved(namespace);
     // The replaced epoch's age is not known here: wait as long as the worst case.
-    // (If the bump failed, Postgres is unreachable: no lease can be renewed,
+    // (If the move failed, Postgres is unreachable: no lease can be renewed,
     // so every lease has ended after this wait all the same.)
-    await sleep(this.waitAfterBumpMs(Number.POSITIVE_INFINITY));
+    await sleep(Math.max(this.waitAfterBumpMs(Number.POSITIVE_INFINITY), waitMs + WAIT_MARGIN_MS));
   }
 
   /**
@@ -415,12 +477,12 @@ export class CacheEpoch {
    * owns it, and the change waits out that owner's leases and any replaced
    * owner's quiet time. If the truth cannot be asked, waits as fenceUnnoted.
    */
-  async fenceUnowned(): Promise<void> {
+  async fenceUnowned(namespace: string): Promise<void> {
     let waitMs: number;
     try {
-      waitMs = await this.epochs.fenceChange();
+      waitMs = await this.epochs.fenceChange(namespace);
     } catch {
-      return this.fenceUnnoted();
+      return this.fenceUnnoted(namespace);
     }
     if (waitMs > 0) await sleep(waitMs + WAIT_MARGIN_MS);
   }
@@ -542,6 +604,7 @@ export class CacheEpoch {
       description: this.opts.description,
       leaseMs: this.opts.leaseMs,
       mayOwn: true,
+      nsMoves: { epoch: this.epoch, after: this.nsAfter },
     });
     if (!row) return;
     const got = performance.now();
@@ -549,6 +612,33 @@ export class CacheEpoch {
     if (row.epoch !== this.epoch) {
       this.aliveOk = false;
       this.epoch = row.epoch;
+      // The moves of a new store epoch: the reply lists them from its first.
+      this.nsEpochs.clear();
+      this.nsAfter = 0;
+    }
+    for (const m of row.moves) {
+      this.nsEpochs.set(m.namespace, {
+        nsEpoch: m.nsEpoch,
+        matureAt: got + Math.max(0, this.opts.markerTtlMs - m.ageMs),
+      });
+      this.nsAfter = m.nsEpoch;
+    }
+    // A namespace this replica moved (moved) and no read has confirmed: its move
+    // failed, or this read was sent before it (then the next one lists it).
+    for (const [namespace, ns] of this.nsEpochs) {
+      if (ns.matureAt === Number.POSITIVE_INFINITY) this.nsEpochs.delete(namespace);
+    }
+    if (row.movesMore || this.nsEpochs.size > NS_EPOCHS_MAX) {
+      // Not every move is known: no lease from this read. A new store epoch starts every namespace afresh.
+      this.leaseUntil = 0;
+      this.aliveOk = false;
+      this.log.warn("cache epoch moved: too many namespace epochs moved in this store epoch", {
+        from_epoch: row.epoch,
+        namespaces: this.nsEpochs.size,
+      });
+      await this.epochs.bump(row.epoch);
+      setTimeout(() => void this.refresh(), 10).unref();
+      return;
     }
     // A lease only from a renewal of the owner's registration (identity
     // confirmed in Redis just before): the truth then counts it in lease_until.

@@ -153,17 +153,20 @@ export class CachedKvStore implements KvStore {
 
   async get(namespace: string, key: string, consistency: ReadConsistency): Promise<ReadResult> {
     if (consistency === "database") return this.pg.get(namespace, key, consistency);
-    if (!this.epoch.canServe()) {
+    if (!this.epoch.canServe(namespace)) {
       this.count("unleased");
       return this.pg.get(namespace, key, consistency);
     }
+    // The keys are named by the namespace's epoch: a reply is served only if it is still the current one.
+    const nsEpoch = this.epoch.nsEpoch(namespace);
+    const serves = () => this.epoch.canServe(namespace) && this.epoch.nsEpoch(namespace) === nsEpoch;
     const keys = this.keysFor(namespace, key);
     const alive = this.epoch.aliveValue();
     const near = this.near;
     if (near !== undefined && near.has(keys[1], alive)) {
       const known = await near.sync(keys[5]);
       // After the sync, and re-checking the lease, as for a Redis hit.
-      const entry = known !== undefined && this.epoch.canServe() ? near.get(keys[1], alive) : undefined;
+      const entry = known !== undefined && serves() ? near.get(keys[1], alive) : undefined;
       if (entry !== undefined) {
         this.count("hit");
         this.opts.observeNearHit?.();
@@ -182,7 +185,7 @@ export class CachedKvStore implements KvStore {
         const known = Number(knownBuf.toString("latin1"));
         if (ticket !== undefined) near!.endRead(ticket, entry);
         // Re-check the lease: the reply must not be older than it.
-        if (this.epoch.canServe()) {
+        if (serves()) {
           this.count("hit");
           return readResult(entry.item, Math.max(entry.rev, known));
         }
@@ -258,6 +261,7 @@ export class CachedKvStore implements KvStore {
     const started = performance.now();
     const alive = this.epoch.aliveValue();
     const markedEpoch = this.epoch.current();
+    const markedNsEpoch = this.epoch.nsEpoch(cmd.namespace);
     const markedBy = this.epoch.ownedAs();
     // Read in the same turn as the epoch: the lease read that found it.
     const leaseReadAt = this.epoch.leaseReadAt();
@@ -266,7 +270,7 @@ export class CachedKvStore implements KvStore {
       // owner: the truth decides, and moves the epoch if it has an owner.
       this.countWrite("unowned");
       // Moved first, and waited out, before the write is made: see fenceBeforeWrite.
-      const commitBy = await this.epoch.fenceUnownedBeforeWrite(this.opts.statementTimeoutMs);
+      const commitBy = await this.epoch.fenceUnownedBeforeWrite(cmd.namespace, this.opts.statementTimeoutMs);
       const { epochBump, cacheWaitMs, ...outcome } = await this.pg.write(cmd, {
         ...opts,
         cacheFence: { kind: "unowned", commitBy },
@@ -289,7 +293,7 @@ export class CachedKvStore implements KvStore {
       // The epoch is moved and its leases waited out before the write is made,
       // so that no replica serves the old value once the new one is visible
       // (CacheEpoch.fenceBeforeWrite); the write moves it again when it commits.
-      const commitBy = await this.epoch.fenceBeforeWrite(this.opts.statementTimeoutMs);
+      const commitBy = await this.epoch.fenceBeforeWrite(cmd.namespace, this.opts.statementTimeoutMs);
       const { epochBump, cacheWaitMs, ...outcome } = await this.pg.write(cmd, {
         ...opts,
         cacheFence: { kind: "bump", commitBy },
@@ -304,7 +308,7 @@ export class CachedKvStore implements KvStore {
     try {
       out = await this.pg.write(cmd, {
         ...opts,
-        cacheFence: { kind: "marked", epoch: markedEpoch, commitBy, identity: markedBy },
+        cacheFence: { kind: "marked", epoch: markedEpoch, nsEpoch: markedNsEpoch, commitBy, identity: markedBy },
       });
     } catch (err) {
       // Refused before COMMIT was sent: nothing changed, clear the marker now.
@@ -337,7 +341,7 @@ export class CachedKvStore implements KvStore {
         // Nothing was installed or noted: the epoch moves, and this change waits out its leases.
         this.countWrite("install_error");
         this.epoch.evicted();
-        if (changed) await this.epoch.fenceUnnoted();
+        if (changed) await this.epoch.fenceUnnoted(cmd.namespace);
       }
     } catch (err) {
       // The marker keeps readers of this key on Postgres until it expires; but
@@ -345,7 +349,7 @@ export class CachedKvStore implements KvStore {
       // its other keys could report a lower revision: fence the epoch.
       this.countWrite("install_error");
       this.log.debug("cache end-write failed", { error: (err as Error).message });
-      if (changed) await this.epoch.fenceUnnoted();
+      if (changed) await this.epoch.fenceUnnoted(cmd.namespace);
     }
     return outcome;
   }
@@ -358,8 +362,8 @@ export class CachedKvStore implements KvStore {
    * could not mark its key does).
    */
   async noteRevision(namespace: string, revision: number): Promise<void> {
-    if (!this.epoch.owns()) return this.epoch.fenceUnowned();
-    if (!(await this.epoch.noteRevision(namespace, revision))) await this.epoch.fenceUnnoted();
+    if (!this.epoch.owns()) return this.epoch.fenceUnowned(namespace);
+    if (!(await this.epoch.noteRevision(namespace, revision))) await this.epoch.fenceUnnoted(namespace);
   }
 
   /**

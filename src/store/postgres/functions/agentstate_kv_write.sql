@@ -1,4 +1,4 @@
--- agentstate_kv_write(p_ns, p_key, ..., p_wait, p_marked_by) -> SETOF agentstate_kv_write_result
+-- agentstate_kv_write(p_ns, p_key, ..., p_wait, p_marked_by, p_marked_ns_epoch) -> SETOF agentstate_kv_write_result
 -- Requires: agentstate_item_json
 --
 -- Promises: a batch of KV writes (CompareAndSet, Delete), called in
@@ -9,11 +9,13 @@
 -- Revisions are per namespace (namespace_revisions, migrations/0006): each
 -- namespace of the batch has its own sequence and its own row, locked in
 -- namespace order after every key lock, so batches of different namespaces
--- never wait for each other. The cache epoch stays store-wide
--- (agentstate_state, with its owner): a write reads it FOR SHARE (writes never wait for each
--- other there; an epoch bump waits for them), so it cannot move between the
--- write's check of its marked epoch and its commit; a write that moves it
--- locks it FOR UPDATE instead.
+-- never wait for each other. The cache epoch is the store's (agentstate_state,
+-- with its owner) and the namespace's (its revision row, migrations/0019): a
+-- write reads the store's FOR SHARE (writes never wait for each other there;
+-- a move waits for them) and holds its namespace's row, so neither can move
+-- between the write's check of the epoch it marked in and its commit; a
+-- write that moves its namespace's epoch locks the store's row FOR UPDATE
+-- instead (the move's number is taken under it: agentstate_cache_lease).
 --
 -- Per write, in the order given (the server sorts a batch by namespace and
 -- key, so concurrent batches claim keys in one order):
@@ -58,7 +60,14 @@
 -- of an older release, which marks in its own cache whether it owns the
 -- epoch or not and does not register, calls the previous release's
 -- signature, whose wrapper passes it NULL (as does the parameter's
--- default), and so takes the path of an unmarked write.
+-- default), and so takes the path of an unmarked write. A marked write also
+-- names the namespace epoch it marked in (p_marked_ns_epoch; NULL: 0, the
+-- only one a replica of release 5 knows, which keys namespaces by the store
+-- epoch alone). A move (a write that could not mark, or marked in another
+-- epoch than the current one, or unmarked while a cache owns the epoch)
+-- moves the namespace's epoch only, as agentstate_cache_move does: the store
+-- epoch while a replica of release 5 or older may hold a lease
+-- (cache_registrations.legacy_until).
 --
 -- Statuses (the c_ constants below; KvWriteStatus in
 -- src/store/postgres/writeStatus.ts): applied; not_applied (the condition
@@ -90,8 +99,10 @@ CREATE OR REPLACE FUNCTION agentstate_kv_write(
   p_principal text[],      -- audit: who the write is made for ('' with auth off), kept in kv_history
   p_request_id text[],     -- audit: the call's request id, kept in kv_history
   p_wait boolean,          -- false: answer `busy` instead of waiting for a key held by another transaction
-  p_marked_by text[] DEFAULT NULL -- cache identity whose cache holds the write's marker (NULL: unmarked,
+  p_marked_by text[] DEFAULT NULL, -- cache identity whose cache holds the write's marker (NULL: unmarked,
                            -- or a caller of release 3 or older, through its wrapper: treated as not the owner)
+  p_marked_ns_epoch bigint[] DEFAULT NULL -- the namespace epoch the write marked its key in (NULL: 0;
+                           -- a caller of release 5 or older sends none)
 ) RETURNS SETOF agentstate_kv_write_result
 LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -150,6 +161,13 @@ DECLARE
   changed boolean[] := array_fill(false, ARRAY[n]);
   bump boolean := false;
   prev_age bigint;
+  -- The batch namespace's cache epoch: the store epoch it last moved in, its
+  -- number then, when; and its epoch in the current store epoch (0: none).
+  ns_move_epoch bigint;
+  ns_move_seq bigint;
+  ns_moved_at timestamptz;
+  ns_epoch bigint;
+  move_seq bigint;
   i int;
 BEGIN
   res := array_fill(NULL::agentstate_kv_write_result, ARRAY[n]);
@@ -239,7 +257,9 @@ BEGIN
     ns_rev0 := array_fill(0::bigint, ARRAY[cardinality(nss)]);
     FOR j IN 1..cardinality(nss) LOOP
       LOOP
-        SELECT nr.revision INTO rev FROM namespace_revisions nr WHERE nr.namespace = nss[j] FOR UPDATE;
+        SELECT nr.revision, nr.cache_move_epoch, nr.cache_move_seq, nr.cache_moved_at
+        INTO rev, ns_move_epoch, ns_move_seq, ns_moved_at
+        FROM namespace_revisions nr WHERE nr.namespace = nss[j] FOR UPDATE;
         EXIT WHEN FOUND;
         INSERT INTO namespace_revisions (namespace, revision) VALUES (nss[j], 0) ON CONFLICT (namespace) DO NOTHING;
       END LOOP;
@@ -248,30 +268,34 @@ BEGIN
     ns_rev := ns_rev0;
     -- The cache epoch must not move between the check of a marked epoch
     -- below and this commit (readers of a newer epoch never saw the marker):
-    -- FOR SHARE, which writes do not wait on among themselves, but a bump
-    -- does. A write that will move the epoch (could not mark, or marked in
-    -- another epoch than the current one) takes it FOR UPDATE; upgrading a
-    -- share lock can deadlock with another such write: Postgres then aborts
-    -- one statement, which the server runs again (runWriteBatch).
+    -- the namespace's is held with its revision row; the store's is read FOR
+    -- SHARE, which writes do not wait on among themselves, but a move does.
+    -- A write that will move the epoch (could not mark, or marked in another
+    -- epoch than the current one) takes it FOR UPDATE; upgrading a share
+    -- lock can deadlock with another such write: Postgres then aborts one
+    -- statement, which the server runs again (runWriteBatch). A batch that
+    -- asks for a move (p_bump) takes it FOR UPDATE at once; any other reads
+    -- the row once, FOR SHARE, and upgrades only when the epoch moved under
+    -- a marked write or a write reaches an owned epoch unmarked.
     -- A write marked in no epoch (its replica has no cache, or its cache
     -- does not own the epoch: a mixed deployment) is invisible to the owner's
     -- cache: it moves the epoch too when the epoch has an owner.
-    SELECT s.cache_epoch, s.cache_owner INTO epoch, e_owner FROM agentstate_state s WHERE s.id = 1;
-    IF EXISTS (SELECT 1 FROM generate_series(1, n) AS x WHERE st[x] = c_pending
-               AND (p_bump[x] OR (p_marked_epoch[x] IS NOT NULL AND p_marked_epoch[x] <> epoch)
-                    OR (e_owner IS NOT NULL AND (p_marked_epoch[x] IS NULL OR p_marked_by[x] IS DISTINCT FROM e_owner)))) THEN
+    IF true = ANY (ARRAY(SELECT p_bump[x] FROM generate_series(1, n) AS x WHERE st[x] = c_pending)) THEN
       SELECT s.cache_epoch, s.cache_epoch_at, s.cache_owner, s.cache_quiet_until INTO epoch, epoch_at, e_owner, e_quiet
       FROM agentstate_state s WHERE s.id = 1 FOR UPDATE;
     ELSE
       SELECT s.cache_epoch, s.cache_epoch_at, s.cache_owner, s.cache_quiet_until INTO epoch, epoch_at, e_owner, e_quiet
       FROM agentstate_state s WHERE s.id = 1 FOR SHARE;
+      ns_epoch := CASE WHEN ns_move_epoch = epoch THEN ns_move_seq ELSE 0 END;
       IF EXISTS (SELECT 1 FROM generate_series(1, n) AS x WHERE st[x] = c_pending
-                 AND ((p_marked_epoch[x] IS NOT NULL AND p_marked_epoch[x] <> epoch)
+                 AND ((p_marked_epoch[x] IS NOT NULL
+                       AND (p_marked_epoch[x] <> epoch OR coalesce(p_marked_ns_epoch[x], 0) <> ns_epoch))
                       OR (e_owner IS NOT NULL AND (p_marked_epoch[x] IS NULL OR p_marked_by[x] IS DISTINCT FROM e_owner)))) THEN
         SELECT s.cache_epoch, s.cache_epoch_at, s.cache_owner, s.cache_quiet_until INTO epoch, epoch_at, e_owner, e_quiet
         FROM agentstate_state s WHERE s.id = 1 FOR UPDATE;
       END IF;
     END IF;
+    ns_epoch := CASE WHEN ns_move_epoch = epoch THEN ns_move_seq ELSE 0 END;
     FOR i IN 1..n LOOP
       CONTINUE WHEN st[i] <> c_pending;
       r := res[i];
@@ -339,7 +363,9 @@ BEGIN
         IF claimed[i] THEN
           oc := jsonb_build_object('applied', true, 'revision', rev, 'item', agentstate_item_json(nw));
         END IF;
-        must_wait[i] := p_bump[i] OR (p_marked_epoch[i] IS NOT NULL AND p_marked_epoch[i] <> epoch)
+        must_wait[i] := p_bump[i]
+                        OR (p_marked_epoch[i] IS NOT NULL
+                            AND (p_marked_epoch[i] <> epoch OR coalesce(p_marked_ns_epoch[i], 0) <> ns_epoch))
                         OR (e_owner IS NOT NULL AND (p_marked_epoch[i] IS NULL OR p_marked_by[i] IS DISTINCT FROM e_owner));
         changed[i] := true;
       ELSIF has THEN
@@ -353,7 +379,9 @@ BEGIN
         IF claimed[i] THEN
           oc := jsonb_build_object('applied', true, 'revision', rev, 'item', agentstate_item_json(cur));
         END IF;
-        must_wait[i] := p_bump[i] OR (p_marked_epoch[i] IS NOT NULL AND p_marked_epoch[i] <> epoch)
+        must_wait[i] := p_bump[i]
+                        OR (p_marked_epoch[i] IS NOT NULL
+                            AND (p_marked_epoch[i] <> epoch OR coalesce(p_marked_ns_epoch[i], 0) <> ns_epoch))
                         OR (e_owner IS NOT NULL AND (p_marked_epoch[i] IS NULL OR p_marked_by[i] IS DISTINCT FROM e_owner));
         changed[i] := true;
       ELSE
@@ -382,9 +410,21 @@ BEGIN
     IF bump THEN
       -- Held FOR UPDATE since the check above (bump is set only when it was taken so).
       -- clock_timestamp(), not now(): an epoch must not look older than it is.
-      prev_age := (extract(epoch FROM clock_timestamp() - epoch_at) * 1000)::bigint;
-      epoch := epoch + 1;
-      UPDATE agentstate_state SET cache_epoch = epoch, cache_epoch_at = clock_timestamp() WHERE id = 1;
+      IF EXISTS (SELECT 1 FROM cache_registrations g WHERE g.legacy_until > clock_timestamp()) THEN
+        -- A replica of release 5 or older may hold a lease: it knows only the store epoch.
+        prev_age := (extract(epoch FROM clock_timestamp() - epoch_at) * 1000)::bigint;
+        epoch := epoch + 1;
+        UPDATE agentstate_state SET cache_epoch = epoch, cache_epoch_at = clock_timestamp() WHERE id = 1;
+      ELSE
+        -- The namespace's epoch alone (its row is held since phase 2 began).
+        prev_age := (extract(epoch FROM clock_timestamp()
+                       - CASE WHEN ns_epoch > 0 THEN ns_moved_at ELSE epoch_at END) * 1000)::bigint;
+        UPDATE agentstate_state SET cache_move_seq = cache_move_seq + 1 WHERE id = 1
+        RETURNING cache_move_seq INTO move_seq;
+        UPDATE namespace_revisions SET cache_move_epoch = epoch, cache_move_seq = move_seq,
+          cache_moved_at = clock_timestamp()
+        WHERE namespace = p_ns;
+      END IF;
       -- The owner's replicas read the epoch FOR SHARE after each renewal, so
       -- no renewal this does not see can lease the replaced epoch.
       IF e_owner IS NOT NULL THEN
