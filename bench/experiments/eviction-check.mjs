@@ -10,6 +10,13 @@
 // branch mixmerge had it). Prints the Redis CPU per call of each (used_cpu_user
 // + used_cpu_sys of INFO cpu, before and after): the part of a write's cost
 // the check adds in a single configuration, without the noise of a full A/B.
+//
+// Then the end-write as the server sends it (src/store/redis/lua/cacheEndWrite-n.lua,
+// one call per group-commit batch: src/store/redis/EndWrites.ts), with batches
+// of 1, 4, 16 and 64 writes, with its check and with the check stubbed out:
+// Redis CPU per write, i.e. what the check and the script's fixed cost come to
+// once shared by the writes of a batch (a batch of 1 is one call per write, as
+// before EndWrites).
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -22,6 +29,7 @@ import { startRedis } from "../lib/procs.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const LIB = path.resolve(HERE, "../../src/store/redis/lua/lib/evictedSinceArm.lua");
+const END_WRITE = path.resolve(HERE, "../../src/store/redis/lua/cacheEndWrite-n.lua");
 const { values: o } = parseArgs({
   options: { calls: { type: "string", default: "20000" }, rounds: { type: "string", default: "3" } },
 });
@@ -82,13 +90,55 @@ try {
       results[name].push(usPerCall);
     }
   }
-  console.log(`Redis CPU per script call, µs (${ROUNDS} rounds of ${CALLS} calls; median [rounds]):`);
-  for (const [name, v] of Object.entries(results)) {
-    const sorted = [...v].sort((a, b) => a - b);
-    console.log(
-      `  ${name.padEnd(36)} ${sorted[Math.floor(sorted.length / 2)].toFixed(1)}  [${v.map((x) => x.toFixed(1)).join(", ")}]`,
-    );
+  const print = (title, rows) => {
+    console.log(title);
+    for (const [name, v] of Object.entries(rows)) {
+      const sorted = [...v].sort((a, b) => a - b);
+      console.log(
+        `  ${name.padEnd(36)} ${sorted[Math.floor(sorted.length / 2)].toFixed(1)}  [${v.map((x) => x.toFixed(1)).join(", ")}]`,
+      );
+    }
+  };
+  print(`Redis CPU per script call, µs (${ROUNDS} rounds of ${CALLS} calls; median [rounds]):`, results);
+
+  // The end-write script, in batches: one alive key, known revision and arm, then 4 keys and 6 arguments per write.
+  await redis.set("alive", "1:run");
+  const endWrite = fs.readFileSync(END_WRITE, "utf8");
+  const ENDS = {
+    "with check": `${fs.readFileSync(LIB, "utf8")}\n${endWrite}`,
+    "check stubbed out": `local function evictedSinceArm(armedKey) return false end\n${endWrite}`,
+  };
+  const perWrite = {};
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const [form, lua] of Object.entries(ENDS)) {
+      const sha = await redis.script("LOAD", lua);
+      for (const size of [1, 4, 16, 64]) {
+        const name = `${form}, batch of ${size}`;
+        perWrite[name] ??= [];
+        const before = cpuSeconds(await redis.info("cpu"));
+        let inFlight = [];
+        let rev = 0;
+        for (let i = 0; i < CALLS; i += size) {
+          const keys = ["alive", "rev:ns", "arm"];
+          const args = [];
+          for (let j = 0; j < size; j++) {
+            const k = `{i${(i + j) % 1000}}`;
+            keys.push(`${k}:e`, `${k}:w`, `${k}:t`, `${k}:lw`);
+            args.push("1:run", `w${i + j}`, String(++rev), '{"i":{}}', "value", "60000");
+          }
+          inFlight.push(redis.evalsha(sha, keys.length, ...keys, ...args));
+          if (inFlight.length * size >= 200) {
+            const replies = await Promise.all(inFlight);
+            if (replies.some((r) => r.some((code) => code < 0))) throw new Error(`${name}: the check refused`);
+            inFlight = [];
+          }
+        }
+        await Promise.all(inFlight);
+        perWrite[name].push(((cpuSeconds(await redis.info("cpu")) - before) * 1e6) / CALLS);
+      }
+    }
   }
+  print(`cacheEndWrite: Redis CPU per write, µs (${ROUNDS} rounds of ${CALLS} writes; median [rounds]):`, perWrite);
 } finally {
   redis.disconnect();
   await redisProc.destroy();

@@ -6,9 +6,10 @@
  * Protocol (the Lua scripts in ./lua state each step's contract):
  *  - A write marks its key in flight (cacheBeginWrite: marker, entry dropped,
  *    fill tokens voided) before its transaction, commits, then installs the
- *    new state (cacheEndWrite) before it answers. If it cannot mark the key,
- *    it moves the cache epoch in its transaction and waits out the leases
- *    (see CacheEpoch) before answering. Both are the write's cache fence
+ *    new state (cacheEndWrite, one call for the writes of a batch: EndWrites)
+ *    before it answers. If it cannot mark the key, it moves the cache epoch
+ *    in its transaction and waits out the leases (see CacheEpoch) before
+ *    answering. Both are the write's cache fence
  *    (CacheFence in domain/ports.ts), which the truth checks in the write's
  *    own transaction.
  *  - A read is served from Redis only when this replica holds a lease on a
@@ -55,6 +56,7 @@ import type { Logger } from "../../log/Logger";
 import { type CacheEpoch, WAIT_MARGIN_MS } from "./CacheEpoch";
 import { CacheBeginWriteReply, CacheEndWriteReply, CacheFillReply, CacheReadReply } from "./cacheReplies";
 import type { CacheCommands, CacheRedis } from "./cacheScripts";
+import { EndWrites } from "./EndWrites";
 import type { NearEntry } from "./NearCache";
 import type { NearCacheLike } from "./NearCacheGroup";
 
@@ -125,6 +127,7 @@ export class CachedKvStore implements KvStore {
   private readonly near: NearCacheLike | undefined;
   private readonly hashes = new Map<string, string>();
   private readonly reader: Pick<CacheCommands, "cacheReadBuffer">;
+  private readonly endWrites: EndWrites;
 
   constructor(
     private readonly pg: DurableKvStore,
@@ -135,6 +138,7 @@ export class CachedKvStore implements KvStore {
   ) {
     this.near = opts.near?.cache;
     this.reader = opts.near?.reader ?? redis;
+    this.endWrites = new EndWrites(redis);
   }
 
   private count(outcome: CacheReadOutcome): void {
@@ -314,9 +318,7 @@ export class CachedKvStore implements KvStore {
       // Refused before COMMIT was sent: nothing changed, clear the marker now.
       // Any other failure may hide a commit; the marker then simply expires.
       if (REFUSED_BEFORE_COMMIT.some((refused) => err instanceof refused)) {
-        await this.redis
-          .cacheEndWrite(...keys, armed, alive, writerId, "0", "{}", Buffer.alloc(0), "1")
-          .catch(() => undefined);
+        await this.endWrite(keys, armed, alive, writerId, "0", "{}", Buffer.alloc(0), "1").catch(() => undefined);
       }
       throw err;
     }
@@ -326,8 +328,9 @@ export class CachedKvStore implements KvStore {
     const installed = changed ? (cmd.op === "put" ? outcome.item : undefined) : undefined;
     const [meta, bytes] = encodeEntry(installed);
     try {
-      const r = await this.redis.cacheEndWrite(
-        ...keys,
+      // Sent with the end-writes of the rest of its batch: one script call (EndWrites).
+      const r = await this.endWrite(
+        keys,
         armed,
         alive,
         writerId,
@@ -352,6 +355,24 @@ export class CachedKvStore implements KvStore {
       if (changed) await this.epoch.fenceUnnoted(cmd.namespace);
     }
     return outcome;
+  }
+
+  /** A write's cacheEndWrite, sent in one call with the others asked for in this turn (see EndWrites). */
+  private endWrite(
+    keys: CacheKeys,
+    armed: string,
+    aliveValue: string,
+    writerId: string,
+    revision: string,
+    meta: string,
+    bytes: Buffer,
+    ttlMs: string,
+  ): Promise<number> {
+    const [alive, entry, markers, token, writers, known] = keys;
+    return this.endWrites.end(
+      { alive, known, armed },
+      { entry, markers, token, writers, aliveValue, writerId, revision, meta, bytes, ttlMs },
+    );
   }
 
   /**

@@ -26,7 +26,7 @@ export const CacheFillReply = { EPOCH_GONE: -1, EVICTED: -2, REFUSED: 0, STORED:
 /** cacheBeginWrite-6.lua. */
 export const CacheBeginWriteReply = { EPOCH_GONE: -1, MARKED: 1 } as const;
 
-/** cacheEndWrite-7.lua. */
+/** cacheEndWrite-n.lua: one per write of the batch. */
 export const CacheEndWriteReply = { EPOCH_GONE: -1, EVICTED: -2, NOT_INSTALLED: 0, INSTALLED: 1 } as const;
 
 /** cacheNoteRevision-3.lua. */
@@ -46,7 +46,7 @@ export const SCRIPT_REPLIES: Readonly<Record<string, Readonly<Record<string, num
   "cacheRead-6.lua": CacheReadReply,
   "cacheFill-7.lua": CacheFillReply,
   "cacheBeginWrite-6.lua": CacheBeginWriteReply,
-  "cacheEndWrite-7.lua": CacheEndWriteReply,
+  "cacheEndWrite-n.lua": CacheEndWriteReply,
   "cacheNoteRevision-3.lua": CacheNoteRevisionReply,
   /** Prepended to the three scripts above that call it (cacheScripts.ts): no replies of its own. */
   "lib/evictedSinceArm.lua": {},

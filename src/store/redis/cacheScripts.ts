@@ -1,5 +1,6 @@
 /**
- * Registers the cache's Lua scripts (./lua/<name>-<numKeys>.lua, each opening
+ * Registers the cache's Lua scripts (./lua/<name>-<numKeys>.lua, or
+ * <name>-n.lua for a script called with its number of keys first; each opening
  * with its KEYS/ARGV/result contract, after the shared functions it calls from
  * ./lua/lib) on an ioredis client with defineCommand.
  * The files are copied into the build and read from there.
@@ -16,7 +17,8 @@ export interface CacheCommands {
   cacheReadBuffer(...args: Arg[]): Promise<unknown>;
   cacheFill(...args: Arg[]): Promise<number>;
   cacheBeginWrite(...args: Arg[]): Promise<number>;
-  cacheEndWrite(...args: Arg[]): Promise<number>;
+  /** Takes the number of keys first (cacheEndWrite-n.lua: a batch of writes); one code per write. */
+  cacheEndWrite(...args: Arg[]): Promise<number[]>;
   cacheNoteRevision(...args: Arg[]): Promise<number>;
 }
 
@@ -44,9 +46,10 @@ export function scriptSource(file: string): string {
 
 export function defineCacheScripts<R extends Redis | Cluster>(redis: R): R & CacheCommands {
   for (const file of readdirSync(LUA_DIR)) {
-    const m = /^([A-Za-z]+)-(\d+)\.lua$/.exec(file);
+    const m = /^([A-Za-z]+)-(\d+|n)\.lua$/.exec(file);
     if (!m) continue;
-    redis.defineCommand(m[1]!, { numberOfKeys: Number(m[2]), lua: scriptSource(file) });
+    const numberOfKeys = m[2] === "n" ? undefined : Number(m[2]);
+    redis.defineCommand(m[1]!, { numberOfKeys, lua: scriptSource(file) });
   }
   return redis as R & CacheCommands;
 }
