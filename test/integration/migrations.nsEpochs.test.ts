@@ -187,6 +187,15 @@ describe("migration 0019: namespace cache epochs on a release-5 store, and relea
       (await lease(moveB, e - 1))!.moves.map((m) => m.namespace),
       ["a", "b"],
     );
+    // Bounded: at most p_ns_limit moves, and ns_more when there were more.
+    const page = await pgQuery<{ ns_moved: string[]; ns_more: boolean }>(
+      url,
+      `SELECT ns_moved, ns_more FROM agentstate_cache_lease(p_identity => NULL, p_previous => NULL,
+         p_description => 'page', p_lease_ms => 1, p_may_own => false, p_ns_epochs => true, p_ns_epoch => $1,
+         p_ns_after => 0, p_ns_limit => 1)`,
+      [e],
+    );
+    assert.deepEqual(page, [{ ns_moved: ["a"], ns_more: true }]);
 
     // Marked writes: one marked in the namespace's current epoch moves nothing; one marked in an older one moves it.
     await kv.write(put("b", "k", "v3"), { cacheFence: { kind: "bump" } });
