@@ -10,8 +10,12 @@
  * cache.unmarkedWrite.test.ts), and the database shows "nsep-a"'s epoch moved,
  * "nsep-b"'s and the store's not.
  *
+ * The same for an append whose replica cannot note its namespace's revision
+ * (CacheEpoch.fenceUnnoted).
+ *
  * Without the change (one store-wide epoch) the write moves every namespace's
- * epoch: B's Gets of "nsep-b" go to Postgres (`unleased`) for a marker TTL.
+ * epoch: B's Gets of "nsep-b" go to Postgres (`unleased`) for a marker TTL
+ * (this file against main ed331db: 10 of 221 and 28 of 242 were hits).
  */
 import * as assert from "node:assert/strict";
 import { cacheReads } from "../support/cacheReads";
@@ -140,5 +144,48 @@ describe("cache: a write that cannot mark moves only its namespace's epoch (issu
     });
     const g = await b.client.get({ namespace: NS_A, key: "k" });
     assert.equal(g.item?.value.toString(), "new");
+  });
+
+  it("an append whose replica cannot note its revision moves only its namespace's epoch", async () => {
+    const NS_C = "nsep-c";
+    await b.client.compareAndSet({ namespace: NS_C, key: "k", expected: { any: true }, value: Buffer.from("c") });
+    for (const ns of [NS_B, NS_C]) {
+      await eventually(`a cache hit on B in ${ns}`, () => hitOnB(ns, "k"), { timeoutMs: 60_000, intervalMs: 100 });
+    }
+    const url = setup!.cluster.databaseUrl;
+    const storeEpoch = async () =>
+      (await pgQuery<{ cache_epoch: string }>(url, "SELECT cache_epoch FROM agentstate_state"))[0]!.cache_epoch;
+    const epochBefore = await storeEpoch();
+
+    await setup!.toxi.setEnabled("redis-nsepoch", false);
+    let acked = Number.POSITIVE_INFINITY;
+    const append = a.client.appendEvent(NS_C, "s", [{ type: "t", data: Buffer.from("x") }], { any: true }).then((r) => {
+      acked = performance.now();
+      return r;
+    });
+    let bReads = 0;
+    let bHits = 0;
+    while (!(performance.now() > acked + 1000)) {
+      bReads++;
+      if (await hitOnB(NS_B, "k")) bHits++;
+    }
+    const appendRevision = (await append).header!.revision;
+    await setup!.toxi.setEnabled("redis-nsepoch", true);
+
+    // The append's namespace: no reply below the acknowledged append (guarantee 3, as revision-unnoted).
+    const g = await b.client.get({ namespace: NS_C, key: "k" });
+    assert.ok(g.header!.revision >= appendRevision, `Get on B reported ${g.header!.revision} < ${appendRevision}`);
+    // Another namespace: B kept serving it from the cache.
+    assert.ok(bReads >= 5, `${bReads} Gets of ${NS_B} on B`);
+    assert.ok(bHits >= 0.8 * bReads, `${bHits} of ${bReads} Gets of ${NS_B} on B were cache hits`);
+    assert.equal(await storeEpoch(), epochBefore, "the store epoch did not move");
+    const rows = await pgQuery<EpochRow>(
+      url,
+      "SELECT namespace, cache_move_epoch::text, cache_move_seq::text FROM namespace_revisions WHERE namespace = ANY($1) ORDER BY namespace",
+      [[NS_B, NS_C]],
+    );
+    const byNs = new Map(rows.map((r) => [r.namespace, r]));
+    assert.equal(byNs.get(NS_C)?.cache_move_epoch, epochBefore, `${NS_C}'s epoch moved`);
+    assert.equal(byNs.get(NS_B)?.cache_move_epoch ?? null, null, `${NS_B}'s epoch never moved`);
   });
 });
