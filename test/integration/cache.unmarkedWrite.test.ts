@@ -11,21 +11,14 @@
  * replica's writes took this path). Now the epoch is moved and its leases
  * waited out before the write is made (CacheEpoch.fenceBeforeWrite).
  */
-import * as assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import { cacheReads } from "../support/cacheReads";
 import { eventually } from "../support/eventually";
+import { checkReads, readAcrossWrite } from "../support/readsAcrossWrite";
 import type { Replica } from "../support/startCluster";
 import { startProxiedCacheCluster, type ProxiedCacheCluster } from "../support/startProxiedCacheCluster";
 
 const NS = "unmarked";
-
-interface Read {
-  replica: "a" | "b";
-  start: number;
-  end: number;
-  value: string;
-}
 
 describe("cache: a write that cannot mark its key, read through both replicas", function () {
   this.timeout(180_000);
@@ -73,7 +66,7 @@ describe("cache: a write that cannot mark its key, read through both replicas", 
       expected: { any: true },
       value: Buffer.from("new"),
     });
-    const reads = await readWhile(write, a, b, "k");
+    const reads = await readAcrossWrite(write, { a: a.client, b: b.client }, NS, "k");
     await setup!.toxi.setEnabled("redis-unmarked", true);
     checkReads(reads);
   });
@@ -100,49 +93,6 @@ describe("cache: a write that cannot mark its key, read through both replicas", 
     } finally {
       process.kill(pid, "SIGCONT");
     }
-    checkReads(await readWhile(write, a, b, "p"));
+    checkReads(await readAcrossWrite(write, { a: a.client, b: b.client }, NS, "p"));
   });
 });
-
-/**
- * Gets by one reader alternating between the replicas (each begun after the
- * previous returned) until half a second after `write` is acknowledged.
- */
-async function readWhile(write: Promise<unknown>, a: Replica, b: Replica, key: string): Promise<Reads> {
-  let acked = Number.POSITIVE_INFINITY;
-  void write.then(() => (acked = performance.now()));
-  const reads: Read[] = [];
-  while (!(performance.now() > acked + 500)) {
-    for (const [name, r] of [
-      ["a", a],
-      ["b", b],
-    ] as const) {
-      const start = performance.now();
-      const g = await r.client.get({ namespace: NS, key });
-      reads.push({ replica: name, start, end: performance.now(), value: g.item?.value.toString() ?? "" });
-    }
-  }
-  await write;
-  return { reads, acked };
-}
-
-interface Reads {
-  reads: Read[];
-  acked: number;
-}
-
-/** After a Get has returned the new value, no Get begun after it returns the old one (and none after the ack). */
-function checkReads({ reads, acked }: Reads): void {
-  const firstNew = reads.find((r) => r.value === "new");
-  assert.ok(firstNew, "some Get returned the new value");
-  const stale = reads.filter((r) => r.value === "old" && r.start > firstNew.end);
-  assert.deepEqual(
-    stale.map((r) => `${r.replica} at +${Math.round(r.start - firstNew.end)} ms`),
-    [],
-    `${stale.length} Gets returned the old value after a Get (on ${firstNew.replica}) had returned the new one (${reads.length} Gets)`,
-  );
-  assert.ok(
-    reads.every((r) => r.start < acked || r.value === "new"),
-    "no Get begun after the write was acknowledged returned the old value",
-  );
-}

@@ -85,7 +85,14 @@ export class EndWrites {
       keys.push(w.entry, w.markers, w.token, w.writers);
       args.push(w.aliveValue, w.writerId, w.revision, w.meta, w.bytes, w.ttlMs);
     }
-    this.redis.cacheEndWrite(String(keys.length), ...keys, ...args).then(
+    let reply: Promise<number[]>;
+    try {
+      reply = this.redis.cacheEndWrite(String(keys.length), ...keys, ...args);
+    } catch (err) {
+      // Thrown, not rejected: still each write's error, never the tick's.
+      reply = Promise.reject(err);
+    }
+    reply.then(
       (codes) => {
         for (const [i, q] of writes.entries()) {
           const code = codes[i];
