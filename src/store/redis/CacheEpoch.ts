@@ -123,6 +123,8 @@ export class CacheEpoch {
   private nsEpochs = new Map<string, NsEpoch>();
   /** The last namespace move known in the current store epoch (its number; 0: none). */
   private nsAfter = 0;
+  /** Namespaces this replica moved since its last lease read: it serves nothing there until the next. */
+  private nsMovedHere = new Set<string>();
 
   constructor(
     private readonly epochs: CacheEpochStore,
@@ -162,6 +164,7 @@ export class CacheEpoch {
     const ns = this.nsEpochs.get(namespace);
     return (
       (ns === undefined || now >= ns.matureAt) &&
+      !this.nsMovedHere.has(namespace) &&
       this.owned &&
       this.aliveOk &&
       this.runId !== undefined &&
@@ -234,7 +237,7 @@ export class CacheEpoch {
    * replica off a cache it knows is being replaced).
    */
   private moved(namespace: string): void {
-    this.nsEpochs.set(namespace, { nsEpoch: this.nsEpoch(namespace), matureAt: Number.POSITIVE_INFINITY });
+    this.nsMovedHere.add(namespace);
     void this.refresh();
   }
 
@@ -623,11 +626,10 @@ export class CacheEpoch {
       });
       this.nsAfter = m.nsEpoch;
     }
-    // A namespace this replica moved (moved) and no read has confirmed: its move
-    // failed, or this read was sent before it (then the next one lists it).
-    for (const [namespace, ns] of this.nsEpochs) {
-      if (ns.matureAt === Number.POSITIVE_INFINITY) this.nsEpochs.delete(namespace);
-    }
+    // Namespaces this replica moved: this read lists the move, or was sent
+    // before it (the next one lists it), or the move failed. Either way the
+    // namespace's epoch is the one this read left (never 0 in its place).
+    this.nsMovedHere.clear();
     if (row.movesMore || this.nsEpochs.size > NS_EPOCHS_MAX) {
       // Not every move is known: no lease from this read. A new store epoch starts every namespace afresh.
       this.leaseUntil = 0;
