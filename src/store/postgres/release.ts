@@ -19,7 +19,7 @@ export interface Release {
 
 export const RELEASE: Release = Object.freeze({
   number: 6,
-  sha256: "3b54dedd21b9bb4f6ea7583d6d117a58a76fd102d3727db67e7b89de4e059e00",
+  sha256: "34226303665a156cc02f3f6695e06ae60207891cecde529202a49dfdc7d9bf15",
 });
 
 /** One SQL file of the release: a migration or a function. */

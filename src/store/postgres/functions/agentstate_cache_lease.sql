@@ -124,7 +124,13 @@ BEGIN
   ELSIF legacy AND EXISTS (SELECT 1 FROM namespace_revisions nr WHERE nr.cache_move_epoch = s.cache_epoch) THEN
     -- Held FOR UPDATE since the read above: no move is made until this
     -- commit, and every one after it sees the registration and is store-wide.
-    UPDATE agentstate_state SET cache_epoch = cache_epoch + 1, cache_epoch_at = clock_timestamp()
+    -- Changes made in the new epoch wait out the leases on the replaced one
+    -- (cache_quiet_until, migrations/0020), as after any move.
+    SELECT r.lease_until INTO owner_until FROM cache_registrations r WHERE r.identity = s.cache_owner;
+    UPDATE agentstate_state SET cache_epoch = cache_epoch + 1, cache_epoch_at = clock_timestamp(),
+      cache_quiet_until = CASE
+        WHEN owner_until IS NULL OR owner_until <= clock_timestamp() THEN cache_quiet_until
+        ELSE greatest(cache_quiet_until, owner_until) END
     WHERE id = 1
     RETURNING * INTO s;
   END IF;

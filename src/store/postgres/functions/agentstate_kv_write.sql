@@ -47,7 +47,9 @@
 -- fence_last, bump_epoch / bump_prev_age_ms when the write moved the
 -- cache epoch and must wait it out, and wait_ms: how long a change must wait
 -- before it is acknowledged, by the database's count (the leases of the
--- epoch's owner when the write moved it, a replaced owner's quiet time).
+-- epoch's owner when the write moved it; for every change, a replaced owner's
+-- quiet time and the leases on the epochs that earlier moves of the store or
+-- the namespace replaced: migrations/0020).
 --
 -- The cache fence (CacheFence in src/domain/ports.ts): a write marked in the
 -- current epoch was marked in its owner's cache (a replica marks only in an
@@ -166,6 +168,8 @@ DECLARE
   ns_move_epoch bigint;
   ns_move_seq bigint;
   ns_moved_at timestamptz;
+  -- Until when leases on the epochs the namespace's moves replaced can last (migrations/0020).
+  ns_wait_until timestamptz;
   ns_epoch bigint;
   move_seq bigint;
   i int;
@@ -257,8 +261,8 @@ BEGIN
     ns_rev0 := array_fill(0::bigint, ARRAY[cardinality(nss)]);
     FOR j IN 1..cardinality(nss) LOOP
       LOOP
-        SELECT nr.revision, nr.cache_move_epoch, nr.cache_move_seq, nr.cache_moved_at
-        INTO rev, ns_move_epoch, ns_move_seq, ns_moved_at
+        SELECT nr.revision, nr.cache_move_epoch, nr.cache_move_seq, nr.cache_moved_at, nr.cache_move_wait_until
+        INTO rev, ns_move_epoch, ns_move_seq, ns_moved_at, ns_wait_until
         FROM namespace_revisions nr WHERE nr.namespace = nss[j] FOR UPDATE;
         EXIT WHEN FOUND;
         INSERT INTO namespace_revisions (namespace, revision) VALUES (nss[j], 0) ON CONFLICT (namespace) DO NOTHING;
@@ -409,12 +413,22 @@ BEGIN
     END LOOP;
     IF bump THEN
       -- Held FOR UPDATE since the check above (bump is set only when it was taken so).
+      -- The owner's replicas read the epoch FOR SHARE after each renewal, so
+      -- no renewal this does not see can lease the replaced epoch: every
+      -- lease on it ends by owner_until, which the move records (migrations/
+      -- 0020) so that later changes in the new epoch wait it out too.
+      IF e_owner IS NOT NULL THEN
+        SELECT g.lease_until INTO owner_until FROM cache_registrations g WHERE g.identity = e_owner;
+      END IF;
       -- clock_timestamp(), not now(): an epoch must not look older than it is.
       IF EXISTS (SELECT 1 FROM cache_registrations g WHERE g.legacy_until > clock_timestamp()) THEN
         -- A replica of release 5 or older may hold a lease: it knows only the store epoch.
         prev_age := (extract(epoch FROM clock_timestamp() - epoch_at) * 1000)::bigint;
         epoch := epoch + 1;
-        UPDATE agentstate_state SET cache_epoch = epoch, cache_epoch_at = clock_timestamp() WHERE id = 1;
+        UPDATE agentstate_state SET cache_epoch = epoch, cache_epoch_at = clock_timestamp(),
+          cache_quiet_until = CASE WHEN owner_until > clock_timestamp()
+                                   THEN greatest(cache_quiet_until, owner_until) ELSE cache_quiet_until END
+        WHERE id = 1;
       ELSE
         -- The namespace's epoch alone (its row is held since phase 2 began).
         prev_age := (extract(epoch FROM clock_timestamp()
@@ -422,18 +436,20 @@ BEGIN
         UPDATE agentstate_state SET cache_move_seq = cache_move_seq + 1 WHERE id = 1
         RETURNING cache_move_seq INTO move_seq;
         UPDATE namespace_revisions SET cache_move_epoch = epoch, cache_move_seq = move_seq,
-          cache_moved_at = clock_timestamp()
+          cache_moved_at = clock_timestamp(),
+          cache_move_wait_until = CASE WHEN owner_until > clock_timestamp()
+                                       THEN greatest(cache_move_wait_until, owner_until)
+                                       ELSE cache_move_wait_until END
         WHERE namespace = p_ns;
       END IF;
-      -- The owner's replicas read the epoch FOR SHARE after each renewal, so
-      -- no renewal this does not see can lease the replaced epoch.
-      IF e_owner IS NOT NULL THEN
-        SELECT g.lease_until INTO owner_until FROM cache_registrations g WHERE g.identity = e_owner;
-      END IF;
     END IF;
-    -- Changes wait out the owner's leases when they moved the epoch, and a
-    -- replaced owner's quiet time (cache_quiet_until) in any case.
-    wait_until := greatest(e_quiet, owner_until);
+    -- Changes wait out the owner's leases when they moved the epoch, a
+    -- replaced owner's quiet time and the leases on the epochs earlier store
+    -- moves replaced (cache_quiet_until), and those on the epochs the
+    -- namespace's earlier moves replaced (cache_move_wait_until): a replica
+    -- that has read the new epoch marks there, and its change must not be
+    -- acknowledged while another still serves the replaced epoch's keys.
+    wait_until := greatest(e_quiet, owner_until, ns_wait_until);
     IF wait_until > clock_timestamp() THEN
       wait := ceil(extract(epoch FROM (wait_until - clock_timestamp())) * 1000)::bigint;
     END IF;

@@ -1,0 +1,125 @@
+/**
+ * Guarantee 3 after a cache epoch move (issue 15; migrations/0020). When a
+ * namespace's epoch (or the store's) moves from E to E', a replica that read E
+ * before the move still serves E's keys until its lease ends, while a replica
+ * that has read E' marks its writes there: the truth saw them marked in the
+ * current epoch and asked for no wait, so the write was acknowledged while the
+ * first replica still served the key's older value from E: a Get after an
+ * acknowledged write returned the value it replaced. Now each move records the
+ * end of the leases on the replaced epoch, and changes made in the new one are
+ * not acknowledged before it.
+ *
+ * Two replicas share the cache: Z leases for 12 s (it reads the epoch every
+ * 4 s), Y for 0.6 s (every 0.2 s). Right after one of Z's lease reads
+ * (seen as a jump of the owner's lease_until), the epoch is moved on the
+ * database; a second later Y, which has read the new epoch, writes the key Z
+ * has cached; after Y's acknowledgement a Get through Z must return the new
+ * value. Without the change it returned the old one, from Z's cache (both
+ * cases).
+ */
+import * as assert from "node:assert/strict";
+import { setTimeout as sleep } from "node:timers/promises";
+import { cacheReads } from "../support/cacheReads";
+import { eventually } from "../support/eventually";
+import { pgQuery } from "../support/pgQuery";
+import { startCluster, type Cluster, type Replica } from "../support/startCluster";
+
+const NS = "movewait";
+const LEGACY = "movewait-legacy";
+
+describe("cache: a write in an epoch younger than the leases on the one it replaced (issue 15)", function () {
+  this.timeout(180_000);
+  let cluster: Cluster | undefined;
+  let z: Replica; // long lease: serves the replaced epoch for a while
+  let y: Replica; // short lease: reads the new epoch at once
+
+  before(async function () {
+    this.timeout(120_000);
+    cluster = await startCluster({
+      name: "movewait",
+      redis: true,
+      replicas: 0,
+      env: { AGENTSTATE_CACHE_MARKER_TTL_MS: "3000", AGENTSTATE_STATEMENT_TIMEOUT_MS: "1000" },
+    });
+    z = await cluster.addReplica({ AGENTSTATE_CACHE_LEASE_MS: "12000" });
+    y = await cluster.addReplica({ AGENTSTATE_CACHE_LEASE_MS: "600" });
+  });
+
+  after(async () => {
+    if (cluster) {
+      await pgQuery(cluster.databaseUrl, "DELETE FROM cache_registrations WHERE identity = $1", [LEGACY]).catch(
+        () => undefined,
+      );
+      await cluster.stop();
+    }
+  });
+
+  async function ownerLeaseUntil(): Promise<string | undefined> {
+    const rows = await pgQuery<{ t: string }>(
+      cluster!.databaseUrl,
+      `SELECT g.lease_until::text AS t FROM cache_registrations g
+       JOIN agentstate_state s ON s.id = 1 AND g.identity = s.cache_owner`,
+    );
+    return rows[0]?.t;
+  }
+
+  /** Caches `key` = old on Z, moves the epoch right after Z's lease read, writes new through Y, Gets through Z. */
+  async function writeAfterMove(key: string, move: () => Promise<unknown>): Promise<string> {
+    await y.client.compareAndSet({ namespace: NS, key, expected: { any: true }, value: Buffer.from("old") });
+    await eventually(
+      "a cache hit on Z",
+      async () => {
+        const before = await cacheReads(z.server);
+        await z.client.get({ namespace: NS, key });
+        return (await cacheReads(z.server)).hit > before.hit;
+      },
+      { timeoutMs: 60_000, intervalMs: 100 },
+    );
+    // Z's lease reads push the owner's lease_until 12 s ahead; Y's (0.6 s) never do.
+    const first = await ownerLeaseUntil();
+    await eventually("a lease read by Z", async () => (await ownerLeaseUntil()) !== first, {
+      timeoutMs: 30_000,
+      intervalMs: 20,
+    });
+    await move();
+    await sleep(1000); // Y has read the new epoch (every 0.2 s); Z reads it again only ~4 s after its last read
+    // Acknowledged once Z's lease on the replaced epoch has ended (up to 12 s): past the client's default deadline.
+    await y.client.compareAndSet(
+      { namespace: NS, key, expected: { any: true }, value: Buffer.from("new") },
+      { deadlineMs: 60_000 },
+    );
+    const got = await z.client.get({ namespace: NS, key });
+    return got.item?.value.toString() ?? "(none)";
+  }
+
+  it("a namespace's epoch moved: a Get through the other replica after the write returns the new value", async () => {
+    const value = await writeAfterMove("ns", () =>
+      pgQuery(cluster!.databaseUrl, "SELECT * FROM agentstate_cache_move($1, false)", [NS]),
+    );
+    assert.equal(value, "new", "Z returned the value the acknowledged write replaced");
+  });
+
+  it("the store epoch moved (a replica of release 5 may hold a lease): the same", async () => {
+    const value = await writeAfterMove("store", async () => {
+      // A registration of release 5 makes every move store-wide (migrations/0019).
+      await pgQuery(
+        cluster!.databaseUrl,
+        `INSERT INTO cache_registrations (identity, description, registered_at, renewed_at, lease_until, legacy_until)
+         VALUES ($1, 'test', now(), now(), now(), now() + interval '1 hour')`,
+        [LEGACY],
+      );
+      const [before] = await pgQuery<{ e: string }>(
+        cluster!.databaseUrl,
+        "SELECT cache_epoch::text AS e FROM agentstate_state",
+      );
+      await pgQuery(cluster!.databaseUrl, "SELECT * FROM agentstate_cache_move($1, false)", [NS]);
+      const [after] = await pgQuery<{ e: string }>(
+        cluster!.databaseUrl,
+        "SELECT cache_epoch::text AS e FROM agentstate_state",
+      );
+      assert.notEqual(after!.e, before!.e, "the store epoch moved");
+      await pgQuery(cluster!.databaseUrl, "DELETE FROM cache_registrations WHERE identity = $1", [LEGACY]);
+    });
+    assert.equal(value, "new", "Z returned the value the acknowledged write replaced");
+  });
+});
