@@ -13,3 +13,8 @@
 -- already waits out (agentstate_kv_write, agentstate_cache_lease).
 -- The end of the leases on the epochs this namespace's last moves replaced (NULL: none).
 ALTER TABLE namespace_revisions ADD COLUMN cache_move_wait_until timestamptz;
+
+-- An append noted in the namespace's new epoch waits them out as well: the
+-- append function returns how long (ms; NULL: no wait), as the write
+-- function does (agentstate_kv_write_result.wait_ms, migrations/0007).
+ALTER TYPE agentstate_event_append_result ADD ATTRIBUTE wait_ms bigint;

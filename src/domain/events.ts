@@ -48,6 +48,12 @@ export interface AppendOutcome {
   firstPosition: number;
   replayed: boolean;
   revision: number;
+  /**
+   * Set when a cache may report an older revision of the namespace for this
+   * long (ms, by the truth's count: the leases on an epoch its last move
+   * replaced): the append must not be acknowledged before.
+   */
+  cacheWaitMs?: number;
 }
 
 export interface RecordedEvent {

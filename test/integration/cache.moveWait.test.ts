@@ -14,8 +14,9 @@
  * (seen as a jump of the owner's lease_until), the epoch is moved on the
  * database; a second later Y, which has read the new epoch, writes the key Z
  * has cached; after Y's acknowledgement a Get through Z must return the new
- * value. Without the change it returned the old one, from Z's cache (both
- * cases).
+ * value (and, after an append through Y, a revision at least the append's).
+ * Without the change it returned the old value, from Z's cache (both cases),
+ * and the append case reported the revision from before the append.
  */
 import * as assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -63,8 +64,8 @@ describe("cache: a write in an epoch younger than the leases on the one it repla
     return rows[0]?.t;
   }
 
-  /** Caches `key` = old on Z, moves the epoch right after Z's lease read, writes new through Y, Gets through Z. */
-  async function writeAfterMove(key: string, move: () => Promise<unknown>): Promise<string> {
+  /** Caches `key` = old on Z, then moves the epoch right after one of Z's lease reads. */
+  async function cacheThenMove(key: string, move: () => Promise<unknown>): Promise<void> {
     await y.client.compareAndSet({ namespace: NS, key, expected: { any: true }, value: Buffer.from("old") });
     await eventually(
       "a cache hit on Z",
@@ -83,6 +84,11 @@ describe("cache: a write in an epoch younger than the leases on the one it repla
     });
     await move();
     await sleep(1000); // Y has read the new epoch (every 0.2 s); Z reads it again only ~4 s after its last read
+  }
+
+  /** The same, then writes `key` = new through Y and Gets it through Z. */
+  async function writeAfterMove(key: string, move: () => Promise<unknown>): Promise<string> {
+    await cacheThenMove(key, move);
     // Acknowledged once Z's lease on the replaced epoch has ended (up to 12 s): past the client's default deadline.
     await y.client.compareAndSet(
       { namespace: NS, key, expected: { any: true }, value: Buffer.from("new") },
@@ -121,5 +127,26 @@ describe("cache: a write in an epoch younger than the leases on the one it repla
       await pgQuery(cluster!.databaseUrl, "DELETE FROM cache_registrations WHERE identity = $1", [LEGACY]);
     });
     assert.equal(value, "new", "Z returned the value the acknowledged write replaced");
+  });
+
+  it("an append noted in the new epoch: a Get through the other replica reports a revision at least the append's", async () => {
+    await cacheThenMove("append", () =>
+      pgQuery(cluster!.databaseUrl, "SELECT * FROM agentstate_cache_move($1, false)", [NS]),
+    );
+    const appended = await y.client.appendEvent(
+      NS,
+      "s",
+      [{ type: "t", data: Buffer.from("x") }],
+      { any: true },
+      {
+        deadlineMs: 60_000,
+      },
+    );
+    const appendRevision = appended.header!.revision;
+    const got = await z.client.get({ namespace: NS, key: "append" });
+    assert.ok(
+      got.header!.revision >= appendRevision,
+      `Get on Z reported revision ${got.header!.revision} after an append at ${appendRevision} was acknowledged`,
+    );
   });
 });

@@ -82,6 +82,7 @@ interface AppendRow {
   first_position: number | null;
   revision: number | null;
   fence_last: number | null;
+  wait_ms: number | null;
 }
 
 /** The `expected` kinds as agentstate_event_append numbers them. */
@@ -324,8 +325,11 @@ function settle(p: Pending, row: AppendRow): AppendOutcome {
     revision: row.revision!,
   });
   switch (row.status as AppendStatus) {
-    case AppendStatus.Appended:
-      return outcome(true, false);
+    case AppendStatus.Appended: {
+      const o = outcome(true, false);
+      if (row.wait_ms !== null && row.wait_ms > 0) o.cacheWaitMs = row.wait_ms;
+      return o;
+    }
     case AppendStatus.NotApplied:
       return outcome(false, false);
     case AppendStatus.Replayed:

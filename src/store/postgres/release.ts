@@ -19,7 +19,7 @@ export interface Release {
 
 export const RELEASE: Release = Object.freeze({
   number: 6,
-  sha256: "34226303665a156cc02f3f6695e06ae60207891cecde529202a49dfdc7d9bf15",
+  sha256: "0a7266f7abf087ef9f125cd08e4a8d956091299bbf2c6f9a2b56aae9c9878d94",
 });
 
 /** One SQL file of the release: a migration or a function. */

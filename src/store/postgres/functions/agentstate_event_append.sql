@@ -49,7 +49,12 @@
 -- this one for its replicas during a rolling upgrade (migrations/0012).
 -- Result: one agentstate_event_append_result row per append (migrations/0005),
 -- in the order given: idx (1-based), status, current_version, first_version,
--- first_position, revision, fence_last.
+-- first_position, revision, fence_last, and wait_ms (appended only; NULL: no
+-- wait): how long the append must wait before it is acknowledged, until the
+-- end of the leases on the epochs the namespace's moves replaced
+-- (namespace_revisions.cache_move_wait_until, read with the revision row:
+-- migrations/0020): its replica notes its revision in the new epoch while
+-- another may still serve the replaced one.
 --
 -- Statuses (the c_ constants below; EventAppendStatus in
 -- src/store/postgres/writeStatus.ts): appended; not_applied (expected
@@ -122,6 +127,9 @@ DECLARE
   ns_rev bigint[];
   j int;
   ts timestamptz;
+  -- Until when leases on the epochs the namespace's moves replaced can last.
+  ns_wait_until timestamptz;
+  wait bigint;
   i int;
 BEGIN
   k := 1;
@@ -207,7 +215,8 @@ BEGIN
   FOR j IN 1..coalesce(cardinality(nss), 0) LOOP
     IF EXISTS (SELECT 1 FROM generate_series(1, n) AS x WHERE p_ns = nss[j] AND (res[x]).status = c_pending) THEN
       LOOP
-        SELECT nr.revision INTO rev FROM namespace_revisions nr WHERE nr.namespace = nss[j] FOR UPDATE;
+        SELECT nr.revision, nr.cache_move_wait_until INTO rev, ns_wait_until
+        FROM namespace_revisions nr WHERE nr.namespace = nss[j] FOR UPDATE;
         EXIT WHEN FOUND;
         INSERT INTO namespace_revisions (namespace, revision) VALUES (nss[j], 0) ON CONFLICT (namespace) DO NOTHING;
       END LOOP;
@@ -252,9 +261,14 @@ BEGIN
       UPDATE namespace_revisions SET revision = ns_rev[j] WHERE namespace = nss[j];
     END IF;
   END LOOP;
+  IF ns_wait_until > clock_timestamp() THEN
+    wait := ceil(extract(epoch FROM (ns_wait_until - clock_timestamp())) * 1000)::bigint;
+  END IF;
   FOR i IN 1..n LOOP
     IF res[i].status <> c_appended THEN
       res[i].revision := ns_rev[array_position(nss, p_ns)];
+    ELSE
+      res[i].wait_ms := wait;
     END IF;
   END LOOP;
   RETURN QUERY SELECT * FROM unnest(res);
