@@ -164,8 +164,12 @@ export interface CacheEpochStore {
    * undefined when the truth holds none (migrations not applied).
    */
   lease(req: CacheLeaseRequest): Promise<CacheLeaseState | undefined>;
-  /** Moves to a new epoch if the current one is still `from` (unconditionally without it); true when this call moved it. */
-  bump(from?: number): Promise<boolean>;
+  /**
+   * Moves to a new epoch if the current one is still `from` (unconditionally without it); true when this call moved it.
+   * `fenceLeases`: the replaced epoch's keys are still readable in Redis (not a loss of its data), so every change
+   * made in the new one waits out the owner's leases, which may still serve the old one (migrations/0020).
+   */
+  bump(from?: number, fenceLeases?: boolean): Promise<boolean>;
   /**
    * For a change committed without any cache seeing it (an append by a
    * replica whose cache does not own the epoch): moves `namespace`'s epoch if

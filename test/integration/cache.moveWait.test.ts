@@ -22,6 +22,7 @@ import * as assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import { cacheReads } from "../support/cacheReads";
 import { eventually } from "../support/eventually";
+import { sql } from "../../src/store/postgres/sql";
 import { pgQuery } from "../support/pgQuery";
 import { startCluster, type Cluster, type Replica } from "../support/startCluster";
 
@@ -105,34 +106,47 @@ describe("cache: a write in an epoch younger than the leases on the one it repla
     assert.equal(value, "new", "Z returned the value the acknowledged write replaced");
   });
 
-  it("the store epoch moved (a replica of release 5 may hold a lease): the same", async () => {
-    const value = await writeAfterMove("store", async () => {
-      // A registration of release 5 makes every move store-wide (migrations/0019).
-      await pgQuery(
-        cluster!.databaseUrl,
-        `INSERT INTO cache_registrations (identity, description, registered_at, renewed_at, lease_until, legacy_until)
-         VALUES ($1, 'test', now(), now(), now(), now() + interval '1 hour')`,
-        [LEGACY],
-      );
-      const [before] = await pgQuery<{ e: string }>(
-        cluster!.databaseUrl,
-        "SELECT cache_epoch::text AS e FROM agentstate_state",
-      );
-      await pgQuery(cluster!.databaseUrl, "SELECT * FROM agentstate_cache_move($1, false)", [NS]);
-      const [after] = await pgQuery<{ e: string }>(
-        cluster!.databaseUrl,
-        "SELECT cache_epoch::text AS e FROM agentstate_state",
-      );
-      assert.notEqual(after!.e, before!.e, "the store epoch moved");
-      await pgQuery(cluster!.databaseUrl, "DELETE FROM cache_registrations WHERE identity = $1", [LEGACY]);
-    });
-    assert.equal(value, "new", "Z returned the value the acknowledged write replaced");
-  });
-
-  it("an append noted in the new epoch: a Get through the other replica reports a revision at least the append's", async () => {
-    await cacheThenMove("append", () =>
-      pgQuery(cluster!.databaseUrl, "SELECT * FROM agentstate_cache_move($1, false)", [NS]),
+  /** Moves the store epoch through agentstate_cache_move: a registration of release 5 makes every move store-wide (migrations/0019). */
+  async function moveStoreEpoch(): Promise<void> {
+    await pgQuery(
+      cluster!.databaseUrl,
+      `INSERT INTO cache_registrations (identity, description, registered_at, renewed_at, lease_until, legacy_until)
+       VALUES ($1, 'test', now(), now(), now(), now() + interval '1 hour')`,
+      [LEGACY],
     );
+    const [before] = await pgQuery<{ e: string }>(
+      cluster!.databaseUrl,
+      "SELECT cache_epoch::text AS e FROM agentstate_state",
+    );
+    await pgQuery(cluster!.databaseUrl, "SELECT * FROM agentstate_cache_move($1, false)", [NS]);
+    const [after] = await pgQuery<{ e: string }>(
+      cluster!.databaseUrl,
+      "SELECT cache_epoch::text AS e FROM agentstate_state",
+    );
+    assert.notEqual(after!.e, before!.e, "the store epoch moved");
+    await pgQuery(cluster!.databaseUrl, "DELETE FROM cache_registrations WHERE identity = $1", [LEGACY]);
+  }
+
+  /** Moves the store epoch as a replica does when the old epoch's keys stay readable (an unsafe eviction policy: cache_epoch_bump with fence_leases). */
+  async function bumpStoreEpoch(): Promise<void> {
+    const [before] = await pgQuery<{ e: string }>(
+      cluster!.databaseUrl,
+      "SELECT cache_epoch::text AS e FROM agentstate_state",
+    );
+    await pgQuery(cluster!.databaseUrl, sql("cache_epoch_bump").text, [null, true]);
+    const [after] = await pgQuery<{ e: string }>(
+      cluster!.databaseUrl,
+      "SELECT cache_epoch::text AS e FROM agentstate_state",
+    );
+    assert.notEqual(after!.e, before!.e, "the store epoch moved");
+  }
+
+  /** Caches a key on Z, moves the epoch, appends through Y; the revision a Get through Z then reports. */
+  async function appendAfterMove(
+    key: string,
+    move: () => Promise<unknown>,
+  ): Promise<{ appended: number; got: number }> {
+    await cacheThenMove(key, move);
     const appended = await y.client.appendEvent(
       NS,
       "s",
@@ -142,11 +156,32 @@ describe("cache: a write in an epoch younger than the leases on the one it repla
         deadlineMs: 60_000,
       },
     );
-    const appendRevision = appended.header!.revision;
-    const got = await z.client.get({ namespace: NS, key: "append" });
-    assert.ok(
-      got.header!.revision >= appendRevision,
-      `Get on Z reported revision ${got.header!.revision} after an append at ${appendRevision} was acknowledged`,
-    );
+    const got = await z.client.get({ namespace: NS, key });
+    return { appended: appended.header!.revision, got: got.header!.revision };
+  }
+
+  it("the store epoch moved (a replica of release 5 may hold a lease): the same", async () => {
+    const value = await writeAfterMove("store", moveStoreEpoch);
+    assert.equal(value, "new", "Z returned the value the acknowledged write replaced");
   });
+
+  it("the store epoch bumped with its keys still readable (eviction policy turned unsafe): the same", async () => {
+    const value = await writeAfterMove("bump", bumpStoreEpoch);
+    assert.equal(value, "new", "Z returned the value the acknowledged write replaced");
+  });
+
+  for (const [slug, what, move] of [
+    [
+      "ns",
+      "a namespace move",
+      () => pgQuery(cluster!.databaseUrl, "SELECT * FROM agentstate_cache_move($1, false)", [NS]),
+    ],
+    ["store", "a store-wide move", () => moveStoreEpoch()],
+    ["bump", "a store-wide bump", () => bumpStoreEpoch()],
+  ] as const) {
+    it(`an append noted in the new epoch after ${what}: a Get through the other replica reports a revision at least the append's`, async () => {
+      const { appended, got } = await appendAfterMove(`append-${slug}`, move);
+      assert.ok(got >= appended, `Get on Z reported revision ${got} after an append at ${appended} was acknowledged`);
+    });
+  }
 });

@@ -77,8 +77,8 @@ export class PostgresCacheEpochStore implements CacheEpochStore {
     return r.rows[0]?.wait_ms ?? 0;
   }
 
-  async bump(from?: number): Promise<boolean> {
-    const r = await this.pool.query(sql("cache_epoch_bump"), [from ?? null]);
+  async bump(from?: number, fenceLeases = false): Promise<boolean> {
+    const r = await this.pool.query(sql("cache_epoch_bump"), [from ?? null, fenceLeases]);
     return r.rowCount === 1;
   }
 }

@@ -19,7 +19,7 @@ export interface Release {
 
 export const RELEASE: Release = Object.freeze({
   number: 6,
-  sha256: "0a7266f7abf087ef9f125cd08e4a8d956091299bbf2c6f9a2b56aae9c9878d94",
+  sha256: "6215117a0bc6b8300603918d998d2cd6924b253d62f7e6d2d515971a8c6855cf",
 });
 
 /** One SQL file of the release: a migration or a function. */

@@ -337,7 +337,7 @@ export class CacheEpoch {
       this.log.warn("cache on again: redis maxmemory-policy no longer evicts write markers");
     }
     void this.takeSnapshot(); // read before the next epoch begins (if it answers first): it can arm it
-    await this.epochs.bump(epoch);
+    await this.epochs.bump(epoch, true); // the replaced epoch's keys stay readable: changes wait out its leases
     return true;
   }
 
@@ -638,7 +638,7 @@ export class CacheEpoch {
         from_epoch: row.epoch,
         namespaces: this.nsEpochs.size,
       });
-      await this.epochs.bump(row.epoch);
+      await this.epochs.bump(row.epoch, true); // the replaced epoch's keys stay readable: changes wait out its leases
       setTimeout(() => void this.refresh(), 10).unref();
       return;
     }

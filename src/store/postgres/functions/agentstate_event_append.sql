@@ -53,8 +53,9 @@
 -- wait): how long the append must wait before it is acknowledged, until the
 -- end of the leases on the epochs the namespace's moves replaced
 -- (namespace_revisions.cache_move_wait_until, read with the revision row:
--- migrations/0020): its replica notes its revision in the new epoch while
--- another may still serve the replaced one.
+-- migrations/0020) and the store's (agentstate_state.cache_quiet_until): its
+-- replica notes its revision in the new epoch while another may still serve
+-- the replaced one.
 --
 -- Statuses (the c_ constants below; EventAppendStatus in
 -- src/store/postgres/writeStatus.ts): appended; not_applied (expected
@@ -261,6 +262,12 @@ BEGIN
       UPDATE namespace_revisions SET revision = ns_rev[j] WHERE namespace = nss[j];
     END IF;
   END LOOP;
+  -- And the store-wide moves' (cache_quiet_until: an owner change, a store
+  -- epoch moved by a write, a bump after lost data or evictions): a plain
+  -- read of one row, made only for a batch that appended something.
+  IF true = ANY (ARRAY(SELECT (res[x]).status = c_appended FROM generate_series(1, n) AS x)) THEN
+    SELECT greatest(ns_wait_until, s.cache_quiet_until) INTO ns_wait_until FROM agentstate_state s WHERE s.id = 1;
+  END IF;
   IF ns_wait_until > clock_timestamp() THEN
     wait := ceil(extract(epoch FROM (ns_wait_until - clock_timestamp())) * 1000)::bigint;
   END IF;
