@@ -13,7 +13,7 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { performance } from "node:perf_hooks";
-import type { CacheEpochStore, DurableKvStore } from "../domain/ports";
+import { CACHE_WAIT_MARGIN_MS as WAIT_MARGIN_MS, type CacheEpochStore, type DurableKvStore } from "../domain/ports";
 import type { KvStore } from "../domain/types";
 import type { Logger } from "../log/Logger";
 import type { CacheMixWatch } from "./CacheMixWatch";
@@ -21,9 +21,6 @@ import type { CacheMixWatch } from "./CacheMixWatch";
 /** The registration of replicas without a cache. */
 export const NO_CACHE_IDENTITY = "none";
 export const NO_CACHE_DESCRIPTION = "no cache";
-
-/** Added to every wait the truth counts (its clock's rounding, the reply's way back). */
-const WAIT_MARGIN_MS = 50;
 
 export class NoCacheRegistration {
   /** The registration is live in the truth at least until then (performance.now()). */

@@ -32,8 +32,12 @@ export interface BuiltKvStore {
   near?: NearCacheLike;
   /** This replica's view of the cache configurations on its database (metrics, health detail). */
   mix: CacheMixWatch;
-  /** Before an append is acknowledged: no cache may report a revision of its namespace below it. */
-  noteRevision(namespace: string, revision: number): Promise<void>;
+  /**
+   * Before an append is acknowledged: no cache may report a revision of its
+   * namespace below it. `waitMs`: the truth's wait for the leases on an epoch
+   * a recent move replaced (the append's cacheWaitMs).
+   */
+  noteRevision(namespace: string, revision: number, waitMs?: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -164,7 +168,7 @@ export async function buildKvStore(
     cache,
     near: near?.cache,
     mix,
-    noteRevision: (namespace, revision) => cache.noteRevision(namespace, revision),
+    noteRevision: (namespace, revision, waitMs) => cache.noteRevision(namespace, revision, waitMs),
     close: async () => {
       epoch.stop();
       await cache.settle();
@@ -200,6 +204,8 @@ async function withoutCache(
     store: registration.kv(truth.kv),
     cache: undefined,
     mix,
+    // No revision noted here: the append moves its namespace's epoch if a cache owns the store epoch, and
+    // agentstate_cache_move's wait covers the leases of earlier moves too.
     noteRevision: (namespace) => registration.fenceChange(namespace),
     close: async () => registration.stop(),
   };

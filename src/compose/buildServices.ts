@@ -204,7 +204,9 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
     metrics,
     kv: kv.store,
     locks,
-    events: noteAppendRevisions(pgEvents, (namespace, revision) => kv.noteRevision(namespace, revision)),
+    events: noteAppendRevisions(pgEvents, (namespace, revision, waitMs) =>
+      kv.noteRevision(namespace, revision, waitMs),
+    ),
     items: new PostgresItemStore(pool),
     notifier,
     checkpoints: new PostgresCheckpointStore(pool, {

@@ -4,27 +4,22 @@
  * revision of the append's namespace) before the append is acknowledged, so a
  * later cache hit never reports a lower revision than an acknowledged append
  * in its namespace. The reply waits
- * for it, as it waits for the commit, and then for the end of the leases on
- * an epoch the namespace's last move replaced (`cacheWaitMs`, migrations/0020),
- * since the revision was noted in the new one. Reads pass straight through.
+ * for it, as it waits for the commit. The truth's `cacheWaitMs` (the end of
+ * the leases on an epoch a recent move replaced, migrations/0020) goes with
+ * it: the revision is noted in the new epoch, so `noteRevision` holds the
+ * reply until then, as the cache holds a write's (CachedKvStore.waitOut).
+ * Reads pass straight through.
  */
-import { setTimeout as sleep } from "node:timers/promises";
 import type { EventStore } from "../domain/events";
-
-/** Added to a wait the truth counted, for the clocks' drift and the lease reads' round trips. */
-const WAIT_MARGIN_MS = 50;
 
 export function noteAppendRevisions(
   inner: EventStore,
-  noteRevision: (namespace: string, revision: number) => Promise<void>,
+  noteRevision: (namespace: string, revision: number, waitMs: number | undefined) => Promise<void>,
 ): EventStore {
   return {
     append: async (cmd, opts) => {
       const { cacheWaitMs, ...o } = await inner.append(cmd, opts);
-      const until = cacheWaitMs === undefined ? 0 : performance.now() + cacheWaitMs + WAIT_MARGIN_MS;
-      if (o.applied && !o.replayed) await noteRevision(cmd.namespace, o.revision);
-      const left = until - performance.now();
-      if (left > 0) await sleep(left);
+      if (o.applied && !o.replayed) await noteRevision(cmd.namespace, o.revision, cacheWaitMs);
       return o;
     },
     readStream: (...args) => inner.readStream(...args),

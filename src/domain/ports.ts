@@ -157,6 +157,13 @@ export interface CacheLeaseState extends CacheEpochState {
 }
 
 /** Where the cache epoch is kept (the truth), so every replica agrees on it. */
+/**
+ * Added to every wait the truth counts before a change may be acknowledged
+ * (CacheEpochStore's wait_ms, a write's or append's cacheWaitMs): the
+ * database clock's rounding and the reply's way back.
+ */
+export const CACHE_WAIT_MARGIN_MS = 50;
+
 export interface CacheEpochStore {
   /**
    * Renews the registration, takes or gives up the epoch's ownership as the

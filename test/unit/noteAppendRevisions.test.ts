@@ -31,6 +31,17 @@ describe("noteAppendRevisions: the cache hears of an append before it is acknowl
     assert.equal(o.revision, 7);
   });
 
+  it("hands the truth's wait (cacheWaitMs) to the note, and leaves it out of the reply", async () => {
+    const waits: (number | undefined)[] = [];
+    const store = noteAppendRevisions(
+      storeAnswering({ ...outcome(true, false), cacheWaitMs: 1200 }),
+      async (_ns, _r, w) => void waits.push(w),
+    );
+    const o = await store.append(cmd);
+    assert.deepEqual(waits, [1200]);
+    assert.equal("cacheWaitMs" in o, false);
+  });
+
   it("notes nothing for an append not applied or replayed", async () => {
     for (const o of [outcome(false, false), outcome(true, true)]) {
       const noted: number[] = [];

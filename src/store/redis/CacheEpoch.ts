@@ -42,7 +42,7 @@
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { performance } from "node:perf_hooks";
-import type { CacheEpochStore, CacheLeaseState } from "../../domain/ports";
+import { CACHE_WAIT_MARGIN_MS, type CacheEpochStore, type CacheLeaseState } from "../../domain/ports";
 import { StoreUnavailableError } from "../../errors/errors";
 import type { Logger } from "../../log/Logger";
 import { CacheNoteRevisionReply } from "./cacheReplies";
@@ -73,8 +73,8 @@ export interface CacheEpochOptions {
 /** An arm snapshot must be this much older than the epoch's start as the lease read bounds it (clock rounding). */
 const ARM_MARGIN_MS = 5;
 
-/** Added to every wait the truth counts (its clock's rounding, the reply's way back). */
-export const WAIT_MARGIN_MS = 50;
+/** Added to every wait the truth counts (CACHE_WAIT_MARGIN_MS in domain/ports.ts). */
+export const WAIT_MARGIN_MS = CACHE_WAIT_MARGIN_MS;
 
 /**
  * Most namespaces with an epoch of their own a replica keeps in one store

@@ -380,11 +380,16 @@ export class CachedKvStore implements KvStore {
    * through the cache (an event append), so later cache hits never report a
    * lower revision than an acknowledged write in the namespace. If it cannot,
    * moves the cache epoch and waits out its leases instead (as a write that
-   * could not mark its key does).
+   * could not mark its key does). `waitMs` (the append's cacheWaitMs): the
+   * reply is held until then as well, as waitOut holds a write's.
    */
-  async noteRevision(namespace: string, revision: number): Promise<void> {
-    if (!this.epoch.owns()) return this.epoch.fenceUnowned(namespace);
-    if (!(await this.epoch.noteRevision(namespace, revision))) await this.epoch.fenceUnnoted(namespace);
+  async noteRevision(namespace: string, revision: number, waitMs?: number): Promise<void> {
+    // The truth's wait counts from its reply, not from the end of the fences below.
+    const until = waitMs === undefined ? 0 : performance.now() + waitMs + WAIT_MARGIN_MS;
+    if (!this.epoch.owns()) await this.epoch.fenceUnowned(namespace);
+    else if (!(await this.epoch.noteRevision(namespace, revision))) await this.epoch.fenceUnnoted(namespace);
+    const left = until - performance.now();
+    if (left > 0) await sleep(left);
   }
 
   /**
