@@ -19,7 +19,7 @@ export interface Release {
 
 export const RELEASE: Release = Object.freeze({
   number: 6,
-  sha256: "6215117a0bc6b8300603918d998d2cd6924b253d62f7e6d2d515971a8c6855cf",
+  sha256: "5774d575bf736f297a9f5ab59df9484b4f9ce95b39fe4dbfec2bffb3c376039a",
 });
 
 /** One SQL file of the release: a migration or a function. */

@@ -90,6 +90,7 @@ CREATE OR REPLACE FUNCTION agentstate_event_append(
 ) RETURNS SETOF agentstate_event_append_result
 LANGUAGE plpgsql AS $fn$
 DECLARE
+  any_appended boolean := false; -- some append of the batch was made (its wait is read)
   -- Statuses (EventAppendStatus in src/store/postgres/writeStatus.ts).
   c_pending CONSTANT smallint := 0; -- not decided yet; never returned
   c_appended CONSTANT smallint := 1;
@@ -250,6 +251,7 @@ BEGIN
     UPDATE streams SET version = v + p_count[i], updated_at = ts
      WHERE namespace = p_ns AND stream = p_stream[i];
     res[i].status := c_appended;
+    any_appended := true;
     res[i].current_version := v + p_count[i];
     res[i].first_version := v + 1;
     res[i].first_position := rev + 1;
@@ -265,7 +267,7 @@ BEGIN
   -- And the store-wide moves' (cache_quiet_until: an owner change, a store
   -- epoch moved by a write, a bump after lost data or evictions): a plain
   -- read of one row, made only for a batch that appended something.
-  IF true = ANY (ARRAY(SELECT (res[x]).status = c_appended FROM generate_series(1, n) AS x)) THEN
+  IF any_appended THEN
     SELECT greatest(ns_wait_until, s.cache_quiet_until) INTO ns_wait_until FROM agentstate_state s WHERE s.id = 1;
   END IF;
   IF ns_wait_until > clock_timestamp() THEN
