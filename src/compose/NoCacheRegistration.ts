@@ -17,6 +17,7 @@ import { CACHE_WAIT_MARGIN_MS as WAIT_MARGIN_MS, type CacheEpochStore, type Dura
 import type { KvStore } from "../domain/types";
 import type { Logger } from "../log/Logger";
 import type { CacheMixWatch } from "./CacheMixWatch";
+import { Repeat } from "../domain/repeat";
 
 /** The registration of replicas without a cache. */
 export const NO_CACHE_IDENTITY = "none";
@@ -29,29 +30,24 @@ export class NoCacheRegistration {
   private ownerless = false;
   /** Writes wait for a replaced owner's leases until then (performance.now()). */
   private quietUntil = 0;
-  private timer: NodeJS.Timeout | undefined;
-  private closed = false;
+  /** Renews every lease/3, the next renewal once the last one settled. */
+  private readonly renewal: Repeat;
 
   constructor(
     private readonly epochs: CacheEpochStore,
     private readonly opts: { leaseMs: number; markerTtlMs: number; statementTimeoutMs: number },
     private readonly watch: CacheMixWatch,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.renewal = new Repeat(() => this.refresh(), Math.max(50, Math.floor(opts.leaseMs / 3)));
+  }
 
   start(): void {
-    const tick = () => {
-      if (this.closed) return;
-      void this.refresh().finally(() => {
-        if (!this.closed) this.timer = setTimeout(tick, Math.max(50, Math.floor(this.opts.leaseMs / 3))).unref();
-      });
-    };
-    tick();
+    this.renewal.start();
   }
 
   stop(): void {
-    this.closed = true;
-    if (this.timer) clearTimeout(this.timer);
+    void this.renewal.stop();
   }
 
   /** Renews the registration; never rejects (a failure is logged, and the next tick tries again). */

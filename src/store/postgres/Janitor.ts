@@ -15,6 +15,7 @@
 import type { Pool } from "pg";
 import type { CheckpointRetention } from "../../domain/checkpoints";
 import type { Logger } from "../../log/Logger";
+import { Repeat } from "../../domain/repeat";
 import { sql } from "./sql";
 
 export interface JanitorOptions {
@@ -32,32 +33,28 @@ export interface JanitorOptions {
 }
 
 export class Janitor {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
+  private readonly passes: Repeat;
 
   constructor(
     private readonly pool: Pool,
     private readonly opts: JanitorOptions,
     private readonly log: Logger,
-  ) {}
-
-  start(): void {
-    const tick = () => {
-      this.running = this.runOnce()
-        .then(() => undefined)
-        .catch((err: unknown) => this.log.warn("janitor pass failed", { error: (err as Error).message }))
-        .finally(() => {
-          this.running = undefined;
-          if (this.timer !== undefined) this.timer = setTimeout(tick, this.opts.intervalMs).unref();
-        });
-    };
-    this.timer = setTimeout(tick, Math.min(this.opts.intervalMs, 1000)).unref();
+  ) {
+    this.passes = new Repeat(
+      () =>
+        this.runOnce().catch((err: unknown) => this.log.warn("janitor pass failed", { error: (err as Error).message })),
+      opts.intervalMs,
+    );
   }
 
+  /** The first pass within a second, then every intervalMs after the last one ended. */
+  start(): void {
+    this.passes.start(Math.min(this.opts.intervalMs, 1000));
+  }
+
+  /** No pass starts after this; resolves once the running one (if any) has ended. */
   async stop(): Promise<void> {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
-    await this.running;
+    await this.passes.stop();
   }
 
   /** One full pass; returns how many rows each step removed. */

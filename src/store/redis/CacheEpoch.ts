@@ -45,6 +45,7 @@ import { performance } from "node:perf_hooks";
 import { CACHE_WAIT_MARGIN_MS, type CacheEpochStore, type CacheLeaseState } from "../../domain/ports";
 import { StoreUnavailableError } from "../../errors/errors";
 import type { Logger } from "../../log/Logger";
+import { Repeat } from "../../domain/repeat";
 import { CacheNoteRevisionReply } from "./cacheReplies";
 import { type ArmSnapshot, type CacheKeyspace, SingleRedisKeyspace, unsafeEvictionPolicy } from "./CacheKeyspace";
 import type { CacheRedis } from "./cacheScripts";
@@ -95,9 +96,9 @@ export class CacheEpoch {
   private matureAt = Infinity;
   private runId: string | undefined;
   private aliveOk = false;
-  private timer: NodeJS.Timeout | undefined;
+  /** Renews every lease/3, the next renewal once the last one settled. */
+  private readonly renewal: Repeat;
   private refreshing: Promise<void> | undefined;
-  private closed = false;
   /** This cache's identity as last read from Redis, and the one before it (for a hand-over). */
   private identity: string | undefined;
   private previous: string | undefined;
@@ -133,6 +134,7 @@ export class CacheEpoch {
     private readonly log: Logger,
   ) {
     this.keyspace = opts.keyspace ?? new SingleRedisKeyspace(redis as never);
+    this.renewal = new Repeat(() => this.refresh(), Math.max(50, Math.floor(opts.leaseMs / 3)));
     // A reconnect may be a different Redis (restart, failover): forget what we
     // knew until the run id has been read again.
     this.keyspace.watch(() => {
@@ -144,18 +146,11 @@ export class CacheEpoch {
   }
 
   start(): void {
-    const tick = () => {
-      if (this.closed) return;
-      void this.refresh().finally(() => {
-        if (!this.closed) this.timer = setTimeout(tick, Math.max(50, Math.floor(this.opts.leaseMs / 3))).unref();
-      });
-    };
-    tick();
+    this.renewal.start();
   }
 
   stop(): void {
-    this.closed = true;
-    if (this.timer) clearTimeout(this.timer);
+    void this.renewal.stop();
   }
 
   /** True when cache hits and fills in `namespace` are safe now (its epoch mature too). */

@@ -42,6 +42,7 @@
 import type Redis from "ioredis";
 import type { Item } from "../../domain/types";
 import type { Logger } from "../../log/Logger";
+import { Repeat } from "../../domain/repeat";
 import { sendNow } from "./createRedisClient";
 
 const CHANNEL = "__redis__:invalidate";
@@ -129,7 +130,7 @@ export class NearCache {
   /** The probe waiting for its invalidation. */
   private probeWait: { key: string; resolve: (seen: boolean) => void } | undefined;
   private probes = 0;
-  private probeTimer: NodeJS.Timeout | undefined;
+  private prober: Repeat | undefined;
   private probeFailing = false;
 
   constructor(
@@ -152,15 +153,9 @@ export class NearCache {
     sub.on("messageBuffer", (channel: Buffer, message: Buffer[] | Buffer | null) =>
       this.onInvalidate(channel, message),
     );
-    const probe = opts.probe;
-    if (probe) {
-      const tick = () => {
-        if (this.closed) return;
-        void this.checkTracking().finally(() => {
-          if (!this.closed) this.probeTimer = setTimeout(tick, probe.everyMs).unref();
-        });
-      };
-      this.probeTimer = setTimeout(tick, probe.everyMs).unref();
+    if (opts.probe) {
+      this.prober = new Repeat(() => this.checkTracking(), opts.probe.everyMs);
+      this.prober.start(opts.probe.everyMs);
     }
   }
 
@@ -279,7 +274,7 @@ export class NearCache {
 
   close(): void {
     this.closed = true;
-    if (this.probeTimer) clearTimeout(this.probeTimer);
+    void this.prober?.stop();
     this.probeWait?.resolve(false);
     this.lose();
   }
