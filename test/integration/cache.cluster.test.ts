@@ -9,11 +9,13 @@
 import { strict as assert } from "node:assert";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Cluster } from "ioredis";
+import { AgentstateClient } from "../../clients/typescript/src/AgentstateClient";
 import { cacheRace, loggedCacheStats } from "../support/cacheRace";
 import { cacheReads } from "../support/cacheReads";
 import { eventually } from "../support/eventually";
 import { RedisClusterProcess } from "../support/RedisClusterProcess";
 import { ServerProcess } from "../support/ServerProcess";
+import { pgQuery } from "../support/pgQuery";
 import { getTestEnv } from "../support/TestEnv";
 
 describe("cache on a Redis Cluster: reads are never stale (guarantee 3)", function () {
@@ -21,13 +23,14 @@ describe("cache on a Redis Cluster: reads are never stale (guarantee 3)", functi
   let cluster: RedisClusterProcess;
   let servers: ServerProcess[] = [];
   let prefix: string;
+  let databaseUrl: string;
 
   before(async () => {
     const env = await getTestEnv();
     cluster = await RedisClusterProcess.start();
     prefix = env.redisPrefix();
     const common = {
-      DATABASE_URL: await env.freshDatabase("cachecluster"),
+      DATABASE_URL: (databaseUrl = await env.freshDatabase("cachecluster")),
       REDIS_URL: cluster.url,
       // Redlock never runs on the cluster: independent masters (here the run's single Redis).
       REDLOCK_URLS: env.redis.url,
@@ -48,6 +51,57 @@ describe("cache on a Redis Cluster: reads are never stale (guarantee 3)", functi
   });
 
   const hitsNow = async () => (await Promise.all(servers.map((s) => cacheReads(s)))).reduce((n, c) => n + c.hit, 0);
+
+  it("a namespace's epoch moved: its keys stay in its slot, Gets there are fresh, another namespace keeps its hits", async () => {
+    const open = (s: ServerProcess) => ({ server: s, client: new AgentstateClient(s.address) });
+    const w = open(servers[0]!);
+    const r = open(servers[1]!);
+    try {
+      const moved = "cluster-nsmove";
+      const other = "cluster-nsother";
+      const hitOn = async (ns: string) => {
+        const before = (await cacheReads(r.server)).hit;
+        await r.client.get({ namespace: ns, key: "k" });
+        return (await cacheReads(r.server)).hit > before;
+      };
+      await w.client.compareAndSet({ namespace: moved, key: "k", expected: { any: true }, value: Buffer.from("old") });
+      await w.client.compareAndSet({ namespace: other, key: "k", expected: { any: true }, value: Buffer.from("o") });
+      for (const ns of [moved, other]) {
+        await eventually(`a cache hit in ${ns}`, () => hitOn(ns), { timeoutMs: 30_000, intervalMs: 50 });
+      }
+      await pgQuery(databaseUrl, "SELECT * FROM agentstate_cache_move($1, false)", [moved]);
+      // Acknowledged once the leases on the replaced epoch are over (the move's wait, migrations/0020).
+      await w.client.compareAndSet({ namespace: moved, key: "k", expected: { any: true }, value: Buffer.from("new") });
+      assert.equal((await r.client.get({ namespace: moved, key: "k" })).item?.value.toString(), "new");
+      let otherHits = 0;
+      for (let i = 0; i < 20; i++) if (await hitOn(other)) otherHits++;
+      assert.equal(otherHits, 20, "the other namespace's Gets left the cache after a move that was not theirs");
+      // Hits resume in the moved namespace, under its new epoch's keys (P:c:E.n), all in its slot.
+      await eventually("a cache hit in the moved namespace", () => hitOn(moved), { timeoutMs: 30_000, intervalMs: 50 });
+      assert.equal((await r.client.get({ namespace: moved, key: "k" })).item?.value.toString(), "new");
+      const c = new Cluster([{ host: "127.0.0.1", port: cluster.nodes[0]!.port }], { scaleReads: "master" });
+      try {
+        await c.connect().catch(() => undefined);
+        // The cluster client learns the masters after connect() resolves: ask until it has them.
+        let keys: string[] = [];
+        await eventually(
+          "the moved namespace's keys under a namespace epoch (P:c:E.n)",
+          async () => {
+            keys = (await Promise.all(c.nodes("master").map((n) => n.keys(`${prefix}:c:*{${moved}}*`)))).flat();
+            return keys.some((k) => /:c:\d+\.\d+:/.test(k));
+          },
+          { timeoutMs: 10_000, intervalMs: 100 },
+        );
+        const slots = new Set(await Promise.all(keys.map((k) => c.cluster("KEYSLOT", k))));
+        assert.equal(slots.size, 1, `the moved namespace's keys span slots: ${keys.join(", ")}`);
+      } finally {
+        c.disconnect();
+      }
+    } finally {
+      w.client.close();
+      r.client.close();
+    }
+  });
 
   it("no stale Get across a manual failover and a killed master; hits resume after each", async () => {
     const { violations, reads, writes } = await cacheRace(servers, {
