@@ -37,7 +37,13 @@ export interface BuiltKvStore {
    * namespace below it. `waitMs`: the truth's wait for the leases on an epoch
    * a recent move replaced (the append's cacheWaitMs).
    */
-  noteRevision(namespace: string, revision: number, waitMs?: number): Promise<void>;
+  noteRevision(namespace: string, revision: number, waitMs?: number, keyBaseBefore?: string): Promise<void>;
+  /**
+   * The namespace's cache key base now, taken before an append is sent and
+   * handed back to noteRevision (undefined without a cache): an epoch move
+   * between the two fences the append (CacheEpoch.noteRevision).
+   */
+  keyBase(namespace: string): string | undefined;
   close(): Promise<void>;
 }
 
@@ -168,7 +174,9 @@ export async function buildKvStore(
     cache,
     near: near?.cache,
     mix,
-    noteRevision: (namespace, revision, waitMs) => cache.noteRevision(namespace, revision, waitMs),
+    noteRevision: (namespace, revision, waitMs, keyBaseBefore) =>
+      cache.noteRevision(namespace, revision, waitMs, keyBaseBefore),
+    keyBase: (namespace) => cache.keyBase(namespace),
     close: async () => {
       epoch.stop();
       await cache.settle();
@@ -207,6 +215,7 @@ async function withoutCache(
     // No revision noted here: the append moves its namespace's epoch if a cache owns the store epoch, and
     // agentstate_cache_move's wait covers the leases of earlier moves too.
     noteRevision: (namespace) => registration.fenceChange(namespace),
+    keyBase: () => undefined,
     close: async () => registration.stop(),
   };
 }

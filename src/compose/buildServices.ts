@@ -204,8 +204,10 @@ export async function buildServices(config: Config, log: Logger): Promise<Servic
     metrics,
     kv: kv.store,
     locks,
-    events: noteAppendRevisions(pgEvents, (namespace, revision, waitMs) =>
-      kv.noteRevision(namespace, revision, waitMs),
+    events: noteAppendRevisions(
+      pgEvents,
+      (namespace, revision, waitMs, keyBaseBefore) => kv.noteRevision(namespace, revision, waitMs, keyBaseBefore),
+      (namespace) => kv.keyBase(namespace),
     ),
     items: new PostgresItemStore(pool),
     notifier,

@@ -192,6 +192,12 @@ export interface CacheEpochStore {
    * counts (ms), as fenceChange.
    */
   moveNamespace(namespace: string): Promise<number>;
+  /**
+   * How long (ms) a change in `namespace` must still wait for the leases on
+   * the epochs the latest moves replaced (the namespace's, the store's), as
+   * the change's own statement counts it; 0 when none (cache_change_wait).
+   */
+  changeWaitMs(namespace: string): Promise<number>;
 }
 
 export interface IssuedToken {

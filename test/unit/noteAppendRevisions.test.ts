@@ -42,6 +42,18 @@ describe("noteAppendRevisions: the cache hears of an append before it is acknowl
     assert.equal("cacheWaitMs" in o, false);
   });
 
+  it("reads the namespace's cache key base before the append is sent and hands it to the note", async () => {
+    const order: string[] = [];
+    const inner = storeAnswering(outcome(true, false));
+    const store = noteAppendRevisions(
+      { ...inner, append: async (...args) => (order.push("sent"), inner.append(...args)) },
+      async (_ns, _r, _w, before) => void order.push(`noted with ${before}`),
+      (ns) => (order.push(`key base of ${ns}`), "P:c:3.1"),
+    );
+    await store.append(cmd);
+    assert.deepEqual(order, ["key base of n", "sent", "noted with P:c:3.1"]);
+  });
+
   it("notes nothing for an append not applied or replayed", async () => {
     for (const o of [outcome(false, false), outcome(true, true)]) {
       const noted: number[] = [];

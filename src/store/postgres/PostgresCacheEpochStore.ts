@@ -71,6 +71,11 @@ export class PostgresCacheEpochStore implements CacheEpochStore {
     return this.move(namespace, false);
   }
 
+  async changeWaitMs(namespace: string): Promise<number> {
+    const r = await this.pool.query<{ wait_ms: string }>(sql("cache_change_wait"), [namespace]);
+    return Number(r.rows[0]?.wait_ms ?? 0);
+  }
+
   private async move(namespace: string, ifOwned: boolean): Promise<number> {
     const st = sql("cache_move");
     const r = await this.pool.query<{ wait_ms: number }>(st, byName(st, { p_ns: namespace, p_if_owned: ifOwned }));

@@ -250,7 +250,7 @@ export class CacheEpoch {
    * epoch's, and the namespace's epoch after it when it has one (0 keeps the
    * store epoch's names, those replicas of release 5 use for every namespace).
    */
-  private nsKeyBase(namespace: string): string {
+  nsKeyBase(namespace: string): string {
     const ns = this.nsEpoch(namespace);
     return ns === 0 ? this.keyBase() : `${this.keyBase()}.${ns}`;
   }
@@ -427,9 +427,30 @@ export class CacheEpoch {
    * Raises the namespace's known revision in this epoch; false when it could
    * not (Redis down or failing, epoch gone): the caller must then fence the
    * cache (fenceUnnoted) before it acknowledges the change.
+   *
+   * `keyBaseBefore`: the namespace's key base (nsKeyBase) when the change was
+   * sent to the truth. If the namespace's epoch has moved since, the move may
+   * have been committed after the change, so the truth's wait (the change's
+   * cacheWaitMs) did not count it, while a replica whose lease predates the
+   * move may still serve the replaced epoch, where this revision is never
+   * noted: the revision is noted in the new epoch, and then the truth is
+   * asked again how long changes in the namespace must wait (cache_change_wait),
+   * and that is waited out before this resolves. No new move: appends in
+   * flight across a move would otherwise each move the namespace again.
    */
-  async noteRevision(namespace: string, revision: number): Promise<boolean> {
+  async noteRevision(namespace: string, revision: number, keyBaseBefore?: string): Promise<boolean> {
     if (!this.canMark()) return false;
+    const noted = await this.noteIn(namespace, revision);
+    if (noted && keyBaseBefore !== undefined && keyBaseBefore !== this.nsKeyBase(namespace)) {
+      const waitMs = await this.epochs.changeWaitMs(namespace).catch(() => Number.POSITIVE_INFINITY);
+      const wait = Number.isFinite(waitMs) ? waitMs + WAIT_MARGIN_MS : this.waitAfterBumpMs(Number.POSITIVE_INFINITY);
+      this.log.debug("cache epoch moved between a change and its note", { wait_ms: Math.round(wait) });
+      if (wait > 0) await sleep(wait);
+    }
+    return noted;
+  }
+
+  private async noteIn(namespace: string, revision: number): Promise<boolean> {
     const alive = this.aliveValue();
     try {
       const r = await this.redis.cacheNoteRevision(

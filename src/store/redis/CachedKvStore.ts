@@ -375,6 +375,11 @@ export class CachedKvStore implements KvStore {
     );
   }
 
+  /** The base of `namespace`'s cache keys in the epoch this replica believes in now. */
+  keyBase(namespace: string): string {
+    return this.epoch.nsKeyBase(namespace);
+  }
+
   /**
    * Raises the namespace's known revision after a commit that did not go
    * through the cache (an event append), so later cache hits never report a
@@ -382,12 +387,15 @@ export class CachedKvStore implements KvStore {
    * moves the cache epoch and waits out its leases instead (as a write that
    * could not mark its key does). `waitMs` (the append's cacheWaitMs): the
    * reply is held until then as well, as waitOut holds a write's.
+   * `keyBaseBefore`: `keyBase(namespace)` before the append was sent (a move
+   * since then fences too: CacheEpoch.noteRevision).
    */
-  async noteRevision(namespace: string, revision: number, waitMs?: number): Promise<void> {
+  async noteRevision(namespace: string, revision: number, waitMs?: number, keyBaseBefore?: string): Promise<void> {
     // The truth's wait counts from its reply, not from the end of the fences below.
     const until = waitMs === undefined ? 0 : performance.now() + waitMs + WAIT_MARGIN_MS;
     if (!this.epoch.owns()) await this.epoch.fenceUnowned(namespace);
-    else if (!(await this.epoch.noteRevision(namespace, revision))) await this.epoch.fenceUnnoted(namespace);
+    else if (!(await this.epoch.noteRevision(namespace, revision, keyBaseBefore)))
+      await this.epoch.fenceUnnoted(namespace);
     const left = until - performance.now();
     if (left > 0) await sleep(left);
   }
