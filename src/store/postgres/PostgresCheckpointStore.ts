@@ -239,7 +239,10 @@ export class PostgresCheckpointStore implements CheckpointStore {
       } catch (again) {
         // Only the client's deltas are left to name a base: one of theirs is gone.
         if (again instanceof BaseMissing) {
-          throw new CheckpointDeltaBaseError(deltas[0]?.channel ?? "", "its base was removed or replaced meanwhile");
+          throw new CheckpointDeltaBaseError(
+            deltas.map((d) => d.channel).join(", "),
+            "its base was removed or replaced meanwhile",
+          );
         }
         throw again;
       }
