@@ -21,6 +21,8 @@ import { pgQuery } from "../support/pgQuery";
 import { startCluster, type Cluster } from "../support/startCluster";
 
 const CHAIN = 3;
+/** Values and deltas above this are stored in chunks of it. */
+const VALUE_LIMIT = 4096;
 const version = (i: number) => `${String(i).padStart(32, "0")}.0.5`;
 const id = (i: number) => `ck-${String(i).padStart(4, "0")}`;
 /** Step n's list: the first n + 4 items (so each step's growth is under half the value). */
@@ -37,7 +39,7 @@ describe("CheckpointService: channel values sent as deltas by the client (real P
     cluster = await startCluster({
       name: "checkpoints_client_deltas",
       replicas: 2,
-      env: { AGENTSTATE_CHECKPOINT_DELTA_CHAIN: String(CHAIN) },
+      env: { AGENTSTATE_CHECKPOINT_DELTA_CHAIN: String(CHAIN), AGENTSTATE_MAX_VALUE_BYTES: String(VALUE_LIMIT) },
     });
     cp = new CheckpointClient(cluster.servers[0]!.address);
     other = new CheckpointClient(cluster.servers[1]!.address);
@@ -49,13 +51,13 @@ describe("CheckpointService: channel values sent as deltas by the client (real P
   });
 
   /** A put of step i on `thread` (parent step i - 1), its messages whole or as given. */
-  function put(client: CheckpointClient, thread: string, i: number, value: object) {
+  function put(client: CheckpointClient, thread: string, i: number, value: object, parent = i === 1 ? "" : id(i - 1)) {
     return client.put({
       namespace: ns,
       threadId: thread,
       checkpointNs: "",
       checkpointId: id(i),
-      parentCheckpointId: i === 1 ? "" : id(i - 1),
+      parentCheckpointId: parent,
       document: { type: "json", data: Buffer.from(JSON.stringify({ id: id(i) })) },
       metadataJson: Buffer.from("{}"),
       channelVersions: { messages: version(i) },
@@ -164,6 +166,27 @@ describe("CheckpointService: channel values sent as deltas by the client (real P
       assert.ok((await messagesAt(cp, thread, id(i))).equals(list(items, i)), `step ${i}`);
       assert.ok((await messagesAt(other, thread, id(i))).equals(list(items, i)), `step ${i}, other replica`);
     }
+  });
+
+  it("a delta above the value limit is stored in chunks, its base too, and reads back whole", async () => {
+    const thread = randomUUID();
+    const items = itemsOf(60);
+    // Step 36's list (40 items, ~8 KB: 2 chunks) whole, step 60's (64 items) as a delta of it (~5 KB: 2 chunks).
+    await put(cp, thread, 36, whole(list(items, 36)), "");
+    const d = delta(items, 36, 60);
+    assert.ok(d.delta.data.length > VALUE_LIMIT, `${d.delta.data.length}`);
+    await put(cp, thread, 60, d, id(36));
+    const chunks = await pgQuery<{ version: string; n: string }>(
+      cluster.databaseUrl,
+      "SELECT version, count(*) AS n FROM checkpoint_blobs WHERE namespace = $1 AND thread_id = $2 GROUP BY 1 ORDER BY 1",
+      [ns, thread],
+    );
+    assert.deepEqual(
+      chunks.map((c) => Number(c.n)),
+      [2, 2],
+    );
+    assert.ok((await messagesAt(cp, thread)).equals(list(items, 60)));
+    assert.ok((await messagesAt(other, thread, id(36))).equals(list(items, 36)));
   });
 
   it("a base not stored as named: FAILED_PRECONDITION CHECKPOINT_DELTA_BASE, nothing written", async () => {
