@@ -23,6 +23,12 @@
  * replica) refuses the put, which is sent again with whole values. So a
  * growing channel costs its growth per version, not its size. Documents are
  * stored deflated where that saves a quarter (documentCodec.ts).
+ *
+ * A client may send a value as a delta itself (ChannelDelta): it is stored as
+ * sent, with the same meta, its base's CRC-32 and depth taken from the cache
+ * (which keeps the version, CRC, depth and size of a client's delta, not its
+ * bytes) or one probe of Postgres; a base not stored as named or too deep
+ * refuses the put (CheckpointDeltaBaseError) and the client sends it whole.
  */
 import { crc32 } from "node:zlib";
 import type { Pool } from "pg";
