@@ -375,6 +375,8 @@ try {
         await Promise.all(threads.map((t) => runThread(saver, t)));
         const stepsPerS = (level * STEPS) / ((performance.now() - t0) / 1000);
         const cpu1 = cpuNow(s.server?.());
+        // A saver that sends deltas counts the channel values' bytes, whole and as sent.
+        const sent = saver.deltas?.stats;
         const stored = (await bytes(s.db, s.tables)) - before;
         const getTuple = await timed(SECONDS, level, (w) =>
           saver.getTuple({ configurable: { thread_id: threads[w] } }),
@@ -397,6 +399,12 @@ try {
           putMs: median(latency.put),
           putWritesMs: median(latency.putWrites),
           cpuAll: per1000("server") + per1000("postgres") + per1000("bench"),
+          ...(sent && {
+            valueBytesPerStep: sent.valueBytes / (level * STEPS),
+            sentBytesPerStep: sent.sentBytes / (level * STEPS),
+            deltasPerStep: sent.deltas / (level * STEPS),
+            resent: sent.resent,
+          }),
           load: os.loadavg()[0],
         };
         results.push(r);
@@ -444,6 +452,17 @@ for (const level of LEVELS) {
     const rr = ROUNDS > 1 ? ` (${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)})` : "";
     console.log(
       `| ${level} | ${metric} | ${fmt(ma)} | ${fmt(mp)} | ${mp ? median(ratios).toFixed(2) + "x" + rr : "-"} |`,
+    );
+  }
+}
+
+// Channel value bytes per step, as put (whole) and as sent (deltas where they pay), for savers that count them.
+for (const name of Object.keys(savers)) {
+  for (const level of LEVELS) {
+    const rs = results.filter((r) => r.saver === name && r.threads === level && r.valueBytesPerStep !== undefined);
+    if (rs.length === 0) continue;
+    console.log(
+      `${name}, ${level} thread(s): channel values per step ${median(rs.map((r) => r.valueBytesPerStep)).toFixed(0)} bytes whole, ${median(rs.map((r) => r.sentBytesPerStep)).toFixed(0)} sent; ${median(rs.map((r) => r.deltasPerStep)).toFixed(2)} deltas per step; puts sent again whole: ${rs.reduce((n, r) => n + r.resent, 0)}`,
     );
   }
 }

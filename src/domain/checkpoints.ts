@@ -53,6 +53,56 @@ export interface CheckpointAddress {
   checkpointId: string;
 }
 
+/**
+ * A channel value sent as a delta of an earlier version of its channel in the
+ * same thread and checkpoint ns (proto ChannelValueDelta; the format is
+ * deltaHeader's). Stored as the store's own deltas are; a base not stored as
+ * named, or too deep, refuses the put (CheckpointDeltaBaseError).
+ */
+export interface ChannelDelta {
+  channel: string;
+  version: string;
+  baseVersion: string;
+  /** CRC-32 of the base's whole value (signed 32-bit, as stored). */
+  baseCrc: number;
+  /** The delta's bytes. */
+  data: Buffer;
+  /** CRC-32 of the whole value (signed 32-bit). */
+  crc: number;
+  /** The whole value's size. */
+  size: number;
+  type: string;
+  /** The base must be at least this long (the end of the run of its bytes the delta takes). */
+  baseEnd: number;
+}
+
+/** What a delta's header says (format 1; see ChannelValueDelta in checkpoint.proto). */
+export interface DeltaHeader {
+  type: string;
+  runAt: number;
+  runLength: number;
+  headLength: number;
+  /** head + tail. */
+  literalLength: number;
+}
+
+/** Parses a delta's header; undefined when the bytes are not a delta of format 1 with its head within them. */
+export function deltaHeader(data: Buffer): DeltaHeader | undefined {
+  if (data.length < 2 || data[0] !== 1) return undefined;
+  const t = data[1]!;
+  if (data.length < 14 + t) return undefined;
+  const headLength = data.readUInt32LE(10 + t);
+  const literalLength = data.length - 14 - t;
+  if (headLength > literalLength) return undefined;
+  return {
+    type: data.toString("utf8", 2, 2 + t),
+    runAt: data.readUInt32LE(2 + t),
+    runLength: data.readUInt32LE(6 + t),
+    headLength,
+    literalLength,
+  };
+}
+
 export interface PutCheckpointCommand extends CheckpointAddress {
   /** "" for none. */
   parentCheckpointId: string;
@@ -61,6 +111,8 @@ export interface PutCheckpointCommand extends CheckpointAddress {
   metadataJson: string;
   channelVersions: Record<string, string>;
   values: ChannelValue[];
+  /** Values sent as deltas (none: every value is whole). */
+  deltas?: ChannelDelta[];
   strict: boolean;
 }
 

@@ -115,6 +115,23 @@ export class CheckpointConflictError extends AppError {
   }
 }
 
+/**
+ * A checkpoint put carrying a channel value as a delta whose base is not
+ * stored as the put named it (no such version, another CRC-32, pruned or
+ * deleted, or already as many deltas deep as the store allows): nothing was
+ * written. The caller sends the put again with the whole value.
+ */
+export class CheckpointDeltaBaseError extends AppError {
+  constructor(
+    readonly channel: string,
+    why: string,
+  ) {
+    super(
+      `checkpoint value delta for channel ${JSON.stringify(channel)}: ${why}; nothing was written, send the value whole`,
+    );
+  }
+}
+
 // --- Who the caller is, and what it may do (guarantee 8) -------------------
 
 /**

@@ -38,6 +38,7 @@ export const GRPC_MAPPINGS: ReadonlyMap<ErrorClass, GrpcMapping> = new Map([
     [errors.IdempotencyKeyReusedError, "IDEMPOTENCY_KEY_REUSED"],
     [errors.EventIdReusedError, "EVENT_ID_REUSED"],
     [errors.PartialBatchReplayError, "PARTIAL_BATCH_REPLAY"],
+    [errors.CheckpointDeltaBaseError, "CHECKPOINT_DELTA_BASE"],
   ),
   ...answered(
     status.UNAVAILABLE,

@@ -75,6 +75,13 @@ const CASES: { error: errors.AppError; code: status; details: string; reason?: s
       "some event ids of this batch were already appended and others were not; re-send the original batch unchanged",
     reason: "PARTIAL_BATCH_REPLAY",
   },
+  {
+    error: new errors.CheckpointDeltaBaseError("messages", "its base version is not stored"),
+    code: status.FAILED_PRECONDITION,
+    details:
+      'checkpoint value delta for channel "messages": its base version is not stored; nothing was written, send the value whole',
+    reason: "CHECKPOINT_DELTA_BASE",
+  },
   { error: new errors.StoreUnavailableError(), code: status.UNAVAILABLE, details: "database unavailable" },
   {
     error: new errors.WriteContendedError("write could not claim its key; nothing was written, retry"),

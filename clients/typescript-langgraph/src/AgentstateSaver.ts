@@ -15,8 +15,22 @@
  * checkpoint in its checkpoint namespace, so two workers on one thread never
  * fork it silently. A deliberate fork (time travel) passes
  * `configurable.agentstate_fork: true`, or uses a saver with `strict: false`.
+ *
+ * Deltas: the saver keeps the last value it put per (thread, checkpoint ns,
+ * channel), up to `deltaCacheBytes`, and sends the channel's next version as a
+ * delta of it when that pays (a value of at least 256 bytes, a delta under
+ * half of it, at most `deltaDepth` deltas after a whole value): a growing
+ * message list costs its growth per step on the wire, not its size. A put
+ * the server refuses for the delta's base (CHECKPOINT_DELTA_BASE: pruned,
+ * deleted, written by another worker) is sent again whole, once.
  */
-import type { AgentstateClient, Checkpoint as PbCheckpoint } from "@agentstate/client";
+import {
+  CheckpointDeltas,
+  isDeltaBaseError,
+  type AgentstateClient,
+  type Checkpoint as PbCheckpoint,
+  type DeltaPlan,
+} from "@agentstate/client";
 import type { RunnableConfig } from "@langchain/core/runnables";
 import {
   BaseCheckpointSaver,
@@ -45,6 +59,14 @@ export interface AgentstateSaverOptions {
   serde?: SerializerProtocol;
   /** Checkpoints per ListCheckpoints call while listing (default 100). */
   pageSize?: number;
+  /**
+   * Bytes of last channel values kept to send the next versions as deltas
+   * (default 32 MiB; 0: every value is sent whole). A value over 1/64 of it is
+   * not kept.
+   */
+  deltaCacheBytes?: number;
+  /** Most deltas sent after a value sent whole (default 32, the server's AGENTSTATE_CHECKPOINT_DELTA_CHAIN). */
+  deltaDepth?: number;
 }
 
 // gRPC status codes (numbers, as every gRPC library has them).
@@ -95,6 +117,8 @@ export class AgentstateSaver extends BaseCheckpointSaver<string> {
   readonly client: AgentstateClient;
   readonly namespace: string;
   readonly strict: boolean;
+  /** The last values put, and counters of the values sent as deltas, whole, and put again whole. */
+  readonly deltas: CheckpointDeltas;
   private readonly pageSize: number;
 
   constructor(options: AgentstateSaverOptions) {
@@ -103,6 +127,7 @@ export class AgentstateSaver extends BaseCheckpointSaver<string> {
     this.namespace = options.namespace;
     this.strict = options.strict ?? true;
     this.pageSize = options.pageSize ?? 100;
+    this.deltas = new CheckpointDeltas({ maxBytes: options.deltaCacheBytes, maxDepth: options.deltaDepth });
   }
 
   async getTuple(config: RunnableConfig): Promise<CheckpointTuple | undefined> {
@@ -178,7 +203,8 @@ export class AgentstateSaver extends BaseCheckpointSaver<string> {
     const [docType, docData] = await this.serde.dumpsTyped(document);
     const [, metadataJson] = await this.serde.dumpsTyped(metadata);
     const fork = config.configurable?.agentstate_fork === true;
-    await this.call(a, () =>
+    const thread = { namespace: this.namespace, threadId: a.threadId, checkpointNs: a.checkpointNs };
+    const send = (plan: DeltaPlan) =>
       this.client.putCheckpoint({
         namespace: this.namespace,
         threadId: a.threadId,
@@ -188,10 +214,23 @@ export class AgentstateSaver extends BaseCheckpointSaver<string> {
         document: { type: docType, data: buf(docData) },
         metadataJson: buf(metadataJson),
         channelVersions,
-        values: newValues,
+        values: plan.values,
         requireParentIsHead: this.strict && !fork,
-      }),
-    );
+      });
+    await this.call(a, async () => {
+      let plan = this.deltas.encode(thread, newValues);
+      try {
+        await send(plan);
+      } catch (e) {
+        if (plan.deltas === 0 || !isDeltaBaseError(e)) throw e;
+        // The server does not hold a base as named: once more, every value whole.
+        this.deltas.forget(plan);
+        this.deltas.stats.resent++;
+        plan = this.deltas.encode(thread, newValues, false);
+        await send(plan);
+      }
+      this.deltas.commit(plan);
+    });
     return { configurable: { thread_id: a.threadId, checkpoint_ns: a.checkpointNs, checkpoint_id: checkpoint.id } };
   }
 
@@ -227,6 +266,7 @@ export class AgentstateSaver extends BaseCheckpointSaver<string> {
   }
 
   async deleteThread(threadId: string): Promise<void> {
+    this.deltas.forgetThread(this.namespace, threadId);
     await this.call(undefined, () => this.client.deleteThread({ namespace: this.namespace, threadId }));
   }
 

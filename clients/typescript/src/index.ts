@@ -104,7 +104,19 @@ export {
   type StoreServiceServer,
 } from "./gen/agentstate/v1/store";
 export {
+  CheckpointDeltas,
+  MIN_DELTA_VALUE_BYTES,
+  isDeltaBaseError,
+  makeValueDelta,
+  type CheckpointDeltaStats,
+  type CheckpointDeltasOptions,
+  type DeltaPlan,
+  type ThreadAddress,
+  type WholeChannelValue,
+} from "./checkpointDeltas";
+export {
   ChannelValue,
+  ChannelValueDelta,
   Checkpoint,
   CheckpointServiceClient,
   CheckpointServiceService,

@@ -7,7 +7,10 @@
  * and versions the content type's (at most 255 bytes).
  */
 import {
+  deltaHeader,
   parseJsonObject,
+  type ChannelDelta,
+  type ChannelValue,
   type CheckpointCursor,
   type CheckpointQuery,
   type PutCheckpointCommand,
@@ -20,6 +23,7 @@ import { validateKey, validateNamespace, validateShortString } from "../../domai
 import { InvalidArgumentError } from "../../errors/errors";
 import type {
   Checkpoint as PbCheckpoint,
+  ChannelValueDelta as PbChannelValueDelta,
   CopyThreadRequest,
   DeleteForRunsRequest,
   DeleteThreadRequest,
@@ -42,6 +46,55 @@ function typedValue(field: string, v: PbTypedValue | undefined, limits: Limits):
   if (v.type === "") throw new InvalidArgumentError(`${field}.type`, "must not be empty");
   validateShortString(`${field}.type`, v.type, limits.maxContentTypeBytes);
   return { type: v.type, data: Buffer.from(v.data.buffer, v.data.byteOffset, v.data.length) };
+}
+
+/**
+ * A value sent as a delta: its fields and its header (the format in
+ * checkpoint.proto) checked; its base is the store's to check. The whole
+ * value may be at most the message limit, as a whole value sent in one
+ * request is.
+ */
+function channelDelta(
+  field: string,
+  channel: string,
+  ownVersion: string,
+  d: PbChannelValueDelta,
+  limits: Limits,
+): ChannelDelta {
+  version(`${field}.base_version`, d.baseVersion, limits);
+  if (d.baseVersion === ownVersion) throw new InvalidArgumentError(`${field}.base_version`, "must differ from version");
+  if (d.type === "") throw new InvalidArgumentError(`${field}.type`, "must not be empty");
+  validateShortString(`${field}.type`, d.type, limits.maxContentTypeBytes);
+  if (d.type === "empty") throw new InvalidArgumentError(`${field}.type`, 'must not be "empty" (send that whole)');
+  const data = Buffer.from(d.data.buffer, d.data.byteOffset, d.data.length);
+  const h = deltaHeader(data);
+  if (h === undefined) {
+    throw new InvalidArgumentError(`${field}.data`, "is not a delta of format 1 (see ChannelValueDelta)");
+  }
+  if (h.type !== d.type) throw new InvalidArgumentError(`${field}.data`, "its type tag must equal type");
+  if (!Number.isSafeInteger(d.size) || d.size > limits.maxMessageBytes) {
+    throw new InvalidArgumentError(
+      `${field}.size`,
+      `must be at most ${limits.maxMessageBytes} bytes, the message limit (AGENTSTATE_MAX_VALUE_BYTES, AGENTSTATE_MAX_APPEND_BYTES)`,
+    );
+  }
+  if (h.literalLength + h.runLength !== d.size) {
+    throw new InvalidArgumentError(
+      `${field}.size`,
+      `must equal the delta's head, run and tail (${h.literalLength + h.runLength})`,
+    );
+  }
+  return {
+    channel,
+    version: ownVersion,
+    baseVersion: d.baseVersion,
+    baseCrc: d.baseCrc32 | 0,
+    data,
+    crc: d.crc32 | 0,
+    size: d.size,
+    type: d.type,
+    baseEnd: h.runAt + h.runLength,
+  };
 }
 
 function version(field: string, v: string, limits: Limits): string {
@@ -80,7 +133,9 @@ export function decodePutCheckpoint(r: PutCheckpointRequest, limits: Limits): Pu
     channelVersions[channel] = version(`channel_versions[${JSON.stringify(channel)}]`, v, limits);
   }
   const seen = new Set<string>();
-  const values = r.values.map((v, i) => {
+  const values: ChannelValue[] = [];
+  const deltas: ChannelDelta[] = [];
+  r.values.forEach((v, i) => {
     validateKey(`values[${i}].channel`, v.channel, limits);
     version(`values[${i}].version`, v.version, limits);
     if (channelVersions[v.channel] !== v.version) {
@@ -88,7 +143,12 @@ export function decodePutCheckpoint(r: PutCheckpointRequest, limits: Limits): Pu
     }
     if (seen.has(v.channel)) throw new InvalidArgumentError(`values[${i}].channel`, "is given twice");
     seen.add(v.channel);
-    return { channel: v.channel, version: v.version, value: typedValue(`values[${i}].value`, v.value, limits) };
+    if (v.delta === undefined) {
+      values.push({ channel: v.channel, version: v.version, value: typedValue(`values[${i}].value`, v.value, limits) });
+    } else {
+      if (v.value !== undefined) throw new InvalidArgumentError(`values[${i}]`, "must set value or delta, not both");
+      deltas.push(channelDelta(`values[${i}].delta`, v.channel, v.version, v.delta, limits));
+    }
   });
   return {
     namespace: r.namespace,
@@ -100,6 +160,7 @@ export function decodePutCheckpoint(r: PutCheckpointRequest, limits: Limits): Pu
     metadataJson,
     channelVersions,
     values,
+    deltas,
     strict: r.requireParentIsHead,
   };
 }
@@ -233,7 +294,7 @@ export function checkpointToPb(c: StoredCheckpoint): PbCheckpoint {
     document: c.document,
     metadataJson: Buffer.from(c.metadataJson, "utf8"),
     channelVersions: c.channelVersions,
-    values: c.values,
+    values: c.values.map((v) => ({ channel: v.channel, version: v.version, value: v.value, delta: undefined })),
     pendingWrites: c.pendingWrites,
     createTime: c.createTime,
   };

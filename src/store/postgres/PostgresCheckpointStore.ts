@@ -23,10 +23,17 @@
  * replica) refuses the put, which is sent again with whole values. So a
  * growing channel costs its growth per version, not its size. Documents are
  * stored deflated where that saves a quarter (documentCodec.ts).
+ *
+ * A client may send a value as a delta itself (ChannelDelta): it is stored as
+ * sent, with the same meta, its base's CRC-32 and depth taken from the cache
+ * (which keeps the version, CRC, depth and size of a client's delta, not its
+ * bytes) or one probe of Postgres; a base not stored as named or too deep
+ * refuses the put (CheckpointDeltaBaseError) and the client sends it whole.
  */
 import { crc32 } from "node:zlib";
 import type { Pool } from "pg";
 import type {
+  ChannelDelta,
   ChannelValue,
   CheckpointQuery,
   CheckpointStore,
@@ -38,7 +45,7 @@ import type {
 } from "../../domain/checkpoints";
 import { checkpointTooLarge, compareIds } from "../../domain/checkpoints";
 import type { Actor } from "../../domain/types";
-import { CheckpointConflictError, InvalidArgumentError } from "../../errors/errors";
+import { CheckpointConflictError, CheckpointDeltaBaseError, InvalidArgumentError } from "../../errors/errors";
 import { GroupCommitQueue } from "./GroupCommitQueue";
 import { translatePgError } from "./pgErrors";
 import { runWriteBatch, type WriteBatchSpec } from "./runWriteBatch";
@@ -90,11 +97,17 @@ interface Chunk {
 /** The last value of a channel this server stored, to delta the next version against. */
 interface LastValue {
   version: string;
-  data: Buffer;
+  /** Undefined when a client sent it as a delta (its CRC, depth and size serve the client's next delta). */
+  data: Buffer | undefined;
   crc: number;
   /** 0: stored whole. */
   depth: number;
+  /** The whole value's size. */
+  size: number;
 }
+
+/** Bytes a LastValue is counted for besides its data (key, fields). */
+const LAST_ENTRY_BYTES = 128;
 
 /** A put refused because a delta's base is not stored as its put named it. */
 class BaseMissing extends Error {}
@@ -217,17 +230,99 @@ export class PostgresCheckpointStore implements CheckpointStore {
    * (or failed). With `batchMax` 1, each put is its own statement, unqueued.
    */
   async put(cmd: PutCheckpointCommand, actor?: Actor): Promise<PutCheckpointOutcome> {
+    const deltas = cmd.deltas ?? [];
+    const sent = deltas.length === 0 ? [] : await this.clientDeltaChunks(cmd, deltas);
     let outcome: PutCheckpointOutcome;
     try {
-      outcome = await this.send(cmd, actor, this.chunked(cmd, true));
+      outcome = await this.send(cmd, actor, [...sent, ...this.chunked(cmd, true)]);
     } catch (err) {
       if (!(err instanceof BaseMissing)) throw err;
       // A base gone or replaced: forget this thread's last values, send whole values.
       for (const v of cmd.values) this.forget(this.lastKey(cmd, v.channel));
-      outcome = await this.send(cmd, actor, this.chunked(cmd, false));
+      for (const d of deltas) this.forget(this.lastKey(cmd, d.channel));
+      try {
+        outcome = await this.send(cmd, actor, [...sent, ...this.chunked(cmd, false)]);
+      } catch (again) {
+        // Only the client's deltas are left to name a base: one of theirs is gone.
+        if (again instanceof BaseMissing) {
+          throw new CheckpointDeltaBaseError(
+            deltas.map((d) => d.channel).join(", "),
+            "its base was removed or replaced meanwhile",
+          );
+        }
+        throw again;
+      }
     }
     this.remember(cmd);
     return outcome;
+  }
+
+  /**
+   * The chunks of the values a client sent as deltas, each with its base's
+   * CRC-32 and depth: from the last value this server stored for the channel
+   * when that is the base, else read from Postgres (one probe per delta).
+   * Postgres checks both again under the head row lock. Throws
+   * CheckpointDeltaBaseError when the base is not stored as named or is
+   * already `deltaChain` deep (the client then sends the value whole).
+   */
+  private async clientDeltaChunks(cmd: PutCheckpointCommand, deltas: ChannelDelta[]): Promise<Chunk[]> {
+    const out: Chunk[] = [];
+    for (const d of deltas) {
+      if (this.deltaChain <= 0) {
+        throw new CheckpointDeltaBaseError(
+          d.channel,
+          "this server stores values whole (AGENTSTATE_CHECKPOINT_DELTA_CHAIN=0)",
+        );
+      }
+      const last = this.last.get(this.lastKey(cmd, d.channel));
+      let base: { depth: number; size: number } | undefined;
+      if (last !== undefined && last.version === d.baseVersion && last.crc === d.baseCrc) {
+        base = last;
+      } else {
+        const r = await this.q<{ crc: number | null; depth: number; bytes: string | null }>(
+          sql("checkpoint_blob_base"),
+          [cmd.namespace, cmd.threadId, cmd.checkpointNs, d.channel, d.baseVersion],
+        );
+        const row = r.rows[0];
+        if (row === undefined) throw new CheckpointDeltaBaseError(d.channel, "its base version is not stored");
+        if (row.crc !== d.baseCrc) {
+          throw new CheckpointDeltaBaseError(d.channel, "its base version is stored with another CRC-32 (other bytes)");
+        }
+        base = { depth: row.depth, size: Number(row.bytes ?? 0) };
+      }
+      if (base.depth + 1 > this.deltaChain) {
+        throw new CheckpointDeltaBaseError(
+          d.channel,
+          `its base is already ${base.depth} deltas deep, the most is ${this.deltaChain} (AGENTSTATE_CHECKPOINT_DELTA_CHAIN)`,
+        );
+      }
+      if (d.baseEnd > base.size) {
+        throw new InvalidArgumentError(
+          "values.delta.data",
+          `the delta of channel ${JSON.stringify(d.channel)} takes bytes up to ${d.baseEnd} of a base of ${base.size} bytes`,
+        );
+      }
+      const depth = base.depth + 1;
+      this.pendingDepth.set(d, { crc: d.crc, depth });
+      const size = this.opts.chunkBytes;
+      const n = Math.max(1, Math.ceil(d.data.length / size));
+      for (let i = 0; i < n; i++) {
+        const first = i === 0;
+        out.push({
+          channel: d.channel,
+          version: d.version,
+          chunk: i,
+          type: "",
+          data: d.data.subarray(i * size, (i + 1) * size),
+          base: first ? d.baseVersion : null,
+          baseCrc: first ? d.baseCrc : null,
+          depth: first ? depth : null,
+          crc: first ? d.crc : null,
+          bytes: first ? d.size : null,
+        });
+      }
+    }
+    return out;
   }
 
   private send(cmd: PutCheckpointCommand, actor: Actor | undefined, chunks: Chunk[]): Promise<PutCheckpointOutcome> {
@@ -249,7 +344,7 @@ export class PostgresCheckpointStore implements CheckpointStore {
     const old = this.last.get(key);
     if (old === undefined) return;
     this.last.delete(key);
-    this.lastBytes -= old.data.length;
+    this.lastBytes -= LAST_ENTRY_BYTES + (old.data?.length ?? 0);
   }
 
   /**
@@ -267,8 +362,23 @@ export class PostgresCheckpointStore implements CheckpointStore {
       const data = v.value.data;
       if (meta === undefined || data.length < MIN_DELTA_VALUE_BYTES || data.length > this.deltaCacheBytes / 64)
         continue;
-      this.last.set(key, { version: v.version, data: Buffer.from(data), crc: meta.crc, depth: meta.depth });
-      this.lastBytes += data.length;
+      this.last.set(key, {
+        version: v.version,
+        data: Buffer.from(data),
+        crc: meta.crc,
+        depth: meta.depth,
+        size: data.length,
+      });
+      this.lastBytes += LAST_ENTRY_BYTES + data.length;
+    }
+    // A client's delta: what its next delta on the channel needs (no bytes).
+    for (const d of cmd.deltas ?? []) {
+      const key = this.lastKey(cmd, d.channel);
+      const meta = this.pendingDepth.get(d);
+      this.forget(key);
+      if (meta === undefined) continue;
+      this.last.set(key, { version: d.version, data: undefined, crc: d.crc, depth: meta.depth, size: d.size });
+      this.lastBytes += LAST_ENTRY_BYTES;
     }
     while (this.lastBytes > this.deltaCacheBytes) {
       const [oldest] = this.last.keys();
@@ -537,7 +647,7 @@ export class PostgresCheckpointStore implements CheckpointStore {
       if (deltas && this.deltaChain > 0 && data.length >= MIN_DELTA_VALUE_BYTES) {
         const key = this.lastKey(cmd, v.channel);
         const last = this.last.get(key);
-        if (last !== undefined && last.version !== v.version && last.depth < this.deltaChain) {
+        if (last?.data !== undefined && last.version !== v.version && last.depth < this.deltaChain) {
           const delta = makeDelta(last.data, data, type);
           if (delta !== undefined) {
             base = last;

@@ -86,8 +86,12 @@ type ChannelValue struct {
 	// The version, as a string (LangGraph versions are numbers or strings).
 	Version string `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
 	// The value. Values above the server's value limit are stored in chunks,
-	// transparently.
-	Value         *TypedValue `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	// transparently. In a PutCheckpointRequest, exactly one of value and delta
+	// is set; replies always carry the whole value.
+	Value *TypedValue `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	// PutCheckpoint only: the value as a delta of an earlier version of the same
+	// channel in the same thread and checkpoint ns (see ChannelValueDelta).
+	Delta         *ChannelValueDelta `protobuf:"bytes,4,opt,name=delta,proto3" json:"delta,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -143,6 +147,132 @@ func (x *ChannelValue) GetValue() *TypedValue {
 	return nil
 }
 
+func (x *ChannelValue) GetDelta() *ChannelValueDelta {
+	if x != nil {
+		return x.Delta
+	}
+	return nil
+}
+
+// ChannelValueDelta is a channel value sent as the difference from an earlier
+// version of its channel (the base), so a channel that grows step by step
+// costs its growth on the wire, not its size. The server stores it as it
+// stores its own deltas (a whole value at most AGENTSTATE_CHECKPOINT_DELTA_CHAIN
+// deltas back) and reads it back whole, checking crc32.
+//
+// The delta's bytes (format 1; integers little-endian):
+//
+//	u8  1 (the format)
+//	u8  T, the length of the value's type tag, then its T bytes (UTF-8; equal to `type`)
+//	u32 A, where a run of the base's bytes starts in the base
+//	u32 L, the run's length
+//	u32 H, the length of the head
+//	the head (H bytes), then the tail (the rest)
+//
+// The value is head + base[A, A+L) + tail. A client sends a delta only when
+// it pays (the server's own rule: a value of at least 256 bytes whose delta
+// is under half its size).
+//
+// A delta whose base the server does not hold as named (no such version, a
+// base whose crc32 differs, a base that was pruned, deleted or rewritten), or
+// whose base is already AGENTSTATE_CHECKPOINT_DELTA_CHAIN deltas deep, is
+// refused with FAILED_PRECONDITION, reason CHECKPOINT_DELTA_BASE (metadata
+// agentstate-reason), and nothing of the put is written: the client sends the
+// put again with the whole value. A delta whose bytes do not rebuild a value
+// with crc32 makes reads of the checkpoints that reference it fail (INTERNAL)
+// rather than return a wrong value: the server checks the delta's form and
+// sizes, not its content.
+type ChannelValueDelta struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The base: a version of the same channel, thread and checkpoint ns
+	// (version rules: 1..255 bytes; not the value's own version).
+	BaseVersion string `protobuf:"bytes,1,opt,name=base_version,json=baseVersion,proto3" json:"base_version,omitempty"`
+	// CRC-32 (IEEE 802.3, as zlib's crc32) of the base's whole value.
+	BaseCrc32 uint32 `protobuf:"varint,2,opt,name=base_crc32,json=baseCrc32,proto3" json:"base_crc32,omitempty"`
+	// The delta's bytes, in the format above.
+	Data []byte `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	// CRC-32 of the whole value the delta stands for.
+	Crc32 uint32 `protobuf:"varint,4,opt,name=crc32,proto3" json:"crc32,omitempty"`
+	// The whole value's size in bytes: H + L + the tail's length.
+	Size uint64 `protobuf:"varint,5,opt,name=size,proto3" json:"size,omitempty"`
+	// The whole value's type tag (as TypedValue.type: 1..255 bytes, not "empty").
+	Type          string `protobuf:"bytes,6,opt,name=type,proto3" json:"type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChannelValueDelta) Reset() {
+	*x = ChannelValueDelta{}
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChannelValueDelta) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChannelValueDelta) ProtoMessage() {}
+
+func (x *ChannelValueDelta) ProtoReflect() protoreflect.Message {
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChannelValueDelta.ProtoReflect.Descriptor instead.
+func (*ChannelValueDelta) Descriptor() ([]byte, []int) {
+	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ChannelValueDelta) GetBaseVersion() string {
+	if x != nil {
+		return x.BaseVersion
+	}
+	return ""
+}
+
+func (x *ChannelValueDelta) GetBaseCrc32() uint32 {
+	if x != nil {
+		return x.BaseCrc32
+	}
+	return 0
+}
+
+func (x *ChannelValueDelta) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *ChannelValueDelta) GetCrc32() uint32 {
+	if x != nil {
+		return x.Crc32
+	}
+	return 0
+}
+
+func (x *ChannelValueDelta) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *ChannelValueDelta) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
 // PendingWrite is one write a task made on a checkpoint.
 type PendingWrite struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -164,7 +294,7 @@ type PendingWrite struct {
 
 func (x *PendingWrite) Reset() {
 	*x = PendingWrite{}
-	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[2]
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -176,7 +306,7 @@ func (x *PendingWrite) String() string {
 func (*PendingWrite) ProtoMessage() {}
 
 func (x *PendingWrite) ProtoReflect() protoreflect.Message {
-	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[2]
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -189,7 +319,7 @@ func (x *PendingWrite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingWrite.ProtoReflect.Descriptor instead.
 func (*PendingWrite) Descriptor() ([]byte, []int) {
-	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{2}
+	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *PendingWrite) GetTaskId() string {
@@ -257,7 +387,7 @@ type Checkpoint struct {
 
 func (x *Checkpoint) Reset() {
 	*x = Checkpoint{}
-	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[3]
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -269,7 +399,7 @@ func (x *Checkpoint) String() string {
 func (*Checkpoint) ProtoMessage() {}
 
 func (x *Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[3]
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -282,7 +412,7 @@ func (x *Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
 func (*Checkpoint) Descriptor() ([]byte, []int) {
-	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{3}
+	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Checkpoint) GetThreadId() string {
@@ -376,7 +506,9 @@ type PutCheckpointRequest struct {
 	ChannelVersions map[string]string `protobuf:"bytes,8,rep,name=channel_versions,json=channelVersions,proto3" json:"channel_versions,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// The values of the channel versions new in this checkpoint; each (channel,
 	// version) must appear in channel_versions. A version already stored for the
-	// thread and checkpoint ns is not stored again.
+	// thread and checkpoint ns is not stored again. Each is whole (value) or a
+	// delta of an earlier version (delta: FAILED_PRECONDITION, reason
+	// CHECKPOINT_DELTA_BASE, nothing written, when its base is not stored as named).
 	Values []*ChannelValue `protobuf:"bytes,9,rep,name=values,proto3" json:"values,omitempty"`
 	// Strict mode: refuse the put (ABORTED, reason CHECKPOINT_CONFLICT) unless
 	// parent_checkpoint_id ("" = the thread and checkpoint ns have no checkpoint)
@@ -389,7 +521,7 @@ type PutCheckpointRequest struct {
 
 func (x *PutCheckpointRequest) Reset() {
 	*x = PutCheckpointRequest{}
-	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[4]
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -401,7 +533,7 @@ func (x *PutCheckpointRequest) String() string {
 func (*PutCheckpointRequest) ProtoMessage() {}
 
 func (x *PutCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[4]
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -414,7 +546,7 @@ func (x *PutCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*PutCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{4}
+	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PutCheckpointRequest) GetNamespace() string {
@@ -500,7 +632,7 @@ type PutCheckpointResponse struct {
 
 func (x *PutCheckpointResponse) Reset() {
 	*x = PutCheckpointResponse{}
-	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[5]
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -512,7 +644,7 @@ func (x *PutCheckpointResponse) String() string {
 func (*PutCheckpointResponse) ProtoMessage() {}
 
 func (x *PutCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[5]
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -525,7 +657,7 @@ func (x *PutCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*PutCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{5}
+	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PutCheckpointResponse) GetCreated() bool {
@@ -557,7 +689,7 @@ type WriteValue struct {
 
 func (x *WriteValue) Reset() {
 	*x = WriteValue{}
-	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[6]
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -569,7 +701,7 @@ func (x *WriteValue) String() string {
 func (*WriteValue) ProtoMessage() {}
 
 func (x *WriteValue) ProtoReflect() protoreflect.Message {
-	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[6]
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -582,7 +714,7 @@ func (x *WriteValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteValue.ProtoReflect.Descriptor instead.
 func (*WriteValue) Descriptor() ([]byte, []int) {
-	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{6}
+	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *WriteValue) GetIndex() int32 {
@@ -629,7 +761,7 @@ type PutWritesRequest struct {
 
 func (x *PutWritesRequest) Reset() {
 	*x = PutWritesRequest{}
-	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[7]
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -641,7 +773,7 @@ func (x *PutWritesRequest) String() string {
 func (*PutWritesRequest) ProtoMessage() {}
 
 func (x *PutWritesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[7]
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -654,7 +786,7 @@ func (x *PutWritesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutWritesRequest.ProtoReflect.Descriptor instead.
 func (*PutWritesRequest) Descriptor() ([]byte, []int) {
-	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{7}
+	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PutWritesRequest) GetNamespace() string {
@@ -717,7 +849,7 @@ type PutWritesResponse struct {
 
 func (x *PutWritesResponse) Reset() {
 	*x = PutWritesResponse{}
-	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[8]
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -729,7 +861,7 @@ func (x *PutWritesResponse) String() string {
 func (*PutWritesResponse) ProtoMessage() {}
 
 func (x *PutWritesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[8]
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -742,7 +874,7 @@ func (x *PutWritesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutWritesResponse.ProtoReflect.Descriptor instead.
 func (*PutWritesResponse) Descriptor() ([]byte, []int) {
-	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{8}
+	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PutWritesResponse) GetStored() int32 {
@@ -769,7 +901,7 @@ type GetCheckpointRequest struct {
 
 func (x *GetCheckpointRequest) Reset() {
 	*x = GetCheckpointRequest{}
-	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[9]
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -781,7 +913,7 @@ func (x *GetCheckpointRequest) String() string {
 func (*GetCheckpointRequest) ProtoMessage() {}
 
 func (x *GetCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[9]
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -794,7 +926,7 @@ func (x *GetCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*GetCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{9}
+	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetCheckpointRequest) GetNamespace() string {
@@ -838,7 +970,7 @@ type GetCheckpointResponse struct {
 
 func (x *GetCheckpointResponse) Reset() {
 	*x = GetCheckpointResponse{}
-	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[10]
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -850,7 +982,7 @@ func (x *GetCheckpointResponse) String() string {
 func (*GetCheckpointResponse) ProtoMessage() {}
 
 func (x *GetCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[10]
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -863,7 +995,7 @@ func (x *GetCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*GetCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{10}
+	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetCheckpointResponse) GetFound() bool {
@@ -907,7 +1039,7 @@ type ListCheckpointsRequest struct {
 
 func (x *ListCheckpointsRequest) Reset() {
 	*x = ListCheckpointsRequest{}
-	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[11]
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -919,7 +1051,7 @@ func (x *ListCheckpointsRequest) String() string {
 func (*ListCheckpointsRequest) ProtoMessage() {}
 
 func (x *ListCheckpointsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[11]
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -932,7 +1064,7 @@ func (x *ListCheckpointsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCheckpointsRequest.ProtoReflect.Descriptor instead.
 func (*ListCheckpointsRequest) Descriptor() ([]byte, []int) {
-	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{11}
+	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListCheckpointsRequest) GetNamespace() string {
@@ -1004,7 +1136,7 @@ type ListCheckpointsResponse struct {
 
 func (x *ListCheckpointsResponse) Reset() {
 	*x = ListCheckpointsResponse{}
-	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[12]
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1016,7 +1148,7 @@ func (x *ListCheckpointsResponse) String() string {
 func (*ListCheckpointsResponse) ProtoMessage() {}
 
 func (x *ListCheckpointsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[12]
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1029,7 +1161,7 @@ func (x *ListCheckpointsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCheckpointsResponse.ProtoReflect.Descriptor instead.
 func (*ListCheckpointsResponse) Descriptor() ([]byte, []int) {
-	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{12}
+	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListCheckpointsResponse) GetCheckpoints() []*Checkpoint {
@@ -1059,7 +1191,7 @@ type DeleteThreadRequest struct {
 
 func (x *DeleteThreadRequest) Reset() {
 	*x = DeleteThreadRequest{}
-	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[13]
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1071,7 +1203,7 @@ func (x *DeleteThreadRequest) String() string {
 func (*DeleteThreadRequest) ProtoMessage() {}
 
 func (x *DeleteThreadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[13]
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1084,7 +1216,7 @@ func (x *DeleteThreadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteThreadRequest.ProtoReflect.Descriptor instead.
 func (*DeleteThreadRequest) Descriptor() ([]byte, []int) {
-	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{13}
+	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DeleteThreadRequest) GetNamespace() string {
@@ -1112,7 +1244,7 @@ type DeleteThreadResponse struct {
 
 func (x *DeleteThreadResponse) Reset() {
 	*x = DeleteThreadResponse{}
-	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[14]
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1124,7 +1256,7 @@ func (x *DeleteThreadResponse) String() string {
 func (*DeleteThreadResponse) ProtoMessage() {}
 
 func (x *DeleteThreadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[14]
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1137,7 +1269,7 @@ func (x *DeleteThreadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteThreadResponse.ProtoReflect.Descriptor instead.
 func (*DeleteThreadResponse) Descriptor() ([]byte, []int) {
-	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{14}
+	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DeleteThreadResponse) GetCheckpointsDeleted() int64 {
@@ -1162,7 +1294,7 @@ type CopyThreadRequest struct {
 
 func (x *CopyThreadRequest) Reset() {
 	*x = CopyThreadRequest{}
-	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[15]
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1174,7 +1306,7 @@ func (x *CopyThreadRequest) String() string {
 func (*CopyThreadRequest) ProtoMessage() {}
 
 func (x *CopyThreadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[15]
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1187,7 +1319,7 @@ func (x *CopyThreadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CopyThreadRequest.ProtoReflect.Descriptor instead.
 func (*CopyThreadRequest) Descriptor() ([]byte, []int) {
-	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{15}
+	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CopyThreadRequest) GetNamespace() string {
@@ -1222,7 +1354,7 @@ type CopyThreadResponse struct {
 
 func (x *CopyThreadResponse) Reset() {
 	*x = CopyThreadResponse{}
-	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[16]
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1234,7 +1366,7 @@ func (x *CopyThreadResponse) String() string {
 func (*CopyThreadResponse) ProtoMessage() {}
 
 func (x *CopyThreadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[16]
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1247,7 +1379,7 @@ func (x *CopyThreadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CopyThreadResponse.ProtoReflect.Descriptor instead.
 func (*CopyThreadResponse) Descriptor() ([]byte, []int) {
-	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{16}
+	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CopyThreadResponse) GetCheckpointsCopied() int64 {
@@ -1273,7 +1405,7 @@ type PruneCheckpointsRequest struct {
 
 func (x *PruneCheckpointsRequest) Reset() {
 	*x = PruneCheckpointsRequest{}
-	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[17]
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1285,7 +1417,7 @@ func (x *PruneCheckpointsRequest) String() string {
 func (*PruneCheckpointsRequest) ProtoMessage() {}
 
 func (x *PruneCheckpointsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[17]
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1298,7 +1430,7 @@ func (x *PruneCheckpointsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PruneCheckpointsRequest.ProtoReflect.Descriptor instead.
 func (*PruneCheckpointsRequest) Descriptor() ([]byte, []int) {
-	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{17}
+	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PruneCheckpointsRequest) GetNamespace() string {
@@ -1333,7 +1465,7 @@ type PruneCheckpointsResponse struct {
 
 func (x *PruneCheckpointsResponse) Reset() {
 	*x = PruneCheckpointsResponse{}
-	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[18]
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1345,7 +1477,7 @@ func (x *PruneCheckpointsResponse) String() string {
 func (*PruneCheckpointsResponse) ProtoMessage() {}
 
 func (x *PruneCheckpointsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[18]
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1358,7 +1490,7 @@ func (x *PruneCheckpointsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PruneCheckpointsResponse.ProtoReflect.Descriptor instead.
 func (*PruneCheckpointsResponse) Descriptor() ([]byte, []int) {
-	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{18}
+	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PruneCheckpointsResponse) GetCheckpointsDeleted() int64 {
@@ -1381,7 +1513,7 @@ type DeleteForRunsRequest struct {
 
 func (x *DeleteForRunsRequest) Reset() {
 	*x = DeleteForRunsRequest{}
-	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[19]
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1393,7 +1525,7 @@ func (x *DeleteForRunsRequest) String() string {
 func (*DeleteForRunsRequest) ProtoMessage() {}
 
 func (x *DeleteForRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[19]
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1406,7 +1538,7 @@ func (x *DeleteForRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteForRunsRequest.ProtoReflect.Descriptor instead.
 func (*DeleteForRunsRequest) Descriptor() ([]byte, []int) {
-	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{19}
+	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DeleteForRunsRequest) GetNamespace() string {
@@ -1434,7 +1566,7 @@ type DeleteForRunsResponse struct {
 
 func (x *DeleteForRunsResponse) Reset() {
 	*x = DeleteForRunsResponse{}
-	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[20]
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1446,7 +1578,7 @@ func (x *DeleteForRunsResponse) String() string {
 func (*DeleteForRunsResponse) ProtoMessage() {}
 
 func (x *DeleteForRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[20]
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1459,7 +1591,7 @@ func (x *DeleteForRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteForRunsResponse.ProtoReflect.Descriptor instead.
 func (*DeleteForRunsResponse) Descriptor() ([]byte, []int) {
-	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{20}
+	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DeleteForRunsResponse) GetCheckpointsDeleted() int64 {
@@ -1477,11 +1609,20 @@ const file_agentstate_v1_checkpoint_proto_rawDesc = "" +
 	"\n" +
 	"TypedValue\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
-	"\x04data\x18\x02 \x01(\fR\x04data\"s\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"\xab\x01\n" +
 	"\fChannelValue\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12/\n" +
-	"\x05value\x18\x03 \x01(\v2\x19.agentstate.v1.TypedValueR\x05value\"\xa5\x01\n" +
+	"\x05value\x18\x03 \x01(\v2\x19.agentstate.v1.TypedValueR\x05value\x126\n" +
+	"\x05delta\x18\x04 \x01(\v2 .agentstate.v1.ChannelValueDeltaR\x05delta\"\xa7\x01\n" +
+	"\x11ChannelValueDelta\x12!\n" +
+	"\fbase_version\x18\x01 \x01(\tR\vbaseVersion\x12\x1d\n" +
+	"\n" +
+	"base_crc32\x18\x02 \x01(\rR\tbaseCrc32\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\x12\x14\n" +
+	"\x05crc32\x18\x04 \x01(\rR\x05crc32\x12\x12\n" +
+	"\x04size\x18\x05 \x01(\x04R\x04size\x12\x12\n" +
+	"\x04type\x18\x06 \x01(\tR\x04type\"\xa5\x01\n" +
 	"\fPendingWrite\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x1b\n" +
 	"\ttask_path\x18\x02 \x01(\tR\btaskPath\x12\x14\n" +
@@ -1610,69 +1751,71 @@ func file_agentstate_v1_checkpoint_proto_rawDescGZIP() []byte {
 	return file_agentstate_v1_checkpoint_proto_rawDescData
 }
 
-var file_agentstate_v1_checkpoint_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_agentstate_v1_checkpoint_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_agentstate_v1_checkpoint_proto_goTypes = []any{
 	(*TypedValue)(nil),               // 0: agentstate.v1.TypedValue
 	(*ChannelValue)(nil),             // 1: agentstate.v1.ChannelValue
-	(*PendingWrite)(nil),             // 2: agentstate.v1.PendingWrite
-	(*Checkpoint)(nil),               // 3: agentstate.v1.Checkpoint
-	(*PutCheckpointRequest)(nil),     // 4: agentstate.v1.PutCheckpointRequest
-	(*PutCheckpointResponse)(nil),    // 5: agentstate.v1.PutCheckpointResponse
-	(*WriteValue)(nil),               // 6: agentstate.v1.WriteValue
-	(*PutWritesRequest)(nil),         // 7: agentstate.v1.PutWritesRequest
-	(*PutWritesResponse)(nil),        // 8: agentstate.v1.PutWritesResponse
-	(*GetCheckpointRequest)(nil),     // 9: agentstate.v1.GetCheckpointRequest
-	(*GetCheckpointResponse)(nil),    // 10: agentstate.v1.GetCheckpointResponse
-	(*ListCheckpointsRequest)(nil),   // 11: agentstate.v1.ListCheckpointsRequest
-	(*ListCheckpointsResponse)(nil),  // 12: agentstate.v1.ListCheckpointsResponse
-	(*DeleteThreadRequest)(nil),      // 13: agentstate.v1.DeleteThreadRequest
-	(*DeleteThreadResponse)(nil),     // 14: agentstate.v1.DeleteThreadResponse
-	(*CopyThreadRequest)(nil),        // 15: agentstate.v1.CopyThreadRequest
-	(*CopyThreadResponse)(nil),       // 16: agentstate.v1.CopyThreadResponse
-	(*PruneCheckpointsRequest)(nil),  // 17: agentstate.v1.PruneCheckpointsRequest
-	(*PruneCheckpointsResponse)(nil), // 18: agentstate.v1.PruneCheckpointsResponse
-	(*DeleteForRunsRequest)(nil),     // 19: agentstate.v1.DeleteForRunsRequest
-	(*DeleteForRunsResponse)(nil),    // 20: agentstate.v1.DeleteForRunsResponse
-	nil,                              // 21: agentstate.v1.Checkpoint.ChannelVersionsEntry
-	nil,                              // 22: agentstate.v1.PutCheckpointRequest.ChannelVersionsEntry
-	(*timestamppb.Timestamp)(nil),    // 23: google.protobuf.Timestamp
+	(*ChannelValueDelta)(nil),        // 2: agentstate.v1.ChannelValueDelta
+	(*PendingWrite)(nil),             // 3: agentstate.v1.PendingWrite
+	(*Checkpoint)(nil),               // 4: agentstate.v1.Checkpoint
+	(*PutCheckpointRequest)(nil),     // 5: agentstate.v1.PutCheckpointRequest
+	(*PutCheckpointResponse)(nil),    // 6: agentstate.v1.PutCheckpointResponse
+	(*WriteValue)(nil),               // 7: agentstate.v1.WriteValue
+	(*PutWritesRequest)(nil),         // 8: agentstate.v1.PutWritesRequest
+	(*PutWritesResponse)(nil),        // 9: agentstate.v1.PutWritesResponse
+	(*GetCheckpointRequest)(nil),     // 10: agentstate.v1.GetCheckpointRequest
+	(*GetCheckpointResponse)(nil),    // 11: agentstate.v1.GetCheckpointResponse
+	(*ListCheckpointsRequest)(nil),   // 12: agentstate.v1.ListCheckpointsRequest
+	(*ListCheckpointsResponse)(nil),  // 13: agentstate.v1.ListCheckpointsResponse
+	(*DeleteThreadRequest)(nil),      // 14: agentstate.v1.DeleteThreadRequest
+	(*DeleteThreadResponse)(nil),     // 15: agentstate.v1.DeleteThreadResponse
+	(*CopyThreadRequest)(nil),        // 16: agentstate.v1.CopyThreadRequest
+	(*CopyThreadResponse)(nil),       // 17: agentstate.v1.CopyThreadResponse
+	(*PruneCheckpointsRequest)(nil),  // 18: agentstate.v1.PruneCheckpointsRequest
+	(*PruneCheckpointsResponse)(nil), // 19: agentstate.v1.PruneCheckpointsResponse
+	(*DeleteForRunsRequest)(nil),     // 20: agentstate.v1.DeleteForRunsRequest
+	(*DeleteForRunsResponse)(nil),    // 21: agentstate.v1.DeleteForRunsResponse
+	nil,                              // 22: agentstate.v1.Checkpoint.ChannelVersionsEntry
+	nil,                              // 23: agentstate.v1.PutCheckpointRequest.ChannelVersionsEntry
+	(*timestamppb.Timestamp)(nil),    // 24: google.protobuf.Timestamp
 }
 var file_agentstate_v1_checkpoint_proto_depIdxs = []int32{
 	0,  // 0: agentstate.v1.ChannelValue.value:type_name -> agentstate.v1.TypedValue
-	0,  // 1: agentstate.v1.PendingWrite.value:type_name -> agentstate.v1.TypedValue
-	0,  // 2: agentstate.v1.Checkpoint.document:type_name -> agentstate.v1.TypedValue
-	21, // 3: agentstate.v1.Checkpoint.channel_versions:type_name -> agentstate.v1.Checkpoint.ChannelVersionsEntry
-	1,  // 4: agentstate.v1.Checkpoint.values:type_name -> agentstate.v1.ChannelValue
-	2,  // 5: agentstate.v1.Checkpoint.pending_writes:type_name -> agentstate.v1.PendingWrite
-	23, // 6: agentstate.v1.Checkpoint.create_time:type_name -> google.protobuf.Timestamp
-	0,  // 7: agentstate.v1.PutCheckpointRequest.document:type_name -> agentstate.v1.TypedValue
-	22, // 8: agentstate.v1.PutCheckpointRequest.channel_versions:type_name -> agentstate.v1.PutCheckpointRequest.ChannelVersionsEntry
-	1,  // 9: agentstate.v1.PutCheckpointRequest.values:type_name -> agentstate.v1.ChannelValue
-	0,  // 10: agentstate.v1.WriteValue.value:type_name -> agentstate.v1.TypedValue
-	6,  // 11: agentstate.v1.PutWritesRequest.writes:type_name -> agentstate.v1.WriteValue
-	3,  // 12: agentstate.v1.GetCheckpointResponse.checkpoint:type_name -> agentstate.v1.Checkpoint
-	3,  // 13: agentstate.v1.ListCheckpointsResponse.checkpoints:type_name -> agentstate.v1.Checkpoint
-	4,  // 14: agentstate.v1.CheckpointService.PutCheckpoint:input_type -> agentstate.v1.PutCheckpointRequest
-	7,  // 15: agentstate.v1.CheckpointService.PutWrites:input_type -> agentstate.v1.PutWritesRequest
-	9,  // 16: agentstate.v1.CheckpointService.GetCheckpoint:input_type -> agentstate.v1.GetCheckpointRequest
-	11, // 17: agentstate.v1.CheckpointService.ListCheckpoints:input_type -> agentstate.v1.ListCheckpointsRequest
-	13, // 18: agentstate.v1.CheckpointService.DeleteThread:input_type -> agentstate.v1.DeleteThreadRequest
-	15, // 19: agentstate.v1.CheckpointService.CopyThread:input_type -> agentstate.v1.CopyThreadRequest
-	17, // 20: agentstate.v1.CheckpointService.PruneCheckpoints:input_type -> agentstate.v1.PruneCheckpointsRequest
-	19, // 21: agentstate.v1.CheckpointService.DeleteForRuns:input_type -> agentstate.v1.DeleteForRunsRequest
-	5,  // 22: agentstate.v1.CheckpointService.PutCheckpoint:output_type -> agentstate.v1.PutCheckpointResponse
-	8,  // 23: agentstate.v1.CheckpointService.PutWrites:output_type -> agentstate.v1.PutWritesResponse
-	10, // 24: agentstate.v1.CheckpointService.GetCheckpoint:output_type -> agentstate.v1.GetCheckpointResponse
-	12, // 25: agentstate.v1.CheckpointService.ListCheckpoints:output_type -> agentstate.v1.ListCheckpointsResponse
-	14, // 26: agentstate.v1.CheckpointService.DeleteThread:output_type -> agentstate.v1.DeleteThreadResponse
-	16, // 27: agentstate.v1.CheckpointService.CopyThread:output_type -> agentstate.v1.CopyThreadResponse
-	18, // 28: agentstate.v1.CheckpointService.PruneCheckpoints:output_type -> agentstate.v1.PruneCheckpointsResponse
-	20, // 29: agentstate.v1.CheckpointService.DeleteForRuns:output_type -> agentstate.v1.DeleteForRunsResponse
-	22, // [22:30] is the sub-list for method output_type
-	14, // [14:22] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	2,  // 1: agentstate.v1.ChannelValue.delta:type_name -> agentstate.v1.ChannelValueDelta
+	0,  // 2: agentstate.v1.PendingWrite.value:type_name -> agentstate.v1.TypedValue
+	0,  // 3: agentstate.v1.Checkpoint.document:type_name -> agentstate.v1.TypedValue
+	22, // 4: agentstate.v1.Checkpoint.channel_versions:type_name -> agentstate.v1.Checkpoint.ChannelVersionsEntry
+	1,  // 5: agentstate.v1.Checkpoint.values:type_name -> agentstate.v1.ChannelValue
+	3,  // 6: agentstate.v1.Checkpoint.pending_writes:type_name -> agentstate.v1.PendingWrite
+	24, // 7: agentstate.v1.Checkpoint.create_time:type_name -> google.protobuf.Timestamp
+	0,  // 8: agentstate.v1.PutCheckpointRequest.document:type_name -> agentstate.v1.TypedValue
+	23, // 9: agentstate.v1.PutCheckpointRequest.channel_versions:type_name -> agentstate.v1.PutCheckpointRequest.ChannelVersionsEntry
+	1,  // 10: agentstate.v1.PutCheckpointRequest.values:type_name -> agentstate.v1.ChannelValue
+	0,  // 11: agentstate.v1.WriteValue.value:type_name -> agentstate.v1.TypedValue
+	7,  // 12: agentstate.v1.PutWritesRequest.writes:type_name -> agentstate.v1.WriteValue
+	4,  // 13: agentstate.v1.GetCheckpointResponse.checkpoint:type_name -> agentstate.v1.Checkpoint
+	4,  // 14: agentstate.v1.ListCheckpointsResponse.checkpoints:type_name -> agentstate.v1.Checkpoint
+	5,  // 15: agentstate.v1.CheckpointService.PutCheckpoint:input_type -> agentstate.v1.PutCheckpointRequest
+	8,  // 16: agentstate.v1.CheckpointService.PutWrites:input_type -> agentstate.v1.PutWritesRequest
+	10, // 17: agentstate.v1.CheckpointService.GetCheckpoint:input_type -> agentstate.v1.GetCheckpointRequest
+	12, // 18: agentstate.v1.CheckpointService.ListCheckpoints:input_type -> agentstate.v1.ListCheckpointsRequest
+	14, // 19: agentstate.v1.CheckpointService.DeleteThread:input_type -> agentstate.v1.DeleteThreadRequest
+	16, // 20: agentstate.v1.CheckpointService.CopyThread:input_type -> agentstate.v1.CopyThreadRequest
+	18, // 21: agentstate.v1.CheckpointService.PruneCheckpoints:input_type -> agentstate.v1.PruneCheckpointsRequest
+	20, // 22: agentstate.v1.CheckpointService.DeleteForRuns:input_type -> agentstate.v1.DeleteForRunsRequest
+	6,  // 23: agentstate.v1.CheckpointService.PutCheckpoint:output_type -> agentstate.v1.PutCheckpointResponse
+	9,  // 24: agentstate.v1.CheckpointService.PutWrites:output_type -> agentstate.v1.PutWritesResponse
+	11, // 25: agentstate.v1.CheckpointService.GetCheckpoint:output_type -> agentstate.v1.GetCheckpointResponse
+	13, // 26: agentstate.v1.CheckpointService.ListCheckpoints:output_type -> agentstate.v1.ListCheckpointsResponse
+	15, // 27: agentstate.v1.CheckpointService.DeleteThread:output_type -> agentstate.v1.DeleteThreadResponse
+	17, // 28: agentstate.v1.CheckpointService.CopyThread:output_type -> agentstate.v1.CopyThreadResponse
+	19, // 29: agentstate.v1.CheckpointService.PruneCheckpoints:output_type -> agentstate.v1.PruneCheckpointsResponse
+	21, // 30: agentstate.v1.CheckpointService.DeleteForRuns:output_type -> agentstate.v1.DeleteForRunsResponse
+	23, // [23:31] is the sub-list for method output_type
+	15, // [15:23] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_agentstate_v1_checkpoint_proto_init() }
@@ -1680,14 +1823,14 @@ func file_agentstate_v1_checkpoint_proto_init() {
 	if File_agentstate_v1_checkpoint_proto != nil {
 		return
 	}
-	file_agentstate_v1_checkpoint_proto_msgTypes[11].OneofWrappers = []any{}
+	file_agentstate_v1_checkpoint_proto_msgTypes[12].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agentstate_v1_checkpoint_proto_rawDesc), len(file_agentstate_v1_checkpoint_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   23,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

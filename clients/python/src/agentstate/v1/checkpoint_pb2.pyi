@@ -18,14 +18,32 @@ class TypedValue(_message.Message):
     def __init__(self, type: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class ChannelValue(_message.Message):
-    __slots__ = ("channel", "version", "value")
+    __slots__ = ("channel", "version", "value", "delta")
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
     channel: str
     version: str
     value: TypedValue
-    def __init__(self, channel: _Optional[str] = ..., version: _Optional[str] = ..., value: _Optional[_Union[TypedValue, _Mapping]] = ...) -> None: ...
+    delta: ChannelValueDelta
+    def __init__(self, channel: _Optional[str] = ..., version: _Optional[str] = ..., value: _Optional[_Union[TypedValue, _Mapping]] = ..., delta: _Optional[_Union[ChannelValueDelta, _Mapping]] = ...) -> None: ...
+
+class ChannelValueDelta(_message.Message):
+    __slots__ = ("base_version", "base_crc32", "data", "crc32", "size", "type")
+    BASE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    BASE_CRC32_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    CRC32_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    base_version: str
+    base_crc32: int
+    data: bytes
+    crc32: int
+    size: int
+    type: str
+    def __init__(self, base_version: _Optional[str] = ..., base_crc32: _Optional[int] = ..., data: _Optional[bytes] = ..., crc32: _Optional[int] = ..., size: _Optional[int] = ..., type: _Optional[str] = ...) -> None: ...
 
 class PendingWrite(_message.Message):
     __slots__ = ("task_id", "task_path", "index", "channel", "value")
