@@ -10,7 +10,7 @@ import { Metadata, type ServiceError } from "@grpc/grpc-js";
 import { ConfigError, loadConfig, type Config } from "../config/config";
 import { ROLES, type Role } from "../domain/principals";
 import { AdminServiceClient, Role as PbRole } from "../gen/agentstate/v1/admin";
-import { channelCredentials, serverAddress } from "./channel";
+import { channelCredentials, channelOptions, serverAddress } from "./channel";
 
 /** Bad usage: printed, exit 2. */
 export class UsageError extends Error {}
@@ -47,6 +47,7 @@ export async function withAdminSession(
       certFile: env.AGENTSTATE_TLS_CLIENT_CERT_FILE,
       keyFile: env.AGENTSTATE_TLS_CLIENT_KEY_FILE,
     }),
+    channelOptions(config),
   );
   try {
     const rawTimeout = env.AGENTSTATE_CLI_TIMEOUT_MS ?? "10000";

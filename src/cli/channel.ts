@@ -8,13 +8,27 @@
  * when given, else the server's own certificate and key.
  */
 import { readFileSync } from "node:fs";
-import { credentials, type ChannelCredentials } from "@grpc/grpc-js";
+import { isIP } from "node:net";
+import { credentials, type ChannelCredentials, type ChannelOptions } from "@grpc/grpc-js";
 import type { Config } from "../config/config";
 
 export function serverAddress(config: Config): string {
   const { host, port } = config;
   const target = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host;
   return target.includes(":") ? `[${target}]:${port}` : `${target}:${port}`;
+}
+
+/**
+ * Channel options for the command line's client: over TLS to an IP address,
+ * a server name that is not one (grpc-js sends the target's host as Node's
+ * `servername`, and Node 26 refuses an IP there: RFC 6066). The name is a
+ * reserved TLD (RFC 2606); the credentials below check no host name, so it
+ * is only what the handshake carries.
+ */
+export function channelOptions(config: Config): ChannelOptions {
+  if (config.tls === undefined && config.tlsCaFile === undefined) return {};
+  const host = serverAddress(config).replace(/^\[|\]?:\d+$/g, "");
+  return isIP(host) === 0 ? {} : { "grpc.ssl_target_name_override": "ip-address.invalid" };
 }
 
 export function channelCredentials(

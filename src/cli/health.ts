@@ -13,15 +13,16 @@
  * certificate carries. Under mTLS it presents the server's own certificate
  * and key, which must then be signed by the client CA too.
  */
-import { type ChannelCredentials, loadPackageDefinition, type ServiceError } from "@grpc/grpc-js";
+import { type ChannelCredentials, type ChannelOptions, loadPackageDefinition, type ServiceError } from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
 import { protoPath } from "grpc-health-check";
 import { ConfigError, loadConfig, type Config } from "../config/config";
-import { channelCredentials, serverAddress } from "./channel";
+import { channelCredentials, channelOptions, serverAddress } from "./channel";
 
 type HealthClient = new (
   addr: string,
   creds: ChannelCredentials,
+  options?: ChannelOptions,
 ) => {
   check(req: object, opts: object, cb: (err: ServiceError | null, res: { status: string }) => void): void;
   close(): void;
@@ -47,7 +48,7 @@ export async function health(env: Record<string, string | undefined>): Promise<v
     grpc: { health: { v1: { Health: HealthClient } } };
   };
   const address = serverAddress(config);
-  const client = new pkg.grpc.health.v1.Health(address, channelCredentials(config));
+  const client = new pkg.grpc.health.v1.Health(address, channelCredentials(config), channelOptions(config));
   const serving = await new Promise<boolean>((resolve) =>
     client.check({ service: "" }, { deadline: Date.now() + timeoutMs }, (err, res) => {
       if (err) process.stderr.write(`health check failed: ${address}: ${err.details || err.message}\n`);

@@ -41,13 +41,14 @@ export class TestCerts {
 
   /**
    * A certificate for `cn` signed by `ca`, valid for localhost and 127.0.0.1
-   * (serves as a server or a client certificate); `uri` adds a URI SAN.
+   * (serves as a server or a client certificate); `uri` adds a URI SAN;
+   * `names` replaces the DNS and IP names.
    */
-  leaf(name: string, ca: CertFiles, cn = name, uri?: string): CertFiles {
+  leaf(name: string, ca: CertFiles, cn = name, uri?: string, names = "DNS:localhost,IP:127.0.0.1"): CertFiles {
     const files = this.paths(name);
     const csr = path.join(this.dir, `${name}.csr`);
     const ext = path.join(this.dir, `${name}.ext`);
-    fs.writeFileSync(ext, `subjectAltName=DNS:localhost,IP:127.0.0.1${uri ? `,URI:${uri}` : ""}\n`);
+    fs.writeFileSync(ext, `subjectAltName=${names}${uri ? `,URI:${uri}` : ""}\n`);
     openssl(
       ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"].concat([
         "-keyout",

@@ -36,6 +36,8 @@
  */
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
+import { checkServerIdentity } from "node:tls";
 import {
   credentials as grpcCredentials,
   makeGenericClientConstructor,
@@ -173,11 +175,37 @@ export interface TlsFiles {
 
 /** grpc-js channel credentials for TLS (or mTLS) from PEM files. */
 export function tlsCredentials(files: TlsFiles): ChannelCredentials {
+  return tlsCredentialsFor(files, undefined);
+}
+
+/**
+ * The TLS server name grpc-js sends when the address is an IP literal. grpc-js
+ * (1.14) always sets Node's `servername` to the target's host, and Node 26
+ * refuses an IP there (RFC 6066; a deprecation warning, DEP0123, before):
+ * every TLS connection to an IP address failed. With this name (a reserved
+ * TLD, RFC 2606: no certificate or virtual host carries it) the server's
+ * certificate is still checked against the IP itself (tlsCredentialsFor).
+ */
+export const IP_TARGET_SERVERNAME = "ip-address.invalid";
+
+/** The host of a `host:port` or `[v6]:port` address when it is an IP literal. */
+export function ipHost(address: string): string | undefined {
+  const m = /^\[([^\]]+)\](?::\d+)?$/.exec(address) ?? /^([^:]+)(?::\d+)?$/.exec(address);
+  const host = m?.[1];
+  return host !== undefined && isIP(host) !== 0 ? host : undefined;
+}
+
+function tlsCredentialsFor(files: TlsFiles, ip: string | undefined): ChannelCredentials {
   if ((files.certFile === undefined) !== (files.keyFile === undefined)) {
     throw new Error("agentstate: tls.certFile and tls.keyFile go together");
   }
   const read = (f: string | undefined) => (f === undefined ? null : readFileSync(f));
-  return grpcCredentials.createSsl(read(files.caFile), read(files.keyFile), read(files.certFile));
+  return grpcCredentials.createSsl(
+    read(files.caFile),
+    read(files.keyFile),
+    read(files.certFile),
+    ip === undefined ? undefined : { checkServerIdentity: (_name, cert) => checkServerIdentity(ip, cert) },
+  );
 }
 
 /** Per-call options. */
@@ -327,13 +355,22 @@ export class AgentstateClient {
   ) {
     this.deadlineMs = options.deadlineMs ?? DEFAULT_DEADLINE_MS;
     const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
-    const creds = options.credentials ?? (options.tls ? tlsCredentials(options.tls) : grpcCredentials.createInsecure());
+    // TLS to an IP address: a server name grpc-js may send on Node 26, and the certificate checked against the IP.
+    const ip =
+      options.credentials === undefined &&
+      options.tls !== undefined &&
+      options.channelOptions?.["grpc.ssl_target_name_override"] === undefined
+        ? ipHost(address)
+        : undefined;
+    const creds =
+      options.credentials ?? (options.tls ? tlsCredentialsFor(options.tls, ip) : grpcCredentials.createInsecure());
     const interceptors = [
       ...(options.token !== undefined ? [tokenInterceptor(options.token)] : []),
       ...(options.interceptors ?? []),
     ];
     this.kv = new KeyValueServiceClient(address, creds, {
       ...options.channelOptions,
+      ...(ip === undefined ? {} : { "grpc.ssl_target_name_override": IP_TARGET_SERVERNAME }),
       "grpc.max_send_message_length": maxMessageBytes,
       "grpc.max_receive_message_length": maxMessageBytes,
       interceptors,
