@@ -5,7 +5,7 @@
 // over NSN namespaces at concurrency C for 8 s under `perf record -a -g`,
 // prints tx/s and Postgres CPU per transaction, and the top symbols of the
 // postgres processes (perf report --comm postgres). Needs perf (as root).
-//   npm run build && node bench/experiments/pg-statement-perf.mjs [NSN=16] [C=16] [--keep-data FILE]
+//   npm run build && node bench/experiments/pg-statement-perf.mjs [NSN=16] [C=16] [--children]
 import { execFile, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -26,6 +26,8 @@ const { readFunctions } = require(path.join(root, "dist/src/store/postgres/funct
 
 const [nsn = "16", c = "16"] = process.argv.slice(2).filter((a) => !a.startsWith("--"));
 const seconds = 8;
+// --children: symbols by inclusive time (their callees' samples counted in), top 60.
+const children = process.argv.includes("--children");
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "agentstate-pgperf-"));
 fs.chmodSync(dir, 0o755); // initdb runs as the postgres user when this runs as root
 const pg = await PostgresProcess.start({
@@ -49,6 +51,8 @@ try {
   const perf = spawn("perf", ["record", "-F", "999", "-g", "-a", "-o", perfData, "--", "sleep", String(seconds - 1)], {
     stdio: "ignore",
   });
+  // Listened for at once: perf may end before pgbench does.
+  const perfDone = new Promise((r) => perf.on("exit", r));
   const cpu0 = pgCpu();
   const { stdout } = await run(
     path.join(pg.binDir, "pgbench"),
@@ -62,7 +66,7 @@ try {
   await sleep(500); // pgbench's backends have exited: let the postmaster reap them
   const cpu = pgCpu() - cpu0;
   const tx = Number(/actually processed: (\d+)/.exec(stdout)?.[1]);
-  await new Promise((r) => perf.on("exit", r));
+  await perfDone;
   console.log(
     `${nsn} namespaces, c = ${c}: ${(tx / seconds).toFixed(0)} tx/s, Postgres CPU ${((1000 * cpu) / tx).toFixed(3)} ms/tx; load ${os
       .loadavg()
@@ -71,18 +75,25 @@ try {
   );
   const { stdout: report } = await run(
     "perf",
-    ["report", "-i", perfData, "--comm", "postgres", "--percentage", "relative", "--no-children", "-g", "none"].concat([
-      "--sort",
-      "sym",
-      "--stdio",
-    ]),
+    [
+      "report",
+      "-i",
+      perfData,
+      "--comm",
+      "postgres",
+      "--percentage",
+      "relative",
+      children ? "--children" : "--no-children",
+      "-g",
+      "none",
+    ].concat(["--sort", "sym", "--stdio"]),
     { maxBuffer: 64 * 1024 * 1024 },
   );
   console.log(
     report
       .split("\n")
       .filter((l) => l.includes("%") && !l.startsWith("#"))
-      .slice(0, 30)
+      .slice(0, children ? 60 : 30)
       .join("\n"),
   );
 } finally {

@@ -18,8 +18,8 @@ export interface Release {
 }
 
 export const RELEASE: Release = Object.freeze({
-  number: 6,
-  sha256: "5774d575bf736f297a9f5ab59df9484b4f9ce95b39fe4dbfec2bffb3c376039a",
+  number: 7,
+  sha256: "0901ebcb23ddc839582e7c01c0d4bdb08ea210f85b62ee18c708ff3c31017216",
 });
 
 /** One SQL file of the release: a migration or a function. */

@@ -28,6 +28,14 @@
 --   deadline has passed, then check each write's condition against the key's
 --   state as left by the writes before it in the batch, write the row and its
 --   history entry with the namespace's next revision, record the idempotency outcome.
+-- What a call costs Postgres is mostly its count of SQL statements (each one
+-- an executor start and end, a plan-cache check and a snapshot: BENCHMARKS.md
+-- §6, "Fourth pass"), so the common path runs few: per batch, the
+-- namespace's revision row, the epoch row (the same statement tells whether
+-- it must be locked exclusively after all) and the revision update; per
+-- write, the key's row locked or tested (locked and existence in one
+-- statement when not waiting), the placeholder of an absent key (then not
+-- read again), and the row with its history entry in one statement.
 -- With p_wait false (a batch), no write waits for a key or an idempotency key
 -- that another transaction holds: it is answered `busy` and nothing of it is
 -- written; the server then runs it alone with p_wait true, which waits as a
@@ -134,23 +142,30 @@ DECLARE
   claimed boolean[] := array_fill(false, ARRAY[n]);
   placeholder boolean[] := array_fill(false, ARRAY[n]);
   must_wait boolean[] := array_fill(false, ARRAY[n]);
-  res agentstate_kv_write_result[] := ARRAY[]::agentstate_kv_write_result[];
+  res agentstate_kv_write_result[] := array_fill(NULL::agentstate_kv_write_result, ARRAY[n]);
   r agentstate_kv_write_result;
   cur kv;
   nw kv;
   has boolean;
+  -- Phase 1 without waiting: the key's row was locked; it exists (held by another transaction, if not locked).
+  locked boolean;
+  present boolean;
+  -- The key's row exists (its placeholder included), as `FOUND` after reading it.
+  found_row boolean;
   holds boolean;
   c int;
   f bigint;
   fp bytea;
   oc jsonb;
   rev bigint;
-  -- The batch's namespaces (of writes still pending after phase 1), their
-  -- revisions as locked, and as advanced by the batch.
-  nss text[];
-  ns_rev0 bigint[];
-  ns_rev bigint[];
-  j int;
+  -- Whether a write is still pending after phase 1, and whether one of those
+  -- asks for a move (p_bump): set as phase 1 decides each write.
+  pending boolean := false;
+  pending_bump boolean := false;
+  -- The namespace's revision as locked (rev: as advanced by the batch).
+  rev0 bigint;
+  -- The epoch row read FOR SHARE must be locked FOR UPDATE after all.
+  upgrade boolean;
   epoch bigint;
   epoch_at timestamptz;
   -- The epoch's owner (the cache identity that may serve in it), the end of
@@ -174,7 +189,6 @@ DECLARE
   move_seq bigint;
   i int;
 BEGIN
-  res := array_fill(NULL::agentstate_kv_write_result, ARRAY[n]);
   -- Phase 1: locks, in order: idempotency key, key, fence.
   FOR i IN 1..n LOOP
     r := ROW(i, c_pending, NULL, p_key[i], NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
@@ -214,13 +228,18 @@ BEGIN
       LOOP
         IF p_wait THEN
           PERFORM 1 FROM kv WHERE kv.namespace = p_ns AND kv.key = p_key[i] FOR UPDATE;
+          EXIT WHEN FOUND;
         ELSE
-          PERFORM 1 FROM kv WHERE kv.namespace = p_ns AND kv.key = p_key[i] FOR UPDATE SKIP LOCKED;
-        END IF;
-        EXIT WHEN FOUND;
-        IF NOT p_wait AND EXISTS (SELECT 1 FROM kv WHERE kv.namespace = p_ns AND kv.key = p_key[i]) THEN
-          st[i] := c_busy; -- the row exists and another transaction holds it
-          EXIT;
+          -- One statement: the row, locked unless another transaction holds
+          -- it, and whether it exists at all.
+          SELECT (SELECT true FROM kv WHERE kv.namespace = p_ns AND kv.key = p_key[i] FOR UPDATE SKIP LOCKED),
+                 EXISTS (SELECT 1 FROM kv WHERE kv.namespace = p_ns AND kv.key = p_key[i])
+          INTO locked, present;
+          EXIT WHEN locked;
+          IF present THEN
+            st[i] := c_busy; -- the row exists and another transaction holds it
+            EXIT;
+          END IF;
         END IF;
         INSERT INTO kv (namespace, key, value, version, create_revision, mod_revision, created_at, updated_at)
         VALUES (p_ns, p_key[i], ''::bytea, 0, 0, 0, now(), now())
@@ -252,24 +271,22 @@ BEGIN
     END IF;
     r.status := st[i];
     res[i] := r;
+    IF st[i] = c_pending THEN
+      pending := true;
+      pending_bump := pending_bump OR p_bump[i];
+    END IF;
   END LOOP;
 
-  -- Phase 2: under the revision locks of the batch's namespaces.
-  IF c_pending = ANY (st) THEN
-    SELECT array_agg(DISTINCT p_ns ORDER BY p_ns) INTO nss
-    FROM generate_series(1, n) AS x WHERE st[x] = c_pending;
-    ns_rev0 := array_fill(0::bigint, ARRAY[cardinality(nss)]);
-    FOR j IN 1..cardinality(nss) LOOP
-      LOOP
-        SELECT nr.revision, nr.cache_move_epoch, nr.cache_move_seq, nr.cache_moved_at, nr.cache_move_wait_until
-        INTO rev, ns_move_epoch, ns_move_seq, ns_moved_at, ns_wait_until
-        FROM namespace_revisions nr WHERE nr.namespace = nss[j] FOR UPDATE;
-        EXIT WHEN FOUND;
-        INSERT INTO namespace_revisions (namespace, revision) VALUES (nss[j], 0) ON CONFLICT (namespace) DO NOTHING;
-      END LOOP;
-      ns_rev0[j] := rev;
+  -- Phase 2: under the revision lock of the batch's namespace.
+  IF pending THEN
+    LOOP
+      SELECT nr.revision, nr.cache_move_epoch, nr.cache_move_seq, nr.cache_moved_at, nr.cache_move_wait_until
+      INTO rev, ns_move_epoch, ns_move_seq, ns_moved_at, ns_wait_until
+      FROM namespace_revisions nr WHERE nr.namespace = p_ns FOR UPDATE;
+      EXIT WHEN FOUND;
+      INSERT INTO namespace_revisions (namespace, revision) VALUES (p_ns, 0) ON CONFLICT (namespace) DO NOTHING;
     END LOOP;
-    ns_rev := ns_rev0;
+    rev0 := rev;
     -- The cache epoch must not move between the check of a marked epoch
     -- below and this commit (readers of a newer epoch never saw the marker):
     -- the namespace's is held with its revision row; the store's is read FOR
@@ -280,21 +297,26 @@ BEGIN
     -- statement, which the server runs again (runWriteBatch). A batch that
     -- asks for a move (p_bump) takes it FOR UPDATE at once; any other reads
     -- the row once, FOR SHARE, and upgrades only when the epoch moved under
-    -- a marked write or a write reaches an owned epoch unmarked.
+    -- a marked write or a write reaches an owned epoch unmarked (one
+    -- statement reads the row and tells whether it must: must_wait's test).
     -- A write marked in no epoch (its replica has no cache, or its cache
     -- does not own the epoch: a mixed deployment) is invisible to the owner's
     -- cache: it moves the epoch too when the epoch has an owner.
-    IF true = ANY (ARRAY(SELECT p_bump[x] FROM generate_series(1, n) AS x WHERE st[x] = c_pending)) THEN
+    IF pending_bump THEN
       SELECT s.cache_epoch, s.cache_epoch_at, s.cache_owner, s.cache_quiet_until INTO epoch, epoch_at, e_owner, e_quiet
       FROM agentstate_state s WHERE s.id = 1 FOR UPDATE;
     ELSE
-      SELECT s.cache_epoch, s.cache_epoch_at, s.cache_owner, s.cache_quiet_until INTO epoch, epoch_at, e_owner, e_quiet
+      SELECT s.cache_epoch, s.cache_epoch_at, s.cache_owner, s.cache_quiet_until,
+             EXISTS (SELECT 1 FROM generate_series(1, n) AS x WHERE st[x] = c_pending
+                     AND ((p_marked_epoch[x] IS NOT NULL
+                           AND (p_marked_epoch[x] <> s.cache_epoch
+                                OR coalesce(p_marked_ns_epoch[x], 0)
+                                   <> CASE WHEN ns_move_epoch = s.cache_epoch THEN ns_move_seq ELSE 0 END))
+                          OR (s.cache_owner IS NOT NULL
+                              AND (p_marked_epoch[x] IS NULL OR p_marked_by[x] IS DISTINCT FROM s.cache_owner))))
+      INTO epoch, epoch_at, e_owner, e_quiet, upgrade
       FROM agentstate_state s WHERE s.id = 1 FOR SHARE;
-      ns_epoch := CASE WHEN ns_move_epoch = epoch THEN ns_move_seq ELSE 0 END;
-      IF EXISTS (SELECT 1 FROM generate_series(1, n) AS x WHERE st[x] = c_pending
-                 AND ((p_marked_epoch[x] IS NOT NULL
-                       AND (p_marked_epoch[x] <> epoch OR coalesce(p_marked_ns_epoch[x], 0) <> ns_epoch))
-                      OR (e_owner IS NOT NULL AND (p_marked_epoch[x] IS NULL OR p_marked_by[x] IS DISTINCT FROM e_owner)))) THEN
+      IF upgrade THEN
         SELECT s.cache_epoch, s.cache_epoch_at, s.cache_owner, s.cache_quiet_until INTO epoch, epoch_at, e_owner, e_quiet
         FROM agentstate_state s WHERE s.id = 1 FOR UPDATE;
       END IF;
@@ -303,8 +325,6 @@ BEGIN
     FOR i IN 1..n LOOP
       CONTINUE WHEN st[i] <> c_pending;
       r := res[i];
-      j := array_position(nss, p_ns);
-      rev := ns_rev[j];
       IF p_deadline_ms[i] IS NOT NULL
          AND clock_timestamp() > statement_timestamp() + p_deadline_ms[i] * interval '1 millisecond' THEN
         st[i] := c_deadline_passed;
@@ -316,8 +336,17 @@ BEGIN
         CONTINUE;
       END IF;
 
-      SELECT * INTO cur FROM kv WHERE kv.namespace = p_ns AND kv.key = p_key[i];
-      has := FOUND AND cur.version > 0 AND (cur.expires_at IS NULL OR cur.expires_at > now());
+      IF placeholder[i] THEN
+        -- The placeholder this write made in phase 1, as made: an earlier
+        -- write of the batch to this key would have locked or made the row
+        -- first, and this one would have found it. No need to read it.
+        found_row := true;
+        has := false;
+      ELSE
+        SELECT * INTO cur FROM kv WHERE kv.namespace = p_ns AND kv.key = p_key[i];
+        found_row := FOUND;
+        has := found_row AND cur.version > 0 AND (cur.expires_at IS NULL OR cur.expires_at > now());
+      END IF;
       holds := CASE p_exp_kind[i]
                  WHEN c_expect_any THEN true
                  WHEN c_expect_absent THEN NOT has
@@ -337,28 +366,43 @@ BEGIN
         END IF;
       ELSIF p_op[i] = c_op_put THEN
         rev := rev + 1;
-        IF FOUND THEN
-          UPDATE kv SET
-            value = p_value[i], content_type = p_ct[i],
-            version = CASE WHEN has THEN cur.version + 1 ELSE 1 END,
-            create_revision = CASE WHEN has THEN cur.create_revision ELSE rev END,
-            created_at = CASE WHEN has THEN cur.created_at ELSE now() END,
-            mod_revision = rev, updated_at = now(),
-            expires_at = CASE WHEN p_ttl_ms[i] IS NULL THEN NULL ELSE now() + p_ttl_ms[i] * interval '1 millisecond' END
-          WHERE kv.namespace = p_ns AND kv.key = p_key[i]
-          RETURNING kv.* INTO nw;
+        -- The row and its history entry: one statement.
+        IF found_row THEN
+          WITH w AS (
+            UPDATE kv SET
+              value = p_value[i], content_type = p_ct[i],
+              version = CASE WHEN has THEN cur.version + 1 ELSE 1 END,
+              create_revision = CASE WHEN has THEN cur.create_revision ELSE rev END,
+              created_at = CASE WHEN has THEN cur.created_at ELSE now() END,
+              mod_revision = rev, updated_at = now(),
+              expires_at = CASE WHEN p_ttl_ms[i] IS NULL THEN NULL ELSE now() + p_ttl_ms[i] * interval '1 millisecond' END
+            WHERE kv.namespace = p_ns AND kv.key = p_key[i]
+            RETURNING kv.*
+          ), h AS (
+            INSERT INTO kv_history (revision, namespace, key, op, version, value, content_type, expires_at, created_at,
+                                    principal, request_id)
+            SELECT rev, p_ns, p_key[i], c_op_put, w.version, w.value, w.content_type, w.expires_at, now(),
+                   p_principal[i], p_request_id[i]
+            FROM w
+          )
+          SELECT * INTO nw FROM w;
         ELSE
           -- Deleted earlier in this batch (its row lock is still held): create it anew.
-          INSERT INTO kv (namespace, key, value, content_type, version, create_revision, mod_revision,
-                          created_at, updated_at, expires_at)
-          VALUES (p_ns, p_key[i], p_value[i], p_ct[i], 1, rev, rev, now(), now(),
-                  CASE WHEN p_ttl_ms[i] IS NULL THEN NULL ELSE now() + p_ttl_ms[i] * interval '1 millisecond' END)
-          RETURNING kv.* INTO nw;
+          WITH w AS (
+            INSERT INTO kv (namespace, key, value, content_type, version, create_revision, mod_revision,
+                            created_at, updated_at, expires_at)
+            VALUES (p_ns, p_key[i], p_value[i], p_ct[i], 1, rev, rev, now(), now(),
+                    CASE WHEN p_ttl_ms[i] IS NULL THEN NULL ELSE now() + p_ttl_ms[i] * interval '1 millisecond' END)
+            RETURNING kv.*
+          ), h AS (
+            INSERT INTO kv_history (revision, namespace, key, op, version, value, content_type, expires_at, created_at,
+                                    principal, request_id)
+            SELECT rev, p_ns, p_key[i], c_op_put, w.version, w.value, w.content_type, w.expires_at, now(),
+                   p_principal[i], p_request_id[i]
+            FROM w
+          )
+          SELECT * INTO nw FROM w;
         END IF;
-        INSERT INTO kv_history (revision, namespace, key, op, version, value, content_type, expires_at, created_at,
-                                principal, request_id)
-        VALUES (rev, p_ns, p_key[i], c_op_put, nw.version, nw.value, nw.content_type, nw.expires_at, now(),
-                p_principal[i], p_request_id[i]);
         st[i] := c_applied;
         placeholder[i] := false; -- now the key's row
         -- The value is the caller's own: not sent back.
@@ -367,14 +411,10 @@ BEGIN
         IF claimed[i] THEN
           oc := jsonb_build_object('applied', true, 'revision', rev, 'item', agentstate_item_json(nw));
         END IF;
-        must_wait[i] := p_bump[i]
-                        OR (p_marked_epoch[i] IS NOT NULL
-                            AND (p_marked_epoch[i] <> epoch OR coalesce(p_marked_ns_epoch[i], 0) <> ns_epoch))
-                        OR (e_owner IS NOT NULL AND (p_marked_epoch[i] IS NULL OR p_marked_by[i] IS DISTINCT FROM e_owner));
         changed[i] := true;
       ELSIF has THEN
         rev := rev + 1;
-        DELETE FROM kv WHERE kv.namespace = p_ns AND kv.key = p_key[i];
+        WITH d AS (DELETE FROM kv WHERE kv.namespace = p_ns AND kv.key = p_key[i])
         INSERT INTO kv_history (revision, namespace, key, op, version, created_at, principal, request_id)
         VALUES (rev, p_ns, p_key[i], c_op_delete, cur.version, now(), p_principal[i], p_request_id[i]);
         st[i] := c_applied;
@@ -383,10 +423,6 @@ BEGIN
         IF claimed[i] THEN
           oc := jsonb_build_object('applied', true, 'revision', rev, 'item', agentstate_item_json(cur));
         END IF;
-        must_wait[i] := p_bump[i]
-                        OR (p_marked_epoch[i] IS NOT NULL
-                            AND (p_marked_epoch[i] <> epoch OR coalesce(p_marked_ns_epoch[i], 0) <> ns_epoch))
-                        OR (e_owner IS NOT NULL AND (p_marked_epoch[i] IS NULL OR p_marked_by[i] IS DISTINCT FROM e_owner));
         changed[i] := true;
       ELSE
         -- Deleting an absent (or expired) key whose condition holds: nothing changes.
@@ -397,20 +433,28 @@ BEGIN
           oc := jsonb_build_object('applied', true, 'revision', rev, 'item', NULL);
         END IF;
       END IF;
-      must_wait[i] := must_wait[i] OR p_bump[i];
+      -- A change moves the epoch (and waits it out) when it asked to, was
+      -- marked in another epoch than the current one, or reaches an owned
+      -- epoch unmarked or marked by another identity; a write that changed
+      -- nothing, only when it asked to.
+      IF changed[i] THEN
+        must_wait[i] := p_bump[i]
+                        OR (p_marked_epoch[i] IS NOT NULL
+                            AND (p_marked_epoch[i] <> epoch OR coalesce(p_marked_ns_epoch[i], 0) <> ns_epoch))
+                        OR (e_owner IS NOT NULL AND (p_marked_epoch[i] IS NULL OR p_marked_by[i] IS DISTINCT FROM e_owner));
+      ELSE
+        must_wait[i] := p_bump[i];
+      END IF;
       IF claimed[i] THEN
         UPDATE idempotency_keys k SET outcome = oc WHERE k.namespace = p_ns AND k.idempotency_key = p_idem[i];
       END IF;
       bump := bump OR must_wait[i];
       res[i] := r;
-      ns_rev[j] := rev;
     END LOOP;
 
-    FOR j IN 1..cardinality(nss) LOOP
-      IF ns_rev[j] <> ns_rev0[j] THEN
-        UPDATE namespace_revisions SET revision = ns_rev[j] WHERE namespace = nss[j];
-      END IF;
-    END LOOP;
+    IF rev <> rev0 THEN
+      UPDATE namespace_revisions SET revision = rev WHERE namespace = p_ns;
+    END IF;
     IF bump THEN
       -- Held FOR UPDATE since the check above (bump is set only when it was taken so).
       -- The owner's replicas read the epoch FOR SHARE after each renewal, so
@@ -455,14 +499,11 @@ BEGIN
     END IF;
   END IF;
 
-  -- Placeholders that no write turned into a key.
   FOR i IN 1..n LOOP
+    -- A placeholder that no write turned into a key.
     IF placeholder[i] THEN
       DELETE FROM kv WHERE kv.namespace = p_ns AND kv.key = p_key[i] AND kv.version = 0;
     END IF;
-  END LOOP;
-
-  FOR i IN 1..n LOOP
     r := res[i];
     IF must_wait[i] THEN
       r.bump_epoch := epoch;
