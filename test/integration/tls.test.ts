@@ -9,10 +9,11 @@ import { Consistency, KeyValueServiceClient } from "../../src/gen/agentstate/v1/
 import { ServerProcess } from "../support/ServerProcess";
 import { getTestEnv } from "../support/TestEnv";
 import { fingerprint, TestCerts, type CertFiles } from "../support/testCerts";
+import { testTlsOptions } from "../support/testTlsOptions";
 
 /** One Get over a new channel with `creds`; resolves with the error (undefined: it worked). */
 async function getWith(address: string, creds: ChannelCredentials): Promise<ServiceError | undefined> {
-  const client = new KeyValueServiceClient(address, creds);
+  const client = new KeyValueServiceClient(address, creds, testTlsOptions(creds));
   try {
     return await getOn(client);
   } finally {
@@ -158,7 +159,8 @@ describe("security: TLS and mTLS on the gRPC listener", function () {
     let calls = 0;
     const loop = async () => {
       while (!stop) {
-        const client = new KeyValueServiceClient(server.address, ssl(ca));
+        const creds = ssl(ca);
+        const client = new KeyValueServiceClient(server.address, creds, testTlsOptions(creds));
         for (let i = 0; i < 10 && !stop; i++) {
           const err = await getOn(client);
           calls++;

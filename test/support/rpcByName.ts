@@ -5,6 +5,7 @@ import * as event from "../../src/gen/agentstate/v1/event";
 import * as kv from "../../src/gen/agentstate/v1/kv";
 import * as lock from "../../src/gen/agentstate/v1/lock";
 import * as store from "../../src/gen/agentstate/v1/store";
+import { testTlsOptions } from "./testTlsOptions";
 
 interface MethodDef {
   path: string;
@@ -45,7 +46,7 @@ export class RpcByName {
   readonly client: Client;
 
   constructor(address: string, creds: ChannelCredentials = credentials.createInsecure()) {
-    this.client = new Client(address, creds);
+    this.client = new Client(address, creds, testTlsOptions(creds));
   }
 
   call(rpc: string, req: unknown, bearer?: string, md?: Metadata): Promise<RpcOutcome> {
