@@ -229,7 +229,12 @@ describe("cache end-writes on a server: one call, one eviction check, per batch"
     cluster = await startCluster({
       name: "cache_end_writes",
       redis: true,
-      env: { AGENTSTATE_CACHE_LEASE_MS: "500" },
+      // A new epoch serves from MARKER_TTL_MS after it began (default 15 s); 4 s keeps twice the statement timeout.
+      env: {
+        AGENTSTATE_CACHE_LEASE_MS: "500",
+        AGENTSTATE_STATEMENT_TIMEOUT_MS: "2000",
+        AGENTSTATE_CACHE_MARKER_TTL_MS: "4000",
+      },
     });
   });
   after(async () => {

@@ -31,8 +31,10 @@ import { startProxiedCacheCluster, type ProxiedCacheCluster } from "../support/s
 const NS = "g3crash";
 const KEY = "k";
 // Wide enough that the steps inside the write's window (it waits on a row lock
-// within one statement) never hit the statement timeout on a loaded machine.
-const STATEMENT_TIMEOUT_MS = 8_000;
+// within one statement: a few reads, a toxic added) never hit the statement
+// timeout on a loaded machine. The marker's TTL follows it, and the case waits
+// it out twice (a new epoch serves nothing for MARKER_TTL_MS, then the marker).
+const STATEMENT_TIMEOUT_MS = 4_000;
 const MARKER_TTL_MS = 2 * STATEMENT_TIMEOUT_MS;
 
 interface Seen {

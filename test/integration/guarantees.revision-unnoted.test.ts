@@ -26,7 +26,12 @@ describe("guarantee 3: an append whose replica cannot note its revision in the c
     setup = await startProxiedCacheCluster({
       name: "g3unnoted",
       proxy: "redis-unnoted",
-      env: { AGENTSTATE_CACHE_LEASE_MS: "1000", AGENTSTATE_CACHE_MARKER_TTL_MS: "10000" },
+      // A new epoch serves from MARKER_TTL_MS after it began (the first hit waits it out).
+      env: {
+        AGENTSTATE_CACHE_LEASE_MS: "1000",
+        AGENTSTATE_STATEMENT_TIMEOUT_MS: "1500",
+        AGENTSTATE_CACHE_MARKER_TTL_MS: "3000",
+      },
       proxiedRedisTimeoutMs: 200,
     });
     ({ direct: b, proxied: a } = setup);
