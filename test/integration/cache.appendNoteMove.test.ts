@@ -33,6 +33,7 @@ import { PostgresEventStore } from "../../src/store/postgres/PostgresEventStore"
 import { PostgresKvStore } from "../../src/store/postgres/PostgresKvStore";
 import { cacheReads } from "../support/cacheReads";
 import { eventually } from "../support/eventually";
+import { ownerLeaseUntil as ownerLeaseUntilIn } from "../support/ownerLeaseUntil";
 import { pgQuery } from "../support/pgQuery";
 import { startCluster, type Cluster, type Replica } from "../support/startCluster";
 
@@ -68,14 +69,7 @@ describe("cache: an epoch move between an append's commit and its note (issue 15
     await cluster?.stop();
   });
 
-  async function ownerLeaseUntil(): Promise<string | undefined> {
-    const rows = await pgQuery<{ t: string }>(
-      cluster!.databaseUrl,
-      `SELECT g.lease_until::text AS t FROM cache_registrations g
-       JOIN agentstate_state s ON s.id = 1 AND g.identity = s.cache_owner`,
-    );
-    return rows[0]?.t;
-  }
+  const ownerLeaseUntil = () => ownerLeaseUntilIn(cluster!.databaseUrl);
 
   it("the note waits out the leases on the replaced epoch: a Get through the other replica reports the append", async () => {
     await z.client.compareAndSet({ namespace: NS, key: "k", expected: { any: true }, value: Buffer.from("v") });

@@ -25,6 +25,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { cacheReads } from "../support/cacheReads";
 import { eventually } from "../support/eventually";
 import { sql } from "../../src/store/postgres/sql";
+import { ownerLeaseUntil as ownerLeaseUntilIn } from "../support/ownerLeaseUntil";
 import { pgQuery } from "../support/pgQuery";
 import { startCluster, type Cluster, type Replica } from "../support/startCluster";
 
@@ -59,14 +60,7 @@ describe("cache: a write in an epoch younger than the leases on the one it repla
     }
   });
 
-  async function ownerLeaseUntil(): Promise<string | undefined> {
-    const rows = await pgQuery<{ t: string }>(
-      cluster!.databaseUrl,
-      `SELECT g.lease_until::text AS t FROM cache_registrations g
-       JOIN agentstate_state s ON s.id = 1 AND g.identity = s.cache_owner`,
-    );
-    return rows[0]?.t;
-  }
+  const ownerLeaseUntil = () => ownerLeaseUntilIn(cluster!.databaseUrl);
 
   /** Ms since Z's last lease read: Z's reads set the owner's lease_until to their time + Z_LEASE_MS; Y's never reach it. */
   async function sinceZRead(): Promise<number> {
