@@ -94,6 +94,30 @@ interface Chunk {
   bytes: number | null;
 }
 
+/** What chunk 0 of a value carries (the rest carry none of it). */
+type ChunkMeta = Pick<Chunk, "base" | "baseCrc" | "depth" | "crc" | "bytes">;
+
+/** `data` (a value or a delta) as chunks of at most `size` bytes, appended to `out`; chunk 0 carries `meta`. */
+function pushChunks(
+  out: Chunk[],
+  size: number,
+  value: { channel: string; version: string; type: string; data: Buffer },
+  meta: ChunkMeta,
+): void {
+  const none: ChunkMeta = { base: null, baseCrc: null, depth: null, crc: null, bytes: null };
+  const n = Math.max(1, Math.ceil(value.data.length / size));
+  for (let i = 0; i < n; i++) {
+    out.push({
+      channel: value.channel,
+      version: value.version,
+      chunk: i,
+      type: value.type,
+      data: value.data.subarray(i * size, (i + 1) * size),
+      ...(i === 0 ? meta : none),
+    });
+  }
+}
+
 /** The last value of a channel this server stored, to delta the next version against. */
 interface LastValue {
   version: string;
@@ -304,23 +328,12 @@ export class PostgresCheckpointStore implements CheckpointStore {
       }
       const depth = base.depth + 1;
       this.pendingDepth.set(d, { crc: d.crc, depth });
-      const size = this.opts.chunkBytes;
-      const n = Math.max(1, Math.ceil(d.data.length / size));
-      for (let i = 0; i < n; i++) {
-        const first = i === 0;
-        out.push({
-          channel: d.channel,
-          version: d.version,
-          chunk: i,
-          type: "",
-          data: d.data.subarray(i * size, (i + 1) * size),
-          base: first ? d.baseVersion : null,
-          baseCrc: first ? d.baseCrc : null,
-          depth: first ? depth : null,
-          crc: first ? d.crc : null,
-          bytes: first ? d.size : null,
-        });
-      }
+      pushChunks(
+        out,
+        this.opts.chunkBytes,
+        { channel: d.channel, version: d.version, type: "", data: d.data },
+        { base: d.baseVersion, baseCrc: d.baseCrc, depth, crc: d.crc, bytes: d.size },
+      );
     }
     return out;
   }
@@ -661,22 +674,14 @@ export class PostgresCheckpointStore implements CheckpointStore {
       }
       const depth = base === undefined ? 0 : base.depth + 1;
       this.pendingDepth.set(v, { crc, depth });
-      const n = Math.max(1, Math.ceil(data.length / size));
-      for (let i = 0; i < n; i++) {
-        const first = i === 0;
-        out.push({
-          channel: v.channel,
-          version: v.version,
-          chunk: i,
-          type,
-          data: data.subarray(i * size, (i + 1) * size),
-          base: first && base !== undefined ? base.version : null,
-          baseCrc: first && base !== undefined ? base.crc : null,
-          depth: first && base !== undefined ? depth : null,
-          crc: first ? crc : null,
-          bytes: first && base !== undefined ? v.value.data.length : null,
-        });
-      }
+      pushChunks(
+        out,
+        size,
+        { channel: v.channel, version: v.version, type, data },
+        base === undefined
+          ? { base: null, baseCrc: null, depth: null, crc, bytes: null }
+          : { base: base.version, baseCrc: base.crc, depth, crc, bytes: v.value.data.length },
+      );
     }
     return out;
   }
