@@ -13,7 +13,7 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { performance } from "node:perf_hooks";
-import { CACHE_WAIT_MARGIN_MS as WAIT_MARGIN_MS, type CacheEpochStore, type DurableKvStore } from "../domain/ports";
+import { CACHE_WAIT_MARGIN_MS, type CacheEpochStore, type DurableKvStore } from "../domain/ports";
 import type { KvStore } from "../domain/types";
 import type { Logger } from "../log/Logger";
 import type { CacheMixWatch } from "./CacheMixWatch";
@@ -94,7 +94,7 @@ export class NoCacheRegistration {
           ...opts,
           cacheFence: { kind: "unowned", commitBy },
         });
-        if (cacheWaitMs !== undefined) await sleep(cacheWaitMs + WAIT_MARGIN_MS);
+        if (cacheWaitMs !== undefined) await sleep(cacheWaitMs + CACHE_WAIT_MARGIN_MS);
         return outcome;
       },
     };
@@ -112,10 +112,10 @@ export class NoCacheRegistration {
   async fenceChange(namespace: string): Promise<void> {
     const now = performance.now();
     if (this.ownerless && now < this.liveUntil) {
-      if (this.quietUntil > now) await sleep(this.quietUntil - now + WAIT_MARGIN_MS);
+      if (this.quietUntil > now) await sleep(this.quietUntil - now + CACHE_WAIT_MARGIN_MS);
       return;
     }
     const wait = await this.epochs.fenceChange(namespace).catch(() => this.opts.leaseMs);
-    if (wait > 0) await sleep(wait + WAIT_MARGIN_MS);
+    if (wait > 0) await sleep(wait + CACHE_WAIT_MARGIN_MS);
   }
 }

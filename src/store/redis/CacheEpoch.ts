@@ -74,9 +74,6 @@ export interface CacheEpochOptions {
 /** An arm snapshot must be this much older than the epoch's start as the lease read bounds it (clock rounding). */
 const ARM_MARGIN_MS = 5;
 
-/** Added to every wait the truth counts (CACHE_WAIT_MARGIN_MS in domain/ports.ts). */
-export const WAIT_MARGIN_MS = CACHE_WAIT_MARGIN_MS;
-
 /**
  * Most namespaces with an epoch of their own a replica keeps in one store
  * epoch. Beyond it (or when one lease read could not return every move), the
@@ -221,7 +218,7 @@ export class CacheEpoch {
       throw new StoreUnavailableError("database unavailable: the cache epoch could not be moved before the write");
     }
     this.moved(namespace);
-    await sleep(Math.max(this.waitAfterBumpMs(Number.POSITIVE_INFINITY), waitMs + WAIT_MARGIN_MS));
+    await sleep(this.waitAfterMoveMs(waitMs));
     return sent + this.opts.markerTtlMs - statementTimeoutMs;
   }
 
@@ -234,6 +231,15 @@ export class CacheEpoch {
   private moved(namespace: string): void {
     this.nsMovedHere.add(namespace);
     void this.refresh();
+  }
+
+  /**
+   * How long a change waits after this replica moved its namespace's epoch:
+   * every lease this replica's settings allow on the replaced epoch (its age
+   * is not known here), and what the truth counted for the owner's (`waitMs`).
+   */
+  private waitAfterMoveMs(waitMs: number): number {
+    return Math.max(this.waitAfterBumpMs(Number.POSITIVE_INFINITY), waitMs + CACHE_WAIT_MARGIN_MS);
   }
 
   /**
@@ -269,7 +275,7 @@ export class CacheEpoch {
       this.log.debug("cache fence failed", { error: (err as Error).message });
       throw new StoreUnavailableError("database unavailable: the cache epoch could not be moved before the write");
     }
-    if (waitMs > 0) await sleep(waitMs + WAIT_MARGIN_MS);
+    if (waitMs > 0) await sleep(waitMs + CACHE_WAIT_MARGIN_MS);
     return sent + this.opts.markerTtlMs - statementTimeoutMs;
   }
 
@@ -442,8 +448,11 @@ export class CacheEpoch {
     if (!this.canMark()) return false;
     const noted = await this.noteIn(namespace, revision);
     if (noted && keyBaseBefore !== undefined && keyBaseBefore !== this.nsKeyBase(namespace)) {
-      const waitMs = await this.epochs.changeWaitMs(namespace).catch(() => Number.POSITIVE_INFINITY);
-      const wait = Number.isFinite(waitMs) ? waitMs + WAIT_MARGIN_MS : this.waitAfterBumpMs(Number.POSITIVE_INFINITY);
+      // If the truth cannot be asked, as fenceUnnoted when its move fails: no lease can be renewed either.
+      const wait = await this.epochs
+        .changeWaitMs(namespace)
+        .then((ms) => ms + CACHE_WAIT_MARGIN_MS)
+        .catch(() => this.waitAfterBumpMs(Number.POSITIVE_INFINITY));
       this.log.debug("cache epoch moved between a change and its note", { wait_ms: Math.round(wait) });
       if (wait > 0) await sleep(wait);
     }
@@ -487,7 +496,7 @@ export class CacheEpoch {
     // The replaced epoch's age is not known here: wait as long as the worst case.
     // (If the move failed, Postgres is unreachable: no lease can be renewed,
     // so every lease has ended after this wait all the same.)
-    await sleep(Math.max(this.waitAfterBumpMs(Number.POSITIVE_INFINITY), waitMs + WAIT_MARGIN_MS));
+    await sleep(this.waitAfterMoveMs(waitMs));
   }
 
   /**
@@ -503,7 +512,7 @@ export class CacheEpoch {
     } catch {
       return this.fenceUnnoted(namespace);
     }
-    if (waitMs > 0) await sleep(waitMs + WAIT_MARGIN_MS);
+    if (waitMs > 0) await sleep(waitMs + CACHE_WAIT_MARGIN_MS);
   }
 
   /** A script found the alive key missing or different: stop trusting the cache and re-check now. */

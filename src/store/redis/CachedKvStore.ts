@@ -42,7 +42,7 @@ import type {
   WriteOptions,
   WriteOutcome,
 } from "../../domain/types";
-import type { DurableKvStore, EpochBump } from "../../domain/ports";
+import { CACHE_WAIT_MARGIN_MS, type DurableKvStore, type EpochBump } from "../../domain/ports";
 import {
   CallerCancelledError,
   DeadlinePassedError,
@@ -53,7 +53,7 @@ import {
   StatementTimedOutError,
 } from "../../errors/errors";
 import type { Logger } from "../../log/Logger";
-import { type CacheEpoch, WAIT_MARGIN_MS } from "./CacheEpoch";
+import type { CacheEpoch } from "./CacheEpoch";
 import { CacheBeginWriteReply, CacheEndWriteReply, CacheFillReply, CacheReadReply } from "./cacheReplies";
 import type { CacheCommands, CacheRedis } from "./cacheScripts";
 import { EndWrites } from "./EndWrites";
@@ -392,7 +392,7 @@ export class CachedKvStore implements KvStore {
    */
   async noteRevision(namespace: string, revision: number, waitMs?: number, keyBaseBefore?: string): Promise<void> {
     // The truth's wait counts from its reply, not from the end of the fences below.
-    const until = waitMs === undefined ? 0 : performance.now() + waitMs + WAIT_MARGIN_MS;
+    const until = waitMs === undefined ? 0 : performance.now() + waitMs + CACHE_WAIT_MARGIN_MS;
     if (!this.epoch.owns()) await this.epoch.fenceUnowned(namespace);
     else if (!(await this.epoch.noteRevision(namespace, revision, keyBaseBefore)))
       await this.epoch.fenceUnnoted(namespace);
@@ -406,7 +406,7 @@ export class CachedKvStore implements KvStore {
    * count) and a replaced owner's quiet time has passed.
    */
   private async waitOut(bump: EpochBump | undefined, cacheWaitMs: number | undefined): Promise<void> {
-    let wait = cacheWaitMs === undefined ? 0 : cacheWaitMs + WAIT_MARGIN_MS;
+    let wait = cacheWaitMs === undefined ? 0 : cacheWaitMs + CACHE_WAIT_MARGIN_MS;
     if (bump) {
       wait = Math.max(wait, this.epoch.waitAfterBumpMs(bump.prevAgeMs));
       this.log.debug("cache epoch bumped by a write", { epoch: bump.epoch, wait_ms: Math.round(wait) });
