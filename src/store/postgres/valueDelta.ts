@@ -12,6 +12,8 @@
  * tail (the rest).
  */
 
+import { deltaHeader } from "../../domain/checkpoints";
+
 const FORMAT = 1;
 /** Bytes of the base searched for in the value, past their common prefix. */
 const PROBE = 32;
@@ -100,23 +102,16 @@ export function makeDelta(base: Buffer, value: Buffer, type: string): Buffer | u
 
 /** The value a delta stands for, from its base's value. Throws on a delta that does not fit its base. */
 export function applyDelta(base: Buffer, delta: Buffer): { type: string; data: Buffer } {
-  if (delta.length < 2 || delta[0] !== FORMAT) throw new Error("checkpoint value delta: unknown format");
-  const t = delta[1]!;
-  if (delta.length < 14 + t) throw new Error("checkpoint value delta: truncated");
-  const type = delta.toString("utf8", 2, 2 + t);
-  const baseAt = delta.readUInt32LE(2 + t);
-  const length = delta.readUInt32LE(6 + t);
-  const headLength = delta.readUInt32LE(10 + t);
-  const rest = delta.subarray(14 + t);
-  if (baseAt + length > base.length || headLength > rest.length) {
-    throw new Error("checkpoint value delta: does not fit its base");
-  }
+  const h = deltaHeader(delta);
+  if (h === undefined) throw new Error("checkpoint value delta: unknown format or truncated");
+  if (h.runAt + h.runLength > base.length) throw new Error("checkpoint value delta: does not fit its base");
+  const rest = delta.subarray(delta.length - h.literalLength);
   return {
-    type,
+    type: h.type,
     data: Buffer.concat([
-      rest.subarray(0, headLength),
-      base.subarray(baseAt, baseAt + length),
-      rest.subarray(headLength),
+      rest.subarray(0, h.headLength),
+      base.subarray(h.runAt, h.runAt + h.runLength),
+      rest.subarray(h.headLength),
     ]),
   };
 }
