@@ -1601,6 +1601,326 @@ func (x *DeleteForRunsResponse) GetCheckpointsDeleted() int64 {
 	return 0
 }
 
+// SessionRequest is one call on a Session stream.
+type SessionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Chosen by the client and echoed in the call's result. No two calls in
+	// flight on one stream may share it; one may be reused once its result came.
+	CallId uint32 `protobuf:"varint,1,opt,name=call_id,json=callId,proto3" json:"call_id,omitempty"`
+	// The call's timeout in milliseconds, counted from when the server reads
+	// it (0: none). Past it the call ends DEADLINE_EXCEEDED, as a unary call
+	// with that deadline would.
+	TimeoutMs uint32 `protobuf:"varint,2,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	// The call: exactly one.
+	//
+	// Types that are valid to be assigned to Call:
+	//
+	//	*SessionRequest_PutCheckpoint
+	//	*SessionRequest_PutWrites
+	//	*SessionRequest_GetCheckpoint
+	Call          isSessionRequest_Call `protobuf_oneof:"call"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionRequest) Reset() {
+	*x = SessionRequest{}
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionRequest) ProtoMessage() {}
+
+func (x *SessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionRequest.ProtoReflect.Descriptor instead.
+func (*SessionRequest) Descriptor() ([]byte, []int) {
+	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *SessionRequest) GetCallId() uint32 {
+	if x != nil {
+		return x.CallId
+	}
+	return 0
+}
+
+func (x *SessionRequest) GetTimeoutMs() uint32 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+func (x *SessionRequest) GetCall() isSessionRequest_Call {
+	if x != nil {
+		return x.Call
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetPutCheckpoint() *PutCheckpointRequest {
+	if x != nil {
+		if x, ok := x.Call.(*SessionRequest_PutCheckpoint); ok {
+			return x.PutCheckpoint
+		}
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetPutWrites() *PutWritesRequest {
+	if x != nil {
+		if x, ok := x.Call.(*SessionRequest_PutWrites); ok {
+			return x.PutWrites
+		}
+	}
+	return nil
+}
+
+func (x *SessionRequest) GetGetCheckpoint() *GetCheckpointRequest {
+	if x != nil {
+		if x, ok := x.Call.(*SessionRequest_GetCheckpoint); ok {
+			return x.GetCheckpoint
+		}
+	}
+	return nil
+}
+
+type isSessionRequest_Call interface {
+	isSessionRequest_Call()
+}
+
+type SessionRequest_PutCheckpoint struct {
+	// A PutCheckpoint call.
+	PutCheckpoint *PutCheckpointRequest `protobuf:"bytes,3,opt,name=put_checkpoint,json=putCheckpoint,proto3,oneof"`
+}
+
+type SessionRequest_PutWrites struct {
+	// A PutWrites call.
+	PutWrites *PutWritesRequest `protobuf:"bytes,4,opt,name=put_writes,json=putWrites,proto3,oneof"`
+}
+
+type SessionRequest_GetCheckpoint struct {
+	// A GetCheckpoint call.
+	GetCheckpoint *GetCheckpointRequest `protobuf:"bytes,5,opt,name=get_checkpoint,json=getCheckpoint,proto3,oneof"`
+}
+
+func (*SessionRequest_PutCheckpoint) isSessionRequest_Call() {}
+
+func (*SessionRequest_PutWrites) isSessionRequest_Call() {}
+
+func (*SessionRequest_GetCheckpoint) isSessionRequest_Call() {}
+
+// SessionResponse answers one SessionRequest: the call's result.
+type SessionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The call_id of the call answered.
+	CallId uint32 `protobuf:"varint,1,opt,name=call_id,json=callId,proto3" json:"call_id,omitempty"`
+	// What the unary call would have answered: its reply, or its status.
+	//
+	// Types that are valid to be assigned to Result:
+	//
+	//	*SessionResponse_PutCheckpoint
+	//	*SessionResponse_PutWrites
+	//	*SessionResponse_GetCheckpoint
+	//	*SessionResponse_Status
+	Result        isSessionResponse_Result `protobuf_oneof:"result"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionResponse) Reset() {
+	*x = SessionResponse{}
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionResponse) ProtoMessage() {}
+
+func (x *SessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionResponse.ProtoReflect.Descriptor instead.
+func (*SessionResponse) Descriptor() ([]byte, []int) {
+	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *SessionResponse) GetCallId() uint32 {
+	if x != nil {
+		return x.CallId
+	}
+	return 0
+}
+
+func (x *SessionResponse) GetResult() isSessionResponse_Result {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *SessionResponse) GetPutCheckpoint() *PutCheckpointResponse {
+	if x != nil {
+		if x, ok := x.Result.(*SessionResponse_PutCheckpoint); ok {
+			return x.PutCheckpoint
+		}
+	}
+	return nil
+}
+
+func (x *SessionResponse) GetPutWrites() *PutWritesResponse {
+	if x != nil {
+		if x, ok := x.Result.(*SessionResponse_PutWrites); ok {
+			return x.PutWrites
+		}
+	}
+	return nil
+}
+
+func (x *SessionResponse) GetGetCheckpoint() *GetCheckpointResponse {
+	if x != nil {
+		if x, ok := x.Result.(*SessionResponse_GetCheckpoint); ok {
+			return x.GetCheckpoint
+		}
+	}
+	return nil
+}
+
+func (x *SessionResponse) GetStatus() *SessionStatus {
+	if x != nil {
+		if x, ok := x.Result.(*SessionResponse_Status); ok {
+			return x.Status
+		}
+	}
+	return nil
+}
+
+type isSessionResponse_Result interface {
+	isSessionResponse_Result()
+}
+
+type SessionResponse_PutCheckpoint struct {
+	// PutCheckpoint's reply.
+	PutCheckpoint *PutCheckpointResponse `protobuf:"bytes,2,opt,name=put_checkpoint,json=putCheckpoint,proto3,oneof"`
+}
+
+type SessionResponse_PutWrites struct {
+	// PutWrites' reply.
+	PutWrites *PutWritesResponse `protobuf:"bytes,3,opt,name=put_writes,json=putWrites,proto3,oneof"`
+}
+
+type SessionResponse_GetCheckpoint struct {
+	// GetCheckpoint's reply.
+	GetCheckpoint *GetCheckpointResponse `protobuf:"bytes,4,opt,name=get_checkpoint,json=getCheckpoint,proto3,oneof"`
+}
+
+type SessionResponse_Status struct {
+	// The call failed: the status the unary call would have ended with.
+	Status *SessionStatus `protobuf:"bytes,5,opt,name=status,proto3,oneof"`
+}
+
+func (*SessionResponse_PutCheckpoint) isSessionResponse_Result() {}
+
+func (*SessionResponse_PutWrites) isSessionResponse_Result() {}
+
+func (*SessionResponse_GetCheckpoint) isSessionResponse_Result() {}
+
+func (*SessionResponse_Status) isSessionResponse_Result() {}
+
+// SessionStatus is the status a unary call would have ended with (never OK).
+type SessionStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The gRPC status code (google.rpc.Code).
+	Code int32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	// The status message.
+	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// The agentstate-* trailing metadata the unary call would carry
+	// (agentstate-reason, agentstate-field, agentstate-checkpoint-head).
+	Metadata      map[string]string `protobuf:"bytes,3,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionStatus) Reset() {
+	*x = SessionStatus{}
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionStatus) ProtoMessage() {}
+
+func (x *SessionStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_agentstate_v1_checkpoint_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionStatus.ProtoReflect.Descriptor instead.
+func (*SessionStatus) Descriptor() ([]byte, []int) {
+	return file_agentstate_v1_checkpoint_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *SessionStatus) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *SessionStatus) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *SessionStatus) GetMetadata() map[string]string {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
 var File_agentstate_v1_checkpoint_proto protoreflect.FileDescriptor
 
 const file_agentstate_v1_checkpoint_proto_rawDesc = "" +
@@ -1726,7 +2046,31 @@ const file_agentstate_v1_checkpoint_proto_rawDesc = "" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x17\n" +
 	"\arun_ids\x18\x02 \x03(\tR\x06runIds\"H\n" +
 	"\x15DeleteForRunsResponse\x12/\n" +
-	"\x13checkpoints_deleted\x18\x01 \x01(\x03R\x12checkpointsDeleted2\xea\x05\n" +
+	"\x13checkpoints_deleted\x18\x01 \x01(\x03R\x12checkpointsDeleted\"\xae\x02\n" +
+	"\x0eSessionRequest\x12\x17\n" +
+	"\acall_id\x18\x01 \x01(\rR\x06callId\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x02 \x01(\rR\ttimeoutMs\x12L\n" +
+	"\x0eput_checkpoint\x18\x03 \x01(\v2#.agentstate.v1.PutCheckpointRequestH\x00R\rputCheckpoint\x12@\n" +
+	"\n" +
+	"put_writes\x18\x04 \x01(\v2\x1f.agentstate.v1.PutWritesRequestH\x00R\tputWrites\x12L\n" +
+	"\x0eget_checkpoint\x18\x05 \x01(\v2#.agentstate.v1.GetCheckpointRequestH\x00R\rgetCheckpointB\x06\n" +
+	"\x04call\"\xcd\x02\n" +
+	"\x0fSessionResponse\x12\x17\n" +
+	"\acall_id\x18\x01 \x01(\rR\x06callId\x12M\n" +
+	"\x0eput_checkpoint\x18\x02 \x01(\v2$.agentstate.v1.PutCheckpointResponseH\x00R\rputCheckpoint\x12A\n" +
+	"\n" +
+	"put_writes\x18\x03 \x01(\v2 .agentstate.v1.PutWritesResponseH\x00R\tputWrites\x12M\n" +
+	"\x0eget_checkpoint\x18\x04 \x01(\v2$.agentstate.v1.GetCheckpointResponseH\x00R\rgetCheckpoint\x126\n" +
+	"\x06status\x18\x05 \x01(\v2\x1c.agentstate.v1.SessionStatusH\x00R\x06statusB\b\n" +
+	"\x06result\"\xc2\x01\n" +
+	"\rSessionStatus\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12F\n" +
+	"\bmetadata\x18\x03 \x03(\v2*.agentstate.v1.SessionStatus.MetadataEntryR\bmetadata\x1a;\n" +
+	"\rMetadataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\xb8\x06\n" +
 	"\x11CheckpointService\x12Z\n" +
 	"\rPutCheckpoint\x12#.agentstate.v1.PutCheckpointRequest\x1a$.agentstate.v1.PutCheckpointResponse\x12N\n" +
 	"\tPutWrites\x12\x1f.agentstate.v1.PutWritesRequest\x1a .agentstate.v1.PutWritesResponse\x12Z\n" +
@@ -1736,7 +2080,8 @@ const file_agentstate_v1_checkpoint_proto_rawDesc = "" +
 	"\n" +
 	"CopyThread\x12 .agentstate.v1.CopyThreadRequest\x1a!.agentstate.v1.CopyThreadResponse\x12c\n" +
 	"\x10PruneCheckpoints\x12&.agentstate.v1.PruneCheckpointsRequest\x1a'.agentstate.v1.PruneCheckpointsResponse\x12Z\n" +
-	"\rDeleteForRuns\x12#.agentstate.v1.DeleteForRunsRequest\x1a$.agentstate.v1.DeleteForRunsResponseB\xc5\x01\n" +
+	"\rDeleteForRuns\x12#.agentstate.v1.DeleteForRunsRequest\x1a$.agentstate.v1.DeleteForRunsResponse\x12L\n" +
+	"\aSession\x12\x1d.agentstate.v1.SessionRequest\x1a\x1e.agentstate.v1.SessionResponse(\x010\x01B\xc5\x01\n" +
 	"\x11com.agentstate.v1B\x0fCheckpointProtoP\x01ZJgithub.com/agentstate/agentstate/clients/go/gen/agentstate/v1;agentstatev1\xa2\x02\x03AXX\xaa\x02\rAgentstate.V1\xca\x02\rAgentstate\\V1\xe2\x02\x19Agentstate\\V1\\GPBMetadata\xea\x02\x0eAgentstate::V1b\x06proto3"
 
 var (
@@ -1751,7 +2096,7 @@ func file_agentstate_v1_checkpoint_proto_rawDescGZIP() []byte {
 	return file_agentstate_v1_checkpoint_proto_rawDescData
 }
 
-var file_agentstate_v1_checkpoint_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_agentstate_v1_checkpoint_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_agentstate_v1_checkpoint_proto_goTypes = []any{
 	(*TypedValue)(nil),               // 0: agentstate.v1.TypedValue
 	(*ChannelValue)(nil),             // 1: agentstate.v1.ChannelValue
@@ -1775,47 +2120,61 @@ var file_agentstate_v1_checkpoint_proto_goTypes = []any{
 	(*PruneCheckpointsResponse)(nil), // 19: agentstate.v1.PruneCheckpointsResponse
 	(*DeleteForRunsRequest)(nil),     // 20: agentstate.v1.DeleteForRunsRequest
 	(*DeleteForRunsResponse)(nil),    // 21: agentstate.v1.DeleteForRunsResponse
-	nil,                              // 22: agentstate.v1.Checkpoint.ChannelVersionsEntry
-	nil,                              // 23: agentstate.v1.PutCheckpointRequest.ChannelVersionsEntry
-	(*timestamppb.Timestamp)(nil),    // 24: google.protobuf.Timestamp
+	(*SessionRequest)(nil),           // 22: agentstate.v1.SessionRequest
+	(*SessionResponse)(nil),          // 23: agentstate.v1.SessionResponse
+	(*SessionStatus)(nil),            // 24: agentstate.v1.SessionStatus
+	nil,                              // 25: agentstate.v1.Checkpoint.ChannelVersionsEntry
+	nil,                              // 26: agentstate.v1.PutCheckpointRequest.ChannelVersionsEntry
+	nil,                              // 27: agentstate.v1.SessionStatus.MetadataEntry
+	(*timestamppb.Timestamp)(nil),    // 28: google.protobuf.Timestamp
 }
 var file_agentstate_v1_checkpoint_proto_depIdxs = []int32{
 	0,  // 0: agentstate.v1.ChannelValue.value:type_name -> agentstate.v1.TypedValue
 	2,  // 1: agentstate.v1.ChannelValue.delta:type_name -> agentstate.v1.ChannelValueDelta
 	0,  // 2: agentstate.v1.PendingWrite.value:type_name -> agentstate.v1.TypedValue
 	0,  // 3: agentstate.v1.Checkpoint.document:type_name -> agentstate.v1.TypedValue
-	22, // 4: agentstate.v1.Checkpoint.channel_versions:type_name -> agentstate.v1.Checkpoint.ChannelVersionsEntry
+	25, // 4: agentstate.v1.Checkpoint.channel_versions:type_name -> agentstate.v1.Checkpoint.ChannelVersionsEntry
 	1,  // 5: agentstate.v1.Checkpoint.values:type_name -> agentstate.v1.ChannelValue
 	3,  // 6: agentstate.v1.Checkpoint.pending_writes:type_name -> agentstate.v1.PendingWrite
-	24, // 7: agentstate.v1.Checkpoint.create_time:type_name -> google.protobuf.Timestamp
+	28, // 7: agentstate.v1.Checkpoint.create_time:type_name -> google.protobuf.Timestamp
 	0,  // 8: agentstate.v1.PutCheckpointRequest.document:type_name -> agentstate.v1.TypedValue
-	23, // 9: agentstate.v1.PutCheckpointRequest.channel_versions:type_name -> agentstate.v1.PutCheckpointRequest.ChannelVersionsEntry
+	26, // 9: agentstate.v1.PutCheckpointRequest.channel_versions:type_name -> agentstate.v1.PutCheckpointRequest.ChannelVersionsEntry
 	1,  // 10: agentstate.v1.PutCheckpointRequest.values:type_name -> agentstate.v1.ChannelValue
 	0,  // 11: agentstate.v1.WriteValue.value:type_name -> agentstate.v1.TypedValue
 	7,  // 12: agentstate.v1.PutWritesRequest.writes:type_name -> agentstate.v1.WriteValue
 	4,  // 13: agentstate.v1.GetCheckpointResponse.checkpoint:type_name -> agentstate.v1.Checkpoint
 	4,  // 14: agentstate.v1.ListCheckpointsResponse.checkpoints:type_name -> agentstate.v1.Checkpoint
-	5,  // 15: agentstate.v1.CheckpointService.PutCheckpoint:input_type -> agentstate.v1.PutCheckpointRequest
-	8,  // 16: agentstate.v1.CheckpointService.PutWrites:input_type -> agentstate.v1.PutWritesRequest
-	10, // 17: agentstate.v1.CheckpointService.GetCheckpoint:input_type -> agentstate.v1.GetCheckpointRequest
-	12, // 18: agentstate.v1.CheckpointService.ListCheckpoints:input_type -> agentstate.v1.ListCheckpointsRequest
-	14, // 19: agentstate.v1.CheckpointService.DeleteThread:input_type -> agentstate.v1.DeleteThreadRequest
-	16, // 20: agentstate.v1.CheckpointService.CopyThread:input_type -> agentstate.v1.CopyThreadRequest
-	18, // 21: agentstate.v1.CheckpointService.PruneCheckpoints:input_type -> agentstate.v1.PruneCheckpointsRequest
-	20, // 22: agentstate.v1.CheckpointService.DeleteForRuns:input_type -> agentstate.v1.DeleteForRunsRequest
-	6,  // 23: agentstate.v1.CheckpointService.PutCheckpoint:output_type -> agentstate.v1.PutCheckpointResponse
-	9,  // 24: agentstate.v1.CheckpointService.PutWrites:output_type -> agentstate.v1.PutWritesResponse
-	11, // 25: agentstate.v1.CheckpointService.GetCheckpoint:output_type -> agentstate.v1.GetCheckpointResponse
-	13, // 26: agentstate.v1.CheckpointService.ListCheckpoints:output_type -> agentstate.v1.ListCheckpointsResponse
-	15, // 27: agentstate.v1.CheckpointService.DeleteThread:output_type -> agentstate.v1.DeleteThreadResponse
-	17, // 28: agentstate.v1.CheckpointService.CopyThread:output_type -> agentstate.v1.CopyThreadResponse
-	19, // 29: agentstate.v1.CheckpointService.PruneCheckpoints:output_type -> agentstate.v1.PruneCheckpointsResponse
-	21, // 30: agentstate.v1.CheckpointService.DeleteForRuns:output_type -> agentstate.v1.DeleteForRunsResponse
-	23, // [23:31] is the sub-list for method output_type
-	15, // [15:23] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	5,  // 15: agentstate.v1.SessionRequest.put_checkpoint:type_name -> agentstate.v1.PutCheckpointRequest
+	8,  // 16: agentstate.v1.SessionRequest.put_writes:type_name -> agentstate.v1.PutWritesRequest
+	10, // 17: agentstate.v1.SessionRequest.get_checkpoint:type_name -> agentstate.v1.GetCheckpointRequest
+	6,  // 18: agentstate.v1.SessionResponse.put_checkpoint:type_name -> agentstate.v1.PutCheckpointResponse
+	9,  // 19: agentstate.v1.SessionResponse.put_writes:type_name -> agentstate.v1.PutWritesResponse
+	11, // 20: agentstate.v1.SessionResponse.get_checkpoint:type_name -> agentstate.v1.GetCheckpointResponse
+	24, // 21: agentstate.v1.SessionResponse.status:type_name -> agentstate.v1.SessionStatus
+	27, // 22: agentstate.v1.SessionStatus.metadata:type_name -> agentstate.v1.SessionStatus.MetadataEntry
+	5,  // 23: agentstate.v1.CheckpointService.PutCheckpoint:input_type -> agentstate.v1.PutCheckpointRequest
+	8,  // 24: agentstate.v1.CheckpointService.PutWrites:input_type -> agentstate.v1.PutWritesRequest
+	10, // 25: agentstate.v1.CheckpointService.GetCheckpoint:input_type -> agentstate.v1.GetCheckpointRequest
+	12, // 26: agentstate.v1.CheckpointService.ListCheckpoints:input_type -> agentstate.v1.ListCheckpointsRequest
+	14, // 27: agentstate.v1.CheckpointService.DeleteThread:input_type -> agentstate.v1.DeleteThreadRequest
+	16, // 28: agentstate.v1.CheckpointService.CopyThread:input_type -> agentstate.v1.CopyThreadRequest
+	18, // 29: agentstate.v1.CheckpointService.PruneCheckpoints:input_type -> agentstate.v1.PruneCheckpointsRequest
+	20, // 30: agentstate.v1.CheckpointService.DeleteForRuns:input_type -> agentstate.v1.DeleteForRunsRequest
+	22, // 31: agentstate.v1.CheckpointService.Session:input_type -> agentstate.v1.SessionRequest
+	6,  // 32: agentstate.v1.CheckpointService.PutCheckpoint:output_type -> agentstate.v1.PutCheckpointResponse
+	9,  // 33: agentstate.v1.CheckpointService.PutWrites:output_type -> agentstate.v1.PutWritesResponse
+	11, // 34: agentstate.v1.CheckpointService.GetCheckpoint:output_type -> agentstate.v1.GetCheckpointResponse
+	13, // 35: agentstate.v1.CheckpointService.ListCheckpoints:output_type -> agentstate.v1.ListCheckpointsResponse
+	15, // 36: agentstate.v1.CheckpointService.DeleteThread:output_type -> agentstate.v1.DeleteThreadResponse
+	17, // 37: agentstate.v1.CheckpointService.CopyThread:output_type -> agentstate.v1.CopyThreadResponse
+	19, // 38: agentstate.v1.CheckpointService.PruneCheckpoints:output_type -> agentstate.v1.PruneCheckpointsResponse
+	21, // 39: agentstate.v1.CheckpointService.DeleteForRuns:output_type -> agentstate.v1.DeleteForRunsResponse
+	23, // 40: agentstate.v1.CheckpointService.Session:output_type -> agentstate.v1.SessionResponse
+	32, // [32:41] is the sub-list for method output_type
+	23, // [23:32] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_agentstate_v1_checkpoint_proto_init() }
@@ -1824,13 +2183,24 @@ func file_agentstate_v1_checkpoint_proto_init() {
 		return
 	}
 	file_agentstate_v1_checkpoint_proto_msgTypes[12].OneofWrappers = []any{}
+	file_agentstate_v1_checkpoint_proto_msgTypes[22].OneofWrappers = []any{
+		(*SessionRequest_PutCheckpoint)(nil),
+		(*SessionRequest_PutWrites)(nil),
+		(*SessionRequest_GetCheckpoint)(nil),
+	}
+	file_agentstate_v1_checkpoint_proto_msgTypes[23].OneofWrappers = []any{
+		(*SessionResponse_PutCheckpoint)(nil),
+		(*SessionResponse_PutWrites)(nil),
+		(*SessionResponse_GetCheckpoint)(nil),
+		(*SessionResponse_Status)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agentstate_v1_checkpoint_proto_rawDesc), len(file_agentstate_v1_checkpoint_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   24,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -27,6 +27,7 @@ const (
 	CheckpointService_CopyThread_FullMethodName       = "/agentstate.v1.CheckpointService/CopyThread"
 	CheckpointService_PruneCheckpoints_FullMethodName = "/agentstate.v1.CheckpointService/PruneCheckpoints"
 	CheckpointService_DeleteForRuns_FullMethodName    = "/agentstate.v1.CheckpointService/DeleteForRuns"
+	CheckpointService_Session_FullMethodName          = "/agentstate.v1.CheckpointService/Session"
 )
 
 // CheckpointServiceClient is the client API for CheckpointService service.
@@ -90,6 +91,32 @@ type CheckpointServiceClient interface {
 	// DeleteForRuns removes the checkpoints whose metadata has a run_id among
 	// run_ids (any thread of the namespace), with their pending writes.
 	DeleteForRuns(ctx context.Context, in *DeleteForRunsRequest, opts ...grpc.CallOption) (*DeleteForRunsResponse, error)
+	// Session carries PutCheckpoint, PutWrites and GetCheckpoint calls on one
+	// long-lived stream, for savers that make many small calls (a LangGraph
+	// step is a put and a PutWrites). A call on the stream costs its message; a
+	// unary call also costs an HTTP/2 stream, its headers and trailers, and the
+	// call machinery at both ends, which in Node is most of a small call's CPU
+	// (BENCHMARKS.md, "Session").
+	//
+	// Each call is exactly its unary RPC: the same access rule (checked per
+	// call, with the credentials the stream was opened with), validation,
+	// limits, errors and durability; a result says what the unary call would
+	// have answered, or its status (SessionStatus). Results come back as calls
+	// finish, not in the order sent: match them by call_id.
+	//
+	// At most the server's max_session_calls (AGENTSTATE_MAX_SESSION_CALLS,
+	// default 256) calls of one stream may be in flight; a call past that, or
+	// one reusing the call_id of a call in flight, is answered on its own
+	// (RESOURCE_EXHAUSTED naming the limit; INVALID_ARGUMENT naming call_id)
+	// and nothing else is affected. A message that does not decode ends the
+	// stream with INVALID_ARGUMENT (its call_id cannot be read). When the
+	// client half-closes, the server answers the calls in flight and ends the
+	// stream with OK. When the server shuts down it answers the calls in
+	// flight, answers UNAVAILABLE to calls sent after, and ends the stream
+	// with UNAVAILABLE: open another (on another replica). A call with no
+	// result when the stream broke has an unknown outcome, as a unary call
+	// that ended UNAVAILABLE: puts and PutWrites are idempotent, retry them.
+	Session(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SessionRequest, SessionResponse], error)
 }
 
 type checkpointServiceClient struct {
@@ -180,6 +207,19 @@ func (c *checkpointServiceClient) DeleteForRuns(ctx context.Context, in *DeleteF
 	return out, nil
 }
 
+func (c *checkpointServiceClient) Session(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SessionRequest, SessionResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &CheckpointService_ServiceDesc.Streams[0], CheckpointService_Session_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SessionRequest, SessionResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type CheckpointService_SessionClient = grpc.BidiStreamingClient[SessionRequest, SessionResponse]
+
 // CheckpointServiceServer is the server API for CheckpointService service.
 // All implementations must embed UnimplementedCheckpointServiceServer
 // for forward compatibility.
@@ -241,6 +281,32 @@ type CheckpointServiceServer interface {
 	// DeleteForRuns removes the checkpoints whose metadata has a run_id among
 	// run_ids (any thread of the namespace), with their pending writes.
 	DeleteForRuns(context.Context, *DeleteForRunsRequest) (*DeleteForRunsResponse, error)
+	// Session carries PutCheckpoint, PutWrites and GetCheckpoint calls on one
+	// long-lived stream, for savers that make many small calls (a LangGraph
+	// step is a put and a PutWrites). A call on the stream costs its message; a
+	// unary call also costs an HTTP/2 stream, its headers and trailers, and the
+	// call machinery at both ends, which in Node is most of a small call's CPU
+	// (BENCHMARKS.md, "Session").
+	//
+	// Each call is exactly its unary RPC: the same access rule (checked per
+	// call, with the credentials the stream was opened with), validation,
+	// limits, errors and durability; a result says what the unary call would
+	// have answered, or its status (SessionStatus). Results come back as calls
+	// finish, not in the order sent: match them by call_id.
+	//
+	// At most the server's max_session_calls (AGENTSTATE_MAX_SESSION_CALLS,
+	// default 256) calls of one stream may be in flight; a call past that, or
+	// one reusing the call_id of a call in flight, is answered on its own
+	// (RESOURCE_EXHAUSTED naming the limit; INVALID_ARGUMENT naming call_id)
+	// and nothing else is affected. A message that does not decode ends the
+	// stream with INVALID_ARGUMENT (its call_id cannot be read). When the
+	// client half-closes, the server answers the calls in flight and ends the
+	// stream with OK. When the server shuts down it answers the calls in
+	// flight, answers UNAVAILABLE to calls sent after, and ends the stream
+	// with UNAVAILABLE: open another (on another replica). A call with no
+	// result when the stream broke has an unknown outcome, as a unary call
+	// that ended UNAVAILABLE: puts and PutWrites are idempotent, retry them.
+	Session(grpc.BidiStreamingServer[SessionRequest, SessionResponse]) error
 	mustEmbedUnimplementedCheckpointServiceServer()
 }
 
@@ -274,6 +340,9 @@ func (UnimplementedCheckpointServiceServer) PruneCheckpoints(context.Context, *P
 }
 func (UnimplementedCheckpointServiceServer) DeleteForRuns(context.Context, *DeleteForRunsRequest) (*DeleteForRunsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteForRuns not implemented")
+}
+func (UnimplementedCheckpointServiceServer) Session(grpc.BidiStreamingServer[SessionRequest, SessionResponse]) error {
+	return status.Error(codes.Unimplemented, "method Session not implemented")
 }
 func (UnimplementedCheckpointServiceServer) mustEmbedUnimplementedCheckpointServiceServer() {}
 func (UnimplementedCheckpointServiceServer) testEmbeddedByValue()                           {}
@@ -440,6 +509,13 @@ func _CheckpointService_DeleteForRuns_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CheckpointService_Session_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(CheckpointServiceServer).Session(&grpc.GenericServerStream[SessionRequest, SessionResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type CheckpointService_SessionServer = grpc.BidiStreamingServer[SessionRequest, SessionResponse]
+
 // CheckpointService_ServiceDesc is the grpc.ServiceDesc for CheckpointService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -480,6 +556,13 @@ var CheckpointService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _CheckpointService_DeleteForRuns_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Session",
+			Handler:       _CheckpointService_Session_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "agentstate/v1/checkpoint.proto",
 }

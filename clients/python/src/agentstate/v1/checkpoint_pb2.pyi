@@ -270,3 +270,48 @@ class DeleteForRunsResponse(_message.Message):
     CHECKPOINTS_DELETED_FIELD_NUMBER: _ClassVar[int]
     checkpoints_deleted: int
     def __init__(self, checkpoints_deleted: _Optional[int] = ...) -> None: ...
+
+class SessionRequest(_message.Message):
+    __slots__ = ("call_id", "timeout_ms", "put_checkpoint", "put_writes", "get_checkpoint")
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    PUT_CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    PUT_WRITES_FIELD_NUMBER: _ClassVar[int]
+    GET_CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    call_id: int
+    timeout_ms: int
+    put_checkpoint: PutCheckpointRequest
+    put_writes: PutWritesRequest
+    get_checkpoint: GetCheckpointRequest
+    def __init__(self, call_id: _Optional[int] = ..., timeout_ms: _Optional[int] = ..., put_checkpoint: _Optional[_Union[PutCheckpointRequest, _Mapping]] = ..., put_writes: _Optional[_Union[PutWritesRequest, _Mapping]] = ..., get_checkpoint: _Optional[_Union[GetCheckpointRequest, _Mapping]] = ...) -> None: ...
+
+class SessionResponse(_message.Message):
+    __slots__ = ("call_id", "put_checkpoint", "put_writes", "get_checkpoint", "status")
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    PUT_CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    PUT_WRITES_FIELD_NUMBER: _ClassVar[int]
+    GET_CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    call_id: int
+    put_checkpoint: PutCheckpointResponse
+    put_writes: PutWritesResponse
+    get_checkpoint: GetCheckpointResponse
+    status: SessionStatus
+    def __init__(self, call_id: _Optional[int] = ..., put_checkpoint: _Optional[_Union[PutCheckpointResponse, _Mapping]] = ..., put_writes: _Optional[_Union[PutWritesResponse, _Mapping]] = ..., get_checkpoint: _Optional[_Union[GetCheckpointResponse, _Mapping]] = ..., status: _Optional[_Union[SessionStatus, _Mapping]] = ...) -> None: ...
+
+class SessionStatus(_message.Message):
+    __slots__ = ("code", "message", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...

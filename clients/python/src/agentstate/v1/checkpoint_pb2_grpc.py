@@ -95,6 +95,11 @@ class CheckpointServiceStub:
                 request_serializer=agentstate_dot_v1_dot_checkpoint__pb2.DeleteForRunsRequest.SerializeToString,
                 response_deserializer=agentstate_dot_v1_dot_checkpoint__pb2.DeleteForRunsResponse.FromString,
                 _registered_method=True)
+        self.Session = channel.stream_stream(
+                '/agentstate.v1.CheckpointService/Session',
+                request_serializer=agentstate_dot_v1_dot_checkpoint__pb2.SessionRequest.SerializeToString,
+                response_deserializer=agentstate_dot_v1_dot_checkpoint__pb2.SessionResponse.FromString,
+                _registered_method=True)
 
 
 class CheckpointServiceServicer:
@@ -195,6 +200,37 @@ class CheckpointServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Session(self, request_iterator, context):
+        """Session carries PutCheckpoint, PutWrites and GetCheckpoint calls on one
+        long-lived stream, for savers that make many small calls (a LangGraph
+        step is a put and a PutWrites). A call on the stream costs its message; a
+        unary call also costs an HTTP/2 stream, its headers and trailers, and the
+        call machinery at both ends, which in Node is most of a small call's CPU
+        (BENCHMARKS.md, "Session").
+
+        Each call is exactly its unary RPC: the same access rule (checked per
+        call, with the credentials the stream was opened with), validation,
+        limits, errors and durability; a result says what the unary call would
+        have answered, or its status (SessionStatus). Results come back as calls
+        finish, not in the order sent: match them by call_id.
+
+        At most the server's max_session_calls (AGENTSTATE_MAX_SESSION_CALLS,
+        default 256) calls of one stream may be in flight; a call past that, or
+        one reusing the call_id of a call in flight, is answered on its own
+        (RESOURCE_EXHAUSTED naming the limit; INVALID_ARGUMENT naming call_id)
+        and nothing else is affected. A message that does not decode ends the
+        stream with INVALID_ARGUMENT (its call_id cannot be read). When the
+        client half-closes, the server answers the calls in flight and ends the
+        stream with OK. When the server shuts down it answers the calls in
+        flight, answers UNAVAILABLE to calls sent after, and ends the stream
+        with UNAVAILABLE: open another (on another replica). A call with no
+        result when the stream broke has an unknown outcome, as a unary call
+        that ended UNAVAILABLE: puts and PutWrites are idempotent, retry them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CheckpointServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -237,6 +273,11 @@ def add_CheckpointServiceServicer_to_server(servicer, server):
                     servicer.DeleteForRuns,
                     request_deserializer=agentstate_dot_v1_dot_checkpoint__pb2.DeleteForRunsRequest.FromString,
                     response_serializer=agentstate_dot_v1_dot_checkpoint__pb2.DeleteForRunsResponse.SerializeToString,
+            ),
+            'Session': grpc.stream_stream_rpc_method_handler(
+                    servicer.Session,
+                    request_deserializer=agentstate_dot_v1_dot_checkpoint__pb2.SessionRequest.FromString,
+                    response_serializer=agentstate_dot_v1_dot_checkpoint__pb2.SessionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -476,6 +517,33 @@ class CheckpointService:
             '/agentstate.v1.CheckpointService/DeleteForRuns',
             agentstate_dot_v1_dot_checkpoint__pb2.DeleteForRunsRequest.SerializeToString,
             agentstate_dot_v1_dot_checkpoint__pb2.DeleteForRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Session(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/agentstate.v1.CheckpointService/Session',
+            agentstate_dot_v1_dot_checkpoint__pb2.SessionRequest.SerializeToString,
+            agentstate_dot_v1_dot_checkpoint__pb2.SessionResponse.FromString,
             options,
             channel_credentials,
             insecure,
