@@ -28,6 +28,8 @@
 //     [--ab: also AgentstateSaver B, by default with group commit off]
 //     [--ab-env K=V,...: B server's environment] [--ab-main PATH: B server's dist/src/main.js]
 //     [--ab-saver PATH: B saver's dist/index.js] [--ab-client PATH: B client's dist/index.js]
+//     [--ab-no-session: --ab with B's client making unary checkpoint calls
+//      (checkpointSession: false) and B's server as A's unless --ab-env says otherwise]
 //     (A/B of a change: build the reference in a
 //     worktree of its own under /work and pass its paths)
 //     [--content padded|text: each message's 200 characters: the thread, the step and
@@ -61,6 +63,7 @@ const { values: o } = parseArgs({
     "ab-main": { type: "string" },
     "ab-saver": { type: "string" },
     "ab-client": { type: "string" },
+    "ab-no-session": { type: "boolean", default: false },
     "pg-stats": { type: "boolean", default: false },
     savers: { type: "string" },
     content: { type: "string", default: "padded" },
@@ -70,6 +73,7 @@ const LEVELS = o.levels.split(",").map(Number);
 const STEPS = Number(o.steps);
 const SECONDS = Number(o.seconds);
 const ROUNDS = Number(o.rounds);
+if (o["ab-no-session"]) o.ab = true;
 
 const { AgentstateClient } = need("@agentstate/client");
 // --ab with --ab-client: the B side's AgentstateClient from another build (its clients/typescript/dist/index.js).
@@ -79,8 +83,9 @@ const { AgentstateSaver } = need(path.join(PKG, "dist", "index.js"));
 const AgentstateSaverB = o["ab-saver"] ? need(path.resolve(o["ab-saver"])).AgentstateSaver : AgentstateSaver;
 // --ab-env K=V,K=V: the B server's environment (default: group commit off).
 const abEnv = Object.fromEntries(
-  (o["ab-env"] ?? "AGENTSTATE_CHECKPOINT_BATCH=1")
+  (o["ab-env"] ?? (o["ab-no-session"] ? "" : "AGENTSTATE_CHECKPOINT_BATCH=1"))
     .split(",")
+    .filter((kv) => kv !== "")
     .map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]),
 );
 const { PostgresSaver } = need("@langchain/langgraph-checkpoint-postgres");
@@ -129,7 +134,10 @@ if (o.ab) {
     },
     { logName: "server-alone.log" },
   );
-  clientAlone = new AgentstateClientB(serverAlone.address, { deadlineMs: 60_000 });
+  clientAlone = new AgentstateClientB(serverAlone.address, {
+    deadlineMs: 60_000,
+    ...(o["ab-no-session"] && { checkpointSession: false }),
+  });
 }
 const pgSaver = PostgresSaver.fromConnString(pg.url("lgpostgres"));
 await pgSaver.setup();
@@ -469,7 +477,7 @@ for (const name of Object.keys(savers)) {
 
 if (o.ab) {
   console.log(
-    `\nA: this build; B: ${o["ab-main"] ?? "this build"}, saver ${o["ab-saver"] ?? "this build's"}, client ${o["ab-client"] ?? "this build's"}, env ${JSON.stringify(abEnv)}; same run:\n\n| threads | metric | A | B | A/B (min-max) |\n|---|---|---|---|---|`,
+    `\nA: this build; B: ${o["ab-main"] ?? "this build"}, saver ${o["ab-saver"] ?? "this build's"}, client ${o["ab-client"] ?? "this build's"}${o["ab-no-session"] ? " with checkpointSession: false" : ""}, env ${JSON.stringify(abEnv)}; same run:\n\n| threads | metric | A | B | A/B (min-max) |\n|---|---|---|---|---|`,
   );
   for (const level of LEVELS) {
     const a = results.filter((r) => r.saver === "agentstate" && r.threads === level);

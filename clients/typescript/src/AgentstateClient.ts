@@ -64,6 +64,7 @@ import {
   PruneCheckpointsRequest,
   PutCheckpointRequest,
   PutWritesRequest,
+  SessionRequest,
   type CopyThreadResponse,
   type DeleteForRunsResponse,
   type DeleteThreadResponse,
@@ -129,6 +130,7 @@ import {
   type PutItemResponse,
   type SearchItemsResponse,
 } from "./gen/agentstate/v1/store";
+import { CheckpointSession, type SessionCalls, type SessionMethod } from "./CheckpointSession";
 import { reusingSerializer } from "./serialize";
 import { Subscription, type SubscribeOptions, type SubscriptionTarget } from "./Subscription";
 import { tokenInterceptor, type TokenSource } from "./token";
@@ -162,6 +164,18 @@ export interface AgentstateClientOptions {
   interceptors?: Interceptor[];
   /** Extra grpc-js channel options (keepalive, load balancing, ...). */
   channelOptions?: ChannelOptions;
+  /**
+   * putCheckpoint, putWrites and getCheckpoint as messages on one
+   * CheckpointService.Session stream (CheckpointSession) rather than one
+   * unary call each: same results and errors, much less CPU per call. A
+   * server without Session is detected and the client falls back to unary.
+   * A call given its own `metadata` goes by unary. Default true.
+   */
+  checkpointSession?: boolean;
+  /** A Session stream takes new calls for this long, then the next call opens another. Default 30 000 ms. */
+  sessionMaxAgeMs?: number;
+  /** Calls in flight on one Session stream (the server's AGENTSTATE_MAX_SESSION_CALLS); more wait. Default 256. */
+  sessionMaxCalls?: number;
 }
 
 /** PEM files for a TLS connection. */
@@ -321,6 +335,7 @@ const CheckpointClient = makeGenericClientConstructor(
       requestSerialize: reusingSerializer(PutCheckpointRequest),
     },
     putWrites: { ...CheckpointServiceService.putWrites, requestSerialize: reusingSerializer(PutWritesRequest) },
+    session: { ...CheckpointServiceService.session, requestSerialize: reusingSerializer(SessionRequest) },
   },
   "agentstate.v1.CheckpointService",
 ) as unknown as typeof CheckpointServiceClient;
@@ -348,6 +363,8 @@ export class AgentstateClient {
   readonly checkpoints: CheckpointServiceClient;
   private readonly deadlineMs: number;
   private readonly subscriptions = new Set<Subscription>();
+  /** The Session stream putCheckpoint, putWrites and getCheckpoint go on (undefined: off). */
+  private readonly session: CheckpointSession | undefined;
 
   constructor(
     readonly address: string,
@@ -380,6 +397,16 @@ export class AgentstateClient {
     this.events = new EventServiceClient(address, creds, { channelOverride, interceptors });
     this.store = new StoreServiceClient(address, creds, { channelOverride, interceptors });
     this.checkpoints = new CheckpointClient(address, creds, { channelOverride, interceptors });
+    this.session =
+      options.checkpointSession === false
+        ? undefined
+        : new CheckpointSession({
+            open: () => this.checkpoints.session(new Metadata(), {}),
+            unary: (method, request, callOptions) => this.checkpointUnary(method, request, callOptions),
+            deadlineMs: this.deadlineMs,
+            maxAgeMs: options.sessionMaxAgeMs,
+            maxCalls: options.sessionMaxCalls,
+          });
   }
 
   /** Creates or replaces a store item (a JSON object under a path and key). */
@@ -683,28 +710,25 @@ export class AgentstateClient {
     }
   }
 
-  /**
-   * Closes the channel (shared by kv, locks and events) and ends every
-   * subscription. Calls in flight fail with CANCELLED or UNAVAILABLE.
-   */
   // --- Checkpoints (CheckpointService): plain calls with the client's deadline; @agentstate/langgraph builds on them.
+
+  // putCheckpoint, putWrites and getCheckpoint go on the Session stream
+  // (checkpointSession, default on) unless the call brings its own metadata,
+  // which only a call of its own can carry.
 
   /** Stores a checkpoint; a strict put whose parent is not the head fails with ABORTED (reason CHECKPOINT_CONFLICT). */
   putCheckpoint(request: DeepPartial<PutCheckpointRequest>, options?: CallOptions): Promise<PutCheckpointResponse> {
-    const c = this.checkpoints;
-    return this.unary(c, c.putCheckpoint, PutCheckpointRequest.fromPartial(request), options);
+    return this.checkpointCall("putCheckpoint", PutCheckpointRequest.fromPartial(request), options);
   }
 
   /** Stores a task's pending writes on a checkpoint (idempotent per task and index). */
   putWrites(request: DeepPartial<PutWritesRequest>, options?: CallOptions): Promise<PutWritesResponse> {
-    const c = this.checkpoints;
-    return this.unary(c, c.putWrites, PutWritesRequest.fromPartial(request), options);
+    return this.checkpointCall("putWrites", PutWritesRequest.fromPartial(request), options);
   }
 
   /** One checkpoint (by id, or the latest), with its channel values and pending writes. */
   getCheckpoint(request: DeepPartial<GetCheckpointRequest>, options?: CallOptions): Promise<GetCheckpointResponse> {
-    const c = this.checkpoints;
-    return this.unary(c, c.getCheckpoint, GetCheckpointRequest.fromPartial(request), options);
+    return this.checkpointCall("getCheckpoint", GetCheckpointRequest.fromPartial(request), options);
   }
 
   /** One page of checkpoints, newest first. */
@@ -743,10 +767,40 @@ export class AgentstateClient {
     return this.unary(c, c.deleteForRuns, DeleteForRunsRequest.fromPartial(request), options);
   }
 
+  /**
+   * Closes the channel (shared by kv, locks and events), ends every
+   * subscription and the checkpoint Session stream. Calls in flight fail with
+   * CANCELLED or UNAVAILABLE.
+   */
   close(): void {
     for (const sub of this.subscriptions) sub.close();
     this.subscriptions.clear();
+    this.session?.close();
     this.kv.close();
+  }
+
+  private checkpointCall<M extends SessionMethod>(
+    method: M,
+    request: SessionCalls[M]["request"],
+    options: CallOptions | undefined,
+  ): Promise<SessionCalls[M]["response"]> {
+    if (this.session === undefined || options?.metadata !== undefined)
+      return this.checkpointUnary(method, request, options);
+    return this.session.call(method, request, options);
+  }
+
+  private checkpointUnary<M extends SessionMethod>(
+    method: M,
+    request: SessionCalls[M]["request"],
+    options: CallOptions | undefined,
+  ): Promise<SessionCalls[M]["response"]> {
+    const c = this.checkpoints;
+    return this.unary(
+      c,
+      c[method] as UnaryMethod<SessionCalls[M]["request"], SessionCalls[M]["response"]>,
+      request,
+      options,
+    );
   }
 
   /** Renews `held` until stopped; aborts `lost` with a LockLostError when the lock is (or may be) gone. */

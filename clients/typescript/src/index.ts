@@ -8,6 +8,15 @@
  * proto/ needs a line here.
  */
 export * from "./AgentstateClient";
+export {
+  CheckpointSession,
+  DEFAULT_SESSION_MAX_AGE_MS,
+  DEFAULT_SESSION_MAX_CALLS,
+  type SessionCallOptions,
+  type SessionCalls,
+  type SessionMethod,
+} from "./CheckpointSession";
+export { serviceError, sessionStatusError } from "./serviceError";
 export * from "./backoff";
 export * from "./duration";
 export * from "./errors";
@@ -137,6 +146,10 @@ export {
   PutCheckpointResponse,
   PutWritesRequest,
   PutWritesResponse,
+  SessionRequest,
+  SessionResponse,
+  SessionStatus,
+  SessionStatus_MetadataEntry,
   TypedValue,
   WriteValue,
   type CheckpointServiceServer,
