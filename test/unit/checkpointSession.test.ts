@@ -19,7 +19,7 @@ import {
 import {
   GetCheckpointRequest,
   PutWritesRequest,
-  type SessionRequest,
+  SessionRequest,
   type SessionResponse,
 } from "../../clients/typescript/src/gen/agentstate/v1/checkpoint";
 import { serviceError, sessionStatusError } from "../../clients/typescript/src/serviceError";
@@ -29,8 +29,8 @@ class FakeStream extends EventEmitter {
   readonly sent: SessionRequest[] = [];
   halfClosed = false;
   cancelled = false;
-  write(req: SessionRequest): boolean {
-    this.sent.push(req);
+  write(bytes: Uint8Array): boolean {
+    this.sent.push(SessionRequest.decode(bytes));
     return true;
   }
   end(): void {
@@ -72,6 +72,8 @@ function harness(opts: Partial<CheckpointSessionOptions> = {}) {
       return Promise.resolve({ unary: true } as never);
     },
     deadlineMs: 10_000,
+    encode: (req) => SessionRequest.encode(req).finish(),
+    maxSendBytes: 4096,
     ...opts,
   });
   return { session, streams, unary };
@@ -170,6 +172,17 @@ describe("client: CheckpointSession (calls as messages on one Session stream)", 
     session.close();
   });
 
+  it("a deadline past what a timer holds (Infinity) is none: timeout_ms 0, no local expiry", async () => {
+    const { session, streams } = harness();
+    const p = session.call("getCheckpoint", get("a"), { deadlineMs: Infinity });
+    await sleep(10);
+    const s = streams[0]!;
+    assert.equal(s.sent[0]!.timeoutMs, 0);
+    s.answer({ callId: s.idOf(0), getCheckpoint: reply("a") });
+    assert.equal((await p).checkpoint?.threadId, "a");
+    session.close();
+  });
+
   it("an aborted call rejects with the signal's reason at once; its id stays taken until the server answers", async () => {
     const { session, streams } = harness();
     const ac = new AbortController();
@@ -246,6 +259,52 @@ describe("client: CheckpointSession (calls as messages on one Session stream)", 
     await rejectsWith(b, status.UNIMPLEMENTED);
     assert.equal(unary.length, 0);
     assert.equal(session.active, true);
+    session.close();
+  });
+
+  it("a stream refused at open (RESOURCE_EXHAUSTED, the server's session bound): its calls go by unary, and new ones for a while", async () => {
+    const { session, streams, unary } = harness();
+    const calls = [session.call("getCheckpoint", get("a")), session.call("getCheckpoint", get("b"))];
+    streams[0]!.finish(status.RESOURCE_EXHAUSTED, "sessions: AGENTSTATE_MAX_SESSIONS (1) reached");
+    assert.deepEqual(await Promise.all(calls), [{ unary: true }, { unary: true }]);
+    await session.call("getCheckpoint", get("c"));
+    assert.equal(streams.length, 1, "no stream tried again at once");
+    assert.equal(unary.length, 3);
+    assert.equal(session.active, true, "not off for good");
+    session.close();
+  });
+
+  it("a stream broken by a reply over the message limit (RESOURCE_EXHAUSTED): each call without a result gets its own outcome by unary", async () => {
+    const { session, streams, unary } = harness();
+    const a = session.call("getCheckpoint", get("a"));
+    const big = session.call("getCheckpoint", get("big"));
+    const s = streams[0]!;
+    s.answer({ callId: s.idOf(0), getCheckpoint: reply("a") });
+    s.finish(status.RESOURCE_EXHAUSTED, "Received message larger than max (5000000 vs. 4259840)");
+    assert.equal((await a).checkpoint?.threadId, "a");
+    assert.deepEqual(await big, { unary: true });
+    assert.deepEqual(
+      unary.map((u) => (u.request as GetCheckpointRequest).threadId),
+      ["big"],
+    );
+    // The next call opens a new stream at once: the server did not refuse one.
+    const next = session.call("getCheckpoint", get("next"));
+    assert.equal(streams.length, 2);
+    streams[1]!.answer({ callId: streams[1]!.idOf(0), getCheckpoint: reply("next") });
+    await next;
+    session.close();
+  });
+
+  it("a request over the send limit is not sent on the stream (it would end it): it goes by unary", async () => {
+    const { session, streams, unary } = harness({ maxSendBytes: 100 });
+    const small = session.call("getCheckpoint", get("a"));
+    const big = session.call("getCheckpoint", get("b".repeat(200)));
+    assert.equal(streams[0]!.sent.length, 1);
+    assert.deepEqual(await big, { unary: true });
+    assert.equal(unary.length, 1);
+    const s = streams[0]!;
+    s.answer({ callId: s.idOf(0), getCheckpoint: reply("a") });
+    await small;
     session.close();
   });
 

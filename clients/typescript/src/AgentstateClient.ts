@@ -130,7 +130,7 @@ import {
   type PutItemResponse,
   type SearchItemsResponse,
 } from "./gen/agentstate/v1/store";
-import { CheckpointSession, type SessionCalls, type SessionMethod } from "./CheckpointSession";
+import { CheckpointSession, type SessionCalls, type SessionDuplex, type SessionMethod } from "./CheckpointSession";
 import { reusingSerializer } from "./serialize";
 import { Subscription, type SubscribeOptions, type SubscriptionTarget } from "./Subscription";
 import { tokenInterceptor, type TokenSource } from "./token";
@@ -335,10 +335,16 @@ const CheckpointClient = makeGenericClientConstructor(
       requestSerialize: reusingSerializer(PutCheckpointRequest),
     },
     putWrites: { ...CheckpointServiceService.putWrites, requestSerialize: reusingSerializer(PutWritesRequest) },
-    session: { ...CheckpointServiceService.session, requestSerialize: reusingSerializer(SessionRequest) },
+    // Session requests arrive encoded (CheckpointSession checks their size first).
+    session: { ...CheckpointServiceService.session, requestSerialize: (bytes: Uint8Array) => bytes as Buffer },
   },
   "agentstate.v1.CheckpointService",
 ) as unknown as typeof CheckpointServiceClient;
+
+/** The generated client's session(), whose requests go out encoded (see CheckpointClient). */
+interface SessionOpener {
+  session(metadata: Metadata, options: Partial<GrpcCallOptions>): SessionDuplex;
+}
 
 const UPDATE_BACKOFF: Backoff = { initialMs: 10, maxMs: 1000 };
 const RETRY_BACKOFF: Backoff = { initialMs: 100, maxMs: 2000 };
@@ -401,9 +407,11 @@ export class AgentstateClient {
       options.checkpointSession === false
         ? undefined
         : new CheckpointSession({
-            open: () => this.checkpoints.session(new Metadata(), {}),
+            open: () => (this.checkpoints as unknown as SessionOpener).session(new Metadata(), {}),
             unary: (method, request, callOptions) => this.checkpointUnary(method, request, callOptions),
             deadlineMs: this.deadlineMs,
+            encode: reusingSerializer(SessionRequest),
+            maxSendBytes: maxMessageBytes,
             maxAgeMs: options.sessionMaxAgeMs,
             maxCalls: options.sessionMaxCalls,
           });

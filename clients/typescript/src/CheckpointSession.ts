@@ -21,7 +21,15 @@
  * - a server without Session (an older release) answers the stream
  *   UNIMPLEMENTED: the session turns itself off for good, and the calls that
  *   saw it (never carried out: the server had no such method) and every later
- *   one go by unary.
+ *   one go by unary;
+ * - a stream that ends RESOURCE_EXHAUSTED was refused at open (the server's
+ *   AGENTSTATE_MAX_SESSIONS) or broken by one reply over the client's message
+ *   limit: its calls without a result go by unary, so each gets its own
+ *   outcome (a call of the stream may have been carried out: puts and
+ *   PutWrites are idempotent, a retried strict put is accepted); after a
+ *   refused open, calls go by unary for RETRY_OPEN_MS before a stream is
+ *   tried again. A request over the message limit is never sent on the
+ *   stream (it would end it): it goes by unary, which refuses it alone.
  *
  * Streams are replaced: one older than `maxAgeMs` takes no new calls (the
  * next call opens another) and is half-closed once its calls are answered, so
@@ -53,6 +61,10 @@ export const DEFAULT_SESSION_MAX_AGE_MS = 30_000;
 export const DEFAULT_SESSION_MAX_CALLS = 256;
 /** A stream with no call in flight for this long (checked every half of it) is half-closed. */
 const IDLE_MS = 1000;
+/** Deadlines past this (about 24.8 days, the longest Node timer) are none: timeout_ms 0, no local timer. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+/** After the server refused to open a stream (RESOURCE_EXHAUSTED), calls go by unary this long. */
+const RETRY_OPEN_MS = 5000;
 
 /** The calls a Session carries: each method's request and reply. */
 export interface SessionCalls {
@@ -67,7 +79,8 @@ export interface SessionCallOptions {
   signal?: AbortSignal;
 }
 
-export type SessionDuplex = ClientDuplexStream<SessionRequest, SessionResponse>;
+/** A Session stream whose requests are written already encoded (SessionRequest bytes). */
+export type SessionDuplex = ClientDuplexStream<Uint8Array, SessionResponse>;
 
 export interface CheckpointSessionOptions {
   /** Opens a Session stream (on the client's channel, with its interceptors). */
@@ -84,6 +97,10 @@ export interface CheckpointSessionOptions {
   maxAgeMs?: number;
   /** Default DEFAULT_SESSION_MAX_CALLS. */
   maxCalls?: number;
+  /** Encodes a request (the client's reused writer). */
+  encode(request: SessionRequest): Uint8Array;
+  /** The channel's send limit: a request above it goes by unary (on the stream it would end the stream). */
+  maxSendBytes: number;
 }
 
 /** One call, from its caller's promise to its result. */
@@ -130,6 +147,8 @@ export class CheckpointSession {
   private nextId = 0;
   /** The server has no Session: every call goes by unary. */
   private unsupported = false;
+  /** performance.now() before which calls go by unary (the server refused a stream). */
+  private unaryUntil = 0;
   private closed = false;
 
   constructor(private readonly options: CheckpointSessionOptions) {
@@ -154,7 +173,8 @@ export class CheckpointSession {
     request: SessionCalls[M]["request"],
     options: SessionCallOptions = {},
   ): Promise<SessionCalls[M]["response"]> {
-    if (!this.active) return this.options.unary(method, request, options);
+    if (!this.active || (this.unaryUntil !== 0 && performance.now() < this.unaryUntil))
+      return this.options.unary(method, request, options);
     const signal = options.signal;
     if (signal?.aborted) return Promise.reject(signal.reason);
     const deadlineMs = options.deadlineMs ?? this.options.deadlineMs;
@@ -171,7 +191,7 @@ export class CheckpointSession {
         onAbort: undefined,
         stream: undefined,
       };
-      call.timer = setTimeout(() => this.expire(call), deadlineMs);
+      if (deadlineMs < MAX_TIMER_MS) call.timer = setTimeout(() => this.expire(call), deadlineMs);
       if (signal !== undefined) {
         call.onAbort = () => this.settle(call, undefined, signal.reason);
         signal.addEventListener("abort", call.onAbort, { once: true });
@@ -216,21 +236,27 @@ export class CheckpointSession {
   }
 
   private send(s: Stream, call: Call): void {
-    const remaining = Math.ceil(call.deadlineAt - performance.now());
-    if (remaining <= 0) {
+    const left = call.deadlineAt - performance.now();
+    if (left <= 0) {
       this.expire(call);
       return;
     }
+    const timeoutMs = left < MAX_TIMER_MS ? Math.ceil(left) : 0;
     let id = this.nextId;
     do id = (id + 1) >>> 0;
     while (s.calls.has(id));
+    const request: SessionRequest = { callId: id, timeoutMs };
+    (request as unknown as Record<string, unknown>)[call.method] = call.request;
+    const bytes = this.options.encode(request);
+    if (bytes.byteLength > this.options.maxSendBytes) {
+      this.viaUnary(call);
+      return;
+    }
     this.nextId = id;
     call.stream = s;
     s.calls.set(id, call);
     s.lastUsed = performance.now();
-    const request: SessionRequest = { callId: id, timeoutMs: remaining };
-    (request as unknown as Record<string, unknown>)[call.method] = call.request;
-    s.duplex.write(request);
+    s.duplex.write(bytes);
   }
 
   /** The stream new calls go on: the current one unless it is too old, else a new one. */
@@ -267,6 +293,9 @@ export class CheckpointSession {
     // the stream is over once both the status and the end of reading came.
     duplex.on("status", (st: StatusObject) => {
       s.status = st;
+      // Over: no new call goes on it while its last results are read.
+      s.retired = true;
+      if (this.current === s) this.current = undefined;
       if (s.readEnded) this.ended(s, st);
     });
     duplex.on("end", () => {
@@ -326,6 +355,15 @@ export class CheckpointSession {
     if (st.code === status.UNIMPLEMENTED && !s.answered && !this.closed) {
       this.unsupported = true;
       for (const call of [...calls, ...this.waiting.splice(0)]) this.viaUnary(call);
+      return;
+    }
+    if (st.code === status.RESOURCE_EXHAUSTED && !this.closed) {
+      if (!s.answered) {
+        this.unaryUntil = performance.now() + RETRY_OPEN_MS;
+        calls.push(...this.waiting.splice(0));
+      }
+      for (const call of calls) this.viaUnary(call);
+      this.pump();
       return;
     }
     for (const call of calls) {
