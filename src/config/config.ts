@@ -452,6 +452,8 @@ export function loadConfig(env: Env = process.env): Config {
     maxSubscribers,
     maxSubscribersPerNamespace,
     maxReadStreams: int(env, "AGENTSTATE_MAX_READ_STREAMS", 1000, 1, 1000000),
+    maxSessions: int(env, "AGENTSTATE_MAX_SESSIONS", 1000, 1, 1000000),
+    maxSessionCalls: int(env, "AGENTSTATE_MAX_SESSION_CALLS", 256, 1, 100000),
   });
 
   const cacheMarkerTtlMs = int(env, "AGENTSTATE_CACHE_MARKER_TTL_MS", 15000, 1000, 3600000);

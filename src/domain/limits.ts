@@ -24,4 +24,7 @@ export interface Limits {
   readonly maxSubscribersPerNamespace: number;
   /** Open ReadStream calls per server. */
   readonly maxReadStreams: number;
+  /** Open CheckpointService.Session streams per server, and calls in flight per stream. */
+  readonly maxSessions: number;
+  readonly maxSessionCalls: number;
 }

@@ -8,7 +8,7 @@
 import * as assert from "node:assert/strict";
 import * as path from "node:path";
 import type { Pool } from "pg";
-import type { PutCheckpointCommand } from "../../src/domain/checkpoints";
+import type { PutCheckpointCommand, PutWritesCommand } from "../../src/domain/checkpoints";
 import { CheckpointConflictError } from "../../src/errors/errors";
 import { createPool } from "../../src/store/postgres/createPool";
 import { migrate } from "../../src/store/postgres/migrate";
@@ -43,7 +43,7 @@ describe("CheckpointStore: group commit of puts (real Postgres)", function () {
   let pool: Pool;
   let url: string;
   let store: PostgresCheckpointStore;
-  const batches = { put: [] as number[] };
+  const batches = { put: [] as number[], writes: [] as number[] };
 
   before(async () => {
     url = await (await getTestEnv()).freshDatabase("checkpoint_batch");
@@ -54,6 +54,7 @@ describe("CheckpointStore: group commit of puts (real Postgres)", function () {
       maxCheckpointBytes: 0,
       batchesMax: 2,
       observeBatch: (size) => batches.put.push(size),
+      observeWritesBatch: (size) => batches.writes.push(size),
     });
   });
   after(async () => {
@@ -194,5 +195,103 @@ describe("CheckpointStore: group commit of puts (real Postgres)", function () {
       await release();
     }
     assert.deepEqual((await heads("held-")).get("held-0"), ["c2", 2]);
+  });
+
+  const writesCmd = (thread: string, task: string, writes: [number, string, string][]): PutWritesCommand => ({
+    namespace: NS,
+    threadId: thread,
+    checkpointNs: "",
+    checkpointId: "c1",
+    taskId: task,
+    taskPath: "",
+    writes: writes.map(([index, channel, v]) => ({ index, channel, value: { type: "json", data: json(v) } })),
+  });
+  const storedWrites = async (prefix: string) =>
+    (
+      await pgQuery<{ w: string }>(
+        url,
+        `SELECT thread_id || ' ' || task_id || ' ' || idx || ' ' || channel || ' ' || convert_from(data, 'UTF8') AS w
+         FROM checkpoint_writes WHERE namespace = $1 AND thread_id LIKE $2 ORDER BY 1`,
+        [NS, `${prefix}%`],
+      )
+    ).map((r) => r.w);
+
+  it("PutWrites of many threads at once share statements; each call stores and counts its own writes, with its own audit row", async () => {
+    batches.writes.length = 0;
+    const threads = Array.from({ length: 24 }, (_, i) => `pw-${String(i).padStart(2, "0")}`);
+    const who = (i: number) => ({ principal: `p${i}`, requestId: `req-w${i}` });
+    const counts = await Promise.all(
+      threads.map((t, i) =>
+        store.putWrites(
+          writesCmd(t, "task", [
+            [0, "messages", `${t}-a`],
+            [1, "step", `${t}-b`],
+            ...(i % 2 ? ([[-1, "__error__", `${t}-e`]] as [number, string, string][]) : []),
+          ]),
+          who(i),
+        ),
+      ),
+    );
+    assert.deepEqual(
+      counts,
+      threads.map((_, i) => (i % 2 ? 3 : 2)),
+    );
+    assert.ok(Math.max(...batches.writes) > 1, `writes were committed together: ${batches.writes.join(",")}`);
+    const want = threads.flatMap((t, i) => [
+      ...(i % 2 ? [`${t} task -1 __error__ "${t}-e"`] : []),
+      `${t} task 0 messages "${t}-a"`,
+      `${t} task 1 step "${t}-b"`,
+    ]);
+    assert.deepEqual(await storedWrites("pw-"), want.sort());
+    const audit = await pgQuery<{ a: string }>(
+      url,
+      "SELECT target || ' ' || op || ' ' || principal || ' ' || request_id AS a FROM audit_changes WHERE namespace = $1 AND target LIKE 'pw-%' ORDER BY 1",
+      [NS],
+    );
+    assert.deepEqual(
+      audit.map((r) => r.a),
+      threads.map((t, i) => `${t}//c1 6 ${who(i).principal} ${who(i).requestId}`).sort(),
+    );
+  });
+
+  it("a PutWrites sent again at once is never in its first's statement and lands after it: kept writes count 0, special channels replaced", async () => {
+    batches.writes.length = 0;
+    const threads = Array.from({ length: 8 }, (_, i) => `pwr-${i}`);
+    const calls = threads.flatMap((t) => [
+      writesCmd(t, "task", [
+        [0, "messages", "first"],
+        [-1, "__interrupt__", "first"],
+      ]),
+      writesCmd(t, "task", [
+        [0, "messages", "again"],
+        [-1, "__interrupt__", "again"],
+      ]),
+    ]);
+    const counts = await Promise.all(calls.map((c) => store.putWrites(c)));
+    assert.ok(Math.max(...batches.writes) > 1, `batched: ${batches.writes.join(",")}`);
+    assert.deepEqual(
+      counts,
+      threads.flatMap(() => [2, 1]),
+    );
+    assert.deepEqual(
+      await storedWrites("pwr-"),
+      threads.flatMap((t) => [`${t} task -1 __interrupt__ "again"`, `${t} task 0 messages "first"`]).sort(),
+    );
+  });
+
+  it("a PutWrites that Postgres refuses fails alone; the others of its statement are stored", async () => {
+    batches.writes.length = 0;
+    const threads = Array.from({ length: 10 }, (_, i) => `pwf-${i}`);
+    const results = await Promise.allSettled(
+      threads.map((t, i) => store.putWrites(writesCmd(t, "task", [[0, i === 5 ? "bad\u0000channel" : "ok", t]]))),
+    );
+    assert.deepEqual(
+      results.map((r) => r.status),
+      threads.map((_, i) => (i === 5 ? "rejected" : "fulfilled")),
+    );
+    assert.deepEqual(
+      await storedWrites("pwf-"),
+      threads.filter((_, i) => i !== 5).map((t) => `${t} task 0 ok "${t}"`),
+    );
   });
 });

@@ -14,6 +14,7 @@ const STATEMENT_OPS: Record<string, ChangeOp> = {
   checkpoint_put_batch: "checkpoint_put",
   checkpoint_writes_put: "checkpoint_writes",
   checkpoint_writes_put_small: "checkpoint_writes",
+  checkpoint_writes_put_small_batch: "checkpoint_writes",
   checkpoint_delete_thread: "thread_delete",
   checkpoint_copy_thread: "thread_copy",
   checkpoint_prune: "checkpoint_prune",

@@ -53,6 +53,8 @@ describe("config/loadConfig", () => {
         maxSubscribers: 2000,
         maxSubscribersPerNamespace: 500,
         maxReadStreams: 1000,
+        maxSessions: 1000,
+        maxSessionCalls: 256,
       };
       for (const [name, value] of Object.entries(documented)) {
         assert.equal(c.limits[name as keyof typeof documented], value, `limits.${name}`);

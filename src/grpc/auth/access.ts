@@ -113,6 +113,8 @@ export const ACCESS: Readonly<Record<string, Access>> = Object.freeze({
     r.threadIds.length === 0 ? whole(r.namespace) : r.threadIds.flatMap((t) => key(r.namespace, t)),
   ),
   DeleteForRuns: rule("write", (r: DeleteForRunsRequest) => whole(r.namespace)),
+  // Session has no line: opening one takes authentication only (any principal),
+  // and each call it carries is checked against its own line above when it runs.
   // agentstate.v1.AdminService: a token's grants must lie within the creator's admin grants
   CreateToken: rule("admin", (r: CreateTokenRequest) =>
     r.grants.length === 0

@@ -3,7 +3,9 @@
  * validate the request (codec.ts), call the CheckpointStore, shape the reply
  * (what it throws is mapped by the call pipeline). Checkpoints take no
  * namespace revision (see the service's comment in checkpoint.proto), so the
- * replies carry no ResponseHeader.
+ * replies carry no ResponseHeader. PutCheckpoint, PutWrites and GetCheckpoint
+ * run the same handler whether they come as unary calls or as calls of a
+ * Session stream (pipeline/session.ts).
  */
 import {
   checkpointReplyLimit,
@@ -12,8 +14,21 @@ import {
   type StoredCheckpoint,
 } from "../../domain/checkpoints";
 import type { Limits } from "../../domain/limits";
-import type { CheckpointServiceServer } from "../../gen/agentstate/v1/checkpoint";
-import { writeOptions, type CallEnv } from "../pipeline/context";
+import type {
+  CheckpointServiceServer,
+  GetCheckpointRequest,
+  GetCheckpointResponse,
+  PutCheckpointRequest,
+  PutCheckpointResponse,
+  PutWritesRequest,
+  PutWritesResponse,
+  SessionRequest,
+  SessionResponse,
+} from "../../gen/agentstate/v1/checkpoint";
+import { StreamSlots } from "../../domain/streamSlots";
+import { InvalidArgumentError } from "../../errors/errors";
+import { writeOptions, type CallContext, type CallEnv } from "../pipeline/context";
+import { session, type SessionRoute } from "../pipeline/session";
 import { unary } from "../pipeline/unary";
 import {
   checkpointBytes,
@@ -43,19 +58,64 @@ function fitReply(page: StoredCheckpoint[], limits: Limits): StoredCheckpoint[] 
   return page.slice(0, n);
 }
 
-export function checkpointHandlers(store: CheckpointStore, limits: Limits, env: CallEnv): CheckpointServiceServer {
+type Handler<Req, Res> = (req: Req, ctx: CallContext) => Promise<Res>;
+
+/** A session route for one RPC: `handler` as its unary call runs it, the reply under `key`. */
+function route<Req, Res>(
+  rpc: string,
+  handler: Handler<Req, Res>,
+  key: "putCheckpoint" | "putWrites" | "getCheckpoint",
+): SessionRoute<SessionResponse> {
   return {
-    putCheckpoint: unary("PutCheckpoint", env, async (req, ctx) => {
-      const r = await store.put(decodePutCheckpoint(req, limits), writeOptions(ctx).actor);
-      return { created: r.created, headCheckpointId: r.head };
-    }),
-    putWrites: unary("PutWrites", env, async (req, ctx) => ({
-      stored: await store.putWrites(decodePutWrites(req, limits), writeOptions(ctx).actor),
-    })),
-    getCheckpoint: unary("GetCheckpoint", env, async (req) => {
-      const page = fitReply(await store.list(decodeGetCheckpoint(req, limits)), limits);
-      const c = page[0];
-      return { found: c !== undefined, checkpoint: c && checkpointToPb(c) };
+    rpc,
+    handler: handler as SessionRoute<SessionResponse>["handler"],
+    reply: (callId, res) => ({ callId, [key]: res }) as SessionResponse,
+  };
+}
+
+const SESSION_CALLS = "put_checkpoint, put_writes, get_checkpoint";
+
+export function checkpointHandlers(store: CheckpointStore, limits: Limits, env: CallEnv): CheckpointServiceServer {
+  const putCheckpoint: Handler<PutCheckpointRequest, PutCheckpointResponse> = async (req, ctx) => {
+    const r = await store.put(decodePutCheckpoint(req, limits), writeOptions(ctx).actor);
+    return { created: r.created, headCheckpointId: r.head };
+  };
+  const putWrites: Handler<PutWritesRequest, PutWritesResponse> = async (req, ctx) => ({
+    stored: await store.putWrites(decodePutWrites(req, limits), writeOptions(ctx).actor),
+  });
+  const getCheckpoint: Handler<GetCheckpointRequest, GetCheckpointResponse> = async (req) => {
+    const page = fitReply(await store.list(decodeGetCheckpoint(req, limits)), limits);
+    const c = page[0];
+    return { found: c !== undefined, checkpoint: c && checkpointToPb(c) };
+  };
+  const routes = {
+    putCheckpoint: route("PutCheckpoint", putCheckpoint, "putCheckpoint"),
+    putWrites: route("PutWrites", putWrites, "putWrites"),
+    getCheckpoint: route("GetCheckpoint", getCheckpoint, "getCheckpoint"),
+  };
+  const sessions = new StreamSlots({
+    what: "Session streams",
+    perServer: limits.maxSessions,
+    perServerSetting: "AGENTSTATE_MAX_SESSIONS",
+  });
+  return {
+    putCheckpoint: unary("PutCheckpoint", env, putCheckpoint),
+    putWrites: unary("PutWrites", env, putWrites),
+    getCheckpoint: unary("GetCheckpoint", env, getCheckpoint),
+    session: session<SessionRequest, SessionResponse>(env, {
+      rpc: "Session",
+      maxCalls: limits.maxSessionCalls,
+      maxCallsSetting: "AGENTSTATE_MAX_SESSION_CALLS",
+      slots: sessions,
+      route: (req) => {
+        const set = (["putCheckpoint", "putWrites", "getCheckpoint"] as const).filter((k) => req[k] !== undefined);
+        if (set.length !== 1) {
+          return new InvalidArgumentError("call", `a session call carries exactly one of ${SESSION_CALLS}`);
+        }
+        const k = set[0]!;
+        return { route: routes[k], request: req[k] };
+      },
+      statusReply: (callId, status) => ({ callId, status }),
     }),
     listCheckpoints: unary("ListCheckpoints", env, async (req) => {
       const q = decodeListCheckpoints(req, limits);

@@ -77,6 +77,8 @@ export abstract class PipelineCall<Req, Res> implements CallContext {
   protected abstract sendResult(res: Res): void;
   /** Sends an error status. */
   protected abstract sendStatus(e: GrpcStatus): void;
+  /** Told once the call has ended, whatever ended it (before its result or status is sent). */
+  protected ended(): void {}
 
   constructor(
     readonly rpc: string,
@@ -179,5 +181,6 @@ export abstract class PipelineCall<Req, Res> implements CallContext {
     const line = { request_id: this.requestId, rpc: this.rpc, code: name, ms: Math.round(ms * 100) / 100 };
     this.env.log.info("rpc", this.principal ? { ...line, principal: this.principal.name } : line);
     this.env.observe?.(this.rpc, name, ms / 1000);
+    this.ended();
   }
 }

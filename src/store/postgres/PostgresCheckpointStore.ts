@@ -45,7 +45,13 @@ import type {
 } from "../../domain/checkpoints";
 import { checkpointTooLarge, compareIds } from "../../domain/checkpoints";
 import type { Actor } from "../../domain/types";
-import { CheckpointConflictError, CheckpointDeltaBaseError, InvalidArgumentError } from "../../errors/errors";
+import {
+  CheckpointConflictError,
+  CheckpointDeltaBaseError,
+  InvalidArgumentError,
+  StatementTimedOutError,
+  StoreUnavailableError,
+} from "../../errors/errors";
 import { GroupCommitQueue } from "./GroupCommitQueue";
 import { translatePgError } from "./pgErrors";
 import { runWriteBatch, type WriteBatchSpec } from "./runWriteBatch";
@@ -69,6 +75,8 @@ export interface PostgresCheckpointStoreOptions {
   batchesMax?: number;
   /** Called with the size of every batch sent (tests). */
   observeBatch?: (size: number) => void;
+  /** Called with the size of every batch of PutWrites sent as one statement (tests). */
+  observeWritesBatch?: (size: number) => void;
   /** Most deltas after a whole value of a channel (default 32); 0: values are stored whole. */
   deltaChain?: number;
   /** Bytes of last values kept to delta against (default 32 MiB). */
@@ -146,6 +154,14 @@ interface PendingPut {
   reject(err: unknown): void;
 }
 
+/** A PutWrites of small values waiting for its batch (checkpoint_writes_put_small_batch). */
+interface PendingWrites {
+  cmd: PutWritesCommand;
+  actor: Actor | undefined;
+  resolve(stored: number): void;
+  reject(err: unknown): void;
+}
+
 interface PutRow {
   idx: number;
   status: number;
@@ -179,6 +195,11 @@ const PUT_ARRAYS = [
 ] as const;
 
 /** The (namespace, thread, checkpoint ns) a put is on: its head row. */
+/** A PutWrites call's task on its checkpoint: its writes' key without the index. */
+function taskKey(p: { cmd: PutWritesCommand }): string {
+  return `${threadKey(p.cmd)}\u0000${p.cmd.checkpointId}\u0000${p.cmd.taskId}`;
+}
+
 function threadKey(c: { namespace: string; threadId: string; checkpointNs: string }): string {
   return `${c.namespace}\0${c.threadId}\0${c.checkpointNs}`;
 }
@@ -215,6 +236,8 @@ const signedCrc = (data: Buffer) => crc32(data) | 0;
 
 export class PostgresCheckpointStore implements CheckpointStore {
   private readonly puts: GroupCommitQueue<PendingPut>;
+  /** PutWrites of small values, group-committed; undefined when batchMax is 1. */
+  private readonly writes: GroupCommitQueue<PendingWrites> | undefined;
   /** (namespace, thread, checkpoint ns, channel) -> its last value stored here, least recently used first. */
   private readonly last = new Map<string, LastValue>();
   private lastBytes = 0;
@@ -247,6 +270,25 @@ export class PostgresCheckpointStore implements CheckpointStore {
       maxWeight: MAX_BATCH_BYTES,
       compare: (a, b) => compareIds(threadKey(a.cmd), threadKey(b.cmd)),
     });
+    // PutWrites of small values as well: the calls that arrive while a batch
+    // is written go as one statement (a LangGraph step's writes come right
+    // after its put, so concurrent threads send theirs together). They take
+    // no head row: any namespaces may share a batch. Two calls of one task on
+    // one checkpoint (a retry) never share a batch, so no row is proposed
+    // twice in one statement, nor are they in two batches at once, so they
+    // are applied in the order they came.
+    this.writes =
+      batchMax === 1
+        ? undefined
+        : new GroupCommitQueue<PendingWrites>({
+            maxBatch: batchMax,
+            maxInFlight: batchesMax,
+            run: (batch) => this.runWrites(batch),
+            batchKey: taskKey,
+            flightKey: taskKey,
+            weight: (p) => p.cmd.writes.reduce((n, w) => n + w.value.data.length, 0),
+            maxWeight: MAX_BATCH_BYTES,
+          });
   }
 
   /**
@@ -410,23 +452,96 @@ export class PostgresCheckpointStore implements CheckpointStore {
       cmd.writes.every((w) => w.value.data.length <= this.opts.chunkBytes) &&
       (limit === 0 || bytes < limit / CHECK_FRACTION)
     ) {
-      // The common case: small values, one plain statement, no size check.
-      const r = await this.q<{ stored: number }>(sql("checkpoint_writes_put_small"), [
-        cmd.namespace,
-        cmd.threadId,
-        cmd.checkpointNs,
-        cmd.checkpointId,
-        cmd.taskId,
-        cmd.taskPath,
-        cmd.writes.map((w) => w.index),
-        cmd.writes.map((w) => w.channel),
-        cmd.writes.map((w) => w.value.type),
-        cmd.writes.map((w) => w.value.data.length),
-        Buffer.concat(cmd.writes.map((w) => w.value.data)),
-        ...who(actor),
-      ]);
-      return r.rows[0]?.stored ?? 0;
+      // The common case: small values, one plain statement (for the call, or
+      // for its batch), no size check.
+      const queue = this.writes;
+      if (queue !== undefined) {
+        return new Promise<number>((resolve, reject) => queue.push({ cmd, actor, resolve, reject }));
+      }
+      return this.putWritesSmall(cmd, actor);
     }
+    return this.putWritesChecked(cmd, actor);
+  }
+
+  /** One PutWrites of small values alone: checkpoint_writes_put_small. */
+  private async putWritesSmall(cmd: PutWritesCommand, actor: Actor | undefined): Promise<number> {
+    const r = await this.q<{ stored: number }>(sql("checkpoint_writes_put_small"), [
+      cmd.namespace,
+      cmd.threadId,
+      cmd.checkpointNs,
+      cmd.checkpointId,
+      cmd.taskId,
+      cmd.taskPath,
+      cmd.writes.map((w) => w.index),
+      cmd.writes.map((w) => w.channel),
+      cmd.writes.map((w) => w.value.type),
+      cmd.writes.map((w) => w.value.data.length),
+      Buffer.concat(cmd.writes.map((w) => w.value.data)),
+      ...who(actor),
+    ]);
+    return r.rows[0]?.stored ?? 0;
+  }
+
+  /**
+   * A batch of PutWrites of small values as one statement; each call settles
+   * with its own count. A single call goes alone. A failure of the database
+   * (unavailable, timed out) fails every call; any other failure is looked
+   * for call by call, each alone, so it stays the one call's.
+   */
+  private async runWrites(batch: PendingWrites[]): Promise<void> {
+    const alone = (p: PendingWrites) => this.putWritesSmall(p.cmd, p.actor).then(p.resolve, p.reject);
+    if (batch.length === 1) return alone(batch[0]!);
+    const call: number[] = [];
+    const idx: number[] = [];
+    const channel: string[] = [];
+    const type: string[] = [];
+    const size: number[] = [];
+    const data: Buffer[] = [];
+    batch.forEach((p, i) => {
+      for (const w of p.cmd.writes) {
+        call.push(i + 1);
+        idx.push(w.index);
+        channel.push(w.channel);
+        type.push(w.value.type);
+        size.push(w.value.data.length);
+        data.push(w.value.data);
+      }
+    });
+    const col = <T>(f: (p: PendingWrites) => T) => batch.map(f);
+    let rows: { stored: number }[];
+    try {
+      rows = (
+        await this.q<{ stored: number }>(sql("checkpoint_writes_put_small_batch"), [
+          col((p) => p.cmd.namespace),
+          col((p) => p.cmd.threadId),
+          col((p) => p.cmd.checkpointNs),
+          col((p) => p.cmd.checkpointId),
+          col((p) => p.cmd.taskId),
+          col((p) => p.cmd.taskPath),
+          col((p) => p.actor?.principal ?? null),
+          col((p) => p.actor?.requestId ?? null),
+          call,
+          idx,
+          channel,
+          type,
+          size,
+          Buffer.concat(data),
+        ])
+      ).rows;
+    } catch (err) {
+      if (err instanceof StoreUnavailableError || err instanceof StatementTimedOutError) {
+        for (const p of batch) p.reject(err);
+        return;
+      }
+      await Promise.all(batch.map(alone));
+      return;
+    }
+    this.opts.observeWritesBatch?.(batch.length);
+    batch.forEach((p, i) => p.resolve(rows[i]?.stored ?? 0));
+  }
+
+  /** A PutWrites with a value to chunk or large enough to check against the checkpoint's size. */
+  private async putWritesChecked(cmd: PutWritesCommand, actor: Actor | undefined): Promise<number> {
     const st = sql("checkpoint_writes_put");
     const r = await this.q<{ status: number; stored: number; bytes: string | null }>(
       st,
