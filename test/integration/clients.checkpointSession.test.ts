@@ -7,7 +7,9 @@
  * some failing, each answered to its own caller; a server SIGKILLed with
  * calls in flight (every caller answered, the next call on a new stream after
  * the restart); a server without Session (unary fallback); a stream refused at
- * open (the server's session bound: unary for those calls); the local deadline
+ * open (the server's session bound: unary for those calls); a JWT expiring
+ * while its stream is open (the call sent again on a new stream with the
+ * fresh token); the local deadline
  * with the server process stopped (SIGSTOP); rotation of old streams.
  * Streams are counted by a grpc-js client interceptor on the client.
  */
@@ -32,6 +34,7 @@ import {
   type PutCheckpointRequest,
 } from "../../clients/typescript/src/gen/agentstate/v1/checkpoint";
 import type { DeepPartial } from "../../clients/typescript/src/gen/agentstate/v1/common";
+import { JwtKeys } from "../support/authFixture";
 import { CheckpointClient } from "../support/checkpointClient";
 import { eventually } from "../support/eventually";
 import { ServerProcess } from "../support/ServerProcess";
@@ -310,6 +313,40 @@ describe("TypeScript client: checkpoint calls on one Session stream (real server
       c.close();
       holder.close();
       await server.stop();
+    }
+  });
+
+  it("a JWT that expires while its stream is open: the call answered UNAUTHENTICATED is sent again on a new stream with the fresh token", async () => {
+    const jwt = new JwtKeys();
+    const server = await ServerProcess.start({
+      ...cluster.env,
+      AGENTSTATE_AUTH: "required",
+      AGENTSTATE_BOOTSTRAP_TOKEN: `boot-${randomBytes(16).toString("hex")}`,
+      ...jwt.env(),
+    });
+    const grants = [{ namespace: NS, roles: ["read", "write"] }];
+    let token = await jwt.sign("agent", grants, { expiresInS: 2 });
+    const log = new CallLog();
+    const c = client({ interceptors: [log.interceptor], token: () => token }, server.address);
+    try {
+      const t = thread();
+      await c.putCheckpoint(putReq(t, 1));
+      const expiresAt = Date.now() + 3000;
+      token = await jwt.sign("agent", grants);
+      // Calls every 100 ms keep the first stream busy (not idle-closed) until past the first token's expiry.
+      let i = 1;
+      while (Date.now() < expiresAt + 500) {
+        assert.equal((await c.getCheckpoint({ namespace: NS, threadId: t })).checkpoint?.checkpointId, id(i));
+        i++;
+        assert.equal((await c.putCheckpoint(putReq(t, i))).headCheckpointId, id(i));
+        await sleep(100);
+      }
+      assert.equal(log.count(SESSION), 2, "the stream of the expired token was replaced once");
+      assert.equal(log.unary(), 0);
+    } finally {
+      c.close();
+      await server.stop();
+      jwt.remove();
     }
   });
 

@@ -308,6 +308,29 @@ describe("client: CheckpointSession (calls as messages on one Session stream)", 
     session.close();
   });
 
+  it("a call answered UNAUTHENTICATED (stale credentials) is sent once more on a new stream; a second one is its answer", async () => {
+    const { session, streams } = harness();
+    const unauth = { code: status.UNAUTHENTICATED, message: "token expired", metadata: {} };
+    const a = session.call("getCheckpoint", get("a"));
+    const b = session.call("getCheckpoint", get("b"));
+    const [old] = streams;
+    old!.answer({ callId: old!.idOf(0), status: unauth });
+    assert.equal(streams.length, 2, "a new stream, opened with the token of the moment");
+    assert.equal(streams[1]!.sent[0]!.getCheckpoint?.threadId, "a");
+    old!.answer({ callId: old!.idOf(1), status: unauth });
+    assert.equal(old!.halfClosed, true, "the old stream takes no new call and is half-closed");
+    const fresh = streams[1]!;
+    assert.deepEqual(
+      fresh.sent.map((r) => r.getCheckpoint?.threadId),
+      ["a", "b"],
+    );
+    fresh.answer({ callId: fresh.idOf(0), getCheckpoint: reply("a") });
+    fresh.answer({ callId: fresh.idOf(1), status: unauth });
+    assert.equal((await a).checkpoint?.threadId, "a");
+    await rejectsWith(b, status.UNAUTHENTICATED);
+    session.close();
+  });
+
   it("at most maxCalls calls in flight per stream; later calls wait, first in first out", async () => {
     const { session, streams } = harness({ maxCalls: 2 });
     const calls = ["a", "b", "c", "d"].map((t) => session.call("getCheckpoint", get(t)));

@@ -31,6 +31,12 @@
  *   tried again. A request over the message limit is never sent on the
  *   stream (it would end it): it goes by unary, which refuses it alone.
  *
+ * A stream carries the credentials it was opened with (the token source is
+ * asked at open), and the server checks them at every call: a call answered
+ * UNAUTHENTICATED (an expired JWT, a revoked token) was not carried out, so
+ * its stream takes no new calls and the call is sent once more on a new
+ * stream, with the token of the moment; a second UNAUTHENTICATED is its answer.
+ *
  * Streams are replaced: one older than `maxAgeMs` takes no new calls (the
  * next call opens another) and is half-closed once its calls are answered, so
  * an expiring token, a server's max connection age and load balancing across
@@ -118,6 +124,8 @@ interface Call {
   onAbort: (() => void) | undefined;
   /** The stream it was sent on. */
   stream: Stream | undefined;
+  /** Sent again after UNAUTHENTICATED (once at most). */
+  resent: boolean;
 }
 
 /** One Session stream and the calls sent on it that have no result yet. */
@@ -190,6 +198,7 @@ export class CheckpointSession {
         timer: undefined,
         onAbort: undefined,
         stream: undefined,
+        resent: false,
       };
       if (deadlineMs < MAX_TIMER_MS) call.timer = setTimeout(() => this.expire(call), deadlineMs);
       if (signal !== undefined) {
@@ -326,8 +335,16 @@ export class CheckpointSession {
     const call = s.calls.get(res.callId);
     if (call === undefined) return; // not ours: nothing waits for it
     s.calls.delete(res.callId);
+    let requeued = false;
     if (!call.done) {
-      if (res.status !== undefined) this.settle(call, undefined, sessionStatusError(res.status));
+      if (res.status?.code === status.UNAUTHENTICATED && !call.resent && !this.closed) {
+        // The stream's credentials are stale: the call again, first, on a new stream.
+        call.resent = true;
+        call.stream = undefined;
+        this.retire(s);
+        this.waiting.unshift(call);
+        requeued = true;
+      } else if (res.status !== undefined) this.settle(call, undefined, sessionStatusError(res.status));
       else {
         const reply = res[call.method];
         if (reply !== undefined) this.settle(call, reply, undefined);
@@ -343,7 +360,7 @@ export class CheckpointSession {
       s.lastUsed = performance.now();
       if (s.retired) this.halfClose(s);
     }
-    if (s === this.current && this.waiting.length > 0) this.pump();
+    if ((s === this.current || requeued) && this.waiting.length > 0) this.pump();
   }
 
   /** The stream is over: calls without a result fail with its status, or go by unary if the server has no Session. */
