@@ -15,6 +15,7 @@
  */
 import * as assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import { once } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
   InterceptingCall,
@@ -30,8 +31,10 @@ import {
 import { AgentstateClient, type AgentstateClientOptions } from "../../clients/typescript/src/AgentstateClient";
 import {
   CheckpointServiceService,
+  SessionRequest,
   type GetCheckpointResponse,
   type PutCheckpointRequest,
+  type SessionResponse,
 } from "../../clients/typescript/src/gen/agentstate/v1/checkpoint";
 import type { DeepPartial } from "../../clients/typescript/src/gen/agentstate/v1/common";
 import { JwtKeys } from "../support/authFixture";
@@ -155,6 +158,15 @@ describe("TypeScript client: checkpoint calls on one Session stream (real server
     assert.equal(log.unary(), 0, "no unary checkpoint call");
     await sess.getCheckpoint({ namespace: NS, threadId: a }, { metadata: new Metadata() });
     assert.equal(log.count("/agentstate.v1.CheckpointService/GetCheckpoint"), 1);
+    // The generated client's own session() still takes SessionRequest messages.
+    const raw = sess.checkpoints.session(new Metadata(), {});
+    raw.write(
+      SessionRequest.fromPartial({ callId: 7, timeoutMs: 5000, getCheckpoint: { namespace: NS, threadId: a } }),
+    );
+    const [res] = (await once(raw, "data")) as [SessionResponse];
+    raw.end();
+    assert.equal(res.callId, 7);
+    assert.equal(res.getCheckpoint?.checkpoint?.checkpointId, id(3));
   });
 
   it("64 concurrent calls of one client, some refused (strict conflicts, bad input): each caller gets its own outcome", async () => {

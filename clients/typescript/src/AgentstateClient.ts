@@ -335,8 +335,13 @@ const CheckpointClient = makeGenericClientConstructor(
       requestSerialize: reusingSerializer(PutCheckpointRequest),
     },
     putWrites: { ...CheckpointServiceService.putWrites, requestSerialize: reusingSerializer(PutWritesRequest) },
-    // Session requests arrive encoded (CheckpointSession checks their size first).
-    session: { ...CheckpointServiceService.session, requestSerialize: (bytes: Uint8Array) => bytes as Buffer },
+    // CheckpointSession writes its requests encoded (it checks their size first);
+    // a SessionRequest written by a user of `checkpoints` is encoded here.
+    session: {
+      ...CheckpointServiceService.session,
+      requestSerialize: (m: Uint8Array | SessionRequest): Buffer =>
+        m instanceof Uint8Array ? (m as Buffer) : CheckpointServiceService.session.requestSerialize(m),
+    },
   },
   "agentstate.v1.CheckpointService",
 ) as unknown as typeof CheckpointServiceClient;
@@ -718,7 +723,7 @@ export class AgentstateClient {
     }
   }
 
-  // --- Checkpoints (CheckpointService): plain calls with the client's deadline; @agentstate/langgraph builds on them.
+  // --- Checkpoints (CheckpointService): calls with the client's deadline; @agentstate/langgraph builds on them.
 
   // putCheckpoint, putWrites and getCheckpoint go on the Session stream
   // (checkpointSession, default on) unless the call brings its own metadata,
