@@ -215,44 +215,52 @@ describe("TypeScript client: checkpoint calls on one Session stream (real server
     }
   });
 
-  it("the server SIGKILLed with calls in flight: every caller gets a result or an error; after the restart the next call succeeds on a new stream", async () => {
-    const server = await ServerProcess.start(cluster.env);
-    const log = new CallLog();
-    const c = client({ interceptors: [log.interceptor], deadlineMs: 60_000 }, server.address);
-    let done = 0;
-    const errors: ServiceError[] = [];
-    const workers = Array.from({ length: 16 }, async () => {
-      const t = thread();
-      for (let i = 1; ; i++) {
-        try {
-          await c.putCheckpoint(putReq(t, i));
-          await c.putWrites(writesReq(t, i, "task"));
-          done++;
-        } catch (e) {
-          errors.push(e as ServiceError);
-          return;
+  for (const [signal, how] of [
+    ["SIGKILL", "killed (SIGKILL: the connection is lost)"],
+    ["SIGTERM", "shut down (SIGTERM: calls in flight answered, later ones UNAVAILABLE, the stream ends UNAVAILABLE)"],
+  ] as const)
+    it(`the server ${how} with calls in flight: every caller gets a result or UNAVAILABLE; after the restart the next call succeeds on a new stream`, async () => {
+      const server = await ServerProcess.start(cluster.env);
+      const log = new CallLog();
+      const c = client({ interceptors: [log.interceptor], deadlineMs: 60_000 }, server.address);
+      let done = 0;
+      const errors: ServiceError[] = [];
+      const workers = Array.from({ length: 16 }, async () => {
+        const t = thread();
+        for (let i = 1; ; i++) {
+          try {
+            await c.putCheckpoint(putReq(t, i));
+            await c.putWrites(writesReq(t, i, "task"));
+            done++;
+          } catch (e) {
+            errors.push(e as ServiceError);
+            return;
+          }
         }
+      });
+      while (done < 50) await sleep(10);
+      await server.kill(signal);
+      // None hangs: each worker ends with its call's error, far before its deadline.
+      const guard = new AbortController();
+      const settled = await Promise.race([
+        Promise.all(workers).then(() => true),
+        sleep(30_000, false, { signal: guard.signal }),
+      ]).finally(() => guard.abort());
+      assert.ok(settled, "every call in flight was answered");
+      assert.equal(errors.length, 16);
+      for (const e of errors) assert.equal(e.code, status.UNAVAILABLE, e.message);
+      const restarted = await ServerProcess.start({ ...cluster.env, AGENTSTATE_PORT: String(server.port) });
+      try {
+        const t = thread();
+        assert.equal((await c.putCheckpoint(putReq(t, 1))).created, true);
+        assert.equal((await c.getCheckpoint({ namespace: NS, threadId: t })).checkpoint?.checkpointId, id(1));
+        assert.equal(log.count(SESSION), 2, "a new stream");
+        assert.equal(log.unary(), 0);
+      } finally {
+        c.close();
+        await restarted.stop();
       }
     });
-    while (done < 50) await sleep(10);
-    await server.kill("SIGKILL");
-    // None hangs: each worker ends with its call's error (the stream broke), far before its deadline.
-    const settled = await Promise.race([Promise.all(workers).then(() => true), sleep(30_000).then(() => false)]);
-    assert.ok(settled, "every call in flight was answered");
-    assert.equal(errors.length, 16);
-    for (const e of errors) assert.equal(e.code, status.UNAVAILABLE, e.message);
-    const restarted = await ServerProcess.start({ ...cluster.env, AGENTSTATE_PORT: String(server.port) });
-    try {
-      const t = thread();
-      assert.equal((await c.putCheckpoint(putReq(t, 1))).created, true);
-      assert.equal((await c.getCheckpoint({ namespace: NS, threadId: t })).checkpoint?.checkpointId, id(1));
-      assert.equal(log.count(SESSION), 2, "a new stream");
-      assert.equal(log.unary(), 0);
-    } finally {
-      c.close();
-      await restarted.stop();
-    }
-  });
 
   it("a server without Session (a forwarder serving only the unary calls): calls succeed by unary, Session is tried once", async () => {
     const upstream = new CheckpointClient(cluster.servers[0]!.address);
