@@ -189,6 +189,27 @@ describe("CheckpointService: channel values sent as deltas by the client (real P
     assert.ok((await messagesAt(other, thread, id(36))).equals(list(items, 36)));
   });
 
+  it("a delta whose bytes do not make its CRC-32: stored as sent, and every read of it is INTERNAL, never a wrong value", async () => {
+    const thread = randomUUID();
+    const items = itemsOf(10);
+    await put(cp, thread, 1, whole(list(items, 1)));
+    await put(cp, thread, 2, whole(list(items, 2)));
+    // The delta of step 3, but declaring the CRC-32 of other bytes of the same size.
+    const lying = delta(items, 2, 3);
+    const wrong = Buffer.from(list(items, 3));
+    wrong.writeUInt8(wrong.readUInt8(wrong.length - 2) ^ 0x01, wrong.length - 2);
+    lying.delta.crc32 = crc32(wrong);
+    await put(cp, thread, 3, lying);
+    for (const client of [cp, other]) {
+      await refused(client.get({ namespace: ns, threadId: thread, checkpointId: id(3) }), 13 /* INTERNAL */, (e) =>
+        assert.doesNotMatch(e.details, /crc|delta|[0-9a-f]{16}/i, "a generic INTERNAL: no detail of the data"),
+      );
+      await refused(client.get({ namespace: ns, threadId: thread }), 13, () => undefined);
+      // Checkpoints that do not reference it still read whole and right.
+      assert.ok((await messagesAt(client, thread, id(2))).equals(list(items, 2)));
+    }
+  });
+
   it("a base not stored as named: FAILED_PRECONDITION CHECKPOINT_DELTA_BASE, nothing written", async () => {
     const thread = randomUUID();
     const items = itemsOf(10);
