@@ -8,6 +8,10 @@
  * - every call carries a deadline (default 10 s), so no call can hang forever;
  * - the message size limit matches the server's default, so the transport
  *   never refuses what the server would accept or send;
+ * - putCheckpoint, putWrites and getCheckpoint go as messages on one
+ *   CheckpointService.Session stream (CheckpointSession), with the unary
+ *   calls' results and errors at a fraction of their CPU; unary for a server
+ *   without Session, or with `checkpointSession: false`;
  *
  * and three helpers for what agents most often get wrong:
  *
