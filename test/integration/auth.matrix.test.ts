@@ -12,7 +12,16 @@ import { getTestEnv } from "../support/TestEnv";
 type RoleName = "read" | "write" | "lock" | "admin";
 
 /** Each RPC: the role it needs and a valid request touching `key` (a prefix for List/Subscribe) in `ns`. */
-const RPCS: Record<string, { role: RoleName; wholeNamespace?: boolean; req: (ns: string, key: string) => unknown }> = {
+const RPCS: Record<
+  string,
+  {
+    role: RoleName;
+    wholeNamespace?: boolean;
+    /** The RPC a refusal names (a Session call is refused as the call it carries). */
+    named?: string;
+    req: (ns: string, key: string) => unknown;
+  }
+> = {
   Get: { role: "read", req: (namespace, key) => ({ namespace, key }) },
   List: { role: "read", req: (namespace, prefix) => ({ namespace, prefix }) },
   CompareAndSet: {
@@ -76,6 +85,13 @@ const RPCS: Record<string, { role: RoleName; wholeNamespace?: boolean; req: (ns:
   },
   // Across threads: only a grant on the whole namespace covers it (the prefix-limited tokens are refused).
   DeleteForRuns: { role: "write", wholeNamespace: true, req: (namespace) => ({ namespace, runIds: ["r1"] }) },
+  // A Session stream carrying one PutCheckpoint: bad credentials end the stream at open, a missing
+  // grant refuses the call (its SessionStatus), as PutCheckpoint.
+  Session: {
+    role: "write",
+    named: "PutCheckpoint",
+    req: (namespace, threadId) => ({ callId: 1, putCheckpoint: { namespace, threadId } }),
+  },
 };
 
 const NS = "demo";
@@ -207,7 +223,7 @@ describe("security: the authorization matrix (every RPC x every kind of credenti
         assert.equal(await snapshot(), before, `${name} / ${kase} changed something`);
         assert.doesNotMatch(r.details, /agst_|eyJ/, "a credential in the error");
         if (want === status.PERMISSION_DENIED && spec.role !== "admin") {
-          assert.match(r.details, new RegExp(`${name} needs role "${spec.role}" on namespace "${ns}"`));
+          assert.match(r.details, new RegExp(`${spec.named ?? name} needs role "${spec.role}" on namespace "${ns}"`));
         }
       }
     });

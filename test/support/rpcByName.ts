@@ -75,6 +75,7 @@ export class RpcByName {
         ),
       );
     }
+    if (def.requestStream) return this.session(def, req, metadata, opts);
     const stream = this.client.makeServerStreamRequest(
       def.path,
       def.requestSerialize,
@@ -99,6 +100,41 @@ export class RpcByName {
         if (!done) resolve({ code: s.code, details: s.details, reply: undefined });
         done = true;
       });
+    });
+  }
+
+  /**
+   * A bidirectional Session: `req` is its one call. The stream's own end
+   * (refused at open) is the outcome, else the call's result: its
+   * SessionStatus as the code and details, or OK with the response.
+   */
+  private session(def: MethodDef, req: unknown, metadata: Metadata, opts: { deadline: number }): Promise<RpcOutcome> {
+    const stream = this.client.makeBidiStreamRequest(
+      def.path,
+      def.requestSerialize,
+      def.responseDeserialize,
+      metadata,
+      opts,
+    );
+    return new Promise((resolve) => {
+      let done = false;
+      const settle = (o: RpcOutcome) => {
+        if (!done) resolve(o);
+        done = true;
+      };
+      stream.on("data", (reply: { status?: { code: status; message: string } }) => {
+        settle(
+          reply.status
+            ? { code: reply.status.code, details: reply.status.message, reply }
+            : { code: status.OK, details: "", reply },
+        );
+        stream.end();
+      });
+      stream.on("error", (err: ServiceError) => settle({ code: err.code, details: err.details, reply: undefined }));
+      stream.on("status", (s: { code: status; details: string }) =>
+        settle({ code: s.code, details: s.details, reply: undefined }),
+      );
+      stream.write(req);
     });
   }
 
