@@ -8,7 +8,8 @@
  * nothing; a call's timeout ends it DEADLINE_EXCEEDED; a half-close answers
  * the calls in flight then ends OK; shutdown answers the calls in flight,
  * refuses later ones UNAVAILABLE and ends the stream UNAVAILABLE; a message
- * that does not decode ends the stream with INVALID_ARGUMENT.
+ * that does not decode ends the stream with INVALID_ARGUMENT. (Replies a caller
+ * leaves unread: test/unit/sessionBackpressure.test.ts.)
  */
 import * as assert from "node:assert/strict";
 import { randomBytes, randomUUID } from "node:crypto";
@@ -444,81 +445,5 @@ describe("CheckpointService.Session: auth per call, shutdown (real server, real 
       rows.map((r) => r.id),
       ["ck-0", "ck-1"],
     );
-  });
-});
-
-describe("CheckpointService.Session: a caller that reads no replies (real server, real Postgres)", function () {
-  this.timeout(180_000);
-  let cluster: Cluster;
-
-  before(async () => {
-    // No in-flight bound to speak of: every call the server reads runs (and writes its row).
-    cluster = await startCluster({
-      name: "checkpoints_session_unread",
-      env: { AGENTSTATE_MAX_SESSION_CALLS: "100000" },
-    });
-  });
-  after(async () => {
-    await cluster?.stop();
-  });
-
-  it("stops being read once its replies fill the transport (its calls wait, unrun), then is answered in full", async () => {
-    const client = newClient(cluster.servers[0]!.address);
-    const ns = "session-unread";
-    const rows = async () =>
-      Number(
-        (
-          await pgQuery<{ n: string }>(
-            cluster.databaseUrl,
-            "SELECT count(*) AS n FROM checkpoint_writes WHERE namespace = $1",
-            [ns],
-          )
-        )[0]!.n,
-      );
-    try {
-      const s = new RawSession(client);
-      let replies = 0;
-      let failed = 0;
-      s.intercept = (r) => {
-        replies++;
-        if (r.status !== undefined) failed++;
-        return true;
-      };
-      s.stream.pause(); // reads nothing
-      const n = 20_000;
-      for (let i = 0; i < n; i++) {
-        s.send({
-          callId: i,
-          putWrites: {
-            namespace: ns,
-            threadId: "t",
-            checkpointId: "c",
-            taskId: `task-${i}`,
-            writes: [{ index: 0, channel: "c", value: { type: "json", data: json(i) } }],
-          },
-        });
-      }
-      // Wait until the server has stopped running calls (the row count holds for a second).
-      let last = -1;
-      let still = 0;
-      while (still < 4) {
-        await new Promise((r) => setTimeout(r, 250));
-        const now = await rows();
-        still = now === last ? still + 1 : 0;
-        last = now;
-      }
-      // Without the pause the server would have read and run all of them, keeping the replies itself.
-      assert.ok(last < n, `the server stopped reading: ${last} of ${n} calls ran while no reply was read`);
-      s.stream.resume();
-      const deadline = Date.now() + 60_000;
-      while (replies < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      assert.equal(replies, n, "every call answered once the caller reads");
-      assert.equal(failed, 0);
-      assert.equal(await rows(), n);
-      s.stream.end();
-      assert.equal(await s.ended, null);
-    } finally {
-      client.close();
-    }
   });
 });
