@@ -9,7 +9,7 @@
  * the calls in flight then ends OK; shutdown answers the calls in flight,
  * refuses later ones UNAVAILABLE and ends the stream UNAVAILABLE; a message
  * that does not decode ends the stream with INVALID_ARGUMENT. (Replies a caller
- * leaves unread: test/unit/sessionBackpressure.test.ts.)
+ * leaves unread: test/unit/sessionAdapter.test.ts.)
  */
 import * as assert from "node:assert/strict";
 import { randomBytes, randomUUID } from "node:crypto";

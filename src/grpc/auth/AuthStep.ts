@@ -92,7 +92,7 @@ export class AuthStep implements CallAuth {
     private readonly denied?: (rpc: string, code: "UNAUTHENTICATED" | "PERMISSION_DENIED") => void,
   ) {}
 
-  admit(rpc: string, call: AuthCall, req: unknown, ctx: CallContext): Principal | Promise<Principal> {
+  admit(rpc: string, call: AuthCall, req: unknown, ctx: Pick<CallContext, "log">): Principal | Promise<Principal> {
     let p: Principal | Promise<Principal>;
     try {
       p = this.authenticator.authenticate(new CallCredentials(call, this.peers));
@@ -135,7 +135,7 @@ export class AuthStep implements CallAuth {
   }
 
   /** `req` undefined: the request did not decode; the handler answers INVALID_ARGUMENT to an authenticated caller. */
-  private authorize(rpc: string, p: Principal, req: unknown, ctx: CallContext): Principal {
+  private authorize(rpc: string, p: Principal, req: unknown, ctx: Pick<CallContext, "log">): Principal {
     if (req === undefined) return p;
     const access = ACCESS[rpc];
     if (access === undefined) {
@@ -152,7 +152,13 @@ export class AuthStep implements CallAuth {
     throw this.refused(rpc, p, new PermissionDeniedError(deniedMessage(rpc, p, access.role, s)), ctx, s.namespace);
   }
 
-  private refused(rpc: string, p: Principal | undefined, err: unknown, ctx: CallContext, namespace?: string): unknown {
+  private refused(
+    rpc: string,
+    p: Principal | undefined,
+    err: unknown,
+    ctx: Pick<CallContext, "log">,
+    namespace?: string,
+  ): unknown {
     const code =
       err instanceof UnauthenticatedError
         ? "UNAUTHENTICATED"

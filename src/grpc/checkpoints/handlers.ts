@@ -73,6 +73,7 @@ function route<Req, Res>(
   };
 }
 
+const SESSION_KEYS = ["putCheckpoint", "putWrites", "getCheckpoint"] as const;
 const SESSION_CALLS = "put_checkpoint, put_writes, get_checkpoint";
 
 export function checkpointHandlers(store: CheckpointStore, limits: Limits, env: CallEnv): CheckpointServiceServer {
@@ -108,12 +109,18 @@ export function checkpointHandlers(store: CheckpointStore, limits: Limits, env: 
       maxCallsSetting: "AGENTSTATE_MAX_SESSION_CALLS",
       slots: sessions,
       route: (req) => {
-        const set = (["putCheckpoint", "putWrites", "getCheckpoint"] as const).filter((k) => req[k] !== undefined);
-        if (set.length !== 1) {
+        let carried: keyof typeof routes | undefined;
+        let n = 0;
+        for (const k of SESSION_KEYS) {
+          if (req[k] !== undefined) {
+            carried = k;
+            n++;
+          }
+        }
+        if (n !== 1 || carried === undefined) {
           return new InvalidArgumentError("call", `a session call carries exactly one of ${SESSION_CALLS}`);
         }
-        const k = set[0]!;
-        return { route: routes[k], request: req[k] };
+        return { route: routes[carried], request: req[carried] };
       },
       statusReply: (callId, status) => ({ callId, status }),
     }),

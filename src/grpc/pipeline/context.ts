@@ -72,7 +72,7 @@ export interface AuthCall {
  * request, undefined when it did not decode (authentication only).
  */
 export interface CallAuth {
-  admit(rpc: string, call: AuthCall, req: unknown, ctx: CallContext): Principal | Promise<Principal>;
+  admit(rpc: string, call: AuthCall, req: unknown, ctx: Pick<CallContext, "log">): Principal | Promise<Principal>;
 }
 
 /**

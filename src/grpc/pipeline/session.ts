@@ -175,6 +175,11 @@ class Session<Req extends SessionRequestShape, Res> {
     private readonly requestId: string,
     private readonly release: () => void,
   ) {
+    if (stream.cancelled) {
+      // Cancelled while its authentication was pending: 'cancelled' has been emitted already.
+      this.finish(status.CANCELLED);
+      return;
+    }
     stream.on("data", (msg: Req | UndecodableRequest) => this.received(msg));
     stream.on("end", () => {
       this.halfClosed = true;
@@ -302,17 +307,15 @@ class Session<Req extends SessionRequestShape, Res> {
     this.unanswered.clear();
     this.release();
     this.env.shutdown.removeEventListener("abort", this.onShutdown);
-    const ms = performance.now() - this.started;
-    const name = status[code];
-    this.env.log.info("rpc", {
-      request_id: this.requestId,
-      rpc: this.o.rpc,
-      code: name,
-      ms: Math.round(ms * 100) / 100,
-      calls: this.calls,
-    });
-    this.env.observe?.(this.o.rpc, name, ms / 1000);
+    streamEnded(this.env, this.o.rpc, this.requestId, code, performance.now() - this.started, this.calls);
   }
+}
+
+/** The stream's own "rpc" log line and metrics observation (its calls have theirs). */
+function streamEnded(env: CallEnv, rpc: string, requestId: string, code: status, ms: number, calls: number): void {
+  const name = status[code];
+  env.log.info("rpc", { request_id: requestId, rpc, code: name, ms: Math.round(ms * 100) / 100, calls });
+  env.observe?.(rpc, name, ms / 1000);
 }
 
 /**
@@ -323,8 +326,7 @@ export function session<Req extends SessionRequestShape, Res>(env: CallEnv, o: S
   return (stream: ServerDuplexStream<Req, Res>): void => {
     const refuse = (err: unknown, requestId: string) => {
       const e = toGrpcError(err, env.log);
-      env.log.info("rpc", { request_id: requestId, rpc: o.rpc, code: status[e.code], ms: 0, calls: 0 });
-      env.observe?.(o.rpc, status[e.code], 0);
+      streamEnded(env, o.rpc, requestId, e.code, 0, 0);
       stream.emit("error", e);
     };
     const id = requestIdOf(stream.metadata);
@@ -344,10 +346,9 @@ export function session<Req extends SessionRequestShape, Res>(env: CallEnv, o: S
       return;
     }
     // Authentication only (no request: each call's own access rule is checked when it runs).
-    const ctx = { requestId: id, log: env.log.child({ request_id: id, rpc: o.rpc }) } as unknown as CallContext;
     let admitted: unknown;
     try {
-      admitted = auth.admit(o.rpc, stream, undefined, ctx);
+      admitted = auth.admit(o.rpc, stream, undefined, { log: env.log.child({ request_id: id, rpc: o.rpc }) });
     } catch (err) {
       release();
       return refuse(err, id);

@@ -1,6 +1,7 @@
 /**
  * The session adapter (src/grpc/pipeline/session.ts) against a stand-in
- * stream: when the transport refuses more replies (write returns false), it
+ * stream. A stream cancelled while its authentication is pending gives its
+ * slot back (AGENTSTATE_MAX_SESSIONS). When the transport refuses more replies (write returns false), it
  * stops reading the caller's calls (pause) until the transport drains
  * (resume), so a caller that reads no replies cannot queue them in server
  * memory. Over a real connection this holds as long as the caller's HTTP/2
@@ -13,6 +14,8 @@ import { Metadata, type ServerDuplexStream } from "@grpc/grpc-js";
 import { Logger } from "../../src/log/Logger";
 import { StreamSlots } from "../../src/domain/streamSlots";
 import { InvalidArgumentError } from "../../src/errors/errors";
+import type { Principal } from "../../src/domain/principals";
+import type { CallAuth } from "../../src/grpc/pipeline/context";
 import { session, type SessionRoute } from "../../src/grpc/pipeline/session";
 
 interface Req {
@@ -60,20 +63,22 @@ class FakeStream extends EventEmitter {
   end(): void {}
 }
 
-describe("grpc/pipeline/session: replies the caller leaves unread stop the reading of its calls", () => {
+describe("grpc/pipeline/session: the stream slot, and replies the caller leaves unread", () => {
+  const newSlots = () =>
+    new StreamSlots({ what: "Session streams", perServer: 10, perServerSetting: "AGENTSTATE_MAX_SESSIONS" });
   const route: SessionRoute<Res> = {
     rpc: "PutWrites",
     handler: async () => ({}),
     reply: (callId) => ({ callId, ok: true }),
   };
-  const start = (stream: FakeStream) =>
+  const start = (stream: FakeStream, auth?: CallAuth, slots = newSlots()) =>
     session<Req, Res>(
-      { log: new Logger("error", {}, () => undefined), shutdown: new AbortController().signal },
+      { log: new Logger("error", {}, () => undefined), shutdown: new AbortController().signal, auth },
       {
         rpc: "Session",
         maxCalls: 1000,
         maxCallsSetting: "AGENTSTATE_MAX_SESSION_CALLS",
-        slots: new StreamSlots({ what: "Session streams", perServer: 10, perServerSetting: "AGENTSTATE_MAX_SESSIONS" }),
+        slots,
         route: (req) => (req.callId >= 0 ? { route, request: {} } : new InvalidArgumentError("call", "none")),
         statusReply: (callId) => ({ callId }),
       },
@@ -100,5 +105,20 @@ describe("grpc/pipeline/session: replies the caller leaves unread stop the readi
     await settle();
     assert.equal(stream.written.length, 50);
     assert.equal(stream.pauses, 0);
+  });
+
+  it("a stream cancelled while its authentication is pending gives its slot back", async () => {
+    const slots = newSlots();
+    let admit!: (p: Principal) => void;
+    const auth: CallAuth = { admit: () => new Promise<Principal>((r) => (admit = r)) };
+    const stream = new FakeStream(Infinity);
+    start(stream, auth, slots);
+    assert.equal(slots.open, 1, "the slot is taken at open");
+    stream.cancelled = true;
+    stream.emit("cancelled");
+    admit({ name: "p", grants: [] } as unknown as Principal);
+    await settle();
+    assert.equal(slots.open, 0, "the slot is free again");
+    assert.equal(stream.listenerCount("data"), 0, "no call is read from a cancelled stream");
   });
 });
