@@ -183,13 +183,33 @@ describe("client: CheckpointSession (calls as messages on one Session stream)", 
     session.close();
   });
 
-  it("an aborted call rejects with the signal's reason at once; its id stays taken until the server answers", async () => {
+  it("a call past its deadline on a full stream: that stream, given up by all its callers, is cancelled; calls waiting for room go on a new one", async () => {
+    const { session, streams } = harness({ maxCalls: 1 });
+    const stuck = session.call("getCheckpoint", get("stuck"), { deadlineMs: 20 });
+    const waiting = session.call("getCheckpoint", get("waiting"), { deadlineMs: 5_000 });
+    assert.equal(streams.length, 1);
+    assert.equal(streams[0]!.sent.length, 1, "the second call waits for room");
+    await rejectsWith(stuck, status.DEADLINE_EXCEEDED);
+    assert.equal(
+      streams[0]!.cancelled,
+      true,
+      "a stream nobody waits on is cancelled (it would keep the process alive)",
+    );
+    assert.equal(streams.length, 2, "the waiting call opened a new stream");
+    const s = streams[1]!;
+    assert.equal(s.sent[0]!.getCheckpoint?.threadId, "waiting");
+    s.answer({ callId: s.idOf(0), getCheckpoint: reply("waiting") });
+    assert.equal((await waiting).checkpoint?.threadId, "waiting");
+    session.close();
+  });
+
+  it("an aborted call rejects CANCELLED at once, as the unary call does; its id stays taken until the server answers", async () => {
     const { session, streams } = harness();
     const ac = new AbortController();
     const p = session.call("getCheckpoint", get("a"), { signal: ac.signal });
     const reason = new Error("stop");
     ac.abort(reason);
-    await assert.rejects(p, (e) => e === reason);
+    await assert.rejects(p, (e: ServiceError) => e.code === status.CANCELLED);
     const s = streams[0]!;
     (session as unknown as { nextId: number }).nextId = 0; // the next id would be the aborted call's
     const q = session.call("getCheckpoint", get("b"));

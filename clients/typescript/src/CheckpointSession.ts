@@ -202,7 +202,8 @@ export class CheckpointSession {
       };
       if (deadlineMs < MAX_TIMER_MS) call.timer = setTimeout(() => this.expire(call), deadlineMs);
       if (signal !== undefined) {
-        call.onAbort = () => this.settle(call, undefined, signal.reason);
+        // As the unary call: cancelled while in flight is CANCELLED (an already aborted signal rejects with its reason).
+        call.onAbort = () => this.settle(call, undefined, serviceError(status.CANCELLED, "Cancelled on client"));
         signal.addEventListener("abort", call.onAbort, { once: true });
       }
       this.waiting.push(call);
@@ -335,7 +336,6 @@ export class CheckpointSession {
     const call = s.calls.get(res.callId);
     if (call === undefined) return; // not ours: nothing waits for it
     s.calls.delete(res.callId);
-    let requeued = false;
     if (!call.done) {
       if (res.status?.code === status.UNAUTHENTICATED && !call.resent && !this.closed) {
         // The stream's credentials are stale: the call again, first, on a new stream.
@@ -343,7 +343,6 @@ export class CheckpointSession {
         call.stream = undefined;
         this.retire(s);
         this.waiting.unshift(call);
-        requeued = true;
       } else if (res.status !== undefined) this.settle(call, undefined, sessionStatusError(res.status));
       else {
         const reply = res[call.method];
@@ -360,7 +359,8 @@ export class CheckpointSession {
       s.lastUsed = performance.now();
       if (s.retired) this.halfClose(s);
     }
-    if ((s === this.current || requeued) && this.waiting.length > 0) this.pump();
+    // Whatever stream answered: a retired one's answer may be what frees room for calls waiting.
+    if (this.waiting.length > 0 && !this.closed) this.pump();
   }
 
   /** The stream is over: calls without a result fail with its status, or go by unary if the server has no Session. */
@@ -418,7 +418,17 @@ export class CheckpointSession {
     if (call.done) return;
     this.settle(call, undefined, serviceError(status.DEADLINE_EXCEEDED, "Deadline exceeded"));
     const s = call.stream;
-    if (s !== undefined && !s.retired) this.retire(s);
+    if (s !== undefined) {
+      if (!s.retired) this.retire(s);
+      // Every call left on it was given up by its caller: a stuck stream would never be answered,
+      // and an open stream keeps the process alive. Cancel it instead of waiting.
+      if (this.streams.has(s) && [...s.calls.values()].every((c) => c.done)) {
+        this.forget(s);
+        s.duplex.cancel();
+      }
+    }
+    // The retired stream's room is gone: calls waiting for room go on a new stream.
+    if (this.waiting.length > 0 && !this.closed) this.pump();
   }
 
   private settle(call: Call, value: unknown, err: unknown): void {
