@@ -23,7 +23,7 @@ export function noteAppendRevisions(
     waitMs: number | undefined,
     keyBaseBefore: string | undefined,
   ) => Promise<void>,
-  keyBase: (namespace: string) => string | undefined = () => undefined,
+  keyBase: (namespace: string) => string | undefined,
 ): EventStore {
   return {
     append: async (cmd, opts) => {

@@ -18,13 +18,20 @@ function storeAnswering(o: AppendOutcome): EventStore {
   };
 }
 
+/** No cache key base to compare (a namespace the cache has not seen). */
+const noBase = () => undefined;
+
 describe("noteAppendRevisions: the cache hears of an append before it is acknowledged", () => {
   it("notes the revision of an applied append in its namespace, and the append resolves only after the note has", async () => {
     const order: string[] = [];
-    const store = noteAppendRevisions(storeAnswering(outcome(true, false)), async (namespace, revision) => {
-      await new Promise((r) => setTimeout(r, 5));
-      order.push(`noted ${namespace} ${revision}`);
-    });
+    const store = noteAppendRevisions(
+      storeAnswering(outcome(true, false)),
+      async (namespace, revision) => {
+        await new Promise((r) => setTimeout(r, 5));
+        order.push(`noted ${namespace} ${revision}`);
+      },
+      noBase,
+    );
     const o = await store.append(cmd);
     order.push("acknowledged");
     assert.deepEqual(order, ["noted n 7", "acknowledged"]);
@@ -36,6 +43,7 @@ describe("noteAppendRevisions: the cache hears of an append before it is acknowl
     const store = noteAppendRevisions(
       storeAnswering({ ...outcome(true, false), cacheWaitMs: 1200 }),
       async (_ns, _r, w) => void waits.push(w),
+      noBase,
     );
     const o = await store.append(cmd);
     assert.deepEqual(waits, [1200]);
@@ -57,14 +65,14 @@ describe("noteAppendRevisions: the cache hears of an append before it is acknowl
   it("notes nothing for an append not applied or replayed", async () => {
     for (const o of [outcome(false, false), outcome(true, true)]) {
       const noted: number[] = [];
-      const store = noteAppendRevisions(storeAnswering(o), async (_ns, r) => void noted.push(r));
+      const store = noteAppendRevisions(storeAnswering(o), async (_ns, r) => void noted.push(r), noBase);
       assert.deepEqual(await store.append(cmd), o);
       assert.deepEqual(noted, []);
     }
   });
 
   it("passes reads through", async () => {
-    const store = noteAppendRevisions(storeAnswering(outcome(true, false)), async () => undefined);
+    const store = noteAppendRevisions(storeAnswering(outcome(true, false)), async () => undefined, noBase);
     assert.equal(await store.streamVersion("n", "s"), 3);
     assert.deepEqual(await store.readStream("n", "s", 1, "forwards", 10), []);
     assert.deepEqual(await store.readAfter("n", { kind: "stream", stream: "s" }, 0, 10), []);
