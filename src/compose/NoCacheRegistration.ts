@@ -46,8 +46,9 @@ export class NoCacheRegistration {
     this.renewal.start();
   }
 
-  stop(): void {
-    void this.renewal.stop();
+  /** No renewal starts after this; resolves once the one running (if any) has settled. */
+  stop(): Promise<void> {
+    return this.renewal.stop();
   }
 
   /** Renews the registration; never rejects (a failure is logged, and the next tick tries again). */

@@ -178,7 +178,7 @@ export async function buildKvStore(
       cache.noteRevision(namespace, revision, waitMs, keyBaseBefore),
     keyBase: (namespace) => cache.keyBase(namespace),
     close: async () => {
-      epoch.stop();
+      await epoch.stop();
       await cache.settle();
       const stats = { ...cache.stats.reads, writes: cache.stats.writes, ...(near ? { near: near.cache.stats } : {}) };
       clog.info("cache stats", stats);

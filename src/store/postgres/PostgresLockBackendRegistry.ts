@@ -22,6 +22,7 @@
  * distinct mix, with the backends' identities (masters as host:port, never a
  * URL), reported through `onMix` (the metric) and by `check` (health).
  */
+import { Repeat } from "../../domain/repeat";
 import type { Pool } from "pg";
 import type { LockBackendGate } from "../../domain/locks";
 import { LockBackendMixError, StoreUnavailableError } from "../../errors/errors";
@@ -60,29 +61,22 @@ export class PostgresLockBackendRegistry implements LockBackendGate {
   private currentMix = "";
   /** Every mix already logged at warn: each is logged once per process, however often it comes and goes. */
   private readonly loggedMixes = new Set<string>();
-  private timer: NodeJS.Timeout | undefined;
-  private inFlight: Promise<unknown> | undefined;
+  /** Renews every lease/3, the next renewal once the last one settled. */
+  private readonly renewal: Repeat;
   private stopped = false;
 
   constructor(
     private readonly pool: Pool,
     private readonly opts: LockBackendRegistryOptions,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.renewal = new Repeat(() => this.register().catch(() => undefined), Math.floor(opts.leaseMs / 3));
+  }
 
   /** Registers once (so the replica knows whether it may serve before it listens), then renews in the background. */
   async start(): Promise<Registration> {
     const r = await this.register();
-    this.timer = setInterval(
-      () => {
-        if (this.inFlight) return;
-        this.inFlight = this.register()
-          .catch(() => undefined)
-          .finally(() => (this.inFlight = undefined));
-      },
-      Math.floor(this.opts.leaseMs / 3),
-    );
-    this.timer.unref();
+    this.renewal.start(Math.floor(this.opts.leaseMs / 3));
     return r;
   }
 
@@ -159,9 +153,8 @@ export class PostgresLockBackendRegistry implements LockBackendGate {
   /** Stops renewing and ends the lease now; the row drains once the locks this replica granted have expired. */
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.timer) clearInterval(this.timer);
     this.servingUntil = 0;
-    await this.inFlight; // a renewal in flight must not extend the lease after it ended
+    await this.renewal.stop(); // a renewal in flight must not extend the lease after it ended
     const until = this.opts.grantedUntil?.() ?? Date.now() + this.opts.maxLockTtlMs;
     const drainMs = Math.max(0, Math.min(this.opts.maxLockTtlMs, until - Date.now())) + CLOCK_MARGIN_MS;
     await this.pool

@@ -146,8 +146,9 @@ export class CacheEpoch {
     this.renewal.start();
   }
 
-  stop(): void {
-    void this.renewal.stop();
+  /** No renewal starts after this; resolves once the one running (if any) has settled. */
+  stop(): Promise<void> {
+    return this.renewal.stop();
   }
 
   /** True when cache hits and fills in `namespace` are safe now (its epoch mature too). */
@@ -448,11 +449,11 @@ export class CacheEpoch {
     if (!this.canMark()) return false;
     const noted = await this.noteIn(namespace, revision);
     if (noted && keyBaseBefore !== undefined && keyBaseBefore !== this.nsKeyBase(namespace)) {
-      // If the truth cannot be asked, as fenceUnnoted when its move fails: no lease can be renewed either.
+      // If the truth cannot be asked: the wait fenceUnnoted makes when its move fails (no lease can be renewed either).
       const wait = await this.epochs
         .changeWaitMs(namespace)
         .then((ms) => ms + CACHE_WAIT_MARGIN_MS)
-        .catch(() => this.waitAfterBumpMs(Number.POSITIVE_INFINITY));
+        .catch(() => this.waitAfterMoveMs(0));
       this.log.debug("cache epoch moved between a change and its note", { wait_ms: Math.round(wait) });
       if (wait > 0) await sleep(wait);
     }
