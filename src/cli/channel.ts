@@ -12,10 +12,14 @@ import { isIP } from "node:net";
 import { credentials, type ChannelCredentials, type ChannelOptions } from "@grpc/grpc-js";
 import type { Config } from "../config/config";
 
+/** The host the command line dials: the listener's, a wildcard through loopback. */
+function serverHost(config: Config): string {
+  return config.host === "0.0.0.0" || config.host === "::" ? "127.0.0.1" : config.host;
+}
+
 export function serverAddress(config: Config): string {
-  const { host, port } = config;
-  const target = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host;
-  return target.includes(":") ? `[${target}]:${port}` : `${target}:${port}`;
+  const target = serverHost(config);
+  return target.includes(":") ? `[${target}]:${config.port}` : `${target}:${config.port}`;
 }
 
 /**
@@ -27,8 +31,7 @@ export function serverAddress(config: Config): string {
  */
 export function channelOptions(config: Config): ChannelOptions {
   if (config.tls === undefined && config.tlsCaFile === undefined) return {};
-  const host = serverAddress(config).replace(/^\[|\]?:\d+$/g, "");
-  return isIP(host) === 0 ? {} : { "grpc.ssl_target_name_override": "ip-address.invalid" };
+  return isIP(serverHost(config)) === 0 ? {} : { "grpc.ssl_target_name_override": "ip-address.invalid" };
 }
 
 export function channelCredentials(

@@ -26,7 +26,6 @@
  */
 import {
   CheckpointDeltas,
-  isDeltaBaseError,
   type AgentstateClient,
   type Checkpoint as PbCheckpoint,
   type DeltaPlan,
@@ -204,8 +203,8 @@ export class AgentstateSaver extends BaseCheckpointSaver<string> {
     const [, metadataJson] = await this.serde.dumpsTyped(metadata);
     const fork = config.configurable?.agentstate_fork === true;
     const thread = { namespace: this.namespace, threadId: a.threadId, checkpointNs: a.checkpointNs };
-    const send = (plan: DeltaPlan) =>
-      this.client.putCheckpoint({
+    const send = async (plan: DeltaPlan) => {
+      await this.client.putCheckpoint({
         namespace: this.namespace,
         threadId: a.threadId,
         checkpointNs: a.checkpointNs,
@@ -217,20 +216,8 @@ export class AgentstateSaver extends BaseCheckpointSaver<string> {
         values: plan.values,
         requireParentIsHead: this.strict && !fork,
       });
-    await this.call(a, async () => {
-      let plan = this.deltas.encode(thread, newValues);
-      try {
-        await send(plan);
-      } catch (e) {
-        if (plan.deltas === 0 || !isDeltaBaseError(e)) throw e;
-        // The server does not hold a base as named: once more, every value whole.
-        this.deltas.forget(plan);
-        this.deltas.stats.resent++;
-        plan = this.deltas.encode(thread, newValues, false);
-        await send(plan);
-      }
-      this.deltas.commit(plan);
-    });
+    };
+    await this.call(a, () => this.deltas.put(thread, newValues, send));
     return { configurable: { thread_id: a.threadId, checkpoint_ns: a.checkpointNs, checkpoint_id: checkpoint.id } };
   }
 

@@ -4,10 +4,11 @@
 // identical checkpoints through a saver that sends every value whole; a put
 // whose base the server no longer holds (the thread deleted by another
 // client) is sent again whole, once; deltaCacheBytes 0 sends every value whole.
-import { emptyCheckpoint, uuid6, type Checkpoint } from "@langchain/langgraph-checkpoint";
+import type { Checkpoint } from "@langchain/langgraph-checkpoint";
 import type { RunnableConfig } from "@langchain/core/runnables";
 import { AgentstateSaver } from "../src";
 import { client, saver } from "./live";
+import { next } from "./nextCheckpoint";
 
 /** A message as a chat model would return one, with 200 characters of content. */
 const message = (thread: string, step: number) => ({
@@ -16,24 +17,10 @@ const message = (thread: string, step: number) => ({
   id: `${thread}-${step}`,
 });
 
-/** Step `step` of a LangGraph loop: the message list grows by one, the step counter changes. */
+/** Step `n` of a LangGraph loop: the message list grows by one, the step counter changes. */
 function step(prev: Checkpoint | undefined, thread: string, n: number, s: AgentstateSaver) {
-  const base = prev ?? emptyCheckpoint();
-  const messages = [...((base.channel_values.messages as unknown[] | undefined) ?? []), message(thread, n)];
-  const values = { messages, step: n };
-  const channel_versions = { ...base.channel_versions };
-  const newVersions: Record<string, string> = {};
-  for (const ch of Object.keys(values)) {
-    channel_versions[ch] = newVersions[ch] = s.getNextVersion(base.channel_versions[ch] as string | undefined);
-  }
-  const checkpoint: Checkpoint = {
-    ...base,
-    id: uuid6(-1),
-    ts: new Date().toISOString(),
-    channel_values: { ...base.channel_values, ...values },
-    channel_versions,
-  };
-  return { checkpoint, newVersions };
+  const messages = [...((prev?.channel_values.messages as unknown[] | undefined) ?? []), message(thread, n)];
+  return next(prev, { messages, step: n }, s);
 }
 
 /** Runs steps from..to on a thread, each a put then a putWrites; returns the checkpoints and configs put. */

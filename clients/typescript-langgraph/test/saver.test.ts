@@ -2,10 +2,11 @@
 // mode against forks (two workers on one thread), bad input, a channel value
 // and a pending write above the server's value limit, the checkpoint size
 // limit, prune / copy / delete-for-runs.
-import { emptyCheckpoint, uuid6, type Checkpoint } from "@langchain/langgraph-checkpoint";
+import type { Checkpoint } from "@langchain/langgraph-checkpoint";
 import type { RunnableConfig } from "@langchain/core/runnables";
 import { AgentstateSaver, CheckpointConflictError, CheckpointInputError } from "../src";
 import { client, saver } from "./live";
+import { next } from "./nextCheckpoint";
 
 const meta = (step: number, extra: Record<string, unknown> = {}) => ({
   source: "loop" as const,
@@ -13,24 +14,6 @@ const meta = (step: number, extra: Record<string, unknown> = {}) => ({
   parents: {},
   ...extra,
 });
-
-/** A checkpoint with new values for `values`' channels, versions one past `prev`'s. */
-function next(prev: Checkpoint | undefined, values: Record<string, unknown>, s: AgentstateSaver) {
-  const base = prev ?? emptyCheckpoint();
-  const channel_versions = { ...base.channel_versions };
-  const newVersions: Record<string, string> = {};
-  for (const ch of Object.keys(values)) {
-    channel_versions[ch] = newVersions[ch] = s.getNextVersion(base.channel_versions[ch] as string | undefined);
-  }
-  const checkpoint: Checkpoint = {
-    ...base,
-    id: uuid6(-1),
-    ts: new Date().toISOString(),
-    channel_values: { ...base.channel_values, ...values },
-    channel_versions,
-  };
-  return { checkpoint, newVersions };
-}
 
 async function all<T>(it: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];

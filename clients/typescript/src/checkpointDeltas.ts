@@ -15,6 +15,7 @@
  * writer, or is too deep on the server) is sent again whole: isDeltaBaseError,
  * forget.
  */
+import { status } from "@grpc/grpc-js";
 import * as zlib from "node:zlib";
 import type { ChannelValue, DeepPartial } from "./gen/agentstate/v1/checkpoint";
 
@@ -106,8 +107,10 @@ export function makeValueDelta(base: Buffer, value: Buffer, type: string): Buffe
 /** True for the server's refusal of a put whose delta's base it does not hold as named. */
 export function isDeltaBaseError(err: unknown): boolean {
   const e = err as { code?: unknown; metadata?: { get(key: string): unknown[] } } | null;
-  // FAILED_PRECONDITION is 9 in every gRPC library.
-  return e?.code === 9 && String(e.metadata?.get("agentstate-reason")[0] ?? "") === "CHECKPOINT_DELTA_BASE";
+  return (
+    e?.code === status.FAILED_PRECONDITION &&
+    String(e.metadata?.get("agentstate-reason")[0] ?? "") === "CHECKPOINT_DELTA_BASE"
+  );
 }
 
 export interface CheckpointDeltasOptions {
@@ -240,6 +243,30 @@ export class CheckpointDeltas {
       }
     }
     return { values: out, deltas: n, valueBytes, sentBytes, address, entries };
+  }
+
+  /**
+   * Sends `values` through `send` as deltas where they pay, and, if the server
+   * refuses a base it does not hold as named (CHECKPOINT_DELTA_BASE), once
+   * more with every value whole; once stored, they are the channels' last
+   * values. What `send` throws otherwise is thrown.
+   */
+  async put(
+    address: ThreadAddress,
+    values: WholeChannelValue[],
+    send: (plan: DeltaPlan) => Promise<void>,
+  ): Promise<void> {
+    let plan = this.encode(address, values);
+    try {
+      await send(plan);
+    } catch (e) {
+      if (plan.deltas === 0 || !isDeltaBaseError(e)) throw e;
+      this.forget(plan);
+      this.stats.resent++;
+      plan = this.encode(address, values, false);
+      await send(plan);
+    }
+    this.commit(plan);
   }
 
   /** After the put of `plan` was stored: its values become their channels' last values. */
