@@ -44,6 +44,7 @@ import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import process from "node:process";
+import { langgraphSteps } from "./lib/langgraphStep.mjs";
 import { cpuSeconds, startPostgres, startServer } from "./lib/procs.mjs";
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -165,7 +166,6 @@ const savers = {
 };
 
 if (!["padded", "text"].includes(o.content)) throw new Error("--content: padded or text");
-const CONTEXT = "c".repeat(4096);
 /** 256 words of 2 to 9 letters, from a fixed seed. */
 const WORDS = (() => {
   let seed = 42;
@@ -190,6 +190,8 @@ const message = (thread, i) => ({
   content: o.content === "text" ? words(thread, i) : `${thread} step ${i} `.padEnd(200, "x"),
 });
 
+const step = langgraphSteps(uuid6, message);
+
 function median(xs) {
   const v = [...xs].sort((a, b) => a - b);
   return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
@@ -203,33 +205,11 @@ async function runThread(saver, thread) {
   let prev = emptyCheckpoint();
   let config = { configurable: { thread_id: thread, checkpoint_ns: "" } };
   for (let i = 0; i < STEPS; i++) {
-    const changed = i === 0 ? { context: CONTEXT, messages: [], step: 0 } : {};
-    changed.messages = [...(prev.channel_values.messages ?? []), message(thread, i)];
-    changed.step = i;
-    const channel_versions = { ...prev.channel_versions };
-    const newVersions = {};
-    for (const ch of Object.keys(changed)) {
-      channel_versions[ch] = newVersions[ch] = saver.getNextVersion(prev.channel_versions[ch]);
-    }
-    const checkpoint = {
-      ...prev,
-      id: uuid6(-1),
-      ts: new Date().toISOString(),
-      channel_values: { ...prev.channel_values, ...changed },
-      channel_versions,
-      versions_seen: { agent: { ...channel_versions } },
-    };
+    const { checkpoint, newVersions, metadata, writes, taskId } = step(saver, prev, thread, i);
     const t0 = performance.now();
-    config = await saver.put(config, checkpoint, { source: "loop", step: i, parents: {} }, newVersions);
+    config = await saver.put(config, checkpoint, metadata, newVersions);
     const t1 = performance.now();
-    await saver.putWrites(
-      config,
-      [
-        ["messages", message(thread, i + 1)],
-        ["step", i + 1],
-      ],
-      `task-${i}`,
-    );
+    await saver.putWrites(config, writes, taskId);
     latency.put.push(t1 - t0);
     latency.putWrites.push(performance.now() - t1);
     prev = checkpoint;

@@ -13,6 +13,7 @@ import { createRequire } from "node:module";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { langgraphSteps } from "../lib/langgraphStep.mjs";
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 const PKG = path.join(REPO, "clients", "typescript-langgraph");
@@ -41,6 +42,7 @@ function countingClient() {
 }
 
 const message = (thread, i) => ({ role: i % 2 ? "ai" : "human", content: `${thread} step ${i} `.padEnd(200, "x") });
+const step = langgraphSteps(uuid6, message);
 
 async function run(Saver, name) {
   const client = countingClient();
@@ -49,31 +51,9 @@ async function run(Saver, name) {
   let prev = emptyCheckpoint();
   let config = { configurable: { thread_id: thread, checkpoint_ns: "" } };
   for (let i = 0; i < STEPS; i++) {
-    const changed = i === 0 ? { context: "c".repeat(4096), messages: [], step: 0 } : {};
-    changed.messages = [...(prev.channel_values.messages ?? []), message(thread, i)];
-    changed.step = i;
-    const channel_versions = { ...prev.channel_versions };
-    const newVersions = {};
-    for (const ch of Object.keys(changed)) {
-      channel_versions[ch] = newVersions[ch] = saver.getNextVersion(prev.channel_versions[ch]);
-    }
-    const checkpoint = {
-      ...prev,
-      id: uuid6(-1),
-      ts: new Date().toISOString(),
-      channel_values: { ...prev.channel_values, ...changed },
-      channel_versions,
-      versions_seen: { agent: { ...channel_versions } },
-    };
-    config = await saver.put(config, checkpoint, { source: "loop", step: i, parents: {} }, newVersions);
-    await saver.putWrites(
-      config,
-      [
-        ["messages", message(thread, i + 1)],
-        ["step", i + 1],
-      ],
-      `task-${i}`,
-    );
+    const { checkpoint, newVersions, metadata, writes, taskId } = step(saver, prev, thread, i);
+    config = await saver.put(config, checkpoint, metadata, newVersions);
+    await saver.putWrites(config, writes, taskId);
     prev = checkpoint;
   }
   const per = (n) => (n / STEPS).toFixed(0);
