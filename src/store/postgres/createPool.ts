@@ -5,6 +5,10 @@
  * transaction can outlive the cache's write-in-flight marker. A client-side
  * query timeout (a little above the statement timeout) and TCP keepalive end
  * the wait on a Postgres that cannot answer at all (frozen, partitioned).
+ * JIT compilation is off in every session (unless the connection string sets
+ * `options` itself): every statement here is a short OLTP one, and a recursive
+ * read's row estimates (checkpoint_list.sql) put its cost past jit_above_cost,
+ * so Postgres spent 50 ms compiling a read that runs in 1.
  */
 import { Pool, types } from "pg";
 
@@ -36,6 +40,7 @@ export function createPool(opts: PoolOptions): Pool {
     connectionString: opts.connectionString,
     max: opts.max,
     statement_timeout: opts.statementTimeoutMs,
+    ...(/[?&]options=/.test(opts.connectionString) ? {} : { options: "-c jit=off" }),
     idle_in_transaction_session_timeout: opts.statementTimeoutMs,
     connectionTimeoutMillis: Math.max(opts.statementTimeoutMs, 5000),
     ...(opts.queryTimeoutMs === undefined ? {} : { query_timeout: opts.queryTimeoutMs }),

@@ -18,8 +18,8 @@ export interface Release {
 }
 
 export const RELEASE: Release = Object.freeze({
-  number: 7,
-  sha256: "0901ebcb23ddc839582e7c01c0d4bdb08ea210f85b62ee18c708ff3c31017216",
+  number: 8,
+  sha256: "d330739dba2f5c49bc7118d8a6c8291daa9b6d22e08fc372024a7c7d608894cf",
 });
 
 /** One SQL file of the release: a migration or a function. */

@@ -108,17 +108,19 @@ BEGIN
     END IF;
   END IF;
 
-  IF EXISTS (
-    SELECT 1 FROM unnest(p_blob_channel, p_blob_base, p_blob_base_crc, p_blob_depth) AS u(channel, base, base_crc, depth)
-    WHERE u.base IS NOT NULL AND NOT EXISTS (
-      SELECT 1 FROM checkpoint_blobs b
-      WHERE b.namespace = p_namespace AND b.thread_id = p_thread_id AND b.checkpoint_ns = p_checkpoint_ns
-        AND b.channel = u.channel AND b.version = u.base AND b.chunk = 0
-        AND b.crc = u.base_crc AND coalesce(b.depth, 0) = u.depth - 1)
-  ) THEN
-    RETURN QUERY SELECT c_base_missing, false, v_head;
-    RETURN;
-  END IF;
+  -- Each delta's base, looked up by its whole key (one index probe per delta;
+  -- a join here was planned as a scan of the thread's values, release 7).
+  FOR i IN 1 .. coalesce(array_length(p_blob_base, 1), 0) LOOP
+    CONTINUE WHEN p_blob_base[i] IS NULL;
+    PERFORM FROM checkpoint_blobs b
+    WHERE b.namespace = p_namespace AND b.thread_id = p_thread_id AND b.checkpoint_ns = p_checkpoint_ns
+      AND b.channel = p_blob_channel[i] AND b.version = p_blob_base[i] AND b.chunk = 0
+      AND b.crc = p_blob_base_crc[i] AND coalesce(b.depth, 0) = p_blob_depth[i] - 1;
+    IF NOT FOUND THEN
+      RETURN QUERY SELECT c_base_missing, false, v_head;
+      RETURN;
+    END IF;
+  END LOOP;
 
   INSERT INTO checkpoint_blobs (namespace, thread_id, checkpoint_ns, channel, version, chunk, type, data, base, depth,
                                 crc, bytes)

@@ -2,7 +2,10 @@
 -- they reference and their pending writes, read in one snapshot. Also serves
 -- GetCheckpoint (thread and checkpoint ns given, limit 1, by id or latest).
 -- Run unnamed (planned with its values: the unused conditions fold away and a
--- metadata filter uses the GIN index checkpoints_metadata).
+-- metadata filter uses the GIN index checkpoints_metadata). Every lookup of
+-- values and writes is a LATERAL subquery behind OFFSET 0, so it is run per
+-- row by its whole key: joined, it was planned as one hash of the namespace's
+-- values (a read grew with the namespace).
 -- $1 namespace; $2 thread_id ('' = any); $3 checkpoint_ns (NULL = any);
 -- $4 checkpoint_id ('' = any); $5 before: ids sorting before it ('' = no bound);
 -- $6 scope filter jsonb: {"n": namespace, "t": thread?, "m": metadata filter},
@@ -46,9 +49,12 @@ WITH RECURSIVE page AS (
   UNION
   SELECT c.thread_id, c.checkpoint_ns, c.channel, b.base
   FROM chain c
-  JOIN checkpoint_blobs b ON b.namespace = $1::text AND b.thread_id = c.thread_id
-    AND b.checkpoint_ns = c.checkpoint_ns AND b.channel = c.channel AND b.version = c.version AND b.chunk = 0
-  WHERE b.base IS NOT NULL
+  CROSS JOIN LATERAL (
+    SELECT b.base FROM checkpoint_blobs b
+    WHERE b.namespace = $1::text AND b.thread_id = c.thread_id AND b.checkpoint_ns = c.checkpoint_ns
+      AND b.channel = c.channel AND b.version = c.version AND b.chunk = 0 AND b.base IS NOT NULL
+    OFFSET 0
+  ) b
 )
 SELECT 'c' AS kind, p.thread_id, p.checkpoint_ns, p.checkpoint_id, p.parent_checkpoint_id AS s1,
        p.metadata::text AS s2, p.channel_versions::text AS s3, p.rank::int AS n, p.document_type AS type,
@@ -57,18 +63,34 @@ FROM page p
 UNION ALL
 SELECT 'b', b.thread_id, b.checkpoint_ns, CASE WHEN b.base IS NOT NULL THEN b.crc::text END, b.channel, b.version, b.base, b.chunk, b.type, b.data, NULL
 FROM chain r
-JOIN checkpoint_blobs b ON b.namespace = $1::text AND b.thread_id = r.thread_id AND b.checkpoint_ns = r.checkpoint_ns
-  AND b.channel = r.channel AND b.version = r.version
+CROSS JOIN LATERAL (
+  SELECT * FROM checkpoint_blobs b
+  WHERE b.namespace = $1::text AND b.thread_id = r.thread_id AND b.checkpoint_ns = r.checkpoint_ns
+    AND b.channel = r.channel AND b.version = r.version
+  OFFSET 0
+) b
 UNION ALL
 SELECT 'w', w.thread_id, w.checkpoint_ns, w.checkpoint_id, w.task_id, w.task_path, w.channel, w.idx, w.type, w.data,
        NULL
 FROM page p
-JOIN checkpoint_writes w ON w.namespace = $1::text AND w.thread_id = p.thread_id AND w.checkpoint_ns = p.checkpoint_ns
-  AND w.checkpoint_id = p.checkpoint_id
+CROSS JOIN LATERAL (
+  SELECT * FROM checkpoint_writes w
+  WHERE w.namespace = $1::text AND w.thread_id = p.thread_id AND w.checkpoint_ns = p.checkpoint_ns
+    AND w.checkpoint_id = p.checkpoint_id
+  OFFSET 0
+) w
 UNION ALL
 SELECT 'x', x.thread_id, x.checkpoint_ns, x.checkpoint_id, x.task_id, NULL, x.chunk::text, x.idx, x.type, x.data, NULL
 FROM page p
-JOIN checkpoint_writes w ON w.namespace = $1::text AND w.thread_id = p.thread_id AND w.checkpoint_ns = p.checkpoint_ns
-  AND w.checkpoint_id = p.checkpoint_id AND w.type = ''
-JOIN checkpoint_write_chunks x ON x.namespace = $1::text AND x.thread_id = w.thread_id
-  AND x.checkpoint_ns = w.checkpoint_ns AND x.checkpoint_id = w.checkpoint_id AND x.task_id = w.task_id AND x.idx = w.idx
+CROSS JOIN LATERAL (
+  SELECT w.task_id, w.idx FROM checkpoint_writes w
+  WHERE w.namespace = $1::text AND w.thread_id = p.thread_id AND w.checkpoint_ns = p.checkpoint_ns
+    AND w.checkpoint_id = p.checkpoint_id AND w.type = ''
+  OFFSET 0
+) w
+CROSS JOIN LATERAL (
+  SELECT * FROM checkpoint_write_chunks x
+  WHERE x.namespace = $1::text AND x.thread_id = p.thread_id AND x.checkpoint_ns = p.checkpoint_ns
+    AND x.checkpoint_id = p.checkpoint_id AND x.task_id = w.task_id AND x.idx = w.idx
+  OFFSET 0
+) x
