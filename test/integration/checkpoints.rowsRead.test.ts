@@ -130,19 +130,40 @@ describe("Checkpoints: a put and a read touch their own keys' rows (real Postgre
            p_blob_type => ARRAY[''], p_blob_size => ARRAY[3], p_blob_data => '\\x000102'::bytea,
            p_blob_base => ARRAY[$6], p_blob_base_crc => ARRAY[$7::int], p_blob_depth => ARRAY[$8::int],
            p_blob_crc => ARRAY[1], p_blob_bytes => ARRAY[10])`,
-        [ns, id(next), id(STEPS), JSON.stringify({ messages: version(next) }), version(next), base.version, base.crc, (base.depth ?? 0) + 1],
+        [
+          ns,
+          id(next),
+          id(STEPS),
+          JSON.stringify({ messages: version(next) }),
+          version(next),
+          base.version,
+          base.crc,
+          (base.depth ?? 0) + 1,
+        ],
       ),
     );
     assert.equal(result.rows[0]!.status, 1, "stored");
     assert.equal(blobs.scanned, 0, "no sequential scan of checkpoint_blobs");
-    assert.ok(blobs.fetched <= 3, `checkpoint_blobs rows fetched by the put: ${blobs.fetched} (the thread has ${2 * STEPS})`);
+    assert.ok(
+      blobs.fetched <= 3,
+      `checkpoint_blobs rows fetched by the put: ${blobs.fetched} (the thread has ${2 * STEPS})`,
+    );
   });
 
   /** checkpoint_list.sql as the store runs it: thread t2, the latest or a page of `limit`. */
   async function list(limit: number) {
     return rowsRead(async () => {
       const r = await pg.query<{ kind: string }>(sql("checkpoint_list").text, [
-        ns, "t2", "", "", "", null, null, null, null, limit,
+        ns,
+        "t2",
+        "",
+        "",
+        "",
+        null,
+        null,
+        null,
+        null,
+        limit,
       ]);
       return r.rows;
     });
@@ -155,7 +176,10 @@ describe("Checkpoints: a put and a read touch their own keys' rows (real Postgre
     assert.ok(values >= 2, `value rows returned: ${values}`);
     assert.equal(blobs.scanned, 0, "no sequential scan of checkpoint_blobs");
     // Each value row once, each delta's base probed once more on the way down its chain.
-    assert.ok(blobs.fetched <= 2 * values, `rows fetched ${blobs.fetched} for ${values} returned (namespace: ${2 * STEPS * THREADS})`);
+    assert.ok(
+      blobs.fetched <= 2 * values,
+      `rows fetched ${blobs.fetched} for ${values} returned (namespace: ${2 * STEPS * THREADS})`,
+    );
   });
 
   it("a page of 10 reads about the value rows it returns", async () => {
@@ -163,6 +187,9 @@ describe("Checkpoints: a put and a read touch their own keys' rows (real Postgre
     const values = result.filter((r) => r.kind === "b").length;
     assert.equal(result.filter((r) => r.kind === "c").length, 10);
     assert.equal(blobs.scanned, 0, "no sequential scan of checkpoint_blobs");
-    assert.ok(blobs.fetched <= 2 * values, `rows fetched ${blobs.fetched} for ${values} returned (namespace: ${2 * STEPS * THREADS})`);
+    assert.ok(
+      blobs.fetched <= 2 * values,
+      `rows fetched ${blobs.fetched} for ${values} returned (namespace: ${2 * STEPS * THREADS})`,
+    );
   });
 });
