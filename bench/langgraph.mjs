@@ -16,13 +16,15 @@
 //            server, Postgres (postmaster and backends) and this process
 // With --rounds N the levels run N times, the savers' order alternating, and
 // the table gives each metric's median over the rounds (the machine may be
-// shared: interleaved rounds see the same load). At the end: what each table,
+// shared: interleaved rounds see the same load). --warmup N rounds (default 1)
+// run first, the same way, and are not recorded: a server's first few hundred
+// calls run before V8 has optimized its code. At the end: what each table,
 // its TOAST and each index of the two savers hold, per thread run.
 //
 //   npm run build && npm --prefix clients/typescript-langgraph ci \
 //     && node_modules/.bin/tsc -p clients/typescript/tsconfig.json \
 //     && npx --prefix clients/typescript-langgraph tsc -p clients/typescript-langgraph/tsconfig.json
-//   node bench/langgraph.mjs [--levels 1,16] [--steps 200] [--seconds 5] [--rounds 1] [--cpu-prof DIR]
+//   node bench/langgraph.mjs [--levels 1,16] [--steps 200] [--seconds 5] [--rounds 1] [--warmup 1] [--cpu-prof DIR]
 //     [--columns: average column sizes] [--pg-stats: top statements per saver database]
 //     [--savers agentstate,postgres: run only these (for a profile of one; no ratios then)]
 //     [--ab: also AgentstateSaver B, by default with group commit off]
@@ -57,6 +59,7 @@ const { values: o } = parseArgs({
     steps: { type: "string", default: "200" },
     seconds: { type: "string", default: "5" },
     rounds: { type: "string", default: "1" },
+    warmup: { type: "string", default: "1" },
     "cpu-prof": { type: "string" },
     columns: { type: "boolean", default: false },
     ab: { type: "boolean", default: false },
@@ -74,6 +77,7 @@ const LEVELS = o.levels.split(",").map(Number);
 const STEPS = Number(o.steps);
 const SECONDS = Number(o.seconds);
 const ROUNDS = Number(o.rounds);
+const WARMUP = Number(o.warmup);
 if (o["ab-no-session"]) o.ab = true;
 
 const { AgentstateClient } = need("@agentstate/client");
@@ -348,10 +352,13 @@ function descendants(pid) {
 const results = [];
 let threadsRun = 0;
 try {
-  for (let round = 0; round < ROUNDS; round++) {
+  // Warm-up rounds first (numbered below 0), run as the measured ones and not
+  // recorded: the first steps a process ever takes run before V8 has compiled
+  // its hot code (the server's, and the savers' own in this process).
+  for (let round = -WARMUP; round < ROUNDS; round++) {
     for (const level of LEVELS) {
       const order = Object.entries(savers).filter(([name]) => !o.savers || o.savers.split(",").includes(name));
-      if (round % 2 === 1) order.reverse();
+      if (Math.abs(round) % 2 === 1) order.reverse();
       for (const [name, s] of order) {
         const saver = s.saver(level);
         const threads = Array.from({ length: level }, (_, i) => `bench-${round}-${level}-${name}-${i}`);
@@ -395,8 +402,8 @@ try {
           }),
           load: os.loadavg()[0],
         };
-        results.push(r);
-        console.log(JSON.stringify(r));
+        if (round >= 0) results.push(r);
+        console.log(JSON.stringify(round >= 0 ? r : { warmup: true, ...r }));
       }
       threadsRun += level;
     }

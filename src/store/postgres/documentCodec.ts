@@ -20,12 +20,24 @@ export interface Document {
   data: Buffer;
 }
 
+/**
+ * deflate's window and hash memory sized to the document (zlib's default,
+ * 32 KB of window and 128 KB of hash for any input, is a quarter-megabyte
+ * allocated and cleared per call: most of a small document's cost). The
+ * window still spans the whole document up to 32 KB, so what repeats is found
+ * as before; inflate's default window reads any of them.
+ */
+function deflateOptions(size: number): { windowBits: number; memLevel: number } {
+  const windowBits = Math.min(15, Math.max(9, Math.ceil(Math.log2(size))));
+  return { windowBits, memLevel: Math.max(1, windowBits - 7) };
+}
+
 /** The document as stored: compressed when that saves a quarter of it, else as it is. */
 export function storedDocument(doc: Document): Document {
   if (doc.data.length < MIN_COMPRESSED_DOCUMENT_BYTES) return doc;
   const type = Buffer.from(doc.type, "utf8");
   if (type.length > 255) return doc;
-  const z = deflateRawSync(doc.data);
+  const z = deflateRawSync(doc.data, deflateOptions(doc.data.length));
   const header = Buffer.alloc(6 + type.length);
   if ((header.length + z.length) * 4 > doc.data.length * 3) return doc;
   header[0] = FORMAT;
