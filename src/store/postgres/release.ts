@@ -19,7 +19,7 @@ export interface Release {
 
 export const RELEASE: Release = Object.freeze({
   number: 8,
-  sha256: "d330739dba2f5c49bc7118d8a6c8291daa9b6d22e08fc372024a7c7d608894cf",
+  sha256: "aea3b05f5dfe0f71fbf6acc20538e98da6ed142df4257a4897616af601eb4b80",
 });
 
 /** One SQL file of the release: a migration or a function. */

@@ -85,16 +85,17 @@ DECLARE
   v_head text;
   v_created boolean;
 BEGIN
-  -- A prune that empties the thread removes the row while this put waits for
-  -- it: then claim it again.
+  -- The row is there but for a thread's first put: lock it, else create it
+  -- (another put may create it first) and lock it then. A prune that empties
+  -- the thread removes the row while this put waits for it: then claim it again.
   LOOP
-    INSERT INTO checkpoint_heads (namespace, thread_id, checkpoint_ns, checkpoint_id, checkpoints)
-    VALUES (p_namespace, p_thread_id, p_checkpoint_ns, '', 0)
-    ON CONFLICT DO NOTHING;
     SELECT h.checkpoint_id INTO v_head FROM checkpoint_heads h
     WHERE h.namespace = p_namespace AND h.thread_id = p_thread_id AND h.checkpoint_ns = p_checkpoint_ns
     FOR UPDATE;
     EXIT WHEN FOUND;
+    INSERT INTO checkpoint_heads (namespace, thread_id, checkpoint_ns, checkpoint_id, checkpoints)
+    VALUES (p_namespace, p_thread_id, p_checkpoint_ns, '', 0)
+    ON CONFLICT DO NOTHING;
   END LOOP;
 
   IF p_strict AND v_head <> p_checkpoint_id THEN
