@@ -272,8 +272,11 @@ export class PostgresCheckpointStore implements CheckpointStore {
     });
     // PutWrites of small values as well: the calls that arrive while a batch
     // is written go as one statement (a LangGraph step's writes come right
-    // after its put, so concurrent threads send theirs together). They take
-    // no head row: any namespaces may share a batch. Two calls of one task on
+    // after its put, so concurrent threads send theirs together). As puts,
+    // one batch per namespace in flight (namespaces side by side): with a
+    // batch started whenever a connection was free, most calls went alone
+    // (6,500 of 8,400 at 16 threads), and batching them took Postgres' CPU
+    // per step down by a sixth. Two calls of one task on
     // one checkpoint (a retry) never share a batch, so no row is proposed
     // twice in one statement, nor are they in two batches at once, so they
     // are applied in the order they came.
@@ -283,6 +286,8 @@ export class PostgresCheckpointStore implements CheckpointStore {
         : new GroupCommitQueue<PendingWrites>({
             maxBatch: batchMax,
             maxInFlight: batchesMax,
+            maxInFlightPerPartition: 1,
+            partition: (p) => p.cmd.namespace,
             run: (batch) => this.runWrites(batch),
             batchKey: taskKey,
             flightKey: taskKey,
