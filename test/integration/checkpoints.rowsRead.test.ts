@@ -5,8 +5,9 @@
  *  - agentstate_checkpoint_put with a delta on the thread's last value reads
  *    at most a few rows of checkpoint_blobs (release 7's base check was planned
  *    as a scan of the thread's values: a put cost grew with the thread);
- *  - checkpoint_list.sql (GetCheckpoint's latest, a page of 10) reads about
- *    the rows it returns (it was planned as a hash of the namespace's values).
+ *  - GetCheckpoint's prepared statements (latest, by id) and a page of
+ *    checkpoint_list.sql read about the rows they return (the lookups were
+ *    planned as a hash of the namespace's values).
  * Rows read are Postgres' own counts for the transaction
  * (pg_stat_xact_user_tables: heap rows fetched through an index plus rows
  * read by sequential scans), counted inside a transaction that is rolled back.
@@ -150,46 +151,38 @@ describe("Checkpoints: a put and a read touch their own keys' rows (real Postgre
     );
   });
 
-  /** checkpoint_list.sql as the store runs it: thread t2, the latest or a page of `limit`. */
-  async function list(limit: number) {
-    return rowsRead(async () => {
-      const r = await pg.query<{ kind: string }>(sql("checkpoint_list").text, [
-        ns,
-        "t2",
-        "",
-        "",
-        "",
-        null,
-        null,
-        null,
-        null,
-        limit,
-      ]);
-      return r.rows;
-    });
+  /**
+   * A read of thread t2 as the store runs it: the prepared GetCheckpoint
+   * statements run 8 times first (Postgres plans a prepared statement for its
+   * values 5 times, then keeps a generic plan: the one counted), the list
+   * unnamed (planned per call).
+   */
+  async function read(
+    statement: "checkpoint_get_latest" | "checkpoint_get_by_id" | "checkpoint_list",
+    params: unknown[],
+  ) {
+    const st = sql(statement);
+    const prepared = statement !== "checkpoint_list";
+    if (prepared) for (let i = 0; i < 8; i++) await pg.query(st, params);
+    return rowsRead(async () => (await pg.query<{ kind: string }>(prepared ? st : { text: st.text }, params)).rows);
   }
 
-  it("reading the latest checkpoint reads about the value rows it returns", async () => {
-    const { result, blobs } = await list(1);
-    const values = result.filter((r) => r.kind === "b").length;
-    assert.equal(result.filter((r) => r.kind === "c").length, 1);
-    assert.ok(values >= 2, `value rows returned: ${values}`);
-    assert.equal(blobs.scanned, 0, "no sequential scan of checkpoint_blobs");
-    // Each value row once, each delta's base probed once more on the way down its chain.
-    assert.ok(
-      blobs.fetched <= 2 * values,
-      `rows fetched ${blobs.fetched} for ${values} returned (namespace: ${2 * STEPS * THREADS})`,
-    );
-  });
-
-  it("a page of 10 reads about the value rows it returns", async () => {
-    const { result, blobs } = await list(10);
-    const values = result.filter((r) => r.kind === "b").length;
-    assert.equal(result.filter((r) => r.kind === "c").length, 10);
-    assert.equal(blobs.scanned, 0, "no sequential scan of checkpoint_blobs");
-    assert.ok(
-      blobs.fetched <= 2 * values,
-      `rows fetched ${blobs.fetched} for ${values} returned (namespace: ${2 * STEPS * THREADS})`,
-    );
-  });
+  for (const [what, statement, params, checkpoints] of [
+    ["the latest checkpoint (GetCheckpoint)", "checkpoint_get_latest", [ns, "t2", ""], 1],
+    ["a checkpoint by id (GetCheckpoint)", "checkpoint_get_by_id", [ns, "t2", "", id(STEPS - 40)], 1],
+    ["a page of 10 (ListCheckpoints)", "checkpoint_list", [ns, "t2", "", "", "", null, null, null, null, 10], 10],
+  ] as const) {
+    it(`reading ${what} reads about the value rows it returns`, async () => {
+      const { result, blobs } = await read(statement, [...params]);
+      const values = result.filter((r) => r.kind === "b").length;
+      assert.equal(result.filter((r) => r.kind === "c").length, checkpoints);
+      assert.ok(values >= 2, `value rows returned: ${values}`);
+      assert.equal(blobs.scanned, 0, "no sequential scan of checkpoint_blobs");
+      // Each value row once, each delta's base probed once more on the way down its chain.
+      assert.ok(
+        blobs.fetched <= 2 * values,
+        `rows fetched ${blobs.fetched} for ${values} returned (namespace: ${2 * STEPS * THREADS})`,
+      );
+    });
+  }
 });

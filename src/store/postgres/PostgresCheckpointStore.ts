@@ -592,19 +592,31 @@ export class PostgresCheckpointStore implements CheckpointStore {
         q.threadId === undefined ? { n: q.namespace, m: filter } : { n: q.namespace, t: q.threadId, m: filter },
       );
     }
-    // Unnamed (text only): planned with its values, see the statement's header.
-    const r = await this.q<ListRow>({ text: sql("checkpoint_list").text }, [
-      q.namespace,
-      q.threadId ?? "",
-      q.checkpointNs ?? null,
-      q.checkpointId ?? "",
-      q.before ?? "",
-      scope,
-      q.after?.checkpointId ?? null,
-      q.after?.threadId ?? null,
-      q.after?.checkpointNs ?? null,
-      q.limit,
-    ]);
+    const one =
+      q.threadId !== undefined &&
+      q.checkpointNs !== undefined &&
+      q.before === undefined &&
+      q.after === undefined &&
+      scope === null &&
+      q.limit >= 1;
+    const r =
+      one && q.checkpointId !== undefined
+        ? await this.q<ListRow>(sql("checkpoint_get_by_id"), [q.namespace, q.threadId, q.checkpointNs, q.checkpointId])
+        : one && q.limit === 1
+          ? await this.q<ListRow>(sql("checkpoint_get_latest"), [q.namespace, q.threadId, q.checkpointNs])
+          : // Unnamed (text only): planned with its values, see the statement's header.
+            await this.q<ListRow>({ text: sql("checkpoint_list").text }, [
+              q.namespace,
+              q.threadId ?? "",
+              q.checkpointNs ?? null,
+              q.checkpointId ?? "",
+              q.before ?? "",
+              scope,
+              q.after?.checkpointId ?? null,
+              q.after?.threadId ?? null,
+              q.after?.checkpointNs ?? null,
+              q.limit,
+            ]);
     const checkpoints: (StoredCheckpoint & { rank: number })[] = [];
     const chunks = new Map<
       string,

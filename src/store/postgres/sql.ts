@@ -1,6 +1,7 @@
 /**
  * Runtime SQL: one parameterised statement per file in ./sql, each opening
- * with a header that names its parameters. The files are copied into the build
+ * with a header that names its parameters (a file may end by naming the file
+ * its statement goes on in: statementText). The files are copied into the build
  * (scripts/copy-assets.mjs) and read once at start. Each is run as a named
  * prepared statement (named after its file), so Postgres parses and plans it
  * once per connection instead of on every call.
@@ -36,13 +37,28 @@ export async function runStatement<R extends QueryResultRow>(
   }
 }
 
+/** A line that ends a statement's file where another file's statement goes on. */
+const CONTINUED = /^-- continued in: ([a-z0-9_]+)\s*$/m;
+
+/**
+ * A statement's text: its file, and where the file ends with `-- continued
+ * in: NAME`, NAME.sql after it without its opening comment (statements that
+ * differ only in a first CTE share the rest: checkpoint_get_latest.sql,
+ * checkpoint_list.sql, then checkpoint_rows.sql).
+ */
+function statementText(name: string, seen: readonly string[] = []): string {
+  if (seen.includes(name)) throw new Error(`sql/${name}.sql: continued in itself (${[...seen, name].join(" -> ")})`);
+  const text = readFileSync(join(__dirname, "sql", `${name}.sql`), "utf8");
+  const m = CONTINUED.exec(text);
+  if (m === null) return text;
+  const rest = statementText(m[1]!, [...seen, name]).replace(/^(--.*\n)+/, "");
+  return text.slice(0, m.index) + rest;
+}
+
 export function sql(name: string): Statement {
   let st = cache.get(name);
   if (st === undefined) {
-    st = Object.freeze({
-      name: `agentstate_${name}`,
-      text: readFileSync(join(__dirname, "sql", `${name}.sql`), "utf8"),
-    });
+    st = Object.freeze({ name: `agentstate_${name}`, text: statementText(name) });
     cache.set(name, st);
   }
   return st;
