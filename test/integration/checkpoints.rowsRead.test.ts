@@ -11,10 +11,12 @@
  * Rows read are Postgres' own counts for the transaction
  * (pg_stat_xact_user_tables: heap rows fetched through an index plus rows
  * read by sequential scans), counted inside a transaction that is rolled back.
- * No timing: the counts are exact whatever the machine's load.
+ * No timing: the counts are exact whatever the machine's load. Also: the
+ * pool's sessions run with JIT off (a read's estimates made Postgres compile it).
  */
 import * as assert from "node:assert/strict";
 import { Client } from "pg";
+import { createPool } from "../../src/store/postgres/createPool";
 import { sql } from "../../src/store/postgres/sql";
 import { CheckpointClient } from "../support/checkpointClient";
 import { startCluster, type Cluster } from "../support/startCluster";
@@ -101,6 +103,20 @@ describe("Checkpoints: a put and a read touch their own keys' rows (real Postgre
       await pg.query("ROLLBACK");
     }
   }
+
+  it("the server's pool sessions run without JIT, unless the connection string sets options itself", async () => {
+    const jitOf = async (connectionString: string) => {
+      const pool = createPool({ connectionString, max: 1, statementTimeoutMs: 5000 });
+      try {
+        return (await pool.query<{ jit: string }>("SHOW jit")).rows[0]!.jit;
+      } finally {
+        await pool.end();
+      }
+    };
+    assert.equal(await jitOf(cluster.databaseUrl), "off");
+    const sep = cluster.databaseUrl.includes("?") ? "&" : "?";
+    assert.equal(await jitOf(`${cluster.databaseUrl}${sep}options=${encodeURIComponent("-c jit=on")}`), "on");
+  });
 
   it("the threads are what the test needs: the messages channel stored as deltas, the thread's values many", async () => {
     const r = await pg.query<{ values: string; deltas: string }>(
