@@ -413,6 +413,30 @@ describe("CheckpointService: checkpoints on a live server", function () {
     }
   });
 
+  it("strict: eight first puts racing on a new thread (its head row created by one of them): exactly one wins", async () => {
+    const ns = "ck-race-first";
+    for (let round = 0; round < 5; round++) {
+      const t = randomUUID();
+      const ids = Array.from({ length: 8 }, () => nextId());
+      const outcomes = await Promise.allSettled(
+        ids.map((id, w) => cp.put(put(ns, t, id, "", { w: [String(w), "0"] }, {}, { requireParentIsHead: true }))),
+      );
+      const won = outcomes.flatMap((o, w) => (o.status === "fulfilled" ? [w] : []));
+      assert.equal(won.length, 1, `round ${round}: exactly one first put wins`);
+      for (const o of outcomes) {
+        if (o.status === "fulfilled") continue;
+        const e = o.reason as { code: number; metadata: { get(k: string): unknown[] } };
+        assert.equal(e.code, status.ABORTED);
+        assert.deepEqual(e.metadata.get("agentstate-checkpoint-head"), [ids[won[0]!]]);
+      }
+      const all = (await cp.list({ namespace: ns, threadId: t, limit: 100 })).checkpoints;
+      assert.deepEqual(
+        all.map((c) => c.checkpointId),
+        [ids[won[0]!]],
+      );
+    }
+  });
+
   it("pending writes: idempotent per (task, index); negative indexes replace; ordered by task path, task, index", async () => {
     const ns = "ck-writes";
     const t = randomUUID();
